@@ -1,0 +1,95 @@
+"""weirflow: an event-driven workflow engine that never loses an item without a record.
+
+``import weirflow as wf`` gives the whole public API.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ClusterError,
+    DebugError,
+    FlowError,
+    JobError,
+    JobTimeoutError,
+    QueueError,
+    Retry,
+    SlotFullError,
+    StoreError,
+    WeirflowError,
+)
+from .flow import (
+    Backoff,
+    Connection,
+    ErrorPolicy,
+    Event,
+    Flow,
+    FunctionRoutine,
+    Overflow,
+    Routine,
+    Slot,
+    batch,
+    join,
+    routine,
+)
+from .runtime import (
+    Context,
+    DeadLetter,
+    Engine,
+    HookPoint,
+    Hooks,
+    Job,
+    JobResult,
+    JobStats,
+    JobStatus,
+    Journal,
+    PausePoint,
+    QueueStats,
+    ResumeReport,
+    RoutineStats,
+    Step,
+    run,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backoff",
+    "ClusterError",
+    "Connection",
+    "Context",
+    "DeadLetter",
+    "DebugError",
+    "Engine",
+    "ErrorPolicy",
+    "Event",
+    "Flow",
+    "FlowError",
+    "FunctionRoutine",
+    "HookPoint",
+    "Hooks",
+    "Job",
+    "JobError",
+    "JobResult",
+    "JobStats",
+    "JobStatus",
+    "JobTimeoutError",
+    "Journal",
+    "Overflow",
+    "PausePoint",
+    "QueueError",
+    "QueueStats",
+    "ResumeReport",
+    "Retry",
+    "Routine",
+    "RoutineStats",
+    "Slot",
+    "SlotFullError",
+    "Step",
+    "StoreError",
+    "WeirflowError",
+    "__version__",
+    "batch",
+    "join",
+    "routine",
+    "run",
+]

@@ -1,0 +1,64 @@
+"""Every exception weirflow raises, under one root.
+
+Leaves carry the data a caller needs to act on them (``SlotFullError.slot``).
+``Retry`` is the one control exception: a handler raises it to ask for another
+attempt; it is not an error.
+"""
+
+from __future__ import annotations
+
+
+class WeirflowError(Exception):
+    """Root of every error raised by weirflow."""
+
+
+class FlowError(WeirflowError):
+    """A routine, flow or flow file is malformed; the message lists every problem."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems if problems is not None else [message]
+
+
+class QueueError(WeirflowError):
+    """A slot queue refused an item."""
+
+
+class SlotFullError(QueueError):
+    """A slot was full: at once for ``overflow="fail"``, after the timeout for ``block``."""
+
+    def __init__(self, slot: str, capacity: int, waited_s: float | None = None) -> None:
+        how = "is full" if waited_s is None else f"stayed full for {waited_s:.3g}s"
+        super().__init__(f"slot {slot!r} {how} (capacity {capacity})")
+        self.slot = slot
+        self.capacity = capacity
+        self.waited_s = waited_s
+
+
+class JobError(WeirflowError):
+    """A job operation is impossible in the job's state (finished, input closed, unknown slot)."""
+
+
+class JobTimeoutError(JobError, TimeoutError):
+    """A job did not finish within the time the caller allowed."""
+
+
+class DebugError(WeirflowError):
+    """A debugger operation failed (bad condition, nothing held, unknown breakpoint)."""
+
+
+class StoreError(WeirflowError):
+    """The durable store failed or holds something unexpected."""
+
+
+class ClusterError(WeirflowError):
+    """The cluster registry or queue backend failed."""
+
+
+class Retry(Exception):  # noqa: N818 - a control exception, named like arq's and dramatiq's
+    """Raised by a handler to be called again after ``delay_s`` (counts against ``retries``)."""
+
+    def __init__(self, delay_s: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or "retry requested")
+        self.delay_s = delay_s
+        self.reason = reason

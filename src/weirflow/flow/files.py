@@ -1,0 +1,216 @@
+"""Flow files: YAML (or JSON) in the shape of ``Flow.to_dict()``.
+
+Every error names the file, the key path (``routines.count.use``) and the problem,
+and all problems of a file are reported together.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import FlowError
+from .functional import routine as make_routine
+from .graph import Flow
+from .routine import Routine
+
+_TOP_KEYS = {"name", "routines", "slots", "connections", "outputs"}
+_SLOT_KEYS = {"capacity", "overflow", "block_timeout_s"}
+
+
+def import_object(ref: str, search_paths: list[str] | None = None) -> Any:
+    """Import ``"package.module:attr.path"``; ``FlowError`` with the reason if it fails."""
+    if not isinstance(ref, str) or ref.count(":") != 1:
+        raise FlowError(f"{ref!r} must look like 'package.module:Name'")
+    mod_name, attr_path = ref.split(":")
+    if not mod_name or not attr_path:
+        raise FlowError(f"{ref!r} must look like 'package.module:Name'")
+    try:
+        module = _import_module(mod_name, search_paths or [])
+    except FlowError:
+        raise
+    except Exception as e:  # an import runs arbitrary code; report what it raised
+        raise FlowError(f"importing module {mod_name!r} failed: {type(e).__name__}: {e}") from e
+    obj: Any = module
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise FlowError(f"module {mod_name!r} has no attribute {attr_path!r}") from None
+    return obj
+
+
+def _import_module(name: str, search_paths: list[str]) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        top = name.split(".")[0]
+        if e.name is None or not (e.name == top or name.startswith(e.name)):
+            raise FlowError(f"importing module {name!r} failed: {e}") from e
+        added = [p for p in search_paths if p not in sys.path]
+        if not added:
+            raise FlowError(f"cannot import module {name!r}: {e}") from None
+        sys.path.extend(added)
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as e2:
+            raise FlowError(f"cannot import module {name!r}: {e2}") from None
+
+
+def make_routine_from(use: str, config: dict[str, Any], search_paths: list[str]) -> Routine:
+    """Resolve a ``use:`` reference with its ``with:`` configuration into a routine."""
+    obj = import_object(use, search_paths)
+    if isinstance(obj, type) and issubclass(obj, Routine):
+        try:
+            return obj(**config)
+        except FlowError:
+            raise
+        except TypeError as e:
+            raise FlowError(f"cannot build {use} with {config!r}: {e}") from None
+    if isinstance(obj, Routine):
+        if config:
+            raise FlowError(f"{use} is a routine instance; it takes no 'with' settings")
+        return obj
+    if inspect.isfunction(obj):
+        if config:
+            raise FlowError(f"{use} is a function; it takes no 'with' settings")
+        fn: Callable[..., Any] = obj
+        return make_routine(fn)
+    raise FlowError(f"{use} is not a wf.Routine class, routine or function ({type(obj).__name__})")
+
+
+class _Problems:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.items.append(f"{self.source}: {key}: {message}" if key else f"{self.source}: {message}")
+
+    def raise_if_any(self) -> None:
+        if len(self.items) == 1:
+            raise FlowError(self.items[0], self.items)
+        if self.items:
+            raise FlowError(
+                f"{len(self.items)} problems:\n  - " + "\n  - ".join(self.items), self.items
+            )
+
+
+def _parse_connection(value: Any) -> tuple[str, str]:
+    if isinstance(value, str) and value.count("->") == 1:
+        a, b = (part.strip() for part in value.split("->"))
+        return a, b
+    if isinstance(value, dict) and set(value) == {"from", "to"}:
+        return str(value["from"]), str(value["to"])
+    raise FlowError("must be 'routine.event -> routine.slot' or {from: ..., to: ...}")
+
+
+def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None) -> Flow:
+    p = _Problems(source)
+    paths = list(search_paths or []) + [os.getcwd()]
+    if not isinstance(data, dict):
+        p.add("", f"must be a mapping with keys {sorted(_TOP_KEYS)}, not {type(data).__name__}")
+        p.raise_if_any()
+    for key in data:
+        if key not in _TOP_KEYS:
+            p.add(str(key), f"unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        p.add("name", "required, a non-empty string")
+        name = "<unnamed>"
+    flow = Flow(name)
+    routines = data.get("routines")
+    if not isinstance(routines, dict) or not routines:
+        p.add("routines", "required, a mapping of name -> {use: 'module:Class', with: {...}}")
+        routines = {}
+    for rname, entry in routines.items():
+        key = f"routines.{rname}"
+        if not isinstance(entry, dict):
+            p.add(key, "must be a mapping with 'use' (and optional 'with')")
+            continue
+        for k in entry:
+            if k not in ("use", "with"):
+                p.add(f"{key}.{k}", "unknown key (expected 'use' or 'with')")
+        use = entry.get("use")
+        if not isinstance(use, str):
+            p.add(f"{key}.use", "required, a string 'package.module:Name'")
+            continue
+        config = entry.get("with") or {}
+        if not isinstance(config, dict):
+            p.add(f"{key}.with", "must be a mapping of keyword arguments")
+            continue
+        try:
+            flow.add(str(rname), make_routine_from(use, config, paths))
+        except FlowError as e:
+            p.add(f"{key}.use" if "import" in str(e) or "attribute" in str(e) else key, str(e))
+    slots = data.get("slots") or {}
+    if not isinstance(slots, dict):
+        p.add("slots", "must be a mapping of 'routine.slot' -> {capacity, overflow, block_timeout_s}")
+        slots = {}
+    for path, spec in slots.items():
+        key = f"slots.{path}"
+        if not isinstance(spec, dict):
+            p.add(key, "must be a mapping with capacity, overflow or block_timeout_s")
+            continue
+        bad = [k for k in spec if k not in _SLOT_KEYS]
+        for k in bad:
+            p.add(f"{key}.{k}", f"unknown key (expected one of {', '.join(sorted(_SLOT_KEYS))})")
+        if bad or str(path).split(".")[0] not in flow.routines:
+            if not bad:
+                p.add(key, f"no routine {str(path).split('.')[0]!r} in this flow")
+            continue
+        try:
+            flow.slot(str(path), **spec)
+        except (FlowError, TypeError) as e:
+            p.add(key, str(e))
+    conns = data.get("connections") or []
+    if not isinstance(conns, list):
+        p.add("connections", "must be a list of 'routine.event -> routine.slot'")
+        conns = []
+    for i, value in enumerate(conns):
+        key = f"connections[{i}]"
+        try:
+            a, b = _parse_connection(value)
+            flow.connect(a, b)
+        except FlowError as e:
+            p.add(key, f"{value!r}: {e}" if isinstance(value, str) else str(e))
+    outputs = data.get("outputs") or []
+    if not isinstance(outputs, list):
+        p.add("outputs", "must be a list of 'routine.event'")
+        outputs = []
+    for i, out in enumerate(outputs):
+        try:
+            flow.output(str(out))
+        except FlowError as e:
+            p.add(f"outputs[{i}]", str(e))
+    p.raise_if_any()
+    try:
+        flow.validate()
+    except FlowError as e:
+        for problem in e.problems:
+            p.add("", problem)
+    p.raise_if_any()
+    return flow
+
+
+def load_flow_file(path: str | Path) -> Flow:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise FlowError(f"{path}: cannot read flow file: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise FlowError(f"{path}: {where}invalid YAML: {problem}") from None
+    return flow_from_dict(data, str(path), [str(path.resolve().parent)])

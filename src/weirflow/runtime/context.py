@@ -1,0 +1,62 @@
+"""``Context``: what a handler sees of its job — emit, state, attempt, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JobError
+
+if TYPE_CHECKING:
+    from ..flow.routine import Event
+    from .runner import RoutineRunner
+
+
+class Context:
+    """Passed to every handler call and to ``on_end``.
+
+    ``emit`` is awaited in ``async def`` code and is a blocking call in plain
+    ``def`` handlers (which run in the engine's thread pool). ``state`` is a dict
+    private to this routine in this job.
+    """
+
+    __slots__ = ("_emitted", "_loop", "_loop_thread", "_runner", "attempt", "state")
+
+    def __init__(self, runner: RoutineRunner, attempt: int = 1) -> None:
+        self._runner = runner
+        self._loop = runner.job.loop
+        self._loop_thread = runner.job.loop_thread
+        self.state: dict[str, Any] = runner.state
+        self.attempt = attempt
+        self._emitted: list[tuple[str, Any]] | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self._runner.job.id
+
+    @property
+    def routine(self) -> str:
+        """This routine's name in the flow."""
+        return self._runner.name
+
+    def emit(self, event: Event | str, item: Any) -> Any:
+        """Send ``item`` on ``event`` to every connected slot (and the outputs).
+
+        Returns an awaitable on the event loop; blocks until delivered in a
+        worker thread. Raises ``SlotFullError`` when a ``fail`` slot is full or a
+        ``block`` slot stays full past its ``block_timeout_s``.
+        """
+        if threading.get_ident() == self._loop_thread:
+            return self._runner.emit(event, item, self)
+        return self._emit_threadsafe(event, item)
+
+    def _emit_threadsafe(self, event: Event | str, item: Any) -> None:
+        if self._runner.job._finished:
+            raise JobError(f"job {self.job_id} is {self._runner.job.status.value}; emit refused")
+        fut = asyncio.run_coroutine_threadsafe(self._runner.emit(event, item, self), self._loop)
+        fut.result()
+
+    def progress(self, percent: float, message: str = "") -> None:
+        """Report progress of the current call (0-100); kept in the routine's stats."""
+        self._runner.progress = (max(0.0, min(100.0, float(percent))), message)

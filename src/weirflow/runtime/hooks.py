@@ -1,0 +1,116 @@
+"""Hooks: observe and hold items at every point of the data path.
+
+Subclass ``Hooks`` and override what you need; every method here is a no-op and
+the runtime skips methods a hook does not override, so an unused hook point
+costs nothing on the fast path.
+
+The *item* hook points (``on_emit``, ``on_route``, ``on_enqueue``,
+``on_handler_start``) are coroutines and may **hold** the item by awaiting:
+the producer (or the handler call) waits meanwhile, nothing is dropped and the
+accounting invariant keeps holding — at ``on_emit``/``on_route``/``on_enqueue``
+the item is not in the slot yet (the emitter is still inside ``emit``); at
+``on_handler_start`` it is counted ``in_flight``. While a hook holds an item,
+``Job.pause()`` treats that call as being at a safe point. A hook may replace
+``point.item`` or call ``point.drop(reason)``, which dead-letters the item with
+reason ``reason``.
+
+The *notification* hooks (``on_handler_end``, ``on_job_status``,
+``on_dead_letter``, ``on_queue_state``) are plain methods called on the event
+loop; they must not block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .results import DeadLetter, JobStatus
+
+ITEM_POINTS = ("on_emit", "on_route", "on_enqueue", "on_handler_start")
+NOTIFY_POINTS = ("on_handler_end", "on_job_status", "on_dead_letter", "on_queue_state")
+
+
+@dataclass
+class HookPoint:
+    """An item at a hook point. ``kind`` is ``emit``, ``route``, ``enqueue`` or ``handler_start``.
+
+    ``routine`` is the emitting routine for ``emit``/``route`` (``None`` for an
+    external ``send``), the receiving routine for ``enqueue``/``handler_start``.
+    ``slot`` is ``"routine.slot"`` where known, ``event`` is ``"routine.event"``
+    where known. For ``handler_start`` of a batch, ``item`` is the list; of a
+    join, the tuple of items.
+    """
+
+    kind: str
+    job: Job
+    routine: str | None
+    item: Any
+    event: str | None = None
+    slot: str | None = None
+    attempt: int = 1
+    drop_reason: str | None = None
+
+    @property
+    def connection(self) -> str | None:
+        """``"a.event -> b.slot"`` for ``route`` points."""
+        if self.event is None or self.slot is None:
+            return None
+        return f"{self.event} -> {self.slot}"
+
+    def drop(self, reason: str) -> None:
+        """Dead-letter this item with ``reason`` instead of passing it on."""
+        self.drop_reason = reason
+
+
+class Hooks:
+    """Base class of runtime hooks; every method is a documented no-op."""
+
+    async def on_emit(self, point: HookPoint) -> None:
+        """A routine emits ``point.item`` on ``point.event`` (before any routing)."""
+
+    async def on_route(self, point: HookPoint) -> None:
+        """``point.item`` crosses the connection ``point.event -> point.slot``."""
+
+    async def on_enqueue(self, point: HookPoint) -> None:
+        """``point.item`` arrives at ``point.slot``, before it is queued (emits and sends)."""
+
+    async def on_handler_start(self, point: HookPoint) -> None:
+        """A handler of ``point.routine`` is about to be called with ``point.item``."""
+
+    def on_handler_end(
+        self, job: Job, routine: str, item: Any, error: BaseException | None, duration_s: float
+    ) -> None:
+        """A handler call returned (``error`` is ``None``) or raised."""
+
+    def on_job_status(self, job: Job, status: JobStatus, reason: str | None) -> None:
+        """The job moved to ``status`` (``reason`` is the pause reason or the error text)."""
+
+    def on_dead_letter(self, job: Job, letter: DeadLetter) -> None:
+        """An item was dead-lettered."""
+
+    def on_queue_state(self, job: Job, slot: str, state: str) -> None:
+        """A slot's fill state changed between ``ok``, ``near_full`` and ``full``."""
+
+
+class HookSet:
+    """The hooks of one job, sorted by the points they override."""
+
+    def __init__(self, hooks: list[Hooks]) -> None:
+        self.hooks = list(hooks)
+        self.by_point: dict[str, list[Any]] = {}
+        for point in ITEM_POINTS + NOTIFY_POINTS:
+            base = getattr(Hooks, point)
+            self.by_point[point] = [
+                getattr(h, point) for h in self.hooks if getattr(type(h), point) is not base
+            ]
+        self.emit = self.by_point["on_emit"]
+        self.route = self.by_point["on_route"]
+        self.enqueue = self.by_point["on_enqueue"]
+        self.handler_start = self.by_point["on_handler_start"]
+        self.handler_end = self.by_point["on_handler_end"]
+        self.job_status = self.by_point["on_job_status"]
+        self.dead_letter = self.by_point["on_dead_letter"]
+        self.queue_state = self.by_point["on_queue_state"]
+        self.on_path = bool(self.emit or self.route or self.enqueue)

@@ -1,0 +1,134 @@
+"""What the runtime reports: statuses, queue and routine statistics, dead letters, results."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class JobStatus(str, enum.Enum):
+    """Lifecycle of a job. ``PAUSED`` is its own state: never idle, never complete."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One slot of one job at one moment.
+
+    ``enqueued == processed + size + in_flight + dead_lettered`` always holds.
+    ``state`` is ``"full"``, ``"near_full"`` (>= 80 %), ``"paused"`` (the job or the
+    routine is paused) or ``"ok"``; ``paused`` says the same independently of fill.
+    """
+
+    slot: str
+    size: int
+    capacity: int
+    usage: float
+    high_water: int
+    enqueued: int
+    processed: int
+    in_flight: int
+    dead_lettered: int
+    blocked_emitters: int
+    blocked_s: float
+    state: str
+    overflow: str
+    paused: bool
+
+    def balanced(self) -> bool:
+        """The accounting invariant for this snapshot."""
+        return self.enqueued == self.processed + self.size + self.in_flight + self.dead_lettered
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class RoutineStats:
+    """Handler activity of one routine in one job."""
+
+    routine: str
+    calls: int
+    failures: int
+    retries: int
+    busy_s: float
+    active: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class JobStats:
+    """Every slot's ``QueueStats`` and every routine's ``RoutineStats``."""
+
+    slots: dict[str, QueueStats]
+    routines: dict[str, RoutineStats]
+    duration_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "duration_s": self.duration_s,
+            "slots": {k: v.to_dict() for k, v in self.slots.items()},
+            "routines": {k: v.to_dict() for k, v in self.routines.items()},
+        }
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An item that did not reach (or finish in) a handler, and why.
+
+    ``reason`` is one of ``dropped_oldest``, ``dropped_newest``, ``handler_failed``,
+    ``job_failed``, ``job_cancelled``, ``unconsumed`` (left in a join slot when
+    no partner can arrive), ``on_end_failed``, or ``debugger:<reason>``.
+    """
+
+    slot: str
+    item: Any
+    reason: str
+    error: str | None
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slot": self.slot, "item": self.item, "reason": self.reason, "error": self.error, "at": self.at}
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job: status, collected outputs, error text, dead letters and stats."""
+
+    job_id: str
+    status: JobStatus
+    outputs: dict[str, list[Any]]
+    error: str | None
+    dead_letters: list[DeadLetter]
+    stats: JobStats
+
+
+@dataclass(frozen=True)
+class PausePoint:
+    """Where a pause took effect: when, why, and a snapshot of every slot."""
+
+    at: float
+    reason: str
+    queues: dict[str, QueueStats] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResumeReport:
+    """What resuming found: ``warnings`` name every slot that is full or near full."""
+
+    paused_s: float
+    warnings: list[str]
+    queues: dict[str, QueueStats] = field(default_factory=dict)

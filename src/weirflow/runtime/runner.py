@@ -1,0 +1,338 @@
+"""``RoutineRunner``: one routine in one job — its queues, activation, calls and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Retry, WeirflowError
+from .context import Context
+from .hooks import HookPoint
+from .journal import Step
+from .slot_queue import SlotQueue
+
+if TYPE_CHECKING:
+    from ..flow.graph import Flow
+    from ..flow.routine import Activation, Event, Routine
+    from .completion import Component
+    from .job import Job
+
+Taken = list[tuple[SlotQueue, Any]]
+
+
+class _Act:
+    """An activation bound to this job's queues."""
+
+    __slots__ = ("fn", "is_async", "kind", "max_items", "max_wait_s", "queues", "runner", "since", "wants_ctx")
+
+    def __init__(self, runner: RoutineRunner, act: Activation | None) -> None:
+        self.runner = runner
+        self.since: float | None = None
+        if act is None:  # on_end
+            self.kind = "end"
+            self.queues: tuple[SlotQueue, ...] = ()
+            self.fn: Callable[..., Any] = runner.routine.on_end
+            self.is_async = runner.routine.on_end_is_async
+            self.wants_ctx = True
+            self.max_items = 0
+            self.max_wait_s = 0.0
+            return
+        self.kind = act.kind
+        self.queues = tuple(runner.queues[s] for s in act.slots)
+        self.fn = getattr(runner.routine, act.method)
+        self.is_async = act.is_async
+        self.wants_ctx = act.wants_ctx
+        self.max_items = act.max_items
+        self.max_wait_s = act.max_wait_s
+
+    def has_work(self) -> bool:
+        if self.kind == "join":
+            return all(q.items for q in self.queues)
+        return bool(self.queues[0].items)
+
+    def ready(self) -> bool:
+        kind = self.kind
+        if kind == "each":
+            return bool(self.queues[0].items)
+        if kind == "join":
+            return all(q.items for q in self.queues)
+        n = len(self.queues[0].items)
+        if n == 0:
+            self.since = None
+            return False
+        if n >= self.max_items:
+            return True
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            self.runner.job.loop.call_later(self.max_wait_s, self.runner.wake)
+        return now - self.since >= self.max_wait_s or self.runner.job._tracker.no_more_input(self.runner)
+
+    def take(self) -> Taken:
+        if self.kind == "each":
+            q = self.queues[0]
+            return [(q, q.take())]
+        if self.kind == "join":
+            return [(q, q.take()) for q in self.queues]
+        self.since = None
+        q = self.queues[0]
+        return [(q, q.take()) for _ in range(min(self.max_items, len(q.items)))]
+
+    def args(self, taken: Taken) -> tuple[Any, ...]:
+        if self.kind == "batch":
+            return ([item for _, item in taken],)
+        return tuple(item for _, item in taken)
+
+    def point_item(self, taken: Taken) -> Any:
+        if self.kind == "each":
+            return taken[0][1]
+        if self.kind == "batch":
+            return [item for _, item in taken]
+        return tuple(item for _, item in taken)
+
+    def replace(self, taken: Taken, value: Any) -> Taken:
+        if self.kind == "each":
+            return [(taken[0][0], value)]
+        values = list(value)
+        if len(values) != len(taken):
+            raise WeirflowError(f"replacement for a {self.kind} call must have {len(taken)} items")
+        return [(q, v) for (q, _), v in zip(taken, values, strict=True)]
+
+
+class RoutineRunner:
+    """Runs one routine of one job: waits for ready activations and calls handlers."""
+
+    def __init__(self, job: Job, name: str, routine: Routine, flow: Flow) -> None:
+        self.job = job
+        self.name = name
+        self.routine = routine
+        self.state: dict[str, Any] = {}
+        self.queues: dict[str, SlotQueue] = {
+            sl: SlotQueue(job, self, sl, flow.slot_spec(f"{name}.{sl}")) for sl in routine.slots
+        }
+        self.acts = [_Act(self, a) for a in routine.activations]
+        self.end_act = _Act(self, None) if routine.has_on_end else None
+        # event name -> (target queues, output list or None); filled in by the job
+        self.routes: dict[str, tuple[tuple[SlotQueue, ...], list[Any] | None]] = {}
+        self.concurrency = routine.concurrency
+        self.policy = routine.on_error
+        self.active = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.paused = False
+        self.resumed: asyncio.Future[None] = job.loop.create_future()
+        self.calls = 0
+        self.failures = 0
+        self.retries = 0
+        self.busy_s = 0.0
+        self.seq = 0
+        self.progress: tuple[float, str] = (0.0, "")
+        self.ctx = Context(self)
+        self.component: Component | None = None
+        self.on_end_done = False
+        self._rr = 0
+
+    # -- waking and readiness ---------------------------------------------------
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def has_work(self) -> bool:
+        return any(a.has_work() for a in self.acts)
+
+    def idle(self) -> bool:
+        return self.active == 0 and not self.has_work()
+
+    def _next(self) -> _Act | None:
+        acts = self.acts
+        n = len(acts)
+        if n == 1:
+            a = acts[0]
+            return a if a.ready() else None
+        for i in range(n):
+            a = acts[(self._rr + i) % n]
+            if a.ready():
+                self._rr = (self._rr + i + 1) % n
+                return a
+        return None
+
+    async def run(self) -> None:
+        """The runner's task: until the job finishes, start calls as activations get ready."""
+        job = self.job
+        loop = job.loop
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while not job._finished:
+                if job._paused or self.paused:
+                    await job._wait_resumed(self, parked=False)
+                    continue
+                act = self._next() if self.active < self.concurrency else None
+                if act is None:
+                    if self.active == 0:
+                        job._tracker.idle(self)
+                    self.waiter = loop.create_future()
+                    await self.waiter
+                    continue
+                if self.concurrency == 1:
+                    await self._call(act, act.take())
+                else:
+                    task = loop.create_task(self._call(act, act.take()))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- emitting -----------------------------------------------------------------
+
+    async def emit(self, event: Event | str, item: Any, ctx: Context) -> None:
+        name = event if type(event) is str else event.name  # type: ignore[union-attr]
+        try:
+            targets, out = self.routes[name]
+        except KeyError:
+            raise WeirflowError(
+                f"routine {self.name!r} has no event {name!r} (events: {', '.join(self.routes) or 'none'})"
+            ) from None
+        job = self.job
+        if job._finished:
+            job._refuse(f"emit on {self.name}.{name}")
+        if job._slow_path:
+            await job._deliver(self, name, targets, item, ctx)
+        else:
+            for q in targets:
+                if len(q.items) < q.capacity and not q.putters:
+                    q.append(item)
+                else:
+                    await q.put(item, q.block_timeout_s, True)
+        if out is not None:
+            out.append(item)
+
+    # -- calling ------------------------------------------------------------------
+
+    def _retry_delay(self, error: Exception, attempt: int) -> float | None:
+        policy = self.policy
+        if attempt > policy.retries:
+            return None
+        if isinstance(error, Retry):
+            return error.delay_s if error.delay_s is not None else policy.backoff.delay_s(attempt)
+        if policy.gives_up_on(error):
+            return None
+        return policy.backoff.delay_s(attempt)
+
+    def _settle(self, taken: Taken, dead: tuple[str, str | None] | None) -> None:
+        if dead is None:
+            for q, _ in taken:
+                q.settle(1, False)
+            return
+        reason, error = dead
+        for q, item in taken:
+            q.settle(1, True)
+            self.job._dead_letter(q.path, item, reason, error)
+
+    async def _call(self, act: _Act, taken: Taken) -> None:
+        """One handler call, with its retries; settles every taken item exactly once."""
+        job = self.job
+        hooks = job._hooks
+        self.active += 1
+        job._running += 1
+        settled = False
+        attempt = 1
+        try:
+            while True:
+                if hooks.handler_start and act.kind != "end":
+                    point = HookPoint(
+                        "handler_start",
+                        job,
+                        self.name,
+                        act.point_item(taken),
+                        slot=taken[0][0].path if taken else None,
+                        attempt=attempt,
+                    )
+                    await job._hold(hooks.handler_start, point, parks=True)
+                    if point.drop_reason is not None:
+                        self._settle(taken, (point.drop_reason, None))
+                        settled = True
+                        return
+                    taken = act.replace(taken, point.item)
+                args = act.args(taken)
+                ctx = self.ctx if self.concurrency == 1 else Context(self)
+                ctx.attempt = attempt
+                journal = job._journal
+                started = 0.0
+                if journal is not None:
+                    ctx._emitted = []
+                    started = time.time()
+                if act.wants_ctx:
+                    args = (*args, ctx)
+                t0 = time.perf_counter()
+                error: Exception | None = None
+                try:
+                    if act.is_async:
+                        await act.fn(*args)
+                    else:
+                        await job.loop.run_in_executor(job.engine.pool, act.fn, *args)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - the error policy decides
+                    error = e
+                dt = time.perf_counter() - t0
+                self.busy_s += dt
+                self.calls += 1
+                for end_hook in hooks.handler_end:
+                    end_hook(job, self.name, act.point_item(taken) if taken else None, error, dt)
+                if error is None:
+                    self._settle(taken, None)
+                    settled = True
+                    if journal is not None:
+                        await job._journal_step(self, act, taken, ctx, attempt, started, None)
+                    return
+                self.failures += 1
+                delay = self._retry_delay(error, attempt)
+                if delay is not None:
+                    self.retries += 1
+                    attempt += 1
+                    job._park(1)
+                    try:
+                        await asyncio.sleep(delay)  # retry backoff
+                    finally:
+                        job._park(-1)
+                    if job._paused or self.paused:
+                        await job._wait_resumed(self, parked=True)
+                    continue
+                text = f"{type(error).__name__}: {error}"
+                if isinstance(error, Retry):
+                    text = f"Retry: retries exhausted after {attempt} attempt(s) ({error})"
+                if taken:
+                    self._settle(taken, ("handler_failed", text))
+                else:
+                    job._dead_letter(f"{self.name}.on_end", None, "on_end_failed", text)
+                settled = True
+                if journal is not None:
+                    await job._journal_step(self, act, taken, ctx, attempt, started, text)
+                if self.policy.then == "fail_job":
+                    job._fail(f"routine {self.name!r} failed: {text}")
+                return
+        except asyncio.CancelledError:
+            if not settled:
+                self._settle(taken, (job._end_reason or "job_cancelled", None))
+            raise
+        finally:
+            self.active -= 1
+            job._running -= 1
+            job._call_done()
+            if self.concurrency > 1:
+                self.wake()
+
+    async def run_on_end(self) -> None:
+        """Call ``on_end`` once (with the routine's error policy)."""
+        if self.end_act is None or self.on_end_done:
+            return
+        self.on_end_done = True
+        await self._call(self.end_act, [])

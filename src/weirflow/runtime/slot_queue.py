@@ -1,0 +1,247 @@
+"""A bounded slot queue of one job, with its overflow policy and accounting.
+
+Counters obey ``enqueued == processed + len(items) + in_flight + dead_lettered``
+between any two awaits: every method that moves an item updates both sides
+before it returns or suspends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JobError, SlotFullError
+from ..flow.policy import NEAR_FULL_RATIO, Overflow
+from .results import QueueStats
+
+if TYPE_CHECKING:
+    from ..flow.graph import SlotSpec
+    from .job import Job
+    from .runner import RoutineRunner
+
+
+class SlotQueue:
+    """Items waiting at one slot of one job."""
+
+    __slots__ = (
+        "_blocked_since",
+        "_near",
+        "blocked_emitters",
+        "blocked_s_done",
+        "block_timeout_s",
+        "capacity",
+        "dead_lettered",
+        "enqueued",
+        "fill_state",
+        "high_water",
+        "in_flight",
+        "items",
+        "job",
+        "name",
+        "overflow",
+        "path",
+        "processed",
+        "putters",
+        "runner",
+    )
+
+    def __init__(self, job: Job, runner: RoutineRunner, name: str, spec: SlotSpec) -> None:
+        self.job = job
+        self.runner = runner
+        self.name = name
+        self.path = f"{runner.name}.{name}"
+        self.capacity = spec.capacity
+        self.overflow = spec.overflow
+        self.block_timeout_s = spec.block_timeout_s
+        self.items: deque[Any] = deque()
+        self.putters: deque[asyncio.Future[None]] = deque()
+        self.enqueued = 0
+        self.processed = 0
+        self.in_flight = 0
+        self.dead_lettered = 0
+        self.high_water = 0
+        self.blocked_emitters = 0
+        self.blocked_s_done = 0.0
+        self._blocked_since: dict[asyncio.Future[None], float] = {}
+        self._near = max(1, math.ceil(spec.capacity * NEAR_FULL_RATIO))
+        self.fill_state = "ok"
+
+    # -- putting --------------------------------------------------------------
+
+    def has_room(self) -> bool:
+        return len(self.items) < self.capacity and not self.putters
+
+    def append(self, item: Any) -> None:
+        """Queue ``item``; the caller checked ``has_room()`` (or the policy made room)."""
+        items = self.items
+        items.append(item)
+        self.enqueued += 1
+        n = len(items)
+        if n > self.high_water:
+            self.high_water = n
+        if n >= self._near:
+            self._fill_changed()
+        runner = self.runner
+        waiter = runner.waiter
+        if waiter is not None:
+            runner.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def put(self, item: Any, timeout_s: float | None, parks_call: bool) -> bool:
+        """Queue ``item`` according to the overflow policy.
+
+        ``block`` waits for room (up to ``timeout_s``, then ``SlotFullError``);
+        ``fail`` raises at once; the drop policies dead-letter an item. While it
+        waits, a handler's call counts as parked (a safe point for ``pause``)
+        when ``parks_call``. Returns whether ``item`` was queued (``False``: dropped).
+        """
+        if self.has_room():
+            self.append(item)
+            return True
+        overflow = self.overflow
+        if overflow is Overflow.FAIL:
+            raise SlotFullError(self.path, self.capacity)
+        if overflow is Overflow.DROP_NEWEST:
+            self.enqueued += 1
+            self.dead_lettered += 1
+            self.job._dead_letter(self.path, item, "dropped_newest", None)
+            return False
+        if overflow is Overflow.DROP_OLDEST:
+            while len(self.items) >= self.capacity:
+                old = self.items.popleft()
+                self.dead_lettered += 1
+                self.job._dead_letter(self.path, old, "dropped_oldest", None)
+            self.append(item)
+            return True
+        await self._wait_for_room(timeout_s, parks_call)
+        self.append(item)
+        return True
+
+    async def _wait_for_room(self, timeout_s: float | None, parks_call: bool) -> None:
+        loop = asyncio.get_running_loop()
+        start = time.monotonic()
+        deadline = None if timeout_s is None else start + timeout_s
+        job = self.job
+        self.blocked_emitters += 1
+        if parks_call:
+            job._park(1)
+        try:
+            while True:
+                if job._finished:
+                    raise JobError(f"job {job.id} is {job.status.value}; item for {self.path} not accepted")
+                fut: asyncio.Future[None] = loop.create_future()
+                self.putters.append(fut)
+                self._blocked_since[fut] = time.monotonic()
+                try:
+                    if deadline is None:
+                        await fut
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise SlotFullError(self.path, self.capacity, time.monotonic() - start)
+                        try:
+                            async with asyncio.timeout(remaining):
+                                await fut
+                        except TimeoutError:
+                            raise SlotFullError(self.path, self.capacity, time.monotonic() - start) from None
+                except BaseException:
+                    if fut in self.putters:
+                        self.putters.remove(fut)
+                    elif fut.done() and not fut.cancelled() and fut.exception() is None:
+                        self.wake_putter()  # we were given room but leave: pass it on
+                    raise
+                finally:
+                    self.blocked_s_done += time.monotonic() - self._blocked_since.pop(fut)
+                if len(self.items) < self.capacity:
+                    return
+        finally:
+            self.blocked_emitters -= 1
+            if parks_call:
+                job._park(-1)
+
+    def wake_putter(self) -> None:
+        while self.putters:
+            fut = self.putters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def fail_putters(self, error: BaseException) -> None:
+        """Wake every blocked emitter with ``error`` (the job ended)."""
+        while self.putters:
+            fut = self.putters.popleft()
+            if not fut.done():
+                fut.set_exception(error)
+                fut.exception()  # retrieved: a cancelled emitter must not log "never retrieved"
+
+    # -- taking ---------------------------------------------------------------
+
+    def take(self) -> Any:
+        """Hand the oldest item to a handler call (it becomes in flight)."""
+        item = self.items.popleft()
+        self.in_flight += 1
+        if self.putters:
+            self.wake_putter()
+        if self.fill_state != "ok":
+            self._fill_changed()
+        return item
+
+    def settle(self, n: int, dead: bool) -> None:
+        """``n`` in-flight items finished: processed, or dead-lettered by the caller."""
+        self.in_flight -= n
+        if dead:
+            self.dead_lettered += n
+        else:
+            self.processed += n
+
+    def drain(self, reason: str, error: str | None) -> None:
+        """Dead-letter every queued item (the job ended or no consumer can take them)."""
+        while self.items:
+            item = self.items.popleft()
+            self.dead_lettered += 1
+            self.job._dead_letter(self.path, item, reason, error)
+        self._fill_changed()
+
+    # -- reporting ------------------------------------------------------------
+
+    def _fill(self) -> str:
+        n = len(self.items)
+        if n >= self.capacity:
+            return "full"
+        if n >= self._near:
+            return "near_full"
+        return "ok"
+
+    def _fill_changed(self) -> None:
+        state = self._fill()
+        if state != self.fill_state:
+            self.fill_state = state
+            self.job._queue_state(self.path, state)
+
+    def blocked_s(self) -> float:
+        now = time.monotonic()
+        return self.blocked_s_done + sum(now - t for t in self._blocked_since.values())
+
+    def stats(self, paused: bool) -> QueueStats:
+        size = len(self.items)
+        fill = self._fill()
+        return QueueStats(
+            slot=self.path,
+            size=size,
+            capacity=self.capacity,
+            usage=size / self.capacity,
+            high_water=self.high_water,
+            enqueued=self.enqueued,
+            processed=self.processed,
+            in_flight=self.in_flight,
+            dead_lettered=self.dead_lettered,
+            blocked_emitters=self.blocked_emitters,
+            blocked_s=self.blocked_s(),
+            state=fill if fill != "ok" or not paused else "paused",
+            overflow=self.overflow.value,
+            paused=paused,
+        )
