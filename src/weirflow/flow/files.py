@@ -98,9 +98,7 @@ class _Problems:
         if len(self.items) == 1:
             raise FlowError(self.items[0], self.items)
         if self.items:
-            raise FlowError(
-                f"{len(self.items)} problems:\n  - " + "\n  - ".join(self.items), self.items
-            )
+            raise FlowError(f"{len(self.items)} problems:\n  - " + "\n  - ".join(self.items), self.items)
 
 
 def _parse_connection(value: Any) -> tuple[str, str]:
@@ -114,7 +112,7 @@ def _parse_connection(value: Any) -> tuple[str, str]:
 
 def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None) -> Flow:
     p = _Problems(source)
-    paths = list(search_paths or []) + [os.getcwd()]
+    paths = [*list(search_paths or []), os.getcwd()]
     if not isinstance(data, dict):
         p.add("", f"must be a mapping with keys {sorted(_TOP_KEYS)}, not {type(data).__name__}")
         p.raise_if_any()

@@ -181,7 +181,9 @@ class Flow:
             problems.append("flow has no routines")
         for rname, r in self.routines.items():
             for sl in r.unbound_slots():
-                problems.append(f"slot {rname}.{sl} has no handler (bind one with @slot.handler, batch or join)")
+                problems.append(
+                    f"slot {rname}.{sl} has no handler (bind one with @slot.handler, batch or join)"
+                )
         for out in self.outputs:
             try:
                 self._event(out)
@@ -194,9 +196,7 @@ class Flow:
                 except FlowError as e:
                     problems.append(f"connection {conn}: {e}")
         if problems:
-            raise FlowError(
-                f"flow {self.name!r} is invalid:\n  - " + "\n  - ".join(problems), problems
-            )
+            raise FlowError(f"flow {self.name!r} is invalid:\n  - " + "\n  - ".join(problems), problems)
 
     def to_dict(self) -> dict[str, Any]:
         """The flow as plain data, in the shape of a flow file."""

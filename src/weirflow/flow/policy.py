@@ -14,7 +14,7 @@ DEFAULT_CAPACITY = 1000
 NEAR_FULL_RATIO = 0.8
 
 
-class Overflow(str, enum.Enum):
+class Overflow(enum.StrEnum):
     """What a slot does when an item arrives and it is full."""
 
     BLOCK = "block"

@@ -214,8 +214,7 @@ class Routine:
                 name = names[id(s)]
                 if name in owner:
                     raise FlowError(
-                        f"{cls.__qualname__}: slot {name!r} is bound to both "
-                        f"{owner[name]} and {method}"
+                        f"{cls.__qualname__}: slot {name!r} is bound to both {owner[name]} and {method}"
                     )
                 owner[name] = method
                 slot_names.append(name)

@@ -7,7 +7,16 @@ from .engine import Engine
 from .hooks import HookPoint, Hooks
 from .job import Job
 from .journal import Journal, Step
-from .results import DeadLetter, JobResult, JobStats, JobStatus, PausePoint, QueueStats, ResumeReport, RoutineStats
+from .results import (
+    DeadLetter,
+    JobResult,
+    JobStats,
+    JobStatus,
+    PausePoint,
+    QueueStats,
+    ResumeReport,
+    RoutineStats,
+)
 from .sync import run
 
 __all__ = [

@@ -14,7 +14,16 @@ from ..flow.policy import NEAR_FULL_RATIO
 from .completion import Tracker
 from .hooks import HookPoint, Hooks, HookSet
 from .journal import Step
-from .results import DeadLetter, JobResult, JobStats, JobStatus, PausePoint, QueueStats, ResumeReport, RoutineStats
+from .results import (
+    DeadLetter,
+    JobResult,
+    JobStats,
+    JobStatus,
+    PausePoint,
+    QueueStats,
+    ResumeReport,
+    RoutineStats,
+)
 from .runner import RoutineRunner, Taken, _Act
 from .slot_queue import SlotQueue
 
@@ -104,7 +113,9 @@ class Job:
             await self._journal.job_started(self)
         self._set_status(JobStatus.RUNNING, None)
         for runner in self.runners.values():
-            self._runner_tasks.append(self.loop.create_task(runner.run(), name=f"weirflow:{self.id}:{runner.name}"))
+            self._runner_tasks.append(
+                self.loop.create_task(runner.run(), name=f"weirflow:{self.id}:{runner.name}")
+            )
         for q, items in feeds:
             self._pending_sends += 1
             self._spawn(self._feed(q, items))
@@ -292,7 +303,9 @@ class Job:
         for q in targets:
             value = item
             if hooks.route:
-                point = HookPoint("route", self, runner.name, item, event=ev_path, slot=q.path, attempt=ctx.attempt)
+                point = HookPoint(
+                    "route", self, runner.name, item, event=ev_path, slot=q.path, attempt=ctx.attempt
+                )
                 await self._hold(hooks.route, point, parks=True)
                 if point.drop_reason is not None:
                     q.enqueued += 1
@@ -399,7 +412,9 @@ class Job:
             fut: asyncio.Future[None] = self.loop.create_future()
             self._quiet_waiters.append(fut)
             await fut
-        return PausePoint(at=self.paused_at or time.time(), reason=self.pause_reason or reason, queues=self.queues())
+        return PausePoint(
+            at=self.paused_at or time.time(), reason=self.pause_reason or reason, queues=self.queues()
+        )
 
     async def resume(self) -> ResumeReport:
         """Continue; the report's ``warnings`` name every slot that is full or near full."""

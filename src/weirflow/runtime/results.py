@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Lifecycle of a job. ``PAUSED`` is its own state: never idle, never complete."""
 
     PENDING = "pending"
@@ -101,7 +101,13 @@ class DeadLetter:
     at: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"slot": self.slot, "item": self.item, "reason": self.reason, "error": self.error, "at": self.at}
+        return {
+            "slot": self.slot,
+            "item": self.item,
+            "reason": self.reason,
+            "error": self.error,
+            "at": self.at,
+        }
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Retry, WeirflowError
 from .context import Context
 from .hooks import HookPoint
-from .journal import Step
 from .slot_queue import SlotQueue
 
 if TYPE_CHECKING:
@@ -25,7 +24,17 @@ Taken = list[tuple[SlotQueue, Any]]
 class _Act:
     """An activation bound to this job's queues."""
 
-    __slots__ = ("fn", "is_async", "kind", "max_items", "max_wait_s", "queues", "runner", "since", "wants_ctx")
+    __slots__ = (
+        "fn",
+        "is_async",
+        "kind",
+        "max_items",
+        "max_wait_s",
+        "queues",
+        "runner",
+        "since",
+        "wants_ctx",
+    )
 
     def __init__(self, runner: RoutineRunner, act: Activation | None) -> None:
         self.runner = runner
@@ -153,6 +162,8 @@ class RoutineRunner:
         n = len(acts)
         if n == 1:
             a = acts[0]
+            if a.kind == "each":
+                return a if a.queues[0].items else None
             return a if a.ready() else None
         for i in range(n):
             a = acts[(self._rr + i) % n]
@@ -178,17 +189,64 @@ class RoutineRunner:
                     self.waiter = loop.create_future()
                     await self.waiter
                     continue
-                if self.concurrency == 1:
-                    await self._call(act, act.take())
-                else:
+                if self.concurrency > 1:
                     task = loop.create_task(self._call(act, act.take()))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
+                elif (
+                    act.kind == "each"
+                    and act.is_async
+                    and not job._hooks.handler_start
+                    and job._journal is None
+                ):
+                    await self._call_fast(act)
+                else:
+                    await self._call(act, act.take())
         finally:
             for task in tasks:
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _call_fast(self, act: _Act) -> None:
+        """The common case in one frame: one item, an async handler, no hooks at handler
+        start, no journal. A failure is handed to ``_call`` for the error policy."""
+        job = self.job
+        q = act.queues[0]
+        item = q.take()
+        self.active = 1
+        job._running += 1
+        ctx = self.ctx
+        ctx.attempt = 1
+        t0 = time.perf_counter()
+        try:
+            if act.wants_ctx:
+                await act.fn(item, ctx)
+            else:
+                await act.fn(item)
+        except asyncio.CancelledError:
+            q.settle(1, True)
+            job._dead_letter(q.path, item, job._end_reason or "job_cancelled", None)
+            raise
+        except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
+            error: Exception | None = e
+        else:
+            error = None
+        finally:
+            self.active = 0
+            job._running -= 1
+        dt = time.perf_counter() - t0
+        self.busy_s += dt
+        self.calls += 1
+        for end_hook in job._hooks.handler_end:
+            end_hook(job, self.name, item, error, dt)
+        if error is None:
+            q.in_flight -= 1
+            q.processed += 1
+            if job._quiet_waiters:
+                job._wake_quiet()
+        else:
+            await self._call(act, [(q, item)], first_error=error)
 
     # -- emitting -----------------------------------------------------------------
 
@@ -236,8 +294,11 @@ class RoutineRunner:
             q.settle(1, True)
             self.job._dead_letter(q.path, item, reason, error)
 
-    async def _call(self, act: _Act, taken: Taken) -> None:
-        """One handler call, with its retries; settles every taken item exactly once."""
+    async def _call(self, act: _Act, taken: Taken, first_error: Exception | None = None) -> None:
+        """One handler call, with its retries; settles every taken item exactly once.
+
+        ``first_error``: the first attempt already ran (in ``_call_fast``) and raised it.
+        """
         job = self.job
         hooks = job._hooks
         self.active += 1
@@ -246,47 +307,51 @@ class RoutineRunner:
         attempt = 1
         try:
             while True:
-                if hooks.handler_start and act.kind != "end":
-                    point = HookPoint(
-                        "handler_start",
-                        job,
-                        self.name,
-                        act.point_item(taken),
-                        slot=taken[0][0].path if taken else None,
-                        attempt=attempt,
-                    )
-                    await job._hold(hooks.handler_start, point, parks=True)
-                    if point.drop_reason is not None:
-                        self._settle(taken, (point.drop_reason, None))
-                        settled = True
-                        return
-                    taken = act.replace(taken, point.item)
-                args = act.args(taken)
-                ctx = self.ctx if self.concurrency == 1 else Context(self)
-                ctx.attempt = attempt
                 journal = job._journal
                 started = 0.0
-                if journal is not None:
-                    ctx._emitted = []
-                    started = time.time()
-                if act.wants_ctx:
-                    args = (*args, ctx)
-                t0 = time.perf_counter()
-                error: Exception | None = None
-                try:
-                    if act.is_async:
-                        await act.fn(*args)
-                    else:
-                        await job.loop.run_in_executor(job.engine.pool, act.fn, *args)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - the error policy decides
-                    error = e
-                dt = time.perf_counter() - t0
-                self.busy_s += dt
-                self.calls += 1
-                for end_hook in hooks.handler_end:
-                    end_hook(job, self.name, act.point_item(taken) if taken else None, error, dt)
+                ctx = self.ctx if self.concurrency == 1 else Context(self)
+                if first_error is not None:
+                    error: Exception | None = first_error
+                    first_error = None
+                else:
+                    if hooks.handler_start and act.kind != "end":
+                        point = HookPoint(
+                            "handler_start",
+                            job,
+                            self.name,
+                            act.point_item(taken),
+                            slot=taken[0][0].path if taken else None,
+                            attempt=attempt,
+                        )
+                        await job._hold(hooks.handler_start, point, parks=True)
+                        if point.drop_reason is not None:
+                            self._settle(taken, (point.drop_reason, None))
+                            settled = True
+                            return
+                        taken = act.replace(taken, point.item)
+                    args = act.args(taken)
+                    ctx.attempt = attempt
+                    if journal is not None:
+                        ctx._emitted = []
+                        started = time.time()
+                    if act.wants_ctx:
+                        args = (*args, ctx)
+                    t0 = time.perf_counter()
+                    error = None
+                    try:
+                        if act.is_async:
+                            await act.fn(*args)
+                        else:
+                            await job.loop.run_in_executor(job.engine.pool, act.fn, *args)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - the error policy decides
+                        error = e
+                    dt = time.perf_counter() - t0
+                    self.busy_s += dt
+                    self.calls += 1
+                    for end_hook in hooks.handler_end:
+                        end_hook(job, self.name, act.point_item(taken) if taken else None, error, dt)
                 if error is None:
                     self._settle(taken, None)
                     settled = True

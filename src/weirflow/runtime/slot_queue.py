@@ -29,9 +29,9 @@ class SlotQueue:
     __slots__ = (
         "_blocked_since",
         "_near",
+        "block_timeout_s",
         "blocked_emitters",
         "blocked_s_done",
-        "block_timeout_s",
         "capacity",
         "dead_lettered",
         "enqueued",
@@ -82,7 +82,7 @@ class SlotQueue:
         n = len(items)
         if n > self.high_water:
             self.high_water = n
-        if n >= self._near:
+        if n == self._near or n == self.capacity:  # crossing a fill threshold
             self._fill_changed()
         runner = self.runner
         waiter = runner.waiter
@@ -186,7 +186,8 @@ class SlotQueue:
         self.in_flight += 1
         if self.putters:
             self.wake_putter()
-        if self.fill_state != "ok":
+        n = len(self.items)
+        if n == self._near - 1 or n == self.capacity - 1:  # crossing a fill threshold
             self._fill_changed()
         return item
 
