@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import weirflow as wf
+
+
+def assert_balanced(queues: Mapping[str, wf.QueueStats]) -> None:
+    """The accounting invariant of ARCHITECTURE.md, for every slot."""
+    for path, s in queues.items():
+        assert s.enqueued == s.processed + s.size + s.in_flight + s.dead_lettered, (path, s)
+
+
+def assert_settled(result: wf.JobResult) -> None:
+    """A finished job: balanced, nothing queued or in flight."""
+    assert_balanced(result.stats.slots)
+    for path, s in result.stats.slots.items():
+        assert s.size == 0 and s.in_flight == 0, (path, s)
