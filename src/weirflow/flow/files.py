@@ -64,26 +64,34 @@ def _import_module(name: str, search_paths: list[str]) -> Any:
             raise FlowError(f"cannot import module {name!r}: {e2}") from None
 
 
-def make_routine_from(use: str, config: dict[str, Any], search_paths: list[str]) -> Routine:
-    """Resolve a ``use:`` reference with its ``with:`` configuration into a routine."""
+def resolve_use(use: str, search_paths: list[str]) -> Any:
+    """Import a ``use:`` reference and check it names a routine class, routine or function."""
     obj = import_object(use, search_paths)
+    if isinstance(obj, Routine) or inspect.isfunction(obj):
+        return obj
     if isinstance(obj, type) and issubclass(obj, Routine):
+        return obj
+    raise FlowError(f"{use} is not a wf.Routine class, routine or function ({type(obj).__name__})")
+
+
+def build_routine(obj: Any, use: str, config: dict[str, Any]) -> Routine:
+    """Build the routine a resolved ``use:`` names, with its ``with:`` configuration."""
+    if isinstance(obj, type):
         try:
-            return obj(**config)
+            routine: Routine = obj(**config)
         except FlowError:
             raise
         except TypeError as e:
             raise FlowError(f"cannot build {use} with {config!r}: {e}") from None
+        return routine
+    if config:
+        raise FlowError(
+            f"{use} is a {'routine' if isinstance(obj, Routine) else 'function'}; it takes no settings"
+        )
     if isinstance(obj, Routine):
-        if config:
-            raise FlowError(f"{use} is a routine instance; it takes no 'with' settings")
         return obj
-    if inspect.isfunction(obj):
-        if config:
-            raise FlowError(f"{use} is a function; it takes no 'with' settings")
-        fn: Callable[..., Any] = obj
-        return make_routine(fn)
-    raise FlowError(f"{use} is not a wf.Routine class, routine or function ({type(obj).__name__})")
+    fn: Callable[..., Any] = obj
+    return make_routine(fn)
 
 
 class _Problems:
@@ -145,9 +153,14 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
             p.add(f"{key}.with", "must be a mapping of keyword arguments")
             continue
         try:
-            flow.add(str(rname), make_routine_from(use, config, paths))
+            obj = resolve_use(use, paths)
         except FlowError as e:
-            p.add(f"{key}.use" if "import" in str(e) or "attribute" in str(e) else key, str(e))
+            p.add(f"{key}.use", str(e))
+            continue
+        try:
+            flow.add(str(rname), build_routine(obj, use, config))
+        except FlowError as e:
+            p.add(f"{key}.with" if config else key, str(e))
     slots = data.get("slots") or {}
     if not isinstance(slots, dict):
         p.add("slots", "must be a mapping of 'routine.slot' -> {capacity, overflow, block_timeout_s}")

@@ -190,7 +190,10 @@ class RoutineRunner:
                     await self.waiter
                     continue
                 if self.concurrency > 1:
-                    task = loop.create_task(self._call(act, act.take()))
+                    # counted now, not when the task starts: the routine is busy from here
+                    self.active += 1
+                    job._running += 1
+                    task = loop.create_task(self._call(act, act.take(), counted=True))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 elif (
@@ -294,15 +297,19 @@ class RoutineRunner:
             q.settle(1, True)
             self.job._dead_letter(q.path, item, reason, error)
 
-    async def _call(self, act: _Act, taken: Taken, first_error: Exception | None = None) -> None:
+    async def _call(
+        self, act: _Act, taken: Taken, first_error: Exception | None = None, counted: bool = False
+    ) -> None:
         """One handler call, with its retries; settles every taken item exactly once.
 
         ``first_error``: the first attempt already ran (in ``_call_fast``) and raised it.
+        ``counted``: the caller already counted this call as active.
         """
         job = self.job
         hooks = job._hooks
-        self.active += 1
-        job._running += 1
+        if not counted:
+            self.active += 1
+            job._running += 1
         settled = False
         attempt = 1
         try:
