@@ -93,7 +93,11 @@ class Engine:
             raise JobError(f"a job with id {job_id!r} already exists")
         job = Job(self, flow, keep_open=keep_open, job_id=job_id, hooks=hooks)
         self.jobs[job.id] = job
-        await job._start(dict(inputs or {}))
+        try:
+            await job._start(dict(inputs or {}))
+        except BaseException:
+            del self.jobs[job.id]
+            raise
         return job
 
     def get(self, job_id: str) -> Job:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import JobError, JobTimeoutError
+from ..errors import JobError, JobTimeoutError, SlotFullError
 from ..flow.policy import NEAR_FULL_RATIO
 from .completion import Tracker
 from .hooks import HookPoint, Hooks, HookSet
@@ -122,9 +122,16 @@ class Job:
         self._tracker.check_all()
 
     async def _feed(self, q: SlotQueue, items: list[Any]) -> None:
+        """Feed initial inputs. No caller waits to see a rejection here, so an item a
+        ``fail`` slot (or a block timeout) refuses is dead-lettered as ``input_rejected``."""
         try:
             for item in items:
-                await self._enqueue(q, item, None, parks=False)
+                try:
+                    await self._enqueue(q, item, q.block_timeout_s, parks=False)
+                except SlotFullError as e:
+                    q.enqueued += 1
+                    q.dead_lettered += 1
+                    self._dead_letter(q.path, item, "input_rejected", str(e))
         finally:
             self._sends_done()
 

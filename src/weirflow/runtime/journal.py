@@ -45,7 +45,9 @@ class Journal:
         """``item`` entered ``slot`` (counted in ``enqueued``)."""
 
     async def step_completed(self, job: Job, step: Step) -> None:
-        """A handler call finished; ``step.status`` is ``completed`` or ``failed``."""
+        """A handler call (or ``on_end``, with nothing consumed) finished; ``step.status``
+        is ``completed`` or ``failed``. ``step.state`` is a shallow copy of the routine's
+        state whose values are live: serialise it before the first await."""
 
     def dead_lettered(self, job: Job, letter: DeadLetter) -> None:
         """An item was dead-lettered (called synchronously: buffer it, commit with the next batch)."""

@@ -91,7 +91,11 @@ class DeadLetter:
 
     ``reason`` is one of ``dropped_oldest``, ``dropped_newest``, ``handler_failed``,
     ``job_failed``, ``job_cancelled``, ``unconsumed`` (left in a join slot when
-    no partner can arrive), ``on_end_failed``, or ``debugger:<reason>``.
+    no partner can arrive), ``input_rejected`` (an initial input a full ``fail``
+    slot refused), ``on_end_failed``, or a reason a hook gave (the debugger's are
+    ``debugger:<reason>``). ``slot`` is ``"routine.slot"``; for an item dropped at
+    emit time by a hook it is the event ``"routine.event"``, for ``on_end`` it is
+    ``"routine.on_end"``.
     """
 
     slot: str
