@@ -1,0 +1,4 @@
+"""Runnable examples; each module has a ``main()`` (``python -m examples.NAME``).
+
+Every example is executed by ``tests/test_examples.py``.
+"""

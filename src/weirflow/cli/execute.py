@@ -1,0 +1,42 @@
+"""Run one job of a flow to completion for the command line."""
+
+from __future__ import annotations
+
+import contextlib
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from rich.console import Console
+
+from ..errors import JobTimeoutError
+from ..flow.graph import Flow
+from ..runtime.engine import Engine
+from .progress import show_progress
+from .report import report
+
+
+async def run_job(
+    flow: Flow,
+    inputs: dict[str, list[Any]],
+    *,
+    timeout_s: float | None,
+    console: Console | None,
+) -> dict[str, Any]:
+    """Run ``flow`` with ``inputs`` and return what the command prints (see ``report``).
+
+    With ``console`` the job's progress is drawn on it while it runs. After
+    ``timeout_s`` the job is cancelled (its items dead-lettered) and the report's
+    ``error`` says so.
+    """
+    async with Engine() as engine:
+        job = await engine.start(flow, inputs)
+        display: AbstractAsyncContextManager[None] = (
+            show_progress(job, console) if console is not None else contextlib.nullcontext()
+        )
+        async with display:
+            try:
+                result = await job.wait(timeout_s)
+            except JobTimeoutError:
+                result = await job.cancel()
+                return report(result, error=f"timed out after {timeout_s:g}s; job cancelled")
+        return report(result)
