@@ -1,0 +1,1 @@
+"""Benchmarks of the weirflow runtime against plain asyncio; run ``python -m benchmarks.run``."""

@@ -1,0 +1,71 @@
+"""``python -m benchmarks.run --quick`` runs end to end and reports every metric.
+
+Only the shape and sanity of the numbers are checked here; speed is measured by the
+benchmarks themselves (see docs/benchmarks.md) and never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+METRICS = [
+    *(
+        f"{name}_{side}_items_per_s"
+        for name in ("chain", "fanout", "threads")
+        for side in ("asyncio", "weirflow")
+    ),
+    "chain_ratio",
+    "fanout_ratio",
+    "threads_ratio",
+    *(f"latency_{side}_{q}_ms" for side in ("asyncio", "weirflow") for q in ("p50", "p99")),
+    "rss_small_peak_mib",
+    "rss_large_peak_mib",
+    "rss_ratio",
+]
+
+
+def sane(value: object) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
+def test_quick_run_reports_every_metric(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "chain, 5 async routines" in proc.stdout  # the table went to stdout
+
+    data = json.loads(out.read_text())
+    metrics = data["metrics"]
+    missing = [k for k in METRICS if k not in metrics]
+    assert not missing, f"missing metrics: {missing}"
+    bad = {k: metrics[k] for k in METRICS if not sane(metrics[k])}
+    assert not bad, f"metrics not positive and finite: {bad}"
+
+    assert data["meta"]["quick"] is True
+    assert set(data["targets"]) == {"chain_ratio", "latency_weirflow_p50_ms", "rss_ratio"}
+    for target in data["targets"].values():
+        assert isinstance(target["met"], bool)
+        assert sane(target["value"])
+    repeats = data["sizes"]["repeats"]
+    for name, runs in data["runs"].items():
+        assert len(runs) == repeats, name
+        assert all(sane(v) for v in runs), name
+    for size in ("small", "large"):
+        rss = data["rss"][size]
+        assert rss["items"] == data["sizes"][f"rss_{size}"]
+        assert sane(rss["peak_rss_mib"])
