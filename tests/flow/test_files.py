@@ -105,3 +105,15 @@ def test_all_problems_of_a_file_are_reported_together(tmp_path: Path) -> None:
 def test_missing_file_is_a_flow_error(tmp_path: Path) -> None:
     with pytest.raises(wf.FlowError, match="cannot read flow file"):
         wf.Flow.load(tmp_path / "absent.yaml")
+
+
+def test_a_routine_that_fails_to_load_is_reported_once(tmp_path: Path) -> None:
+    text = (
+        "name: x\nroutines:\n  a: {use: 'tests.flow.nope:X'}\n"
+        f"  b: {{use: '{SINK}'}}\nslots:\n  a.inp: {{capacity: 2}}\n"
+        "connections: ['a.out -> b.inp']\noutputs: [a.out]\n"
+    )
+    with pytest.raises(wf.FlowError) as info:
+        wf.Flow.load(write(tmp_path, text))
+    assert len(info.value.problems) == 1
+    assert "routines.a.use: cannot import module 'tests.flow.nope'" in info.value.problems[0]

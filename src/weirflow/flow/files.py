@@ -132,12 +132,14 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
         p.add("name", "required, a non-empty string")
         name = "<unnamed>"
     flow = Flow(name)
+    broken: set[str] = set()  # routines that failed to load: entries naming them are not re-reported
     routines = data.get("routines")
     if not isinstance(routines, dict) or not routines:
         p.add("routines", "required, a mapping of name -> {use: 'module:Class', with: {...}}")
         routines = {}
     for rname, entry in routines.items():
         key = f"routines.{rname}"
+        broken.add(str(rname))
         if not isinstance(entry, dict):
             p.add(key, "must be a mapping with 'use' (and optional 'with')")
             continue
@@ -161,6 +163,8 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
             flow.add(str(rname), build_routine(obj, use, config))
         except FlowError as e:
             p.add(f"{key}.with" if config else key, str(e))
+            continue
+        broken.discard(str(rname))
     slots = data.get("slots") or {}
     if not isinstance(slots, dict):
         p.add("slots", "must be a mapping of 'routine.slot' -> {capacity, overflow, block_timeout_s}")
@@ -173,6 +177,8 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
         bad = [k for k in spec if k not in _SLOT_KEYS]
         for k in bad:
             p.add(f"{key}.{k}", f"unknown key (expected one of {', '.join(sorted(_SLOT_KEYS))})")
+        if str(path).split(".")[0] in broken:
+            continue
         if bad or str(path).split(".")[0] not in flow.routines:
             if not bad:
                 p.add(key, f"no routine {str(path).split('.')[0]!r} in this flow")
@@ -189,6 +195,8 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
         key = f"connections[{i}]"
         try:
             a, b = _parse_connection(value)
+            if {a.split(".")[0], b.split(".")[0]} & broken:
+                continue
             flow.connect(a, b)
         except FlowError as e:
             p.add(key, f"{value!r}: {e}" if isinstance(value, str) else str(e))
@@ -197,6 +205,8 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
         p.add("outputs", "must be a list of 'routine.event'")
         outputs = []
     for i, out in enumerate(outputs):
+        if str(out).split(".")[0] in broken:
+            continue
         try:
             flow.output(str(out))
         except FlowError as e:
@@ -224,4 +234,7 @@ def load_flow_file(path: str | Path) -> Flow:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
         raise FlowError(f"{path}: {where}invalid YAML: {problem}") from None
-    return flow_from_dict(data, str(path), [str(path.resolve().parent)])
+    # ``use: package.module:Name`` resolves against the file's folder and its parent
+    # (a flow file inside the package it names), then the working directory
+    folder = path.resolve().parent
+    return flow_from_dict(data, str(path), [str(folder), str(folder.parent)])

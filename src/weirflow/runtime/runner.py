@@ -356,7 +356,8 @@ class RoutineRunner:
                         error = e
                     dt = time.perf_counter() - t0
                     self.busy_s += dt
-                    self.calls += 1
+                    if taken:  # on_end is not a handler call
+                        self.calls += 1
                     for end_hook in hooks.handler_end:
                         end_hook(job, self.name, act.point_item(taken) if taken else None, error, dt)
                 if error is None:
@@ -365,7 +366,8 @@ class RoutineRunner:
                     if journal is not None:
                         await job._journal_step(self, act, taken, ctx, attempt, started, None)
                     return
-                self.failures += 1
+                if taken:
+                    self.failures += 1
                 delay = self._retry_delay(error, attempt)
                 if delay is not None:
                     self.retries += 1
