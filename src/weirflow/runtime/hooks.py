@@ -67,6 +67,18 @@ class HookPoint:
 class Hooks:
     """Base class of runtime hooks; every method is a documented no-op."""
 
+    def watches(self, point: str, target: str) -> bool:
+        """Whether this hook wants item hook point ``point`` at ``target``.
+
+        ``point`` is ``on_emit`` (target ``"routine.event"``), ``on_route``
+        (``"routine.event -> routine.slot"``), ``on_enqueue`` (``"routine.slot"``)
+        or ``on_handler_start`` (``"routine"``). The runtime asks when hooks are
+        attached and on ``Job.refresh_hooks()``, and keeps the fast path wherever no
+        hook watches, so a hook that narrows this costs nothing elsewhere. The
+        default watches everything.
+        """
+        return True
+
     async def on_emit(self, point: HookPoint) -> None:
         """A routine emits ``point.item`` on ``point.event`` (before any routing)."""
 
@@ -113,4 +125,7 @@ class HookSet:
         self.job_status = self.by_point["on_job_status"]
         self.dead_letter = self.by_point["on_dead_letter"]
         self.queue_state = self.by_point["on_queue_state"]
-        self.on_path = bool(self.emit or self.route or self.enqueue)
+
+    def watching(self, point: str, target: str) -> bool:
+        """Whether any hook overriding ``point`` watches ``target``."""
+        return any(fn.__self__.watches(point, target) for fn in self.by_point[point])

@@ -61,7 +61,6 @@ class Job:
         self._ended: float | None = None
         self._hooks = HookSet([*engine.hooks, *hooks])
         self._journal = engine.journal
-        self._slow_path = self._hooks.on_path or self._journal is not None
         self.dead_letters: list[DeadLetter] = []
         self.outputs: dict[str, list[Any]] = {path: [] for path in flow.outputs}
         self.runners: dict[str, RoutineRunner] = {
@@ -75,15 +74,17 @@ class Job:
                     for c in flow.connections
                     if c.source == name and c.event == ev
                 )
-                runner.routes[ev] = (targets, self.outputs.get(f"{name}.{ev}"))
+                runner.routes[ev] = (targets, self.outputs.get(f"{name}.{ev}"), False)
                 edges.update((name, q.runner.name) for q in targets)
         self._queues: dict[str, SlotQueue] = {
             q.path: q for r in self.runners.values() for q in r.queues.values()
         }
+        self.refresh_hooks()
         self._tracker = Tracker(self, self.runners, edges)
         self._finished = False
         self._end_reason: str | None = None
         self._paused = False
+        self._stepping: set[str] = set()  # routines allowed to run while the job is paused
         self.pause_reason: str | None = None
         self.paused_at: float | None = None
         self._resumed: asyncio.Future[None] = self.loop.create_future()
@@ -278,7 +279,7 @@ class Job:
                 self._park(-1)
 
     async def _enqueue(self, q: SlotQueue, item: Any, timeout_s: float | None, parks: bool) -> None:
-        if self._hooks.enqueue:
+        if q.watched:
             point = HookPoint("enqueue", self, q.runner.name, item, slot=q.path)
             await self._hold(self._hooks.enqueue, point, parks)
             if point.drop_reason is not None:
@@ -298,7 +299,7 @@ class Job:
     ) -> None:
         hooks = self._hooks
         ev_path = f"{runner.name}.{event}"
-        if hooks.emit:
+        if event in runner.watch_emit:
             point = HookPoint("emit", self, runner.name, item, event=ev_path, attempt=ctx.attempt)
             await self._hold(hooks.emit, point, parks=True)
             if point.drop_reason is not None:
@@ -309,7 +310,7 @@ class Job:
             ctx._emitted.append((event, item))
         for q in targets:
             value = item
-            if hooks.route:
+            if (event, q.path) in runner.watch_route:
                 point = HookPoint(
                     "route", self, runner.name, item, event=ev_path, slot=q.path, attempt=ctx.attempt
                 )
@@ -361,6 +362,44 @@ class Job:
         for hook in self._hooks.queue_state:
             hook(self, slot, state)
 
+    # -- hooks ---------------------------------------------------------------------------
+
+    def add_hooks(self, *hooks: Hooks) -> None:
+        """Attach hooks to this job only (on the event loop)."""
+        for h in hooks:
+            if not isinstance(h, Hooks):
+                raise TypeError(f"hooks must be wf.Hooks instances, not {type(h).__name__}")
+        self._hooks = HookSet([*self._hooks.hooks, *hooks])
+        self.refresh_hooks()
+
+    def remove_hooks(self, *hooks: Hooks) -> None:
+        self._hooks = HookSet([h for h in self._hooks.hooks if all(h is not x for x in hooks)])
+        self.refresh_hooks()
+
+    def refresh_hooks(self) -> None:
+        """Ask every hook again what it watches (``Hooks.watches``) and set the fast
+        and slow lanes accordingly; call after a hook changes its interests."""
+        hs = self._hooks
+        journal = self._journal is not None
+        for q in self._queues.values():
+            q.watched = hs.watching("on_enqueue", q.path)
+        for name, runner in self.runners.items():
+            runner.watch_start = hs.watching("on_handler_start", name)
+            runner.watch_emit = {ev for ev in runner.routes if hs.watching("on_emit", f"{name}.{ev}")}
+            runner.watch_route = {
+                (ev, q.path)
+                for ev, (targets, _, _) in runner.routes.items()
+                for q in targets
+                if hs.watching("on_route", f"{name}.{ev} -> {q.path}")
+            }
+            for ev, (targets, out, _) in list(runner.routes.items()):
+                slow = (
+                    journal
+                    or ev in runner.watch_emit
+                    or any((ev, q.path) in runner.watch_route or q.watched for q in targets)
+                )
+                runner.routes[ev] = (targets, out, slow)
+
     # -- pause and resume ---------------------------------------------------------------
 
     def _park(self, n: int) -> None:
@@ -383,7 +422,7 @@ class Job:
             self._park(1)
         try:
             while not self._finished:
-                if self._paused:
+                if self._paused and (runner is None or runner.name not in self._stepping):
                     fut = self._resumed
                 elif runner is not None and runner.paused:
                     fut = runner.resumed
@@ -403,6 +442,9 @@ class Job:
         if self._finished:
             self._refuse("pause")
         if self._paused:
+            if reason != self.pause_reason:  # e.g. a breakpoint hit while paused: report it
+                self.pause_reason = reason
+                self._set_status(JobStatus.PAUSED, reason)
             return
         self._paused = True
         self.pause_reason = reason
@@ -432,12 +474,25 @@ class Job:
         paused_s = time.time() - (self.paused_at or time.time())
         snapshot = self.queues()
         self._paused = False
+        self._stepping = set()
         self.pause_reason = None
         self.paused_at = None
         self._set_status(JobStatus.RUNNING, None)
         self._resumed.set_result(None)
         self._tracker.check_all()
         return ResumeReport(paused_s=paused_s, warnings=fill_warnings(snapshot), queues=snapshot)
+
+    def allow_while_paused(self, routines: Iterable[str]) -> None:
+        """Let these routines start calls while the job stays paused (a debugger step);
+        an empty set restores the full pause."""
+        names = set(routines)
+        for name in names:
+            self._runner(name)
+        self._stepping = names
+        if self._paused and names:
+            # wake the waiting runners: the allowed ones run, the others wait again
+            old, self._resumed = self._resumed, self.loop.create_future()
+            old.set_result(None)
 
     def pause_routine(self, routine: str) -> None:
         """Stop starting calls of one routine; the rest runs until backpressure reaches it."""

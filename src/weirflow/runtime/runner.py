@@ -123,8 +123,12 @@ class RoutineRunner:
         }
         self.acts = [_Act(self, a) for a in routine.activations]
         self.end_act = _Act(self, None) if routine.has_on_end else None
-        # event name -> (target queues, output list or None); filled in by the job
-        self.routes: dict[str, tuple[tuple[SlotQueue, ...], list[Any] | None]] = {}
+        # event name -> (target queues, output list or None, slow lane?); set by the job
+        self.routes: dict[str, tuple[tuple[SlotQueue, ...], list[Any] | None, bool]] = {}
+        # what hooks watch here (set by the job): handler start, emits, routes
+        self.watch_start = False
+        self.watch_emit: set[str] = set()
+        self.watch_route: set[tuple[str, str]] = set()
         self.concurrency = routine.concurrency
         self.policy = routine.on_error
         self.active = 0
@@ -179,7 +183,7 @@ class RoutineRunner:
         tasks: set[asyncio.Task[None]] = set()
         try:
             while not job._finished:
-                if job._paused or self.paused:
+                if (job._paused and self.name not in job._stepping) or self.paused:
                     await job._wait_resumed(self, parked=False)
                     continue
                 act = self._next() if self.active < self.concurrency else None
@@ -256,7 +260,7 @@ class RoutineRunner:
     async def emit(self, event: Event | str, item: Any, ctx: Context) -> None:
         name = event if type(event) is str else event.name  # type: ignore[union-attr]
         try:
-            targets, out = self.routes[name]
+            targets, out, slow = self.routes[name]
         except KeyError:
             raise WeirflowError(
                 f"routine {self.name!r} has no event {name!r} (events: {', '.join(self.routes) or 'none'})"
@@ -264,7 +268,7 @@ class RoutineRunner:
         job = self.job
         if job._finished:
             job._refuse(f"emit on {self.name}.{name}")
-        if job._slow_path:
+        if slow:
             await job._deliver(self, name, targets, item, ctx)
         else:
             for q in targets:
@@ -321,7 +325,7 @@ class RoutineRunner:
                     error: Exception | None = first_error
                     first_error = None
                 else:
-                    if hooks.handler_start and act.kind != "end":
+                    if self.watch_start and act.kind != "end":
                         point = HookPoint(
                             "handler_start",
                             job,
@@ -377,7 +381,7 @@ class RoutineRunner:
                         await asyncio.sleep(delay)  # retry backoff
                     finally:
                         job._park(-1)
-                    if job._paused or self.paused:
+                    if (job._paused and self.name not in job._stepping) or self.paused:
                         await job._wait_resumed(self, parked=True)
                     continue
                 text = f"{type(error).__name__}: {error}"

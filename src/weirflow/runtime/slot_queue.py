@@ -46,6 +46,7 @@ class SlotQueue:
         "processed",
         "putters",
         "runner",
+        "watched",
     )
 
     def __init__(self, job: Job, runner: RoutineRunner, name: str, spec: SlotSpec) -> None:
@@ -68,6 +69,7 @@ class SlotQueue:
         self._blocked_since: dict[asyncio.Future[None], float] = {}
         self._near = max(1, math.ceil(spec.capacity * NEAR_FULL_RATIO))
         self.fill_state = "ok"
+        self.watched = False  # a hook watches items arriving here (set by the job)
 
     # -- putting --------------------------------------------------------------
 
