@@ -40,7 +40,7 @@ class HookPoint:
     external ``send``), the receiving routine for ``enqueue``/``handler_start``.
     ``slot`` is ``"routine.slot"`` where known, ``event`` is ``"routine.event"``
     where known. For ``handler_start`` of a batch, ``item`` is the list; of a
-    join, the tuple of items.
+    join, the tuple of items (``grouped`` is set; a replacement must have as many).
     """
 
     kind: str
@@ -51,6 +51,7 @@ class HookPoint:
     slot: str | None = None
     attempt: int = 1
     drop_reason: str | None = None
+    grouped: bool = False  # handler_start of a batch or join: ``item`` holds several items
 
     @property
     def connection(self) -> str | None:

@@ -114,9 +114,9 @@ class Job:
             await self._journal.job_started(self)
         self._set_status(JobStatus.RUNNING, None)
         for runner in self.runners.values():
-            self._runner_tasks.append(
-                self.loop.create_task(runner.run(), name=f"weirflow:{self.id}:{runner.name}")
-            )
+            task = self.loop.create_task(runner.run(), name=f"weirflow:{self.id}:{runner.name}")
+            task.add_done_callback(self._task_done)
+            self._runner_tasks.append(task)
         for q, items in feeds:
             self._pending_sends += 1
             self._spawn(self._feed(q, items))

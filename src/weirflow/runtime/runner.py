@@ -333,6 +333,7 @@ class RoutineRunner:
                             act.point_item(taken),
                             slot=taken[0][0].path if taken else None,
                             attempt=attempt,
+                            grouped=act.kind != "each",
                         )
                         await job._hold(hooks.handler_start, point, parks=True)
                         if point.drop_reason is not None:

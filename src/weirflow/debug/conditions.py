@@ -1,0 +1,93 @@
+"""Breakpoint conditions in CEL — compiled once, evaluated on plain data only.
+
+Python ``eval`` is never used. Items and state are converted to plain data
+(``None``, bool, numbers, strings, bytes, lists, string-keyed maps) before a
+condition sees them, so an expression cannot reach a Python object: attribute
+access on a map is a key lookup, and there are no functions to call but CEL's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import cel
+
+from ..errors import DebugError
+
+MAX_DEPTH = 32
+_POSITION = re.compile(r"<input>:(\d+):(\d+)")
+
+
+class ConditionError(DebugError):
+    """A condition failed to compile (``line``/``column`` say where), or raised or gave a
+    non-boolean when evaluated."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+def to_plain(value: Any, _depth: int = 0) -> Any:
+    """``value`` as plain data; anything else becomes its ``repr`` string."""
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return value
+    if _depth >= MAX_DEPTH:
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_plain(v, _depth + 1) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)}
+    dump = getattr(type(value), "model_dump", None)  # pydantic models
+    if callable(dump):
+        return to_plain(dump(value), _depth + 1)
+    return repr(value)
+
+
+class Condition:
+    """A compiled CEL expression. ``Condition("item.n > 3")`` raises ``ConditionError``
+    (with line and column) for a syntax error."""
+
+    def __init__(self, source: str) -> None:
+        if not isinstance(source, str) or not source.strip():
+            raise ConditionError("condition must be a non-empty CEL expression")
+        self.source = source
+        try:
+            self._program = cel.compile(source)
+        except Exception as e:  # noqa: BLE001 - the CEL binding raises ValueError and others
+            text = str(e)
+            m = _POSITION.search(text)
+            if m is None:
+                raise ConditionError(f"invalid condition {source!r}: {_describe(e)}") from None
+            line, column = int(m.group(1)), int(m.group(2))
+            detail = text[m.end() :].lstrip(": ").splitlines()[0]
+            raise ConditionError(
+                f"invalid condition {source!r} at line {line}, column {column}: {detail}", line, column
+            ) from None
+
+    def value(self, context: dict[str, Any]) -> Any:
+        """Evaluate against ``context`` (already plain data)."""
+        try:
+            return self._program.execute(context)
+        except Exception as e:  # noqa: BLE001 - any failure of the expression is reported
+            raise ConditionError(f"condition {self.source!r} failed: {_describe(e)}") from None
+
+    def test(self, context: dict[str, Any]) -> bool:
+        result = self.value(context)
+        if not isinstance(result, bool):
+            raise ConditionError(
+                f"condition {self.source!r} must give true or false, not {type(result).__name__}"
+            )
+        return result
+
+
+def _describe(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, KeyError):
+        text = f"no such key {text}"
+    return text.splitlines()[0]

@@ -1,0 +1,111 @@
+"""Conditions are CEL over plain data: compiled at creation, harmless whatever they try."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+import weirflow as wf
+from tests.debug.test_session import feed_and_finish, start
+from weirflow.debug import Condition, ConditionError, to_plain
+
+
+def test_syntax_errors_are_rejected_at_creation_with_position() -> None:
+    with pytest.raises(ConditionError) as info:
+        Condition("item.n >")
+    assert (info.value.line, info.value.column) == (1, 9)
+    assert "line 1, column 9" in str(info.value)
+    with pytest.raises(ConditionError, match="non-empty"):
+        Condition("  ")
+
+
+@dataclasses.dataclass
+class Order:
+    id: int
+    tags: tuple[str, ...]
+
+
+class Opaque:
+    secret = "do not leak"
+
+    def __repr__(self) -> str:
+        return "<Opaque>"
+
+
+def test_items_become_plain_data() -> None:
+    plain = to_plain({"order": Order(7, ("a", "b")), 3: {1, 2} and [1, 2], "o": Opaque(), "b": b"x"})
+    assert plain == {"order": {"id": 7, "tags": ["a", "b"]}, "3": [1, 2], "o": "<Opaque>", "b": b"x"}
+    assert Condition("item.order.id == 7 && 'a' in item.order.tags").test({"item": plain})
+
+
+ATTEMPTS = [
+    "item.__class__",
+    "item.__class__.__subclasses__()",
+    "item.__dict__",
+    "item.o.secret",
+    "item.o.__class__.__mro__",
+    '"{0.__class__}".format(1)',
+    '"{0.__globals__}".format(item)',
+    '__import__("os").system("true")',
+    "getattr(item, '__class__')",
+    "eval('1')",
+    "exec('x=1')",
+    "open('/etc/passwd')",
+    "item.__init__.__globals__",
+    "type(item).__subclasses__()",
+    "dyn(item).__class__",
+    "[1,2].map(x, x.__class__)",
+]
+
+
+@pytest.mark.parametrize("expr", ATTEMPTS)
+def test_attempts_to_reach_python_are_harmless(expr: str) -> None:
+    context = {"item": to_plain({"o": Opaque(), "n": 1}), "state": {}}
+    try:
+        cond = Condition(expr)
+        value = cond.value(context)
+    except ConditionError:
+        return  # rejected or failed: harmless
+    # if CEL gives anything at all, it is plain data and not a Python object
+    assert value is None or isinstance(value, bool | int | float | str | bytes | list | dict), value
+    assert "do not leak" not in repr(value)
+    assert "class" not in repr(value)
+
+
+async def test_a_condition_that_errors_marks_the_breakpoint_and_pauses() -> None:
+    async with wf.Engine() as engine:
+        job, session = await start(engine, [])
+        bp = session.add_breakpoint("routine", "double", "item.n > 1")  # items are ints: no .n
+        await feed_and_finish(job, [1])
+        loc = await session.wait_for_hit(timeout_s=10)
+        assert loc["breakpoint"] == bp.id
+        assert bp.status == "error"
+        assert bp.error is not None
+        assert "item.n > 1" in bp.error
+        assert job.status is wf.JobStatus.PAUSED
+        session.update_breakpoint(bp.id, condition="item > 1")
+        assert (bp.status, bp.error) == ("ok", None)
+        await session.resume()
+        await job.close_input()
+        await job.wait(timeout_s=10)
+
+
+async def test_condition_sees_routine_slot_queue_attempt_and_state() -> None:
+    seen: dict[str, Any] = {}
+    async with wf.Engine() as engine:
+        job, session = await start(engine, [])
+        session.add_breakpoint(
+            "routine",
+            "sink",
+            "routine == 'sink' && slot == 'sink.inp' && attempt == 1 && queue.capacity == 4"
+            " && has(state.items) && size(state.items) == 1",
+        )
+        await feed_and_finish(job, [1, 2, 3])
+        loc = await session.wait_for_hit(timeout_s=10)
+        seen.update(loc)
+        await session.resume()
+        await job.close_input()
+        await job.wait(timeout_s=10)
+    assert seen["item"] == {"n": 4}
