@@ -51,6 +51,18 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
                 *_target(results, f"{name}_ratio"),
             )
         )
+    debug_rows = (("attached", "debugger attached, no breakpoint"), ("condition", "CEL condition per item"))
+    for mode, label in debug_rows:
+        out.append(
+            (
+                f"chain, {label}",
+                _rate(m[f"debug_{mode}_items_per_s"]),
+                _rate(m["debug_off_items_per_s"]) + "*",
+                f"{m[f'debug_{mode}_ratio']:.2f}",
+                "",
+                *_target(results, f"debug_{mode}_ratio"),
+            )
+        )
     for q in ("p50", "p99"):
         out.append(
             (
@@ -101,6 +113,7 @@ def table(results: dict[str, Any]) -> str:
     rule = "-" * len(line(HEADER))
     notes = (
         "ratio: weirflow / plain asyncio (throughput: higher is better; latency: lower is better)\n"
-        "spread: (max - min) / median over the runs of the noisier side"
+        "spread: (max - min) / median over the runs of the noisier side\n"
+        "*: for the debugger rows the baseline is the same chain without a debugger, same run"
     )
     return "\n".join([head, rule, line(HEADER), rule, *map(line, body), rule, notes])

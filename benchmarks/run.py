@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import asyncio_baseline as plain
+from . import debugger
 from . import weirflow_runs as flowed
 from .report import table
 
@@ -59,6 +60,8 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "chain_ratio": ("ratio >= 0.4", lambda v: v >= 0.4),
     "latency_weirflow_p50_ms": ("p50 < 0.2 ms", lambda v: v < 0.2),
     "rss_ratio": ("ratio within 1 +/- 0.2", lambda v: abs(v - 1.0) <= 0.2),
+    "debug_attached_ratio": ("ratio >= 0.9", lambda v: v >= 0.9),
+    "debug_condition_ratio": ("ratio >= 0.5", lambda v: v >= 0.5),
 }
 
 
@@ -146,6 +149,10 @@ def collect(sizes: Sizes, quick: bool) -> dict[str, Any]:
         metrics[f"{name}_asyncio_items_per_s"] = base
         metrics[f"{name}_weirflow_items_per_s"] = ours
         metrics[f"{name}_ratio"] = ours / base
+    log("debugger overhead on the chain (baseline: no debugger):")
+    debug_metrics, debug_runs = debugger.measure(sizes.chain, sizes.repeats)
+    metrics.update(debug_metrics)
+    runs.update(debug_runs)
     log("latency, one item at a time through 5 hops:")
     metrics.update(latency(sizes))
     log("peak RSS, fresh process per size:")

@@ -59,6 +59,7 @@ class Condition:
         self.source = source
         try:
             self._program = cel.compile(source)
+            self.variables: frozenset[str] = frozenset(self._program.variables())
         except Exception as e:  # noqa: BLE001 - the CEL binding raises ValueError and others
             text = str(e)
             m = _POSITION.search(text)

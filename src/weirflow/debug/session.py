@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..runtime.job import Job
 
 _KIND_OF_POINT = {point: kind for kind, point in POINT_OF_KIND.items()}
+_VARIABLES = frozenset({"item", "routine", "slot", "event", "attempt", "queue", "state"})
 _EMPTY_CONTEXT: dict[str, Any] = {
     "item": None,
     "routine": "",
@@ -255,7 +256,7 @@ class DebugSession(Hooks):
                 continue
             if bp.condition is not None:
                 try:
-                    if not bp.condition.test(self._context(point)):
+                    if not bp.condition.test(self._context(point, bp.condition.variables)):
                         continue
                 except ConditionError as e:
                     bp.status, bp.error = "error", str(e)  # pause rather than silently go on
@@ -275,23 +276,31 @@ class DebugSession(Hooks):
                 return True
         return False
 
-    def _context(self, point: HookPoint) -> dict[str, Any]:
+    def _context(self, point: HookPoint, names: frozenset[str] | None = None) -> dict[str, Any]:
+        """The plain-data variables a condition sees (only ``names``, if given)."""
         job = self.job
-        queue: dict[str, Any] = {}
-        if point.slot is not None:
-            s = job.queues()[point.slot]
-            queue = {"size": s.size, "capacity": s.capacity, "usage": s.usage}
         routine = point.routine or ""
-        state = to_plain(job.routine_state(routine)) if routine in job.runners else {}
-        return {
-            "item": to_plain(point.item),
-            "routine": routine,
-            "slot": point.slot or "",
-            "event": point.event or "",
-            "attempt": point.attempt,
-            "queue": queue,
-            "state": state,
-        }
+        context: dict[str, Any] = {}
+        want = _VARIABLES if names is None else names
+        if "item" in want:
+            context["item"] = to_plain(point.item)
+        if "routine" in want:
+            context["routine"] = routine
+        if "slot" in want:
+            context["slot"] = point.slot or ""
+        if "event" in want:
+            context["event"] = point.event or ""
+        if "attempt" in want:
+            context["attempt"] = point.attempt
+        if "queue" in want:
+            queue: dict[str, Any] = {}
+            if point.slot is not None:
+                q = job._queue(point.slot)
+                queue = {"size": len(q.items), "capacity": q.capacity, "usage": len(q.items) / q.capacity}
+            context["queue"] = queue
+        if "state" in want:
+            context["state"] = to_plain(job.routine_state(routine)) if routine in job.runners else {}
+        return context
 
     async def _hold(self, hook: str, point: HookPoint, bp: Breakpoint | None, scope: str) -> None:
         job = self.job

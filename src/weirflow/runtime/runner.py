@@ -200,12 +200,7 @@ class RoutineRunner:
                     task = loop.create_task(self._call(act, act.take(), counted=True))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                elif (
-                    act.kind == "each"
-                    and act.is_async
-                    and not job._hooks.handler_start
-                    and job._journal is None
-                ):
+                elif act.kind == "each" and act.is_async and not self.watch_start and job._journal is None:
                     await self._call_fast(act)
                 else:
                     await self._call(act, act.take())
