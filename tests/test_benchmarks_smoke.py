@@ -27,6 +27,9 @@ METRICS = [
     "rss_small_peak_mib",
     "rss_large_peak_mib",
     "rss_ratio",
+    *(f"debug_{mode}_items_per_s" for mode in ("off", "attached", "condition")),
+    "debug_attached_ratio",
+    "debug_condition_ratio",
 ]
 
 
@@ -57,7 +60,13 @@ def test_quick_run_reports_every_metric(tmp_path: Path) -> None:
     assert not bad, f"metrics not positive and finite: {bad}"
 
     assert data["meta"]["quick"] is True
-    assert set(data["targets"]) == {"chain_ratio", "latency_weirflow_p50_ms", "rss_ratio"}
+    assert set(data["targets"]) == {
+        "chain_ratio",
+        "latency_weirflow_p50_ms",
+        "rss_ratio",
+        "debug_attached_ratio",
+        "debug_condition_ratio",
+    }
     for target in data["targets"].values():
         assert isinstance(target["met"], bool)
         assert sane(target["value"])
