@@ -1,0 +1,324 @@
+"""``MemoryStore``: the whole store in one process's memory, for tests and trials.
+
+Like dramatiq's ``StubBroker``: the same semantics as the SQL backends (the shared
+suite runs against it), nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import JobError
+from . import rules
+from .models import (
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    Claim,
+    EventRecord,
+    JobRecord,
+    JobSpec,
+    Rate,
+    Retention,
+    StepRecord,
+    SweepReport,
+)
+from .retention import expired_ids
+from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Clock
+from .wakeup import Wakeups
+
+
+class MemoryStore:
+    """A ``Store`` in a dict. Every method copies records in and out, like a database would."""
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self.url = "memory://"
+        self.clock = clock
+        self._jobs: dict[str, JobRecord] = {}
+        self._order: dict[str, int] = {}
+        self._seq = itertools.count()
+        self._keys: dict[tuple[str, str], str] = {}
+        self._steps: dict[tuple[str, int, str, int], StepRecord] = {}
+        self._events: list[EventRecord] = []
+        self._event_ids = itertools.count(1)
+        self._claims: dict[str, deque[float]] = {}
+        self._sweeper: tuple[str, float] | None = None
+        self._wakeups = Wakeups()
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> MemoryStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _event(self, job: JobRecord | None, queue: str, kind: str, data: dict[str, Any]) -> None:
+        self._events.append(
+            EventRecord(next(self._event_ids), job.id if job else None, queue, kind, self.clock(), data)
+        )
+
+    def _job(self, job_id: str) -> JobRecord:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise JobError(f"no job {job_id!r} in the store") from None
+
+    async def submit(self, spec: JobSpec) -> str:
+        if spec.idempotency_key is not None:
+            known = self._keys.get((spec.queue, spec.idempotency_key))
+            if known is not None:
+                return known
+        now = self.clock()
+        job = JobRecord(
+            id=uuid.uuid4().hex,
+            flow=spec.flow,
+            inputs=copy.deepcopy(spec.inputs),
+            queue=spec.queue,
+            status=QUEUED,
+            attempt=0,
+            max_attempts=spec.max_attempts,
+            backoff=spec.backoff,
+            priority=spec.priority,
+            run_at=now + spec.delay_s,
+            idempotency_key=spec.idempotency_key,
+            timeout_s=spec.timeout_s,
+            worker_id=None,
+            lease_expires_at=None,
+            stalls=0,
+            error=None,
+            outputs=None,
+            from_start=False,
+            created_at=now,
+            started_at=None,
+            finished_at=None,
+        )
+        self._jobs[job.id] = job
+        self._order[job.id] = next(self._seq)
+        if spec.idempotency_key is not None:
+            self._keys[(spec.queue, spec.idempotency_key)] = job.id
+        self._event(job, job.queue, "queued", {"delay_s": spec.delay_s})
+        self._wakeups.notify(spec.queue)
+        return job.id
+
+    async def claim(
+        self,
+        queue: str,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_s: float,
+        queue_concurrency: int | None = None,
+        rate: Rate | None = None,
+    ) -> Claim:
+        now = self.clock()
+        allowed = limit
+        wait_s: float | None = None
+        if queue_concurrency is not None:
+            running = sum(1 for j in self._jobs.values() if j.queue == queue and j.status == RUNNING)
+            allowed = min(allowed, queue_concurrency - running)
+        recent = self._claims.setdefault(queue, deque())
+        if rate is not None:
+            while recent and recent[0] <= now - rate.per_s:
+                recent.popleft()
+            allowed = min(allowed, rate.limit - len(recent))
+            if len(recent) >= rate.limit:
+                wait_s = max(0.0, recent[0] + rate.per_s - now)
+        ready = sorted(
+            (j for j in self._jobs.values() if j.queue == queue and j.status == QUEUED),
+            key=lambda j: (-j.priority, j.run_at, self._order[j.id]),
+        )
+        taken: list[JobRecord] = []
+        for job in ready:
+            if len(taken) >= allowed:
+                break
+            if job.run_at > now:
+                continue
+            job.status = RUNNING
+            job.attempt += 1
+            job.worker_id = worker_id
+            job.lease_expires_at = now + lease_s
+            job.started_at = now
+            if rate is not None:
+                recent.append(now)
+            self._event(job, queue, "running", {"attempt": job.attempt, "worker": worker_id})
+            taken.append(copy.deepcopy(job))
+        if len(taken) < limit and wait_s is None:
+            later = [j.run_at for j in ready if j.run_at > now]
+            if later:
+                wait_s = min(later) - now
+        return Claim(taken, wait_s)
+
+    def _held(self, job_id: str, worker_id: str) -> JobRecord | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status != RUNNING or job.worker_id != worker_id:
+            return None
+        return job
+
+    async def renew(self, worker_id: str, job_ids: Sequence[str], lease_s: float) -> list[str]:
+        now = self.clock()
+        held = []
+        for job_id in job_ids:
+            job = self._held(job_id, worker_id)
+            if job is not None:
+                job.lease_expires_at = now + lease_s
+                held.append(job_id)
+        return held
+
+    async def complete(self, worker_id: str, done: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        now = self.clock()
+        for job_id, outputs in done:
+            job = self._held(job_id, worker_id)
+            if job is None:
+                continue
+            job.status = "completed"
+            job.outputs = copy.deepcopy(outputs)
+            job.finished_at = now
+            job.lease_expires_at = None
+            self._event(job, job.queue, "completed", {"attempt": job.attempt})
+
+    async def fail(self, job_id: str, worker_id: str, error: str, *, retry: bool = True) -> JobRecord | None:
+        job = self._held(job_id, worker_id)
+        if job is None:
+            return None
+        kind, data = rules.after_failure(job, error, self.clock(), retry=retry)
+        self._event(job, job.queue, kind, data)
+        if job.status == QUEUED:
+            self._wakeups.notify(job.queue)
+        return copy.deepcopy(job)
+
+    async def release(self, job_ids: Sequence[str], worker_id: str) -> None:
+        for job_id in job_ids:
+            job = self._held(job_id, worker_id)
+            if job is not None:
+                kind, data = rules.after_release(job, self.clock())
+                self._event(job, job.queue, kind, data)
+                self._wakeups.notify(job.queue)
+
+    async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
+        now = self.clock()
+        found = []
+        for job in self._jobs.values():
+            if job.status == RUNNING and job.worker_id == worker_id:
+                kind, data = rules.after_stall(job, now, max_stalls, f"worker {worker_id} restarted")
+                self._event(job, job.queue, kind, data)
+                found.append(job.id)
+        return found
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        job = self._job(job_id)
+        kind, data = rules.cancel(job, self.clock())
+        self._event(job, job.queue, kind, data)
+        return copy.deepcopy(job)
+
+    async def retry(self, job_id: str, *, from_start: bool = False) -> JobRecord:
+        job = self._job(job_id)
+        kind, data = rules.manual_retry(job, self.clock(), from_start=from_start)
+        self._event(job, job.queue, kind, data)
+        self._wakeups.notify(job.queue)
+        return copy.deepcopy(job)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        job = self._jobs.get(job_id)
+        return copy.deepcopy(job) if job is not None else None
+
+    async def list_jobs(
+        self, *, queue: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        jobs = [
+            j
+            for j in self._jobs.values()
+            if (queue is None or j.queue == queue) and (status is None or j.status == status)
+        ]
+        jobs.sort(key=lambda j: self._order[j.id], reverse=True)
+        return [copy.deepcopy(j) for j in jobs[:limit]]
+
+    async def record_steps(self, steps: Sequence[StepRecord]) -> None:
+        for step in steps:
+            if step.job_id in self._jobs:
+                self._steps[(step.job_id, step.job_attempt, step.routine, step.seq)] = copy.copy(step)
+
+    async def steps(self, job_id: str) -> list[StepRecord]:
+        rows = [copy.copy(s) for (j, *_), s in self._steps.items() if j == job_id]
+        rows.sort(key=lambda s: (s.job_attempt, s.started_at or 0.0, s.routine, s.seq))
+        return rows
+
+    async def add_event(self, job_id: str | None, queue: str, kind: str, data: dict[str, Any]) -> None:
+        self._events.append(EventRecord(next(self._event_ids), job_id, queue, kind, self.clock(), data))
+
+    async def events(
+        self, *, job_id: str | None = None, kind: str | None = None, since: float | None = None
+    ) -> list[EventRecord]:
+        return [
+            copy.copy(e)
+            for e in self._events
+            if (job_id is None or e.job_id == job_id)
+            and (kind is None or e.kind == kind)
+            and (since is None or e.at >= since)
+        ]
+
+    async def sweep(
+        self,
+        owner: str,
+        *,
+        max_stalls: int = DEFAULT_MAX_STALLS,
+        retention: Retention | None = None,
+        lock_ttl_s: float = SWEEPER_LOCK_TTL_S,
+    ) -> SweepReport | None:
+        now = self.clock()
+        if self._sweeper is not None and self._sweeper[0] != owner and self._sweeper[1] > now:
+            return None
+        self._sweeper = (owner, now + lock_ttl_s)
+        report = SweepReport()
+        for job in self._jobs.values():
+            if job.status == RUNNING and job.lease_expires_at is not None and job.lease_expires_at < now:
+                kind, data = rules.after_stall(job, now, max_stalls, "lease expired")
+                self._event(job, job.queue, kind, data)
+                (report.failed if job.status == FAILED else report.requeued).append(job.id)
+                if job.status == QUEUED:
+                    self._wakeups.notify(job.queue)
+        if retention is not None:
+            finished = [
+                (j.id, j.status, j.finished_at or 0.0) for j in self._jobs.values() if j.status in FINISHED
+            ]
+            for job_id in expired_ids(finished, retention, now):
+                job = self._jobs.pop(job_id)
+                self._order.pop(job_id)
+                if job.idempotency_key is not None:
+                    self._keys.pop((job.queue, job.idempotency_key), None)
+                for key in [k for k in self._steps if k[0] == job_id]:
+                    del self._steps[key]
+                report.deleted += 1
+            if report.deleted:
+                self._events = [e for e in self._events if e.job_id is None or e.job_id in self._jobs]
+        return report
+
+    async def running_since(self, before: float) -> list[JobRecord]:
+        return [
+            copy.deepcopy(j)
+            for j in self._jobs.values()
+            if j.status == RUNNING and j.started_at is not None and j.started_at < before
+        ]
+
+    async def finished_counts(self, queue: str, since: float) -> tuple[int, int]:
+        failed = finished = 0
+        for e in self._events:
+            if e.queue == queue and e.at >= since and e.kind in ("completed", "failed", "retrying"):
+                finished += 1
+                failed += e.kind != "completed"
+        return failed, finished
+
+    async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        await self._wakeups.wait(queue, timeout_s)

@@ -1,0 +1,247 @@
+"""The durable store's records: what a job, a step and an event look like outside the store."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import JobError
+from ..flow.policy import Backoff
+
+QUEUED = "queued"
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)
+FINISHED = (COMPLETED, FAILED, CANCELLED)
+
+DEFAULT_QUEUE = "default"
+DEFAULT_ATTEMPTS = 3
+DEFAULT_BACKOFF = Backoff(initial_s=1.0, factor=2.0, max_s=60.0, jitter=True)
+
+
+def backoff_to_json(backoff: Backoff) -> str:
+    return json.dumps(
+        {
+            "initial_s": backoff.initial_s,
+            "factor": backoff.factor,
+            "max_s": backoff.max_s,
+            "jitter": backoff.jitter,
+        }
+    )
+
+
+def backoff_from(value: Any) -> Backoff:
+    data = json.loads(value) if isinstance(value, str | bytes) else value
+    return Backoff(**data)
+
+
+def to_json(value: Any, what: str) -> str:
+    """``value`` as JSON text; ``JobError`` naming ``what`` if it is not JSON-serialisable."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise JobError(f"{what} must be JSON-serialisable in durable mode: {e}") from None
+
+
+def from_json(value: Any) -> Any:
+    """A JSON column as Python (PostgreSQL already decodes ``jsonb``)."""
+    if value is None or not isinstance(value, str | bytes):
+        return value
+    return json.loads(value)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``limit`` claims in any window of ``per_s`` seconds (``"5/1s"``)."""
+
+    limit: int
+    per_s: float
+
+    _PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*(ms|s|m|h)?\s*$")
+
+    @classmethod
+    def parse(cls, text: str | Rate) -> Rate:
+        """``"5/1s"``, ``"100/m"``, ``"10/500ms"``; ``ValueError`` otherwise."""
+        if isinstance(text, Rate):
+            return text
+        m = cls._PATTERN.match(text)
+        if m is None:
+            raise ValueError(f"rate {text!r} must look like 5/1s, 100/m or 10/500ms")
+        limit = int(m.group(1))
+        amount = float(m.group(2)) if m.group(2) else 1.0
+        per_s = amount * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(3) or "s"]
+        if limit < 1 or not per_s > 0 or math.isinf(per_s):
+            raise ValueError(f"rate {text!r}: the limit and the window must be positive")
+        return cls(limit, per_s)
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.per_s:g}s"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job to submit: everything but the state the store keeps."""
+
+    flow: str
+    inputs: dict[str, Any]
+    queue: str = DEFAULT_QUEUE
+    max_attempts: int = DEFAULT_ATTEMPTS
+    backoff: Backoff = DEFAULT_BACKOFF
+    delay_s: float = 0.0
+    priority: int = 0
+    idempotency_key: str | None = None
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise JobError("attempts must be >= 1")
+        if self.delay_s < 0:
+            raise JobError("delay_s must be >= 0")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise JobError("timeout_s must be > 0")
+        if not isinstance(self.inputs, dict):
+            raise JobError("inputs must map 'routine.slot' to items")
+
+
+@dataclass
+class JobRecord:
+    """A job as the store holds it. Times are seconds since the epoch (the store's clock)."""
+
+    id: str
+    flow: str
+    inputs: dict[str, Any]
+    queue: str
+    status: str
+    attempt: int
+    max_attempts: int
+    backoff: Backoff
+    priority: int
+    run_at: float
+    idempotency_key: str | None
+    timeout_s: float | None
+    worker_id: str | None
+    lease_expires_at: float | None
+    stalls: int
+    error: str | None
+    outputs: dict[str, Any] | None
+    from_start: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["backoff"] = json.loads(backoff_to_json(self.backoff))
+        return d
+
+
+JOB_COLUMNS = tuple(JobRecord.__dataclass_fields__)
+
+
+@dataclass
+class StepRecord:
+    """One handler call of one attempt of a job, for display (``weirflow jobs steps``).
+
+    ``attempt`` is the handler's attempt (``ctx.attempt``); ``job_attempt`` the job's.
+    """
+
+    job_id: str
+    routine: str
+    seq: int
+    status: str
+    attempt: int = 1
+    job_attempt: int = 1
+    progress: float = 0.0
+    message: str = ""
+    started_at: float | None = None
+    completed_at: float | None = None
+    error: str | None = None
+    worker: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape of API.md's ``jobs show --json`` steps."""
+        return {
+            "routine": self.routine,
+            "seq": self.seq,
+            "status": self.status,
+            "attempt": self.attempt,
+            "progress": self.progress,
+            "message": self.message,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+            "error": self.error,
+            "worker": self.worker,
+        }
+
+
+STEP_COLUMNS = tuple(StepRecord.__dataclass_fields__)
+
+
+@dataclass
+class EventRecord:
+    """A job state change or an alert. ``job_id`` is ``None`` for queue-wide alerts."""
+
+    id: int
+    job_id: str | None
+    queue: str
+    kind: str
+    at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobInfo:
+    """What ``engine.get_job`` and ``weirflow jobs show`` report."""
+
+    id: str
+    flow: str
+    status: str
+    attempt: int
+    error: str | None
+    steps: list[StepRecord]
+
+    @classmethod
+    def of(cls, record: JobRecord, steps: list[StepRecord]) -> JobInfo:
+        return cls(record.id, record.flow, record.status, record.attempt, record.error, steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flow": self.flow,
+            "status": self.status,
+            "attempt": self.attempt,
+            "error": self.error,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@dataclass
+class Claim:
+    """What one ``claim`` got: the jobs, and how long to wait before it is worth asking again
+    (the rate window, or the next delayed job) when it got fewer than asked for."""
+
+    jobs: list[JobRecord]
+    wait_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long finished jobs are kept (``None``: forever). Applied by the sweeper."""
+
+    keep_completed_s: float | None = None
+    keep_completed_count: int | None = None
+    keep_failed_s: float | None = None
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    deleted: int = 0

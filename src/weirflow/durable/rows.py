@@ -1,0 +1,55 @@
+"""Rows of the SQL backends to records and back (column order: ``JOB_COLUMNS``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .models import JOB_COLUMNS, STEP_COLUMNS, EventRecord, JobRecord, StepRecord, backoff_from, from_json
+
+JOB_SELECT = ", ".join(JOB_COLUMNS)
+STEP_SELECT = ", ".join(STEP_COLUMNS)
+
+# the columns a state change may touch, written back by ``job_update``
+MUTABLE = (
+    "status",
+    "attempt",
+    "run_at",
+    "worker_id",
+    "lease_expires_at",
+    "stalls",
+    "error",
+    "outputs",
+    "from_start",
+    "started_at",
+    "finished_at",
+)
+
+
+def job_from_row(row: Sequence[Any]) -> JobRecord:
+    d = dict(zip(JOB_COLUMNS, row, strict=True))
+    d["inputs"] = from_json(d["inputs"])
+    d["outputs"] = from_json(d["outputs"])
+    d["backoff"] = backoff_from(d["backoff"])
+    d["from_start"] = bool(d["from_start"])
+    return JobRecord(**d)
+
+
+def step_from_row(row: Sequence[Any]) -> StepRecord:
+    return StepRecord(**dict(zip(STEP_COLUMNS, row, strict=True)))
+
+
+def event_from_row(row: Sequence[Any]) -> EventRecord:
+    id_, job_id, queue, kind, at, data = row
+    return EventRecord(id_, job_id, queue, kind, at, from_json(data) or {})
+
+
+def mutable_values(job: JobRecord) -> list[Any]:
+    values: list[Any] = []
+    for name in MUTABLE:
+        value = getattr(job, name)
+        if name == "outputs" and value is not None:
+            value = json.dumps(value)
+        values.append(value)
+    return values

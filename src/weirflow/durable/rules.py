@@ -1,0 +1,87 @@
+"""The state changes every backend makes the same way, computed on a ``JobRecord``.
+
+The SQL backends read the row inside their write transaction, apply one of these
+and write the changed columns back, so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import JobError
+from .models import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord
+
+# how long a retried job waits at least, so a zero backoff cannot spin a worker
+MIN_RETRY_DELAY_S = 0.0
+
+
+def after_failure(
+    job: JobRecord, error: str, now: float, *, retry: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """Fail the current attempt: back to ``queued`` after the job's backoff while attempts
+    remain (and ``retry``), else ``failed``. Returns the event kind and its data."""
+    job.error = error
+    job.lease_expires_at = None
+    if retry and job.attempt < job.max_attempts:
+        delay = max(MIN_RETRY_DELAY_S, job.backoff.delay_s(job.attempt))
+        job.status = QUEUED
+        job.run_at = now + delay
+        return "retrying", {"attempt": job.attempt, "delay_s": delay, "error": error}
+    job.status = FAILED
+    job.finished_at = now
+    return "failed", {"attempt": job.attempt, "error": error}
+
+
+def after_stall(job: JobRecord, now: float, max_stalls: int, why: str) -> tuple[str, dict[str, Any]]:
+    """A running job lost its worker. It is requeued at once (the attempt does not count,
+    the stall does) until it has stalled more than ``max_stalls`` times, then ``failed``."""
+    job.stalls += 1
+    job.lease_expires_at = None
+    if job.stalls > max_stalls:
+        job.status = FAILED
+        job.error = f"stalled {job.stalls} times ({why}); max_stalls is {max_stalls}"
+        job.finished_at = now
+        return "failed", {"attempt": job.attempt, "stalls": job.stalls, "error": job.error}
+    job.status = QUEUED
+    job.attempt = max(0, job.attempt - 1)
+    job.run_at = now
+    return "stalled", {"stalls": job.stalls, "why": why, "worker": job.worker_id}
+
+
+def after_release(job: JobRecord, now: float) -> tuple[str, dict[str, Any]]:
+    """A worker gave a running job back (shutdown): requeued, the attempt does not count."""
+    job.status = QUEUED
+    job.attempt = max(0, job.attempt - 1)
+    job.lease_expires_at = None
+    job.run_at = now
+    return "released", {"worker": job.worker_id}
+
+
+def cancel(job: JobRecord, now: float) -> tuple[str, dict[str, Any]]:
+    if job.status not in (QUEUED, RUNNING):
+        raise JobError(f"job {job.id} is {job.status}; only a queued or running job can be cancelled")
+    was = job.status
+    job.status = CANCELLED
+    job.finished_at = now
+    job.lease_expires_at = None
+    return "cancelled", {"was": was}
+
+
+def manual_retry(job: JobRecord, now: float, *, from_start: bool) -> tuple[str, dict[str, Any]]:
+    """Requeue a failed or cancelled job, or a running one whose lease has expired, with
+    its attempts and stalls reset. ``from_start`` is kept for the durable journal."""
+    stalled = job.status == RUNNING and job.lease_expires_at is not None and job.lease_expires_at < now
+    if job.status not in (FAILED, CANCELLED) and not stalled:
+        what = "completed" if job.status == COMPLETED else job.status
+        raise JobError(f"job {job.id} is {what}; only a failed, cancelled or stalled job can be retried")
+    was = job.status
+    job.status = QUEUED
+    job.attempt = 0
+    job.stalls = 0
+    job.error = None
+    job.outputs = None
+    job.finished_at = None
+    job.lease_expires_at = None
+    job.run_at = now
+    job.from_start = from_start
+    return "retried", {"was": was, "from_start": from_start}

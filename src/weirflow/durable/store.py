@@ -1,0 +1,164 @@
+"""The ``Store`` protocol every backend implements, and ``open_store(url)``.
+
+A store holds jobs, their steps and events, and enforces the queue semantics:
+idempotent submits, claims by priority then age that respect delays, queue-wide
+concurrency and rate limits, leases, retries with backoff, stalls and retention.
+Every method is a coroutine; no backend blocks the event loop.
+
+Times are seconds since the epoch from the store's ``clock`` (``time.time`` unless
+given): workers on several machines must have synchronised clocks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from ..errors import StoreError
+from .models import Claim, EventRecord, JobRecord, JobSpec, Rate, Retention, StepRecord, SweepReport
+
+Clock = Callable[[], float]
+DEFAULT_LEASE_S = 30.0
+DEFAULT_MAX_STALLS = 1
+SWEEPER_LOCK_TTL_S = 60.0
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A durable job store. Open with ``await store.open()`` (or ``async with store``)."""
+
+    url: str
+    clock: Clock
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    async def close(self) -> None: ...
+
+    async def submit(self, spec: JobSpec) -> str:
+        """Queue a job; returns its id. A second submit with the same
+        ``(queue, idempotency_key)`` returns the first job's id, also when concurrent."""
+
+    async def claim(
+        self,
+        queue: str,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_s: float,
+        queue_concurrency: int | None = None,
+        rate: Rate | None = None,
+    ) -> Claim:
+        """Take up to ``limit`` ready jobs (``run_at`` reached), highest ``priority`` first,
+        then longest waiting; each moves to ``running`` with a lease for ``worker_id``.
+        ``queue_concurrency`` caps the queue's running jobs, ``rate`` its claims per
+        window, over every worker of this store."""
+
+    async def renew(self, worker_id: str, job_ids: Sequence[str], lease_s: float) -> list[str]:
+        """Extend the leases ``worker_id`` holds; returns the ids it still holds (a job
+        cancelled or taken over meanwhile is missing)."""
+
+    async def complete(self, worker_id: str, done: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Mark jobs ``(id, outputs)`` completed, if ``worker_id`` still holds them."""
+
+    async def fail(self, job_id: str, worker_id: str, error: str, *, retry: bool = True) -> JobRecord | None:
+        """Fail the current attempt: requeued after the job's backoff while attempts remain,
+        else ``failed``. ``None`` if ``worker_id`` no longer holds the job."""
+
+    async def release(self, job_ids: Sequence[str], worker_id: str) -> None:
+        """Give running jobs back to the queue at once (shutdown); attempts do not count."""
+
+    async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
+        """Requeue (as stalled) the jobs a previous run of ``worker_id`` left running."""
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued or running job (its worker notices at the next heartbeat)."""
+
+    async def retry(self, job_id: str, *, from_start: bool = False) -> JobRecord:
+        """Requeue a failed, cancelled or stalled job with fresh attempts."""
+
+    async def get(self, job_id: str) -> JobRecord | None: ...
+
+    async def list_jobs(
+        self, *, queue: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        """Newest first."""
+
+    async def record_steps(self, steps: Sequence[StepRecord]) -> None:
+        """Insert or update step rows (keyed by job, job attempt, routine and seq)."""
+
+    async def steps(self, job_id: str) -> list[StepRecord]:
+        """In start order."""
+
+    async def add_event(self, job_id: str | None, queue: str, kind: str, data: dict[str, Any]) -> None: ...
+
+    async def events(
+        self, *, job_id: str | None = None, kind: str | None = None, since: float | None = None
+    ) -> list[EventRecord]:
+        """Oldest first."""
+
+    async def sweep(
+        self,
+        owner: str,
+        *,
+        max_stalls: int = DEFAULT_MAX_STALLS,
+        retention: Retention | None = None,
+        lock_ttl_s: float = SWEEPER_LOCK_TTL_S,
+    ) -> SweepReport | None:
+        """Requeue running jobs whose lease expired (counting a stall, failing after
+        ``max_stalls``) and apply ``retention``. Only one sweeper at a time per store:
+        ``None`` when another ``owner`` holds the sweeper lock."""
+
+    async def running_since(self, before: float) -> list[JobRecord]:
+        """Running jobs started before ``before`` (for the long-running alert)."""
+
+    async def finished_counts(self, queue: str, since: float) -> tuple[int, int]:
+        """``(failed, finished)`` attempts of ``queue`` since ``since`` (a retried attempt
+        counts as failed), for the failure-rate alert."""
+
+    async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        """Return when a job may have become ready in ``queue`` or after ``timeout_s``."""
+
+
+def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
+    """A store for ``url`` (not yet opened): ``memory://``, ``sqlite:///relative/path.db``,
+    ``sqlite:////absolute/path.db`` or ``postgresql://user@host:port/db``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise StoreError(
+            f"store URL {url!r} is not a URL: use memory://, sqlite:///path/weirflow.db or postgresql://..."
+        )
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "memory":
+        from .memory import MemoryStore
+
+        if url.rstrip("/") != "memory:":
+            raise StoreError(f"store URL {url!r}: memory:// takes no path")
+        return MemoryStore(clock=clock)
+    if scheme == "sqlite":
+        from .sqlite import SqliteStore
+
+        return SqliteStore(sqlite_path(url), clock=clock, **options)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresStore
+
+        parts = urlsplit(url)
+        if not parts.hostname and "host=" not in (parts.query or ""):
+            raise StoreError(f"store URL {url!r}: a PostgreSQL URL needs a host (postgresql://host/db)")
+        return PostgresStore(url, clock=clock, **options)
+    raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r} (expected memory, sqlite or postgresql)")
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///weirflow.db`` is relative to the working directory, ``sqlite:////x.db`` absolute."""
+    prefix = "sqlite:///"
+    if not url.lower().startswith(prefix):
+        raise StoreError(
+            f"store URL {url!r}: a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    path = url[len(prefix) :].split("?", 1)[0]
+    if not path or path.endswith("/"):
+        raise StoreError(f"store URL {url!r}: no database file named")
+    return Path(path)

@@ -1,0 +1,87 @@
+"""Fixtures of the durable tests: one store of each backend, a session PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from weirflow.durable import Store, open_store
+
+from .pgserver import PgServer, started_server
+
+BACKENDS = ["memory", "sqlite", "postgres"]
+
+
+class FakeClock:
+    """A store clock the test moves by hand: delays and leases without sleeping."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    server = started_server()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+StoreFactory = Callable[..., Awaitable[Store]]
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    backend = getattr(request, "param", "sqlite")
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'weirflow.db'}"
+    server: PgServer = request.getfixturevalue("pg")
+    return server.new_database()
+
+
+@pytest.fixture
+async def make_store(store_url: str) -> AsyncIterator[StoreFactory]:
+    """Open more stores on the same database (each is closed at the end); the memory
+    backend hands back the same store, since two memory stores share nothing."""
+    opened: list[Store] = []
+    first: list[Store] = []
+
+    async def make(**options: object) -> Store:
+        if store_url == "memory://" and first:
+            return first[0]
+        store = open_store(store_url, **options)  # type: ignore[arg-type]
+        await store.open()
+        opened.append(store)
+        first.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory, clock: FakeClock) -> Store:
+    """A fresh, open store of each backend on the fake clock."""
+    return await make_store(clock=clock)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_url" in metafunc.fixturenames and not any(
+        m.name == "parametrize" and "store_url" in m.args[0] for m in metafunc.definition.iter_markers()
+    ):
+        metafunc.parametrize("store_url", BACKENDS, indirect=True)

@@ -1,0 +1,317 @@
+"""The shared store suite: every test runs on memory, SQLite and a real PostgreSQL 15."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import weirflow as wf
+from weirflow.durable import JobSpec, Rate, Retention, StepRecord, Store
+
+from .conftest import FakeClock, StoreFactory
+
+NO_JITTER = wf.Backoff(initial_s=2.0, factor=3.0, max_s=60.0, jitter=False)
+
+
+def spec(**kw: object) -> JobSpec:
+    return JobSpec(flow=str(kw.pop("flow", "f")), inputs=dict(kw.pop("inputs", {"a.x": [1]})), **kw)  # type: ignore[arg-type]
+
+
+async def claim_ids(store: Store, n: int = 10, worker: str = "w1", **kw: object) -> list[str]:
+    got = await store.claim("default", worker, limit=n, lease_s=30, **kw)  # type: ignore[arg-type]
+    return [j.id for j in got.jobs]
+
+
+async def test_submit_then_get_and_claim(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec(inputs={"a.x": [1, "two", {"3": None}]}, timeout_s=5))
+    job = await store.get(job_id)
+    assert job is not None
+    assert (job.status, job.attempt, job.flow, job.queue) == ("queued", 0, "f", "default")
+    assert job.inputs == {"a.x": [1, "two", {"3": None}]}
+    assert job.timeout_s == 5 and job.run_at == clock.now
+    got = await store.claim("default", "w1", limit=5, lease_s=30)
+    assert [j.id for j in got.jobs] == [job_id]
+    running = got.jobs[0]
+    assert (running.status, running.attempt, running.worker_id) == ("running", 1, "w1")
+    assert running.lease_expires_at == clock.now + 30
+    assert await claim_ids(store) == []
+    await store.complete("w1", [(job_id, {"b.out": [42]})])
+    done = await store.get(job_id)
+    assert done is not None and done.status == "completed" and done.outputs == {"b.out": [42]}
+    assert [e.kind for e in await store.events(job_id=job_id)] == ["queued", "running", "completed"]
+    assert await store.get("nope") is None
+
+
+async def test_idempotency_key_under_concurrent_submits(make_store: StoreFactory) -> None:
+    stores = [await make_store() for _ in range(3)]
+    ids = await asyncio.gather(
+        *(stores[i % 3].submit(spec(idempotency_key="order-42")) for i in range(20))
+    )
+    assert len(set(ids)) == 1
+    assert len(await stores[0].list_jobs()) == 1
+    other_queue = await stores[0].submit(spec(idempotency_key="order-42", queue="other"))
+    assert other_queue != ids[0]
+
+
+async def test_priority_then_age(store: Store, clock: FakeClock) -> None:
+    low = await store.submit(spec(priority=0))
+    clock.advance(1)
+    high = await store.submit(spec(priority=5))
+    clock.advance(1)
+    low2 = await store.submit(spec(priority=0))
+    clock.advance(1)
+    high2 = await store.submit(spec(priority=5))
+    assert await claim_ids(store, 3) == [high, high2, low]
+    assert await claim_ids(store, 3) == [low2]
+
+
+async def test_a_delayed_job_waits_for_its_time(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec(delay_s=10))
+    job = await store.get(job_id)
+    assert job is not None and job.run_at == clock.now + 10
+    got = await store.claim("default", "w1", limit=1, lease_s=30)
+    assert got.jobs == [] and got.wait_s == pytest.approx(10)
+    clock.advance(9.9)
+    assert await claim_ids(store) == []
+    clock.advance(0.2)
+    assert await claim_ids(store) == [job_id]
+
+
+async def test_failure_retries_with_backoff_then_fails(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec(max_attempts=3, backoff=NO_JITTER))
+    [first] = await claim_ids(store)
+    retried = await store.fail(first, "w1", "boom 1")
+    assert retried is not None and retried.status == "queued" and retried.run_at == clock.now + 2.0
+    clock.advance(1.9)
+    assert await claim_ids(store) == []
+    clock.advance(0.2)
+    assert await claim_ids(store) == [job_id]
+    again = await store.fail(job_id, "w1", "boom 2")
+    assert again is not None and again.run_at == pytest.approx(clock.now + 6.0)  # 2 * 3
+    clock.advance(6)
+    assert await claim_ids(store) == [job_id]
+    dead = await store.fail(job_id, "w1", "boom 3")
+    assert dead is not None and (dead.status, dead.attempt, dead.error) == ("failed", 3, "boom 3")
+    kinds = [e.kind for e in await store.events(job_id=job_id)]
+    assert kinds.count("retrying") == 2 and kinds[-1] == "failed"
+    assert await store.finished_counts("default", 0) == (3, 3)
+
+
+async def test_jittered_backoff_stays_within_bounds(store: Store, clock: FakeClock) -> None:
+    backoff = wf.Backoff(initial_s=4.0, factor=2.0, max_s=10.0, jitter=True)
+    ids = [await store.submit(spec(max_attempts=5, backoff=backoff)) for _ in range(10)]
+    for retry, (lo, hi) in enumerate([(2.0, 4.0), (4.0, 8.0), (5.0, 10.0)], start=1):
+        assert sorted(await claim_ids(store, 20)) == sorted(ids)
+        for job_id in ids:
+            job = await store.fail(job_id, "w1", f"boom {retry}")
+            assert job is not None and lo <= job.run_at - clock.now <= hi
+        clock.advance(hi)
+
+
+async def test_no_retry_flag_fails_at_once(store: Store) -> None:
+    job_id = await store.submit(spec(max_attempts=5))
+    await claim_ids(store)
+    job = await store.fail(job_id, "w1", "timed out", retry=False)
+    assert job is not None and job.status == "failed"
+
+
+async def test_only_the_holder_reports(store: Store) -> None:
+    job_id = await store.submit(spec())
+    await claim_ids(store, worker="w1")
+    assert await store.fail(job_id, "w2", "not mine") is None
+    await store.complete("w2", [(job_id, {})])
+    assert await store.renew("w2", [job_id], 30) == []
+    job = await store.get(job_id)
+    assert job is not None and job.status == "running"
+
+
+async def test_rate_limit_is_shared_by_workers(store: Store, clock: FakeClock) -> None:
+    rate = Rate.parse("5/1s")
+    for _ in range(12):
+        await store.submit(spec())
+    assert len(await claim_ids(store, 3, "w1", rate=rate)) == 3
+    assert len(await claim_ids(store, 3, "w2", rate=rate)) == 2
+    got = await store.claim("default", "w3", limit=3, lease_s=30, rate=rate)
+    assert got.jobs == [] and got.wait_s == pytest.approx(1.0)
+    clock.advance(0.5)
+    assert await claim_ids(store, 3, "w3", rate=rate) == []
+    clock.advance(0.51)
+    assert len(await claim_ids(store, 10, "w3", rate=rate)) == 5
+
+
+async def test_queue_concurrency_caps_running_jobs(store: Store) -> None:
+    ids = [await store.submit(spec()) for _ in range(5)]
+    assert len(await claim_ids(store, 3, "w1", queue_concurrency=2)) == 2
+    assert await claim_ids(store, 3, "w2", queue_concurrency=2) == []
+    await store.complete("w1", [(ids[0], {})])
+    assert await claim_ids(store, 3, "w2", queue_concurrency=2) == [ids[2]]
+
+
+async def test_lease_expiry_requeues_then_fails_after_max_stalls(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec(max_attempts=1))
+    for stall in (1, 2):
+        assert await claim_ids(store, worker=f"w{stall}") == [job_id]
+        clock.advance(10)
+        assert await store.renew(f"w{stall}", [job_id], 30) == [job_id]  # heartbeat keeps it
+        clock.advance(31)
+        report = await store.sweep("sweeper", max_stalls=2)
+        assert report is not None and report.requeued == [job_id]
+        job = await store.get(job_id)
+        assert job is not None and (job.status, job.stalls, job.attempt) == ("queued", stall, 0)
+        assert await store.renew(f"w{stall}", [job_id], 30) == []  # the old holder lost it
+    await claim_ids(store, worker="w3")
+    clock.advance(31)
+    report = await store.sweep("sweeper", max_stalls=2)
+    assert report is not None and report.failed == [job_id]
+    job = await store.get(job_id)
+    assert job is not None and job.status == "failed" and job.stalls == 3
+    assert "stalled 3 times" in (job.error or "")
+
+
+async def test_one_sweeper_at_a_time(store: Store, clock: FakeClock) -> None:
+    assert await store.sweep("a", lock_ttl_s=60) is not None
+    if store.url.startswith("postgresql"):
+        # PostgreSQL: the lock is held for one sweep transaction; exclusion is tested
+        # by holding the advisory lock from another session
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(store.url) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('weirflow:sweeper'))")
+            assert await store.sweep("b") is None
+        assert await store.sweep("b") is not None
+        return
+    assert await store.sweep("b", lock_ttl_s=60) is None
+    assert await store.sweep("a", lock_ttl_s=60) is not None
+    clock.advance(61)
+    assert await store.sweep("b", lock_ttl_s=60) is not None
+
+
+async def test_recover_requeues_a_workers_own_jobs(store: Store) -> None:
+    mine = await store.submit(spec())
+    await claim_ids(store, 1, "w1")
+    theirs = await store.submit(spec())
+    await claim_ids(store, 1, "w2")
+    assert await store.recover("w1") == [mine]
+    job = await store.get(mine)
+    assert job is not None and (job.status, job.stalls) == ("queued", 1)
+    other = await store.get(theirs)
+    assert other is not None and other.status == "running"
+
+
+async def test_release_gives_jobs_back_without_counting(store: Store) -> None:
+    job_id = await store.submit(spec())
+    await claim_ids(store)
+    await store.release([job_id], "w1")
+    job = await store.get(job_id)
+    assert job is not None and (job.status, job.attempt, job.stalls) == ("queued", 0, 0)
+
+
+async def test_cancel(store: Store) -> None:
+    queued = await store.submit(spec())
+    running = await store.submit(spec())
+    await store.cancel(queued)
+    await claim_ids(store)
+    job = await store.cancel(running)
+    assert job.status == "cancelled"
+    assert await store.renew("w1", [running], 30) == []  # the worker finds out at its heartbeat
+    with pytest.raises(wf.JobError, match="only a queued or running job"):
+        await store.cancel(running)
+    with pytest.raises(wf.JobError, match="no job"):
+        await store.cancel("missing")
+
+
+async def test_manual_retry(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec(max_attempts=1))
+    await claim_ids(store)
+    await store.fail(job_id, "w1", "boom")
+    job = await store.retry(job_id, from_start=True)
+    assert (job.status, job.attempt, job.error, job.from_start) == ("queued", 0, None, True)
+    assert await claim_ids(store) == [job_id]
+    with pytest.raises(wf.JobError, match="only a failed, cancelled or stalled"):
+        await store.retry(job_id)
+    clock.advance(31)  # lease expired, not yet swept: a stalled job can be retried
+    assert (await store.retry(job_id)).status == "queued"
+    await store.complete("w1", [(job_id, {})])  # the old holder no longer counts
+    after = await store.get(job_id)
+    assert after is not None and after.status == "queued"
+
+
+async def test_retention(store: Store, clock: FakeClock) -> None:
+    def finish(job_id: str, ok: bool) -> object:
+        if ok:
+            return store.complete("w1", [(job_id, {})])
+        return store.fail(job_id, "w1", "boom", retry=False)
+
+    old_done = [await store.submit(spec()) for _ in range(3)]
+    old_failed = await store.submit(spec())
+    await claim_ids(store, 10)
+    for job_id in old_done:
+        await finish(job_id, True)  # type: ignore[misc]
+    await finish(old_failed, False)  # type: ignore[misc]
+    clock.advance(100)
+    new_done = [await store.submit(spec()) for _ in range(3)]
+    new_failed = await store.submit(spec())
+    await claim_ids(store, 10)
+    for job_id in new_done:
+        await finish(job_id, True)  # type: ignore[misc]
+        clock.advance(1)
+    await finish(new_failed, False)  # type: ignore[misc]
+    await store.record_steps([StepRecord(old_done[0], "a", 1, "completed")])
+    clock.advance(10)
+    report = await store.sweep("s", retention=Retention(keep_completed_s=50, keep_completed_count=2, keep_failed_s=200))
+    assert report is not None and report.deleted == 4
+    left = {j.id for j in await store.list_jobs()}
+    assert left == {*new_done[1:], old_failed, new_failed}
+    assert await store.steps(old_done[0]) == []
+    report = await store.sweep("s", retention=Retention(keep_failed_s=50))
+    assert report is not None and report.deleted == 1
+    assert old_failed not in {j.id for j in await store.list_jobs()}
+
+
+async def test_steps_rows(store: Store) -> None:
+    job_id = await store.submit(spec())
+    rows = [
+        StepRecord(job_id, "a", 1, "completed", progress=100, message="done", started_at=1.0, completed_at=2.0,
+                   worker="w1"),
+        StepRecord(job_id, "b", 1, "running", progress=40, message="cloning", started_at=2.0, worker="w1"),
+    ]
+    await store.record_steps(rows)
+    rows[1].status, rows[1].progress, rows[1].completed_at = "failed", 60.0, 3.0
+    rows[1].error = "ValueError: x"
+    await store.record_steps([rows[1]])
+    await store.record_steps([StepRecord("ghost", "a", 1, "completed")])  # unknown job: ignored
+    got = await store.steps(job_id)
+    assert [s.to_dict() for s in got] == [r.to_dict() for r in rows]
+
+
+async def test_list_filters_and_order(store: Store, clock: FakeClock) -> None:
+    a = await store.submit(spec())
+    clock.advance(1)
+    b = await store.submit(spec(queue="other"))
+    clock.advance(1)
+    c = await store.submit(spec())
+    assert [j.id for j in await store.list_jobs()] == [c, b, a]
+    assert [j.id for j in await store.list_jobs(queue="default")] == [c, a]
+    await claim_ids(store, 1)
+    assert [j.id for j in await store.list_jobs(status="running")] == [a]
+    assert [j.id for j in await store.list_jobs(limit=1)] == [c]
+
+
+async def test_alert_queries(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec())
+    await claim_ids(store)
+    clock.advance(100)
+    assert [j.id for j in await store.running_since(clock.now - 50)] == [job_id]
+    assert await store.running_since(clock.now - 200) == []
+    await store.add_event(None, "default", "alert.failure_rate", {"rate": 0.5})
+    [event] = await store.events(kind="alert.failure_rate")
+    assert event.job_id is None and event.data == {"rate": 0.5} and event.at == clock.now
+
+
+async def test_wait_for_jobs_wakes_on_submit(store: Store) -> None:
+    waiter = asyncio.create_task(store.wait_for_jobs("default", 30))
+    await asyncio.sleep(0)
+    await store.submit(spec())
+    async with asyncio.timeout(10):
+        await waiter
