@@ -22,6 +22,7 @@ from ..flow.graph import Flow
 from .execute import run_job
 from .inputs import InputError, parse_inputs
 from .report import exit_code, to_json
+from .serve import serve
 
 USAGE_ERROR = 2
 JOB_ERROR = 1
@@ -33,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command()(serve)
 
 
 def _exit(message: str, code: int) -> NoReturn:

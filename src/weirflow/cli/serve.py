@@ -1,0 +1,67 @@
+"""``weirflow serve``: the HTTP API over the flows of a directory or module.
+
+Binds 127.0.0.1 by default; refuses (exit 2, one line) to listen on any other
+address without API keys. Prints where it listens and which flows it loaded;
+``Ctrl-C`` stops it (running jobs are cancelled, their items dead-lettered).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Annotated
+
+import typer
+
+from ..errors import FlowError
+
+USAGE_ERROR = 2
+
+
+def serve(
+    flows: Annotated[
+        str | None,
+        typer.Option(
+            "--flows",
+            metavar="DIR_OR_MODULE",
+            help="Directory of flow files (*.yaml) or importable module (every wf.Flow at its top "
+            "level). Default: WEIRFLOW_FLOWS.",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (default 127.0.0.1, WEIRFLOW_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default 8000, WEIRFLOW_PORT; 0 picks a free one).")
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="uvicorn log level: debug, info, warning, error.")
+    ] = "warning",
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+) -> None:
+    """Serve the HTTP API (jobs, queues, live events, metrics) for a set of flows."""
+    from ..server import SettingsError, create_app, load_settings, make_server
+
+    try:
+        settings = load_settings(host=host, port=port, flows=flows)
+        if settings.flows is None:
+            raise SettingsError("no flows to serve: pass --flows DIR_OR_MODULE (or set WEIRFLOW_FLOWS)")
+        app = create_app(settings)
+    except (SettingsError, FlowError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(USAGE_ERROR) from None
+    names = ", ".join(f.name for f in app.state.flows)
+    auth = f"{len(settings.api_keys)} API key(s)" if settings.auth_enabled else "no API keys (loopback only)"
+
+    def listening(urls: list[str]) -> None:
+        print(f"weirflow: serving {len(app.state.flows)} flow(s): {names}", flush=True)
+        for url in urls:
+            print(f"weirflow: listening on {url} ({auth}); Ctrl-C to stop", flush=True)
+
+    server = make_server(app, settings, on_listening=listening, log_level=log_level, access_log=access_log)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled, after shutdown
+        server.run()
+    if not server.started:
+        print(f"error: could not listen on {settings.host}:{settings.port}", file=sys.stderr)
+        raise typer.Exit(1)
+    print("weirflow: stopped", flush=True)

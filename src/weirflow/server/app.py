@@ -1,0 +1,100 @@
+"""``create_app(settings, flows=...)``: the FastAPI app over one ``Engine``.
+
+Nothing is global: the lifespan creates the engine (with the event hub and the
+metrics hooks), registers the flows and hangs everything off ``app.state``
+(``engine``, ``service``, ``hub``, ``metrics``); on shutdown it closes the engine,
+which cancels unfinished jobs (their items are dead-lettered), and ends every
+event stream after its job's last events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..flow.graph import Flow
+from ..metrics import EngineMetrics
+from ..runtime.engine import Engine
+from .auth import require_read
+from .body_limit import BodyLimitMiddleware
+from .errors import install_error_handlers
+from .events import EventHub
+from .flow_source import check_unique, load_flows
+from .routes import ROUTERS
+from .service import JobService
+from .settings import Settings
+
+DESCRIPTION = """Control weirflow jobs: start them, stream items in, pause, resume, watch
+their queues and events. Send `Authorization: Bearer KEY` (keys from
+`WEIRFLOW_API_KEYS`; `read` keys may only GET)."""
+
+
+def create_app(settings: Settings | None = None, *, flows: Iterable[Flow] | str | None = None) -> FastAPI:
+    """Build the app. ``flows`` are ``Flow`` objects or a ``--flows`` source (directory of
+    flow files or module); by default ``settings.flows``. They are loaded now, so a bad
+    flow fails here rather than at the first request."""
+    settings = settings if settings is not None else Settings()
+    source = flows if flows is not None else settings.flows
+    loaded = load_flows(source) if isinstance(source, str) else list(source or [])
+    check_unique(loaded)
+    for flow in loaded:
+        flow.validate()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with engine_state(app, settings, loaded):
+            yield
+
+    app = FastAPI(
+        title="weirflow",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url=None,  # served below, behind the API key like every route but /healthz
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.flows = loaded
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_read)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    return app
+
+
+@asynccontextmanager
+async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> AsyncIterator[None]:
+    """Create the engine and the service for the app's lifetime."""
+    metrics = EngineMetrics()
+    hub = EventHub(settings.event_buffer)
+    engine = Engine(hooks=[hub, metrics.hooks])
+    for flow in flows:
+        engine.register(flow)
+    metrics.watch(engine)
+    service = JobService(engine, hub, settings)
+    hub.on_finished = service.forget_old_jobs
+    app.state.engine, app.state.hub, app.state.metrics, app.state.service = engine, hub, metrics, service
+    try:
+        yield
+    finally:
+        await service.shutdown()
+        del app.state.service
+
+
+async def begin_shutdown(app: FastAPI) -> None:
+    """Stop the engine and end every event stream now (call on the server's loop as soon as
+    it starts shutting down), so open streams see their jobs' last events and end instead
+    of holding the shutdown up."""
+    service: JobService | None = getattr(app.state, "service", None)
+    if service is not None:
+        await service.shutdown()

@@ -1,0 +1,74 @@
+"""API-key authentication: ``Authorization: Bearer KEY``, keys compared in constant time.
+
+With keys configured, every route but ``/healthz`` needs one: ``401`` without a
+key or with an unknown one, ``403`` when a ``read`` key calls a mutating route.
+Without keys the server is open (and listens on loopback only, see ``settings``).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .errors import ApiError
+from .settings import Role, Settings
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key from WEIRFLOW_API_KEYS (role read: GET routes; admin: everything).",
+)
+
+
+class UnauthorizedError(ApiError):
+    """No key, or a key the server does not know."""
+
+    status = 401
+
+
+class ForbiddenError(ApiError):
+    """The key's role does not allow this call."""
+
+    status = 403
+
+
+def role_of(token: str, keys: Mapping[str, Role]) -> Role | None:
+    """The role of ``token``; every key is compared, in constant time, whether or not one matched."""
+    given = token.encode()
+    found: Role | None = None
+    for key, role in keys.items():
+        if hmac.compare_digest(given, key.encode()):
+            found = role
+    return found
+
+
+def require(role: Role) -> Callable[..., Awaitable[None]]:
+    """A dependency admitting requests whose key has ``role`` (``admin`` has every role)."""
+
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        settings: Settings = request.app.state.settings
+        if not settings.auth_enabled:
+            return
+        if credentials is None:
+            raise UnauthorizedError("missing API key: send 'Authorization: Bearer KEY'", headers=_challenge())
+        have = role_of(credentials.credentials, settings.api_keys)
+        if have is None:
+            raise UnauthorizedError("invalid API key", headers=_challenge())
+        if role is Role.ADMIN and have is not Role.ADMIN:
+            raise ForbiddenError(f"this API key has role {have.value!r}; {request.method} needs 'admin'")
+
+    return check
+
+
+def _challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": "Bearer"}
+
+
+require_read = require(Role.READ)
+require_admin = require(Role.ADMIN)

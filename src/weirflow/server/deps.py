@@ -1,0 +1,39 @@
+"""What routes get injected: the ``JobService`` of this app, and documented error answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from .errors import UnavailableError
+from .models import Error, ValidationFailed
+from .service import JobService
+
+
+def get_service(request: Request) -> JobService:
+    """The app's service (created with the engine in the lifespan); ``503`` outside it."""
+    service: JobService | None = getattr(request.app.state, "service", None)
+    if service is None or not service.ready:
+        raise UnavailableError("the engine is not running")
+    return service
+
+
+Service = Annotated[JobService, Depends(get_service)]
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given error codes (plus auth and validation errors)."""
+    described = {
+        401: "Missing or invalid API key",
+        403: "The key's role may not call this",
+        404: "No such job or flow",
+        409: "The job is in the wrong state",
+        422: "InvalidRequestError request; detail names each field path",
+        503: "The engine is not running",
+    }
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in sorted({401, 403, 422, 503, *codes}):
+        model = ValidationFailed if code == 422 else Error
+        out[code] = {"model": model, "description": described.get(code, "Error")}
+    return out

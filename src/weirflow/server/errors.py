@@ -1,0 +1,109 @@
+"""API errors and the handlers that turn every error into a JSON ``{"detail": ...}`` answer.
+
+Services raise ``ApiError`` subclasses; engine errors that reach a route mean
+the job is in the wrong state (``409`` with the engine's message). Request
+validation errors become ``422`` whose ``detail`` names each field path
+(``body.items: Field required``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ..errors import FlowError, JobError, WeirflowError
+
+
+class ApiError(Exception):
+    """An answer other than success: ``status``, ``detail`` and extra JSON fields."""
+
+    status = 400
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+class NotFoundError(ApiError):
+    """No job or flow by that name."""
+
+    status = 404
+
+
+class ConflictError(ApiError):
+    """The job is in the wrong state for this call."""
+
+    status = 409
+
+
+class UnavailableError(ApiError):
+    """The engine is not running (starting or shutting down)."""
+
+    status = 503
+
+
+class InvalidRequestError(ApiError):
+    """A well-formed request names something the flow does not have; ``loc`` is the field path."""
+
+    status = 422
+
+    def __init__(self, loc: Sequence[str | int], message: str) -> None:
+        path = ".".join(str(p) for p in loc)
+        super().__init__(f"{path}: {message}", errors=[{"loc": list(loc), "msg": message, "type": "value"}])
+
+
+class SlotStayedFullError(ApiError):
+    """Items were refused because the slot stayed full; ``accepted`` were queued first."""
+
+    status = 429
+
+
+def _loc(loc: Sequence[Any]) -> list[str | int]:
+    return [p if isinstance(p, int) else str(p) for p in loc]
+
+
+def validation_detail(errors: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """A one-line ``detail`` with field paths, and the errors as plain JSON."""
+    items = [{"loc": _loc(e["loc"]), "msg": str(e["msg"]), "type": str(e["type"])} for e in errors]
+    detail = "; ".join(f"{'.'.join(str(p) for p in i['loc'])}: {i['msg']}" for i in items)
+    return detail or "invalid request", items
+
+
+def _json(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _json(exc.status, {"detail": exc.detail, **exc.extra}, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail, items = validation_detail(exc.errors())
+    return _json(422, {"detail": detail, "errors": items})
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return _json(exc.status_code, {"detail": str(exc.detail)}, exc.headers)
+
+
+async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
+    status = 422 if isinstance(exc, FlowError) else 409
+    return _json(status, {"detail": str(exc)})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(JobError, _engine_error)
+    app.add_exception_handler(WeirflowError, _engine_error)

@@ -1,0 +1,224 @@
+"""Request and response bodies of the HTTP API (they make ``/openapi.json``).
+
+Items are any JSON value; items that are not JSON on the way out are rendered
+by ``jsonsafe.opaque`` as ``{"$repr": ..., "$type": ...}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..runtime.results import JobStatus
+
+# -- requests -------------------------------------------------------------------------
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartJob(RequestBody):
+    flow: str = Field(min_length=1, description="Name of a served flow.")
+    inputs: dict[str, list[Any]] = Field(
+        default_factory=dict, description='Items per slot: {"routine.slot": [item, ...]}.'
+    )
+    keep_open: bool = Field(default=False, description="Accept more items with /input until /close.")
+
+
+class SendItems(RequestBody):
+    slot: str = Field(min_length=1, description='"routine.slot"')
+    items: list[Any]
+    timeout_s: float = Field(
+        default=5.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="How long to wait for room in total, capped by the server's max_send_timeout_s.",
+    )
+
+
+class PauseJob(RequestBody):
+    reason: str = Field(default="manual", min_length=1, max_length=200)
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+class Error(BaseModel):
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationFailed(BaseModel):
+    detail: str = Field(description="Every problem as 'field.path: message', joined by '; '.")
+    errors: list[FieldError]
+
+
+class InputRefused(BaseModel):
+    detail: str
+    accepted: int = Field(description="Items queued before the refusal; the rest were not.")
+    slot: str | None = None
+    retry_after_s: int | None = None
+
+
+class FlowSummary(BaseModel):
+    name: str
+    routines: list[str]
+    inputs: list[str] = Field(description="Every slot path.")
+    outputs: list[str]
+
+
+class SlotInfo(BaseModel):
+    capacity: int
+    overflow: str
+    block_timeout_s: float | None
+
+
+class ActivationInfo(BaseModel):
+    kind: str
+    slots: list[str]
+    handler: str | None
+
+
+class RoutineInfo(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    class_: str = Field(alias="class")
+    slots: dict[str, SlotInfo]
+    events: list[str]
+    concurrency: int
+    activations: list[ActivationInfo]
+
+
+class FlowGraph(BaseModel):
+    name: str
+    routines: dict[str, RoutineInfo]
+    connections: list[str]
+    outputs: list[str]
+
+
+class Pause(BaseModel):
+    reason: str
+    at: float = Field(description="Unix time the pause was requested.")
+
+
+class JobInfo(BaseModel):
+    id: str
+    flow: str
+    status: JobStatus
+    error: str | None
+    pause: Pause | None
+    created_at: float
+    input_closed: bool
+
+
+class ResumedJob(JobInfo):
+    warnings: list[str] = Field(description="Every slot that was full or near full on resume.")
+    paused_s: float
+
+
+class JobPage(BaseModel):
+    items: list[JobInfo]
+    total: int
+    limit: int
+    offset: int
+
+
+class InputAccepted(BaseModel):
+    accepted: int
+
+
+class DeadLetterInfo(BaseModel):
+    slot: str
+    item: Any
+    reason: str
+    error: str | None
+    at: float
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterInfo]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobResultInfo(BaseModel):
+    status: JobStatus
+    outputs: dict[str, list[Any]]
+    error: str | None
+    dead_letters: list[DeadLetterInfo]
+
+
+class SlotStats(BaseModel):
+    """``QueueStats`` of one slot: ``enqueued == processed + size + in_flight + dead_lettered``."""
+
+    slot: str
+    size: int
+    capacity: int
+    usage: float
+    high_water: int
+    enqueued: int
+    processed: int
+    in_flight: int
+    dead_lettered: int
+    blocked_emitters: int
+    blocked_s: float
+    state: str = Field(description="ok, near_full, full or paused")
+    overflow: str
+    paused: bool
+
+
+class JobQueues(BaseModel):
+    slots: dict[str, SlotStats]
+    full: int
+    near_full: int
+
+
+class FlowSlotStats(BaseModel):
+    """One slot summed over a flow's unfinished jobs (``usage`` and ``high_water`` are maxima)."""
+
+    jobs: int
+    size: int
+    capacity: int
+    usage: float
+    high_water: int
+    enqueued: int
+    processed: int
+    in_flight: int
+    dead_lettered: int
+    blocked_emitters: int
+    blocked_s: float
+    full: int = Field(description="Jobs in which this slot is full.")
+    near_full: int
+
+
+class FlowQueues(BaseModel):
+    flow: str
+    jobs: int
+    slots: dict[str, FlowSlotStats]
+    full: int = Field(description="(job, slot) pairs that are full.")
+    near_full: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class FullSlots(BaseModel):
+    job: str
+    flow: str
+    slots: list[str]
+
+
+class Readiness(BaseModel):
+    status: str
+    flows: int
+    jobs: dict[str, int] = Field(description="Known jobs by status.")
+    full_slots: list[FullSlots]

@@ -1,0 +1,63 @@
+"""Changing jobs (admin keys): start, send input, close, pause, resume, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, status
+
+from .. import views
+from ..auth import require_admin
+from ..deps import Service, errors
+from ..models import InputAccepted, InputRefused, JobInfo, PauseJob, ResumedJob, SendItems, StartJob
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[Depends(require_admin)])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobInfo, responses=errors(404, 409))
+async def start_job(body: StartJob, service: Service) -> dict[str, Any]:
+    """Start a job; ``inputs`` are fed in the background. With ``keep_open`` send more with /input."""
+    job = await service.start(body.flow, body.inputs, body.keep_open)
+    return views.job_info(job)
+
+
+@router.post(
+    "/{job_id}/input",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=InputAccepted,
+    responses={
+        **errors(404),
+        409: {"model": InputRefused, "description": "The job's input is closed or it has finished"},
+        429: {"model": InputRefused, "description": "The slot stayed full; see Retry-After"},
+    },
+)
+async def send_input(job_id: str, body: SendItems, service: Service) -> dict[str, Any]:
+    """Send items in order, waiting for room up to ``timeout_s`` in total. When the slot stays
+    full, ``429`` says how many items were accepted; the others were not (send them again)."""
+    return {"accepted": await service.send(job_id, body.slot, body.items, body.timeout_s)}
+
+
+@router.post("/{job_id}/close", response_model=JobInfo, responses=errors(404))
+async def close_input(job_id: str, service: Service) -> dict[str, Any]:
+    """No more input; the job completes once everything queued is processed."""
+    return views.job_info(await service.close_input(job_id))
+
+
+@router.post("/{job_id}/pause", response_model=JobInfo, responses=errors(404, 409))
+async def pause_job(job_id: str, service: Service, body: PauseJob | None = None) -> dict[str, Any]:
+    """Stop starting handler calls; sends keep queueing until a slot is full."""
+    reason = body.reason if body is not None else "manual"
+    return views.job_info(await service.pause(job_id, reason))
+
+
+@router.post("/{job_id}/resume", response_model=ResumedJob, responses=errors(404, 409))
+async def resume_job(job_id: str, service: Service) -> dict[str, Any]:
+    """Continue a paused job; ``warnings`` name every slot that was full or near full."""
+    job, report = await service.resume(job_id)
+    return {**views.job_info(job), "warnings": report.warnings, "paused_s": report.paused_s}
+
+
+@router.post("/{job_id}/cancel", response_model=JobInfo, responses=errors(404))
+async def cancel_job(job_id: str, service: Service) -> dict[str, Any]:
+    """Stop the job; queued and in-flight items are dead-lettered as ``job_cancelled``."""
+    return views.job_info(await service.cancel(job_id))

@@ -1,0 +1,43 @@
+"""``GET /api/jobs/{id}/events``: the job's live events as Server-Sent Events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import StreamingResponse
+
+from ..auth import require_read
+from ..deps import Service, errors
+
+router = APIRouter(prefix="/api/jobs", tags=["events"], dependencies=[Depends(require_read)])
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "text/event-stream of events `status`, `queue`, `dead_letter`, `end` "
+            "(and `gap` when a reconnect asked for events no longer kept)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **errors(404),
+    },
+)
+async def job_events(
+    job_id: str,
+    service: Service,
+    last_event_id: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, description="Replay the events after this id.")
+    ] = None,
+) -> StreamingResponse:
+    """Status changes (with pause reasons), queue fill changes, dead letters; each with an
+    increasing ``id``. The last events of each job are kept (``event_buffer``, default
+    10,000) for reconnects. The stream ends after the ``end`` event."""
+    stream = service.events(job_id, last_event_id)
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,135 @@
+"""Server settings, read from ``WEIRFLOW_*`` environment variables and validated at start.
+
+``WEIRFLOW_API_KEYS="k1:admin,k2:read"`` gives each key a role; ``read`` keys may
+call every ``GET`` route, ``admin`` keys every route. Without keys the server is
+open, and then it may only listen on a loopback address.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+DEFAULT_EVENT_BUFFER = 10_000
+
+
+class Role(enum.StrEnum):
+    """What an API key may do: ``read`` (GET routes) or ``admin`` (everything)."""
+
+    READ = "read"
+    ADMIN = "admin"
+
+
+class SettingsError(ValueError):
+    """The settings are invalid; the message is one line naming the setting."""
+
+
+def parse_api_keys(value: Any) -> dict[str, Role]:
+    """``"k1:admin,k2:read"`` (or a mapping) -> ``{"k1": Role.ADMIN, ...}``; ``ValueError`` if malformed."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        entries = [(str(k), str(v)) for k, v in value.items()]
+    elif isinstance(value, str):
+        entries = []
+        for n, part in enumerate(value.split(","), start=1):
+            key, sep, role = part.strip().rpartition(":")
+            if not sep or not key.strip():
+                raise ValueError(f"entry {n} must look like KEY:ROLE (ROLE is admin or read)")
+            entries.append((key.strip(), role.strip()))
+    else:
+        raise ValueError("must be a string like 'k1:admin,k2:read'")
+    keys: dict[str, Role] = {}
+    for n, (key, role) in enumerate(entries, start=1):
+        if role not in Role.__members__.values():
+            raise ValueError(f"entry {n}: role {role!r} is not admin or read")
+        if any(c.isspace() for c in key) or not key.isprintable():
+            raise ValueError(f"entry {n}: a key must be printable and contain no whitespace")
+        if key in keys:
+            raise ValueError(f"entry {n}: the same key is listed twice")
+        keys[key] = Role(role)
+    return keys
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Everything the HTTP server can be configured with (env prefix ``WEIRFLOW_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="WEIRFLOW_", extra="ignore", frozen=True)
+
+    host: str = DEFAULT_HOST
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    api_keys: Annotated[dict[str, Role], NoDecode] = Field(default_factory=dict, repr=False)
+    flows: str | None = None
+    """Directory of flow files or importable module (``--flows`` overrides it)."""
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)
+    max_send_timeout_s: float = Field(default=30.0, ge=0)
+    """Cap on ``timeout_s`` of ``POST /api/jobs/{id}/input``."""
+    retry_after_s: int = Field(default=1, ge=1)
+    """``Retry-After`` sent with ``429`` when a slot stayed full."""
+    pause_wait_s: float = Field(default=10.0, ge=0)
+    """How long ``/pause`` waits for running handler calls to reach a safe point."""
+    event_buffer: int = Field(default=DEFAULT_EVENT_BUFFER, ge=1)
+    """Events kept per job for ``Last-Event-ID`` replay (older ones are reported as a gap)."""
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    keep_finished_jobs: int = Field(default=1000, ge=0)
+    """Finished jobs kept for ``/result``; older ones are forgotten."""
+    shutdown_grace_s: int = Field(default=10, ge=0)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> dict[str, Role]:
+        return parse_api_keys(value)
+
+    @model_validator(mode="after")
+    def _open_only_on_loopback(self) -> Settings:
+        if not self.api_keys and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host} without API keys: set WEIRFLOW_API_KEYS "
+                f"(e.g. 'KEY:admin') or bind to {DEFAULT_HOST}"
+            )
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment with ``overrides`` (``None`` values ignored).
+
+    Raises ``SettingsError`` with one line per problem, naming the environment variable.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        raise SettingsError(describe_errors(e)) from None
+
+
+def describe_errors(error: ValidationError) -> str:
+    problems = []
+    for err in error.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = err["loc"]
+        if loc:
+            problems.append(f"WEIRFLOW_{str(loc[0]).upper()}: {msg}")
+        else:
+            problems.append(msg)
+    return "; ".join(problems)
