@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import JobError
 from ..flow.graph import Flow
@@ -15,13 +15,22 @@ from .hooks import Hooks
 from .job import Job
 from .journal import Journal, is_active
 
+if TYPE_CHECKING:
+    from ..durable.client import DurableClient
+    from ..durable.models import JobInfo
+    from ..durable.store import Store
+    from ..flow.policy import Backoff
+
 
 class Engine:
     """Runs jobs on the current asyncio loop.
 
     ``hooks`` observe (and may hold) items on every job's data path; ``journal``
     receives each job's enqueues and completed steps; ``max_threads`` sizes the
-    pool that runs plain ``def`` handlers. Use as ``async with wf.Engine() as e``.
+    pool that runs plain ``def`` handlers. ``store`` (a URL such as
+    ``"sqlite:///weirflow.db"``, or a ``weirflow.durable.Store``) enables ``submit``
+    and ``get_job``; it is opened at ``async with`` (or first use) and closed by
+    ``close()``. Use as ``async with wf.Engine() as e``.
     """
 
     def __init__(
@@ -30,6 +39,7 @@ class Engine:
         hooks: Iterable[Hooks] = (),
         journal: Journal | None = None,
         max_threads: int | None = None,
+        store: str | Store | None = None,
     ) -> None:
         self.hooks: list[Hooks] = list(hooks)
         for h in self.hooks:
@@ -41,6 +51,11 @@ class Engine:
         self.jobs: dict[str, Job] = {}
         self.flows: dict[str, Flow] = {}
         self._closed = False
+        self._durable: DurableClient | None = None
+        if store is not None:
+            from ..durable.client import DurableClient
+
+            self._durable = DurableClient(self, store)
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -49,6 +64,8 @@ class Engine:
         return self._pool
 
     async def __aenter__(self) -> Engine:
+        if self._durable is not None:
+            await self._durable.open()
         return self
 
     async def __aexit__(
@@ -124,3 +141,53 @@ class Engine:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        if self._durable is not None:
+            await self._durable.close()
+
+    # -- durable jobs (weirflow.durable) ---------------------------------------------
+
+    def _store_client(self) -> DurableClient:
+        if self._durable is None:
+            raise JobError("this engine has no store: use wf.Engine(store='sqlite:///weirflow.db')")
+        return self._durable
+
+    @property
+    def store(self) -> Store | None:
+        """The durable store given as ``store=`` (``None`` without one)."""
+        return self._durable.store if self._durable is not None else None
+
+    async def submit(
+        self,
+        flow: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        queue: str = "default",
+        attempts: int = 3,
+        backoff: Backoff | None = None,
+        delay_s: float = 0.0,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        """Queue a durable job of the registered flow ``flow``; returns its id at once.
+
+        A worker (``weirflow worker``) runs it: up to ``attempts`` times with ``backoff``
+        between failures, no earlier than ``delay_s`` from now, higher ``priority``
+        first, cancelled and failed after ``timeout_s``. A second submit with the same
+        ``idempotency_key`` (per queue) returns the first job's id.
+        """
+        return await self._store_client().submit(
+            flow,
+            inputs,
+            queue=queue,
+            attempts=attempts,
+            backoff=backoff,
+            delay_s=delay_s,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            timeout_s=timeout_s,
+        )
+
+    async def get_job(self, job_id: str) -> JobInfo:
+        """A durable job's status, attempt, error and steps (``JobError`` if unknown)."""
+        return await self._store_client().get_job(job_id)
