@@ -155,10 +155,14 @@ class RecordingJournal(wf.Journal):
     async def job_started(self, job: wf.Job) -> None:
         self.records.append(("started", job.flow.name))
 
-    async def enqueued(self, job: wf.Job, slot: str, item: Any) -> None:
-        self.records.append(("enqueued", (slot, item)))
+    def enqueued(self, job: wf.Job, slot: str, item: Any, origin: wf.Step | str | None) -> None:
+        by = (origin.routine, origin.seq) if isinstance(origin, wf.Step) else origin
+        self.records.append(("enqueued", (slot, item, by)))
 
-    async def step_completed(self, job: wf.Job, step: wf.Step) -> None:
+    def step_started(self, job: wf.Job, step: wf.Step) -> None:
+        self.records.append(("start", (step.routine, step.seq, step.attempt, list(step.consumed))))
+
+    def step_completed(self, job: wf.Job, step: wf.Step) -> None:
         state = json.dumps(step.state)  # values are live: serialise during the call
         self.records.append(("step", (step.routine, step.seq, step.consumed, step.emitted, state)))
 
@@ -180,9 +184,17 @@ async def test_journal_sees_every_enqueue_and_step() -> None:
         ("b", 3, [], [("seen", ["x", "y"])], '{"seen": ["x", "y"]}'),  # on_end is a step too
     ]
     enq = [r[1] for r in journal.records if r[0] == "enqueued"]
-    assert sorted(enq) == [("a.inp", "x"), ("a.inp", "y"), ("b.inp", "x"), ("b.inp", "y")]
-    assert journal.records[0] == ("started", "pair")
-    assert journal.records[-1] == ("finished", "completed")
+    assert sorted(enq) == [
+        ("a.inp", "x", "input"),
+        ("a.inp", "y", "input"),
+        ("b.inp", "x", ("a", 1)),
+        ("b.inp", "y", ("a", 2)),
+    ]
+    # each step starts before it completes, and what it emitted is enqueued in between
+    kinds = [r[0] for r in journal.records]
+    assert kinds[0] == "started"
+    assert kinds[-1] == "finished"
+    assert kinds.index("start") < kinds.index("step")
 
 
 async def _run(flow: wf.Flow, inputs: dict[str, Any]) -> wf.JobResult:

@@ -6,7 +6,8 @@ from .context import Context
 from .engine import Engine
 from .hooks import HookPoint, Hooks
 from .job import Job
-from .journal import Journal, Step
+from .journal import INPUT, Journal, Step
+from .replay import LogJournal, Restore, restore_from
 from .results import (
     DeadLetter,
     JobResult,
@@ -20,6 +21,7 @@ from .results import (
 from .sync import run
 
 __all__ = [
+    "INPUT",
     "Context",
     "DeadLetter",
     "Engine",
@@ -30,10 +32,13 @@ __all__ = [
     "JobStats",
     "JobStatus",
     "Journal",
+    "LogJournal",
     "PausePoint",
     "QueueStats",
+    "Restore",
     "ResumeReport",
     "RoutineStats",
     "Step",
+    "restore_from",
     "run",
 ]

@@ -10,6 +10,7 @@ from ..errors import JobError
 
 if TYPE_CHECKING:
     from ..flow.routine import Event
+    from .journal import Step
     from .runner import RoutineRunner
 
 
@@ -21,7 +22,7 @@ class Context:
     private to this routine in this job.
     """
 
-    __slots__ = ("_emitted", "_loop", "_loop_thread", "_runner", "attempt", "state")
+    __slots__ = ("_loop", "_loop_thread", "_runner", "_step", "attempt", "state")
 
     def __init__(self, runner: RoutineRunner, attempt: int = 1) -> None:
         self._runner = runner
@@ -29,7 +30,7 @@ class Context:
         self._loop_thread = runner.job.loop_thread
         self.state: dict[str, Any] = runner.state
         self.attempt = attempt
-        self._emitted: list[tuple[str, Any]] | None = None
+        self._step: Step | None = None  # the journal's record of the running call
 
     @property
     def job_id(self) -> str:
@@ -58,5 +59,15 @@ class Context:
         fut.result()
 
     def progress(self, percent: float, message: str = "") -> None:
-        """Report progress of the current call (0-100); kept in the routine's stats."""
-        self._runner.progress = (max(0.0, min(100.0, float(percent))), message)
+        """Report progress of the current call (0-100) with a message; a durable job
+        records it on the call's step."""
+        value = (max(0.0, min(100.0, float(percent))), str(message))
+        self._runner.progress = value
+        step = self._step
+        if step is not None:
+            step.progress, step.message = value
+            job = self._runner.job
+            if threading.get_ident() == self._loop_thread:
+                job._step_progress(step)
+            else:
+                self._loop.call_soon_threadsafe(job._step_progress, step)

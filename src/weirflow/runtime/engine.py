@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..durable.models import JobInfo
     from ..durable.store import Store
     from ..flow.policy import Backoff
+from .replay import Restore
 
 
 class Engine:
@@ -94,12 +95,14 @@ class Engine:
         keep_open: bool = False,
         job_id: str | None = None,
         hooks: Iterable[Hooks] = (),
+        restore: Restore | None = None,
     ) -> Job:
         """Start a job of ``flow`` (a ``Flow`` or a registered name).
 
         ``inputs`` maps ``"routine.slot"`` to a list of items (or one item); they are
         fed in the background, waiting for room as needed. With ``keep_open`` the
-        job also accepts ``send()`` until ``close_input()``.
+        job also accepts ``send()`` until ``close_input()``. ``restore`` resumes from a
+        journal's replay (``weirflow.runtime.replay``): only inputs not yet fed are fed.
         """
         if self._closed:
             raise JobError("engine is closed")
@@ -111,7 +114,7 @@ class Engine:
         job = Job(self, flow, keep_open=keep_open, job_id=job_id, hooks=hooks)
         self.jobs[job.id] = job
         try:
-            await job._start(dict(inputs or {}))
+            await job._start(dict(inputs or {}), restore)
         except BaseException:
             del self.jobs[job.id]
             raise

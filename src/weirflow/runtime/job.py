@@ -13,7 +13,7 @@ from ..errors import JobError, JobTimeoutError, SlotFullError
 from ..flow.policy import NEAR_FULL_RATIO
 from .completion import Tracker
 from .hooks import HookPoint, Hooks, HookSet
-from .journal import Step
+from .journal import INPUT, Step
 from .results import (
     DeadLetter,
     JobResult,
@@ -24,13 +24,14 @@ from .results import (
     ResumeReport,
     RoutineStats,
 )
-from .runner import RoutineRunner, Taken, _Act
+from .runner import RoutineRunner
 from .slot_queue import SlotQueue
 
 if TYPE_CHECKING:
     from ..flow.graph import Flow
     from .context import Context
     from .engine import Engine
+    from .replay import Restore
 
 
 class Job:
@@ -105,11 +106,14 @@ class Job:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def _start(self, inputs: dict[str, Any]) -> None:
+    async def _start(self, inputs: dict[str, Any], restore: Restore | None = None) -> None:
         feeds: list[tuple[SlotQueue, list[Any]]] = []
         for path, items in inputs.items():
             q = self._queue(path)
             feeds.append((q, list(items) if isinstance(items, list | tuple) else [items]))
+        if restore is not None:
+            self._restore(restore)
+            feeds = [(q, items[restore.fed.get(q.path, 0) :]) for q, items in feeds]
         if self._journal is not None:
             await self._journal.job_started(self)
         self._set_status(JobStatus.RUNNING, None)
@@ -122,13 +126,34 @@ class Job:
             self._spawn(self._feed(q, items))
         self._tracker.check_all()
 
+    def _restore(self, restore: Restore) -> None:
+        """Start from a journal's replay instead of from nothing (see ``replay``)."""
+        for path, items in restore.queues.items():
+            q = self._queue(path)
+            q.items.extend(items)
+            q.enqueued += len(items)
+            q.high_water = max(q.high_water, len(items))
+            q.rerun_attempts.extend(restore.rerun_attempts.get(path, []))
+        for name, state in restore.states.items():
+            runner = self._runner(name)
+            runner.state.clear()
+            runner.state.update(state)
+        for name, seq in restore.seqs.items():
+            self._runner(name).seq = seq
+        for name in restore.ended:
+            self._runner(name).on_end_done = True
+        for path, items in restore.outputs.items():
+            if path in self.outputs:
+                self.outputs[path].extend(items)
+        self.dead_letters.extend(restore.dead_letters)
+
     async def _feed(self, q: SlotQueue, items: list[Any]) -> None:
         """Feed initial inputs. No caller waits to see a rejection here, so an item a
         ``fail`` slot (or a block timeout) refuses is dead-lettered as ``input_rejected``."""
         try:
             for item in items:
                 try:
-                    await self._enqueue(q, item, q.block_timeout_s, parks=False)
+                    await self._enqueue(q, item, q.block_timeout_s, parks=False, origin=INPUT)
                 except SlotFullError as e:
                     q.enqueued += 1
                     q.dead_lettered += 1
@@ -278,7 +303,14 @@ class Job:
             if parks:
                 self._park(-1)
 
-    async def _enqueue(self, q: SlotQueue, item: Any, timeout_s: float | None, parks: bool) -> None:
+    async def _enqueue(
+        self,
+        q: SlotQueue,
+        item: Any,
+        timeout_s: float | None,
+        parks: bool,
+        origin: Step | str | None = None,
+    ) -> None:
         if q.watched:
             point = HookPoint("enqueue", self, q.runner.name, item, slot=q.path)
             await self._hold(self._hooks.enqueue, point, parks)
@@ -292,7 +324,7 @@ class Job:
             self._refuse(f"item for {q.path}")
         queued = await q.put(item, timeout_s, parks)
         if queued and self._journal is not None:
-            await self._journal.enqueued(self, q.path, item)
+            self._journal.enqueued(self, q.path, item, origin)
 
     async def _deliver(
         self, runner: RoutineRunner, event: str, targets: tuple[SlotQueue, ...], item: Any, ctx: Context
@@ -306,8 +338,9 @@ class Job:
                 self._dead_letter(ev_path, point.item, point.drop_reason, None)
                 return
             item = point.item
-        if ctx._emitted is not None:
-            ctx._emitted.append((event, item))
+        step = ctx._step
+        if step is not None:
+            step.emitted.append((event, item))
         for q in targets:
             value = item
             if (event, q.path) in runner.watch_route:
@@ -321,42 +354,21 @@ class Job:
                     self._dead_letter(q.path, point.item, point.drop_reason, None)
                     continue
                 value = point.item
-            await self._enqueue(q, value, q.block_timeout_s, parks=True)
+            await self._enqueue(q, value, q.block_timeout_s, parks=True, origin=step)
 
-    async def _journal_step(
-        self,
-        runner: RoutineRunner,
-        act: _Act,
-        taken: Taken,
-        ctx: Context,
-        attempt: int,
-        started: float,
-        error: str | None,
+    def _dead_letter(
+        self, slot: str, item: Any, reason: str, error: str | None, from_queue: bool = False
     ) -> None:
-        assert self._journal is not None
-        runner.seq += 1
-        step = Step(
-            routine=runner.name,
-            seq=runner.seq,
-            attempt=attempt,
-            consumed=[(q.name, item) for q, item in taken],
-            emitted=list(ctx._emitted or []),
-            state=dict(runner.state),
-            status="failed" if error else "completed",
-            error=error,
-            started_at=started,
-            completed_at=time.time(),
-        )
-        ctx._emitted = None
-        await self._journal.step_completed(self, step)
-
-    def _dead_letter(self, slot: str, item: Any, reason: str, error: str | None) -> None:
         letter = DeadLetter(slot=slot, item=item, reason=reason, error=error, at=time.time())
         self.dead_letters.append(letter)
         for hook in self._hooks.dead_letter:
             hook(self, letter)
         if self._journal is not None:
-            self._journal.dead_lettered(self, letter)
+            self._journal.dead_lettered(self, letter, from_queue=from_queue)
+
+    def _step_progress(self, step: Step) -> None:
+        if self._journal is not None and not self._finished:
+            self._journal.step_progress(self, step)
 
     def _queue_state(self, slot: str, state: str) -> None:
         for hook in self._hooks.queue_state:

@@ -19,9 +19,17 @@ if TYPE_CHECKING:
     from .results import DeadLetter, JobResult
 
 
+INPUT = "input"
+"""``origin`` of an item enqueued by feeding a job's initial inputs."""
+
+
 @dataclass
 class Step:
-    """One handler call that completed (or gave up): the unit a durable job resumes from."""
+    """One attempt of one handler call (or of ``on_end``): the unit a durable job
+    resumes from. ``seq`` numbers the routine's calls in the job (retries of a call
+    share it); ``consumed`` are ``(slot, item)`` taken from the front of the
+    routine's slots when the call started; ``emitted`` are ``(event, item)``;
+    ``final`` says no further attempt of this call follows."""
 
     routine: str
     seq: int
@@ -29,28 +37,46 @@ class Step:
     consumed: list[tuple[str, Any]]
     emitted: list[tuple[str, Any]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
-    status: str = "completed"
+    status: str = "running"
     error: str | None = None
     started_at: float = 0.0
-    completed_at: float = 0.0
+    completed_at: float | None = None
+    final: bool = False
+    on_end: bool = False
+    progress: float | None = None
+    message: str = ""
 
 
 class Journal:
-    """Base class of journals; every method is a documented no-op."""
+    """Base class of journals; every method is a documented no-op.
+
+    The data-path methods are plain (not coroutines) and must not block: a
+    durable journal appends records to a buffer that it commits in batches. The
+    records arrive in causal order, so any prefix of them describes a state the
+    job really passed through.
+    """
 
     async def job_started(self, job: Job) -> None:
         """The job was created and is about to run."""
 
-    async def enqueued(self, job: Job, slot: str, item: Any) -> None:
-        """``item`` entered ``slot`` (counted in ``enqueued``)."""
+    def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
+        """``item`` was appended to ``slot``. ``origin`` is the ``Step`` that emitted it,
+        ``INPUT`` for an initial input, ``None`` for a ``send``."""
 
-    async def step_completed(self, job: Job, step: Step) -> None:
-        """A handler call (or ``on_end``, with nothing consumed) finished; ``step.status``
-        is ``completed`` or ``failed``. ``step.state`` is a shallow copy of the routine's
-        state whose values are live: serialise it before the first await."""
+    def step_started(self, job: Job, step: Step) -> None:
+        """An attempt starts; on the first attempt its ``consumed`` items just left the
+        front of their slots."""
 
-    def dead_lettered(self, job: Job, letter: DeadLetter) -> None:
-        """An item was dead-lettered (called synchronously: buffer it, commit with the next batch)."""
+    def step_progress(self, job: Job, step: Step) -> None:
+        """The running step reported ``ctx.progress`` (``step.progress``, ``step.message``)."""
+
+    def step_completed(self, job: Job, step: Step) -> None:
+        """An attempt ended: ``status`` is ``completed`` or ``failed``; ``state`` is a shallow
+        copy of the routine's state (values are live: serialise before returning)."""
+
+    def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
+        """An item was dead-lettered; ``from_queue``: it was taken off the front of its
+        slot's queue (otherwise it never entered it, or was in a step)."""
 
     async def job_finished(self, job: Job, result: JobResult) -> None:
         """The job reached a final status."""
@@ -63,5 +89,13 @@ def is_active(journal: Journal | None) -> bool:
     kind = type(journal)
     return any(
         getattr(kind, name) is not getattr(Journal, name)
-        for name in ("job_started", "enqueued", "step_completed", "dead_lettered", "job_finished")
+        for name in (
+            "job_started",
+            "enqueued",
+            "step_started",
+            "step_progress",
+            "step_completed",
+            "dead_lettered",
+            "job_finished",
+        )
     )

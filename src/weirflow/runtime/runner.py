@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Retry, WeirflowError
 from .context import Context
 from .hooks import HookPoint
+from .journal import Step
 from .slot_queue import SlotQueue
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class _Act:
     """An activation bound to this job's queues."""
 
     __slots__ = (
+        "first_attempt",
         "fn",
         "is_async",
         "kind",
@@ -39,6 +41,7 @@ class _Act:
     def __init__(self, runner: RoutineRunner, act: Activation | None) -> None:
         self.runner = runner
         self.since: float | None = None
+        self.first_attempt = 1  # > 1 when take() got an item whose call a crash interrupted
         if act is None:  # on_end
             self.kind = "end"
             self.queues: tuple[SlotQueue, ...] = ()
@@ -82,12 +85,27 @@ class _Act:
     def take(self) -> Taken:
         if self.kind == "each":
             q = self.queues[0]
-            return [(q, q.take())]
-        if self.kind == "join":
-            return [(q, q.take()) for q in self.queues]
-        self.since = None
-        q = self.queues[0]
-        return [(q, q.take()) for _ in range(min(self.max_items, len(q.items)))]
+            taken = [(q, q.take())]
+        elif self.kind == "join":
+            taken = [(q, q.take()) for q in self.queues]
+        else:
+            self.since = None
+            q = self.queues[0]
+            taken = [(q, q.take()) for _ in range(min(self.max_items, len(q.items)))]
+        return taken
+
+    def take_resumed(self) -> Taken:
+        """``take``, noting in ``first_attempt`` the attempt a restored item is on."""
+        reruns = [q.rerun_attempts for q in self.queues]
+        counts = [len(q.items) for q in self.queues]
+        taken = self.take()
+        attempt = 1
+        for q, before, rr in zip(self.queues, counts, reruns, strict=True):
+            for _ in range(before - len(q.items)):
+                if rr:
+                    attempt = max(attempt, rr.popleft())
+        self.first_attempt = attempt
+        return taken
 
     def args(self, taken: Taken) -> tuple[Any, ...]:
         if self.kind == "batch":
@@ -197,11 +215,15 @@ class RoutineRunner:
                     # counted now, not when the task starts: the routine is busy from here
                     self.active += 1
                     job._running += 1
-                    task = loop.create_task(self._call(act, act.take(), counted=True))
+                    taken = act.take_resumed() if job._journal is not None else act.take()
+                    task = loop.create_task(self._call(act, taken, counted=True, attempt=act.first_attempt))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 elif act.kind == "each" and act.is_async and not self.watch_start and job._journal is None:
                     await self._call_fast(act)
+                elif job._journal is not None:
+                    taken = act.take_resumed()
+                    await self._call(act, taken, attempt=act.first_attempt)
                 else:
                     await self._call(act, act.take())
         finally:
@@ -297,12 +319,18 @@ class RoutineRunner:
             self.job._dead_letter(q.path, item, reason, error)
 
     async def _call(
-        self, act: _Act, taken: Taken, first_error: Exception | None = None, counted: bool = False
+        self,
+        act: _Act,
+        taken: Taken,
+        first_error: Exception | None = None,
+        counted: bool = False,
+        attempt: int = 1,
     ) -> None:
         """One handler call, with its retries; settles every taken item exactly once.
 
         ``first_error``: the first attempt already ran (in ``_call_fast``) and raised it.
-        ``counted``: the caller already counted this call as active.
+        ``counted``: the caller already counted this call as active. ``attempt``: the
+        first attempt's number (> 1 when a crash interrupted this call before).
         """
         job = self.job
         hooks = job._hooks
@@ -310,11 +338,11 @@ class RoutineRunner:
             self.active += 1
             job._running += 1
         settled = False
-        attempt = 1
+        journal = job._journal
+        seq = 0
+        step: Step | None = None
         try:
             while True:
-                journal = job._journal
-                started = 0.0
                 ctx = self.ctx if self.concurrency == 1 else Context(self)
                 if first_error is not None:
                     error: Exception | None = first_error
@@ -339,8 +367,19 @@ class RoutineRunner:
                     args = act.args(taken)
                     ctx.attempt = attempt
                     if journal is not None:
-                        ctx._emitted = []
-                        started = time.time()
+                        if not seq:
+                            self.seq += 1
+                            seq = self.seq
+                        step = Step(
+                            self.name,
+                            seq,
+                            attempt,
+                            [(q.name, item) for q, item in taken],
+                            started_at=time.time(),
+                            on_end=act.kind == "end",
+                        )
+                        ctx._step = step
+                        journal.step_started(job, step)
                     if act.wants_ctx:
                         args = (*args, ctx)
                     t0 = time.perf_counter()
@@ -363,12 +402,14 @@ class RoutineRunner:
                 if error is None:
                     self._settle(taken, None)
                     settled = True
-                    if journal is not None:
-                        await job._journal_step(self, act, taken, ctx, attempt, started, None)
+                    if step is not None:
+                        self._step_done(step, ctx, None, final=True)
                     return
                 if taken:
                     self.failures += 1
                 delay = self._retry_delay(error, attempt)
+                if step is not None:
+                    self._step_done(step, ctx, f"{type(error).__name__}: {error}", final=delay is None)
                 if delay is not None:
                     self.retries += 1
                     attempt += 1
@@ -388,8 +429,6 @@ class RoutineRunner:
                 else:
                     job._dead_letter(f"{self.name}.on_end", None, "on_end_failed", text)
                 settled = True
-                if journal is not None:
-                    await job._journal_step(self, act, taken, ctx, attempt, started, text)
                 if self.policy.then == "fail_job":
                     job._fail(f"routine {self.name!r} failed: {text}")
                 return
@@ -403,6 +442,17 @@ class RoutineRunner:
             job._call_done()
             if self.concurrency > 1:
                 self.wake()
+
+    def _step_done(self, step: Step, ctx: Context, error: str | None, final: bool) -> None:
+        journal = self.job._journal
+        assert journal is not None
+        step.status = "failed" if error else "completed"
+        step.error = error
+        step.final = final
+        step.state = dict(self.state)
+        step.completed_at = time.time()
+        ctx._step = None
+        journal.step_completed(self.job, step)
 
     async def run_on_end(self) -> None:
         """Call ``on_end`` once (with the routine's error policy)."""

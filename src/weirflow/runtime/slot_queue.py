@@ -45,6 +45,7 @@ class SlotQueue:
         "path",
         "processed",
         "putters",
+        "rerun_attempts",
         "runner",
         "watched",
     )
@@ -70,6 +71,9 @@ class SlotQueue:
         self._near = max(1, math.ceil(spec.capacity * NEAR_FULL_RATIO))
         self.fill_state = "ok"
         self.watched = False  # a hook watches items arriving here (set by the job)
+        # attempts of the first items, restored from a journal after a crash interrupted
+        # their calls; empty otherwise
+        self.rerun_attempts: deque[int] = deque()
 
     # -- putting --------------------------------------------------------------
 
@@ -115,8 +119,10 @@ class SlotQueue:
         if overflow is Overflow.DROP_OLDEST:
             while len(self.items) >= self.capacity:
                 old = self.items.popleft()
+                if self.rerun_attempts:
+                    self.rerun_attempts.popleft()
                 self.dead_lettered += 1
-                self.job._dead_letter(self.path, old, "dropped_oldest", None)
+                self.job._dead_letter(self.path, old, "dropped_oldest", None, from_queue=True)
             self.append(item)
             return True
         await self._wait_for_room(timeout_s, parks_call)
@@ -203,10 +209,11 @@ class SlotQueue:
 
     def drain(self, reason: str, error: str | None) -> None:
         """Dead-letter every queued item (the job ended or no consumer can take them)."""
+        self.rerun_attempts.clear()
         while self.items:
             item = self.items.popleft()
             self.dead_lettered += 1
-            self.job._dead_letter(self.path, item, reason, error)
+            self.job._dead_letter(self.path, item, reason, error, from_queue=True)
         self._fill_changed()
 
     # -- reporting ------------------------------------------------------------

@@ -1,0 +1,176 @@
+"""Resume a job from its journal: records in, a ``Restore`` out.
+
+``LogJournal`` turns the runtime's journal calls into plain records (dicts, in
+causal order). ``restore_from(records, flow)`` replays any prefix of them — what
+a durable store had committed when the process died — into a ``Restore``:
+
+- every item enqueued and not yet taken, dead-lettered or dropped is queued again,
+  in order;
+- the items of a call that had started but not finished (the interrupted step) go
+  back to the front of their slots, and the call runs again with ``ctx.attempt``
+  one higher; what that call had emitted and nobody had taken yet is discarded (it
+  will be emitted again), what was already taken stays taken;
+- each routine's state is the one its last finished step left;
+- outputs and dead letters recorded so far are kept, routines whose ``on_end``
+  finished do not run it again, and initial inputs not yet fed are fed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .journal import INPUT, Journal, Step
+from .results import DeadLetter
+
+if TYPE_CHECKING:
+    from ..flow.graph import Flow
+    from .job import Job
+
+Record = dict[str, Any]
+
+
+@dataclass
+class Restore:
+    """What a restarted job starts from (see the module docstring)."""
+
+    queues: dict[str, list[Any]] = field(default_factory=dict)
+    rerun_attempts: dict[str, list[int]] = field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seqs: dict[str, int] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+    outputs: dict[str, list[Any]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    fed: dict[str, int] = field(default_factory=dict)
+    steps_done: int = 0
+
+
+def _origin(origin: Step | str | None) -> list[Any] | str | None:
+    if isinstance(origin, Step):
+        return [origin.routine, origin.seq]
+    return origin
+
+
+class LogJournal(Journal):
+    """Keeps the job's journal as plain records; ``on_record`` sees each as it is made.
+
+    A durable journal subclasses this, overriding ``add`` to serialise each record
+    (items and state are live objects: they must be copied or serialised at once)
+    and commit them in batches.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def add(self, job: Job, record: Record) -> None:
+        self.records.append(copy.deepcopy(record))
+
+    def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
+        self.add(job, {"t": "enq", "slot": slot, "item": item, "by": _origin(origin)})
+
+    def step_started(self, job: Job, step: Step) -> None:
+        self.add(
+            job,
+            {
+                "t": "start",
+                "routine": step.routine,
+                "seq": step.seq,
+                "attempt": step.attempt,
+                "consumed": [name for name, _ in step.consumed],
+            },
+        )
+
+    def step_completed(self, job: Job, step: Step) -> None:
+        self.add(
+            job,
+            {
+                "t": "done",
+                "routine": step.routine,
+                "seq": step.seq,
+                "attempt": step.attempt,
+                "status": step.status,
+                "final": step.final,
+                "on_end": step.on_end,
+                "state": step.state,
+                "emitted": [[event, item] for event, item in step.emitted],
+                "error": step.error,
+            },
+        )
+
+    def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
+        self.add(
+            job,
+            {
+                "t": "dl",
+                "slot": letter.slot,
+                "item": letter.item,
+                "reason": letter.reason,
+                "error": letter.error,
+                "at": letter.at,
+                "queued": from_queue,
+            },
+        )
+
+
+def restore_from(records: list[Record], flow: Flow) -> Restore:
+    """Replay ``records`` (any prefix of a ``LogJournal``'s) into a ``Restore``.
+
+    The records are not modified; the ``Restore`` holds copies of their items and state.
+    """
+    records = copy.deepcopy(records)
+    queues: dict[str, deque[tuple[Any, Any]]] = {path: deque() for path in flow.slot_paths()}
+    open_steps: dict[tuple[str, int], tuple[int, list[tuple[str, Any]]]] = {}
+    finished: set[tuple[str, int]] = set()
+    out = Restore()
+    outputs = set(flow.outputs)
+    for rec in records:
+        kind = rec["t"]
+        if kind == "enq":
+            by = rec["by"]
+            queues[rec["slot"]].append((rec["item"], tuple(by) if isinstance(by, list) else by))
+            if by == INPUT:
+                out.fed[rec["slot"]] = out.fed.get(rec["slot"], 0) + 1
+        elif kind == "start":
+            key = (rec["routine"], rec["seq"])
+            out.seqs[rec["routine"]] = max(out.seqs.get(rec["routine"], 0), rec["seq"])
+            if key in open_steps:
+                open_steps[key] = (rec["attempt"], open_steps[key][1])
+                continue
+            taken = []
+            for name in rec["consumed"]:
+                path = f"{rec['routine']}.{name}"
+                taken.append((path, queues[path].popleft()[0]))
+            open_steps[key] = (rec["attempt"], taken)
+        elif kind == "done":
+            key = (rec["routine"], rec["seq"])
+            if rec["status"] == "completed" or rec["final"]:
+                open_steps.pop(key, None)
+                finished.add(key)
+                out.steps_done += 1
+                out.states[rec["routine"]] = rec["state"]
+                if rec["on_end"]:
+                    out.ended.add(rec["routine"])
+                for event, item in rec["emitted"]:
+                    path = f"{rec['routine']}.{event}"
+                    if path in outputs:
+                        out.outputs.setdefault(path, []).append(item)
+        elif kind == "dl":
+            if rec["queued"]:
+                queues[rec["slot"]].popleft()
+            out.dead_letters.append(
+                DeadLetter(rec["slot"], rec["item"], rec["reason"], rec["error"], rec["at"])
+            )
+    interrupted = set(open_steps)
+    for path, q in queues.items():
+        # what an interrupted step emitted and nobody took will be emitted again
+        kept = [item for item, by in q if not (isinstance(by, tuple) and by in interrupted)]
+        front = [
+            (item, attempt + 1) for attempt, taken in open_steps.values() for p, item in taken if p == path
+        ]
+        if front or kept:
+            out.queues[path] = [item for item, _ in front] + kept
+        if front:
+            out.rerun_attempts[path] = [attempt for _, attempt in front]
+    return out
