@@ -269,6 +269,8 @@ class Job:
             self._refuse(f"send to {slot}")
         if self._input_closed:
             raise JobError(f"job {self.id}: input is closed; send to {slot} refused")
+        if self._journal is not None:
+            self._journal.check(item)
         self._pending_sends += 1
         try:
             await self._enqueue(q, item, q.block_timeout_s if timeout_s is None else timeout_s, parks=False)
@@ -331,6 +333,8 @@ class Job:
     ) -> None:
         hooks = self._hooks
         ev_path = f"{runner.name}.{event}"
+        if self._journal is not None:
+            self._journal.check(item)
         if event in runner.watch_emit:
             point = HookPoint("emit", self, runner.name, item, event=ev_path, attempt=ctx.attempt)
             await self._hold(hooks.emit, point, parks=True)

@@ -59,6 +59,10 @@ class Journal:
     async def job_started(self, job: Job) -> None:
         """The job was created and is about to run."""
 
+    def check(self, item: Any) -> None:
+        """Raise (a ``WeirflowError``) if this journal cannot record ``item``; called before
+        an emitted or sent item is enqueued, so the emitter gets the error."""
+
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
         """``item`` was appended to ``slot``. ``origin`` is the ``Step`` that emitted it,
         ``INPUT`` for an initial input, ``None`` for a ``send``."""
