@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..errors import JobError, SlotFullError
+from ..errors import JobError, JobTimeoutError, SlotFullError
 from ..flow.graph import Flow
 from ..runtime.engine import Engine
 from ..runtime.job import Job
@@ -92,10 +92,7 @@ class JobService:
         job = self.job(job_id)
         if slot not in set(job.flow.slot_paths()):
             raise InvalidRequestError(("body", "slot"), _no_slot(job.flow, slot))
-        cap = self.settings.max_send_timeout_s
-        if timeout_s > cap:
-            message = f"must be at most {cap:g} (the server's max_send_timeout_s)"
-            raise InvalidRequestError(("body", "timeout_s"), message)
+        _at_most(("body", "timeout_s"), timeout_s, self.settings.max_send_timeout_s, "max_send_timeout_s")
         deadline = time.monotonic() + timeout_s
         for accepted, item in enumerate(items):
             try:
@@ -145,8 +142,13 @@ class JobService:
         await job.cancel()
         return job
 
-    def result(self, job_id: str) -> JobResult:
+    async def result(self, job_id: str, wait_s: float = 0) -> JobResult:
+        """The finished job's result, waiting up to ``wait_s`` for it; ``ConflictError`` if not ready."""
         job = self.job(job_id)
+        _at_most(("query", "wait_s"), wait_s, self.settings.max_wait_s, "max_wait_s")
+        if job.result is None and wait_s > 0:
+            with contextlib.suppress(JobTimeoutError):
+                await job.wait(wait_s)
         if job.result is None:
             raise ConflictError(f"job {job_id} is {job.status.value}; its result is not ready")
         return job.result
@@ -179,3 +181,8 @@ class JobService:
 
 def _no_slot(flow: Flow, path: str) -> str:
     return f"flow {flow.name!r} has no slot {path!r} (slots: {', '.join(flow.slot_paths())})"
+
+
+def _at_most(loc: tuple[str, str], value: float, cap: float, setting: str) -> None:
+    if value > cap:
+        raise InvalidRequestError(loc, f"must be at most {cap:g} (the server's {setting})")

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)
     max_send_timeout_s: float = Field(default=30.0, ge=0)
     """Cap on ``timeout_s`` of ``POST /api/jobs/{id}/input``."""
+    max_wait_s: float = Field(default=30.0, ge=0)
+    """Cap on ``wait_s`` of ``GET /api/jobs/{id}/result``."""
     retry_after_s: int = Field(default=1, ge=1)
     """``Retry-After`` sent with ``429`` when a slot stayed full."""
     pause_wait_s: float = Field(default=10.0, ge=0)

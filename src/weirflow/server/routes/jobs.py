@@ -37,9 +37,16 @@ async def get_job(job_id: str, service: Service) -> dict[str, Any]:
 
 
 @router.get("/{job_id}/result", response_model=JobResultInfo, responses=errors(404, 409))
-async def get_result(job_id: str, service: Service) -> dict[str, Any]:
-    """The finished job's outputs, error and dead letters; ``409`` while it runs."""
-    return views.job_result(service.result(job_id))
+async def get_result(
+    job_id: str,
+    service: Service,
+    wait_s: Annotated[
+        float, Query(ge=0, allow_inf_nan=False, description="Wait up to this long for the job to finish.")
+    ] = 0,
+) -> dict[str, Any]:
+    """The finished job's outputs, error and dead letters; ``409`` while it runs (after
+    waiting up to ``wait_s``, capped by the server's ``max_wait_s``)."""
+    return views.job_result(await service.result(job_id, wait_s))
 
 
 @router.get("/{job_id}/dead-letters", response_model=DeadLetterPage, responses=errors(404))
