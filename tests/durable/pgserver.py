@@ -58,7 +58,9 @@ class PgServer:
         return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
 
     def init(self) -> None:
-        self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run(
+            self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
 
     def start(self) -> None:
         options = (
@@ -66,7 +68,17 @@ class PgServer:
             " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         done = self._run(
-            self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start",
+            self.pg_ctl,
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
             check=False,
         )
         if done.returncode != 0:

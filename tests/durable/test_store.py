@@ -45,9 +45,7 @@ async def test_submit_then_get_and_claim(store: Store, clock: FakeClock) -> None
 
 async def test_idempotency_key_under_concurrent_submits(make_store: StoreFactory) -> None:
     stores = [await make_store() for _ in range(3)]
-    ids = await asyncio.gather(
-        *(stores[i % 3].submit(spec(idempotency_key="order-42")) for i in range(20))
-    )
+    ids = await asyncio.gather(*(stores[i % 3].submit(spec(idempotency_key="order-42")) for i in range(20)))
     assert len(set(ids)) == 1
     assert len(await stores[0].list_jobs()) == 1
     other_queue = await stores[0].submit(spec(idempotency_key="order-42", queue="other"))
@@ -259,7 +257,9 @@ async def test_retention(store: Store, clock: FakeClock) -> None:
     await finish(new_failed, False)  # type: ignore[misc]
     await store.record_steps([StepRecord(old_done[0], "a", 1, "completed")])
     clock.advance(10)
-    report = await store.sweep("s", retention=Retention(keep_completed_s=50, keep_completed_count=2, keep_failed_s=200))
+    report = await store.sweep(
+        "s", retention=Retention(keep_completed_s=50, keep_completed_count=2, keep_failed_s=200)
+    )
     assert report is not None and report.deleted == 4
     left = {j.id for j in await store.list_jobs()}
     assert left == {*new_done[1:], old_failed, new_failed}
@@ -272,8 +272,17 @@ async def test_retention(store: Store, clock: FakeClock) -> None:
 async def test_steps_rows(store: Store) -> None:
     job_id = await store.submit(spec())
     rows = [
-        StepRecord(job_id, "a", 1, "completed", progress=100, message="done", started_at=1.0, completed_at=2.0,
-                   worker="w1"),
+        StepRecord(
+            job_id,
+            "a",
+            1,
+            "completed",
+            progress=100,
+            message="done",
+            started_at=1.0,
+            completed_at=2.0,
+            worker="w1",
+        ),
         StepRecord(job_id, "b", 1, "running", progress=40, message="cloning", started_at=2.0, worker="w1"),
     ]
     await store.record_steps(rows)

@@ -1,0 +1,74 @@
+"""What ``wf.Engine(store=...)`` delegates to: submitting durable jobs and reading them back."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JobError
+from ..flow.policy import Backoff
+from .models import DEFAULT_BACKOFF, DEFAULT_QUEUE, JobInfo, JobSpec, to_json
+from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from ..runtime.engine import Engine
+
+
+class DurableClient:
+    """The engine's store, opened on first use (or at ``async with engine``)."""
+
+    def __init__(self, engine: Engine, store: Store | str) -> None:
+        self.engine = engine
+        self.store: Store = open_store(store) if isinstance(store, str) else store
+        self._opened = False
+
+    async def open(self) -> Store:
+        if not self._opened:
+            await self.store.open()
+            self._opened = True
+        return self.store
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self.store.close()
+
+    async def submit(
+        self,
+        flow: str,
+        inputs: dict[str, Any] | None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        attempts: int = 3,
+        backoff: Backoff | None = None,
+        delay_s: float = 0.0,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        graph = self.engine.flow(flow)
+        inputs = dict(inputs or {})
+        slots = set(graph.slot_paths())
+        unknown = sorted(set(inputs) - slots)
+        if unknown:
+            raise JobError(f"flow {flow!r} has no slot {unknown[0]!r} (slots: {', '.join(sorted(slots))})")
+        to_json(inputs, "job inputs")
+        spec = JobSpec(
+            flow=flow,
+            inputs=inputs,
+            queue=queue,
+            max_attempts=attempts,
+            backoff=backoff or DEFAULT_BACKOFF,
+            delay_s=delay_s,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            timeout_s=timeout_s,
+        )
+        store = await self.open()
+        return await store.submit(spec)
+
+    async def get_job(self, job_id: str) -> JobInfo:
+        store = await self.open()
+        record = await store.get(job_id)
+        if record is None:
+            raise JobError(f"no job {job_id!r} in the store")
+        return JobInfo.of(record, await store.steps(job_id))

@@ -1,0 +1,412 @@
+"""``Worker``: claims jobs from a store and runs them in an engine.
+
+A worker holds a lease on each job it runs, renewed by a heartbeat task that is
+independent of job code; it reports outcomes (completions in batches); it runs
+the sweeper (one per store wins the sweeper lock) with retention and alerts. At
+start it requeues the jobs a previous run with the same ``worker_id`` left
+running. ``stop()`` (SIGTERM/SIGINT in ``weirflow worker``) stops claiming, lets
+running jobs finish for ``shutdown_grace_s``, then cancels the rest and gives
+them back to the queue. A store that fails (PostgreSQL restarting) is retried
+with exponential backoff; nothing is lost meanwhile: outcomes wait in memory and
+the leases keep the jobs this worker's.
+
+Idle workers wait for new jobs with ``store.wait_for_jobs``: PostgreSQL wakes them
+by ``LISTEN/NOTIFY``; SQLite and memory wake workers sharing the store object at
+once and otherwise after a bounded wait that doubles from ``poll_min_s`` to
+``poll_max_s`` while idle (the cross-process wake-up for SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import structlog
+
+from ..errors import JobError, JobTimeoutError, StoreError
+from ..flow.graph import Flow
+from ..runtime.engine import Engine
+from ..runtime.job import Job
+from ..runtime.results import JobResult, JobStatus
+from .alerts import AlertRules, Alerts
+from .models import DEFAULT_QUEUE, JobRecord, Rate, Retention
+from .steps import StepJournal
+from .store import DEFAULT_LEASE_S, DEFAULT_MAX_STALLS, Store, open_store
+
+log = structlog.get_logger("weirflow.durable")
+T = TypeVar("T")
+
+DEFAULT_CONCURRENCY = 3
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 5.0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Runs jobs of ``queue`` from ``store`` (a ``Store`` or a URL) with ``flows``
+    (an ``Engine`` with registered flows, or the flows themselves).
+
+    ``concurrency`` jobs at once in this worker; ``queue_concurrency`` and ``rate``
+    (``"5/1s"``) are enforced by the store over every worker of the queue. Leases
+    last ``lease_s`` and are renewed every ``heartbeat_s`` (``lease_s / 3``). Give a
+    stable ``worker_id`` to recover this worker's jobs after a crash at once
+    (otherwise the sweeper requeues them when their leases expire).
+    """
+
+    def __init__(
+        self,
+        store: Store | str,
+        flows: Engine | Iterable[Flow],
+        *,
+        queue: str = DEFAULT_QUEUE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        queue_concurrency: int | None = None,
+        rate: Rate | str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        heartbeat_s: float | None = None,
+        worker_id: str | None = None,
+        max_stalls: int = DEFAULT_MAX_STALLS,
+        sweep_every_s: float | None = None,
+        retention: Retention | None = None,
+        alerts: AlertRules | None = None,
+        shutdown_grace_s: float = 30.0,
+        poll_min_s: float = 0.05,
+        poll_max_s: float = 1.0,
+        record_steps: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self._owns_store = isinstance(store, str)
+        self.store: Store = open_store(store) if isinstance(store, str) else store
+        self._owns_engine = not isinstance(flows, Engine)
+        if isinstance(flows, Engine):
+            self.engine = flows
+        else:
+            self.engine = Engine()
+            for flow in flows:
+                self.engine.register(flow)
+        self.queue = queue
+        self.concurrency = concurrency
+        self.queue_concurrency = queue_concurrency
+        self.rate = Rate.parse(rate) if rate is not None else None
+        self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else lease_s / 3
+        self.worker_id = worker_id or default_worker_id()
+        self.max_stalls = max_stalls
+        self.sweep_every_s = sweep_every_s if sweep_every_s is not None else max(0.5, lease_s / 2)
+        self.retention = retention
+        self.alerts = Alerts(alerts, self.store) if alerts is not None else None
+        self.shutdown_grace_s = shutdown_grace_s
+        self.poll_min_s = poll_min_s
+        self.poll_max_s = poll_max_s
+        self.journal: StepJournal | None = None
+        if record_steps and self.engine.journal is None:
+            self.journal = StepJournal(self.store, worker_id=self.worker_id)
+            self.engine.journal = self.journal
+        self.running: dict[str, Job | None] = {}  # claimed: the runtime job once started
+        self._reporting: set[str] = set()  # finished here, outcome not yet in the store
+        self._done: list[tuple[str, dict[str, Any]]] = []
+        self._lost: set[str] = set()
+        self._stopping = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._report_wake = asyncio.Event()
+        self._reports_idle = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._job_tasks: set[asyncio.Task[None]] = set()
+        self.completed = 0
+        self.failed = 0
+        self.reports = 0  # claims and outcomes written to the store so far (see ``wait_reports``)
+        self._reports_changed = asyncio.Condition()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; ``run()`` returns once running jobs are finished or given back."""
+        self._stopping.set()
+
+    async def __aenter__(self) -> Worker:
+        self._main = asyncio.get_running_loop().create_task(
+            self.run(), name=f"weirflow:worker:{self.worker_id}"
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+        await self._main
+
+    async def run(self) -> None:
+        """Work until ``stop()``."""
+        if self._owns_store:
+            await self._retrying("open", self.store.open)
+        try:
+            recovered = await self._retrying("recover", self.store.recover, self.worker_id, self.max_stalls)
+            if recovered:
+                log.info("jobs_recovered", worker=self.worker_id, jobs=recovered)
+            log.info("worker_started", worker=self.worker_id, queue=self.queue, store=self.store.url)
+            for coro in (self._heartbeat(), self._reporter(), self._sweeper()):
+                task = asyncio.get_running_loop().create_task(coro)
+                self._tasks.add(task)
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+            if self.journal is not None:
+                await self.journal.close()
+            if self._owns_engine:
+                await self.engine.close()
+            if self._owns_store:
+                await self.store.close()
+            log.info("worker_stopped", worker=self.worker_id, completed=self.completed, failed=self.failed)
+
+    async def _retrying(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``fn(*args)``, retried with backoff while the store fails (until ``stop()``)."""
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                return await fn(*args)
+            except StoreError as e:
+                if self._stopping.is_set() and what != "report":
+                    raise
+                log.warning(
+                    "store_unavailable", worker=self.worker_id, during=what, error=str(e), retry_in_s=delay
+                )
+                await self._sleep(delay)
+                delay = min(RECONNECT_MAX_S, delay * 2)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, cut short by ``stop()``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    # -- claiming -----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        idle = self.poll_min_s
+        delay = RECONNECT_MIN_S
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self.running)
+            if free <= 0:
+                self._slot_free.clear()
+                await _first(self._slot_free.wait(), self._stopping.wait())
+                continue
+            try:
+                claim = await self.store.claim(
+                    self.queue,
+                    self.worker_id,
+                    limit=free,
+                    lease_s=self.lease_s,
+                    queue_concurrency=self.queue_concurrency,
+                    rate=self.rate,
+                )
+            except StoreError as e:
+                log.warning(
+                    "store_unavailable", worker=self.worker_id, during="claim", error=str(e), retry_in_s=delay
+                )
+                await self._sleep(delay)
+                delay = min(RECONNECT_MAX_S, delay * 2)
+                continue
+            delay = RECONNECT_MIN_S
+            if claim.jobs:
+                self._reported([])
+            for record in claim.jobs:
+                self.running[record.id] = None
+                task = asyncio.get_running_loop().create_task(
+                    self._run_job(record), name=f"weirflow:run:{record.id}"
+                )
+                self._job_tasks.add(task)
+                task.add_done_callback(self._job_tasks.discard)
+            if claim.jobs:
+                idle = self.poll_min_s
+            if len(claim.jobs) < free:
+                wait = idle if claim.wait_s is None else min(max(claim.wait_s, 0.001), self.poll_max_s)
+                await _first(self.store.wait_for_jobs(self.queue, wait), self._stopping.wait())
+                if not claim.jobs:
+                    idle = min(self.poll_max_s, idle * 2)
+
+    # -- running ------------------------------------------------------------------------
+
+    async def _run_job(self, record: JobRecord) -> None:
+        job: Job | None = None
+        try:
+            flow = self.engine.flow(record.flow)
+            if self.journal is not None:
+                self.journal.begin(record.id, record.attempt)
+            job = await self.engine.start(flow, record.inputs, job_id=record.id)
+            self.running[record.id] = job
+            if record.id in self._lost:  # cancelled in the store before it started here
+                await job.cancel()
+            try:
+                result: JobResult | None = await job.wait(record.timeout_s)
+            except JobTimeoutError:
+                await job.cancel()
+                result = None
+            if record.id in self._lost:
+                self._lost.discard(record.id)
+                self._reported([])
+                return
+            if result is None:
+                self._report_failure(record.id, f"timed out after {record.timeout_s:g}s; job cancelled")
+            elif result.status is JobStatus.COMPLETED:
+                self._done.append((record.id, _json_safe(result.outputs)))
+                self._reporting.add(record.id)
+                self._report_wake.set()
+            elif result.status is JobStatus.CANCELLED and self._stopping.is_set():
+                await self._retrying("release", self.store.release, [record.id], self.worker_id)
+                self._reported([])
+            else:
+                self._report_failure(record.id, result.error or f"job {result.status.value}")
+        except JobError as e:  # unknown flow, bad inputs: retrying cannot help
+            self._report_failure(record.id, str(e), retry=False)
+        except Exception as e:  # noqa: BLE001 - any other failure to run is a failed attempt
+            self._report_failure(record.id, f"{type(e).__name__}: {e}")
+        finally:
+            self.running.pop(record.id, None)
+            self._slot_free.set()
+            if job is not None and job.finished:
+                with contextlib.suppress(JobError):
+                    self.engine.forget(job.id)
+
+    def _report_failure(self, job_id: str, error: str, *, retry: bool = True) -> None:
+        self._reporting.add(job_id)
+        task = asyncio.get_running_loop().create_task(self._fail(job_id, error, retry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fail(self, job_id: str, error: str, retry: bool) -> None:
+        try:
+            fail = functools.partial(self.store.fail, retry=retry)
+            record = await self._retrying("report", fail, job_id, self.worker_id, error)
+        finally:
+            self._reported([job_id])
+        self.failed += 1
+        if record is not None:
+            log.info("job_failed", worker=self.worker_id, job=job_id, error=error, status=record.status)
+
+    async def _reporter(self) -> None:
+        """Write completions in batches: whatever finished while the last batch was written."""
+        while True:
+            await self._report_wake.wait()
+            self._report_wake.clear()
+            while self._done:
+                batch, self._done = self._done, []
+                held = [d for d in batch if d[0] not in self._lost]
+                await self._retrying("report", self.store.complete, self.worker_id, held)
+                self.completed += len(held)
+                self._reported([job_id for job_id, _ in batch])
+
+    def _reported(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self._reporting.discard(job_id)
+            self._lost.discard(job_id)
+        if not self._reporting and not self._done:
+            self._reports_idle.set()
+        self.reports += 1
+        task = asyncio.get_running_loop().create_task(self._notify_reports())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify_reports(self) -> None:
+        async with self._reports_changed:
+            self._reports_changed.notify_all()
+
+    async def wait_reports(self, seen: int) -> None:
+        """Return once this worker has made more than ``seen`` changes to the store
+        (``reports``: claims and outcomes): a way to wait on the store without polling it."""
+        async with self._reports_changed:
+            await self._reports_changed.wait_for(lambda: self.reports > seen)
+
+    # -- leases ---------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            held = [*self.running, *self._reporting]
+            if not held:
+                continue
+            try:
+                kept = set(await self.store.renew(self.worker_id, held, self.lease_s))
+            except StoreError as e:
+                log.warning("heartbeat_failed", worker=self.worker_id, error=str(e))
+                continue
+            for job_id in held:
+                if job_id in kept:
+                    continue
+                if job_id in self.running:
+                    # cancelled in the store, or taken over after our lease expired: stop it here
+                    self._lost.add(job_id)
+                    job = self.running[job_id]
+                    log.info("lease_lost", worker=self.worker_id, job=job_id)
+                    if job is not None and not job.finished:
+                        await job.cancel()
+                elif job_id in self._reporting:
+                    self._lost.add(job_id)
+
+    async def _sweeper(self) -> None:
+        while True:
+            try:
+                report = await self.store.sweep(
+                    self.worker_id,
+                    max_stalls=self.max_stalls,
+                    retention=self.retention,
+                    lock_ttl_s=self.sweep_every_s * 3,
+                )
+                if report is not None and (report.requeued or report.failed or report.deleted):
+                    log.info(
+                        "swept",
+                        worker=self.worker_id,
+                        requeued=report.requeued,
+                        failed=report.failed,
+                        deleted=report.deleted,
+                    )
+                if report is not None and self.alerts is not None:
+                    await self.alerts.check(self.queue)
+            except StoreError as e:
+                log.warning("sweep_failed", worker=self.worker_id, error=str(e))
+            await asyncio.sleep(self.sweep_every_s)
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Let running jobs finish for ``shutdown_grace_s``, then cancel and give back the rest."""
+        if self._job_tasks:
+            _, pending = await asyncio.wait(set(self._job_tasks), timeout=self.shutdown_grace_s)
+            if pending:
+                for job in list(self.running.values()):
+                    if job is not None and not job.finished:
+                        await job.cancel()
+                await asyncio.wait(pending)
+        while self._reporting or self._done:
+            self._reports_idle.clear()
+            self._report_wake.set()
+            await self._reports_idle.wait()
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    """Wait until the first of ``aws`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _json_safe(outputs: dict[str, list[Any]]) -> dict[str, Any]:
+    """Outputs as stored: JSON values, anything else as its ``repr``."""
+    result: dict[str, Any] = json.loads(json.dumps(outputs, default=repr))
+    return result
