@@ -168,7 +168,7 @@ async def test_engine_submit_and_get_job(store_url: str) -> None:
         }
         with pytest.raises(wf.JobError, match="no flow named 'missing'"):
             await engine.submit("missing", {})
-        with pytest.raises(wf.JobError, match="has no slot 'x.y'"):
+        with pytest.raises(wf.JobError, match=r"has no slot 'x\.y'"):
             await engine.submit("one", {"x.y": [1]})
         with pytest.raises(wf.JobError, match="JSON-serialisable"):
             await engine.submit("one", {"a.item": [{1, 2}]})
