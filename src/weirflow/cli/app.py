@@ -21,8 +21,10 @@ from ..errors import FlowError, WeirflowError
 from ..flow.graph import Flow
 from .execute import run_job
 from .inputs import InputError, parse_inputs
+from .jobs import jobs_app
 from .report import exit_code, to_json
 from .serve import serve
+from .worker import worker
 
 USAGE_ERROR = 2
 JOB_ERROR = 1
@@ -35,6 +37,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(serve)
+app.command()(worker)
+app.add_typer(jobs_app, name="jobs")
 
 
 def _exit(message: str, code: int) -> NoReturn:

@@ -1,0 +1,58 @@
+"""What ``weirflow worker`` and ``weirflow jobs`` share: the store option, flows, errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn
+
+import typer
+
+from ..errors import FlowError, JobError, StoreError, WeirflowError
+from ..flow.graph import Flow
+from .inputs import InputError
+
+USAGE_ERROR = 2
+FAILURE = 1
+DEFAULT_STORE = "sqlite:///weirflow.db"
+
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        envvar="WEIRFLOW_STORE",
+        metavar="URL",
+        help="memory://, sqlite:///path/weirflow.db (relative; sqlite:////abs for absolute) "
+        "or postgresql://user@host:port/db.",
+    ),
+]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Bad input, an unknown job or a job in the wrong state: exit 2; the store failing: exit 1.
+    One ``error:`` line on stderr, no traceback."""
+    try:
+        yield
+    except (FlowError, InputError, JobError, ValueError) as e:
+        fail(str(e), USAGE_ERROR)
+    except StoreError as e:
+        fail(str(e), USAGE_ERROR if "store URL" in str(e) else FAILURE)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        fail(f"{where}{e.strerror or e}", USAGE_ERROR)
+    except WeirflowError as e:
+        fail(str(e), FAILURE)
+
+
+def load(source: str) -> list[Flow]:
+    """The flows of ``--flows DIR_OR_MODULE`` (the same loader as ``weirflow serve``)."""
+    from ..server.flow_source import load_flows
+
+    return load_flows(source)

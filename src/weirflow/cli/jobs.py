@@ -1,0 +1,257 @@
+"""``weirflow jobs submit|list|show|steps|retry|cancel``: durable jobs in a store.
+
+Tables on stdout (``rich``), or JSON with ``--json``; ``jobs show --json`` prints
+the shape of API.md (``JobInfo.to_dict()``). Exit 2 with one ``error:`` line on
+bad input, an unknown job, or an operation the job's state does not allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..durable.models import DEFAULT_BACKOFF, STATUSES, JobInfo, JobRecord, JobSpec, StepRecord, to_json
+from ..durable.store import Store, open_store
+from ..errors import JobError
+from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
+from .inputs import InputError, parse_inputs, parse_value
+
+T = TypeVar("T")
+
+jobs_app = typer.Typer(
+    name="jobs",
+    help="Submit, list, inspect, retry and cancel durable jobs in a store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+IdArgument = Annotated[str, typer.Argument(metavar="ID", help="The job id.")]
+
+
+def _with_store(url: str, use: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = open_store(url)
+        await store.open()
+        try:
+            return await use(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def _job(store: Store, job_id: str) -> JobRecord:
+    record = await store.get(job_id)
+    if record is None:
+        raise JobError(f"no job {job_id!r} in the store")
+    return record
+
+
+def _time(at: float | None) -> str:
+    if at is None:
+        return ""
+    return datetime.datetime.fromtimestamp(at, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, default=repr))
+
+
+def _inputs_without_flow(options: list[str]) -> dict[str, list[Any]]:
+    inputs: dict[str, list[Any]] = {}
+    for option in options:
+        slot, sep, value = option.partition("=")
+        slot = slot.strip()
+        if not sep or slot.count(".") != 1:
+            raise InputError(f"--input {option!r}: expected routine.slot=VALUE (VALUE is JSON, or @file)")
+        inputs.setdefault(slot, []).extend(parse_value(slot, value))
+    return inputs
+
+
+@jobs_app.command()
+def submit(
+    flow: Annotated[str, typer.Argument(metavar="FLOW", help="The flow's name.")],
+    input_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input", "-i", metavar="ROUTINE.SLOT=VALUE", help="A JSON value or @file; repeat to append."
+        ),
+    ] = None,
+    store: StoreOption = DEFAULT_STORE,
+    flows: Annotated[
+        str | None,
+        typer.Option(
+            "--flows", metavar="DIR_OR_MODULE", help="Check the flow and its slots before submitting."
+        ),
+    ] = None,
+    queue: Annotated[str, typer.Option("--queue")] = "default",
+    attempts: Annotated[int, typer.Option("--attempts", min=1)] = 3,
+    priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
+    delay: Annotated[float, typer.Option("--delay", metavar="S", min=0)] = 0.0,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="S")] = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", metavar="KEY")] = None,
+) -> None:
+    """Queue a job of FLOW; prints its id."""
+    with cli_errors():
+        if flows is not None:
+            known = {f.name: f for f in load(flows)}
+            if flow not in known:
+                raise JobError(f"no flow named {flow!r} in {flows} (flows: {', '.join(sorted(known))})")
+            inputs = parse_inputs(input_ or [], known[flow])
+        else:
+            inputs = _inputs_without_flow(input_ or [])
+        to_json(inputs, "job inputs")
+        spec = JobSpec(
+            flow=flow,
+            inputs=dict(inputs),
+            queue=queue,
+            max_attempts=attempts,
+            backoff=DEFAULT_BACKOFF,
+            delay_s=delay,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            timeout_s=timeout,
+        )
+        print(_with_store(store, lambda s: s.submit(spec)))
+
+
+@jobs_app.command("list")
+def list_(
+    store: StoreOption = DEFAULT_STORE,
+    queue: Annotated[str | None, typer.Option("--queue")] = None,
+    status: Annotated[str | None, typer.Option("--status", help=f"One of {', '.join(STATUSES)}.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest jobs."""
+    with cli_errors():
+        if status is not None and status not in STATUSES:
+            raise InputError(f"--status {status!r}: expected one of {', '.join(STATUSES)}")
+        records = _with_store(store, lambda s: s.list_jobs(queue=queue, status=status, limit=limit))
+    if as_json:
+        _print_json([r.to_dict() for r in records])
+        return
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=32)
+    for name in ("flow", "queue", "status", "attempt"):
+        table.add_column(name)
+    table.add_column("created", no_wrap=True)
+    table.add_column("error")
+    for r in records:
+        table.add_row(
+            r.id,
+            r.flow,
+            r.queue,
+            r.status,
+            f"{r.attempt}/{r.max_attempts}",
+            _time(r.created_at),
+            r.error or "",
+        )
+    Console().print(table)
+
+
+def _steps_table(steps: list[StepRecord]) -> Table:
+    table = Table(
+        "routine",
+        "seq",
+        "status",
+        "attempt",
+        "progress",
+        "message",
+        "started",
+        "completed",
+        "worker",
+        "error",
+    )
+    for s in steps:
+        table.add_row(
+            s.routine,
+            str(s.seq),
+            s.status,
+            str(s.attempt),
+            f"{s.progress:.0f}%",
+            s.message,
+            _time(s.started_at),
+            _time(s.completed_at),
+            s.worker or "",
+            s.error or "",
+        )
+    return table
+
+
+@jobs_app.command()
+def show(job_id: IdArgument, store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """One job: status, attempt, error and steps."""
+
+    async def get(s: Store) -> tuple[JobRecord, list[StepRecord]]:
+        return await _job(s, job_id), await s.steps(job_id)
+
+    with cli_errors():
+        record, steps = _with_store(store, get)
+    if as_json:
+        _print_json(JobInfo.of(record, steps).to_dict())
+        return
+    console = Console()
+    about = Table.grid(padding=(0, 2))
+    for name, value in (
+        ("id", record.id),
+        ("flow", record.flow),
+        ("queue", record.queue),
+        ("status", record.status),
+        ("attempt", f"{record.attempt}/{record.max_attempts}"),
+        ("stalls", str(record.stalls)),
+        ("worker", record.worker_id or ""),
+        ("created", _time(record.created_at)),
+        ("started", _time(record.started_at)),
+        ("finished", _time(record.finished_at)),
+        ("error", record.error or ""),
+    ):
+        about.add_row(name, value)
+    console.print(about)
+    if steps:
+        console.print(_steps_table(steps))
+
+
+@jobs_app.command()
+def steps(job_id: IdArgument, store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """A job's steps: one row per handler call, with progress."""
+
+    async def get(s: Store) -> list[StepRecord]:
+        await _job(s, job_id)
+        return await s.steps(job_id)
+
+    with cli_errors():
+        rows = _with_store(store, get)
+    if as_json:
+        _print_json([s.to_dict() for s in rows])
+        return
+    Console().print(_steps_table(rows))
+
+
+@jobs_app.command()
+def retry(
+    job_id: IdArgument,
+    store: StoreOption = DEFAULT_STORE,
+    from_start: Annotated[bool, typer.Option("--from-start", help="Run every step again.")] = False,
+) -> None:
+    """Queue a failed, cancelled or stalled job again with fresh attempts."""
+    with cli_errors():
+        record = _with_store(store, lambda s: s.retry(job_id, from_start=from_start))
+    print(f"{record.id} {record.status}")
+
+
+@jobs_app.command()
+def cancel(job_id: IdArgument, store: StoreOption = DEFAULT_STORE) -> None:
+    """Cancel a queued or running job (a running one stops at its worker's next heartbeat)."""
+    with cli_errors():
+        record = _with_store(store, lambda s: s.cancel(job_id))
+    print(f"{record.id} {record.status}")

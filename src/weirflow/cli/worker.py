@@ -1,0 +1,115 @@
+"""``weirflow worker``: run durable jobs from a store until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from ..durable.alerts import AlertRules
+from ..durable.models import Rate, Retention
+from ..durable.worker import DEFAULT_CONCURRENCY, Worker
+from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
+
+
+def worker(
+    flows: Annotated[
+        str,
+        typer.Option(
+            "--flows", metavar="DIR_OR_MODULE", help="A directory of flow files or a module of flows."
+        ),
+    ],
+    store: StoreOption = DEFAULT_STORE,
+    queue: Annotated[str, typer.Option("--queue", help="The queue to take jobs from.")] = "default",
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Jobs at once in this worker.")] = (
+        DEFAULT_CONCURRENCY
+    ),
+    queue_concurrency: Annotated[
+        int | None,
+        typer.Option("--queue-concurrency", min=1, help="Running jobs of the queue over all workers."),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option("--rate", metavar="N/WINDOW", help="Queue-wide claim rate, e.g. 5/1s, 100/m."),
+    ] = None,
+    lease: Annotated[
+        float, typer.Option("--lease", metavar="S", min=0.1, help="Lease of a claimed job.")
+    ] = 30.0,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            "--worker-id", help="A stable id: a restarted worker takes back its unfinished jobs at once."
+        ),
+    ] = None,
+    max_stalls: Annotated[int, typer.Option("--max-stalls", min=0, help="Requeues of a stalled job.")] = 1,
+    keep_completed: Annotated[
+        float | None,
+        typer.Option("--keep-completed", metavar="S", help="Delete completed jobs older than S."),
+    ] = None,
+    keep_completed_count: Annotated[
+        int | None,
+        typer.Option("--keep-completed-count", metavar="N", help="Keep the newest N completed jobs."),
+    ] = None,
+    keep_failed: Annotated[
+        float | None,
+        typer.Option("--keep-failed", metavar="S", help="Delete failed/cancelled jobs older than S."),
+    ] = None,
+    alert_running_over: Annotated[
+        float | None, typer.Option("--alert-running-over", metavar="S", help="Alert on jobs running longer.")
+    ] = None,
+    alert_failure_rate: Annotated[
+        float | None,
+        typer.Option("--alert-failure-rate", metavar="R", help="Alert above this failure share."),
+    ] = None,
+    alert_window: Annotated[float, typer.Option("--alert-window", metavar="S")] = 300.0,
+    alert_webhook: Annotated[str | None, typer.Option("--alert-webhook", metavar="URL")] = None,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option("--shutdown-grace", metavar="S", help="On SIGTERM, let running jobs finish for S."),
+    ] = 30.0,
+) -> None:
+    """Run durable jobs of a queue until SIGTERM or SIGINT (then finish or give back running jobs)."""
+    with cli_errors():
+        loaded = load(flows)
+        retention = None
+        if keep_completed is not None or keep_completed_count is not None or keep_failed is not None:
+            retention = Retention(keep_completed, keep_completed_count, keep_failed)
+        alerts = None
+        if alert_running_over is not None or alert_failure_rate is not None:
+            alerts = AlertRules(
+                long_running_s=alert_running_over,
+                failure_rate=alert_failure_rate,
+                failure_window_s=alert_window,
+                webhook_url=alert_webhook,
+            )
+        the_worker = Worker(
+            store,
+            loaded,
+            queue=queue,
+            concurrency=concurrency,
+            queue_concurrency=queue_concurrency,
+            rate=Rate.parse(rate) if rate else None,
+            lease_s=lease,
+            worker_id=worker_id,
+            max_stalls=max_stalls,
+            retention=retention,
+            alerts=alerts,
+            shutdown_grace_s=shutdown_grace,
+        )
+        names = ", ".join(f.name for f in loaded)
+        print(
+            f"weirflow worker {the_worker.worker_id}: queue {queue!r}, flows: {names}",
+            file=sys.stderr,
+            flush=True,
+        )
+        asyncio.run(_run(the_worker))
+
+
+async def _run(the_worker: Worker) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, the_worker.stop)
+    await the_worker.run()
