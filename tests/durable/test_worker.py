@@ -89,7 +89,7 @@ async def test_failures_retry_with_backoff_then_fail(make_store: StoreFactory) -
     for delay, expected in zip(delays, (0.2, 0.4), strict=True):
         assert expected <= delay < expected + 1.0, delays
     steps = await store.steps(job_id)
-    assert [(s.job_attempt, s.status) for s in steps] == [(1, "failed"), (2, "failed"), (3, "failed")]
+    assert [(s.run, s.status) for s in steps] == [(1, "failed"), (2, "failed"), (3, "failed")]
     assert all("failed on purpose" in (s.error or "") for s in steps)
 
 

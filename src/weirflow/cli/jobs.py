@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -60,6 +61,11 @@ def _time(at: float | None) -> str:
     if at is None:
         return ""
     return datetime.datetime.fromtimestamp(at, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _console() -> Console:
+    """Tables at full width when stdout is a file or a pipe (rich would wrap at 80)."""
+    return Console() if sys.stdout.isatty() else Console(width=250)
 
 
 def _print_json(value: Any) -> None:
@@ -156,7 +162,7 @@ def list_(
             _time(r.created_at),
             r.error or "",
         )
-    Console().print(table)
+    _console().print(table)
 
 
 def _steps_table(steps: list[StepRecord]) -> Table:
@@ -200,7 +206,7 @@ def show(job_id: IdArgument, store: StoreOption = DEFAULT_STORE, as_json: JsonOp
     if as_json:
         _print_json(JobInfo.of(record, steps).to_dict())
         return
-    console = Console()
+    console = _console()
     about = Table.grid(padding=(0, 2))
     for name, value in (
         ("id", record.id),
@@ -234,7 +240,7 @@ def steps(job_id: IdArgument, store: StoreOption = DEFAULT_STORE, as_json: JsonO
     if as_json:
         _print_json([s.to_dict() for s in rows])
         return
-    Console().print(_steps_table(rows))
+    _console().print(_steps_table(rows))
 
 
 @jobs_app.command()

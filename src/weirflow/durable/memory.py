@@ -89,6 +89,7 @@ class MemoryStore:
             queue=spec.queue,
             status=QUEUED,
             attempt=0,
+            runs=0,
             max_attempts=spec.max_attempts,
             backoff=spec.backoff,
             priority=spec.priority,
@@ -148,6 +149,7 @@ class MemoryStore:
                 continue
             job.status = RUNNING
             job.attempt += 1
+            job.runs += 1
             job.worker_id = worker_id
             job.lease_expires_at = now + lease_s
             job.started_at = now
@@ -248,11 +250,11 @@ class MemoryStore:
     async def record_steps(self, steps: Sequence[StepRecord]) -> None:
         for step in steps:
             if step.job_id in self._jobs:
-                self._steps[(step.job_id, step.job_attempt, step.routine, step.seq)] = copy.copy(step)
+                self._steps[(step.job_id, step.run, step.routine, step.seq)] = copy.copy(step)
 
     async def steps(self, job_id: str) -> list[StepRecord]:
         rows = [copy.copy(s) for (j, *_), s in self._steps.items() if j == job_id]
-        rows.sort(key=lambda s: (s.job_attempt, s.started_at or 0.0, s.routine, s.seq))
+        rows.sort(key=lambda s: (s.run, s.started_at or 0.0, s.routine, s.seq))
         return rows
 
     async def add_event(self, job_id: str | None, queue: str, kind: str, data: dict[str, Any]) -> None:

@@ -110,7 +110,11 @@ class JobSpec:
 
 @dataclass
 class JobRecord:
-    """A job as the store holds it. Times are seconds since the epoch (the store's clock)."""
+    """A job as the store holds it. Times are seconds since the epoch (the store's clock).
+
+    ``attempt`` counts the attempts that can fail (a stalled or released run gives its
+    attempt back); ``runs`` counts every claim.
+    """
 
     id: str
     flow: str
@@ -118,6 +122,7 @@ class JobRecord:
     queue: str
     status: str
     attempt: int
+    runs: int
     max_attempts: int
     backoff: Backoff
     priority: int
@@ -147,7 +152,8 @@ JOB_COLUMNS = tuple(JobRecord.__dataclass_fields__)
 class StepRecord:
     """One handler call of one attempt of a job, for display (``weirflow jobs steps``).
 
-    ``attempt`` is the handler's attempt (``ctx.attempt``); ``job_attempt`` the job's.
+    ``attempt`` is the handler's attempt (``ctx.attempt``); ``run`` the job's run (its
+    ``runs`` when the worker claimed it: every claim, after a stall too, starts a new run).
     """
 
     job_id: str
@@ -155,7 +161,7 @@ class StepRecord:
     seq: int
     status: str
     attempt: int = 1
-    job_attempt: int = 1
+    run: int = 1
     progress: float = 0.0
     message: str = ""
     started_at: float | None = None

@@ -275,7 +275,8 @@ class PostgresStore:
                 cur = await conn.execute(
                     "WITH picked AS (SELECT id, seq FROM wf_jobs WHERE queue = %s AND status = 'queued'"
                     " AND run_at <= %s ORDER BY priority DESC, run_at, seq LIMIT %s FOR UPDATE SKIP LOCKED)"
-                    " UPDATE wf_jobs j SET status = 'running', attempt = j.attempt + 1, worker_id = %s,"
+                    " UPDATE wf_jobs j SET status = 'running', attempt = j.attempt + 1, runs = j.runs + 1,"
+                    " worker_id = %s,"
                     f" lease_expires_at = %s, started_at = %s FROM picked WHERE j.id = picked.id"
                     f" RETURNING {_JOB_COLS_J}",
                     (queue, now, allowed, worker_id, now + lease_s, now),
@@ -393,20 +394,19 @@ class PostgresStore:
         if not steps:
             return
         cols = STEP_SELECT.split(", ")
-        key = ("job_id", "job_attempt", "routine", "seq")
+        key = ("job_id", "run", "routine", "seq")
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key)
         async with self._tx() as conn, conn.cursor() as cur:
             await cur.executemany(
                 f"INSERT INTO wf_steps ({STEP_SELECT}) SELECT {', '.join(['%s'] * len(cols))}"
                 " WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = %s)"
-                f" ON CONFLICT (job_id, job_attempt, routine, seq) DO UPDATE SET {updates}",
+                f" ON CONFLICT (job_id, run, routine, seq) DO UPDATE SET {updates}",
                 [(*(getattr(s, c) for c in cols), s.job_id) for s in steps],
             )
 
     async def steps(self, job_id: str) -> list[StepRecord]:
         rows = await self._fetch(
-            f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = %s"
-            " ORDER BY job_attempt, started_at, routine, seq",
+            f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = %s ORDER BY run, started_at, routine, seq",
             (job_id,),
         )
         return [step_from_row(r) for r in rows]

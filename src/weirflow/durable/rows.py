@@ -15,6 +15,7 @@ STEP_SELECT = ", ".join(STEP_COLUMNS)
 MUTABLE = (
     "status",
     "attempt",
+    "runs",
     "run_at",
     "worker_id",
     "lease_expires_at",

@@ -279,7 +279,8 @@ class SqliteStore:
             if ids:
                 marks = ", ".join("?" * len(ids))
                 rows = conn.execute(
-                    "UPDATE wf_jobs SET status = 'running', attempt = attempt + 1, worker_id = ?,"
+                    "UPDATE wf_jobs SET status = 'running', attempt = attempt + 1, runs = runs + 1,"
+                    " worker_id = ?,"
                     f" lease_expires_at = ?, started_at = ? WHERE id IN ({marks}) RETURNING {JOB_SELECT}",
                     (worker_id, now + lease_s, now, *ids),
                 ).fetchall()
@@ -432,8 +433,7 @@ class SqliteStore:
     async def steps(self, job_id: str) -> list[StepRecord]:
         rows = await self._call(
             self._read,
-            f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = ?"
-            " ORDER BY job_attempt, started_at, routine, seq",
+            f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = ? ORDER BY run, started_at, routine, seq",
             (job_id,),
         )
         return [step_from_row(r) for r in rows]

@@ -38,8 +38,9 @@ RowKey = tuple[str, int, str, int]
 class StepJournal(Journal):
     """Writes steps rows of the jobs a worker runs to ``store``.
 
-    The worker calls ``begin(job_id, job_attempt)`` before it starts a job, so that
-    rows of a re-run job (after a crash or a retry) are kept apart from the first run's.
+    The worker calls ``begin(job_id, run)`` before it starts a job (``run`` is the
+    job's ``runs``), so rows of a re-run job (after a crash or a retry) are kept
+    apart from the earlier runs'.
     """
 
     def __init__(self, store: Store, *, worker_id: str, flush_s: float = DEFAULT_FLUSH_S) -> None:
@@ -51,8 +52,8 @@ class StepJournal(Journal):
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def begin(self, job_id: str, job_attempt: int) -> None:
-        self._attempts[job_id] = job_attempt
+    def begin(self, job_id: str, run: int) -> None:
+        self._attempts[job_id] = run
 
     def _record(self, job: Job, step: Step, status: str) -> None:
         done = status == "completed"
@@ -62,7 +63,7 @@ class StepJournal(Journal):
             seq=step.seq,
             status=status,
             attempt=step.attempt,
-            job_attempt=self._attempts.get(job.id, 1),
+            run=self._attempts.get(job.id, 1),
             progress=100.0 if done else (step.progress or 0.0),
             message=step.message,
             started_at=step.started_at or None,
@@ -70,7 +71,7 @@ class StepJournal(Journal):
             error=step.error,
             worker=self.worker_id,
         )
-        self._rows[(row.job_id, row.job_attempt, row.routine, row.seq)] = row
+        self._rows[(row.job_id, row.run, row.routine, row.seq)] = row
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
 

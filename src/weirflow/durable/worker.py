@@ -244,7 +244,7 @@ class Worker:
         try:
             flow = self.engine.flow(record.flow)
             if self.journal is not None:
-                self.journal.begin(record.id, record.attempt)
+                self.journal.begin(record.id, record.runs)
             job = await self.engine.start(flow, record.inputs, job_id=record.id)
             self.running[record.id] = job
             if record.id in self._lost:  # cancelled in the store before it started here

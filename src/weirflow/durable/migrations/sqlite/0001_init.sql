@@ -8,6 +8,7 @@ CREATE TABLE wf_jobs (
     queue TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
     attempt INTEGER NOT NULL DEFAULT 0,
+    runs INTEGER NOT NULL DEFAULT 0,
     max_attempts INTEGER NOT NULL,
     backoff TEXT NOT NULL,
     priority INTEGER NOT NULL DEFAULT 0,
@@ -33,7 +34,7 @@ CREATE INDEX wf_jobs_finished ON wf_jobs (status, finished_at);
 
 CREATE TABLE wf_steps (
     job_id TEXT NOT NULL REFERENCES wf_jobs (id) ON DELETE CASCADE,
-    job_attempt INTEGER NOT NULL,
+    run INTEGER NOT NULL,
     routine TEXT NOT NULL,
     seq INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
@@ -44,7 +45,7 @@ CREATE TABLE wf_steps (
     completed_at REAL,
     error TEXT,
     worker TEXT,
-    PRIMARY KEY (job_id, job_attempt, routine, seq)
+    PRIMARY KEY (job_id, run, routine, seq)
 );
 
 CREATE TABLE wf_events (
