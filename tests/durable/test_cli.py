@@ -1,0 +1,115 @@
+"""``weirflow jobs ...`` and ``weirflow worker`` as real commands on a SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from weirflow.durable import open_store
+
+from .helpers import poll_store
+from .procs import FLOWS_MODULE, WorkerProcess, cli
+
+SHOW_KEYS = {"id", "flow", "status", "attempt", "error", "steps"}
+STEP_KEYS = {
+    "routine",
+    "seq",
+    "status",
+    "attempt",
+    "progress",
+    "message",
+    "started_at",
+    "completed_at",
+    "error",
+    "worker",
+}
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def test_jobs_commands(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    done = cli(
+        "jobs", "submit", "one", "--input", 'a.item={"x": 1}', "--store", store, "--flows", FLOWS_MODULE
+    )
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    again = cli(
+        "jobs",
+        "submit",
+        "one",
+        "-i",
+        "a.item=2",
+        "--store",
+        store,
+        "--idempotency-key",
+        "k",
+        "--priority",
+        "3",
+    )
+    same = cli("jobs", "submit", "one", "-i", "a.item=3", "--store", store, "--idempotency-key", "k")
+    assert again.stdout == same.stdout and again.returncode == 0
+
+    shown = cli("jobs", "show", job_id, "--store", store, "--json")
+    doc = json.loads(shown.stdout)
+    assert doc == {"id": job_id, "flow": "one", "status": "queued", "attempt": 0, "error": None, "steps": []}
+    listed = json.loads(cli("jobs", "list", "--store", store, "--json").stdout)
+    assert [j["id"] for j in listed] == [again.stdout.strip(), job_id]
+    assert listed[1]["inputs"] == {"a.item": [{"x": 1}]}
+    table = cli("jobs", "list", "--store", store, "--status", "queued")
+    assert job_id in table.stdout and "queued" in table.stdout
+
+    assert cli("jobs", "cancel", job_id, "--store", store).stdout.split() == [job_id, "cancelled"]
+    assert cli("jobs", "retry", job_id, "--from-start", "--store", store).stdout.split() == [job_id, "queued"]
+
+    for args, message in [
+        (("jobs", "show", "nope", "--store", store), "no job 'nope'"),
+        (("jobs", "retry", job_id, "--store", store), "only a failed, cancelled or stalled job"),
+        (("jobs", "submit", "missing", "--store", store, "--flows", FLOWS_MODULE), "no flow named 'missing'"),
+        (("jobs", "submit", "one", "-i", "a.nope=1", "--store", store, "--flows", FLOWS_MODULE), "no slot"),
+        (("jobs", "submit", "one", "-i", "a.item=not json", "--store", store), "not valid JSON"),
+        (("jobs", "list", "--store", "mysql://x"), "unknown scheme"),
+        (("jobs", "list", "--store", store, "--status", "odd"), "--status 'odd'"),
+    ]:
+        bad = cli(*args)
+        assert bad.returncode == 2, (args, bad.stdout, bad.stderr)
+        assert message in one_error_line(bad.stderr)
+
+
+async def test_worker_runs_jobs_and_stops_on_sigterm(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    store = open_store(url)
+    await store.open()
+    try:
+        quick = cli("jobs", "submit", "steps3", "-i", 'a.item={"n": 1}', "--store", url).stdout.strip()
+        slow = cli("jobs", "submit", "one", "-i", 'a.item={"sleep_s": 60}', "--store", url).stdout.strip()
+
+        async def state() -> bool:
+            a, b = await store.get(quick), await store.get(slow)
+            return a is not None and a.status == "completed" and b is not None and b.status == "running"
+
+        with WorkerProcess(
+            url, tmp_path / "w.log", "--shutdown-grace", "0.2", "--concurrency", "2"
+        ) as worker:
+            await poll_store(state, timeout_s=30)  # another process's work: poll the store
+            assert worker.terminate() == 0, worker.output()
+        record = await store.get(slow)
+        assert record is not None and (record.status, record.attempt) == ("queued", 0)
+
+        steps = json.loads(cli("jobs", "steps", quick, "--store", url, "--json").stdout)
+        assert [(s["routine"], s["status"], s["progress"]) for s in steps] == [
+            ("a", "completed", 100.0),
+            ("b", "completed", 100.0),
+            ("c", "completed", 100.0),
+        ]
+        doc = json.loads(cli("jobs", "show", quick, "--store", url, "--json").stdout)
+        assert doc.keys() == SHOW_KEYS and doc["steps"][0].keys() == STEP_KEYS
+        assert doc["status"] == "completed" and doc["attempt"] == 1
+        text = cli("jobs", "show", quick, "--store", url).stdout
+        assert "completed" in text and "nearly done" in text
+    finally:
+        await store.close()
