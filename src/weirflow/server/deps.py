@@ -23,17 +23,19 @@ Service = Annotated[JobService, Depends(get_service)]
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the given error codes (plus auth and validation errors)."""
+    """OpenAPI ``responses`` for the given error codes, plus those any route may answer."""
     described = {
+        400: "Malformed request (e.g. a body that is not UTF-8)",
         401: "Missing or invalid API key",
         403: "The key's role may not call this",
         404: "No such job or flow",
         409: "The job is in the wrong state",
+        413: "Request body over the server's max_body_bytes",
         422: "InvalidRequestError request; detail names each field path",
         503: "The engine is not running",
     }
     out: dict[int | str, dict[str, Any]] = {}
-    for code in sorted({401, 403, 422, 503, *codes}):
+    for code in sorted({400, 401, 403, 413, 422, 503, *codes}):
         model = ValidationFailed if code == 422 else Error
         out[code] = {"model": model, "description": described.get(code, "Error")}
     return out

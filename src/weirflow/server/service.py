@@ -153,10 +153,10 @@ class JobService:
             raise ConflictError(f"job {job_id} is {job.status.value}; its result is not ready")
         return job.result
 
-    def events(self, job_id: str, last_event_id: int | None) -> AsyncIterator[bytes]:
+    def events(self, job_id: str, last_event_id: int) -> AsyncIterator[bytes]:
         self.job(job_id)
         log = self.hub.log(job_id)
-        return event_stream(log, last_event_id or 0, self.settings.sse_heartbeat_s)
+        return event_stream(log, last_event_id, self.settings.sse_heartbeat_s)
 
     def forget_old_jobs(self, _finished: Job | None = None) -> None:
         """Keep at most ``keep_finished_jobs`` finished jobs (the oldest go first)."""

@@ -29,8 +29,8 @@ async def job_events(
     job_id: str,
     service: Service,
     last_event_id: Annotated[
-        int | None, Header(alias="Last-Event-ID", ge=0, description="Replay the events after this id.")
-    ] = None,
+        int, Header(alias="Last-Event-ID", ge=0, description="Replay the events after this id (0: all).")
+    ] = 0,
 ) -> StreamingResponse:
     """Status changes (with pause reasons), queue fill changes, dead letters; each with an
     increasing ``id``. The last events of each job are kept (``event_buffer``, default

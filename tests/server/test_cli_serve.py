@@ -1,0 +1,95 @@
+"""``weirflow serve`` in a subprocess: refuses unsafe binds, prints where it listens, stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.conftest import FLOW_DIR, SERVED
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 20
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEIRFLOW_")}
+    return {**env, **extra}
+
+
+def _serve(*args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "weirflow", "serve", *args],
+        cwd=ROOT,
+        env=_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _lines(stream: object) -> Iterator[str]:
+    """Lines of a pipe, with a timeout per line (a stuck server fails the test, not hangs it)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while (line := lines.get(timeout=WAIT_S)) is not None:
+        yield line
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "example.com"])
+def test_refuses_a_non_loopback_address_without_keys(host: str) -> None:
+    proc = _serve("--flows", SERVED, "--host", host)
+    out, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: refusing to listen on {host} without API keys")
+
+
+def test_a_malformed_key_list_is_refused_with_a_clear_message() -> None:
+    proc = _serve("--flows", SERVED, WEIRFLOW_API_KEYS="k1:admin,k2")
+    _, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 2
+    assert err == "error: WEIRFLOW_API_KEYS: entry 2 must look like KEY:ROLE (ROLE is admin or read)\n"
+
+
+def test_bad_flows_are_refused() -> None:
+    proc = _serve("--flows", "tests.server.no_such_module")
+    _, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 2
+    assert err.startswith("error: cannot import flows module 'tests.server.no_such_module'")
+
+
+def test_serves_prints_where_and_what_and_stops_on_ctrl_c() -> None:
+    with _serve("--flows", FLOW_DIR, "--port", "0") as proc:
+        try:
+            lines = _lines(proc.stdout)
+            assert next(lines) == "weirflow: serving 1 flow(s): echo"
+            listening = next(lines)
+            assert listening.startswith("weirflow: listening on http://127.0.0.1:")
+            url = listening.split()[3]
+            with httpx.Client(base_url=url, timeout=10) as client:
+                assert client.get("/healthz").status_code == 200
+                started = client.post("/api/jobs", json={"flow": "echo", "keep_open": True})
+                assert started.status_code == 201
+            proc.send_signal(signal.SIGINT)
+            assert list(lines) == ["weirflow: stopped"]
+            assert proc.wait(timeout=WAIT_S) == 0
+            assert proc.stderr is not None and proc.stderr.read() == ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
