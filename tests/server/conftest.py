@@ -8,6 +8,7 @@ exit. Tests talk to it with httpx, as any client would.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,15 @@ class Live:
 
     def new_client(self, **headers: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, headers=headers)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_weirflow_environment() -> Iterator[None]:
+    """Settings come from the environment; the tests' must not come from the developer's."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("WEIRFLOW_")]:
+            mp.delenv(name)
+        yield
 
 
 @contextmanager

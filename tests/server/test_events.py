@@ -1,0 +1,42 @@
+"""``EventLog``: ids, ring buffer, replay after an id, waiting without polling."""
+
+from __future__ import annotations
+
+import asyncio
+
+from weirflow.server.events import EventLog
+
+
+def test_ids_increase_and_the_ring_keeps_the_last_events() -> None:
+    log = EventLog(capacity=3)
+    for n in range(5):
+        log.append("status", {"n": n})
+    assert log.last_id == 5
+    missed, events = log.since(0)
+    assert missed == 2 and [e.id for e in events] == [3, 4, 5]
+    assert log.since(2) == (0, list(log.events))
+    assert log.since(4)[1][0].data == {"n": 4}
+    assert log.since(5) == (0, [])
+    assert log.since(99)[1] == list(log.events)  # an id this log never gave: replay what is kept
+
+
+async def test_wait_wakes_on_append_and_close() -> None:
+    log = EventLog(capacity=10)
+    waiter = asyncio.create_task(log.wait(0, timeout_s=10))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    log.append("queue", {})
+    assert await asyncio.wait_for(waiter, 1) is True
+
+    closer = asyncio.create_task(log.wait(1, timeout_s=10))
+    await asyncio.sleep(0)
+    log.close()
+    assert await asyncio.wait_for(closer, 1) is True
+    log.append("status", {})  # a closed log takes nothing more
+    assert log.last_id == 1
+
+
+async def test_wait_times_out_for_the_heartbeat() -> None:
+    log = EventLog(capacity=10)
+    assert await log.wait(0, timeout_s=0.01) is False
+    assert log._waiters == []
