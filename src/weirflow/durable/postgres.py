@@ -272,31 +272,29 @@ class PostgresStore:
                     wait_s = max(0.0, oldest + rate.per_s - now)
             jobs: list[JobRecord] = []
             if allowed > 0:
+                # one round trip: pick, take and record the claims
                 cur = await conn.execute(
-                    "WITH picked AS (SELECT id, seq FROM wf_jobs WHERE queue = %s AND status = 'queued'"
-                    " AND run_at <= %s ORDER BY priority DESC, run_at, seq LIMIT %s FOR UPDATE SKIP LOCKED)"
-                    " UPDATE wf_jobs j SET status = 'running', attempt = j.attempt + 1, runs = j.runs + 1,"
-                    " worker_id = %s,"
-                    f" lease_expires_at = %s, started_at = %s FROM picked WHERE j.id = picked.id"
-                    f" RETURNING {_JOB_COLS_J}",
-                    (queue, now, allowed, worker_id, now + lease_s, now),
+                    "WITH picked AS (SELECT id, seq FROM wf_jobs WHERE queue = %(q)s AND status = 'queued'"
+                    " AND run_at <= %(now)s ORDER BY priority DESC, run_at, seq LIMIT %(n)s"
+                    " FOR UPDATE SKIP LOCKED),"
+                    " taken AS (UPDATE wf_jobs j SET status = 'running', attempt = j.attempt + 1,"
+                    " runs = j.runs + 1, worker_id = %(w)s, lease_expires_at = %(lease)s,"
+                    f" started_at = %(now)s FROM picked WHERE j.id = picked.id RETURNING {_JOB_COLS_J}),"
+                    " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
+                    " SELECT id, queue, 'running', %(now)s,"
+                    " jsonb_build_object('attempt', attempt, 'worker', worker_id) FROM taken)"
+                    " SELECT * FROM taken",
+                    {"q": queue, "now": now, "n": allowed, "w": worker_id, "lease": now + lease_s},
                 )
                 jobs = [job_from_row(r) for r in await cur.fetchall()]
                 jobs.sort(key=lambda j: (-j.priority, j.run_at, j.created_at))
-            if jobs:
+            if jobs and rate is not None:
                 await conn.execute(
-                    "INSERT INTO wf_events (job_id, queue, kind, at, data) SELECT id, %s, 'running', %s,"
-                    " jsonb_build_object('attempt', a, 'worker', %s::text)"
-                    " FROM unnest(%s::text[], %s::int[]) AS t(id, a)",
-                    (queue, now, worker_id, [j.id for j in jobs], [j.attempt for j in jobs]),
+                    "INSERT INTO wf_rate_claims (queue, claimed_at)"
+                    " SELECT %s, %s FROM generate_series(1, %s)",
+                    (queue, now, len(jobs)),
                 )
-                if rate is not None:
-                    await conn.execute(
-                        "INSERT INTO wf_rate_claims (queue, claimed_at)"
-                        " SELECT %s, %s FROM generate_series(1, %s)",
-                        (queue, now, len(jobs)),
-                    )
-            if len(jobs) < limit and wait_s is None:
+            if not jobs and wait_s is None:
                 cur = await conn.execute(
                     "SELECT min(run_at) FROM wf_jobs WHERE queue = %s AND status = 'queued' AND run_at > %s",
                     (queue, now),

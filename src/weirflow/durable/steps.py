@@ -6,9 +6,9 @@ follow a job step by step (``weirflow jobs steps ID``). It does not make jobs
 resumable; that is the durable journal's work, which may extend this one.
 
 The runtime calls the step methods synchronously on the loop; rows are buffered
-and written in batches (``flush_s`` after the first buffered change, and at the
-end of each job before it counts as finished), so a step never waits on the
-store. Retries of one call share its row (``attempt`` says which one ran last).
+and written in batches (``flush_s`` after the first buffered change, and by the
+worker before it writes a job's outcome), so a step never waits on the store.
+Retries of one call share its row (``attempt`` says which one ran last).
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ class StepJournal(Journal):
         self._record(job, step, step.status)
 
     async def job_finished(self, job: Job, result: JobResult) -> None:
-        with contextlib.suppress(StoreError):  # kept in the buffer; the next flush retries
-            await self.flush()
+        # the rows stay buffered: the worker flushes them with the batch of outcomes it
+        # writes next, so a job's steps are in the store before its outcome is
         self._attempts.pop(job.id, None)
 
     async def _flush_later(self) -> None:

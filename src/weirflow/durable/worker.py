@@ -288,6 +288,8 @@ class Worker:
 
     async def _fail(self, job_id: str, error: str, retry: bool) -> None:
         try:
+            if self.journal is not None:
+                await self._retrying("report", self.journal.flush)
             fail = functools.partial(self.store.fail, retry=retry)
             record = await self._retrying("report", fail, job_id, self.worker_id, error)
         finally:
@@ -304,6 +306,8 @@ class Worker:
             while self._done:
                 batch, self._done = self._done, []
                 held = [d for d in batch if d[0] not in self._lost]
+                if self.journal is not None:  # the steps first: a completed job has its steps
+                    await self._retrying("report", self.journal.flush)
                 await self._retrying("report", self.store.complete, self.worker_id, held)
                 self.completed += len(held)
                 self._reported([job_id for job_id, _ in batch])
