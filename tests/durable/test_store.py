@@ -324,3 +324,23 @@ async def test_wait_for_jobs_wakes_on_submit(store: Store) -> None:
     await store.submit(spec())
     async with asyncio.timeout(10):
         await waiter
+
+
+async def test_journal_records(store: Store, clock: FakeClock) -> None:
+    a = await store.submit(spec())
+    b = await store.submit(spec())
+    await store.append_journal([(a, '{"t":"enq","n":1}'), (b, '{"t":"enq"}'), (a, '{"t":"done","n":2}')])
+    await store.append_journal([(a, f'{{"n":{i}}}') for i in range(3, 50)])
+    records = await store.read_journal(a)
+    assert records[:2] == ['{"t":"enq","n":1}', '{"t":"done","n":2}']
+    assert records[2:] == [f'{{"n":{i}}}' for i in range(3, 50)]
+    with pytest.raises(wf.StoreError):
+        await store.append_journal([(a, '{"lost": true}'), ("no-such-job", "{}")])
+    assert len(await store.read_journal(a)) == 49  # nothing of the failed batch
+    await store.clear_journal(a)
+    assert await store.read_journal(a) == [] and await store.read_journal(b) == ['{"t":"enq"}']
+    await claim_ids(store, 10)
+    await store.complete("w1", [(b, {})])
+    clock.advance(10)
+    await store.sweep("s", retention=Retention(keep_completed_s=1))
+    assert await store.read_journal(b) == []  # retention takes a job's journal with it

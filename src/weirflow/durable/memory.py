@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import JobError
+from ..errors import JobError, StoreError
 from . import rules
 from .models import (
     FAILED,
@@ -50,6 +50,7 @@ class MemoryStore:
         self._event_ids = itertools.count(1)
         self._claims: dict[str, deque[float]] = {}
         self._sweeper: tuple[str, float] | None = None
+        self._journal: dict[str, list[str]] = {}
         self._wakeups = Wakeups()
 
     async def open(self) -> None:
@@ -302,6 +303,7 @@ class MemoryStore:
                     self._keys.pop((job.queue, job.idempotency_key), None)
                 for key in [k for k in self._steps if k[0] == job_id]:
                     del self._steps[key]
+                self._journal.pop(job_id, None)
                 report.deleted += 1
             if report.deleted:
                 self._events = [e for e in self._events if e.job_id is None or e.job_id in self._jobs]
@@ -324,3 +326,16 @@ class MemoryStore:
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self._wakeups.wait(queue, timeout_s)
+
+    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+        missing = {job_id for job_id, _ in rows if job_id not in self._jobs}
+        if missing:
+            raise StoreError(f"journal records for jobs not in the store: {', '.join(sorted(missing))}")
+        for job_id, record in rows:
+            self._journal.setdefault(job_id, []).append(record)
+
+    async def read_journal(self, job_id: str) -> list[str]:
+        return list(self._journal.get(job_id, ()))
+
+    async def clear_journal(self, job_id: str) -> None:
+        self._journal.pop(job_id, None)

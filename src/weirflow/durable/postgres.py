@@ -485,6 +485,26 @@ class PostgresStore:
         )
         return int(rows[0][0]), int(rows[0][1])
 
+    # -- the durable journal ----------------------------------------------------------------
+
+    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+        if not rows:
+            return
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO wf_journal (job_id, record) SELECT job_id, record"
+                " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(job_id, record, n) ORDER BY n",
+                ([r[0] for r in rows], [r[1] for r in rows]),
+            )
+
+    async def read_journal(self, job_id: str) -> list[str]:
+        rows = await self._fetch("SELECT record FROM wf_journal WHERE job_id = %s ORDER BY pos", (job_id,))
+        return [r[0] for r in rows]
+
+    async def clear_journal(self, job_id: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute("DELETE FROM wf_journal WHERE job_id = %s", (job_id,))
+
     # -- waking idle workers ---------------------------------------------------------------
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:

@@ -541,3 +541,22 @@ class SqliteStore:
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self._wakeups.wait(queue, timeout_s)
+
+    # -- the durable journal ----------------------------------------------------------------
+
+    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+        if rows:
+            await self._tx(self._append_journal, list(rows))
+
+    @staticmethod
+    def _append_journal(conn: Conn, rows: list[tuple[str, str]]) -> None:
+        conn.executemany("INSERT INTO wf_journal (job_id, record) VALUES (?, ?)", rows)
+
+    async def read_journal(self, job_id: str) -> list[str]:
+        rows = await self._call(
+            self._read, "SELECT record FROM wf_journal WHERE job_id = ? ORDER BY pos", (job_id,)
+        )
+        return [r[0] for r in rows]
+
+    async def clear_journal(self, job_id: str) -> None:
+        await self._tx(lambda conn: conn.execute("DELETE FROM wf_journal WHERE job_id = ?", (job_id,)))

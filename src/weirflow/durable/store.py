@@ -122,6 +122,18 @@ class Store(Protocol):
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         """Return when a job may have become ready in ``queue`` or after ``timeout_s``."""
 
+    # -- the durable journal's records (``weirflow.durable.journal.JournalStore``) --------
+
+    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+        """Append ``(job_id, record_json)`` rows, in order, in one transaction. A job id
+        the store does not hold is a ``StoreError`` (nothing of the batch is written)."""
+
+    async def read_journal(self, job_id: str) -> list[str]:
+        """Every record of ``job_id`` in the order appended."""
+
+    async def clear_journal(self, job_id: str) -> None:
+        """Forget ``job_id``'s records (a retry from the start)."""
+
 
 def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
     """A store for ``url`` (not yet opened): ``memory://``, ``sqlite:///relative/path.db``,
