@@ -18,16 +18,14 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..runtime.hooks import Hooks
 from ..runtime.job import Job
 from ..runtime.results import DeadLetter, JobStatus
 
 
-@dataclass(frozen=True)
-class LoggedEvent:
+class LoggedEvent(NamedTuple):
     """One event of a job: ``kind`` is ``status``, ``queue``, ``dead_letter`` or ``end``."""
 
     id: int
@@ -49,7 +47,8 @@ class EventLog:
             return
         self.last_id += 1
         self.events.append(LoggedEvent(self.last_id, kind, data))
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def close(self) -> None:
         self.closed = True
@@ -139,7 +138,9 @@ class EventHub(Hooks):
             task.add_done_callback(self._closers.discard)
 
     def on_queue_state(self, job: Job, slot: str, state: str) -> None:
-        self.log(job.id).append("queue", {"slot": slot, "state": state, "at": time.time()})
+        # called on every fill-state change: keep it cheap
+        log = self.logs.get(job.id) or self.log(job.id)
+        log.append("queue", {"slot": slot, "state": state, "at": time.time()})
 
     def on_dead_letter(self, job: Job, letter: DeadLetter) -> None:
         self.log(job.id).append("dead_letter", letter.to_dict())
