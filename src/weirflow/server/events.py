@@ -67,8 +67,11 @@ class EventLog:
             after = 0
         first = self.events[0].id if self.events else self.last_id + 1
         missed = max(0, first - after - 1)
-        start = max(0, after - first + 1)
-        return missed, list(itertools.islice(self.events, start, None))
+        wanted = self.last_id - max(after, first - 1)
+        # live readers want the last few events: walk from the newest end, not the oldest
+        events = list(itertools.islice(reversed(self.events), wanted))
+        events.reverse()
+        return missed, events
 
     async def wait(self, after: int, timeout_s: float) -> bool:
         """Wait until an event with ``id > after`` exists or the log closes; ``False`` on timeout."""
