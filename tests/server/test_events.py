@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from weirflow.server.events import EventLog
+from weirflow.server.events import EventHub, EventLog, LoggedEvent
 
 
 def test_ids_increase_and_the_ring_keeps_the_last_events() -> None:
@@ -40,3 +40,11 @@ async def test_wait_times_out_for_the_heartbeat() -> None:
     log = EventLog(capacity=10)
     assert await log.wait(0, timeout_s=0.01) is False
     assert log._waiters == []
+
+
+def test_other_sources_publish_into_a_jobs_log() -> None:
+    hub = EventHub(capacity=10)
+    hub.publish("job-1", "breakpoint", {"id": "bp1"})
+    assert hub.log("job-1").since(0) == (0, [LoggedEvent(1, "breakpoint", {"id": "bp1"})])
+    hub.forget("job-1")
+    assert "job-1" not in hub.logs

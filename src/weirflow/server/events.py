@@ -112,6 +112,10 @@ class EventHub(Hooks):
                 log.close()
         return log
 
+    def publish(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
+        """Add an event of another source (e.g. the debugger's breakpoint hits) to a job's log."""
+        self.log(job_id).append(kind, data)
+
     def forget(self, job_id: str) -> None:
         log = self.logs.pop(job_id, None)
         if log is not None:
