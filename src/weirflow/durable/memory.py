@@ -66,9 +66,12 @@ class MemoryStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _event(self, job: JobRecord | None, queue: str, kind: str, data: dict[str, Any]) -> None:
+    def _event(
+        self, job: JobRecord | None, queue: str, kind: str, data: dict[str, Any], at: float | None = None
+    ) -> None:
+        when = self.clock() if at is None else at
         self._events.append(
-            EventRecord(next(self._event_ids), job.id if job else None, queue, kind, self.clock(), data)
+            EventRecord(next(self._event_ids), job.id if job else None, queue, kind, when, data)
         )
 
     def _job(self, job_id: str) -> JobRecord:
@@ -133,7 +136,7 @@ class MemoryStore:
             allowed = min(allowed, queue_concurrency - running)
         recent = self._claims.setdefault(queue, deque())
         if rate is not None:
-            while recent and recent[0] <= now - rate.per_s:
+            while recent and recent[0] + rate.per_s <= now:  # the test of every backend
                 recent.popleft()
             allowed = min(allowed, rate.limit - len(recent))
             if len(recent) >= rate.limit:
@@ -156,7 +159,7 @@ class MemoryStore:
             job.started_at = now
             if rate is not None:
                 recent.append(now)
-            self._event(job, queue, "running", {"attempt": job.attempt, "worker": worker_id})
+            self._event(job, queue, "running", {"attempt": job.attempt, "worker": worker_id}, now)
             taken.append(copy.deepcopy(job))
         if len(taken) < limit and wait_s is None:
             later = [j.run_at for j in ready if j.run_at > now]

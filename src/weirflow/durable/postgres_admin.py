@@ -1,0 +1,192 @@
+# ruff: noqa: S608 - queries are built from constant column lists and %s marks, never from values
+"""The PostgreSQL store's reads, sweeper, retention, journal records and LISTEN."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from . import rules
+from .models import (
+    FAILED,
+    RUNNING,
+    EventRecord,
+    JobRecord,
+    Retention,
+    StepRecord,
+    SweepReport,
+)
+from .postgres_base import CHANNEL, LISTEN_RETRY_MAX_S, SWEEPER_LOCK, Conn, PostgresBase, log
+from .rows import (
+    JOB_SELECT,
+    STEP_SELECT,
+    event_from_row,
+    job_from_row,
+    step_from_row,
+)
+from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S
+
+
+class PostgresAdmin(PostgresBase):
+    """Reading, sweeping and the journal's records (see ``postgres.PostgresStore``)."""
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        rows = await self._fetch(f"SELECT {JOB_SELECT} FROM wf_jobs WHERE id = %s", (job_id,))
+        return job_from_row(rows[0]) if rows else None
+
+    async def list_jobs(
+        self, *, queue: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        rows = await self._fetch(
+            f"SELECT {JOB_SELECT} FROM wf_jobs WHERE (%s::text IS NULL OR queue = %s)"
+            " AND (%s::text IS NULL OR status = %s) ORDER BY seq DESC LIMIT %s",
+            (queue, queue, status, status, limit),
+        )
+        return [job_from_row(r) for r in rows]
+
+    async def record_steps(self, steps: Sequence[StepRecord]) -> None:
+        if not steps:
+            return
+        cols = STEP_SELECT.split(", ")
+        key = ("job_id", "run", "routine", "seq")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key)
+        async with self._tx() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO wf_steps ({STEP_SELECT}) SELECT {', '.join(['%s'] * len(cols))}"
+                " WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = %s)"
+                f" ON CONFLICT (job_id, run, routine, seq) DO UPDATE SET {updates}",
+                [(*(getattr(s, c) for c in cols), s.job_id) for s in steps],
+            )
+
+    async def steps(self, job_id: str) -> list[StepRecord]:
+        rows = await self._fetch(
+            f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = %s ORDER BY run, started_at, routine, seq",
+            (job_id,),
+        )
+        return [step_from_row(r) for r in rows]
+
+    async def add_event(self, job_id: str | None, queue: str, kind: str, data: dict[str, Any]) -> None:
+        async with self._tx() as conn:
+            await self._event(conn, job_id, queue, kind, self.clock(), data)
+
+    async def events(
+        self, *, job_id: str | None = None, kind: str | None = None, since: float | None = None
+    ) -> list[EventRecord]:
+        rows = await self._fetch(
+            "SELECT id, job_id, queue, kind, at, data FROM wf_events WHERE (%s::text IS NULL OR job_id = %s)"
+            " AND (%s::text IS NULL OR kind = %s) AND (%s::float8 IS NULL OR at >= %s) ORDER BY id",
+            (job_id, job_id, kind, kind, since, since),
+        )
+        return [event_from_row(r) for r in rows]
+
+    # -- sweeping and alerts -------------------------------------------------------------
+
+    async def sweep(
+        self,
+        owner: str,
+        *,
+        max_stalls: int = DEFAULT_MAX_STALLS,
+        retention: Retention | None = None,
+        lock_ttl_s: float = SWEEPER_LOCK_TTL_S,
+    ) -> SweepReport | None:
+        now = self.clock()
+        report = SweepReport()
+        async with self._tx() as conn:
+            cur = await conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (SWEEPER_LOCK,))
+            got = await cur.fetchone()
+            if not (got and got[0]):
+                return None
+            for job in await self._locked(conn, "status = 'running' AND lease_expires_at < %s", (now,)):
+                await self._change(conn, job, *rules.after_stall(job, now, max_stalls, "lease expired"))
+                (report.failed if job.status == FAILED else report.requeued).append(job.id)
+            if retention is not None:
+                report.deleted = await self._retain(conn, retention, now)
+        return report
+
+    @staticmethod
+    async def _retain(conn: Conn, retention: Retention, now: float) -> int:
+        deleted = 0
+        if retention.keep_completed_s is not None:
+            cur = await conn.execute(
+                "DELETE FROM wf_jobs WHERE status = 'completed' AND finished_at < %s",
+                (now - retention.keep_completed_s,),
+            )
+            deleted += cur.rowcount
+        if retention.keep_completed_count is not None:
+            cur = await conn.execute(
+                "DELETE FROM wf_jobs WHERE id IN (SELECT id FROM wf_jobs WHERE status = 'completed'"
+                " ORDER BY finished_at DESC OFFSET %s)",
+                (retention.keep_completed_count,),
+            )
+            deleted += cur.rowcount
+        if retention.keep_failed_s is not None:
+            cur = await conn.execute(
+                "DELETE FROM wf_jobs WHERE status IN ('failed', 'cancelled') AND finished_at < %s",
+                (now - retention.keep_failed_s,),
+            )
+            deleted += cur.rowcount
+        return deleted
+
+    async def running_since(self, before: float) -> list[JobRecord]:
+        rows = await self._fetch(
+            f"SELECT {JOB_SELECT} FROM wf_jobs WHERE status = %s AND started_at < %s", (RUNNING, before)
+        )
+        return [job_from_row(r) for r in rows]
+
+    async def finished_counts(self, queue: str, since: float) -> tuple[int, int]:
+        rows = await self._fetch(
+            "SELECT count(*) FILTER (WHERE kind != 'completed'), count(*) FROM wf_events"
+            " WHERE queue = %s AND at >= %s AND kind IN ('completed', 'failed', 'retrying')",
+            (queue, since),
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    # -- the durable journal ----------------------------------------------------------------
+
+    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+        if not rows:
+            return
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO wf_journal (job_id, record) SELECT job_id, record"
+                " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(job_id, record, n) ORDER BY n",
+                ([r[0] for r in rows], [r[1] for r in rows]),
+            )
+
+    async def read_journal(self, job_id: str) -> list[str]:
+        rows = await self._fetch("SELECT record FROM wf_journal WHERE job_id = %s ORDER BY pos", (job_id,))
+        return [r[0] for r in rows]
+
+    async def clear_journal(self, job_id: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute("DELETE FROM wf_journal WHERE job_id = %s", (job_id,))
+
+    # -- waking idle workers ---------------------------------------------------------------
+
+    async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="weirflow:listen")
+        await self._wakeups.wait(queue, timeout_s)
+
+    async def _listen(self) -> None:
+        """``LISTEN`` on a connection of its own; reconnects with backoff when it drops."""
+        delay = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    delay = 0.1
+                    async for note in conn.notifies():
+                        self._wakeups.notify(note.payload)
+            except psycopg.Error as e:
+                log.warning("listen_failed", store=self._where(), error=str(e), retry_in_s=delay)
+            # a lost connection may have lost notifications: wake every waiter to look
+            self._wakeups.notify_all()
+            await asyncio.sleep(delay)
+            delay = min(LISTEN_RETRY_MAX_S, delay * 2)

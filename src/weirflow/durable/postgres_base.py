@@ -1,0 +1,167 @@
+# ruff: noqa: S608 - queries are built from constant column lists and %s marks, never from values
+"""The PostgreSQL store's connection pool, transactions and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Self
+
+import psycopg
+import psycopg_pool
+import structlog
+
+from ..errors import StoreError
+from .migrations import VERSION_TABLE, migrations
+from .models import (
+    QUEUED,
+    JobRecord,
+)
+from .rows import (
+    JOB_SELECT,
+    MUTABLE,
+    job_from_row,
+    mutable_values,
+)
+from .store import Clock
+from .wakeup import Wakeups
+
+log = structlog.get_logger("weirflow.durable")
+
+CHANNEL = "weirflow_jobs"
+MIGRATION_LOCK = "weirflow:migrate"
+SWEEPER_LOCK = "weirflow:sweeper"
+CLAIM_LOCK_PREFIX = "weirflow:claim:"
+LISTEN_RETRY_MAX_S = 5.0
+
+_UPDATE_JOB = f"UPDATE wf_jobs SET {', '.join(f'{c} = %s' for c in MUTABLE)} WHERE id = %s"
+_JOB_COLS_J = ", ".join(f"j.{c}" for c in JOB_SELECT.split(", "))
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+class PostgresBase:
+    """The connection and the helpers every PostgresStore method uses."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = time.time,
+        pool_size: int = 8,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.clock = clock
+        self.pool_size = pool_size
+        self.connect_timeout_s = connect_timeout_s
+        self._pool: psycopg_pool.AsyncConnectionPool[Conn] | None = None
+        self._wakeups = Wakeups()
+        self._listener: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool: psycopg_pool.AsyncConnectionPool[Conn] = psycopg_pool.AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            timeout=self.connect_timeout_s,
+            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            reconnect_timeout=24 * 3600.0,
+            name="weirflow",
+        )
+        try:
+            await pool.open(wait=True, timeout=self.connect_timeout_s)
+            async with pool.connection() as conn:
+                await self._migrate(conn)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
+            await pool.close()
+            raise StoreError(f"cannot open PostgreSQL store {self._where()}: {e}") from e
+        self._pool = pool
+
+    def _where(self) -> str:
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(self.url)
+        except psycopg.Error:
+            return "(bad URL)"
+        return f"{info.get('host', '?')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+    @staticmethod
+    async def _migrate(conn: Conn) -> None:
+        await conn.set_autocommit(True)
+        await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (MIGRATION_LOCK,))
+        try:
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE}"
+                " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
+            )
+            cur = await conn.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}")
+            row = await cur.fetchone()
+            current = row[0] if row else 0
+            for mg in migrations("postgres"):
+                if mg.version > current:
+                    async with conn.transaction():
+                        await conn.execute(mg.sql.encode())
+                        await conn.execute(
+                            f"INSERT INTO {VERSION_TABLE} VALUES (%s, %s)", (mg.version, time.time())
+                        )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (MIGRATION_LOCK,))
+            await conn.set_autocommit(False)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Conn]:
+        """A connection in a transaction; driver and pool errors become ``StoreError``."""
+        if self._pool is None:
+            raise StoreError(f"store {self._where()} is not open")
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
+            raise StoreError(f"PostgreSQL store {self._where()}: {type(e).__name__}: {e}") from e
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._tx() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+    @staticmethod
+    async def _event(conn: Conn, job_id: str | None, queue: str, kind: str, at: float, data: Any) -> None:
+        await conn.execute(
+            "INSERT INTO wf_events (job_id, queue, kind, at, data) VALUES (%s, %s, %s, %s, %s::jsonb)",
+            (job_id, queue, kind, at, json.dumps(data)),
+        )
+
+    async def _change(self, conn: Conn, job: JobRecord, kind: str, data: dict[str, Any]) -> None:
+        await conn.execute(_UPDATE_JOB, (*mutable_values(job), job.id))
+        await self._event(conn, job.id, job.queue, kind, self.clock(), data)
+        if job.status == QUEUED:
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, job.queue))
+
+    async def _locked(self, conn: Conn, where: str, params: Sequence[Any]) -> list[JobRecord]:
+        cur = await conn.execute(f"SELECT {JOB_SELECT} FROM wf_jobs WHERE {where} FOR UPDATE", params)
+        return [job_from_row(r) for r in await cur.fetchall()]

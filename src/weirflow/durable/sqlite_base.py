@@ -1,0 +1,163 @@
+"""The SQLite store's connection: one thread that owns it, transactions, migrations."""
+
+# ruff: noqa: S608 - queries are built from constant column lists and "?" marks, never from values
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from ..errors import JobError, StoreError
+from .migrations import VERSION_TABLE, migrations, sqlite_statements
+from .models import (
+    JobRecord,
+)
+from .rows import (
+    JOB_SELECT,
+    MUTABLE,
+    job_from_row,
+    mutable_values,
+)
+from .store import Clock
+from .wakeup import Wakeups
+
+T = TypeVar("T")
+Conn = sqlite3.Connection
+
+_UPDATE_JOB = f"UPDATE wf_jobs SET {', '.join(f'{c} = ?' for c in MUTABLE)} WHERE id = ?"
+
+
+class SqliteBase:
+    """The connection and the helpers every SqliteStore method uses."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock = time.time,
+        busy_timeout_s: float = 30.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.clock = clock
+        self.busy_timeout_s = busy_timeout_s
+        self.synchronous = synchronous
+        self._conn: Conn | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._wakeups = Wakeups()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._thread is None:
+            raise StoreError(f"store {self.url} is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.url}: {type(e).__name__}: {e}") from e
+
+    async def _tx(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` in a write transaction on the store thread."""
+        result: T = await self._call(self._write, fn, *args)
+        return result
+
+    def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a ``BEGIN IMMEDIATE`` transaction (on the store thread)."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return result
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        assert self._conn is not None
+        return self._conn.execute(sql, params).fetchall()
+
+    async def open(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="weirflow-sqlite")
+        try:
+            await self._call(self._open)
+        except BaseException:
+            self._thread.shutdown(wait=False)
+            self._thread = None
+            raise
+
+    def _open(self) -> None:
+        if self.path.parent != Path():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._conn = conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._write(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: Conn) -> None:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at REAL)"
+        )
+        row = conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()
+        current = row[0] or 0
+        for mg in migrations("sqlite"):
+            if mg.version > current:
+                for statement in sqlite_statements(mg.sql):
+                    conn.execute(statement)
+                conn.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (mg.version, time.time()))
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        conn = self._conn
+
+        def _close() -> None:
+            if conn is not None:
+                conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, _close)
+        self._thread.shutdown(wait=True)
+        self._thread = None
+        self._conn = None
+
+    @staticmethod
+    def _event(
+        conn: Conn, job_id: str | None, queue: str, kind: str, at: float, data: dict[str, Any]
+    ) -> None:
+        conn.execute(
+            "INSERT INTO wf_events (job_id, queue, kind, at, data) VALUES (?, ?, ?, ?, ?)",
+            (job_id, queue, kind, at, json.dumps(data)),
+        )
+
+    @staticmethod
+    def _load(conn: Conn, job_id: str) -> JobRecord:
+        row = conn.execute(f"SELECT {JOB_SELECT} FROM wf_jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobError(f"no job {job_id!r} in the store")
+        return job_from_row(row)
+
+    def _change(self, conn: Conn, job: JobRecord, kind: str, data: dict[str, Any]) -> None:
+        conn.execute(_UPDATE_JOB, (*mutable_values(job), job.id))
+        self._event(conn, job.id, job.queue, kind, self.clock(), data)
