@@ -40,7 +40,24 @@ class JobError(WeirflowError):
 
 
 class JobTimeoutError(JobError, TimeoutError):
-    """A job did not finish within the time the caller allowed."""
+    """A job (or a pause) did not finish within the time the caller allowed."""
+
+
+class JobFinishedError(JobError):
+    """The job already finished (completed, failed or cancelled); it takes no more items
+    or commands."""
+
+
+class InputClosedError(JobError):
+    """``send`` after ``close_input``."""
+
+
+class UnknownSlotError(JobError):
+    """The flow has no slot (or routine) by that name."""
+
+
+class NotPausedError(JobError):
+    """``resume`` of a job that is not paused."""
 
 
 class DebugError(WeirflowError):

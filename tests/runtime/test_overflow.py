@@ -126,3 +126,21 @@ async def test_block_timeout_raises_slot_full_to_the_emitter() -> None:
         ("src.go", 5),
     ]
     assert_settled(result)
+
+
+async def test_fill_state_notifications_have_hysteresis() -> None:
+    states: list[str] = []
+
+    class Watch(wf.Hooks):
+        def on_queue_state(self, job: wf.Job, slot: str, state: str) -> None:
+            if slot == "dst.inp":
+                states.append(state)
+
+    async with wf.Engine(hooks=[Watch()]) as engine:
+        job = await engine.start(burst_flow(100, "block"), {"src.go": 5000})
+        result = await job.wait(timeout_s=60)
+    assert result.outputs["dst.seen"] == [list(range(5000))]
+    # the producer keeps the slot at capacity: each take/append pair must not report
+    assert states[:2] == ["near_full", "full"]
+    assert states[-1] == "ok"
+    assert len(states) < 50, states

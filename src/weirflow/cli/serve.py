@@ -51,7 +51,11 @@ def serve(
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(USAGE_ERROR) from None
     names = ", ".join(f.name for f in app.state.flows)
-    auth = f"{len(settings.api_keys)} API key(s)" if settings.auth_enabled else "open: no API keys, loopback only"
+    auth = (
+        f"{len(settings.api_keys)} API key(s)"
+        if settings.auth_enabled
+        else "open: no API keys, loopback only"
+    )
 
     def listening(urls: list[str]) -> None:
         print(f"weirflow: serving {len(app.state.flows)} flow(s): {names}", flush=True)

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobError
+from ..errors import JobFinishedError
 
 if TYPE_CHECKING:
     from ..flow.routine import Event
@@ -54,7 +54,7 @@ class Context:
 
     def _emit_threadsafe(self, event: Event | str, item: Any) -> None:
         if self._runner.job._finished:
-            raise JobError(f"job {self.job_id} is {self._runner.job.status.value}; emit refused")
+            raise JobFinishedError(f"job {self.job_id} is {self._runner.job.status.value}; emit refused")
         fut = asyncio.run_coroutine_threadsafe(self._runner.emit(event, item, self), self._loop)
         fut.result()
 

@@ -59,6 +59,11 @@ class Engine:
             self._durable = DurableClient(self, store)
 
     @property
+    def closed(self) -> bool:
+        """``close()`` was called: no new jobs start."""
+        return self._closed
+
+    @property
     def pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.max_threads, thread_name_prefix="weirflow")

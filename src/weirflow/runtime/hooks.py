@@ -15,7 +15,7 @@ the item is not in the slot yet (the emitter is still inside ``emit``); at
 reason ``reason``.
 
 The *notification* hooks (``on_handler_end``, ``on_job_status``,
-``on_dead_letter``, ``on_queue_state``) are plain methods called on the event
+``on_job_result``, ``on_dead_letter``, ``on_queue_state``) are plain methods called on the event
 loop; they must not block.
 """
 
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .job import Job
-    from .results import DeadLetter, JobStatus
+    from .results import DeadLetter, JobResult, JobStatus
 
 ITEM_POINTS = ("on_emit", "on_route", "on_enqueue", "on_handler_start")
-NOTIFY_POINTS = ("on_handler_end", "on_job_status", "on_dead_letter", "on_queue_state")
+NOTIFY_POINTS = ("on_handler_end", "on_job_status", "on_job_result", "on_dead_letter", "on_queue_state")
 
 
 @dataclass
@@ -100,6 +100,9 @@ class Hooks:
     def on_job_status(self, job: Job, status: JobStatus, reason: str | None) -> None:
         """The job moved to ``status`` (``reason`` is the pause reason or the error text)."""
 
+    def on_job_result(self, job: Job, result: JobResult) -> None:
+        """The job's result is final: everything is settled and ``job.wait()`` returns it."""
+
     def on_dead_letter(self, job: Job, letter: DeadLetter) -> None:
         """An item was dead-lettered."""
 
@@ -124,6 +127,7 @@ class HookSet:
         self.handler_start = self.by_point["on_handler_start"]
         self.handler_end = self.by_point["on_handler_end"]
         self.job_status = self.by_point["on_job_status"]
+        self.job_result = self.by_point["on_job_result"]
         self.dead_letter = self.by_point["on_dead_letter"]
         self.queue_state = self.by_point["on_queue_state"]
 

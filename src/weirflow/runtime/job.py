@@ -9,7 +9,14 @@ import uuid
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import JobError, JobTimeoutError, SlotFullError
+from ..errors import (
+    InputClosedError,
+    JobFinishedError,
+    JobTimeoutError,
+    NotPausedError,
+    SlotFullError,
+    UnknownSlotError,
+)
 from ..flow.policy import NEAR_FULL_RATIO
 from .completion import Tracker
 from .hooks import HookPoint, Hooks, HookSet
@@ -201,7 +208,7 @@ class Job:
         tasks = [t for t in (*self._runner_tasks, *self._tasks) if t is not me and not t.done()]
         for t in tasks:
             t.cancel()
-        refused = JobError(f"job {self.id} is {status.value}; item not accepted")
+        refused = JobFinishedError(f"job {self.id} is {status.value}; item not accepted")
         for q in self._queues.values():
             q.fail_putters(refused)
         if not self._resumed.done():
@@ -224,6 +231,8 @@ class Job:
         if self._journal is not None:
             await self._journal.job_finished(self, self.result)
         self._done.set_result(self.result)
+        for hook in self._hooks.job_result:
+            hook(self, self.result)
 
     async def wait(self, timeout_s: float | None = None) -> JobResult:
         """Wait for the job to finish; ``JobTimeoutError`` if it does not within ``timeout_s``."""
@@ -246,7 +255,7 @@ class Job:
         try:
             return self._queues[path]
         except KeyError:
-            raise JobError(
+            raise UnknownSlotError(
                 f"flow {self.flow.name!r} has no slot {path!r} (slots: {', '.join(self._queues)})"
             ) from None
 
@@ -268,7 +277,7 @@ class Job:
         if self._finished:
             self._refuse(f"send to {slot}")
         if self._input_closed:
-            raise JobError(f"job {self.id}: input is closed; send to {slot} refused")
+            raise InputClosedError(f"job {self.id}: input is closed; send to {slot} refused")
         if self._journal is not None:
             self._journal.check(item)
         self._pending_sends += 1
@@ -291,7 +300,7 @@ class Job:
     # -- the data path (slow lane: hooks or journal present) ---------------------------
 
     def _refuse(self, what: str) -> NoReturn:
-        raise JobError(f"job {self.id} is {self.status.value}; {what} refused")
+        raise JobFinishedError(f"job {self.id} is {self.status.value}; {what} refused")
 
     async def _hold(self, hooks: list[Any], point: HookPoint, parks: bool) -> None:
         if parks:
@@ -468,15 +477,24 @@ class Job:
         self._resumed = self.loop.create_future()
         self._set_status(JobStatus.PAUSED, reason)
 
-    async def pause(self, reason: str = "manual") -> PausePoint:
+    async def pause(self, reason: str = "manual", *, timeout_s: float | None = None) -> PausePoint:
         """Pause at a safe point: no new handler calls start; running ones finish (or wait
         at an emit into a full slot). Emits and sends keep enqueueing until a slot is full,
-        then wait — nothing is dropped. Returns a snapshot of every slot."""
+        then wait — nothing is dropped. Returns a snapshot of every slot. If running calls
+        have not reached a safe point within ``timeout_s``, the job stays paused and
+        ``JobTimeoutError`` is raised."""
         self.request_pause(reason)
-        while self._running > self._parked and not self._finished:
-            fut: asyncio.Future[None] = self.loop.create_future()
-            self._quiet_waiters.append(fut)
-            await fut
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._running > self._parked and not self._finished:
+                    fut: asyncio.Future[None] = self.loop.create_future()
+                    self._quiet_waiters.append(fut)
+                    await fut
+        except TimeoutError:
+            raise JobTimeoutError(
+                f"job {self.id} is paused but {self._running - self._parked} call(s) still "
+                f"running after {timeout_s}s"
+            ) from None
         return PausePoint(
             at=self.paused_at or time.time(), reason=self.pause_reason or reason, queues=self.queues()
         )
@@ -486,7 +504,7 @@ class Job:
         if self._finished:
             self._refuse("resume")
         if not self._paused:
-            raise JobError(f"job {self.id} is not paused")
+            raise NotPausedError(f"job {self.id} is not paused")
         paused_s = time.time() - (self.paused_at or time.time())
         snapshot = self.queues()
         self._paused = False
@@ -528,7 +546,7 @@ class Job:
         try:
             return self.runners[routine]
         except KeyError:
-            raise JobError(f"flow {self.flow.name!r} has no routine {routine!r}") from None
+            raise UnknownSlotError(f"flow {self.flow.name!r} has no routine {routine!r}") from None
 
     # -- observing ----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobError, SlotFullError
+from ..errors import JobFinishedError, SlotFullError
 from ..flow.policy import NEAR_FULL_RATIO, Overflow
 from .results import QueueStats
 
@@ -28,6 +28,7 @@ class SlotQueue:
 
     __slots__ = (
         "_blocked_since",
+        "_gap",
         "_near",
         "block_timeout_s",
         "blocked_emitters",
@@ -69,6 +70,9 @@ class SlotQueue:
         self.blocked_s_done = 0.0
         self._blocked_since: dict[asyncio.Future[None], float] = {}
         self._near = max(1, math.ceil(spec.capacity * NEAR_FULL_RATIO))
+        # hysteresis for fill-state notifications: a slot hovering at a threshold does
+        # not report every item; it leaves a state only ``_gap`` items below it
+        self._gap = max(1, spec.capacity // 10)
         self.fill_state = "ok"
         self.watched = False  # a hook watches items arriving here (set by the job)
         # attempts of the first items, restored from a journal after a crash interrupted
@@ -140,7 +144,9 @@ class SlotQueue:
         try:
             while True:
                 if job._finished:
-                    raise JobError(f"job {job.id} is {job.status.value}; item for {self.path} not accepted")
+                    raise JobFinishedError(
+                        f"job {job.id} is {job.status.value}; item for {self.path} not accepted"
+                    )
                 fut: asyncio.Future[None] = loop.create_future()
                 self.putters.append(fut)
                 self._blocked_since[fut] = time.monotonic()
@@ -195,7 +201,7 @@ class SlotQueue:
         if self.putters:
             self.wake_putter()
         n = len(self.items)
-        if n == self._near - 1 or n == self.capacity - 1:  # crossing a fill threshold
+        if n == self._near - self._gap or n == self.capacity - self._gap:  # leaving a fill state
             self._fill_changed()
         return item
 
