@@ -72,7 +72,15 @@ async def test_postgres_restart_mid_run(pg: PgServer, tmp_path: Path) -> None:
 
             async def worker_saw_it() -> bool:  # the worker's log is another process's state
                 out = worker.output()
-                return "store_unavailable" in out or "heartbeat_failed" in out or "steps_not_recorded" in out
+                return any(
+                    what in out
+                    for what in (
+                        "listen_failed",
+                        "store_unavailable",
+                        "heartbeat_failed",
+                        "steps_not_recorded",
+                    )
+                )
 
             await poll_store(worker_saw_it, timeout_s=30)
             pg.start()

@@ -344,3 +344,14 @@ async def test_journal_records(store: Store, clock: FakeClock) -> None:
     clock.advance(10)
     await store.sweep("s", retention=Retention(keep_completed_s=1))
     assert await store.read_journal(b) == []  # retention takes a job's journal with it
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+async def test_notify_wakes_a_worker_of_another_connection(make_store: StoreFactory) -> None:
+    waiting, submitting = await make_store(), await make_store()
+    await waiting.listening()  # type: ignore[attr-defined]  # PostgresStore only
+    waiter = asyncio.create_task(waiting.wait_for_jobs("default", 60))
+    await asyncio.sleep(0)
+    await submitting.submit(spec())
+    async with asyncio.timeout(10):
+        await waiter

@@ -169,9 +169,18 @@ class PostgresAdmin(PostgresBase):
     # -- waking idle workers ---------------------------------------------------------------
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        self._start_listening()
+        await self._wakeups.wait(queue, timeout_s)
+
+    def _start_listening(self) -> None:
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen(), name="weirflow:listen")
-        await self._wakeups.wait(queue, timeout_s)
+
+    async def listening(self) -> None:
+        """Start listening for submits (as ``wait_for_jobs`` does) and return once ``LISTEN``
+        is in place: from then on a submit by any process wakes this store's waiters."""
+        self._start_listening()
+        await self._listening.wait()
 
     async def _listen(self) -> None:
         """``LISTEN`` on a connection of its own; reconnects with backoff when it drops."""
@@ -181,11 +190,13 @@ class PostgresAdmin(PostgresBase):
                 conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
                     delay = 0.1
                     async for note in conn.notifies():
                         self._wakeups.notify(note.payload)
             except psycopg.Error as e:
                 log.warning("listen_failed", store=self._where(), error=str(e), retry_in_s=delay)
+            self._listening.clear()
             # a lost connection may have lost notifications: wake every waiter to look
             self._wakeups.notify_all()
             await asyncio.sleep(delay)

@@ -61,6 +61,7 @@ class PostgresBase:
         self._pool: psycopg_pool.AsyncConnectionPool[Conn] | None = None
         self._wakeups = Wakeups()
         self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         await self.open()
