@@ -127,7 +127,6 @@ async def test_rate_limit_over_several_workers(make_store: StoreFactory) -> None
     for i, t in enumerate(claims):
         in_window = [u for u in claims[i:] if u < t + 1.0]
         assert len(in_window) <= 5, (i, claims)
-    assert len({e.data["worker"] for e in await stores[0].events(kind="running")}) >= 2
 
 
 async def test_queue_wide_concurrency(make_store: StoreFactory) -> None:
