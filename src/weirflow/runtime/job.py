@@ -120,6 +120,8 @@ class Job:
             feeds.append((q, list(items) if isinstance(items, list | tuple) else [items]))
         if restore is not None:
             self._restore(restore)
+            if self._journal is not None:
+                self._journal.job_restored(self)
             feeds = [(q, items[restore.fed.get(q.path, 0) :]) for q, items in feeds]
         if self._journal is not None:
             await self._journal.job_started(self)
@@ -197,6 +199,8 @@ class Job:
             self._finish(JobStatus.FAILED, error, "job_failed")
 
     def _finish(self, status: JobStatus, error: str | None, reason: str | None) -> None:
+        if self._journal is not None:
+            self._journal.job_ending(self, status, error)
         self._finished = True
         self._end_reason = reason
         self.error = error

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .job import Job
-    from .results import DeadLetter, JobResult
+    from .results import DeadLetter, JobResult, JobStatus
 
 
 INPUT = "input"
@@ -59,6 +59,14 @@ class Journal:
     async def job_started(self, job: Job) -> None:
         """The job was created and is about to run."""
 
+    def job_restored(self, job: Job) -> None:
+        """The job was started from a ``Restore`` (a replay of this journal); what follows
+        continues that replay."""
+
+    def job_ending(self, job: Job, status: JobStatus, error: str | None) -> None:
+        """The job reached a final status; what is recorded after this is its clean-up
+        (cancelled calls, dead-lettered queues), which a resumed job does not repeat."""
+
     def check(self, item: Any) -> None:
         """Raise (a ``WeirflowError``) if this journal cannot record ``item``; called before
         an emitted or sent item is enqueued, so the emitter gets the error."""
@@ -95,6 +103,9 @@ def is_active(journal: Journal | None) -> bool:
         getattr(kind, name) is not getattr(Journal, name)
         for name in (
             "job_started",
+            "job_restored",
+            "job_ending",
+            "check",
             "enqueued",
             "step_started",
             "step_progress",
@@ -103,3 +114,50 @@ def is_active(journal: Journal | None) -> bool:
             "job_finished",
         )
     )
+
+
+class Journals(Journal):
+    """Several journals as one (the engine has one journal slot), called in order."""
+
+    def __init__(self, *journals: Journal) -> None:
+        self.journals = [j for j in journals if is_active(j)]
+
+    async def job_started(self, job: Job) -> None:
+        for j in self.journals:
+            await j.job_started(job)
+
+    def job_restored(self, job: Job) -> None:
+        for j in self.journals:
+            j.job_restored(job)
+
+    def job_ending(self, job: Job, status: JobStatus, error: str | None) -> None:
+        for j in self.journals:
+            j.job_ending(job, status, error)
+
+    def check(self, item: Any) -> None:
+        for j in self.journals:
+            j.check(item)
+
+    def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
+        for j in self.journals:
+            j.enqueued(job, slot, item, origin)
+
+    def step_started(self, job: Job, step: Step) -> None:
+        for j in self.journals:
+            j.step_started(job, step)
+
+    def step_progress(self, job: Job, step: Step) -> None:
+        for j in self.journals:
+            j.step_progress(job, step)
+
+    def step_completed(self, job: Job, step: Step) -> None:
+        for j in self.journals:
+            j.step_completed(job, step)
+
+    def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
+        for j in self.journals:
+            j.dead_lettered(job, letter, from_queue=from_queue)
+
+    async def job_finished(self, job: Job, result: JobResult) -> None:
+        for j in self.journals:
+            await j.job_finished(job, result)

@@ -28,6 +28,7 @@ from .results import DeadLetter
 if TYPE_CHECKING:
     from ..flow.graph import Flow
     from .job import Job
+    from .results import JobStatus
 
 Record = dict[str, Any]
 
@@ -66,6 +67,12 @@ class LogJournal(Journal):
 
     def add(self, job: Job, record: Record) -> None:
         self.records.append(copy.deepcopy(record))
+
+    def job_restored(self, job: Job) -> None:
+        self.add(job, {"t": "resume"})
+
+    def job_ending(self, job: Job, status: JobStatus, error: str | None) -> None:
+        self.add(job, {"t": "end", "status": status.value, "error": error})
 
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
         self.add(job, {"t": "enq", "slot": slot, "item": item, "by": _origin(origin)})
@@ -114,63 +121,97 @@ class LogJournal(Journal):
         )
 
 
-def restore_from(records: list[Record], flow: Flow) -> Restore:
-    """Replay ``records`` (any prefix of a ``LogJournal``'s) into a ``Restore``.
+class _Replay:
+    """The queues, open steps and results of a journal replayed so far."""
 
-    The records are not modified; the ``Restore`` holds copies of their items and state.
-    """
-    records = copy.deepcopy(records)
-    queues: dict[str, deque[tuple[Any, Any]]] = {path: deque() for path in flow.slot_paths()}
-    open_steps: dict[tuple[str, int], tuple[int, list[tuple[str, Any]]]] = {}
-    finished: set[tuple[str, int]] = set()
-    out = Restore()
-    outputs = set(flow.outputs)
-    for rec in records:
-        kind = rec["t"]
+    def __init__(self, flow: Flow) -> None:
+        # per slot: (item, origin, attempt) in queue order
+        self.queues: dict[str, deque[tuple[Any, Any, int]]] = {p: deque() for p in flow.slot_paths()}
+        self.open: dict[tuple[str, int], tuple[int, list[tuple[str, Any, int]]]] = {}
+        self.outputs = set(flow.outputs)
+        self.out = Restore()
+
+    def apply(self, rec: Record) -> None:
+        kind, out = rec["t"], self.out
         if kind == "enq":
             by = rec["by"]
-            queues[rec["slot"]].append((rec["item"], tuple(by) if isinstance(by, list) else by))
+            self.queues[rec["slot"]].append((rec["item"], tuple(by) if isinstance(by, list) else by, 1))
             if by == INPUT:
                 out.fed[rec["slot"]] = out.fed.get(rec["slot"], 0) + 1
         elif kind == "start":
             key = (rec["routine"], rec["seq"])
             out.seqs[rec["routine"]] = max(out.seqs.get(rec["routine"], 0), rec["seq"])
-            if key in open_steps:
-                open_steps[key] = (rec["attempt"], open_steps[key][1])
-                continue
+            if key in self.open:
+                self.open[key] = (rec["attempt"], self.open[key][1])
+                return
             taken = []
             for name in rec["consumed"]:
                 path = f"{rec['routine']}.{name}"
-                taken.append((path, queues[path].popleft()[0]))
-            open_steps[key] = (rec["attempt"], taken)
+                item, _, attempt = self.queues[path].popleft()
+                taken.append((path, item, attempt))
+            self.open[key] = (rec["attempt"], taken)
         elif kind == "done":
-            key = (rec["routine"], rec["seq"])
             if rec["status"] == "completed" or rec["final"]:
-                open_steps.pop(key, None)
-                finished.add(key)
+                self.open.pop((rec["routine"], rec["seq"]), None)
                 out.steps_done += 1
                 out.states[rec["routine"]] = rec["state"]
                 if rec["on_end"]:
                     out.ended.add(rec["routine"])
                 for event, item in rec["emitted"]:
                     path = f"{rec['routine']}.{event}"
-                    if path in outputs:
+                    if path in self.outputs:
                         out.outputs.setdefault(path, []).append(item)
         elif kind == "dl":
             if rec["queued"]:
-                queues[rec["slot"]].popleft()
+                self.queues[rec["slot"]].popleft()
             out.dead_letters.append(
                 DeadLetter(rec["slot"], rec["item"], rec["reason"], rec["error"], rec["at"])
             )
-    interrupted = set(open_steps)
-    for path, q in queues.items():
-        # what an interrupted step emitted and nobody took will be emitted again
-        kept = [item for item, by in q if not (isinstance(by, tuple) and by in interrupted)]
-        front = [
-            (item, attempt + 1) for attempt, taken in open_steps.values() for p, item in taken if p == path
-        ]
-        if front or kept:
-            out.queues[path] = [item for item, _ in front] + kept
-        if front:
-            out.rerun_attempts[path] = [attempt for _, attempt in front]
-    return out
+
+    def reopen(self) -> None:
+        """Calls that started and did not finish go back to the front of their slots, one
+        attempt higher; what they emitted that nobody took is dropped (emitted again)."""
+        interrupted = set(self.open)
+        for path, q in self.queues.items():
+            kept = [(item, by, a) for item, by, a in q if not (isinstance(by, tuple) and by in interrupted)]
+            front = [
+                (item, None, attempt + 1)
+                for attempt, taken in self.open.values()
+                for p, item, _ in taken
+                if p == path
+            ]
+            self.queues[path] = deque(front + kept)
+        self.open.clear()
+
+    def restore(self) -> Restore:
+        self.reopen()
+        out = self.out
+        for path, q in self.queues.items():
+            if q:
+                out.queues[path] = [item for item, _, _ in q]
+                attempts = [a for _, _, a in q]
+                k = next((i for i, a in enumerate(attempts) if a == 1), len(attempts))
+                if k:
+                    out.rerun_attempts[path] = attempts[:k]
+        return out
+
+
+def restore_from(records: list[Record], flow: Flow) -> Restore:
+    """Replay ``records`` (any prefix of a ``LogJournal``'s) into a ``Restore``.
+
+    The records are not modified; the ``Restore`` holds copies of their items and state.
+    Records between a job's ``end`` and the next ``resume`` (its clean-up) are skipped;
+    at each ``resume`` the replay reopens interrupted calls exactly as the resumed job did.
+    """
+    replay = _Replay(flow)
+    cleanup = False
+    for rec in copy.deepcopy(records):
+        kind = rec["t"]
+        if kind == "end":
+            cleanup = True
+        elif kind == "resume":
+            cleanup = False
+            replay.reopen()
+        elif not cleanup:
+            replay.apply(rec)
+    return replay.restore()

@@ -408,8 +408,15 @@ class RoutineRunner:
                 if taken:
                     self.failures += 1
                 delay = self._retry_delay(error, attempt)
+                text = f"{type(error).__name__}: {error}"
+                if delay is None and isinstance(error, Retry):
+                    text = f"Retry: retries exhausted after {attempt} attempt(s) ({error})"
+                if delay is None and self.policy.then == "fail_job":
+                    # first, so that a journal records the job's end before this step's:
+                    # resuming the job later runs this call again
+                    job._fail(f"routine {self.name!r} failed: {text}")
                 if step is not None:
-                    self._step_done(step, ctx, f"{type(error).__name__}: {error}", final=delay is None)
+                    self._step_done(step, ctx, text, final=delay is None)
                 if delay is not None:
                     self.retries += 1
                     attempt += 1
@@ -421,16 +428,11 @@ class RoutineRunner:
                     if (job._paused and self.name not in job._stepping) or self.paused:
                         await job._wait_resumed(self, parked=True)
                     continue
-                text = f"{type(error).__name__}: {error}"
-                if isinstance(error, Retry):
-                    text = f"Retry: retries exhausted after {attempt} attempt(s) ({error})"
                 if taken:
                     self._settle(taken, ("handler_failed", text))
                 else:
                     job._dead_letter(f"{self.name}.on_end", None, "on_end_failed", text)
                 settled = True
-                if self.policy.then == "fail_job":
-                    job._fail(f"routine {self.name!r} failed: {text}")
                 return
         except asyncio.CancelledError:
             if not settled:
