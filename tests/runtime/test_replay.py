@@ -131,7 +131,7 @@ async def test_state_comes_from_the_last_finished_step(cut: float) -> None:
 class Branchy(wf.Routine):
     """Sends each countdown to one of two events."""
 
-    inp = wf.Slot(capacity=2)
+    inp = wf.Slot(capacity=64)  # in a cycle with Fan: room for every item, no deadlock
     left = wf.Event()
     right = wf.Event()
 
