@@ -49,12 +49,46 @@ async def test_kill_9_mid_step_then_another_worker_completes_the_job(tmp_path: P
         assert job.outputs is not None and len(job.outputs["c.out"]) == 1
         kinds = [e.kind for e in await store.events(job_id=job_id)]
         assert kinds == ["queued", "running", "stalled", "running", "completed"]
-        # job-level recovery: the whole job ran again; b was interrupted in the first run
+        # resumed from the last committed step: a ran once, only the interrupted b ran
+        # twice (its second attempt says so), and c once
         ran = [line.split(":", 1)[1] for line in steps_log.read_text().split()]
-        assert ran == ["a:1", "b:1", "a:1", "b:1", "c:1"]
-        rows = [(s.run, s.routine, s.status, s.worker) for s in await store.steps(job_id)]
-        assert rows[:2] == [(1, "a", "completed", "w1"), (1, "b", "running", "w1")]
-        assert rows[2:] == [(2, r, "completed", second_id) for r in "abc"]
+        assert ran == ["a:1", "b:1", "b:2", "c:1"]
+        rows = [(s.run, s.routine, s.status, s.attempt, s.worker) for s in await store.steps(job_id)]
+        assert rows[:2] == [(1, "a", "completed", 1, "w1"), (1, "b", "running", 1, "w1")]
+        assert rows[2:] == [(2, "b", "completed", 2, second_id), (2, "c", "completed", 1, second_id)]
+    finally:
+        await store.close()
+
+
+async def test_kill_9_mid_stream_loses_no_queued_item(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'weirflow.db'}"
+    steps_log = tmp_path / "steps.log"
+    items = [{"sleep_s": 0.3, "log": str(steps_log), "n": n} for n in range(4)]
+    store = open_store(url)
+    await store.open()
+    try:
+        job_id = await store.submit(JobSpec(flow="steps3", inputs={"a.item": items}, max_attempts=1))
+
+        async def some_done() -> bool:  # another process writes the steps rows
+            return sum(s.status == "completed" for s in await store.steps(job_id)) >= 4
+
+        with WorkerProcess(url, tmp_path / "w1.log", "--worker-id", "w1", "--lease", "1.5") as first:
+            await poll_store(some_done, timeout_s=30)
+            first.kill()
+        done_before = sum(s.status == "completed" for s in await store.steps(job_id))
+        with WorkerProcess(url, tmp_path / "w2.log", "--worker-id", "w2", "--lease", "1.5") as second:
+            await poll_store(lambda: status_is(store, job_id, "completed"), timeout_s=60)
+            assert second.terminate() == 0
+        job = await store.get(job_id)
+        assert job is not None and job.outputs is not None
+        # every item arrived, once
+        assert sorted(item["n"] for item in job.outputs["c.out"]) == [0, 1, 2, 3]
+        ran = [line.split(":", 1)[1] for line in steps_log.read_text().split()]
+        assert len(ran) == 12 + sum(r.endswith(":2") for r in ran)  # 4 items x 3 routines, + reruns
+        assert sum(r.endswith(":2") for r in ran) <= 3  # at most the calls in flight at the kill
+        steps = await store.steps(job_id)
+        assert sum(s.status == "completed" for s in steps) == 12
+        assert done_before >= 4
     finally:
         await store.close()
 

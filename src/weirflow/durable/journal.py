@@ -19,6 +19,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import structlog
+
 from ..errors import StoreError
 from ..runtime.replay import LogJournal, Record
 
@@ -26,8 +28,11 @@ if TYPE_CHECKING:
     from ..runtime.job import Job
     from ..runtime.results import JobResult
 
+log = structlog.get_logger("weirflow.durable")
+
 DEFAULT_MAX_BATCH = 2000
 DEFAULT_MAX_DELAY_S = 0.02
+RETRY_S = 1.0
 
 
 class JournalStore(Protocol):
@@ -94,7 +99,15 @@ class DurableJournal(LogJournal):
             self._timer.cancel()
             self._timer = None
         if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.get_running_loop().create_task(self.flush())
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_in_background())
+
+    async def _flush_in_background(self) -> None:
+        try:
+            await self.flush()
+        except Exception as e:  # noqa: BLE001 - the store may be restarting: keep the records, try again
+            log.warning("journal_not_committed", error=f"{type(e).__name__}: {e}", buffered=len(self._buffer))
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._flush_soon, True)
 
     async def flush(self) -> None:
         """Commit everything buffered so far."""
@@ -110,9 +123,24 @@ class DurableJournal(LogJournal):
                 self.committed += len(batch)
 
     async def job_finished(self, job: Job, result: JobResult) -> None:
+        """Commit the job's last records (a store that fails now is retried in the background:
+        the job's outcome does not wait for its journal)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        try:
+            await self.flush()
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            log.warning("journal_not_committed", job=job.id, error=f"{type(e).__name__}: {e}")
+            self._flush_soon(True)
+
+    async def close(self) -> None:
+        """Commit what is buffered and stop the background flushes."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
         await self.flush()
 
     async def records_of(self, job_id: str) -> list[Record]:

@@ -34,8 +34,11 @@ from ..errors import JobError, JobTimeoutError, StoreError
 from ..flow.graph import Flow
 from ..runtime.engine import Engine
 from ..runtime.job import Job
+from ..runtime.journal import Journals
+from ..runtime.replay import Restore, restore_from
 from ..runtime.results import JobResult, JobStatus
 from .alerts import AlertRules, Alerts
+from .journal import DurableJournal
 from .models import DEFAULT_QUEUE, JobRecord, Rate, Retention
 from .steps import StepJournal
 from .store import DEFAULT_LEASE_S, DEFAULT_MAX_STALLS, Store, open_store
@@ -83,6 +86,7 @@ class Worker:
         poll_min_s: float = 0.05,
         poll_max_s: float = 1.0,
         record_steps: bool = True,
+        durable: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -110,9 +114,15 @@ class Worker:
         self.poll_min_s = poll_min_s
         self.poll_max_s = poll_max_s
         self.journal: StepJournal | None = None
-        if record_steps and self.engine.journal is None:
-            self.journal = StepJournal(self.store, worker_id=self.worker_id)
-            self.engine.journal = self.journal
+        self.durable: DurableJournal | None = None
+        if self.engine.journal is None:
+            if record_steps:
+                self.journal = StepJournal(self.store, worker_id=self.worker_id)
+            if durable:
+                self.durable = DurableJournal(self.store)
+            journals = [j for j in (self.journal, self.durable) if j is not None]
+            if journals:
+                self.engine.journal = journals[0] if len(journals) == 1 else Journals(*journals)
         self.running: dict[str, Job | None] = {}  # claimed: the runtime job once started
         self._reporting: set[str] = set()  # finished here, outcome not yet in the store
         self._done: list[tuple[str, dict[str, Any]]] = []
@@ -165,6 +175,9 @@ class Worker:
             self._tasks.clear()
             if self.journal is not None:
                 await self.journal.close()
+            if self.durable is not None:
+                with contextlib.suppress(Exception):  # the store may be gone: logged by the journal
+                    await self.durable.close()
             if self._owns_engine:
                 await self.engine.close()
             if self._owns_store:
@@ -245,7 +258,8 @@ class Worker:
             flow = self.engine.flow(record.flow)
             if self.journal is not None:
                 self.journal.begin(record.id, record.runs)
-            job = await self.engine.start(flow, record.inputs, job_id=record.id)
+            restore = await self._restore(record, flow)
+            job = await self.engine.start(flow, record.inputs, job_id=record.id, restore=restore)
             self.running[record.id] = job
             if record.id in self._lost:  # cancelled in the store before it started here
                 await job.cancel()
@@ -265,6 +279,8 @@ class Worker:
                 self._reporting.add(record.id)
                 self._report_wake.set()
             elif result.status is JobStatus.CANCELLED and self._stopping.is_set():
+                if self.durable is not None:  # the next worker resumes from what it holds
+                    await self._retrying("release", self.durable.flush)
                 await self._retrying("release", self.store.release, [record.id], self.worker_id)
                 self._reported([])
             else:
@@ -280,6 +296,21 @@ class Worker:
                 with contextlib.suppress(JobError):
                     self.engine.forget(job.id)
 
+    async def _restore(self, record: JobRecord, flow: Flow) -> Restore | None:
+        """Where a job taken over (after a crash, a stall or a retry) resumes: its journal's
+        replay — completed steps are not run again — or nothing with ``from_start``."""
+        if self.durable is None:
+            return None
+        if record.from_start:
+            await self._retrying("journal", self.store.clear_journal, record.id)
+            return None
+        records = await self._retrying("journal", self.durable.records_of, record.id)
+        if not records:
+            return None
+        restore = restore_from(records, flow)
+        log.info("job_resumed", worker=self.worker_id, job=record.id, steps_done=restore.steps_done)
+        return restore
+
     def _report_failure(self, job_id: str, error: str, *, retry: bool = True) -> None:
         self._reporting.add(job_id)
         task = asyncio.get_running_loop().create_task(self._fail(job_id, error, retry))
@@ -290,6 +321,8 @@ class Worker:
         try:
             if self.journal is not None:
                 await self._retrying("report", self.journal.flush)
+            if self.durable is not None:  # a retry resumes from what the journal holds
+                await self._retrying("report", self.durable.flush)
             fail = functools.partial(self.store.fail, retry=retry)
             record = await self._retrying("report", fail, job_id, self.worker_id, error)
         finally:

@@ -232,9 +232,11 @@ class Job:
             dead_letters=list(self.dead_letters),
             stats=self.stats,
         )
-        if self._journal is not None:
-            await self._journal.job_finished(self, self.result)
-        self._done.set_result(self.result)
+        try:
+            if self._journal is not None:
+                await self._journal.job_finished(self, self.result)
+        finally:  # a failing journal must not leave the job's waiters hanging
+            self._done.set_result(self.result)
         for hook in self._hooks.job_result:
             hook(self, self.result)
 
