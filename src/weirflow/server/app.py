@@ -2,7 +2,8 @@
 
 Nothing is global: the lifespan creates the engine (with the event hub and the
 metrics hooks), registers the flows and hangs everything off ``app.state``
-(``engine``, ``service``, ``hub``, ``metrics``); on shutdown it closes the engine,
+(``engine``, ``service``, ``hub``, ``metrics``, and ``debugger`` with its ``debug``
+service); on shutdown it closes the engine,
 which cancels unfinished jobs (their items are dead-lettered), and ends every
 event stream after its job's last events.
 """
@@ -16,11 +17,13 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from .. import __version__
+from ..debug import Debugger
 from ..flow.graph import Flow
 from ..metrics import EngineMetrics
 from ..runtime.engine import Engine
 from .auth import require_read
 from .body_limit import BodyLimitMiddleware
+from .debugging import DebugService
 from .errors import install_error_handlers
 from .events import EventHub
 from .flow_source import check_unique, load_flows
@@ -82,8 +85,10 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
         engine.register(flow)
     metrics.watch(engine)
     service = JobService(engine, hub, settings)
-    hub.on_finished = service.forget_old_jobs
+    debug = DebugService(service, Debugger(engine), hub, metrics)
+    hub.on_finished = debug.job_finished  # forgets old jobs and their debug sessions
     app.state.engine, app.state.hub, app.state.metrics, app.state.service = engine, hub, metrics, service
+    app.state.debugger, app.state.debug = debug.debugger, debug
     try:
         yield
     finally:

@@ -1,7 +1,8 @@
 """API errors and the handlers that turn every error into a JSON ``{"detail": ...}`` answer.
 
 Services raise ``ApiError`` subclasses; engine errors that reach a route mean
-the job is in the wrong state (``409`` with the engine's message). Request
+the job is in the wrong state (``409`` with the engine's message; a debugger
+condition that does not compile is ``422`` with its ``line`` and ``column``). Request
 validation errors become ``422`` whose ``detail`` names each field path
 (``body.items: Field required``).
 """
@@ -16,7 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import FlowError, JobError, WeirflowError
+from ..debug.conditions import ConditionError
+from ..errors import DebugError, FlowError, JobError, WeirflowError
 
 
 class ApiError(Exception):
@@ -57,6 +59,14 @@ class InvalidRequestError(ApiError):
     def __init__(self, loc: Sequence[str | int], message: str) -> None:
         path = ".".join(str(p) for p in loc)
         super().__init__(f"{path}: {message}", errors=[{"loc": list(loc), "msg": message, "type": "value"}])
+
+
+class InvalidConditionError(InvalidRequestError):
+    """A CEL condition or expression failed to compile (``line``/``column`` say where) or to run."""
+
+    def __init__(self, loc: Sequence[str | int], error: ConditionError) -> None:
+        super().__init__(loc, str(error))
+        self.extra.update(line=error.line, column=error.column)
 
 
 class SlotStayedFullError(ApiError):
@@ -101,9 +111,16 @@ async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(status, {"detail": str(exc)})
 
 
+async def _debug_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ConditionError):
+        return await _api_error(request, InvalidConditionError(["body"], exc))
+    return _json(409, {"detail": str(exc)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(JobError, _engine_error)
+    app.add_exception_handler(DebugError, _debug_error)
     app.add_exception_handler(WeirflowError, _engine_error)
