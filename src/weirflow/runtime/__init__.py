@@ -6,7 +6,7 @@ from .context import Context
 from .engine import Engine
 from .hooks import HookPoint, Hooks
 from .job import Job
-from .journal import INPUT, Journal, Step
+from .journal import INPUT, Journal, Journals, Step
 from .replay import LogJournal, Restore, restore_from
 from .results import (
     DeadLetter,
@@ -32,6 +32,7 @@ __all__ = [
     "JobStats",
     "JobStatus",
     "Journal",
+    "Journals",
     "LogJournal",
     "PausePoint",
     "QueueStats",

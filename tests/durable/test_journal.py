@@ -1,0 +1,97 @@
+"""The durable journal on every backend: batches committed in order, replay, JSON-only items."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import weirflow as wf
+from weirflow.durable import JobSpec, Store
+from weirflow.durable.journal import DurableJournal
+from weirflow.runtime import LogJournal, restore_from
+
+
+class Double(wf.Routine):
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    async def double(self, n: Any, ctx: wf.Context) -> None:
+        ctx.state["last"] = n
+        await ctx.emit(self.out, n * 2)
+
+
+def flow() -> wf.Flow:
+    f = wf.Flow("double")
+    f.add("d", Double())
+    f.output("d.out")
+    return f
+
+
+async def test_the_store_holds_what_a_log_journal_would(store: Store) -> None:
+    job_id = await store.submit(JobSpec(flow="double", inputs={"d.inp": [1, 2, 3]}))
+    durable = DurableJournal(store, max_batch=4)  # several batches
+    log = LogJournal()
+    async with wf.Engine(journal=wf.Journals(durable, log)) as engine:
+        job = await engine.start(flow(), {"d.inp": [1, 2, 3]}, job_id=job_id)
+        result = await job.wait(timeout_s=10)
+    assert result.outputs["d.out"] == [2, 4, 6]
+    stored = await durable.records_of(job_id)
+    assert stored == json.loads(json.dumps(log.records))
+    assert durable.committed == len(stored)
+    restored = restore_from(stored, flow())
+    assert restored.outputs == {"d.out": [2, 4, 6]}
+    assert restored.states == {"d": {"last": 3}}
+    assert restored.queues == {}
+
+
+async def test_items_that_are_not_json_are_refused_at_emit(store: Store) -> None:
+    job_id = await store.submit(JobSpec(flow="double", inputs={"d.inp": [1]}))
+
+    class Bad(wf.Routine):
+        inp = wf.Slot()
+        out = wf.Event()
+
+        @inp.handler
+        async def bad(self, n: int, ctx: wf.Context) -> None:
+            await ctx.emit(self.out, {1, 2})  # a set is not JSON
+
+    bad = wf.Flow("bad")
+    bad.add("b", Bad())
+    bad.output("b.out")
+    durable = DurableJournal(store)
+    async with wf.Engine(journal=durable) as engine:
+        job = await engine.start(bad, job_id=job_id, keep_open=True)
+        with pytest.raises(wf.StoreError, match="not JSON-serialisable"):
+            await job.send("b.inp", object())
+        assert job.queues()["b.inp"].enqueued == 0
+        await job.send("b.inp", 1)
+        result = await job.wait(timeout_s=10)
+    assert result.status is wf.JobStatus.FAILED
+    assert result.error is not None
+    assert "item is not JSON-serialisable" in result.error
+    assert result.outputs["b.out"] == []  # refused before it was enqueued or collected
+
+
+async def test_state_that_is_not_json_fails_the_job_clearly(store: Store) -> None:
+    job_id = await store.submit(JobSpec(flow="double", inputs={"d.inp": [1]}))
+
+    class Stateful(wf.Routine):
+        inp = wf.Slot()
+
+        @inp.handler
+        async def keep(self, n: int, ctx: wf.Context) -> None:
+            ctx.state["conn"] = object()
+
+    f = wf.Flow("stateful")
+    f.add("s", Stateful())
+    async with wf.Engine(journal=DurableJournal(store)) as engine:
+        job = await engine.start(f, {"s.inp": [1]}, job_id=job_id)
+        result = await job.wait(timeout_s=10)
+    assert result.status is wf.JobStatus.FAILED
+    assert result.error == (
+        "routine 's': state is not JSON-serialisable, as durable jobs need: "
+        "Object of type object is not JSON serializable"
+    )
