@@ -180,3 +180,24 @@ def test_a_condition_that_fails_at_run_time_marks_the_breakpoint_and_pauses(dbg:
     (bp,) = view["breakpoints"]
     assert bp["status"] == "error" and "item.missing > 1" in bp["error"]
     assert c.get(api).json()["pause"]["reason"] == "breakpoint:bp1"
+
+
+def test_cancelling_a_job_that_holds_an_item_dead_letters_it(dbg: Live, api: str) -> None:
+    c = dbg.client
+    jid = api.rsplit("/", 1)[1]
+    c.post(f"{api}/breakpoints", json={"kind": "connection", "target": "intake.out -> enrich.items"})
+    send(c, jid, "intake.items", [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}])
+    assert c.get(f"{api}/debug", params={"wait_s": 5}).json()["held"] == 1
+    c.post(f"{api}/cancel")
+    result = finished_result(c, jid)
+    assert [(d["item"]["id"], d["reason"]) for d in result["dead_letters"]] == [
+        (1, "job_cancelled"),  # in flight in intake while its emit was held
+        (2, "job_cancelled"),
+    ]
+    view = c.get(f"{api}/debug").json()
+    assert (view["status"], view["paused"], view["pause_reason"], view["held"]) == (
+        "cancelled",
+        False,
+        None,
+        0,
+    )

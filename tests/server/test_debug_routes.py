@@ -4,6 +4,7 @@ auth roles, and sessions forgotten with their jobs."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -174,3 +175,19 @@ def test_sessions_are_forgotten_with_their_jobs() -> None:
             assert list(read_events(response))[-1].kind == "end"  # the job is forgotten right after
         assert jid not in live.server.app.state.debugger.sessions
         assert c.get(f"/api/jobs/{jid}/debug").status_code == 404
+
+
+def test_a_slot_breakpoint_holds_the_senders_request_until_released(dbg: Live, jid: str) -> None:
+    c = dbg.client
+    api = f"/api/jobs/{jid}"
+    c.post(f"{api}/breakpoints", json={"kind": "slot", "target": "intake.items"})
+    with ThreadPoolExecutor(1) as pool, dbg.new_client() as sender:
+        sending = pool.submit(send, sender, jid, "intake.items", [{"id": 1, "amount": 5}])
+        held = c.get(f"{api}/debug", params={"wait_s": 5}).json()
+        assert (held["location"]["kind"], held["location"]["item"]) == ("slot", {"id": 1, "amount": 5})
+        assert held["queues"]["intake.items"]["enqueued"] == 0  # held before it is queued
+        assert not sending.done()  # the producer (here: the HTTP request) waits
+        c.post(f"{api}/debug/resume")
+        assert sending.result(timeout=10).json() == {"accepted": 1}
+    c.post(f"{api}/close")
+    assert finished_result(c, jid)["outputs"]["enrich.out"] == [{"id": 1, "amount": 5, "checked": True}]

@@ -249,10 +249,11 @@ def _breakpoint(session: DebugSession, bp_id: str) -> None:
 
 def _render(session: DebugSession, slot: str | None, limit: int) -> dict[str, Any]:
     raw = session.inspect(slot, limit)
+    running = not session.job.finished  # a job cancelled while paused keeps its pause flag
     return {
         "status": session.job.status.value,
-        "paused": raw["paused"],
-        "pause_reason": raw["pause_reason"],
+        "paused": raw["paused"] and running,
+        "pause_reason": raw["pause_reason"] if running else None,
         "location": jsonable(raw["location"]),
         "held": raw["held"],
         "state": jsonable(raw["state"]),
