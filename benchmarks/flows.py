@@ -72,12 +72,12 @@ class Join4(wf.Routine):
         await ctx.emit(self.out, a)
 
 
-def chain(threaded: bool = False, sink: wf.Routine | None = None) -> wf.Flow:
+def chain(threaded: bool = False, sink: wf.Routine | None = None, stages: int = STAGES) -> wf.Flow:
     """``r0 -> r1 -> r2 -> r3 -> r4``; items enter at ``r0.inp``, ``r4`` is the sink."""
     flow = wf.Flow("bench-chain-threads" if threaded else "bench-chain")
-    for i in range(STAGES - 1):
+    for i in range(stages - 1):
         flow.add(f"r{i}", ThreadForward() if threaded else Forward())
-    last = STAGES - 1
+    last = stages - 1
     flow.add(f"r{last}", sink or (ThreadSink() if threaded else Sink()))
     for i in range(last):
         flow.connect(f"r{i}.out", f"r{i + 1}.inp")

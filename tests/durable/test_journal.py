@@ -93,5 +93,5 @@ async def test_state_that_is_not_json_fails_the_job_clearly(store: Store) -> Non
     assert result.status is wf.JobStatus.FAILED
     assert result.error == (
         "routine 's': state is not JSON-serialisable, as durable jobs need: "
-        "Object of type object is not JSON serializable"
+        "Type is not JSON serializable: object"
     )

@@ -1,6 +1,6 @@
 """``DurableJournal``: a job's journal committed to the store in batches.
 
-Each record of ``weirflow.runtime.replay.LogJournal`` is serialised to JSON at
+Each record (those of ``weirflow.runtime.replay.LogJournal``) is serialised to JSON at
 once (so later mutation of an item or of state cannot change what was recorded)
 and buffered; a flush writes the buffer in one transaction when it reaches
 ``max_batch`` records or ``max_delay_s`` after its first record, and always
@@ -15,24 +15,33 @@ state cannot be serialised fails the job with a clear error.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 import structlog
 
 from ..errors import StoreError
-from ..runtime.replay import LogJournal, Record
+from ..runtime.journal import Journal, Step
+from ..runtime.replay import Record
 
 if TYPE_CHECKING:
     from ..runtime.job import Job
-    from ..runtime.results import JobResult
+    from ..runtime.results import DeadLetter, JobResult, JobStatus
 
 log = structlog.get_logger("weirflow.durable")
 
 DEFAULT_MAX_BATCH = 2000
 DEFAULT_MAX_DELAY_S = 0.02
 RETRY_S = 1.0
+
+
+class _Encoded(dict[str, bytes]):
+    """Names encoded as JSON strings, on first use."""
+
+    def __missing__(self, name: str) -> bytes:
+        encoded = self[name] = orjson.dumps(name)
+        return encoded
 
 
 class JournalStore(Protocol):
@@ -48,15 +57,20 @@ class JournalStore(Protocol):
         """Forget ``job_id``'s records (a retry from the start)."""
 
 
-def encode(value: Any, what: str) -> str:
+def _dumps(value: Any, what: str) -> bytes:
+    """``value`` as JSON (orjson: strict about key types; NaN becomes null)."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as e:
+        return orjson.dumps(value)
+    except TypeError as e:
         raise StoreError(f"{what} is not JSON-serialisable, as durable jobs need: {e}") from None
 
 
-class DurableJournal(LogJournal):
-    """Buffers each job's records and commits them in batches to a ``JournalStore``."""
+class DurableJournal(Journal):
+    """Buffers each job's records and commits them in batches to a ``JournalStore``.
+
+    The records are those of ``LogJournal`` (``restore_from`` reads either), written
+    straight to JSON bytes: an item is encoded once, when ``check`` accepts it.
+    """
 
     def __init__(
         self,
@@ -65,31 +79,96 @@ class DurableJournal(LogJournal):
         max_batch: int = DEFAULT_MAX_BATCH,
         max_delay_s: float = DEFAULT_MAX_DELAY_S,
     ) -> None:
-        super().__init__()
         self.store = store
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
-        self._buffer: list[tuple[str, str]] = []
+        self._buffer: list[tuple[str, bytes]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._checked: tuple[Any, bytes] | None = None  # the last item check() encoded
+        self._names = _Encoded()  # routine, slot and event names, as JSON
         self.error: BaseException | None = None
         self.committed = 0
 
+    # -- the runtime's calls ------------------------------------------------------------
+
     def check(self, item: Any) -> None:
         """Refuse an item a durable job cannot record (called before it is enqueued)."""
-        encode(item, "item")
+        self._checked = (item, _dumps(item, "item"))
 
-    def add(self, job: Job, record: Record) -> None:
+    def _item(self, item: Any) -> bytes:
+        checked = self._checked
+        if checked is not None and checked[0] is item:
+            return checked[1]
+        return _dumps(item, "item")
+
+    def job_restored(self, job: Job) -> None:
+        self._add(job, b'{"t":"resume"}')
+
+    def job_ending(self, job: Job, status: JobStatus, error: str | None) -> None:
+        self._add(job, orjson.dumps({"t": "end", "status": status.value, "error": error}))
+
+    def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
+        if isinstance(origin, Step):
+            by = b"[%b,%d]" % (self._names[origin.routine], origin.seq)
+        else:
+            by = orjson.dumps(origin)
+        self._add(job, b'{"t":"enq","slot":%b,"item":%b,"by":%b}' % (self._names[slot], self._item(item), by))
+
+    def step_started(self, job: Job, step: Step) -> None:
+        consumed = b",".join(self._names[name] for name, _ in step.consumed)
+        self._add(
+            job,
+            b'{"t":"start","routine":%b,"seq":%d,"attempt":%d,"consumed":[%b]}'
+            % (self._names[step.routine], step.seq, step.attempt, consumed),
+        )
+
+    def step_completed(self, job: Job, step: Step) -> None:
         try:
-            text = encode(record, "state" if record["t"] == "done" else "item")
-        except StoreError as e:
-            if record["t"] == "done":
-                job._fail(f"routine {record['routine']!r}: {e}")
-                return
-            raise
+            state = orjson.dumps(step.state) if step.state else b"{}"
+            emitted = b",".join(b"[%b,%b]" % (self._names[ev], self._item(item)) for ev, item in step.emitted)
+        except (TypeError, StoreError) as e:
+            job._fail(f"routine {step.routine!r}: state is not JSON-serialisable, as durable jobs need: {e}")
+            return
+        self._add(
+            job,
+            b'{"t":"done","routine":%b,"seq":%d,"attempt":%d,"status":%b,"final":%b,"on_end":%b,'
+            b'"state":%b,"emitted":[%b],"error":%b}'
+            % (
+                self._names[step.routine],
+                step.seq,
+                step.attempt,
+                self._names[step.status],
+                b"true" if step.final else b"false",
+                b"true" if step.on_end else b"false",
+                state,
+                emitted,
+                orjson.dumps(step.error),
+            ),
+        )
+
+    def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
+        try:
+            item = self._item(letter.item)
+        except StoreError:
+            item = orjson.dumps(repr(letter.item))  # a record of it, though not the object
+        self._add(
+            job,
+            b'{"t":"dl","slot":%b,"item":%b,"reason":%b,"error":%b,"at":%b,"queued":%b}'
+            % (
+                orjson.dumps(letter.slot),
+                item,
+                orjson.dumps(letter.reason),
+                orjson.dumps(letter.error),
+                orjson.dumps(letter.at),
+                b"true" if from_queue else b"false",
+            ),
+        )
+
+    def _add(self, job: Job, text: bytes) -> None:
         self._buffer.append((job.id, text))
-        if len(self._buffer) >= self.max_batch:
+        if len(self._buffer) == self.max_batch:
             self._flush_soon(now=True)
         elif self._timer is None:
             self._timer = job.loop.call_later(self.max_delay_s, self._flush_soon, True)
@@ -110,12 +189,18 @@ class DurableJournal(LogJournal):
                 self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._flush_soon, True)
 
     async def flush(self) -> None:
-        """Commit everything buffered so far."""
+        """Commit everything buffered so far: one row per job per batch, its records
+        newline-separated (JSON text has no raw newlines), in one transaction."""
         async with self._lock:
             while self._buffer:
                 batch, self._buffer = self._buffer, []
+                rows: dict[str, list[bytes]] = {}
+                for job_id, text in batch:
+                    rows.setdefault(job_id, []).append(text)
                 try:
-                    await self.store.append_journal(batch)
+                    await self.store.append_journal(
+                        [(job_id, b"\n".join(texts).decode()) for job_id, texts in rows.items()]
+                    )
                 except Exception as e:  # kept for the owner of the job to see; re-raised
                     self.error = e
                     self._buffer[:0] = batch  # keep them: the next flush tries again
@@ -145,4 +230,6 @@ class DurableJournal(LogJournal):
 
     async def records_of(self, job_id: str) -> list[Record]:
         """What the store committed for ``job_id``, decoded."""
-        return [json.loads(text) for text in await self.store.read_journal(job_id)]
+        return [
+            orjson.loads(line) for row in await self.store.read_journal(job_id) for line in row.split("\n")
+        ]

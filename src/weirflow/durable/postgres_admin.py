@@ -151,12 +151,10 @@ class PostgresAdmin(PostgresBase):
     async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
         if not rows:
             return
-        async with self._tx() as conn:
-            await conn.execute(
-                "INSERT INTO wf_journal (job_id, record) SELECT job_id, record"
-                " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(job_id, record, n) ORDER BY n",
-                ([r[0] for r in rows], [r[1] for r in rows]),
-            )
+        # plain inserts in order (pipelined by executemany): adapting big text arrays for
+        # unnest() is done on the event loop and blocked it for ~0.3 s per MB
+        async with self._tx() as conn, conn.cursor() as cur:
+            await cur.executemany("INSERT INTO wf_journal (job_id, record) VALUES (%s, %s)", list(rows))
 
     async def read_journal(self, job_id: str) -> list[str]:
         rows = await self._fetch("SELECT record FROM wf_journal WHERE job_id = %s ORDER BY pos", (job_id,))

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from .replay import Restore
 
 
+LANE_FAST, LANE_JOURNAL, LANE_HOOKS = 0, 1, 2  # how an event's items are delivered
+
+
 class Job:
     """A running flow. Create with ``await engine.start(flow, inputs)``.
 
@@ -424,12 +427,14 @@ class Job:
                 if hs.watching("on_route", f"{name}.{ev} -> {q.path}")
             }
             for ev, (targets, out, _) in list(runner.routes.items()):
-                slow = (
-                    journal
-                    or ev in runner.watch_emit
-                    or any((ev, q.path) in runner.watch_route or q.watched for q in targets)
+                hooked = ev in runner.watch_emit or any(
+                    (ev, q.path) in runner.watch_route or q.watched for q in targets
                 )
-                runner.routes[ev] = (targets, out, slow)
+                runner.routes[ev] = (
+                    targets,
+                    out,
+                    LANE_HOOKS if hooked else LANE_JOURNAL if journal else LANE_FAST,
+                )
 
     # -- pause and resume ---------------------------------------------------------------
 

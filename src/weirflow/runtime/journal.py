@@ -23,7 +23,7 @@ INPUT = "input"
 """``origin`` of an item enqueued by feeding a job's initial inputs."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     """One attempt of one handler call (or of ``on_end``): the unit a durable job
     resumes from. ``seq`` numbers the routine's calls in the job (retries of a call

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 Taken = list[tuple[SlotQueue, Any]]
 
+#: handler calls a runner makes in a row before it yields the event loop to other tasks
+FAIR_SHARE_CALLS = 100
+
 
 class _Act:
     """An activation bound to this job's queues."""
@@ -141,8 +144,8 @@ class RoutineRunner:
         }
         self.acts = [_Act(self, a) for a in routine.activations]
         self.end_act = _Act(self, None) if routine.has_on_end else None
-        # event name -> (target queues, output list or None, slow lane?); set by the job
-        self.routes: dict[str, tuple[tuple[SlotQueue, ...], list[Any] | None, bool]] = {}
+        # event name -> (target queues, output list or None, lane); set by the job
+        self.routes: dict[str, tuple[tuple[SlotQueue, ...], list[Any] | None, int]] = {}
         # what hooks watch here (set by the job): handler start, emits, routes
         self.watch_start = False
         self.watch_emit: set[str] = set()
@@ -199,6 +202,7 @@ class RoutineRunner:
         job = self.job
         loop = job.loop
         tasks: set[asyncio.Task[None]] = set()
+        streak = 0  # calls since this task last let others run
         try:
             while not job._finished:
                 if (job._paused and self.name not in job._stepping) or self.paused:
@@ -210,6 +214,14 @@ class RoutineRunner:
                         job._tracker.idle(self)
                     self.waiter = loop.create_future()
                     await self.waiter
+                    streak = 0
+                    continue
+                streak += 1
+                if streak >= FAIR_SHARE_CALLS:
+                    # a long backlog must not starve other tasks of the loop (heartbeats,
+                    # store I/O, the HTTP API): let them run, then carry on
+                    streak = 0
+                    await asyncio.sleep(0)
                     continue
                 if self.concurrency > 1:
                     # counted now, not when the task starts: the routine is busy from here
@@ -222,8 +234,11 @@ class RoutineRunner:
                 elif act.kind == "each" and act.is_async and not self.watch_start and job._journal is None:
                     await self._call_fast(act)
                 elif job._journal is not None:
-                    taken = act.take_resumed()
-                    await self._call(act, taken, attempt=act.first_attempt)
+                    if act.kind == "each" and act.is_async and not self.watch_start:
+                        await self._call_journaled(act)
+                    else:
+                        taken = act.take_resumed()
+                        await self._call(act, taken, attempt=act.first_attempt)
                 else:
                     await self._call(act, act.take())
         finally:
@@ -277,7 +292,7 @@ class RoutineRunner:
     async def emit(self, event: Event | str, item: Any, ctx: Context) -> None:
         name = event if type(event) is str else event.name  # type: ignore[union-attr]
         try:
-            targets, out, slow = self.routes[name]
+            targets, out, lane = self.routes[name]
         except KeyError:
             raise WeirflowError(
                 f"routine {self.name!r} has no event {name!r} (events: {', '.join(self.routes) or 'none'})"
@@ -285,14 +300,27 @@ class RoutineRunner:
         job = self.job
         if job._finished:
             job._refuse(f"emit on {self.name}.{name}")
-        if slow:
-            await job._deliver(self, name, targets, item, ctx)
-        else:
+        if lane == 0:  # no hook watches, no journal
             for q in targets:
                 if len(q.items) < q.capacity and not q.putters:
                     q.append(item)
                 else:
                     await q.put(item, q.block_timeout_s, True)
+        elif lane == 1:  # a journal, no hook: record each enqueue
+            journal = job._journal
+            assert journal is not None
+            journal.check(item)
+            step = ctx._step
+            if step is not None:
+                step.emitted.append((name, item))
+            for q in targets:
+                if len(q.items) < q.capacity and not q.putters:
+                    q.append(item)
+                elif not await q.put(item, q.block_timeout_s, True):
+                    continue  # dropped by the slot's policy (and dead-lettered)
+                journal.enqueued(job, q.path, item, step)
+        else:
+            await job._deliver(self, name, targets, item, ctx)
         if out is not None:
             out.append(item)
 
@@ -318,6 +346,54 @@ class RoutineRunner:
             q.settle(1, True)
             self.job._dead_letter(q.path, item, reason, error)
 
+    async def _call_journaled(self, act: _Act) -> None:
+        """``_call_fast`` with the journal's step records (durable jobs)."""
+        job = self.job
+        journal = job._journal
+        assert journal is not None
+        q = act.queues[0]
+        reruns = q.rerun_attempts
+        attempt = reruns.popleft() if reruns else 1
+        item = q.take()
+        self.active = 1
+        job._running += 1
+        ctx = self.ctx
+        ctx.attempt = attempt
+        self.seq += 1
+        step = Step(self.name, self.seq, attempt, [(q.name, item)], started_at=time.time())
+        ctx._step = step
+        journal.step_started(job, step)
+        t0 = time.perf_counter()
+        try:
+            if act.wants_ctx:
+                await act.fn(item, ctx)
+            else:
+                await act.fn(item)
+        except asyncio.CancelledError:
+            q.settle(1, True)
+            job._dead_letter(q.path, item, job._end_reason or "job_cancelled", None)
+            raise
+        except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
+            error: Exception | None = e
+        else:
+            error = None
+        finally:
+            self.active = 0
+            job._running -= 1
+        dt = time.perf_counter() - t0
+        self.busy_s += dt
+        self.calls += 1
+        for end_hook in job._hooks.handler_end:
+            end_hook(job, self.name, item, error, dt)
+        if error is None:
+            q.in_flight -= 1
+            q.processed += 1
+            self._step_done(step, ctx, None, final=True)
+            if job._quiet_waiters:
+                job._wake_quiet()
+        else:
+            await self._call(act, [(q, item)], first_error=error, attempt=attempt, first_step=step)
+
     async def _call(
         self,
         act: _Act,
@@ -325,12 +401,14 @@ class RoutineRunner:
         first_error: Exception | None = None,
         counted: bool = False,
         attempt: int = 1,
+        first_step: Step | None = None,
     ) -> None:
         """One handler call, with its retries; settles every taken item exactly once.
 
         ``first_error``: the first attempt already ran (in ``_call_fast``) and raised it.
         ``counted``: the caller already counted this call as active. ``attempt``: the
-        first attempt's number (> 1 when a crash interrupted this call before).
+        first attempt's number (> 1 when a crash interrupted this call before);
+        ``first_step``: the journal's step of the first attempt, when it already ran.
         """
         job = self.job
         hooks = job._hooks
@@ -339,8 +417,8 @@ class RoutineRunner:
             job._running += 1
         settled = False
         journal = job._journal
-        seq = 0
-        step: Step | None = None
+        step: Step | None = first_step  # the first attempt's, when it already ran
+        seq = step.seq if step is not None else 0
         try:
             while True:
                 ctx = self.ctx if self.concurrency == 1 else Context(self)
@@ -451,7 +529,8 @@ class RoutineRunner:
         step.status = "failed" if error else "completed"
         step.error = error
         step.final = final
-        step.state = dict(self.state)
+        state = self.state
+        step.state = dict(state) if state else {}
         step.completed_at = time.time()
         ctx._step = None
         journal.step_completed(self.job, step)
