@@ -109,3 +109,30 @@ async def test_condition_sees_routine_slot_queue_attempt_and_state() -> None:
         await job.close_input()
         await job.wait(timeout_s=10)
     assert seen["item"] == {"n": 4}
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("item" + " + 1" * 20000 + " < 0", "characters long"),
+        ("item" + " + 1" * 300 + " < 0", "operators"),
+        ("(" * 40 + "1" + ")" * 40 + " == 1", "nests 40 levels"),
+    ],
+)
+def test_expressions_too_big_or_deep_for_the_evaluator_are_refused(expr: str, message: str) -> None:
+    with pytest.raises(ConditionError, match=message):
+        Condition(expr)
+    assert Condition("'+-*/<>' == item.s && (item.n + 1) * 2 > 3").test({"item": {"s": "+-*/<>", "n": 2}})
+
+
+async def test_failed_adds_take_no_id_and_timed_out_waits_leave_nothing() -> None:
+    async with wf.Engine() as engine:
+        job, session = await start(engine, [])
+        with pytest.raises(wf.DebugError):
+            session.add_breakpoint("routine", "nope")
+        assert session.add_breakpoint("routine", "double").id == "bp1"
+        for _ in range(3):
+            with pytest.raises(wf.DebugError, match="no breakpoint was hit"):
+                await session.wait_for_hit(timeout_s=0.001)
+        assert session._hit_waiters == []
+        await job.cancel()

@@ -35,16 +35,52 @@ async def test_the_store_holds_what_a_log_journal_would(store: Store) -> None:
     durable = DurableJournal(store, max_batch=4)  # several batches
     log = LogJournal()
     async with wf.Engine(journal=wf.Journals(durable, log)) as engine:
-        job = await engine.start(flow(), {"d.inp": [1, 2, 3]}, job_id=job_id)
+        job = await engine.start(flow(), {"d.inp": [1, 2, 3]}, job_id=job_id, keep_open=True)
+        await job.send("d.inp", 4)
+        await job.pause()  # all four processed or queued; nothing finished yet
+        await durable.flush()
+        stored = await durable.records_of(job_id)
+        assert stored == json.loads(json.dumps(log.records))
+        assert durable.committed == len(stored)
+        restored = restore_from(stored, flow())
+        done = [r for r in stored if r["t"] == "done"]
+        assert restored.states == ({"d": done[-1]["state"]} if done else {})
+        assert restored.outputs.get("d.out", []) == [r["emitted"][0][1] for r in done]
+        await job.resume()
+        await job.close_input()
         result = await job.wait(timeout_s=10)
-    assert result.outputs["d.out"] == [2, 4, 6]
-    stored = await durable.records_of(job_id)
-    assert stored == json.loads(json.dumps(log.records))
-    assert durable.committed == len(stored)
-    restored = restore_from(stored, flow())
-    assert restored.outputs == {"d.out": [2, 4, 6]}
-    assert restored.states == {"d": {"last": 3}}
-    assert restored.queues == {}
+    assert sorted(result.outputs["d.out"]) == [2, 4, 6, 8]  # the send may overtake the feed
+
+
+async def test_a_completed_job_drops_what_it_had_not_committed(store: Store) -> None:
+    job_id = await store.submit(JobSpec(flow="double", inputs={"d.inp": [1]}))
+    durable = DurableJournal(store, max_delay_s=60)  # nothing is flushed by time
+    async with wf.Engine(journal=durable) as engine:
+        job = await engine.start(flow(), {"d.inp": [1]}, job_id=job_id)
+        await job.wait(timeout_s=10)
+    await durable.flush()
+    assert await durable.records_of(job_id) == []
+
+
+async def test_a_failed_job_commits_everything_for_its_retry(store: Store) -> None:
+    job_id = await store.submit(JobSpec(flow="double", inputs={"d.inp": ["x"]}))
+    durable = DurableJournal(store, max_delay_s=60)
+
+    class Fails(Double):
+        @Double.inp.handler
+        async def double(self, n: Any, ctx: wf.Context) -> None:
+            raise RuntimeError("no")
+
+    f = wf.Flow("fails")
+    f.add("d", Fails())
+    async with wf.Engine(journal=durable) as engine:
+        job = await engine.start(f, {"d.inp": ["x"]}, job_id=job_id)
+        result = await job.wait(timeout_s=10)
+    await durable.flush()
+    assert result.status is wf.JobStatus.FAILED
+    records = await durable.records_of(job_id)
+    assert [r["t"] for r in records][:3] == ["enq", "start", "end"]
+    assert restore_from(records, f).rerun_attempts == {"d.inp": [2]}
 
 
 async def test_items_that_are_not_json_are_refused_at_emit(store: Store) -> None:

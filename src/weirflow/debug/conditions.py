@@ -18,6 +18,11 @@ import cel
 from ..errors import DebugError
 
 MAX_DEPTH = 32
+MAX_SOURCE_CHARS = 2000
+MAX_OPERATORS = 200  # the CEL library recurses per operator: deep expressions overflow its stack
+MAX_NESTING = 32
+_OPERATOR = re.compile(r"&&|\|\||==|!=|<=|>=|[-+*/%<>!?]")
+_STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
 _POSITION = re.compile(r"<input>:(\d+):(\d+)")
 
 
@@ -56,6 +61,7 @@ class Condition:
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
             raise ConditionError("condition must be a non-empty CEL expression")
+        _check_size(source)
         self.source = source
         try:
             self._program = cel.compile(source)
@@ -85,6 +91,25 @@ class Condition:
                 f"condition {self.source!r} must give true or false, not {type(result).__name__}"
             )
         return result
+
+
+def _check_size(source: str) -> None:
+    """Refuse expressions big or deep enough to exhaust the evaluator's native stack."""
+    if len(source) > MAX_SOURCE_CHARS:
+        raise ConditionError(f"condition is {len(source)} characters long; at most {MAX_SOURCE_CHARS}")
+    code = _STRING.sub('""', source)
+    operators = len(_OPERATOR.findall(code))
+    if operators > MAX_OPERATORS:
+        raise ConditionError(f"condition has {operators} operators; at most {MAX_OPERATORS}")
+    depth = deepest = 0
+    for ch in code:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise ConditionError(f"condition nests {deepest} levels deep; at most {MAX_NESTING}")
 
 
 def _describe(e: Exception) -> str:

@@ -10,7 +10,6 @@ holds, while the job (scope ``job``) or the routine (scope ``routine``) is pause
 from __future__ import annotations
 
 import asyncio
-import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +91,7 @@ class DebugSession(Hooks):
         self._index: dict[tuple[str, str], list[Breakpoint]] = {}
         self._held: list[Hit] = []
         self._trap: _Trap | None = None
-        self._ids = itertools.count(1)
+        self._next_id = 1
         self._routine_pauses: set[str] = set()
         self._hit_waiters: list[asyncio.Future[None]] = []
         self.hits = 0
@@ -127,7 +126,7 @@ class DebugSession(Hooks):
         """Add a breakpoint; ``DebugError`` (``ConditionError`` with position) if invalid."""
         bp = make_breakpoint(
             self.job.flow,
-            f"bp{next(self._ids)}",
+            f"bp{self._next_id}",
             kind,
             target,
             condition,
@@ -135,6 +134,7 @@ class DebugSession(Hooks):
             scope=scope,
             enabled=enabled,
         )
+        self._next_id += 1  # only once the breakpoint is valid
         self.breakpoints[bp.id] = bp
         self._reindex()
         return bp
@@ -345,6 +345,9 @@ class DebugSession(Hooks):
                     await fut
             except TimeoutError:
                 raise DebugError(f"no breakpoint was hit within {timeout_s}s") from None
+            finally:
+                if fut in self._hit_waiters:
+                    self._hit_waiters.remove(fut)
         return self._held[0].location()
 
     def _current(self) -> Hit:

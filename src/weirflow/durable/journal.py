@@ -3,8 +3,8 @@
 Each record (those of ``weirflow.runtime.replay.LogJournal``) is serialised to JSON at
 once (so later mutation of an item or of state cannot change what was recorded)
 and buffered; a flush writes the buffer in one transaction when it reaches
-``max_batch`` records or ``max_delay_s`` after its first record, and always
-before the job is reported finished. After a crash the store holds a prefix of
+``max_batch`` records or ``max_delay_s`` after its first record; whoever reports
+a job's outcome awaits ``flush()`` first (the worker does). After a crash the store holds a prefix of
 the records, and ``restore_from`` resumes the job from its last committed step.
 
 Items and state must be JSON-serialisable: an emit or send of anything else
@@ -24,10 +24,11 @@ import structlog
 from ..errors import StoreError
 from ..runtime.journal import Journal, Step
 from ..runtime.replay import Record
+from ..runtime.results import JobStatus
 
 if TYPE_CHECKING:
     from ..runtime.job import Job
-    from ..runtime.results import DeadLetter, JobResult, JobStatus
+    from ..runtime.results import DeadLetter, JobResult
 
 log = structlog.get_logger("weirflow.durable")
 
@@ -208,16 +209,16 @@ class DurableJournal(Journal):
                 self.committed += len(batch)
 
     async def job_finished(self, job: Job, result: JobResult) -> None:
-        """Commit the job's last records (a store that fails now is retried in the background:
-        the job's outcome does not wait for its journal)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        try:
-            await self.flush()
-        except Exception as e:  # noqa: BLE001 - see the docstring
-            log.warning("journal_not_committed", job=job.id, error=f"{type(e).__name__}: {e}")
-            self._flush_soon(True)
+        """A completed job's records not yet committed are dropped: once its outcome is
+        stored nobody replays them (short jobs then write no journal at all; should the
+        process die before the outcome is stored, the job resumes from its last committed
+        step). Other jobs' last records go with the next batch: whoever reports an
+        outcome awaits ``flush()`` first (the worker does), so many jobs share one
+        transaction."""
+        if result.status is JobStatus.COMPLETED:
+            self._buffer = [row for row in self._buffer if row[0] != job.id]
+        elif self._buffer and self._timer is None:
+            self._flush_soon(now=True)
 
     async def close(self) -> None:
         """Commit what is buffered and stop the background flushes."""

@@ -304,6 +304,8 @@ class Worker:
         if record.from_start:
             await self._retrying("journal", self.store.clear_journal, record.id)
             return None
+        if record.runs <= 1:  # a first run has no journal yet: no read
+            return None
         records = await self._retrying("journal", self.durable.records_of, record.id)
         if not records:
             return None
@@ -341,6 +343,8 @@ class Worker:
                 held = [d for d in batch if d[0] not in self._lost]
                 if self.journal is not None:  # the steps first: a completed job has its steps
                     await self._retrying("report", self.journal.flush)
+                if self.durable is not None:
+                    await self._retrying("report", self.durable.flush)
                 await self._retrying("report", self.store.complete, self.worker_id, held)
                 self.completed += len(held)
                 self._reported([job_id for job_id, _ in batch])
