@@ -10,12 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..debug.conditions import MAX_SOURCE_CHARS
 from ..runtime.results import JobStatus
 from .models import RequestBody, SlotStats, ValidationFailed
 
-#: longest CEL text accepted: the CEL binding recurses once per nesting level and a
-#: deep enough expression overflows the native stack (a crash, not an exception)
-MAX_EXPR_CHARS = 4096
+#: longest CEL text accepted (the debugger's own limit: the CEL binding recurses once
+#: per nesting level and a deep enough expression overflows the native stack)
+MAX_EXPR_CHARS = MAX_SOURCE_CHARS
 MAX_BATCH = 1000
 
 Kind = Literal["routine", "slot", "event", "connection"]
