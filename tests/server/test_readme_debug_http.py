@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.server.conftest import live_server
 
@@ -22,7 +19,6 @@ def _example() -> str:
     return block
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_the_debugging_curl_example_runs() -> None:
     example = _example()
     with live_server(flows="examples") as live:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from tests.server.conftest import live_server
 
@@ -19,7 +16,6 @@ def _http_blocks() -> list[str]:
     return re.findall(r"```bash\n(.*?)```", section, flags=re.S)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_the_curl_example_runs() -> None:
     serve, example = _http_blocks()
     assert serve.startswith("weirflow serve --flows examples ")
