@@ -69,6 +69,9 @@ def _dumps(value: Any, what: str) -> bytes:
 class DurableJournal(Journal):
     """Buffers each job's records and commits them in batches to a ``JournalStore``.
 
+    ``drop_completed=False`` writes a completed job's last records too (to keep the
+    whole journal of every job, or to measure the full cost of committing it).
+
     The records are those of ``LogJournal`` (``restore_from`` reads either), written
     straight to JSON bytes: an item is encoded once, when ``check`` accepts it.
     """
@@ -79,8 +82,10 @@ class DurableJournal(Journal):
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_delay_s: float = DEFAULT_MAX_DELAY_S,
+        drop_completed: bool = True,
     ) -> None:
         self.store = store
+        self.drop_completed = drop_completed
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self._buffer: list[tuple[str, bytes]] = []
@@ -90,7 +95,8 @@ class DurableJournal(Journal):
         self._checked: tuple[Any, bytes] | None = None  # the last item check() encoded
         self._names = _Encoded()  # routine, slot and event names, as JSON
         self.error: BaseException | None = None
-        self.committed = 0
+        self.committed = 0  # records written to the store
+        self.dropped = 0  # records of completed jobs that never needed writing
 
     # -- the runtime's calls ------------------------------------------------------------
 
@@ -215,8 +221,10 @@ class DurableJournal(Journal):
         step). Other jobs' last records go with the next batch: whoever reports an
         outcome awaits ``flush()`` first (the worker does), so many jobs share one
         transaction."""
-        if result.status is JobStatus.COMPLETED:
-            self._buffer = [row for row in self._buffer if row[0] != job.id]
+        if result.status is JobStatus.COMPLETED and self.drop_completed:
+            kept = [row for row in self._buffer if row[0] != job.id]
+            self.dropped += len(self._buffer) - len(kept)
+            self._buffer = kept
         elif self._buffer and self._timer is None:
             self._flush_soon(now=True)
 
