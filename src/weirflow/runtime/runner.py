@@ -231,14 +231,11 @@ class RoutineRunner:
                     task = loop.create_task(self._call(act, taken, counted=True, attempt=act.first_attempt))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                elif act.kind == "each" and act.is_async and not self.watch_start and job._journal is None:
+                elif act.kind == "each" and act.is_async and not self.watch_start:
                     await self._call_fast(act)
                 elif job._journal is not None:
-                    if act.kind == "each" and act.is_async and not self.watch_start:
-                        await self._call_journaled(act)
-                    else:
-                        taken = act.take_resumed()
-                        await self._call(act, taken, attempt=act.first_attempt)
+                    taken = act.take_resumed()
+                    await self._call(act, taken, attempt=act.first_attempt)
                 else:
                     await self._call(act, act.take())
         finally:
@@ -248,15 +245,23 @@ class RoutineRunner:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _call_fast(self, act: _Act) -> None:
-        """The common case in one frame: one item, an async handler, no hooks at handler
-        start, no journal. A failure is handed to ``_call`` for the error policy."""
+        """The common case in one frame: one item, an async handler, no hook watching its
+        start (with a journal, the call's step records too). A failure is handed to
+        ``_call`` for the error policy."""
         job = self.job
+        journal = job._journal
         q = act.queues[0]
+        attempt = q.rerun_attempts.popleft() if q.rerun_attempts else 1
         item = q.take()
         self.active = 1
         job._running += 1
         ctx = self.ctx
-        ctx.attempt = 1
+        ctx.attempt = attempt
+        step: Step | None = None
+        if journal is not None:
+            self.seq += 1
+            step = ctx._step = Step(self.name, self.seq, attempt, [(q.name, item)], started_at=time.time())
+            journal.step_started(job, step)
         t0 = time.perf_counter()
         try:
             if act.wants_ctx:
@@ -282,10 +287,12 @@ class RoutineRunner:
         if error is None:
             q.in_flight -= 1
             q.processed += 1
+            if step is not None:
+                self._step_done(step, ctx, None, final=True)
             if job._quiet_waiters:
                 job._wake_quiet()
         else:
-            await self._call(act, [(q, item)], first_error=error)
+            await self._call(act, [(q, item)], first_error=error, attempt=attempt, first_step=step)
 
     # -- emitting -----------------------------------------------------------------
 
@@ -345,54 +352,6 @@ class RoutineRunner:
         for q, item in taken:
             q.settle(1, True)
             self.job._dead_letter(q.path, item, reason, error)
-
-    async def _call_journaled(self, act: _Act) -> None:
-        """``_call_fast`` with the journal's step records (durable jobs)."""
-        job = self.job
-        journal = job._journal
-        assert journal is not None
-        q = act.queues[0]
-        reruns = q.rerun_attempts
-        attempt = reruns.popleft() if reruns else 1
-        item = q.take()
-        self.active = 1
-        job._running += 1
-        ctx = self.ctx
-        ctx.attempt = attempt
-        self.seq += 1
-        step = Step(self.name, self.seq, attempt, [(q.name, item)], started_at=time.time())
-        ctx._step = step
-        journal.step_started(job, step)
-        t0 = time.perf_counter()
-        try:
-            if act.wants_ctx:
-                await act.fn(item, ctx)
-            else:
-                await act.fn(item)
-        except asyncio.CancelledError:
-            q.settle(1, True)
-            job._dead_letter(q.path, item, job._end_reason or "job_cancelled", None)
-            raise
-        except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
-            error: Exception | None = e
-        else:
-            error = None
-        finally:
-            self.active = 0
-            job._running -= 1
-        dt = time.perf_counter() - t0
-        self.busy_s += dt
-        self.calls += 1
-        for end_hook in job._hooks.handler_end:
-            end_hook(job, self.name, item, error, dt)
-        if error is None:
-            q.in_flight -= 1
-            q.processed += 1
-            self._step_done(step, ctx, None, final=True)
-            if job._quiet_waiters:
-                job._wake_quiet()
-        else:
-            await self._call(act, [(q, item)], first_error=error, attempt=attempt, first_step=step)
 
     async def _call(
         self,
