@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import FlowError
+from ..errors import FlowError, StoreError
 
 USAGE_ERROR = 2
 
@@ -38,18 +38,34 @@ def serve(
         str, typer.Option("--log-level", help="uvicorn log level: debug, info, warning, error.")
     ] = "warning",
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            metavar="URL",
+            help="Durable job store for /api/store/jobs: memory://, sqlite:///path/weirflow.db or "
+            "postgresql://... (default: WEIRFLOW_STORE; none: those routes answer 503).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (jobs, queues, live events, metrics) for a set of flows."""
     from ..server import SettingsError, create_app, load_settings, make_server
+    from ..server.durable_jobs import check_store
 
     try:
-        settings = load_settings(host=host, port=port, flows=flows)
+        settings = load_settings(host=host, port=port, flows=flows, store=store)
         if settings.flows is None:
             raise SettingsError("no flows to serve: pass --flows DIR_OR_MODULE (or set WEIRFLOW_FLOWS)")
         app = create_app(settings)
     except (SettingsError, FlowError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(USAGE_ERROR) from None
+    if settings.store is not None:
+        try:  # now, so a store that cannot be opened is one line, not a failed startup's traceback
+            check_store(settings.store)
+        except (StoreError, OSError) as e:
+            print(f"error: cannot open the store: {e}", file=sys.stderr)
+            raise typer.Exit(1) from None
     names = ", ".join(f.name for f in app.state.flows)
     auth = (
         f"{len(settings.api_keys)} API key(s)"

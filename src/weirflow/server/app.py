@@ -2,8 +2,9 @@
 
 Nothing is global: the lifespan creates the engine (with the event hub and the
 metrics hooks), registers the flows and hangs everything off ``app.state``
-(``engine``, ``service``, ``hub``, ``metrics``, and ``debugger`` with its ``debug``
-service); on shutdown it closes the engine,
+(``engine``, ``service``, ``hub``, ``metrics``, ``debugger`` with its ``debug``
+service, and with a ``store`` setting ``store_service`` over the opened durable store);
+on shutdown it closes the engine and the store,
 which cancels unfinished jobs (their items are dead-lettered), and ends every
 event stream after its job's last events.
 """
@@ -11,7 +12,7 @@ event stream after its job's last events.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
@@ -24,6 +25,7 @@ from ..runtime.engine import Engine
 from .auth import require_read
 from .body_limit import BodyLimitMiddleware
 from .debugging import DebugService
+from .durable_jobs import StoreService
 from .errors import install_error_handlers
 from .events import EventHub
 from .flow_source import check_unique, load_flows
@@ -77,7 +79,7 @@ def create_app(settings: Settings | None = None, *, flows: Iterable[Flow] | str 
 
 @asynccontextmanager
 async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> AsyncIterator[None]:
-    """Create the engine and the service for the app's lifetime."""
+    """Create the engine and the service (and open the store) for the app's lifetime."""
     metrics = EngineMetrics()
     hub = EventHub(settings.event_buffer)
     engine = Engine(hooks=[hub, metrics.hooks])
@@ -90,7 +92,13 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
     app.state.engine, app.state.hub, app.state.metrics, app.state.service = engine, hub, metrics, service
     app.state.debugger, app.state.debug = debug.debugger, debug
     try:
-        yield
+        async with AsyncExitStack() as stack:
+            if settings.store is not None:
+                app.state.store_service = await stack.enter_async_context(
+                    StoreService.opened(settings.store, engine.flows)
+                )
+                stack.callback(delattr, app.state, "store_service")
+            yield
     finally:
         await service.shutdown()
         del app.state.service

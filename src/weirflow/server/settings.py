@@ -93,11 +93,28 @@ class Settings(BaseSettings):
     keep_finished_jobs: int = Field(default=1000, ge=0)
     """Finished jobs kept for ``/result``; older ones are forgotten."""
     shutdown_grace_s: int = Field(default=10, ge=0)
+    store: str | None = Field(default=None, repr=False)
+    """Durable job store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``) for the
+    ``/api/store`` routes (``--store`` overrides it); without one they answer ``503``."""
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: Any) -> dict[str, Role]:
         return parse_api_keys(value)
+
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from ..durable.store import open_store
+        from ..errors import StoreError
+
+        try:
+            open_store(value)  # checks the URL; connects nothing
+        except StoreError as e:
+            raise ValueError(str(e)) from None
+        return value
 
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> Settings:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import control, debug, events, flows, health, jobs, metrics
+from . import control, debug, events, flows, health, jobs, metrics, store
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -17,4 +17,5 @@ ROUTERS: list[APIRouter] = [
     debug.router,
     events.router,
     metrics.router,
+    store.router,
 ]

@@ -1,0 +1,206 @@
+"""``StoreService``: the durable job operations behind ``/api/store`` (``routes/store.py``).
+
+The same operations as ``weirflow jobs`` over the server's store (``--store`` /
+``WEIRFLOW_STORE``), opened in the app's lifespan. Jobs are submitted for the
+server's flows (checked here: the flow and its slots); workers (``weirflow worker``)
+run them. Errors: an unknown job is ``NotFoundError``; a flow, slot or item the
+job cannot have is ``InvalidRequestError``; a job in the wrong state for a retry or
+a cancel is ``ConflictError`` with the store's rule; the store failing is
+``UnavailableError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from ..durable.models import DEFAULT_BACKOFF, EventRecord, JobInfo, JobRecord, JobSpec, StepRecord, to_json
+from ..durable.store import Store, open_store
+from ..errors import JobError, StoreError
+from ..flow.graph import Flow
+from ..flow.policy import Backoff
+from .errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
+from .jsonsafe import jsonable
+from .store_models import SubmitStoreJob
+
+T = TypeVar("T")
+
+#: deepest nesting of an item's lists and objects (deeper ones could not be shown back)
+MAX_ITEM_DEPTH = 50
+#: how many more rows a filtered listing reads per round, relative to what it still needs
+_SCAN_GROWTH = 4
+
+
+class StoreService:
+    """The server's durable store and the flows jobs may be submitted for."""
+
+    def __init__(self, store: Store, flows: Mapping[str, Flow]) -> None:
+        self.store = store
+        self.flows = flows
+
+    @classmethod
+    @asynccontextmanager
+    async def opened(cls, url: str, flows: Mapping[str, Flow]) -> AsyncIterator[StoreService]:
+        """The service over the store at ``url``, open for the block (closed after)."""
+        store = open_store(url)
+        await store.open()
+        try:
+            yield cls(store, flows)
+        finally:
+            await store.close()
+
+    # -- submitting ---------------------------------------------------------------------
+
+    async def submit(self, body: SubmitStoreJob) -> tuple[JobInfo, bool]:
+        """Queue a job; returns it and whether this call created it (``False``: an earlier
+        submit with the same idempotency key did)."""
+        flow = self.flows.get(body.flow)
+        if flow is None:
+            known = ", ".join(sorted(self.flows)) or "none"
+            raise InvalidRequestError(["body", "flow"], f"no flow named {body.flow!r} (flows: {known})")
+        slots = set(flow.slot_paths())
+        for slot, items in body.inputs.items():
+            if slot not in slots:  # named by repr: the key may not even be valid Unicode
+                raise InvalidRequestError(
+                    ["body", "inputs"],
+                    f"flow {flow.name!r} has no slot {slot!r} (slots: {', '.join(sorted(slots))})",
+                )
+            for n, item in enumerate(items):
+                problem = unstorable(item)
+                if problem is not None:
+                    raise InvalidRequestError(["body", "inputs", slot, n], problem)
+        try:
+            to_json(body.inputs, "job inputs")
+        except JobError as e:  # NaN or Infinity, which Python's JSON parser lets through
+            raise InvalidRequestError(["body", "inputs"], str(e)) from None
+        b = body.backoff
+        backoff = Backoff(b.initial_s, b.factor, b.max_s, b.jitter) if b is not None else DEFAULT_BACKOFF
+        spec = JobSpec(
+            flow=flow.name,
+            inputs=dict(body.inputs),
+            queue=body.queue,
+            max_attempts=body.attempts,
+            backoff=backoff,
+            delay_s=body.delay_s,
+            priority=body.priority,
+            idempotency_key=body.idempotency_key,
+            timeout_s=body.timeout_s,
+        )
+        before = self.store.clock()
+        job_id = await self._call(self.store.submit, spec)
+        record = await self._record(job_id)
+        # without a key every submit creates a job; with one, a job created before this call
+        # was the first submit's (the store's clock stamps created_at)
+        created = body.idempotency_key is None or record.created_at >= before
+        return JobInfo.of(record, await self._call(self.store.steps, job_id)), created
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def job(self, job_id: str) -> JobInfo:
+        """``weirflow jobs show``: the job with its steps."""
+        record = await self._record(job_id)
+        return JobInfo.of(record, await self._call(self.store.steps, job_id))
+
+    async def steps(self, job_id: str) -> list[StepRecord]:
+        await self._record(job_id)
+        return await self._call(self.store.steps, job_id)
+
+    async def events(self, job_id: str, kind: str | None, since: float | None) -> list[EventRecord]:
+        await self._record(job_id)
+        return await self._call(self.store.events, job_id=job_id, kind=kind, since=since)
+
+    async def list_jobs(
+        self, queue: str | None, status: str | None, flow: str | None, limit: int, offset: int
+    ) -> tuple[list[JobRecord], bool]:
+        """Newest first: one page, and whether more jobs match after it.
+
+        The store filters by queue and status; a ``flow`` filter reads more rows
+        until the page is full or the store has no more."""
+        want = offset + limit + 1
+        ask = want
+        while True:
+            rows = await self._call(self.store.list_jobs, queue=queue, status=status, limit=ask)
+            matching = [r for r in rows if flow is None or r.flow == flow]
+            if len(matching) >= want or len(rows) < ask:
+                break
+            ask = len(rows) + (want - len(matching)) * _SCAN_GROWTH
+        return matching[offset : offset + limit], len(matching) > offset + limit
+
+    # -- changing -----------------------------------------------------------------------
+
+    async def retry(self, job_id: str, from_start: bool) -> JobInfo:
+        """Requeue a failed, cancelled or stalled job (``409`` otherwise: the store's rule)."""
+        return await self._change(job_id, lambda: self.store.retry(job_id, from_start=from_start))
+
+    async def cancel(self, job_id: str) -> JobInfo:
+        """Cancel a queued or running job (``409`` otherwise); a running job's worker stops it
+        at its next heartbeat."""
+        return await self._change(job_id, lambda: self.store.cancel(job_id))
+
+    async def _change(self, job_id: str, change: Callable[[], Awaitable[JobRecord]]) -> JobInfo:
+        """The job as ``change`` left it (a worker may claim it a moment later), with its steps."""
+        await self._record(job_id)
+        try:
+            record = await self._call(change)
+        except JobError as e:  # the job's state does not allow it, or it was deleted meanwhile
+            await self._record(job_id)
+            raise ConflictError(str(e)) from None
+        return JobInfo.of(record, await self._call(self.store.steps, job_id))
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _record(self, job_id: str) -> JobRecord:
+        record = await self._call(self.store.get, job_id) if unstorable(job_id) is None else None
+        if record is None:
+            raise NotFoundError(f"no job {job_id!r} in the store")
+        return record
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except StoreError as e:
+            raise UnavailableError(f"the store failed: {e}") from None
+
+
+def record_view(record: JobRecord) -> dict[str, Any]:
+    """A job as ``weirflow jobs list --json`` prints it; inputs and outputs through ``jsonable``
+    (a worker's outputs may nest deeper than a response can)."""
+    view = record.to_dict()
+    view["inputs"], view["outputs"] = jsonable(record.inputs), jsonable(record.outputs)
+    return view
+
+
+def check_store(url: str) -> None:
+    """Open and close the store at ``url`` once (applying its migrations): ``StoreError`` or
+    ``OSError`` if it cannot be opened. ``weirflow serve`` calls it before starting."""
+
+    async def check() -> None:
+        store = open_store(url)
+        await store.open()
+        await store.close()
+
+    asyncio.run(check())
+
+
+def unstorable(value: Any) -> str | None:
+    """Why ``value`` (parsed JSON) cannot be stored and shown back on every backend, or
+    ``None``: a NUL character or an unpaired surrogate in a string or a key (PostgreSQL
+    refuses both), or nesting deeper than ``MAX_ITEM_DEPTH``."""
+    pending = [(value, 0)]
+    while pending:
+        v, depth = pending.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                return "strings must not contain NUL characters (\\u0000)"
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return "strings must be valid Unicode (an unpaired surrogate is not)"
+        elif isinstance(v, dict | list):
+            if depth >= MAX_ITEM_DEPTH:
+                return f"items must not nest more than {MAX_ITEM_DEPTH} levels deep"
+            children = [*v.keys(), *v.values()] if isinstance(v, dict) else v
+            pending.extend((c, depth + 1) for c in children)
+    return None

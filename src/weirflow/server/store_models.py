@@ -1,0 +1,141 @@
+"""Request and response bodies of the durable job routes (``routes/store.py``).
+
+The shapes are the CLI's: a job is ``weirflow jobs show --json`` (``JobInfo.to_dict()``),
+a list item ``weirflow jobs list --json`` (``JobRecord.to_dict()``), a step
+``StepRecord.to_dict()``. Bounds on numbers keep every accepted value storable on
+every backend (PostgreSQL ``integer`` columns, finite delays).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..durable.models import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_QUEUE
+from .models import RequestBody
+
+StoreStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+
+MAX_NAME = 200
+MAX_ATTEMPTS = 100
+MAX_DELAY_S = 366 * 24 * 3600.0
+INT4 = 2**31 - 1
+
+#: a name the store keeps as text: 1-200 characters, no NUL (PostgreSQL text cannot hold it)
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=r"^[^\x00]*$")]
+Seconds = Annotated[float, Field(ge=0, le=MAX_DELAY_S, allow_inf_nan=False)]
+
+# -- requests -------------------------------------------------------------------------
+
+
+class BackoffBody(RequestBody):
+    """Delay before retry n: ``initial_s * factor**(n-1)``, capped at ``max_s``."""
+
+    initial_s: Seconds = DEFAULT_BACKOFF.initial_s
+    factor: float = Field(default=DEFAULT_BACKOFF.factor, ge=1, le=100, allow_inf_nan=False)
+    max_s: Seconds = DEFAULT_BACKOFF.max_s
+    jitter: bool = Field(default=DEFAULT_BACKOFF.jitter, description="Draw each delay from [d/2, d].")
+
+
+class SubmitStoreJob(RequestBody):
+    flow: Name = Field(description="Name of a flow this server serves.")
+    inputs: dict[str, list[Any]] = Field(
+        default_factory=dict, description='JSON items per slot: {"routine.slot": [item, ...]}.'
+    )
+    queue: Name = DEFAULT_QUEUE
+    attempts: int = Field(default=DEFAULT_ATTEMPTS, ge=1, le=MAX_ATTEMPTS, description="Runs before failed.")
+    backoff: BackoffBody | None = Field(default=None, description="Between attempts (default 1s x2, ≤60s).")
+    delay_s: Seconds = Field(default=0.0, description="Start no earlier than this from now.")
+    priority: int = Field(default=0, ge=-INT4, le=INT4, description="Higher runs first.")
+    idempotency_key: Name | None = Field(
+        default=None, description="A second submit with it (same queue) returns the first job."
+    )
+    timeout_s: float | None = Field(
+        default=None, gt=0, le=MAX_DELAY_S, allow_inf_nan=False, description="Per attempt."
+    )
+
+
+class RetryStoreJob(RequestBody):
+    from_start: bool = Field(default=False, description="Run every step again (default: from the last).")
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+class StoreStep(BaseModel):
+    """One handler call of a job: ``weirflow jobs steps --json``."""
+
+    routine: str
+    seq: int
+    status: str = Field(description="running, completed or failed")
+    attempt: int
+    progress: float = Field(description="0-100, from ctx.progress")
+    message: str
+    started_at: float | None
+    completed_at: float | None
+    error: str | None
+    worker: str | None
+
+
+class StoreJob(BaseModel):
+    """A durable job with its steps: ``weirflow jobs show --json``."""
+
+    id: str
+    flow: str
+    status: StoreStatus
+    attempt: int
+    error: str | None
+    steps: list[StoreStep]
+
+
+class StoreBackoff(BaseModel):
+    initial_s: float
+    factor: float
+    max_s: float
+    jitter: bool
+
+
+class StoreJobRecord(BaseModel):
+    """A job as the store holds it: ``weirflow jobs list --json``. Times are Unix seconds."""
+
+    id: str
+    flow: str
+    inputs: dict[str, Any]
+    queue: str
+    status: StoreStatus
+    attempt: int = Field(description="Attempts that can fail so far (a stalled run gives its back).")
+    runs: int = Field(description="Every claim by a worker.")
+    max_attempts: int
+    backoff: StoreBackoff
+    priority: int
+    run_at: float
+    idempotency_key: str | None
+    timeout_s: float | None
+    worker_id: str | None
+    lease_expires_at: float | None
+    stalls: int
+    error: str | None
+    outputs: dict[str, Any] | None
+    from_start: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+class StoreJobPage(BaseModel):
+    items: list[StoreJobRecord] = Field(description="Newest first.")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="The offset of the next page; null on the last.")
+
+
+class StoreEvent(BaseModel):
+    """A job state change (queued, claimed, retrying, failed, completed, ...) or an alert."""
+
+    id: int
+    job_id: str | None
+    queue: str
+    kind: str
+    at: float
+    data: dict[str, Any]
