@@ -131,3 +131,13 @@ async def test_state_that_is_not_json_fails_the_job_clearly(store: Store) -> Non
         "routine 's': state is not JSON-serialisable, as durable jobs need: "
         "Type is not JSON serializable: object"
     )
+
+
+async def test_an_unopenable_sqlite_path_is_a_store_error(tmp_path: Any) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    from weirflow.durable import open_store
+
+    store = open_store(f"sqlite:///{blocker / 'sub' / 'x.db'}")
+    with pytest.raises(wf.StoreError, match="cannot open SQLite store"):
+        await store.open()

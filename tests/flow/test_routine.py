@@ -124,3 +124,8 @@ def test_policies_validate() -> None:
     assert [b.delay_s(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.3, 0.3]
     j = wf.Backoff(initial_s=1, factor=1, max_s=1, jitter=True)
     assert all(0.5 <= j.delay_s(1) <= 1 for _ in range(50))
+
+
+def test_backoff_never_overflows() -> None:
+    b = wf.Backoff(initial_s=1, factor=1e200, max_s=7, jitter=False)
+    assert b.delay_s(5) == 7

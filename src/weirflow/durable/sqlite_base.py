@@ -98,9 +98,11 @@ class SqliteBase:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="weirflow-sqlite")
         try:
             await self._call(self._open)
-        except BaseException:
+        except BaseException as e:
             self._thread.shutdown(wait=False)
             self._thread = None
+            if isinstance(e, OSError | sqlite3.Error):
+                raise StoreError(f"cannot open SQLite store {self.path}: {e}") from e
             raise
 
     def _open(self) -> None:

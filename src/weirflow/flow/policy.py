@@ -53,7 +53,10 @@ class Backoff:
             raise FlowError("Backoff factor must be >= 1")
 
     def delay_s(self, retry: int, rng: random.Random | None = None) -> float:
-        base = min(self.max_s, self.initial_s * self.factor ** max(0, retry - 1))
+        try:
+            base = min(self.max_s, self.initial_s * self.factor ** max(0, retry - 1))
+        except OverflowError:  # factor ** n beyond a float: long past max_s
+            base = self.max_s
         if not self.jitter or base == 0:
             return base
         return (rng or random).uniform(base / 2, base)
