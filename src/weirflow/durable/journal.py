@@ -124,7 +124,9 @@ class DurableJournal(Journal):
         self._add(job, b'{"t":"enq","slot":%b,"item":%b,"by":%b}' % (self._names[slot], self._item(item), by))
 
     def step_started(self, job: Job, step: Step) -> None:
-        consumed = b",".join(self._names[name] for name, _ in step.consumed)
+        taken = step.consumed
+        names = self._names
+        consumed = names[taken[0][0]] if len(taken) == 1 else b",".join(names[name] for name, _ in taken)
         self._add(
             job,
             b'{"t":"start","routine":%b,"seq":%d,"attempt":%d,"consumed":[%b]}'
@@ -134,7 +136,13 @@ class DurableJournal(Journal):
     def step_completed(self, job: Job, step: Step) -> None:
         try:
             state = orjson.dumps(step.state) if step.state else b"{}"
-            emitted = b",".join(b"[%b,%b]" % (self._names[ev], self._item(item)) for ev, item in step.emitted)
+            out = step.emitted
+            if not out:
+                emitted = b""
+            elif len(out) == 1:
+                emitted = b"[%b,%b]" % (self._names[out[0][0]], self._item(out[0][1]))
+            else:
+                emitted = b",".join(b"[%b,%b]" % (self._names[ev], self._item(item)) for ev, item in out)
         except (TypeError, StoreError) as e:
             job._fail(f"routine {step.routine!r}: state is not JSON-serialisable, as durable jobs need: {e}")
             return
@@ -174,11 +182,12 @@ class DurableJournal(Journal):
         )
 
     def _add(self, job: Job, text: bytes) -> None:
-        self._buffer.append((job.id, text))
-        if len(self._buffer) == self.max_batch:
-            self._flush_soon(now=True)
-        elif self._timer is None:
+        buffer = self._buffer
+        buffer.append((job.id, text))
+        if self._timer is None:  # the first record since the last flush started
             self._timer = job.loop.call_later(self.max_delay_s, self._flush_soon, True)
+        elif len(buffer) == self.max_batch:
+            self._flush_soon(now=True)
 
     def _flush_soon(self, now: bool) -> None:
         if self._timer is not None:
