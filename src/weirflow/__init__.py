@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from .durable.models import JobInfo
 from .errors import (
     ClusterError,
     DebugError,
@@ -76,6 +77,7 @@ __all__ = [
     "Job",
     "JobError",
     "JobFinishedError",
+    "JobInfo",
     "JobResult",
     "JobStats",
     "JobStatus",
