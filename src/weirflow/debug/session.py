@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DebugError
 from ..runtime.hooks import HookPoint, Hooks
-from ..runtime.job import fill_warnings
-from ..runtime.results import ResumeReport
+from ..runtime.results import ResumeReport, fill_warnings
 from .breakpoints import POINT_OF_KIND, Breakpoint, make_breakpoint
 from .conditions import Condition, ConditionError, to_plain
 

@@ -17,10 +17,10 @@ from ..errors import (
     SlotFullError,
     UnknownSlotError,
 )
-from ..flow.policy import NEAR_FULL_RATIO
 from .completion import Tracker
 from .hooks import HookPoint, Hooks, HookSet
 from .journal import INPUT, Step
+from .replay import apply_restore
 from .results import (
     DeadLetter,
     JobResult,
@@ -30,6 +30,7 @@ from .results import (
     QueueStats,
     ResumeReport,
     RoutineStats,
+    fill_warnings,
 )
 from .runner import RoutineRunner
 from .slot_queue import SlotQueue
@@ -122,7 +123,7 @@ class Job:
             q = self._queue(path)
             feeds.append((q, list(items) if isinstance(items, list | tuple) else [items]))
         if restore is not None:
-            self._restore(restore)
+            apply_restore(self, restore)
             if self._journal is not None:
                 self._journal.job_restored(self)
             feeds = [(q, items[restore.fed.get(q.path, 0) :]) for q, items in feeds]
@@ -137,27 +138,6 @@ class Job:
             self._pending_sends += 1
             self._spawn(self._feed(q, items))
         self._tracker.check_all()
-
-    def _restore(self, restore: Restore) -> None:
-        """Start from a journal's replay instead of from nothing (see ``replay``)."""
-        for path, items in restore.queues.items():
-            q = self._queue(path)
-            q.items.extend(items)
-            q.enqueued += len(items)
-            q.high_water = max(q.high_water, len(items))
-            q.rerun_attempts.extend(restore.rerun_attempts.get(path, []))
-        for name, state in restore.states.items():
-            runner = self._runner(name)
-            runner.state.clear()
-            runner.state.update(state)
-        for name, seq in restore.seqs.items():
-            self._runner(name).seq = seq
-        for name in restore.ended:
-            self._runner(name).on_end_done = True
-        for path, items in restore.outputs.items():
-            if path in self.outputs:
-                self.outputs[path].extend(items)
-        self.dead_letters.extend(restore.dead_letters)
 
     async def _feed(self, q: SlotQueue, items: list[Any]) -> None:
         """Feed initial inputs. No caller waits to see a rejection here, so an item a
@@ -592,14 +572,3 @@ class Job:
             },
             duration_s=end - self._started,
         )
-
-
-def fill_warnings(queues: dict[str, QueueStats]) -> list[str]:
-    warnings = []
-    for path, s in queues.items():
-        if s.size >= s.capacity:
-            waiting = f", {s.blocked_emitters} emitter(s) waiting" if s.blocked_emitters else ""
-            warnings.append(f"slot {path} is full ({s.size}/{s.capacity}{waiting})")
-        elif s.usage >= NEAR_FULL_RATIO:
-            warnings.append(f"slot {path} is near full ({s.size}/{s.capacity}, {s.usage:.0%})")
-    return warnings

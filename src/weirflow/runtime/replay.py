@@ -215,3 +215,25 @@ def restore_from(records: list[Record], flow: Flow) -> Restore:
         elif not cleanup:
             replay.apply(rec)
     return replay.restore()
+
+
+def apply_restore(job: Job, restore: Restore) -> None:
+    """Make a new job start from a journal's replay instead of from nothing."""
+    for path, items in restore.queues.items():
+        q = job._queue(path)
+        q.items.extend(items)
+        q.enqueued += len(items)
+        q.high_water = max(q.high_water, len(items))
+        q.rerun_attempts.extend(restore.rerun_attempts.get(path, []))
+    for name, state in restore.states.items():
+        runner = job._runner(name)
+        runner.state.clear()
+        runner.state.update(state)
+    for name, seq in restore.seqs.items():
+        job._runner(name).seq = seq
+    for name in restore.ended:
+        job._runner(name).on_end_done = True
+    for path, items in restore.outputs.items():
+        if path in job.outputs:
+            job.outputs[path].extend(items)
+    job.dead_letters.extend(restore.dead_letters)

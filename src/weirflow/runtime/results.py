@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..flow.policy import NEAR_FULL_RATIO
+
 
 class JobStatus(enum.StrEnum):
     """Lifecycle of a job. ``PAUSED`` is its own state: never idle, never complete."""
@@ -142,3 +144,15 @@ class ResumeReport:
     paused_s: float
     warnings: list[str]
     queues: dict[str, QueueStats] = field(default_factory=dict)
+
+
+def fill_warnings(queues: dict[str, QueueStats]) -> list[str]:
+    """A line for every slot that is full or near full (a resume's warnings)."""
+    warnings = []
+    for path, s in queues.items():
+        if s.size >= s.capacity:
+            waiting = f", {s.blocked_emitters} emitter(s) waiting" if s.blocked_emitters else ""
+            warnings.append(f"slot {path} is full ({s.size}/{s.capacity}{waiting})")
+        elif s.usage >= NEAR_FULL_RATIO:
+            warnings.append(f"slot {path} is near full ({s.size}/{s.capacity}, {s.usage:.0%})")
+    return warnings
