@@ -360,14 +360,15 @@ class DebugSession(Hooks):
         job = self.job
         hit = self._held[0] if self._held else None
         routine = hit.routine if hit else None
-        slots = [slot] if slot is not None else list(job.queues())
+        queues = job.queues()
+        slots = [slot] if slot is not None else list(queues)
         return {
             "paused": job.paused or bool(self._held),
             "pause_reason": job.pause_reason,
             "location": hit.location() if hit else None,
             "held": len(self._held),
             "state": dict(job.routine_state(routine)) if routine in job.runners else None,
-            "queues": {k: v.to_dict() for k, v in job.queues().items()},
+            "queues": {k: v.to_dict() for k, v in queues.items()},
             "queued_items": {s: job.queued_items(s, limit) for s in slots},
             "breakpoints": [bp.to_dict() for bp in self.breakpoints.values()],
         }

@@ -257,11 +257,7 @@ class RoutineRunner:
         job._running += 1
         ctx = self.ctx
         ctx.attempt = attempt
-        step: Step | None = None
-        if journal is not None:
-            self.seq += 1
-            step = ctx._step = Step(self.name, self.seq, attempt, [(q.name, item)], started_at=time.time())
-            journal.step_started(job, step)
+        step = self._step_begin(ctx, 0, attempt, [(q, item)]) if journal is not None else None
         t0 = time.perf_counter()
         try:
             if act.wants_ctx:
@@ -269,8 +265,7 @@ class RoutineRunner:
             else:
                 await act.fn(item)
         except asyncio.CancelledError:
-            q.settle(1, True)
-            job._dead_letter(q.path, item, job._end_reason or "job_cancelled", None)
+            self._settle([(q, item)], (job._end_reason or "job_cancelled", None))
             raise
         except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
             error: Exception | None = e
@@ -404,19 +399,8 @@ class RoutineRunner:
                     args = act.args(taken)
                     ctx.attempt = attempt
                     if journal is not None:
-                        if not seq:
-                            self.seq += 1
-                            seq = self.seq
-                        step = Step(
-                            self.name,
-                            seq,
-                            attempt,
-                            [(q.name, item) for q, item in taken],
-                            started_at=time.time(),
-                            on_end=act.kind == "end",
-                        )
-                        ctx._step = step
-                        journal.step_started(job, step)
+                        step = self._step_begin(ctx, seq, attempt, taken, on_end=act.kind == "end")
+                        seq = step.seq
                     if act.wants_ctx:
                         args = (*args, ctx)
                     t0 = time.perf_counter()
@@ -481,6 +465,20 @@ class RoutineRunner:
             job._call_done()
             if self.concurrency > 1:
                 self.wake()
+
+    def _step_begin(self, ctx: Context, seq: int, attempt: int, taken: Taken, on_end: bool = False) -> Step:
+        """Record that an attempt starts: a new call gets the next ``seq``; a retry (``seq``
+        given) keeps its call's."""
+        if not seq:
+            self.seq += 1
+            seq = self.seq
+        step = Step(self.name, seq, attempt, [(q.name, item) for q, item in taken], started_at=time.time())
+        step.on_end = on_end
+        ctx._step = step
+        journal = self.job._journal
+        assert journal is not None
+        journal.step_started(self.job, step)
+        return step
 
     def _step_done(self, step: Step, ctx: Context, error: str | None, final: bool) -> None:
         journal = self.job._journal
