@@ -10,12 +10,27 @@ the records, and ``restore_from`` resumes the job from its last committed step.
 Items and state must be JSON-serialisable: an emit or send of anything else
 raises ``StoreError`` in the emitter (nothing is enqueued), and a routine whose
 state cannot be serialised fails the job with a clear error.
+
+What the store holds: one line of JSON per record. The rare records (``resume``,
+``end``, ``dl``) are the ``LogJournal`` objects; the frequent ones are arrays that
+``records_of`` turns back into those objects, so a batch is small to write:
+
+- ``[0, slot, item, by]``: an ``enq``;
+- ``[1, routine, seq, attempt, consumed]``: a ``start``;
+- ``[2, routine, seq, attempt, state, emitted]``: a ``done``;
+- ``[3, routine, seq, attempt, consumed, enq, state, emitted]``: a whole step, its
+  ``start``, its enqueues (``enq`` lists ``[slot, k]``: the ``k``-th emitted item
+  went to ``slot``) and its ``done``, written as one where nothing else happened
+  between them.
+
+``done`` and whole steps end with ``status, final, on_end, error`` unless they are
+``"completed", true, false, null``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -74,6 +89,15 @@ class DurableJournal(Journal):
 
     The records are those of ``LogJournal`` (``restore_from`` reads either), written
     straight to JSON bytes: an item is encoded once, when ``check`` accepts it.
+
+    A step's records are folded into one where nothing else happened between them:
+    a started step is held back (``_pending``) with what it enqueued, and when it
+    completes before any other record is made and before the next flush, one
+    ``step`` record stands for its ``start``, ``enq`` and ``done`` records
+    (``records_of`` expands it again). Any other record, a flush, or the next
+    step's start writes the held-back ``start`` and ``enq`` records first, in their
+    place, so what is committed is still a prefix of the job's records in causal
+    order, and a step still running at a flush has its ``start`` committed.
     """
 
     def __init__(
@@ -94,6 +118,11 @@ class DurableJournal(Journal):
         self._lock = asyncio.Lock()
         self._checked: tuple[Any, bytes] | None = None  # the last item check() encoded
         self._names = _Encoded()  # routine, slot and event names, as JSON
+        # the step whose start is held back, its job, and its enqueues so far:
+        # (slot as JSON, index in step.emitted, item as JSON)
+        self._pending: Step | None = None
+        self._pending_job = ""
+        self._pending_enq: list[tuple[bytes, int, bytes]] = []
         self.error: BaseException | None = None
         self.committed = 0  # records written to the store
         self.dropped = 0  # records of completed jobs that never needed writing
@@ -117,51 +146,88 @@ class DurableJournal(Journal):
         self._add(job, orjson.dumps({"t": "end", "status": status.value, "error": error}))
 
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
+        if origin is self._pending and origin is not None:
+            emitted = origin.emitted
+            if emitted and emitted[-1][1] is item:  # what it just emitted: held back with it
+                self._pending_enq.append((self._names[slot], len(emitted) - 1, self._item(item)))
+                return
         if isinstance(origin, Step):
             by = b"[%b,%d]" % (self._names[origin.routine], origin.seq)
         else:
             by = orjson.dumps(origin)
-        self._add(job, b'{"t":"enq","slot":%b,"item":%b,"by":%b}' % (self._names[slot], self._item(item), by))
+        self._add(job, b"[0,%b,%b,%b]" % (self._names[slot], self._item(item), by))
 
     def step_started(self, job: Job, step: Step) -> None:
-        taken = step.consumed
+        if self._pending is not None:
+            self._release()
+        self._pending = step
+        self._pending_job = job.id
+        self._pending_enq = []
+        if self._timer is None:  # a flush commits the start of a step still running then
+            self._timer = job.loop.call_later(self.max_delay_s, self._flush_soon, True)
+
+    def _head(self, step: Step) -> bytes:
+        """``routine, seq, attempt, consumed`` of a step."""
         names = self._names
+        taken = step.consumed
         consumed = names[taken[0][0]] if len(taken) == 1 else b",".join(names[name] for name, _ in taken)
-        self._add(
-            job,
-            b'{"t":"start","routine":%b,"seq":%d,"attempt":%d,"consumed":[%b]}'
-            % (self._names[step.routine], step.seq, step.attempt, consumed),
-        )
+        return b"%b,%d,%d,[%b]" % (names[step.routine], step.seq, step.attempt, consumed)
+
+    def _release(self) -> None:
+        """Write the held-back step's ``start`` and ``enq`` records, in their place."""
+        step = self._pending
+        assert step is not None
+        self._pending = None
+        job_id = self._pending_job
+        buffer = self._buffer
+        buffer.append((job_id, b"[1,%b]" % self._head(step)))
+        by = b"[%b,%d]" % (self._names[step.routine], step.seq)
+        for slot, _, item in self._pending_enq:
+            buffer.append((job_id, b"[0,%b,%b,%b]" % (slot, item, by)))
+        self._pending_enq = []
 
     def step_completed(self, job: Job, step: Step) -> None:
+        names = self._names
         try:
             state = orjson.dumps(step.state) if step.state else b"{}"
             out = step.emitted
             if not out:
                 emitted = b""
             elif len(out) == 1:
-                emitted = b"[%b,%b]" % (self._names[out[0][0]], self._item(out[0][1]))
+                emitted = b"[%b,%b]" % (names[out[0][0]], self._item(out[0][1]))
             else:
-                emitted = b",".join(b"[%b,%b]" % (self._names[ev], self._item(item)) for ev, item in out)
+                emitted = b",".join([b"[%b,%b]" % (names[ev], self._item(item)) for ev, item in out])
         except (TypeError, StoreError) as e:
             job._fail(f"routine {step.routine!r}: state is not JSON-serialisable, as durable jobs need: {e}")
             return
-        self._add(
-            job,
-            b'{"t":"done","routine":%b,"seq":%d,"attempt":%d,"status":%b,"final":%b,"on_end":%b,'
-            b'"state":%b,"emitted":[%b],"error":%b}'
-            % (
-                self._names[step.routine],
-                step.seq,
-                step.attempt,
-                self._names[step.status],
+        if step.status == "completed" and step.final and not step.on_end and step.error is None:
+            tail = b""
+        else:
+            tail = b",%b,%b,%b,%b" % (
+                names[step.status],
                 b"true" if step.final else b"false",
                 b"true" if step.on_end else b"false",
-                state,
-                emitted,
                 orjson.dumps(step.error),
-            ),
-        )
+            )
+        if step is not self._pending:
+            names = self._names
+            self._add(
+                job,
+                b"[2,%b,%d,%d,%b,[%b]%b]"
+                % (names[step.routine], step.seq, step.attempt, state, emitted, tail),
+            )
+            return
+        # nothing between its start and now: one record
+        self._pending = None
+        enq = self._pending_enq
+        if not enq:
+            sent = b""
+        elif len(enq) == 1:
+            sent = b"[%b,%d]" % enq[0][:2]
+        else:
+            sent = b",".join([b"[%b,%d]" % (slot, k) for slot, k, _ in enq])
+        self._pending_enq = []
+        self._add(job, b"[3,%b,[%b],%b,[%b]%b]" % (self._head(step), sent, state, emitted, tail))
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         try:
@@ -182,12 +248,27 @@ class DurableJournal(Journal):
         )
 
     def _add(self, job: Job, text: bytes) -> None:
+        if self._pending is not None:
+            self._release()
         buffer = self._buffer
         buffer.append((job.id, text))
         if self._timer is None:  # the first record since the last flush started
             self._timer = job.loop.call_later(self.max_delay_s, self._flush_soon, True)
         elif len(buffer) == self.max_batch:
             self._flush_soon(now=True)
+
+    def lagging(self) -> Awaitable[None] | None:
+        """The batch being committed, while another full one waits behind it.
+
+        Routines that make records faster than the store commits them wait here
+        (instead of the buffer growing without bound): the durable state never
+        trails the job by much more than a batch. This wait is also what lets a store's
+        thread in: a busy event loop takes the GIL back within microseconds whenever
+        it polls, so a thread that wants it could otherwise wait for a whole run."""
+        flushing = self._flushing
+        if flushing is not None and len(self._buffer) >= self.max_batch and not flushing.done():
+            return asyncio.shield(flushing)
+        return None
 
     def _flush_soon(self, now: bool) -> None:
         if self._timer is not None:
@@ -208,6 +289,8 @@ class DurableJournal(Journal):
         """Commit everything buffered so far: one row per job per batch, its records
         newline-separated (JSON text has no raw newlines), in one transaction."""
         async with self._lock:
+            if self._pending is not None:
+                self._release()
             while self._buffer:
                 batch, self._buffer = self._buffer, []
                 rows: dict[str, list[bytes]] = {}
@@ -231,6 +314,8 @@ class DurableJournal(Journal):
         outcome awaits ``flush()`` first (the worker does), so many jobs share one
         transaction."""
         if result.status is JobStatus.COMPLETED and self.drop_completed:
+            if self._pending is not None and self._pending_job == job.id:
+                self._pending = None
             kept = [row for row in self._buffer if row[0] != job.id]
             self.dropped += len(self._buffer) - len(kept)
             self._buffer = kept
@@ -247,7 +332,52 @@ class DurableJournal(Journal):
         await self.flush()
 
     async def records_of(self, job_id: str) -> list[Record]:
-        """What the store committed for ``job_id``, decoded."""
-        return [
-            orjson.loads(line) for row in await self.store.read_journal(job_id) for line in row.split("\n")
-        ]
+        """What the store committed for ``job_id``, decoded into ``LogJournal`` records."""
+        records: list[Record] = []
+        for row in await self.store.read_journal(job_id):
+            for line in row.split("\n"):
+                rec = orjson.loads(line)
+                if type(rec) is dict:
+                    records.append(rec)
+                else:
+                    _decode(rec, records)
+        return records
+
+
+_END = ("completed", True, False, None)  # status, final, on_end, error when not written
+
+
+def _decode(rec: list[Any], out: list[Record]) -> None:
+    """Append the ``LogJournal`` records that a compact record stands for to ``out``."""
+    kind = rec[0]
+    if kind == 0:
+        _, slot, item, by = rec
+        out.append({"t": "enq", "slot": slot, "item": item, "by": by})
+        return
+    routine, seq, attempt = rec[1:4]
+    if kind == 1:
+        out.append({"t": "start", "routine": routine, "seq": seq, "attempt": attempt, "consumed": rec[4]})
+        return
+    if kind == 2:
+        state, emitted, tail = rec[4], rec[5], rec[6:]
+    else:
+        out.append({"t": "start", "routine": routine, "seq": seq, "attempt": attempt, "consumed": rec[4]})
+        out.extend(
+            {"t": "enq", "slot": slot, "item": rec[7][k][1], "by": [routine, seq]} for slot, k in rec[5]
+        )
+        state, emitted, tail = rec[6], rec[7], rec[8:]
+    status, final, on_end, error = tail or _END
+    out.append(
+        {
+            "t": "done",
+            "routine": routine,
+            "seq": seq,
+            "attempt": attempt,
+            "status": status,
+            "final": final,
+            "on_end": on_end,
+            "state": state,
+            "emitted": emitted,
+            "error": error,
+        }
+    )

@@ -11,6 +11,7 @@ in batches awaits the batch that holds the record.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,12 @@ class Journal:
     async def job_finished(self, job: Job, result: JobResult) -> None:
         """The job reached a final status."""
 
+    def lagging(self) -> Awaitable[None] | None:
+        """What a busy routine awaits before it goes on, when this journal has fallen
+        behind (it made more records than it has committed); ``None`` when it has not.
+        The runtime asks at the points where a long run of calls yields the loop."""
+        return None
+
 
 def is_active(journal: Journal | None) -> bool:
     """Whether the runtime must report to ``journal`` (it overrides something)."""
@@ -161,3 +168,10 @@ class Journals(Journal):
     async def job_finished(self, job: Job, result: JobResult) -> None:
         for j in self.journals:
             await j.job_finished(job, result)
+
+    def lagging(self) -> Awaitable[None] | None:
+        for j in self.journals:
+            lag = j.lagging()
+            if lag is not None:
+                return lag
+        return None

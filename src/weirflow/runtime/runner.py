@@ -221,7 +221,11 @@ class RoutineRunner:
                     # a long backlog must not starve other tasks of the loop (heartbeats,
                     # store I/O, the HTTP API): let them run, then carry on
                     streak = 0
-                    await asyncio.sleep(0)
+                    lag = job._journal.lagging() if job._journal is not None else None
+                    if lag is not None:  # and must not outrun its journal by more than a batch
+                        await lag
+                    else:
+                        await asyncio.sleep(0)
                     continue
                 if self.concurrency > 1:
                     # counted now, not when the task starts: the routine is busy from here
