@@ -37,11 +37,12 @@ async def test_the_store_holds_what_a_log_journal_would(store: Store) -> None:
     async with wf.Engine(journal=wf.Journals(durable, log)) as engine:
         job = await engine.start(flow(), {"d.inp": [1, 2, 3]}, job_id=job_id, keep_open=True)
         await job.send("d.inp", 4)
-        await job.pause()  # all four processed or queued; nothing finished yet
-        await durable.flush()
+        await job.pause()
+        made = len(log.records)
+        await durable.flush()  # commits at least what was made before it was called
         stored = await durable.records_of(job_id)
-        assert stored == json.loads(json.dumps(log.records))
-        assert durable.committed == len(stored)
+        assert len(stored) >= made
+        assert stored == json.loads(json.dumps(log.records[: len(stored)]))
         restored = restore_from(stored, flow())
         done = [r for r in stored if r["t"] == "done"]
         assert restored.states == ({"d": done[-1]["state"]} if done else {})

@@ -4,9 +4,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
+from ..errors import StoreError
 from . import rules
 from .models import (
     FAILED,
@@ -26,6 +31,12 @@ from .rows import (
 )
 from .sqlite_base import Conn, SqliteBase
 from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S
+
+log = structlog.get_logger("weirflow.durable")
+
+
+_INSERT_JOURNAL = "INSERT INTO wf_journal (job_id, record) VALUES (?, ?)"
+CHECKPOINT_BYTES = 4 << 20  # journal text appended inline between two WAL checkpoints
 
 
 class SqliteAdmin(SqliteBase):
@@ -175,12 +186,49 @@ class SqliteAdmin(SqliteBase):
     # -- the durable journal ----------------------------------------------------------------
 
     async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
-        if rows:
-            await self._tx(self._append_journal, list(rows))
+        """Inline when the write lock is free at once, else on the store thread (see the
+        ``sqlite`` module)."""
+        if not rows:
+            return
+        batch = list(rows)
+        if not self._append_inline(batch):
+            await self._tx(self._append_journal, batch)
+        self._unchecked += sum(len(record) for _, record in batch)
+        if self._unchecked >= CHECKPOINT_BYTES and (self._checkpoint is None or self._checkpoint.done()):
+            self._unchecked = 0
+            self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
+
+    def _append_inline(self, rows: list[tuple[str, str]]) -> bool:
+        """Append on this thread; ``False`` if another connection holds the write lock."""
+        conn = self._journal_conn
+        if conn is None:
+            return False
+        try:
+            if len(rows) == 1:  # one statement: a transaction of its own
+                conn.execute(_INSERT_JOURNAL, rows[0])
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT_JOURNAL, rows)
+                conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.rollback()
+            if e.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return False
+            raise StoreError(f"{self.url}: {type(e).__name__}: {e}") from e
+        return True
 
     @staticmethod
     def _append_journal(conn: Conn, rows: list[tuple[str, str]]) -> None:
-        conn.executemany("INSERT INTO wf_journal (job_id, record) VALUES (?, ?)", rows)
+        conn.executemany(_INSERT_JOURNAL, rows)
+
+    async def _checkpoint_wal(self) -> None:
+        """Copy the WAL's pages into the database without blocking anyone (the journal's
+        inline connection does not checkpoint)."""
+        try:
+            await self._call(self._read, "PRAGMA wal_checkpoint(PASSIVE)")
+        except StoreError as e:
+            log.warning("wal_checkpoint_failed", store=self.url, error=str(e))
 
     async def read_journal(self, job_id: str) -> list[str]:
         rows = await self._call(

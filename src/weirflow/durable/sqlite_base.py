@@ -50,6 +50,9 @@ class SqliteBase:
         self.busy_timeout_s = busy_timeout_s
         self.synchronous = synchronous
         self._conn: Conn | None = None
+        self._journal_conn: Conn | None = None  # used on the event loop's thread only
+        self._unchecked = 0  # journal text appended since the last WAL checkpoint
+        self._checkpoint: asyncio.Task[None] | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._wakeups = Wakeups()
 
@@ -116,6 +119,12 @@ class SqliteBase:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         self._write(self._migrate)
+        # the journal's own connection: never waits for the write lock, never checkpoints
+        journal = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        journal.execute(f"PRAGMA synchronous={self.synchronous}")
+        journal.execute("PRAGMA foreign_keys=ON")
+        journal.execute("PRAGMA wal_autocheckpoint=0")
+        self._journal_conn = journal
 
     @staticmethod
     def _migrate(conn: Conn) -> None:
@@ -133,11 +142,15 @@ class SqliteBase:
     async def close(self) -> None:
         if self._thread is None:
             return
-        conn = self._conn
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
+        conn, journal = self._conn, self._journal_conn
+        self._journal_conn = None
 
         def _close() -> None:
-            if conn is not None:
-                conn.close()
+            for c in (journal, conn):
+                if c is not None:
+                    c.close()
 
         await asyncio.get_running_loop().run_in_executor(self._thread, _close)
         self._thread.shutdown(wait=True)
