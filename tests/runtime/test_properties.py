@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 import weirflow as wf
 from tests.conftest import assert_balanced, assert_settled
+from weirflow.durable import JobSpec, open_store
+from weirflow.durable.journal import DurableJournal
 from weirflow.runtime import LogJournal, restore_from
 
 
@@ -187,3 +189,31 @@ def items_done(records: list[dict[str, Any]], routine: str) -> int:
 def test_random_flows_resume_from_any_prefix_without_loss(case: tuple[Shape, list[float]]) -> None:
     shape, cuts = case
     asyncio.run(resume_shape(shape, cuts))
+
+
+async def durable_shape(shape: Shape) -> None:
+    """What the durable journal commits (folded and compact) decodes to exactly the
+    records a ``LogJournal`` made of the same run, whatever interleaved."""
+    flow = build(shape)
+    store = open_store("memory://")
+    await store.open()
+    job_id = await store.submit(JobSpec(flow=flow.name, inputs={}))
+    durable = DurableJournal(store, max_batch=7, drop_completed=False)  # many small batches
+    log = LogJournal()
+    async with wf.Engine(journal=wf.Journals(durable, log)) as engine:
+        job = await engine.start(
+            flow, {f"r{i}.inp": items for i, items in shape.inputs.items()}, job_id=job_id
+        )
+        if shape.pause and not job.finished:
+            await job.pause()
+            await job.resume()
+        result = await job.wait(timeout_s=30)
+    await durable.close()
+    assert result.status is wf.JobStatus.COMPLETED, result.error
+    assert await durable.records_of(job_id) == log.records
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shapes())
+def test_the_durable_journal_commits_what_a_log_journal_records(shape: Shape) -> None:
+    asyncio.run(durable_shape(shape))

@@ -223,10 +223,11 @@ class SqliteAdmin(SqliteBase):
         conn.executemany(_INSERT_JOURNAL, rows)
 
     async def _checkpoint_wal(self) -> None:
-        """Copy the WAL's pages into the database without blocking anyone (the journal's
-        inline connection does not checkpoint)."""
+        """Copy the WAL's pages into the database and start the WAL over, so it does not
+        grow without bound (the journal's inline connection never checkpoints). Writers
+        wait meanwhile: an inline append finds the lock taken and queues behind this."""
         try:
-            await self._call(self._read, "PRAGMA wal_checkpoint(PASSIVE)")
+            await self._call(self._read, "PRAGMA wal_checkpoint(RESTART)")
         except StoreError as e:
             log.warning("wal_checkpoint_failed", store=self.url, error=str(e))
 

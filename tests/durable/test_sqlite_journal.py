@@ -1,0 +1,64 @@
+"""The SQLite store's journal appends: inline while the write lock is free, through the
+store thread when it is not, and a WAL that is checkpointed as the journal grows."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from weirflow.durable import JobSpec, open_store
+from weirflow.durable.sqlite import SqliteStore
+from weirflow.errors import StoreError
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> SqliteStore:
+    store = open_store(f"sqlite:///{tmp_path / 'weirflow.db'}")
+    assert isinstance(store, SqliteStore)
+    await store.open()
+    yield store  # type: ignore[misc]
+    await store.close()
+
+
+async def test_a_held_write_lock_sends_the_batch_through_the_store_thread(
+    sqlite_store: SqliteStore, tmp_path: Path
+) -> None:
+    job_id = await sqlite_store.submit(JobSpec(flow="f", inputs={}))
+    await sqlite_store.append_journal([(job_id, "first")])
+    other = sqlite3.connect(tmp_path / "weirflow.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        append = asyncio.ensure_future(sqlite_store.append_journal([(job_id, "second"), (job_id, "third")]))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not append.done()  # waiting for the lock on the store thread, not failed
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await append
+    await sqlite_store.append_journal([(job_id, "fourth")])
+    assert await sqlite_store.read_journal(job_id) == ["first", "second", "third", "fourth"]
+
+
+async def test_an_append_the_database_refuses_is_a_store_error(sqlite_store: SqliteStore) -> None:
+    with pytest.raises(StoreError, match="FOREIGN KEY"):
+        await sqlite_store.append_journal([("no-such-job", "record")])
+    job_id = await sqlite_store.submit(JobSpec(flow="f", inputs={}))
+    await sqlite_store.append_journal([(job_id, "after")])  # the connection is still usable
+    assert await sqlite_store.read_journal(job_id) == ["after"]
+
+
+async def test_the_wal_is_checkpointed_as_the_journal_grows(
+    sqlite_store: SqliteStore, tmp_path: Path
+) -> None:
+    job_id = await sqlite_store.submit(JobSpec(flow="f", inputs={}))
+    record = "x" * (1 << 20)
+    for _ in range(24):  # 24 MiB of journal
+        await sqlite_store.append_journal([(job_id, record)])
+        await sqlite_store.get(job_id)  # the store thread is in order: a checkpoint due has run
+    wal = tmp_path / "weirflow.db-wal"
+    assert wal.stat().st_size < 12 << 20  # without checkpoints it would hold all 24 MiB
+    assert len(await sqlite_store.read_journal(job_id)) == 24
