@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,11 @@ from weirflow.errors import StoreError
 
 
 @pytest.fixture
-async def sqlite_store(tmp_path: Path) -> SqliteStore:
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     store = open_store(f"sqlite:///{tmp_path / 'weirflow.db'}")
     assert isinstance(store, SqliteStore)
     await store.open()
-    yield store  # type: ignore[misc]
+    yield store
     await store.close()
 
 
