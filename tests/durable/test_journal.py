@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import pytest
 
 import weirflow as wf
 from weirflow.durable import JobSpec, Store
-from weirflow.durable.journal import DurableJournal
+from weirflow.durable.journal import LAG_BATCHES, DurableJournal
 from weirflow.runtime import LogJournal, restore_from
 
 
@@ -142,3 +144,64 @@ async def test_an_unopenable_sqlite_path_is_a_store_error(tmp_path: Any) -> None
     store = open_store(f"sqlite:///{blocker / 'sub' / 'x.db'}")
     with pytest.raises(wf.StoreError, match="cannot open SQLite store"):
         await store.open()
+
+
+class HeldStore:
+    """A journal store whose appends wait until ``release`` is set."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.release = asyncio.Event()
+        self.batches: list[int] = []  # records per append
+
+    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+        await self.release.wait()
+        self.batches.append(sum(text.count("\n") + 1 for _, text in rows))
+        await self.store.append_journal(rows)
+
+    async def read_journal(self, job_id: str) -> list[str]:
+        return await self.store.read_journal(job_id)
+
+    async def clear_journal(self, job_id: str) -> None:
+        await self.store.clear_journal(job_id)
+
+
+class Watched(DurableJournal):
+    """Notes how much was buffered when a routine first had to wait, then lets the store go."""
+
+    buffered_at_wait: int | None = None
+
+    def lagging(self) -> Awaitable[None] | None:
+        lag = super().lagging()
+        if lag is not None and self.buffered_at_wait is None:
+            self.buffered_at_wait = len(self._buffer)
+            assert isinstance(self.store, HeldStore)
+            self.store.release.set()
+        return lag
+
+
+@pytest.mark.parametrize("store_url", ["memory"], indirect=True)
+async def test_a_job_waits_for_a_journal_that_falls_behind(store: Store) -> None:
+    items = list(range(3000))
+    job_id = await store.submit(JobSpec(flow="double", inputs={}))
+    held = HeldStore(store)
+    journal = Watched(held, max_batch=100, drop_completed=False)
+    f = wf.Flow("double")
+    f.add("d", Double())
+    f.add("e", Double())
+    f.connect("d.out", "e.inp")
+    f.slot("d.inp", capacity=50)
+    f.slot("e.inp", capacity=50)
+    async with wf.Engine(journal=journal) as engine:
+        job = await engine.start(f, {"d.inp": items}, job_id=job_id)
+        result = await job.wait(timeout_s=30)
+        held.release.set()  # (if the job never waited, the store is let go only now)
+        await journal.flush()
+    assert result.status is wf.JobStatus.COMPLETED
+    # the routines stopped a batch or so ahead of the store, not thousands of records
+    assert journal.buffered_at_wait is not None
+    # LAG_BATCHES full batches, and what two routines and the feed add meanwhile
+    assert journal.buffered_at_wait < LAG_BATCHES * 100 + 200
+    assert max(held.batches) < LAG_BATCHES * 100 + 200
+    records = await journal.records_of(job_id)
+    assert sum(1 for r in records if r["t"] == "done") == 2 * len(items)

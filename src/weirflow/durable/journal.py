@@ -50,6 +50,8 @@ log = structlog.get_logger("weirflow.durable")
 DEFAULT_MAX_BATCH = 2000
 DEFAULT_MAX_DELAY_S = 0.02
 RETRY_S = 1.0
+#: full batches buffered behind the one being committed before routines wait for it
+LAG_BATCHES = 4
 
 
 class _Encoded(dict[str, bytes]):
@@ -258,15 +260,16 @@ class DurableJournal(Journal):
             self._flush_soon(now=True)
 
     def lagging(self) -> Awaitable[None] | None:
-        """The batch being committed, while another full one waits behind it.
+        """The batch being committed, while ``LAG_BATCHES`` full ones wait behind it.
 
         Routines that make records faster than the store commits them wait here
-        (instead of the buffer growing without bound): the durable state never
-        trails the job by much more than a batch. This wait is also what lets a store's
-        thread in: a busy event loop takes the GIL back within microseconds whenever
-        it polls, so a thread that wants it could otherwise wait for a whole run."""
+        instead of the buffer growing without bound, so the committed journal never
+        trails a job by much more than that. The wait also lets a store's thread in
+        (the SQLite store's, when the write lock was taken): a busy event loop takes
+        the GIL back within microseconds whenever it polls, so a thread that wants it
+        could otherwise wait until the job ends."""
         flushing = self._flushing
-        if flushing is not None and len(self._buffer) >= self.max_batch and not flushing.done():
+        if flushing is not None and len(self._buffer) >= LAG_BATCHES * self.max_batch and not flushing.done():
             return asyncio.shield(flushing)
         return None
 

@@ -95,9 +95,9 @@ class Journal:
         """The job reached a final status."""
 
     def lagging(self) -> Awaitable[None] | None:
-        """What a busy routine awaits before it goes on, when this journal has fallen
-        behind (it made more records than it has committed); ``None`` when it has not.
-        The runtime asks at the points where a long run of calls yields the loop."""
+        """What a routine awaits before its next call when this journal has fallen
+        behind (it holds more records than it has committed); ``None`` when it has not.
+        Asked before every call: keep it cheap."""
         return None
 
 

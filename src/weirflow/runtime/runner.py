@@ -201,6 +201,7 @@ class RoutineRunner:
         """The runner's task: until the job finishes, start calls as activations get ready."""
         job = self.job
         loop = job.loop
+        journal = job._journal
         tasks: set[asyncio.Task[None]] = set()
         streak = 0  # calls since this task last let others run
         try:
@@ -216,16 +217,17 @@ class RoutineRunner:
                     await self.waiter
                     streak = 0
                     continue
+                if journal is not None:
+                    lag = journal.lagging()
+                    if lag is not None:  # a job must not outrun its journal by more than a batch
+                        await lag
+                        continue
                 streak += 1
                 if streak >= FAIR_SHARE_CALLS:
                     # a long backlog must not starve other tasks of the loop (heartbeats,
                     # store I/O, the HTTP API): let them run, then carry on
                     streak = 0
-                    lag = job._journal.lagging() if job._journal is not None else None
-                    if lag is not None:  # and must not outrun its journal by more than a batch
-                        await lag
-                    else:
-                        await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                     continue
                 if self.concurrency > 1:
                     # counted now, not when the task starts: the routine is busy from here
