@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import weirflow as wf
 from weirflow.durable import JobSpec, open_store
 from weirflow.durable.sqlite import SqliteStore
 from weirflow.errors import StoreError
@@ -63,3 +64,29 @@ async def test_the_wal_is_checkpointed_as_the_journal_grows(
     wal = tmp_path / "weirflow.db-wal"
     assert wal.stat().st_size < 12 << 20  # without checkpoints it would hold all 24 MiB
     assert len(await sqlite_store.read_journal(job_id)) == 24
+
+
+class Forward(wf.Routine):
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    async def forward(self, item: int, ctx: wf.Context) -> None:
+        await ctx.emit(self.out, item)
+
+
+async def test_a_store_call_completes_while_a_busy_job_runs(sqlite_store: SqliteStore) -> None:
+    """The store's thread gets the GIL from a loop that never idles (a worker's lease
+    heartbeat is such a call): it completes while the job still runs, not after."""
+    job_id = await sqlite_store.submit(JobSpec(flow="f", inputs={}))
+    flow = wf.Flow("busy")
+    for name in ("a", "b", "c"):
+        flow.add(name, Forward())
+    flow.connect("a.out", "b.inp")
+    flow.connect("b.out", "c.inp")
+    async with wf.Engine() as engine:
+        job = await engine.start(flow, {"a.inp": list(range(300_000))})  # a second or more
+        for _ in range(3):
+            assert await sqlite_store.get(job_id) is not None
+            assert not job.finished
+        await job.cancel()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from ..errors import JobError, StoreError
+from ..runtime.gil import thread_call
 from .migrations import VERSION_TABLE, migrations, sqlite_statements
 from .models import (
     JobRecord,
@@ -69,7 +70,8 @@ class SqliteBase:
         if self._thread is None:
             raise StoreError(f"store {self.url} is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+            with thread_call():  # a busy loop must let this thread have the GIL
+                return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
         except sqlite3.Error as e:
             raise StoreError(f"{self.url}: {type(e).__name__}: {e}") from e
 

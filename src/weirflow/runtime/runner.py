@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Retry, WeirflowError
 from .context import Context
+from .gil import let_threads_in, thread_call
 from .hooks import HookPoint
 from .journal import Step
 from .slot_queue import SlotQueue
@@ -227,6 +228,7 @@ class RoutineRunner:
                     # a long backlog must not starve other tasks of the loop (heartbeats,
                     # store I/O, the HTTP API): let them run, then carry on
                     streak = 0
+                    let_threads_in()
                     await asyncio.sleep(0)
                     continue
                 if self.concurrency > 1:
@@ -415,7 +417,8 @@ class RoutineRunner:
                         if act.is_async:
                             await act.fn(*args)
                         else:
-                            await job.loop.run_in_executor(job.engine.pool, act.fn, *args)
+                            with thread_call():  # busy routines must let this thread have the GIL
+                                await job.loop.run_in_executor(job.engine.pool, act.fn, *args)
                     except asyncio.CancelledError:
                         raise
                     except Exception as e:  # noqa: BLE001 - the error policy decides
