@@ -95,7 +95,7 @@ class DurableJournal(Journal):
     A step's records are folded into one where nothing else happened between them:
     a started step is held back (``_pending``) with what it enqueued, and when it
     completes before any other record is made and before the next flush, one
-    ``step`` record stands for its ``start``, ``enq`` and ``done`` records
+    record (``[3, ...]``) stands for its ``start``, ``enq`` and ``done`` records
     (``records_of`` expands it again). Any other record, a flush, or the next
     step's start writes the held-back ``start`` and ``enq`` records first, in their
     place, so what is committed is still a prefix of the job's records in causal
@@ -212,7 +212,6 @@ class DurableJournal(Journal):
                 orjson.dumps(step.error),
             )
         if step is not self._pending:
-            names = self._names
             self._add(
                 job,
                 b"[2,%b,%d,%d,%b,[%b]%b]"
@@ -254,10 +253,12 @@ class DurableJournal(Journal):
             self._release()
         buffer = self._buffer
         buffer.append((job.id, text))
-        if self._timer is None:  # the first record since the last flush started
+        if len(buffer) >= self.max_batch:  # (a flush under way takes these too)
+            flushing = self._flushing
+            if flushing is None or flushing.done():
+                self._flush_soon(now=True)
+        elif self._timer is None:  # the first record since the last flush started
             self._timer = job.loop.call_later(self.max_delay_s, self._flush_soon, True)
-        elif len(buffer) == self.max_batch:
-            self._flush_soon(now=True)
 
     def lagging(self) -> Awaitable[None] | None:
         """The batch being committed, while ``LAG_BATCHES`` full ones wait behind it.

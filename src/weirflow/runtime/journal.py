@@ -11,6 +11,7 @@ in batches awaits the batch that holds the record.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,8 @@ class Step:
     resumes from. ``seq`` numbers the routine's calls in the job (retries of a call
     share it); ``consumed`` are ``(slot, item)`` taken from the front of the
     routine's slots when the call started; ``emitted`` are ``(event, item)``;
-    ``final`` says no further attempt of this call follows."""
+    ``final`` says no further attempt of this call follows. ``started_at`` is the
+    time it was made."""
 
     routine: str
     seq: int
@@ -46,6 +48,25 @@ class Step:
     on_end: bool = False
     progress: float | None = None
     message: str = ""
+
+    def __init__(
+        self, routine: str, seq: int, attempt: int, consumed: list[tuple[str, Any]], *, on_end: bool = False
+    ) -> None:
+        # written out (not generated): one is made per handler call of a durable job
+        self.routine = routine
+        self.seq = seq
+        self.attempt = attempt
+        self.consumed = consumed
+        self.emitted = []
+        self.state = {}
+        self.status = "running"
+        self.error = None
+        self.started_at = time.time()
+        self.completed_at = None
+        self.final = False
+        self.on_end = on_end
+        self.progress = None
+        self.message = ""
 
 
 class Journal:

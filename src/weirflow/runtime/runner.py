@@ -265,7 +265,11 @@ class RoutineRunner:
         job._running += 1
         ctx = self.ctx
         ctx.attempt = attempt
-        step = self._step_begin(ctx, 0, attempt, [(q, item)]) if journal is not None else None
+        step: Step | None = None
+        if journal is not None:  # _step_begin, inlined
+            self.seq += 1
+            ctx._step = step = Step(self.name, self.seq, attempt, [(q.name, item)])
+            journal.step_started(job, step)
         t0 = time.perf_counter()
         try:
             if act.wants_ctx:
@@ -481,8 +485,7 @@ class RoutineRunner:
         if not seq:
             self.seq += 1
             seq = self.seq
-        step = Step(self.name, seq, attempt, [(q.name, item) for q, item in taken], started_at=time.time())
-        step.on_end = on_end
+        step = Step(self.name, seq, attempt, [(q.name, item) for q, item in taken], on_end=on_end)
         ctx._step = step
         journal = self.job._journal
         assert journal is not None
