@@ -19,10 +19,10 @@ import asyncio
 import gc
 import json
 import statistics
-from collections import Counter
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 

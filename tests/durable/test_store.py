@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -355,3 +356,32 @@ async def test_notify_wakes_a_worker_of_another_connection(make_store: StoreFact
     await submitting.submit(spec())
     async with asyncio.timeout(10):
         await waiter
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"flow": ""}, "flow must be a non-empty string"),
+        ({"flow": "a\x00b"}, "flow must not contain NUL"),
+        ({"queue": "q\ud800"}, "queue must be valid Unicode"),
+        ({"idempotency_key": "k\x00"}, "idempotency_key must not contain NUL"),
+        ({"inputs": {"a.inp": ["ok", {"deep": ["x\x00"]}]}}, "a string in inputs must not contain NUL"),
+        ({"inputs": {"a.inp": [{"k\udc80": 1}]}}, "a key in inputs must be valid Unicode"),
+    ],
+)
+def test_a_job_spec_every_backend_cannot_store_is_refused(fields: dict[str, Any], message: str) -> None:
+    """PostgreSQL cannot hold NUL characters and no store can encode unpaired surrogates:
+    such a job is refused when it is made, the same on every backend, not at submit on
+    one of them or when its journal is written."""
+    spec: dict[str, Any] = {"flow": "f", "inputs": {}, **fields}
+    with pytest.raises(wf.JobError, match=message):
+        JobSpec(**spec)
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+async def test_postgres_keeps_what_a_job_spec_accepts(store: Store) -> None:
+    text = 'tab\t, quote", backslash\\u0000, emoji \U0001f600, accents éà'
+    job_id = await store.submit(JobSpec(flow=text, inputs={"a.inp": [text, {text: text}]}, queue=text))
+    job = await store.get(job_id)
+    assert job is not None
+    assert (job.flow, job.queue, job.inputs) == (text, text, {"a.inp": [text, {text: text}]})

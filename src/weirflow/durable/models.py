@@ -48,6 +48,35 @@ def to_json(value: Any, what: str) -> str:
         raise JobError(f"{what} must be JSON-serialisable in durable mode: {e}") from None
 
 
+def check_text(text: str, what: str) -> None:
+    """``JobError`` if ``text`` cannot be stored by every backend: PostgreSQL refuses NUL
+    characters, and unpaired surrogates are not Unicode a store can encode."""
+    if not isinstance(text, str):
+        raise JobError(f"{what} must be a string, not {type(text).__name__}")
+    if "\x00" in text:
+        raise JobError(f"{what} must not contain NUL characters")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise JobError(f"{what} must be valid Unicode (it has an unpaired surrogate)") from None
+
+
+def check_strings(value: Any, what: str) -> None:
+    """``check_text`` on every string in ``value`` (dict keys included), however deep."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            check_text(v, f"a string in {what}")
+        elif isinstance(v, dict):
+            for key, item in v.items():
+                if isinstance(key, str):
+                    check_text(key, f"a key in {what}")
+                stack.append(item)
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+
+
 def from_json(value: Any) -> Any:
     """A JSON column as Python (PostgreSQL already decodes ``jsonb``)."""
     if value is None or not isinstance(value, str | bytes):
@@ -98,6 +127,12 @@ class JobSpec:
     timeout_s: float | None = None
 
     def __post_init__(self) -> None:
+        for what, text in (("flow", self.flow), ("queue", self.queue)):
+            if not isinstance(text, str) or not text:
+                raise JobError(f"{what} must be a non-empty string")
+            check_text(text, what)
+        if self.idempotency_key is not None:
+            check_text(self.idempotency_key, "idempotency_key")
         if self.max_attempts < 1:
             raise JobError("attempts must be >= 1")
         if self.delay_s < 0:
@@ -106,6 +141,7 @@ class JobSpec:
             raise JobError("timeout_s must be > 0")
         if not isinstance(self.inputs, dict):
             raise JobError("inputs must map 'routine.slot' to items")
+        check_strings(self.inputs, "inputs")
 
 
 @dataclass
