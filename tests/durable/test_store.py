@@ -46,8 +46,12 @@ async def test_submit_then_get_and_claim(store: Store, clock: FakeClock) -> None
 
 async def test_idempotency_key_under_concurrent_submits(make_store: StoreFactory) -> None:
     stores = [await make_store() for _ in range(3)]
-    ids = await asyncio.gather(*(stores[i % 3].submit(spec(idempotency_key="order-42")) for i in range(20)))
+    submits = await asyncio.gather(
+        *(stores[i % 3].submit_once(spec(idempotency_key="order-42")) for i in range(20))
+    )
+    ids = [job_id for job_id, _ in submits]
     assert len(set(ids)) == 1
+    assert sum(created for _, created in submits) == 1  # exactly one of them made it
     assert len(await stores[0].list_jobs()) == 1
     other_queue = await stores[0].submit(spec(idempotency_key="order-42", queue="other"))
     assert other_queue != ids[0]

@@ -81,10 +81,13 @@ class MemoryStore:
             raise JobError(f"no job {job_id!r} in the store") from None
 
     async def submit(self, spec: JobSpec) -> str:
+        return (await self.submit_once(spec))[0]
+
+    async def submit_once(self, spec: JobSpec) -> tuple[str, bool]:
         if spec.idempotency_key is not None:
             known = self._keys.get((spec.queue, spec.idempotency_key))
             if known is not None:
-                return known
+                return known, False
         now = self.clock()
         job = JobRecord(
             id=uuid.uuid4().hex,
@@ -116,7 +119,7 @@ class MemoryStore:
             self._keys[(spec.queue, spec.idempotency_key)] = job.id
         self._event(job, job.queue, "queued", {"delay_s": spec.delay_s})
         self._wakeups.notify(spec.queue)
-        return job.id
+        return job.id, True
 
     async def claim(
         self,

@@ -45,6 +45,9 @@ class PostgresStore(PostgresAdmin):
     # -- submitting and claiming --------------------------------------------------------
 
     async def submit(self, spec: JobSpec) -> str:
+        return (await self.submit_once(spec))[0]
+
+    async def submit_once(self, spec: JobSpec) -> tuple[str, bool]:
         now = self.clock()
         async with self._tx() as conn:
             cur = await conn.execute(
@@ -77,11 +80,11 @@ class PostgresStore(PostgresAdmin):
                     raise StoreError(
                         f"idempotency key {spec.idempotency_key!r} conflicts but no job holds it"
                     )
-                return str(row[0])
+                return str(row[0]), False
             await self._event(conn, row[0], spec.queue, "queued", now, {"delay_s": spec.delay_s})
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, spec.queue))
         self._wakeups.notify(spec.queue)
-        return str(row[0])
+        return str(row[0]), True
 
     async def claim(
         self,

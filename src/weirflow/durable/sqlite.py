@@ -55,18 +55,22 @@ class SqliteStore(SqliteAdmin):
     # -- submitting and claiming --------------------------------------------------------
 
     async def submit(self, spec: JobSpec) -> str:
-        job_id = await self._tx(self._submit, spec)
-        self._wakeups.notify(spec.queue)
-        return job_id
+        return (await self.submit_once(spec))[0]
 
-    def _submit(self, conn: Conn, spec: JobSpec) -> str:
+    async def submit_once(self, spec: JobSpec) -> tuple[str, bool]:
+        job_id, created = await self._tx(self._submit, spec)
+        if created:
+            self._wakeups.notify(spec.queue)
+        return job_id, created
+
+    def _submit(self, conn: Conn, spec: JobSpec) -> tuple[str, bool]:
         if spec.idempotency_key is not None:
             row = conn.execute(
                 "SELECT id FROM wf_jobs WHERE queue = ? AND idempotency_key = ?",
                 (spec.queue, spec.idempotency_key),
             ).fetchone()
             if row is not None:
-                return str(row[0])
+                return str(row[0]), False
         now = self.clock()
         job_id = uuid.uuid4().hex
         conn.execute(
@@ -87,7 +91,7 @@ class SqliteStore(SqliteAdmin):
             ),
         )
         self._event(conn, job_id, spec.queue, "queued", now, {"delay_s": spec.delay_s})
-        return job_id
+        return job_id, True
 
     async def claim(
         self,

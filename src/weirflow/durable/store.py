@@ -42,6 +42,10 @@ class Store(Protocol):
         """Queue a job; returns its id. A second submit with the same
         ``(queue, idempotency_key)`` returns the first job's id, also when concurrent."""
 
+    async def submit_once(self, spec: JobSpec) -> tuple[str, bool]:
+        """``submit``, also saying whether this call created the job (``False``: a submit
+        with the same key did, also when they were concurrent)."""
+
     async def claim(
         self,
         queue: str,

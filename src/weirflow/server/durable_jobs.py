@@ -88,12 +88,8 @@ class StoreService:
             idempotency_key=body.idempotency_key,
             timeout_s=body.timeout_s,
         )
-        before = self.store.clock()
-        job_id = await self._call(self.store.submit, spec)
+        job_id, created = await self._call(self.store.submit_once, spec)
         record = await self._record(job_id)
-        # without a key every submit creates a job; with one, a job created before this call
-        # was the first submit's (the store's clock stamps created_at)
-        created = body.idempotency_key is None or record.created_at >= before
         return JobInfo.of(record, await self._call(self.store.steps, job_id)), created
 
     # -- reading ------------------------------------------------------------------------
