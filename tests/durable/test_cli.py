@@ -62,6 +62,9 @@ def test_jobs_commands(tmp_path: Path) -> None:
     assert listed[1]["inputs"] == {"a.item": [{"x": 1}]}
     table = cli("jobs", "list", "--store", store, "--status", "queued")
     assert job_id in table.stdout and "queued" in table.stdout
+    page = cli("jobs", "list", "--store", store, "--flow", "one", "--offset", "1", "--json")
+    assert [j["id"] for j in json.loads(page.stdout)] == [job_id]
+    assert json.loads(cli("jobs", "list", "--store", store, "--flow", "other", "--json").stdout) == []
 
     assert cli("jobs", "cancel", job_id, "--store", store).stdout.split() == [job_id, "cancelled"]
     assert cli("jobs", "retry", job_id, "--from-start", "--store", store).stdout.split() == [job_id, "queued"]

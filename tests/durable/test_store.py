@@ -310,6 +310,13 @@ async def test_list_filters_and_order(store: Store, clock: FakeClock) -> None:
     await claim_ids(store, 1)
     assert [j.id for j in await store.list_jobs(status="running")] == [a]
     assert [j.id for j in await store.list_jobs(limit=1)] == [c]
+    assert [j.id for j in await store.list_jobs(limit=1, offset=1)] == [b]
+    assert [j.id for j in await store.list_jobs(offset=3)] == []
+    clock.advance(1)
+    d = await store.submit(JobSpec(flow="g", inputs={}))
+    assert [j.id for j in await store.list_jobs(flow="g")] == [d]
+    assert [j.id for j in await store.list_jobs(flow="f", queue="default")] == [c, a]
+    assert [j.id for j in await store.list_jobs(flow="f", offset=1, limit=1)] == [b]
 
 
 async def test_alert_queries(store: Store, clock: FakeClock) -> None:

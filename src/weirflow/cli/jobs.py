@@ -135,14 +135,18 @@ def list_(
     store: StoreOption = DEFAULT_STORE,
     queue: Annotated[str | None, typer.Option("--queue")] = None,
     status: Annotated[str | None, typer.Option("--status", help=f"One of {', '.join(STATUSES)}.")] = None,
+    flow: Annotated[str | None, typer.Option("--flow", help="Only jobs of this flow.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many of the newest.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """The newest jobs."""
     with cli_errors():
         if status is not None and status not in STATUSES:
             raise InputError(f"--status {status!r}: expected one of {', '.join(STATUSES)}")
-        records = _with_store(store, lambda s: s.list_jobs(queue=queue, status=status, limit=limit))
+        records = _with_store(
+            store, lambda s: s.list_jobs(queue=queue, status=status, flow=flow, limit=limit, offset=offset)
+        )
     if as_json:
         _print_json([r.to_dict() for r in records])
         return

@@ -244,15 +244,23 @@ class MemoryStore:
         return copy.deepcopy(job) if job is not None else None
 
     async def list_jobs(
-        self, *, queue: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        queue: str | None = None,
+        status: str | None = None,
+        flow: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[JobRecord]:
         jobs = [
             j
             for j in self._jobs.values()
-            if (queue is None or j.queue == queue) and (status is None or j.status == status)
+            if (queue is None or j.queue == queue)
+            and (status is None or j.status == status)
+            and (flow is None or j.flow == flow)
         ]
         jobs.sort(key=lambda j: self._order[j.id], reverse=True)
-        return [copy.deepcopy(j) for j in jobs[:limit]]
+        return [copy.deepcopy(j) for j in jobs[offset : offset + limit]]
 
     async def record_steps(self, steps: Sequence[StepRecord]) -> None:
         for step in steps:

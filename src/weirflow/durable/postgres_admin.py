@@ -40,12 +40,19 @@ class PostgresAdmin(PostgresBase):
         return job_from_row(rows[0]) if rows else None
 
     async def list_jobs(
-        self, *, queue: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        queue: str | None = None,
+        status: str | None = None,
+        flow: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[JobRecord]:
         rows = await self._fetch(
             f"SELECT {JOB_SELECT} FROM wf_jobs WHERE (%s::text IS NULL OR queue = %s)"
-            " AND (%s::text IS NULL OR status = %s) ORDER BY seq DESC LIMIT %s",
-            (queue, queue, status, status, limit),
+            " AND (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR flow = %s)"
+            " ORDER BY seq DESC LIMIT %s OFFSET %s",
+            (queue, queue, status, status, flow, flow, limit, offset),
         )
         return [job_from_row(r) for r in rows]
 

@@ -49,13 +49,19 @@ class SqliteAdmin(SqliteBase):
         return job_from_row(rows[0]) if rows else None
 
     async def list_jobs(
-        self, *, queue: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        queue: str | None = None,
+        status: str | None = None,
+        flow: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[JobRecord]:
         rows = await self._call(
             self._read,
             f"SELECT {JOB_SELECT} FROM wf_jobs WHERE (? IS NULL OR queue = ?) AND (? IS NULL OR status = ?)"
-            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (queue, queue, status, status, limit),
+            " AND (? IS NULL OR flow = ?) ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+            (queue, queue, status, status, flow, flow, limit, offset),
         )
         return [job_from_row(r) for r in rows]
 

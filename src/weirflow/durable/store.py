@@ -87,9 +87,15 @@ class Store(Protocol):
     async def get(self, job_id: str) -> JobRecord | None: ...
 
     async def list_jobs(
-        self, *, queue: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        queue: str | None = None,
+        status: str | None = None,
+        flow: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[JobRecord]:
-        """Newest first."""
+        """Newest first: the jobs matching every filter given, ``offset`` of them skipped."""
 
     async def record_steps(self, steps: Sequence[StepRecord]) -> None:
         """Insert or update step rows (keyed by job, job attempt, routine and seq)."""

@@ -29,8 +29,6 @@ T = TypeVar("T")
 
 #: deepest nesting of an item's lists and objects (deeper ones could not be shown back)
 MAX_ITEM_DEPTH = 50
-#: how many more rows a filtered listing reads per round, relative to what it still needs
-_SCAN_GROWTH = 4
 
 
 class StoreService:
@@ -110,19 +108,11 @@ class StoreService:
     async def list_jobs(
         self, queue: str | None, status: str | None, flow: str | None, limit: int, offset: int
     ) -> tuple[list[JobRecord], bool]:
-        """Newest first: one page, and whether more jobs match after it.
-
-        The store filters by queue and status; a ``flow`` filter reads more rows
-        until the page is full or the store has no more."""
-        want = offset + limit + 1
-        ask = want
-        while True:
-            rows = await self._call(self.store.list_jobs, queue=queue, status=status, limit=ask)
-            matching = [r for r in rows if flow is None or r.flow == flow]
-            if len(matching) >= want or len(rows) < ask:
-                break
-            ask = len(rows) + (want - len(matching)) * _SCAN_GROWTH
-        return matching[offset : offset + limit], len(matching) > offset + limit
+        """Newest first: one page, and whether more jobs match after it."""
+        rows = await self._call(
+            self.store.list_jobs, queue=queue, status=status, flow=flow, limit=limit + 1, offset=offset
+        )
+        return rows[:limit], len(rows) > limit
 
     # -- changing -----------------------------------------------------------------------
 
