@@ -93,3 +93,10 @@ def test_serves_prints_where_and_what_and_stops_on_ctrl_c() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_workers_without_a_store_are_refused() -> None:
+    proc = _serve("--flows", SERVED, "--workers", "2")
+    _, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 2
+    assert err == "error: WEIRFLOW_WORKERS needs a store to take jobs from: set WEIRFLOW_STORE (or --store)\n"

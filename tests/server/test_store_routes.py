@@ -560,3 +560,20 @@ async def test_the_readme_curl_example_runs(store_url: str) -> None:
         **done["steps"][0],
         **{"routine": "split", "seq": 1, "status": "completed", "attempt": 1, "progress": 100},
     }
+
+
+def test_a_server_with_workers_runs_the_jobs_submitted_to_it() -> None:
+    """``serve --store memory:// --workers 2``: one process takes jobs and runs them (a
+    memory store is seen by no other process)."""
+    with live_server(FLOWS, store="memory://", workers=2) as server:
+        w: Worker = server.server.config.app.state.worker
+        loop = w._main.get_loop()  # the server's event loop, in its own thread
+        ids = [submit(server.client, item={"x": n})["id"] for n in range(3)]
+        while True:
+            seen = w.reports
+            jobs = [server.client.get(f"{JOBS}/{job_id}").json() for job_id in ids]
+            if all(job["status"] == "completed" for job in jobs):
+                break
+            asyncio.run_coroutine_threadsafe(w.wait_reports(seen), loop).result(timeout=20)
+        assert all([s["status"] for s in job["steps"]] == ["completed"] * 3 for job in jobs)
+        assert w.completed == 3

@@ -47,13 +47,23 @@ def serve(
             "postgresql://... (default: WEIRFLOW_STORE; none: those routes answer 503).",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            metavar="N",
+            help="Run up to N jobs of the store's default queue at once in this process "
+            "(default: WEIRFLOW_WORKERS or 0: jobs run where a 'weirflow worker' runs).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (jobs, queues, live events, metrics) for a set of flows."""
     from ..server import SettingsError, create_app, load_settings, make_server
     from ..server.durable_jobs import check_store
 
     try:
-        settings = load_settings(host=host, port=port, flows=flows, store=store)
+        settings = load_settings(host=host, port=port, flows=flows, store=store, workers=workers)
         if settings.flows is None:
             raise SettingsError("no flows to serve: pass --flows DIR_OR_MODULE (or set WEIRFLOW_FLOWS)")
         app = create_app(settings)

@@ -3,8 +3,9 @@
 Nothing is global: the lifespan creates the engine (with the event hub and the
 metrics hooks), registers the flows and hangs everything off ``app.state``
 (``engine``, ``service``, ``hub``, ``metrics``, ``debugger`` with its ``debug``
-service, and with a ``store`` setting ``store_service`` over the opened durable store);
-on shutdown it closes the engine and the store,
+service, and with a ``store`` setting ``store_service`` over the opened durable store, and
+with ``workers`` a ``worker`` running that store's jobs); on shutdown it stops the worker and
+closes the engine and the store,
 which cancels unfinished jobs (their items are dead-lettered), and ends every
 event stream after its job's last events.
 """
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..debug import Debugger
+from ..durable.worker import Worker
 from ..flow.graph import Flow
 from ..metrics import EngineMetrics
 from ..runtime.engine import Engine
@@ -94,10 +96,20 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
     try:
         async with AsyncExitStack() as stack:
             if settings.store is not None:
-                app.state.store_service = await stack.enter_async_context(
+                store_service = await stack.enter_async_context(
                     StoreService.opened(settings.store, engine.flows)
                 )
+                app.state.store_service = store_service
                 stack.callback(delattr, app.state, "store_service")
+                if settings.workers:  # its own engine: durable jobs are not the API's live jobs
+                    worker = Worker(
+                        store_service.store,
+                        flows,
+                        concurrency=settings.workers,
+                        shutdown_grace_s=settings.shutdown_grace_s,
+                    )
+                    app.state.worker = await stack.enter_async_context(worker)
+                    stack.callback(delattr, app.state, "worker")
             yield
     finally:
         await service.shutdown()

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     store: str | None = Field(default=None, repr=False)
     """Durable job store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``) for the
     ``/api/store`` routes (``--store`` overrides it); without one they answer ``503``."""
+    workers: int = Field(default=0, ge=0, le=1000)
+    """Jobs of the store's ``default`` queue this server runs at once with a worker of its own
+    (``--workers`` overrides it); 0: none, jobs run where a ``weirflow worker`` runs."""
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -115,6 +118,14 @@ class Settings(BaseSettings):
         except StoreError as e:
             raise ValueError(str(e)) from None
         return value
+
+    @model_validator(mode="after")
+    def _workers_need_a_store(self) -> Settings:
+        if self.workers and self.store is None:
+            raise ValueError(
+                "WEIRFLOW_WORKERS needs a store to take jobs from: set WEIRFLOW_STORE (or --store)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> Settings:
