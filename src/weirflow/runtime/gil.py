@@ -8,10 +8,17 @@ say) waits for as long as the loop stays busy. Measured here: a store read issue
 during a 2 s CPU-bound job did not complete until the job had ended, and a worker's
 lease heartbeat would wait the same way.
 
-Code that hands work to such a thread, and will wait for it, counts the call with
-``thread_call()``; the runtime calls ``let_threads_in()`` where long runs of handler
-calls yield the loop, and while a counted call is in flight that releases the GIL
-for ``HANDOFF_S``, long enough for the waiting thread to wake and take it.
+Code that hands short work to such a thread, and will wait for it, counts the call
+with ``thread_call()`` (the SQLite store does); the runtime calls
+``let_threads_in()`` where long runs of handler calls yield the loop, and while a
+counted call is in flight that releases the GIL for ``HANDOFF_S``, long enough for
+the waiting thread to wake and take it.
+
+Calls of plain ``def`` handlers are not counted: each item needs the GIL several
+times on both sides, so hand-offs every hundred calls cost the busy async routines
+up to half their speed and still left the ``def`` routine finishing last (measured
+with a 3-routine async chain of 300,000 items beside a ``def`` routine of 2,000:
+2.0 s without, 4.0 s with 0.2 ms hand-offs).
 """
 
 from __future__ import annotations

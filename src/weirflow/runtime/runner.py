@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Retry, WeirflowError
 from .context import Context
-from .gil import let_threads_in, thread_call
+from .gil import let_threads_in
 from .hooks import HookPoint
 from .journal import Step
 from .slot_queue import SlotQueue
@@ -421,8 +421,7 @@ class RoutineRunner:
                         if act.is_async:
                             await act.fn(*args)
                         else:
-                            with thread_call():  # busy routines must let this thread have the GIL
-                                await job.loop.run_in_executor(job.engine.pool, act.fn, *args)
+                            await job.loop.run_in_executor(job.engine.pool, act.fn, *args)
                     except asyncio.CancelledError:
                         raise
                     except Exception as e:  # noqa: BLE001 - the error policy decides
