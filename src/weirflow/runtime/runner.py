@@ -220,7 +220,7 @@ class RoutineRunner:
                     continue
                 if journal is not None:
                     lag = journal.lagging()
-                    if lag is not None:  # a job must not outrun its journal by more than a batch
+                    if lag is not None:  # a job must not outrun its journal by much (Journal.lagging)
                         await lag
                         continue
                 streak += 1
