@@ -78,3 +78,36 @@ def test_quick_run_reports_every_metric(tmp_path: Path) -> None:
         rss = data["rss"][size]
         assert rss["items"] == data["sizes"][f"rss_{size}"]
         assert sane(rss["peak_rss_mib"])
+
+
+def run_benchmark(module: str, *args: str, out: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_the_durable_chain_benchmark_runs_and_checks_the_journal(tmp_path: Path) -> None:
+    out = tmp_path / "chain.json"
+    proc = run_benchmark(
+        "benchmarks.durable_chain", "--items", "3000", "--repeats", "1", "--backends", "sqlite", out=out
+    )
+    assert "ratio" in proc.stdout
+    data = json.loads(out.read_text())
+    assert set(data["runs"]) == {"memory", "sqlite"}
+    assert all(sane(v) for runs in data["runs"].values() for v in runs)
+    assert sane(data["ratio_to_memory"]["sqlite"])
+
+
+def test_the_store_latency_benchmark_runs_both_sides(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    run_benchmark("benchmarks.store_latency", "--items", "50000", "--calls", "20", "--repeats", "1", out=out)
+    data = json.loads(out.read_text())
+    for side in ("idle", "with hand-off", "without hand-off"):
+        assert data[side]["n"] >= 1 and sane(data[side]["max"]), side
