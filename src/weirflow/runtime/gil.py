@@ -47,4 +47,4 @@ def thread_call() -> Iterator[None]:
 def let_threads_in() -> None:
     """Release the GIL for a moment if a counted thread call is in flight."""
     if _in_flight:
-        time.sleep(HANDOFF_S)
+        time.sleep(HANDOFF_S)  # not a wait for state: the GIL is let go for this long
