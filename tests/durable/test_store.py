@@ -373,11 +373,11 @@ async def test_notify_wakes_a_worker_of_another_connection(make_store: StoreFact
     ("fields", "message"),
     [
         ({"flow": ""}, "flow must be a non-empty string"),
-        ({"flow": "a\x00b"}, "flow must not contain NUL"),
-        ({"queue": "q\ud800"}, "queue must be valid Unicode"),
-        ({"idempotency_key": "k\x00"}, "idempotency_key must not contain NUL"),
-        ({"inputs": {"a.inp": ["ok", {"deep": ["x\x00"]}]}}, "a string in inputs must not contain NUL"),
-        ({"inputs": {"a.inp": [{"k\udc80": 1}]}}, "a key in inputs must be valid Unicode"),
+        ({"flow": "a\x00b"}, "flow: strings must not contain NUL"),
+        ({"queue": "q\ud800"}, "queue: strings must be valid Unicode"),
+        ({"idempotency_key": "k\x00"}, "idempotency_key: strings must not contain NUL"),
+        ({"inputs": {"a.inp": ["ok", {"deep": ["x\x00"]}]}}, "inputs: strings must not contain NUL"),
+        ({"inputs": {"a.inp": [{"k\udc80": 1}]}}, "inputs: strings must be valid Unicode"),
     ],
 )
 def test_a_job_spec_every_backend_cannot_store_is_refused(fields: dict[str, Any], message: str) -> None:

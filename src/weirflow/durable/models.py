@@ -48,33 +48,34 @@ def to_json(value: Any, what: str) -> str:
         raise JobError(f"{what} must be JSON-serialisable in durable mode: {e}") from None
 
 
-def check_text(text: str, what: str) -> None:
-    """``JobError`` if ``text`` cannot be stored by every backend: PostgreSQL refuses NUL
-    characters, and unpaired surrogates are not Unicode a store can encode."""
-    if not isinstance(text, str):
-        raise JobError(f"{what} must be a string, not {type(text).__name__}")
+def text_problem(text: str) -> str | None:
+    """Why no backend can store ``text``, or ``None``: PostgreSQL refuses NUL characters,
+    and an unpaired surrogate is not Unicode any store can encode."""
     if "\x00" in text:
-        raise JobError(f"{what} must not contain NUL characters")
+        return "strings must not contain NUL characters (\\u0000)"
     try:
-        text.encode()
+        text.encode("utf-8")
     except UnicodeEncodeError:
-        raise JobError(f"{what} must be valid Unicode (it has an unpaired surrogate)") from None
+        return "strings must be valid Unicode (an unpaired surrogate is not)"
+    return None
 
 
-def check_strings(value: Any, what: str) -> None:
-    """``check_text`` on every string in ``value`` (dict keys included), however deep."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
+def unstorable(value: Any, max_depth: int | None = None) -> str | None:
+    """Why ``value`` cannot be stored on every backend, or ``None``: ``text_problem`` of a
+    string or a key anywhere in it, or nesting deeper than ``max_depth``."""
+    pending = [(value, 0)]
+    while pending:
+        v, depth = pending.pop()
         if isinstance(v, str):
-            check_text(v, f"a string in {what}")
-        elif isinstance(v, dict):
-            for key, item in v.items():
-                if isinstance(key, str):
-                    check_text(key, f"a key in {what}")
-                stack.append(item)
-        elif isinstance(v, list | tuple):
-            stack.extend(v)
+            problem = text_problem(v)
+            if problem is not None:
+                return problem
+        elif isinstance(v, dict | list | tuple):
+            if max_depth is not None and depth >= max_depth:
+                return f"items must not nest more than {max_depth} levels deep"
+            children = [*v.keys(), *v.values()] if isinstance(v, dict) else v
+            pending.extend((c, depth + 1) for c in children)
+    return None
 
 
 def from_json(value: Any) -> Any:
@@ -127,12 +128,15 @@ class JobSpec:
     timeout_s: float | None = None
 
     def __post_init__(self) -> None:
-        for what, text in (("flow", self.flow), ("queue", self.queue)):
+        named: dict[str, object] = {"flow": self.flow, "queue": self.queue}
+        if self.idempotency_key is not None:
+            named["idempotency_key"] = self.idempotency_key
+        for what, text in named.items():
             if not isinstance(text, str) or not text:
                 raise JobError(f"{what} must be a non-empty string")
-            check_text(text, what)
-        if self.idempotency_key is not None:
-            check_text(self.idempotency_key, "idempotency_key")
+            problem = text_problem(text)
+            if problem is not None:
+                raise JobError(f"{what}: {problem}")
         if self.max_attempts < 1:
             raise JobError("attempts must be >= 1")
         if self.delay_s < 0:
@@ -141,7 +145,9 @@ class JobSpec:
             raise JobError("timeout_s must be > 0")
         if not isinstance(self.inputs, dict):
             raise JobError("inputs must map 'routine.slot' to items")
-        check_strings(self.inputs, "inputs")
+        problem = unstorable(self.inputs)
+        if problem is not None:
+            raise JobError(f"inputs: {problem}")
 
 
 @dataclass

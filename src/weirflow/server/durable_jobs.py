@@ -16,7 +16,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from ..durable.models import DEFAULT_BACKOFF, EventRecord, JobInfo, JobRecord, JobSpec, StepRecord, to_json
+from ..durable.models import (
+    DEFAULT_BACKOFF,
+    EventRecord,
+    JobInfo,
+    JobRecord,
+    JobSpec,
+    StepRecord,
+    to_json,
+    unstorable,
+)
 from ..durable.store import Store, open_store
 from ..errors import JobError, StoreError
 from ..flow.graph import Flow
@@ -66,7 +75,7 @@ class StoreService:
                     f"flow {flow.name!r} has no slot {slot!r} (slots: {', '.join(sorted(slots))})",
                 )
             for n, item in enumerate(items):
-                problem = unstorable(item)
+                problem = unstorable(item, MAX_ITEM_DEPTH)
                 if problem is not None:
                     raise InvalidRequestError(["body", "inputs", slot, n], problem)
         try:
@@ -168,25 +177,3 @@ def check_store(url: str) -> None:
         await store.close()
 
     asyncio.run(check())
-
-
-def unstorable(value: Any) -> str | None:
-    """Why ``value`` (parsed JSON) cannot be stored and shown back on every backend, or
-    ``None``: a NUL character or an unpaired surrogate in a string or a key (PostgreSQL
-    refuses both), or nesting deeper than ``MAX_ITEM_DEPTH``."""
-    pending = [(value, 0)]
-    while pending:
-        v, depth = pending.pop()
-        if isinstance(v, str):
-            if "\x00" in v:
-                return "strings must not contain NUL characters (\\u0000)"
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError:
-                return "strings must be valid Unicode (an unpaired surrogate is not)"
-        elif isinstance(v, dict | list):
-            if depth >= MAX_ITEM_DEPTH:
-                return f"items must not nest more than {MAX_ITEM_DEPTH} levels deep"
-            children = [*v.keys(), *v.values()] if isinstance(v, dict) else v
-            pending.extend((c, depth + 1) for c in children)
-    return None
