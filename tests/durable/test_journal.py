@@ -205,3 +205,54 @@ async def test_a_job_waits_for_a_journal_that_falls_behind(store: Store) -> None
     assert max(held.batches) < LAG_BATCHES * 100 + 200
     records = await journal.records_of(job_id)
     assert sum(1 for r in records if r["t"] == "done") == 2 * len(items)
+
+
+class Gated(wf.Routine):
+    """Each item's call waits until its gate is opened."""
+
+    inp = wf.Slot()
+    gates: dict[int, asyncio.Event]
+
+    @inp.handler
+    async def wait(self, n: int, ctx: wf.Context) -> None:
+        await self.gates[n].wait()
+
+
+class Entered(HeldStore):
+    """A HeldStore that says when its first append has begun."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.entered = asyncio.Event()
+
+    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+        self.entered.set()
+        await super().append_journal(rows)
+
+
+@pytest.mark.parametrize("store_url", ["memory"], indirect=True)
+async def test_a_step_that_starts_during_a_flush_has_its_start_committed(store: Store) -> None:
+    """A step still running when a flush comes round is in the committed journal, so a
+    crash reruns it as its next attempt, also when it started while the previous batch
+    was being committed and nothing else is recorded after it."""
+    job_id = await store.submit(JobSpec(flow="gated", inputs={}))
+    held = Entered(store)
+    journal = DurableJournal(held)
+    gates = {1: asyncio.Event(), 2: asyncio.Event()}
+    gates[1].set()
+    f = wf.Flow("gated")
+    f.add("g", Gated(gates=gates))
+    async with wf.Engine(journal=journal) as engine:
+        job = await engine.start(f, {"g.inp": [1]}, job_id=job_id, keep_open=True)
+        await held.entered.wait()  # the first batch is being committed (and is held there)
+        await job.send("g.inp", 2)  # step 2 starts while that flush is under way
+        assert journal._flushing is not None
+        held.release.set()
+        await asyncio.shield(journal._flushing)  # that flush, and whatever it took on after
+        records = await journal.records_of(job_id)
+        assert not job.finished and not gates[2].is_set()  # step 2 is still running
+        assert [(r["t"], r.get("seq")) for r in records if r["t"] in ("start", "done")][-1] == ("start", 2)
+        assert restore_from(records, f).rerun_attempts == {"g.inp": [2]}
+        gates[2].set()
+        await job.close_input()
+        assert (await job.wait(timeout_s=10)).status is wf.JobStatus.COMPLETED

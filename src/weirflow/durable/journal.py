@@ -293,9 +293,11 @@ class DurableJournal(Journal):
         """Commit everything buffered so far: one row per job per batch, its records
         newline-separated (JSON text has no raw newlines), in one transaction."""
         async with self._lock:
-            if self._pending is not None:
-                self._release()
-            while self._buffer:
+            while True:
+                if self._pending is not None:  # (each pass: a step may have started meanwhile)
+                    self._release()
+                if not self._buffer:
+                    break
                 batch, self._buffer = self._buffer, []
                 rows: dict[str, list[bytes]] = {}
                 for job_id, text in batch:
