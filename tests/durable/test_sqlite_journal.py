@@ -90,3 +90,29 @@ async def test_a_store_call_completes_while_a_busy_job_runs(sqlite_store: Sqlite
             assert await sqlite_store.get(job_id) is not None
             assert not job.finished
         await job.cancel()
+
+
+async def test_a_reader_elsewhere_does_not_hold_up_the_store(tmp_path: Path) -> None:
+    """A WAL checkpoint is due, and another process holds a read open: the checkpoint
+    waits for it only briefly, so the store's other calls (a worker's heartbeat, say) are
+    not held up for the busy timeout."""
+    path = tmp_path / "weirflow.db"
+    store = SqliteStore(path, busy_timeout_s=30)
+    await store.open()
+    try:
+        job_id = await store.submit(JobSpec(flow="f", inputs={}))
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM wf_jobs").fetchall()  # a read in progress
+        try:
+            await store.append_journal([(job_id, "x" * (5 << 20))])  # a checkpoint is due
+            async with asyncio.timeout(10):  # a third of the busy timeout
+                await store.get(job_id)
+                await store.get(job_id)  # (queued after the checkpoint)
+                await store.append_journal([(job_id, "after")])
+        finally:
+            reader.execute("COMMIT")
+            reader.close()
+        assert (await store.read_journal(job_id))[-1] == "after"
+    finally:
+        await store.close()

@@ -15,8 +15,9 @@ batch goes to the store thread like any other write. A thread would need the GIL
 back several times per batch, and a busy event loop takes the GIL back within
 microseconds each time it polls, so the thread starves: a 2,000-record batch took
 0.8 s to commit behind a CPU-bound job. An inline append of such a batch takes
-about 0.3 ms. That connection does not checkpoint the WAL; the store thread
-does, after every few MiB appended.
+about 0.3 ms; batches over 1 MiB go to the store thread anyway. That connection
+does not checkpoint the WAL; the store thread does, after every 4 MiB appended,
+waiting at most 0.1 s for readers and writers to finish.
 
 Idle workers are woken at once by submits made through the same store object;
 other processes' submits are seen at the worker's next bounded wait.

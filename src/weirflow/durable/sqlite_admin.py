@@ -36,7 +36,10 @@ log = structlog.get_logger("weirflow.durable")
 
 
 _INSERT_JOURNAL = "INSERT INTO wf_journal (job_id, record) VALUES (?, ?)"
-CHECKPOINT_BYTES = 4 << 20  # journal text appended inline between two WAL checkpoints
+CHECKPOINT_BYTES = 4 << 20  # journal text appended between two WAL checkpoints
+CHECKPOINT_WAIT_S = 0.1  # how long a checkpoint waits for readers and writers to finish
+#: larger batches go through the store thread: an inline append blocks the loop ~4 ms a MiB
+INLINE_MAX_BYTES = 1 << 20
 
 
 class SqliteAdmin(SqliteBase):
@@ -192,15 +195,20 @@ class SqliteAdmin(SqliteBase):
     # -- the durable journal ----------------------------------------------------------------
 
     async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
-        """Inline when the write lock is free at once, else on the store thread (see the
-        ``sqlite`` module)."""
+        """Inline when the batch is small and the write lock is free at once, else on the
+        store thread (see the ``sqlite`` module)."""
         if not rows:
             return
         batch = list(rows)
-        if not self._append_inline(batch):
+        size = sum(len(record) for _, record in batch)
+        if size > INLINE_MAX_BYTES or not self._append_inline(batch):
             await self._tx(self._append_journal, batch)
-        self._unchecked += sum(len(record) for _, record in batch)
-        if self._unchecked >= CHECKPOINT_BYTES and (self._checkpoint is None or self._checkpoint.done()):
+        self._unchecked += size
+        if (
+            self._unchecked >= CHECKPOINT_BYTES
+            and self._journal_conn is not None  # (not closing)
+            and (self._checkpoint is None or self._checkpoint.done())
+        ):
             self._unchecked = 0
             self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
 
@@ -216,10 +224,12 @@ class SqliteAdmin(SqliteBase):
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(_INSERT_JOURNAL, rows)
                 conn.execute("COMMIT")
-        except sqlite3.Error as e:
+        except BaseException as e:
             if conn.in_transaction:
                 conn.rollback()
-            if e.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if not isinstance(e, sqlite3.Error):
+                raise
+            if e.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # (extended codes)
                 return False
             raise StoreError(f"{self.url}: {type(e).__name__}: {e}") from e
         return True
@@ -229,13 +239,26 @@ class SqliteAdmin(SqliteBase):
         conn.executemany(_INSERT_JOURNAL, rows)
 
     async def _checkpoint_wal(self) -> None:
-        """Copy the WAL's pages into the database and start the WAL over, so it does not
-        grow without bound (the journal's inline connection never checkpoints). Writers
-        wait meanwhile: an inline append finds the lock taken and queues behind this."""
+        """Copy the WAL's pages into the database and start the WAL over, so that it does
+        not grow without bound (the journal's inline connection never checkpoints).
+
+        ``RESTART`` waits for writers and readers to finish, blocking new writers while it
+        waits, so it runs on a connection of its own that waits at most
+        ``CHECKPOINT_WAIT_S``: long enough for this process's journal appends (inline ones
+        find the lock taken and queue behind it), and not as long as a reader in another
+        process might take. That reader's pages are copied next time. ``PASSIVE`` would block
+        nobody, but while appends go on it never catches up with them."""
         try:
-            await self._call(self._read, "PRAGMA wal_checkpoint(RESTART)")
+            await self._call(self._checkpoint_now)
         except StoreError as e:
             log.warning("wal_checkpoint_failed", store=self.url, error=str(e))
+
+    def _checkpoint_now(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=CHECKPOINT_WAIT_S, isolation_level=None)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        finally:
+            conn.close()
 
     async def read_journal(self, job_id: str) -> list[str]:
         rows = await self._call(

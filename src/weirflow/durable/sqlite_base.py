@@ -144,10 +144,10 @@ class SqliteBase:
     async def close(self) -> None:
         if self._thread is None:
             return
+        conn, journal = self._conn, self._journal_conn
+        self._journal_conn = None  # (appends from now on take no new checkpoint)
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
-        conn, journal = self._conn, self._journal_conn
-        self._journal_conn = None
 
         def _close() -> None:
             for c in (journal, conn):

@@ -23,6 +23,7 @@ with a 3-routine async chain of 300,000 items beside a ``def`` routine of 2,000:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,18 +31,21 @@ from contextlib import contextmanager
 #: how long the loop's thread lets go of the GIL for a thread that waits for it
 HANDOFF_S = 0.0002
 
-_in_flight = 0
+_in_flight = 0  # one count per process, as the GIL is (event loops may run in several threads)
+_count_lock = threading.Lock()
 
 
 @contextmanager
 def thread_call() -> Iterator[None]:
     """Count a call that runs on another thread while this one (the loop's) waits for it."""
-    global _in_flight  # one count per process: the GIL is per process
-    _in_flight += 1
+    global _in_flight
+    with _count_lock:
+        _in_flight += 1
     try:
         yield
     finally:
-        _in_flight -= 1
+        with _count_lock:
+            _in_flight -= 1
 
 
 def let_threads_in() -> None:
