@@ -256,3 +256,12 @@ async def test_a_step_that_starts_during_a_flush_has_its_start_committed(store: 
         gates[2].set()
         await job.close_input()
         assert (await job.wait(timeout_s=10)).status is wf.JobStatus.COMPLETED
+
+
+async def test_a_journal_record_of_an_unknown_kind_is_a_job_error(store: Store) -> None:
+    """A record this version cannot read (a newer format) fails the job clearly instead of
+    being misread; a worker does not retry a JobError."""
+    job_id = await store.submit(JobSpec(flow="double", inputs={}))
+    await store.append_journal([(job_id, '[0,"d.inp",1,"input"]\n[9,"from","the future"]')])
+    with pytest.raises(wf.JobError, match=r"cannot read \(\[9,\"from\""):
+        await DurableJournal(store).records_of(job_id)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 import structlog
 
-from ..errors import StoreError
+from ..errors import JobError, StoreError
 from ..runtime.journal import Journal, Step
 from ..runtime.replay import Record
 from ..runtime.results import JobStatus
@@ -345,8 +345,13 @@ class DurableJournal(Journal):
                 rec = orjson.loads(line)
                 if type(rec) is dict:
                     records.append(rec)
-                else:
+                elif type(rec) is list and rec and rec[0] in (0, 1, 2, 3):
                     _decode(rec, records)
+                else:  # not retried: the job fails with this
+                    raise JobError(
+                        f"job {job_id}: its journal holds a record this weirflow cannot read "
+                        f"({line[:60]}); was it written by a newer version?"
+                    )
         return records
 
 
