@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -84,12 +85,19 @@ async def test_a_store_call_completes_while_a_busy_job_runs(sqlite_store: Sqlite
         flow.add(name, Forward())
     flow.connect("a.out", "b.inp")
     flow.connect("b.out", "c.inp")
-    async with wf.Engine() as engine:
-        job = await engine.start(flow, {"a.inp": list(range(300_000))})  # a second or more
-        for _ in range(3):
-            assert await sqlite_store.get(job_id) is not None
-            assert not job.finished
-        await job.cancel()
+    # CPython forces a switch to a waiting thread after this long without one; the loop's
+    # polls count as switches, so here it never comes, and only the hand-off lets it in
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10)
+    try:
+        async with wf.Engine() as engine:
+            job = await engine.start(flow, {"a.inp": list(range(300_000))})  # a second or more
+            for _ in range(3):
+                assert await sqlite_store.get(job_id) is not None
+                assert not job.finished
+            await job.cancel()
+    finally:
+        sys.setswitchinterval(interval)
 
 
 async def test_a_reader_elsewhere_does_not_hold_up_the_store(tmp_path: Path) -> None:
