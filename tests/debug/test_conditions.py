@@ -136,3 +136,67 @@ async def test_failed_adds_take_no_id_and_timed_out_waits_leave_nothing() -> Non
                 await session.wait_for_hit(timeout_s=0.001)
         assert session._hit_waiters == []
         await job.cancel()
+
+
+TEN = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+COSTLY = [
+    # comprehensions nested in one another: the cost is the product of the list sizes
+    f"{TEN}.map(a, {TEN}.map(b, {TEN}.map(c, {TEN}.map(d, {TEN}.map(e, e))))).size() > 0",
+    f"{TEN}.all(a, {TEN}.exists(b, a == b))",
+    "item.filter(x, x.tags.exists(t, t == 'a')).size() > 0",
+    "item.map(x, [x].map(y, y)).size() > 0",
+    f"{TEN}.exists_one(a, {TEN}.all(b, b >= 0))",
+    # many of them in a row
+    " && ".join(["item.exists(x, x == 1)"] * 9),
+]
+
+
+@pytest.mark.parametrize("expr", COSTLY)
+def test_conditions_whose_cost_multiplies_are_refused_when_compiled(expr: str) -> None:
+    with pytest.raises(ConditionError, match=r"nested inside another|comprehension macros"):
+        Condition(expr)
+
+
+def test_one_level_of_comprehension_is_allowed() -> None:
+    cond = Condition("item.filter(x, x > 1).size() == 2 && item.exists(s, s == 3) && '.map(' != ''")
+    assert cond.test({"item": to_plain([1, 2, 3])})
+
+
+@pytest.mark.parametrize(
+    ("expr", "item", "message"),
+    [
+        # map and filter copy their accumulator at each element: quadratic in the list
+        ("item.map(x, x + 1).size() > 0", list(range(2000)), "too costly"),
+        ("item.filter(x, x > 0).size() > 0", list(range(1000)), "map\\(\\) and filter\\(\\)"),
+        # a body that reaches the whole item copies all of it at each step
+        ("item.map(x, item).size() > 0", list(range(200)), "too costly"),
+        ("item.all(x, x in item)", list(range(1000)), "too costly"),
+        # a huge string touched by many operators
+        ("item + item + item + item != ''", "x" * 3_000_000, "too costly"),
+    ],
+)
+def test_an_evaluation_too_costly_for_the_event_loop_is_refused(expr: str, item: Any, message: str) -> None:
+    cond = Condition(expr)
+    with pytest.raises(ConditionError, match=message):
+        cond.value({"item": to_plain(item)})
+    assert cond.value({"item": to_plain(item[:20])}) is not None  # the same condition on less data runs
+
+
+def test_data_too_large_for_a_condition_is_refused_before_it_is_converted() -> None:
+    huge = [{"n": i} for i in range(1_000_000)]
+    with pytest.raises(ConditionError, match="too large for a condition"):
+        to_plain(huge)
+    assert to_plain(huge[:100])[-1] == {"n": 99}
+
+
+async def test_a_too_costly_condition_pauses_the_job_and_says_why() -> None:
+    async with wf.Engine() as engine:
+        job, session = await start(engine, [])
+        bp = session.add_breakpoint("routine", "double", "item.map(x, item).size() > 0")
+        await feed_and_finish(job, [list(range(300))])
+        loc = await session.wait_for_hit(timeout_s=10)
+        assert loc["breakpoint"] == bp.id
+        assert bp.status == "error"
+        assert bp.error is not None and "too costly" in bp.error
+        await session.resume()
+        await job.cancel()

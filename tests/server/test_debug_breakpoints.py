@@ -201,3 +201,13 @@ def test_cancelling_a_job_that_holds_an_item_dead_letters_it(dbg: Live, api: str
         None,
         0,
     )
+
+
+def test_a_condition_whose_cost_multiplies_is_422_and_the_server_answers(dbg: Live, api: str) -> None:
+    c = dbg.client
+    ten = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+    nested = f"{ten}.map(a, {ten}.map(b, {ten}.map(c, {ten}.map(d, {ten}.map(e, e))))).size() > 0"
+    bad = c.post(f"{api}/breakpoints", json={"kind": "routine", "target": "enrich", "condition": nested})
+    assert bad.status_code == 422
+    assert "nested inside another" in bad.json()["detail"]
+    assert c.get("/healthz").status_code == 200
