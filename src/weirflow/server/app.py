@@ -7,7 +7,8 @@ service, and with a ``store`` setting ``store_service`` over the opened durable 
 with ``workers`` a ``worker`` running that store's jobs); on shutdown it stops the worker and
 closes the engine and the store,
 which cancels unfinished jobs (their items are dead-lettered), and ends every
-event stream after its job's last events.
+event stream after its job's last events. The web UI (``ui.mount.install_ui``) is served at
+``/ui`` and Swagger UI at ``/docs``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .flow_source import check_unique, load_flows
 from .routes import ROUTERS
 from .service import JobService
 from .settings import Settings
+from .ui.mount import install_ui
 
 DESCRIPTION = """Control weirflow jobs: start them, stream items in, pause, resume, watch
 their queues and events. Send `Authorization: Bearer KEY` (keys from
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, *, flows: Iterable[Flow] | str 
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
+    install_ui(app)
     return app
 
 

@@ -2,6 +2,8 @@
 
 With keys configured, every route but ``/healthz`` needs one: ``401`` without a
 key or with an unknown one, ``403`` when a ``read`` key calls a mutating route.
+Without an ``Authorization`` header the web UI's session cookie stands for the key
+it was opened with (``ui.sessions``; changing calls then need its CSRF token).
 Without keys the server is open (and listens on loopback only, see ``settings``).
 """
 
@@ -16,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .errors import ApiError
 from .settings import Role, Settings
+from .ui.sessions import check_csrf, cookie_session
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -56,8 +59,15 @@ def require(role: Role) -> Callable[..., Awaitable[None]]:
         if not settings.auth_enabled:
             return
         if credentials is None:
-            raise UnauthorizedError("missing API key: send 'Authorization: Bearer KEY'", headers=_challenge())
-        have = role_of(credentials.credentials, settings.api_keys)
+            session = cookie_session(request)
+            if session is None:
+                raise UnauthorizedError(
+                    "missing API key: send 'Authorization: Bearer KEY'", headers=_challenge()
+                )
+            check_csrf(request, session)
+            have: Role | None = session.role
+        else:
+            have = role_of(credentials.credentials, settings.api_keys)
         if have is None:
             raise UnauthorizedError("invalid API key", headers=_challenge())
         if role is Role.ADMIN and have is not Role.ADMIN:

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import control, debug, events, flows, health, jobs, metrics, store
+from . import control, debug, events, flow_check, flows, health, jobs, metrics, store, store_bulk
 
 ROUTERS: list[APIRouter] = [
     health.router,
     flows.router,
+    flow_check.router,
     jobs.router,
     control.router,
     debug.router,
     events.router,
     metrics.router,
     store.router,
+    store_bulk.router,
 ]

@@ -1,0 +1,114 @@
+"""Browser sessions of the web UI: a key checked once, then an ``HttpOnly`` cookie.
+
+A browser cannot send ``Authorization`` with a page load or an ``EventSource``, so
+after ``POST /ui/login`` checks an API key the server keeps a session (random
+token -> role, CSRF token, expiry) and sets the token as the ``weirflow_session``
+cookie (``HttpOnly``, ``SameSite=Strict``, path ``/``). ``auth.require`` accepts
+that cookie where no ``Authorization`` header is given. A request authenticated by
+the cookie that may change something (any method but ``GET``/``HEAD``) must also
+carry the session's CSRF token in ``X-CSRF-Token``: ``SameSite=Strict`` already
+keeps other sites' requests from carrying the cookie, and the header is a second
+lock that a cross-site form cannot open (it cannot set headers).
+
+Sessions live in memory (``app.state.ui_sessions``): a server restart logs
+everyone out. The key itself is never stored in the cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from ..errors import ApiError
+from ..settings import Role
+
+COOKIE = "weirflow_session"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_IDLE_S = 12 * 3600.0
+MAX_SESSIONS = 10_000
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class CsrfError(ApiError):
+    """A cookie-authenticated request that changes something came without its CSRF token."""
+
+    status = 403
+
+
+@dataclass
+class Session:
+    token: str
+    role: Role
+    csrf: str
+    expires_at: float
+
+
+class Sessions:
+    """The UI sessions of one app, at most ``max_sessions`` (the oldest are dropped first)."""
+
+    def __init__(
+        self,
+        *,
+        idle_s: float = SESSION_IDLE_S,
+        max_sessions: int = MAX_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.idle_s = idle_s
+        self.max_sessions = max_sessions
+        self.clock = clock
+        self._by_token: OrderedDict[str, Session] = OrderedDict()
+
+    def create(self, role: Role) -> Session:
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        session = Session(token, role, csrf, self.clock() + self.idle_s)
+        self._by_token[session.token] = session
+        while len(self._by_token) > self.max_sessions:
+            self._by_token.popitem(last=False)
+        return session
+
+    def get(self, token: str | None) -> Session | None:
+        """The live session of ``token`` (its expiry pushed back), or ``None``."""
+        if not token:
+            return None
+        session = self._by_token.get(token)
+        if session is None:
+            return None
+        now = self.clock()
+        if session.expires_at < now:
+            del self._by_token[token]
+            return None
+        session.expires_at = now + self.idle_s
+        self._by_token.move_to_end(token)
+        return session
+
+    def drop(self, token: str | None) -> None:
+        if token:
+            self._by_token.pop(token, None)
+
+
+def sessions_of(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.ui_sessions
+    return sessions
+
+
+def cookie_session(request: Request) -> Session | None:
+    """The request's UI session from its cookie, or ``None`` (no cookie, unknown or expired)."""
+    sessions: Sessions | None = getattr(request.app.state, "ui_sessions", None)
+    if sessions is None:
+        return None
+    return sessions.get(request.cookies.get(COOKIE))
+
+
+def check_csrf(request: Request, session: Session) -> None:
+    """``CsrfError`` unless a changing request carries the session's CSRF token."""
+    if request.method in SAFE_METHODS:
+        return
+    given = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(given.encode(), session.csrf.encode()):
+        raise CsrfError(f"missing or wrong {CSRF_HEADER} header: a UI session must send its CSRF token")

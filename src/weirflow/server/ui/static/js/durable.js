@@ -1,0 +1,75 @@
+// Durable jobs in the store: a list by status, queue and flow with paging, and bulk actions.
+import { get, post, canAct } from "./api.js";
+import { h, clear, table, badge, select, field, when, toast, emptyState } from "./dom.js";
+
+const PAGE = 50;
+const STATUSES = ["", "queued", "running", "completed", "failed", "cancelled"];
+
+export async function render(main, _params, ctx) {
+  const q = new URLSearchParams(location.search);
+  const status = select(STATUSES.map((s) => [s, s || "any status"]), q.get("status") || ""); status.id = "filter-status";
+  const queue = h("input", { id: "filter-queue", value: q.get("queue") || "", placeholder: "any queue", size: 16 });
+  const flow = h("input", { id: "filter-flow", value: q.get("flow") || "", placeholder: "any flow", size: 16 });
+  const box = h("div", { class: "card", id: "durable-list" });
+  const bulk = h("div", { class: "card", id: "bulk" });
+  let offset = Number(q.get("offset") || 0) || 0;
+  main.append(h("h1", {}, "Durable jobs"),
+    h("form", { class: "row card", onsubmit: (e) => { e.preventDefault(); offset = 0; load(); } },
+      field("Status", status), field("Queue", queue), field("Flow", flow), h("button", { type: "submit" }, "Filter")), box, bulk);
+  status.addEventListener("change", () => { offset = 0; load(); });
+
+  const load = async () => {
+    const params = { status: status.value, queue: queue.value, flow: flow.value, limit: PAGE, offset };
+    const search = new URLSearchParams(Object.entries(params).filter(([k, v]) => v && k !== "limit"));
+    history.replaceState(null, "", `/ui/durable${search.toString() ? "?" + search : ""}`);
+    let page;
+    try { page = await get("/api/store/jobs", params); }
+    catch (e) {
+      clear(box, e.status === 503 ? emptyState("No durable store.", "Start the server with --store URL (e.g. sqlite:///weirflow.db); durable jobs submitted to it are listed here.", e.message)
+        : h("p", { class: "error" }, e.message));
+      return false;
+    }
+    const rows = page.items.map((j) => [h("a", { href: `/ui/durable/${encodeURIComponent(j.id)}`, class: "mono" }, j.id), j.flow, j.queue,
+      badge(j.status), `${j.attempt}/${j.max_attempts}`, when(j.created_at), when(j.finished_at), j.error ? j.error.split("\n")[0].slice(0, 120) : ""]);
+    clear(box, table(["id", "flow", "queue", "status", "attempt", "created", "finished", "error"], rows,
+      { empty: "No durable job matches. Submit one with POST /api/store/jobs or weirflow jobs submit." }),
+      (offset > 0 || page.next_offset !== null) ? h("div", { class: "pager" },
+        h("button", { type: "button", class: "secondary", disabled: offset <= 0, onclick: () => { offset = Math.max(0, offset - PAGE); load(); } }, "← Newer"),
+        h("span", { class: "muted" }, `${offset + 1}–${offset + page.items.length}`),
+        h("button", { type: "button", class: "secondary", disabled: page.next_offset === null, onclick: () => { offset = page.next_offset; load(); } }, "Older →")) : null);
+    return true;
+  };
+  if (!(await load())) return;
+  ctx.every(3000, load);
+
+  if (canAct()) {
+    const bulkQueue = h("input", { id: "bulk-queue", value: q.get("queue") || "default", size: 16 });
+    const retryAll = async () => {
+      if (!confirm(`Retry every failed job of queue ${bulkQueue.value}?`)) return;
+      try {
+        const r = await post(`/api/store/queues/${encodeURIComponent(bulkQueue.value)}/retry-failed`);
+        toast(`${r.retried.length} job(s) queued again${r.refused.length ? `, ${r.refused.length} refused` : ""}`);
+        load();
+      } catch (e) { toast(e.message, true); }
+    };
+    clear(bulk, h("h2", {}, "Bulk actions"), h("div", { class: "row" }, field("Queue", bulkQueue),
+      h("button", { type: "button", id: "retry-failed", onclick: retryAll }, "Retry all failed")),
+      h("p", { class: "muted small" }, "Pausing a queue and cleaning finished jobs on demand need store support that is not there yet; the workers' retention settings clean finished jobs meanwhile."));
+  } else {
+    bulk.remove();
+  }
+  await schedules(main);
+}
+
+async function schedules(main) {
+  let list;
+  try { list = await get("/api/store/schedules"); } catch (e) {
+    if (e.status === 404) main.append(h("div", { class: "card" }, h("h2", {}, "Schedules"),
+      emptyState("Schedules are not served by this server yet.", "Use weirflow schedules list|add|remove meanwhile.")));
+    return;
+  }
+  const items = Array.isArray(list) ? list : (list.items || []);
+  main.append(h("div", { class: "card" }, h("h2", {}, "Schedules"),
+    table(["name", "flow", "queue", "cron", "next run"], items.slice(0, 200).map((s) => [s.name, s.flow, s.queue || "", h("code", {}, s.cron || ""), when(s.next_run_at)]),
+      { empty: "No schedules. Add one with weirflow schedules add." })));
+}

@@ -1,0 +1,64 @@
+// Overview: jobs by status (in memory and durable), full and near-full slots across jobs,
+// failure rate per queue. Refreshed every 2 s without a reload.
+import { get } from "./api.js";
+import { h, clear, table, num, badge, bar, emptyState } from "./dom.js";
+
+const REFRESH_MS = 2000;
+
+function figures(counts) {
+  return h("div", { class: "figures" }, Object.entries(counts).map(([k, n]) =>
+    h("div", { class: "figure", "data-status": k }, h("span", { class: "n" }, n), h("span", { class: "l" }, k))));
+}
+
+export async function render(main, _params, ctx) {
+  const memory = h("div", { class: "card" }, h("p", { class: "muted" }, "Loading…"));
+  const slots = h("div", { class: "card" });
+  const durable = h("div", { class: "card" });
+  const later = h("div", { class: "card" }, h("h2", {}, "Pipelines and nodes"),
+    emptyState("Not available on this server yet.",
+      "Pipelines (state, restarts, health) and the node registry appear here once the server exposes them over HTTP."));
+  const updated = h("span", { class: "muted small", "aria-live": "off" });
+  main.append(h("h1", {}, "Overview ", updated), h("div", { class: "grid" }, memory, durable), slots, later);
+
+  async function refresh() {
+    const ready = await get("/readyz");
+    clear(memory, h("h2", {}, "Jobs in memory"), figures(ready.jobs),
+      h("p", { class: "muted small" }, `${ready.flows} flow(s) served. `, h("a", { href: "/ui/jobs" }, "All jobs")));
+    const flows = await get("/api/flows");
+    const rows = [];
+    for (const f of flows) {
+      const q = await get(`/api/flows/${encodeURIComponent(f.name)}/queues`);
+      for (const [path, s] of Object.entries(q.slots)) {
+        if (!s.full && !s.near_full) continue;
+        rows.push([h("a", { href: `/ui/flows/${encodeURIComponent(f.name)}` }, f.name), h("code", {}, path),
+          num(s.full), num(s.near_full), h("td", {}, bar(s.usage, s.full ? "full" : "near_full")), num(s.blocked_emitters)]);
+      }
+    }
+    const fullJobs = ready.full_slots.slice(0, 20).map((j) => [h("a", { href: `/ui/jobs/${encodeURIComponent(j.job)}` }, j.job), j.flow, j.slots.join(", ")]);
+    clear(slots, h("h2", {}, "Full and near-full slots"),
+      table(["flow", "slot", "jobs full#", "jobs near full#", "max usage", "blocked emitters#"], rows,
+        { empty: "No slot of an unfinished job is full or near full (≥ 80 %)." }),
+      fullJobs.length ? [h("h3", {}, "Jobs with a full slot"), table(["job", "flow", "full slots"], fullJobs)] : null);
+    try {
+      const sum = await get("/api/store/summary", { max_jobs: 10000 });
+      const qrows = Object.entries(sum.queues).map(([name, q]) => [
+        h("a", { href: `/ui/durable?queue=${encodeURIComponent(name)}` }, name),
+        num(q.counts.queued), num(q.counts.running), num(q.counts.completed), num(q.counts.failed),
+        num(q.failure_rate === null ? "—" : `${(q.failure_rate * 100).toFixed(1)} %`),
+        num(`${q.last_hour.failed} / ${q.last_hour.finished}`)]);
+      clear(durable, h("h2", {}, "Durable jobs"), figures(sum.by_status),
+        sum.truncated ? h("p", { class: "muted small" }, `Counted the newest ${sum.counted} jobs.`) : null,
+        h("h3", {}, "Failure rate per queue"),
+        table(["queue", "queued#", "running#", "completed#", "failed#", "failure rate#", "last hour failed / finished#"], qrows,
+          { empty: "No durable jobs in the store yet." }));
+    } catch (e) {
+      clear(durable, h("h2", {}, "Durable jobs"), e.status === 503
+        ? emptyState("No durable store.", "Start the server with --store URL (e.g. sqlite:///weirflow.db) to see durable jobs here.", String(e.message))
+        : h("p", { class: "error" }, e.message));
+    }
+    updated.textContent = `updated ${new Date().toLocaleTimeString(undefined, { hour12: false })}`;
+  }
+  await refresh();
+  let busy = false;
+  ctx.every(REFRESH_MS, async () => { if (busy) return; busy = true; try { await refresh(); } finally { busy = false; } });
+}
