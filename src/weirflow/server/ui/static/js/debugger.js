@@ -35,6 +35,15 @@ export function debuggerPanel(box, { base, flow, graph }) {
   const list = h("div", { id: "breakpoints" });
   const stopped = h("div", { id: "stopped" });
   const queued = h("div", { id: "queued" });
+  // evaluating: made once, so what is typed survives the panel being redrawn
+  const expr = h("input", { id: "eval-expr", placeholder: "item", size: 30 });
+  const value = h("pre", { id: "eval-value", "aria-live": "polite" });
+  const evaluate = async () => {
+    try { value.textContent = json((await post(`${base}/debug/eval`, { expr: expr.value })).value); value.classList.remove("error"); }
+    catch (e) { value.textContent = conditionError(e); value.classList.add("error"); }
+  };
+  const evalBox = h("div", { class: "form", id: "eval-box" }, h("div", { class: "row" }, field("Evaluate (CEL) at the stop", expr),
+    h("button", { type: "button", class: "secondary", id: "eval", onclick: evaluate }, "Evaluate")), value);
   const fillOptions = () => clear(options, targets[kind.value].map((t) => h("option", { value: t })));
   kind.addEventListener("change", fillOptions);
   fillOptions();
@@ -49,9 +58,9 @@ export function debuggerPanel(box, { base, flow, graph }) {
     } catch (e) { formError.textContent = conditionError(e); }
   };
 
-  const parts = [h("h2", {}, "Debugger"), stopped];
+  const parts = [h("h2", {}, "Debugger"), stopped, canAct() ? evalBox : null];
   if (canAct()) {
-    parts.push(h("h3", {}, "Add a breakpoint"), h("div", { class: "form", id: "bp-form" },
+    parts.push(h("div", { class: "form", id: "bp-form" }, h("h3", {}, "Add a breakpoint"),
       h("div", { class: "row" }, field("Kind", kind), h("div", { style: "flex:1" }, field("Target", target, "r, r.slot, r.event or r.event -> s.slot"))), options,
       field("Condition (CEL, optional)", condition, "variables: item, routine, slot, event, attempt, queue, state"),
       h("div", { class: "row" }, once, h("label", { for: "bp-once" }, "once"), enabled, h("label", { for: "bp-enabled" }, "enabled"), field("Scope", scope)),
@@ -85,6 +94,9 @@ export function debuggerPanel(box, { base, flow, graph }) {
     if (sig === shown) return;
     shown = sig;
     graph.here(view.location ? view.location.target : null);
+    evalBox.hidden = !view.location;
+    const form = box.querySelector("#bp-form");
+    if (form) form.hidden = ["completed", "failed", "cancelled"].includes(view.status);
     if (!view.location) {
       clear(stopped, view.paused
         ? h("p", { class: "empty" }, `Paused (${view.pause_reason || "manual"}), nothing held.`)
@@ -94,15 +106,9 @@ export function debuggerPanel(box, { base, flow, graph }) {
     const loc = view.location;
     const editor = h("textarea", { id: "held-item", rows: 4, spellcheck: "false" }, json(loc.item));
     const reason = h("input", { id: "drop-reason", value: "removed in the UI", size: 24 });
-    const expr = h("input", { id: "eval-expr", placeholder: "item", size: 30 });
-    const value = h("pre", { id: "eval-value", "aria-live": "polite" });
     const save = async () => {
       let item; try { item = JSON.parse(editor.value); } catch (e) { toast(`Not JSON: ${e.message}`, true); return; }
       if (await act("set-item", { item })) toast("Held item replaced");
-    };
-    const evaluate = async () => {
-      try { value.textContent = json((await post(`${base}/debug/eval`, { expr: expr.value })).value); value.classList.remove("error"); }
-      catch (e) { value.textContent = conditionError(e); value.classList.add("error"); }
     };
     clear(stopped, h("div", { class: "card stopped" },
       h("p", {}, h("strong", {}, "Stopped "), `at ${loc.kind} `, h("code", { id: "stopped-at" }, loc.target),
@@ -112,8 +118,7 @@ export function debuggerPanel(box, { base, flow, graph }) {
           h("button", { type: "button", id: "step", class: "secondary", onclick: () => act("step", undefined) }, "Step"),
           h("button", { type: "button", id: "step-into", class: "secondary", onclick: () => act("step-into", undefined) }, "Step into"),
           h("button", { type: "button", id: "resume", onclick: () => act("resume", undefined) }, "Resume")),
-        h("div", { class: "row" }, reason, h("button", { type: "button", class: "danger", id: "drop", onclick: () => act("drop-item", { reason: reason.value }) }, "Drop item")),
-        h("div", { class: "row" }, field("Evaluate (CEL)", expr), h("button", { type: "button", class: "secondary", id: "eval", onclick: evaluate }, "Evaluate")), value]
+        h("div", { class: "row" }, reason, h("button", { type: "button", class: "danger", id: "drop", onclick: () => act("drop-item", { reason: reason.value }) }, "Drop item"))]
         : h("pre", { id: "held-item" }, json(loc.item)),
       h("h3", {}, "Routine state"), h("pre", {}, json(view.state))));
   };
@@ -146,7 +151,6 @@ export function debuggerPanel(box, { base, flow, graph }) {
     pick(k, t) {
       kind.value = k; fillOptions(); target.value = t; formError.textContent = "";
       condition.focus();
-      toast(`${k} ${t}: add a condition if you like, then "Add breakpoint"`);
     },
   };
 }

@@ -98,5 +98,6 @@ export function toast(message, bad = false) {
   const box = document.getElementById("toast");
   const el = h("div", { class: bad ? "bad" : "" }, message);
   box.append(el);
+  while (box.children.length > 3) box.firstChild.remove();
   setTimeout(() => el.remove(), bad ? 8000 : 3500);
 }

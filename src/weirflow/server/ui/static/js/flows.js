@@ -38,9 +38,10 @@ export async function renderFlow(main, [name], ctx) {
   const graph = drawGraph(graphBox, flow);
   async function fill() {
     const q = await get(`/api/flows/${encodeURIComponent(name)}/queues`);
+    if (!q.jobs) { graph.reset(); fillNote.textContent = "No unfinished job: each slot shows its capacity."; return; }
     graph.update(Object.fromEntries(Object.entries(q.slots).map(([p, s]) => [p, {
       size: s.size, capacity: s.capacity, usage: s.usage, state: s.full ? "full" : s.near_full ? "near_full" : "ok" }])));
-    fillNote.textContent = q.jobs ? `Fill of ${q.jobs} unfinished job(s) (slot size summed, bar at the fullest job).` : "No unfinished job: every slot is empty.";
+    fillNote.textContent = `Fill of ${q.jobs} unfinished job(s): sizes and capacities summed, the bar at the fullest job.`;
   }
   await fill();
   ctx.every(1000, fill);

@@ -12,6 +12,19 @@ function s(tag, attrs, ...children) {
   return el;
 }
 
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  el.append(...children);
+  return el;
+}
+
+function zoomButton(label, title, onclick) {
+  const b = h("button", { type: "button", class: "secondary view", title, "aria-label": title }, label);
+  b.addEventListener("click", onclick);
+  return b;
+}
+
 function fit(text, px) {
   const max = Math.max(4, Math.floor(px / 7));
   return text.length > max ? text.slice(0, max - 1) + "…" : text;
@@ -42,7 +55,7 @@ export function drawGraph(container, flow, { onPick } = {}) {
   const size = g.graph();
   const svg = s("svg", { class: "graph", width: Math.ceil(size.width), height: Math.ceil(size.height),
     viewBox: `0 0 ${Math.ceil(size.width)} ${Math.ceil(size.height)}`, role: "group", "aria-label": `flow ${flow.name}` });
-  svg.append(s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
+  svg.append(s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" },
     s("path", { d: "M 0 0 L 10 5 L 0 10 z" }))));
   const ports = {};  // "r.slot" / "r.event" -> [x, y]
   const picks = {};  // target -> element (for marking breakpoints)
@@ -89,7 +102,7 @@ export function drawGraph(container, flow, { onPick } = {}) {
         s("circle", { cx: 0, cy: ROW / 2, r: 4, fill: "currentColor" }),
         s("text", { x: 10, y: 15 }, fit(`▸ ${slot}`, 105)), bg, fill, label);
       pickable(el, "slot", path);
-      fills[path] = { fill, label, capacity: spec.capacity };
+      fills[path] = { fill, label, capacity: spec.capacity, row: el };
       ports[path] = [x, y + ry + ROW / 2];
       node.append(el);
       row++;
@@ -127,7 +140,20 @@ export function drawGraph(container, flow, { onPick } = {}) {
     pickable(el, "connection", target);
     edges.append(el);
   });
+  const width = Math.ceil(size.width), height = Math.ceil(size.height);
+  let scale = 1;
+  const zoomTo = (f) => {
+    scale = Math.max(0.2, Math.min(2, f));
+    svg.setAttribute("width", String(Math.round(width * scale)));
+    svg.setAttribute("height", String(Math.round(height * scale)));
+  };
+  const fitScale = () => Math.min(1, (container.clientWidth - 4) / width);
+  const zoomBar = h("div", { class: "zoom", role: "group", "aria-label": "zoom" },
+    zoomButton("−", "zoom out", () => zoomTo(scale / 1.25)), zoomButton("+", "zoom in", () => zoomTo(scale * 1.25)),
+    zoomButton("Fit", "fit the width", () => zoomTo(fitScale())), zoomButton("100 %", "actual size", () => zoomTo(1)));
   container.replaceChildren(svg);
+  container.before(zoomBar);
+  if (width > container.clientWidth && names.length > 12) zoomTo(Math.max(0.5, fitScale()));
 
   return {
     /** Show each slot's fill: ``queues`` is ``{"r.slot": {size, capacity, usage, state}}``. */
@@ -140,6 +166,13 @@ export function drawGraph(container, flow, { onPick } = {}) {
         f.fill.setAttribute("class", `fill ${q.state || ""}`);
         f.label.textContent = `${q.size}/${q.capacity}`;
         f.label.parentNode.dataset.size = String(q.size);
+      }
+    },
+    /** No job: each slot shows its capacity again. */
+    reset() {
+      for (const f of Object.values(fills)) {
+        f.fill.setAttribute("width", "0");
+        f.label.textContent = `cap ${f.capacity}`;
       }
     },
     /** Outline the elements that have a breakpoint. */

@@ -33,39 +33,45 @@ export async function render(main, [id], ctx) {
   const graph = drawGraph(graphBox, flow, { onPick: canAct() ? (kind, target) => dbg && dbg.pick(kind, target) : null });
   dbg = debuggerPanel(debugBox, { base, flow, graph, ctx });
 
+  // the send form is made once (what is typed in it survives status changes), shown while
+  // the job takes input
+  const send = canAct() ? sendForm() : null;
+  const headInfo = h("div", {});
+  head.append(headInfo);
+  if (send) head.append(send);
   const drawHead = () => {
+    const live = !["completed", "failed", "cancelled"].includes(job.status);
     const actions = [];
     if (canAct()) {
       const act = (label, path, enabled, cls) => h("button", { type: "button", class: cls || "secondary", disabled: !enabled, "data-action": path,
         onclick: async () => { try { job = await post(`${base}/${path}`); drawHead(); refresh(); } catch (e) { toast(e.message, true); } } }, label);
-      const live = !["completed", "failed", "cancelled"].includes(job.status);
       actions.push(act("Pause", "pause", live && job.status !== "paused"), act("Resume", "resume", job.status === "paused"),
         act("Close input", "close", live && !job.input_closed), act("Cancel", "cancel", live, "danger"));
     }
-    clear(head, h("div", { class: "row" }, badge(job.status), h("span", {}, "flow ", h("a", { href: `/ui/flows/${encodeURIComponent(job.flow)}` }, job.flow)),
+    clear(headInfo, h("div", { class: "row" }, badge(job.status), h("span", {}, "flow ", h("a", { href: `/ui/flows/${encodeURIComponent(job.flow)}` }, job.flow)),
       h("span", { class: "muted" }, `created ${when(job.created_at)}`), job.input_closed ? h("span", { class: "muted" }, "input closed") : null,
       job.pause ? h("span", {}, "paused: ", h("code", {}, job.pause.reason)) : null),
       job.error ? h("pre", { class: "error" }, job.error) : null,
-      actions.length ? h("div", { class: "actions" }, actions) : null,
-      canAct() && !job.input_closed && !["completed", "failed", "cancelled"].includes(job.status) ? sendForm() : null);
+      actions.length ? h("div", { class: "actions" }, actions) : null);
+    if (send) send.hidden = !live || job.input_closed;
   };
 
-  const sendForm = () => {
+  function sendForm() {
     const entries = entrySlots(flow);
-    const all = Object.entries(flow.routines).flatMap(([r, s]) => Object.keys(s.slots).map((x) => `${r}.${x}`));
-    const slot = select(all.map((s) => [s, s]), entries[0] || all[0]);
+    const all = Object.entries(flow.routines).flatMap(([r, spec]) => Object.keys(spec.slots).map((x) => `${r}.${x}`));
+    const slot = select(all.map((p) => [p, p]), entries[0] || all[0]);
     slot.id = "send-slot";
     const items = h("textarea", { id: "send-items", rows: 2, spellcheck: "false" }, "[]");
-    const send = async () => {
+    const submit = async () => {
       let parsed;
       try { parsed = JSON.parse(items.value); } catch (e) { toast(`Items are not JSON: ${e.message}`, true); return; }
       if (!Array.isArray(parsed)) parsed = [parsed];
       try { const r = await post(`${base}/input`, { slot: slot.value, items: parsed, timeout_s: 5 }); toast(`${r.accepted} item(s) accepted`); refresh(); }
       catch (e) { toast(e.message, true); }
     };
-    return h("div", { class: "form" }, h("h3", {}, "Send items"), h("div", { class: "row" }, field("Slot", slot),
-      h("div", { style: "flex:1" }, field("Items (a JSON list)", items))), h("div", { class: "actions" }, h("button", { type: "button", id: "send", onclick: send }, "Send")));
-  };
+    return h("div", { class: "form" }, h("h3", {}, "Send items"), h("div", { class: "row top" }, field("Slot", slot),
+      h("div", { style: "flex:1" }, field("Items (a JSON list)", items))), h("div", { class: "actions" }, h("button", { type: "button", id: "send", onclick: submit }, "Send")));
+  }
 
   const drawQueues = (q) => {
     graph.update(q.slots);

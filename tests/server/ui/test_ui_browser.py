@@ -1,0 +1,337 @@
+"""The web UI in a real browser (headless Chromium through selenium) against a live server
+with API keys, a SQLite store and a worker. Every wait is on what the page shows
+(``WebDriverWait``), never a sleep; ``window.__page`` set before an action and read after
+it shows the page was not reloaded. Each page is photographed (``conftest.shoot``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.server.conftest import ADMIN_KEY, READ_KEY, Live
+from tests.server.ui.conftest import WAIT_S, Browser, shoot
+
+pytestmark = pytest.mark.slow
+
+#: buttons that change something (zoom buttons, class ``view``, only change the view)
+ACTIONS = "main button:not(.view)"
+
+SCRIPT = "<script>window.__xss = 1</script>"
+IMG = '<img src=x onerror="window.__xss = 2">'
+
+
+def wait(driver: webdriver.Chrome, check: Any, timeout_s: float = WAIT_S) -> Any:
+    """Wait until ``check(driver)`` is truthy (elements redrawn meanwhile are looked up again)."""
+    waiting = WebDriverWait(driver, timeout_s, ignored_exceptions=[StaleElementReferenceException])
+    return waiting.until(lambda d: check(d))
+
+
+def find(driver: webdriver.Chrome, css: str) -> WebElement:
+    return wait(driver, lambda d: (d.find_elements(By.CSS_SELECTOR, css) or [None])[0])
+
+
+def text(driver: webdriver.Chrome, css: str) -> str:
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].text if found else ""
+
+
+def value(driver: webdriver.Chrome, css: str) -> str | None:
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].get_attribute("value") if found else None
+
+
+def log_in(driver: webdriver.Chrome, live: Live, key: str, path: str = "/ui") -> None:
+    driver.get(live.url + path)
+    find(driver, "#key").send_keys(key)
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    wait(driver, lambda d: "role:" in text(d, "#who"))
+
+
+def steps(driver: webdriver.Chrome) -> list[tuple[str, str]]:
+    """(routine, status) of each row of the steps table."""
+    rows = [r.text.split() for r in driver.find_elements(By.CSS_SELECTOR, "#steps tbody tr")]
+    return [(r[0], r[2]) for r in rows]
+
+
+def mark_page(driver: webdriver.Chrome) -> None:
+    driver.execute_script("window.__page = 'same'")
+
+
+def same_page(driver: webdriver.Chrome) -> bool:
+    return bool(driver.execute_script("return window.__page === 'same'"))
+
+
+def api(live: Live) -> httpx.Client:
+    return live.new_client(Authorization=f"Bearer {ADMIN_KEY}")
+
+
+def dark(driver: webdriver.Chrome, on: bool) -> None:
+    features = [{"name": "prefers-color-scheme", "value": "dark" if on else "light"}]
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": features})
+
+
+def test_log_in_with_a_key_and_open_a_flows_graph(ui_server: Live, browser: Browser) -> None:
+    driver = browser()
+    driver.get(ui_server.url + "/ui/flows")
+    assert "/ui/login?next=" in driver.current_url
+    shoot(driver, "01-login")
+    find(driver, "#key").send_keys("wrong-key")
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    wait(driver, lambda d: text(d, "#error") == "invalid API key")
+    field = driver.find_element(By.ID, "key")
+    field.clear()
+    field.send_keys(ADMIN_KEY, Keys.ENTER)  # the keyboard alone logs in
+    wait(driver, lambda d: d.current_url.endswith("/ui/flows") and "stream" in text(d, "main table"))
+    assert text(driver, "#who").startswith("role: admin")
+    shoot(driver, "03-flows")
+    driver.find_element(By.LINK_TEXT, "stream").click()
+    graph = find(driver, "#graph svg.graph")
+    routines = [g.get_attribute("data-routine") for g in graph.find_elements(By.CSS_SELECTOR, "g.node")]
+    assert routines == ["clean", "sink"]
+    [edge] = graph.find_elements(By.CSS_SELECTOR, "g.edge")
+    assert edge.get_attribute("data-target") == "clean.out -> sink.items"
+    assert edge.get_attribute("tabindex") == "0"  # reachable from the keyboard
+    clean, sink = (g.rect for g in graph.find_elements(By.CSS_SELECTOR, "g.node"))
+    assert clean["x"] + clean["width"] < sink["x"]  # laid out left to right, not overlapping
+    shoot(driver, "04-flow-graph")
+
+    driver.get(ui_server.url + "/ui/flows/wide")  # 50 routines: laid out, none overlapping
+    nodes = find(driver, "#graph svg.graph").find_elements(By.CSS_SELECTOR, "g.node")
+    assert len(nodes) == 50
+    boxes = [n.rect for n in nodes]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart = (
+                a["x"] + a["width"] <= b["x"]
+                or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"]
+                or b["y"] + b["height"] <= a["y"]
+            )
+            assert apart, (a, b)
+    shoot(driver, "05-flow-50-routines")
+
+    driver.get(ui_server.url + "/ui")
+    wait(driver, lambda d: "Jobs in memory" in text(d, "main"))
+    wait(driver, lambda d: "Failure rate per queue" in text(d, "main"))
+    shoot(driver, "02-overview")
+    for path, name, expect in [
+        ("/ui/jobs", "06-jobs", "job(s)"),
+        ("/ui/durable", "09-durable-jobs", "No durable job matches"),
+        ("/ui/pipelines", "12-pipelines", "No pipeline routes on this server yet"),
+        ("/ui/nodes", "13-nodes", "No node registry on this server yet"),
+    ]:
+        driver.get(ui_server.url + path)
+        wait(driver, lambda d, expect=expect: expect in text(d, "main"))
+        shoot(driver, name)
+    driver.get(ui_server.url + "/docs")
+    wait(driver, lambda d: "weirflow" in text(d, ".swagger-ui .info"))
+    assert "/api/jobs" in text(driver, ".swagger-ui")
+    shoot(driver, "14-api-docs")
+
+
+def test_a_streaming_job_shows_its_queue_fill_change_without_a_reload(
+    ui_server: Live, browser: Browser
+) -> None:
+    driver = browser()
+    log_in(driver, ui_server, ADMIN_KEY, "/ui/flows/stream")
+    inputs = find(driver, "#inputs")
+    inputs.clear()
+    inputs.send_keys('{"clean.items": ["first"]}')
+    driver.find_element(By.ID, "keep-open").click()
+    driver.find_element(By.ID, "validate").click()
+    wait(driver, lambda d: "Valid: 1 item(s) for clean.items" in text(d, "main"))
+    driver.find_element(By.ID, "start").click()
+    wait(driver, lambda d: "/ui/jobs/" in d.current_url)
+    job_id = driver.current_url.rsplit("/", 1)[1]
+    fill = 'g[data-slot="clean.items"] text.dim'
+    wait(driver, lambda d: text(d, fill) == "0/5")
+    mark_page(driver)
+    find(driver, 'button[data-action="pause"]').click()
+    wait(driver, lambda d: "paused" in text(d, "main .badge"))
+    items = find(driver, "#send-items")
+    items.clear()
+    items.send_keys('["x", "y", "z"]')
+    driver.find_element(By.ID, "send").click()
+    wait(driver, lambda d: text(d, fill) == "3/5")  # the graph shows the queue filling
+    assert "3" in text(driver, "#main table tbody tr")  # and so does the queues table
+    shoot(driver, "07-job-queue-filling")
+    find(driver, 'button[data-action="resume"]').click()
+    wait(driver, lambda d: text(d, fill) == "0/5")
+    find(driver, 'button[data-action="close"]').click()
+    wait(driver, lambda d: "completed" in text(d, "main .badge"))
+    outputs = find(driver, '#outputs pre[data-output="sink.all"]')
+    assert json.loads(outputs.text) == [["first", "x", "y", "z"]]
+    assert "event" in text(driver, "#events") or "status" in text(driver, "#events")
+    assert same_page(driver)
+    with api(ui_server) as client:
+        assert client.get(f"/api/jobs/{job_id}").json()["status"] == "completed"
+
+
+def test_a_connection_breakpoint_with_a_condition_edit_step_resume(ui_server: Live, browser: Browser) -> None:
+    with api(ui_server) as client:
+        job_id = client.post("/api/jobs", json={"flow": "stream", "keep_open": True}).json()["id"]
+        driver = browser()
+        log_in(driver, ui_server, ADMIN_KEY, f"/ui/jobs/{job_id}")
+        find(driver, "#bp-add")
+        find(driver, 'g[data-slot="clean.items"]').click()  # a click on the graph fills the form
+        assert driver.find_element(By.ID, "bp-kind").get_attribute("value") == "slot"
+        assert driver.find_element(By.ID, "bp-target").get_attribute("value") == "clean.items"
+        edge = find(driver, 'g.edge[data-target="clean.out -> sink.items"]')
+        driver.execute_script("arguments[0].focus()", edge)
+        ActionChains(driver).send_keys(Keys.ENTER).perform()  # and so does the keyboard
+        assert driver.find_element(By.ID, "bp-kind").get_attribute("value") == "connection"
+        assert driver.find_element(By.ID, "bp-target").get_attribute("value") == "clean.out -> sink.items"
+        condition = driver.find_element(By.ID, "bp-condition")
+        condition.send_keys('item == "b" &&')
+        driver.find_element(By.ID, "bp-add").click()
+        error = wait(driver, lambda d: text(d, "#bp-error"))
+        assert "line 1" in error and "column" in error, error
+        condition.clear()
+        condition.send_keys('item == "b"')
+        driver.find_element(By.ID, "bp-add").click()
+        wait(driver, lambda d: 'item == "b"' in text(d, "#breakpoints"))
+        assert text(driver, "#bp-error") == ""
+        mark_page(driver)
+
+        accepted = client.post(
+            f"/api/jobs/{job_id}/input", json={"slot": "clean.items", "items": ["a", "b", "c"]}
+        )
+        assert accepted.status_code == 202, accepted.text
+        wait(driver, lambda d: text(d, "#stopped-at") == "clean.out -> sink.items")  # the hit, live
+        held = find(driver, "textarea#held-item")
+        assert held.get_attribute("value") == '"b"'
+        shoot(driver, "08-debugger-stopped")
+        held.clear()
+        held.send_keys('"B-edited"')
+        driver.find_element(By.ID, "save-item").click()
+        wait(driver, lambda d: d.find_element(By.ID, "held-item").get_attribute("value") == '"B-edited"')
+        driver.find_element(By.ID, "eval-expr").send_keys("item + '!'")
+        driver.find_element(By.ID, "eval").click()
+        wait(driver, lambda d: text(d, "#eval-value") == '"B-edited!"')
+        shoot(driver, "08b-debugger-edited")
+
+        driver.find_element(By.ID, "step").click()
+        # the step lets the edited item go; wherever it stops next, resume lets everything go
+        wait(driver, lambda d: value(d, "textarea#held-item") != '"B-edited"')
+        if driver.find_elements(By.ID, "resume"):
+            driver.find_element(By.ID, "resume").click()
+        else:
+            find(driver, 'button[data-action="resume"]').click()
+        wait(driver, lambda d: not d.find_elements(By.ID, "stopped-at"))
+        find(driver, 'button[data-action="close"]').click()
+        wait(driver, lambda d: "completed" in text(d, "main .badge"))
+        outputs = find(driver, '#outputs pre[data-output="sink.all"]')
+        assert json.loads(outputs.text) == [["a", "B-edited", "c"]]
+        assert same_page(driver)
+        result = client.get(f"/api/jobs/{job_id}/result").json()
+        assert result["outputs"]["sink.all"] == [["a", "B-edited", "c"]]
+
+
+def test_retry_a_failed_durable_job_and_watch_its_steps_fill_in(
+    ui_server: Live, browser: Browser, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    with api(ui_server) as client:
+        body = {"flow": "gated", "inputs": {"a.item": [{"gate": str(gate), "sleep_s": 0.3}]}, "attempts": 1}
+        job_id = client.post("/api/store/jobs", json=body).json()["id"]
+    driver = browser()
+    log_in(driver, ui_server, ADMIN_KEY, "/ui/durable")
+    find(driver, f'a[href="/ui/durable/{job_id}"]').click()
+    wait(driver, lambda d: "failed" in text(d, "#durable-head .badge"))
+    assert "is closed" in text(driver, "#durable-error")
+    assert steps(driver) == [("a", "completed"), ("b", "failed")]
+    shoot(driver, "10-durable-job-failed")
+    gate.touch()
+    mark_page(driver)
+    driver.find_element(By.ID, "retry").click()
+    seen: set[str] = set()
+
+    def done(d: webdriver.Chrome) -> bool:
+        seen.add(text(d, "#durable-head .badge"))
+        return "completed" in text(d, "#durable-head .badge")
+
+    wait(driver, done, timeout_s=30)
+    assert steps(driver) == [("a", "completed"), ("b", "failed"), ("b", "completed"), ("c", "completed")]
+    assert seen & {"queued", "running"}, seen  # it was watched on its way, not only at the end
+    assert same_page(driver)
+    shoot(driver, "11-durable-job-retried")
+    driver.get(ui_server.url + "/ui/durable")
+    wait(driver, lambda d: "completed" in text(d, "#durable-list"))
+    shoot(driver, "09b-durable-list")
+
+
+def test_a_read_key_sees_no_action_buttons_and_a_forged_post_is_refused(
+    ui_server: Live, browser: Browser
+) -> None:
+    with api(ui_server) as client:
+        job_id = client.post("/api/jobs", json={"flow": "stream", "keep_open": True}).json()["id"]
+        stored = client.post("/api/store/jobs", json={"flow": "gated", "inputs": {"a.item": [{}]}}).json()[
+            "id"
+        ]
+        driver = browser()
+        log_in(driver, ui_server, READ_KEY, f"/ui/jobs/{job_id}")
+        assert text(driver, "#who").startswith("role: read")
+        wait(driver, lambda d: "Breakpoints" in text(d, "#debugger"))
+        wait(driver, lambda d: text(d, 'g[data-slot="clean.items"] text.dim') == "0/5")
+        assert driver.find_elements(By.CSS_SELECTOR, ACTIONS) == []
+        assert driver.find_elements(By.CSS_SELECTOR, "#send-items, #bp-add, #bp-form") == []
+        shoot(driver, "15-read-key-job")
+        driver.get(f"{ui_server.url}/ui/flows/stream")
+        find(driver, "#graph svg.graph")
+        assert driver.find_elements(By.CSS_SELECTOR, f"#start, #validate, {ACTIONS}") == []
+        driver.get(f"{ui_server.url}/ui/durable/{stored}")
+        wait(driver, lambda d: "completed" in text(d, "#durable-head .badge"))
+        assert driver.find_elements(By.CSS_SELECTOR, ACTIONS) == []
+        forged = driver.execute_async_script(
+            """const done = arguments[arguments.length - 1];
+            (async () => {
+              const plain = await fetch(arguments[0], {method: "POST", credentials: "same-origin"});
+              const csrf = (await (await fetch("/ui/session")).json()).csrf;
+              const signed = await fetch(arguments[0], {method: "POST", credentials: "same-origin",
+                                                         headers: {"X-CSRF-Token": csrf}});
+              done([plain.status, signed.status, (await signed.json()).detail]);
+            })();""",
+            f"/api/jobs/{job_id}/cancel",
+        )
+        assert forged == [403, 403, "this API key has role 'read'; POST needs 'admin'"]
+        assert client.get(f"/api/jobs/{job_id}").json()["status"] == "running"
+
+
+def test_items_with_markup_are_shown_as_text(ui_server: Live, browser: Browser, tmp_path: Path) -> None:
+    with api(ui_server) as client:
+        job_id = client.post(
+            "/api/jobs", json={"flow": "stream", "inputs": {"clean.items": [SCRIPT, IMG]}}
+        ).json()["id"]
+        assert client.get(f"/api/jobs/{job_id}/result", params={"wait_s": 10}).json()["status"] == "completed"
+        gate = tmp_path / SCRIPT  # the durable job's error names this path
+        body = {"flow": "gated", "inputs": {"a.item": [{"gate": str(gate)}]}, "attempts": 1}
+        stored = client.post("/api/store/jobs", json=body).json()["id"]
+    driver = browser()
+    log_in(driver, ui_server, ADMIN_KEY, f"/ui/jobs/{job_id}")
+    outputs = find(driver, '#outputs pre[data-output="sink.all"]')
+    assert json.loads(outputs.text) == [[SCRIPT, IMG]]
+    assert driver.find_elements(By.CSS_SELECTOR, "main script, main img") == []
+    shoot(driver, "16-markup-as-text")
+    driver.get(f"{ui_server.url}/ui/durable/{stored}")
+    wait(driver, lambda d: "failed" in text(d, "#durable-head .badge"))
+    assert SCRIPT in text(driver, "#durable-error")
+    assert driver.find_elements(By.CSS_SELECTOR, "main script, main img") == []
+    assert driver.execute_script("return window.__xss === undefined")
+    dark(driver, True)
+    shoot(driver, "17-dark-durable-job")
+    driver.get(f"{ui_server.url}/ui/jobs/{job_id}")
+    find(driver, '#outputs pre[data-output="sink.all"]')
+    shoot(driver, "18-dark-job")
+    assert driver.execute_script("return window.__xss === undefined")
