@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     keep_finished_jobs: int = Field(default=1000, ge=0)
     """Finished jobs kept for ``/result``; older ones are forgotten."""
     shutdown_grace_s: int = Field(default=10, ge=0)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    """A request's headers must be complete within this of the connection opening (or of the
+    first bytes of a later request on it); otherwise the connection is closed."""
+    keep_alive_s: int = Field(default=5, ge=1, le=3600)
+    """An idle keep-alive connection is closed after this."""
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    """Open connections beyond this get ``503`` and are closed at once."""
     store: str | None = Field(default=None, repr=False)
     """Durable job store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``) for the
     ``/api/store`` routes (``--store`` overrides it); without one they answer ``503``."""

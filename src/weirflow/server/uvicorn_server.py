@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .app import begin_shutdown
+from .connections import guarded_protocol
 from .settings import Settings
 
 Listening = Callable[[list[str]], None]
@@ -61,5 +62,10 @@ def make_server(
         access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
+        http=guarded_protocol(
+            header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections
+        ),
+        timeout_keep_alive=settings.keep_alive_s,
+        h11_max_incomplete_event_size=64 * 1024,  # a request line and headers over 64 KiB: 400
     )
     return Server(config, app, on_listening)
