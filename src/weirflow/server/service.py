@@ -112,14 +112,22 @@ class JobService:
                 ) from None
         return len(items)
 
-    async def close_input(self, job_id: str) -> Job:
+    def unfinished(self, job_id: str, action: str) -> Job:
+        """The job, or ``ConflictError`` if it has finished: one rule for every change of a
+        job over HTTP (pause, resume, close, cancel here; the durable routes follow the same)."""
         job = self.job(job_id)
+        if job.status.finished:
+            raise ConflictError(f"job {job_id} is {job.status.value}; it cannot be {action}")
+        return job
+
+    async def close_input(self, job_id: str) -> Job:
+        job = self.unfinished(job_id, "closed")
         await job.close_input()
         return job
 
     async def pause(self, job_id: str, reason: str) -> Job:
         """Pause; wait up to ``pause_wait_s`` for running calls to reach a safe point."""
-        job = self.job(job_id)
+        job = self.unfinished(job_id, "paused")
         try:
             job.request_pause(reason)
         except JobError as e:
@@ -130,7 +138,7 @@ class JobService:
         return job
 
     async def resume(self, job_id: str) -> tuple[Job, ResumeReport]:
-        job = self.job(job_id)
+        job = self.unfinished(job_id, "resumed")
         try:
             report = await job.resume()
         except JobError as e:
@@ -138,7 +146,7 @@ class JobService:
         return job, report
 
     async def cancel(self, job_id: str) -> Job:
-        job = self.job(job_id)
+        job = self.unfinished(job_id, "cancelled")
         await job.cancel()
         return job
 

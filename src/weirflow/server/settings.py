@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -58,6 +59,25 @@ def parse_api_keys(value: Any) -> dict[str, Role]:
     return keys
 
 
+def parse_origins(value: Any) -> tuple[str, ...]:
+    """``"https://a.example,http://localhost:3000"`` -> a tuple of origins; ``ValueError`` for
+    anything that is not ``*`` or ``scheme://host[:port]`` with no path."""
+    if value is None or value == "":
+        return ()
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    origins: list[str] = []
+    for n, raw in enumerate(parts, start=1):
+        origin = str(raw).strip()
+        if origin == "*":
+            origins.append(origin)
+            continue
+        url = urlsplit(origin)
+        if url.scheme not in ("http", "https") or not url.hostname or url.path or url.query or url.fragment:
+            raise ValueError(f"entry {n} ({origin!r}) must be * or look like https://host[:port]")
+        origins.append(origin.rstrip("/"))
+    return tuple(origins)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is a loopback address (``localhost``, ``127.0.0.0/8``, ``::1``)."""
     if host == "localhost":
@@ -100,6 +120,9 @@ class Settings(BaseSettings):
     """An idle keep-alive connection is closed after this."""
     max_connections: int = Field(default=1000, ge=1, le=1_000_000)
     """Open connections beyond this get ``503`` and are closed at once."""
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Origins (``https://app.example.com``, comma-separated) whose browser pages may call the
+    API; empty (the default): no cross-origin call is allowed. ``*`` allows any origin."""
     store: str | None = Field(default=None, repr=False)
     """Durable job store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``) for the
     ``/api/store`` routes (``--store`` overrides it); without one they answer ``503``."""
@@ -111,6 +134,11 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_keys(cls, value: Any) -> dict[str, Role]:
         return parse_api_keys(value)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> tuple[str, ...]:
+        return parse_origins(value)
 
     @field_validator("store")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.server.conftest import Live, finished_result, send, start_job
 from tests.server.flows.served import STREAM_CAPACITY
 
@@ -147,3 +149,14 @@ def test_unknown_job_or_flow_is_404(live: Live) -> None:
     missing = c.post("/api/jobs", json={"flow": "nope"})
     assert missing.status_code == 404
     assert "stream" in missing.json()["detail"]  # names the flows there are
+
+
+@pytest.mark.parametrize("action", ["cancel", "pause", "resume", "close"])
+def test_changing_a_finished_job_is_409_for_every_action(live: Live, action: str) -> None:
+    c = live.client
+    jid = start_job(c, "stream", keep_open=True)["id"]
+    assert c.post(f"/api/jobs/{jid}/cancel").status_code == 200
+    again = c.post(f"/api/jobs/{jid}/{action}")
+    assert again.status_code == 409
+    assert again.json()["detail"].startswith(f"job {jid} is cancelled; it cannot be ")
+    assert c.get(f"/api/jobs/{jid}").json()["status"] == "cancelled"

@@ -37,9 +37,10 @@ async def send_input(job_id: str, body: SendItems, service: Service) -> dict[str
     return {"accepted": await service.send(job_id, body.slot, body.items, body.timeout_s)}
 
 
-@router.post("/{job_id}/close", response_model=JobInfo, responses=errors(404))
+@router.post("/{job_id}/close", response_model=JobInfo, responses=errors(404, 409))
 async def close_input(job_id: str, service: Service) -> dict[str, Any]:
-    """No more input; the job completes once everything queued is processed."""
+    """No more input; the job completes once everything queued is processed. ``409`` for a
+    job that has finished."""
     return views.job_info(await service.close_input(job_id))
 
 
@@ -57,7 +58,8 @@ async def resume_job(job_id: str, service: Service) -> dict[str, Any]:
     return {**views.job_info(job), "warnings": report.warnings, "paused_s": report.paused_s}
 
 
-@router.post("/{job_id}/cancel", response_model=JobInfo, responses=errors(404))
+@router.post("/{job_id}/cancel", response_model=JobInfo, responses=errors(404, 409))
 async def cancel_job(job_id: str, service: Service) -> dict[str, Any]:
-    """Stop the job; queued and in-flight items are dead-lettered as ``job_cancelled``."""
+    """Stop the job; queued and in-flight items are dead-lettered as ``job_cancelled``.
+    ``409`` for a job that has finished (as for pause, resume, close and the durable cancel)."""
     return views.job_info(await service.cancel(job_id))
