@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .durable.models import JobInfo
 from .errors import (
     ClusterError,
@@ -16,6 +18,7 @@ from .errors import (
     JobTimeoutError,
     NotPausedError,
     QueueError,
+    RequestError,
     Retry,
     SlotFullError,
     StoreError,
@@ -56,10 +59,27 @@ from .runtime import (
     run,
 )
 
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client
+
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    """``wf.Client`` and ``wf.AsyncClient`` import the HTTP client (and the server's models)
+    only when asked for, so ``import weirflow`` stays light."""
+    if name in ("Client", "AsyncClient", "client"):
+        import importlib
+
+        module = importlib.import_module(".client", __name__)
+        return module if name == "client" else getattr(module, name)
+    raise AttributeError(f"module 'weirflow' has no attribute {name!r}")
+
+
 __all__ = [
+    "AsyncClient",
     "Backoff",
+    "Client",
     "ClusterError",
     "Connection",
     "Context",
@@ -89,6 +109,7 @@ __all__ = [
     "PausePoint",
     "QueueError",
     "QueueStats",
+    "RequestError",
     "ResumeReport",
     "Retry",
     "Routine",

@@ -68,6 +68,19 @@ class StoreError(WeirflowError):
     """The durable store failed or holds something unexpected."""
 
 
+class RequestError(WeirflowError):
+    """The HTTP API answered a ``wf.Client`` call with an error (``status``, ``detail`` and the
+    JSON ``body``), or could not be reached (``status`` 0). Answers that stand for an
+    in-process error are also that error (``wf.InputClosedError``...)."""
+
+    def __init__(self, detail: str, status: int = 0, body: dict[str, object] | None = None) -> None:
+        # not super(): in a class that is also SlotFullError (say), the next __init__ wants its data
+        Exception.__init__(self, detail)
+        self.status = status
+        self.detail = detail
+        self.body = body or {}
+
+
 class ClusterError(WeirflowError):
     """The cluster registry or queue backend failed."""
 

@@ -90,9 +90,19 @@ def _json(status: int, body: dict[str, Any], headers: Mapping[str, str] | None =
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
+def error_name(exc: BaseException) -> dict[str, str]:
+    """``{"error": "InputClosedError"}``: the Python exception the same call raises in process
+    (the one a service turned into this answer, kept as its ``__context__``), for clients
+    that map answers back to exceptions; empty when there is none."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, WeirflowError):
+            return {"error": type(e).__name__}
+    return {}
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return _json(exc.status, {"detail": exc.detail, **exc.extra}, exc.headers)
+    return _json(exc.status, {"detail": exc.detail, **error_name(exc), **exc.extra}, exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -108,13 +118,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
     status = 422 if isinstance(exc, FlowError) else 409
-    return _json(status, {"detail": str(exc)})
+    return _json(status, {"detail": str(exc), **error_name(exc)})
 
 
 async def _debug_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ConditionError):
         return await _api_error(request, InvalidConditionError(["body"], exc))
-    return _json(409, {"detail": str(exc)})
+    return _json(409, {"detail": str(exc), **error_name(exc)})
 
 
 def install_error_handlers(app: FastAPI) -> None:

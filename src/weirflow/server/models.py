@@ -45,8 +45,12 @@ class PauseJob(RequestBody):
 # -- responses -------------------------------------------------------------------------
 
 
+ERROR_NAME = "The weirflow exception the same call raises in process (e.g. InputClosedError), if any."
+
+
 class Error(BaseModel):
     detail: str
+    error: str | None = Field(default=None, description=ERROR_NAME)
 
 
 class FieldError(BaseModel):
@@ -58,6 +62,7 @@ class FieldError(BaseModel):
 class ValidationFailed(BaseModel):
     detail: str = Field(description="Every problem as 'field.path: message', joined by '; '.")
     errors: list[FieldError]
+    error: str | None = Field(default=None, description=ERROR_NAME)
 
 
 class InputRefused(BaseModel):
@@ -65,6 +70,8 @@ class InputRefused(BaseModel):
     accepted: int = Field(description="Items queued before the refusal; the rest were not.")
     slot: str | None = None
     retry_after_s: int | None = None
+    capacity: int | None = Field(default=None, description="The slot's capacity (429).")
+    error: str | None = Field(default=None, description=ERROR_NAME)
 
 
 class FlowSummary(BaseModel):

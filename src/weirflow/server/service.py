@@ -105,6 +105,7 @@ class JobService:
                     accepted=accepted,
                     slot=slot,
                     retry_after_s=retry,
+                    capacity=e.capacity,
                 ) from None
             except JobError as e:
                 raise ConflictError(

@@ -1,0 +1,265 @@
+"""``AsyncClient``: the HTTP API from asyncio code, on httpx (the twin of ``Client``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from ..errors import JobTimeoutError, RequestError
+from . import api
+from .api import (
+    BatchCreated,
+    BreakpointInfo,
+    DeadLetterPage,
+    DebugView,
+    FlowGraph,
+    FlowSummary,
+    JobInfo,
+    JobPage,
+    JobQueues,
+    JobResultInfo,
+    Location,
+    ResumedJob,
+    RoutineState,
+    StoreEvent,
+    StoreJob,
+    StoreJobPage,
+    StoreStep,
+)
+from .calls import (
+    EVENT_READ_TIMEOUT_S,
+    EVENT_RETRY_S,
+    Call,
+    Event,
+    Inputs,
+    answer,
+    error_for,
+)
+from .sync import WAIT_CHUNK_S, _id, _json_or_text, headers
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """The weirflow HTTP API for asyncio: ``AsyncClient("http://127.0.0.1:8000", api_key=...)``,
+    as an async context manager or with ``await close()``. The same calls and errors as
+    ``Client``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=headers(api_key), timeout=timeout_s, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, call: Call[T], *, timeout_s: float | None = None) -> T:
+        """Make one call (the methods below are each one ``Call``)."""
+        extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
+        try:
+            r = await self._http.request(call.method, call.path, params=call.params, json=call.json, **extra)
+        except httpx.HTTPError as e:
+            raise RequestError(f"cannot reach {self.url}: {e}") from None
+        return answer(call, r.status_code, r.text, r.json)
+
+    # -- flows
+    async def flows(self) -> list[FlowSummary]:
+        return await self.call(api.flows())
+
+    async def flow(self, name: str) -> FlowGraph:
+        return await self.call(api.flow(name))
+
+    # -- jobs
+    async def start(self, flow: str, inputs: Inputs | None = None, *, keep_open: bool = False) -> JobInfo:
+        return await self.call(api.start(flow, inputs, keep_open))
+
+    async def job(self, job_id: str) -> JobInfo:
+        return await self.call(api.job(job_id))
+
+    async def jobs(
+        self, *, flow: str | None = None, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> JobPage:
+        return await self.call(api.jobs(flow, status, limit, offset))
+
+    async def send(self, job_id: str, slot: str, *items: Any, timeout_s: float = 5.0) -> int:
+        """Queue ``items`` into ``slot``, waiting up to ``timeout_s`` while it is full;
+        ``SlotFullError`` (with ``accepted``) if it stayed full."""
+        return await self.call(api.send(job_id, slot, list(items), timeout_s), timeout_s=timeout_s + 30)
+
+    async def close_input(self, job_id: str) -> JobInfo:
+        return await self.call(api.close(job_id))
+
+    async def pause(self, job_id: str, *, reason: str = "manual") -> JobInfo:
+        return await self.call(api.pause(job_id, reason))
+
+    async def resume(self, job_id: str) -> ResumedJob:
+        return await self.call(api.resume(job_id))
+
+    async def cancel(self, job_id: str) -> JobInfo:
+        return await self.call(api.cancel(job_id))
+
+    async def result(self, job_id: str) -> JobResultInfo:
+        """The finished job's result; ``JobError`` (409) while it runs."""
+        return await self.call(api.result(job_id, 0))
+
+    async def wait(self, job_id: str, *, timeout_s: float = 60.0) -> JobResultInfo:
+        """The result once the job finishes (long polls); ``JobTimeoutError`` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            chunk = max(0.0, min(deadline - time.monotonic(), WAIT_CHUNK_S))
+            try:
+                return await self.call(api.result(job_id, chunk), timeout_s=chunk + 30)
+            except RequestError as e:
+                if e.status != 409:  # 409: not finished yet
+                    raise
+                if time.monotonic() >= deadline:
+                    raise JobTimeoutError(f"job {job_id} did not finish within {timeout_s}s") from None
+
+    async def queues(self, job_id: str) -> JobQueues:
+        return await self.call(api.queues(job_id))
+
+    async def dead_letters(self, job_id: str, *, limit: int = 50, offset: int = 0) -> DeadLetterPage:
+        return await self.call(api.dead_letters(job_id, limit, offset))
+
+    async def events(
+        self, job_id: str, *, last_event_id: int = 0, reconnect: bool = True
+    ) -> AsyncIterator[Event]:
+        """The job's events as they happen, until its ``end`` event. A dropped connection is
+        resumed from the last event id seen (``Last-Event-ID``), so nothing is missed or
+        repeated; events the server no longer keeps arrive as one ``gap`` event."""
+        last = last_event_id
+        path = api.job(job_id).path + "/events"
+        while True:
+            try:
+                async with aconnect_sse(
+                    self._http,
+                    "GET",
+                    path,
+                    headers={"Last-Event-ID": str(last)},
+                    timeout=httpx.Timeout(self._http.timeout.connect, read=EVENT_READ_TIMEOUT_S),
+                ) as source:
+                    r = source.response
+                    if r.status_code >= 400:
+                        await r.aread()
+                        raise error_for(r.status_code, _json_or_text(r))
+                    async for sse in source.aiter_sse():
+                        if not sse.data and not sse.id:
+                            continue  # a "retry:" line or a comment
+                        event = Event(sse.event, json.loads(sse.data) if sse.data else None, _id(sse.id))
+                        if event.id is not None:
+                            last = event.id
+                        yield event
+                        if event.kind == "end":
+                            return
+                return  # the server ended the stream (it is shutting down)
+            except httpx.TransportError as e:
+                if not reconnect:
+                    raise RequestError(f"event stream of {job_id} broke: {e}") from None
+                await asyncio.sleep(EVENT_RETRY_S)  # reconnect backoff, as the server's retry: asks
+
+    # -- debugger
+    async def add_breakpoint(
+        self,
+        job_id: str,
+        kind: str,
+        target: str,
+        condition: str | None = None,
+        *,
+        once: bool = False,
+        scope: str = "job",
+        enabled: bool = True,
+    ) -> BreakpointInfo:
+        return await self.call(api.add_breakpoint(job_id, kind, target, condition, once, scope, enabled))
+
+    async def add_breakpoints(self, job_id: str, specs: list[dict[str, Any]]) -> BatchCreated:
+        return await self.call(api.add_breakpoints(job_id, specs))
+
+    async def breakpoints(self, job_id: str) -> list[BreakpointInfo]:
+        return await self.call(api.breakpoints(job_id))
+
+    async def change_breakpoint(self, job_id: str, bp_id: str, **changes: Any) -> BreakpointInfo:
+        return await self.call(api.change_breakpoint(job_id, bp_id, changes))
+
+    async def remove_breakpoint(self, job_id: str, bp_id: str) -> None:
+        await self.call(api.remove_breakpoint(job_id, bp_id))
+
+    async def debug(self, job_id: str, *, slot: str | None = None, limit: int | None = None) -> DebugView:
+        return await self.call(api.debug(job_id, slot, limit))
+
+    async def step(self, job_id: str, *, wait_s: float = 0) -> DebugView:
+        return await self.call(api.step(job_id, False, wait_s), timeout_s=wait_s + 30)
+
+    async def step_into(self, job_id: str, *, wait_s: float = 0) -> DebugView:
+        return await self.call(api.step(job_id, True, wait_s), timeout_s=wait_s + 30)
+
+    async def debug_resume(self, job_id: str) -> ResumedJob:
+        return await self.call(api.debug_resume(job_id))
+
+    async def evaluate(self, job_id: str, expr: str) -> Any:
+        return await self.call(api.evaluate(job_id, expr))
+
+    async def set_item(self, job_id: str, item: Any) -> Location:
+        return await self.call(api.set_item(job_id, item))
+
+    async def drop_item(self, job_id: str, reason: str) -> DebugView:
+        return await self.call(api.drop_item(job_id, reason))
+
+    async def set_state(
+        self, job_id: str, key: str, value: Any, *, routine: str | None = None
+    ) -> RoutineState:
+        return await self.call(api.set_state(job_id, key, value, routine))
+
+    # -- durable jobs
+    async def submit(self, flow: str, inputs: Inputs | None = None, **options: Any) -> StoreJob:
+        """Submit a durable job (options as ``POST /api/store/jobs``: ``queue``, ``attempts``,
+        ``delay_s``, ``priority``, ``idempotency_key``, ``timeout_s``, ``backoff``)."""
+        return await self.call(api.submit(flow, inputs, options))
+
+    async def store_job(self, job_id: str) -> StoreJob:
+        return await self.call(api.store_job(job_id))
+
+    async def store_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        status: str | None = None,
+        flow: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> StoreJobPage:
+        return await self.call(api.store_jobs(queue, status, flow, limit, offset))
+
+    async def store_steps(self, job_id: str) -> list[StoreStep]:
+        return await self.call(api.store_steps(job_id))
+
+    async def store_events(self, job_id: str) -> list[StoreEvent]:
+        return await self.call(api.store_events(job_id))
+
+    async def retry(self, job_id: str, *, from_start: bool = False) -> StoreJob:
+        return await self.call(api.retry(job_id, from_start))
+
+    async def cancel_stored(self, job_id: str) -> StoreJob:
+        return await self.call(api.cancel_stored(job_id))
