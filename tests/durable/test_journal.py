@@ -265,3 +265,61 @@ async def test_a_journal_record_of_an_unknown_kind_is_a_job_error(store: Store) 
     await store.append_journal([(job_id, '[0,"d.inp",1,"input"]\n[9,"from","the future"]')])
     with pytest.raises(wf.JobError, match=r"cannot read \(\[9,\"from\""):
         await DurableJournal(store).records_of(job_id)
+
+
+class EmitsTwice(wf.Routine):
+    """Emits a tuple (a list once it went through JSON), works on, emits again."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    async def go(self, n: int, ctx: wf.Context) -> None:
+        await ctx.emit(self.out, (n, "a"))
+        for _ in range(5):  # the next routine starts on the first item meanwhile
+            await asyncio.sleep(0)
+        await ctx.emit(self.out, (n, "b"))
+
+
+def emits_twice() -> wf.Flow:
+    f = wf.Flow("twice")
+    f.add("s1", EmitsTwice()).add("s2", Double()).add("s3", Double())
+    f.connect("s1.out", "s2.inp").connect("s2.out", "s3.inp")
+    f.output("s3.out")
+    return f
+
+
+async def test_a_resumed_job_does_not_deliver_what_its_interrupted_step_had_emitted(store: Store) -> None:
+    """Issue 9 §2 on every backend: the store holds s2's ``start`` on s1's first item and not
+    s1's ``done``; the resumed job reruns s1 (its first emit is not delivered again) and
+    s2, and every item reaches s3 once."""
+    f = emits_twice()
+    job_id = await store.submit(JobSpec(flow="twice", inputs={"s1.inp": [1]}))
+    first = DurableJournal(store, drop_completed=False)
+    async with wf.Engine(journal=first) as engine:
+        job = await engine.start(f, {"s1.inp": [1]}, job_id=job_id)
+        reference = await job.wait(timeout_s=10)
+    await first.close()
+    records = await first.records_of(job_id)
+    cut = next(i for i, r in enumerate(records) if r["t"] == "start" and r["routine"] == "s2") + 1
+    assert not any(r["t"] == "done" and r["routine"] == "s1" for r in records[:cut])
+    # the store as the crash left it: that prefix, and nothing of the job's outcome
+    await store.clear_journal(job_id)
+    await store.append_journal([(job_id, "\n".join(json.dumps(r) for r in records[:cut]))])
+    second = DurableJournal(store, drop_completed=False)
+    async with wf.Engine(journal=second) as engine:
+        job = await engine.start(f, {"s1.inp": [1]}, job_id=job_id, restore=restore_from(records[:cut], f))
+        result = await job.wait(timeout_s=10)
+    await second.close()
+    assert result.status is wf.JobStatus.COMPLETED
+    expected = [[1, "a", 1, "a", 1, "a", 1, "a"], [1, "b", 1, "b", 1, "b", 1, "b"]]
+    # (a tuple doubled twice; lists once they went through JSON)
+    assert sorted(json.loads(json.dumps(reference.outputs["s3.out"]))) == expected
+    assert sorted(json.loads(json.dumps(result.outputs["s3.out"]))) == expected
+    # the whole journal (crash, then resume) replays to a finished job
+    combined = await second.records_of(job_id)
+    assert restore_from(combined, f).queues == {}
+    assert [(r["routine"], r["seq"], r["attempt"]) for r in combined[cut:] if r["t"] == "start"][:2] == [
+        ("s1", 1, 2),
+        ("s2", 1, 2),
+    ]

@@ -154,7 +154,7 @@ class DurableJournal(Journal):
                 self._pending_enq.append((self._names[slot], len(emitted) - 1, self._item(item)))
                 return
         if isinstance(origin, Step):
-            by = b"[%b,%d]" % (self._names[origin.routine], origin.seq)
+            by = b"[%b,%d,%d]" % (self._names[origin.routine], origin.seq, origin.position(item))
         else:
             by = orjson.dumps(origin)
         self._add(job, b"[0,%b,%b,%b]" % (self._names[slot], self._item(item), by))
@@ -183,9 +183,9 @@ class DurableJournal(Journal):
         job_id = self._pending_job
         buffer = self._buffer
         buffer.append((job_id, b"[1,%b]" % self._head(step)))
-        by = b"[%b,%d]" % (self._names[step.routine], step.seq)
-        for slot, _, item in self._pending_enq:
-            buffer.append((job_id, b"[0,%b,%b,%b]" % (slot, item, by)))
+        routine = self._names[step.routine]
+        for slot, k, item in self._pending_enq:
+            buffer.append((job_id, b"[0,%b,%b,[%b,%d,%d]]" % (slot, item, routine, step.seq, k)))
         self._pending_enq = []
 
     def step_completed(self, job: Job, step: Step) -> None:
@@ -374,7 +374,7 @@ def _decode(rec: list[Any], out: list[Record]) -> None:
     else:
         out.append({"t": "start", "routine": routine, "seq": seq, "attempt": attempt, "consumed": rec[4]})
         out.extend(
-            {"t": "enq", "slot": slot, "item": rec[7][k][1], "by": [routine, seq]} for slot, k in rec[5]
+            {"t": "enq", "slot": slot, "item": rec[7][k][1], "by": [routine, seq, k]} for slot, k in rec[5]
         )
         state, emitted, tail = rec[6], rec[7], rec[8:]
     status, final, on_end, error = tail or _END

@@ -20,7 +20,7 @@ from ..errors import (
 from .completion import Tracker
 from .hooks import HookPoint, Hooks, HookSet
 from .journal import INPUT, Step
-from .replay import apply_restore
+from .replay import apply_restore, undelivered
 from .results import (
     DeadLetter,
     JobResult,
@@ -343,6 +343,8 @@ class Job:
         step = ctx._step
         if step is not None:
             step.emitted.append((event, item))
+            if step.delivered is not None:  # a rerun: not again where it already went
+                targets = undelivered(step, targets, item)
         for q in targets:
             value = item
             if (event, q.path) in runner.watch_route:

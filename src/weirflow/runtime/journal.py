@@ -32,7 +32,10 @@ class Step:
     share it); ``consumed`` are ``(slot, item)`` taken from the front of the
     routine's slots when the call started; ``emitted`` are ``(event, item)``;
     ``final`` says no further attempt of this call follows. ``started_at`` is the
-    time it was made."""
+    time it was made. ``delivered`` is set on the attempt that a resumed job runs
+    again after a crash interrupted the call: what the interrupted attempts had
+    already enqueued, ``(position in emitted, slot path) -> [items]``, which this
+    attempt does not deliver again (``weirflow.runtime.replay``)."""
 
     routine: str
     seq: int
@@ -48,6 +51,7 @@ class Step:
     on_end: bool = False
     progress: float | None = None
     message: str = ""
+    delivered: dict[tuple[int, str], list[Any]] | None = None
 
     def __init__(
         self, routine: str, seq: int, attempt: int, consumed: list[tuple[str, Any]], *, on_end: bool = False
@@ -67,6 +71,19 @@ class Step:
         self.on_end = on_end
         self.progress = None
         self.message = ""
+        self.delivered = None
+
+    def position(self, item: Any) -> int:
+        """Where ``item`` (just enqueued) is in ``emitted``: the last emit of that very object,
+        else the last emit (a route hook may have replaced the object on its way)."""
+        emitted = self.emitted
+        k = len(emitted) - 1
+        if k >= 0 and emitted[k][1] is item:
+            return k
+        for i in range(k - 1, -1, -1):  # a handler emitting concurrently (asyncio.gather)
+            if emitted[i][1] is item:
+                return i
+        return k
 
 
 class Journal:

@@ -22,6 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .journal import INPUT, Journal, Step
 from .results import DeadLetter
 
@@ -29,16 +31,33 @@ if TYPE_CHECKING:
     from ..flow.graph import Flow
     from .job import Job
     from .results import JobStatus
+    from .slot_queue import SlotQueue
 
 Record = dict[str, Any]
 
 
+@dataclass(slots=True)
+class Rerun:
+    """A call a crash interrupted, which the resumed job runs again: the same ``seq``,
+    attempt ``attempt``. ``delivered``: what its interrupted attempts had enqueued
+    (since its last failed attempt), ``(position in emitted, slot path) -> [items]``."""
+
+    routine: str
+    seq: int
+    attempt: int
+    delivered: dict[tuple[int, str], list[Any]]
+
+
 @dataclass
 class Restore:
-    """What a restarted job starts from (see the module docstring)."""
+    """What a restarted job starts from (see the module docstring). ``rerun_attempts``
+    and ``reruns`` describe the first items of a slot, which interrupted calls took:
+    their next attempt and the call; ``end_reruns`` the interrupted ``on_end`` calls."""
 
     queues: dict[str, list[Any]] = field(default_factory=dict)
     rerun_attempts: dict[str, list[int]] = field(default_factory=dict)
+    reruns: dict[str, list[Rerun]] = field(default_factory=dict)
+    end_reruns: dict[str, Rerun] = field(default_factory=dict)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     seqs: dict[str, int] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)
@@ -48,10 +67,32 @@ class Restore:
     steps_done: int = 0
 
 
-def _origin(origin: Step | str | None) -> list[Any] | str | None:
+def _origin(origin: Step | str | None, item: Any) -> list[Any] | str | None:
     if isinstance(origin, Step):
-        return [origin.routine, origin.seq]
+        return [origin.routine, origin.seq, origin.position(item)]
     return origin
+
+
+def undelivered(step: Step, targets: tuple[SlotQueue, ...], item: Any) -> tuple[SlotQueue, ...]:
+    """The slots a rerun's emit of ``item`` (the last of ``step.emitted``) still goes to:
+    those its interrupted attempts did not already give the same item at the same
+    position in the step. An emit that differs (another item, another event) is
+    delivered: what the earlier attempt delivered stays, nothing is lost."""
+    delivered = step.delivered
+    assert delivered is not None
+    k = len(step.emitted) - 1
+    return tuple(q for q in targets if not any(_same(d, item) for d in delivered.get((k, q.path), ())))
+
+
+def _same(recorded: Any, item: Any) -> bool:
+    """Whether a recorded item is ``item``: equal, or equal once ``item`` went through JSON as
+    a durable journal's records did (a tuple comes back a list)."""
+    try:
+        if recorded == item:
+            return True
+        return bool(orjson.loads(orjson.dumps(item)) == recorded)
+    except Exception:  # noqa: BLE001 - not comparable, or not JSON: not the same item
+        return False
 
 
 class LogJournal(Journal):
@@ -75,7 +116,7 @@ class LogJournal(Journal):
         self.add(job, {"t": "end", "status": status.value, "error": error})
 
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
-        self.add(job, {"t": "enq", "slot": slot, "item": item, "by": _origin(origin)})
+        self.add(job, {"t": "enq", "slot": slot, "item": item, "by": _origin(origin, item)})
 
     def step_started(self, job: Job, step: Step) -> None:
         self.add(
@@ -125,9 +166,18 @@ class _Replay:
     """The queues, open steps and results of a journal replayed so far."""
 
     def __init__(self, flow: Flow) -> None:
-        # per slot: (item, origin, attempt) in queue order
-        self.queues: dict[str, deque[tuple[Any, Any, int]]] = {p: deque() for p in flow.slot_paths()}
-        self.open: dict[tuple[str, int], tuple[int, list[tuple[str, Any, int]]]] = {}
+        # per slot: (item, origin, rerun) in queue order; ``rerun`` is the interrupted
+        # call ``(routine, seq, attempt)`` the item goes back to, ``None`` for a new item
+        self.queues: dict[str, deque[tuple[Any, Any, tuple[str, int, int] | None]]] = {
+            p: deque() for p in flow.slot_paths()
+        }
+        # calls started and not finished: (routine, seq) -> (attempt, [(slot, item)])
+        self.open: dict[tuple[str, int], tuple[int, list[tuple[str, Any]]]] = {}
+        # what the attempts of an open call enqueued since its last failed attempt:
+        # (routine, seq) -> (position in its emitted, slot) -> items
+        self.delivered: dict[tuple[str, int], dict[tuple[int, str], list[Any]]] = {}
+        # on_end calls interrupted and not yet started again: routine -> (seq, attempt)
+        self.ends: dict[str, tuple[int, int]] = {}
         self.outputs = set(flow.outputs)
         self.out = Restore()
 
@@ -135,24 +185,34 @@ class _Replay:
         kind, out = rec["t"], self.out
         if kind == "enq":
             by = rec["by"]
-            self.queues[rec["slot"]].append((rec["item"], tuple(by) if isinstance(by, list) else by, 1))
+            if isinstance(by, list):
+                by = tuple(by)
+                if len(by) == 3:  # (routine, seq, position): a step's emit
+                    positions = self.delivered.setdefault((by[0], by[1]), {})
+                    positions.setdefault((by[2], rec["slot"]), []).append(rec["item"])
+            self.queues[rec["slot"]].append((rec["item"], by, None))
             if by == INPUT:
                 out.fed[rec["slot"]] = out.fed.get(rec["slot"], 0) + 1
         elif kind == "start":
-            key = (rec["routine"], rec["seq"])
-            out.seqs[rec["routine"]] = max(out.seqs.get(rec["routine"], 0), rec["seq"])
-            if key in self.open:
+            routine = rec["routine"]
+            key = (routine, rec["seq"])
+            out.seqs[routine] = max(out.seqs.get(routine, 0), rec["seq"])
+            if key in self.open:  # a retry of an open call
                 self.open[key] = (rec["attempt"], self.open[key][1])
                 return
+            if not rec["consumed"]:  # on_end (every handler call takes an item)
+                self.ends.pop(routine, None)
             taken = []
             for name in rec["consumed"]:
-                path = f"{rec['routine']}.{name}"
-                item, _, attempt = self.queues[path].popleft()
-                taken.append((path, item, attempt))
+                path = f"{routine}.{name}"
+                item, _, _ = self.queues[path].popleft()
+                taken.append((path, item))
             self.open[key] = (rec["attempt"], taken)
         elif kind == "done":
+            key = (rec["routine"], rec["seq"])
             if rec["status"] == "completed" or rec["final"]:
-                self.open.pop((rec["routine"], rec["seq"]), None)
+                self.open.pop(key, None)
+                self.delivered.pop(key, None)
                 out.steps_done += 1
                 out.states[rec["routine"]] = rec["state"]
                 if rec["on_end"]:
@@ -161,6 +221,8 @@ class _Replay:
                     path = f"{rec['routine']}.{event}"
                     if path in self.outputs:
                         out.outputs.setdefault(path, []).append(item)
+            else:  # a failed attempt: its retry emits everything again, as it would uninterrupted
+                self.delivered.pop(key, None)
         elif kind == "dl":
             if rec["queued"]:
                 self.queues[rec["slot"]].popleft()
@@ -170,29 +232,47 @@ class _Replay:
 
     def reopen(self) -> None:
         """Calls that started and did not finish go back to the front of their slots, one
-        attempt higher; what they emitted that nobody took is dropped (emitted again)."""
-        interrupted = set(self.open)
+        attempt higher (the same ``seq``); what they had enqueued stays where it is, and
+        their rerun does not deliver it again (``Step.delivered``)."""
+        legacy = set(self.open)  # journals of older versions: emits without a position
+        front: dict[str, list[tuple[Any, Any, tuple[str, int, int] | None]]] = {}
+        for (routine, seq), (attempt, taken) in self.open.items():
+            if not taken:
+                self.ends[routine] = (seq, attempt + 1)
+            for path, item in taken:
+                front.setdefault(path, []).append((item, None, (routine, seq, attempt + 1)))
         for path, q in self.queues.items():
-            kept = [(item, by, a) for item, by, a in q if not (isinstance(by, tuple) and by in interrupted)]
-            front = [
-                (item, None, attempt + 1)
-                for attempt, taken in self.open.values()
-                for p, item, _ in taken
-                if p == path
-            ]
-            self.queues[path] = deque(front + kept)
+            if any(isinstance(by, tuple) and by in legacy for _, by, _ in q):
+                # older records: the rerun emits those again (at-least-once for what was taken)
+                q = deque(e for e in q if not (isinstance(e[1], tuple) and e[1] in legacy))
+            self.queues[path] = deque(front.get(path, []) + list(q)) if path in front else q
         self.open.clear()
+
+    def rerun(self, routine: str, seq: int, attempt: int) -> Rerun:
+        positions = self.delivered.get((routine, seq), {})
+        return Rerun(routine, seq, attempt, {k: list(v) for k, v in positions.items()})
 
     def restore(self) -> Restore:
         self.reopen()
         out = self.out
+        made: dict[tuple[str, int, int], Rerun] = {}
         for path, q in self.queues.items():
-            if q:
-                out.queues[path] = [item for item, _, _ in q]
-                attempts = [a for _, _, a in q]
-                k = next((i for i, a in enumerate(attempts) if a == 1), len(attempts))
-                if k:
-                    out.rerun_attempts[path] = attempts[:k]
+            if not q:
+                continue
+            out.queues[path] = [item for item, _, _ in q]
+            leading: list[Rerun] = []
+            for _, _, key in q:
+                if key is None:
+                    break
+                if key not in made:
+                    made[key] = self.rerun(*key)
+                leading.append(made[key])
+            if leading:
+                out.reruns[path] = leading
+                out.rerun_attempts[path] = [r.attempt for r in leading]
+        for routine, (seq, attempt) in self.ends.items():
+            if routine not in out.ended:
+                out.end_reruns[routine] = self.rerun(routine, seq, attempt)
         return out
 
 
@@ -224,7 +304,7 @@ def apply_restore(job: Job, restore: Restore) -> None:
         q.items.extend(items)
         q.enqueued += len(items)
         q.high_water = max(q.high_water, len(items))
-        q.rerun_attempts.extend(restore.rerun_attempts.get(path, []))
+        q.rerun_attempts.extend(restore.reruns.get(path, []))
     for name, state in restore.states.items():
         runner = job._runner(name)
         runner.state.clear()
@@ -233,6 +313,8 @@ def apply_restore(job: Job, restore: Restore) -> None:
         job._runner(name).seq = seq
     for name in restore.ended:
         job._runner(name).on_end_done = True
+    for name, rerun in restore.end_reruns.items():
+        job._runner(name).end_rerun = rerun
     for path, items in restore.outputs.items():
         if path in job.outputs:
             job.outputs[path].extend(items)

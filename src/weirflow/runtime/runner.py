@@ -12,6 +12,7 @@ from .context import Context
 from .gil import let_threads_in
 from .hooks import HookPoint
 from .journal import Step
+from .replay import undelivered
 from .slot_queue import SlotQueue
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from ..flow.routine import Activation, Event, Routine
     from .completion import Component
     from .job import Job
+    from .replay import Rerun
 
 Taken = list[tuple[SlotQueue, Any]]
 
@@ -37,6 +39,7 @@ class _Act:
         "max_items",
         "max_wait_s",
         "queues",
+        "rerun",
         "runner",
         "since",
         "wants_ctx",
@@ -46,6 +49,7 @@ class _Act:
         self.runner = runner
         self.since: float | None = None
         self.first_attempt = 1  # > 1 when take() got an item whose call a crash interrupted
+        self.rerun: Rerun | None = None  # that call
         if act is None:  # on_end
             self.kind = "end"
             self.queues: tuple[SlotQueue, ...] = ()
@@ -99,16 +103,26 @@ class _Act:
         return taken
 
     def take_resumed(self) -> Taken:
-        """``take``, noting in ``first_attempt`` the attempt a restored item is on."""
-        reruns = [q.rerun_attempts for q in self.queues]
-        counts = [len(q.items) for q in self.queues]
-        taken = self.take()
-        attempt = 1
-        for q, before, rr in zip(self.queues, counts, reruns, strict=True):
-            for _ in range(before - len(q.items)):
-                if rr:
-                    attempt = max(attempt, rr.popleft())
-        self.first_attempt = attempt
+        """``take``, noting in ``first_attempt`` and ``rerun`` the interrupted call (restored
+        from a journal) the items at the front belong to; a batch call takes exactly that
+        call's items again."""
+        queues = self.queues
+        if not any(q.rerun_attempts for q in queues):
+            self.first_attempt, self.rerun = 1, None
+            return self.take()
+        rerun: Rerun | None = None
+        taken: Taken = []
+        for q in queues:
+            r = q.rerun_attempts.popleft() if q.rerun_attempts else None
+            rerun = rerun or r
+            taken.append((q, q.take()))
+            if self.kind == "batch":
+                self.since = None
+                while q.rerun_attempts and q.rerun_attempts[0] is r:
+                    q.rerun_attempts.popleft()
+                    taken.append((q, q.take()))
+        assert rerun is not None
+        self.first_attempt, self.rerun = rerun.attempt, rerun
         return taken
 
     def args(self, taken: Taken) -> tuple[Any, ...]:
@@ -166,6 +180,7 @@ class RoutineRunner:
         self.ctx = Context(self)
         self.component: Component | None = None
         self.on_end_done = False
+        self.end_rerun: Rerun | None = None  # on_end, when a crash interrupted it (replay)
         self._rr = 0
 
     # -- waking and readiness ---------------------------------------------------
@@ -236,14 +251,16 @@ class RoutineRunner:
                     self.active += 1
                     job._running += 1
                     taken = act.take_resumed() if job._journal is not None else act.take()
-                    task = loop.create_task(self._call(act, taken, counted=True, attempt=act.first_attempt))
+                    task = loop.create_task(
+                        self._call(act, taken, counted=True, attempt=act.first_attempt, rerun=act.rerun)
+                    )
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 elif act.kind == "each" and act.is_async and not self.watch_start:
                     await self._call_fast(act)
                 elif job._journal is not None:
                     taken = act.take_resumed()
-                    await self._call(act, taken, attempt=act.first_attempt)
+                    await self._call(act, taken, attempt=act.first_attempt, rerun=act.rerun)
                 else:
                     await self._call(act, act.take())
         finally:
@@ -259,7 +276,8 @@ class RoutineRunner:
         job = self.job
         journal = job._journal
         q = act.queues[0]
-        attempt = q.rerun_attempts.popleft() if q.rerun_attempts else 1
+        rerun = q.rerun_attempts.popleft() if q.rerun_attempts else None
+        attempt = 1 if rerun is None else rerun.attempt
         item = q.take()
         self.active = 1
         job._running += 1
@@ -267,8 +285,12 @@ class RoutineRunner:
         ctx.attempt = attempt
         step: Step | None = None
         if journal is not None:  # _step_begin, inlined
-            self.seq += 1
-            ctx._step = step = Step(self.name, self.seq, attempt, [(q.name, item)])
+            if rerun is None:
+                self.seq += 1
+                ctx._step = step = Step(self.name, self.seq, attempt, [(q.name, item)])
+            else:  # a crash interrupted this call: the same step again
+                ctx._step = step = Step(self.name, rerun.seq, attempt, [(q.name, item)])
+                step.delivered = rerun.delivered
             journal.step_started(job, step)
         t0 = time.perf_counter()
         try:
@@ -327,6 +349,8 @@ class RoutineRunner:
             step = ctx._step
             if step is not None:
                 step.emitted.append((name, item))
+                if step.delivered is not None:  # a rerun: not again where it already went
+                    targets = undelivered(step, targets, item)
             for q in targets:
                 if len(q.items) < q.capacity and not q.putters:
                     q.append(item)
@@ -368,13 +392,15 @@ class RoutineRunner:
         counted: bool = False,
         attempt: int = 1,
         first_step: Step | None = None,
+        rerun: Rerun | None = None,
     ) -> None:
         """One handler call, with its retries; settles every taken item exactly once.
 
         ``first_error``: the first attempt already ran (in ``_call_fast``) and raised it.
         ``counted``: the caller already counted this call as active. ``attempt``: the
         first attempt's number (> 1 when a crash interrupted this call before);
-        ``first_step``: the journal's step of the first attempt, when it already ran.
+        ``first_step``: the journal's step of the first attempt, when it already ran;
+        ``rerun``: the call a crash interrupted, which this one runs again (its ``seq``).
         """
         job = self.job
         hooks = job._hooks
@@ -384,7 +410,7 @@ class RoutineRunner:
         settled = False
         journal = job._journal
         step: Step | None = first_step  # the first attempt's, when it already ran
-        seq = step.seq if step is not None else 0
+        seq = step.seq if step is not None else rerun.seq if rerun is not None else 0
         try:
             while True:
                 ctx = self.ctx if self.concurrency == 1 else Context(self)
@@ -413,6 +439,9 @@ class RoutineRunner:
                     if journal is not None:
                         step = self._step_begin(ctx, seq, attempt, taken, on_end=act.kind == "end")
                         seq = step.seq
+                        if rerun is not None:  # its first attempt here: not again what went
+                            step.delivered = rerun.delivered
+                            rerun = None
                     if act.wants_ctx:
                         args = (*args, ctx)
                     t0 = time.perf_counter()
@@ -508,4 +537,5 @@ class RoutineRunner:
         if self.end_act is None or self.on_end_done:
             return
         self.on_end_done = True
-        await self._call(self.end_act, [])
+        rerun = self.end_rerun
+        await self._call(self.end_act, [], attempt=1 if rerun is None else rerun.attempt, rerun=rerun)

@@ -20,6 +20,7 @@ from .results import QueueStats
 if TYPE_CHECKING:
     from ..flow.graph import SlotSpec
     from .job import Job
+    from .replay import Rerun
     from .runner import RoutineRunner
 
 
@@ -75,9 +76,9 @@ class SlotQueue:
         self._gap = max(1, spec.capacity // 10)
         self.fill_state = "ok"
         self.watched = False  # a hook watches items arriving here (set by the job)
-        # attempts of the first items, restored from a journal after a crash interrupted
-        # their calls; empty otherwise
-        self.rerun_attempts: deque[int] = deque()
+        # the interrupted calls (their next attempt) of the first items, restored from a
+        # journal after a crash; empty otherwise
+        self.rerun_attempts: deque[Rerun] = deque()
 
     # -- putting --------------------------------------------------------------
 
