@@ -55,6 +55,58 @@ steps3 = _chain("steps3", 3)
 one = _chain("one", 1)
 
 
+# per job, in this process: the item s1 emitted first has been taken by s2
+_taken: dict[str, asyncio.Event] = {}
+
+
+def _taken_event(job_id: str) -> asyncio.Event:
+    return _taken.setdefault(job_id, asyncio.Event())
+
+
+class EmitWorkEmit(wf.Routine):
+    """s1 of the crash-after-emit scenario: emits its item, works, emits a second one.
+
+    With ``"hang": PATH``, its first attempt works until s2 has taken the first item, then
+    for ever (the test kills the worker there: s2's ``start`` committed, s1's ``done``
+    not)."""
+
+    item = wf.Slot()
+    out = wf.Event()
+
+    @item.handler
+    async def run(self, item: dict[str, Any], ctx: wf.Context) -> None:
+        _log(item, ctx)
+        await ctx.emit(self.out, {**item, "k": 0})
+        if item.get("hang") and ctx.attempt == 1:
+            await _taken_event(ctx.job_id).wait()
+            await asyncio.Event().wait()  # the work the kill interrupts
+        await ctx.emit(self.out, {**item, "k": 1, "hang": None})
+
+
+class TakeAndHang(wf.Routine):
+    """s2: passes its item on; the first time it sees an item with ``"hang": PATH`` (no
+    file at PATH yet: it makes it) it says so to s1 and works for ever (the kill
+    interrupts it too)."""
+
+    item = wf.Slot()
+    out = wf.Event()
+
+    @item.handler
+    async def run(self, item: dict[str, Any], ctx: wf.Context) -> None:
+        _log(item, ctx)
+        if item.get("hang") and not Path(item["hang"]).exists():
+            Path(item["hang"]).touch()
+            _taken_event(ctx.job_id).set()
+            await asyncio.Event().wait()
+        await ctx.emit(self.out, item)
+
+
+emit_twice = wf.Flow("emit_twice")
+emit_twice.add("s1", EmitWorkEmit()).add("s2", TakeAndHang()).add("s3", Stage())
+emit_twice.connect("s1.out", "s2.item").connect("s2.out", "s3.item")
+emit_twice.output("s3.out")
+
+
 @wf.routine
 async def noop_fn(item: Any) -> Any:
     return item

@@ -18,6 +18,7 @@ a durable store had committed when the process died — into a ``Restore``:
 from __future__ import annotations
 
 import copy
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -178,11 +179,16 @@ class _Replay:
         self.delivered: dict[tuple[str, int], dict[tuple[int, str], list[Any]]] = {}
         # on_end calls interrupted and not yet started again: routine -> (seq, attempt)
         self.ends: dict[str, tuple[int, int]] = {}
+        # dead letters a call's final failure implies, whose own records should follow:
+        # (slot, reason, index in out.dead_letters)
+        self.implied: deque[tuple[str, str, int]] = deque()
         self.outputs = set(flow.outputs)
         self.out = Restore()
 
     def apply(self, rec: Record) -> None:
         kind, out = rec["t"], self.out
+        if self.implied and kind != "dl":
+            self.implied.clear()
         if kind == "enq":
             by = rec["by"]
             if isinstance(by, list):
@@ -211,8 +217,10 @@ class _Replay:
         elif kind == "done":
             key = (rec["routine"], rec["seq"])
             if rec["status"] == "completed" or rec["final"]:
-                self.open.pop(key, None)
+                _, taken = self.open.pop(key, (0, []))
                 self.delivered.pop(key, None)
+                if rec["status"] != "completed":
+                    self.failed(rec, taken)
                 out.steps_done += 1
                 out.states[rec["routine"]] = rec["state"]
                 if rec["on_end"]:
@@ -224,11 +232,27 @@ class _Replay:
             else:  # a failed attempt: its retry emits everything again, as it would uninterrupted
                 self.delivered.pop(key, None)
         elif kind == "dl":
+            letter = DeadLetter(rec["slot"], rec["item"], rec["reason"], rec["error"], rec["at"])
+            implied = self.implied
+            if implied and not rec["queued"] and implied[0][:2] == (rec["slot"], rec["reason"]):
+                out.dead_letters[implied.popleft()[2]] = letter  # the record of an implied one
+                return
             if rec["queued"]:
                 self.queues[rec["slot"]].popleft()
-            out.dead_letters.append(
-                DeadLetter(rec["slot"], rec["item"], rec["reason"], rec["error"], rec["at"])
-            )
+            out.dead_letters.append(letter)
+
+    def failed(self, rec: Record, taken: list[tuple[str, Any]]) -> None:
+        """A call failed for good: its items are dead letters. Their own records follow the
+        ``done`` at once, but a crash may have come between: the ``done`` implies them."""
+        out = self.out
+        now = time.time()  # (the records that follow, if any, have the real time)
+        if taken:
+            letters = [DeadLetter(path, item, "handler_failed", rec["error"], now) for path, item in taken]
+        else:
+            letters = [DeadLetter(f"{rec['routine']}.on_end", None, "on_end_failed", rec["error"], now)]
+        for letter in letters:
+            self.implied.append((letter.slot, letter.reason, len(out.dead_letters)))
+            out.dead_letters.append(letter)
 
     def reopen(self) -> None:
         """Calls that started and did not finish go back to the front of their slots, one
