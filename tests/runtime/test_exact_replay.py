@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 import weirflow as wf
 from tests.conftest import assert_settled
@@ -171,6 +172,12 @@ async def test_a_rerun_that_emits_differently_loses_nothing(cut_after: str) -> N
         cut = next(i for i, r in enumerate(records) if i > enqs[2] and r["t"] == "start") + 1
         assert records[cut - 1]["routine"] == "s2"
     assert not any(r["t"] == "done" and r["routine"] == "s1" for r in records[:cut])
-    result, _ = await go(records[:cut])
+    with capture_logs() as logs:
+        result, _ = await go(records[:cut])
     assert result.status is wf.JobStatus.COMPLETED
+    # a user reading the worker's log sees what differed
+    warnings = {e["event"]: e for e in logs if e["log_level"] == "warning"}
+    assert warnings["rerun_emitted_differently"]["position"] == 1
+    assert warnings["rerun_emitted_differently"]["delivered_to"] == ["s2.inp"]
+    assert warnings["rerun_emitted_fewer"]["delivered_before"] == 3
     assert sorted(map(repr, result.outputs["s2.out"])) == sorted(map(repr, [7, [7, 1], "only-first", [7, 2]]))

@@ -149,14 +149,17 @@ def blocking_shapes(draw: Any) -> tuple[Shape, list[float]]:
 async def resume_shape(shape: Shape, cuts: list[float]) -> None:
     """Resuming from a prefix of the journal gives the uninterrupted run: every routine
     processes as many items and ends in the same state (an interrupted step's emissions
-    that were already taken do not come twice)."""
+    that were already taken do not come twice). Not the state of a routine with
+    concurrency > 1: its calls share it, and a step records it with the changes of calls
+    still running, which a crash can repeat (docs/durability.md)."""
     flow = build(shape)
     inputs = {f"r{i}.inp": items for i, items in shape.inputs.items()}
     journal = LogJournal()
     async with wf.Engine(journal=journal) as engine:
         job = await engine.start(flow, inputs)
         reference = await job.wait(timeout_s=30)
-        states = {name: job.routine_state(name) for name in flow.routines}
+        exact = [f"r{i}" for i, kind in enumerate(shape.kinds) if KINDS[kind].concurrency == 1]
+        states = {name: job.routine_state(name) for name in exact}
     assert reference.status is wf.JobStatus.COMPLETED
     records = journal.records
     for cut in cuts:
@@ -166,7 +169,7 @@ async def resume_shape(shape: Shape, cuts: list[float]) -> None:
         async with wf.Engine(journal=resumed_journal) as engine:
             job = await engine.start(flow, inputs, restore=restored)
             result = await job.wait(timeout_s=30)
-            assert {name: job.routine_state(name) for name in flow.routines} == states, cut
+            assert {name: job.routine_state(name) for name in exact} == states, cut
         assert result.status is wf.JobStatus.COMPLETED, result.error
         assert_settled(result)
         combined = restore_from(prefix + resumed_journal.records, flow)

@@ -34,7 +34,7 @@ class Step:
     ``final`` says no further attempt of this call follows. ``started_at`` is the
     time it was made. ``delivered`` is set on the attempt that a resumed job runs
     again after a crash interrupted the call: what the interrupted attempts had
-    already enqueued, ``(position in emitted, slot path) -> [items]``, which this
+    already enqueued, ``position in emitted -> slot path -> [items]``, which this
     attempt does not deliver again (``weirflow.runtime.replay``)."""
 
     routine: str
@@ -51,7 +51,7 @@ class Step:
     on_end: bool = False
     progress: float | None = None
     message: str = ""
-    delivered: dict[tuple[int, str], list[Any]] | None = None
+    delivered: dict[int, dict[str, list[Any]]] | None = None
 
     def __init__(
         self, routine: str, seq: int, attempt: int, consumed: list[tuple[str, Any]], *, on_end: bool = False

@@ -5,14 +5,19 @@ causal order). ``restore_from(records, flow)`` replays any prefix of them — wh
 a durable store had committed when the process died — into a ``Restore``:
 
 - every item enqueued and not yet taken, dead-lettered or dropped is queued again,
-  in order;
+  in order, also what an interrupted call had emitted (it was delivered);
 - the items of a call that had started but not finished (the interrupted step) go
-  back to the front of their slots, and the call runs again with ``ctx.attempt``
-  one higher; what that call had emitted and nobody had taken yet is discarded (it
-  will be emitted again), what was already taken stays taken;
+  back to the front of their slots, and the call runs again on them as the same
+  step (its ``seq``) with ``ctx.attempt`` one higher; its emit at position *n* is
+  not enqueued again into a slot that already got the same item from the
+  interrupted attempts' *n*-th emit (``Step.delivered``, ``undelivered``);
 - each routine's state is the one its last finished step left;
-- outputs and dead letters recorded so far are kept, routines whose ``on_end``
-  finished do not run it again, and initial inputs not yet fed are fed.
+- outputs and dead letters recorded so far are kept (a call's final failure implies
+  its dead letters), routines whose ``on_end`` finished do not run it again (an
+  interrupted ``on_end`` runs again one attempt higher), and initial inputs not yet
+  fed are fed.
+
+docs/durability.md says what a user sees, also when a rerun emits differently.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import structlog
 
 from .journal import INPUT, Journal, Step
 from .results import DeadLetter
@@ -35,18 +41,22 @@ if TYPE_CHECKING:
     from .slot_queue import SlotQueue
 
 Record = dict[str, Any]
+#: what a call's attempts enqueued: position of the emit in the call -> slot path -> items
+Delivered = dict[int, dict[str, list[Any]]]
+
+log = structlog.get_logger("weirflow.replay")
 
 
 @dataclass(slots=True)
 class Rerun:
     """A call a crash interrupted, which the resumed job runs again: the same ``seq``,
     attempt ``attempt``. ``delivered``: what its interrupted attempts had enqueued
-    (since its last failed attempt), ``(position in emitted, slot path) -> [items]``."""
+    (since its last failed attempt), ``position in emitted -> slot path -> [items]``."""
 
     routine: str
     seq: int
     attempt: int
-    delivered: dict[tuple[int, str], list[Any]]
+    delivered: Delivered
 
 
 @dataclass
@@ -82,7 +92,39 @@ def undelivered(step: Step, targets: tuple[SlotQueue, ...], item: Any) -> tuple[
     delivered = step.delivered
     assert delivered is not None
     k = len(step.emitted) - 1
-    return tuple(q for q in targets if not any(_same(d, item) for d in delivered.get((k, q.path), ())))
+    went = delivered.get(k)
+    if not went:
+        return targets
+    kept = tuple(q for q in targets if not any(_same(d, item) for d in went.get(q.path, ())))
+    if len(targets) - len(kept) < len(went):
+        log.warning(
+            "rerun_emitted_differently",
+            routine=step.routine,
+            seq=step.seq,
+            attempt=step.attempt,
+            position=k,
+            on_event=step.emitted[k][0],
+            delivered_to=sorted(went),
+            delivering_to=[q.path for q in kept],
+        )
+    return kept
+
+
+def rerun_ended(step: Step) -> None:
+    """A rerun finished: say so if it emitted fewer items than its interrupted attempts
+    had delivered (those stay delivered)."""
+    delivered = step.delivered
+    assert delivered is not None
+    beyond = sorted(k for k in delivered if k >= len(step.emitted))
+    if beyond:
+        log.warning(
+            "rerun_emitted_fewer",
+            routine=step.routine,
+            seq=step.seq,
+            attempt=step.attempt,
+            emitted=len(step.emitted),
+            delivered_before=len(step.emitted) + len(beyond),
+        )
 
 
 def _same(recorded: Any, item: Any) -> bool:
@@ -176,7 +218,7 @@ class _Replay:
         self.open: dict[tuple[str, int], tuple[int, list[tuple[str, Any]]]] = {}
         # what the attempts of an open call enqueued since its last failed attempt:
         # (routine, seq) -> (position in its emitted, slot) -> items
-        self.delivered: dict[tuple[str, int], dict[tuple[int, str], list[Any]]] = {}
+        self.delivered: dict[tuple[str, int], Delivered] = {}
         # on_end calls interrupted and not yet started again: routine -> (seq, attempt)
         self.ends: dict[str, tuple[int, int]] = {}
         # dead letters a call's final failure implies, whose own records should follow:
@@ -194,8 +236,8 @@ class _Replay:
             if isinstance(by, list):
                 by = tuple(by)
                 if len(by) == 3:  # (routine, seq, position): a step's emit
-                    positions = self.delivered.setdefault((by[0], by[1]), {})
-                    positions.setdefault((by[2], rec["slot"]), []).append(rec["item"])
+                    went = self.delivered.setdefault((by[0], by[1]), {}).setdefault(by[2], {})
+                    went.setdefault(rec["slot"], []).append(rec["item"])
             self.queues[rec["slot"]].append((rec["item"], by, None))
             if by == INPUT:
                 out.fed[rec["slot"]] = out.fed.get(rec["slot"], 0) + 1
@@ -273,8 +315,9 @@ class _Replay:
         self.open.clear()
 
     def rerun(self, routine: str, seq: int, attempt: int) -> Rerun:
-        positions = self.delivered.get((routine, seq), {})
-        return Rerun(routine, seq, attempt, {k: list(v) for k, v in positions.items()})
+        went = self.delivered.get((routine, seq), {})
+        copied = {k: {path: list(items) for path, items in at.items()} for k, at in went.items()}
+        return Rerun(routine, seq, attempt, copied)
 
     def restore(self) -> Restore:
         self.reopen()

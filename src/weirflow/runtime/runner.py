@@ -12,7 +12,7 @@ from .context import Context
 from .gil import let_threads_in
 from .hooks import HookPoint
 from .journal import Step
-from .replay import undelivered
+from .replay import rerun_ended, undelivered
 from .slot_queue import SlotQueue
 
 if TYPE_CHECKING:
@@ -530,6 +530,8 @@ class RoutineRunner:
         step.state = dict(state) if state else {}
         step.completed_at = time.time()
         ctx._step = None
+        if step.delivered:
+            rerun_ended(step)
         journal.step_completed(self.job, step)
 
     async def run_on_end(self) -> None:
