@@ -7,7 +7,8 @@ at scrape time:
   ``_capacity``, ``_usage_ratio``, ``_in_flight``, ``_blocked_emitters`` and the
   counters ``weirflow_slot_enqueued_total``, ``_processed_total``,
   ``_dead_lettered_total``, ``_blocked_seconds_total``; ``weirflow_jobs`` by flow
-  and status;
+  and status; ``weirflow_hook_errors_total`` by hook class and hook point (hooks
+  that raised, contained: see ``weirflow.Hooks``);
 - counted by a runtime hook (``hooks``, pass it to ``Engine(hooks=...)``):
   ``weirflow_handler_duration_seconds`` (histogram by flow and routine),
   ``weirflow_handler_errors_total``, ``weirflow_dead_letters_total`` (by flow and
@@ -183,5 +184,8 @@ def _engine_families(engine: Engine) -> Iterator[Metric]:
     for (flow, status), n in sorted(counts.items()):
         jobs.add_metric((flow, status), n)
     yield jobs
+    yield _counter(
+        "weirflow_hook_errors", "Exceptions hooks raised (contained).", ("hook", "point"), engine.hook_errors
+    )
     yield from gauges.values()
     yield from counters.values()

@@ -191,9 +191,11 @@ async def test_cancel_releases_blocked_senders_with_an_error() -> None:
         await asyncio.sleep(0)
         assert job.queues()["c.inp"].blocked_emitters == 1
         result = await job.cancel()
-        with pytest.raises(wf.JobError):
+        with pytest.raises(wf.JobError, match="dead-lettered"):
             await sender
-    assert [d.item for d in result.dead_letters] == [1]
+    # the queued item, then the one that was waiting in send: both were accepted
+    assert [(d.item, d.reason) for d in result.dead_letters] == [(1, "job_cancelled"), (2, "job_cancelled")]
+    assert (result.stats.inputs.accepted, result.stats.inputs.dead_lettered) == (2, 1)
     assert_settled(result)
 
 

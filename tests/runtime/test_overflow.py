@@ -74,7 +74,7 @@ async def test_fail_uncaught_fails_the_job_by_default() -> None:
 
 
 async def _drop_run(policy: str) -> tuple[list[int], list[wf.DeadLetter], wf.JobResult]:
-    async with wf.Engine() as engine:
+    async with wf.Engine(max_dead_letters=N) as engine:  # keep every letter (default: 10,000)
         job = await engine.start(burst_flow(8, policy), {"src.go": N})
         result = await job.wait(timeout_s=60)
     assert result.status is wf.JobStatus.COMPLETED

@@ -25,7 +25,7 @@ async def run_job(
     """Run ``flow`` with ``inputs`` and return what the command prints (see ``report``).
 
     With ``console`` the job's progress is drawn on it while it runs. After
-    ``timeout_s`` the job is cancelled (its items dead-lettered) and the report's
+    ``timeout_s`` the job is cancelled (its items dead-lettered as ``job_timeout``) and the report's
     ``error`` says so.
     """
     async with Engine() as engine:
@@ -37,6 +37,6 @@ async def run_job(
             try:
                 result = await job.wait(timeout_s)
             except JobTimeoutError:
-                result = await job.cancel()
+                result = await job.cancel(reason="job_timeout", error=f"timed out after {timeout_s:g}s")
                 return report(result, error=f"timed out after {timeout_s:g}s; job cancelled")
         return report(result)

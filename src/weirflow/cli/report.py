@@ -23,7 +23,7 @@ def report(result: JobResult, error: str | None = None) -> dict[str, Any]:
     return {
         "status": result.status.value,
         "outputs": result.outputs,
-        "dead_letters": len(result.dead_letters),
+        "dead_letters": result.dead_letter_count,
         "error": error if error is not None else result.error,
     }
 

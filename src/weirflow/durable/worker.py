@@ -266,7 +266,7 @@ class Worker:
             try:
                 result: JobResult | None = await job.wait(record.timeout_s)
             except JobTimeoutError:
-                await job.cancel()
+                await job.cancel(reason="job_timeout", error=f"timed out after {record.timeout_s:g}s")
                 result = None
             if record.id in self._lost:
                 self._lost.discard(record.id)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JobError
 from ..flow.graph import Flow
+from .dead_letters import DEFAULT_MAX_DEAD_LETTERS
 from .hooks import Hooks
 from .job import Job
 from .journal import Journal, is_active
@@ -28,7 +29,9 @@ class Engine:
 
     ``hooks`` observe (and may hold) items on every job's data path; ``journal``
     receives each job's enqueues and completed steps; ``max_threads`` sizes the
-    pool that runs plain ``def`` handlers. ``store`` (a URL such as
+    pool that runs plain ``def`` handlers. ``max_dead_letters`` is how many dead letters
+    each job keeps in memory (``JobResult.dead_letters``); every one is still counted
+    and reported to hooks and the journal. ``store`` (a URL such as
     ``"sqlite:///weirflow.db"``, or a ``weirflow.durable.Store``) enables ``submit``
     and ``get_job``; it is opened at ``async with`` (or first use) and closed by
     ``close()``. Use as ``async with wf.Engine() as e``.
@@ -41,7 +44,13 @@ class Engine:
         journal: Journal | None = None,
         max_threads: int | None = None,
         store: str | Store | None = None,
+        max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
     ) -> None:
+        if max_dead_letters < 0:
+            raise JobError(f"max_dead_letters must be >= 0, not {max_dead_letters}")
+        self.max_dead_letters = max_dead_letters
+        #: exceptions raised by hooks, by (hook class, hook point); see ``Hooks``
+        self.hook_errors: dict[tuple[str, str], int] = {}
         self.hooks: list[Hooks] = list(hooks)
         for h in self.hooks:
             if not isinstance(h, Hooks):

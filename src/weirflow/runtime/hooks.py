@@ -17,6 +17,15 @@ reason ``reason``.
 The *notification* hooks (``on_handler_end``, ``on_job_status``,
 ``on_job_result``, ``on_dead_letter``, ``on_queue_state``) are plain methods called on the event
 loop; they must not block.
+
+**A hook that raises** (any ``Exception``) is contained: the error is logged
+(``hook_failed``, with the hook's class and the hook point), counted in
+``Engine.hook_errors`` (the metric ``weirflow_hook_errors_total``), and the job
+goes on exactly as if the hook had returned (an item hook's ``point.item`` and
+``point.drop`` as the hook left them). A hook class that sets ``fatal = True``
+makes the job fail instead, with an error naming the hook; its item still goes
+on as if the hook had returned, and is then dead-lettered by the job's end like
+every other unfinished item. Either way ``job.wait()`` returns.
 """
 
 from __future__ import annotations
@@ -24,12 +33,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 if TYPE_CHECKING:
     from .job import Job
     from .results import DeadLetter, JobResult, JobStatus
 
 ITEM_POINTS = ("on_emit", "on_route", "on_enqueue", "on_handler_start")
 NOTIFY_POINTS = ("on_handler_end", "on_job_status", "on_job_result", "on_dead_letter", "on_queue_state")
+
+log = structlog.get_logger("weirflow.runtime")
 
 
 @dataclass
@@ -66,7 +79,13 @@ class HookPoint:
 
 
 class Hooks:
-    """Base class of runtime hooks; every method is a documented no-op."""
+    """Base class of runtime hooks; every method is a documented no-op.
+
+    ``fatal``: when ``True``, an exception from one of this hook's methods fails the
+    job (with an error naming the hook) instead of being logged and counted only.
+    """
+
+    fatal: bool = False
 
     def watches(self, point: str, target: str) -> bool:
         """Whether this hook wants item hook point ``point`` at ``target``.
@@ -134,3 +153,28 @@ class HookSet:
     def watching(self, point: str, target: str) -> bool:
         """Whether any hook overriding ``point`` watches ``target``."""
         return any(fn.__self__.watches(point, target) for fn in self.by_point[point])
+
+
+def hook_failure(
+    counts: dict[tuple[str, str], int], job_id: str, fn: Any, point: str, error: BaseException
+) -> str | None:
+    """Log and count a hook's exception; the job's error text if the hook is ``fatal``."""
+    owner = getattr(fn, "__self__", None)
+    cls = type(owner).__qualname__ if owner is not None else "?"
+    key = (cls, point)
+    counts[key] = counts.get(key, 0) + 1
+    fatal = bool(getattr(owner, "fatal", False))
+    log.error(
+        "hook_failed",
+        hook=cls,
+        point=point,
+        job=job_id,
+        fatal=fatal,
+        error=f"{type(error).__name__}: {error}",
+        # the traceback once per hook and point: a hook failing on every item must not
+        # make the job crawl (rendering one takes milliseconds)
+        exc_info=error if counts[key] == 1 else None,
+    )
+    if not fatal:
+        return None
+    return f"hook {cls}.{point} raised {type(error).__name__}: {error}"

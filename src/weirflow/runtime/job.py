@@ -14,12 +14,13 @@ from ..errors import (
     JobFinishedError,
     JobTimeoutError,
     NotPausedError,
-    SlotFullError,
     UnknownSlotError,
 )
 from .completion import Tracker
-from .hooks import HookPoint, Hooks, HookSet
-from .journal import INPUT, Step
+from .dead_letters import DeadLetterLog
+from .hooks import HookPoint, Hooks, HookSet, hook_failure
+from .inputs import Inputs
+from .journal import Step
 from .replay import apply_restore, undelivered
 from .results import (
     DeadLetter,
@@ -71,9 +72,10 @@ class Job:
         self.created_at = time.time()
         self._started = time.monotonic()
         self._ended: float | None = None
-        self._hooks = HookSet([*engine.hooks, *hooks])
-        self._journal = engine.journal
-        self.dead_letters: list[DeadLetter] = []
+        self.hook_set = HookSet([*engine.hooks, *hooks])
+        self.journal = engine.journal
+        self.letters = DeadLetterLog(self, engine.max_dead_letters)
+        self.inputs = Inputs(self, keep_open=keep_open)
         self.outputs: dict[str, list[Any]] = {path: [] for path in flow.outputs}
         self.runners: dict[str, RoutineRunner] = {
             name: RoutineRunner(self, name, routine, flow) for name, routine in flow.routines.items()
@@ -104,8 +106,6 @@ class Job:
         self._running = 0
         self._parked = 0
         self._quiet_waiters: list[asyncio.Future[None]] = []
-        self._input_closed = not keep_open
-        self._pending_sends = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner_tasks: list[asyncio.Task[None]] = []
         self._closing: asyncio.Task[None] | None = None
@@ -124,34 +124,21 @@ class Job:
             feeds.append((q, list(items) if isinstance(items, list | tuple) else [items]))
         if restore is not None:
             apply_restore(self, restore)
-            if self._journal is not None:
-                self._journal.job_restored(self)
+            if self.journal is not None:
+                self.journal.job_restored(self)
             feeds = [(q, items[restore.fed.get(q.path, 0) :]) for q, items in feeds]
-        if self._journal is not None:
-            await self._journal.job_started(self)
+        if self.journal is not None:
+            await self.journal.job_started(self)
+        # accepted from here on: whatever ends the job, each is fed or dead-lettered
+        started = [self.inputs.add_feed(q, items) for q, items in feeds]
         self._set_status(JobStatus.RUNNING, None)
         for runner in self.runners.values():
             task = self.loop.create_task(runner.run(), name=f"weirflow:{self.id}:{runner.name}")
             task.add_done_callback(self._task_done)
             self._runner_tasks.append(task)
-        for q, items in feeds:
-            self._pending_sends += 1
-            self._spawn(self._feed(q, items))
+        for feed in started:
+            self._spawn(self.inputs.feed(feed))
         self._tracker.check_all()
-
-    async def _feed(self, q: SlotQueue, items: list[Any]) -> None:
-        """Feed initial inputs. No caller waits to see a rejection here, so an item a
-        ``fail`` slot (or a block timeout) refuses is dead-lettered as ``input_rejected``."""
-        try:
-            for item in items:
-                try:
-                    await self._enqueue(q, item, q.block_timeout_s, parks=False, origin=INPUT)
-                except SlotFullError as e:
-                    q.enqueued += 1
-                    q.dead_lettered += 1
-                    self._dead_letter(q.path, item, "input_rejected", str(e))
-        finally:
-            self._sends_done()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self.loop.create_task(coro)
@@ -164,10 +151,29 @@ class Job:
             exc = task.exception()
             self._fail(f"internal error: {type(exc).__name__}: {exc}")
 
-    def _set_status(self, status: JobStatus, reason: str | None) -> None:
+    def _set_status(self, status: JobStatus, reason: str | None) -> str | None:
+        """Move to ``status`` and tell the hooks; the error text of a ``fatal`` hook that
+        raised (a failing hook is reported; the status stands either way)."""
         self.status = status
-        for hook in self._hooks.job_status:
-            hook(self, status, reason)
+        fatal: str | None = None
+        for hook in self.hook_set.job_status:
+            try:
+                hook(self, status, reason)
+            except Exception as e:  # noqa: BLE001 - contained: see hooks.py
+                fatal = self._hook_error(hook, "on_job_status", e) or fatal
+        if fatal is not None and not self._finished:
+            self._fail(fatal)
+        return fatal
+
+    def _hook_error(self, hook: Any, point: str, error: Exception) -> str | None:
+        return hook_failure(self.engine.hook_errors, self.id, hook, point, error)
+
+    def hook_failed(self, hook: Any, point: str, error: Exception) -> None:
+        """A hook raised at ``point``: log and count it; fail the job if the hook is ``fatal``.
+        The caller goes on as if the hook had returned."""
+        fatal = self._hook_error(hook, point, error)
+        if fatal is not None and not self._finished:
+            self._fail(fatal)
 
     @property
     def finished(self) -> bool:
@@ -182,46 +188,72 @@ class Job:
             self._finish(JobStatus.FAILED, error, "job_failed")
 
     def _finish(self, status: JobStatus, error: str | None, reason: str | None) -> None:
-        if self._journal is not None:
-            self._journal.job_ending(self, status, error)
         self._finished = True
         self._end_reason = reason
         self.error = error
-        self._set_status(status, error)
-        self._closing = self.loop.create_task(self._close_out(status))
+        fatal = self._set_status(status, error)
+        if fatal is not None and status is JobStatus.COMPLETED:  # a fatal hook refused the end
+            self._end_reason, self.error, status = "job_failed", fatal, JobStatus.FAILED
+            self._set_status(status, fatal)
+        if self.journal is not None:
+            self.journal.job_ending(self, status, self.error)
+        self._closing = self.loop.create_task(self._close_out())
 
-    async def _close_out(self, status: JobStatus) -> None:
-        me = asyncio.current_task()
-        tasks = [t for t in (*self._runner_tasks, *self._tasks) if t is not me and not t.done()]
-        for t in tasks:
-            t.cancel()
-        refused = JobFinishedError(f"job {self.id} is {status.value}; item not accepted")
-        for q in self._queues.values():
-            q.fail_putters(refused)
-        if not self._resumed.done():
-            self._resumed.set_result(None)
-        self._wake_quiet()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for q in self._queues.values():
-            if q.items:
-                q.drain(self._end_reason or "job_cancelled", self.error)
-        self._ended = time.monotonic()
-        self.result = JobResult(
+    async def _close_out(self) -> None:
+        """Stop everything, then dead-letter every item the job accepted and did not
+        process: starting inputs not fed, sends waiting, queued items (calls in flight
+        dead-letter their own items as they are cancelled). Always sets the result."""
+        reason, error = self._end_reason or "job_cancelled", self.error
+        try:
+            me = asyncio.current_task()
+            tasks = [t for t in (*self._runner_tasks, *self._tasks) if t is not me and not t.done()]
+            for t in tasks:
+                t.cancel()
+            refused = JobFinishedError(f"job {self.id} is {self.status.value}; item not accepted")
+            for q in self._queues.values():
+                q.fail_putters(refused)
+            if not self._resumed.done():
+                self._resumed.set_result(None)
+            self._wake_quiet()
+            self.inputs.stop()
+            if tasks:  # (a cancelled call dead-letters the items it holds)
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for q in self._queues.values():
+                if q.items:
+                    q.drain(reason, error)
+            self.inputs.abandon(reason, error)
+        finally:  # whatever failed above, the job's waiters get a result
+            self._ended = time.monotonic()
+            result = self._make_result()
+            fatal: str | None = None
+            for hook in self.hook_set.job_result:
+                try:
+                    hook(self, result)
+                except Exception as e:  # noqa: BLE001 - contained: see hooks.py
+                    fatal = self._hook_error(hook, "on_job_result", e) or fatal
+            if fatal is not None and result.status is JobStatus.COMPLETED:
+                self._end_reason, self.error = "job_failed", fatal
+                self._set_status(JobStatus.FAILED, fatal)
+                result = self._make_result()
+            self.result = result
+            try:
+                if self.journal is not None:
+                    await self.journal.job_finished(self, result)
+            finally:  # a failing journal must not leave the job's waiters hanging
+                self._done.set_result(result)
+
+    def _make_result(self) -> JobResult:
+        letters = self.letters
+        return JobResult(
             job_id=self.id,
-            status=status,
+            status=self.status,
             outputs={k: list(v) for k, v in self.outputs.items()},
             error=self.error,
-            dead_letters=list(self.dead_letters),
+            dead_letters=list(letters.kept),
             stats=self.stats,
+            dead_letter_count=letters.count,
+            dead_letter_reasons=dict(letters.by_reason),
         )
-        try:
-            if self._journal is not None:
-                await self._journal.job_finished(self, self.result)
-        finally:  # a failing journal must not leave the job's waiters hanging
-            self._done.set_result(self.result)
-        for hook in self._hooks.job_result:
-            hook(self, self.result)
 
     async def wait(self, timeout_s: float | None = None) -> JobResult:
         """Wait for the job to finish; ``JobTimeoutError`` if it does not within ``timeout_s``."""
@@ -231,12 +263,24 @@ class Job:
         except TimeoutError:
             raise JobTimeoutError(f"job {self.id} did not finish within {timeout_s}s") from None
 
-    async def cancel(self) -> JobResult:
-        """Stop the job: running calls are cancelled, every queued or in-flight item is
-        dead-lettered with reason ``job_cancelled``. Returns the result."""
+    async def cancel(self, *, reason: str = "job_cancelled", error: str | None = None) -> JobResult:
+        """Stop the job: running calls are cancelled, and every item it accepted and did
+        not process (starting inputs not fed yet, sends waiting, queued and in-flight
+        items) is dead-lettered with ``reason`` (``job_timeout`` when a time limit ended
+        it) and ``error``. Returns the result."""
         if not self._finished:
-            self._finish(JobStatus.CANCELLED, None, "job_cancelled")
+            self._finish(JobStatus.CANCELLED, error, reason)
         return await asyncio.shield(self._done)
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        """The dead letters so far (the first ``Engine(max_dead_letters=...)`` of them)."""
+        return self.letters.kept
+
+    @property
+    def dead_letter_count(self) -> int:
+        """Every dead letter so far, kept or not."""
+        return self.letters.count
 
     # -- input ----------------------------------------------------------------------
 
@@ -249,12 +293,11 @@ class Job:
             ) from None
 
     def _inputs_open(self) -> bool:
-        return not self._input_closed or self._pending_sends > 0
+        return self.inputs.is_open()
 
-    def _sends_done(self) -> None:
-        self._pending_sends -= 1
-        if self._pending_sends == 0 and self._input_closed:
-            self._tracker.check_all()
+    def inputs_settled(self) -> None:
+        """Input is closed and no feed or send is under way: components may end now."""
+        self._tracker.check_all()
 
     async def send(self, slot: str, item: Any, *, timeout_s: float | None = None) -> None:
         """Put ``item`` into ``slot`` (``"routine.slot"``), waiting while it is full.
@@ -265,26 +308,19 @@ class Job:
         q = self._queue(slot)
         if self._finished:
             self._refuse(f"send to {slot}")
-        if self._input_closed:
+        if self.inputs.closed:
             raise InputClosedError(f"job {self.id}: input is closed; send to {slot} refused")
-        if self._journal is not None:
-            self._journal.check(item)
-        self._pending_sends += 1
-        try:
-            await self._enqueue(q, item, q.block_timeout_s if timeout_s is None else timeout_s, parks=False)
-        finally:
-            self._sends_done()
+        if self.journal is not None:
+            self.journal.check(item)
+        await self.inputs.send(q, item, q.block_timeout_s if timeout_s is None else timeout_s)
 
     async def close_input(self) -> None:
         """No more sends; the job completes once everything queued has been processed."""
-        if not self._input_closed:
-            self._input_closed = True
-            if self._pending_sends == 0:
-                self._tracker.check_all()
+        self.inputs.close()
 
     @property
     def input_closed(self) -> bool:
-        return self._input_closed
+        return self.inputs.closed
 
     # -- the data path (slow lane: hooks or journal present) ---------------------------
 
@@ -296,14 +332,17 @@ class Job:
             self._park(1)
         try:
             for hook in hooks:
-                await hook(point)
+                try:
+                    await hook(point)
+                except Exception as e:  # noqa: BLE001 - contained: the item goes on
+                    self.hook_failed(hook, f"on_{point.kind}", e)
                 if point.drop_reason is not None:
                     return
         finally:
             if parks:
                 self._park(-1)
 
-    async def _enqueue(
+    async def enqueue(
         self,
         q: SlotQueue,
         item: Any,
@@ -313,26 +352,24 @@ class Job:
     ) -> None:
         if q.watched:
             point = HookPoint("enqueue", self, q.runner.name, item, slot=q.path)
-            await self._hold(self._hooks.enqueue, point, parks)
+            await self._hold(self.hook_set.enqueue, point, parks)
             if point.drop_reason is not None:
-                q.enqueued += 1
-                q.dead_lettered += 1
-                self._dead_letter(q.path, point.item, point.drop_reason, None)
+                q.refuse(point.item, point.drop_reason, None)
                 return
             item = point.item
         if self._finished:
             self._refuse(f"item for {q.path}")
         queued = await q.put(item, timeout_s, parks)
-        if queued and self._journal is not None:
-            self._journal.enqueued(self, q.path, item, origin)
+        if queued and self.journal is not None:
+            self.journal.enqueued(self, q.path, item, origin)
 
     async def _deliver(
         self, runner: RoutineRunner, event: str, targets: tuple[SlotQueue, ...], item: Any, ctx: Context
     ) -> None:
-        hooks = self._hooks
+        hooks = self.hook_set
         ev_path = f"{runner.name}.{event}"
-        if self._journal is not None:
-            self._journal.check(item)
+        if self.journal is not None:
+            self.journal.check(item)
         if event in runner.watch_emit:
             point = HookPoint("emit", self, runner.name, item, event=ev_path, attempt=ctx.attempt)
             await self._hold(hooks.emit, point, parks=True)
@@ -353,30 +390,26 @@ class Job:
                 )
                 await self._hold(hooks.route, point, parks=True)
                 if point.drop_reason is not None:
-                    q.enqueued += 1
-                    q.dead_lettered += 1
-                    self._dead_letter(q.path, point.item, point.drop_reason, None)
+                    q.refuse(point.item, point.drop_reason, None)
                     continue
                 value = point.item
-            await self._enqueue(q, value, q.block_timeout_s, parks=True, origin=step)
+            await self.enqueue(q, value, q.block_timeout_s, parks=True, origin=step)
 
     def _dead_letter(
         self, slot: str, item: Any, reason: str, error: str | None, from_queue: bool = False
     ) -> None:
-        letter = DeadLetter(slot=slot, item=item, reason=reason, error=error, at=time.time())
-        self.dead_letters.append(letter)
-        for hook in self._hooks.dead_letter:
-            hook(self, letter)
-        if self._journal is not None:
-            self._journal.dead_lettered(self, letter, from_queue=from_queue)
+        self.letters.add(slot, item, reason, error, from_queue=from_queue)
 
     def _step_progress(self, step: Step) -> None:
-        if self._journal is not None and not self._finished:
-            self._journal.step_progress(self, step)
+        if self.journal is not None and not self._finished:
+            self.journal.step_progress(self, step)
 
     def _queue_state(self, slot: str, state: str) -> None:
-        for hook in self._hooks.queue_state:
-            hook(self, slot, state)
+        for hook in self.hook_set.queue_state:
+            try:
+                hook(self, slot, state)
+            except Exception as e:  # noqa: BLE001 - contained: see hooks.py
+                self.hook_failed(hook, "on_queue_state", e)
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -385,18 +418,18 @@ class Job:
         for h in hooks:
             if not isinstance(h, Hooks):
                 raise TypeError(f"hooks must be wf.Hooks instances, not {type(h).__name__}")
-        self._hooks = HookSet([*self._hooks.hooks, *hooks])
+        self.hook_set = HookSet([*self.hook_set.hooks, *hooks])
         self.refresh_hooks()
 
     def remove_hooks(self, *hooks: Hooks) -> None:
-        self._hooks = HookSet([h for h in self._hooks.hooks if all(h is not x for x in hooks)])
+        self.hook_set = HookSet([h for h in self.hook_set.hooks if all(h is not x for x in hooks)])
         self.refresh_hooks()
 
     def refresh_hooks(self) -> None:
         """Ask every hook again what it watches (``Hooks.watches``) and set the fast
         and slow lanes accordingly; call after a hook changes its interests."""
-        hs = self._hooks
-        journal = self._journal is not None
+        hs = self.hook_set
+        journal = self.journal is not None
         for q in self._queues.values():
             q.watched = hs.watching("on_enqueue", q.path)
         for name, runner in self.runners.items():
@@ -573,4 +606,6 @@ class Job:
                 for name, r in self.runners.items()
             },
             duration_s=end - self._started,
+            inputs=self.inputs.stats(),
+            entry_slots=tuple(self.inputs.slots),
         )

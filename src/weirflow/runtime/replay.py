@@ -385,4 +385,4 @@ def apply_restore(job: Job, restore: Restore) -> None:
     for path, items in restore.outputs.items():
         if path in job.outputs:
             job.outputs[path].extend(items)
-    job.dead_letters.extend(restore.dead_letters)
+    job.letters.restore(restore.dead_letters)

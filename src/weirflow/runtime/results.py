@@ -72,16 +72,66 @@ class RoutineStats:
 
 
 @dataclass(frozen=True)
+class InputStats:
+    """What a job accepted from outside (starting inputs and sends) and what became of it.
+
+    ``accepted == entered + waiting + dead_lettered`` always holds: an accepted input
+    has ``entered`` its slot (and is counted there, in ``QueueStats.enqueued``), is
+    still ``waiting`` to (a starting input not fed yet, a ``send`` waiting for room),
+    or was dead-lettered before it entered (the job ended first). A ``send`` that
+    raised ``SlotFullError`` was not accepted. In a finished job ``waiting == 0``.
+    """
+
+    accepted: int = 0
+    entered: int = 0
+    waiting: int = 0
+    dead_lettered: int = 0
+
+    def balanced(self) -> bool:
+        return self.accepted == self.entered + self.waiting + self.dead_lettered
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class JobStats:
-    """Every slot's ``QueueStats`` and every routine's ``RoutineStats``."""
+    """Every slot's ``QueueStats``, every routine's ``RoutineStats`` and the job's inputs.
+
+    ``accepted == processed_at_entry + dead_lettered_at_entry`` holds for a finished
+    job whose entry slots (those given inputs) are fed by nothing else: see
+    ``processed_at_entry``.
+    """
 
     slots: dict[str, QueueStats]
     routines: dict[str, RoutineStats]
     duration_s: float
+    inputs: InputStats = field(default_factory=InputStats)
+    entry_slots: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> int:
+        """Inputs the job accepted (``inputs.accepted``)."""
+        return self.inputs.accepted
+
+    @property
+    def processed_at_entry(self) -> int:
+        """Items the handlers of the entry slots (the slots inputs go to) processed."""
+        return sum(self.slots[p].processed for p in self.entry_slots)
+
+    @property
+    def dead_lettered_at_entry(self) -> int:
+        """Inputs dead-lettered before they entered a slot, plus the entry slots' dead letters."""
+        return self.inputs.dead_lettered + sum(self.slots[p].dead_lettered for p in self.entry_slots)
+
+    def balanced(self) -> bool:
+        """The accounting invariant for every slot, and ``inputs.balanced()``."""
+        return self.inputs.balanced() and all(s.balanced() for s in self.slots.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "duration_s": self.duration_s,
+            "inputs": self.inputs.to_dict(),
             "slots": {k: v.to_dict() for k, v in self.slots.items()},
             "routines": {k: v.to_dict() for k, v in self.routines.items()},
         }
@@ -92,7 +142,8 @@ class DeadLetter:
     """An item that did not reach (or finish in) a handler, and why.
 
     ``reason`` is one of ``dropped_oldest``, ``dropped_newest``, ``handler_failed``,
-    ``job_failed``, ``job_cancelled``, ``unconsumed`` (left in a join slot when
+    ``job_failed`` (``error`` is the job's error), ``job_cancelled``, ``job_timeout``
+    (the job was cancelled because it ran past its time limit), ``unconsumed`` (left in a join slot when
     no partner can arrive), ``input_rejected`` (an initial input a full ``fail``
     slot refused), ``on_end_failed``, or a reason a hook gave (the debugger's are
     ``debugger:<reason>``). ``slot`` is ``"routine.slot"``; for an item dropped at
@@ -118,7 +169,13 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class JobResult:
-    """A finished job: status, collected outputs, error text, dead letters and stats."""
+    """A finished job: status, collected outputs, error text, dead letters and stats.
+
+    ``dead_letters`` holds the first ``Engine(max_dead_letters=...)`` of them (all of
+    them, unless a job makes more); ``dead_letter_count`` counts every one, and
+    ``dead_letter_reasons`` counts them by reason. Hooks (``on_dead_letter``) and the
+    journal see every one.
+    """
 
     job_id: str
     status: JobStatus
@@ -126,6 +183,13 @@ class JobResult:
     error: str | None
     dead_letters: list[DeadLetter]
     stats: JobStats
+    dead_letter_count: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dead_letters_truncated(self) -> bool:
+        """Some dead letters were counted but not kept (``dead_letters`` is a prefix)."""
+        return self.dead_letter_count > len(self.dead_letters)
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,7 @@ class RoutineRunner:
         """The runner's task: until the job finishes, start calls as activations get ready."""
         job = self.job
         loop = job.loop
-        journal = job._journal
+        journal = job.journal
         tasks: set[asyncio.Task[None]] = set()
         streak = 0  # calls since this task last let others run
         try:
@@ -250,7 +250,7 @@ class RoutineRunner:
                     # counted now, not when the task starts: the routine is busy from here
                     self.active += 1
                     job._running += 1
-                    taken = act.take_resumed() if job._journal is not None else act.take()
+                    taken = act.take_resumed() if job.journal is not None else act.take()
                     task = loop.create_task(
                         self._call(act, taken, counted=True, attempt=act.first_attempt, rerun=act.rerun)
                     )
@@ -258,7 +258,7 @@ class RoutineRunner:
                     task.add_done_callback(tasks.discard)
                 elif act.kind == "each" and act.is_async and not self.watch_start:
                     await self._call_fast(act)
-                elif job._journal is not None:
+                elif job.journal is not None:
                     taken = act.take_resumed()
                     await self._call(act, taken, attempt=act.first_attempt, rerun=act.rerun)
                 else:
@@ -274,7 +274,7 @@ class RoutineRunner:
         start (with a journal, the call's step records too). A failure is handed to
         ``_call`` for the error policy."""
         job = self.job
-        journal = job._journal
+        journal = job.journal
         q = act.queues[0]
         rerun = q.rerun_attempts.popleft() if q.rerun_attempts else None
         attempt = 1 if rerun is None else rerun.attempt
@@ -311,8 +311,11 @@ class RoutineRunner:
         dt = time.perf_counter() - t0
         self.busy_s += dt
         self.calls += 1
-        for end_hook in job._hooks.handler_end:
-            end_hook(job, self.name, item, error, dt)
+        for end_hook in job.hook_set.handler_end:
+            try:
+                end_hook(job, self.name, item, error, dt)
+            except Exception as e:  # noqa: BLE001 - contained: the call settles as if it returned
+                job.hook_failed(end_hook, "on_handler_end", e)
         if error is None:
             q.in_flight -= 1
             q.processed += 1
@@ -343,7 +346,7 @@ class RoutineRunner:
                 else:
                     await q.put(item, q.block_timeout_s, True)
         elif lane == 1:  # a journal, no hook: record each enqueue
-            journal = job._journal
+            journal = job.journal
             assert journal is not None
             journal.check(item)
             step = ctx._step
@@ -381,8 +384,7 @@ class RoutineRunner:
             return
         reason, error = dead
         for q, item in taken:
-            q.settle(1, True)
-            self.job._dead_letter(q.path, item, reason, error)
+            q.settle_dead(item, reason, error)
 
     async def _call(
         self,
@@ -403,12 +405,12 @@ class RoutineRunner:
         ``rerun``: the call a crash interrupted, which this one runs again (its ``seq``).
         """
         job = self.job
-        hooks = job._hooks
+        hooks = job.hook_set
         if not counted:
             self.active += 1
             job._running += 1
         settled = False
-        journal = job._journal
+        journal = job.journal
         step: Step | None = first_step  # the first attempt's, when it already ran
         seq = step.seq if step is not None else rerun.seq if rerun is not None else 0
         try:
@@ -460,7 +462,10 @@ class RoutineRunner:
                     if taken:  # on_end is not a handler call
                         self.calls += 1
                     for end_hook in hooks.handler_end:
-                        end_hook(job, self.name, act.point_item(taken) if taken else None, error, dt)
+                        try:
+                            end_hook(job, self.name, act.point_item(taken) if taken else None, error, dt)
+                        except Exception as e:  # noqa: BLE001 - contained: settled as if it returned
+                            job.hook_failed(end_hook, "on_handler_end", e)
                 if error is None:
                     self._settle(taken, None)
                     settled = True
@@ -493,7 +498,7 @@ class RoutineRunner:
                 if taken:
                     self._settle(taken, ("handler_failed", text))
                 else:
-                    job._dead_letter(f"{self.name}.on_end", None, "on_end_failed", text)
+                    job.letters.add(f"{self.name}.on_end", None, "on_end_failed", text)
                 settled = True
                 return
         except asyncio.CancelledError:
@@ -515,13 +520,13 @@ class RoutineRunner:
             seq = self.seq
         step = Step(self.name, seq, attempt, [(q.name, item) for q, item in taken], on_end=on_end)
         ctx._step = step
-        journal = self.job._journal
+        journal = self.job.journal
         assert journal is not None
         journal.step_started(self.job, step)
         return step
 
     def _step_done(self, step: Step, ctx: Context, error: str | None, final: bool) -> None:
-        journal = self.job._journal
+        journal = self.job.journal
         assert journal is not None
         step.status = "failed" if error else "completed"
         step.error = error

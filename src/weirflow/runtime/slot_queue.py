@@ -117,9 +117,7 @@ class SlotQueue:
         if overflow is Overflow.FAIL:
             raise SlotFullError(self.path, self.capacity)
         if overflow is Overflow.DROP_NEWEST:
-            self.enqueued += 1
-            self.dead_lettered += 1
-            self.job._dead_letter(self.path, item, "dropped_newest", None)
+            self.refuse(item, "dropped_newest", None)
             return False
         if overflow is Overflow.DROP_OLDEST:
             while len(self.items) >= self.capacity:
@@ -127,7 +125,7 @@ class SlotQueue:
                 if self.rerun_attempts:
                     self.rerun_attempts.popleft()
                 self.dead_lettered += 1
-                self.job._dead_letter(self.path, old, "dropped_oldest", None, from_queue=True)
+                self.job.letters.add(self.path, old, "dropped_oldest", None, from_queue=True)
             self.append(item)
             return True
         await self._wait_for_room(timeout_s, parks_call)
@@ -171,6 +169,10 @@ class SlotQueue:
                     raise
                 finally:
                     self.blocked_s_done += time.monotonic() - self._blocked_since.pop(fut)
+                if job.finished:  # woken with room, but the job ended before this ran
+                    raise JobFinishedError(
+                        f"job {job.id} is {job.status.value}; item for {self.path} not accepted"
+                    )
                 if len(self.items) < self.capacity:
                     return
         finally:
@@ -206,6 +208,13 @@ class SlotQueue:
             self._fill_changed()
         return item
 
+    def refuse(self, item: Any, reason: str, error: str | None) -> None:
+        """Count ``item`` as arriving here and dead-letter it at once (a drop policy, a
+        hook's drop, a starting input a ``fail`` slot refused)."""
+        self.enqueued += 1
+        self.dead_lettered += 1
+        self.job.letters.add(self.path, item, reason, error)
+
     def settle(self, n: int, dead: bool) -> None:
         """``n`` in-flight items finished: processed, or dead-lettered by the caller."""
         self.in_flight -= n
@@ -214,13 +223,19 @@ class SlotQueue:
         else:
             self.processed += n
 
+    def settle_dead(self, item: Any, reason: str, error: str | None) -> None:
+        """One in-flight item did not finish: dead-letter it."""
+        self.in_flight -= 1
+        self.dead_lettered += 1
+        self.job.letters.add(self.path, item, reason, error)
+
     def drain(self, reason: str, error: str | None) -> None:
         """Dead-letter every queued item (the job ended or no consumer can take them)."""
         self.rerun_attempts.clear()
         while self.items:
             item = self.items.popleft()
             self.dead_lettered += 1
-            self.job._dead_letter(self.path, item, reason, error, from_queue=True)
+            self.job.letters.add(self.path, item, reason, error, from_queue=True)
         self._fill_changed()
 
     # -- reporting ------------------------------------------------------------

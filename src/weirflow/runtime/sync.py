@@ -23,7 +23,7 @@ def run(
 ) -> JobResult:
     """Run one job of ``flow`` with ``inputs`` and return its result.
 
-    On timeout the job is cancelled (its items dead-lettered) and
+    On timeout the job is cancelled (its items dead-lettered as ``job_timeout``) and
     ``JobTimeoutError`` is raised. Must not be called from a running event loop.
     """
 
@@ -33,7 +33,7 @@ def run(
             try:
                 return await job.wait(timeout_s)
             except JobTimeoutError:
-                await job.cancel()
+                await job.cancel(reason="job_timeout", error=f"timed out after {timeout_s:g}s")
                 raise
 
     return asyncio.run(main())
