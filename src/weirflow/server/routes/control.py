@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 
 from .. import views
 from ..auth import require_admin
-from ..deps import Service, errors
+from ..deps import Service, errors, json_answer
 from ..models import InputAccepted, InputRefused, JobInfo, PauseJob, ResumedJob, SendItems, StartJob
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[Depends(require_admin)])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobInfo, responses=errors(404, 409))
-async def start_job(body: StartJob, service: Service) -> dict[str, Any]:
+async def start_job(body: StartJob, service: Service) -> Response:
     """Start a job; ``inputs`` are fed in the background. With ``keep_open`` send more with /input."""
     job = await service.start(body.flow, body.inputs, body.keep_open)
-    return views.job_info(job)
+    return json_answer(views.job_info(job), status.HTTP_201_CREATED)
 
 
 @router.post(

@@ -1,0 +1,157 @@
+"""HTTP API speed against the floor (a bare FastAPI + uvicorn app), with wrk.
+
+``python -m benchmarks.http_api [--rounds 3] [--seconds 5] [--connections 16]``
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``). Starts ``weirflow serve --flows
+benchmarks.http_api`` and the floor app (``benchmarks.http_floor`` under uvicorn with
+the same settings: h11, no access log) in subprocesses, then in interleaved rounds
+runs wrk (one thread, ``--connections``) against each for two requests:
+
+- ``GET /api/jobs/{id}/queues`` of a paused job of 100 slots (floor: the same JSON);
+- ``POST /api/jobs`` starting a job of a 1-routine flow (floor: parse the body, answer 201).
+
+Reports requests/s and p99 of each side, and the ratios weirflow / floor.
+Targets: throughput >= 0.6 x the floor, p99 <= 3 x the floor's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import weirflow as wf
+
+from .api_queues import queues100
+
+ROOT = Path(__file__).resolve().parent.parent
+START_BODY = '{"flow": "one", "inputs": {"only.input": [1]}}'
+
+
+@wf.routine
+async def only(item: Any) -> Any:
+    return item
+
+
+one = wf.Flow("one")
+one.add("only", only)
+one.output("only.output")
+__all__ = ["one", "queues100"]  # served by --flows benchmarks.http_api
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("WEIRFLOW_")}
+
+
+def _listening(proc: subprocess.Popen[str], marker: str) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if marker in line:
+            m = re.search(r"http://[0-9.]+:\d+", line)
+            assert m is not None
+            return m.group(0)
+    raise RuntimeError("the server did not start")
+
+
+def serve_weirflow() -> tuple[subprocess.Popen[str], str]:
+    cmd = [sys.executable, "-m", "weirflow", "serve", "--flows", "benchmarks.http_api", "--port", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
+    return proc, _listening(proc, "listening on")
+
+
+def serve_floor() -> tuple[subprocess.Popen[str], str]:
+    code = (
+        "import uvicorn; uvicorn.run('benchmarks.http_floor:app', host='127.0.0.1', port=0, "
+        "log_level='info', access_log=False, ws='none', server_header=False, http='h11')"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_env(),
+        stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return proc, _listening(proc, "Uvicorn running on")
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None) -> tuple[float, float]:
+    """Requests/s and p99 in ms."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    assert p99 is not None, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    if "Non-2xx" in out:
+        raise RuntimeError(f"errors from {url}:\n{out}")
+    return rps, float(p99.group(1)) * scale
+
+
+def paused_queues_job(url: str) -> str:
+    with httpx.Client(base_url=url, timeout=10) as c:
+        job = c.post("/api/jobs", json={"flow": "queues100", "keep_open": True}).json()
+        c.post(f"/api/jobs/{job['id']}/pause")
+        c.post(f"/api/jobs/{job['id']}/input", json={"slot": "r000.inp", "items": list(range(50))})
+        assert len(c.get(f"/api/jobs/{job['id']}/queues").json()["slots"]) == 100
+        return str(job["id"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    procs: list[subprocess.Popen[str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp, "post.lua")
+        lua = f"wrk.method = 'POST'\nwrk.body = '{START_BODY}'\n"
+        script.write_text(lua + "wrk.headers['Content-Type'] = 'application/json'\n")
+        try:
+            weir, weir_url = serve_weirflow()
+            floor, floor_url = serve_floor()
+            procs += [weir, floor]
+            job = paused_queues_job(weir_url)
+            cases = {
+                "GET queues (100 slots)": (f"{weir_url}/api/jobs/{job}/queues", f"{floor_url}/queues", None),
+                "POST start (1 routine)": (f"{weir_url}/api/jobs", f"{floor_url}/start", str(script)),
+            }
+            runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+            for r in range(args.rounds):
+                for name, (w_url, f_url, lua) in cases.items():
+                    sides = [("weirflow", w_url), ("floor", f_url)]
+                    for side, url in sides if r % 2 == 0 else sides[::-1]:
+                        runs.setdefault((name, side), []).append(
+                            wrk(url, args.seconds, args.connections, lua)
+                        )
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGINT)
+                p.wait(30)
+    for name in cases:
+        w, f = runs[(name, "weirflow")], runs[(name, "floor")]
+        w_rps, f_rps = statistics.median(x[0] for x in w), statistics.median(x[0] for x in f)
+        w_p99, f_p99 = statistics.median(x[1] for x in w), statistics.median(x[1] for x in f)
+        print(
+            f"{name}: weirflow {w_rps:8.0f}/s p99 {w_p99:7.2f} ms | floor {f_rps:8.0f}/s p99 {f_p99:7.2f} ms"
+            f" | throughput {w_rps / f_rps:.2f} x (target >= 0.6), p99 {w_p99 / f_p99:.2f} x (target <= 3)"
+        )
+
+
+if __name__ == "__main__":
+    main()
