@@ -3,11 +3,14 @@
 ``EngineMetrics`` owns a ``CollectorRegistry`` with one collector that renders,
 at scrape time:
 
-- read from the engine: per unfinished job and slot ``weirflow_slot_queue_size``,
-  ``_capacity``, ``_usage_ratio``, ``_in_flight``, ``_blocked_emitters`` and the
-  counters ``weirflow_slot_enqueued_total``, ``_processed_total``,
-  ``_dead_lettered_total``, ``_blocked_seconds_total``; ``weirflow_jobs`` by flow
-  and status; ``weirflow_hook_errors_total`` by hook class and hook point (hooks
+- read from the engine, by flow and slot (no per-job label, so the number of
+  series does not grow with the number of jobs): ``weirflow_slot_queue_size``,
+  ``_capacity``, ``_in_flight``, ``_blocked_emitters`` summed over the flow's
+  unfinished jobs, ``_usage_ratio`` the highest among them, and the counters
+  ``weirflow_slot_enqueued_total``, ``_processed_total``,
+  ``_dead_lettered_total``, ``_blocked_seconds_total`` over every job of the flow
+  (a finished job's final counts are kept, so the counters never go down);
+  ``weirflow_jobs`` by flow and status; ``weirflow_hook_errors_total`` by hook class and hook point (hooks
   that raised, contained: see ``weirflow.Hooks``);
 - counted by a runtime hook (``hooks``, pass it to ``Engine(hooks=...)``):
   ``weirflow_handler_duration_seconds`` (histogram by flow and routine),
@@ -39,15 +42,15 @@ from .runtime.results import JobStatus
 if TYPE_CHECKING:
     from .runtime.engine import Engine
     from .runtime.job import Job
-    from .runtime.results import DeadLetter
+    from .runtime.results import DeadLetter, JobResult
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 _SLOT_GAUGES = (
-    ("queue_size", "size", "Items waiting in the slot."),
-    ("capacity", "capacity", "Capacity of the slot."),
-    ("usage_ratio", "usage", "size / capacity."),
+    ("queue_size", "size", "Items waiting in the slot (summed over the flow's unfinished jobs)."),
+    ("capacity", "capacity", "Capacity of the slot (summed over the flow's unfinished jobs)."),
+    ("usage_ratio", "usage", "The highest size / capacity among the flow's unfinished jobs."),
     ("in_flight", "in_flight", "Items handed to a running handler call."),
     ("blocked_emitters", "blocked_emitters", "Emitters waiting for room."),
 )
@@ -57,7 +60,9 @@ _SLOT_COUNTERS = (
     ("dead_lettered", "dead_lettered", "Items dead-lettered from the slot."),
     ("blocked_seconds", "blocked_s", "Seconds emitters spent waiting for room (summed)."),
 )
-_SLOT_LABELS = ("flow", "job", "slot")
+_COUNTED = tuple(attr for _, attr, _ in _SLOT_COUNTERS)
+_SLOT_LABELS = ("flow", "slot")
+_SUMMED_GAUGES = ("size", "capacity", "in_flight", "blocked_emitters")
 
 
 class _Durations:
@@ -84,6 +89,15 @@ class _Counting(Hooks):
     def __init__(self, metrics: EngineMetrics) -> None:
         self.durations = metrics.durations
         self.dead_letters = metrics.dead_letters
+        self.retired = metrics.retired
+
+    def on_job_result(self, job: Job, result: JobResult) -> None:
+        # the job's counts are final: keep them, so the flow's counters stay monotonic after
+        # the job is no longer read live (a job's result is set in the same step: no double count)
+        for path, stats in job.queues().items():
+            totals = self.retired.setdefault((job.flow.name, path), dict.fromkeys(_COUNTED, 0.0))
+            for attr in _COUNTED:
+                totals[attr] += float(getattr(stats, attr))
 
     def on_handler_end(
         self, job: Job, routine: str, item: Any, error: BaseException | None, duration_s: float
@@ -110,6 +124,7 @@ class EngineMetrics(Collector):
         self.durations: dict[tuple[str, str], _Durations] = {}
         self.dead_letters: dict[tuple[str, str], int] = {}
         self.breakpoint_hits: dict[tuple[str, str], int] = {}
+        self.retired: dict[tuple[str, str], dict[str, float]] = {}  # (flow, slot) -> finished jobs' counts
         self.hooks: Hooks = _Counting(self)
         self.engine: Engine | None = None
         self.registry = CollectorRegistry()
@@ -129,7 +144,7 @@ class EngineMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         if self.engine is not None:
-            yield from _engine_families(self.engine)
+            yield from _engine_families(self.engine, self.retired)
         durations = HistogramMetricFamily(
             "weirflow_handler_duration_seconds",
             "Duration of handler calls (and on_end).",
@@ -158,8 +173,23 @@ def _counter(
     return family
 
 
-def _engine_families(engine: Engine) -> Iterator[Metric]:
-    """Every unfinished job's slots and every job's status, read now."""
+def _engine_families(engine: Engine, retired: dict[tuple[str, str], dict[str, float]]) -> Iterator[Metric]:
+    """Every flow's slots (live jobs read now, finished ones from ``retired``) and every
+    job's status."""
+    live: dict[tuple[str, str], dict[str, float]] = {}
+    counts: dict[tuple[str, str], int] = {(flow, s.value): 0 for flow in engine.flows for s in JobStatus}
+    for job in list(engine.jobs.values()):
+        key = (job.flow.name, job.status.value)
+        counts[key] = counts.get(key, 0) + 1
+        if job.result is not None:
+            continue  # final: its counts are in ``retired``
+        for path, stats in job.queues().items():
+            agg = live.get((job.flow.name, path))
+            if agg is None:
+                agg = live[(job.flow.name, path)] = dict.fromkeys((*_SUMMED_GAUGES, *_COUNTED, "usage"), 0.0)
+            for attr in (*_SUMMED_GAUGES, *_COUNTED):
+                agg[attr] += float(getattr(stats, attr))
+            agg["usage"] = max(agg["usage"], float(stats.usage))
     gauges = {
         attr: GaugeMetricFamily(f"weirflow_slot_{name}", doc, labels=_SLOT_LABELS)
         for name, attr, doc in _SLOT_GAUGES
@@ -168,18 +198,14 @@ def _engine_families(engine: Engine) -> Iterator[Metric]:
         attr: CounterMetricFamily(f"weirflow_slot_{name}", doc, labels=_SLOT_LABELS)
         for name, attr, doc in _SLOT_COUNTERS
     }
-    counts: dict[tuple[str, str], int] = {(flow, s.value): 0 for flow in engine.flows for s in JobStatus}
-    for job in list(engine.jobs.values()):
-        key = (job.flow.name, job.status.value)
-        counts[key] = counts.get(key, 0) + 1
-        if job.finished:
-            continue
-        for path, stats in job.queues().items():
-            labels = (job.flow.name, job.id, path)
+    for key in sorted(live.keys() | retired.keys()):
+        now = live.get(key)
+        if now is not None:
             for attr, family in gauges.items():
-                family.add_metric(labels, float(getattr(stats, attr)))
-            for attr, cfamily in counters.items():
-                cfamily.add_metric(labels, float(getattr(stats, attr)))
+                family.add_metric(key, now[attr])
+        done = retired.get(key, {})
+        for attr, cfamily in counters.items():
+            cfamily.add_metric(key, done.get(attr, 0.0) + (now[attr] if now is not None else 0.0))
     jobs = GaugeMetricFamily("weirflow_jobs", "Known jobs by flow and status.", labels=("flow", "status"))
     for (flow, status), n in sorted(counts.items()):
         jobs.add_metric((flow, status), n)

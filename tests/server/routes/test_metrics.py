@@ -31,7 +31,7 @@ def test_metrics_read_the_engine_at_scrape_time(fresh: Live) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples = _samples(response.text)
-    slot = {"flow": "stream", "job": jid, "slot": "clean.items"}
+    slot = {"flow": "stream", "slot": "clean.items"}
     assert _value(samples, "weirflow_slot_queue_size", **slot) == 3
     assert _value(samples, "weirflow_slot_capacity", **slot) == 5
     assert _value(samples, "weirflow_slot_usage_ratio", **slot) == 0.6
@@ -42,7 +42,12 @@ def test_metrics_read_the_engine_at_scrape_time(fresh: Live) -> None:
     assert _value(samples, "weirflow_slot_blocked_emitters", **slot) == 0
     assert _value(samples, "weirflow_jobs", flow="stream", status="paused") == 1
     assert _value(samples, "weirflow_jobs", flow="picky", status="completed") == 1
-    assert not any(dict(labels).get("job") == done for _, labels in samples)  # finished: counted only
+    assert not any("job" in dict(labels) for _, labels in samples)  # series do not grow with jobs
+    checked = {"flow": "picky", "slot": "check.items"}  # finished: counted, not read live
+    assert _value(samples, "weirflow_slot_enqueued_total", **checked) == 3
+    assert _value(samples, "weirflow_slot_processed_total", **checked) == 2
+    assert _value(samples, "weirflow_slot_dead_lettered_total", **checked) == 1
+    assert ("weirflow_slot_queue_size", frozenset(checked.items())) not in samples
 
     picky = {"flow": "picky", "routine": "check"}
     assert _value(samples, "weirflow_handler_duration_seconds_count", **picky) == 3
@@ -57,3 +62,5 @@ def test_metrics_read_the_engine_at_scrape_time(fresh: Live) -> None:
     after = _samples(c.get("/metrics").text)
     assert _value(after, "weirflow_handler_duration_seconds_count", flow="stream", routine="clean") == 3
     assert _value(after, "weirflow_jobs", flow="stream", status="completed") == 1
+    assert _value(after, "weirflow_slot_enqueued_total", **slot) == 3  # kept, not gone with the job
+    assert _value(after, "weirflow_slot_processed_total", **slot) == 3
