@@ -274,6 +274,30 @@ async def test_retention(store: Store, clock: FakeClock) -> None:
     assert old_failed not in {j.id for j in await store.list_jobs()}
 
 
+async def test_clean_applies_retention_now_even_while_a_sweeper_holds_the_lock(
+    store: Store, clock: FakeClock
+) -> None:
+    old_done, old_failed, old_cancelled = [await store.submit(spec()) for _ in range(3)]
+    await claim_ids(store, 10)
+    await store.complete("w1", [(old_done, {})])
+    await store.fail(old_failed, "w1", "boom", retry=False)
+    await store.cancel(old_cancelled)
+    await store.record_steps([StepRecord(old_done, "a", 1, "completed")])
+    clock.advance(100)
+    new_done = await store.submit(spec())
+    queued = await store.submit(spec())
+    await claim_ids(store, 1)
+    await store.complete("w1", [(new_done, {})])
+    assert await store.sweep("worker-sweeper", lock_ttl_s=3600) is not None  # holds the lock
+    assert await store.clean(Retention(keep_completed_s=50)) == 1
+    assert await store.steps(old_done) == [] and await store.events(job_id=old_done) == []
+    assert {j.id for j in await store.list_jobs()} == {old_failed, old_cancelled, new_done, queued}
+    assert await store.clean(Retention(keep_failed_s=50)) == 2  # failed and cancelled
+    clock.advance(1)
+    assert await store.clean(Retention(keep_completed_s=0, keep_failed_s=0)) == 1  # never a queued job
+    assert [j.id for j in await store.list_jobs()] == [queued]
+
+
 async def test_steps_rows(store: Store) -> None:
     job_id = await store.submit(spec())
     rows = [

@@ -307,21 +307,29 @@ class MemoryStore:
                 if job.status == QUEUED:
                     self._wakeups.notify(job.queue)
         if retention is not None:
-            finished = [
-                (j.id, j.status, j.finished_at or 0.0) for j in self._jobs.values() if j.status in FINISHED
-            ]
-            for job_id in expired_ids(finished, retention, now):
-                job = self._jobs.pop(job_id)
-                self._order.pop(job_id)
-                if job.idempotency_key is not None:
-                    self._keys.pop((job.queue, job.idempotency_key), None)
-                for key in [k for k in self._steps if k[0] == job_id]:
-                    del self._steps[key]
-                self._journal.pop(job_id, None)
-                report.deleted += 1
-            if report.deleted:
-                self._events = [e for e in self._events if e.job_id is None or e.job_id in self._jobs]
+            report.deleted = self._retain(retention, now)
         return report
+
+    async def clean(self, retention: Retention) -> int:
+        return self._retain(retention, self.clock())
+
+    def _retain(self, retention: Retention, now: float) -> int:
+        deleted = 0
+        finished = [
+            (j.id, j.status, j.finished_at or 0.0) for j in self._jobs.values() if j.status in FINISHED
+        ]
+        for job_id in expired_ids(finished, retention, now):
+            job = self._jobs.pop(job_id)
+            self._order.pop(job_id)
+            if job.idempotency_key is not None:
+                self._keys.pop((job.queue, job.idempotency_key), None)
+            for key in [k for k in self._steps if k[0] == job_id]:
+                del self._steps[key]
+            self._journal.pop(job_id, None)
+            deleted += 1
+        if deleted:
+            self._events = [e for e in self._events if e.job_id is None or e.job_id in self._jobs]
+        return deleted
 
     async def running_since(self, before: float) -> list[JobRecord]:
         return [

@@ -115,6 +115,10 @@ class PostgresAdmin(PostgresBase):
                 report.deleted = await self._retain(conn, retention, now)
         return report
 
+    async def clean(self, retention: Retention) -> int:
+        async with self._tx() as conn:
+            return await self._retain(conn, retention, self.clock())
+
     @staticmethod
     async def _retain(conn: Conn, retention: Retention, now: float) -> int:
         deleted = 0

@@ -151,6 +151,9 @@ class SqliteAdmin(SqliteBase):
             report.deleted = self._retain(conn, retention, now)
         return report
 
+    async def clean(self, retention: Retention) -> int:
+        return await self._tx(lambda conn: self._retain(conn, retention, self.clock()))
+
     @staticmethod
     def _retain(conn: Conn, retention: Retention, now: float) -> int:
         deleted = 0

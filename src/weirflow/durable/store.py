@@ -122,6 +122,11 @@ class Store(Protocol):
         ``max_stalls``) and apply ``retention``. Only one sweeper at a time per store:
         ``None`` when another ``owner`` holds the sweeper lock."""
 
+    async def clean(self, retention: Retention) -> int:
+        """Apply ``retention`` now, as a sweep would (without its lock: deleting is safe
+        beside a sweeper): delete the finished jobs it says, with their steps, events and
+        journals. Returns how many jobs were deleted."""
+
     async def running_since(self, before: float) -> list[JobRecord]:
         """Running jobs started before ``before`` (for the long-running alert)."""
 

@@ -60,3 +60,31 @@ async def test_retry_failed_requeues_every_failed_job_of_the_queue_only(served: 
     assert statuses == {**dict.fromkeys(failing, "queued"), done: "completed", elsewhere: "failed"}
     again = served.client.post("/api/store/queues/default/retry-failed").json()
     assert again == {"retried": [], "refused": []}
+
+
+async def test_clean_deletes_finished_jobs_older_than_the_age_only(served: Live, store_url: str) -> None:
+    done = [submit(served.client, item={})["id"] for _ in range(2)]
+    failed = submit(served.client, item={"fail": "a"}, attempts=1)["id"]
+    queued = submit(served.client, item={}, queue="idle")["id"]  # no worker takes "idle"
+    client = httpx.AsyncClient(base_url=served.url, headers=ADMIN, timeout=10)
+    async with client, worker(store_url) as w:
+        for job_id in [*done, failed]:
+            await finished(client, job_id, w)
+    with httpx.Client(base_url=served.url, headers=READ) as reader:
+        assert (
+            reader.post("/api/store/clean", json={"status": "completed", "older_than_s": 0}).status_code
+            == 403
+        )
+    keep = served.client.post("/api/store/clean", json={"status": "completed", "older_than_s": 3600})
+    assert keep.json() == {"deleted": 0}
+    gone = served.client.post("/api/store/clean", json={"status": "completed", "older_than_s": 0})
+    assert gone.json() == {"deleted": 2}
+    left = {j["id"] for j in served.client.get(JOBS).json()["items"]}
+    assert left == {failed, queued}
+    assert served.client.get(f"{JOBS}/{done[0]}").status_code == 404
+    assert served.client.post("/api/store/clean", json={"status": "failed", "older_than_s": 0}).json() == {
+        "deleted": 1
+    }
+    assert [j["id"] for j in served.client.get(JOBS).json()["items"]] == [queued]
+    bad = served.client.post("/api/store/clean", json={"status": "queued", "older_than_s": 0})
+    assert bad.status_code == 422

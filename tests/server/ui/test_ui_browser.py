@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -140,6 +141,13 @@ def test_log_in_with_a_key_and_open_a_flows_graph(ui_server: Live, browser: Brow
     assert "/api/jobs" in text(driver, ".swagger-ui")
     shoot(driver, "14-api-docs")
 
+    for evil in ("//example.com/x", "/\\example.com/x", "https://example.com/x"):
+        driver.delete_all_cookies()  # the login sends only to pages of this server
+        driver.get(f"{ui_server.url}/ui/login?next={quote(evil, safe='')}")
+        find(driver, "#key").send_keys(ADMIN_KEY, Keys.ENTER)
+        wait(driver, lambda d: "role:" in text(d, "#who"))
+        assert driver.current_url == f"{ui_server.url}/ui", evil
+
 
 def test_a_streaming_job_shows_its_queue_fill_change_without_a_reload(
     ui_server: Live, browser: Browser
@@ -270,6 +278,14 @@ def test_retry_a_failed_durable_job_and_watch_its_steps_fill_in(
     driver.get(ui_server.url + "/ui/durable")
     wait(driver, lambda d: "completed" in text(d, "#durable-list"))
     shoot(driver, "09b-durable-list")
+    age = find(driver, "#clean-age")  # bulk: clean completed jobs finished more than 0 min ago
+    age.clear()
+    age.send_keys("0")
+    driver.find_element(By.ID, "clean").click()
+    wait(driver, lambda d: d.switch_to.alert).accept()
+    wait(driver, lambda d: "No durable job matches" in text(d, "#durable-list"))
+    with api(ui_server) as client:
+        assert client.get(f"/api/store/jobs/{job_id}").status_code == 404
 
 
 def test_a_read_key_sees_no_action_buttons_and_a_forged_post_is_refused(
@@ -335,3 +351,24 @@ def test_items_with_markup_are_shown_as_text(ui_server: Live, browser: Browser, 
     find(driver, '#outputs pre[data-output="sink.all"]')
     shoot(driver, "18-dark-job")
     assert driver.execute_script("return window.__xss === undefined")
+
+
+def test_a_thousand_jobs_are_listed_a_page_at_a_time(ui_server: Live, browser: Browser) -> None:
+    with api(ui_server) as client:
+        for n in range(1000):
+            assert (
+                client.post("/api/jobs", json={"flow": "picky", "inputs": {"check.items": [n]}}).status_code
+                == 201
+            )
+    driver = browser()
+    log_in(driver, ui_server, READ_KEY, "/ui/jobs?status=completed")
+    wait(driver, lambda d: "1000 job(s)" in text(d, "main"))
+    assert len(driver.find_elements(By.CSS_SELECTOR, "main tbody tr")) == 50
+    assert "1\u201350 of 1000" in text(driver, ".pager")
+    first = text(driver, "main tbody tr")
+    driver.find_element(By.XPATH, "//button[contains(., 'Next')]").click()
+    wait(driver, lambda d: "51\u2013100 of 1000" in text(d, ".pager") and text(d, "main tbody tr") != first)
+    assert len(driver.find_elements(By.CSS_SELECTOR, "main tbody tr")) == 50
+    shoot(driver, "06b-jobs-1000")
+    driver.get(ui_server.url + "/ui")
+    wait(driver, lambda d: "1000" in text(d, '.figure[data-status="completed"]'))

@@ -1,27 +1,27 @@
-"""Durable jobs in bulk: a summary by status and queue, and retrying every failed job of
-a queue (what Bull Board users reach for); and one job's stored row.
+"""Durable jobs in bulk: a summary by status and queue, retrying every failed job of a
+queue, cleaning finished jobs older than an age (what Bull Board users reach for); and
+one job's stored row.
 
 Reading needs a ``read`` key, changing ``admin``; without a store ``503`` (``store.get_store``).
-Not here yet, because the store cannot do them: pausing a queue (claims would have to
-skip it) and cleaning finished jobs older than an age on demand (only the sweeper deletes,
-under a lock a running worker's sweeper keeps; its ``Retention`` does it meanwhile).
+Not here yet, because the store cannot do it: pausing a queue (claims would have to skip it).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from ...durable.models import unstorable
+from ...durable.models import Retention, unstorable
 from ...errors import StoreError
 from ..auth import require_admin, require_read
 from ..durable_jobs import record_view
 from ..errors import ConflictError, NotFoundError, UnavailableError
-from ..store_models import MAX_NAME
+from ..models import RequestBody
+from ..store_models import MAX_DELAY_S, MAX_NAME
 from .store import StoreDep, answers
 
 router = APIRouter(prefix="/api/store", tags=["store"])
@@ -55,6 +55,17 @@ class StoreSummary(BaseModel):
 class RetriedFailed(BaseModel):
     retried: list[str]
     refused: list[dict[str, str]] = Field(description="Jobs that could not be retried: id and error.")
+
+
+class CleanJobs(RequestBody):
+    status: Literal["completed", "failed"] = Field(description="completed, or failed (failed and cancelled).")
+    older_than_s: float = Field(
+        ge=0, le=MAX_DELAY_S, allow_inf_nan=False, description="Only jobs that finished longer ago than this."
+    )
+
+
+class Cleaned(BaseModel):
+    deleted: int = Field(description="Jobs deleted, with their steps, events and journals.")
 
 
 async def _store(call: Awaitable[T]) -> T:
@@ -133,3 +144,14 @@ async def job_record(job_id: str, store: StoreDep) -> dict[str, Any]:
     if record is None:
         raise NotFoundError(f"no job {job_id!r} in the store")
     return record_view(record)
+
+
+@router.post("/clean", response_model=Cleaned, dependencies=ADMIN, responses=answers())
+async def clean(body: CleanJobs, store: StoreDep) -> dict[str, Any]:
+    """Delete the completed (or failed and cancelled) jobs of every queue that finished
+    more than ``older_than_s`` ago, as a sweep's retention would, now."""
+    if body.status == "completed":
+        retention = Retention(keep_completed_s=body.older_than_s)
+    else:
+        retention = Retention(keep_failed_s=body.older_than_s)
+    return {"deleted": await _store(store.store.clean(retention))}

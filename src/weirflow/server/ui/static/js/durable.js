@@ -52,9 +52,22 @@ export async function render(main, _params, ctx) {
         load();
       } catch (e) { toast(e.message, true); }
     };
-    clear(bulk, h("h2", {}, "Bulk actions"), h("div", { class: "row" }, field("Queue", bulkQueue),
-      h("button", { type: "button", id: "retry-failed", onclick: retryAll }, "Retry all failed")),
-      h("p", { class: "muted small" }, "Pausing a queue and cleaning finished jobs on demand need store support that is not there yet; the workers' retention settings clean finished jobs meanwhile."));
+    const cleanStatus = select([["completed", "completed"], ["failed", "failed and cancelled"]], "completed"); cleanStatus.id = "clean-status";
+    const age = h("input", { id: "clean-age", type: "number", min: 0, step: "any", value: 7, size: 6 });
+    const unit = select([["60", "minutes"], ["3600", "hours"], ["86400", "days"]], "86400"); unit.id = "clean-unit";
+    const cleanOld = async () => {
+      const seconds = Number(age.value) * Number(unit.value);
+      if (!(seconds >= 0)) { toast("The age must be a number ≥ 0", true); return; }
+      const what = cleanStatus.options[cleanStatus.selectedIndex].text;
+      if (!confirm(`Delete every ${what} job that finished more than ${age.value} ${unit.options[unit.selectedIndex].text} ago?`)) return;
+      try { const r = await post("/api/store/clean", { status: cleanStatus.value, older_than_s: seconds }); toast(`${r.deleted} job(s) deleted`); load(); }
+      catch (e) { toast(e.message, true); }
+    };
+    clear(bulk, h("h2", {}, "Bulk actions"),
+      h("div", { class: "row" }, field("Queue", bulkQueue), h("button", { type: "button", id: "retry-failed", onclick: retryAll }, "Retry all failed")),
+      h("div", { class: "row" }, field("Clean", cleanStatus), field("finished more than", age), field("ago", unit),
+        h("button", { type: "button", id: "clean", class: "danger", onclick: cleanOld }, "Delete")),
+      h("p", { class: "muted small" }, "Cleaning applies to every queue. Pausing a queue needs store support that is not there yet."));
   } else {
     bulk.remove();
   }

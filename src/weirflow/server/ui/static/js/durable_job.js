@@ -34,10 +34,12 @@ export async function render(main, [id], ctx) {
       h("span", {}, `attempt ${info.attempt}${record ? ` of ${record.max_attempts}` : ""}`),
       record ? h("span", { class: "muted" }, `created ${when(record.created_at)} · started ${when(record.started_at)} · finished ${when(record.finished_at)}`) : null),
       info.error ? [h("h3", {}, "Error"), h("pre", { class: "error", id: "durable-error" }, info.error)] : null,
+      info.error_detail ? h("details", {}, h("summary", {}, "Traceback"), h("pre", { id: "durable-traceback" }, info.error_detail)) : null,
       actions.length ? h("div", { class: "actions" }, actions) : null);
     const rows = info.steps.slice(0, STEPS_SHOWN).map((s) => [h("code", {}, s.routine), num(s.seq), badge(s.status), num(s.attempt),
       h("td", {}, bar(s.status === "completed" ? 1 : s.progress || 0, s.status === "failed" ? "full" : ""), h("span", { class: "muted small" }, s.message || "")),
-      when(s.started_at), duration(s.started_at, s.completed_at), s.worker || "", s.error ? h("code", { class: "error" }, s.error.split("\n")[0]) : ""]);
+      when(s.started_at), duration(s.started_at, s.completed_at), s.worker || "", s.error ? [h("code", { class: "error" }, s.error.split("\n")[0]),
+        s.traceback ? h("details", {}, h("summary", {}, "traceback"), h("pre", {}, s.traceback)) : null] : ""]);
     clear(steps, h("h2", {}, `Steps (${info.steps.length})`),
       table(["routine", "seq#", "status", "attempt#", "progress", "started", "took", "worker", "error"], rows,
         { empty: info.status === "queued" ? "No steps yet: the job waits for a worker." : "No steps recorded." }),

@@ -17,7 +17,15 @@ form.addEventListener("submit", async (e) => {
     error.textContent = typeof detail === "string" ? detail : JSON.stringify(detail);
     return;
   }
-  const next = new URLSearchParams(location.search).get("next");
-  // only a path of this server: never an absolute URL an attacker put in the link
-  location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/ui");
+  location.assign(nextPage(new URLSearchParams(location.search).get("next")));
 });
+
+// Only a page of this server: never another site an attacker put in the link (browsers
+// read "//x" and "/\\x" as other hosts, so the URL is resolved and its origin compared).
+function nextPage(next) {
+  if (!next) return "/ui";
+  try {
+    const url = new URL(next, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search : "/ui";
+  } catch (_) { return "/ui"; }
+}
