@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobFinishedError
+from .shared_queue import emit_from_thread
 
 if TYPE_CHECKING:
     from ..flow.routine import Event
@@ -53,10 +52,7 @@ class Context:
         return self._emit_threadsafe(event, item)
 
     def _emit_threadsafe(self, event: Event | str, item: Any) -> None:
-        if self._runner.job._finished:
-            raise JobFinishedError(f"job {self.job_id} is {self._runner.job.status.value}; emit refused")
-        fut = asyncio.run_coroutine_threadsafe(self._runner.emit(event, item, self), self._loop)
-        fut.result()
+        emit_from_thread(self._runner, event, item, self)
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report progress of the current call (0-100) with a message; a durable job

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..durable.store import Store
     from ..flow.policy import Backoff
 from .replay import Restore
+from .threads import ThreadCrew
 
 
 class Engine:
@@ -58,6 +59,7 @@ class Engine:
         self.journal: Journal | None = journal if is_active(journal) else None
         self.max_threads = max_threads or min(64, (os.cpu_count() or 1) + 8)
         self._pool: ThreadPoolExecutor | None = None
+        self._crew: ThreadCrew | None = None
         self.jobs: dict[str, Job] = {}
         self.flows: dict[str, Flow] = {}
         self._closed = False
@@ -77,6 +79,13 @@ class Engine:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.max_threads, thread_name_prefix="weirflow")
         return self._pool
+
+    @property
+    def crew(self) -> ThreadCrew:
+        """The threads that routines of plain ``def`` handlers run on (``runtime.threads``)."""
+        if self._crew is None:
+            self._crew = ThreadCrew()
+        return self._crew
 
     async def __aenter__(self) -> Engine:
         if self._durable is not None:
@@ -158,6 +167,9 @@ class Engine:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        if self._crew is not None:
+            self._crew.close()
+            self._crew = None
         if self._durable is not None:
             await self._durable.close()
 

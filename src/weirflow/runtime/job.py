@@ -35,6 +35,7 @@ from .results import (
 )
 from .runner import RoutineRunner
 from .slot_queue import SlotQueue
+from .threads import ThreadRunner, thread_routine
 
 if TYPE_CHECKING:
     from ..flow.graph import Flow
@@ -44,6 +45,19 @@ if TYPE_CHECKING:
 
 
 LANE_FAST, LANE_JOURNAL, LANE_HOOKS = 0, 1, 2  # how an event's items are delivered
+
+
+def shared_slots(flow: Flow) -> set[str]:
+    """Slots that threads use: those of routines on worker threads, and those fed by a
+    routine with plain ``def`` code (its emits come from threads)."""
+    shared = {f"{n}.{s}" for n, r in flow.routines.items() if thread_routine(r) for s in r.slots}
+    sync = {
+        n
+        for n, r in flow.routines.items()
+        if any(not a.is_async for a in r.activations) or (r.has_on_end and not r.on_end_is_async)
+    }
+    shared.update(c.to_path for c in flow.connections if c.source in sync)
+    return shared
 
 
 class Job:
@@ -77,9 +91,14 @@ class Job:
         self.letters = DeadLetterLog(self, engine.max_dead_letters)
         self.inputs = Inputs(self, keep_open=keep_open)
         self.outputs: dict[str, list[Any]] = {path: [] for path in flow.outputs}
-        self.runners: dict[str, RoutineRunner] = {
-            name: RoutineRunner(self, name, routine, flow) for name, routine in flow.routines.items()
-        }
+        self.runners: dict[str, RoutineRunner] = {}
+        shared = shared_slots(flow) if self.journal is None else set()
+        for name, routine in flow.routines.items():
+            if self.journal is None and thread_routine(routine):
+                self.runners[name] = ThreadRunner(self, name, routine, flow, shared)
+            else:
+                self.runners[name] = RoutineRunner(self, name, routine, flow, shared)
+        self._thread_runners = [r for r in self.runners.values() if isinstance(r, ThreadRunner)]
         edges: set[tuple[str, str]] = set()
         for name, runner in self.runners.items():
             for ev in runner.routine.events:
@@ -461,8 +480,15 @@ class Job:
     def _call_done(self) -> None:
         self._wake_quiet()
 
+    def _unparked(self) -> int:
+        """Handler calls running and not at a safe point (on the loop and on worker threads)."""
+        n = self._running - self._parked
+        for r in self._thread_runners:
+            n += r.unparked_calls()
+        return n
+
     def _wake_quiet(self) -> None:
-        if self._quiet_waiters and (self._running <= self._parked or self._finished):
+        if self._quiet_waiters and (self._finished or self._unparked() <= 0):
             waiters, self._quiet_waiters = self._quiet_waiters, []
             for fut in waiters:
                 if not fut.done():
@@ -512,14 +538,13 @@ class Job:
         self.request_pause(reason)
         try:
             async with asyncio.timeout(timeout_s):
-                while self._running > self._parked and not self._finished:
+                while not self._finished and self._unparked() > 0:
                     fut: asyncio.Future[None] = self.loop.create_future()
                     self._quiet_waiters.append(fut)
                     await fut
         except TimeoutError:
             raise JobTimeoutError(
-                f"job {self.id} is paused but {self._running - self._parked} call(s) still "
-                f"running after {timeout_s}s"
+                f"job {self.id} is paused but {self._unparked()} call(s) still running after {timeout_s}s"
             ) from None
         return PausePoint(
             at=self.paused_at or time.time(), reason=self.pause_reason or reason, queues=self.queues()
@@ -553,6 +578,8 @@ class Job:
             # wake the waiting runners: the allowed ones run, the others wait again
             old, self._resumed = self._resumed, self.loop.create_future()
             old.set_result(None)
+            for runner in self._thread_runners:
+                runner.wake()
 
     def pause_routine(self, routine: str) -> None:
         """Stop starting calls of one routine; the rest runs until backpressure reaches it."""
@@ -601,7 +628,7 @@ class Job:
                     failures=r.failures,
                     retries=r.retries,
                     busy_s=r.busy_s,
-                    active=r.active,
+                    active=r.running_calls(),
                 )
                 for name, r in self.runners.items()
             },

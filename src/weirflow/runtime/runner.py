@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Retry, WeirflowError
@@ -13,6 +14,7 @@ from .gil import let_threads_in
 from .hooks import HookPoint
 from .journal import Step
 from .replay import rerun_ended, undelivered
+from .shared_queue import SharedSlotQueue
 from .slot_queue import SlotQueue
 
 if TYPE_CHECKING:
@@ -102,6 +104,10 @@ class _Act:
             taken = [(q, q.take()) for _ in range(min(self.max_items, len(q.items)))]
         return taken
 
+    def take_locked(self) -> Taken:
+        """``take`` from shared queues whose lock the caller holds (one item, or a join's)."""
+        return [(q, q.take_locked()) for q in self.queues]  # type: ignore[attr-defined]
+
     def take_resumed(self) -> Taken:
         """``take``, noting in ``first_attempt`` and ``rerun`` the interrupted call (restored
         from a journal) the items at the front belong to; a batch call takes exactly that
@@ -149,14 +155,23 @@ class _Act:
 class RoutineRunner:
     """Runs one routine of one job: waits for ready activations and calls handlers."""
 
-    def __init__(self, job: Job, name: str, routine: Routine, flow: Flow) -> None:
+    def __init__(
+        self, job: Job, name: str, routine: Routine, flow: Flow, shared: Collection[str] = ()
+    ) -> None:
+        """``shared``: the paths of this routine's slots that threads use too."""
         self.job = job
         self.name = name
         self.routine = routine
         self.state: dict[str, Any] = {}
-        self.queues: dict[str, SlotQueue] = {
-            sl: SlotQueue(job, self, sl, flow.slot_spec(f"{name}.{sl}")) for sl in routine.slots
-        }
+        self.lock = threading.Lock()  # guards this routine's shared slot queues
+        self._wake_posted = False  # a wake-up from a thread is on its way to the loop
+        self.queues: dict[str, SlotQueue] = {}
+        for sl in routine.slots:
+            path, spec = f"{name}.{sl}", flow.slot_spec(f"{name}.{sl}")
+            if path in shared:
+                self.queues[sl] = SharedSlotQueue(job, self, sl, spec, self.lock)
+            else:
+                self.queues[sl] = SlotQueue(job, self, sl, spec)
         self.acts = [_Act(self, a) for a in routine.activations]
         self.end_act = _Act(self, None) if routine.has_on_end else None
         # event name -> (target queues, output list or None, lane); set by the job
@@ -191,6 +206,27 @@ class RoutineRunner:
             self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def on_item(self) -> None:
+        """An item was queued in one of this routine's shared slots (lock held)."""
+        if threading.get_ident() == self.job.loop_thread:
+            self.wake()
+        elif not self._wake_posted:
+            self._wake_posted = True
+            self.job.loop.call_soon_threadsafe(self._posted_wake)
+
+    def _posted_wake(self) -> None:
+        with self.lock:
+            self._wake_posted = False
+        self.wake()
+
+    def park_from_thread(self, n: int) -> None:
+        """A call of this routine running in a thread waits at a safe point (``n`` = 1) or
+        goes on (-1)."""
+        self.job.loop.call_soon_threadsafe(self.job._park, n)
+
+    def running_calls(self) -> int:
+        return self.active
 
     def has_work(self) -> bool:
         return any(a.has_work() for a in self.acts)
@@ -317,8 +353,7 @@ class RoutineRunner:
             except Exception as e:  # noqa: BLE001 - contained: the call settles as if it returned
                 job.hook_failed(end_hook, "on_handler_end", e)
         if error is None:
-            q.in_flight -= 1
-            q.processed += 1
+            q.settle(1, False)
             if step is not None:
                 self._step_done(step, ctx, None, final=True)
             if job._quiet_waiters:
@@ -341,9 +376,7 @@ class RoutineRunner:
             job._refuse(f"emit on {self.name}.{name}")
         if lane == 0:  # no hook watches, no journal
             for q in targets:
-                if len(q.items) < q.capacity and not q.putters:
-                    q.append(item)
-                else:
+                if not q.try_append(item):
                     await q.put(item, q.block_timeout_s, True)
         elif lane == 1:  # a journal, no hook: record each enqueue
             journal = job.journal
@@ -355,9 +388,7 @@ class RoutineRunner:
                 if step.delivered is not None:  # a rerun: not again where it already went
                     targets = undelivered(step, targets, item)
             for q in targets:
-                if len(q.items) < q.capacity and not q.putters:
-                    q.append(item)
-                elif not await q.put(item, q.block_timeout_s, True):
+                if not q.try_append(item) and not await q.put(item, q.block_timeout_s, True):
                     continue  # dropped by the slot's policy (and dead-lettered)
                 journal.enqueued(job, q.path, item, step)
         else:

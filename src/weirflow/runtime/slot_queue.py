@@ -80,10 +80,20 @@ class SlotQueue:
         # journal after a crash; empty otherwise
         self.rerun_attempts: deque[Rerun] = deque()
 
+    #: whether threads use this queue too (``SharedSlotQueue``): its changes then take its lock
+    shared = False
+
     # -- putting --------------------------------------------------------------
 
     def has_room(self) -> bool:
         return len(self.items) < self.capacity and not self.putters
+
+    def try_append(self, item: Any) -> bool:
+        """Queue ``item`` if the slot has room now; whether it did."""
+        if len(self.items) < self.capacity and not self.putters:
+            self.append(item)
+            return True
+        return False
 
     def append(self, item: Any) -> None:
         """Queue ``item``; the caller checked ``has_room()`` (or the policy made room)."""

@@ -1,0 +1,333 @@
+"""``SharedSlotQueue``: a slot queue that worker threads use as well as the event loop.
+
+A slot consumed by a routine that runs on threads of its own, or fed by one, is
+shared: every change of its items and counters happens under its lock (the
+consuming runner's), so ``stats()`` (which takes it too) sees the accounting
+invariant hold at every moment, and a room check and the append that follows are
+one step (a slot never holds more than its capacity). Threads append without the
+loop while the slot has room and wait on a condition of that lock while it is full;
+the loop's emitters wait on futures as for any slot. What only the loop may do
+(hook calls, dead-letter records, futures) is handed to it with
+``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JobFinishedError, SlotFullError, WeirflowError
+from ..flow.policy import Overflow
+from .slot_queue import SlotQueue
+
+if TYPE_CHECKING:
+    from ..flow.graph import SlotSpec
+    from ..flow.routine import Event
+    from .context import Context
+    from .job import Job
+    from .results import QueueStats
+    from .runner import RoutineRunner
+
+
+class Waiters:
+    """Threads waiting under a lock until another thread lets them go.
+
+    ``threading.Condition`` does the same, but its ``notify`` costs a deque and two
+    lock calls even when every waiter was already notified; here a wake with nobody
+    left to wake is one list check, which the data path does at every item.
+    """
+
+    __slots__ = ("_lock", "_waiting")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._waiting: list[Any] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._waiting)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait (the lock held on entry and on return); ``False`` if ``timeout_s`` passed."""
+        waiter = threading.Lock()
+        waiter.acquire()
+        self._waiting.append(waiter)
+        self._lock.release()
+        try:
+            got = waiter.acquire(True, -1 if timeout_s is None else max(0.0, timeout_s))
+        finally:
+            self._lock.acquire()
+        if not got:
+            try:
+                self._waiting.remove(waiter)
+            except ValueError:  # let go just as the wait timed out
+                got = True
+        return got
+
+    def notify(self) -> None:
+        if self._waiting:
+            self._waiting.pop(0).release()
+
+    def notify_all(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.release()
+
+
+class SharedSlotQueue(SlotQueue):
+    """A slot queue whose changes take ``lock``; threads put with ``put_from_thread``."""
+
+    __slots__ = ("_room_mark", "_wake_posted", "lock", "loop", "loop_thread", "room", "waiting")
+
+    shared = True
+
+    def __init__(
+        self, job: Job, runner: RoutineRunner, name: str, spec: SlotSpec, lock: threading.Lock
+    ) -> None:
+        super().__init__(job, runner, name, spec)
+        self.lock = lock
+        self.room = Waiters(lock)  # threads waiting for room
+        self.waiting = 0  # threads in put_from_thread waiting for room
+        self.loop = job.loop
+        self.loop_thread = job.loop_thread
+        # blocked emitters are woken once the slot has drained this far (or its consumer
+        # stops), not at every item taken: one wake-up then lets a run of items in
+        self._room_mark = spec.capacity - max(1, spec.capacity // 4)
+        self._wake_posted = False  # a wake-up of the loop's putters is on its way
+
+    # -- putting (caller holds the lock for the ``_locked`` methods) ------------------
+
+    def _has_room_locked(self) -> bool:
+        return len(self.items) < self.capacity and not self.putters and not self.waiting
+
+    def has_room(self) -> bool:
+        with self.lock:
+            return self._has_room_locked()
+
+    def _append_locked(self, item: Any) -> None:
+        if self.job._finished:
+            raise JobFinishedError(
+                f"job {self.job.id} is {self.job.status.value}; item for {self.path} refused"
+            )
+        items = self.items
+        items.append(item)
+        self.enqueued += 1
+        n = len(items)
+        if n > self.high_water:
+            self.high_water = n
+        if n == self._near or n == self.capacity:
+            self._post_fill()
+        self.runner.on_item()
+
+    def append(self, item: Any) -> None:
+        with self.lock:
+            self._append_locked(item)
+
+    def try_append(self, item: Any) -> bool:
+        with self.lock:
+            if self._has_room_locked():
+                self._append_locked(item)
+                return True
+            return False
+
+    def dead_on_arrival(self) -> None:
+        with self.lock:
+            self.enqueued += 1
+            self.dead_lettered += 1
+
+    async def put(self, item: Any, timeout_s: float | None, parks_call: bool) -> bool:
+        """``SlotQueue.put`` on the loop, with the room check and the append under the lock."""
+        if self.try_append(item):
+            return True
+        overflow = self.overflow
+        if overflow is Overflow.FAIL:
+            raise SlotFullError(self.path, self.capacity)
+        if overflow is Overflow.DROP_NEWEST:
+            self.dead_on_arrival()
+            self.job._dead_letter(self.path, item, "dropped_newest", None)
+            return False
+        if overflow is Overflow.DROP_OLDEST:
+            dropped = []
+            with self.lock:
+                while len(self.items) >= self.capacity:
+                    dropped.append(self.items.popleft())
+                    if self.rerun_attempts:
+                        self.rerun_attempts.popleft()
+                    self.dead_lettered += 1
+                self._append_locked(item)
+            for old in dropped:
+                self.job._dead_letter(self.path, old, "dropped_oldest", None, from_queue=True)
+            return True
+        while True:
+            await self._wait_for_room(timeout_s, parks_call)
+            with self.lock:  # woken first in line: the room is ours unless a thread took it
+                if len(self.items) < self.capacity:
+                    self._append_locked(item)
+                    return True
+
+    def put_from_thread(self, item: Any, parker: RoutineRunner) -> None:
+        """Queue ``item`` from a worker thread: at once while there is room; a ``block`` slot
+        waits (``parker`` counts the wait as a safe point for ``pause``), a ``fail`` slot
+        raises ``SlotFullError``; a drop policy hands the put to the loop."""
+        with self.lock:
+            items = self.items
+            if len(items) < self.capacity and not self.putters and not self.waiting:
+                if self.job._finished:
+                    self._append_locked(item)  # raises
+                items.append(item)  # _append_locked, inlined: this is every item's path
+                self.enqueued += 1
+                n = len(items)
+                if n > self.high_water:
+                    self.high_water = n
+                if n == self._near or n == self.capacity:
+                    self._post_fill()
+                self.runner.on_item()
+                return
+            overflow = self.overflow
+            if overflow is Overflow.FAIL:
+                raise SlotFullError(self.path, self.capacity)
+        if overflow is not Overflow.BLOCK:  # drop policies: dead letters are the loop's
+            asyncio.run_coroutine_threadsafe(self.put(item, None, True), self.loop).result()
+            return
+        timeout_s = self.block_timeout_s
+        start = time.monotonic()
+        deadline = None if timeout_s is None else start + timeout_s
+        parker.park_from_thread(1)
+        try:
+            with self.lock:
+                self.waiting += 1
+                self.blocked_emitters += 1
+                try:
+                    while len(self.items) >= self.capacity or self.putters:
+                        job = self.job
+                        if job._finished:
+                            raise JobFinishedError(
+                                f"job {job.id} is {job.status.value}; item for {self.path} not accepted"
+                            )
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            raise SlotFullError(self.path, self.capacity, time.monotonic() - start)
+                        self.room.wait(remaining)
+                finally:
+                    self.waiting -= 1
+                    self.blocked_emitters -= 1
+                    self.blocked_s_done += time.monotonic() - start
+                self._append_locked(item)
+        finally:
+            parker.park_from_thread(-1)
+
+    def wake_putter(self) -> None:  # on the loop
+        with self.lock:
+            self._wake_posted = False
+            room = len(self.items) < self.capacity
+        if room:
+            super().wake_putter()
+
+    def fail_putters(self, error: BaseException) -> None:
+        super().fail_putters(error)
+        with self.lock:
+            self.room.notify_all()
+
+    # -- taking ------------------------------------------------------------------------
+
+    def take_locked(self) -> Any:
+        item = self.items.popleft()
+        self.in_flight += 1
+        n = len(self.items)
+        if n <= self._room_mark:
+            self._wake_room_locked()
+        if n == self._near - self._gap or n == self.capacity - self._gap:
+            self._post_fill()
+        return item
+
+    def take(self) -> Any:
+        with self.lock:
+            return self.take_locked()
+
+    def _wake_room_locked(self) -> None:
+        """Let blocked emitters in (threads at once; the loop's through the loop)."""
+        if self.room:
+            self.room.notify_all()
+        if self.putters:
+            if threading.get_ident() == self.loop_thread:
+                SlotQueue.wake_putter(self)
+            elif not self._wake_posted:
+                self._wake_posted = True
+                self.loop.call_soon_threadsafe(self.wake_putter)
+
+    def consumer_stopped_locked(self) -> None:
+        """The consumer stops taking for now: blocked emitters may use what room there is."""
+        if len(self.items) < self.capacity:
+            self._wake_room_locked()
+
+    def settle(self, n: int, dead: bool) -> None:
+        with self.lock:
+            self.in_flight -= n
+            if dead:
+                self.dead_lettered += n
+            else:
+                self.processed += n
+
+    def settle_locked(self, n: int, dead: bool) -> None:
+        self.in_flight -= n
+        if dead:
+            self.dead_lettered += n
+        else:
+            self.processed += n
+
+    def drain(self, reason: str, error: str | None) -> None:
+        with self.lock:
+            self.rerun_attempts.clear()
+            items = list(self.items)
+            self.items.clear()
+            self.dead_lettered += len(items)
+            self.room.notify_all()
+        for item in items:
+            self.job._dead_letter(self.path, item, reason, error, from_queue=True)
+        self._fill_changed()
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _post_fill(self) -> None:  # lock held: the hooks run after it is let go
+        if threading.get_ident() == self.loop_thread:
+            self.loop.call_soon(self._fill_changed)
+        else:
+            self.loop.call_soon_threadsafe(self._fill_changed)
+
+    def _fill_changed(self) -> None:  # on the loop: hooks are called there
+        with self.lock:
+            state = self._fill()
+            changed = state != self.fill_state
+            self.fill_state = state
+        if changed:
+            self.job._queue_state(self.path, state)
+
+    def stats(self, paused: bool) -> QueueStats:
+        with self.lock:
+            return super().stats(paused)
+
+
+def emit_from_thread(runner: RoutineRunner, event: Event | str, item: Any, ctx: Context) -> None:
+    """``ctx.emit`` in a worker thread: straight into shared slots with room, through the
+    loop where hooks or a journal must see the item."""
+    name = event if type(event) is str else event.name  # type: ignore[union-attr]
+    try:
+        targets, out, lane = runner.routes[name]
+    except KeyError:
+        raise WeirflowError(
+            f"routine {runner.name!r} has no event {name!r} (events: {', '.join(runner.routes) or 'none'})"
+        ) from None
+    job = runner.job
+    if job._finished:
+        raise JobFinishedError(f"job {job.id} is {job.status.value}; emit refused")
+    if lane != 0 or not all(q.shared for q in targets):
+        asyncio.run_coroutine_threadsafe(runner.emit(event, item, ctx), job.loop).result()
+        return
+    for q in targets:
+        q.put_from_thread(item, runner)  # type: ignore[attr-defined]
+    if out is not None:
+        out.append(item)
