@@ -92,3 +92,7 @@ class Retry(Exception):  # noqa: N818 - a control exception, named like arq's an
         super().__init__(reason or "retry requested")
         self.delay_s = delay_s
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[Retry], tuple[float | None, str]]:
+        # pickled with its own arguments (a process routine's handler may raise it)
+        return (Retry, (self.delay_s, self.reason))

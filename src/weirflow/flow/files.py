@@ -6,6 +6,7 @@ and all problems of a file are reported together.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import os
@@ -19,7 +20,7 @@ import yaml
 from ..errors import FlowError
 from .functional import routine as make_routine
 from .graph import Flow
-from .routine import Routine
+from .routine import EXECUTORS, Routine, check_process_handlers
 
 _TOP_KEYS = {"name", "routines", "slots", "connections", "outputs"}
 _SLOT_KEYS = {"capacity", "overflow", "block_timeout_s"}
@@ -144,8 +145,12 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
             p.add(key, "must be a mapping with 'use' (and optional 'with')")
             continue
         for k in entry:
-            if k not in ("use", "with"):
-                p.add(f"{key}.{k}", "unknown key (expected 'use' or 'with')")
+            if k not in ("use", "with", "executor"):
+                p.add(f"{key}.{k}", "unknown key (expected 'use', 'with' or 'executor')")
+        executor = entry.get("executor")
+        if executor is not None and executor not in EXECUTORS:
+            p.add(f"{key}.executor", f"must be 'thread' or 'process', not {executor!r}")
+            continue
         use = entry.get("use")
         if not isinstance(use, str):
             p.add(f"{key}.use", "required, a string 'package.module:Name'")
@@ -160,7 +165,13 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
             p.add(f"{key}.use", str(e))
             continue
         try:
-            flow.add(str(rname), build_routine(obj, use, config))
+            built = build_routine(obj, use, config)
+            if executor is not None and executor != built.executor:
+                built = copy.copy(built)  # a routine object named by ``use`` may be shared
+                built.executor = executor
+                if executor == "process":
+                    check_process_handlers(type(built))
+            flow.add(str(rname), built)
         except FlowError as e:
             p.add(f"{key}.with" if config else key, str(e))
             continue

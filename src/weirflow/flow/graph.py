@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FlowError
 from .policy import Overflow
-from .routine import Routine
+from .routine import EXECUTORS, Routine, check_process_handlers
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,6 +53,26 @@ def split_path(path: str, what: str = "path") -> tuple[str, str]:
     if not routine or not member:
         raise FlowError(f"{what} {path!r} must look like 'routine.name'")
     return routine, member
+
+
+def process_problem(name: str, routine: Routine) -> str | None:
+    """What keeps ``routine`` from running with ``executor = "process"`` (if it has it)."""
+    executor = routine.executor
+    if executor not in EXECUTORS:
+        return f"routine {name!r}: executor must be 'thread' or 'process', not {executor!r}"
+    if executor != "process":
+        return None
+    try:
+        check_process_handlers(type(routine))
+        pickle.dumps(routine)
+    except FlowError as e:
+        return f"routine {name!r}: {e}"
+    except Exception as e:  # noqa: BLE001 - whatever pickle raised says why
+        return (
+            f"routine {name!r} has executor = 'process' but cannot be pickled to its process "
+            f"({type(e).__name__}: {e}); define its class at module level, with picklable configuration"
+        )
+    return None
 
 
 def _check_name(name: str) -> None:
@@ -184,6 +205,9 @@ class Flow:
                 problems.append(
                     f"slot {rname}.{sl} has no handler (bind one with @slot.handler, batch or join)"
                 )
+            problem = process_problem(rname, r)
+            if problem:
+                problems.append(problem)
         for out in self.outputs:
             try:
                 self._event(out)
@@ -206,6 +230,8 @@ class Flow:
             cfg = r.config()
             if cfg:
                 entry["with"] = cfg
+            if r.executor != type(r).executor:
+                entry["executor"] = r.executor
             routines[name] = entry
         slots: dict[str, Any] = {}
         for path, over in self.slot_overrides.items():
@@ -235,6 +261,7 @@ class Flow:
                 "slots": slots,
                 "events": list(r.events),
                 "concurrency": r.concurrency,
+                "executor": r.executor,
                 "activations": [
                     {"kind": a.kind, "slots": list(a.slots), "handler": a.method} for a in r.activations
                 ],

@@ -25,6 +25,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _BINDING_ATTR = "__weirflow_binding__"
 
 ActivationKind = Literal["each", "batch", "join"]
+Executor = Literal["thread", "process"]
+EXECUTORS = ("thread", "process")
 
 
 class Slot:
@@ -144,11 +146,30 @@ def _wants_ctx(cls: type, fn: Callable[..., Any], n_items: int) -> bool:
     )
 
 
+def check_executor(value: object, owner: str) -> None:
+    if value not in EXECUTORS:
+        raise FlowError(f"{owner}.executor must be 'thread' or 'process', not {value!r}")
+
+
+def check_process_handlers(cls: type[Routine]) -> None:
+    """A process routine's handlers run in a child process: plain ``def`` only."""
+    for a in cls.activations:
+        if a.is_async:
+            raise FlowError(
+                f"{cls.__qualname__}.{a.method} is async; a routine with executor = 'process' "
+                "needs plain def handlers"
+            )
+
+
 class Routine:
     """Base class of routines. Subclasses declare slots, events and handlers.
 
     Class attributes: ``concurrency`` (handler calls at once, default 1, which
-    keeps per-slot order) and ``on_error`` (an ``ErrorPolicy``). Override
+    keeps per-slot order), ``on_error`` (an ``ErrorPolicy``) and ``executor``:
+    where plain ``def`` handlers run, ``"thread"`` (the default: threads of this
+    process) or ``"process"`` (child processes of the engine's pool, for CPU-bound
+    work; every handler must then be a plain ``def``, and the routine, its items,
+    state and emits must pickle). Override
     ``on_end(ctx)`` (sync or async) to run once per job after the routine's last
     handler call. Instances hold configuration only: keyword arguments given to
     the constructor become attributes, and the engine never mutates them.
@@ -156,6 +177,7 @@ class Routine:
 
     concurrency: ClassVar[int] = 1
     on_error: ClassVar[ErrorPolicy] = DEFAULT_ERROR_POLICY
+    executor: Executor = "thread"  # class attribute; a flow file may set it per routine
 
     slots: ClassVar[dict[str, Slot]] = {}
     events: ClassVar[dict[str, Event]] = {}
@@ -200,6 +222,7 @@ class Routine:
             raise FlowError(f"{cls.__qualname__}.concurrency must be an integer >= 1")
         if not isinstance(cls.on_error, ErrorPolicy):
             raise FlowError(f"{cls.__qualname__}.on_error must be a wf.ErrorPolicy")
+        check_executor(cls.executor, cls.__qualname__)
         names = {id(s): n for n, s in slots.items()}
         owner: dict[str, str] = {}
         activations: list[Activation] = []
@@ -235,6 +258,8 @@ class Routine:
         cls.activations = tuple(activations)
         cls.has_on_end = cls.on_end is not Routine.on_end
         cls.on_end_is_async = inspect.iscoroutinefunction(cls.on_end)
+        if cls.executor == "process":
+            check_process_handlers(cls)
 
     def unbound_slots(self) -> list[str]:
         """Slots that no handler consumes (a flow with such a slot does not validate)."""

@@ -49,10 +49,8 @@ class Context:
         """
         if threading.get_ident() == self._loop_thread:
             return self._runner.emit(event, item, self)
-        return self._emit_threadsafe(event, item)
-
-    def _emit_threadsafe(self, event: Event | str, item: Any) -> None:
         emit_from_thread(self._runner, event, item, self)
+        return None
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report progress of the current call (0-100) with a message; a durable job

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..durable.models import JobInfo
     from ..durable.store import Store
     from ..flow.policy import Backoff
+from .process import ProcessPool
 from .replay import Restore
 from .threads import ThreadCrew
 
@@ -30,9 +31,12 @@ class Engine:
 
     ``hooks`` observe (and may hold) items on every job's data path; ``journal``
     receives each job's enqueues and completed steps; ``max_threads`` sizes the
-    pool that runs plain ``def`` handlers. ``max_dead_letters`` is how many dead letters
-    each job keeps in memory (``JobResult.dead_letters``); every one is still counted
-    and reported to hooks and the journal. ``store`` (a URL such as
+    pool that runs plain ``def`` code outside routine workers (``on_end``, batch
+    handlers); each plain ``def`` routine gets up to ``concurrency`` threads of its
+    own besides. ``max_processes`` (default: the number of CPUs) caps the child
+    processes of ``executor = "process"`` routines. ``max_dead_letters`` is how many
+    dead letters each job keeps in memory (``JobResult.dead_letters``); every one is
+    still counted and reported to hooks and the journal. ``store`` (a URL such as
     ``"sqlite:///weirflow.db"``, or a ``weirflow.durable.Store``) enables ``submit``
     and ``get_job``; it is opened at ``async with`` (or first use) and closed by
     ``close()``. Use as ``async with wf.Engine() as e``.
@@ -44,6 +48,7 @@ class Engine:
         hooks: Iterable[Hooks] = (),
         journal: Journal | None = None,
         max_threads: int | None = None,
+        max_processes: int | None = None,
         store: str | Store | None = None,
         max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
     ) -> None:
@@ -60,6 +65,8 @@ class Engine:
         self.max_threads = max_threads or min(64, (os.cpu_count() or 1) + 8)
         self._pool: ThreadPoolExecutor | None = None
         self._crew: ThreadCrew | None = None
+        self.max_processes = max_processes or os.cpu_count() or 1
+        self._processes: ProcessPool | None = None
         self.jobs: dict[str, Job] = {}
         self.flows: dict[str, Flow] = {}
         self._closed = False
@@ -86,6 +93,14 @@ class Engine:
         if self._crew is None:
             self._crew = ThreadCrew()
         return self._crew
+
+    @property
+    def processes(self) -> ProcessPool:
+        """The child processes that ``executor = "process"`` routines run in (started as
+        needed, at most ``max_processes``)."""
+        if self._processes is None:
+            self._processes = ProcessPool(max_processes=self.max_processes)
+        return self._processes
 
     async def __aenter__(self) -> Engine:
         if self._durable is not None:
@@ -170,6 +185,9 @@ class Engine:
         if self._crew is not None:
             self._crew.close()
             self._crew = None
+        if self._processes is not None:
+            self._processes.close()
+            self._processes = None
         if self._durable is not None:
             await self._durable.close()
 

@@ -21,6 +21,7 @@ from .dead_letters import DeadLetterLog
 from .hooks import HookPoint, Hooks, HookSet, hook_failure
 from .inputs import Inputs
 from .journal import Step
+from .process_runner import ProcessCallRunner, ProcessRunner
 from .replay import apply_restore, undelivered
 from .results import (
     DeadLetter,
@@ -39,12 +40,21 @@ from .threads import ThreadRunner, thread_routine
 
 if TYPE_CHECKING:
     from ..flow.graph import Flow
+    from ..flow.routine import Routine
     from .context import Context
     from .engine import Engine
     from .replay import Restore
 
 
 LANE_FAST, LANE_JOURNAL, LANE_HOOKS = 0, 1, 2  # how an event's items are delivered
+
+
+def runner_class(routine: Routine, threads: bool) -> type[RoutineRunner]:
+    """How a routine runs: on worker threads (``threads``: the job has no journal),
+    in child processes, or on the loop's usual call path."""
+    if routine.executor == "process":
+        return ProcessRunner if threads and thread_routine(routine) else ProcessCallRunner
+    return ThreadRunner if threads and thread_routine(routine) else RoutineRunner
 
 
 def shared_slots(flow: Flow) -> set[str]:
@@ -94,10 +104,9 @@ class Job:
         self.runners: dict[str, RoutineRunner] = {}
         shared = shared_slots(flow) if self.journal is None else set()
         for name, routine in flow.routines.items():
-            if self.journal is None and thread_routine(routine):
-                self.runners[name] = ThreadRunner(self, name, routine, flow, shared)
-            else:
-                self.runners[name] = RoutineRunner(self, name, routine, flow, shared)
+            self.runners[name] = runner_class(routine, self.journal is None)(
+                self, name, routine, flow, shared
+            )
         self._thread_runners = [r for r in self.runners.values() if isinstance(r, ThreadRunner)]
         edges: set[tuple[str, str]] = set()
         for name, runner in self.runners.items():

@@ -40,6 +40,7 @@ class _Act:
         "kind",
         "max_items",
         "max_wait_s",
+        "method",
         "queues",
         "rerun",
         "runner",
@@ -56,6 +57,7 @@ class _Act:
             self.kind = "end"
             self.queues: tuple[SlotQueue, ...] = ()
             self.fn: Callable[..., Any] = runner.routine.on_end
+            self.method = "on_end"
             self.is_async = runner.routine.on_end_is_async
             self.wants_ctx = True
             self.max_items = 0
@@ -64,6 +66,7 @@ class _Act:
         self.kind = act.kind
         self.queues = tuple(runner.queues[s] for s in act.slots)
         self.fn = getattr(runner.routine, act.method)
+        self.method = act.method
         self.is_async = act.is_async
         self.wants_ctx = act.wants_ctx
         self.max_items = act.max_items
@@ -483,7 +486,7 @@ class RoutineRunner:
                         if act.is_async:
                             await act.fn(*args)
                         else:
-                            await job.loop.run_in_executor(job.engine.pool, act.fn, *args)
+                            await self._invoke_sync(act, args, ctx)
                     except asyncio.CancelledError:
                         raise
                     except Exception as e:  # noqa: BLE001 - the error policy decides
@@ -542,6 +545,10 @@ class RoutineRunner:
             job._call_done()
             if self.concurrency > 1:
                 self.wake()
+
+    async def _invoke_sync(self, act: _Act, args: tuple[Any, ...], ctx: Context) -> None:
+        """Call a plain ``def`` handler (or ``on_end``) in the engine's thread pool."""
+        await self.job.loop.run_in_executor(self.job.engine.pool, act.fn, *args)
 
     def _step_begin(self, ctx: Context, seq: int, attempt: int, taken: Taken, on_end: bool = False) -> Step:
         """Record that an attempt starts: a new call gets the next ``seq``; a retry (``seq``

@@ -39,23 +39,17 @@ class Waiters:
     left to wake is one list check, which the data path does at every item.
     """
 
-    __slots__ = ("_lock", "_waiting")
+    __slots__ = ("_lock", "threads")
 
     def __init__(self, lock: threading.Lock) -> None:
         self._lock = lock
-        self._waiting: list[Any] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._waiting)
-
-    def __len__(self) -> int:
-        return len(self._waiting)
+        self.threads: list[Any] = []  # one lock per waiting thread, not yet let go
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait (the lock held on entry and on return); ``False`` if ``timeout_s`` passed."""
         waiter = threading.Lock()
         waiter.acquire()
-        self._waiting.append(waiter)
+        self.threads.append(waiter)
         self._lock.release()
         try:
             got = waiter.acquire(True, -1 if timeout_s is None else max(0.0, timeout_s))
@@ -63,17 +57,17 @@ class Waiters:
             self._lock.acquire()
         if not got:
             try:
-                self._waiting.remove(waiter)
+                self.threads.remove(waiter)
             except ValueError:  # let go just as the wait timed out
                 got = True
         return got
 
     def notify(self) -> None:
-        if self._waiting:
-            self._waiting.pop(0).release()
+        if self.threads:
+            self.threads.pop(0).release()
 
     def notify_all(self) -> None:
-        waiting, self._waiting = self._waiting, []
+        waiting, self.threads = self.threads, []
         for waiter in waiting:
             waiter.release()
 
@@ -250,7 +244,7 @@ class SharedSlotQueue(SlotQueue):
 
     def _wake_room_locked(self) -> None:
         """Let blocked emitters in (threads at once; the loop's through the loop)."""
-        if self.room:
+        if self.waiting:
             self.room.notify_all()
         if self.putters:
             if threading.get_ident() == self.loop_thread:
@@ -324,10 +318,14 @@ def emit_from_thread(runner: RoutineRunner, event: Event | str, item: Any, ctx: 
     job = runner.job
     if job._finished:
         raise JobFinishedError(f"job {job.id} is {job.status.value}; emit refused")
-    if lane != 0 or not all(q.shared for q in targets):
-        asyncio.run_coroutine_threadsafe(runner.emit(event, item, ctx), job.loop).result()
-        return
-    for q in targets:
-        q.put_from_thread(item, runner)  # type: ignore[attr-defined]
-    if out is not None:
-        out.append(item)
+    if lane == 0:  # no hook watches, no journal
+        for q in targets:
+            if not q.shared:
+                break
+        else:
+            for q in targets:
+                q.put_from_thread(item, runner)  # type: ignore[attr-defined]
+            if out is not None:
+                out.append(item)
+            return
+    asyncio.run_coroutine_threadsafe(runner.emit(event, item, ctx), job.loop).result()

@@ -155,7 +155,7 @@ class ThreadRunner(RoutineRunner):
             self._kick_locked()
 
     def on_item(self) -> None:  # lock held
-        if self.cond:
+        if self.cond.threads:
             self.cond.notify()
         elif self.sleeping == 0 and self.workers < self.concurrency:
             self._kick_locked()
@@ -276,7 +276,7 @@ class ThreadRunner(RoutineRunner):
                     if self.stopping or self.job._finished:
                         break
                     for q in self.queues.values():
-                        if q.putters or q.room:  # type: ignore[attr-defined]
+                        if q.putters or q.waiting:  # type: ignore[attr-defined]
                             q.consumer_stopped_locked()  # type: ignore[attr-defined]
                     if ends:
                         self._post_ends(ends)
@@ -291,25 +291,27 @@ class ThreadRunner(RoutineRunner):
                     if not notified and not (self._may_take_locked() and self.has_work()):
                         break
                     continue
-                call = _Call(act.take_locked())
-                self.live.add(call)
+                calls = self._take_calls_locked(act)
+                self.live.update(calls)
                 self.busy += 1
                 if self.sleeping == 0 and self.workers < self.concurrency:
                     self._kick_locked()  # more items than workers: bring in another
                 lock.release()
-                dt = -1.0
+                times: list[float] = []
                 try:
-                    dt = self._call_on_thread(act, call, ctx, ends)
+                    times = self._run_calls(act, calls, ctx, ends)
                 finally:
                     lock.acquire()
-                    if dt >= 0 and not call.settled:  # it succeeded: settle it here, locked
-                        call.settled = True
-                        for q, _ in call.taken:
-                            q.settle_locked(1, False)  # type: ignore[attr-defined]
-                        self.calls += 1
-                        self.busy_s += dt
-                    if call.settled:  # else the job's end settles it (_stop)
-                        self.live.discard(call)
+                    for call, dt in zip(calls, times, strict=False):
+                        if dt >= 0 and not call.settled:  # it succeeded: settle it here, locked
+                            call.settled = True
+                            for q, _ in call.taken:
+                                q.settle_locked(1, False)  # type: ignore[attr-defined]
+                            self.calls += 1
+                            self.busy_s += dt
+                    for call in calls:
+                        if call.settled:  # else the job's end settles it (_stop)
+                            self.live.discard(call)
                     self.busy -= 1
                     self._quiet_changed_locked()
                 if len(ends) >= END_BATCH:
@@ -357,6 +359,16 @@ class ThreadRunner(RoutineRunner):
             return
         done.wait()
         call.done = None
+
+    def _take_calls_locked(self, act: _Act) -> list[_Call]:
+        """What one turn of a worker takes: one call here (a batch for processes)."""
+        return [_Call(act.take_locked())]
+
+    def _run_calls(
+        self, act: _Act, calls: list[_Call], ctx: Context, ends: list[tuple[Any, BaseException | None, float]]
+    ) -> list[float]:
+        """Run the calls taken; per call the duration of its success, or -1 (settled)."""
+        return [self._call_on_thread(act, calls[0], ctx, ends)]
 
     def _call_on_thread(
         self, act: _Act, call: _Call, ctx: Context, ends: list[tuple[Any, BaseException | None, float]]

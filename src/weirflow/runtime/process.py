@@ -1,0 +1,274 @@
+"""The process executor: ``executor = "process"`` runs a routine's handlers in child
+processes, for CPU-bound pure-Python work that one interpreter cannot spread over cores.
+
+The ``Engine`` owns a ``ProcessPool`` of up to ``max_processes`` children (spawn
+context). A child holds no job state: each request carries the routine (pickled once
+per child), the handler's name, the routine's state and a batch of calls; the reply
+carries, per call, what it emitted or the exception it raised, and the state after
+the batch. The parent applies the emits (with the usual backpressure, so a full slot
+holds the producer back before its next batch), settles the items and replaces the
+state: the accounting never leaves the parent.
+
+``concurrent.futures.ProcessPoolExecutor`` is not used: when one of its workers dies
+the whole pool breaks and every call in flight fails, where here a child killed in
+the middle of a call is one failed attempt of that call (the child reports the index
+of the call it is in through shared memory), calls done before it in its batch run
+again (their results died with it), and a new child takes its place.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+import uuid
+import weakref
+from multiprocessing import connection
+from typing import TYPE_CHECKING, Any
+
+from ..errors import WeirflowError
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
+
+    from ..flow.routine import Event, Routine
+
+#: calls sent to a child in one request, at most
+MAX_BATCH = 64
+
+
+class WorkerDiedError(WeirflowError):
+    """The child process running a call died (killed, or crashed) before it returned.
+
+    ``index``: the call of its batch that was running then."""
+
+    def __init__(self, message: str, index: int = 0) -> None:
+        super().__init__(message)
+        self.index = index
+
+    def __reduce__(self) -> tuple[type[WorkerDiedError], tuple[str, int]]:
+        return (WorkerDiedError, (str(self), self.index))
+
+
+class UnpicklableError(WeirflowError):
+    """An item (or state) of a process routine cannot be pickled to cross to its process."""
+
+
+class RemoteError(WeirflowError):
+    """A handler in a child raised an exception that cannot be pickled back; its text."""
+
+
+class ChildContext:
+    """What a handler in a child process sees as ``ctx``: emits are collected and applied
+    by the parent when the batch comes back; ``state`` is the routine's state."""
+
+    __slots__ = ("_events", "attempt", "emitted", "job_id", "routine", "state")
+
+    def __init__(self, job_id: str, routine: str, events: frozenset[str], state: dict[str, Any]) -> None:
+        self.job_id = job_id
+        self.routine = routine
+        self._events = events
+        self.state = state
+        self.attempt = 1
+        self.emitted: list[tuple[str, Any]] = []
+
+    def emit(self, event: Event | str, item: Any) -> None:
+        name = event if isinstance(event, str) else event.name
+        if name not in self._events:
+            known = ", ".join(sorted(self._events)) or "none"
+            raise WeirflowError(f"routine {self.routine!r} has no event {name!r} (events: {known})")
+        self.emitted.append((name, item))
+
+    def progress(self, percent: float, message: str = "") -> None:
+        """Accepted for compatibility; progress of a call in a child is not reported."""
+
+
+def _portable(error: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    except Exception:  # noqa: BLE001 - any failure to round-trip means: send its text
+        return RemoteError(f"{type(error).__name__}: {error}")
+    return error
+
+
+def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None:
+    """A child's loop: run each batch it is sent, reply with the results."""
+    routines: dict[str, Any] = {}
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        key, blob, method, wants_ctx, job_id, name, events, state, calls_data = pickle.loads(data)  # noqa: S301 - from our parent
+        calls = pickle.loads(calls_data)  # noqa: S301 - from our parent
+        results: list[tuple[bool, list[tuple[str, Any]], BaseException | None, float]] = []
+        ctx = ChildContext(job_id, name, events, state)
+        try:
+            if key not in routines:
+                routines[key] = pickle.loads(blob)  # noqa: S301 - from our parent
+            fn = getattr(routines[key], method)
+        except Exception as e:  # noqa: BLE001 - reported as the first call's failure
+            results.append((False, [], _portable(e), 0.0))
+            calls = []
+        for i, (attempt, args) in enumerate(calls):
+            progress.value = i
+            ctx.attempt = attempt
+            emitted: list[tuple[str, Any]] = []
+            ctx.emitted = emitted
+            t0 = time.perf_counter()
+            try:
+                if wants_ctx:
+                    fn(*args, ctx)
+                else:
+                    fn(*args)
+            except Exception as e:  # noqa: BLE001 - the parent's error policy decides
+                results.append((False, [], _portable(e), time.perf_counter() - t0))
+                break
+            results.append((True, emitted, None, time.perf_counter() - t0))
+        try:
+            out = pickle.dumps((results, ctx.state))
+        except Exception:  # noqa: BLE001 - find the call whose emits cannot travel
+            out = pickle.dumps(_salvage(results, ctx.state))
+        conn.send_bytes(out)
+
+
+def _salvage(
+    results: list[tuple[bool, list[tuple[str, Any]], BaseException | None, float]], state: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """The results up to the first call whose emits cannot be pickled, which becomes a
+    failure saying so (and the state, if it can travel)."""
+    kept: list[Any] = []
+    for ok, emitted, error, dt in results:
+        try:
+            pickle.dumps(emitted)
+        except Exception as e:  # noqa: BLE001
+            text = f"cannot send what the handler emitted back from its process: {type(e).__name__}: {e}"
+            kept.append((False, [], RemoteError(text), dt))
+            break
+        kept.append((ok, emitted, error, dt))
+    try:
+        pickle.dumps(state)
+    except Exception:  # noqa: BLE001
+        return kept, None
+    return kept, state
+
+
+class _Child:
+    """One child process and the pipe to it."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.conn, child_conn = ctx.Pipe()
+        self.progress = ctx.Value("i", 0, lock=False)
+        self.process = ctx.Process(
+            target=child_main, args=(child_conn, self.progress), name="weirflow-process", daemon=True
+        )
+        self.process.start()
+        child_conn.close()
+        self.known: set[str] = set()  # routines this child has unpickled
+
+    def call(self, data: bytes) -> Any:
+        """Send one request and wait for its reply; ``WorkerDiedError`` if the child dies."""
+        try:
+            self.conn.send_bytes(data)
+        except OSError:
+            self.process.join(1.0)
+            raise WorkerDiedError(self._death(), self.progress.value) from None
+        ready = connection.wait([self.conn, self.process.sentinel])
+        if self.conn in ready or self.conn.poll():
+            try:
+                return pickle.loads(self.conn.recv_bytes())  # noqa: S301 - from our child
+            except (EOFError, OSError):
+                pass
+        self.process.join(1.0)
+        raise WorkerDiedError(self._death(), self.progress.value)
+
+    def _death(self) -> str:
+        code = self.process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return f"the worker process (pid {self.process.pid}) died during the call ({how})"
+
+    def alive(self) -> bool:
+        return bool(self.process.is_alive())
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+
+    def close(self) -> None:
+        self.kill()
+        self.process.join(1.0)
+        self.conn.close()
+
+
+class ProcessPool:
+    """Up to ``max_processes`` children (spawn), lent to one batch at a time."""
+
+    def __init__(self, *, max_processes: int | None = None) -> None:
+        self.max_processes = max_processes or os.cpu_count() or 1
+        self._ctx = multiprocessing.get_context("spawn")
+        self._cond = threading.Condition()
+        self._idle: list[_Child] = []
+        self._all: set[_Child] = set()
+        self._closed = False
+        self._keys: weakref.WeakKeyDictionary[Routine, tuple[str, bytes]] = weakref.WeakKeyDictionary()
+
+    def routine_key(self, routine: Routine) -> tuple[str, bytes]:
+        """A key for ``routine`` and its pickle, made once (``pickle`` errors propagate)."""
+        with self._cond:
+            found = self._keys.get(routine)
+        if found is None:
+            found = (uuid.uuid4().hex, pickle.dumps(routine))
+            with self._cond:
+                self._keys[routine] = found
+        return found
+
+    def checkout(self) -> _Child:
+        """A free child (a new one while fewer than ``max_processes`` exist); waits for one."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise WorkerDiedError("the engine's process pool is closed")
+                while self._idle:
+                    child = self._idle.pop()
+                    if child.alive():
+                        return child
+                    self._all.discard(child)
+                if len(self._all) < self.max_processes:
+                    break
+                self._cond.wait()
+        child = _Child(self._ctx)  # outside the lock: starting a process takes a while
+        with self._cond:
+            if self._closed:
+                child.close()
+                raise WorkerDiedError("the engine's process pool is closed")
+            self._all.add(child)
+        return child
+
+    def checkin(self, child: _Child) -> None:
+        """Give ``child`` back; a dead one is dropped and its place freed for a new one."""
+        with self._cond:
+            if child.alive() and not self._closed:
+                self._idle.append(child)
+            else:
+                self._all.discard(child)
+                child.close()
+            self._cond.notify()
+
+    def warm(self, n: int | None = None) -> None:
+        """Start children ahead of use (up to ``n``, default ``max_processes``)."""
+        children = [self.checkout() for _ in range(min(n or self.max_processes, self.max_processes))]
+        for child in children:
+            self.checkin(child)
+
+    def close(self) -> None:
+        """Kill every child (a call still running in one is abandoned)."""
+        with self._cond:
+            self._closed = True
+            children = list(self._all)
+            self._all.clear()
+            self._idle.clear()
+            self._cond.notify_all()
+        for child in children:
+            child.close()

@@ -1,0 +1,113 @@
+"""Routines for the process-executor tests; module level, so that a child can import them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import weirflow as wf
+
+
+def spin(n: int, rounds: int) -> int:
+    """Pure-Python work: ``rounds`` steps of an LCG from ``n``."""
+    x = n
+    for _ in range(rounds):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+    return x
+
+
+class Square(wf.Routine):
+    executor = "process"
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    def square(self, n: int, ctx: wf.Context) -> None:
+        ctx.state["seen"] = ctx.state.get("seen", 0) + 1
+        ctx.state["pid"] = os.getpid()
+        ctx.emit(self.out, n * n)
+
+
+class Work(wf.Routine):
+    """Forwards ``spin(n, rounds)``; in a process or in this one (``executor`` given)."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+
+    def __init__(self, *, rounds: int = 200) -> None:
+        super().__init__(rounds=rounds)
+
+    @inp.handler
+    def work(self, n: int, ctx: wf.Context) -> None:
+        ctx.emit(self.out, spin(n, self.rounds))
+
+
+class ProcessWork(Work):
+    executor = "process"
+
+
+class KillOnce(wf.Routine):
+    """Kills its own process (SIGKILL) on ``victim`` at the first attempt."""
+
+    executor = "process"
+    on_error = wf.ErrorPolicy(retries=1, backoff=wf.Backoff(initial_s=0.0, jitter=False), then="dead_letter")
+    inp = wf.Slot()
+    out = wf.Event()
+
+    def __init__(self, *, victim: int = 3, always: bool = False) -> None:
+        super().__init__(victim=victim, always=always)
+
+    @inp.handler
+    def handle(self, n: int, ctx: wf.Context) -> None:
+        if n == self.victim and (ctx.attempt == 1 or self.always):
+            os.kill(os.getpid(), signal.SIGKILL)
+        ctx.emit(self.out, (n, ctx.attempt))
+
+
+class Fails(wf.Routine):
+    executor = "process"
+    on_error = wf.ErrorPolicy(retries=2, backoff=wf.Backoff(initial_s=0.0, jitter=False), then="dead_letter")
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    def handle(self, n: int, ctx: wf.Context) -> None:
+        if n % 5 == 0:
+            raise ValueError(f"bad {n}")
+        if n % 7 == 0 and ctx.attempt < 3:
+            raise wf.Retry(delay_s=0.0)
+        ctx.emit(self.out, n)
+
+
+class Slow(wf.Routine):
+    executor = "process"
+    inp = wf.Slot(capacity=2)
+    out = wf.Event()
+
+    @inp.handler
+    def handle(self, n: Any, ctx: wf.Context) -> None:
+        time.sleep(0.001)
+        ctx.emit(self.out, n)
+
+
+class Tell(wf.Routine):
+    """On its first attempt at item 1: writes its pid to the FIFO ``fifo``, then waits
+    forever (to be killed)."""
+
+    executor = "process"
+    on_error = wf.ErrorPolicy(retries=1, backoff=wf.Backoff(initial_s=0.0, jitter=False))
+    inp = wf.Slot()
+    out = wf.Event()
+
+    def __init__(self, *, fifo: str) -> None:
+        super().__init__(fifo=fifo)
+
+    @inp.handler
+    def handle(self, n: int, ctx: wf.Context) -> None:
+        if n == 1 and ctx.attempt == 1:
+            with open(self.fifo, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            signal.pause()  # until the test kills this process
+        ctx.emit(self.out, (n, ctx.attempt))

@@ -1,0 +1,183 @@
+"""``executor = "process"``: handlers in child processes, with real processes and kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import weirflow as wf
+from tests.conftest import assert_settled
+from tests.runtime.flows import Collect
+from tests.runtime.process_flows import Fails, KillOnce, ProcessWork, Slow, Square, Tell, Work, spin
+from weirflow.runtime import LogJournal
+
+
+def chain(*routines: wf.Routine) -> wf.Flow:
+    flow = wf.Flow("proc")
+    names = [f"r{i}" for i in range(len(routines))]
+    for name, r in zip(names, routines, strict=True):
+        flow.add(name, r)
+    flow.add("c", Collect())
+    for a, b in zip(names, [*names[1:], "c"], strict=True):
+        flow.connect(f"{a}.out", f"{b}.inp")
+    flow.output("c.seen")
+    return flow
+
+
+async def run(flow: wf.Flow, inputs: dict[str, Any], **engine: Any) -> tuple[wf.JobResult, wf.Job]:
+    async with wf.Engine(max_processes=2, **engine) as e:
+        job = await e.start(flow, inputs)
+        return await job.wait(timeout_s=60), job
+
+
+async def test_results_equal_the_in_process_run_and_the_work_happens_in_children() -> None:
+    items = list(range(300))
+    here, _ = await run(chain(Work(rounds=50), Work(rounds=50)), {"r0.inp": items})
+    there, job = await run(chain(ProcessWork(rounds=50), Square()), {"r0.inp": items})
+    assert here.outputs["c.seen"] == [[spin(spin(n, 50), 50) for n in items]]
+    assert there.outputs["c.seen"] == [[spin(n, 50) ** 2 for n in items]]
+    state = job.routine_state("r1")
+    assert state["seen"] == 300  # state changes come back from the child
+    assert state["pid"] != os.getpid()
+    assert_settled(there)
+
+
+async def test_a_child_killed_mid_call_is_a_failed_attempt_and_is_replaced() -> None:
+    result, _ = await run(chain(KillOnce(victim=3)), {"r0.inp": list(range(8))})
+    assert result.status is wf.JobStatus.COMPLETED
+    # item 3's first attempt died with its process; the retry (attempt 2) ran in a new one
+    assert result.outputs["c.seen"] == [[(n, 2 if n == 3 else 1) for n in range(8)]]
+    assert result.stats.routines["r0"].failures == 1
+    assert_settled(result)
+
+    result, _ = await run(chain(KillOnce(victim=3, always=True)), {"r0.inp": list(range(8))})
+    assert [n for n, _ in result.outputs["c.seen"][0]] == [0, 1, 2, 4, 5, 6, 7]
+    [letter] = result.dead_letters
+    assert (letter.item, letter.reason) == (3, "handler_failed")
+    assert "WorkerDiedError" in (letter.error or "") and "signal 9" in (letter.error or "")
+    assert_settled(result)
+
+
+async def test_kill_9_from_outside_while_the_child_is_inside_a_call(tmp_path: Path) -> None:
+    fifo = tmp_path / "pids"
+    os.mkfifo(fifo)
+    opened: list[Any] = []
+
+    def read_pid() -> int:
+        f = open(fifo)  # noqa: SIM115 - kept open: the handler's later writes must not block
+        opened.append(f)
+        return int(f.readline())
+
+    async with wf.Engine(max_processes=1) as e:
+        job = await e.start(chain(Tell(fifo=str(fifo))), {"r0.inp": [1, 2, 3]})
+        pid = await asyncio.wait_for(asyncio.to_thread(read_pid), 30)  # the child is in the call
+        os.kill(pid, signal.SIGKILL)
+        result = await job.wait(timeout_s=60)
+    for f in opened:
+        f.close()
+    assert result.status is wf.JobStatus.COMPLETED, result.error
+    assert [n for n, _ in result.outputs["c.seen"][0]] == [1, 2, 3]
+    assert dict(result.outputs["c.seen"][0])[1] == 2  # its first attempt died
+    assert_settled(result)
+
+
+class Unpicklable:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.lock = threading.Lock()
+
+
+async def test_an_unpicklable_item_is_a_dead_letter_with_the_reason() -> None:
+    items: list[Any] = [1, Unpicklable(2), 3]
+    result, _ = await run(chain(Fails()), {"r0.inp": items})
+    assert result.outputs["c.seen"] == [[1, 3]]
+    [letter] = result.dead_letters
+    assert letter.reason == "unpicklable" and letter.item is items[1]
+    assert "lock" in (letter.error or "")
+    assert_settled(result)
+
+
+async def test_an_unpicklable_routine_or_an_async_handler_is_a_flow_error() -> None:
+    class Local(wf.Routine):
+        executor = "process"
+        inp = wf.Slot()
+
+        @inp.handler
+        def take(self, item: Any) -> None:
+            pass
+
+    flow = wf.Flow("bad")
+    flow.add("l", Local())
+    with pytest.raises(wf.FlowError, match=r"routine 'l' has executor = 'process' but cannot be pickled"):
+        flow.validate()
+
+    with pytest.raises(wf.FlowError, match="needs plain def handlers"):
+
+        class Async(wf.Routine):
+            executor = "process"
+            inp = wf.Slot()
+
+            @inp.handler
+            async def take(self, item: Any) -> None:
+                pass
+
+    with pytest.raises(wf.FlowError, match="executor must be 'thread' or 'process'"):
+
+        class Odd(wf.Routine):
+            executor = "fork"  # type: ignore[assignment]
+
+
+async def test_error_policies_and_accounting_across_the_boundary() -> None:
+    result, _ = await run(chain(Fails()), {"r0.inp": list(range(30))})
+    assert result.outputs["c.seen"] == [[n for n in range(30) if n % 5]]
+    assert sorted(d.item for d in result.dead_letters) == [0, 5, 10, 15, 20, 25]
+    assert {d.error for d in result.dead_letters} == {f"ValueError: bad {n}" for n in range(0, 30, 5)}
+    assert_settled(result)
+
+
+async def test_backpressure_across_the_boundary() -> None:
+    """A process routine feeding a capacity-2 process routine: the producer waits at the
+    full slot (no item dropped, the slot never over capacity)."""
+    result, _ = await run(chain(Square(), Slow()), {"r0.inp": list(range(200))})
+    assert result.outputs["c.seen"] == [[n * n for n in range(200)]]
+    s = result.stats.slots["r1.inp"]
+    assert s.high_water <= 2 and s.blocked_s > 0
+    assert_settled(result)
+
+
+async def test_with_a_journal_each_call_is_a_step_run_in_a_child() -> None:
+    journal = LogJournal()
+    result, _ = await run(chain(Square()), {"r0.inp": [1, 2, 3]}, journal=journal)
+    assert result.outputs["c.seen"] == [[1, 4, 9]]
+    steps = [r for r in journal.records if r["t"] == "done" and r["routine"] == "r0"]
+    assert [r["emitted"] for r in steps] == [[["out", 1]], [["out", 4]], [["out", 9]]]
+    assert [r["state"]["seen"] for r in steps] == [1, 2, 3]  # the state each step left
+    assert_settled(result)
+
+
+def test_executor_in_a_flow_file(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_text(
+        "name: p\n"
+        "routines:\n"
+        "  w: {use: 'tests.runtime.process_flows:Work', with: {rounds: 10}, executor: process}\n"
+        "  c: {use: 'tests.runtime.flows:Collect'}\n"
+        "connections: [w.out -> c.inp]\n"
+        "outputs: [c.seen]\n"
+    )
+    flow = wf.Flow.load(path)
+    assert flow.routines["w"].executor == "process"
+    assert type(flow.routines["w"]).executor == "thread"
+    assert flow.to_dict()["routines"]["w"]["executor"] == "process"
+    result = wf.run(flow, {"w.inp": [1, 2]}, timeout_s=60)
+    assert result.outputs["c.seen"] == [[spin(1, 10), spin(2, 10)]]
+
+    path.write_text(path.read_text().replace("executor: process", "executor: fork"))
+    with pytest.raises(wf.FlowError, match=r"routines\.w\.executor: must be 'thread' or 'process'"):
+        wf.Flow.load(path)
