@@ -20,7 +20,8 @@ def test_every_problem_is_listed_without_traceback(cli: Cli) -> None:
     assert p.stdout == ""
     assert p.stderr == (
         "error: 2 problems:\n"
-        f"  - {FLOWS}/many_problems.yaml: routines.split.colour: unknown key (expected 'use', 'with' or 'executor')\n"
+        f"  - {FLOWS}/many_problems.yaml: routines.split.colour: "
+        "unknown key (expected 'use', 'with' or 'executor')\n"
         f"  - {FLOWS}/many_problems.yaml: connections[0]: 'split.words -> count.nowhere': "
         "routine 'count' has no slot 'nowhere' (slots: words)\n"
     )
