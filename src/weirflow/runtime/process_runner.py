@@ -79,7 +79,7 @@ class ProcessRunner(ThreadRunner):
         times = [-1.0] * len(calls)
         attempts = [1] * len(calls)
         pending = list(range(len(calls)))
-        track_ends = bool(job._hooks.handler_end)
+        track_ends = bool(job.hook_set.handler_end)
         while pending:
             if job._finished or self.stopping:
                 return times

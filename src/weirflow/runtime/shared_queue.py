@@ -128,10 +128,11 @@ class SharedSlotQueue(SlotQueue):
                 return True
             return False
 
-    def dead_on_arrival(self) -> None:
+    def refuse(self, item: Any, reason: str, error: str | None) -> None:  # on the loop
         with self.lock:
             self.enqueued += 1
             self.dead_lettered += 1
+        self.job.letters.add(self.path, item, reason, error)
 
     async def put(self, item: Any, timeout_s: float | None, parks_call: bool) -> bool:
         """``SlotQueue.put`` on the loop, with the room check and the append under the lock."""
@@ -141,8 +142,7 @@ class SharedSlotQueue(SlotQueue):
         if overflow is Overflow.FAIL:
             raise SlotFullError(self.path, self.capacity)
         if overflow is Overflow.DROP_NEWEST:
-            self.dead_on_arrival()
-            self.job._dead_letter(self.path, item, "dropped_newest", None)
+            self.refuse(item, "dropped_newest", None)
             return False
         if overflow is Overflow.DROP_OLDEST:
             dropped = []
@@ -154,7 +154,7 @@ class SharedSlotQueue(SlotQueue):
                     self.dead_lettered += 1
                 self._append_locked(item)
             for old in dropped:
-                self.job._dead_letter(self.path, old, "dropped_oldest", None, from_queue=True)
+                self.job.letters.add(self.path, old, "dropped_oldest", None, from_queue=True)
             return True
         while True:
             await self._wait_for_room(timeout_s, parks_call)
@@ -266,6 +266,12 @@ class SharedSlotQueue(SlotQueue):
             else:
                 self.processed += n
 
+    def settle_dead(self, item: Any, reason: str, error: str | None) -> None:  # on the loop
+        with self.lock:
+            self.in_flight -= 1
+            self.dead_lettered += 1
+        self.job.letters.add(self.path, item, reason, error)
+
     def settle_locked(self, n: int, dead: bool) -> None:
         self.in_flight -= n
         if dead:
@@ -281,7 +287,7 @@ class SharedSlotQueue(SlotQueue):
             self.dead_lettered += len(items)
             self.room.notify_all()
         for item in items:
-            self.job._dead_letter(self.path, item, reason, error, from_queue=True)
+            self.job.letters.add(self.path, item, reason, error, from_queue=True)
         self._fill_changed()
 
     # -- reporting -----------------------------------------------------------------------

@@ -200,7 +200,7 @@ class ThreadRunner(RoutineRunner):
             self.live.clear()
             self.cond.notify_all()
         for path, item in dead:
-            job._dead_letter(path, item, reason, None)
+            job.letters.add(path, item, reason, None)
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -326,14 +326,18 @@ class ThreadRunner(RoutineRunner):
             lock.release()
 
     def _post_ends(self, ends: list[tuple[Any, BaseException | None, float]]) -> None:
-        hooks = self.job._hooks.handler_end
+        hooks = self.job.hook_set.handler_end
         if hooks:
             self.job.loop.call_soon_threadsafe(self._ends_on_loop, hooks, ends)
 
     def _ends_on_loop(self, hooks: list[Any], ends: list[tuple[Any, BaseException | None, float]]) -> None:
+        job = self.job
         for item, error, dt in ends:
             for hook in hooks:
-                hook(self.job, self.name, item, error, dt)
+                try:
+                    hook(job, self.name, item, error, dt)
+                except Exception as e:  # noqa: BLE001 - contained: see hooks.py
+                    job.hook_failed(hook, "on_handler_end", e)
 
     def _on_loop(self, call: _Call, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` on the loop and wait for it (or for the job's end)."""
@@ -391,7 +395,7 @@ class ThreadRunner(RoutineRunner):
             self._on_loop(call, self._start_hooks(act, call, point))
             if call.settled or job._finished:
                 return -1.0
-        track_ends = bool(job._hooks.handler_end)
+        track_ends = bool(job.hook_set.handler_end)
         fn = act.fn
         while True:
             taken = call.taken
@@ -439,7 +443,7 @@ class ThreadRunner(RoutineRunner):
                 return -1.0
 
     async def _start_hooks(self, act: _Act, call: _Call, point: HookPoint) -> None:
-        await self.job._hold(self.job._hooks.handler_start, point, parks=True)
+        await self.job._hold(self.job.hook_set.handler_start, point, parks=True)
         if call.settled:
             return
         if point.drop_reason is not None:
@@ -468,4 +472,4 @@ class ThreadRunner(RoutineRunner):
             for q, _ in call.taken:
                 q.settle_locked(1, True)  # type: ignore[attr-defined]
         for q, item in call.taken:
-            self.job._dead_letter(q.path, item, dead[0], dead[1])
+            self.job.letters.add(q.path, item, dead[0], dead[1])
