@@ -23,6 +23,7 @@ from .errors import (
     SlotFullError,
     StoreError,
     UnknownSlotError,
+    UnstorableError,
     WeirflowError,
 )
 from .flow import (
@@ -119,6 +120,7 @@ __all__ = [
     "Step",
     "StoreError",
     "UnknownSlotError",
+    "UnstorableError",
     "WeirflowError",
     "__version__",
     "batch",

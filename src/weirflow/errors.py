@@ -68,6 +68,16 @@ class StoreError(WeirflowError):
     """The durable store failed or holds something unexpected."""
 
 
+class UnstorableError(StoreError, JobError):
+    """A value a durable job cannot hold exactly (``weirflow.storable``); ``path`` says where
+    (``inputs["a.item"][0]``), ``problem`` why. Also a ``JobError``: the job cannot be made."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
 class RequestError(WeirflowError):
     """The HTTP API answered a ``wf.Client`` call with an error (``status``, ``detail`` and the
     JSON ``body``), or could not be reached (``status`` 0). Answers that stand for an

@@ -107,6 +107,17 @@ def test_input_with_bad_json_suggests_quotes(cli: Cli) -> None:
     )
 
 
+def test_input_a_durable_job_could_not_hold_is_refused(cli: Cli) -> None:
+    """The same check as ``jobs submit`` and the HTTP API, so a value works everywhere or nowhere."""
+    p = cli("run", WORDCOUNT, "--input", 'split.text="a"', "--input", "split.text=[1, Infinity]")
+    assert p.returncode == 2
+    assert p.stdout == ""
+    assert p.stderr == (
+        "error: --input 'split.text=[1, Infinity]': "
+        'inputs["split.text"][1][1]: inf is not a JSON number (NaN and infinities are not)\n'
+    )
+
+
 def test_input_from_missing_file(cli: Cli) -> None:
     p = cli("run", WORDCOUNT, "--input", "split.text=@no/such/file.txt")
     assert p.returncode == 2

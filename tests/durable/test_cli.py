@@ -75,6 +75,21 @@ def test_jobs_commands(tmp_path: Path) -> None:
         (("jobs", "submit", "missing", "--store", store, "--flows", FLOWS_MODULE), "no flow named 'missing'"),
         (("jobs", "submit", "one", "-i", "a.nope=1", "--store", store, "--flows", FLOWS_MODULE), "no slot"),
         (("jobs", "submit", "one", "-i", "a.item=not json", "--store", store), "not valid JSON"),
+        (
+            (
+                "jobs",
+                "submit",
+                "one",
+                "-i",
+                "a.item=1",
+                "-i",
+                'a.item={"n": 18446744073709551616}',
+                "--store",
+                store,
+            ),
+            'inputs["a.item"][1]["n"]: integer 18446744073709551616 is out of range',
+        ),
+        (("jobs", "submit", "one", "-i", "a.item=NaN", "--store", store), 'inputs["a.item"][0]: nan is not'),
         (("jobs", "list", "--store", "mysql://x"), "unknown scheme"),
         (("jobs", "list", "--store", store, "--status", "odd"), "--status 'odd'"),
     ]:

@@ -103,14 +103,14 @@ async def test_items_that_are_not_json_are_refused_at_emit(store: Store) -> None
     durable = DurableJournal(store)
     async with wf.Engine(journal=durable) as engine:
         job = await engine.start(bad, job_id=job_id, keep_open=True)
-        with pytest.raises(wf.StoreError, match="not JSON-serialisable"):
+        with pytest.raises(wf.StoreError, match="item: a value of type object is not JSON"):
             await job.send("b.inp", object())
         assert job.queues()["b.inp"].enqueued == 0
         await job.send("b.inp", 1)
         result = await job.wait(timeout_s=10)
     assert result.status is wf.JobStatus.FAILED
     assert result.error is not None
-    assert "item is not JSON-serialisable" in result.error
+    assert "item: a value of type set is not JSON" in result.error
     assert result.outputs["b.out"] == []  # refused before it was enqueued or collected
 
 
@@ -131,8 +131,8 @@ async def test_state_that_is_not_json_fails_the_job_clearly(store: Store) -> Non
         result = await job.wait(timeout_s=10)
     assert result.status is wf.JobStatus.FAILED
     assert result.error == (
-        "routine 's': state is not JSON-serialisable, as durable jobs need: "
-        "Type is not JSON serializable: object"
+        "routine 's': the durable journal cannot record its "
+        'state["conn"]: a value of type object is not JSON (use dict, list, str, int, float, bool or None)'
     )
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import re
+import uuid
 from typing import Any
 
 import pytest
@@ -393,6 +396,13 @@ async def test_notify_wakes_a_worker_of_another_connection(make_store: StoreFact
         await waiter
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -400,17 +410,59 @@ async def test_notify_wakes_a_worker_of_another_connection(make_store: StoreFact
         ({"flow": "a\x00b"}, "flow: strings must not contain NUL"),
         ({"queue": "q\ud800"}, "queue: strings must be valid Unicode"),
         ({"idempotency_key": "k\x00"}, "idempotency_key: strings must not contain NUL"),
-        ({"inputs": {"a.inp": ["ok", {"deep": ["x\x00"]}]}}, "inputs: strings must not contain NUL"),
-        ({"inputs": {"a.inp": [{"k\udc80": 1}]}}, "inputs: strings must be valid Unicode"),
+        (
+            {"inputs": {"a.inp": ["ok", {"deep": ["x\x00"]}]}},
+            'inputs["a.inp"][1]["deep"][0]: strings must not contain NUL',
+        ),
+        (
+            {"inputs": {"a.inp": [{"k\udc80": 1}]}},
+            'inputs["a.inp"][0]["k\\udc80"]: key: strings must be valid',
+        ),
+        (
+            {"inputs": {"a.item": [2**64]}},
+            'inputs["a.item"][0]: integer 18446744073709551616 is out of range',
+        ),
+        (
+            {"inputs": {"a.item": [1, {"n": -(2**63) - 1}]}},
+            'inputs["a.item"][1]["n"]: integer -9223372036854775809',
+        ),
+        ({"inputs": {"a.item": [float("nan")]}}, 'inputs["a.item"][0]: nan is not a JSON number'),
+        ({"inputs": {"a.item": [[float("-inf")]]}}, 'inputs["a.item"][0][0]: -inf is not a JSON number'),
+        ({"inputs": {"a.item": [(1, 2)]}}, 'inputs["a.item"][0]: a tuple would come back as a list'),
+        ({"inputs": {"a.item": [{1: "x"}]}}, 'inputs["a.item"][0]: keys must be strings, not int'),
+        (
+            {"inputs": {"a.item": [{"at": datetime.datetime(2026, 1, 1)}]}},
+            r'inputs["a.item"][0]["at"]: a value of type datetime',
+        ),
+        ({"inputs": {"a.item": [uuid.UUID(int=1)]}}, 'inputs["a.item"][0]: a value of type UUID is not JSON'),
+        ({"inputs": {"a.item": [_nested(300)]}}, "must not nest more than 253 levels"),
     ],
 )
 def test_a_job_spec_every_backend_cannot_store_is_refused(fields: dict[str, Any], message: str) -> None:
-    """PostgreSQL cannot hold NUL characters and no store can encode unpaired surrogates:
-    such a job is refused when it is made, the same on every backend, not at submit on
-    one of them or when its journal is written."""
+    """PostgreSQL cannot hold NUL characters, no store can encode unpaired surrogates, the
+    journal cannot hold integers past 64 bits, and NaN, tuples or datetimes would not come
+    back as they went in: such a job is refused when it is made, the same on every
+    backend, naming where the problem is, not at submit on one of them or when its
+    journal is written."""
     spec: dict[str, Any] = {"flow": "f", "inputs": {}, **fields}
-    with pytest.raises(wf.JobError, match=message):
+    with pytest.raises(wf.JobError, match=re.escape(message)) as caught:
         JobSpec(**spec)
+    if "inputs" in fields:
+        assert isinstance(caught.value, wf.StoreError) and isinstance(caught.value, wf.UnstorableError)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [2**64 - 1, -(2**63), 1e16, -1.5e300, 5e-324, 1e-300, 0.1, "tab\t\\u0000 not a NUL", {"": [None, True]}],
+)
+async def test_the_edges_of_what_is_storable_come_back_exactly(store: Store, item: Any) -> None:
+    """What is accepted comes back equal and of the same type, on every backend (PostgreSQL
+    ``jsonb`` would turn ``1e16`` into an integer if it were written in exponent form)."""
+    job_id = await store.submit(JobSpec(flow="f", inputs={"a.item": [item]}))
+    job = await store.get(job_id)
+    assert job is not None
+    [back] = job.inputs["a.item"]
+    assert back == item and type(back) is type(item)
 
 
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)

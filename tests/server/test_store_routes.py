@@ -175,6 +175,15 @@ def test_a_bad_submit_is_a_422_naming_the_field(
     [
         (b'{"flow": "steps3", "inputs": {"a.item": [NaN]}}', "JSON"),  # Python's parser lets NaN in
         (b'{"flow": "steps3", "inputs": {"a.item": [{"k": Infinity}]}}', "JSON"),
+        # the journal could not encode it: was 201, then every attempt crashed replaying
+        (
+            b'{"flow": "steps3", "inputs": {"a.item": [1, {"n": 18446744073709551616}]}}',
+            'body.inputs.a.item.1: at ["n"]: integer 18446744073709551616 is out of range',
+        ),
+        (
+            b'{"flow": "steps3", "inputs": {"a.item": [-9223372036854775809]}}',
+            "body.inputs.a.item.0: integer",
+        ),
         (b'{"flow": "steps3", "inputs": {"a.item": ["\\ud800"]}}', "unpaired surrogate"),
         (b'{"flow": "steps3", "inputs": {"\\ud800": [1]}}', "has no slot '\\ud800'"),
         (b'{"flow": "steps3", "inputs": {"a.item": [1]}', "JSON decode error"),

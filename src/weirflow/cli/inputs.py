@@ -1,7 +1,9 @@
 """``--input routine.slot=VALUE``: turn command-line values into job inputs.
 
 ``VALUE`` is either ``@path`` (one string item per non-empty line of the file) or
-a JSON value (one item). Repeating ``--input`` for a slot appends, in order.
+a JSON value (one item). Repeating ``--input`` for a slot appends, in order. A
+value a durable job could not hold exactly (NaN, an integer past 64 bits, a NUL
+character: ``weirflow.storable``) is refused, for ``run`` as for ``jobs submit``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .. import storable
+from ..errors import UnstorableError
 from ..flow.graph import Flow
 
 
@@ -29,17 +33,25 @@ def read_lines(path: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def parse_value(slot: str, value: str) -> list[Any]:
-    """The items one ``VALUE`` stands for: the file's lines for ``@path``, else one JSON item."""
+def parse_value(slot: str, value: str, *, index: int = 0) -> list[Any]:
+    """The items one ``VALUE`` stands for: the file's lines for ``@path``, else one JSON item
+    (``index`` is its place among the slot's items, for the message when it is refused)."""
     if value.startswith("@"):
-        return list(read_lines(value[1:]))
-    try:
-        return [json.loads(value)]
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"value {value!r} is not valid JSON ({e.msg}); "
-            f"""to pass a string, quote it: --input '{slot}="{value}"'"""
-        ) from None
+        items: list[Any] = list(read_lines(value[1:]))
+    else:
+        try:
+            items = [json.loads(value)]
+        except json.JSONDecodeError as e:
+            raise InputError(
+                f"value {value!r} is not valid JSON ({e.msg}); "
+                f"""to pass a string, quote it: --input '{slot}="{value}"'"""
+            ) from None
+    for n, item in enumerate(items):
+        try:
+            storable.check(item, f"inputs[{json.dumps(slot)}][{index + n}]")
+        except UnstorableError as e:
+            raise InputError(str(e)) from None
+    return items
 
 
 def parse_inputs(options: Iterable[str], flow: Flow) -> dict[str, list[Any]]:
@@ -54,7 +66,7 @@ def parse_inputs(options: Iterable[str], flow: Flow) -> dict[str, list[Any]]:
                 raise InputError("expected routine.slot=VALUE (VALUE is JSON, or @file for its lines)")
             if slot not in slots:
                 raise InputError(f"flow {flow.name!r} has no slot {slot!r} (slots: {', '.join(slots)})")
-            items = parse_value(slot, value)
+            items = parse_value(slot, value, index=len(inputs.get(slot, [])))
         except InputError as e:
             raise InputError(f"--input {option!r}: {e}") from None
         inputs.setdefault(slot, []).extend(items)

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..durable.models import DEFAULT_BACKOFF, STATUSES, JobInfo, JobRecord, JobSpec, StepRecord, to_json
+from ..durable.models import DEFAULT_BACKOFF, STATUSES, JobInfo, JobRecord, JobSpec, StepRecord
 from ..durable.store import Store, open_store
 from ..errors import JobError
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
@@ -79,7 +79,7 @@ def _inputs_without_flow(options: list[str]) -> dict[str, list[Any]]:
         slot = slot.strip()
         if not sep or slot.count(".") != 1:
             raise InputError(f"--input {option!r}: expected routine.slot=VALUE (VALUE is JSON, or @file)")
-        inputs.setdefault(slot, []).extend(parse_value(slot, value))
+        inputs.setdefault(slot, []).extend(parse_value(slot, value, index=len(inputs.get(slot, []))))
     return inputs
 
 
@@ -115,7 +115,6 @@ def submit(
             inputs = parse_inputs(input_ or [], known[flow])
         else:
             inputs = _inputs_without_flow(input_ or [])
-        to_json(inputs, "job inputs")
         spec = JobSpec(
             flow=flow,
             inputs=dict(inputs),

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JobError
 from ..flow.policy import Backoff
-from .models import DEFAULT_BACKOFF, DEFAULT_QUEUE, JobInfo, JobSpec, to_json
+from .models import DEFAULT_BACKOFF, DEFAULT_QUEUE, JobInfo, JobSpec
 from .store import Store, open_store
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ class DurableClient:
         unknown = sorted(set(inputs) - slots)
         if unknown:
             raise JobError(f"flow {flow!r} has no slot {unknown[0]!r} (slots: {', '.join(sorted(slots))})")
-        to_json(inputs, "job inputs")
         spec = JobSpec(
             flow=flow,
             inputs=inputs,

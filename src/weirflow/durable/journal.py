@@ -7,9 +7,12 @@ and buffered; a flush writes the buffer in one transaction when it reaches
 a job's outcome awaits ``flush()`` first (the worker does). After a crash the store holds a prefix of
 the records, and ``restore_from`` resumes the job from its last committed step.
 
-Items and state must be JSON-serialisable: an emit or send of anything else
-raises ``StoreError`` in the emitter (nothing is enqueued), and a routine whose
-state cannot be serialised fails the job with a clear error.
+Items and state must be values ``weirflow.storable`` accepts (JSON that comes back
+exactly): an emit or send of anything else raises ``UnstorableError`` (a
+``StoreError``) in the emitter, naming where the problem is (nothing is enqueued);
+a routine whose state cannot be stored, or an input that cannot (a job written to
+the store before this check), fails the job with that message, so that what is
+committed can always be replayed.
 
 What the store holds: one line of JSON per record. The rare records (``resume``,
 ``end``, ``dl``) are the ``LogJournal`` objects; the frequent ones are arrays that
@@ -36,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 import structlog
 
-from ..errors import JobError, StoreError
+from .. import storable
+from ..errors import JobError, UnstorableError
 from ..runtime.journal import Journal, Step
 from ..runtime.replay import Record
 from ..runtime.results import JobStatus
@@ -73,14 +77,6 @@ class JournalStore(Protocol):
 
     async def clear_journal(self, job_id: str) -> None:
         """Forget ``job_id``'s records (a retry from the start)."""
-
-
-def _dumps(value: Any, what: str) -> bytes:
-    """``value`` as JSON (orjson: strict about key types; NaN becomes null)."""
-    try:
-        return orjson.dumps(value)
-    except TypeError as e:
-        raise StoreError(f"{what} is not JSON-serialisable, as durable jobs need: {e}") from None
 
 
 class DurableJournal(Journal):
@@ -133,13 +129,13 @@ class DurableJournal(Journal):
 
     def check(self, item: Any) -> None:
         """Refuse an item a durable job cannot record (called before it is enqueued)."""
-        self._checked = (item, _dumps(item, "item"))
+        self._checked = (item, storable.encode(item, "item"))
 
     def _item(self, item: Any) -> bytes:
         checked = self._checked
         if checked is not None and checked[0] is item:
             return checked[1]
-        return _dumps(item, "item")
+        return storable.encode(item, "item")
 
     def job_restored(self, job: Job) -> None:
         self._add(job, b'{"t":"resume"}')
@@ -148,16 +144,21 @@ class DurableJournal(Journal):
         self._add(job, orjson.dumps({"t": "end", "status": status.value, "error": error}))
 
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
+        try:
+            encoded = self._item(item)
+        except UnstorableError as e:  # not checked at the door (an input stored before it was)
+            job._fail(f"the durable journal cannot record an item of {slot}: {e}")
+            return
         if origin is self._pending and origin is not None:
             emitted = origin.emitted
             if emitted and emitted[-1][1] is item:  # what it just emitted: held back with it
-                self._pending_enq.append((self._names[slot], len(emitted) - 1, self._item(item)))
+                self._pending_enq.append((self._names[slot], len(emitted) - 1, encoded))
                 return
         if isinstance(origin, Step):
             by = b"[%b,%d,%d]" % (self._names[origin.routine], origin.seq, origin.position(item))
         else:
             by = orjson.dumps(origin)
-        self._add(job, b"[0,%b,%b,%b]" % (self._names[slot], self._item(item), by))
+        self._add(job, b"[0,%b,%b,%b]" % (self._names[slot], encoded, by))
 
     def step_started(self, job: Job, step: Step) -> None:
         if self._pending is not None:
@@ -191,7 +192,7 @@ class DurableJournal(Journal):
     def step_completed(self, job: Job, step: Step) -> None:
         names = self._names
         try:
-            state = orjson.dumps(step.state) if step.state else b"{}"
+            state = storable.encode(step.state, "state") if step.state else b"{}"
             out = step.emitted
             if not out:
                 emitted = b""
@@ -199,8 +200,8 @@ class DurableJournal(Journal):
                 emitted = b"[%b,%b]" % (names[out[0][0]], self._item(out[0][1]))
             else:
                 emitted = b",".join([b"[%b,%b]" % (names[ev], self._item(item)) for ev, item in out])
-        except (TypeError, StoreError) as e:
-            job._fail(f"routine {step.routine!r}: state is not JSON-serialisable, as durable jobs need: {e}")
+        except UnstorableError as e:
+            job._fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
             return
         if step.status == "completed" and step.final and not step.on_end and step.error is None:
             tail = b""
@@ -233,7 +234,7 @@ class DurableJournal(Journal):
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         try:
             item = self._item(letter.item)
-        except StoreError:
+        except UnstorableError:
             item = orjson.dumps(repr(letter.item))  # a record of it, though not the object
         self._add(
             job,

@@ -8,8 +8,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import storable
 from ..errors import JobError
 from ..flow.policy import Backoff
+from ..storable import text_problem as text_problem  # (re-exported: its home is weirflow.storable)
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -41,41 +43,19 @@ def backoff_from(value: Any) -> Backoff:
 
 
 def to_json(value: Any, what: str) -> str:
-    """``value`` as JSON text; ``JobError`` naming ``what`` if it is not JSON-serialisable."""
-    try:
-        return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise JobError(f"{what} must be JSON-serialisable in durable mode: {e}") from None
-
-
-def text_problem(text: str) -> str | None:
-    """Why no backend can store ``text``, or ``None``: PostgreSQL refuses NUL characters,
-    and an unpaired surrogate is not Unicode any store can encode."""
-    if "\x00" in text:
-        return "strings must not contain NUL characters (\\u0000)"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "strings must be valid Unicode (an unpaired surrogate is not)"
-    return None
+    """``value`` as JSON text; ``UnstorableError`` naming where under ``what`` if a durable
+    job cannot hold it exactly (``weirflow.storable``)."""
+    return storable.encode(value, what).decode()
 
 
 def unstorable(value: Any, max_depth: int | None = None) -> str | None:
-    """Why ``value`` cannot be stored on every backend, or ``None``: ``text_problem`` of a
-    string or a key anywhere in it, or nesting deeper than ``max_depth``."""
-    pending = [(value, 0)]
-    while pending:
-        v, depth = pending.pop()
-        if isinstance(v, str):
-            problem = text_problem(v)
-            if problem is not None:
-                return problem
-        elif isinstance(v, dict | list | tuple):
-            if max_depth is not None and depth >= max_depth:
-                return f"items must not nest more than {max_depth} levels deep"
-            children = [*v.keys(), *v.values()] if isinstance(v, dict) else v
-            pending.extend((c, depth + 1) for c in children)
-    return None
+    """Why ``value`` cannot be stored exactly on every backend (``weirflow.storable``), with
+    where in it when that is not the value itself, or ``None``."""
+    found = storable.problem(value, max_depth=storable.MAX_DEPTH if max_depth is None else max_depth)
+    if found is None:
+        return None
+    path, why = found
+    return f"{path}: {why}" if path else why
 
 
 def from_json(value: Any) -> Any:
@@ -134,9 +114,7 @@ class JobSpec:
         for what, text in named.items():
             if not isinstance(text, str) or not text:
                 raise JobError(f"{what} must be a non-empty string")
-            problem = text_problem(text)
-            if problem is not None:
-                raise JobError(f"{what}: {problem}")
+            storable.check(text, what)
         if self.max_attempts < 1:
             raise JobError("attempts must be >= 1")
         if self.delay_s < 0:
@@ -145,9 +123,7 @@ class JobSpec:
             raise JobError("timeout_s must be > 0")
         if not isinstance(self.inputs, dict):
             raise JobError("inputs must map 'routine.slot' to items")
-        problem = unstorable(self.inputs)
-        if problem is not None:
-            raise JobError(f"inputs: {problem}")
+        storable.check(self.inputs, "inputs")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import JobError, StoreError
+from ..storable import pg_json
 from . import rules
 from .models import (
     Claim,
@@ -58,7 +59,7 @@ class PostgresStore(PostgresAdmin):
                 (
                     uuid.uuid4().hex,
                     spec.flow,
-                    json.dumps(spec.inputs),
+                    pg_json(spec.inputs),
                     spec.queue,
                     spec.max_attempts,
                     backoff_to_json(spec.backoff),

@@ -23,7 +23,6 @@ from ..durable.models import (
     JobRecord,
     JobSpec,
     StepRecord,
-    to_json,
     unstorable,
 )
 from ..durable.store import Store, open_store
@@ -35,9 +34,6 @@ from .jsonsafe import jsonable
 from .store_models import SubmitStoreJob
 
 T = TypeVar("T")
-
-#: deepest nesting of an item's lists and objects (deeper ones could not be shown back)
-MAX_ITEM_DEPTH = 50
 
 
 class StoreService:
@@ -63,28 +59,26 @@ class StoreService:
     async def submit(self, body: SubmitStoreJob) -> tuple[JobInfo, bool]:
         """Queue a job; returns it and whether this call created it (``False``: an earlier
         submit with the same idempotency key did)."""
+        job_id, created = await self._call(self.store.submit_once, self._spec(body, ["body"]))
+        record = await self._record(job_id)
+        return JobInfo.of(record, await self._call(self.store.steps, job_id)), created
+
+    def _spec(self, body: SubmitStoreJob, loc: list[str | int]) -> JobSpec:
+        """The job ``body`` asks for (at ``loc`` in the request), checked against the flows."""
         flow = self.flows.get(body.flow)
         if flow is None:
             known = ", ".join(sorted(self.flows)) or "none"
-            raise InvalidRequestError(["body", "flow"], f"no flow named {body.flow!r} (flows: {known})")
+            raise InvalidRequestError([*loc, "flow"], f"no flow named {body.flow!r} (flows: {known})")
         slots = set(flow.slot_paths())
-        for slot, items in body.inputs.items():
+        for slot in body.inputs:
             if slot not in slots:  # named by repr: the key may not even be valid Unicode
                 raise InvalidRequestError(
-                    ["body", "inputs"],
+                    [*loc, "inputs"],
                     f"flow {flow.name!r} has no slot {slot!r} (slots: {', '.join(sorted(slots))})",
                 )
-            for n, item in enumerate(items):
-                problem = unstorable(item, MAX_ITEM_DEPTH)
-                if problem is not None:
-                    raise InvalidRequestError(["body", "inputs", slot, n], problem)
-        try:
-            to_json(body.inputs, "job inputs")
-        except JobError as e:  # NaN or Infinity, which Python's JSON parser lets through
-            raise InvalidRequestError(["body", "inputs"], str(e)) from None
         b = body.backoff
         backoff = Backoff(b.initial_s, b.factor, b.max_s, b.jitter) if b is not None else DEFAULT_BACKOFF
-        spec = JobSpec(
+        return JobSpec(
             flow=flow.name,
             inputs=dict(body.inputs),
             queue=body.queue,
@@ -95,9 +89,6 @@ class StoreService:
             idempotency_key=body.idempotency_key,
             timeout_s=body.timeout_s,
         )
-        job_id, created = await self._call(self.store.submit_once, spec)
-        record = await self._record(job_id)
-        return JobInfo.of(record, await self._call(self.store.steps, job_id)), created
 
     # -- reading ------------------------------------------------------------------------
 

@@ -1,16 +1,38 @@
 """Request and response bodies of the HTTP API (they make ``/openapi.json``).
 
-Items are any JSON value; items that are not JSON on the way out are rendered
-by ``jsonsafe.opaque`` as ``{"$repr": ..., "$type": ...}``.
+Items are JSON values a durable job could hold exactly (``weirflow.storable``: no
+NaN, no integer past 64 bits, no NUL character, at most ``MAX_ITEM_DEPTH`` levels
+deep), on every route, so an item that works on one works on all; a refused item
+is a ``422`` naming it (``body.inputs.a.item.0``). Items that are not JSON on the
+way out are rendered by ``jsonsafe.opaque`` as ``{"$repr": ..., "$type": ...}``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
+from .. import storable
+from ..errors import UnstorableError
 from ..runtime.results import JobStatus
+
+#: deepest nesting of an item's lists and objects (deeper ones could not be shown back)
+MAX_ITEM_DEPTH = 50
+
+
+def _storable(item: Any) -> Any:
+    try:
+        storable.check(item, "", max_depth=MAX_ITEM_DEPTH)
+    except UnstorableError as e:
+        message = f"at {e.path}: {e.problem}" if e.path else e.problem
+        raise PydanticCustomError("unstorable", message) from None
+    return item
+
+
+#: an item of a request: see the module's docstring
+Item = Annotated[Any, AfterValidator(_storable)]
 
 # -- requests -------------------------------------------------------------------------
 
@@ -21,7 +43,7 @@ class RequestBody(BaseModel):
 
 class StartJob(RequestBody):
     flow: str = Field(min_length=1, description="Name of a served flow.")
-    inputs: dict[str, list[Any]] = Field(
+    inputs: dict[str, list[Item]] = Field(
         default_factory=dict, description='Items per slot: {"routine.slot": [item, ...]}.'
     )
     keep_open: bool = Field(default=False, description="Accept more items with /input until /close.")
@@ -29,7 +51,7 @@ class StartJob(RequestBody):
 
 class SendItems(RequestBody):
     slot: str = Field(min_length=1, description='"routine.slot"')
-    items: list[Any]
+    items: list[Item]
     timeout_s: float = Field(
         default=5.0,
         ge=0,

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from ..durable.models import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_QUEUE
-from .models import RequestBody
+from .models import Item, RequestBody
 
 StoreStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 
@@ -40,7 +40,7 @@ class BackoffBody(RequestBody):
 
 class SubmitStoreJob(RequestBody):
     flow: Name = Field(description="Name of a flow this server serves.")
-    inputs: dict[str, list[Any]] = Field(
+    inputs: dict[str, list[Item]] = Field(
         default_factory=dict, description='JSON items per slot: {"routine.slot": [item, ...]}.'
     )
     queue: Name = DEFAULT_QUEUE

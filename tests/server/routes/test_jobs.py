@@ -102,3 +102,28 @@ def test_queues_of_a_job(live: Live) -> None:
     assert (queues["full"], queues["near_full"]) == (0, 1)
     assert set(slot) >= {"high_water", "blocked_emitters", "blocked_s", "overflow", "paused", "capacity"}
     c.post(f"/api/jobs/{jid}/cancel")
+
+
+def test_items_a_durable_job_could_not_hold_are_a_422_here_too(live: Live) -> None:
+    """The in-memory routes check items as the durable ones do, so an item that works on one
+    works on all: NaN (which Python's JSON parser lets in), integers past 64 bits."""
+    c = live.client
+    headers = {"content-type": "application/json"}
+    for raw, message in [
+        (b'{"flow": "stream", "inputs": {"clean.items": [1, NaN]}}', "body.inputs.clean.items.1: nan is not"),
+        (
+            b'{"flow": "stream", "inputs": {"clean.items": [[-Infinity]]}}',
+            "body.inputs.clean.items.0: at [0]",
+        ),
+        (b'{"flow": "stream", "inputs": {"clean.items": [18446744073709551616]}}', "integer 1844674407370"),
+    ]:
+        response = c.post("/api/jobs", content=raw, headers=headers)
+        assert response.status_code == 422, response.text
+        assert message in response.json()["detail"]
+    jid = start_job(c, "stream", keep_open=True)["id"]
+    body = b'{"slot": "clean.items", "items": ["ok", {"x": NaN}]}'
+    refused = c.post(f"/api/jobs/{jid}/input", content=body, headers=headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["loc"] == ["body", "items", 1]
+    assert c.get(f"/api/jobs/{jid}/queues").json()["slots"]["clean.items"]["enqueued"] == 0  # none of them
+    c.post(f"/api/jobs/{jid}/cancel")
