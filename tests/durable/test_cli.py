@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from weirflow.durable import open_store
 
 from .helpers import poll_store
 from .procs import FLOWS_MODULE, WorkerProcess, cli
 
-SHOW_KEYS = {"id", "flow", "status", "attempt", "error", "steps"}
+SHOW_KEYS = {"id", "flow", "status", "attempt", "error", "error_detail", "steps", "outputs", "dead_letters"}
 STEP_KEYS = {
     "routine",
     "seq",
@@ -22,6 +24,7 @@ STEP_KEYS = {
     "completed_at",
     "error",
     "worker",
+    "traceback",
 }
 
 
@@ -56,7 +59,17 @@ def test_jobs_commands(tmp_path: Path) -> None:
 
     shown = cli("jobs", "show", job_id, "--store", store, "--json")
     doc = json.loads(shown.stdout)
-    assert doc == {"id": job_id, "flow": "one", "status": "queued", "attempt": 0, "error": None, "steps": []}
+    assert doc == {
+        "id": job_id,
+        "flow": "one",
+        "status": "queued",
+        "attempt": 0,
+        "error": None,
+        "error_detail": None,
+        "steps": [],
+        "outputs": {},
+        "dead_letters": [],
+    }
     listed = json.loads(cli("jobs", "list", "--store", store, "--json").stdout)
     assert [j["id"] for j in listed] == [again.stdout.strip(), job_id]
     assert listed[1]["inputs"] == {"a.item": [{"x": 1}]}
@@ -131,3 +144,44 @@ async def test_worker_runs_jobs_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert "completed" in text and "nearly done" in text
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)], indirect=True
+)
+def test_jobs_wait_exits_by_outcome_and_show_prints_the_traceback(store_url: str, tmp_path: Path) -> None:
+    def submit(*args: str) -> str:
+        done = cli("jobs", "submit", "one", *args, "--store", store_url)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    ok = submit("-i", 'a.item={"x": 1}')
+    bad = submit("-i", 'a.item={"fail": true}', "--attempts", "1")
+    parked = submit("-i", 'a.item={"x": 2}', "--queue", "nobody")  # no worker takes this queue
+    with WorkerProcess(store_url, tmp_path / "w.log"):
+        waited = cli("jobs", "wait", ok, "--store", store_url, "--timeout", "30", "--json")
+        assert waited.returncode == 0, waited.stderr
+        doc = json.loads(waited.stdout)
+        assert doc.keys() == SHOW_KEYS and doc["status"] == "completed"
+        assert (doc["outputs"], doc["dead_letters"]) == ({"a.out": [{"x": 1}]}, [])
+
+        failed = cli("jobs", "wait", bad, "--store", store_url, "--timeout", "30")
+        assert failed.returncode == 1, failed.stderr
+        assert "ValueError: a failed on purpose" in failed.stdout
+        assert "Traceback (most recent call last):" in failed.stdout
+
+    shown = cli("jobs", "show", bad, "--store", store_url)
+    assert shown.returncode == 0 and "Traceback (most recent call last):" in shown.stdout
+    assert 'raise ValueError(f"{ctx.routine} failed on purpose")' in shown.stdout
+    doc = json.loads(cli("jobs", "show", bad, "--store", store_url, "--json").stdout)
+    assert doc["error_detail"].endswith("ValueError: a failed on purpose")
+    assert doc["steps"][0]["traceback"] == doc["error_detail"]
+
+    for args, code, message in [
+        (("jobs", "wait", parked, "--timeout", "0.2"), 2, "is still queued after 0.2s"),
+        (("jobs", "wait", "nope", "--timeout", "5"), 2, "no job 'nope'"),
+        (("jobs", "wait", parked, "--timeout", "-1"), 2, "--timeout"),
+    ]:
+        got = cli(*args, "--store", store_url)
+        assert got.returncode == code, (args, got.stdout, got.stderr)
+        assert message in got.stderr and len(got.stderr.strip().splitlines()) == 1, got.stderr

@@ -165,7 +165,9 @@ async def test_engine_submit_and_get_job(store_url: str) -> None:
             "completed_at",
             "error",
             "worker",
+            "traceback",
         }
+        assert (info.outputs, info.dead_letters) == ({"c.out": [{"n": 1}]}, [])
         with pytest.raises(wf.JobError, match="no flow named 'missing'"):
             await engine.submit("missing", {})
         with pytest.raises(wf.JobError, match=r"has no slot 'x\.y'"):

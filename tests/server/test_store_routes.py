@@ -99,7 +99,10 @@ def test_submit_queues_a_job_and_answers_201_with_it(served: Live) -> None:
         "status": "queued",
         "attempt": 0,
         "error": None,
+        "error_detail": None,
         "steps": [],
+        "outputs": {},
+        "dead_letters": [],
     }
     assert served.client.get(f"{JOBS}/{job['id']}").json() == job
     [record] = served.client.get(JOBS).json()["items"]
@@ -338,7 +341,18 @@ async def test_show_steps_and_events_of_a_job_a_worker_ran(served: Live, store_u
             assert step["progress"] == 100 and step["message"] == f"{step['routine']} nearly done"
             assert step["started_at"] <= step["completed_at"]
             assert step["error"] is None
-        assert sorted(job) == ["attempt", "error", "flow", "id", "status", "steps"]  # jobs show --json
+        assert sorted(job) == [  # jobs show --json
+            "attempt",
+            "dead_letters",
+            "error",
+            "error_detail",
+            "flow",
+            "id",
+            "outputs",
+            "status",
+            "steps",
+        ]
+        assert (job["outputs"], job["dead_letters"], job["error_detail"]) == ({"c.out": [{"x": 1}]}, [], None)
 
         steps = await client.get(f"{JOBS}/{job_id}/steps")
         assert steps.status_code == 200 and steps.json() == job["steps"]
@@ -367,6 +381,10 @@ async def test_retry_requeues_a_failed_job_and_a_worker_runs_it_again(served: Li
             job = await finished(client, job_id, w)
         assert (job["status"], job["attempt"]) == ("failed", 1)
         assert "b failed on purpose" in job["error"]
+        assert job["error_detail"].startswith("Traceback (most recent call last):")
+        assert job["error_detail"].endswith("ValueError: b failed on purpose")
+        [failed_step] = [st for st in job["steps"] if st["status"] == "failed"]
+        assert failed_step["traceback"] == job["error_detail"]
         assert [(s["routine"], s["status"]) for s in job["steps"]] == [("a", "completed"), ("b", "failed")]
 
         retried = await client.post(f"{JOBS}/{job_id}/retry")

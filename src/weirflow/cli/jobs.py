@@ -1,8 +1,10 @@
-"""``weirflow jobs submit|list|show|steps|retry|cancel``: durable jobs in a store.
+"""``weirflow jobs submit|list|show|wait|steps|retry|cancel``: durable jobs in a store.
 
 Tables on stdout (``rich``), or JSON with ``--json``; ``jobs show --json`` prints
 the shape of API.md (``JobInfo.to_dict()``). Exit 2 with one ``error:`` line on
 bad input, an unknown job, or an operation the job's state does not allow.
+``jobs wait`` exits 0 once the job completed, 1 once it failed (or was cancelled),
+2 when the time is up first.
 """
 
 from __future__ import annotations
@@ -18,10 +20,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..durable.models import DEFAULT_BACKOFF, STATUSES, JobInfo, JobRecord, JobSpec, StepRecord
+from ..durable.models import (
+    COMPLETED,
+    DEFAULT_BACKOFF,
+    FINISHED,
+    STATUSES,
+    JobInfo,
+    JobRecord,
+    JobSpec,
+    StepRecord,
+)
 from ..durable.store import Store, open_store
-from ..errors import JobError
-from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
+from ..errors import JobError, JobTimeoutError
+from .durable_common import DEFAULT_STORE, FAILURE, StoreOption, cli_errors, load
 from .inputs import InputError, parse_inputs, parse_value
 
 T = TypeVar("T")
@@ -199,13 +210,46 @@ def _steps_table(steps: list[StepRecord]) -> Table:
 
 @jobs_app.command()
 def show(job_id: IdArgument, store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
-    """One job: status, attempt, error and steps."""
+    """One job: status, attempt, error (with its traceback), steps, outputs and dead letters."""
 
     async def get(s: Store) -> tuple[JobRecord, list[StepRecord]]:
         return await _job(s, job_id), await s.steps(job_id)
 
     with cli_errors():
         record, steps = _with_store(store, get)
+    _show(record, steps, as_json)
+
+
+@jobs_app.command()
+def wait(
+    job_id: IdArgument,
+    store: StoreOption = DEFAULT_STORE,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", metavar="S", help="Give up after S seconds.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Wait until a job is finished, then show it as ``jobs show`` does. Exit 0 if it
+    completed, 1 if it failed or was cancelled, 2 if it is not finished within --timeout."""
+
+    async def get(s: Store) -> tuple[JobRecord, list[StepRecord]]:
+        record = await s.wait_finished(job_id, timeout)
+        if record is None:
+            raise JobError(f"no job {job_id!r} in the store")
+        if record.status not in FINISHED:
+            raise JobTimeoutError(f"job {job_id} is still {record.status} after {timeout:g}s")
+        return record, await s.steps(job_id)
+
+    with cli_errors():
+        if timeout is not None and not timeout >= 0:
+            raise InputError(f"--timeout {timeout:g}: expected a number of seconds >= 0")
+        record, steps = _with_store(store, get)
+    _show(record, steps, as_json)
+    if record.status != COMPLETED:
+        raise typer.Exit(FAILURE)
+
+
+def _show(record: JobRecord, steps: list[StepRecord], as_json: bool) -> None:
     if as_json:
         _print_json(JobInfo.of(record, steps).to_dict())
         return
@@ -225,9 +269,20 @@ def show(job_id: IdArgument, store: StoreOption = DEFAULT_STORE, as_json: JsonOp
         ("error", record.error or ""),
     ):
         about.add_row(name, value)
+    if record.outputs:
+        about.add_row("outputs", json.dumps(record.outputs, ensure_ascii=False))
+    if record.dead_letters:
+        about.add_row("dead letters", str(len(record.dead_letters)))
     console.print(about)
     if steps:
         console.print(_steps_table(steps))
+    for letter in record.dead_letters or []:
+        item = json.dumps(letter.get("item"), ensure_ascii=False)
+        console.print(
+            f"dead letter {letter.get('slot')}: {letter.get('reason')} {item} {letter.get('error') or ''}"
+        )
+    if record.error_detail:
+        console.print(record.error_detail, markup=False, highlight=False)
 
 
 @jobs_app.command()

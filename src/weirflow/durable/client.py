@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobError
+from ..errors import JobError, JobTimeoutError
 from ..flow.policy import Backoff
-from .models import DEFAULT_BACKOFF, DEFAULT_QUEUE, JobInfo, JobSpec
+from .models import DEFAULT_BACKOFF, DEFAULT_QUEUE, FINISHED, JobInfo, JobSpec
 from .store import Store, open_store
 
 if TYPE_CHECKING:
@@ -70,4 +70,13 @@ class DurableClient:
         record = await store.get(job_id)
         if record is None:
             raise JobError(f"no job {job_id!r} in the store")
+        return JobInfo.of(record, await store.steps(job_id))
+
+    async def wait_job(self, job_id: str, timeout_s: float | None) -> JobInfo:
+        store = await self.open()
+        record = await store.wait_finished(job_id, timeout_s)
+        if record is None:
+            raise JobError(f"no job {job_id!r} in the store")
+        if record.status not in FINISHED:
+            raise JobTimeoutError(f"job {job_id} is still {record.status} after {timeout_s:g}s")
         return JobInfo.of(record, await store.steps(job_id))

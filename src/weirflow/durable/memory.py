@@ -22,6 +22,7 @@ from .models import (
     QUEUED,
     RUNNING,
     Claim,
+    Done,
     EventRecord,
     JobRecord,
     JobSpec,
@@ -29,10 +30,11 @@ from .models import (
     Retention,
     StepRecord,
     SweepReport,
+    done_parts,
 )
 from .retention import expired_ids
 from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Clock
-from .wakeup import Wakeups
+from .wakeup import Outcomes, Wakeups
 
 
 class MemoryStore:
@@ -52,6 +54,7 @@ class MemoryStore:
         self._sweeper: tuple[str, float] | None = None
         self._journal: dict[str, list[str]] = {}
         self._wakeups = Wakeups()
+        self._outcomes = Outcomes()
 
     async def open(self) -> None:
         pass
@@ -73,6 +76,8 @@ class MemoryStore:
         self._events.append(
             EventRecord(next(self._event_ids), job.id if job else None, queue, kind, when, data)
         )
+        if job is not None:
+            self._outcomes.notify(job.id)
 
     def _job(self, job_id: str) -> JobRecord:
         try:
@@ -186,23 +191,37 @@ class MemoryStore:
                 held.append(job_id)
         return held
 
-    async def complete(self, worker_id: str, done: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    async def complete(self, worker_id: str, done: Sequence[Done]) -> None:
         now = self.clock()
-        for job_id, outputs in done:
+        for d in done:
+            job_id, outputs, letters = done_parts(d)
             job = self._held(job_id, worker_id)
             if job is None:
                 continue
             job.status = "completed"
             job.outputs = copy.deepcopy(outputs)
+            job.dead_letters = copy.deepcopy(letters)
             job.finished_at = now
             job.lease_expires_at = None
             self._event(job, job.queue, "completed", {"attempt": job.attempt})
 
-    async def fail(self, job_id: str, worker_id: str, error: str, *, retry: bool = True) -> JobRecord | None:
+    async def fail(
+        self,
+        job_id: str,
+        worker_id: str,
+        error: str,
+        *,
+        retry: bool = True,
+        detail: str | None = None,
+        dead_letters: list[dict[str, Any]] | None = None,
+    ) -> JobRecord | None:
         job = self._held(job_id, worker_id)
         if job is None:
             return None
-        kind, data = rules.after_failure(job, error, self.clock(), retry=retry)
+        letters = copy.deepcopy(dead_letters)
+        kind, data = rules.after_failure(
+            job, error, self.clock(), retry=retry, detail=detail, dead_letters=letters
+        )
         self._event(job, job.queue, kind, data)
         if job.status == QUEUED:
             self._wakeups.notify(job.queue)
@@ -348,6 +367,9 @@ class MemoryStore:
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self._wakeups.wait(queue, timeout_s)
+
+    async def wait_finished(self, job_id: str, timeout_s: float | None) -> JobRecord | None:
+        return await self._outcomes.wait_finished(self.get, job_id, timeout_s)
 
     async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
         missing = {job_id for job_id, _ in rows if job_id not in self._jobs}

@@ -1,7 +1,11 @@
 """Numbered SQL migration files (``migrations/<backend>/0001_name.sql``), package data.
 
-Each backend applies the files above its recorded version, in order, each in the
-transaction that records it in ``wf_schema_version``.
+Each backend applies, in order, every file whose version ``wf_schema_version`` does
+not record yet, each in the transaction that records it. Versions need not be
+contiguous (a backend may skip a number another backend uses), and a file numbered
+below one already applied is still applied (branches that added migrations in
+parallel land in any order), so migrations must not depend on one another's order
+beyond their numbers.
 """
 
 from __future__ import annotations
@@ -35,9 +39,14 @@ def migrations(backend: str) -> list[Migration]:
             found.append(Migration(int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
     found.sort(key=lambda mg: mg.version)
     versions = [mg.version for mg in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StoreError(f"{backend} migrations are not numbered 0001, 0002, ...: {versions}")
+    if len(set(versions)) != len(versions) or (versions and versions[0] != 1):
+        raise StoreError(f"{backend} migrations must start at 0001 and have distinct numbers: {versions}")
     return found
+
+
+def pending(backend: str, applied: set[int]) -> list[Migration]:
+    """The migrations of ``backend`` not in ``applied``, by version."""
+    return [mg for mg in migrations(backend) if mg.version not in applied]
 
 
 def sqlite_statements(sql: str) -> list[str]:

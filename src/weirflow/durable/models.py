@@ -65,6 +65,17 @@ def from_json(value: Any) -> Any:
     return json.loads(value)
 
 
+#: a completion for ``Store.complete``: ``(job_id, outputs)`` or ``(job_id, outputs, dead_letters)``
+Done = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], list[dict[str, Any]]]
+
+
+def done_parts(done: Done) -> tuple[str, dict[str, Any], list[dict[str, Any]] | None]:
+    """``(job_id, outputs, dead_letters or None)`` of a completion."""
+    if len(done) == 3:
+        return done[0], done[1], done[2]
+    return done[0], done[1], None
+
+
 @dataclass(frozen=True)
 class Rate:
     """At most ``limit`` claims in any window of ``per_s`` seconds (``"5/1s"``)."""
@@ -156,6 +167,8 @@ class JobRecord:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    dead_letters: list[dict[str, Any]] | None = None
+    error_detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -186,6 +199,7 @@ class StepRecord:
     completed_at: float | None = None
     error: str | None = None
     worker: str | None = None
+    traceback: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The shape of API.md's ``jobs show --json`` steps."""
@@ -200,6 +214,7 @@ class StepRecord:
             "completed_at": self.completed_at,
             "error": self.error,
             "worker": self.worker,
+            "traceback": self.traceback,
         }
 
 
@@ -220,7 +235,12 @@ class EventRecord:
 
 @dataclass
 class JobInfo:
-    """What ``engine.get_job`` and ``weirflow jobs show`` report."""
+    """What ``engine.get_job``, ``engine.wait_job`` and ``weirflow jobs show`` report.
+
+    ``outputs`` are the collected outputs of a completed job (``{}`` before it
+    completes); ``dead_letters`` the items it dead-lettered (``{"slot", "item", "reason",
+    "error", "at"}``); ``error_detail`` the traceback of the failure that failed it.
+    """
 
     id: str
     flow: str
@@ -228,10 +248,28 @@ class JobInfo:
     attempt: int
     error: str | None
     steps: list[StepRecord]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    error_detail: str | None = None
 
     @classmethod
     def of(cls, record: JobRecord, steps: list[StepRecord]) -> JobInfo:
-        return cls(record.id, record.flow, record.status, record.attempt, record.error, steps)
+        return cls(
+            record.id,
+            record.flow,
+            record.status,
+            record.attempt,
+            record.error,
+            steps,
+            outputs=dict(record.outputs or {}),
+            dead_letters=list(record.dead_letters or []),
+            error_detail=record.error_detail,
+        )
+
+    @property
+    def finished(self) -> bool:
+        """Completed, failed or cancelled: nothing will change it but a retry."""
+        return self.status in FINISHED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -240,7 +278,10 @@ class JobInfo:
             "status": self.status,
             "attempt": self.attempt,
             "error": self.error,
+            "error_detail": self.error_detail,
             "steps": [s.to_dict() for s in self.steps],
+            "outputs": self.outputs,
+            "dead_letters": self.dead_letters,
         }
 
 

@@ -23,13 +23,15 @@ from ..storable import pg_json
 from . import rules
 from .models import (
     Claim,
+    Done,
     JobRecord,
     JobSpec,
     Rate,
     backoff_to_json,
+    done_parts,
 )
 from .postgres_admin import PostgresAdmin
-from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX
+from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX, OUTCOME_CHANNEL
 from .rows import (
     job_from_row,
 )
@@ -167,22 +169,42 @@ class PostgresStore(PostgresAdmin):
         )
         return [r[0] for r in rows]
 
-    async def complete(self, worker_id: str, done: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    async def complete(self, worker_id: str, done: Sequence[Done]) -> None:
         if not done:
             return
         now = self.clock()
+        parts = [done_parts(d) for d in done]
         async with self._tx() as conn:
             await conn.execute(
-                "WITH d AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS d(id, outputs)),"
+                "WITH d AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS d(id, outputs, dl)),"
                 " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs::jsonb,"
-                " finished_at = %s, lease_expires_at = NULL FROM d WHERE j.id = d.id"
-                " AND j.status = 'running' AND j.worker_id = %s RETURNING j.id, j.queue, j.attempt)"
-                " INSERT INTO wf_events (job_id, queue, kind, at, data)"
-                " SELECT id, queue, 'completed', %s, jsonb_build_object('attempt', attempt) FROM done",
-                ([d[0] for d in done], [json.dumps(d[1]) for d in done], now, worker_id, now),
+                " dead_letters = d.dl::jsonb, finished_at = %s, lease_expires_at = NULL FROM d"
+                " WHERE j.id = d.id AND j.status = 'running' AND j.worker_id = %s"
+                " RETURNING j.id, j.queue, j.attempt),"
+                " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
+                " SELECT id, queue, 'completed', %s, jsonb_build_object('attempt', attempt) FROM done)"
+                " SELECT pg_notify(%s, id) FROM done",
+                (
+                    [p[0] for p in parts],
+                    [json.dumps(p[1]) for p in parts],
+                    [None if p[2] is None else json.dumps(p[2]) for p in parts],
+                    now,
+                    worker_id,
+                    now,
+                    OUTCOME_CHANNEL,
+                ),
             )
 
-    async def fail(self, job_id: str, worker_id: str, error: str, *, retry: bool = True) -> JobRecord | None:
+    async def fail(
+        self,
+        job_id: str,
+        worker_id: str,
+        error: str,
+        *,
+        retry: bool = True,
+        detail: str | None = None,
+        dead_letters: list[dict[str, Any]] | None = None,
+    ) -> JobRecord | None:
         async with self._tx() as conn:
             held = await self._locked(
                 conn, "id = %s AND status = 'running' AND worker_id = %s", (job_id, worker_id)
@@ -190,7 +212,10 @@ class PostgresStore(PostgresAdmin):
             if not held:
                 return None
             job = held[0]
-            await self._change(conn, job, *rules.after_failure(job, error, self.clock(), retry=retry))
+            change = rules.after_failure(
+                job, error, self.clock(), retry=retry, detail=detail, dead_letters=dead_letters
+            )
+            await self._change(conn, job, *change)
         return job
 
     async def release(self, job_ids: Sequence[str], worker_id: str) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from .models import (
     StepRecord,
     SweepReport,
 )
-from .postgres_base import CHANNEL, LISTEN_RETRY_MAX_S, SWEEPER_LOCK, Conn, PostgresBase, log
+from .postgres_base import CHANNEL, LISTEN_RETRY_MAX_S, OUTCOME_CHANNEL, SWEEPER_LOCK, Conn, PostgresBase, log
 from .rows import (
     JOB_SELECT,
     STEP_SELECT,
@@ -181,6 +182,16 @@ class PostgresAdmin(PostgresBase):
         self._start_listening()
         await self._wakeups.wait(queue, timeout_s)
 
+    async def wait_finished(self, job_id: str, timeout_s: float | None) -> JobRecord | None:
+        """``LISTEN`` first (so no outcome committed after the first read is missed), then
+        read the job again at each ``NOTIFY`` of its outcome."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self.listening()
+        if not self._listening.is_set():  # the server is unreachable: the job as it is, if it can be read
+            return await self.get(job_id)
+        return await self._outcomes.wait_finished(self.get, job_id, timeout_s)
+
     def _start_listening(self) -> None:
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen(), name="weirflow:listen")
@@ -199,14 +210,19 @@ class PostgresAdmin(PostgresBase):
                 conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
                     self._listening.set()
                     delay = 0.1
                     async for note in conn.notifies():
-                        self._wakeups.notify(note.payload)
+                        if note.channel == OUTCOME_CHANNEL:
+                            self._outcomes.notify(note.payload)
+                        else:
+                            self._wakeups.notify(note.payload)
             except psycopg.Error as e:
                 log.warning("listen_failed", store=self._where(), error=str(e), retry_in_s=delay)
             self._listening.clear()
             # a lost connection may have lost notifications: wake every waiter to look
             self._wakeups.notify_all()
+            self._outcomes.notify_all()
             await asyncio.sleep(delay)
             delay = min(LISTEN_RETRY_MAX_S, delay * 2)

@@ -15,8 +15,9 @@ import psycopg_pool
 import structlog
 
 from ..errors import StoreError
-from .migrations import VERSION_TABLE, migrations
+from .migrations import VERSION_TABLE, pending
 from .models import (
+    FINISHED,
     QUEUED,
     JobRecord,
 )
@@ -27,11 +28,12 @@ from .rows import (
     mutable_values,
 )
 from .store import Clock
-from .wakeup import Wakeups
+from .wakeup import Outcomes, Wakeups
 
 log = structlog.get_logger("weirflow.durable")
 
 CHANNEL = "weirflow_jobs"
+OUTCOME_CHANNEL = "weirflow_outcomes"  # payload: the id of a job that finished
 MIGRATION_LOCK = "weirflow:migrate"
 SWEEPER_LOCK = "weirflow:sweeper"
 CLAIM_LOCK_PREFIX = "weirflow:claim:"
@@ -60,6 +62,7 @@ class PostgresBase:
         self.connect_timeout_s = connect_timeout_s
         self._pool: psycopg_pool.AsyncConnectionPool[Conn] | None = None
         self._wakeups = Wakeups()
+        self._outcomes = Outcomes()
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
 
@@ -110,16 +113,14 @@ class PostgresBase:
                 f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE}"
                 " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
             )
-            cur = await conn.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}")
-            row = await cur.fetchone()
-            current = row[0] if row else 0
-            for mg in migrations("postgres"):
-                if mg.version > current:
-                    async with conn.transaction():
-                        await conn.execute(mg.sql.encode())
-                        await conn.execute(
-                            f"INSERT INTO {VERSION_TABLE} VALUES (%s, %s)", (mg.version, time.time())
-                        )
+            cur = await conn.execute(f"SELECT version FROM {VERSION_TABLE}")
+            applied = {r[0] for r in await cur.fetchall()}
+            for mg in pending("postgres", applied):
+                async with conn.transaction():
+                    await conn.execute(mg.sql.encode())
+                    await conn.execute(
+                        f"INSERT INTO {VERSION_TABLE} VALUES (%s, %s)", (mg.version, time.time())
+                    )
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (MIGRATION_LOCK,))
             await conn.set_autocommit(False)
@@ -162,6 +163,8 @@ class PostgresBase:
         await self._event(conn, job.id, job.queue, kind, self.clock(), data)
         if job.status == QUEUED:
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, job.queue))
+        elif job.status in FINISHED:
+            await conn.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, job.id))
 
     async def _locked(self, conn: Conn, where: str, params: Sequence[Any]) -> list[JobRecord]:
         cur = await conn.execute(f"SELECT {JOB_SELECT} FROM wf_jobs WHERE {where} FOR UPDATE", params)

@@ -25,13 +25,17 @@ MUTABLE = (
     "from_start",
     "started_at",
     "finished_at",
+    "dead_letters",
+    "error_detail",
 )
+_JSON = ("outputs", "dead_letters")
 
 
 def job_from_row(row: Sequence[Any]) -> JobRecord:
     d = dict(zip(JOB_COLUMNS, row, strict=True))
     d["inputs"] = from_json(d["inputs"])
     d["outputs"] = from_json(d["outputs"])
+    d["dead_letters"] = from_json(d["dead_letters"])
     d["backoff"] = backoff_from(d["backoff"])
     d["from_start"] = bool(d["from_start"])
     return JobRecord(**d)
@@ -50,7 +54,7 @@ def mutable_values(job: JobRecord) -> list[Any]:
     values: list[Any] = []
     for name in MUTABLE:
         value = getattr(job, name)
-        if name == "outputs" and value is not None:
+        if name in _JSON and value is not None:
             value = json.dumps(value)
         values.append(value)
     return values

@@ -16,20 +16,33 @@ MIN_RETRY_DELAY_S = 0.0
 
 
 def after_failure(
-    job: JobRecord, error: str, now: float, *, retry: bool = True
+    job: JobRecord,
+    error: str,
+    now: float,
+    *,
+    retry: bool = True,
+    detail: str | None = None,
+    dead_letters: list[dict[str, Any]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Fail the current attempt: back to ``queued`` after the job's backoff while attempts
-    remain (and ``retry``), else ``failed``. Returns the event kind and its data."""
+    remain (and ``retry``), else ``failed``. ``detail`` (the failure's traceback) is kept
+    on the job and in the event; ``dead_letters`` on a failed job. Returns the event kind
+    and its data."""
     job.error = error
+    job.error_detail = detail
     job.lease_expires_at = None
+    data: dict[str, Any] = {"attempt": job.attempt, "error": error}
+    if detail is not None:
+        data["traceback"] = detail
     if retry and job.attempt < job.max_attempts:
         delay = max(MIN_RETRY_DELAY_S, job.backoff.delay_s(job.attempt))
         job.status = QUEUED
         job.run_at = now + delay
-        return "retrying", {"attempt": job.attempt, "delay_s": delay, "error": error}
+        return "retrying", {**data, "delay_s": delay}
     job.status = FAILED
     job.finished_at = now
-    return "failed", {"attempt": job.attempt, "error": error}
+    job.dead_letters = dead_letters
+    return "failed", data
 
 
 def after_stall(job: JobRecord, now: float, max_stalls: int, why: str) -> tuple[str, dict[str, Any]]:
@@ -40,6 +53,7 @@ def after_stall(job: JobRecord, now: float, max_stalls: int, why: str) -> tuple[
     if job.stalls > max_stalls:
         job.status = FAILED
         job.error = f"stalled {job.stalls} times ({why}); max_stalls is {max_stalls}"
+        job.error_detail = None
         job.finished_at = now
         return "failed", {"attempt": job.attempt, "stalls": job.stalls, "error": job.error}
     job.status = QUEUED
@@ -79,7 +93,9 @@ def manual_retry(job: JobRecord, now: float, *, from_start: bool) -> tuple[str, 
     job.attempt = 0
     job.stalls = 0
     job.error = None
+    job.error_detail = None
     job.outputs = None
+    job.dead_letters = None
     job.finished_at = None
     job.lease_expires_at = None
     job.run_at = now

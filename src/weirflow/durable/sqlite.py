@@ -27,6 +27,7 @@ other processes' submits are seen at the worker's next bounded wait.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,10 +37,12 @@ from . import rules
 from .models import (
     QUEUED,
     Claim,
+    Done,
     JobRecord,
     JobSpec,
     Rate,
     backoff_to_json,
+    done_parts,
 )
 from .rows import (
     JOB_SELECT,
@@ -48,6 +51,8 @@ from .rows import (
 from .sqlite_admin import SqliteAdmin
 from .sqlite_base import Conn
 from .store import DEFAULT_MAX_STALLS
+
+Change = tuple[str, dict[str, Any]]  # an event kind and its data (``rules``)
 
 
 class SqliteStore(SqliteAdmin):
@@ -191,22 +196,24 @@ class SqliteStore(SqliteAdmin):
         ).fetchall()
         return [r[0] for r in rows]
 
-    async def complete(self, worker_id: str, done: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    async def complete(self, worker_id: str, done: Sequence[Done]) -> None:
         if done:
             await self._tx(self._complete, worker_id, list(done))
 
-    def _complete(self, conn: Conn, worker_id: str, done: list[tuple[str, dict[str, Any]]]) -> None:
+    def _complete(self, conn: Conn, worker_id: str, done: list[Done]) -> None:
         now = self.clock()
-        for job_id, outputs in done:
+        for d in done:
+            job_id, outputs, letters = done_parts(d)
             row = conn.execute(
-                "UPDATE wf_jobs SET status = 'completed', outputs = ?, finished_at = ?"
+                "UPDATE wf_jobs SET status = 'completed', outputs = ?, dead_letters = ?, finished_at = ?"
                 ", lease_expires_at = NULL"
                 " WHERE id = ? AND status = 'running' AND worker_id = ?"
                 " RETURNING queue, attempt",
-                (json.dumps(outputs), now, job_id, worker_id),
+                (json.dumps(outputs), _json_or_null(letters), now, job_id, worker_id),
             ).fetchone()
             if row is not None:
                 self._event(conn, job_id, row[0], "completed", now, {"attempt": row[1]})
+                self._changed.append(job_id)
 
     def _held(self, conn: Conn, job_id: str, worker_id: str) -> JobRecord | None:
         row = conn.execute(
@@ -215,16 +222,33 @@ class SqliteStore(SqliteAdmin):
         ).fetchone()
         return job_from_row(row) if row is not None else None
 
-    async def fail(self, job_id: str, worker_id: str, error: str, *, retry: bool = True) -> JobRecord | None:
-        job = await self._tx(self._fail, job_id, worker_id, error, retry)
+    async def fail(
+        self,
+        job_id: str,
+        worker_id: str,
+        error: str,
+        *,
+        retry: bool = True,
+        detail: str | None = None,
+        dead_letters: list[dict[str, Any]] | None = None,
+    ) -> JobRecord | None:
+        fail = functools.partial(rules.after_failure, retry=retry, detail=detail, dead_letters=dead_letters)
+        job = await self._tx(self._fail, job_id, worker_id, error, fail)
         if job is not None and job.status == QUEUED:
             self._wakeups.notify(job.queue)
         return job
 
-    def _fail(self, conn: Conn, job_id: str, worker_id: str, error: str, retry: bool) -> JobRecord | None:
+    def _fail(
+        self,
+        conn: Conn,
+        job_id: str,
+        worker_id: str,
+        error: str,
+        fail: Callable[..., tuple[str, dict[str, Any]]],
+    ) -> JobRecord | None:
         job = self._held(conn, job_id, worker_id)
         if job is not None:
-            self._change(conn, job, *rules.after_failure(job, error, self.clock(), retry=retry))
+            self._change(conn, job, *fail(job, error, self.clock()))
         return job
 
     async def release(self, job_ids: Sequence[str], worker_id: str) -> None:
@@ -268,3 +292,7 @@ class SqliteStore(SqliteAdmin):
         job = self._load(conn, job_id)
         self._change(conn, job, *rule(job))
         return job
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)

@@ -35,11 +35,14 @@ from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S
 log = structlog.get_logger("weirflow.durable")
 
 
+_STEP_MARKS = ", ".join("?" * len(STEP_SELECT.split(", ")))
 _INSERT_JOURNAL = "INSERT INTO wf_journal (job_id, record) VALUES (?, ?)"
 CHECKPOINT_BYTES = 4 << 20  # journal text appended between two WAL checkpoints
 CHECKPOINT_WAIT_S = 0.1  # how long a checkpoint waits for readers and writers to finish
 #: larger batches go through the store thread: an inline append blocks the loop ~4 ms a MiB
 INLINE_MAX_BYTES = 1 << 20
+#: bounds of the re-read that sees other processes' changes (``wait_finished``)
+RECHECK_S = (0.05, 1.0)
 
 
 class SqliteAdmin(SqliteBase):
@@ -76,7 +79,7 @@ class SqliteAdmin(SqliteBase):
     def _record_steps(conn: Conn, steps: list[StepRecord]) -> None:
         conn.executemany(
             f"INSERT OR REPLACE INTO wf_steps ({STEP_SELECT})"
-            " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = ?)",
+            f" SELECT {_STEP_MARKS} WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = ?)",
             [(*(getattr(s, c) for c in STEP_SELECT.split(", ")), s.job_id) for s in steps],
         )
 
@@ -194,6 +197,12 @@ class SqliteAdmin(SqliteBase):
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self._wakeups.wait(queue, timeout_s)
+
+    async def wait_finished(self, job_id: str, timeout_s: float | None) -> JobRecord | None:
+        """Woken at once by changes made through this store object; another process's are
+        seen at a bounded re-read that doubles from 0.05 s to 1 s (SQLite has no
+        notifications between processes)."""
+        return await self._outcomes.wait_finished(self.get, job_id, timeout_s, recheck_s=RECHECK_S)
 
     # -- the durable journal ----------------------------------------------------------------
 

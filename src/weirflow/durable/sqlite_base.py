@@ -15,7 +15,7 @@ from typing import Any, Self, TypeVar
 
 from ..errors import JobError, StoreError
 from ..runtime.gil import thread_call
-from .migrations import VERSION_TABLE, migrations, sqlite_statements
+from .migrations import VERSION_TABLE, pending, sqlite_statements
 from .models import (
     JobRecord,
 )
@@ -26,7 +26,7 @@ from .rows import (
     mutable_values,
 )
 from .store import Clock
-from .wakeup import Wakeups
+from .wakeup import Outcomes, Wakeups
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
@@ -56,6 +56,8 @@ class SqliteBase:
         self._checkpoint: asyncio.Task[None] | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._wakeups = Wakeups()
+        self._outcomes = Outcomes()
+        self._changed: list[str] = []  # jobs the current transaction changed (store thread)
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -76,9 +78,21 @@ class SqliteBase:
             raise StoreError(f"{self.url}: {type(e).__name__}: {e}") from e
 
     async def _tx(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(conn, *args)`` in a write transaction on the store thread."""
-        result: T = await self._call(self._write, fn, *args)
+        """``fn(conn, *args)`` in a write transaction on the store thread; once it is
+        committed, whoever waits on a job it changed is woken."""
+        result: T
+        result, changed = await self._call(self._write_noting, fn, *args)
+        for job_id in changed:
+            self._outcomes.notify(job_id)
         return result
+
+    def _write_noting(self, fn: Callable[..., T], *args: Any) -> tuple[T, list[str]]:
+        """``_write``, and the ids of the jobs it changed (``_changed``)."""
+        self._changed = []
+        try:
+            return self._write(fn, *args), self._changed
+        finally:
+            self._changed = []
 
     def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in a ``BEGIN IMMEDIATE`` transaction (on the store thread)."""
@@ -133,13 +147,11 @@ class SqliteBase:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at REAL)"
         )
-        row = conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()
-        current = row[0] or 0
-        for mg in migrations("sqlite"):
-            if mg.version > current:
-                for statement in sqlite_statements(mg.sql):
-                    conn.execute(statement)
-                conn.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (mg.version, time.time()))
+        applied = {r[0] for r in conn.execute(f"SELECT version FROM {VERSION_TABLE}")}
+        for mg in pending("sqlite", applied):
+            for statement in sqlite_statements(mg.sql):
+                conn.execute(statement)
+            conn.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (mg.version, time.time()))
 
     async def close(self) -> None:
         if self._thread is None:
@@ -177,4 +189,5 @@ class SqliteBase:
 
     def _change(self, conn: Conn, job: JobRecord, kind: str, data: dict[str, Any]) -> None:
         conn.execute(_UPDATE_JOB, (*mutable_values(job), job.id))
+        self._changed.append(job.id)
         self._event(conn, job.id, job.queue, kind, self.clock(), data)

@@ -70,6 +70,7 @@ class StepJournal(Journal):
             completed_at=step.completed_at,
             error=step.error,
             worker=self.worker_id,
+            traceback=step.traceback,
         )
         self._rows[(row.job_id, row.run, row.routine, row.seq)] = row
         if self._flusher is None or self._flusher.done():

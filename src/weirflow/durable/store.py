@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ..errors import StoreError
-from .models import Claim, EventRecord, JobRecord, JobSpec, Rate, Retention, StepRecord, SweepReport
+from .models import Claim, Done, EventRecord, JobRecord, JobSpec, Rate, Retention, StepRecord, SweepReport
 
 Clock = Callable[[], float]
 DEFAULT_LEASE_S = 30.0
@@ -65,12 +65,24 @@ class Store(Protocol):
         """Extend the leases ``worker_id`` holds; returns the ids it still holds (a job
         cancelled or taken over meanwhile is missing)."""
 
-    async def complete(self, worker_id: str, done: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Mark jobs ``(id, outputs)`` completed, if ``worker_id`` still holds them."""
+    async def complete(self, worker_id: str, done: Sequence[Done]) -> None:
+        """Mark jobs ``(id, outputs)`` or ``(id, outputs, dead_letters)`` completed, if
+        ``worker_id`` still holds them."""
 
-    async def fail(self, job_id: str, worker_id: str, error: str, *, retry: bool = True) -> JobRecord | None:
+    async def fail(
+        self,
+        job_id: str,
+        worker_id: str,
+        error: str,
+        *,
+        retry: bool = True,
+        detail: str | None = None,
+        dead_letters: list[dict[str, Any]] | None = None,
+    ) -> JobRecord | None:
         """Fail the current attempt: requeued after the job's backoff while attempts remain,
-        else ``failed``. ``None`` if ``worker_id`` no longer holds the job."""
+        else ``failed`` (keeping ``dead_letters``). ``detail`` (the traceback) is kept as the
+        job's ``error_detail`` and in the event. ``None`` if ``worker_id`` no longer holds
+        the job."""
 
     async def release(self, job_ids: Sequence[str], worker_id: str) -> None:
         """Give running jobs back to the queue at once (shutdown); attempts do not count."""
@@ -136,6 +148,11 @@ class Store(Protocol):
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         """Return when a job may have become ready in ``queue`` or after ``timeout_s``."""
+
+    async def wait_finished(self, job_id: str, timeout_s: float | None) -> JobRecord | None:
+        """The job once it is completed, failed or cancelled, waiting at most ``timeout_s``
+        (then the job as it is); ``None`` for an unknown id. Woken by the store's
+        notifications (PostgreSQL ``NOTIFY``, in-process wake-ups), not by polling."""
 
     # -- the durable journal's records (``weirflow.durable.journal.JournalStore``) --------
 

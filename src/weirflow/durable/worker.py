@@ -36,10 +36,10 @@ from ..runtime.engine import Engine
 from ..runtime.job import Job
 from ..runtime.journal import Journals
 from ..runtime.replay import Restore, restore_from
-from ..runtime.results import JobResult, JobStatus
+from ..runtime.results import JobResult, JobStatus, format_traceback
 from .alerts import AlertRules, Alerts
 from .journal import DurableJournal
-from .models import DEFAULT_QUEUE, JobRecord, Rate, Retention
+from .models import DEFAULT_QUEUE, Done, JobRecord, Rate, Retention
 from .steps import StepJournal
 from .store import DEFAULT_LEASE_S, DEFAULT_MAX_STALLS, Store, open_store
 
@@ -125,7 +125,7 @@ class Worker:
                 self.engine.journal = journals[0] if len(journals) == 1 else Journals(*journals)
         self.running: dict[str, Job | None] = {}  # claimed: the runtime job once started
         self._reporting: set[str] = set()  # finished here, outcome not yet in the store
-        self._done: list[tuple[str, dict[str, Any]]] = []
+        self._done: list[Done] = []
         self._lost: set[str] = set()
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -275,7 +275,7 @@ class Worker:
             if result is None:
                 self._report_failure(record.id, f"timed out after {record.timeout_s:g}s; job cancelled")
             elif result.status is JobStatus.COMPLETED:
-                self._done.append((record.id, _json_safe(result.outputs)))
+                self._done.append((record.id, _json_safe(result.outputs), _letters(result)))
                 self._reporting.add(record.id)
                 self._report_wake.set()
             elif result.status is JobStatus.CANCELLED and self._stopping.is_set():
@@ -284,11 +284,12 @@ class Worker:
                 await self._retrying("release", self.store.release, [record.id], self.worker_id)
                 self._reported([])
             else:
-                self._report_failure(record.id, result.error or f"job {result.status.value}")
+                error = result.error or f"job {result.status.value}"
+                self._report_failure(record.id, error, detail=result.traceback, dead_letters=_letters(result))
         except JobError as e:  # unknown flow, bad inputs: retrying cannot help
             self._report_failure(record.id, str(e), retry=False)
         except Exception as e:  # noqa: BLE001 - any other failure to run is a failed attempt
-            self._report_failure(record.id, f"{type(e).__name__}: {e}")
+            self._report_failure(record.id, f"{type(e).__name__}: {e}", detail=format_traceback(e))
         finally:
             self.running.pop(record.id, None)
             self._slot_free.set()
@@ -313,19 +314,27 @@ class Worker:
         log.info("job_resumed", worker=self.worker_id, job=record.id, steps_done=restore.steps_done)
         return restore
 
-    def _report_failure(self, job_id: str, error: str, *, retry: bool = True) -> None:
+    def _report_failure(
+        self,
+        job_id: str,
+        error: str,
+        *,
+        retry: bool = True,
+        detail: str | None = None,
+        dead_letters: list[dict[str, Any]] | None = None,
+    ) -> None:
         self._reporting.add(job_id)
-        task = asyncio.get_running_loop().create_task(self._fail(job_id, error, retry))
+        fail = functools.partial(self.store.fail, retry=retry, detail=detail, dead_letters=dead_letters)
+        task = asyncio.get_running_loop().create_task(self._fail(job_id, error, fail))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fail(self, job_id: str, error: str, retry: bool) -> None:
+    async def _fail(self, job_id: str, error: str, fail: Callable[..., Awaitable[JobRecord | None]]) -> None:
         try:
             if self.journal is not None:
                 await self._retrying("report", self.journal.flush)
             if self.durable is not None:  # a retry resumes from what the journal holds
                 await self._retrying("report", self.durable.flush)
-            fail = functools.partial(self.store.fail, retry=retry)
             record = await self._retrying("report", fail, job_id, self.worker_id, error)
         finally:
             self._reported([job_id])
@@ -347,7 +356,7 @@ class Worker:
                     await self._retrying("report", self.durable.flush)
                 await self._retrying("report", self.store.complete, self.worker_id, held)
                 self.completed += len(held)
-                self._reported([job_id for job_id, _ in batch])
+                self._reported([d[0] for d in batch])
 
     def _reported(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
@@ -445,6 +454,14 @@ async def _first(*aws: Awaitable[Any]) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _letters(result: JobResult) -> list[dict[str, Any]]:
+    """The job's dead letters as stored: JSON values, items that are not as their ``repr``."""
+    letters: list[dict[str, Any]] = json.loads(
+        json.dumps([d.to_dict() for d in result.dead_letters], default=repr)
+    )
+    return letters
 
 
 def _json_safe(outputs: dict[str, list[Any]]) -> dict[str, Any]:

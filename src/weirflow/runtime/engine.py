@@ -238,3 +238,14 @@ class Engine:
     async def get_job(self, job_id: str) -> JobInfo:
         """A durable job's status, attempt, error and steps (``JobError`` if unknown)."""
         return await self._store_client().get_job(job_id)
+
+    async def wait_job(self, job_id: str, *, timeout_s: float | None = None) -> JobInfo:
+        """Wait until the durable job ``job_id`` is completed, failed or cancelled and return
+        its ``JobInfo`` (status, error and its traceback, steps, ``outputs``,
+        ``dead_letters``), like BullMQ's ``waitUntilFinished``. It waits on the store's
+        notifications (PostgreSQL ``LISTEN``, in-process wake-ups), not by polling.
+        ``JobTimeoutError`` after ``timeout_s`` (``None``: no limit), ``JobError`` for an
+        unknown id. A failed job is returned, not raised: look at ``info.status``."""
+        if timeout_s is not None and not timeout_s >= 0:
+            raise JobError("timeout_s must be >= 0")
+        return await self._store_client().wait_job(job_id, timeout_s)

@@ -33,6 +33,7 @@ from .results import (
     ResumeReport,
     RoutineStats,
     fill_warnings,
+    format_traceback,
 )
 from .runner import RoutineRunner
 from .slot_queue import SlotQueue
@@ -93,6 +94,7 @@ class Job:
         self.loop_thread = threading.get_ident()
         self.status = JobStatus.PENDING
         self.error: str | None = None
+        self.error_traceback: str | None = None
         self.created_at = time.time()
         self._started = time.monotonic()
         self._ended: float | None = None
@@ -177,7 +179,8 @@ class Job:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None and not self._finished:
             exc = task.exception()
-            self._fail(f"internal error: {type(exc).__name__}: {exc}")
+            assert exc is not None
+            self._fail(f"internal error: {type(exc).__name__}: {exc}", format_traceback(exc))
 
     def _set_status(self, status: JobStatus, reason: str | None) -> str | None:
         """Move to ``status`` and tell the hooks; the error text of a ``fatal`` hook that
@@ -211,8 +214,9 @@ class Job:
         if not self._finished:
             self._finish(JobStatus.COMPLETED, None, None)
 
-    def _fail(self, error: str) -> None:
+    def _fail(self, error: str, traceback: str | None = None) -> None:
         if not self._finished:
+            self.error_traceback = traceback
             self._finish(JobStatus.FAILED, error, "job_failed")
 
     def _finish(self, status: JobStatus, error: str | None, reason: str | None) -> None:
@@ -281,6 +285,7 @@ class Job:
             stats=self.stats,
             dead_letter_count=letters.count,
             dead_letter_reasons=dict(letters.by_reason),
+            traceback=self.error_traceback,
         )
 
     async def wait(self, timeout_s: float | None = None) -> JobResult:

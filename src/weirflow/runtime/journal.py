@@ -35,7 +35,8 @@ class Step:
     time it was made. ``delivered`` is set on the attempt that a resumed job runs
     again after a crash interrupted the call: what the interrupted attempts had
     already enqueued, ``position in emitted -> slot path -> [items]``, which this
-    attempt does not deliver again (``weirflow.runtime.replay``)."""
+    attempt does not deliver again (``weirflow.runtime.replay``).
+    ``traceback`` is the failed attempt's formatted traceback."""
 
     routine: str
     seq: int
@@ -52,6 +53,7 @@ class Step:
     progress: float | None = None
     message: str = ""
     delivered: dict[int, dict[str, list[Any]]] | None = None
+    traceback: str | None = None
 
     def __init__(
         self, routine: str, seq: int, attempt: int, consumed: list[tuple[str, Any]], *, on_end: bool = False
@@ -72,6 +74,7 @@ class Step:
         self.progress = None
         self.message = ""
         self.delivered = None
+        self.traceback = None
 
     def position(self, item: Any) -> int:
         """Where ``item`` (just enqueued) is in ``emitted``: the last emit of that very object,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +175,8 @@ class JobResult:
     ``dead_letters`` holds the first ``Engine(max_dead_letters=...)`` of them (all of
     them, unless a job makes more); ``dead_letter_count`` counts every one, and
     ``dead_letter_reasons`` counts them by reason. Hooks (``on_dead_letter``) and the
-    journal see every one.
+    journal see every one. ``traceback`` is the formatted traceback of the exception
+    that failed the job, if one did.
     """
 
     job_id: str
@@ -185,6 +187,7 @@ class JobResult:
     stats: JobStats
     dead_letter_count: int = 0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    traceback: str | None = None
 
     @property
     def dead_letters_truncated(self) -> bool:
@@ -220,3 +223,8 @@ def fill_warnings(queues: dict[str, QueueStats]) -> list[str]:
         elif s.usage >= NEAR_FULL_RATIO:
             warnings.append(f"slot {path} is near full ({s.size}/{s.capacity}, {s.usage:.0%})")
     return warnings
+
+
+def format_traceback(error: BaseException) -> str:
+    """``error``'s traceback as Python prints it (what a failed step and job keep)."""
+    return "".join(traceback.format_exception(error)).rstrip()

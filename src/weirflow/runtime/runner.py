@@ -14,6 +14,7 @@ from .gil import let_threads_in
 from .hooks import HookPoint
 from .journal import Step
 from .replay import rerun_ended, undelivered
+from .results import format_traceback
 from .shared_queue import SharedSlotQueue
 from .slot_queue import SlotQueue
 
@@ -512,11 +513,14 @@ class RoutineRunner:
                 text = f"{type(error).__name__}: {error}"
                 if delay is None and isinstance(error, Retry):
                     text = f"Retry: retries exhausted after {attempt} attempt(s) ({error})"
-                if delay is None and self.policy.then == "fail_job":
+                fails_job = delay is None and self.policy.then == "fail_job"
+                trace = format_traceback(error) if step is not None or fails_job else None
+                if fails_job:
                     # first, so that a journal records the job's end before this step's:
                     # resuming the job later runs this call again
-                    job._fail(f"routine {self.name!r} failed: {text}")
+                    job._fail(f"routine {self.name!r} failed: {text}", trace)
                 if step is not None:
+                    step.traceback = trace
                     self._step_done(step, ctx, text, final=delay is None)
                 if delay is not None:
                     self.retries += 1

@@ -158,6 +158,14 @@ def record_view(record: JobRecord) -> dict[str, Any]:
     return view
 
 
+def info_view(info: JobInfo) -> dict[str, Any]:
+    """A job as ``weirflow jobs show --json`` prints it; outputs and dead letters through
+    ``jsonable``, like ``record_view``."""
+    view = info.to_dict()
+    view["outputs"], view["dead_letters"] = jsonable(info.outputs), jsonable(info.dead_letters)
+    return view
+
+
 def check_store(url: str) -> None:
     """Open and close the store at ``url`` once (applying its migrations): ``StoreError`` or
     ``OSError`` if it cannot be opened. ``weirflow serve`` calls it before starting."""

@@ -76,17 +76,31 @@ class StoreStep(BaseModel):
     completed_at: float | None
     error: str | None
     worker: str | None
+    traceback: str | None = Field(default=None, description="A failed attempt's Python traceback.")
+
+
+class StoreDeadLetter(BaseModel):
+    """An item the job dead-lettered, and why (``DeadLetter``)."""
+
+    slot: str
+    item: Any
+    reason: str
+    error: str | None
+    at: float
 
 
 class StoreJob(BaseModel):
-    """A durable job with its steps: ``weirflow jobs show --json``."""
+    """A durable job with its steps, outputs and dead letters: ``weirflow jobs show --json``."""
 
     id: str
     flow: str
     status: StoreStatus
     attempt: int
     error: str | None
+    error_detail: str | None = Field(default=None, description="The traceback of the failure.")
     steps: list[StoreStep]
+    outputs: dict[str, Any] = Field(default_factory=dict, description="A completed job's outputs.")
+    dead_letters: list[StoreDeadLetter] = Field(default_factory=list)
 
 
 class StoreBackoff(BaseModel):

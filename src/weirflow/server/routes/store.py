@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from ..auth import require_admin, require_read
 from ..deps import errors
-from ..durable_jobs import StoreService, record_view
+from ..durable_jobs import StoreService, info_view, record_view
 from ..errors import UnavailableError
 from ..store_models import (
     MAX_NAME,
@@ -74,7 +74,7 @@ async def submit_job(body: SubmitStoreJob, store: StoreDep, response: Response) 
     info, created = await store.submit(body)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return info.to_dict()
+    return info_view(info)
 
 
 @router.get("", response_model=StoreJobPage, dependencies=READ, responses=answers())
@@ -98,8 +98,9 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=StoreJob, dependencies=READ, responses=answers(404))
 async def get_job(job_id: str, store: StoreDep) -> dict[str, Any]:
-    """Status, attempt, error and steps: ``weirflow jobs show --json``."""
-    return (await store.job(job_id)).to_dict()
+    """Status, attempt, error (and its traceback), steps, outputs and dead letters:
+    ``weirflow jobs show --json``."""
+    return info_view(await store.job(job_id))
 
 
 @router.get("/{job_id}/steps", response_model=list[StoreStep], dependencies=READ, responses=answers(404))
@@ -129,11 +130,11 @@ async def retry_job(job_id: str, store: StoreDep, body: RetryStoreJob | None = N
     """Queue a failed, cancelled or stalled job again with fresh attempts, resuming from its
     last completed step (or from the start); ``409`` for a job in another state."""
     from_start = body.from_start if body is not None else False
-    return (await store.retry(job_id, from_start)).to_dict()
+    return info_view(await store.retry(job_id, from_start))
 
 
 @router.post("/{job_id}/cancel", response_model=StoreJob, dependencies=ADMIN, responses=answers(404, 409))
 async def cancel_job(job_id: str, store: StoreDep) -> dict[str, Any]:
     """Cancel a queued or running job (its worker stops it at the next heartbeat); ``409``
     for a finished job."""
-    return (await store.cancel(job_id)).to_dict()
+    return info_view(await store.cancel(job_id))
