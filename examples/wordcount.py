@@ -26,10 +26,12 @@ class Split(wf.Routine):
 class Count(wf.Routine):
     words = wf.Slot(capacity=64)
     total = wf.Event()
+    min_len: int = 1  # a setting: Count(min_len=2), or ``with: {min_len: 2}`` in a flow file
 
     @words.handler
     def count(self, word: str, ctx: wf.Context) -> None:  # plain def: runs in a thread
-        ctx.state["n"] = ctx.state.get("n", 0) + 1
+        if len(word) >= self.min_len:
+            ctx.state["n"] = ctx.state.get("n", 0) + 1
 
     async def on_end(self, ctx: wf.Context) -> None:  # once, after its last item
         await ctx.emit(self.total, ctx.state.get("n", 0))

@@ -18,6 +18,7 @@ class Source(wf.Routine):
 
 class Sink(wf.Routine):
     inp = wf.Slot()
+    label: str = ""  # a setting (``with: {label: ...}``)
 
     @inp.handler
     def take(self, item: Any) -> None: ...

@@ -58,7 +58,7 @@ def test_good_file_loads_and_runs(tmp_path: Path) -> None:
         ),
         (
             "name: x\nroutines:\n  a: {use: 'tests.flow.examples_for_tests:Sink', with: {inp: 1}}\n",
-            "routines.a.with: Sink: cannot configure 'inp'",
+            "routines.a.with.inp: unknown setting (Sink takes label)",
         ),
         ("name: x\nroutines:\n  a: {uses: 'x:y'}\n", "routines.a.uses: unknown key"),
         (
@@ -117,3 +117,69 @@ def test_a_routine_that_fails_to_load_is_reported_once(tmp_path: Path) -> None:
         wf.Flow.load(write(tmp_path, text))
     assert len(info.value.problems) == 1
     assert "routines.a.use: cannot import module 'tests.flow.nope'" in info.value.problems[0]
+
+
+def test_a_key_given_twice_is_an_error_for_every_duplicate(tmp_path: Path) -> None:
+    text = f"name: x\nroutines:\n  a: {{use: '{SINK}'}}\n  a: {{use: '{SINK}'}}\noutputs: []\noutputs: []\n"
+    with pytest.raises(wf.FlowError) as info:
+        wf.Flow.load(write(tmp_path, text))
+    assert [p.split(": ", 1)[1] for p in info.value.problems] == [
+        "line 4, column 3: duplicate key 'a' (first at line 3)",
+        "line 6, column 1: duplicate key 'outputs' (first at line 5)",
+    ]
+
+
+class NeedsLimit(wf.Routine):
+    inp = wf.Slot()
+
+    def __init__(self, limit: int, *, label: str = "") -> None:
+        super().__init__()
+        self.limit = limit
+        self.label = label
+
+    @inp.handler
+    async def take(self, item: object, ctx: wf.Context) -> None: ...
+
+
+def test_with_settings_are_checked_against_the_routine(tmp_path: Path) -> None:
+    wordcount = "{use: 'examples.wordcount:Count', with: {min_len: 2, bogus: 1}}"
+    needs = "{use: 'tests.flow.test_files:NeedsLimit', with: {lable: 'x'}}"
+    text = f"name: x\nroutines:\n  count: {wordcount}\n  needs: {needs}\n"
+    with pytest.raises(wf.FlowError) as info:
+        wf.Flow.load(write(tmp_path, text))
+    assert [p.split(": ", 1)[1] for p in info.value.problems] == [
+        "routines.count.with.bogus: unknown setting (Count takes min_len)",
+        "routines.needs.with.lable: unknown setting (NeedsLimit takes limit, label)",
+        "routines.needs.with: missing required setting(s) limit (NeedsLimit takes limit, label)",
+    ]
+    good = "name: x\nroutines:\n  count: {use: 'examples.wordcount:Count', with: {min_len: 2}}\n"
+    flow = wf.Flow.load(write(tmp_path, good))
+    assert flow.routines["count"].min_len == 2  # type: ignore[attr-defined]
+
+
+def test_the_documented_min_len_setting_takes_effect(tmp_path: Path) -> None:
+    text = (
+        "name: wc\nroutines:\n  split: {use: 'examples.wordcount:Split'}\n"
+        "  count: {use: 'examples.wordcount:Count', with: {min_len: 2}}\n"
+        "connections: ['split.words -> count.words']\noutputs: [count.total]\n"
+    )
+    result = wf.run(wf.Flow.load(write(tmp_path, text)), {"split.text": ["a bb ccc d"]}, timeout_s=10)
+    assert result.outputs["count.total"] == [2]
+
+
+def test_every_bad_slot_setting_is_reported(tmp_path: Path) -> None:
+    text = (
+        f"name: x\nroutines:\n  a: {{use: '{SINK}'}}\nslots:\n  a.inp: {{capacity: 0, overflow: sideways}}\n"
+    )
+    with pytest.raises(wf.FlowError) as info:
+        wf.Flow.load(write(tmp_path, text))
+    assert len(info.value.problems) == 2
+    assert "capacity must be an integer >= 1" in info.value.problems[0]
+    assert "sideways" in info.value.problems[1]
+
+
+def test_a_file_that_is_not_utf8_is_a_flow_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(wf.FlowError, match=r"latin1.yaml: not a UTF-8 text file \(byte 9"):
+        wf.Flow.load(path)

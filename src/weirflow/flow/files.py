@@ -24,6 +24,36 @@ from .routine import EXECUTORS, Routine, check_process_handlers
 
 _TOP_KEYS = {"name", "routines", "slots", "connections", "outputs"}
 _SLOT_KEYS = {"capacity", "overflow", "block_timeout_s"}
+_ROUTINE_OPTIONS = {"concurrency", "on_error", "executor", "slots", "events"}  # class options, not settings
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, noting every mapping key given twice (PyYAML keeps the last one
+    silently)."""
+
+    duplicates: list[tuple[int, int, str]]  # line, column, message
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: PyYAML reports it itself
+            continue
+        if first is not None:
+            mark = key_node.start_mark
+            text = f"duplicate key {key!r} (first at line {first.start_mark.line + 1})"
+            loader.duplicates.append((mark.line + 1, mark.column + 1, text))
+        else:
+            seen[key] = key_node
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def import_object(ref: str, search_paths: list[str] | None = None) -> Any:
@@ -73,6 +103,60 @@ def resolve_use(use: str, search_paths: list[str]) -> Any:
     if isinstance(obj, type) and issubclass(obj, Routine):
         return obj
     raise FlowError(f"{use} is not a wf.Routine class, routine or function ({type(obj).__name__})")
+
+
+def settings_problems(cls: type[Routine], config: dict[str, Any]) -> list[tuple[str, str]]:
+    """What is wrong with ``with:`` ``config`` for routine class ``cls``, as (setting, message)
+    pairs (setting ``""`` for one about the whole mapping). A class with an ``__init__`` of its
+    own takes its parameters (anything, with ``**kwargs``); one with the base ``__init__``
+    takes the settings it declares as class attributes (``min_len = 1``, ``delay_s: float``)."""
+    init = cls.__init__
+    if init is not Routine.__init__:
+        params = list(inspect.signature(init).parameters.values())[1:]
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return []
+        named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        known = list(named)
+        required = [n for n, p in named.items() if p.default is inspect.Parameter.empty]
+    else:
+        known = _declared_settings(cls)
+        required = []
+    takes = (
+        f"{cls.__qualname__} takes {', '.join(known)}" if known else f"{cls.__qualname__} takes no settings"
+    )
+    problems = [(str(k), f"unknown setting ({takes})") for k in config if k not in known]
+    missing = [n for n in required if n not in config]
+    if missing:
+        problems.append(("", f"missing required setting(s) {', '.join(missing)} ({takes})"))
+    return problems
+
+
+def _machinery() -> frozenset[str]:
+    """What ``Routine.__init_subclass__`` sets on every subclass (not settings)."""
+    probe = type("_Probe", (Routine,), {"__module__": __name__})
+    return frozenset(vars(probe)) | _ROUTINE_OPTIONS
+
+
+def _declared_settings(cls: type[Routine]) -> list[str]:
+    machinery = _machinery()
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        if klass in (Routine, object) or not issubclass(klass, Routine):
+            continue
+        for name in [*getattr(klass, "__annotations__", {}), *vars(klass)]:
+            value = vars(klass).get(name)
+            if (
+                name.startswith("_")
+                or name in names
+                or name in cls.slots
+                or name in cls.events
+                or name in machinery
+                or callable(value)
+                or isinstance(value, classmethod | staticmethod | property)
+            ):
+                continue
+            names.append(name)
+    return names
 
 
 def build_routine(obj: Any, use: str, config: dict[str, Any]) -> Routine:
@@ -164,6 +248,12 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
         except FlowError as e:
             p.add(f"{key}.use", str(e))
             continue
+        if isinstance(obj, type):
+            wrong = settings_problems(obj, config)
+            for setting, message in wrong:
+                p.add(f"{key}.with.{setting}" if setting else f"{key}.with", message)
+            if wrong:
+                continue
         try:
             built = build_routine(obj, use, config)
             if executor is not None and executor != built.executor:
@@ -194,10 +284,11 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
             if not bad:
                 p.add(key, f"no routine {str(path).split('.')[0]!r} in this flow")
             continue
-        try:
-            flow.slot(str(path), **spec)
-        except (FlowError, TypeError) as e:
-            p.add(key, str(e))
+        for setting, value in spec.items():  # one at a time: every bad value is reported
+            try:
+                flow.slot(str(path), **{setting: value})
+            except (FlowError, TypeError) as e:
+                p.add(key, str(e))
     conns = data.get("connections") or []
     if not isinstance(conns, list):
         p.add("connections", "must be a list of 'routine.event -> routine.slot'")
@@ -238,13 +329,24 @@ def load_flow_file(path: str | Path) -> Flow:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise FlowError(f"{path}: cannot read flow file: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise FlowError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from None
+    loader = _StrictLoader(text)
+    loader.duplicates = []
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
         raise FlowError(f"{path}: {where}invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        problems = [f"{path}: line {ln}, column {col}: {d}" for ln, col, d in sorted(loader.duplicates)]
+        if len(problems) == 1:
+            raise FlowError(problems[0], problems)
+        raise FlowError(f"{len(problems)} problems:\n  - " + "\n  - ".join(problems), problems)
     # ``use: package.module:Name`` resolves against the file's folder and its parent
     # (a flow file inside the package it names), then the working directory
     folder = path.resolve().parent
