@@ -53,7 +53,9 @@ export function bar(usage, state) {
 export function when(t) {
   if (t === null || t === undefined) return "—";
   const d = new Date(t * 1000);
-  return d.toLocaleString(undefined, { hour12: false });
+  const pad = (n) => String(n).padStart(2, "0");
+  // local time, one unbreakable piece: tables do not wrap it over two lines
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}\u00a0${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 export function ago(t) {
