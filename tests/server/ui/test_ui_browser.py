@@ -252,7 +252,7 @@ def test_retry_a_failed_durable_job_and_watch_its_steps_fill_in(
 ) -> None:
     gate = tmp_path / "gate"
     with api(ui_server) as client:
-        body = {"flow": "gated", "inputs": {"a.item": [{"gate": str(gate), "sleep_s": 0.3}]}, "attempts": 1}
+        body = {"flow": "gated", "inputs": {"a.item": [{"gate": str(gate), "sleep_s": 1.0}]}, "attempts": 1}
         job_id = client.post("/api/store/jobs", json=body).json()["id"]
     driver = browser()
     log_in(driver, ui_server, ADMIN_KEY, "/ui/durable")
