@@ -3,7 +3,8 @@
 With keys configured, every route but ``/healthz`` needs one: ``401`` without a
 key or with an unknown one, ``403`` when a ``read`` key calls a mutating route.
 Without an ``Authorization`` header the web UI's session cookie stands for the key
-it was opened with (``ui.sessions``; changing calls then need its CSRF token).
+it was opened with (``ui.sessions``; changing calls then need its CSRF token). With
+keys or without, a change a browser sends from another site is refused.
 Without keys the server is open (and listens on loopback only, see ``settings``).
 """
 
@@ -18,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .errors import ApiError
 from .settings import Role, Settings
-from .ui.sessions import check_csrf, cookie_session
+from .ui.sessions import check_cross_site, check_csrf, cookie_session
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -56,6 +57,7 @@ def require(role: Role) -> Callable[..., Awaitable[None]]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
         settings: Settings = request.app.state.settings
+        check_cross_site(request, settings.cors_origins)
         if not settings.auth_enabled:
             return
         if credentials is None:

@@ -202,3 +202,21 @@ def test_sessions_expire_when_idle_and_the_oldest_go_first() -> None:
     assert sessions.get(a.token) is None
     b, c, d = (sessions.create(Role.READ) for _ in range(3))
     assert sessions.get(b.token) is None and sessions.get(c.token) is c and sessions.get(d.token) is d
+
+
+def test_a_change_a_browser_sends_from_another_site_is_refused_even_without_keys() -> None:
+    """Without keys the API takes no credential, so a page of any site open in the same
+    browser could post a form to it; its ``Sec-Fetch-Site: cross-site`` gives it away."""
+    body = {"flow": "stream", "inputs": {"clean.items": ["x"]}}
+    evil = {"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"}
+    with live_server(FLOWS, cors_origins=("http://tools.example",)) as live:
+        refused = live.client.post("/api/jobs", json=body, headers=evil)
+        assert refused.status_code == 403
+        assert "another site" in refused.json()["detail"]
+        assert live.client.get("/api/jobs", headers=evil).status_code == 200  # reading is not refused
+        assert live.client.get("/api/jobs").json()["total"] == 0
+        same = {"Sec-Fetch-Site": "same-origin", "Origin": live.url}
+        assert live.client.post("/api/jobs", json=body, headers=same).status_code == 201
+        listed = {"Sec-Fetch-Site": "cross-site", "Origin": "http://tools.example"}
+        assert live.client.post("/api/jobs", json=body, headers=listed).status_code == 201
+        assert live.client.post("/api/jobs", json=body).status_code == 201  # scripts send no such header

@@ -36,7 +36,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class CsrfError(ApiError):
-    """A cookie-authenticated request that changes something came without its CSRF token."""
+    """A cookie-authenticated request that changes something came without its CSRF token,
+    or a browser sent a change from another site."""
 
     status = 403
 
@@ -112,3 +113,16 @@ def check_csrf(request: Request, session: Session) -> None:
     given = request.headers.get(CSRF_HEADER, "")
     if not hmac.compare_digest(given.encode(), session.csrf.encode()):
         raise CsrfError(f"missing or wrong {CSRF_HEADER} header: a UI session must send its CSRF token")
+
+
+def check_cross_site(request: Request, allowed_origins: tuple[str, ...]) -> None:
+    """``CsrfError`` for a changing request a browser sent from another site (its
+    ``Sec-Fetch-Site`` says ``cross-site``) unless its ``Origin`` is one of
+    ``WEIRFLOW_CORS_ORIGINS``. Without keys the API takes no credential at all, so this
+    is what keeps a web page in the same browser from posting to it (a form needs no
+    preflight). Scripts send no ``Sec-Fetch-Site`` and are not affected."""
+    if request.method in SAFE_METHODS or request.headers.get("sec-fetch-site") != "cross-site":
+        return
+    if request.headers.get("origin") in allowed_origins:
+        return
+    raise CsrfError("a change sent by a browser from another site is refused (Sec-Fetch-Site: cross-site)")
