@@ -117,6 +117,64 @@ def test_submit_queues_a_job_and_answers_201_with_it(served: Live) -> None:
     assert records[other["id"]]["queue"] == "slow"
 
 
+def test_a_batch_submit_queues_every_job_in_one_call(served: Live) -> None:
+    jobs = [
+        {"flow": "steps3", "inputs": {"a.item": [{"n": 0}]}},
+        {"flow": "one", "inputs": {"a.item": [{"n": 1}]}, "idempotency_key": "k", "priority": 3},
+        {"flow": "noop", "inputs": {"n.input": [2]}, "idempotency_key": "k"},  # the key of job 1
+    ]
+    made = served.client.post(f"{JOBS}/batch", json={"jobs": jobs})
+    assert made.status_code == 201, made.text
+    answer = made.json()
+    assert answer["created"] == [True, True, False]
+    ids = answer["ids"]
+    assert ids[2] == ids[1] and ids[0] != ids[1]
+    records = {r["id"]: r for r in served.client.get(JOBS).json()["items"]}
+    assert set(records) == set(ids)
+    assert (records[ids[1]]["flow"], records[ids[1]]["priority"]) == ("one", 3)
+    again = served.client.post(f"{JOBS}/batch", json={"jobs": jobs[1:]})
+    assert again.status_code == 200, again.text  # made nothing: every key was held
+    assert again.json() == {"ids": [ids[1], ids[1]], "created": [False, False]}
+
+
+@pytest.mark.parametrize(
+    ("jobs", "loc", "message"),
+    [
+        ([], ["body", "jobs"], "at least 1 item"),
+        ([{"flow": "noop"}] * 1001, ["body", "jobs"], "at most 1000 jobs in one batch (got 1001)"),
+        ([{"flow": "noop"}, {"flow": "nope"}], ["body", "jobs", 1, "flow"], "no flow named 'nope'"),
+        (
+            [{"flow": "noop"}, {"flow": "noop", "inputs": {"x.y": [1]}}],
+            ["body", "jobs", 1, "inputs"],
+            "no slot",
+        ),
+        (
+            [{"flow": "noop", "inputs": {"n.input": [1, 2**64]}}],
+            ["body", "jobs", 0, "inputs", "n.input", 1],
+            "integer 18446744073709551616 is out of range",
+        ),
+        ([{"flow": "noop", "attempts": 0}], ["body", "jobs", 0, "attempts"], "greater than or equal to 1"),
+    ],
+)
+def test_a_bad_batch_is_a_422_naming_the_job_and_queues_none(
+    untouched: Live, jobs: list[Any], loc: list[Any], message: str
+) -> None:
+    response = untouched.client.post(f"{JOBS}/batch", json={"jobs": jobs})
+    assert response.status_code == 422, response.text
+    answer = response.json()
+    assert answer["errors"][0]["loc"] == loc
+    assert message in answer["detail"]
+    assert untouched.client.get(JOBS).json()["items"] == []
+
+
+def test_a_batch_over_the_body_limit_is_a_413(tmp_path: Path) -> None:
+    with live_server(FLOWS, store=f"sqlite:///{tmp_path / 'w.db'}", max_body_bytes=10_000) as server:
+        jobs = [{"flow": "noop", "inputs": {"n.input": ["x" * 100]}}] * 200
+        response = server.client.post(f"{JOBS}/batch", json={"jobs": jobs})
+        assert response.status_code == 413, response.text
+        assert server.client.get(JOBS).json()["items"] == []
+
+
 def test_the_same_idempotency_key_answers_200_with_the_first_job(served: Live) -> None:
     first = submit(served.client, item={"n": 1}, idempotency_key="order-42")
     again = served.client.post(

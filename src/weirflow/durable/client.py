@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobError, JobTimeoutError
@@ -32,11 +33,32 @@ class DurableClient:
             self._opened = False
             await self.store.close()
 
-    async def submit(
+    async def submit(self, flow: str, inputs: dict[str, Any] | None, **options: Any) -> str:
+        spec = self.spec(flow, inputs, **options)
+        store = await self.open()
+        return await store.submit(spec)
+
+    async def submit_many(
+        self, jobs: Iterable[JobSpec | tuple[str, dict[str, Any] | None]], **options: Any
+    ) -> list[str]:
+        """Each of ``jobs`` checked (its flow registered, its slots the flow's), then all
+        submitted in one transaction; ids in order. ``options`` are ``submit``'s, for the
+        ``(flow, inputs)`` pairs; a ``JobSpec`` carries its own."""
+        specs = [
+            self.spec(job.flow, job.inputs, spec=job)
+            if isinstance(job, JobSpec)
+            else self.spec(*job, **options)
+            for job in jobs
+        ]
+        store = await self.open()
+        return [job_id for job_id, _ in await store.submit_many(specs)]
+
+    def spec(
         self,
         flow: str,
         inputs: dict[str, Any] | None,
         *,
+        spec: JobSpec | None = None,
         queue: str = DEFAULT_QUEUE,
         attempts: int = 3,
         backoff: Backoff | None = None,
@@ -44,14 +66,18 @@ class DurableClient:
         priority: int = 0,
         idempotency_key: str | None = None,
         timeout_s: float | None = None,
-    ) -> str:
+    ) -> JobSpec:
+        """A job of the registered flow ``flow`` (``JobError`` for an unknown flow or slot;
+        ``UnstorableError`` for inputs a store cannot hold); ``spec`` as it is once checked."""
         graph = self.engine.flow(flow)
         inputs = dict(inputs or {})
         slots = set(graph.slot_paths())
         unknown = sorted(set(inputs) - slots)
         if unknown:
             raise JobError(f"flow {flow!r} has no slot {unknown[0]!r} (slots: {', '.join(sorted(slots))})")
-        spec = JobSpec(
+        if spec is not None:
+            return spec
+        return JobSpec(
             flow=flow,
             inputs=inputs,
             queue=queue,
@@ -62,8 +88,6 @@ class DurableClient:
             idempotency_key=idempotency_key,
             timeout_s=timeout_s,
         )
-        store = await self.open()
-        return await store.submit(spec)
 
     async def get_job(self, job_id: str) -> JobInfo:
         store = await self.open()

@@ -126,6 +126,9 @@ class MemoryStore:
         self._wakeups.notify(spec.queue)
         return job.id, True
 
+    async def submit_many(self, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
+        return [await self.submit_once(spec) for spec in specs]  # (nothing awaits in there)
+
     async def claim(
         self,
         queue: str,

@@ -1,14 +1,17 @@
 # ruff: noqa: S608 - queries are built from constant column lists and %s marks, never from values
 """``PostgresStore``: the store for production and for several machines.
 
-psycopg 3 (async) with a ``psycopg-pool`` pool whose connections are checked before
-use, so a restarted server costs the caller a ``StoreError`` and the next call a
-fresh connection. Claims take rows with ``FOR UPDATE SKIP LOCKED`` (workers never
-wait on each other's rows); a queue with a concurrency or rate limit is claimed
-under a transaction-level advisory lock on that queue so the limit holds across
-workers. Submits and requeues ``NOTIFY`` a channel that idle workers ``LISTEN`` on.
-Migrations run under ``pg_advisory_lock``; the sweeper under
-``pg_try_advisory_xact_lock`` (one sweep at a time per database).
+psycopg 3 (async) with a ``psycopg-pool`` pool of autocommit connections, not pinged
+at each checkout: a restarted server costs the call that meets a dead connection a
+``StoreError``, and that call has the pool test and replace its idle connections, so
+the next calls get fresh ones. A one-statement call (a submit, a batch of them, a
+completion batch, a lease renewal, a read) is one round trip. Claims take rows with
+``FOR UPDATE SKIP LOCKED`` (workers never wait on each other's rows); a queue with a
+concurrency or rate limit is claimed under a transaction-level advisory lock on that
+queue so the limit holds across workers. Submits (once per queue per batch) and
+requeues ``NOTIFY`` a channel that idle workers ``LISTEN`` on. Migrations run under
+``pg_advisory_lock``; the sweeper under ``pg_try_advisory_xact_lock`` (one sweep at a
+time per database).
 """
 
 from __future__ import annotations
@@ -37,6 +40,25 @@ from .rows import (
 )
 from .store import DEFAULT_MAX_STALLS
 
+# the jobs of a batch, in order (``ord``: so ``seq`` follows it), their ``queued`` events and a
+# NOTIFY per queue; a job whose (queue, key) is held already, by an earlier job or an earlier
+# one of this batch, is not inserted (nor its event)
+_SUBMIT = (
+    "WITH new AS (SELECT * FROM unnest(%(id)s::text[], %(flow)s::text[], %(inputs)s::jsonb[],"
+    " %(queue)s::text[], %(attempts)s::integer[], %(backoff)s::jsonb[], %(priority)s::integer[],"
+    " %(run_at)s::float8[], %(key)s::text[], %(timeout)s::float8[], %(delay)s::float8[])"
+    " WITH ORDINALITY AS n(id, flow, inputs, queue, attempts, backoff, priority, run_at, key, timeout,"
+    " delay, ord)),"
+    " ins AS (INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, priority,"
+    " run_at, idempotency_key, timeout_s, created_at) SELECT id, flow, inputs, queue, 'queued', attempts,"
+    " backoff, priority, run_at, key, timeout, %(now)s FROM new ORDER BY ord"
+    " ON CONFLICT (queue, idempotency_key) DO NOTHING RETURNING id, queue),"
+    " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data) SELECT ins.id, ins.queue, 'queued',"
+    " %(now)s, jsonb_build_object('delay_s', new.delay) FROM ins JOIN new ON new.id = ins.id),"
+    " woken AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM ins) d)"
+    " SELECT id FROM ins WHERE (SELECT count(*) FROM woken) >= 0"
+)
+
 
 class PostgresStore(PostgresAdmin):
     """A ``Store`` in the PostgreSQL database at ``url`` (``postgresql://user@host:port/db``).
@@ -51,43 +73,51 @@ class PostgresStore(PostgresAdmin):
         return (await self.submit_once(spec))[0]
 
     async def submit_once(self, spec: JobSpec) -> tuple[str, bool]:
+        return (await self.submit_many([spec]))[0]
+
+    async def submit_many(self, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
+        if not specs:
+            return []
         now = self.clock()
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, priority,"
-                " run_at, idempotency_key, timeout_s, created_at) VALUES (%s, %s, %s::jsonb, %s, 'queued',"
-                " %s, %s::jsonb, %s, %s, %s, %s, %s) ON CONFLICT (queue, idempotency_key) DO NOTHING"
-                " RETURNING id",
-                (
-                    uuid.uuid4().hex,
-                    spec.flow,
-                    pg_json(spec.inputs),
-                    spec.queue,
-                    spec.max_attempts,
-                    backoff_to_json(spec.backoff),
-                    spec.priority,
-                    now + spec.delay_s,
-                    spec.idempotency_key,
-                    spec.timeout_s,
-                    now,
-                ),
+        ids = [uuid.uuid4().hex for _ in specs]
+        # one statement, so one round trip and one transaction: the jobs, their events and
+        # one NOTIFY per queue (delivered at commit)
+        rows = await self._one(
+            _SUBMIT,
+            {
+                "id": ids,
+                "flow": [s.flow for s in specs],
+                "inputs": [pg_json(s.inputs) for s in specs],
+                "queue": [s.queue for s in specs],
+                "attempts": [s.max_attempts for s in specs],
+                "backoff": [backoff_to_json(s.backoff) for s in specs],
+                "priority": [s.priority for s in specs],
+                "run_at": [float(now + s.delay_s) for s in specs],
+                "key": [s.idempotency_key for s in specs],
+                "timeout": [None if s.timeout_s is None else float(s.timeout_s) for s in specs],
+                "delay": [float(s.delay_s) for s in specs],
+                "now": now,
+                "channel": CHANNEL,
+            },
+        )
+        made = {r[0] for r in rows}
+        out = [(job_id, True) for job_id in ids]
+        taken = [(i, s) for i, s in enumerate(specs) if ids[i] not in made]
+        if taken:  # their keys were held already (maybe by a submit that committed meanwhile)
+            held = await self._fetch(
+                "SELECT queue, idempotency_key, id FROM wf_jobs WHERE (queue, idempotency_key) IN"
+                " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                ([s.queue for _, s in taken], [s.idempotency_key for _, s in taken]),
             )
-            row = await cur.fetchone()
-            if row is None:  # the key exists (a concurrent insert waited for the first to commit)
-                cur = await conn.execute(
-                    "SELECT id FROM wf_jobs WHERE queue = %s AND idempotency_key = %s",
-                    (spec.queue, spec.idempotency_key),
-                )
-                row = await cur.fetchone()
-                if row is None:
-                    raise StoreError(
-                        f"idempotency key {spec.idempotency_key!r} conflicts but no job holds it"
-                    )
-                return str(row[0]), False
-            await self._event(conn, row[0], spec.queue, "queued", now, {"delay_s": spec.delay_s})
-            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, spec.queue))
-        self._wakeups.notify(spec.queue)
-        return str(row[0]), True
+            by_key = {(q, k): job_id for q, k, job_id in held}
+            for i, s in taken:
+                job_id = by_key.get((s.queue, s.idempotency_key))
+                if job_id is None:
+                    raise StoreError(f"idempotency key {s.idempotency_key!r} conflicts but no job holds it")
+                out[i] = (str(job_id), False)
+        for queue in {s.queue for s in specs}:
+            self._wakeups.notify(queue)
+        return out
 
     async def claim(
         self,
@@ -174,26 +204,26 @@ class PostgresStore(PostgresAdmin):
             return
         now = self.clock()
         parts = [done_parts(d) for d in done]
-        async with self._tx() as conn:
-            await conn.execute(
-                "WITH d AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS d(id, outputs, dl)),"
-                " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs::jsonb,"
-                " dead_letters = d.dl::jsonb, finished_at = %s, lease_expires_at = NULL FROM d"
-                " WHERE j.id = d.id AND j.status = 'running' AND j.worker_id = %s"
-                " RETURNING j.id, j.queue, j.attempt),"
-                " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
-                " SELECT id, queue, 'completed', %s, jsonb_build_object('attempt', attempt) FROM done)"
-                " SELECT pg_notify(%s, id) FROM done",
-                (
-                    [p[0] for p in parts],
-                    [json.dumps(p[1]) for p in parts],
-                    [None if p[2] is None else json.dumps(p[2]) for p in parts],
-                    now,
-                    worker_id,
-                    now,
-                    OUTCOME_CHANNEL,
-                ),
-            )
+        # one statement: one round trip
+        await self._one(
+            "WITH d AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS d(id, outputs, dl)),"
+            " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs::jsonb,"
+            " dead_letters = d.dl::jsonb, finished_at = %s, lease_expires_at = NULL FROM d"
+            " WHERE j.id = d.id AND j.status = 'running' AND j.worker_id = %s"
+            " RETURNING j.id, j.queue, j.attempt),"
+            " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
+            " SELECT id, queue, 'completed', %s, jsonb_build_object('attempt', attempt) FROM done)"
+            " SELECT pg_notify(%s, id) FROM done",
+            (
+                [p[0] for p in parts],
+                [json.dumps(p[1]) for p in parts],
+                [None if p[2] is None else json.dumps(p[2]) for p in parts],
+                now,
+                worker_id,
+                now,
+                OUTCOME_CHANNEL,
+            ),
+        )
 
     async def fail(
         self,

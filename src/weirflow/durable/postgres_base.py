@@ -38,6 +38,8 @@ MIGRATION_LOCK = "weirflow:migrate"
 SWEEPER_LOCK = "weirflow:sweeper"
 CLAIM_LOCK_PREFIX = "weirflow:claim:"
 LISTEN_RETRY_MAX_S = 5.0
+#: longest a failed call waits for the pool to test its idle connections
+CHECK_S = 2.0
 
 _UPDATE_JOB = f"UPDATE wf_jobs SET {', '.join(f'{c} = %s' for c in MUTABLE)} WHERE id = %s"
 _JOB_COLS_J = ", ".join(f"j.{c}" for c in JOB_SELECT.split(", "))
@@ -78,13 +80,18 @@ class PostgresBase:
     async def open(self) -> None:
         if self._pool is not None:
             return
+        # No check (a ping) at every checkout: a connection the server dropped fails the call
+        # that got it (a ``StoreError``; the pool replaces it), and that call has every
+        # idle connection tested before it returns (``_check_pool``), so the next calls get
+        # live ones. Autocommit: a one-statement call is one round trip (``_one``), and
+        # ``conn.transaction()`` still makes a transaction of several.
         pool: psycopg_pool.AsyncConnectionPool[Conn] = psycopg_pool.AsyncConnectionPool(
             self.url,
             min_size=1,
             max_size=self.pool_size,
             open=False,
             timeout=self.connect_timeout_s,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True},
             reconnect_timeout=24 * 3600.0,
             name="weirflow",
         )
@@ -106,7 +113,6 @@ class PostgresBase:
 
     @staticmethod
     async def _migrate(conn: Conn) -> None:
-        await conn.set_autocommit(True)
         await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (MIGRATION_LOCK,))
         try:
             await conn.execute(
@@ -123,7 +129,6 @@ class PostgresBase:
                     )
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (MIGRATION_LOCK,))
-            await conn.set_autocommit(False)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -138,18 +143,42 @@ class PostgresBase:
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[Conn]:
         """A connection in a transaction; driver and pool errors become ``StoreError``."""
+        async with self._conn() as conn, conn.transaction():
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Conn]:
+        """A connection (autocommit: each statement is its own transaction); driver and pool
+        errors become ``StoreError``, and a lost connection has the pool checked."""
         if self._pool is None:
             raise StoreError(f"store {self._where()} is not open")
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection() as conn:
                 yield conn
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
+            if isinstance(e, psycopg.OperationalError):
+                await self._check_pool()
             raise StoreError(f"PostgreSQL store {self._where()}: {type(e).__name__}: {e}") from e
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._tx() as conn:
+    async def _check_pool(self) -> None:
+        """Have the pool test its idle connections and replace the dead ones (after a server
+        restart every one of them is), so that the calls after a failure get live ones. At
+        most ``CHECK_S``: a server that is down fails each test at once."""
+        pool = self._pool
+        if pool is not None:
+            with contextlib.suppress(Exception):  # (the failure being reported says enough)
+                async with asyncio.timeout(CHECK_S):
+                    await pool.check()
+
+    async def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        """The rows of one statement, in one round trip (its own transaction)."""
+        async with self._conn() as conn:
             cur = await conn.execute(sql, params)
-            return await cur.fetchall()
+            return await cur.fetchall() if cur.description is not None else []
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one statement (one round trip: a statement is its own transaction)."""
+        return await self._one(sql, params)
 
     @staticmethod
     async def _event(conn: Conn, job_id: str | None, queue: str, kind: str, at: float, data: Any) -> None:

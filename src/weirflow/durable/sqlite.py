@@ -69,6 +69,17 @@ class SqliteStore(SqliteAdmin):
             self._wakeups.notify(spec.queue)
         return job_id, created
 
+    async def submit_many(self, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
+        if not specs:
+            return []
+        out = await self._tx(self._submit_all, specs)
+        for queue in {s.queue for (_, created), s in zip(out, specs, strict=True) if created}:
+            self._wakeups.notify(queue)
+        return out
+
+    def _submit_all(self, conn: Conn, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
+        return [self._submit(conn, spec) for spec in specs]
+
     def _submit(self, conn: Conn, spec: JobSpec) -> tuple[str, bool]:
         if spec.idempotency_key is not None:
             row = conn.execute(

@@ -46,6 +46,12 @@ class Store(Protocol):
         """``submit``, also saying whether this call created the job (``False``: a submit
         with the same key did, also when they were concurrent)."""
 
+    async def submit_many(self, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
+        """``submit_once`` of each spec, in one transaction (PostgreSQL: one statement, one
+        ``NOTIFY`` per queue): ``(id, created)`` in the order given. A spec whose
+        ``(queue, idempotency_key)`` an earlier job holds, or an earlier spec of the same
+        batch, gets that job's id and ``created=False``."""
+
     async def claim(
         self,
         queue: str,

@@ -18,7 +18,7 @@ from .journal import Journal, is_active
 
 if TYPE_CHECKING:
     from ..durable.client import DurableClient
-    from ..durable.models import JobInfo
+    from ..durable.models import JobInfo, JobSpec
     from ..durable.store import Store
     from ..flow.policy import Backoff
 from .process import ProcessPool
@@ -232,6 +232,37 @@ class Engine:
             delay_s=delay_s,
             priority=priority,
             idempotency_key=idempotency_key,
+            timeout_s=timeout_s,
+        )
+
+    async def submit_many(
+        self,
+        jobs: Iterable[JobSpec | tuple[str, dict[str, Any] | None]],
+        *,
+        queue: str = "default",
+        attempts: int = 3,
+        backoff: Backoff | None = None,
+        delay_s: float = 0.0,
+        priority: int = 0,
+        timeout_s: float | None = None,
+    ) -> list[str]:
+        """Queue many durable jobs in one transaction (PostgreSQL: one statement and one
+        ``NOTIFY``); returns their ids in order.
+
+        Each of ``jobs`` is a ``(flow, inputs)`` pair, which gets the options given here
+        (as for ``submit``), or a ``JobSpec`` with options of its own (an
+        ``idempotency_key`` among them). Every job is checked before any is queued: one
+        bad job (an unknown flow or slot, inputs a store cannot hold) raises and queues
+        none. A job whose idempotency key (per queue) is held, by an earlier job or an
+        earlier one of the list, gets that job's id.
+        """
+        return await self._store_client().submit_many(
+            jobs,
+            queue=queue,
+            attempts=attempts,
+            backoff=backoff,
+            delay_s=delay_s,
+            priority=priority,
             timeout_s=timeout_s,
         )
 

@@ -31,7 +31,7 @@ from ..flow.graph import Flow
 from ..flow.policy import Backoff
 from .errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
 from .jsonsafe import jsonable
-from .store_models import SubmitStoreJob
+from .store_models import SubmitStoreJob, SubmitStoreJobs
 
 T = TypeVar("T")
 
@@ -62,6 +62,12 @@ class StoreService:
         job_id, created = await self._call(self.store.submit_once, self._spec(body, ["body"]))
         record = await self._record(job_id)
         return JobInfo.of(record, await self._call(self.store.steps, job_id)), created
+
+    async def submit_many(self, body: SubmitStoreJobs) -> list[tuple[str, bool]]:
+        """Queue every job of the batch in one transaction, or none (the first bad one is a
+        ``422`` naming it: ``body.jobs.3.flow``); ``(id, created)`` in order."""
+        specs = [self._spec(job, ["body", "jobs", n]) for n, job in enumerate(body.jobs)]
+        return await self._call(self.store.submit_many, specs)
 
     def _spec(self, body: SubmitStoreJob, loc: list[str | int]) -> JobSpec:
         """The job ``body`` asks for (at ``loc`` in the request), checked against the flows."""

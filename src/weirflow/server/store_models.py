@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic_core import PydanticCustomError
 
 from ..durable.models import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_QUEUE
 from .models import Item, RequestBody
@@ -53,6 +54,26 @@ class SubmitStoreJob(RequestBody):
     )
     timeout_s: float | None = Field(
         default=None, gt=0, le=MAX_DELAY_S, allow_inf_nan=False, description="Per attempt."
+    )
+
+
+#: most jobs one ``POST /api/store/jobs/batch`` may submit (more: ``422``; a body over
+#: ``WEIRFLOW_MAX_BODY_BYTES``: ``413``)
+MAX_BATCH = 1000
+
+
+def _at_most_a_batch(jobs: list[Any]) -> list[Any]:
+    # checked here rather than as the schema's maxItems, so that clients (and schema-driven
+    # test generators) are not led to build 1001-job bodies
+    if len(jobs) > MAX_BATCH:
+        raise PydanticCustomError("too_long", f"at most {MAX_BATCH} jobs in one batch (got {len(jobs)})")
+    return jobs
+
+
+class SubmitStoreJobs(RequestBody):
+    jobs: Annotated[list[SubmitStoreJob], AfterValidator(_at_most_a_batch)] = Field(
+        min_length=1,
+        description=f"1 to {MAX_BATCH} jobs, each as for POST /api/store/jobs; all are queued, or none.",
     )
 
 
@@ -142,6 +163,15 @@ class StoreJobPage(BaseModel):
     limit: int
     offset: int
     next_offset: int | None = Field(description="The offset of the next page; null on the last.")
+
+
+class StoreJobIds(BaseModel):
+    """What a batch submit did, in the order of the request."""
+
+    ids: list[str] = Field(description="The job of each request item.")
+    created: list[bool] = Field(
+        description="False: an earlier job held the idempotency key; its id is given."
+    )
 
 
 class StoreEvent(BaseModel):

@@ -20,10 +20,12 @@ from ..store_models import (
     RetryStoreJob,
     StoreEvent,
     StoreJob,
+    StoreJobIds,
     StoreJobPage,
     StoreStatus,
     StoreStep,
     SubmitStoreJob,
+    SubmitStoreJobs,
 )
 
 router = APIRouter(prefix="/api/store/jobs", tags=["store"])
@@ -75,6 +77,27 @@ async def submit_job(body: SubmitStoreJob, store: StoreDep, response: Response) 
     if not created:
         response.status_code = status.HTTP_200_OK
     return info_view(info)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StoreJobIds,
+    dependencies=ADMIN,
+    responses={
+        200: {"model": StoreJobIds, "description": "Every job was there already (idempotency keys)"},
+        **answers(),
+    },
+)
+async def submit_jobs(body: SubmitStoreJobs, store: StoreDep, response: Response) -> dict[str, Any]:
+    """Queue up to 1000 durable jobs (``MAX_BATCH``) in one transaction: all of them, or none when one
+    is refused (``422`` naming it, ``jobs.N....``). Ids come back in the order given; a job
+    whose ``idempotency_key`` (per queue) is held already gets that job's id and
+    ``created: false``. ``201`` when the call made at least one job, else ``200``."""
+    done = await store.submit_many(body)
+    if not any(created for _, created in done):
+        response.status_code = status.HTTP_200_OK
+    return {"ids": [job_id for job_id, _ in done], "created": [created for _, created in done]}
 
 
 @router.get("", response_model=StoreJobPage, dependencies=READ, responses=answers())
