@@ -13,6 +13,7 @@ export async function render(main, _params, ctx) {
   const box = h("div", { class: "card", id: "durable-list" });
   const bulk = h("div", { class: "card", id: "bulk" });
   let offset = Number(q.get("offset") || 0) || 0;
+  let shown = null;
   main.append(h("h1", {}, "Durable jobs"),
     h("form", { class: "row card", onsubmit: (e) => { e.preventDefault(); offset = 0; load(); } },
       field("Status", status), field("Queue", queue), field("Flow", flow), h("button", { type: "submit" }, "Filter")), box, bulk);
@@ -29,6 +30,9 @@ export async function render(main, _params, ctx) {
         : h("p", { class: "error" }, e.message));
       return false;
     }
+    const sig = JSON.stringify([params, page]);
+    if (sig === shown) return true;  // unchanged: keep the table (and the keyboard focus in it)
+    shown = sig;
     const rows = page.items.map((j) => [h("a", { href: `/ui/durable/${encodeURIComponent(j.id)}`, class: "mono" }, j.id), j.flow, j.queue,
       badge(j.status), `${j.attempt}/${j.max_attempts}`, when(j.created_at), when(j.finished_at), j.error ? j.error.split("\n")[0].slice(0, 120) : ""]);
     clear(box, table(["id", "flow", "queue", "status", "attempt", "created", "finished", "error"], rows,

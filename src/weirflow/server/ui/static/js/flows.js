@@ -36,7 +36,19 @@ export async function renderFlow(main, [name], ctx) {
     h("div", { class: "card" }, h("h2", {}, "Graph"), fillNote, graphBox,
       h("p", { class: "muted small" }, `${Object.keys(flow.routines).length} routine(s), ${flow.connections.length} connection(s); outputs: ${flow.outputs.join(", ") || "none"}.`)));
   const graph = drawGraph(graphBox, flow);
+  const running = h("div", { class: "card", id: "flow-jobs" });
+  main.append(running);
+  let listed = null;
   async function fill() {
+    const jobs = await get("/api/jobs", { flow: name, status: "running", limit: 20 });
+    const sig = JSON.stringify(jobs);
+    if (sig !== listed) {
+      listed = sig;
+      clear(running, h("h2", {}, `Running jobs (${jobs.total})`),
+        jobs.items.length ? h("p", {}, jobs.items.map((j) => [h("a", { href: `/ui/jobs/${encodeURIComponent(j.id)}`, class: "mono" }, j.id), " "]),
+          jobs.total > jobs.items.length ? h("a", { href: `/ui/jobs?flow=${encodeURIComponent(name)}&status=running` }, `… all ${jobs.total}`) : null)
+          : h("p", { class: "empty" }, "No job of this flow is running. Start one below; its page shows its own slots' fill."));
+    }
     const q = await get(`/api/flows/${encodeURIComponent(name)}/queues`);
     if (!q.jobs) { graph.reset(); fillNote.textContent = "No unfinished job: each slot shows its capacity."; return; }
     graph.update(Object.fromEntries(Object.entries(q.slots).map(([p, s]) => [p, {

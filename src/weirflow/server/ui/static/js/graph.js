@@ -95,12 +95,12 @@ export function drawGraph(container, flow, { onPick } = {}) {
       const path = `${name}.${slot}`;
       const ry = HEAD + row * ROW;
       const el = s("g", { transform: `translate(0,${ry})`, "data-slot": path });
-      const bg = s("rect", { class: "fillbg", x: 120, y: 7, width: 70, height: 8, rx: 4 });
-      const fill = s("rect", { class: "fill", x: 120, y: 7, width: 0, height: 8, rx: 4 });
+      const bg = s("rect", { class: "fillbg", x: 104, y: 7, width: 60, height: 8, rx: 4 });
+      const fill = s("rect", { class: "fill", x: 104, y: 7, width: 0, height: 8, rx: 4 });
       const label = s("text", { class: "dim", x: W - 8, y: 15, "text-anchor": "end" }, `cap ${spec.capacity}`);
       el.append(s("rect", { class: "hl", x: 2, y: 1, width: W - 4, height: ROW - 2, rx: 3 }),
         s("circle", { cx: 0, cy: ROW / 2, r: 4, fill: "currentColor" }),
-        s("text", { x: 10, y: 15 }, fit(`▸ ${slot}`, 105)), bg, fill, label);
+        s("text", { x: 10, y: 15 }, fit(`▸ ${slot}`, 90)), bg, fill, label);
       pickable(el, "slot", path);
       fills[path] = { fill, label, capacity: spec.capacity, row: el };
       ports[path] = [x, y + ry + ROW / 2];
@@ -162,7 +162,7 @@ export function drawGraph(container, flow, { onPick } = {}) {
         const f = fills[path];
         if (!f) continue;
         const usage = Math.max(0, Math.min(1, q.usage || 0));
-        f.fill.setAttribute("width", String(Math.round(70 * usage)));
+        f.fill.setAttribute("width", String(Math.round(60 * usage)));
         f.fill.setAttribute("class", `fill ${q.state || ""}`);
         f.label.textContent = `${q.size}/${q.capacity}`;
         f.label.parentNode.dataset.size = String(q.size);

@@ -13,11 +13,16 @@ export async function render(main, _params, ctx) {
   flowSel.id = "filter-flow"; statusSel.id = "filter-status";
   const box = h("div", { class: "card" });
   let offset = Number(q.get("offset") || 0) || 0;
+  let shown = null;
   const load = async () => {
     const params = { flow: flowSel.value, status: statusSel.value, limit: PAGE, offset };
     const search = new URLSearchParams(Object.entries(params).filter(([k, v]) => v && k !== "limit"));
     history.replaceState(null, "", `/ui/jobs${search.toString() ? "?" + search : ""}`);
     const page = await get("/api/jobs", params);
+    // unchanged: keep the table (and the keyboard focus in it)
+    const sig = JSON.stringify([params, page]);
+    if (sig === shown) return;
+    shown = sig;
     const rows = page.items.map((j) => [h("a", { href: `/ui/jobs/${encodeURIComponent(j.id)}`, class: "mono" }, j.id), j.flow,
       badge(j.status), j.pause ? j.pause.reason : "", when(j.created_at), j.error || ""]);
     const more = offset + PAGE < page.total;

@@ -10,6 +10,14 @@ function figures(counts) {
     h("div", { class: "figure", "data-status": k }, h("span", { class: "n" }, n), h("span", { class: "l" }, k))));
 }
 
+/** Redraw ``box`` only when its data changed (links keep the keyboard focus otherwise). */
+function redraw(box, data, draw) {
+  const sig = JSON.stringify(data);
+  if (box.dataset.sig === sig) return;
+  box.dataset.sig = sig;
+  draw();
+}
+
 export async function render(main, _params, ctx) {
   const memory = h("div", { class: "card" }, h("p", { class: "muted" }, "Loading…"));
   const slots = h("div", { class: "card" });
@@ -22,23 +30,25 @@ export async function render(main, _params, ctx) {
 
   async function refresh() {
     const ready = await get("/readyz");
-    clear(memory, h("h2", {}, "Jobs in memory"), figures(ready.jobs),
-      h("p", { class: "muted small" }, `${ready.flows} flow(s) served. `, h("a", { href: "/ui/jobs" }, "All jobs")));
+    redraw(memory, ready.jobs, () => clear(memory, h("h2", {}, "Jobs in memory"), figures(ready.jobs),
+      h("p", { class: "muted small" }, `${ready.flows} flow(s) served. `, h("a", { href: "/ui/jobs" }, "All jobs"))));
     const flows = await get("/api/flows");
     const rows = [];
+    const seen = [];
     for (const f of flows) {
       const q = await get(`/api/flows/${encodeURIComponent(f.name)}/queues`);
       for (const [path, s] of Object.entries(q.slots)) {
         if (!s.full && !s.near_full) continue;
+        seen.push([f.name, path, s.full, s.near_full, s.usage, s.blocked_emitters]);
         rows.push([h("a", { href: `/ui/flows/${encodeURIComponent(f.name)}` }, f.name), h("code", {}, path),
           num(s.full), num(s.near_full), h("td", {}, bar(s.usage, s.full ? "full" : "near_full")), num(s.blocked_emitters)]);
       }
     }
     const fullJobs = ready.full_slots.slice(0, 20).map((j) => [h("a", { href: `/ui/jobs/${encodeURIComponent(j.job)}` }, j.job), j.flow, j.slots.join(", ")]);
-    clear(slots, h("h2", {}, "Full and near-full slots"),
+    redraw(slots, [seen, ready.full_slots.slice(0, 20)], () => clear(slots, h("h2", {}, "Full and near-full slots"),
       table(["flow", "slot", "jobs full#", "jobs near full#", "max usage", "blocked emitters#"], rows,
         { empty: "No slot of an unfinished job is full or near full (≥ 80 %)." }),
-      fullJobs.length ? [h("h3", {}, "Jobs with a full slot"), table(["job", "flow", "full slots"], fullJobs)] : null);
+      fullJobs.length ? [h("h3", {}, "Jobs with a full slot"), table(["job", "flow", "full slots"], fullJobs)] : null));
     try {
       const sum = await get("/api/store/summary", { max_jobs: 10000 });
       const qrows = Object.entries(sum.queues).map(([name, q]) => [
@@ -46,12 +56,13 @@ export async function render(main, _params, ctx) {
         num(q.counts.queued), num(q.counts.running), num(q.counts.completed), num(q.counts.failed),
         num(q.failure_rate === null ? "—" : `${(q.failure_rate * 100).toFixed(1)} %`),
         num(`${q.last_hour.failed} / ${q.last_hour.finished}`)]);
-      clear(durable, h("h2", {}, "Durable jobs"), figures(sum.by_status),
+      redraw(durable, sum, () => clear(durable, h("h2", {}, "Durable jobs"), figures(sum.by_status),
         sum.truncated ? h("p", { class: "muted small" }, `Counted the newest ${sum.counted} jobs.`) : null,
         h("h3", {}, "Failure rate per queue"),
         table(["queue", "queued#", "running#", "completed#", "failed#", "failure rate#", "last hour failed / finished#"], qrows,
-          { empty: "No durable jobs in the store yet." }));
+          { empty: "No durable jobs in the store yet." })));
     } catch (e) {
+      durable.dataset.sig = "";
       clear(durable, h("h2", {}, "Durable jobs"), e.status === 503
         ? emptyState("No durable store.", "Start the server with --store URL (e.g. sqlite:///weirflow.db) to see durable jobs here.", String(e.message))
         : h("p", { class: "error" }, e.message));
