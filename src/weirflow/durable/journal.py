@@ -14,20 +14,9 @@ a routine whose state cannot be stored, or an input that cannot (a job written t
 the store before this check), fails the job with that message, so that what is
 committed can always be replayed.
 
-What the store holds: one line of JSON per record. The rare records (``resume``,
-``end``, ``dl``) are the ``LogJournal`` objects; the frequent ones are arrays that
-``records_of`` turns back into those objects, so a batch is small to write:
-
-- ``[0, slot, item, by]``: an ``enq``;
-- ``[1, routine, seq, attempt, consumed]``: a ``start``;
-- ``[2, routine, seq, attempt, state, emitted]``: a ``done``;
-- ``[3, routine, seq, attempt, consumed, enq, state, emitted]``: a whole step, its
-  ``start``, its enqueues (``enq`` lists ``[slot, k]``: the ``k``-th emitted item
-  went to ``slot``) and its ``done``, written as one where nothing else happened
-  between them.
-
-``done`` and whole steps end with ``status, final, on_end, error`` unless they are
-``"completed", true, false, null``.
+What the store holds: one line of JSON per record, in the text form of
+``weirflow.runtime.records`` (the schema and its codec), a step written as one
+compact record where nothing else happened between its start and its end.
 """
 
 from __future__ import annotations
@@ -41,8 +30,9 @@ import structlog
 
 from .. import storable
 from ..errors import JobError, UnstorableError
+from ..runtime import records
 from ..runtime.journal import Journal, Step
-from ..runtime.replay import Record
+from ..runtime.records import Codec, Record
 from ..runtime.results import JobStatus
 
 if TYPE_CHECKING:
@@ -56,14 +46,6 @@ DEFAULT_MAX_DELAY_S = 0.02
 RETRY_S = 1.0
 #: full batches buffered behind the one being committed before routines wait for it
 LAG_BATCHES = 4
-
-
-class _Encoded(dict[str, bytes]):
-    """Names encoded as JSON strings, on first use."""
-
-    def __missing__(self, name: str) -> bytes:
-        encoded = self[name] = orjson.dumps(name)
-        return encoded
 
 
 class JournalStore(Protocol):
@@ -115,7 +97,7 @@ class DurableJournal(Journal):
         self._flushing: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._checked: tuple[Any, bytes] | None = None  # the last item check() encoded
-        self._names = _Encoded()  # routine, slot and event names, as JSON
+        self._codec = Codec()
         # the step whose start is held back, its job, and its enqueues so far:
         # (slot as JSON, index in step.emitted, item as JSON)
         self._pending: Step | None = None
@@ -138,10 +120,10 @@ class DurableJournal(Journal):
         return storable.encode(item, "item")
 
     def job_restored(self, job: Job) -> None:
-        self._add(job, b'{"t":"resume"}')
+        self._add(job, records.RESUME_LINE)
 
     def job_ending(self, job: Job, status: JobStatus, error: str | None) -> None:
-        self._add(job, orjson.dumps({"t": "end", "status": status.value, "error": error}))
+        self._add(job, Codec.end(status, error))
 
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
         try:
@@ -149,16 +131,13 @@ class DurableJournal(Journal):
         except UnstorableError as e:  # not checked at the door (an input stored before it was)
             job._fail(f"the durable journal cannot record an item of {slot}: {e}")
             return
+        codec = self._codec
         if origin is self._pending and origin is not None:
             emitted = origin.emitted
             if emitted and emitted[-1][1] is item:  # what it just emitted: held back with it
-                self._pending_enq.append((self._names[slot], len(emitted) - 1, encoded))
+                self._pending_enq.append((codec.name(slot), len(emitted) - 1, encoded))
                 return
-        if isinstance(origin, Step):
-            by = b"[%b,%d,%d]" % (self._names[origin.routine], origin.seq, origin.position(item))
-        else:
-            by = orjson.dumps(origin)
-        self._add(job, b"[0,%b,%b,%b]" % (self._names[slot], encoded, by))
+        self._add(job, codec.enq(codec.name(slot), encoded, codec.origin(origin, item)))
 
     def step_started(self, job: Job, step: Step) -> None:
         if self._pending is not None:
@@ -169,13 +148,6 @@ class DurableJournal(Journal):
         if self._timer is None:  # a flush commits the start of a step still running then
             self._timer = job.loop.call_later(self.max_delay_s, self._flush_soon, True)
 
-    def _head(self, step: Step) -> bytes:
-        """``routine, seq, attempt, consumed`` of a step."""
-        names = self._names
-        taken = step.consumed
-        consumed = names[taken[0][0]] if len(taken) == 1 else b",".join(names[name] for name, _ in taken)
-        return b"%b,%d,%d,[%b]" % (names[step.routine], step.seq, step.attempt, consumed)
-
     def _release(self) -> None:
         """Write the held-back step's ``start`` and ``enq`` records, in their place."""
         step = self._pending
@@ -183,71 +155,35 @@ class DurableJournal(Journal):
         self._pending = None
         job_id = self._pending_job
         buffer = self._buffer
-        buffer.append((job_id, b"[1,%b]" % self._head(step)))
-        routine = self._names[step.routine]
+        codec = self._codec
+        buffer.append((job_id, codec.start(codec.head(step))))
+        routine = codec.name(step.routine)
         for slot, k, item in self._pending_enq:
-            buffer.append((job_id, b"[0,%b,%b,[%b,%d,%d]]" % (slot, item, routine, step.seq, k)))
+            buffer.append((job_id, codec.enq(slot, item, codec.emitted_by(routine, step.seq, k))))
         self._pending_enq = []
 
     def step_completed(self, job: Job, step: Step) -> None:
-        names = self._names
+        codec = self._codec
         try:
-            state = storable.encode(step.state, "state") if step.state else b"{}"
-            out = step.emitted
-            if not out:
-                emitted = b""
-            elif len(out) == 1:
-                emitted = b"[%b,%b]" % (names[out[0][0]], self._item(out[0][1]))
-            else:
-                emitted = b",".join([b"[%b,%b]" % (names[ev], self._item(item)) for ev, item in out])
+            state, emitted, tail = codec.result(step, self._item)
         except UnstorableError as e:
             job._fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
             return
-        if step.status == "completed" and step.final and not step.on_end and step.error is None:
-            tail = b""
-        else:
-            tail = b",%b,%b,%b,%b" % (
-                names[step.status],
-                b"true" if step.final else b"false",
-                b"true" if step.on_end else b"false",
-                orjson.dumps(step.error),
-            )
         if step is not self._pending:
-            self._add(
-                job,
-                b"[2,%b,%d,%d,%b,[%b]%b]"
-                % (names[step.routine], step.seq, step.attempt, state, emitted, tail),
-            )
+            self._add(job, codec.done(step, state, emitted, tail))
             return
         # nothing between its start and now: one record
         self._pending = None
-        enq = self._pending_enq
-        if not enq:
-            sent = b""
-        elif len(enq) == 1:
-            sent = b"[%b,%d]" % enq[0][:2]
-        else:
-            sent = b",".join([b"[%b,%d]" % (slot, k) for slot, k, _ in enq])
+        sent = [(slot, k) for slot, k, _ in self._pending_enq]
         self._pending_enq = []
-        self._add(job, b"[3,%b,[%b],%b,[%b]%b]" % (self._head(step), sent, state, emitted, tail))
+        self._add(job, codec.step(codec.head(step), sent, state, emitted, tail))
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         try:
             item = self._item(letter.item)
         except UnstorableError:
             item = orjson.dumps(repr(letter.item))  # a record of it, though not the object
-        self._add(
-            job,
-            b'{"t":"dl","slot":%b,"item":%b,"reason":%b,"error":%b,"at":%b,"queued":%b}'
-            % (
-                orjson.dumps(letter.slot),
-                item,
-                orjson.dumps(letter.reason),
-                orjson.dumps(letter.error),
-                orjson.dumps(letter.at),
-                b"true" if from_queue else b"false",
-            ),
-        )
+        self._add(job, Codec.dead_letter(letter, item, queued=from_queue))
 
     def _add(self, job: Job, text: bytes) -> None:
         if self._pending is not None:
@@ -340,56 +276,14 @@ class DurableJournal(Journal):
 
     async def records_of(self, job_id: str) -> list[Record]:
         """What the store committed for ``job_id``, decoded into ``LogJournal`` records."""
-        records: list[Record] = []
+        out: list[Record] = []
         for row in await self.store.read_journal(job_id):
             for line in row.split("\n"):
-                rec = orjson.loads(line)
-                if type(rec) is dict:
-                    records.append(rec)
-                elif type(rec) is list and rec and rec[0] in (0, 1, 2, 3):
-                    _decode(rec, records)
-                else:  # not retried: the job fails with this
+                try:
+                    records.decode(line, out)
+                except records.UnknownRecordError:  # not retried: the job fails with this
                     raise JobError(
                         f"job {job_id}: its journal holds a record this weirflow cannot read "
                         f"({line[:60]}); was it written by a newer version?"
-                    )
-        return records
-
-
-_END = ("completed", True, False, None)  # status, final, on_end, error when not written
-
-
-def _decode(rec: list[Any], out: list[Record]) -> None:
-    """Append the ``LogJournal`` records that a compact record stands for to ``out``."""
-    kind = rec[0]
-    if kind == 0:
-        _, slot, item, by = rec
-        out.append({"t": "enq", "slot": slot, "item": item, "by": by})
-        return
-    routine, seq, attempt = rec[1:4]
-    if kind == 1:
-        out.append({"t": "start", "routine": routine, "seq": seq, "attempt": attempt, "consumed": rec[4]})
-        return
-    if kind == 2:
-        state, emitted, tail = rec[4], rec[5], rec[6:]
-    else:
-        out.append({"t": "start", "routine": routine, "seq": seq, "attempt": attempt, "consumed": rec[4]})
-        out.extend(
-            {"t": "enq", "slot": slot, "item": rec[7][k][1], "by": [routine, seq, k]} for slot, k in rec[5]
-        )
-        state, emitted, tail = rec[6], rec[7], rec[8:]
-    status, final, on_end, error = tail or _END
-    out.append(
-        {
-            "t": "done",
-            "routine": routine,
-            "seq": seq,
-            "attempt": attempt,
-            "status": status,
-            "final": final,
-            "on_end": on_end,
-            "state": state,
-            "emitted": emitted,
-            "error": error,
-        }
-    )
+                    ) from None
+        return out

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
+from . import records
 from .journal import INPUT, Journal, Step
+from .records import Record
 from .results import DeadLetter
 
 if TYPE_CHECKING:
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
     from .results import JobStatus
     from .slot_queue import SlotQueue
 
-Record = dict[str, Any]
 #: what a call's attempts enqueued: position of the emit in the call -> slot path -> items
 Delivered = dict[int, dict[str, list[Any]]]
 
@@ -76,12 +77,6 @@ class Restore:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     fed: dict[str, int] = field(default_factory=dict)
     steps_done: int = 0
-
-
-def _origin(origin: Step | str | None, item: Any) -> list[Any] | str | None:
-    if isinstance(origin, Step):
-        return [origin.routine, origin.seq, origin.position(item)]
-    return origin
 
 
 def undelivered(step: Step, targets: tuple[SlotQueue, ...], item: Any) -> tuple[SlotQueue, ...]:
@@ -153,56 +148,22 @@ class LogJournal(Journal):
         self.records.append(copy.deepcopy(record))
 
     def job_restored(self, job: Job) -> None:
-        self.add(job, {"t": "resume"})
+        self.add(job, records.RESUME)
 
     def job_ending(self, job: Job, status: JobStatus, error: str | None) -> None:
-        self.add(job, {"t": "end", "status": status.value, "error": error})
+        self.add(job, records.end(status, error))
 
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
-        self.add(job, {"t": "enq", "slot": slot, "item": item, "by": _origin(origin, item)})
+        self.add(job, records.enq(slot, item, origin))
 
     def step_started(self, job: Job, step: Step) -> None:
-        self.add(
-            job,
-            {
-                "t": "start",
-                "routine": step.routine,
-                "seq": step.seq,
-                "attempt": step.attempt,
-                "consumed": [name for name, _ in step.consumed],
-            },
-        )
+        self.add(job, records.start(step))
 
     def step_completed(self, job: Job, step: Step) -> None:
-        self.add(
-            job,
-            {
-                "t": "done",
-                "routine": step.routine,
-                "seq": step.seq,
-                "attempt": step.attempt,
-                "status": step.status,
-                "final": step.final,
-                "on_end": step.on_end,
-                "state": step.state,
-                "emitted": [[event, item] for event, item in step.emitted],
-                "error": step.error,
-            },
-        )
+        self.add(job, records.done(step))
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
-        self.add(
-            job,
-            {
-                "t": "dl",
-                "slot": letter.slot,
-                "item": letter.item,
-                "reason": letter.reason,
-                "error": letter.error,
-                "at": letter.at,
-                "queued": from_queue,
-            },
-        )
+        self.add(job, records.dead_letter(letter, queued=from_queue))
 
 
 class _Replay:
@@ -228,70 +189,82 @@ class _Replay:
         self.out = Restore()
 
     def apply(self, rec: Record) -> None:
-        kind, out = rec["t"], self.out
-        if self.implied and kind != "dl":
+        if self.implied and rec["t"] != "dl":
             self.implied.clear()
-        if kind == "enq":
-            by = rec["by"]
-            if isinstance(by, list):
-                by = tuple(by)
-                if len(by) == 3:  # (routine, seq, position): a step's emit
-                    went = self.delivered.setdefault((by[0], by[1]), {}).setdefault(by[2], {})
-                    went.setdefault(rec["slot"], []).append(rec["item"])
-            self.queues[rec["slot"]].append((rec["item"], by, None))
-            if by == INPUT:
-                out.fed[rec["slot"]] = out.fed.get(rec["slot"], 0) + 1
-        elif kind == "start":
-            routine = rec["routine"]
-            key = (routine, rec["seq"])
-            out.seqs[routine] = max(out.seqs.get(routine, 0), rec["seq"])
-            if key in self.open:  # a retry of an open call
-                self.open[key] = (rec["attempt"], self.open[key][1])
-                return
-            if not rec["consumed"]:  # on_end (every handler call takes an item)
-                self.ends.pop(routine, None)
-            taken = []
-            for name in rec["consumed"]:
-                path = f"{routine}.{name}"
-                item, _, _ = self.queues[path].popleft()
-                taken.append((path, item))
-            self.open[key] = (rec["attempt"], taken)
-        elif kind == "done":
-            key = (rec["routine"], rec["seq"])
-            if rec["status"] == "completed" or rec["final"]:
-                _, taken = self.open.pop(key, (0, []))
-                self.delivered.pop(key, None)
-                if rec["status"] != "completed":
-                    self.failed(rec, taken)
-                out.steps_done += 1
-                out.states[rec["routine"]] = rec["state"]
-                if rec["on_end"]:
-                    out.ended.add(rec["routine"])
-                for event, item in rec["emitted"]:
-                    path = f"{rec['routine']}.{event}"
-                    if path in self.outputs:
-                        out.outputs.setdefault(path, []).append(item)
-            else:  # a failed attempt: its retry emits everything again, as it would uninterrupted
-                self.delivered.pop(key, None)
-        elif kind == "dl":
-            letter = DeadLetter(rec["slot"], rec["item"], rec["reason"], rec["error"], rec["at"])
-            implied = self.implied
-            if implied and not rec["queued"] and implied[0][:2] == (rec["slot"], rec["reason"]):
-                out.dead_letters[implied.popleft()[2]] = letter  # the record of an implied one
-                return
-            if rec["queued"]:
-                self.queues[rec["slot"]].popleft()
-            out.dead_letters.append(letter)
+        if rec["t"] == "enq":
+            self.enq(rec)
+        elif rec["t"] == "start":
+            self.start(rec)
+        elif rec["t"] == "done":
+            self.done(rec)
+        elif rec["t"] == "dl":
+            self.dead_letter(rec)
 
-    def failed(self, rec: Record, taken: list[tuple[str, Any]]) -> None:
+    def enq(self, rec: records.EnqRecord) -> None:
+        by: Any = rec["by"]
+        slot = rec["slot"]
+        if isinstance(by, list):
+            by = tuple(by)
+            if len(by) == 3:  # (routine, seq, position): a step's emit
+                went = self.delivered.setdefault((by[0], by[1]), {}).setdefault(by[2], {})
+                went.setdefault(slot, []).append(rec["item"])
+        self.queues[slot].append((rec["item"], by, None))
+        if by == INPUT:
+            self.out.fed[slot] = self.out.fed.get(slot, 0) + 1
+
+    def start(self, rec: records.StartRecord) -> None:
+        routine, seqs = rec["routine"], self.out.seqs
+        key = (routine, rec["seq"])
+        seqs[routine] = max(seqs.get(routine, 0), rec["seq"])
+        if key in self.open:  # a retry of an open call
+            self.open[key] = (rec["attempt"], self.open[key][1])
+            return
+        if not rec["consumed"]:  # on_end (every handler call takes an item)
+            self.ends.pop(routine, None)
+        taken = []
+        for name in rec["consumed"]:
+            path = f"{routine}.{name}"
+            item, _, _ = self.queues[path].popleft()
+            taken.append((path, item))
+        self.open[key] = (rec["attempt"], taken)
+
+    def done(self, rec: records.DoneRecord) -> None:
+        routine, out = rec["routine"], self.out
+        key = (routine, rec["seq"])
+        self.delivered.pop(key, None)  # (after a failed attempt, the retry emits everything again)
+        if rec["status"] != "completed" and not rec["final"]:
+            return
+        _, taken = self.open.pop(key, (0, []))
+        if rec["status"] != "completed":
+            self.failed(rec, taken)
+        out.steps_done += 1
+        out.states[routine] = rec["state"]
+        if rec["on_end"]:
+            out.ended.add(routine)
+        for event, item in rec["emitted"]:
+            path = f"{routine}.{event}"
+            if path in self.outputs:
+                out.outputs.setdefault(path, []).append(item)
+
+    def dead_letter(self, rec: records.DeadLetterRecord) -> None:
+        letter = DeadLetter(rec["slot"], rec["item"], rec["reason"], rec["error"], rec["at"])
+        implied = self.implied
+        if implied and not rec["queued"] and implied[0][:2] == (rec["slot"], rec["reason"]):
+            self.out.dead_letters[implied.popleft()[2]] = letter  # the record of an implied one
+            return
+        if rec["queued"]:
+            self.queues[rec["slot"]].popleft()
+        self.out.dead_letters.append(letter)
+
+    def failed(self, rec: records.DoneRecord, taken: list[tuple[str, Any]]) -> None:
         """A call failed for good: its items are dead letters. Their own records follow the
         ``done`` at once, but a crash may have come between: the ``done`` implies them."""
-        out = self.out
+        out, error = self.out, rec["error"]
         now = time.time()  # (the records that follow, if any, have the real time)
         if taken:
-            letters = [DeadLetter(path, item, "handler_failed", rec["error"], now) for path, item in taken]
+            letters = [DeadLetter(path, item, "handler_failed", error, now) for path, item in taken]
         else:
-            letters = [DeadLetter(f"{rec['routine']}.on_end", None, "on_end_failed", rec["error"], now)]
+            letters = [DeadLetter(f"{rec['routine']}.on_end", None, "on_end_failed", error, now)]
         for letter in letters:
             self.implied.append((letter.slot, letter.reason, len(out.dead_letters)))
             out.dead_letters.append(letter)

@@ -1,0 +1,314 @@
+"""The journal's records, defined once: their types, and the codec that writes them.
+
+A job's journal is a list of records in causal order. As objects (what ``LogJournal``
+keeps and ``restore_from`` reads) they are the ``TypedDict``\\ s below, made from the
+runtime's objects by ``enq``, ``start``, ``done``, ``dead_letter``, ``end`` and
+``RESUME``. As text (what the durable journal stores) each is one line of JSON,
+written by ``Codec`` and read back by ``decode``:
+
+- ``resume``, ``end`` and ``dl`` (rare) are the objects as they are;
+- the frequent ones are arrays, small to write:
+
+  - ``[0, slot, item, by]``: an ``enq``;
+  - ``[1, routine, seq, attempt, consumed]``: a ``start``;
+  - ``[2, routine, seq, attempt, state, emitted]``: a ``done``;
+  - ``[3, routine, seq, attempt, consumed, enq, state, emitted]``: a whole step, its
+    ``start``, its enqueues (``enq`` lists ``[slot, k]``: the ``k``-th emitted item
+    went to ``slot``) and its ``done``, written as one where nothing else happened
+    between them;
+
+  ``done`` and whole steps end with ``status, final, on_end, error`` unless they are
+  ``"completed", true, false, null``.
+
+An ``enq``'s ``by`` says where the item came from: ``"input"`` (``INPUT``), ``None``
+(a ``send``) or ``[routine, seq, k]``: the ``k``-th emit of that step (journals of
+older versions wrote ``[routine, seq]``). A ``start`` that consumed nothing is an
+``on_end`` call (every handler call takes at least one item).
+
+Items and state must be values ``weirflow.storable`` accepts (JSON that comes back
+exactly) for the text form: ``Codec.item`` raises ``UnstorableError`` (a
+``StoreError``) for anything else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+import orjson
+
+from .. import storable
+
+if TYPE_CHECKING:
+    from .journal import Step
+    from .results import DeadLetter, JobStatus
+
+Origin = list[Any] | str | None
+
+
+class EnqRecord(TypedDict):
+    t: Literal["enq"]
+    slot: str
+    item: Any
+    by: Origin
+
+
+class StartRecord(TypedDict):
+    t: Literal["start"]
+    routine: str
+    seq: int
+    attempt: int
+    consumed: list[str]
+
+
+class DoneRecord(TypedDict):
+    t: Literal["done"]
+    routine: str
+    seq: int
+    attempt: int
+    status: str
+    final: bool
+    on_end: bool
+    state: dict[str, Any]
+    emitted: list[list[Any]]
+    error: str | None
+
+
+class DeadLetterRecord(TypedDict):
+    t: Literal["dl"]
+    slot: str
+    item: Any
+    reason: str
+    error: str | None
+    at: float
+    queued: bool
+
+
+class ResumeRecord(TypedDict):
+    t: Literal["resume"]
+
+
+class EndRecord(TypedDict):
+    t: Literal["end"]
+    status: str
+    error: str | None
+
+
+Record = EnqRecord | StartRecord | DoneRecord | DeadLetterRecord | ResumeRecord | EndRecord
+
+RESUME: ResumeRecord = {"t": "resume"}
+
+
+# -- the objects, from the runtime's -----------------------------------------------------
+
+
+def origin(by: Step | str | None, item: Any) -> Origin:
+    """``by`` of an ``enq`` of ``item``: what ``Journal.enqueued`` was given as its origin."""
+    if isinstance(by, str) or by is None:
+        return by
+    return [by.routine, by.seq, by.position(item)]
+
+
+def enq(slot: str, item: Any, by: Step | str | None) -> EnqRecord:
+    return {"t": "enq", "slot": slot, "item": item, "by": origin(by, item)}
+
+
+def start(step: Step) -> StartRecord:
+    return {
+        "t": "start",
+        "routine": step.routine,
+        "seq": step.seq,
+        "attempt": step.attempt,
+        "consumed": [name for name, _ in step.consumed],
+    }
+
+
+def done(step: Step) -> DoneRecord:
+    return {
+        "t": "done",
+        "routine": step.routine,
+        "seq": step.seq,
+        "attempt": step.attempt,
+        "status": step.status,
+        "final": step.final,
+        "on_end": step.on_end,
+        "state": step.state,
+        "emitted": [[event, item] for event, item in step.emitted],
+        "error": step.error,
+    }
+
+
+def dead_letter(letter: DeadLetter, *, queued: bool) -> DeadLetterRecord:
+    return {
+        "t": "dl",
+        "slot": letter.slot,
+        "item": letter.item,
+        "reason": letter.reason,
+        "error": letter.error,
+        "at": letter.at,
+        "queued": queued,
+    }
+
+
+def end(status: JobStatus, error: str | None) -> EndRecord:
+    return {"t": "end", "status": status.value, "error": error}
+
+
+# -- the text form -------------------------------------------------------------------------
+
+ENQ, START, DONE, STEP = 0, 1, 2, 3
+RESUME_LINE = b'{"t":"resume"}'
+_DEFAULT_END = ("completed", True, False, None)  # status, final, on_end, error when not written
+
+
+def dumps(value: Any, what: str) -> bytes:
+    """``value`` as JSON, if it comes back exactly (``weirflow.storable``; else
+    ``UnstorableError``, a ``StoreError``, naming where the problem is)."""
+    return storable.encode(value, what)
+
+
+class Codec:
+    """Writes records as lines (``bytes``), the parts a journal reuses encoded once.
+
+    Routine, slot and event names are encoded on first use and kept; an item is
+    encoded by the caller (``item``) once, and its bytes reused in every record that
+    holds it. The methods take already encoded parts where a journal holds them.
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[str, bytes] = {}
+
+    def name(self, name: str) -> bytes:
+        encoded = self._names.get(name)
+        if encoded is None:
+            encoded = self._names[name] = orjson.dumps(name)
+        return encoded
+
+    @staticmethod
+    def item(item: Any) -> bytes:
+        return dumps(item, "item")
+
+    def origin(self, by: Step | str | None, item: Any) -> bytes:
+        if isinstance(by, str) or by is None:
+            return orjson.dumps(by)
+        return b"[%b,%d,%d]" % (self.name(by.routine), by.seq, by.position(item))
+
+    def enq(self, slot: bytes, item: bytes, by: bytes) -> bytes:
+        return b"[0,%b,%b,%b]" % (slot, item, by)
+
+    def emitted_by(self, routine: bytes, seq: int, k: int) -> bytes:
+        """``by`` of the ``k``-th emit of a step."""
+        return b"[%b,%d,%d]" % (routine, seq, k)
+
+    def head(self, step: Step) -> bytes:
+        """``routine, seq, attempt, consumed`` of a step."""
+        name = self.name
+        taken = step.consumed
+        consumed = name(taken[0][0]) if len(taken) == 1 else b",".join(name(n) for n, _ in taken)
+        return b"%b,%d,%d,[%b]" % (name(step.routine), step.seq, step.attempt, consumed)
+
+    def start(self, head: bytes) -> bytes:
+        return b"[1,%b]" % head
+
+    def result(self, step: Step, item: Any = None) -> tuple[bytes, bytes, bytes]:
+        """``state, emitted, tail`` of a finished step. ``item(x)`` encodes an emitted item
+        (a journal passes one that reuses what it encoded when the item was emitted).
+        Raises ``UnstorableError`` if the state or an item cannot be stored."""
+        encode = item or self.item
+        name = self.name
+        state = storable.encode(step.state, "state") if step.state else b"{}"
+        out = step.emitted
+        if not out:
+            emitted = b""
+        elif len(out) == 1:
+            emitted = b"[%b,%b]" % (name(out[0][0]), encode(out[0][1]))
+        else:
+            emitted = b",".join([b"[%b,%b]" % (name(ev), encode(x)) for ev, x in out])
+        if step.status == "completed" and step.final and not step.on_end and step.error is None:
+            tail = b""
+        else:
+            tail = b",%b,%b,%b,%b" % (
+                name(step.status),
+                b"true" if step.final else b"false",
+                b"true" if step.on_end else b"false",
+                orjson.dumps(step.error),
+            )
+        return state, emitted, tail
+
+    def done(self, step: Step, state: bytes, emitted: bytes, tail: bytes) -> bytes:
+        routine = self.name(step.routine)
+        return b"[2,%b,%d,%d,%b,[%b]%b]" % (routine, step.seq, step.attempt, state, emitted, tail)
+
+    def step(
+        self, head: bytes, sent: list[tuple[bytes, int]], state: bytes, emitted: bytes, tail: bytes
+    ) -> bytes:
+        """A whole step: ``sent`` lists ``(slot, k)``, the ``k``-th emitted item went to ``slot``."""
+        if not sent:
+            enq = b""
+        elif len(sent) == 1:
+            enq = b"[%b,%d]" % sent[0]
+        else:
+            enq = b",".join([b"[%b,%d]" % pair for pair in sent])
+        return b"[3,%b,[%b],%b,[%b]%b]" % (head, enq, state, emitted, tail)
+
+    @staticmethod
+    def dead_letter(letter: DeadLetter, item: bytes, *, queued: bool) -> bytes:
+        return b'{"t":"dl","slot":%b,"item":%b,"reason":%b,"error":%b,"at":%b,"queued":%b}' % (
+            orjson.dumps(letter.slot),
+            item,
+            orjson.dumps(letter.reason),
+            orjson.dumps(letter.error),
+            orjson.dumps(letter.at),
+            b"true" if queued else b"false",
+        )
+
+    @staticmethod
+    def end(status: JobStatus, error: str | None) -> bytes:
+        return orjson.dumps(end(status, error))
+
+
+class UnknownRecordError(ValueError):
+    """A line that is no record this version knows (a newer version wrote it?)."""
+
+
+def decode(line: str | bytes, out: list[Record]) -> None:
+    """Append the records one line stands for to ``out`` (``UnknownRecordError`` if none)."""
+    rec = orjson.loads(line)
+    if type(rec) is dict:
+        if rec.get("t") not in ("enq", "start", "done", "dl", "resume", "end"):
+            raise UnknownRecordError(line)
+        out.append(rec)  # type: ignore[arg-type]  # (the object form, as written)
+        return
+    if type(rec) is not list or not rec or rec[0] not in (0, 1, 2, 3):
+        raise UnknownRecordError(line)
+    kind = rec[0]
+    if kind == ENQ:
+        _, slot, item, by = rec
+        out.append({"t": "enq", "slot": slot, "item": item, "by": by})
+        return
+    routine, seq, attempt = rec[1:4]
+    if kind == START:
+        out.append({"t": "start", "routine": routine, "seq": seq, "attempt": attempt, "consumed": rec[4]})
+        return
+    if kind == DONE:
+        state, emitted, tail = rec[4], rec[5], rec[6:]
+    else:
+        out.append({"t": "start", "routine": routine, "seq": seq, "attempt": attempt, "consumed": rec[4]})
+        out.extend(
+            {"t": "enq", "slot": slot, "item": rec[7][k][1], "by": [routine, seq, k]} for slot, k in rec[5]
+        )
+        state, emitted, tail = rec[6], rec[7], rec[8:]
+    status, final, on_end, error = tail or _DEFAULT_END
+    out.append(
+        {
+            "t": "done",
+            "routine": routine,
+            "seq": seq,
+            "attempt": attempt,
+            "status": status,
+            "final": final,
+            "on_end": on_end,
+            "state": state,
+            "emitted": emitted,
+            "error": error,
+        }
+    )
