@@ -135,9 +135,9 @@ class DurableJournal(Journal):
         if origin is self._pending and origin is not None:
             emitted = origin.emitted
             if emitted and emitted[-1][1] is item:  # what it just emitted: held back with it
-                self._pending_enq.append((codec.name(slot), len(emitted) - 1, encoded))
+                self._pending_enq.append((codec.names[slot], len(emitted) - 1, encoded))
                 return
-        self._add(job, codec.enq(codec.name(slot), encoded, codec.origin(origin, item)))
+        self._add(job, codec.enq(codec.names[slot], encoded, codec.origin(origin, item)))
 
     def step_started(self, job: Job, step: Step) -> None:
         if self._pending is not None:
@@ -157,7 +157,7 @@ class DurableJournal(Journal):
         buffer = self._buffer
         codec = self._codec
         buffer.append((job_id, codec.start(codec.head(step))))
-        routine = codec.name(step.routine)
+        routine = codec.names[step.routine]
         for slot, k, item in self._pending_enq:
             buffer.append((job_id, codec.enq(slot, item, codec.emitted_by(routine, step.seq, k))))
         self._pending_enq = []
@@ -174,8 +174,7 @@ class DurableJournal(Journal):
             return
         # nothing between its start and now: one record
         self._pending = None
-        sent = [(slot, k) for slot, k, _ in self._pending_enq]
-        self._pending_enq = []
+        sent, self._pending_enq = self._pending_enq, []
         self._add(job, codec.step(codec.head(step), sent, state, emitted, tail))
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:

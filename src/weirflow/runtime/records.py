@@ -32,6 +32,7 @@ exactly) for the text form: ``Codec.item`` raises ``UnstorableError`` (a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import orjson
@@ -166,6 +167,14 @@ def dumps(value: Any, what: str) -> bytes:
     return storable.encode(value, what)
 
 
+class _Names(dict[str, bytes]):
+    """Names encoded as JSON strings, on first use (a dict: the lookup is C code)."""
+
+    def __missing__(self, name: str) -> bytes:
+        encoded = self[name] = orjson.dumps(name)
+        return encoded
+
+
 class Codec:
     """Writes records as lines (``bytes``), the parts a journal reuses encoded once.
 
@@ -175,13 +184,10 @@ class Codec:
     """
 
     def __init__(self) -> None:
-        self._names: dict[str, bytes] = {}
+        self.names = _Names()
 
     def name(self, name: str) -> bytes:
-        encoded = self._names.get(name)
-        if encoded is None:
-            encoded = self._names[name] = orjson.dumps(name)
-        return encoded
+        return self.names[name]
 
     @staticmethod
     def item(item: Any) -> bytes:
@@ -190,7 +196,7 @@ class Codec:
     def origin(self, by: Step | str | None, item: Any) -> bytes:
         if isinstance(by, str) or by is None:
             return orjson.dumps(by)
-        return b"[%b,%d,%d]" % (self.name(by.routine), by.seq, by.position(item))
+        return b"[%b,%d,%d]" % (self.names[by.routine], by.seq, by.position(item))
 
     def enq(self, slot: bytes, item: bytes, by: bytes) -> bytes:
         return b"[0,%b,%b,%b]" % (slot, item, by)
@@ -201,10 +207,10 @@ class Codec:
 
     def head(self, step: Step) -> bytes:
         """``routine, seq, attempt, consumed`` of a step."""
-        name = self.name
+        names = self.names
         taken = step.consumed
-        consumed = name(taken[0][0]) if len(taken) == 1 else b",".join(name(n) for n, _ in taken)
-        return b"%b,%d,%d,[%b]" % (name(step.routine), step.seq, step.attempt, consumed)
+        consumed = names[taken[0][0]] if len(taken) == 1 else b",".join(names[n] for n, _ in taken)
+        return b"%b,%d,%d,[%b]" % (names[step.routine], step.seq, step.attempt, consumed)
 
     def start(self, head: bytes) -> bytes:
         return b"[1,%b]" % head
@@ -214,20 +220,20 @@ class Codec:
         (a journal passes one that reuses what it encoded when the item was emitted).
         Raises ``UnstorableError`` if the state or an item cannot be stored."""
         encode = item or self.item
-        name = self.name
+        names = self.names
         state = storable.encode(step.state, "state") if step.state else b"{}"
         out = step.emitted
         if not out:
             emitted = b""
         elif len(out) == 1:
-            emitted = b"[%b,%b]" % (name(out[0][0]), encode(out[0][1]))
+            emitted = b"[%b,%b]" % (names[out[0][0]], encode(out[0][1]))
         else:
-            emitted = b",".join([b"[%b,%b]" % (name(ev), encode(x)) for ev, x in out])
+            emitted = b",".join([b"[%b,%b]" % (names[ev], encode(x)) for ev, x in out])
         if step.status == "completed" and step.final and not step.on_end and step.error is None:
             tail = b""
         else:
             tail = b",%b,%b,%b,%b" % (
-                name(step.status),
+                names[step.status],
                 b"true" if step.final else b"false",
                 b"true" if step.on_end else b"false",
                 orjson.dumps(step.error),
@@ -235,19 +241,25 @@ class Codec:
         return state, emitted, tail
 
     def done(self, step: Step, state: bytes, emitted: bytes, tail: bytes) -> bytes:
-        routine = self.name(step.routine)
+        routine = self.names[step.routine]
         return b"[2,%b,%d,%d,%b,[%b]%b]" % (routine, step.seq, step.attempt, state, emitted, tail)
 
     def step(
-        self, head: bytes, sent: list[tuple[bytes, int]], state: bytes, emitted: bytes, tail: bytes
+        self,
+        head: bytes,
+        sent: Sequence[tuple[bytes, int, *tuple[Any, ...]]],
+        state: bytes,
+        emitted: bytes,
+        tail: bytes,
     ) -> bytes:
-        """A whole step: ``sent`` lists ``(slot, k)``, the ``k``-th emitted item went to ``slot``."""
+        """A whole step: ``sent`` lists ``(slot, k, ...)``: the ``k``-th emitted item went to
+        ``slot`` (what follows is the caller's)."""
         if not sent:
             enq = b""
         elif len(sent) == 1:
-            enq = b"[%b,%d]" % sent[0]
+            enq = b"[%b,%d]" % (sent[0][0], sent[0][1])
         else:
-            enq = b",".join([b"[%b,%d]" % pair for pair in sent])
+            enq = b",".join([b"[%b,%d]" % (e[0], e[1]) for e in sent])
         return b"[3,%b,[%b],%b,[%b]%b]" % (head, enq, state, emitted, tail)
 
     @staticmethod
