@@ -72,9 +72,21 @@ def three() -> wf.Flow:
 INPUTS = {"s1.inp": [1, 2]}
 
 
-async def run(flow: wf.Flow, records: list[dict[str, Any]] | None) -> tuple[wf.JobResult, LogJournal]:
+class Watching(wf.Hooks):
+    """Holds every emit and route for a moment: the items take the hooks' delivery path."""
+
+    async def on_emit(self, point: wf.HookPoint) -> None:
+        await asyncio.sleep(0)
+
+    async def on_route(self, point: wf.HookPoint) -> None:
+        await asyncio.sleep(0)
+
+
+async def run(
+    flow: wf.Flow, records: list[dict[str, Any]] | None, hooks: tuple[wf.Hooks, ...] = ()
+) -> tuple[wf.JobResult, LogJournal]:
     journal = LogJournal()
-    async with wf.Engine(journal=journal) as engine:
+    async with wf.Engine(journal=journal, hooks=list(hooks)) as engine:
         restore = restore_from(records, flow) if records is not None else None
         job = await engine.start(flow, INPUTS, restore=restore)
         return await job.wait(timeout_s=20), journal
@@ -101,18 +113,21 @@ async def test_a_crash_between_a_downstream_start_and_the_emitters_done_delivers
     assert ("s1", 1, 2) in reruns and ("s2", 1, 2) in reruns
 
 
-async def test_every_cut_of_the_journal_gives_the_crash_free_outputs_exactly() -> None:
+@pytest.mark.parametrize("hooks", [(), (Watching(),)], ids=["plain", "hooks-watching"])
+async def test_every_cut_of_the_journal_gives_the_crash_free_outputs_exactly(
+    hooks: tuple[wf.Hooks, ...],
+) -> None:
     flow = three()
-    reference, journal = await run(flow, None)
+    reference, journal = await run(flow, None, hooks)
     records = journal.records
     for cut in range(len(records) + 1):
-        result, resumed = await run(flow, records[:cut])
+        result, resumed = await run(flow, records[:cut], hooks)
         assert result.status is wf.JobStatus.COMPLETED, (cut, result.error)
         assert_settled(result)
         assert bag(result) == bag(reference), cut
         # and a second crash anywhere in the resumed run
         for cut2 in range(0, len(resumed.records) + 1, 3):
-            again, _ = await run(flow, records[:cut] + resumed.records[:cut2])
+            again, _ = await run(flow, records[:cut] + resumed.records[:cut2], hooks)
             assert bag(again) == bag(reference), (cut, cut2)
 
 
