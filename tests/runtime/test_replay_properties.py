@@ -146,7 +146,10 @@ def shapes(draw: Any, max_items: int = 4) -> Shape:
             capacities[j] = 10_000
     inputs = draw(
         st.dictionaries(
-            st.integers(0, n - 1), st.lists(st.integers(0, 3), min_size=1, max_size=max_items), max_size=2
+            st.integers(0, n - 1),
+            st.lists(st.integers(0, 3), min_size=1, max_size=max_items),
+            min_size=1,
+            max_size=2,
         )
     )
     return Shape(kinds, edges, capacities, inputs)
