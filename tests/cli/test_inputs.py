@@ -59,5 +59,10 @@ def test_file_that_is_not_text(tmp_path: Path) -> None:
 
 
 def test_directory_is_unreadable(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="is a directory; @ takes a file"):
         parse_inputs([f"split.text=@{tmp_path}"], build_flow())
+
+
+def test_an_at_without_a_file_name_says_what_it_needs() -> None:
+    with pytest.raises(InputError, match=r"@ needs a file name: --input split\.text=@lines\.txt"):
+        parse_inputs(["split.text=@"], build_flow())

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 from .conftest import FLOWS, ROOT, Cli
 
@@ -171,3 +175,31 @@ def test_flow_file_is_found_from_another_directory(cli: Cli) -> None:
     p = cli("run", "failing.yaml", "-i", 'boom.items="fine"', cwd=ROOT / FLOWS)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["outputs"] == {"boom.out": ["fine"]}
+
+
+def test_ctrl_c_cancels_the_job_prints_a_summary_and_exits_130() -> None:
+    env = {**os.environ, "CLI_TEST_ANNOUNCE": "1"}
+    args = ["run", f"{FLOWS}/slow.yaml", "-i", "slow.items=1", "-i", "slow.items=2", "-i", "slow.items=3"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "weirflow", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        assert proc.stderr.readline() == "handling 1\n"  # the job is running
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert err.splitlines() == [
+        "interrupted: job cancelled: 3 input(s) accepted, 0 processed, 3 dead-lettered as job_cancelled"
+    ]
+    assert json.loads(out) == {
+        "status": "cancelled",
+        "outputs": {"slow.out": []},
+        "dead_letters": 3,
+        "error": "interrupted",
+    }

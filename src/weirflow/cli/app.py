@@ -1,8 +1,9 @@
 """The typer app: ``weirflow run``, ``weirflow validate`` and ``weirflow demo``.
 
 Exit codes: 0 the job completed (or the flow is valid); 1 the job failed, was
-cancelled or timed out; 2 bad usage or a bad flow file. Errors are printed as
-``error: <message>`` on stderr, without a traceback.
+cancelled or timed out; 2 bad usage or a bad flow file; 130 interrupted (Ctrl-C).
+Errors are printed as one ``error: <message>`` line on stderr, without a traceback;
+bad arguments too (click's usage box is replaced by that line, naming the flag).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from .. import __version__
 from ..errors import FlowError, WeirflowError
 from ..flow.graph import Flow
-from .execute import run_job
+from ._click import clicks
+from .execute import RunInterruptedError, run_job
 from .inputs import InputError, parse_inputs
 from .jobs import jobs_app
 from .report import exit_code, to_json
@@ -28,6 +31,7 @@ from .worker import worker
 
 USAGE_ERROR = 2
 JOB_ERROR = 1
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 app = typer.Typer(
     name="weirflow",
@@ -36,6 +40,24 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"weirflow {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Run and check weirflow flows; serve them over HTTP; run durable jobs."""
+
+
 app.command()(serve)
 app.command()(worker)
 app.add_typer(jobs_app, name="jobs")
@@ -67,7 +89,14 @@ def _progress_console(enabled: bool) -> Console | None:
 
 
 def _run_and_print(flow: Flow, inputs: dict[str, list[Any]], timeout_s: float | None, progress: bool) -> int:
-    document = asyncio.run(run_job(flow, inputs, timeout_s=timeout_s, console=_progress_console(progress)))
+    try:
+        document = asyncio.run(
+            run_job(flow, inputs, timeout_s=timeout_s, console=_progress_console(progress))
+        )
+    except RunInterruptedError as stop:  # Ctrl-C: the job was cancelled; say what it had done
+        print(f"interrupted: {stop.summary}", file=sys.stderr)
+        print(to_json(stop.document))
+        return INTERRUPTED
     print(to_json(document))
     return exit_code(document)
 
@@ -128,5 +157,24 @@ def demo(
 
 
 def main() -> None:
-    """Entry point of the ``weirflow`` console script and of ``python -m weirflow``."""
-    app(prog_name="weirflow")
+    """Entry point of the ``weirflow`` console script and of ``python -m weirflow``.
+
+    Runs the app outside click's standalone mode, so that a bad argument is one
+    ``error:`` line (naming the flag) and exit 2, and Ctrl-C outside a job is exit 130."""
+    try:
+        code = app(prog_name="weirflow", standalone_mode=False)
+    except clicks.NoArgsIsHelpError as e:  # a group given no command: its help, as usage
+        if e.ctx is not None:
+            print(e.ctx.get_help())
+        sys.exit(USAGE_ERROR)
+    except clicks.UsageError as e:
+        where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
+        print(f"error: {where}{e.format_message()}".replace("\n", " "), file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+    except clicks.ClickException as e:
+        print(f"error: {e.format_message()}".replace("\n", " "), file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)

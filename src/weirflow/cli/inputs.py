@@ -37,6 +37,10 @@ def parse_value(slot: str, value: str, *, index: int = 0) -> list[Any]:
     """The items one ``VALUE`` stands for: the file's lines for ``@path``, else one JSON item
     (``index`` is its place among the slot's items, for the message when it is refused)."""
     if value.startswith("@"):
+        if not value[1:].strip():
+            raise InputError(f"@ needs a file name: --input {slot}=@lines.txt (one item per line)")
+        if Path(value[1:]).is_dir():
+            raise InputError(f"{value[1:]} is a directory; @ takes a file (one item per line)")
         items: list[Any] = list(read_lines(value[1:]))
     else:
         try:

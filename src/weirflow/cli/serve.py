@@ -8,6 +8,7 @@ address without API keys. Prints where it listens and which flows it loaded;
 from __future__ import annotations
 
 import contextlib
+import enum
 import sys
 from typing import Annotated
 
@@ -16,6 +17,15 @@ import typer
 from ..errors import FlowError, StoreError
 
 USAGE_ERROR = 2
+
+
+class LogLevel(enum.StrEnum):
+    """``--log-level`` values (anything else is a usage error naming the flag)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
 
 
 def serve(
@@ -32,11 +42,14 @@ def serve(
         str | None, typer.Option("--host", help="Address to bind (default 127.0.0.1, WEIRFLOW_HOST).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", help="Port (default 8000, WEIRFLOW_PORT; 0 picks a free one).")
+        int | None,
+        typer.Option(
+            "--port", min=0, max=65535, help="Port (default 8000, WEIRFLOW_PORT; 0 picks a free one)."
+        ),
     ] = None,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="uvicorn log level: debug, info, warning, error.")
-    ] = "warning",
+        LogLevel, typer.Option("--log-level", help="uvicorn log level.", case_sensitive=False)
+    ] = LogLevel.WARNING,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
     store: Annotated[
         str | None,
@@ -88,7 +101,9 @@ def serve(
         for url in urls:
             print(f"weirflow: listening on {url} ({auth}); Ctrl-C to stop", flush=True)
 
-    server = make_server(app, settings, on_listening=listening, log_level=log_level, access_log=access_log)
+    server = make_server(
+        app, settings, on_listening=listening, log_level=log_level.value, access_log=access_log
+    )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled, after shutdown
         server.run()
     if not server.started:

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -13,6 +14,14 @@ from ..durable.alerts import AlertRules
 from ..durable.models import Rate, Retention
 from ..durable.worker import DEFAULT_CONCURRENCY, Worker
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None:
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise typer.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    return value
 
 
 def worker(
@@ -62,10 +71,19 @@ def worker(
     ] = None,
     alert_failure_rate: Annotated[
         float | None,
-        typer.Option("--alert-failure-rate", metavar="R", help="Alert above this failure share."),
+        typer.Option(
+            "--alert-failure-rate",
+            metavar="R",
+            min=0.0,
+            max=1.0,
+            help="Alert above this failure share (0..1).",
+        ),
     ] = None,
-    alert_window: Annotated[float, typer.Option("--alert-window", metavar="S")] = 300.0,
-    alert_webhook: Annotated[str | None, typer.Option("--alert-webhook", metavar="URL")] = None,
+    alert_window: Annotated[float, typer.Option("--alert-window", metavar="S", min=0.001)] = 300.0,
+    alert_webhook: Annotated[
+        str | None,
+        typer.Option("--alert-webhook", metavar="URL", callback=_http_url, help="POST alerts to this URL."),
+    ] = None,
     shutdown_grace: Annotated[
         float,
         typer.Option("--shutdown-grace", metavar="S", help="On SIGTERM, let running jobs finish for S."),

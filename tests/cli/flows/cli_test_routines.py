@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
 import weirflow as wf
 
@@ -29,6 +31,8 @@ class Slow(wf.Routine):
 
     @items.handler
     async def handle(self, item: object, ctx: wf.Context) -> None:
+        if os.environ.get("CLI_TEST_ANNOUNCE"):  # lets a test wait for the job to be running
+            print(f"handling {item}", file=sys.stderr, flush=True)
         await asyncio.sleep(self.delay_s)
         await ctx.emit(self.out, item)
 

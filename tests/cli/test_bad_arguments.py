@@ -1,0 +1,97 @@
+"""Every command, fed bad arguments: exit 2 and one ``error:`` line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from weirflow.cli.app import main
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDCOUNT = str(ROOT / "examples" / "wordcount.yaml")
+
+
+@pytest.fixture
+def latin1(tmp_path: Path) -> str:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    return str(path)
+
+
+BAD = [
+    (["--bogus"], "No such option: --bogus"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["run"], "Missing argument 'FLOW.yaml'"),
+    (["run", "/nonexistent/flow.yaml"], "cannot read flow file"),
+    (["run", "LATIN1"], "not a UTF-8 text file"),
+    (["validate", "LATIN1"], "not a UTF-8 text file"),
+    (["run", WORDCOUNT, "--input", "nosep"], "expected routine.slot=VALUE"),
+    (["run", WORDCOUNT, "--input", "split.text=@"], "@ needs a file name"),
+    (["run", WORDCOUNT, "--input", "split.text={oops"], "is not valid JSON"),
+    (["run", WORDCOUNT, "--input", "nope.slot=1"], "has no slot 'nope.slot'"),
+    (["run", WORDCOUNT, "--input", "split.text=1e999"], "split.text"),
+    (["run", WORDCOUNT, "--timeout", "-1"], "Invalid value for '--timeout'"),
+    (["demo", "--bogus"], "No such option: --bogus"),
+    (["serve", "--log-level", "loud"], "Invalid value for '--log-level'"),
+    (["serve", "--port", "99999"], "Invalid value for '--port'"),
+    (["serve", "--port", "http"], "Invalid value for '--port'"),
+    (["serve", "--flows", "examples", "--host", "0.0.0.0"], "refusing to listen on 0.0.0.0"),
+    (["serve"], "no flows to serve"),
+    (["worker"], "Missing option '--flows'"),
+    (["worker", "--flows", "examples", "--concurrency", "0"], "Invalid value for '--concurrency'"),
+    (
+        ["worker", "--flows", "examples", "--alert-failure-rate", "2"],
+        "Invalid value for '--alert-failure-rate'",
+    ),
+    (["worker", "--flows", "examples", "--alert-webhook", "nowhere"], "is not an http:// or https:// URL"),
+    (["worker", "--flows", "tests.cli.no_such_module"], "tests.cli.no_such_module"),
+    (["jobs", "show"], "Missing argument 'ID'"),
+    (["jobs", "wait"], "Missing argument 'ID'"),
+    (["jobs", "list", "--limit", "0"], "Invalid value for '--limit'"),
+    (["jobs", "submit"], "Missing argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
+def test_bad_arguments_are_exit_2_and_one_line(
+    args: list[str],
+    message: str,
+    latin1: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["weirflow", *[latin1 if a == "LATIN1" else a for a in args]])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert message in err, err
+
+
+def test_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "weirflow", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.startswith("weirflow ") and out.stderr == ""
+
+
+def test_a_bad_argument_in_a_real_process_is_one_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "weirflow", "serve", "--log-level", "loud"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "Invalid value for '--log-level'" in out.stderr
