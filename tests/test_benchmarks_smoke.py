@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 METRICS = [
@@ -111,3 +113,26 @@ def test_the_store_latency_benchmark_runs_both_sides(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     for side in ("idle", "with hand-off", "without hand-off"):
         assert data[side]["n"] >= 1 and sane(data[side]["max"]), side
+
+
+@pytest.mark.slow
+def test_the_executors_benchmark_runs_every_pair(tmp_path: Path) -> None:
+    """``python -m benchmarks.executors --quick``: every pair measured (chain_gen only where
+    routilux is installed, and said so where it is not), numbers sane, no speed asserted."""
+    out = tmp_path / "executors.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.executors", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())["results"]
+    expected = {"def_chain", "sleep16", "io16", "cpu"}
+    assert expected <= set(results)
+    if "chain_gen" not in results:
+        assert "chain_gen: SKIPPED" in proc.stderr
+    for pair in results.values():
+        assert all(sane(v) for k, v in pair.items() if k not in ("met", "target"))

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Iterable
 from multiprocessing import connection
 from typing import TYPE_CHECKING, Any
 
@@ -256,11 +257,23 @@ class ProcessPool:
                 child.close()
             self._cond.notify()
 
-    def warm(self, n: int | None = None) -> None:
-        """Start children ahead of use (up to ``n``, default ``max_processes``)."""
+    def warm(self, routines: Iterable[Routine] = (), n: int | None = None) -> None:
+        """Start children ahead of use (up to ``n``, default ``max_processes``), each with
+        ``routines`` unpickled (their modules imported) already. Blocking."""
         children = [self.checkout() for _ in range(min(n or self.max_processes, self.max_processes))]
-        for child in children:
-            self.checkin(child)
+        try:
+            for routine in routines:
+                key, blob = self.routine_key(routine)
+                method = routine.activations[0].method if routine.activations else "on_end"
+                empty = pickle.dumps([])
+                for child in children:
+                    if key not in child.known:
+                        data: tuple[Any, ...] = (key, blob, method, False, "", "", frozenset(), {}, empty)
+                        child.call(pickle.dumps(data))
+                        child.known.add(key)
+        finally:
+            for child in children:
+                self.checkin(child)
 
     def close(self) -> None:
         """Kill every child (a call still running in one is abandoned)."""
