@@ -475,7 +475,8 @@ async def test_a_completed_job_cannot_be_retried_or_cancelled(served: Live, stor
         retried = await client.post(f"{JOBS}/{job_id}/retry")
         assert retried.status_code == 409
         assert retried.json() == {
-            "detail": f"job {job_id} is completed; only a failed, cancelled or stalled job can be retried"
+            "detail": f"job {job_id} is completed; only a failed, cancelled or stalled job can be retried",
+            "error": "JobError",  # what engine.retry raises in process (wf.Client maps it back)
         }
         cancelled = await client.post(f"{JOBS}/{job_id}/cancel")
         assert cancelled.status_code == 409
