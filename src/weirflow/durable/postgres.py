@@ -40,6 +40,20 @@ from .rows import (
 )
 from .store import DEFAULT_MAX_STALLS
 
+# pick, take and record the claims of up to %(n)s ready jobs of a queue, in one statement
+_CLAIM = (
+    "WITH picked AS (SELECT id, seq FROM wf_jobs WHERE queue = %(q)s AND status = 'queued'"
+    " AND run_at <= %(now)s ORDER BY priority DESC, run_at, seq LIMIT %(n)s"
+    " FOR UPDATE SKIP LOCKED),"
+    " taken AS (UPDATE wf_jobs j SET status = 'running', attempt = j.attempt + 1,"
+    " runs = j.runs + 1, worker_id = %(w)s, lease_expires_at = %(lease)s,"
+    f" started_at = %(now)s FROM picked WHERE j.id = picked.id RETURNING {_JOB_COLS_J}),"
+    " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
+    " SELECT id, queue, 'running', %(now)s,"
+    " jsonb_build_object('attempt', attempt, 'worker', worker_id) FROM taken)"
+    " SELECT * FROM taken"
+)
+
 # the jobs of a batch, in order (``ord``: so ``seq`` follows it), their ``queued`` events and a
 # NOTIFY per queue; a job whose (queue, key) is held already, by an earlier job or an earlier
 # one of this batch, is not inserted (nor its event)
@@ -130,6 +144,15 @@ class PostgresStore(PostgresAdmin):
         rate: Rate | None = None,
     ) -> Claim:
         now = self.clock()
+        if queue_concurrency is None and rate is None:  # one statement: one round trip
+            rows = await self._one(
+                _CLAIM, {"q": queue, "now": now, "n": limit, "w": worker_id, "lease": now + lease_s}
+            )
+            if rows:
+                found = [job_from_row(r) for r in rows]
+                found.sort(key=lambda j: (-j.priority, j.run_at, j.created_at))
+                return Claim(found)
+            return Claim([], await self._next_delay(queue, now))
         allowed = limit
         wait_s: float | None = None
         async with self._tx() as conn:
@@ -157,17 +180,7 @@ class PostgresStore(PostgresAdmin):
             if allowed > 0:
                 # one round trip: pick, take and record the claims
                 cur = await conn.execute(
-                    "WITH picked AS (SELECT id, seq FROM wf_jobs WHERE queue = %(q)s AND status = 'queued'"
-                    " AND run_at <= %(now)s ORDER BY priority DESC, run_at, seq LIMIT %(n)s"
-                    " FOR UPDATE SKIP LOCKED),"
-                    " taken AS (UPDATE wf_jobs j SET status = 'running', attempt = j.attempt + 1,"
-                    " runs = j.runs + 1, worker_id = %(w)s, lease_expires_at = %(lease)s,"
-                    f" started_at = %(now)s FROM picked WHERE j.id = picked.id RETURNING {_JOB_COLS_J}),"
-                    " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
-                    " SELECT id, queue, 'running', %(now)s,"
-                    " jsonb_build_object('attempt', attempt, 'worker', worker_id) FROM taken)"
-                    " SELECT * FROM taken",
-                    {"q": queue, "now": now, "n": allowed, "w": worker_id, "lease": now + lease_s},
+                    _CLAIM, {"q": queue, "now": now, "n": allowed, "w": worker_id, "lease": now + lease_s}
                 )
                 jobs = [job_from_row(r) for r in await cur.fetchall()]
                 jobs.sort(key=lambda j: (-j.priority, j.run_at, j.created_at))
@@ -177,15 +190,17 @@ class PostgresStore(PostgresAdmin):
                     " SELECT %s, %s FROM generate_series(1, %s)",
                     (queue, now, len(jobs)),
                 )
-            if not jobs and wait_s is None:
-                cur = await conn.execute(
-                    "SELECT min(run_at) FROM wf_jobs WHERE queue = %s AND status = 'queued' AND run_at > %s",
-                    (queue, now),
-                )
-                row = await cur.fetchone()
-                if row is not None and row[0] is not None:
-                    wait_s = row[0] - now
+        if not jobs and wait_s is None:
+            wait_s = await self._next_delay(queue, now)
         return Claim(jobs, wait_s)
+
+    async def _next_delay(self, queue: str, now: float) -> float | None:
+        """How long until the next delayed job of ``queue`` is due (``None``: there is none)."""
+        rows = await self._fetch(
+            "SELECT min(run_at) FROM wf_jobs WHERE queue = %s AND status = 'queued' AND run_at > %s",
+            (queue, now),
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0]) - now
 
     # -- leases and outcomes ----------------------------------------------------------------
 
