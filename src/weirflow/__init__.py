@@ -23,8 +23,10 @@ from .errors import (
     SlotFullError,
     StoreError,
     UnknownSlotError,
+    UnpicklableError,
     UnstorableError,
     WeirflowError,
+    WorkerDiedError,
 )
 from .flow import (
     Backoff,
@@ -120,8 +122,10 @@ __all__ = [
     "Step",
     "StoreError",
     "UnknownSlotError",
+    "UnpicklableError",
     "UnstorableError",
     "WeirflowError",
+    "WorkerDiedError",
     "__version__",
     "batch",
     "join",

@@ -95,6 +95,27 @@ class ClusterError(WeirflowError):
     """The cluster registry or queue backend failed."""
 
 
+class WorkerDiedError(WeirflowError):
+    """The child process running a call died (killed, or crashed) before it returned.
+
+    ``index``: the call of its batch that was running then."""
+
+    def __init__(self, message: str, index: int = 0) -> None:
+        super().__init__(message)
+        self.index = index
+
+    def __reduce__(self) -> tuple[type[WorkerDiedError], tuple[str, int]]:
+        return (WorkerDiedError, (str(self), self.index))
+
+
+class UnpicklableError(WeirflowError):
+    """An item (or state) of a process routine cannot be pickled to cross to its process."""
+
+
+class RemoteError(WeirflowError):
+    """A handler in a child raised an exception that cannot be pickled back; its text."""
+
+
 class Retry(Exception):  # noqa: N818 - a control exception, named like arq's and dramatiq's
     """Raised by a handler to be called again after ``delay_s`` (counts against ``retries``)."""
 

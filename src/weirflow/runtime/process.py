@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from multiprocessing import connection
 from typing import TYPE_CHECKING, Any
 
-from ..errors import WeirflowError
+from ..errors import RemoteError, WeirflowError, WorkerDiedError
 
 if TYPE_CHECKING:
     from multiprocessing.sharedctypes import Synchronized
@@ -38,27 +38,6 @@ if TYPE_CHECKING:
 
 #: calls sent to a child in one request, at most
 MAX_BATCH = 64
-
-
-class WorkerDiedError(WeirflowError):
-    """The child process running a call died (killed, or crashed) before it returned.
-
-    ``index``: the call of its batch that was running then."""
-
-    def __init__(self, message: str, index: int = 0) -> None:
-        super().__init__(message)
-        self.index = index
-
-    def __reduce__(self) -> tuple[type[WorkerDiedError], tuple[str, int]]:
-        return (WorkerDiedError, (str(self), self.index))
-
-
-class UnpicklableError(WeirflowError):
-    """An item (or state) of a process routine cannot be pickled to cross to its process."""
-
-
-class RemoteError(WeirflowError):
-    """A handler in a child raised an exception that cannot be pickled back; its text."""
 
 
 class ChildContext:

@@ -17,7 +17,8 @@ import pickle
 import time
 from typing import TYPE_CHECKING, Any
 
-from .process import MAX_BATCH, UnpicklableError, WorkerDiedError
+from ..errors import UnpicklableError, WorkerDiedError
+from .process import MAX_BATCH
 from .runner import RoutineRunner, _Act
 from .shared_queue import emit_from_thread
 from .threads import ThreadRunner, _Call
