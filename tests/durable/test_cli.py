@@ -185,3 +185,32 @@ def test_jobs_wait_exits_by_outcome_and_show_prints_the_traceback(store_url: str
         got = cli(*args, "--store", store_url)
         assert got.returncode == code, (args, got.stdout, got.stderr)
         assert message in got.stderr and len(got.stderr.strip().splitlines()) == 1, got.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["list"], ["show", "abc"], ["steps", "abc"], ["wait", "abc"], ["retry", "abc"], ["cancel", "abc"]],
+)
+def test_reading_a_store_that_does_not_exist_creates_nothing(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    p = cli("jobs", *command, "--store", f"sqlite:///{missing}")
+    assert p.returncode == 2
+    assert one_error_line(p.stderr).startswith(f"error: no store at {missing}")
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_a_sqlite_url_with_options_is_refused_not_ignored(tmp_path: Path) -> None:
+    p = cli("jobs", "list", "--store", f"sqlite:///{tmp_path / 'x.db'}?mode=ro")
+    assert p.returncode == 2
+    assert "takes no options ('mode=ro')" in one_error_line(p.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_submit_creates_the_store_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    p = cli("jobs", "submit", "one", "--input", 'a.item={"x": 1}', "--store", f"sqlite:///{path}")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines() == [f"weirflow: creating the store {path}"]
+    assert path.exists()
+    again = cli("jobs", "list", "--store", f"sqlite:///{path}")
+    assert again.returncode == 0 and again.stderr == ""

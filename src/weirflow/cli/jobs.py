@@ -30,7 +30,7 @@ from ..durable.models import (
     JobSpec,
     StepRecord,
 )
-from ..durable.store import Store, open_store
+from ..durable.store import Store, open_store, sqlite_file
 from ..errors import JobError, JobTimeoutError
 from .durable_common import DEFAULT_STORE, FAILURE, StoreOption, cli_errors, load
 from .inputs import InputError, parse_inputs, parse_value
@@ -49,9 +49,21 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 IdArgument = Annotated[str, typer.Argument(metavar="ID", help="The job id.")]
 
 
-def _with_store(url: str, use: Callable[[Store], Awaitable[T]]) -> T:
+def _with_store(url: str, use: Callable[[Store], Awaitable[T]], *, create: bool = False) -> T:
+    """Open the store at ``url``, ``use`` it, close it. Only ``create`` (``jobs submit``) makes a
+    SQLite store that is not there yet (and says so); reading one that does not exist is a
+    usage error, not an empty answer from a file made just now."""
+    store = open_store(url)
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        if not create:
+            raise InputError(
+                f"no store at {path}: nothing was submitted there "
+                "(weirflow jobs submit or weirflow worker create one); check --store"
+            )
+        print(f"weirflow: creating the store {path}", file=sys.stderr)
+
     async def run() -> T:
-        store = open_store(url)
         await store.open()
         try:
             return await use(store)
@@ -137,7 +149,7 @@ def submit(
             idempotency_key=idempotency_key,
             timeout_s=timeout,
         )
-        print(_with_store(store, lambda s: s.submit(spec)))
+        print(_with_store(store, lambda s: s.submit(spec), create=True))
 
 
 @jobs_app.command("list")

@@ -201,6 +201,11 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
     raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r} (expected memory, sqlite or postgresql)")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite://`` URL, or ``None`` for another scheme."""
+    return sqlite_path(url) if url.lower().startswith("sqlite:") else None
+
+
 def sqlite_path(url: str) -> Path:
     """``sqlite:///weirflow.db`` is relative to the working directory, ``sqlite:////x.db`` absolute."""
     prefix = "sqlite:///"
@@ -208,7 +213,12 @@ def sqlite_path(url: str) -> Path:
         raise StoreError(
             f"store URL {url!r}: a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
-    path = url[len(prefix) :].split("?", 1)[0]
+    path, _, query = url[len(prefix) :].partition("?")
+    if query:  # refused rather than ignored: sqlite:///x.db?mode=ro would otherwise write
+        raise StoreError(
+            f"store URL {url!r}: a SQLite URL takes no options ({query!r}); "
+            "a read-only store is not supported"
+        )
     if not path or path.endswith("/"):
         raise StoreError(f"store URL {url!r}: no database file named")
     return Path(path)
