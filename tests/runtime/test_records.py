@@ -38,12 +38,10 @@ def as_json(value: Any) -> Any:
 )
 def test_a_step_in_text_decodes_to_its_records(kw: dict[str, Any]) -> None:
     codec, s = Codec(), step(**kw)
-    head = codec.head(s)
-    state, emitted, tail = codec.result(s)
-    assert decoded(codec.start(head)) == [records.start(s)]
-    assert decoded(codec.done(s, state, emitted, tail)) == [as_json(records.done(s))]  # (pairs: lists)
+    assert decoded(codec.start(codec.head(s))) == [records.start(s)]
+    assert decoded(codec.finished(s, None)) == [as_json(records.done(s))]  # (pairs: lists)
     # a whole step: its start, the enqueues of its emits (by position) and its done
-    whole = codec.step(head, [(codec.name("t.inp"), 0), (codec.name("u.inp"), 1)], state, emitted, tail)
+    whole = codec.finished(s, [(codec.name("t.inp"), 0), (codec.name("u.inp"), 1)])
     enqs = [records.enq("t.inp", s.emitted[0][1], s), records.enq("u.inp", s.emitted[1][1], s)]
     assert enqs[0]["by"] == ["r", 7, 0] and enqs[1]["by"] == ["r", 7, 1]
     assert decoded(whole) == [records.start(s), *enqs, as_json(records.done(s))]
@@ -72,3 +70,23 @@ def test_a_line_of_no_known_kind_is_refused(line: str) -> None:
 def test_items_a_store_cannot_give_back_are_a_store_error() -> None:
     with pytest.raises(wf.StoreError, match="a tuple would come back as a list"):
         Codec.item({"x": (1, 2)})
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (2**64, "out of range"),
+        (-(2**63) - 1, "out of range"),
+        ("a\x00b", "NUL"),
+        ("\udc80", "unpaired surrogate"),
+        (float("nan"), "NaN"),
+    ],
+)
+def test_the_fast_path_for_numbers_and_text_refuses_what_storable_refuses(value: Any, why: str) -> None:
+    with pytest.raises(wf.StoreError, match=why):
+        records.dumps(value, "item")
+
+
+@pytest.mark.parametrize("value", [0, 2**64 - 1, -(2**63), "", "é\\u0000 is text", True, None, 1.5])
+def test_the_fast_path_writes_what_comes_back_exactly(value: Any) -> None:
+    assert json.loads(records.dumps(value, "item")) == value

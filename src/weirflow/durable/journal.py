@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 import structlog
 
-from .. import storable
 from ..errors import JobError, UnstorableError
 from ..runtime import records
 from ..runtime.journal import Journal, Step
@@ -111,13 +110,13 @@ class DurableJournal(Journal):
 
     def check(self, item: Any) -> None:
         """Refuse an item a durable job cannot record (called before it is enqueued)."""
-        self._checked = (item, storable.encode(item, "item"))
+        self._checked = (item, records.dumps(item, "item"))
 
     def _item(self, item: Any) -> bytes:
         checked = self._checked
         if checked is not None and checked[0] is item:
             return checked[1]
-        return storable.encode(item, "item")
+        return records.dumps(item, "item")
 
     def job_restored(self, job: Job) -> None:
         self._add(job, records.RESUME_LINE)
@@ -163,19 +162,16 @@ class DurableJournal(Journal):
         self._pending_enq = []
 
     def step_completed(self, job: Job, step: Step) -> None:
-        codec = self._codec
+        folded = step is self._pending  # nothing between its start and now: one record
         try:
-            state, emitted, tail = codec.result(step, self._item)
+            line = self._codec.finished(step, self._pending_enq if folded else None, self._item)
         except UnstorableError as e:
             job._fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
             return
-        if step is not self._pending:
-            self._add(job, codec.done(step, state, emitted, tail))
-            return
-        # nothing between its start and now: one record
-        self._pending = None
-        sent, self._pending_enq = self._pending_enq, []
-        self._add(job, codec.step(codec.head(step), sent, state, emitted, tail))
+        if folded:
+            self._pending = None
+            self._pending_enq = []
+        self._add(job, line)
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         try:

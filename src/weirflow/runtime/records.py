@@ -32,7 +32,7 @@ exactly) for the text form: ``Codec.item`` raises ``UnstorableError`` (a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import orjson
@@ -163,7 +163,23 @@ _DEFAULT_END = ("completed", True, False, None)  # status, final, on_end, error 
 
 def dumps(value: Any, what: str) -> bytes:
     """``value`` as JSON, if it comes back exactly (``weirflow.storable``; else
-    ``UnstorableError``, a ``StoreError``, naming where the problem is)."""
+    ``UnstorableError``, a ``StoreError``, naming where the problem is).
+
+    Integers in range and strings without NUL characters are written straight away: they
+    come back exactly, so the decode ``storable.encode`` makes to be sure is skipped for
+    the commonest items (anything else, or a string orjson refuses, goes through it)."""
+    kind = type(value)
+    if kind is int:
+        if storable.INT_MIN <= value < storable.INT_END:
+            return orjson.dumps(value)
+    elif kind is str:
+        try:
+            text = orjson.dumps(value)
+        except TypeError:
+            pass
+        else:
+            if b"\\u0000" not in text:
+                return text
     return storable.encode(value, what)
 
 
@@ -215,10 +231,19 @@ class Codec:
     def start(self, head: bytes) -> bytes:
         return b"[1,%b]" % head
 
-    def result(self, step: Step, item: Any = None) -> tuple[bytes, bytes, bytes]:
-        """``state, emitted, tail`` of a finished step. ``item(x)`` encodes an emitted item
-        (a journal passes one that reuses what it encoded when the item was emitted).
-        Raises ``UnstorableError`` if the state or an item cannot be stored."""
+    def finished(
+        self,
+        step: Step,
+        sent: Sequence[tuple[bytes, int, *tuple[Any, ...]]] | None,
+        item: Callable[[Any], bytes] | None = None,
+    ) -> bytes:
+        """The line of a finished step: its ``done`` (``sent`` is ``None``), or the whole step
+        when its ``start`` was held back, ``sent`` listing ``(slot, k, ...)``: the ``k``-th
+        emitted item went to ``slot`` (what follows is the caller's). ``item(x)`` encodes an
+        emitted item (a journal passes one that reuses what it encoded at the emit).
+        Raises ``UnstorableError`` if the state or an item cannot be stored.
+
+        (One function for the whole line: this runs once per step of every durable job.)"""
         encode = item or self.item
         names = self.names
         state = storable.encode(step.state, "state") if step.state else b"{}"
@@ -238,29 +263,16 @@ class Codec:
                 b"true" if step.on_end else b"false",
                 orjson.dumps(step.error),
             )
-        return state, emitted, tail
-
-    def done(self, step: Step, state: bytes, emitted: bytes, tail: bytes) -> bytes:
-        routine = self.names[step.routine]
-        return b"[2,%b,%d,%d,%b,[%b]%b]" % (routine, step.seq, step.attempt, state, emitted, tail)
-
-    def step(
-        self,
-        head: bytes,
-        sent: Sequence[tuple[bytes, int, *tuple[Any, ...]]],
-        state: bytes,
-        emitted: bytes,
-        tail: bytes,
-    ) -> bytes:
-        """A whole step: ``sent`` lists ``(slot, k, ...)``: the ``k``-th emitted item went to
-        ``slot`` (what follows is the caller's)."""
+        if sent is None:
+            routine = names[step.routine]
+            return b"[2,%b,%d,%d,%b,[%b]%b]" % (routine, step.seq, step.attempt, state, emitted, tail)
         if not sent:
             enq = b""
         elif len(sent) == 1:
             enq = b"[%b,%d]" % (sent[0][0], sent[0][1])
         else:
             enq = b",".join([b"[%b,%d]" % (e[0], e[1]) for e in sent])
-        return b"[3,%b,[%b],%b,[%b]%b]" % (head, enq, state, emitted, tail)
+        return b"[3,%b,[%b],%b,[%b]%b]" % (self.head(step), enq, state, emitted, tail)
 
     @staticmethod
     def dead_letter(letter: DeadLetter, item: bytes, *, queued: bool) -> bytes:
