@@ -107,6 +107,15 @@ def test_the_durable_chain_benchmark_runs_and_checks_the_journal(tmp_path: Path)
     assert sane(data["ratio_to_memory"]["sqlite"])
 
 
+def test_the_journal_cpu_benchmark_runs_every_side(tmp_path: Path) -> None:
+    out = tmp_path / "cpu.json"
+    proc = run_benchmark("benchmarks.journal_cpu", "--items", "2000", "--repeats", "1", out=out)
+    assert "chain ratio" in proc.stdout
+    data = json.loads(out.read_text())
+    assert set(data["median_s_per_step"]) == {"memory chain", "durable chain", "journal calls"}
+    assert all(sane(v) for v in data["median_s_per_step"].values()) and sane(data["ratio"])
+
+
 def test_the_store_latency_benchmark_runs_both_sides(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
     run_benchmark("benchmarks.store_latency", "--items", "50000", "--calls", "20", "--repeats", "1", out=out)
