@@ -78,6 +78,7 @@ async def test_engine_close_cancels_unfinished_jobs() -> None:
 
 async def test_sync_handler_blocked_in_emit_is_released_by_cancel() -> None:
     in_emit = threading.Event()
+    returned = threading.Event()
     outcome: list[str] = []
 
     class Pusher(wf.Routine):
@@ -93,6 +94,8 @@ async def test_sync_handler_blocked_in_emit_is_released_by_cancel() -> None:
                     ctx.emit(self.out, i)
             except wf.JobError as e:
                 outcome.append(str(e))
+            finally:
+                returned.set()
 
     flow = wf.Flow("push").add("p", Pusher()).add("c", Collect())
     flow.connect("p.out", "c.inp")
@@ -102,7 +105,8 @@ async def test_sync_handler_blocked_in_emit_is_released_by_cancel() -> None:
         job.pause_routine("c")
         await asyncio.to_thread(in_emit.wait, 5)
         result = await job.cancel()
-        await asyncio.to_thread(lambda: engine.pool.shutdown(wait=True))
+        # the handler's thread is the routine's own, not the engine's pool: wait for it
+        assert await asyncio.to_thread(returned.wait, 5)
     assert result.status is wf.JobStatus.CANCELLED
     assert len(outcome) == 1
     assert "cancelled" in outcome[0]
