@@ -79,6 +79,7 @@ def test_debugging_a_streaming_job_end_to_end(dbg: Live) -> None:
         "event": "intake.out",
         "attempt": 1,
         "item": order(3, 150),
+        "reason": None,
     }
     assert view["queued_items"]["intake.items"] == [order(4, 9), order(5, 200)]
     assert view["queues"]["intake.items"]["in_flight"] == 1
@@ -101,6 +102,7 @@ def test_debugging_a_streaming_job_end_to_end(dbg: Live) -> None:
         "event": None,
         "attempt": 1,
         "item": order(4, 9),
+        "reason": None,
     }
     assert stepped["paused"] and stepped["pause_reason"] == "step"
     # the edited item went on (enrich is paused: it may not have taken orders 1 and 2 yet)

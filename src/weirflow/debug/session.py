@@ -5,6 +5,13 @@ runtime exactly which points have breakpoints, so everything else stays on the
 fast lane. A hit *holds* the item inside its hook point: the producer's emit
 (or the handler call) waits, nothing is dropped and the accounting invariant
 holds, while the job (scope ``job``) or the routine (scope ``routine``) is paused.
+
+A step always comes back. While it runs, the consumers of slots where a call waits
+for room may take items (``Job.may_run``), so a stepped emit into a full slot goes on;
+when nothing can move any more before the step's next point (``runtime.stepping``),
+the session stops there instead, at a location of kind ``blocked`` (the slot whose
+room never comes, and why) or ``idle`` (the stepped routine has nothing to do). Such
+a stop holds no item; the job stays paused.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DebugError
 from ..runtime.hooks import HookPoint, Hooks
 from ..runtime.results import ResumeReport, fill_warnings
+from ..runtime.stepping import blocking_slot, next_quiet, stalled
 from .breakpoints import POINT_OF_KIND, Breakpoint, make_breakpoint
 from .conditions import Condition, ConditionError, to_plain
 
@@ -23,8 +31,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..runtime.job import Job
+    from ..runtime.results import JobStatus
 
 _KIND_OF_POINT = {point: kind for kind, point in POINT_OF_KIND.items()}
+#: where a step that cannot go on stops (no item is held there)
+STOPS = ("blocked", "idle")
+_KIND_OF_POINT.update({stop: stop for stop in STOPS})
 _VARIABLES = frozenset({"item", "routine", "slot", "event", "attempt", "queue", "state"})
 _EMPTY_CONTEXT: dict[str, Any] = {
     "item": None,
@@ -46,6 +58,12 @@ class Hit:
     breakpoint: Breakpoint | None
     routine: str | None
     release: asyncio.Future[None] = field(repr=False)
+    reason: str | None = None  # why a step stopped here (``blocked`` and ``idle`` stops)
+
+    @property
+    def holds_item(self) -> bool:
+        """``False`` for a stop of a step that could not go on: nothing waits on it."""
+        return self.hook not in STOPS
 
     def location(self) -> dict[str, Any]:
         p = self.point
@@ -58,6 +76,7 @@ class Hit:
             "event": p.event,
             "attempt": p.attempt,
             "item": p.item,
+            "reason": self.reason,
         }
 
 
@@ -72,9 +91,9 @@ class _Trap:
 
 
 def _target(hook: str, p: HookPoint) -> str:
-    if hook == "on_handler_start":
+    if hook in ("on_handler_start", "idle"):
         return p.routine or ""
-    if hook == "on_enqueue":
+    if hook in ("on_enqueue", "blocked"):
         return p.slot or ""
     if hook == "on_emit":
         return p.event or ""
@@ -93,6 +112,8 @@ class DebugSession(Hooks):
         self._next_id = 1
         self._routine_pauses: set[str] = set()
         self._hit_waiters: list[asyncio.Future[None]] = []
+        self._watcher: asyncio.Task[None] | None = None  # of the running step
+        self._going_on = 0  # released holds whose item has not gone on yet
         self.hits = 0
         self.on_hit: list[Callable[[DebugSession, Hit], None]] = []
 
@@ -104,7 +125,7 @@ class DebugSession(Hooks):
 
     def detach(self) -> None:
         """Release everything held and stop watching the job."""
-        self._trap = None
+        self._end_step()
         self._release_all()
         self.breakpoints.clear()
         self._index.clear()
@@ -242,12 +263,15 @@ class DebugSession(Hooks):
     async def on_handler_start(self, point: HookPoint) -> None:
         await self._at("on_handler_start", point)
 
+    def on_job_status(self, job: Job, status: JobStatus, reason: str | None) -> None:
+        if job.finished:  # nothing will be hit any more: wake ``wait_for_hit``
+            self._end_step()
+            self._wake_hit_waiters()
+
     async def _at(self, hook: str, point: HookPoint) -> None:
         trap = self._trap
         if trap is not None and self._trap_matches(trap, hook, point):
-            self._trap = None
-            self.job.allow_while_paused(())
-            self.job.refresh_hooks()
+            self._end_step()
             await self._hold(hook, point, None, "job")
             return
         for bp in self._index.get((hook, _target(hook, point)), ()):
@@ -304,24 +328,76 @@ class DebugSession(Hooks):
     async def _hold(self, hook: str, point: HookPoint, bp: Breakpoint | None, scope: str) -> None:
         job = self.job
         hit = Hit(point, hook, bp, point.routine, job.loop.create_future())
-        self._held.append(hit)
-        self.hits += 1
         if scope == "routine" and point.routine is not None:
             job.pause_routine(point.routine)
             self._routine_pauses.add(point.routine)
         else:
             job.request_pause(f"breakpoint:{bp.id}" if bp else "step")
-        for callback in self.on_hit:
-            callback(self, hit)
-        waiters, self._hit_waiters = self._hit_waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+        self._stopped(hit)
         try:
             await asyncio.shield(hit.release)
         finally:
             if hit in self._held:
                 self._held.remove(hit)
+            elif hit.release.done() and not hit.release.cancelled():
+                self._went_on()
+
+    def _stopped(self, hit: Hit) -> None:
+        self._held.append(hit)
+        self.hits += 1
+        for callback in self.on_hit:
+            callback(self, hit)
+        self._wake_hit_waiters()
+
+    def _wake_hit_waiters(self) -> None:
+        waiters, self._hit_waiters = self._hit_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- a step in progress ----------------------------------------------------------------
+
+    def _went_on(self) -> None:
+        """A released item went on: the step may be stuck now, so look again."""
+        self._going_on -= 1
+        if self._going_on == 0 and self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = self.job.loop.create_task(self._watch(), name=f"weirflow:{self.job.id}:step")
+
+    async def _watch(self) -> None:
+        """Until the step reaches its point: each time the job goes quiet, stop the step
+        if nothing can move any more (``runtime.stepping.stalled``)."""
+        job = self.job
+        while self._trap is not None and not job.finished:
+            if self._going_on == 0 and stalled(job):
+                self._stop_stuck()
+                return
+            await next_quiet(job)
+
+    def _stop_stuck(self) -> None:
+        trap = self._trap
+        assert trap is not None
+        self._end_step()
+        job = self.job
+        blocked = blocking_slot(job, trap.routine)
+        if blocked is not None:
+            slot, reason = blocked
+            hook = "blocked"
+        else:
+            slot, hook = None, "idle"
+            reason = f"routine {trap.routine!r} has nothing to do while the job is paused"
+        point = HookPoint(hook, job, trap.routine, None, slot=slot)
+        self._stopped(Hit(point, hook, None, trap.routine, job.loop.create_future(), reason=reason))
+
+    def _end_step(self) -> None:
+        """The step is over (it reached its point, stopped, or the session let go)."""
+        self._trap = None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not asyncio.current_task():
+            watcher.cancel()
+        if not self.job.finished:
+            self.job.allow_while_paused(())
+            self.job.refresh_hooks()
 
     # -- the session's controls ------------------------------------------------------------
 
@@ -335,8 +411,11 @@ class DebugSession(Hooks):
         return self._held[0].location() if self._held else None
 
     async def wait_for_hit(self, timeout_s: float | None = None) -> dict[str, Any]:
-        """Wait until an item is held; return its location."""
+        """Wait until an item is held, or a step stopped where it could not go on; return
+        the location. ``DebugError`` if nothing is within ``timeout_s`` or the job finished."""
         while not self._held:
+            if self.job.finished:
+                raise DebugError(f"job {self.job.id} is {self.job.status.value}: nothing will be hit")
             fut: asyncio.Future[None] = self.job.loop.create_future()
             self._hit_waiters.append(fut)
             try:
@@ -353,6 +432,12 @@ class DebugSession(Hooks):
         if not self._held:
             raise DebugError("nothing is held: the job is not stopped at a breakpoint")
         return self._held[0]
+
+    def _held_item(self) -> Hit:
+        hit = self._current()
+        if not hit.holds_item:
+            raise DebugError(f"no item is held: the step stopped ({hit.hook}: {hit.reason})")
+        return hit
 
     def inspect(self, slot: str | None = None, limit: int = 10) -> dict[str, Any]:
         """The held item, its routine's state, every slot's stats and the first
@@ -375,7 +460,7 @@ class DebugSession(Hooks):
 
     def set_item(self, value: Any) -> None:
         """Replace the held item (a batch or join call needs as many items as it had)."""
-        hit = self._current()
+        hit = self._held_item()
         held = hit.point.item
         if hit.point.grouped and (not isinstance(value, list | tuple) or len(value) != len(held)):
             raise DebugError(f"this call holds {len(hit.point.item)} items; give a list of as many")
@@ -383,7 +468,7 @@ class DebugSession(Hooks):
 
     def drop_item(self, reason: str) -> None:
         """Dead-letter the held item with reason ``debugger:<reason>``; the job stays paused."""
-        hit = self._current()
+        hit = self._held_item()
         hit.point.drop(f"debugger:{reason}")
         self._release(hit)
 
@@ -401,11 +486,13 @@ class DebugSession(Hooks):
         return cond.value(context)
 
     def step(self) -> None:
-        """Let the held item go; stop at the next hook point of the same routine."""
+        """Let the held item go; stop at the next hook point of the same routine (or where
+        the step cannot go on: a ``blocked`` or ``idle`` stop)."""
         self._step("step")
 
     def step_into(self) -> None:
-        """Let the held item go; stop when what its routine emits next arrives at a slot."""
+        """Let the held item go; stop when what its routine emits next arrives at a slot
+        (or where the step cannot go on)."""
         self._step("into")
 
     def _step(self, mode: str) -> None:
@@ -413,6 +500,8 @@ class DebugSession(Hooks):
         routine = hit.routine
         if routine is None:
             raise DebugError("this item comes from outside the flow; use resume")
+        if self._trap is not None:
+            self._end_step()
         self._trap = _Trap(mode, routine)
         if hit.hook == "on_route" and mode == "into" and hit.point.slot is not None:
             self._trap.routed.add((hit.point.slot, id(hit.point.item)))
@@ -423,13 +512,12 @@ class DebugSession(Hooks):
             self._routine_pauses.discard(routine)
             self.job.resume_routine(routine)
         self._release(hit)
+        self._watcher = self.job.loop.create_task(self._watch(), name=f"weirflow:{self.job.id}:step")
 
     async def resume(self) -> ResumeReport:
         """Release every held item and let the job run; warnings name full slots."""
         job = self.job
-        self._trap = None
-        job.allow_while_paused(())
-        job.refresh_hooks()
+        self._end_step()
         self._release_all()
         for routine in self._routine_pauses:
             job.resume_routine(routine)
@@ -444,6 +532,8 @@ class DebugSession(Hooks):
             self._held.remove(hit)
         if not hit.release.done():
             hit.release.set_result(None)
+            if hit.holds_item:
+                self._going_on += 1
 
     def _release_all(self) -> None:
         for hit in list(self._held):

@@ -490,6 +490,10 @@ class Job:
         self._parked += n
         if n > 0:
             self._wake_quiet()
+            if self._stepping and self._paused:
+                # a call stepped past a breakpoint may now wait for room: wake the paused
+                # runners so that the consumer of that slot can make it (``may_run``)
+                self._wake_paused()
 
     def _call_done(self) -> None:
         self._wake_quiet()
@@ -513,12 +517,16 @@ class Job:
             self._park(1)
         try:
             while not self._finished:
-                if self._paused and (runner is None or runner.name not in self._stepping):
+                if runner is None:
+                    if not self._paused:
+                        return
                     fut = self._resumed
-                elif runner is not None and runner.paused:
-                    fut = runner.resumed
-                else:
+                elif self.may_run(runner):
                     return
+                elif self._paused and not self._allowed(runner):
+                    fut = self._resumed
+                else:
+                    fut = runner.resumed
                 await asyncio.shield(fut)
         finally:
             if parked:
@@ -590,10 +598,26 @@ class Job:
         self._stepping = names
         if self._paused and names:
             # wake the waiting runners: the allowed ones run, the others wait again
-            old, self._resumed = self._resumed, self.loop.create_future()
-            old.set_result(None)
-            for runner in self._thread_runners:
-                runner.wake()
+            self._wake_paused()
+
+    def may_run(self, runner: RoutineRunner) -> bool:
+        """Whether ``runner`` may start a call now: its routine is not paused, and the job
+        is not paused or lets it run while paused (``allow_while_paused``, or it makes room).
+        """
+        return not runner.paused and (not self._paused or self._allowed(runner))
+
+    def _allowed(self, runner: RoutineRunner) -> bool:
+        # during a step, the consumer of a slot where a call waits for room may take from
+        # it: otherwise a stepped emit into a full slot of a paused routine never returns
+        stepping = self._stepping
+        return runner.name in stepping or (bool(stepping) and runner.makes_room())
+
+    def _wake_paused(self) -> None:
+        """Wake the runners waiting for the pause to end; those still held wait again."""
+        old, self._resumed = self._resumed, self.loop.create_future()
+        old.set_result(None)
+        for runner in self._thread_runners:
+            runner.wake()
 
     def pause_routine(self, routine: str) -> None:
         """Stop starting calls of one routine; the rest runs until backpressure reaches it."""

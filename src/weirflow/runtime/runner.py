@@ -235,6 +235,10 @@ class RoutineRunner:
     def has_work(self) -> bool:
         return any(a.has_work() for a in self.acts)
 
+    def makes_room(self) -> bool:
+        """Whether a handler call waits for room in one of this routine's slots."""
+        return any(q.calls_waiting() for q in self.queues.values())
+
     def idle(self) -> bool:
         return self.active == 0 and not self.has_work()
 
@@ -262,7 +266,7 @@ class RoutineRunner:
         streak = 0  # calls since this task last let others run
         try:
             while not job._finished:
-                if (job._paused and self.name not in job._stepping) or self.paused:
+                if (job._paused or self.paused) and not job.may_run(self):
                     await job._wait_resumed(self, parked=False)
                     continue
                 act = self._next() if self.active < self.concurrency else None
@@ -530,7 +534,7 @@ class RoutineRunner:
                         await asyncio.sleep(delay)  # retry backoff
                     finally:
                         job._park(-1)
-                    if (job._paused and self.name not in job._stepping) or self.paused:
+                    if (job._paused or self.paused) and not job.may_run(self):
                         await job._wait_resumed(self, parked=True)
                     continue
                 if taken:

@@ -214,6 +214,13 @@ class SharedSlotQueue(SlotQueue):
         finally:
             parker.park_from_thread(-1)
 
+    def room_given(self) -> bool:
+        """``SlotQueue.room_given``, and: a thread waits while there is room (it is about to
+        go on), or a wake-up of the loop's emitters is on its way."""
+        with self.lock:
+            thread_goes_on = bool(self.waiting) and len(self.items) < self.capacity
+            return thread_goes_on or self._wake_posted or super().room_given()
+
     def wake_putter(self) -> None:  # on the loop
         with self.lock:
             self._wake_posted = False

@@ -29,6 +29,7 @@ class SlotQueue:
 
     __slots__ = (
         "_blocked_since",
+        "_call_waits",
         "_gap",
         "_near",
         "block_timeout_s",
@@ -70,6 +71,7 @@ class SlotQueue:
         self.blocked_emitters = 0
         self.blocked_s_done = 0.0
         self._blocked_since: dict[asyncio.Future[None], float] = {}
+        self._call_waits: set[asyncio.Future[None]] = set()  # those of handler calls
         self._near = max(1, math.ceil(spec.capacity * NEAR_FULL_RATIO))
         # hysteresis for fill-state notifications: a slot hovering at a threshold does
         # not report every item; it leaves a state only ``_gap`` items below it
@@ -159,6 +161,8 @@ class SlotQueue:
                 fut: asyncio.Future[None] = loop.create_future()
                 self.putters.append(fut)
                 self._blocked_since[fut] = time.monotonic()
+                if parks_call:
+                    self._call_waits.add(fut)
                 try:
                     if deadline is None:
                         await fut
@@ -179,6 +183,7 @@ class SlotQueue:
                     raise
                 finally:
                     self.blocked_s_done += time.monotonic() - self._blocked_since.pop(fut)
+                    self._call_waits.discard(fut)
                 if job.finished:  # woken with room, but the job ended before this ran
                     raise JobFinishedError(
                         f"job {job.id} is {job.status.value}; item for {self.path} not accepted"
@@ -189,6 +194,19 @@ class SlotQueue:
             self.blocked_emitters -= 1
             if parks_call:
                 job._park(-1)
+
+    def room_given(self) -> bool:
+        """Whether an emitter was woken with room and has not gone on yet (it will)."""
+        return any(fut.done() for fut in self._blocked_since)
+
+    def calls_waiting(self) -> bool:
+        """Whether a handler call waits here for room and has not been given it yet."""
+        return any(not fut.done() for fut in self._call_waits)
+
+    def calls_may_wait(self) -> bool:
+        """Whether a handler call waits here for room or was just given it (one read: safe
+        from a worker thread, where ``calls_waiting`` is not)."""
+        return bool(self._call_waits)
 
     def wake_putter(self) -> None:
         while self.putters:

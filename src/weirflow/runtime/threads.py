@@ -144,6 +144,11 @@ class ThreadRunner(RoutineRunner):
     def running_calls(self) -> int:
         return self.active + self.busy
 
+    def makes_room(self) -> bool:
+        """``RoutineRunner.makes_room``, safe on a worker thread: while a call that waited for
+        room in one of its slots has not gone on (it may have been given room already)."""
+        return any(q.calls_may_wait() for q in self.queues.values())
+
     def unparked_calls(self) -> int:
         with self.lock:
             return self.busy - self.parked
@@ -207,7 +212,7 @@ class ThreadRunner(RoutineRunner):
     def _held_locked(self) -> bool:
         """The job or this routine is paused (and not stepping through this routine)."""
         job = self.job
-        return self.paused or (job._paused and self.name not in job._stepping)
+        return self.paused or (job._paused and not job._allowed(self))
 
     def _may_take_locked(self) -> bool:
         job = self.job
@@ -216,7 +221,7 @@ class ThreadRunner(RoutineRunner):
             or self.stopping
             or self.paused
             or self.active  # on_end runs (on the loop)
-            or (job._paused and self.name not in job._stepping)
+            or (job._paused and not job._allowed(self))
         )
 
     def _ready_locked(self) -> _Act | None:

@@ -20,6 +20,8 @@ MAX_EXPR_CHARS = MAX_SOURCE_CHARS
 MAX_BATCH = 1000
 
 Kind = Literal["routine", "slot", "event", "connection"]
+#: where a job stopped: a breakpoint's kind, or where a step could not go on
+StopKind = Literal["routine", "slot", "event", "connection", "blocked", "idle"]
 Scope = Literal["job", "routine"]
 
 _CONDITION = (
@@ -129,13 +131,18 @@ class BatchRemoved(BaseModel):
 
 class Location(BaseModel):
     breakpoint: str | None = Field(description="The breakpoint that hit; null after a step.")
-    kind: Kind
+    kind: StopKind = Field(
+        description="A breakpoint's kind; after a step that could not go on, blocked (target: the "
+        "full slot whose room never comes) or idle (target: the stepped routine, which has nothing "
+        "to do); these hold no item."
+    )
     target: str
     routine: str | None = Field(description="The emitting routine (event, connection) or receiving one.")
     slot: str | None
     event: str | None
     attempt: int
     item: Any
+    reason: str | None = Field(default=None, description="Why a step stopped where it could not go on.")
 
 
 class DebugView(BaseModel):

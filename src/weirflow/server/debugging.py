@@ -183,8 +183,16 @@ class DebugService:
             raise ConflictError(f"nothing is held: job {job_id} is not stopped at a breakpoint")
         return session
 
-    def set_item(self, job_id: str, item: Any) -> dict[str, Any]:
+    def held_item(self, job_id: str) -> DebugSession:
+        """``held``, and what is held must be an item (not where a step could not go on)."""
         session = self.held(job_id)
+        stop = session.held[0]
+        if not stop.holds_item:
+            raise ConflictError(f"no item is held: job {job_id}'s step stopped ({stop.hook}: {stop.reason})")
+        return session
+
+    def set_item(self, job_id: str, item: Any) -> dict[str, Any]:
+        session = self.held_item(job_id)
         try:
             session.set_item(item)
         except DebugError as e:
@@ -193,7 +201,7 @@ class DebugService:
         return location
 
     def drop_item(self, job_id: str, reason: str) -> dict[str, Any]:
-        session = self.held(job_id)
+        session = self.held_item(job_id)
         session.drop_item(reason)
         return _render(session, None, SHOWN_ITEMS)
 
