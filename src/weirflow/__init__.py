@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .durable.models import JobInfo
+from .engine import Engine
 from .errors import (
     ClusterError,
     DebugError,
@@ -45,7 +46,6 @@ from .flow import (
 from .runtime import (
     Context,
     DeadLetter,
-    Engine,
     HookPoint,
     Hooks,
     Job,

@@ -11,6 +11,7 @@ import typer
 
 from ..errors import FlowError, JobError, StoreError, WeirflowError
 from ..flow.graph import Flow
+from ..flow.source import load_flows
 from .inputs import InputError
 
 USAGE_ERROR = 2
@@ -53,6 +54,4 @@ def cli_errors() -> Iterator[None]:
 
 def load(source: str) -> list[Flow]:
     """The flows of ``--flows DIR_OR_MODULE`` (the same loader as ``weirflow serve``)."""
-    from ..server.flow_source import load_flows
-
     return load_flows(source)

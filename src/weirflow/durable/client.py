@@ -1,4 +1,8 @@
-"""What ``wf.Engine(store=...)`` delegates to: submitting durable jobs and reading them back."""
+"""What ``wf.Engine(store=...)`` delegates to: submitting durable jobs and reading them back.
+
+``DurableClient`` implements the runtime's ``DurableJobs`` protocol: the engine calls it
+and never imports this package.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from .functional import FunctionRoutine, routine
 from .graph import Connection, Flow, SlotSpec
 from .policy import Backoff, ErrorPolicy, Overflow
 from .routine import Activation, Event, Routine, Slot, batch, join
+from .source import load_flows
 
 __all__ = [
     "Activation",
@@ -21,5 +22,6 @@ __all__ = [
     "SlotSpec",
     "batch",
     "join",
+    "load_flows",
     "routine",
 ]

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import JobError
 from ..flow.graph import Flow
@@ -17,10 +17,8 @@ from .job import Job
 from .journal import Journal, is_active
 
 if TYPE_CHECKING:
-    from ..durable.client import DurableClient
-    from ..durable.models import JobInfo, JobSpec
-    from ..durable.store import Store
     from ..flow.policy import Backoff
+    from .durability import DurableJobs
 from .process import ProcessPool
 from .replay import Restore
 from .threads import ThreadCrew
@@ -36,9 +34,9 @@ class Engine:
     own besides. ``max_processes`` (default: the number of CPUs) caps the child
     processes of ``executor = "process"`` routines. ``max_dead_letters`` is how many
     dead letters each job keeps in memory (``JobResult.dead_letters``); every one is
-    still counted and reported to hooks and the journal. ``store`` (a URL such as
-    ``"sqlite:///weirflow.db"``, or a ``weirflow.durable.Store``) enables ``submit``
-    and ``get_job``; it is opened at ``async with`` (or first use) and closed by
+    still counted and reported to hooks and the journal. A store of durable jobs
+    (``use_durable``: ``wf.Engine(store=URL)`` does it) enables ``submit``, ``get_job``
+    and ``wait_job``; it is opened at ``async with`` (or first use) and closed by
     ``close()``. Use as ``async with wf.Engine() as e``.
     """
 
@@ -49,7 +47,6 @@ class Engine:
         journal: Journal | None = None,
         max_threads: int | None = None,
         max_processes: int | None = None,
-        store: str | Store | None = None,
         max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
     ) -> None:
         if max_dead_letters < 0:
@@ -70,11 +67,12 @@ class Engine:
         self.jobs: dict[str, Job] = {}
         self.flows: dict[str, Flow] = {}
         self._closed = False
-        self._durable: DurableClient | None = None
-        if store is not None:
-            from ..durable.client import DurableClient
+        self._durable: DurableJobs | None = None
 
-            self._durable = DurableClient(self, store)
+    def use_durable(self, durable: DurableJobs) -> None:
+        """Submit and read durable jobs through ``durable`` (the runtime reaches a store only
+        through this protocol; ``weirflow.durable.DurableClient`` implements it)."""
+        self._durable = durable
 
     @property
     def closed(self) -> bool:
@@ -102,7 +100,7 @@ class Engine:
             self._processes = ProcessPool(max_processes=self.max_processes)
         return self._processes
 
-    async def __aenter__(self) -> Engine:
+    async def __aenter__(self) -> Self:
         if self._durable is not None:
             await self._durable.open()
         return self
@@ -193,14 +191,14 @@ class Engine:
 
     # -- durable jobs (weirflow.durable) ---------------------------------------------
 
-    def _store_client(self) -> DurableClient:
+    def _store_client(self) -> DurableJobs:
         if self._durable is None:
             raise JobError("this engine has no store: use wf.Engine(store='sqlite:///weirflow.db')")
         return self._durable
 
     @property
-    def store(self) -> Store | None:
-        """The durable store given as ``store=`` (``None`` without one)."""
+    def store(self) -> Any:
+        """The durable store (a ``weirflow.durable.Store``; ``None`` without one)."""
         return self._durable.store if self._durable is not None else None
 
     async def submit(
@@ -237,7 +235,7 @@ class Engine:
 
     async def submit_many(
         self,
-        jobs: Iterable[JobSpec | tuple[str, dict[str, Any] | None]],
+        jobs: Iterable[Any],
         *,
         queue: str = "default",
         attempts: int = 3,
@@ -266,11 +264,11 @@ class Engine:
             timeout_s=timeout_s,
         )
 
-    async def get_job(self, job_id: str) -> JobInfo:
+    async def get_job(self, job_id: str) -> Any:
         """A durable job's status, attempt, error and steps (``JobError`` if unknown)."""
         return await self._store_client().get_job(job_id)
 
-    async def wait_job(self, job_id: str, *, timeout_s: float | None = None) -> JobInfo:
+    async def wait_job(self, job_id: str, *, timeout_s: float | None = None) -> Any:
         """Wait until the durable job ``job_id`` is completed, failed or cancelled and return
         its ``JobInfo`` (status, error and its traceback, steps, ``outputs``,
         ``dead_letters``), like BullMQ's ``waitUntilFinished``. It waits on the store's

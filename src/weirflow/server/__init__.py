@@ -6,8 +6,8 @@ uvicorn. Route modules (``routes/``) only translate HTTP to ``JobService`` calls
 
 from __future__ import annotations
 
+from ..flow.source import load_flows
 from .app import create_app
-from .flow_source import load_flows
 from .settings import Role, Settings, SettingsError, load_settings
 from .uvicorn_server import Server, make_server
 

@@ -24,6 +24,7 @@ from .. import __version__
 from ..debug import Debugger
 from ..durable.worker import Worker
 from ..flow.graph import Flow
+from ..flow.source import check_unique, load_flows
 from ..metrics import EngineMetrics
 from ..runtime.engine import Engine
 from .auth import require_read
@@ -32,7 +33,6 @@ from .debugging import DebugService
 from .durable_jobs import StoreService
 from .errors import install_error_handlers
 from .events import EventHub
-from .flow_source import check_unique, load_flows
 from .routes import ROUTERS
 from .service import JobService
 from .settings import Settings

@@ -8,7 +8,7 @@ import pytest
 
 import weirflow as wf
 from tests.server.conftest import FLOW_DIR, SERVED
-from weirflow.server import load_flows
+from weirflow.flow import load_flows
 
 
 def test_a_module_gives_its_top_level_flows() -> None:
@@ -41,3 +41,10 @@ def test_an_empty_directory_and_duplicate_names(tmp_path: Path) -> None:
     (tmp_path / "b.yml").write_text(echo)
     with pytest.raises(wf.FlowError, match="two flows are named 'echo'"):
         load_flows(str(tmp_path))
+
+
+def test_the_loader_is_still_importable_from_the_server() -> None:
+    from weirflow.server import load_flows as from_server
+    from weirflow.server.flow_source import load_flows as from_old_module
+
+    assert from_server is load_flows and from_old_module is load_flows
