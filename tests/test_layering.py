@@ -87,3 +87,132 @@ def test_worker_and_jobs_commands_do_not_load_the_http_stack() -> None:
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["flows"] > 1
     assert report["loaded"] == []
+
+
+# -- no module outside the runtime uses a runtime object's private attributes --------------
+#
+# The rule, checked on the source of every module of ``weirflow`` outside
+# ``weirflow/runtime/``: an attribute access ``x._name`` (one leading underscore, not a
+# dunder) is an error when ``_name`` is private to a runtime class, i.e. some class in
+# ``weirflow/runtime/`` defines it: a method or class attribute of that name, a
+# ``self._name = ...`` in one of its methods, or an entry of its ``__slots__``.
+# The exception is ``self._name`` (or ``cls._name``) inside a class that is not derived
+# from a runtime class (one of its bases is imported from ``weirflow.runtime``), or that
+# defines ``_name`` itself: that is the class's own attribute, which merely shares a
+# name. So a subclass of a runtime class outside the runtime may not use the base's
+# private names either. Modules talk to runtime objects through public methods and
+# properties instead.
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def defined_by(cls: ast.ClassDef) -> set[str]:
+    """The private names ``cls`` defines (methods, class attributes, ``self.x =``, slots)."""
+    names: set[str] = set()
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        for target in targets:
+            if isinstance(target, ast.Name):
+                names.add(target.id)
+                if target.id == "__slots__" and node.value is not None:
+                    names.update(
+                        c.value
+                        for c in ast.walk(node.value)
+                        if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                    )
+    for node in ast.walk(cls):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("self", "cls")
+        ):
+            names.add(node.attr)
+    return {n for n in names if _private(n)}
+
+
+def runtime_private_names() -> dict[str, set[str]]:
+    """Each private name a runtime class defines -> the classes defining it."""
+    owners: dict[str, set[str]] = {}
+    for path in (PACKAGE / "runtime").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                for name in defined_by(node):
+                    owners.setdefault(name, set()).add(node.name)
+    return owners
+
+
+def private_runtime_uses(path: Path, owners: dict[str, set[str]], root: Path = PACKAGE.parent) -> list[str]:
+    """Each ``x._name`` in ``path`` against the rule above, as ``file:line: x._name (...)``."""
+    found: list[str] = []
+    tree = ast.parse(path.read_text(), str(path))
+    runtime_classes = {c for classes in owners.values() for c in classes}
+    from_runtime = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and "runtime" in (node.module or "").split(".")
+        for alias in node.names
+        if alias.name in runtime_classes
+    }
+
+    def own_names(cls: ast.ClassDef) -> set[str] | None:
+        """What ``self._x`` may use in ``cls``: ``None`` for anything (not a runtime subclass)."""
+        bases = {ast.unparse(b).rpartition(".")[2] for b in cls.bases}
+        return defined_by(cls) if bases & from_runtime else None
+
+    def visit(node: ast.AST, own: set[str] | None) -> None:
+        if isinstance(node, ast.ClassDef):
+            own = own_names(node)
+        if isinstance(node, ast.Attribute) and node.attr in owners:
+            on_self = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            mine = on_self and (own is None or node.attr in own)
+            if not mine:
+                where = f"{path.relative_to(root)}:{node.lineno}"
+                found.append(
+                    f"{where}: {ast.unparse(node)} (private to {', '.join(sorted(owners[node.attr]))})"
+                )
+        for child in ast.iter_child_nodes(node):
+            visit(child, own)
+
+    visit(tree, set())
+    return found
+
+
+def test_no_module_outside_the_runtime_uses_private_attributes_of_runtime_objects() -> None:
+    owners = runtime_private_names()
+    outside = [p for p in sorted(PACKAGE.rglob("*.py")) if PACKAGE / "runtime" not in p.parents]
+    assert [use for path in outside for use in private_runtime_uses(path, owners)] == []
+
+
+def test_the_private_attribute_check_finds_what_it_looks_for(tmp_path: Path) -> None:
+    """The check above is not vacuous: it knows the runtime's private names and flags a
+    use from outside, but not a class's own attribute of the same name."""
+    owners = runtime_private_names()
+    assert {"Job"} <= owners["_queue"] and "Context" in owners["_step"]
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from weirflow.runtime.job import Job as Base\n"
+        "class Mine:\n"
+        "    def uses(self, job, ctx):\n"
+        "        return self._queue, job._queue('a.b'), ctx._step\n"
+        "class Sub(Base):\n"
+        "    def __init__(self):\n"
+        "        self._step = 1\n"
+        "    def uses(self):\n"
+        "        return self._step, self._queue('a.b')\n"
+    )
+    assert private_runtime_uses(sample, owners, root=tmp_path) == [
+        "sample.py:4: job._queue (private to Job)",
+        "sample.py:4: ctx._step (private to Context)",
+        "sample.py:9: self._queue (private to Job)",
+    ]

@@ -59,3 +59,9 @@ class Engine(RuntimeEngine):
         """A durable job's status, attempt, error and steps (``JobError`` if unknown)."""
         info: JobInfo = await super().get_job(job_id)
         return info
+
+    async def wait_job(self, job_id: str, *, timeout_s: float | None = None) -> JobInfo:
+        """Wait until the durable job is completed, failed or cancelled and return its
+        ``JobInfo`` (see ``weirflow.runtime.Engine.wait_job``)."""
+        info: JobInfo = await super().wait_job(job_id, timeout_s=timeout_s)
+        return info

@@ -318,8 +318,8 @@ class DebugSession(Hooks):
         if "queue" in want:
             queue: dict[str, Any] = {}
             if point.slot is not None:
-                q = job._queue(point.slot)
-                queue = {"size": len(q.items), "capacity": q.capacity, "usage": len(q.items) / q.capacity}
+                q = job.queue_stats(point.slot)
+                queue = {"size": q.size, "capacity": q.capacity, "usage": q.usage}
             context["queue"] = queue
         if "state" in want:
             context["state"] = to_plain(job.routine_state(routine)) if routine in job.runners else {}

@@ -166,7 +166,7 @@ class DurableJournal(Journal):
         try:
             line = self._codec.finished(step, self._pending_enq if folded else None, self._item)
         except UnstorableError as e:
-            job._fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
+            job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
             return
         if folded:
             self._pending = None

@@ -214,6 +214,11 @@ class Job:
         if not self._finished:
             self._finish(JobStatus.COMPLETED, None, None)
 
+    def fail(self, error: str, traceback: str | None = None) -> None:
+        """End the job as failed with ``error``, as a ``fail_job`` error policy does (for
+        an extension that cannot go on, e.g. a journal); nothing once it has finished."""
+        self._fail(error, traceback)
+
     def _fail(self, error: str, traceback: str | None = None) -> None:
         if not self._finished:
             self.error_traceback = traceback
@@ -645,6 +650,11 @@ class Job:
         """Every slot's statistics now."""
         paused = self._paused
         return {path: q.stats(paused or q.runner.paused) for path, q in self._queues.items()}
+
+    def queue_stats(self, slot: str) -> QueueStats:
+        """One slot's statistics now (``UnknownSlotError`` for a slot the flow lacks)."""
+        q = self._queue(slot)
+        return q.stats(self._paused or q.runner.paused)
 
     def queued_items(self, slot: str, limit: int = 10) -> list[Any]:
         """The first ``limit`` items waiting in ``slot``."""
