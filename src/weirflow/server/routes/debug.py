@@ -140,7 +140,8 @@ async def inspect(
 @router.post("/{job_id}/debug/step", response_model=DebugView, responses=errors(404, 409), dependencies=ADMIN)
 async def step(job_id: str, debug: Debug, wait_s: WaitS = 0) -> dict[str, Any]:
     """Let the held item go; stop at the next hook point of the same routine (the job stays
-    paused). With ``wait_s``, answer once it stopped there."""
+    paused), or where the step cannot go on (location kind ``blocked``, with the slot and a
+    ``reason``, or ``idle``). With ``wait_s``, answer once it stopped."""
     return await debug.step(job_id, False, wait_s)
 
 

@@ -112,7 +112,8 @@ export function debuggerPanel(box, { base, flow, graph }) {
     };
     clear(stopped, h("div", { class: "card stopped" },
       h("p", {}, h("strong", {}, "Stopped "), `at ${loc.kind} `, h("code", { id: "stopped-at" }, loc.target),
-        loc.breakpoint ? [" by breakpoint ", h("code", {}, loc.breakpoint)] : " after a step", ` (attempt ${loc.attempt}); ${view.held} item(s) held.`),
+        loc.breakpoint ? [" by breakpoint ", h("code", {}, loc.breakpoint)] : " after a step", ` (attempt ${loc.attempt}); ${view.held} item(s) held.`,
+        loc.reason ? [" The step could not go on: ", h("span", { id: "stop-reason" }, loc.reason), "."] : ""),
       canAct() ? [field("Held item (JSON, editable)", editor),
         h("div", { class: "actions" }, h("button", { type: "button", id: "save-item", onclick: save }, "Save item"),
           h("button", { type: "button", id: "step", class: "secondary", onclick: () => act("step", undefined) }, "Step"),
