@@ -128,7 +128,7 @@ class DurableJournal(Journal):
         try:
             encoded = self._item(item)
         except UnstorableError as e:  # not checked at the door (an input stored before it was)
-            job._fail(f"the durable journal cannot record an item of {slot}: {e}")
+            job.fail(f"the durable journal cannot record an item of {slot}: {e}")
             return
         codec = self._codec
         if origin is self._pending and origin is not None:
