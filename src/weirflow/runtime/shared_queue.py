@@ -221,6 +221,14 @@ class SharedSlotQueue(SlotQueue):
             thread_goes_on = bool(self.waiting) and len(self.items) < self.capacity
             return thread_goes_on or self._wake_posted or super().room_given()
 
+    def calls_waiting(self) -> bool:
+        """``SlotQueue.calls_waiting``, or a worker thread's call waits here (a thread that
+        waits is always a handler call's emit)."""
+        return bool(self.waiting) or super().calls_waiting()
+
+    def calls_may_wait(self) -> bool:
+        return bool(self.waiting) or super().calls_may_wait()
+
     def wake_putter(self) -> None:  # on the loop
         with self.lock:
             self._wake_posted = False
