@@ -42,6 +42,8 @@ def test_start_send_close_and_wait_for_the_result(client: wf.Client) -> None:
     assert client.job(job.id).status is wf.JobStatus.COMPLETED
     assert any(j.id == job.id for j in client.jobs(flow="stream").items)
     assert client.queues(job.id).slots["clean.items"].processed == 3
+    pair = client.start("stream", {"clean.items": ("x", "y")})  # a tuple is items, as engine.start reads it
+    assert client.wait(pair.id, timeout_s=10).outputs["clean.out"] == ["x", "y"]
 
 
 def test_errors_are_the_in_process_exceptions(client: wf.Client, live: Live) -> None:

@@ -200,3 +200,17 @@ async def test_a_too_costly_condition_pauses_the_job_and_says_why() -> None:
         assert bp.error is not None and "too costly" in bp.error
         await session.resume()
         await job.cancel()
+
+
+@pytest.mark.parametrize(
+    ("expr", "n"),
+    [
+        ("(" + " + ".join(["item"] * 200) + ").map(x, x).size() > 0", 15),  # 1.7 s before (review)
+        ("size(" + " + ".join(["item"] * 200) + ") > 0", 2000),
+    ],
+)
+def test_a_range_grown_by_concatenation_is_counted_at_its_grown_size(expr: str, n: int) -> None:
+    cond = Condition(expr)
+    with pytest.raises(ConditionError, match="too costly"):
+        cond.value({"item": to_plain(list(range(n)))})
+    assert Condition("size(item + item) == 4").test({"item": [1, 2]})

@@ -128,8 +128,9 @@ def nothing(_: Any) -> None:
 
 
 def items(inputs: Inputs | None) -> dict[str, list[Any]]:
-    """``{"r.slot": item or [items]}`` as the API takes it: a list per slot."""
-    return {slot: v if isinstance(v, list) else [v] for slot, v in (inputs or {}).items()}
+    """``{"r.slot": item or [items]}`` as the API takes it: a list per slot. A list or a tuple
+    is the slot's items, as ``engine.start`` reads them."""
+    return {slot: list(v) if isinstance(v, list | tuple) else [v] for slot, v in (inputs or {}).items()}
 
 
 def query(**params: Any) -> dict[str, Any]:

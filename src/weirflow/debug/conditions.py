@@ -141,6 +141,8 @@ class Condition:
         self._macros = _macros(code)
         self._operators = len(_OPERATOR.findall(code))
         self._literal_items = code.count(",") + 1  # an upper bound on a list literal's length
+        # ``+`` concatenates lists: a range built as ``item + item + ...`` is that many times longer
+        self._concatenations = code.count("+")
         self.source = source
         try:
             self._program = cel.compile(source)
@@ -159,10 +161,13 @@ class Condition:
     def cost_ms(self, context: dict[str, Any]) -> float:
         """An upper estimate of the time an evaluation against ``context`` takes."""
         size = _measure(context)
-        steps = max(size.longest, self._literal_items)
+        grow = 1 + self._concatenations
+        steps = max(size.longest, self._literal_items) * grow
+        values = size.values * grow
         cost = size.values * _CONVERT_MS_PER_VALUE + size.chars * _CHAR_MS * (1 + self._operators)
+        cost += values * self._concatenations * _COPY_MS_PER_VALUE  # each + copies what it joins
         for m in self._macros:
-            per_step = size.values if m.reaches_out else max(1.0, size.values / max(steps, 1))
+            per_step = values if m.reaches_out else max(1.0, values / max(steps, 1))
             if m.name in _QUADRATIC:
                 cost += steps * steps * per_step * _COPY_MS_PER_VALUE
             else:
