@@ -16,6 +16,7 @@ time per database).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -87,7 +88,32 @@ class PostgresStore(PostgresAdmin):
         return (await self.submit_once(spec))[0]
 
     async def submit_once(self, spec: JobSpec) -> tuple[str, bool]:
-        return (await self.submit_many([spec]))[0]
+        # group commit: submits made while a batch is being written wait for it, then go
+        # together in the next one (one statement and one NOTIFY for all of them)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[str, bool]] = loop.create_future()
+        self._waiting_submits.append((spec, answer))
+        if self._submitter is None or self._submitter.done():
+            self._submitter = loop.create_task(self._submit_waiting(), name="weirflow:submit")
+        return await answer
+
+    async def _submit_waiting(self) -> None:
+        while self._waiting_submits:
+            batch, self._waiting_submits = self._waiting_submits, []
+            try:
+                done = await self.submit_many([spec for spec, _ in batch])
+            except Exception as e:  # noqa: BLE001 - handed to every submit of the batch, each raises it
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(e)
+                continue
+            except BaseException:
+                for _, answer in batch:
+                    answer.cancel()
+                raise
+            for (_, answer), result in zip(batch, done, strict=True):
+                if not answer.done():
+                    answer.set_result(result)
 
     async def submit_many(self, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
         if not specs:

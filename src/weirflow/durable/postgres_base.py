@@ -20,6 +20,7 @@ from .models import (
     FINISHED,
     QUEUED,
     JobRecord,
+    JobSpec,
 )
 from .rows import (
     JOB_SELECT,
@@ -67,6 +68,9 @@ class PostgresBase:
         self._outcomes = Outcomes()
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        # submits waiting for the batch being written (``PostgresStore.submit_once``)
+        self._waiting_submits: list[tuple[JobSpec, asyncio.Future[tuple[str, bool]]]] = []
+        self._submitter: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         await self.open()
