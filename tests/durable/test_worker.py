@@ -87,7 +87,9 @@ async def test_failures_retry_with_backoff_then_fail(make_store: StoreFactory) -
     delays = [start - fail for fail, start in zip(fails, starts[1:], strict=False)]
     assert len(delays) == 2
     for delay, expected in zip(delays, (0.2, 0.4), strict=True):
-        assert expected <= delay < expected + 1.0, delays
+        # (the failure's event is stamped a statement after the retry time was set from the
+        # clock, so a claim right at that time can be up to one round trip short of it)
+        assert expected - 0.01 <= delay < expected + 1.0, delays
     steps = await store.steps(job_id)
     assert [(s.run, s.status) for s in steps] == [(1, "failed"), (2, "failed"), (3, "failed")]
     assert all("failed on purpose" in (s.error or "") for s in steps)
