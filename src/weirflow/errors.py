@@ -91,6 +91,16 @@ class RequestError(WeirflowError):
         self.body = body or {}
 
 
+class ScheduleError(WeirflowError):
+    """A schedule is malformed (a bad cron expression, an unknown time zone, no or two
+    timings) or unknown; the message names what is wrong, ``field`` the setting at fault
+    (``"cron"``, ``"tz"``, ...) when it is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class ClusterError(WeirflowError):
     """The cluster registry or queue backend failed."""
 

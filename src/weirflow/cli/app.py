@@ -26,6 +26,7 @@ from .execute import RunInterruptedError, run_job
 from .inputs import InputError, parse_inputs
 from .jobs import jobs_app
 from .report import exit_code, to_json
+from .schedules import schedules_app
 from .serve import serve
 from .worker import worker
 
@@ -61,6 +62,7 @@ def _options(
 app.command()(serve)
 app.command()(worker)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(schedules_app, name="schedules")
 
 
 def _exit(message: str, code: int) -> NoReturn:

@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from ..errors import FlowError, JobError, StoreError, WeirflowError
+from ..errors import FlowError, JobError, ScheduleError, StoreError, WeirflowError
 from ..flow.graph import Flow
 from ..flow.source import load_flows
 from .inputs import InputError
@@ -41,7 +41,7 @@ def cli_errors() -> Iterator[None]:
     One ``error:`` line on stderr, no traceback."""
     try:
         yield
-    except (FlowError, InputError, JobError, ValueError) as e:
+    except (FlowError, InputError, JobError, ScheduleError, ValueError) as e:
         fail(str(e), USAGE_ERROR)
     except StoreError as e:
         fail(str(e), USAGE_ERROR if "store URL" in str(e) else FAILURE)

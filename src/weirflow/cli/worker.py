@@ -88,6 +88,10 @@ def worker(
         float,
         typer.Option("--shutdown-grace", metavar="S", help="On SIGTERM, let running jobs finish for S."),
     ] = 30.0,
+    schedules: Annotated[
+        bool,
+        typer.Option("--schedules/--no-schedules", help="Fire the queue's schedules' ticks."),
+    ] = True,
 ) -> None:
     """Run durable jobs of a queue until SIGTERM or SIGINT (then finish or give back running jobs)."""
     with cli_errors():
@@ -116,6 +120,7 @@ def worker(
             retention=retention,
             alerts=alerts,
             shutdown_grace_s=shutdown_grace,
+            schedules=schedules,
         )
         names = ", ".join(f.name for f in loaded)
         print(

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JobError, JobTimeoutError
 from ..flow.policy import Backoff
-from .models import DEFAULT_BACKOFF, DEFAULT_QUEUE, FINISHED, JobInfo, JobSpec
+from .models import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_QUEUE, FINISHED, JobInfo, JobSpec
+from .schedules import Schedule
 from .store import Store, open_store
 
 if TYPE_CHECKING:
@@ -108,3 +109,29 @@ class DurableClient:
         if record.status not in FINISHED:
             raise JobTimeoutError(f"job {job_id} is still {record.status} after {timeout_s:g}s")
         return JobInfo.of(record, await store.steps(job_id))
+
+    async def schedule(self, name: str, flow: str, inputs: dict[str, Any] | None, **options: Any) -> Schedule:
+        """``options`` are ``Engine.schedule``'s (``cron``, ``every_s``, ``tz``, ``queue``,
+        ``catchup``, ``misfire_grace_s``, ``attempts``, ``backoff``, ``priority``,
+        ``timeout_s``)."""
+        graph = self.engine.flow(flow)
+        inputs = dict(inputs or {})
+        slots = set(graph.slot_paths())
+        unknown = sorted(set(inputs) - slots)
+        if unknown:
+            raise JobError(f"flow {flow!r} has no slot {unknown[0]!r} (slots: {', '.join(sorted(slots))})")
+        attempts = options.pop("attempts", DEFAULT_ATTEMPTS)
+        backoff = options.pop("backoff", None) or DEFAULT_BACKOFF
+        schedule = Schedule(
+            name=name, flow=flow, inputs=inputs, max_attempts=attempts, backoff=backoff, **options
+        )
+        store = await self.open()
+        return await store.add_schedule(schedule)
+
+    async def unschedule(self, name: str) -> bool:
+        store = await self.open()
+        return await store.remove_schedule(name)
+
+    async def schedules(self, queue: str | None) -> list[Schedule]:
+        store = await self.open()
+        return await store.list_schedules(queue=queue)

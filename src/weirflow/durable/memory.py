@@ -33,6 +33,7 @@ from .models import (
     done_parts,
 )
 from .retention import expired_ids
+from .schedules import Fired, Schedule, added
 from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Clock
 from .wakeup import Outcomes, Wakeups
 
@@ -55,6 +56,8 @@ class MemoryStore:
         self._journal: dict[str, list[str]] = {}
         self._wakeups = Wakeups()
         self._outcomes = Outcomes()
+        self._schedules: dict[str, Schedule] = {}
+        self._schedule_wakeups = Wakeups()
 
     async def open(self) -> None:
         pass
@@ -386,3 +389,43 @@ class MemoryStore:
 
     async def clear_journal(self, job_id: str) -> None:
         self._journal.pop(job_id, None)
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def add_schedule(self, schedule: Schedule) -> Schedule:
+        new = added(copy.deepcopy(schedule), self._schedules.get(schedule.name), self.clock())
+        self._schedules[new.name] = new
+        self._schedule_wakeups.notify(new.queue)
+        return copy.deepcopy(new)
+
+    async def remove_schedule(self, name: str) -> bool:
+        gone = self._schedules.pop(name, None)
+        if gone is not None:
+            self._schedule_wakeups.notify(gone.queue)
+        return gone is not None
+
+    async def list_schedules(self, *, queue: str | None = None) -> list[Schedule]:
+        return [
+            copy.deepcopy(s) for _, s in sorted(self._schedules.items()) if queue is None or s.queue == queue
+        ]
+
+    async def fire_schedules(self, queue: str) -> Fired:
+        now = self.clock()
+        made: list[str] = []
+        for _, s in sorted(self._schedules.items()):
+            if s.queue != queue or s.next_at > now:
+                continue
+            tick, next_at, dropped = s.due(now)
+            if dropped:
+                self._event(None, queue, "schedule_skipped", {"schedule": s.name, "fired": tick})
+            s.next_at = next_at
+            if tick is not None:
+                job_id, created = await self.submit_once(s.spec(tick))
+                s.last_at, s.last_job_id = tick, job_id
+                if created:
+                    made.append(job_id)
+        due = [s.next_at for s in self._schedules.values() if s.queue == queue]
+        return Fired(made, min(due) if due else None)
+
+    async def wait_for_schedules(self, queue: str, timeout_s: float) -> None:
+        await self._schedule_wakeups.wait(queue, timeout_s)

@@ -34,8 +34,8 @@ from .models import (
     backoff_to_json,
     done_parts,
 )
-from .postgres_admin import PostgresAdmin
 from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX, OUTCOME_CHANNEL
+from .postgres_schedules import PostgresSchedules
 from .rows import (
     job_from_row,
 )
@@ -75,7 +75,7 @@ _SUBMIT = (
 )
 
 
-class PostgresStore(PostgresAdmin):
+class PostgresStore(PostgresSchedules):
     """A ``Store`` in the PostgreSQL database at ``url`` (``postgresql://user@host:port/db``).
 
     ``pool_size`` bounds the connections of this process; ``connect_timeout_s`` is how

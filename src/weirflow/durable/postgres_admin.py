@@ -20,7 +20,16 @@ from .models import (
     StepRecord,
     SweepReport,
 )
-from .postgres_base import CHANNEL, LISTEN_RETRY_MAX_S, OUTCOME_CHANNEL, SWEEPER_LOCK, Conn, PostgresBase, log
+from .postgres_base import (
+    CHANNEL,
+    LISTEN_RETRY_MAX_S,
+    OUTCOME_CHANNEL,
+    SCHEDULE_CHANNEL,
+    SWEEPER_LOCK,
+    Conn,
+    PostgresBase,
+    log,
+)
 from .rows import (
     JOB_SELECT,
     STEP_SELECT,
@@ -211,11 +220,14 @@ class PostgresAdmin(PostgresBase):
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
+                    await conn.execute(f"LISTEN {SCHEDULE_CHANNEL}")
                     self._listening.set()
                     delay = 0.1
                     async for note in conn.notifies():
                         if note.channel == OUTCOME_CHANNEL:
                             self._outcomes.notify(note.payload)
+                        elif note.channel == SCHEDULE_CHANNEL:
+                            self._schedule_wakeups.notify(note.payload)
                         else:
                             self._wakeups.notify(note.payload)
             except psycopg.Error as e:
@@ -224,5 +236,6 @@ class PostgresAdmin(PostgresBase):
             # a lost connection may have lost notifications: wake every waiter to look
             self._wakeups.notify_all()
             self._outcomes.notify_all()
+            self._schedule_wakeups.notify_all()
             await asyncio.sleep(delay)
             delay = min(LISTEN_RETRY_MAX_S, delay * 2)

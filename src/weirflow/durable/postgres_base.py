@@ -35,6 +35,7 @@ log = structlog.get_logger("weirflow.durable")
 
 CHANNEL = "weirflow_jobs"
 OUTCOME_CHANNEL = "weirflow_outcomes"  # payload: the id of a job that finished
+SCHEDULE_CHANNEL = "weirflow_schedules"  # payload: a queue whose schedules changed
 MIGRATION_LOCK = "weirflow:migrate"
 SWEEPER_LOCK = "weirflow:sweeper"
 CLAIM_LOCK_PREFIX = "weirflow:claim:"
@@ -66,6 +67,7 @@ class PostgresBase:
         self._pool: psycopg_pool.AsyncConnectionPool[Conn] | None = None
         self._wakeups = Wakeups()
         self._outcomes = Outcomes()
+        self._schedule_wakeups = Wakeups()  # per queue: its schedules changed
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         # submits waiting for the batch being written (``PostgresStore.submit_once``)

@@ -48,14 +48,14 @@ from .rows import (
     JOB_SELECT,
     job_from_row,
 )
-from .sqlite_admin import SqliteAdmin
 from .sqlite_base import Conn
+from .sqlite_schedules import SqliteSchedules
 from .store import DEFAULT_MAX_STALLS
 
 Change = tuple[str, dict[str, Any]]  # an event kind and its data (``rules``)
 
 
-class SqliteStore(SqliteAdmin):
+class SqliteStore(SqliteSchedules):
     """A ``Store`` in the SQLite file ``path`` (created with its folder if missing)."""
 
     # -- submitting and claiming --------------------------------------------------------

@@ -57,6 +57,7 @@ class SqliteBase:
         self._thread: ThreadPoolExecutor | None = None
         self._wakeups = Wakeups()
         self._outcomes = Outcomes()
+        self._schedule_wakeups = Wakeups()  # per queue: its schedules changed
         self._changed: list[str] = []  # jobs the current transaction changed (store thread)
 
     async def __aenter__(self) -> Self:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from ..errors import StoreError
 from .models import Claim, Done, EventRecord, JobRecord, JobSpec, Rate, Retention, StepRecord, SweepReport
+from .schedules import Fired, Schedule
 
 Clock = Callable[[], float]
 DEFAULT_LEASE_S = 30.0
@@ -159,6 +160,28 @@ class Store(Protocol):
         """The job once it is completed, failed or cancelled, waiting at most ``timeout_s``
         (then the job as it is); ``None`` for an unknown id. Woken by the store's
         notifications (PostgreSQL ``NOTIFY``, in-process wake-ups), not by polling."""
+
+    # -- schedules (``weirflow.durable.schedules``) ------------------------------------------
+
+    async def add_schedule(self, schedule: Schedule) -> Schedule:
+        """Create or replace the schedule of that name; returns it as stored. Re-added with
+        the same timing it keeps its next tick (so no tick is missed by re-adding it at
+        every start); with another timing it first ticks after now."""
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete the schedule; ``False`` if there was none of that name."""
+
+    async def list_schedules(self, *, queue: str | None = None) -> list[Schedule]:
+        """By name."""
+
+    async def fire_schedules(self, queue: str) -> Fired:
+        """Make the jobs of ``queue``'s due ticks (by ``Schedule.due``), each with its
+        tick's idempotency key, in the transaction that moves each schedule on: one job
+        per tick however many workers call this at once."""
+
+    async def wait_for_schedules(self, queue: str, timeout_s: float) -> None:
+        """Return when ``queue``'s schedules changed (added, replaced, removed) or after
+        ``timeout_s`` (a store that cannot hear other processes' changes waits less)."""
 
     # -- the durable journal's records (``weirflow.durable.journal.JournalStore``) --------
 

@@ -2,7 +2,9 @@
 
 A worker holds a lease on each job it runs, renewed by a heartbeat task that is
 independent of job code; it reports outcomes (completions in batches); it runs
-the sweeper (one per store wins the sweeper lock) with retention and alerts. At
+the sweeper (one per store wins the sweeper lock) with retention and alerts; it
+fires its queue's schedules, sleeping until the next due tick (``schedules=False``
+leaves that to other workers). At
 start it requeues the jobs a previous run with the same ``worker_id`` left
 running. ``stop()`` (SIGTERM/SIGINT in ``weirflow worker``) stops claiming, lets
 running jobs finish for ``shutdown_grace_s``, then cancels the rest and gives
@@ -49,6 +51,8 @@ T = TypeVar("T")
 DEFAULT_CONCURRENCY = 3
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 5.0
+SCHEDULE_IDLE_S = 60.0  # the longest a scheduler sleeps without a due tick (a safety net)
+SCHEDULE_MIN_WAIT_S = 0.02
 
 
 def default_worker_id() -> str:
@@ -87,6 +91,7 @@ class Worker:
         poll_max_s: float = 1.0,
         record_steps: bool = True,
         durable: bool = True,
+        schedules: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -113,6 +118,7 @@ class Worker:
         self.shutdown_grace_s = shutdown_grace_s
         self.poll_min_s = poll_min_s
         self.poll_max_s = poll_max_s
+        self.schedules = schedules
         self.journal: StepJournal | None = None
         self.durable: DurableJournal | None = None
         if self.engine.journal is None:
@@ -163,7 +169,10 @@ class Worker:
             if recovered:
                 log.info("jobs_recovered", worker=self.worker_id, jobs=recovered)
             log.info("worker_started", worker=self.worker_id, queue=self.queue, store=self.store.url)
-            for coro in (self._heartbeat(), self._reporter(), self._sweeper()):
+            loops = [self._heartbeat(), self._reporter(), self._sweeper()]
+            if self.schedules:
+                loops.append(self._scheduler())
+            for coro in loops:
                 task = asyncio.get_running_loop().create_task(coro)
                 self._tasks.add(task)
             await self._claim_loop()
@@ -427,6 +436,28 @@ class Worker:
             except StoreError as e:
                 log.warning("sweep_failed", worker=self.worker_id, error=str(e))
             await asyncio.sleep(self.sweep_every_s)
+
+    async def _scheduler(self) -> None:
+        """Fire this queue's due schedules: sleep until the next due tick (or until the
+        queue's schedules change), then ask the store, which makes one job per tick however
+        many workers ask (``weirflow.durable.schedules``)."""
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                fired = await self.store.fire_schedules(self.queue)
+            except StoreError as e:
+                log.warning("schedules_failed", worker=self.worker_id, error=str(e), retry_in_s=delay)
+                await asyncio.sleep(delay)  # (a backoff while the store fails)
+                delay = min(RECONNECT_MAX_S, delay * 2)
+                continue
+            delay = RECONNECT_MIN_S
+            if fired.jobs:
+                log.info("schedules_fired", worker=self.worker_id, queue=self.queue, jobs=fired.jobs)
+            wait = SCHEDULE_IDLE_S
+            if fired.next_at is not None:
+                # (at least a moment: a tick another worker is firing right now still looks due)
+                wait = min(wait, max(SCHEDULE_MIN_WAIT_S, fired.next_at - self.store.clock()))
+            await self.store.wait_for_schedules(self.queue, wait)
 
     # -- shutdown -------------------------------------------------------------------------
 

@@ -35,3 +35,13 @@ class DurableJobs(Protocol):
 
     async def wait_job(self, job_id: str, timeout_s: float | None) -> Any:
         """Wait until the job is completed, failed or cancelled; return ``get_job``'s answer."""
+
+    async def schedule(self, name: str, flow: str, inputs: dict[str, Any] | None, **options: Any) -> Any:
+        """Create or replace a schedule of the registered flow ``flow`` (``Engine.schedule``'s
+        options); the stored ``weirflow.durable.schedules.Schedule``."""
+
+    async def unschedule(self, name: str) -> bool:
+        """Remove a schedule; ``False`` if there was none."""
+
+    async def schedules(self, queue: str | None) -> list[Any]:
+        """The schedules (of ``queue``), by name."""

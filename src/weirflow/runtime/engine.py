@@ -278,3 +278,53 @@ class Engine:
         if timeout_s is not None and not timeout_s >= 0:
             raise JobError("timeout_s must be >= 0")
         return await self._store_client().wait_job(job_id, timeout_s)
+
+    async def schedule(
+        self,
+        name: str,
+        flow: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every_s: float | None = None,
+        tz: str = "UTC",
+        queue: str = "default",
+        catchup: str = "once",
+        misfire_grace_s: float = 5.0,
+        attempts: int = 3,
+        backoff: Backoff | None = None,
+        priority: int = 0,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Make a job of the registered flow ``flow`` at every tick of ``cron`` (a cron
+        expression, in the time zone ``tz``) or of ``every_s`` seconds (at its multiples
+        since the epoch); ``attempts``, ``backoff``, ``priority`` and ``timeout_s`` are each
+        job's, as for ``submit``. Workers of ``queue`` fire the ticks, one job per tick
+        however many run. Ticks missed while no worker ran: only the latest can fire —
+        with ``catchup="once"`` however late, with ``"skip"`` only within
+        ``misfire_grace_s`` of its time. Scheduling ``name`` again replaces it (keeping its
+        next tick if the timing is the same). ``ScheduleError`` for a bad cron expression,
+        time zone or timing; returns the stored ``Schedule`` (``next_at``: its next tick)."""
+        return await self._store_client().schedule(
+            name,
+            flow,
+            inputs,
+            cron=cron,
+            every_s=every_s,
+            tz=tz,
+            queue=queue,
+            catchup=catchup,
+            misfire_grace_s=misfire_grace_s,
+            attempts=attempts,
+            backoff=backoff,
+            priority=priority,
+            timeout_s=timeout_s,
+        )
+
+    async def unschedule(self, name: str) -> bool:
+        """Remove the schedule ``name`` (its jobs already made stay); ``False`` if unknown."""
+        return await self._store_client().unschedule(name)
+
+    async def schedules(self, *, queue: str | None = None) -> list[Any]:
+        """The store's schedules (of ``queue``), by name."""
+        return await self._store_client().schedules(queue)

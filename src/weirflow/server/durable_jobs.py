@@ -25,13 +25,14 @@ from ..durable.models import (
     StepRecord,
     unstorable,
 )
+from ..durable.schedules import Schedule
 from ..durable.store import Store, open_store
-from ..errors import JobError, StoreError
+from ..errors import JobError, ScheduleError, StoreError, UnstorableError
 from ..flow.graph import Flow
 from ..flow.policy import Backoff
 from .errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
 from .jsonsafe import jsonable
-from .store_models import SubmitStoreJob, SubmitStoreJobs
+from .store_models import AddSchedule, SubmitStoreJob, SubmitStoreJobs
 
 T = TypeVar("T")
 
@@ -140,6 +141,54 @@ class StoreService:
             await self._record(job_id)
             raise ConflictError(str(e)) from None
         return JobInfo.of(record, await self._call(self.store.steps, job_id))
+
+    # -- schedules ----------------------------------------------------------------------
+
+    async def schedules(self, queue: str | None) -> list[Schedule]:
+        return await self._call(self.store.list_schedules, queue=queue)
+
+    async def add_schedule(self, body: AddSchedule) -> Schedule:
+        """Create or replace a schedule of one of the served flows (``422`` for a flow, slot,
+        item, cron expression or time zone it cannot have)."""
+        flow = self.flows.get(body.flow)
+        if flow is None:
+            known = ", ".join(sorted(self.flows)) or "none"
+            raise InvalidRequestError(["body", "flow"], f"no flow named {body.flow!r} (flows: {known})")
+        slots = set(flow.slot_paths())
+        for slot in body.inputs:
+            if slot not in slots:
+                raise InvalidRequestError(
+                    ["body", "inputs"],
+                    f"flow {flow.name!r} has no slot {slot!r} (slots: {', '.join(sorted(slots))})",
+                )
+        b = body.backoff
+        backoff = Backoff(b.initial_s, b.factor, b.max_s, b.jitter) if b is not None else DEFAULT_BACKOFF
+        try:
+            schedule = Schedule(
+                name=body.name,
+                flow=flow.name,
+                inputs=dict(body.inputs),
+                queue=body.queue,
+                cron=body.cron,
+                every_s=body.every_s,
+                tz=body.tz,
+                catchup=body.catchup,
+                misfire_grace_s=body.misfire_grace_s,
+                max_attempts=body.attempts,
+                backoff=backoff,
+                priority=body.priority,
+                timeout_s=body.timeout_s,
+            )
+        except ScheduleError as e:
+            raise InvalidRequestError(["body", e.field] if e.field else ["body"], str(e)) from None
+        except UnstorableError as e:  # (the body's items were checked: this is not expected)
+            raise InvalidRequestError(["body", "inputs"], str(e)) from None
+        return await self._call(self.store.add_schedule, schedule)
+
+    async def remove_schedule(self, name: str) -> None:
+        """``404`` when there is no schedule of that name."""
+        if not await self._call(self.store.remove_schedule, name):
+            raise NotFoundError(f"no schedule {name!r} in the store")
 
     # -- plumbing -----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
 from ..durable.models import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_QUEUE
+from ..durable.schedules import DEFAULT_MISFIRE_GRACE_S, MIN_EVERY_S
 from .models import Item, RequestBody
 
 StoreStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -79,6 +80,24 @@ class SubmitStoreJobs(RequestBody):
 
 class RetryStoreJob(RequestBody):
     from_start: bool = Field(default=False, description="Run every step again (default: from the last).")
+
+
+class AddSchedule(RequestBody):
+    name: Name = Field(description="Adding a name again replaces that schedule.")
+    flow: Name = Field(description="Name of a flow this server serves.")
+    inputs: dict[str, list[Item]] = Field(default_factory=dict, description="Each tick's job's inputs.")
+    cron: str | None = Field(default=None, max_length=MAX_NAME, description='e.g. "*/5 * * * *".')
+    every_s: float | None = Field(default=None, ge=MIN_EVERY_S, le=MAX_DELAY_S, allow_inf_nan=False)
+    tz: str = Field(default="UTC", min_length=1, max_length=MAX_NAME, description="Time zone of cron.")
+    queue: Name = DEFAULT_QUEUE
+    catchup: Literal["once", "skip"] = Field(
+        default="once", description="Missed ticks: run the latest once, or skip it past the grace."
+    )
+    misfire_grace_s: float = Field(default=DEFAULT_MISFIRE_GRACE_S, ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
+    attempts: int = Field(default=DEFAULT_ATTEMPTS, ge=1, le=MAX_ATTEMPTS)
+    backoff: BackoffBody | None = None
+    priority: int = Field(default=0, ge=-INT4, le=INT4)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_DELAY_S, allow_inf_nan=False)
 
 
 # -- responses -------------------------------------------------------------------------
@@ -183,3 +202,25 @@ class StoreEvent(BaseModel):
     kind: str
     at: float
     data: dict[str, Any]
+
+
+class StoreSchedule(BaseModel):
+    """A schedule as ``weirflow schedules list --json`` prints it. Times are Unix seconds."""
+
+    name: str
+    flow: str
+    inputs: dict[str, Any]
+    queue: str
+    cron: str | None
+    every_s: float | None
+    tz: str
+    catchup: str
+    misfire_grace_s: float
+    attempts: int
+    backoff: StoreBackoff
+    priority: int
+    timeout_s: float | None
+    next_at: float = Field(description="Its next tick.")
+    last_at: float | None = Field(description="The last tick that made a job.")
+    last_job_id: str | None
+    created_at: float

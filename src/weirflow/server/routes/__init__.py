@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import control, debug, events, flow_check, flows, health, jobs, metrics, store, store_bulk
+from . import control, debug, events, flow_check, flows, health, jobs, metrics, schedules, store, store_bulk
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -19,5 +19,6 @@ ROUTERS: list[APIRouter] = [
     events.router,
     metrics.router,
     store.router,
+    schedules.router,
     store_bulk.router,
 ]
