@@ -34,6 +34,7 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # tens of seconds on 2 cores: run by scripts/test (CI), not by a plain pytest
 def test_jobs_commands(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'w.db'}"
     done = cli(

@@ -28,6 +28,7 @@ def hold(c: httpx.Client, jid: str) -> None:
     c.get(f"{api}/debug", params={"wait_s": 0.2})  # not asserted: the fuzzing does not depend on it
 
 
+@pytest.mark.slow  # tens of seconds on 2 cores: run by scripts/test (CI), not by a plain pytest
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 def test_debug_routes_of_a_held_job_never_fail(mode: GenerationMode) -> None:
     with live_server(

@@ -48,6 +48,7 @@ def keyed_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield s
 
 
+@pytest.mark.slow  # tens of seconds on 2 cores: run by scripts/test (CI), not by a plain pytest
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 def test_no_generated_request_gets_a_server_error(keyed_live: Live, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{keyed_live.url}/openapi.json", headers=AUTH)
