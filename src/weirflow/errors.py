@@ -101,6 +101,17 @@ class ScheduleError(WeirflowError):
         self.field = field
 
 
+class LeaseLostError(StoreError):
+    """A write for a job carried a stale fencing token: another claim of the job (a
+    takeover after this worker's lease expired, a cancel, a release) came since, so the
+    store refused it. The worker that gets it drops the job without touching it again."""
+
+    def __init__(self, job_ids: list[str], why: str = "") -> None:
+        self.job_ids = job_ids
+        what = ", ".join(job_ids)
+        super().__init__(f"lease lost on job {what}: {why or 'no longer held under this claim'}")
+
+
 class ClusterError(WeirflowError):
     """The cluster registry or queue backend failed."""
 

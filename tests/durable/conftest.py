@@ -80,6 +80,15 @@ async def store(make_store: StoreFactory, clock: FakeClock) -> Store:
     return await make_store(clock=clock)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL for worker processes, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'weirflow.db'}"
+    server: PgServer = request.getfixturevalue("pg")
+    return server.new_database()
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_url" in metafunc.fixturenames and not any(
         m.name == "parametrize" and "store_url" in m.args[0] for m in metafunc.definition.iter_markers()

@@ -3,13 +3,21 @@
 Every module-level ``wf.Flow`` here is loaded by ``--flows tests.durable.flows``.
 Behaviour comes from the job's inputs, so worker processes need no shared state:
 ``{"a.item": {"sleep_s": 0.5, "fail": true, "log": "/tmp/x"}}``. With ``log``,
-every step appends ``routine:attempt`` to that file (the crash tests count them).
+every step appends ``job:routine:attempt`` to that file (the crash tests count them);
+with ``times``, ``start:job:routine:attempt:pid:t`` and ``end:job:routine:attempt:pid:t0:t1``
+instead. ``sleeps`` gives a routine its own sleep (``{"b": 2.0}``), ``first_sleep_s``
+the first attempt of every step. ``kill`` makes the worker process
+``kill -9`` itself once (the ``once`` file marks it done) in ``routine`` at ``when``
+(``start`` or ``after_emit``), ``after_s`` later: a crash at an exact point.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +27,35 @@ import weirflow as wf
 def _log(item: dict[str, Any], ctx: wf.Context) -> None:
     if item.get("log"):
         with Path(item["log"]).open("a", encoding="utf-8") as f:
-            f.write(f"{ctx.job_id}:{ctx.routine}:{ctx.attempt}\n")
+            if item.get("times"):
+                f.write(f"start:{ctx.job_id}:{ctx.routine}:{ctx.attempt}:{os.getpid()}:{time.time()}\n")
+            else:
+                f.write(f"{ctx.job_id}:{ctx.routine}:{ctx.attempt}\n")
+
+
+def _sleep_s(item: dict[str, Any], ctx: wf.Context) -> float:
+    if "first_sleep_s" in item and ctx.attempt == 1:
+        return float(item["first_sleep_s"])
+    sleeps = item.get("sleeps") or {}
+    return float(sleeps.get(ctx.routine, item.get("sleep_s") or 0))
+
+
+async def _maybe_die(item: dict[str, Any], ctx: wf.Context, when: str) -> None:
+    kill = item.get("kill")
+    if not kill or kill["routine"] != ctx.routine or kill["when"] != when:
+        return
+    marker = Path(kill["once"])
+    if marker.exists():
+        return
+    await asyncio.sleep(kill.get("after_s", 0))  # (lets the journal commit what came before)
+    marker.write_text(f"{ctx.routine}:{when}")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _log_end(item: dict[str, Any], ctx: wf.Context, t0: float) -> None:
+    if item.get("log") and item.get("times"):
+        with Path(item["log"]).open("a", encoding="utf-8") as f:
+            f.write(f"end:{ctx.job_id}:{ctx.routine}:{ctx.attempt}:{os.getpid()}:{t0}:{time.time()}\n")
 
 
 class Stage(wf.Routine):
@@ -30,14 +66,34 @@ class Stage(wf.Routine):
 
     @item.handler
     async def run(self, item: dict[str, Any], ctx: wf.Context) -> None:
+        t0 = time.time()
         _log(item, ctx)
+        await _maybe_die(item, ctx, "start")
         ctx.progress(40, f"{ctx.routine} working")
-        if item.get("sleep_s"):
-            await asyncio.sleep(item["sleep_s"])
+        if _sleep_s(item, ctx):
+            await asyncio.sleep(_sleep_s(item, ctx))
         if item.get("fail") is True or item.get("fail") == ctx.routine:
             raise ValueError(f"{ctx.routine} failed on purpose")
         ctx.progress(90, f"{ctx.routine} nearly done")
         await ctx.emit(self.out, item)
+        _log_end(item, ctx, t0)
+        await _maybe_die(item, ctx, "after_emit")
+
+
+class BlockingStage(wf.Routine):
+    """``Stage`` with a plain ``def`` handler (run in the engine's threads): its sleep
+    blocks the thread, which nothing can cancel."""
+
+    item = wf.Slot()
+    out = wf.Event()
+
+    @item.handler
+    def run(self, item: dict[str, Any], ctx: wf.Context) -> None:
+        t0 = time.time()
+        _log(item, ctx)
+        time.sleep(_sleep_s(item, ctx))
+        _log_end(item, ctx, t0)
+        ctx.emit(self.out, item)
 
 
 def _chain(name: str, stages: int) -> wf.Flow:
@@ -53,6 +109,10 @@ def _chain(name: str, stages: int) -> wf.Flow:
 
 steps3 = _chain("steps3", 3)
 one = _chain("one", 1)
+
+blocking = wf.Flow("blocking")
+blocking.add("a", BlockingStage())
+blocking.output("a.out")
 
 
 # per job, in this process: the item s1 emitted first has been taken by s2

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from weirflow.durable import JobRecord, Store
+from weirflow.durable import JobRecord, StepRecord, Store
 from weirflow.durable.worker import Worker
 
 
@@ -41,3 +41,12 @@ async def poll_store(
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(every_s)  # cross-process: nothing in this process to wait on
+
+
+def step_outcomes(steps: list[StepRecord]) -> list[tuple[str, str, int, str | None]]:
+    """``(routine, status, attempt, worker)`` of each step, by routine, after checking that
+    no step is running and that each routine (called once in these flows) has one row:
+    a rerun is the same step, with the next attempt, not a new row."""
+    assert not [s for s in steps if s.status == "running"], steps
+    assert sorted((s.routine, s.seq) for s in steps) == sorted({(s.routine, 1) for s in steps}), steps
+    return [(s.routine, s.status, s.attempt, s.worker) for s in sorted(steps, key=lambda s: s.routine)]

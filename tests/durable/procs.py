@@ -65,6 +65,13 @@ class WorkerProcess:
     def __enter__(self) -> WorkerProcess:
         return self
 
+    def wait(self, timeout_s: float = 60) -> int:
+        """Wait for the process to end by itself; its exit code."""
+        code = self.proc.wait(timeout_s)
+        self._out.close()
+        return code
+
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.kill()
+        self._out.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -154,16 +154,18 @@ class HeldStore:
         self.release = asyncio.Event()
         self.batches: list[int] = []  # records per append
 
-    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+    async def append_journal(
+        self, rows: Sequence[tuple[str, str]], *, tokens: Mapping[str, int] | None = None
+    ) -> list[str]:
         await self.release.wait()
         self.batches.append(sum(text.count("\n") + 1 for _, text in rows))
-        await self.store.append_journal(rows)
+        return await self.store.append_journal(rows, tokens=tokens)
 
     async def read_journal(self, job_id: str) -> list[str]:
         return await self.store.read_journal(job_id)
 
-    async def clear_journal(self, job_id: str) -> None:
-        await self.store.clear_journal(job_id)
+    async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
+        await self.store.clear_journal(job_id, token=token)
 
 
 class Watched(DurableJournal):
@@ -225,9 +227,11 @@ class Entered(HeldStore):
         super().__init__(store)
         self.entered = asyncio.Event()
 
-    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+    async def append_journal(
+        self, rows: Sequence[tuple[str, str]], *, tokens: Mapping[str, int] | None = None
+    ) -> list[str]:
         self.entered.set()
-        await super().append_journal(rows)
+        return await super().append_journal(rows, tokens=tokens)
 
 
 @pytest.mark.parametrize("store_url", ["memory"], indirect=True)

@@ -32,12 +32,12 @@ async def claimed(store: Store) -> str:
 
 async def test_a_completion_keeps_its_outputs_and_dead_letters(store: Store) -> None:
     job_id = await claimed(store)
-    await store.complete("w1", [(job_id, {"b.out": [42]}, [LETTER])])
+    assert await store.complete("w1", [(job_id, 1, {"b.out": [42]}, [LETTER])]) == []
     job = await store.get(job_id)
     assert job is not None and job.status == "completed"
     assert (job.outputs, job.dead_letters, job.error_detail) == ({"b.out": [42]}, [LETTER], None)
     plain = await claimed(store)
-    await store.complete("w1", [(plain, {})])  # (id, outputs) as before: no dead letters
+    await store.complete("w1", [(plain, 1, {})])  # (id, token, outputs): no dead letters
     job = await store.get(plain)
     assert job is not None and job.status == "completed" and job.dead_letters is None
 
@@ -45,11 +45,11 @@ async def test_a_completion_keeps_its_outputs_and_dead_letters(store: Store) -> 
 async def test_a_failure_keeps_its_traceback_on_the_job_and_in_its_events(store: Store) -> None:
     job_id = await store.submit(spec(max_attempts=2, backoff=wf.Backoff(initial_s=0, jitter=False)))
     await store.claim("default", "w1", limit=1, lease_s=30)
-    retrying = await store.fail(job_id, "w1", "ValueError: x", detail=TRACE, dead_letters=[LETTER])
+    retrying = await store.fail(job_id, "w1", 1, "ValueError: x", detail=TRACE, dead_letters=[LETTER])
     assert retrying is not None and retrying.status == "queued"
     assert retrying.error_detail == TRACE and retrying.dead_letters is None  # not final: no letters
     await store.claim("default", "w1", limit=1, lease_s=30)
-    failed = await store.fail(job_id, "w1", "ValueError: y", detail=TRACE + "y", dead_letters=[LETTER])
+    failed = await store.fail(job_id, "w1", 2, "ValueError: y", detail=TRACE + "y", dead_letters=[LETTER])
     assert failed is not None and failed.status == "failed"
     job = await store.get(job_id)
     assert job is not None
@@ -64,7 +64,7 @@ async def test_a_failure_keeps_its_traceback_on_the_job_and_in_its_events(store:
 
 
 async def test_a_step_row_keeps_its_traceback(store: Store) -> None:
-    job_id = await store.submit(spec())
+    job_id = await claimed(store)
     row = StepRecord(job_id, "a", 1, "failed", error="ValueError: x", traceback=TRACE, started_at=1.0)
     await store.record_steps([row])
     [got] = await store.steps(job_id)
@@ -78,7 +78,7 @@ async def test_wait_finished_is_woken_by_an_outcome_written_elsewhere(make_store
     await writing.claim("default", "w1", limit=1, lease_s=30)
     await asyncio.sleep(0)  # (let the waiter make its first read: it must wait past it)
     assert not waiter.done()
-    await writing.complete("w1", [(job_id, {"b.out": [1]})])
+    await writing.complete("w1", [(job_id, 1, {"b.out": [1]})])
     job = await asyncio.wait_for(waiter, 10)
     assert job is not None and job.status == "completed" and job.outputs == {"b.out": [1]}
 

@@ -16,6 +16,8 @@ from weirflow.durable import JobSpec, open_store
 from weirflow.durable.sqlite import SqliteStore
 from weirflow.errors import StoreError
 
+from .helpers import poll_store
+
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
@@ -122,5 +124,34 @@ async def test_a_reader_elsewhere_does_not_hold_up_the_store(tmp_path: Path) -> 
             reader.execute("COMMIT")
             reader.close()
         assert (await store.read_journal(job_id))[-1] == "after"
+    finally:
+        await store.close()
+
+
+async def test_the_wal_shrinks_back_once_a_long_reader_is_gone(tmp_path: Path) -> None:
+    """A reader elsewhere keeps the WAL from being emptied while journal appends go on:
+    once it is gone, the store checkpoints again (with no append to trigger it) and the
+    WAL goes back down instead of staying at its largest for good."""
+    path = tmp_path / "weirflow.db"
+    wal = tmp_path / "weirflow.db-wal"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        job_id = await store.submit(JobSpec(flow="f", inputs={}))
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM wf_jobs").fetchall()  # a long read in progress
+        for _ in range(6):
+            await store.append_journal([(job_id, "x" * (3 << 20))])
+        grown = wal.stat().st_size
+        assert grown > 16 << 20
+        reader.execute("COMMIT")
+        reader.close()
+
+        async def shrunk() -> bool:  # the file's size: nothing to wait on but the file
+            return wal.stat().st_size < 1 << 20
+
+        await poll_store(shrunk, timeout_s=10)
+        assert len(await store.read_journal(job_id)) == 6
     finally:
         await store.close()

@@ -40,7 +40,7 @@ async def test_submit_then_get_and_claim(store: Store, clock: FakeClock) -> None
     assert (running.status, running.attempt, running.worker_id) == ("running", 1, "w1")
     assert running.lease_expires_at == clock.now + 30
     assert await claim_ids(store) == []
-    await store.complete("w1", [(job_id, {"b.out": [42]})])
+    assert await store.complete("w1", [(job_id, running.token, {"b.out": [42]})]) == []
     done = await store.get(job_id)
     assert done is not None and done.status == "completed" and done.outputs == {"b.out": [42]}
     assert [e.kind for e in await store.events(job_id=job_id)] == ["queued", "running", "completed"]
@@ -87,17 +87,17 @@ async def test_a_delayed_job_waits_for_its_time(store: Store, clock: FakeClock) 
 async def test_failure_retries_with_backoff_then_fails(store: Store, clock: FakeClock) -> None:
     job_id = await store.submit(spec(max_attempts=3, backoff=NO_JITTER))
     [first] = await claim_ids(store)
-    retried = await store.fail(first, "w1", "boom 1")
+    retried = await store.fail(first, "w1", 1, "boom 1")
     assert retried is not None and retried.status == "queued" and retried.run_at == clock.now + 2.0
     clock.advance(1.9)
     assert await claim_ids(store) == []
     clock.advance(0.2)
     assert await claim_ids(store) == [job_id]
-    again = await store.fail(job_id, "w1", "boom 2")
+    again = await store.fail(job_id, "w1", 2, "boom 2")
     assert again is not None and again.run_at == pytest.approx(clock.now + 6.0)  # 2 * 3
     clock.advance(6)
     assert await claim_ids(store) == [job_id]
-    dead = await store.fail(job_id, "w1", "boom 3")
+    dead = await store.fail(job_id, "w1", 3, "boom 3")
     assert dead is not None and (dead.status, dead.attempt, dead.error) == ("failed", 3, "boom 3")
     kinds = [e.kind for e in await store.events(job_id=job_id)]
     assert kinds.count("retrying") == 2 and kinds[-1] == "failed"
@@ -110,7 +110,7 @@ async def test_jittered_backoff_stays_within_bounds(store: Store, clock: FakeClo
     for retry, (lo, hi) in enumerate([(2.0, 4.0), (4.0, 8.0), (5.0, 10.0)], start=1):
         assert sorted(await claim_ids(store, 20)) == sorted(ids)
         for job_id in ids:
-            job = await store.fail(job_id, "w1", f"boom {retry}")
+            job = await store.fail(job_id, "w1", retry, f"boom {retry}")
             assert job is not None and lo <= job.run_at - clock.now <= hi
         clock.advance(hi)
 
@@ -118,16 +118,17 @@ async def test_jittered_backoff_stays_within_bounds(store: Store, clock: FakeClo
 async def test_no_retry_flag_fails_at_once(store: Store) -> None:
     job_id = await store.submit(spec(max_attempts=5))
     await claim_ids(store)
-    job = await store.fail(job_id, "w1", "timed out", retry=False)
+    job = await store.fail(job_id, "w1", 1, "timed out", retry=False)
     assert job is not None and job.status == "failed"
 
 
 async def test_only_the_holder_reports(store: Store) -> None:
     job_id = await store.submit(spec())
     await claim_ids(store, worker="w1")
-    assert await store.fail(job_id, "w2", "not mine") is None
-    await store.complete("w2", [(job_id, {})])
-    assert await store.renew("w2", [job_id], 30) == []
+    with pytest.raises(wf.LeaseLostError):
+        await store.fail(job_id, "w2", 1, "not mine")
+    assert await store.complete("w2", [(job_id, 1, {})]) == [job_id]
+    assert await store.renew("w2", {job_id: 1}, 30) == []
     job = await store.get(job_id)
     assert job is not None and job.status == "running"
 
@@ -150,22 +151,42 @@ async def test_queue_concurrency_caps_running_jobs(store: Store) -> None:
     ids = [await store.submit(spec()) for _ in range(5)]
     assert len(await claim_ids(store, 3, "w1", queue_concurrency=2)) == 2
     assert await claim_ids(store, 3, "w2", queue_concurrency=2) == []
-    await store.complete("w1", [(ids[0], {})])
+    await store.complete("w1", [(ids[0], 1, {})])
     assert await claim_ids(store, 3, "w2", queue_concurrency=2) == [ids[2]]
 
 
-async def test_lease_expiry_requeues_then_fails_after_max_stalls(store: Store, clock: FakeClock) -> None:
-    job_id = await store.submit(spec(max_attempts=1))
+async def test_a_stall_counts_as_an_attempt_and_keeps_the_jobs_place(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec(max_attempts=2))
+    clock.advance(1)
+    later = await store.submit(spec())
+    assert await claim_ids(store, 1, worker="w1") == [job_id]
+    clock.advance(10)
+    assert await store.renew("w1", {job_id: 1}, 30) == [job_id]  # heartbeat keeps it
+    clock.advance(31)
+    report = await store.sweep("sweeper")
+    assert report is not None and report.requeued == [job_id]
+    job = await store.get(job_id)
+    assert job is not None and (job.status, job.stalls, job.attempt) == ("queued", 1, 1)
+    assert await store.renew("w1", {job_id: 1}, 30) == []  # the old holder lost it
+    # it runs before the job queued after it, with its second (and last) attempt
+    got = await store.claim("default", "w2", limit=1, lease_s=30)
+    assert [(j.id, j.attempt, j.token) for j in got.jobs] == [(job_id, 2, 2)]
+    clock.advance(31)
+    report = await store.sweep("sweeper")
+    assert report is not None and report.failed == [job_id]
+    job = await store.get(job_id)
+    assert job is not None and (job.status, job.stalls, job.attempt) == ("failed", 2, 2)
+    assert "on the last attempt (2 of 2)" in (job.error or "")
+    assert await claim_ids(store) == [later]
+
+
+async def test_max_stalls_is_a_guard_beyond_attempts(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec(max_attempts=10))
     for stall in (1, 2):
         assert await claim_ids(store, worker=f"w{stall}") == [job_id]
-        clock.advance(10)
-        assert await store.renew(f"w{stall}", [job_id], 30) == [job_id]  # heartbeat keeps it
         clock.advance(31)
         report = await store.sweep("sweeper", max_stalls=2)
         assert report is not None and report.requeued == [job_id]
-        job = await store.get(job_id)
-        assert job is not None and (job.status, job.stalls, job.attempt) == ("queued", stall, 0)
-        assert await store.renew(f"w{stall}", [job_id], 30) == []  # the old holder lost it
     await claim_ids(store, worker="w3")
     clock.advance(31)
     report = await store.sweep("sweeper", max_stalls=2)
@@ -173,6 +194,112 @@ async def test_lease_expiry_requeues_then_fails_after_max_stalls(store: Store, c
     job = await store.get(job_id)
     assert job is not None and job.status == "failed" and job.stalls == 3
     assert "stalled 3 times" in (job.error or "")
+
+
+async def test_a_claim_takes_over_an_expired_lease(store: Store, clock: FakeClock) -> None:
+    first = await store.submit(spec())
+    clock.advance(1)
+    second = await store.submit(spec())
+    assert await claim_ids(store, 1, worker="w1") == [first]
+    clock.advance(31)  # w1's lease expired; no sweeper ran
+    got = await store.claim("default", "w2", limit=1, lease_s=30)
+    assert [(j.id, j.worker_id, j.token, j.stalls) for j in got.jobs] == [(first, "w2", 2, 1)]
+    assert await claim_ids(store, 1, worker="w2") == [second]
+    kinds = [e.kind for e in await store.events(job_id=first)]
+    assert kinds == ["queued", "running", "stalled", "running"]
+
+
+async def test_a_stale_token_is_refused_on_every_write(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec())
+    [old] = (await store.claim("default", "w1", limit=1, lease_s=30)).jobs
+    await store.append_journal([(job_id, "w1 first")], tokens={job_id: old.token})
+    await store.record_steps([StepRecord(job_id, "a", 1, "running", run=old.token, worker="w1")])
+    clock.advance(31)
+    [new] = (await store.claim("default", "w2", limit=1, lease_s=30)).jobs
+    assert (new.id, new.token) == (job_id, old.token + 1)
+    # w1 comes back (it was paused past its lease): every write of its claim is refused
+    assert await store.renew("w1", {job_id: old.token}, 30) == []
+    assert await store.append_journal([(job_id, "w1 late")], tokens={job_id: old.token}) == [job_id]
+    late_step = StepRecord(job_id, "a", 1, "completed", run=old.token, progress=100, worker="w1")
+    assert await store.record_steps([late_step]) == [job_id]
+    assert await store.complete("w1", [(job_id, old.token, {"a.out": ["w1"]})]) == [job_id]
+    with pytest.raises(wf.LeaseLostError):
+        await store.fail(job_id, "w1", old.token, "w1 gives up")
+    assert await store.release({job_id: old.token}, "w1") == [job_id]
+    with pytest.raises(wf.LeaseLostError):
+        await store.clear_journal(job_id, token=old.token)
+    # a stale token is refused even under the same worker id (a restarted worker)
+    assert await store.renew("w2", {job_id: old.token}, 30) == []
+    # the new holder's writes go through
+    assert await store.append_journal([(job_id, "w2")], tokens={job_id: new.token}) == []
+    assert await store.read_journal(job_id) == ["w1 first", "w2"]
+    [step] = await store.steps(job_id)
+    assert (step.status, step.worker) == ("interrupted", "w1")  # the takeover ended it
+    assert await store.renew("w2", {job_id: new.token}, 30) == [job_id]
+    assert await store.complete("w2", [(job_id, new.token, {"a.out": ["w2"]})]) == []
+    job = await store.get(job_id)
+    assert job is not None and (job.status, job.outputs) == ("completed", {"a.out": ["w2"]})
+    assert [e.kind for e in await store.events(job_id=job_id)].count("completed") == 1
+
+
+async def test_a_batch_writes_the_jobs_still_held(store: Store, clock: FakeClock) -> None:
+    kept = await store.submit(spec())
+    lost = await store.submit(spec())
+    jobs = {j.id: j.token for j in (await store.claim("default", "w1", limit=2, lease_s=30)).jobs}
+    await store.cancel(lost)
+    refused = await store.append_journal([(kept, "k"), (lost, "l")], tokens=jobs)
+    assert refused == [lost]
+    assert await store.read_journal(kept) == ["k"] and await store.read_journal(lost) == []
+    rows = [StepRecord(j, "a", 1, "completed", run=jobs[j]) for j in (kept, lost)]
+    assert await store.record_steps(rows) == [lost]
+    assert [s.job_id for s in await store.steps(kept)] == [kept] and await store.steps(lost) == []
+    assert await store.complete("w1", [(j, jobs[j], {}) for j in (kept, lost)]) == [lost]
+    assert [(await store.get(j)).status for j in (kept, lost)] == ["completed", "cancelled"]  # type: ignore[union-attr]
+
+
+async def test_a_job_that_leaves_running_has_no_running_step(store: Store, clock: FakeClock) -> None:
+    ids = [await store.submit(spec(max_attempts=5)) for _ in range(5)]
+    tokens = {j.id: j.token for j in (await store.claim("default", "w1", limit=5, lease_s=30)).jobs}
+    for job_id in ids:
+        await store.record_steps(
+            [
+                StepRecord(job_id, "a", 1, "completed", run=tokens[job_id], progress=100, worker="w1"),
+                StepRecord(job_id, "b", 1, "running", run=tokens[job_id], progress=40, worker="w1"),
+            ]
+        )
+    done, failed, released, cancelled, stalled = ids
+    await store.complete("w1", [(done, tokens[done], {})])
+    await store.fail(failed, "w1", tokens[failed], "boom")
+    await store.release({released: tokens[released]}, "w1")
+    await store.cancel(cancelled)
+    await store.renew("w1", {j: tokens[j] for j in ids if j != stalled}, 100)
+    clock.advance(31)
+    report = await store.sweep("s")
+    assert report is not None and report.requeued == [stalled]
+    for job_id, why in [
+        (done, "completed while the step was running"),
+        (failed, "retrying (boom)"),
+        (released, "worker w1 gave the job back"),
+        (cancelled, "cancelled"),
+        (stalled, "worker w1 stopped (lease expired)"),
+    ]:
+        a, b = await store.steps(job_id)
+        assert (a.routine, a.status) == ("a", "completed")
+        assert (b.routine, b.status, b.attempt, b.worker, b.progress) == ("b", "interrupted", 1, "w1", 40)
+        assert b.completed_at == clock.now or job_id != stalled
+        assert why in (b.error or ""), (why, b.error)
+
+
+async def test_a_rerun_step_updates_its_row(store: Store, clock: FakeClock) -> None:
+    job_id = await store.submit(spec())
+    await claim_ids(store, worker="w1")
+    await store.record_steps([StepRecord(job_id, "a", 1, "running", attempt=1, run=1, worker="w1")])
+    clock.advance(31)
+    [job] = (await store.claim("default", "w2", limit=1, lease_s=30)).jobs
+    rerun = StepRecord(job_id, "a", 1, "completed", attempt=2, run=job.token, progress=100, worker="w2")
+    assert await store.record_steps([rerun]) == []
+    [row] = await store.steps(job_id)
+    assert (row.seq, row.attempt, row.status, row.run, row.worker) == (1, 2, "completed", 2, "w2")
 
 
 async def test_one_sweeper_at_a_time(store: Store, clock: FakeClock) -> None:
@@ -208,7 +335,7 @@ async def test_recover_requeues_a_workers_own_jobs(store: Store) -> None:
 async def test_release_gives_jobs_back_without_counting(store: Store) -> None:
     job_id = await store.submit(spec())
     await claim_ids(store)
-    await store.release([job_id], "w1")
+    assert await store.release({job_id: 1}, "w1") == []
     job = await store.get(job_id)
     assert job is not None and (job.status, job.attempt, job.stalls) == ("queued", 0, 0)
 
@@ -220,7 +347,7 @@ async def test_cancel(store: Store) -> None:
     await claim_ids(store)
     job = await store.cancel(running)
     assert job.status == "cancelled"
-    assert await store.renew("w1", [running], 30) == []  # the worker finds out at its heartbeat
+    assert await store.renew("w1", {running: 1}, 30) == []  # the worker finds out at its heartbeat
     with pytest.raises(wf.JobError, match="only a queued or running job"):
         await store.cancel(running)
     with pytest.raises(wf.JobError, match="no job"):
@@ -230,7 +357,7 @@ async def test_cancel(store: Store) -> None:
 async def test_manual_retry(store: Store, clock: FakeClock) -> None:
     job_id = await store.submit(spec(max_attempts=1))
     await claim_ids(store)
-    await store.fail(job_id, "w1", "boom")
+    await store.fail(job_id, "w1", 1, "boom")
     job = await store.retry(job_id, from_start=True)
     assert (job.status, job.attempt, job.error, job.from_start) == ("queued", 0, None, True)
     assert await claim_ids(store) == [job_id]
@@ -238,7 +365,7 @@ async def test_manual_retry(store: Store, clock: FakeClock) -> None:
         await store.retry(job_id)
     clock.advance(31)  # lease expired, not yet swept: a stalled job can be retried
     assert (await store.retry(job_id)).status == "queued"
-    await store.complete("w1", [(job_id, {})])  # the old holder no longer counts
+    assert await store.complete("w1", [(job_id, 2, {})]) == [job_id]  # the old holder no longer counts
     after = await store.get(job_id)
     assert after is not None and after.status == "queued"
 
@@ -246,15 +373,17 @@ async def test_manual_retry(store: Store, clock: FakeClock) -> None:
 async def test_retention(store: Store, clock: FakeClock) -> None:
     def finish(job_id: str, ok: bool) -> object:
         if ok:
-            return store.complete("w1", [(job_id, {})])
-        return store.fail(job_id, "w1", "boom", retry=False)
+            return store.complete("w1", [(job_id, 1, {})])
+        return store.fail(job_id, "w1", 1, "boom", retry=False)
 
     old_done = [await store.submit(spec()) for _ in range(3)]
     old_failed = await store.submit(spec())
     await claim_ids(store, 10)
     for job_id in old_done:
+        await store.record_steps([StepRecord(job_id, "a", 1, "completed")])
         await finish(job_id, True)  # type: ignore[misc]
     await finish(old_failed, False)  # type: ignore[misc]
+    assert len(await store.steps(old_done[0])) == 1
     clock.advance(100)
     new_done = [await store.submit(spec()) for _ in range(3)]
     new_failed = await store.submit(spec())
@@ -263,7 +392,6 @@ async def test_retention(store: Store, clock: FakeClock) -> None:
         await finish(job_id, True)  # type: ignore[misc]
         clock.advance(1)
     await finish(new_failed, False)  # type: ignore[misc]
-    await store.record_steps([StepRecord(old_done[0], "a", 1, "completed")])
     clock.advance(10)
     report = await store.sweep(
         "s", retention=Retention(keep_completed_s=50, keep_completed_count=2, keep_failed_s=200)
@@ -282,15 +410,15 @@ async def test_clean_applies_retention_now_even_while_a_sweeper_holds_the_lock(
 ) -> None:
     old_done, old_failed, old_cancelled = [await store.submit(spec()) for _ in range(3)]
     await claim_ids(store, 10)
-    await store.complete("w1", [(old_done, {})])
-    await store.fail(old_failed, "w1", "boom", retry=False)
-    await store.cancel(old_cancelled)
     await store.record_steps([StepRecord(old_done, "a", 1, "completed")])
+    await store.complete("w1", [(old_done, 1, {})])
+    await store.fail(old_failed, "w1", 1, "boom", retry=False)
+    await store.cancel(old_cancelled)
     clock.advance(100)
     new_done = await store.submit(spec())
     queued = await store.submit(spec())
     await claim_ids(store, 1)
-    await store.complete("w1", [(new_done, {})])
+    await store.complete("w1", [(new_done, 1, {})])
     assert await store.sweep("worker-sweeper", lock_ttl_s=3600) is not None  # holds the lock
     assert await store.clean(Retention(keep_completed_s=50)) == 1
     assert await store.steps(old_done) == [] and await store.events(job_id=old_done) == []
@@ -303,6 +431,7 @@ async def test_clean_applies_retention_now_even_while_a_sweeper_holds_the_lock(
 
 async def test_steps_rows(store: Store) -> None:
     job_id = await store.submit(spec())
+    await claim_ids(store)
     rows = [
         StepRecord(
             job_id,
@@ -321,7 +450,7 @@ async def test_steps_rows(store: Store) -> None:
     rows[1].status, rows[1].progress, rows[1].completed_at = "failed", 60.0, 3.0
     rows[1].error = "ValueError: x"
     await store.record_steps([rows[1]])
-    await store.record_steps([StepRecord("ghost", "a", 1, "completed")])  # unknown job: ignored
+    assert await store.record_steps([StepRecord("ghost", "a", 1, "completed")]) == ["ghost"]  # unknown job
     got = await store.steps(job_id)
     assert [s.to_dict() for s in got] == [r.to_dict() for r in rows]
 
@@ -379,7 +508,7 @@ async def test_journal_records(store: Store, clock: FakeClock) -> None:
     await store.clear_journal(a)
     assert await store.read_journal(a) == [] and await store.read_journal(b) == ['{"t":"enq"}']
     await claim_ids(store, 10)
-    await store.complete("w1", [(b, {})])
+    await store.complete("w1", [(b, 1, {})])
     clock.advance(10)
     await store.sweep("s", retention=Retention(keep_completed_s=1))
     assert await store.read_journal(b) == []  # retention takes a job's journal with it

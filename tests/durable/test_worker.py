@@ -9,10 +9,11 @@ from typing import Any
 import weirflow as wf
 from weirflow.durable import JobSpec, Store
 from weirflow.durable.worker import Worker
+from weirflow.runtime.replay import LogJournal
 
 from . import flows
 from .conftest import StoreFactory
-from .helpers import job_is, poll_store, until
+from .helpers import job_is, poll_store, step_outcomes, until
 
 FLOWS = [flows.steps3, flows.one, flows.noop]
 
@@ -90,9 +91,10 @@ async def test_failures_retry_with_backoff_then_fail(make_store: StoreFactory) -
         # (the failure's event is stamped a statement after the retry time was set from the
         # clock, so a claim right at that time can be up to one round trip short of it)
         assert expected - 0.01 <= delay < expected + 1.0, delays
+    # each retry of the job ran the step again; its row says how the last attempt ended
     steps = await store.steps(job_id)
-    assert [(s.run, s.status) for s in steps] == [(1, "failed"), (2, "failed"), (3, "failed")]
-    assert all("failed on purpose" in (s.error or "") for s in steps)
+    assert step_outcomes(steps) == [("a", "failed", 3, "w0")]
+    assert "failed on purpose" in (max(steps, key=lambda s: s.attempt).error or "")
 
 
 async def test_a_job_timeout_cancels_it_and_counts_as_a_failed_attempt(make_store: StoreFactory) -> None:
@@ -162,3 +164,26 @@ async def test_cancel_reaches_a_running_job_at_the_heartbeat(make_store: StoreFa
 
 async def _gone(w: Worker, job_id: str) -> bool:
     return job_id not in w.running
+
+
+async def test_a_worker_keeps_the_engines_own_journal_and_adds_the_durable_one(
+    make_store: StoreFactory,
+) -> None:
+    """An engine that already has a journal (a LogJournal here) gets both: durability is
+    not turned off behind the user's back."""
+    store = await make_store()
+    engine = wf.Engine()
+    for flow in FLOWS:
+        engine.register(flow)
+    log = LogJournal()
+    engine.journal = log
+    # b fails: its job's journal is committed for the retry to resume from
+    job_id = await store.submit(job("steps3", {"fail": "b"}, max_attempts=1))
+    async with Worker(store, engine, worker_id="w0", poll_max_s=0.2) as w:
+        await until(finished(store, job_id), w)
+        assert w.durable is not None and w.journal is not None
+    assert engine.journal is log  # put back when the worker stopped
+    kinds = [r["t"] for r in log.records]
+    assert "start" in kinds and "done" in kinds  # the engine's journal heard every record
+    assert await store.read_journal(job_id) != []  # and so did the durable one
+    assert [(s.routine, s.status) for s in await store.steps(job_id)] == [("a", "completed"), ("b", "failed")]

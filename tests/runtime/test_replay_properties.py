@@ -239,16 +239,17 @@ class Yielding:
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    async def append_journal(self, rows: Any) -> None:
+    async def append_journal(self, rows: Any, *, tokens: Any = None) -> list[str]:
         for _ in range(3):
             await asyncio.sleep(0)
-        await self.store.append_journal(rows)
+        refused: list[str] = await self.store.append_journal(rows, tokens=tokens)
+        return refused
 
     async def read_journal(self, job_id: str) -> list[str]:
         return list(await self.store.read_journal(job_id))
 
-    async def clear_journal(self, job_id: str) -> None:
-        await self.store.clear_journal(job_id)
+    async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
+        await self.store.clear_journal(job_id, token=token)
 
 
 async def every_durable_cut(shape: Shape) -> None:

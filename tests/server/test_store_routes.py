@@ -202,7 +202,11 @@ async def test_concurrent_submits_with_one_key_make_one_job(served: Live) -> Non
 @pytest.mark.parametrize(
     ("body", "loc", "message"),
     [
-        ({"flow": "nope"}, ["body", "flow"], "no flow named 'nope' (flows: emit_twice, noop, one, steps3)"),
+        (
+            {"flow": "nope"},
+            ["body", "flow"],
+            "no flow named 'nope' (flows: blocking, emit_twice, noop, one, steps3)",
+        ),
         ({"flow": ""}, ["body", "flow"], "at least 1 character"),
         ({"inputs": {"a.item": [1]}}, ["body", "flow"], "Field required"),
         ({"flow": "steps3", "inputs": {"x.y": [1]}}, ["body", "inputs"], "has no slot 'x.y'"),

@@ -12,6 +12,7 @@ import typer
 
 from ..durable.alerts import AlertRules
 from ..durable.models import Rate, Retention
+from ..durable.store import DEFAULT_MAX_STALLS
 from ..durable.worker import DEFAULT_CONCURRENCY, Worker
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
 
@@ -53,7 +54,14 @@ def worker(
             "--worker-id", help="A stable id: a restarted worker takes back its unfinished jobs at once."
         ),
     ] = None,
-    max_stalls: Annotated[int, typer.Option("--max-stalls", min=0, help="Requeues of a stalled job.")] = 1,
+    max_stalls: Annotated[
+        int,
+        typer.Option(
+            "--max-stalls",
+            min=0,
+            help="Stalls (crashes, expired leases) a job may have before it fails, beyond its attempts.",
+        ),
+    ] = DEFAULT_MAX_STALLS,
     keep_completed: Annotated[
         float | None,
         typer.Option("--keep-completed", metavar="S", help="Delete completed jobs older than S."),
@@ -86,7 +94,11 @@ def worker(
     ] = None,
     shutdown_grace: Annotated[
         float,
-        typer.Option("--shutdown-grace", metavar="S", help="On SIGTERM, let running jobs finish for S."),
+        typer.Option(
+            "--shutdown-grace",
+            metavar="S",
+            help="On SIGTERM, let running jobs finish for S; then give them back and exit.",
+        ),
     ] = 30.0,
     schedules: Annotated[
         bool,
@@ -121,6 +133,7 @@ def worker(
             alerts=alerts,
             shutdown_grace_s=shutdown_grace,
             schedules=schedules,
+            exit_after_grace=True,  # a def handler's thread cannot be stopped: the process ends
         )
         names = ", ".join(f.name for f in loaded)
         print(

@@ -22,7 +22,7 @@ compact record where nothing else happened between its start and its end.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -50,13 +50,17 @@ LAG_BATCHES = 4
 class JournalStore(Protocol):
     """What the journal needs of a store."""
 
-    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
-        """Append ``(job_id, record_json)`` rows, in order, in one transaction."""
+    async def append_journal(
+        self, rows: Sequence[tuple[str, str]], *, tokens: Mapping[str, int] | None = None
+    ) -> list[str]:
+        """Append ``(job_id, record_json)`` rows, in order, in one transaction; with
+        ``tokens``, only the rows of jobs still running under their token. Returns the
+        job ids refused."""
 
     async def read_journal(self, job_id: str) -> list[str]:
         """Every record of ``job_id`` in the order appended."""
 
-    async def clear_journal(self, job_id: str) -> None:
+    async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
         """Forget ``job_id``'s records (a retry from the start)."""
 
 
@@ -65,6 +69,13 @@ class DurableJournal(Journal):
 
     ``drop_completed=False`` writes a completed job's last records too (to keep the
     whole journal of every job, or to measure the full cost of committing it).
+
+    Fencing (``fenced=True``, as a worker makes it): the worker calls ``begin(job_id,
+    token)`` for each job it claimed and ``forget(job_id)`` when it is done with it;
+    only the records of jobs begun and not forgotten are written, every batch carries
+    their tokens, the store writes a job's rows only while the job runs under its
+    token, and ``on_lost(job_id)`` hears of each job refused (taken over): its
+    records, those buffered and any made later, are dropped.
 
     The records are those of ``LogJournal`` (``restore_from`` reads either), written
     straight to JSON bytes: an item is encoded once, when ``check`` accepts it.
@@ -86,8 +97,12 @@ class DurableJournal(Journal):
         max_batch: int = DEFAULT_MAX_BATCH,
         max_delay_s: float = DEFAULT_MAX_DELAY_S,
         drop_completed: bool = True,
+        fenced: bool = False,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_lost = on_lost
+        self._tokens: dict[str, int] | None = {} if fenced else None  # job id -> token
         self.drop_completed = drop_completed
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
@@ -105,6 +120,26 @@ class DurableJournal(Journal):
         self.error: BaseException | None = None
         self.committed = 0  # records written to the store
         self.dropped = 0  # records of completed jobs that never needed writing
+
+    # -- fencing ----------------------------------------------------------------------------
+
+    def begin(self, job_id: str, token: int) -> None:
+        """``job_id``'s records are written under the fencing token ``token`` (its claim)."""
+        if self._tokens is None:
+            self._tokens = {}
+        self._tokens[job_id] = token
+
+    def forget(self, job_id: str) -> None:
+        """The worker is done with ``job_id``: nothing more of it is written (records that
+        a handler still running makes from now on are dropped)."""
+        if self._tokens is not None:
+            self._tokens.pop(job_id, None)
+
+    def _lose(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self.forget(job_id)
+            if self.on_lost is not None:
+                self.on_lost(job_id)
 
     # -- the runtime's calls ------------------------------------------------------------
 
@@ -234,15 +269,24 @@ class DurableJournal(Journal):
                 rows: dict[str, list[bytes]] = {}
                 for job_id, text in batch:
                     rows.setdefault(job_id, []).append(text)
+                tokens = self._tokens
+                held: dict[str, int] | None = None
+                if tokens is not None:  # only the jobs held: others' records are dropped
+                    held = {j: tokens[j] for j in rows if j in tokens}
+                    if len(held) < len(rows):
+                        rows = {j: texts for j, texts in rows.items() if j in held}
                 try:
-                    await self.store.append_journal(
-                        [(job_id, b"\n".join(texts).decode()) for job_id, texts in rows.items()]
+                    refused = await self.store.append_journal(
+                        [(job_id, b"\n".join(texts).decode()) for job_id, texts in rows.items()],
+                        tokens=held,
                     )
                 except Exception as e:  # kept for the owner of the job to see; re-raised
                     self.error = e
                     self._buffer[:0] = batch  # keep them: the next flush tries again
                     raise
                 self.committed += len(batch)
+                if refused:
+                    self._lose(refused)
 
     async def job_finished(self, job: Job, result: JobResult) -> None:
         """A completed job's records not yet committed are dropped: once its outcome is

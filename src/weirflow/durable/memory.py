@@ -14,11 +14,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import JobError, StoreError
+from ..errors import JobError, LeaseLostError, StoreError
 from . import rules
 from .models import (
     FAILED,
     FINISHED,
+    INTERRUPTED,
     QUEUED,
     RUNNING,
     Claim,
@@ -34,7 +35,7 @@ from .models import (
 )
 from .retention import expired_ids
 from .schedules import Fired, Schedule, added
-from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Clock
+from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, TAKEOVER_CHECK_S, Clock, Leases
 from .wakeup import Outcomes, Wakeups
 
 
@@ -48,7 +49,7 @@ class MemoryStore:
         self._order: dict[str, int] = {}
         self._seq = itertools.count()
         self._keys: dict[tuple[str, str], str] = {}
-        self._steps: dict[tuple[str, int, str, int], StepRecord] = {}
+        self._steps: dict[tuple[str, str, int], StepRecord] = {}
         self._events: list[EventRecord] = []
         self._event_ids = itertools.count(1)
         self._claims: dict[str, deque[float]] = {}
@@ -58,6 +59,7 @@ class MemoryStore:
         self._outcomes = Outcomes()
         self._schedules: dict[str, Schedule] = {}
         self._schedule_wakeups = Wakeups()
+        self._takeover_at = float("-inf")  # the next claim to look for expired leases
 
     async def open(self) -> None:
         pass
@@ -81,6 +83,19 @@ class MemoryStore:
         )
         if job is not None:
             self._outcomes.notify(job.id)
+
+    def _change(self, job: JobRecord, kind: str, data: dict[str, Any], worker: str | None) -> None:
+        """Record a state change made by a rule; a job that left ``running`` (its worker
+        was ``worker``) has no running step any more."""
+        self._event(job, job.queue, kind, data)
+        if job.status != RUNNING:
+            now = self.clock()
+            why = rules.interrupted_why(kind, data, worker)
+            for (job_id, *_), step in self._steps.items():
+                if job_id == job.id and step.status == RUNNING:
+                    step.status, step.completed_at, step.error = INTERRUPTED, now, why
+        if job.status == QUEUED:
+            self._wakeups.notify(job.queue)
 
     def _job(self, job_id: str) -> JobRecord:
         try:
@@ -141,8 +156,12 @@ class MemoryStore:
         lease_s: float,
         queue_concurrency: int | None = None,
         rate: Rate | None = None,
+        max_stalls: int = DEFAULT_MAX_STALLS,
     ) -> Claim:
         now = self.clock()
+        if now >= self._takeover_at:
+            self._takeover_at = now + TAKEOVER_CHECK_S
+            self._stall_expired(now, max_stalls, queue)
         allowed = limit
         wait_s: float | None = None
         if queue_concurrency is not None:
@@ -181,65 +200,74 @@ class MemoryStore:
                 wait_s = min(later) - now
         return Claim(taken, wait_s)
 
-    def _held(self, job_id: str, worker_id: str) -> JobRecord | None:
+    def _held(self, job_id: str, worker_id: str, token: int) -> JobRecord | None:
         job = self._jobs.get(job_id)
-        if job is None or job.status != RUNNING or job.worker_id != worker_id:
+        if job is None or job.status != RUNNING or job.worker_id != worker_id or job.runs != token:
             return None
         return job
 
-    async def renew(self, worker_id: str, job_ids: Sequence[str], lease_s: float) -> list[str]:
+    def _current(self, job_id: str, token: int) -> bool:
+        job = self._jobs.get(job_id)
+        return job is not None and job.status == RUNNING and job.runs == token
+
+    async def renew(self, worker_id: str, leases: Leases, lease_s: float) -> list[str]:
         now = self.clock()
         held = []
-        for job_id in job_ids:
-            job = self._held(job_id, worker_id)
+        for job_id, token in leases.items():
+            job = self._held(job_id, worker_id, token)
             if job is not None:
                 job.lease_expires_at = now + lease_s
                 held.append(job_id)
         return held
 
-    async def complete(self, worker_id: str, done: Sequence[Done]) -> None:
+    async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
         now = self.clock()
+        refused = []
         for d in done:
-            job_id, outputs, letters = done_parts(d)
-            job = self._held(job_id, worker_id)
+            job_id, token, outputs, letters = done_parts(d)
+            job = self._held(job_id, worker_id, token)
             if job is None:
+                refused.append(job_id)
                 continue
             job.status = "completed"
             job.outputs = copy.deepcopy(outputs)
             job.dead_letters = copy.deepcopy(letters)
             job.finished_at = now
             job.lease_expires_at = None
-            self._event(job, job.queue, "completed", {"attempt": job.attempt})
+            self._change(job, "completed", {"attempt": job.attempt}, worker_id)
+        return refused
 
     async def fail(
         self,
         job_id: str,
         worker_id: str,
+        token: int,
         error: str,
         *,
         retry: bool = True,
         detail: str | None = None,
         dead_letters: list[dict[str, Any]] | None = None,
-    ) -> JobRecord | None:
-        job = self._held(job_id, worker_id)
+    ) -> JobRecord:
+        job = self._held(job_id, worker_id, token)
         if job is None:
-            return None
+            raise LeaseLostError([job_id], f"not running under token {token} of {worker_id}")
         letters = copy.deepcopy(dead_letters)
         kind, data = rules.after_failure(
             job, error, self.clock(), retry=retry, detail=detail, dead_letters=letters
         )
-        self._event(job, job.queue, kind, data)
-        if job.status == QUEUED:
-            self._wakeups.notify(job.queue)
+        self._change(job, kind, data, worker_id)
         return copy.deepcopy(job)
 
-    async def release(self, job_ids: Sequence[str], worker_id: str) -> None:
-        for job_id in job_ids:
-            job = self._held(job_id, worker_id)
-            if job is not None:
-                kind, data = rules.after_release(job, self.clock())
-                self._event(job, job.queue, kind, data)
-                self._wakeups.notify(job.queue)
+    async def release(self, leases: Leases, worker_id: str) -> list[str]:
+        refused = []
+        for job_id, token in leases.items():
+            job = self._held(job_id, worker_id, token)
+            if job is None:
+                refused.append(job_id)
+                continue
+            kind, data = rules.after_release(job, self.clock())
+            self._change(job, kind, data, worker_id)
+        return refused
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         now = self.clock()
@@ -247,21 +275,22 @@ class MemoryStore:
         for job in self._jobs.values():
             if job.status == RUNNING and job.worker_id == worker_id:
                 kind, data = rules.after_stall(job, now, max_stalls, f"worker {worker_id} restarted")
-                self._event(job, job.queue, kind, data)
+                self._change(job, kind, data, worker_id)
                 found.append(job.id)
         return found
 
     async def cancel(self, job_id: str) -> JobRecord:
         job = self._job(job_id)
+        worker = job.worker_id
         kind, data = rules.cancel(job, self.clock())
-        self._event(job, job.queue, kind, data)
+        self._change(job, kind, data, worker)
         return copy.deepcopy(job)
 
     async def retry(self, job_id: str, *, from_start: bool = False) -> JobRecord:
         job = self._job(job_id)
+        worker = job.worker_id
         kind, data = rules.manual_retry(job, self.clock(), from_start=from_start)
-        self._event(job, job.queue, kind, data)
-        self._wakeups.notify(job.queue)
+        self._change(job, kind, data, worker)
         return copy.deepcopy(job)
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -287,10 +316,14 @@ class MemoryStore:
         jobs.sort(key=lambda j: self._order[j.id], reverse=True)
         return [copy.deepcopy(j) for j in jobs[offset : offset + limit]]
 
-    async def record_steps(self, steps: Sequence[StepRecord]) -> None:
+    async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
+        refused: dict[str, None] = {}
         for step in steps:
-            if step.job_id in self._jobs:
-                self._steps[(step.job_id, step.run, step.routine, step.seq)] = copy.copy(step)
+            if self._current(step.job_id, step.run):
+                self._steps[(step.job_id, step.routine, step.seq)] = copy.copy(step)
+            else:
+                refused[step.job_id] = None
+        return list(refused)
 
     async def steps(self, job_id: str) -> list[StepRecord]:
         rows = [copy.copy(s) for (j, *_), s in self._steps.items() if j == job_id]
@@ -323,14 +356,7 @@ class MemoryStore:
         if self._sweeper is not None and self._sweeper[0] != owner and self._sweeper[1] > now:
             return None
         self._sweeper = (owner, now + lock_ttl_s)
-        report = SweepReport()
-        for job in self._jobs.values():
-            if job.status == RUNNING and job.lease_expires_at is not None and job.lease_expires_at < now:
-                kind, data = rules.after_stall(job, now, max_stalls, "lease expired")
-                self._event(job, job.queue, kind, data)
-                (report.failed if job.status == FAILED else report.requeued).append(job.id)
-                if job.status == QUEUED:
-                    self._wakeups.notify(job.queue)
+        report = self._stall_expired(now, max_stalls)
         if retention is not None:
             report.deleted = self._retain(retention, now)
         return report
@@ -356,6 +382,21 @@ class MemoryStore:
             self._events = [e for e in self._events if e.job_id is None or e.job_id in self._jobs]
         return deleted
 
+    def _stall_expired(self, now: float, max_stalls: int, queue: str | None = None) -> SweepReport:
+        report = SweepReport()
+        for job in self._jobs.values():
+            if (
+                job.status == RUNNING
+                and job.lease_expires_at is not None
+                and job.lease_expires_at < now
+                and (queue is None or job.queue == queue)
+            ):
+                worker = job.worker_id
+                kind, data = rules.after_stall(job, now, max_stalls, "lease expired")
+                self._change(job, kind, data, worker)
+                (report.failed if job.status == FAILED else report.requeued).append(job.id)
+        return report
+
     async def running_since(self, before: float) -> list[JobRecord]:
         return [
             copy.deepcopy(j)
@@ -377,17 +418,26 @@ class MemoryStore:
     async def wait_finished(self, job_id: str, timeout_s: float | None) -> JobRecord | None:
         return await self._outcomes.wait_finished(self.get, job_id, timeout_s)
 
-    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
-        missing = {job_id for job_id, _ in rows if job_id not in self._jobs}
+    async def append_journal(
+        self, rows: Sequence[tuple[str, str]], *, tokens: Leases | None = None
+    ) -> list[str]:
+        refused: set[str] = set()
+        if tokens is not None:
+            refused = {job_id for job_id, _ in rows if not self._current(job_id, tokens.get(job_id, -1))}
+        missing = {job_id for job_id, _ in rows if job_id not in self._jobs} - refused
         if missing:
             raise StoreError(f"journal records for jobs not in the store: {', '.join(sorted(missing))}")
         for job_id, record in rows:
-            self._journal.setdefault(job_id, []).append(record)
+            if job_id not in refused:
+                self._journal.setdefault(job_id, []).append(record)
+        return sorted(refused)
 
     async def read_journal(self, job_id: str) -> list[str]:
         return list(self._journal.get(job_id, ()))
 
-    async def clear_journal(self, job_id: str) -> None:
+    async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
+        if token is not None and not self._current(job_id, token):
+            raise LeaseLostError([job_id], f"not running under token {token}")
         self._journal.pop(job_id, None)
 
     # -- schedules ---------------------------------------------------------------------------

@@ -20,6 +20,8 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)
 FINISHED = (COMPLETED, FAILED, CANCELLED)
+#: a step whose attempt ended with its worker (a crash, a takeover, a shutdown, a cancel)
+INTERRUPTED = "interrupted"
 
 DEFAULT_QUEUE = "default"
 DEFAULT_ATTEMPTS = 3
@@ -66,14 +68,15 @@ def from_json(value: Any) -> Any:
 
 
 #: a completion for ``Store.complete``: ``(job_id, outputs)`` or ``(job_id, outputs, dead_letters)``
-Done = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], list[dict[str, Any]]]
+Done = tuple[str, int, dict[str, Any]] | tuple[str, int, dict[str, Any], list[dict[str, Any]]]
+"""A completion: ``(job_id, token, outputs)`` or ``(job_id, token, outputs, dead_letters)``."""
 
 
-def done_parts(done: Done) -> tuple[str, dict[str, Any], list[dict[str, Any]] | None]:
-    """``(job_id, outputs, dead_letters or None)`` of a completion."""
-    if len(done) == 3:
-        return done[0], done[1], done[2]
-    return done[0], done[1], None
+def done_parts(done: Done) -> tuple[str, int, dict[str, Any], list[dict[str, Any]] | None]:
+    """``(job_id, token, outputs, dead_letters or None)`` of a completion."""
+    if len(done) == 4:
+        return done[0], done[1], done[2], done[3]
+    return done[0], done[1], done[2], None
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,12 @@ class JobRecord:
     dead_letters: list[dict[str, Any]] | None = None
     error_detail: str | None = None
 
+    @property
+    def token(self) -> int:
+        """The fencing token of the job's latest claim (its ``runs``): every write of the
+        worker that holds the job carries it, and the store refuses a stale one."""
+        return self.runs
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["backoff"] = json.loads(backoff_to_json(self.backoff))
@@ -181,10 +190,14 @@ JOB_COLUMNS = tuple(JobRecord.__dataclass_fields__)
 
 @dataclass
 class StepRecord:
-    """One handler call of one attempt of a job, for display (``weirflow jobs steps``).
+    """One handler call of a job, for display (``weirflow jobs steps``): one row per
+    ``(job_id, routine, seq)``, which a re-run of the call updates.
 
-    ``attempt`` is the handler's attempt (``ctx.attempt``); ``run`` the job's run (its
-    ``runs`` when the worker claimed it: every claim, after a stall too, starts a new run).
+    ``attempt`` is the handler's latest attempt (``ctx.attempt``); ``run`` the fencing
+    token of the claim that wrote the row (the job's ``runs`` then: every claim, after a
+    stall too, starts a new run). ``status`` is ``running``, ``completed``, ``failed`` or
+    ``interrupted`` (its worker died, lost the job or gave it back: ``completed_at`` is
+    when the store found out, ``error`` says why, ``worker`` is that worker).
     """
 
     job_id: str

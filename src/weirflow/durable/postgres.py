@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import JobError, StoreError
+from ..errors import JobError, LeaseLostError, StoreError
 from ..storable import pg_json
 from . import rules
 from .models import (
@@ -39,7 +39,7 @@ from .postgres_schedules import PostgresSchedules
 from .rows import (
     job_from_row,
 )
-from .store import DEFAULT_MAX_STALLS
+from .store import DEFAULT_MAX_STALLS, TAKEOVER_CHECK_S, Leases
 
 # pick, take and record the claims of up to %(n)s ready jobs of a queue, in one statement
 _CLAIM = (
@@ -168,9 +168,14 @@ class PostgresStore(PostgresSchedules):
         lease_s: float,
         queue_concurrency: int | None = None,
         rate: Rate | None = None,
+        max_stalls: int = DEFAULT_MAX_STALLS,
     ) -> Claim:
         now = self.clock()
         if queue_concurrency is None and rate is None:  # one statement: one round trip
+            if now >= self._takeover_at:  # (and, every TAKEOVER_CHECK_S, one more)
+                self._takeover_at = now + TAKEOVER_CHECK_S
+                async with self._tx() as conn:
+                    await self._stall_expired(conn, now, max_stalls, queue)
             rows = await self._one(
                 _CLAIM, {"q": queue, "now": now, "n": limit, "w": worker_id, "lease": now + lease_s}
             )
@@ -182,6 +187,9 @@ class PostgresStore(PostgresSchedules):
         allowed = limit
         wait_s: float | None = None
         async with self._tx() as conn:
+            if now >= self._takeover_at:
+                self._takeover_at = now + TAKEOVER_CHECK_S
+                await self._stall_expired(conn, now, max_stalls, queue)
             if queue_concurrency is not None or rate is not None:
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (CLAIM_LOCK_PREFIX + queue,))
             if queue_concurrency is not None:
@@ -230,78 +238,100 @@ class PostgresStore(PostgresSchedules):
 
     # -- leases and outcomes ----------------------------------------------------------------
 
-    async def renew(self, worker_id: str, job_ids: Sequence[str], lease_s: float) -> list[str]:
-        if not job_ids:
+    async def renew(self, worker_id: str, leases: Leases, lease_s: float) -> list[str]:
+        if not leases:
             return []
         rows = await self._fetch(
-            "UPDATE wf_jobs SET lease_expires_at = %s WHERE id = ANY(%s) AND status = 'running'"
-            " AND worker_id = %s RETURNING id",
-            (self.clock() + lease_s, list(job_ids), worker_id),
+            "UPDATE wf_jobs j SET lease_expires_at = %s FROM unnest(%s::text[], %s::int[]) AS l(id, token)"
+            " WHERE j.id = l.id AND j.runs = l.token AND j.status = 'running' AND j.worker_id = %s"
+            " RETURNING j.id",
+            (self.clock() + lease_s, list(leases), list(leases.values()), worker_id),
         )
         return [r[0] for r in rows]
 
-    async def complete(self, worker_id: str, done: Sequence[Done]) -> None:
+    async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
         if not done:
-            return
+            return []
         now = self.clock()
         parts = [done_parts(d) for d in done]
+        why = rules.interrupted_why("completed", {}, worker_id)
         # one statement: one round trip
-        await self._one(
-            "WITH d AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS d(id, outputs, dl)),"
+        rows = await self._one(
+            "WITH d AS (SELECT * FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[])"
+            " AS d(id, token, outputs, dl)),"
             " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs::jsonb,"
             " dead_letters = d.dl::jsonb, finished_at = %s, lease_expires_at = NULL FROM d"
-            " WHERE j.id = d.id AND j.status = 'running' AND j.worker_id = %s"
+            " WHERE j.id = d.id AND j.runs = d.token AND j.status = 'running' AND j.worker_id = %s"
             " RETURNING j.id, j.queue, j.attempt),"
             " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
-            " SELECT id, queue, 'completed', %s, jsonb_build_object('attempt', attempt) FROM done)"
-            " SELECT pg_notify(%s, id) FROM done",
+            " SELECT id, queue, 'completed', %s, jsonb_build_object('attempt', attempt) FROM done),"
+            " st AS (UPDATE wf_steps s SET status = 'interrupted', completed_at = %s, error = %s"
+            " FROM done WHERE s.job_id = done.id AND s.status = 'running')"
+            " SELECT id, pg_notify(%s, id) FROM done",
             (
                 [p[0] for p in parts],
-                [json.dumps(p[1]) for p in parts],
-                [None if p[2] is None else json.dumps(p[2]) for p in parts],
+                [p[1] for p in parts],
+                [json.dumps(p[2]) for p in parts],
+                [None if p[3] is None else json.dumps(p[3]) for p in parts],
                 now,
                 worker_id,
                 now,
+                now,
+                why,
                 OUTCOME_CHANNEL,
             ),
         )
+        completed = {r[0] for r in rows}
+        return [d[0] for d in done if d[0] not in completed]
 
     async def fail(
         self,
         job_id: str,
         worker_id: str,
+        token: int,
         error: str,
         *,
         retry: bool = True,
         detail: str | None = None,
         dead_letters: list[dict[str, Any]] | None = None,
-    ) -> JobRecord | None:
+    ) -> JobRecord:
         async with self._tx() as conn:
             held = await self._locked(
-                conn, "id = %s AND status = 'running' AND worker_id = %s", (job_id, worker_id)
+                conn,
+                "id = %s AND status = 'running' AND worker_id = %s AND runs = %s",
+                (job_id, worker_id, token),
             )
             if not held:
-                return None
+                raise LeaseLostError([job_id], f"not running under token {token} of {worker_id}")
             job = held[0]
             change = rules.after_failure(
                 job, error, self.clock(), retry=retry, detail=detail, dead_letters=dead_letters
             )
-            await self._change(conn, job, *change)
+            await self._change(conn, job, *change, worker_id)
         return job
 
-    async def release(self, job_ids: Sequence[str], worker_id: str) -> None:
+    async def release(self, leases: Leases, worker_id: str) -> list[str]:
+        if not leases:
+            return []
         async with self._tx() as conn:
-            for job in await self._locked(
-                conn, "id = ANY(%s) AND status = 'running' AND worker_id = %s", (list(job_ids), worker_id)
-            ):
-                await self._change(conn, job, *rules.after_release(job, self.clock()))
+            held = await self._locked(
+                conn, "id = ANY(%s) AND status = 'running' AND worker_id = %s", (list(leases), worker_id)
+            )
+            released = set()
+            for job in held:
+                if job.runs == leases[job.id]:
+                    await self._change(conn, job, *rules.after_release(job, self.clock()), worker_id)
+                    released.add(job.id)
+        return [job_id for job_id in leases if job_id not in released]
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         async with self._tx() as conn:
             jobs = await self._locked(conn, "status = 'running' AND worker_id = %s", (worker_id,))
             for job in jobs:
                 why = f"worker {worker_id} restarted"
-                await self._change(conn, job, *rules.after_stall(job, self.clock(), max_stalls, why))
+                await self._change(
+                    conn, job, *rules.after_stall(job, self.clock(), max_stalls, why), worker_id
+                )
         return [j.id for j in jobs]
 
     async def cancel(self, job_id: str) -> JobRecord:
@@ -316,5 +346,6 @@ class PostgresStore(PostgresSchedules):
             if not found:
                 raise JobError(f"no job {job_id!r} in the store")
             job = found[0]
-            await self._change(conn, job, *rule(job))
+            worker = job.worker_id
+            await self._change(conn, job, *rule(job), worker)
         return job

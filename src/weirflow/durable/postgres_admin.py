@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from ..errors import LeaseLostError
 from . import rules
 from .models import (
     FAILED,
@@ -37,7 +38,7 @@ from .rows import (
     job_from_row,
     step_from_row,
 )
-from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S
+from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Leases
 
 
 class PostgresAdmin(PostgresBase):
@@ -66,23 +67,28 @@ class PostgresAdmin(PostgresBase):
         )
         return [job_from_row(r) for r in rows]
 
-    async def record_steps(self, steps: Sequence[StepRecord]) -> None:
+    async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
         if not steps:
-            return
+            return []
         cols = STEP_SELECT.split(", ")
-        key = ("job_id", "run", "routine", "seq")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key)
-        async with self._tx() as conn, conn.cursor() as cur:
-            await cur.executemany(
-                f"INSERT INTO wf_steps ({STEP_SELECT}) SELECT {', '.join(['%s'] * len(cols))}"
-                " WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = %s)"
-                f" ON CONFLICT (job_id, run, routine, seq) DO UPDATE SET {updates}",
-                [(*(getattr(s, c) for c in cols), s.job_id) for s in steps],
-            )
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("job_id", "routine", "seq"))
+        async with self._tx() as conn:
+            runs = await self._running(conn, sorted({s.job_id for s in steps}))
+            refused = {s.job_id: None for s in steps if runs.get(s.job_id) != s.run}
+            held = [s for s in steps if runs.get(s.job_id) == s.run]
+            if held:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        f"INSERT INTO wf_steps ({STEP_SELECT}) VALUES ({', '.join(['%s'] * len(cols))})"
+                        f" ON CONFLICT (job_id, routine, seq) DO UPDATE SET {updates}",
+                        [tuple(getattr(s, c) for c in cols) for s in held],
+                    )
+        return list(refused)
 
     async def steps(self, job_id: str) -> list[StepRecord]:
         rows = await self._fetch(
-            f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = %s ORDER BY run, started_at, routine, seq",
+            f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = %s"
+            " ORDER BY run, started_at NULLS FIRST, routine, seq",
             (job_id,),
         )
         return [step_from_row(r) for r in rows]
@@ -118,9 +124,7 @@ class PostgresAdmin(PostgresBase):
             got = await cur.fetchone()
             if not (got and got[0]):
                 return None
-            for job in await self._locked(conn, "status = 'running' AND lease_expires_at < %s", (now,)):
-                await self._change(conn, job, *rules.after_stall(job, now, max_stalls, "lease expired"))
-                (report.failed if job.status == FAILED else report.requeued).append(job.id)
+            report = await self._stall_expired(conn, now, max_stalls)
             if retention is not None:
                 report.deleted = await self._retain(conn, retention, now)
         return report
@@ -128,6 +132,23 @@ class PostgresAdmin(PostgresBase):
     async def clean(self, retention: Retention) -> int:
         async with self._tx() as conn:
             return await self._retain(conn, retention, self.clock())
+
+    async def _stall_expired(
+        self, conn: Conn, now: float, max_stalls: int, queue: str | None = None
+    ) -> SweepReport:
+        """Take back the running jobs (of ``queue``) whose lease expired before ``now``;
+        rows locked by a write under way (``SKIP LOCKED``) wait for the next look."""
+        report = SweepReport()
+        for job in await self._locked(
+            conn,
+            "status = 'running' AND lease_expires_at < %s AND (%s::text IS NULL OR queue = %s)",
+            (now, queue, queue),
+            skip_locked=True,
+        ):
+            worker = job.worker_id
+            await self._change(conn, job, *rules.after_stall(job, now, max_stalls, "lease expired"), worker)
+            (report.failed if job.status == FAILED else report.requeued).append(job.id)
+        return report
 
     @staticmethod
     async def _retain(conn: Conn, retention: Retention, now: float) -> int:
@@ -169,20 +190,35 @@ class PostgresAdmin(PostgresBase):
 
     # -- the durable journal ----------------------------------------------------------------
 
-    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+    async def append_journal(
+        self, rows: Sequence[tuple[str, str]], *, tokens: Leases | None = None
+    ) -> list[str]:
         if not rows:
-            return
+            return []
+        refused: set[str] = set()
         # plain inserts in order (pipelined by executemany): adapting big text arrays for
         # unnest() is done on the event loop and blocked it for ~0.3 s per MB
-        async with self._tx() as conn, conn.cursor() as cur:
-            await cur.executemany("INSERT INTO wf_journal (job_id, record) VALUES (%s, %s)", list(rows))
+        async with self._tx() as conn:
+            batch = list(rows)
+            if tokens is not None:
+                runs = await self._running(conn, sorted({job_id for job_id, _ in batch}))
+                refused = {
+                    job_id for job_id, _ in batch if job_id not in runs or runs[job_id] != tokens.get(job_id)
+                }
+                batch = [row for row in batch if row[0] not in refused]
+            if batch:
+                async with conn.cursor() as cur:
+                    await cur.executemany("INSERT INTO wf_journal (job_id, record) VALUES (%s, %s)", batch)
+        return sorted(refused)
 
     async def read_journal(self, job_id: str) -> list[str]:
         rows = await self._fetch("SELECT record FROM wf_journal WHERE job_id = %s ORDER BY pos", (job_id,))
         return [r[0] for r in rows]
 
-    async def clear_journal(self, job_id: str) -> None:
+    async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
         async with self._tx() as conn:
+            if token is not None and (await self._running(conn, [job_id])).get(job_id) != token:
+                raise LeaseLostError([job_id], f"not running under token {token}")
             await conn.execute("DELETE FROM wf_journal WHERE job_id = %s", (job_id,))
 
     # -- waking idle workers ---------------------------------------------------------------

@@ -15,10 +15,12 @@ import psycopg_pool
 import structlog
 
 from ..errors import StoreError
+from . import rules
 from .migrations import VERSION_TABLE, pending
 from .models import (
     FINISHED,
     QUEUED,
+    RUNNING,
     JobRecord,
     JobSpec,
 )
@@ -73,6 +75,8 @@ class PostgresBase:
         # submits waiting for the batch being written (``PostgresStore.submit_once``)
         self._waiting_submits: list[tuple[JobSpec, asyncio.Future[tuple[str, bool]]]] = []
         self._submitter: asyncio.Task[None] | None = None
+
+        self._takeover_at = float("-inf")  # the next claim to look for expired leases
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -193,14 +197,39 @@ class PostgresBase:
             (job_id, queue, kind, at, json.dumps(data)),
         )
 
-    async def _change(self, conn: Conn, job: JobRecord, kind: str, data: dict[str, Any]) -> None:
+    async def _change(
+        self, conn: Conn, job: JobRecord, kind: str, data: dict[str, Any], worker: str | None = None
+    ) -> None:
+        """Write a rule's change of ``job`` and its event; a job that left ``running`` (its
+        worker was ``worker``) has no running step any more (they become interrupted)."""
+        now = self.clock()
         await conn.execute(_UPDATE_JOB, (*mutable_values(job), job.id))
-        await self._event(conn, job.id, job.queue, kind, self.clock(), data)
+        await self._event(conn, job.id, job.queue, kind, now, data)
+        if job.status != RUNNING:
+            await conn.execute(
+                "UPDATE wf_steps SET status = 'interrupted', completed_at = %s, error = %s"
+                " WHERE job_id = %s AND status = 'running'",
+                (now, rules.interrupted_why(kind, data, worker), job.id),
+            )
         if job.status == QUEUED:
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, job.queue))
         elif job.status in FINISHED:
             await conn.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, job.id))
 
-    async def _locked(self, conn: Conn, where: str, params: Sequence[Any]) -> list[JobRecord]:
-        cur = await conn.execute(f"SELECT {JOB_SELECT} FROM wf_jobs WHERE {where} FOR UPDATE", params)
+    async def _locked(
+        self, conn: Conn, where: str, params: Sequence[Any], *, skip_locked: bool = False
+    ) -> list[JobRecord]:
+        lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+        cur = await conn.execute(f"SELECT {JOB_SELECT} FROM wf_jobs WHERE {where} {lock}", params)
         return [job_from_row(r) for r in await cur.fetchall()]
+
+    @staticmethod
+    async def _running(conn: Conn, job_ids: Sequence[str]) -> dict[str, int]:
+        """The fencing token of each job of ``job_ids`` that is running, the rows locked
+        ``FOR SHARE`` until the caller's transaction ends: a takeover waits for a write
+        checked against them, so a stale one is refused atomically."""
+        cur = await conn.execute(
+            "SELECT id, runs FROM wf_jobs WHERE id = ANY(%s) AND status = 'running' ORDER BY id FOR SHARE",
+            (list(job_ids),),
+        )
+        return {job_id: runs for job_id, runs in await cur.fetchall()}

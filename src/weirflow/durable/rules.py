@@ -46,20 +46,27 @@ def after_failure(
 
 
 def after_stall(job: JobRecord, now: float, max_stalls: int, why: str) -> tuple[str, dict[str, Any]]:
-    """A running job lost its worker. It is requeued at once (the attempt does not count,
-    the stall does) until it has stalled more than ``max_stalls`` times, then ``failed``."""
+    """A running job lost its worker (a crash, a lease that expired). The crash counts as
+    an attempt: the job is requeued while it has attempts left, in its place in the
+    queue (``run_at`` is kept, so it runs before the jobs queued after it), else it
+    fails; more than ``max_stalls`` stalls fail it too (a guard against a job that
+    kills its workers)."""
     job.stalls += 1
     job.lease_expires_at = None
-    if job.stalls > max_stalls:
+    worker = job.worker_id
+    if job.attempt >= job.max_attempts or job.stalls > max_stalls:
         job.status = FAILED
-        job.error = f"stalled {job.stalls} times ({why}); max_stalls is {max_stalls}"
+        if job.stalls > max_stalls:
+            job.error = f"stalled {job.stalls} times ({why}); max_stalls is {max_stalls}"
+        else:
+            job.error = (
+                f"worker {worker} stopped ({why}) on the last attempt ({job.attempt} of {job.max_attempts})"
+            )
         job.error_detail = None
         job.finished_at = now
-        return "failed", {"attempt": job.attempt, "stalls": job.stalls, "error": job.error}
+        return "failed", {"attempt": job.attempt, "stalls": job.stalls, "error": job.error, "worker": worker}
     job.status = QUEUED
-    job.attempt = max(0, job.attempt - 1)
-    job.run_at = now
-    return "stalled", {"stalls": job.stalls, "why": why, "worker": job.worker_id}
+    return "stalled", {"stalls": job.stalls, "why": why, "worker": worker, "attempt": job.attempt}
 
 
 def after_release(job: JobRecord, now: float) -> tuple[str, dict[str, Any]]:
@@ -101,3 +108,17 @@ def manual_retry(job: JobRecord, now: float, *, from_start: bool) -> tuple[str, 
     job.run_at = now
     job.from_start = from_start
     return "retried", {"was": was, "from_start": from_start}
+
+
+def interrupted_why(kind: str, data: dict[str, Any], worker: str | None) -> str:
+    """Why the steps still running when a job left ``running`` (an event ``kind`` with
+    its ``data``, its worker ``worker``) were interrupted: their rows' ``error``."""
+    if kind == "stalled" or (kind == "failed" and "stalls" in data):
+        return f"interrupted: worker {worker} stopped ({data.get('why') or data.get('error')})"
+    if kind == "released":
+        return f"interrupted: worker {worker} gave the job back at shutdown"
+    if kind == "cancelled":
+        return "interrupted: the job was cancelled"
+    if kind == "completed":
+        return "interrupted: the job completed while the step was running"
+    return f"interrupted: the job {kind} ({data.get('error')})"

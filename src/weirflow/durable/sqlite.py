@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import LeaseLostError
 from . import rules
 from .models import (
     QUEUED,
@@ -50,7 +51,7 @@ from .rows import (
 )
 from .sqlite_base import Conn
 from .sqlite_schedules import SqliteSchedules
-from .store import DEFAULT_MAX_STALLS
+from .store import DEFAULT_MAX_STALLS, TAKEOVER_CHECK_S, Leases
 
 Change = tuple[str, dict[str, Any]]  # an event kind and its data (``rules``)
 
@@ -119,8 +120,12 @@ class SqliteStore(SqliteSchedules):
         lease_s: float,
         queue_concurrency: int | None = None,
         rate: Rate | None = None,
+        max_stalls: int = DEFAULT_MAX_STALLS,
     ) -> Claim:
-        return await self._tx(self._claim, queue, worker_id, limit, lease_s, queue_concurrency, rate)
+        claim: Claim = await self._tx(
+            self._claim, queue, worker_id, limit, lease_s, queue_concurrency, rate, max_stalls
+        )
+        return claim
 
     def _claim(
         self,
@@ -131,8 +136,12 @@ class SqliteStore(SqliteSchedules):
         lease_s: float,
         queue_concurrency: int | None,
         rate: Rate | None,
+        max_stalls: int,
     ) -> Claim:
         now = self.clock()
+        if now >= self._takeover_at:
+            self._takeover_at = now + TAKEOVER_CHECK_S
+            self._stall_expired(conn, now, max_stalls, queue)
         allowed = limit
         wait_s: float | None = None
         if queue_concurrency is not None:
@@ -193,43 +202,52 @@ class SqliteStore(SqliteSchedules):
 
     # -- leases and outcomes ----------------------------------------------------------------
 
-    async def renew(self, worker_id: str, job_ids: Sequence[str], lease_s: float) -> list[str]:
-        if not job_ids:
+    async def renew(self, worker_id: str, leases: Leases, lease_s: float) -> list[str]:
+        if not leases:
             return []
-        return await self._tx(self._renew, worker_id, list(job_ids), lease_s)
+        return await self._tx(self._renew, worker_id, dict(leases), lease_s)
 
-    def _renew(self, conn: Conn, worker_id: str, job_ids: list[str], lease_s: float) -> list[str]:
-        marks = ", ".join("?" * len(job_ids))
+    def _renew(self, conn: Conn, worker_id: str, leases: dict[str, int], lease_s: float) -> list[str]:
+        pairs = ", ".join("(?, ?)" for _ in leases)
         rows = conn.execute(
-            f"UPDATE wf_jobs SET lease_expires_at = ? WHERE id IN ({marks})"
-            " AND status = 'running' AND worker_id = ? RETURNING id",
-            (self.clock() + lease_s, *job_ids, worker_id),
+            "UPDATE wf_jobs SET lease_expires_at = ? WHERE status = 'running' AND worker_id = ?"
+            f" AND (id, runs) IN (VALUES {pairs}) RETURNING id",
+            (self.clock() + lease_s, worker_id, *(v for pair in leases.items() for v in pair)),
         ).fetchall()
         return [r[0] for r in rows]
 
-    async def complete(self, worker_id: str, done: Sequence[Done]) -> None:
-        if done:
-            await self._tx(self._complete, worker_id, list(done))
+    async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
+        if not done:
+            return []
+        refused: list[str] = await self._tx(self._complete, worker_id, list(done))
+        return refused
 
-    def _complete(self, conn: Conn, worker_id: str, done: list[Done]) -> None:
+    def _complete(self, conn: Conn, worker_id: str, done: list[Done]) -> list[str]:
         now = self.clock()
+        refused = []
+        why = rules.interrupted_why("completed", {}, worker_id)
         for d in done:
-            job_id, outputs, letters = done_parts(d)
+            job_id, token, outputs, letters = done_parts(d)
             row = conn.execute(
                 "UPDATE wf_jobs SET status = 'completed', outputs = ?, dead_letters = ?, finished_at = ?"
                 ", lease_expires_at = NULL"
-                " WHERE id = ? AND status = 'running' AND worker_id = ?"
+                " WHERE id = ? AND status = 'running' AND worker_id = ? AND runs = ?"
                 " RETURNING queue, attempt",
-                (json.dumps(outputs), _json_or_null(letters), now, job_id, worker_id),
+                (json.dumps(outputs), _json_or_null(letters), now, job_id, worker_id, token),
             ).fetchone()
-            if row is not None:
-                self._event(conn, job_id, row[0], "completed", now, {"attempt": row[1]})
-                self._changed.append(job_id)
+            if row is None:
+                refused.append(job_id)
+                continue
+            self._event(conn, job_id, row[0], "completed", now, {"attempt": row[1]})
+            self._changed.append(job_id)
+            self._interrupt_steps(conn, job_id, now, why)
+        return refused
 
-    def _held(self, conn: Conn, job_id: str, worker_id: str) -> JobRecord | None:
+    def _held(self, conn: Conn, job_id: str, worker_id: str, token: int) -> JobRecord | None:
         row = conn.execute(
-            f"SELECT {JOB_SELECT} FROM wf_jobs WHERE id = ? AND status = 'running' AND worker_id = ?",
-            (job_id, worker_id),
+            f"SELECT {JOB_SELECT} FROM wf_jobs WHERE id = ? AND status = 'running' AND worker_id = ?"
+            " AND runs = ?",
+            (job_id, worker_id, token),
         ).fetchone()
         return job_from_row(row) if row is not None else None
 
@@ -237,15 +255,16 @@ class SqliteStore(SqliteSchedules):
         self,
         job_id: str,
         worker_id: str,
+        token: int,
         error: str,
         *,
         retry: bool = True,
         detail: str | None = None,
         dead_letters: list[dict[str, Any]] | None = None,
-    ) -> JobRecord | None:
+    ) -> JobRecord:
         fail = functools.partial(rules.after_failure, retry=retry, detail=detail, dead_letters=dead_letters)
-        job = await self._tx(self._fail, job_id, worker_id, error, fail)
-        if job is not None and job.status == QUEUED:
+        job: JobRecord = await self._tx(self._fail, job_id, worker_id, token, error, fail)
+        if job.status == QUEUED:
             self._wakeups.notify(job.queue)
         return job
 
@@ -254,22 +273,32 @@ class SqliteStore(SqliteSchedules):
         conn: Conn,
         job_id: str,
         worker_id: str,
+        token: int,
         error: str,
         fail: Callable[..., tuple[str, dict[str, Any]]],
-    ) -> JobRecord | None:
-        job = self._held(conn, job_id, worker_id)
-        if job is not None:
-            self._change(conn, job, *fail(job, error, self.clock()))
+    ) -> JobRecord:
+        job = self._held(conn, job_id, worker_id, token)
+        if job is None:
+            raise LeaseLostError([job_id], f"not running under token {token} of {worker_id}")
+        self._change(conn, job, *fail(job, error, self.clock()), worker_id)
         return job
 
-    async def release(self, job_ids: Sequence[str], worker_id: str) -> None:
-        await self._tx(self._release, list(job_ids), worker_id)
+    async def release(self, leases: Leases, worker_id: str) -> list[str]:
+        refused: list[str] = await self._tx(self._release, dict(leases), worker_id)
+        if len(refused) < len(leases):
+            for queue in set(await self._queues_of([j for j in leases if j not in refused])):
+                self._wakeups.notify(queue)
+        return refused
 
-    def _release(self, conn: Conn, job_ids: list[str], worker_id: str) -> None:
-        for job_id in job_ids:
-            job = self._held(conn, job_id, worker_id)
-            if job is not None:
-                self._change(conn, job, *rules.after_release(job, self.clock()))
+    def _release(self, conn: Conn, leases: dict[str, int], worker_id: str) -> list[str]:
+        refused = []
+        for job_id, token in leases.items():
+            job = self._held(conn, job_id, worker_id, token)
+            if job is None:
+                refused.append(job_id)
+                continue
+            self._change(conn, job, *rules.after_release(job, self.clock()), worker_id)
+        return refused
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         return await self._tx(self._recover, worker_id, max_stalls)
@@ -280,9 +309,10 @@ class SqliteStore(SqliteSchedules):
             (worker_id,),
         ).fetchall()
         now = self.clock()
+        why = f"worker {worker_id} restarted"
         for row in rows:
             job = job_from_row(row)
-            self._change(conn, job, *rules.after_stall(job, now, max_stalls, f"worker {worker_id} restarted"))
+            self._change(conn, job, *rules.after_stall(job, now, max_stalls, why), worker_id)
         return [job_from_row(r).id for r in rows]
 
     async def cancel(self, job_id: str) -> JobRecord:
@@ -301,7 +331,8 @@ class SqliteStore(SqliteSchedules):
         self, conn: Conn, job_id: str, rule: Callable[[JobRecord], tuple[str, dict[str, Any]]]
     ) -> JobRecord:
         job = self._load(conn, job_id)
-        self._change(conn, job, *rule(job))
+        worker = job.worker_id
+        self._change(conn, job, *rule(job), worker)
         return job
 
 

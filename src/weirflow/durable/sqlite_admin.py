@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from ..errors import StoreError
+from ..errors import LeaseLostError, StoreError
 from . import rules
 from .models import (
     FAILED,
@@ -30,15 +30,20 @@ from .rows import (
     step_from_row,
 )
 from .sqlite_base import Conn, SqliteBase
-from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S
+from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Leases
 
 log = structlog.get_logger("weirflow.durable")
 
 
-_STEP_MARKS = ", ".join("?" * len(STEP_SELECT.split(", ")))
 _INSERT_JOURNAL = "INSERT INTO wf_journal (job_id, record) VALUES (?, ?)"
+_INSERT_FENCED = (
+    "INSERT INTO wf_journal (job_id, record) SELECT ?, ?"
+    " WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = ? AND status = 'running' AND runs = ?)"
+)
+_STEP_KEY = ("job_id", "routine", "seq")
 CHECKPOINT_BYTES = 4 << 20  # journal text appended between two WAL checkpoints
 CHECKPOINT_WAIT_S = 0.1  # how long a checkpoint waits for readers and writers to finish
+CHECKPOINT_RETRY_S = 1.0  # between checkpoints while a reader elsewhere keeps the WAL
 #: larger batches go through the store thread: an inline append blocks the loop ~4 ms a MiB
 INLINE_MAX_BYTES = 1 << 20
 #: bounds of the re-read that sees other processes' changes (``wait_finished``)
@@ -71,17 +76,23 @@ class SqliteAdmin(SqliteBase):
         )
         return [job_from_row(r) for r in rows]
 
-    async def record_steps(self, steps: Sequence[StepRecord]) -> None:
-        if steps:
-            await self._tx(self._record_steps, list(steps))
+    async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
+        if not steps:
+            return []
+        refused: list[str] = await self._tx(self._record_steps, list(steps))
+        return refused
 
-    @staticmethod
-    def _record_steps(conn: Conn, steps: list[StepRecord]) -> None:
+    def _record_steps(self, conn: Conn, steps: list[StepRecord]) -> list[str]:
+        runs = self._running(conn, {s.job_id for s in steps})
+        refused = {s.job_id: None for s in steps if runs.get(s.job_id) != s.run}
+        cols = STEP_SELECT.split(", ")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in _STEP_KEY)
         conn.executemany(
-            f"INSERT OR REPLACE INTO wf_steps ({STEP_SELECT})"
-            f" SELECT {_STEP_MARKS} WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = ?)",
-            [(*(getattr(s, c) for c in STEP_SELECT.split(", ")), s.job_id) for s in steps],
+            f"INSERT INTO wf_steps ({STEP_SELECT}) VALUES ({', '.join('?' * len(cols))})"
+            f" ON CONFLICT (job_id, routine, seq) DO UPDATE SET {updates}",
+            [tuple(getattr(s, c) for c in cols) for s in steps if runs.get(s.job_id) == s.run],
         )
+        return list(refused)
 
     async def steps(self, job_id: str) -> list[StepRecord]:
         rows = await self._call(
@@ -141,17 +152,26 @@ class SqliteAdmin(SqliteBase):
         ).fetchone()
         if got is None:
             return None
+        report = self._stall_expired(conn, now, max_stalls)
+        if retention is not None:
+            report.deleted = self._retain(conn, retention, now)
+        return report
+
+    def _stall_expired(
+        self, conn: Conn, now: float, max_stalls: int, queue: str | None = None
+    ) -> SweepReport:
+        """Take back the running jobs (of ``queue``) whose lease expired before ``now``."""
         report = SweepReport()
         rows = conn.execute(
-            f"SELECT {JOB_SELECT} FROM wf_jobs WHERE status = 'running' AND lease_expires_at < ?",
-            (now,),
+            f"SELECT {JOB_SELECT} FROM wf_jobs WHERE status = 'running' AND lease_expires_at < ?"
+            " AND (? IS NULL OR queue = ?)",
+            (now, queue, queue),
         ).fetchall()
         for row in rows:
             job = job_from_row(row)
-            self._change(conn, job, *rules.after_stall(job, now, max_stalls, "lease expired"))
+            worker = job.worker_id
+            self._change(conn, job, *rules.after_stall(job, now, max_stalls, "lease expired"), worker)
             (report.failed if job.status == FAILED else report.requeued).append(job.id)
-        if retention is not None:
-            report.deleted = self._retain(conn, retention, now)
         return report
 
     async def clean(self, retention: Retention) -> int:
@@ -206,15 +226,19 @@ class SqliteAdmin(SqliteBase):
 
     # -- the durable journal ----------------------------------------------------------------
 
-    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
+    async def append_journal(
+        self, rows: Sequence[tuple[str, str]], *, tokens: Leases | None = None
+    ) -> list[str]:
         """Inline when the batch is small and the write lock is free at once, else on the
         store thread (see the ``sqlite`` module)."""
         if not rows:
-            return
+            return []
         batch = list(rows)
+        held = dict(tokens) if tokens is not None else None
         size = sum(len(record) for _, record in batch)
-        if size > INLINE_MAX_BYTES or not self._append_inline(batch):
-            await self._tx(self._append_journal, batch)
+        refused = self._append_inline(batch, held) if size <= INLINE_MAX_BYTES else None
+        if refused is None:
+            refused = await self._tx(self._append_journal, batch, held)
         self._unchecked += size
         if (
             self._unchecked >= CHECKPOINT_BYTES
@@ -223,18 +247,25 @@ class SqliteAdmin(SqliteBase):
         ):
             self._unchecked = 0
             self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
+        return refused
 
-    def _append_inline(self, rows: list[tuple[str, str]]) -> bool:
-        """Append on this thread; ``False`` if another connection holds the write lock."""
+    def _append_inline(self, rows: list[tuple[str, str]], tokens: dict[str, int] | None) -> list[str] | None:
+        """Append on this thread and return the refused job ids; ``None`` if another
+        connection holds the write lock."""
         conn = self._journal_conn
         if conn is None:
-            return False
+            return None
         try:
-            if len(rows) == 1:  # one statement: a transaction of its own
+            if len(rows) == 1 and tokens is None:  # one statement: a transaction of its own
                 conn.execute(_INSERT_JOURNAL, rows[0])
+                refused = []
+            elif len(rows) == 1 and tokens is not None:
+                (job_id, record), token = rows[0], tokens.get(rows[0][0], -1)
+                written = conn.execute(_INSERT_FENCED, (job_id, record, job_id, token)).rowcount
+                refused = [] if written else [job_id]
             else:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT_JOURNAL, rows)
+                refused = self._append_journal(conn, rows, tokens)
                 conn.execute("COMMIT")
         except BaseException as e:
             if conn.in_transaction:
@@ -242,35 +273,53 @@ class SqliteAdmin(SqliteBase):
             if not isinstance(e, sqlite3.Error):
                 raise
             if e.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # (extended codes)
-                return False
+                return None
             raise StoreError(f"{self.url}: {type(e).__name__}: {e}") from e
-        return True
+        return refused
 
-    @staticmethod
-    def _append_journal(conn: Conn, rows: list[tuple[str, str]]) -> None:
+    def _append_journal(
+        self, conn: Conn, rows: list[tuple[str, str]], tokens: dict[str, int] | None
+    ) -> list[str]:
+        refused: set[str] = set()
+        if tokens is not None:
+            runs = self._running(conn, {job_id for job_id, _ in rows})
+            refused = {
+                job_id for job_id, _ in rows if job_id not in runs or runs[job_id] != tokens.get(job_id)
+            }
+            if refused:
+                rows = [row for row in rows if row[0] not in refused]
         conn.executemany(_INSERT_JOURNAL, rows)
+        return sorted(refused)
 
     async def _checkpoint_wal(self) -> None:
-        """Copy the WAL's pages into the database and start the WAL over, so that it does
-        not grow without bound (the journal's inline connection never checkpoints).
+        """Copy the WAL's pages into the database and truncate the WAL, so that it does not
+        grow without bound (the journal's inline connection never checkpoints).
 
-        ``RESTART`` waits for writers and readers to finish, blocking new writers while it
+        ``TRUNCATE`` waits for writers and readers to finish, blocking new writers while it
         waits, so it runs on a connection of its own that waits at most
         ``CHECKPOINT_WAIT_S``: long enough for this process's journal appends (inline ones
         find the lock taken and queue behind it), and not as long as a reader in another
-        process might take. That reader's pages are copied next time. ``PASSIVE`` would block
-        nobody, but while appends go on it never catches up with them."""
-        try:
-            await self._call(self._checkpoint_now)
-        except StoreError as e:
-            log.warning("wal_checkpoint_failed", store=self.url, error=str(e))
+        process might take. While such a reader holds the WAL it cannot be emptied: the
+        checkpoint is tried again every ``CHECKPOINT_RETRY_S`` until it is, so the file
+        goes back down once the reader is gone, also when no append comes to trigger
+        one. ``PASSIVE`` would block nobody, but while appends go on it never catches up
+        with them."""
+        while self._journal_conn is not None:  # (not closing)
+            try:
+                if await self._call(self._checkpoint_now):
+                    return
+            except StoreError as e:
+                log.warning("wal_checkpoint_failed", store=self.url, error=str(e))
+            await asyncio.sleep(CHECKPOINT_RETRY_S)  # a retry delay: a reader elsewhere holds the WAL
 
-    def _checkpoint_now(self) -> None:
+    def _checkpoint_now(self) -> bool:
+        """One ``TRUNCATE`` checkpoint; whether it emptied the WAL."""
         conn = sqlite3.connect(self.path, timeout=CHECKPOINT_WAIT_S, isolation_level=None)
         try:
-            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         finally:
             conn.close()
+        return not busy
 
     async def read_journal(self, job_id: str) -> list[str]:
         rows = await self._call(
@@ -278,5 +327,10 @@ class SqliteAdmin(SqliteBase):
         )
         return [r[0] for r in rows]
 
-    async def clear_journal(self, job_id: str) -> None:
-        await self._tx(lambda conn: conn.execute("DELETE FROM wf_journal WHERE job_id = ?", (job_id,)))
+    async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
+        await self._tx(self._clear_journal, job_id, token)
+
+    def _clear_journal(self, conn: Conn, job_id: str, token: int | None) -> None:
+        if token is not None and self._running(conn, {job_id}).get(job_id) != token:
+            raise LeaseLostError([job_id], f"not running under token {token}")
+        conn.execute("DELETE FROM wf_journal WHERE job_id = ?", (job_id,))

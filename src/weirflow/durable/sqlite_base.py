@@ -15,8 +15,10 @@ from typing import Any, Self, TypeVar
 
 from ..errors import JobError, StoreError
 from ..runtime.gil import thread_call
+from . import rules
 from .migrations import VERSION_TABLE, pending, sqlite_statements
 from .models import (
+    RUNNING,
     JobRecord,
 )
 from .rows import (
@@ -59,6 +61,7 @@ class SqliteBase:
         self._outcomes = Outcomes()
         self._schedule_wakeups = Wakeups()  # per queue: its schedules changed
         self._changed: list[str] = []  # jobs the current transaction changed (store thread)
+        self._takeover_at = float("-inf")  # the next claim to look for expired leases
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -160,6 +163,7 @@ class SqliteBase:
         conn, journal = self._conn, self._journal_conn
         self._journal_conn = None  # (appends from now on take no new checkpoint)
         if self._checkpoint is not None:
+            self._checkpoint.cancel()  # (it may be waiting to try again)
             await asyncio.gather(self._checkpoint, return_exceptions=True)
 
         def _close() -> None:
@@ -188,7 +192,35 @@ class SqliteBase:
             raise JobError(f"no job {job_id!r} in the store")
         return job_from_row(row)
 
-    def _change(self, conn: Conn, job: JobRecord, kind: str, data: dict[str, Any]) -> None:
+    def _change(
+        self, conn: Conn, job: JobRecord, kind: str, data: dict[str, Any], worker: str | None = None
+    ) -> None:
+        """Write a rule's change of ``job`` and its event; a job that left ``running`` (its
+        worker was ``worker``) has no running step any more (they become interrupted)."""
+        now = self.clock()
         conn.execute(_UPDATE_JOB, (*mutable_values(job), job.id))
         self._changed.append(job.id)
-        self._event(conn, job.id, job.queue, kind, self.clock(), data)
+        self._event(conn, job.id, job.queue, kind, now, data)
+        if job.status != RUNNING:
+            self._interrupt_steps(conn, job.id, now, rules.interrupted_why(kind, data, worker))
+
+    @staticmethod
+    def _interrupt_steps(conn: Conn, job_id: str, now: float, why: str) -> None:
+        conn.execute(
+            "UPDATE wf_steps SET status = 'interrupted', completed_at = ?, error = ?"
+            " WHERE job_id = ? AND status = 'running'",
+            (now, why, job_id),
+        )
+
+    @staticmethod
+    def _running(conn: Conn, job_ids: set[str]) -> dict[str, int]:
+        """The fencing token of each job of ``job_ids`` that is running (read in the caller's
+        transaction, so a write checked against it is refused atomically)."""
+        if not job_ids:
+            return {}
+        ids = list(job_ids)
+        marks = ", ".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT id, runs FROM wf_jobs WHERE id IN ({marks}) AND status = 'running'", ids
+        ).fetchall()
+        return {job_id: runs for job_id, runs in rows}

@@ -8,20 +8,27 @@ resumable; that is the durable journal's work, which may extend this one.
 The runtime calls the step methods synchronously on the loop; rows are buffered
 and written in batches (``flush_s`` after the first buffered change, and by the
 worker before it writes a job's outcome), so a step never waits on the store.
-Retries of one call share its row (``attempt`` says which one ran last).
+Retries of one call share its row (``attempt`` says which one ran last), also a
+re-run after a crash: the row of ``(job, routine, seq)`` is updated.
+
+Rows carry the fencing token of the worker's claim (``run``): the store refuses
+them once the job was taken over, and ``on_lost`` hears of it. When a job is taken
+over, ``reconciled`` makes its rows say what the journal committed before the job
+resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from ..errors import StoreError
 from ..runtime.journal import Journal, Step
-from .models import StepRecord
+from .models import COMPLETED, FAILED, INTERRUPTED, RUNNING, StepRecord
 
 if TYPE_CHECKING:
     from ..runtime.job import Job
@@ -32,7 +39,7 @@ log = structlog.get_logger("weirflow.durable")
 
 DEFAULT_FLUSH_S = 0.2
 
-RowKey = tuple[str, int, str, int]
+RowKey = tuple[str, int, str, int]  # job, run, routine, seq
 
 
 class StepJournal(Journal):
@@ -43,10 +50,18 @@ class StepJournal(Journal):
     apart from the earlier runs'.
     """
 
-    def __init__(self, store: Store, *, worker_id: str, flush_s: float = DEFAULT_FLUSH_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        worker_id: str,
+        flush_s: float = DEFAULT_FLUSH_S,
+        on_lost: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
         self.worker_id = worker_id
         self.flush_s = flush_s
+        self.on_lost = on_lost
         self._attempts: dict[str, int] = {}
         self._rows: dict[RowKey, StepRecord] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -55,7 +70,17 @@ class StepJournal(Journal):
     def begin(self, job_id: str, run: int) -> None:
         self._attempts[job_id] = run
 
+    def forget(self, job_id: str) -> None:
+        """Drop what is buffered for ``job_id`` and record nothing more of it (its lease
+        was lost: another worker owns its rows now)."""
+        self._attempts.pop(job_id, None)
+        for key in [k for k in self._rows if k[0] == job_id]:
+            del self._rows[key]
+
     def _record(self, job: Job, step: Step, status: str) -> None:
+        run = self._attempts.get(job.id)
+        if run is None:  # not (or no longer) this worker's job
+            return
         done = status == "completed"
         row = StepRecord(
             job_id=job.id,
@@ -63,7 +88,7 @@ class StepJournal(Journal):
             seq=step.seq,
             status=status,
             attempt=step.attempt,
-            run=self._attempts.get(job.id, 1),
+            run=run,
             progress=100.0 if done else (step.progress or 0.0),
             message=step.message,
             started_at=step.started_at or None,
@@ -91,9 +116,12 @@ class StepJournal(Journal):
         self._attempts.pop(job.id, None)
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(self.flush_s)
-        with contextlib.suppress(StoreError):
-            await self.flush()
+        while True:  # rows recorded while a flush was under way go with the next one
+            await asyncio.sleep(self.flush_s)
+            with contextlib.suppress(StoreError):
+                await self.flush()
+            if not self._rows:
+                return
 
     async def flush(self) -> None:
         """Write every buffered row now; on ``StoreError`` the rows stay buffered."""
@@ -102,12 +130,16 @@ class StepJournal(Journal):
                 return
             rows, self._rows = self._rows, {}
             try:
-                await self.store.record_steps(list(rows.values()))
+                refused = await self.store.record_steps(list(rows.values()))
             except StoreError as e:
                 log.warning("steps_not_recorded", rows=len(rows), error=str(e))
                 for key, row in rows.items():
                     self._rows.setdefault(key, row)
                 raise
+            for job_id in refused:
+                self.forget(job_id)
+                if self.on_lost is not None:
+                    self.on_lost(job_id)
 
     async def close(self) -> None:
         """Stop the timer and write what is left (best effort)."""
@@ -117,3 +149,67 @@ class StepJournal(Journal):
                 await self._flusher
         with contextlib.suppress(StoreError):
             await self.flush()
+
+
+def reconciled(
+    job_id: str, records: Sequence[Any], rows: list[StepRecord], *, token: int, now: float
+) -> list[StepRecord]:
+    """The step rows to write, under ``token``, so that a job's rows say what its journal
+    ``records`` (``LogJournal`` records, as committed) hold, before the job resumes:
+    a step the journal finished is ``completed`` (or ``failed``) with its attempt; a
+    step it started and did not finish, or one it holds nothing of but a row says ran,
+    is ``interrupted`` (it runs again). Rows already right are not written."""
+    truth: dict[tuple[str, int], tuple[str, int, str | None]] = {}  # status, attempt, error
+    for rec in records:  # (a step's end after the job's end is still how it ended)
+        kind = rec["t"]
+        if kind == "start":
+            truth[(rec["routine"], rec["seq"])] = (INTERRUPTED, rec["attempt"], None)
+        elif kind == "done" and (rec["status"] == COMPLETED or rec["final"]):
+            status = COMPLETED if rec["status"] == COMPLETED else FAILED
+            truth[(rec["routine"], rec["seq"])] = (status, rec["attempt"], rec.get("error"))
+    have = {(r.routine, r.seq): r for r in rows}
+    out: list[StepRecord] = []
+    for (routine, seq), (status, attempt, error) in truth.items():
+        row = have.get((routine, seq))
+        if row is not None and row.status == status and row.attempt == attempt:
+            continue
+        why = error if status == FAILED else None
+        if status == INTERRUPTED:
+            why = row.error if row is not None and row.status == INTERRUPTED else _UNFINISHED
+        out.append(_row(job_id, row, routine, seq, status, attempt, why, token, now))
+    for key, row in have.items():
+        if key not in truth and row.status != INTERRUPTED:
+            why = row.error if row.status == RUNNING and row.error else _UNRECORDED
+            out.append(_row(job_id, row, row.routine, row.seq, INTERRUPTED, row.attempt, why, token, now))
+    return out
+
+
+_UNFINISHED = "interrupted: its worker stopped before the step's end was recorded"
+_UNRECORDED = "interrupted: its worker stopped before the step was recorded in the journal; it runs again"
+
+
+def _row(
+    job_id: str,
+    row: StepRecord | None,
+    routine: str,
+    seq: int,
+    status: str,
+    attempt: int,
+    error: str | None,
+    token: int,
+    now: float,
+) -> StepRecord:
+    return StepRecord(
+        job_id=job_id,
+        routine=routine,
+        seq=seq,
+        status=status,
+        attempt=attempt,
+        run=token,
+        progress=100.0 if status == COMPLETED else (row.progress if row is not None else 0.0),
+        message=row.message if row is not None else "",
+        started_at=row.started_at if row is not None else None,
+        completed_at=(row.completed_at if row is not None and row.completed_at else now),
+        error=error,
+        worker=row.worker if row is not None else None,
+    )

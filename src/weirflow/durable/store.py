@@ -7,12 +7,22 @@ Every method is a coroutine; no backend blocks the event loop.
 
 Times are seconds since the epoch from the store's ``clock`` (``time.time`` unless
 given): workers on several machines must have synchronised clocks.
+
+Fencing: every claim of a job makes a new **fencing token**, the job's ``runs`` after
+the claim (``JobRecord.token``), which only grows. Every write a worker makes for a
+job it claimed carries that token — journal appends, step rows (``StepRecord.run``),
+progress, heartbeats, the outcome and a release — and the store refuses it, in the
+same statement or transaction as the write, unless the job is still ``running`` under
+that token. A write for several jobs writes those still held and returns the ids it
+refused; a write for one job raises ``LeaseLostError``. So a worker that was paused past
+its lease (``SIGSTOP``, a long GC, a network partition) and comes back can no longer
+change a job that another worker took over.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -23,7 +33,12 @@ from .schedules import Fired, Schedule
 
 Clock = Callable[[], float]
 DEFAULT_LEASE_S = 30.0
-DEFAULT_MAX_STALLS = 1
+DEFAULT_MAX_STALLS = 3
+#: a claim looks for expired leases of its queue at most this often (store clock)
+TAKEOVER_CHECK_S = 0.5
+
+Leases = Mapping[str, int]
+"""Job id -> the fencing token of the claim that holds it."""
 SWEEPER_LOCK_TTL_S = 60.0
 
 
@@ -62,37 +77,45 @@ class Store(Protocol):
         lease_s: float,
         queue_concurrency: int | None = None,
         rate: Rate | None = None,
+        max_stalls: int = DEFAULT_MAX_STALLS,
     ) -> Claim:
         """Take up to ``limit`` ready jobs (``run_at`` reached), highest ``priority`` first,
-        then longest waiting; each moves to ``running`` with a lease for ``worker_id``.
-        ``queue_concurrency`` caps the queue's running jobs, ``rate`` its claims per
-        window, over every worker of this store."""
+        then longest waiting; each moves to ``running`` with a lease for ``worker_id`` and
+        a new fencing token (``JobRecord.token``). ``queue_concurrency`` caps the queue's
+        running jobs, ``rate`` its claims per window, over every worker of this store.
 
-    async def renew(self, worker_id: str, job_ids: Sequence[str], lease_s: float) -> list[str]:
-        """Extend the leases ``worker_id`` holds; returns the ids it still holds (a job
-        cancelled or taken over meanwhile is missing)."""
+        Running jobs of the queue whose lease expired are taken back first (at most every
+        ``TAKEOVER_CHECK_S``), as the sweeper does (``max_stalls``): a stalled job keeps
+        its place in the queue, so a free worker takes it over within about a lease."""
 
-    async def complete(self, worker_id: str, done: Sequence[Done]) -> None:
-        """Mark jobs ``(id, outputs)`` or ``(id, outputs, dead_letters)`` completed, if
-        ``worker_id`` still holds them."""
+    async def renew(self, worker_id: str, leases: Leases, lease_s: float) -> list[str]:
+        """Extend the leases ``worker_id`` holds (job id -> token); returns the ids it still
+        holds (a job cancelled or taken over meanwhile is missing)."""
+
+    async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
+        """Mark jobs ``(id, token, outputs)`` or ``(id, token, outputs, dead_letters)``
+        completed; returns the ids refused (not held by ``worker_id`` under that token:
+        nothing is written for them)."""
 
     async def fail(
         self,
         job_id: str,
         worker_id: str,
+        token: int,
         error: str,
         *,
         retry: bool = True,
         detail: str | None = None,
         dead_letters: list[dict[str, Any]] | None = None,
-    ) -> JobRecord | None:
+    ) -> JobRecord:
         """Fail the current attempt: requeued after the job's backoff while attempts remain,
         else ``failed`` (keeping ``dead_letters``). ``detail`` (the traceback) is kept as the
-        job's ``error_detail`` and in the event. ``None`` if ``worker_id`` no longer holds
-        the job."""
+        job's ``error_detail`` and in the event. ``LeaseLostError`` if ``worker_id`` no
+        longer holds the job under ``token``."""
 
-    async def release(self, job_ids: Sequence[str], worker_id: str) -> None:
-        """Give running jobs back to the queue at once (shutdown); attempts do not count."""
+    async def release(self, leases: Leases, worker_id: str) -> list[str]:
+        """Give running jobs back to the queue at once (shutdown); attempts do not count.
+        Returns the ids refused (not held under that token)."""
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         """Requeue (as stalled) the jobs a previous run of ``worker_id`` left running."""
@@ -116,8 +139,10 @@ class Store(Protocol):
     ) -> list[JobRecord]:
         """Newest first: the jobs matching every filter given, ``offset`` of them skipped."""
 
-    async def record_steps(self, steps: Sequence[StepRecord]) -> None:
-        """Insert or update step rows (keyed by job, job attempt, routine and seq)."""
+    async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
+        """Insert or update step rows (one per job, routine and seq: a re-run of a step
+        updates its row). A row is written only while its job is running under the
+        token ``step.run``; returns the job ids refused."""
 
     async def steps(self, job_id: str) -> list[StepRecord]:
         """In start order."""
@@ -185,15 +210,20 @@ class Store(Protocol):
 
     # -- the durable journal's records (``weirflow.durable.journal.JournalStore``) --------
 
-    async def append_journal(self, rows: Sequence[tuple[str, str]]) -> None:
-        """Append ``(job_id, record_json)`` rows, in order, in one transaction. A job id
-        the store does not hold is a ``StoreError`` (nothing of the batch is written)."""
+    async def append_journal(
+        self, rows: Sequence[tuple[str, str]], *, tokens: Leases | None = None
+    ) -> list[str]:
+        """Append ``(job_id, record_json)`` rows, in order, in one transaction, and return
+        the job ids refused. With ``tokens`` (a worker's writes) the rows of a job are
+        written only while it runs under its token there; without, a job id the store
+        does not hold is a ``StoreError`` (nothing of the batch is written)."""
 
     async def read_journal(self, job_id: str) -> list[str]:
         """Every record of ``job_id`` in the order appended."""
 
-    async def clear_journal(self, job_id: str) -> None:
-        """Forget ``job_id``'s records (a retry from the start)."""
+    async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
+        """Forget ``job_id``'s records (a retry from the start); with ``token``, only while
+        the job runs under it (else ``LeaseLostError``)."""
 
 
 def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:

@@ -8,9 +8,17 @@ leaves that to other workers). At
 start it requeues the jobs a previous run with the same ``worker_id`` left
 running. ``stop()`` (SIGTERM/SIGINT in ``weirflow worker``) stops claiming, lets
 running jobs finish for ``shutdown_grace_s``, then cancels the rest and gives
-them back to the queue. A store that fails (PostgreSQL restarting) is retried
-with exponential backoff; nothing is lost meanwhile: outcomes wait in memory and
-the leases keep the jobs this worker's.
+them back to the queue. A plain ``def`` handler's thread cannot be cancelled:
+with ``exit_after_grace`` (``weirflow worker``) the worker then ends the process
+right after giving the jobs back, so no straggler runs beside the next attempt.
+A store that fails (PostgreSQL restarting) is retried with exponential backoff;
+nothing is lost meanwhile: outcomes wait in memory and the leases keep the jobs
+this worker's.
+
+Fencing: every write for a job carries the token of this worker's claim
+(``JobRecord.token``). When the store refuses one (the job was taken over after
+this worker's lease expired, or cancelled), the worker logs ``lease_lost``,
+stops the job at once and never writes for it again.
 
 Idle workers wait for new jobs with ``store.wait_for_jobs``: PostgreSQL wakes them
 by ``LISTEN/NOTIFY``; SQLite and memory wake workers sharing the store object at
@@ -24,15 +32,17 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import socket
+import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import structlog
 
-from ..errors import JobError, JobTimeoutError, StoreError
+from ..errors import JobError, JobTimeoutError, LeaseLostError, StoreError
 from ..flow.graph import Flow
 from ..runtime.engine import Engine
 from ..runtime.job import Job
@@ -42,7 +52,7 @@ from ..runtime.results import JobResult, JobStatus, format_traceback
 from .alerts import AlertRules, Alerts
 from .journal import DurableJournal
 from .models import DEFAULT_QUEUE, Done, JobRecord, Rate, Retention
-from .steps import StepJournal
+from .steps import StepJournal, reconciled
 from .store import DEFAULT_LEASE_S, DEFAULT_MAX_STALLS, Store, open_store
 
 log = structlog.get_logger("weirflow.durable")
@@ -92,6 +102,7 @@ class Worker:
         record_steps: bool = True,
         durable: bool = True,
         schedules: bool = True,
+        exit_after_grace: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -119,20 +130,26 @@ class Worker:
         self.poll_min_s = poll_min_s
         self.poll_max_s = poll_max_s
         self.schedules = schedules
+
+        self.exit_after_grace = exit_after_grace
         self.journal: StepJournal | None = None
         self.durable: DurableJournal | None = None
-        if self.engine.journal is None:
-            if record_steps:
-                self.journal = StepJournal(self.store, worker_id=self.worker_id)
-            if durable:
-                self.durable = DurableJournal(self.store)
-            journals = [j for j in (self.journal, self.durable) if j is not None]
-            if journals:
-                self.engine.journal = journals[0] if len(journals) == 1 else Journals(*journals)
+        if record_steps:
+            self.journal = StepJournal(self.store, worker_id=self.worker_id, on_lost=self._lease_lost)
+        if durable:
+            self.durable = DurableJournal(self.store, fenced=True, on_lost=self._lease_lost)
+        # an engine's own journal (a LogJournal, say) is kept: every journal hears every record
+        self._engine_journal = self.engine.journal  # (put back when the worker stops)
+        journals = [j for j in (self.engine.journal, self.journal, self.durable) if j is not None]
+        if journals:
+            self.engine.journal = journals[0] if len(journals) == 1 else Journals(*journals)
         self.running: dict[str, Job | None] = {}  # claimed: the runtime job once started
         self._reporting: set[str] = set()  # finished here, outcome not yet in the store
         self._done: list[Done] = []
+        self._tokens: dict[str, int] = {}  # the fencing token of each job held
         self._lost: set[str] = set()
+        self.lost = 0  # jobs this worker lost (taken over, cancelled) while it held them
+        self.cut_short = False  # the grace period ended with jobs still running
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._report_wake = asyncio.Event()
@@ -187,6 +204,7 @@ class Worker:
             if self.durable is not None:
                 with contextlib.suppress(Exception):  # the store may be gone: logged by the journal
                     await self.durable.close()
+            self.engine.journal = self._engine_journal
             if self._owns_engine:
                 await self.engine.close()
             if self._owns_store:
@@ -199,6 +217,8 @@ class Worker:
         while True:
             try:
                 return await fn(*args)
+            except LeaseLostError:
+                raise  # not the store failing: the job is not ours any more
             except StoreError as e:
                 if self._stopping.is_set() and what != "report":
                     raise
@@ -233,6 +253,7 @@ class Worker:
                     lease_s=self.lease_s,
                     queue_concurrency=self.queue_concurrency,
                     rate=self.rate,
+                    max_stalls=self.max_stalls,
                 )
             except StoreError as e:
                 log.warning(
@@ -246,6 +267,9 @@ class Worker:
                 self._reported([])
             for record in claim.jobs:
                 self.running[record.id] = None
+                self._tokens[record.id] = record.token
+                if self.durable is not None:
+                    self.durable.begin(record.id, record.token)
                 task = asyncio.get_running_loop().create_task(
                     self._run_job(record), name=f"weirflow:run:{record.id}"
                 )
@@ -284,23 +308,27 @@ class Worker:
             if result is None:
                 self._report_failure(record.id, f"timed out after {record.timeout_s:g}s; job cancelled")
             elif result.status is JobStatus.COMPLETED:
-                self._done.append((record.id, _json_safe(result.outputs), _letters(result)))
+                self._done.append((record.id, record.token, _json_safe(result.outputs), _letters(result)))
                 self._reporting.add(record.id)
                 self._report_wake.set()
             elif result.status is JobStatus.CANCELLED and self._stopping.is_set():
-                if self.durable is not None:  # the next worker resumes from what it holds
-                    await self._retrying("release", self.durable.flush)
-                await self._retrying("release", self.store.release, [record.id], self.worker_id)
+                await self._give_back([record.id])
                 self._reported([])
             else:
                 error = result.error or f"job {result.status.value}"
                 self._report_failure(record.id, error, detail=result.traceback, dead_letters=_letters(result))
+        except LeaseLostError as e:
+            self._lease_lost(record.id, str(e))
+            self._lost.discard(record.id)
+            self._reported([])
         except JobError as e:  # unknown flow, bad inputs: retrying cannot help
             self._report_failure(record.id, str(e), retry=False)
         except Exception as e:  # noqa: BLE001 - any other failure to run is a failed attempt
             self._report_failure(record.id, f"{type(e).__name__}: {e}", detail=format_traceback(e))
         finally:
             self.running.pop(record.id, None)
+            if record.id not in self._reporting:
+                self._forget(record.id)
             self._slot_free.set()
             if job is not None and job.finished:
                 with contextlib.suppress(JobError):
@@ -312,16 +340,28 @@ class Worker:
         if self.durable is None:
             return None
         if record.from_start:
-            await self._retrying("journal", self.store.clear_journal, record.id)
+            clear = functools.partial(self.store.clear_journal, token=record.token)
+            await self._retrying("journal", clear, record.id)
             return None
         if record.runs <= 1:  # a first run has no journal yet: no read
             return None
         records = await self._retrying("journal", self.durable.records_of, record.id)
+        if self.journal is not None:
+            await self._reconcile_steps(record, records)
         if not records:
             return None
         restore = restore_from(records, flow)
         log.info("job_resumed", worker=self.worker_id, job=record.id, steps_done=restore.steps_done)
         return restore
+
+    async def _reconcile_steps(self, record: JobRecord, records: Sequence[Any]) -> None:
+        """Make a taken-over job's step rows say what its journal committed, before it resumes."""
+        rows = await self._retrying("journal", self.store.steps, record.id)
+        fixed = reconciled(record.id, records, rows, token=record.token, now=self.store.clock())
+        if fixed:
+            refused = await self._retrying("journal", self.store.record_steps, fixed)
+            if refused:
+                raise LeaseLostError(refused, "taken over while resuming")
 
     def _report_failure(
         self,
@@ -338,18 +378,27 @@ class Worker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fail(self, job_id: str, error: str, fail: Callable[..., Awaitable[JobRecord | None]]) -> None:
+    async def _fail(self, job_id: str, error: str, fail: Callable[..., Awaitable[JobRecord]]) -> None:
         try:
             if self.journal is not None:
                 await self._retrying("report", self.journal.flush)
             if self.durable is not None:  # a retry resumes from what the journal holds
                 await self._retrying("report", self.durable.flush)
-            record = await self._retrying("report", fail, job_id, self.worker_id, error)
+            if job_id in self._lost:
+                return
+            token = self._tokens.get(job_id)
+            if token is None:
+                return
+            try:
+                record = await self._retrying("report", fail, job_id, self.worker_id, token, error)
+            except LeaseLostError as e:
+                self._lease_lost(job_id, str(e))
+                return
         finally:
             self._reported([job_id])
+            self._forget(job_id)
         self.failed += 1
-        if record is not None:
-            log.info("job_failed", worker=self.worker_id, job=job_id, error=error, status=record.status)
+        log.info("job_failed", worker=self.worker_id, job=job_id, error=error, status=record.status)
 
     async def _reporter(self) -> None:
         """Write completions in batches: whatever finished while the last batch was written."""
@@ -358,14 +407,18 @@ class Worker:
             self._report_wake.clear()
             while self._done:
                 batch, self._done = self._done, []
-                held = [d for d in batch if d[0] not in self._lost]
                 if self.journal is not None:  # the steps first: a completed job has its steps
                     await self._retrying("report", self.journal.flush)
                 if self.durable is not None:
                     await self._retrying("report", self.durable.flush)
-                await self._retrying("report", self.store.complete, self.worker_id, held)
-                self.completed += len(held)
+                held = [d for d in batch if d[0] not in self._lost]
+                refused = await self._retrying("report", self.store.complete, self.worker_id, held)
+                for job_id in refused:
+                    self._lease_lost(job_id, "its outcome was refused")
+                self.completed += len(held) - len(refused)
                 self._reported([d[0] for d in batch])
+                for d in batch:
+                    self._forget(d[0])
 
     def _reported(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
@@ -390,29 +443,60 @@ class Worker:
 
     # -- leases ---------------------------------------------------------------------------
 
+    def _lease_lost(self, job_id: str, why: str = "refused by the store") -> None:
+        """The store refused a write for ``job_id`` (a stale token) or did not renew its
+        lease: another worker owns it now, or it was cancelled. Stop it here at once and
+        write nothing more for it."""
+        if job_id not in self._tokens or job_id in self._lost:
+            return
+        self._lost.add(job_id)
+        self.lost += 1
+        log.warning("lease_lost", worker=self.worker_id, job=job_id, token=self._tokens[job_id], why=why)
+        if self.journal is not None:
+            self.journal.forget(job_id)
+        if self.durable is not None:
+            self.durable.forget(job_id)
+        job = self.running.get(job_id)
+        if job is not None and not job.finished:
+            task = asyncio.get_running_loop().create_task(self._cancel(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if job_id not in self.running and job_id in self._reporting:
+            self._done = [d for d in self._done if d[0] != job_id]
+
+    @staticmethod
+    async def _cancel(job: Job) -> None:
+        await job.cancel()
+
+    def _forget(self, job_id: str) -> None:
+        """This worker is done with ``job_id`` (reported, given back or lost)."""
+        self._tokens.pop(job_id, None)
+        if self.durable is not None:
+            self.durable.forget(job_id)
+        if self.journal is not None:
+            self.journal.forget(job_id)
+
+    def _held(self) -> dict[str, int]:
+        return {j: t for j, t in self._tokens.items() if j not in self._lost}
+
     async def _heartbeat(self) -> None:
+        delay = self.heartbeat_s
         while True:
-            await asyncio.sleep(self.heartbeat_s)
-            held = [*self.running, *self._reporting]
+            await asyncio.sleep(delay)
+            held = self._held()
             if not held:
                 continue
             try:
                 kept = set(await self.store.renew(self.worker_id, held, self.lease_s))
             except StoreError as e:
-                log.warning("heartbeat_failed", worker=self.worker_id, error=str(e))
+                # try again soon: the lease must be renewed as soon as the store is back
+                delay = min(self.heartbeat_s, RECONNECT_MIN_S)
+                log.warning("heartbeat_failed", worker=self.worker_id, error=str(e), retry_in_s=delay)
                 continue
+            delay = self.heartbeat_s
             for job_id in held:
-                if job_id in kept:
-                    continue
-                if job_id in self.running:
-                    # cancelled in the store, or taken over after our lease expired: stop it here
-                    self._lost.add(job_id)
-                    job = self.running[job_id]
-                    log.info("lease_lost", worker=self.worker_id, job=job_id)
-                    if job is not None and not job.finished:
-                        await job.cancel()
-                elif job_id in self._reporting:
-                    self._lost.add(job_id)
+                if job_id not in kept:  # cancelled in the store, or taken over: stop it here
+                    self._lease_lost(job_id, "its lease was not renewed")
 
     async def _sweeper(self) -> None:
         while True:
@@ -462,18 +546,52 @@ class Worker:
     # -- shutdown -------------------------------------------------------------------------
 
     async def _drain(self) -> None:
-        """Let running jobs finish for ``shutdown_grace_s``, then cancel and give back the rest."""
+        """Let running jobs finish for ``shutdown_grace_s``, then cancel and give back the
+        rest (and end the process with ``exit_after_grace``: a ``def`` handler's thread
+        cannot be stopped, and must not run beside the next worker's attempt)."""
         if self._job_tasks:
             _, pending = await asyncio.wait(set(self._job_tasks), timeout=self.shutdown_grace_s)
             if pending:
+                self.cut_short = True
                 for job in list(self.running.values()):
                     if job is not None and not job.finished:
                         await job.cancel()
+                if self.exit_after_grace:
+                    await self._give_back([j for j in self.running if j not in self._lost])
+                    self._exit()
                 await asyncio.wait(pending)
         while self._reporting or self._done:
             self._reports_idle.clear()
             self._report_wake.set()
             await self._reports_idle.wait()
+
+    async def _give_back(self, job_ids: list[str]) -> None:
+        """Release ``job_ids`` at once (after committing what the next worker resumes from)."""
+        if self.journal is not None:
+            with contextlib.suppress(StoreError):
+                await self.journal.flush()
+        if self.durable is not None:
+            await self._retrying("release", self.durable.flush)
+        leases = {j: self._tokens[j] for j in job_ids if j in self._tokens and j not in self._lost}
+        if leases:
+            for job_id in await self._retrying("release", self.store.release, leases, self.worker_id):
+                self._lease_lost(job_id, "its release was refused")
+            log.info("jobs_released", worker=self.worker_id, jobs=sorted(leases))
+
+    def _exit(self) -> None:
+        """End the process now: the leases are given back, the logs flushed; threads of
+        handlers still running die with it."""
+        log.warning(
+            "worker_exiting",
+            worker=self.worker_id,
+            grace_s=self.shutdown_grace_s,
+            why="the grace period ended with handlers still running",
+        )
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(0)
 
 
 async def _first(*aws: Awaitable[Any]) -> None:
