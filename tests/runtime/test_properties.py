@@ -242,3 +242,151 @@ async def durable_shape(shape: Shape) -> None:
 @given(shapes())
 def test_the_durable_journal_commits_what_a_log_journal_records(shape: Shape) -> None:
     asyncio.run(durable_shape(shape))
+
+
+# -- any ending: fail policies, tight cycles, cancels ---------------------------------
+#
+# Here a run may also end badly: a ``fail`` slot refuses an emit (the routine's policy
+# fails the job or dead-letters the item), a tight blocking cycle deadlocks (the job is
+# then cancelled after a time limit, as ``job_timeout``), or the job is cancelled
+# mid-stream. Whatever happens, every item is accounted for. Routines count an emit
+# once it returned, and each has at most one outgoing connection, so every emit that
+# returned entered exactly one slot.
+
+
+def _counting(kind: str, then: str) -> type[wf.Routine]:
+    policy = wf.ErrorPolicy(then=then)  # type: ignore[arg-type]
+
+    if kind == "batch":
+
+        class BatchCount(wf.Routine):
+            inp = wf.Slot()
+            out = wf.Event()
+            on_error = policy
+
+            @wf.batch(inp, max_items=3, max_wait_s=0.001)
+            async def step(self, items: list[int], ctx: wf.Context) -> None:
+                for n in items:
+                    if n > 0:
+                        await ctx.emit(self.out, n - 1)
+                        ctx.state["emitted"] = ctx.state.get("emitted", 0) + 1
+
+        return BatchCount
+    if kind == "sync":
+
+        class SyncCount(wf.Routine):
+            inp = wf.Slot()
+            out = wf.Event()
+            on_error = policy
+
+            @inp.handler
+            def step(self, n: int, ctx: wf.Context) -> None:
+                if n > 0:
+                    ctx.emit(self.out, n - 1)
+                    ctx.state["emitted"] = ctx.state.get("emitted", 0) + 1
+
+        return SyncCount
+
+    class AsyncCount(wf.Routine):
+        inp = wf.Slot()
+        out = wf.Event()
+        on_error = policy
+        concurrency = 3 if kind == "wide" else 1
+
+        @inp.handler
+        async def step(self, n: int, ctx: wf.Context) -> None:
+            if n % 3 == 0:
+                await asyncio.sleep(0)
+            if n > 0:
+                await ctx.emit(self.out, n - 1)
+                # (a concurrent call may be between its emit and this line: counted once)
+                ctx.state["emitted"] = ctx.state.get("emitted", 0) + 1
+
+    return AsyncCount
+
+
+COUNTING = {(k, t): _counting(k, t) for k in KINDS for t in ("fail_job", "dead_letter")}
+END_REASONS = {"job_cancelled", "job_failed", "job_timeout", "handler_failed", "input_rejected"}
+
+
+@dataclass
+class Ending:
+    shape: Shape
+    thens: list[str]
+    cancel_after: int | None  # loop turns before a cancel; None: let it run
+
+
+@st.composite
+def endings(draw: Any) -> Ending:
+    n = draw(st.integers(1, 4))
+    # no plain ``def`` routines here: a thread cannot be cancelled, so a call the job's
+    # end cancelled may still count its emit after the result is made
+    kinds = draw(st.lists(st.sampled_from(["async", "batch", "wide"]), min_size=n, max_size=n))
+    thens = draw(st.lists(st.sampled_from(["fail_job", "dead_letter"]), min_size=n, max_size=n))
+    # at most one outgoing connection per routine; self-loops and cycles welcome
+    targets = draw(st.lists(st.one_of(st.none(), st.integers(0, n - 1)), min_size=n, max_size=n))
+    edges = [(i, j) for i, j in enumerate(targets) if j is not None]
+    capacities = draw(st.lists(st.integers(1, 4), min_size=n, max_size=n))  # tight, cycles too
+    policies = draw(
+        st.lists(st.sampled_from(["block", "fail", "drop_oldest", "drop_newest"]), min_size=n, max_size=n)
+    )
+    inputs = draw(
+        st.dictionaries(st.integers(0, n - 1), st.lists(st.integers(0, 6), max_size=30), max_size=n)
+    )
+    cancel_after = draw(st.one_of(st.none(), st.integers(0, 40)))
+    shape = Shape(kinds, edges, capacities, policies, inputs, pause=False)
+    return Ending(shape, thens, cancel_after)
+
+
+async def run_ending(case: Ending) -> None:
+    shape = case.shape
+    flow = wf.Flow("ending")
+    for i, (kind, then) in enumerate(zip(shape.kinds, case.thens, strict=True)):
+        flow.add(f"r{i}", COUNTING[kind, then]())
+        flow.slot(f"r{i}.inp", capacity=shape.capacities[i], overflow=shape.policies[i])
+    for i, j in shape.edges:
+        flow.connect(f"r{i}.out", f"r{j}.inp")
+    inputs = {f"r{i}.inp": items for i, items in shape.inputs.items()}
+    async with wf.Engine() as engine:
+        job = await engine.start(flow, inputs)
+        if case.cancel_after is not None:
+            for _ in range(case.cancel_after):
+                await asyncio.sleep(0)  # a random point of the run, not a wait for a state
+            result = await job.cancel()
+        else:
+            try:
+                result = await job.wait(timeout_s=0.5)
+            except wf.JobTimeoutError:  # a tight blocking cycle can deadlock: a time limit
+                result = await job.cancel(reason="job_timeout", error="deadlocked")
+        # (an emit on an event with no connection goes nowhere)
+        emitted = sum(job.routine_state(f"r{i}").get("emitted", 0) for i, _ in shape.edges)
+    assert_settled(result)
+    stats = result.stats
+    assert stats.balanced()
+    total = sum(len(items) for items in shape.inputs.values())
+    assert stats.accepted == total and stats.inputs.waiting == 0
+    # conservation: every entered input and every returned emit is in exactly one slot
+    assert sum(s.enqueued for s in stats.slots.values()) == stats.inputs.entered + emitted
+    # every dead letter counted at a slot has its record (those of inputs that never
+    # entered a slot name it too), with a reason
+    letters: dict[str, int] = {}
+    for d in result.dead_letters:
+        letters[d.slot] = letters.get(d.slot, 0) + 1
+    for path, s in stats.slots.items():
+        assert s.dead_lettered <= letters.get(path, 0), path
+    assert (
+        result.dead_letter_count
+        == len(result.dead_letters)
+        == (sum(s.dead_lettered for s in stats.slots.values()) + stats.inputs.dead_lettered)
+    )
+    reasons = set(result.dead_letter_reasons)
+    if result.status is wf.JobStatus.COMPLETED:
+        assert reasons <= {"dropped_oldest", "dropped_newest", "handler_failed", "input_rejected"}
+    else:
+        assert reasons <= END_REASONS | {"dropped_oldest", "dropped_newest"}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(endings())
+def test_any_ending_with_fail_policies_and_tight_cycles_accounts_for_every_item(case: Ending) -> None:
+    asyncio.run(run_ending(case))

@@ -115,7 +115,7 @@ class Tracker:
 
     def _can_end(self, comp: Component) -> bool:
         job = self.job
-        if comp.ending or job._paused or job._finished or job._inputs_open():
+        if comp.ending or job.paused or job.finished or job.inputs_open():
             return False
         if any(not up.ended for up in comp.upstream):
             return False
@@ -137,11 +137,11 @@ class Tracker:
             runner.wake()  # a partial batch may be handed over now that less can arrive
         if self._can_end(comp):
             comp.ending = True
-            self.job._spawn(self._end(comp))
+            self.job.spawn(self._end(comp))
 
     def check_all(self) -> None:
         if self.remaining == 0:
-            self.job._complete()
+            self.job.complete()
             return
         for comp in self.components:
             if not comp.ended:
@@ -150,7 +150,7 @@ class Tracker:
     def no_more_input(self, runner: RoutineRunner) -> bool:
         """No item can reach ``runner`` any more except from its own component."""
         comp = runner.component
-        if comp is None or self.job._inputs_open():
+        if comp is None or self.job.inputs_open():
             return False
         return not comp.cyclic and all(up.ended for up in comp.upstream)
 
@@ -160,14 +160,14 @@ class Tracker:
         for runner in comp.members:
             if runner.end_act is None:
                 continue
-            await job._wait_resumed(None, parked=False)
+            await job.wait_resumed(None, parked=False)
             await runner.run_on_end()
             while not comp.quiescent():
                 # what on_end emitted into the component is processed before going on
                 comp.quiet = loop.create_future()
                 await comp.quiet
                 comp.quiet = None
-            if job._finished:
+            if job.finished:
                 return
         for runner in comp.members:
             for q in runner.queues.values():
@@ -176,7 +176,7 @@ class Tracker:
         comp.ended = True
         self.remaining -= 1
         if self.remaining == 0:
-            job._complete()
+            job.complete()
             return
         for down in sorted(comp.downstream, key=self.components.index):
             self.check(down)

@@ -21,7 +21,7 @@ class Context:
     private to this routine in this job.
     """
 
-    __slots__ = ("_loop", "_loop_thread", "_runner", "_step", "attempt", "state")
+    __slots__ = ("_loop", "_loop_thread", "_runner", "attempt", "state", "step")
 
     def __init__(self, runner: RoutineRunner, attempt: int = 1) -> None:
         self._runner = runner
@@ -29,7 +29,7 @@ class Context:
         self._loop_thread = runner.job.loop_thread
         self.state: dict[str, Any] = runner.state
         self.attempt = attempt
-        self._step: Step | None = None  # the journal's record of the running call
+        self.step: Step | None = None  # the journal's record of the running call (set by the runner)
 
     @property
     def job_id(self) -> str:
@@ -57,11 +57,11 @@ class Context:
         records it on the call's step."""
         value = (max(0.0, min(100.0, float(percent))), str(message))
         self._runner.progress = value
-        step = self._step
+        step = self.step
         if step is not None:
             step.progress, step.message = value
             job = self._runner.job
             if threading.get_ident() == self._loop_thread:
-                job._step_progress(step)
+                job.step_progress(step)
             else:
-                self._loop.call_soon_threadsafe(job._step_progress, step)
+                self._loop.call_soon_threadsafe(job.step_progress, step)

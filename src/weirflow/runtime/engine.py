@@ -150,7 +150,7 @@ class Engine:
         job = Job(self, flow, keep_open=keep_open, job_id=job_id, hooks=hooks)
         self.jobs[job.id] = job
         try:
-            await job._start(dict(inputs or {}), restore)
+            await job.begin(dict(inputs or {}), restore)
         except BaseException:
             del self.jobs[job.id]
             raise
@@ -175,8 +175,8 @@ class Engine:
         for job in list(self.jobs.values()):
             if not job.finished:
                 await job.cancel()
-            elif job._closing is not None:
-                await job._closing
+            else:
+                await job.wait_closed()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

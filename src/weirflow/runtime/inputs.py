@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobFinishedError, SlotFullError
+from .delivery import enqueue
 from .journal import INPUT
 from .results import InputStats
 
@@ -90,15 +91,22 @@ class Inputs:
         here, so an item a ``fail`` slot (or a block timeout) refuses is dead-lettered
         as ``input_rejected`` (it counts as entered: the slot counts it)."""
         job = self.job
+        journal = job.journal
         q = feed.queue
         items = feed.items
+        end = len(items)
         try:
-            while feed.next < len(items):
+            while feed.next < end:
                 item = items[feed.next]
-                try:
-                    await job.enqueue(q, item, q.block_timeout_s, parks=False, origin=INPUT)
-                except SlotFullError as e:
-                    q.refuse(item, "input_rejected", str(e))
+                if not q.watched and not job.finished and q.try_append(item):
+                    # room and nothing watching: no coroutine per item
+                    if journal is not None:
+                        journal.enqueued(job, q.path, item, INPUT)
+                else:
+                    try:
+                        await enqueue(job, q, item, q.block_timeout_s, False, INPUT)
+                    except SlotFullError as e:
+                        q.refuse(item, "input_rejected", str(e))
                 feed.next += 1  # (not reached when cancelled: the item stays unfed)
                 self.entered += 1
         finally:
@@ -114,7 +122,7 @@ class Inputs:
         self.slots[queue.path] = None
         self.running += 1
         try:
-            await self.job.enqueue(queue, item, timeout_s, parks=False)
+            await enqueue(self.job, queue, item, timeout_s, False, None)
         except SlotFullError:
             self.accepted -= 1  # refused: the caller has it back
             raise

@@ -18,11 +18,12 @@ from ..errors import (
 )
 from .completion import Tracker
 from .dead_letters import DeadLetterLog
-from .hooks import HookPoint, Hooks, HookSet, hook_failure
+from .delivery import build_routes, wire
+from .hooks import Hooks, HookSet, hook_failure
 from .inputs import Inputs
 from .journal import Step
 from .process_runner import ProcessCallRunner, ProcessRunner
-from .replay import apply_restore, undelivered
+from .replay import apply_restore
 from .results import (
     DeadLetter,
     JobResult,
@@ -42,12 +43,8 @@ from .threads import ThreadRunner, thread_routine
 if TYPE_CHECKING:
     from ..flow.graph import Flow
     from ..flow.routine import Routine
-    from .context import Context
     from .engine import Engine
     from .replay import Restore
-
-
-LANE_FAST, LANE_JOURNAL, LANE_HOOKS = 0, 1, 2  # how an event's items are delivered
 
 
 def runner_class(routine: Routine, threads: bool) -> type[RoutineRunner]:
@@ -110,24 +107,15 @@ class Job:
                 self, name, routine, flow, shared
             )
         self._thread_runners = [r for r in self.runners.values() if isinstance(r, ThreadRunner)]
-        edges: set[tuple[str, str]] = set()
-        for name, runner in self.runners.items():
-            for ev in runner.routine.events:
-                targets = tuple(
-                    self.runners[c.target].queues[c.slot]
-                    for c in flow.connections
-                    if c.source == name and c.event == ev
-                )
-                runner.routes[ev] = (targets, self.outputs.get(f"{name}.{ev}"), False)
-                edges.update((name, q.runner.name) for q in targets)
+        edges = build_routes(self)
         self._queues: dict[str, SlotQueue] = {
             q.path: q for r in self.runners.values() for q in r.queues.values()
         }
         self.refresh_hooks()
-        self._tracker = Tracker(self, self.runners, edges)
-        self._finished = False
-        self._end_reason: str | None = None
-        self._paused = False
+        self.tracker = Tracker(self, self.runners, edges)
+        self.finished = False  # read-only for other modules, as every public attribute here
+        self.end_reason: str | None = None  # the dead letters' reason once the job ended
+        self.paused = False
         self._stepping: set[str] = set()  # routines allowed to run while the job is paused
         self.pause_reason: str | None = None
         self.paused_at: float | None = None
@@ -147,10 +135,10 @@ class Job:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def _start(self, inputs: dict[str, Any], restore: Restore | None = None) -> None:
+    async def begin(self, inputs: dict[str, Any], restore: Restore | None = None) -> None:
         feeds: list[tuple[SlotQueue, list[Any]]] = []
         for path, items in inputs.items():
-            q = self._queue(path)
+            q = self.queue(path)
             feeds.append((q, list(items) if isinstance(items, list | tuple) else [items]))
         if restore is not None:
             apply_restore(self, restore)
@@ -167,20 +155,21 @@ class Job:
             task.add_done_callback(self._task_done)
             self._runner_tasks.append(task)
         for feed in started:
-            self._spawn(self.inputs.feed(feed))
-        self._tracker.check_all()
+            self.spawn(self.inputs.feed(feed))
+        self.tracker.check_all()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task of this job (cancelled when it ends; failing fails it)."""
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and not self._finished:
+        if not task.cancelled() and task.exception() is not None and not self.finished:
             exc = task.exception()
             assert exc is not None
-            self._fail(f"internal error: {type(exc).__name__}: {exc}", format_traceback(exc))
+            self.fail(f"internal error: {type(exc).__name__}: {exc}", format_traceback(exc))
 
     def _set_status(self, status: JobStatus, reason: str | None) -> str | None:
         """Move to ``status`` and tell the hooks; the error text of a ``fatal`` hook that
@@ -192,8 +181,8 @@ class Job:
                 hook(self, status, reason)
             except Exception as e:  # noqa: BLE001 - contained: see hooks.py
                 fatal = self._hook_error(hook, "on_job_status", e) or fatal
-        if fatal is not None and not self._finished:
-            self._fail(fatal)
+        if fatal is not None and not self.finished:
+            self.fail(fatal)
         return fatal
 
     def _hook_error(self, hook: Any, point: str, error: Exception) -> str | None:
@@ -203,34 +192,29 @@ class Job:
         """A hook raised at ``point``: log and count it; fail the job if the hook is ``fatal``.
         The caller goes on as if the hook had returned."""
         fatal = self._hook_error(hook, point, error)
-        if fatal is not None and not self._finished:
-            self._fail(fatal)
+        if fatal is not None and not self.finished:
+            self.fail(fatal)
 
-    @property
-    def finished(self) -> bool:
-        return self._finished
-
-    def _complete(self) -> None:
-        if not self._finished:
+    def complete(self) -> None:
+        """End the job as completed (the tracker calls this once everything has ended)."""
+        if not self.finished:
             self._finish(JobStatus.COMPLETED, None, None)
 
     def fail(self, error: str, traceback: str | None = None) -> None:
-        """End the job as failed with ``error``, as a ``fail_job`` error policy does (for
-        an extension that cannot go on, e.g. a journal); nothing once it has finished."""
-        self._fail(error, traceback)
-
-    def _fail(self, error: str, traceback: str | None = None) -> None:
-        if not self._finished:
+        """End the job as failed with ``error`` (and the failure's ``traceback`` text), as a
+        ``fail_job`` error policy does (also for an extension that cannot go on, e.g. a
+        journal); nothing once it has finished."""
+        if not self.finished:
             self.error_traceback = traceback
             self._finish(JobStatus.FAILED, error, "job_failed")
 
     def _finish(self, status: JobStatus, error: str | None, reason: str | None) -> None:
-        self._finished = True
-        self._end_reason = reason
+        self.finished = True
+        self.end_reason = reason
         self.error = error
         fatal = self._set_status(status, error)
         if fatal is not None and status is JobStatus.COMPLETED:  # a fatal hook refused the end
-            self._end_reason, self.error, status = "job_failed", fatal, JobStatus.FAILED
+            self.end_reason, self.error, status = "job_failed", fatal, JobStatus.FAILED
             self._set_status(status, fatal)
         if self.journal is not None:
             self.journal.job_ending(self, status, self.error)
@@ -240,7 +224,7 @@ class Job:
         """Stop everything, then dead-letter every item the job accepted and did not
         process: starting inputs not fed, sends waiting, queued items (calls in flight
         dead-letter their own items as they are cancelled). Always sets the result."""
-        reason, error = self._end_reason or "job_cancelled", self.error
+        reason, error = self.end_reason or "job_cancelled", self.error
         try:
             me = asyncio.current_task()
             tasks = [t for t in (*self._runner_tasks, *self._tasks) if t is not me and not t.done()]
@@ -251,7 +235,7 @@ class Job:
                 q.fail_putters(refused)
             if not self._resumed.done():
                 self._resumed.set_result(None)
-            self._wake_quiet()
+            self.wake_quiet()
             self.inputs.stop()
             if tasks:  # (a cancelled call dead-letters the items it holds)
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -269,7 +253,7 @@ class Job:
                 except Exception as e:  # noqa: BLE001 - contained: see hooks.py
                     fatal = self._hook_error(hook, "on_job_result", e) or fatal
             if fatal is not None and result.status is JobStatus.COMPLETED:
-                self._end_reason, self.error = "job_failed", fatal
+                self.end_reason, self.error = "job_failed", fatal
                 self._set_status(JobStatus.FAILED, fatal)
                 result = self._make_result()
             self.result = result
@@ -306,7 +290,7 @@ class Job:
         not process (starting inputs not fed yet, sends waiting, queued and in-flight
         items) is dead-lettered with ``reason`` (``job_timeout`` when a time limit ended
         it) and ``error``. Returns the result."""
-        if not self._finished:
+        if not self.finished:
             self._finish(JobStatus.CANCELLED, error, reason)
         return await asyncio.shield(self._done)
 
@@ -322,7 +306,7 @@ class Job:
 
     # -- input ----------------------------------------------------------------------
 
-    def _queue(self, path: str) -> SlotQueue:
+    def queue(self, path: str) -> SlotQueue:
         try:
             return self._queues[path]
         except KeyError:
@@ -330,12 +314,12 @@ class Job:
                 f"flow {self.flow.name!r} has no slot {path!r} (slots: {', '.join(self._queues)})"
             ) from None
 
-    def _inputs_open(self) -> bool:
+    def inputs_open(self) -> bool:
         return self.inputs.is_open()
 
     def inputs_settled(self) -> None:
         """Input is closed and no feed or send is under way: components may end now."""
-        self._tracker.check_all()
+        self.tracker.check_all()
 
     async def send(self, slot: str, item: Any, *, timeout_s: float | None = None) -> None:
         """Put ``item`` into ``slot`` (``"routine.slot"``), waiting while it is full.
@@ -343,9 +327,9 @@ class Job:
         Waits up to ``timeout_s`` (default: the slot's ``block_timeout_s``) and then
         raises ``SlotFullError``; ``fail`` and drop slots behave as for emits.
         """
-        q = self._queue(slot)
-        if self._finished:
-            self._refuse(f"send to {slot}")
+        q = self.queue(slot)
+        if self.finished:
+            self.refuse(f"send to {slot}")
         if self.inputs.closed:
             raise InputClosedError(f"job {self.id}: input is closed; send to {slot} refused")
         if self.journal is not None:
@@ -360,89 +344,17 @@ class Job:
     def input_closed(self) -> bool:
         return self.inputs.closed
 
-    # -- the data path (slow lane: hooks or journal present) ---------------------------
+    # -- the data path (see delivery.py) ------------------------------------------------
 
-    def _refuse(self, what: str) -> NoReturn:
+    def refuse(self, what: str) -> NoReturn:
+        """Raise ``JobFinishedError``: ``what`` comes after the job finished."""
         raise JobFinishedError(f"job {self.id} is {self.status.value}; {what} refused")
 
-    async def _hold(self, hooks: list[Any], point: HookPoint, parks: bool) -> None:
-        if parks:
-            self._park(1)
-        try:
-            for hook in hooks:
-                try:
-                    await hook(point)
-                except Exception as e:  # noqa: BLE001 - contained: the item goes on
-                    self.hook_failed(hook, f"on_{point.kind}", e)
-                if point.drop_reason is not None:
-                    return
-        finally:
-            if parks:
-                self._park(-1)
-
-    async def enqueue(
-        self,
-        q: SlotQueue,
-        item: Any,
-        timeout_s: float | None,
-        parks: bool,
-        origin: Step | str | None = None,
-    ) -> None:
-        if q.watched:
-            point = HookPoint("enqueue", self, q.runner.name, item, slot=q.path)
-            await self._hold(self.hook_set.enqueue, point, parks)
-            if point.drop_reason is not None:
-                q.refuse(point.item, point.drop_reason, None)
-                return
-            item = point.item
-        if self._finished:
-            self._refuse(f"item for {q.path}")
-        queued = await q.put(item, timeout_s, parks)
-        if queued and self.journal is not None:
-            self.journal.enqueued(self, q.path, item, origin)
-
-    async def _deliver(
-        self, runner: RoutineRunner, event: str, targets: tuple[SlotQueue, ...], item: Any, ctx: Context
-    ) -> None:
-        hooks = self.hook_set
-        ev_path = f"{runner.name}.{event}"
-        if self.journal is not None:
-            self.journal.check(item)
-        if event in runner.watch_emit:
-            point = HookPoint("emit", self, runner.name, item, event=ev_path, attempt=ctx.attempt)
-            await self._hold(hooks.emit, point, parks=True)
-            if point.drop_reason is not None:
-                self._dead_letter(ev_path, point.item, point.drop_reason, None)
-                return
-            item = point.item
-        step = ctx._step
-        if step is not None:
-            step.emitted.append((event, item))
-            if step.delivered is not None:  # a rerun: not again where it already went
-                targets = undelivered(step, targets, item)
-        for q in targets:
-            value = item
-            if (event, q.path) in runner.watch_route:
-                point = HookPoint(
-                    "route", self, runner.name, item, event=ev_path, slot=q.path, attempt=ctx.attempt
-                )
-                await self._hold(hooks.route, point, parks=True)
-                if point.drop_reason is not None:
-                    q.refuse(point.item, point.drop_reason, None)
-                    continue
-                value = point.item
-            await self.enqueue(q, value, q.block_timeout_s, parks=True, origin=step)
-
-    def _dead_letter(
-        self, slot: str, item: Any, reason: str, error: str | None, from_queue: bool = False
-    ) -> None:
-        self.letters.add(slot, item, reason, error, from_queue=from_queue)
-
-    def _step_progress(self, step: Step) -> None:
-        if self.journal is not None and not self._finished:
+    def step_progress(self, step: Step) -> None:
+        if self.journal is not None and not self.finished:
             self.journal.step_progress(self, step)
 
-    def _queue_state(self, slot: str, state: str) -> None:
+    def queue_state_changed(self, slot: str, state: str) -> None:
         for hook in self.hook_set.queue_state:
             try:
                 hook(self, slot, state)
@@ -464,93 +376,103 @@ class Job:
         self.refresh_hooks()
 
     def refresh_hooks(self) -> None:
-        """Ask every hook again what it watches (``Hooks.watches``) and set the fast
-        and slow lanes accordingly; call after a hook changes its interests."""
-        hs = self.hook_set
-        journal = self.journal is not None
-        for q in self._queues.values():
-            q.watched = hs.watching("on_enqueue", q.path)
-        for name, runner in self.runners.items():
-            runner.watch_start = hs.watching("on_handler_start", name)
-            runner.watch_emit = {ev for ev in runner.routes if hs.watching("on_emit", f"{name}.{ev}")}
-            runner.watch_route = {
-                (ev, q.path)
-                for ev, (targets, _, _) in runner.routes.items()
-                for q in targets
-                if hs.watching("on_route", f"{name}.{ev} -> {q.path}")
-            }
-            for ev, (targets, out, _) in list(runner.routes.items()):
-                hooked = ev in runner.watch_emit or any(
-                    (ev, q.path) in runner.watch_route or q.watched for q in targets
-                )
-                runner.routes[ev] = (
-                    targets,
-                    out,
-                    LANE_HOOKS if hooked else LANE_JOURNAL if journal else LANE_FAST,
-                )
+        """Ask every hook again what it watches (``Hooks.watches``) and choose every
+        connection's delivery accordingly (``delivery.wire``); call after a hook changes
+        its interests."""
+        wire(self)
+
+    def queue_list(self) -> list[SlotQueue]:
+        """Every slot queue of the job."""
+        return list(self._queues.values())
 
     # -- pause and resume ---------------------------------------------------------------
 
-    def _park(self, n: int) -> None:
+    def park(self, n: int) -> None:
+        """A handler call waits at a safe point (``n`` = 1: held by a hook, waiting for
+        room, backing off) or goes on (-1)."""
         self._parked += n
         if n > 0:
-            self._wake_quiet()
-            if self._stepping and self._paused:
+            self.wake_quiet()
+            if self._stepping and self.paused:
                 # a call stepped past a breakpoint may now wait for room: wake the paused
                 # runners so that the consumer of that slot can make it (``may_run``)
-                self._wake_paused()
+                self.wake_paused()
 
-    def _call_done(self) -> None:
-        self._wake_quiet()
+    def call_started(self) -> None:
+        """A handler call (or ``on_end``) starts running: it is not at a safe point."""
+        self._running += 1
 
-    def _unparked(self) -> int:
+    def call_ended(self) -> None:
+        """A handler call ended: a ``pause()`` waiting for the job to go quiet may return."""
+        self._running -= 1
+        if self._quiet_waiters:
+            self.wake_quiet()
+
+    async def wait_closed(self) -> None:
+        """Wait until the job's clean-up after its end is done (``wait()`` has its result)."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+
+    def unparked(self) -> int:
         """Handler calls running and not at a safe point (on the loop and on worker threads)."""
         n = self._running - self._parked
         for r in self._thread_runners:
             n += r.unparked_calls()
         return n
 
-    def _wake_quiet(self) -> None:
-        if self._quiet_waiters and (self._finished or self._unparked() <= 0):
+    def quiet_waiter(self) -> asyncio.Future[None]:
+        """A future set at the next moment every running call is at a safe point (or the
+        job finished); ``drop_quiet_waiter`` it if it is not awaited to the end."""
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._quiet_waiters.append(fut)
+        return fut
+
+    def drop_quiet_waiter(self, fut: asyncio.Future[None]) -> None:
+        if fut in self._quiet_waiters:
+            self._quiet_waiters.remove(fut)
+
+    def quiet_wanted(self) -> bool:
+        """A ``pause()`` (or a debugger step) waits for the running calls to reach a safe point."""
+        return bool(self._quiet_waiters)
+
+    def wake_quiet(self) -> None:
+        """Let a waiting ``pause()`` return if every running call is at a safe point."""
+        if self._quiet_waiters and (self.finished or self.unparked() <= 0):
             waiters, self._quiet_waiters = self._quiet_waiters, []
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def _wait_resumed(self, runner: RoutineRunner | None, parked: bool) -> None:
+    async def wait_resumed(self, runner: RoutineRunner | None, parked: bool) -> None:
         if parked:
-            self._park(1)
+            self.park(1)
         try:
-            while not self._finished:
+            while not self.finished:
                 if runner is None:
-                    if not self._paused:
+                    if not self.paused:
                         return
                     fut = self._resumed
                 elif self.may_run(runner):
                     return
-                elif self._paused and not self._allowed(runner):
+                elif self.paused and not self._allowed(runner):
                     fut = self._resumed
                 else:
                     fut = runner.resumed
                 await asyncio.shield(fut)
         finally:
             if parked:
-                self._park(-1)
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
+                self.park(-1)
 
     def request_pause(self, reason: str = "manual") -> None:
         """Stop starting handler calls (from a hook or a thread on the loop); does not wait."""
-        if self._finished:
-            self._refuse("pause")
-        if self._paused:
+        if self.finished:
+            self.refuse("pause")
+        if self.paused:
             if reason != self.pause_reason:  # e.g. a breakpoint hit while paused: report it
                 self.pause_reason = reason
                 self._set_status(JobStatus.PAUSED, reason)
             return
-        self._paused = True
+        self.paused = True
         self.pause_reason = reason
         self.paused_at = time.time()
         self._resumed = self.loop.create_future()
@@ -565,13 +487,13 @@ class Job:
         self.request_pause(reason)
         try:
             async with asyncio.timeout(timeout_s):
-                while not self._finished and self._unparked() > 0:
+                while not self.finished and self.unparked() > 0:
                     fut: asyncio.Future[None] = self.loop.create_future()
                     self._quiet_waiters.append(fut)
                     await fut
         except TimeoutError:
             raise JobTimeoutError(
-                f"job {self.id} is paused but {self._unparked()} call(s) still running after {timeout_s}s"
+                f"job {self.id} is paused but {self.unparked()} call(s) still running after {timeout_s}s"
             ) from None
         return PausePoint(
             at=self.paused_at or time.time(), reason=self.pause_reason or reason, queues=self.queues()
@@ -579,19 +501,19 @@ class Job:
 
     async def resume(self) -> ResumeReport:
         """Continue; the report's ``warnings`` name every slot that is full or near full."""
-        if self._finished:
-            self._refuse("resume")
-        if not self._paused:
+        if self.finished:
+            self.refuse("resume")
+        if not self.paused:
             raise NotPausedError(f"job {self.id} is not paused")
         paused_s = time.time() - (self.paused_at or time.time())
         snapshot = self.queues()
-        self._paused = False
+        self.paused = False
         self._stepping = set()
         self.pause_reason = None
         self.paused_at = None
         self._set_status(JobStatus.RUNNING, None)
         self._resumed.set_result(None)
-        self._tracker.check_all()
+        self.tracker.check_all()
         return ResumeReport(paused_s=paused_s, warnings=fill_warnings(snapshot), queues=snapshot)
 
     def allow_while_paused(self, routines: Iterable[str]) -> None:
@@ -599,17 +521,17 @@ class Job:
         an empty set restores the full pause."""
         names = set(routines)
         for name in names:
-            self._runner(name)
+            self.runner(name)
         self._stepping = names
-        if self._paused and names:
+        if self.paused and names:
             # wake the waiting runners: the allowed ones run, the others wait again
-            self._wake_paused()
+            self.wake_paused()
 
     def may_run(self, runner: RoutineRunner) -> bool:
         """Whether ``runner`` may start a call now: its routine is not paused, and the job
         is not paused or lets it run while paused (``allow_while_paused``, or it makes room).
         """
-        return not runner.paused and (not self._paused or self._allowed(runner))
+        return not runner.paused and (not self.paused or self._allowed(runner))
 
     def _allowed(self, runner: RoutineRunner) -> bool:
         # during a step, the consumer of a slot where a call waits for room may take from
@@ -617,7 +539,7 @@ class Job:
         stepping = self._stepping
         return runner.name in stepping or (bool(stepping) and runner.makes_room())
 
-    def _wake_paused(self) -> None:
+    def wake_paused(self) -> None:
         """Wake the runners waiting for the pause to end; those still held wait again."""
         old, self._resumed = self._resumed, self.loop.create_future()
         old.set_result(None)
@@ -626,19 +548,19 @@ class Job:
 
     def pause_routine(self, routine: str) -> None:
         """Stop starting calls of one routine; the rest runs until backpressure reaches it."""
-        runner = self._runner(routine)
+        runner = self.runner(routine)
         if not runner.paused:
             runner.paused = True
             runner.resumed = self.loop.create_future()
 
     def resume_routine(self, routine: str) -> None:
-        runner = self._runner(routine)
+        runner = self.runner(routine)
         if runner.paused:
             runner.paused = False
             runner.resumed.set_result(None)
             runner.wake()
 
-    def _runner(self, routine: str) -> RoutineRunner:
+    def runner(self, routine: str) -> RoutineRunner:
         try:
             return self.runners[routine]
         except KeyError:
@@ -648,21 +570,21 @@ class Job:
 
     def queues(self) -> dict[str, QueueStats]:
         """Every slot's statistics now."""
-        paused = self._paused
+        paused = self.paused
         return {path: q.stats(paused or q.runner.paused) for path, q in self._queues.items()}
 
     def queue_stats(self, slot: str) -> QueueStats:
         """One slot's statistics now (``UnknownSlotError`` for a slot the flow lacks)."""
-        q = self._queue(slot)
-        return q.stats(self._paused or q.runner.paused)
+        q = self.queue(slot)
+        return q.stats(self.paused or q.runner.paused)
 
     def queued_items(self, slot: str, limit: int = 10) -> list[Any]:
         """The first ``limit`` items waiting in ``slot``."""
-        q = self._queue(slot)
+        q = self.queue(slot)
         return [item for _, item in zip(range(limit), q.items, strict=False)]
 
     def routine_state(self, routine: str) -> dict[str, Any]:
-        return self._runner(routine).state
+        return self.runner(routine).state
 
     @property
     def stats(self) -> JobStats:

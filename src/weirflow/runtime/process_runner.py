@@ -82,7 +82,7 @@ class ProcessRunner(ThreadRunner):
         pending = list(range(len(calls)))
         track_ends = bool(job.hook_set.handler_end)
         while pending:
-            if job._finished or self.stopping:
+            if job.finished or self.stopping:
                 return times
             batch, results, state = self._run_batch(act, calls, attempts, pending)
             if state is not None:

@@ -340,21 +340,18 @@ def restore_from(records: list[Record], flow: Flow) -> Restore:
 def apply_restore(job: Job, restore: Restore) -> None:
     """Make a new job start from a journal's replay instead of from nothing."""
     for path, items in restore.queues.items():
-        q = job._queue(path)
-        q.items.extend(items)
-        q.enqueued += len(items)
-        q.high_water = max(q.high_water, len(items))
-        q.rerun_attempts.extend(restore.reruns.get(path, []))
+        q = job.queue(path)
+        q.restore(items, restore.reruns.get(path, []))
     for name, state in restore.states.items():
-        runner = job._runner(name)
+        runner = job.runner(name)
         runner.state.clear()
         runner.state.update(state)
     for name, seq in restore.seqs.items():
-        job._runner(name).seq = seq
+        job.runner(name).seq = seq
     for name in restore.ended:
-        job._runner(name).on_end_done = True
+        job.runner(name).on_end_done = True
     for name, rerun in restore.end_reruns.items():
-        job._runner(name).end_rerun = rerun
+        job.runner(name).end_rerun = rerun
     for path, items in restore.outputs.items():
         if path in job.outputs:
             job.outputs[path].extend(items)

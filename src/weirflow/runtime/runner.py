@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Retry, WeirflowError
 from .context import Context
+from .delivery import hold
 from .gil import let_threads_in
 from .hooks import HookPoint
 from .journal import Step
-from .replay import rerun_ended, undelivered
+from .replay import rerun_ended
 from .results import format_traceback
 from .shared_queue import SharedSlotQueue
 from .slot_queue import SlotQueue
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from ..flow.graph import Flow
     from ..flow.routine import Activation, Event, Routine
     from .completion import Component
+    from .delivery import Route
     from .job import Job
     from .replay import Rerun
 
@@ -94,7 +96,7 @@ class _Act:
         if self.since is None:
             self.since = now
             self.runner.job.loop.call_later(self.max_wait_s, self.runner.wake)
-        return now - self.since >= self.max_wait_s or self.runner.job._tracker.no_more_input(self.runner)
+        return now - self.since >= self.max_wait_s or self.runner.job.tracker.no_more_input(self.runner)
 
     def take(self) -> Taken:
         if self.kind == "each":
@@ -178,12 +180,8 @@ class RoutineRunner:
                 self.queues[sl] = SlotQueue(job, self, sl, spec)
         self.acts = [_Act(self, a) for a in routine.activations]
         self.end_act = _Act(self, None) if routine.has_on_end else None
-        # event name -> (target queues, output list or None, lane); set by the job
-        self.routes: dict[str, tuple[tuple[SlotQueue, ...], list[Any] | None, int]] = {}
-        # what hooks watch here (set by the job): handler start, emits, routes
-        self.watch_start = False
-        self.watch_emit: set[str] = set()
-        self.watch_route: set[tuple[str, str]] = set()
+        self.routes: dict[str, Route] = {}  # by event name (delivery.build_routes)
+        self.watch_start = False  # a hook watches this routine's handler starts (delivery.wire)
         self.concurrency = routine.concurrency
         self.policy = routine.on_error
         self.active = 0
@@ -227,7 +225,7 @@ class RoutineRunner:
     def park_from_thread(self, n: int) -> None:
         """A call of this routine running in a thread waits at a safe point (``n`` = 1) or
         goes on (-1)."""
-        self.job.loop.call_soon_threadsafe(self.job._park, n)
+        self.job.loop.call_soon_threadsafe(self.job.park, n)
 
     def running_calls(self) -> int:
         return self.active
@@ -265,14 +263,14 @@ class RoutineRunner:
         tasks: set[asyncio.Task[None]] = set()
         streak = 0  # calls since this task last let others run
         try:
-            while not job._finished:
-                if (job._paused or self.paused) and not job.may_run(self):
-                    await job._wait_resumed(self, parked=False)
+            while not job.finished:
+                if not job.may_run(self):
+                    await job.wait_resumed(self, parked=False)
                     continue
                 act = self._next() if self.active < self.concurrency else None
                 if act is None:
                     if self.active == 0:
-                        job._tracker.idle(self)
+                        job.tracker.idle(self)
                     self.waiter = loop.create_future()
                     await self.waiter
                     streak = 0
@@ -293,7 +291,7 @@ class RoutineRunner:
                 if self.concurrency > 1:
                     # counted now, not when the task starts: the routine is busy from here
                     self.active += 1
-                    job._running += 1
+                    job.call_started()
                     taken = act.take_resumed() if job.journal is not None else act.take()
                     task = loop.create_task(
                         self._call(act, taken, counted=True, attempt=act.first_attempt, rerun=act.rerun)
@@ -301,7 +299,10 @@ class RoutineRunner:
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 elif act.kind == "each" and act.is_async and not self.watch_start:
-                    await self._call_fast(act)
+                    if journal is None and len(self.acts) == 1 and not job.hook_set.handler_end:
+                        streak += await self._run_plain(act, FAIR_SHARE_CALLS - streak) - 1
+                    else:
+                        await self._call_fast(act)
                 elif job.journal is not None:
                     taken = act.take_resumed()
                     await self._call(act, taken, attempt=act.first_attempt, rerun=act.rerun)
@@ -312,6 +313,58 @@ class RoutineRunner:
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_plain(self, act: _Act, budget: int) -> int:
+        """Calls in a row, in one frame, while items wait: one slot, an async handler,
+        nothing watching (no journal, no hook on handler starts or ends). Stops when the
+        slot is empty, the job or the routine pauses or finishes, a call fails (handed to
+        ``_call`` for the error policy), or after ``budget`` calls; returns how many it made.
+
+        The routine counts as busy (``active``) from the first call to the last: no other
+        task runs between two calls, so nobody can see the difference. Busy time is
+        measured over the whole run of calls."""
+        job = self.job
+        q = act.queues[0]
+        if q.rerun_attempts:  # restored items carry their attempts: one call at a time
+            await self._call_fast(act)
+            return 1
+        items = q.items
+        fn = act.fn
+        ctx = self.ctx
+        ctx.attempt = 1
+        wants_ctx = act.wants_ctx
+        failed: tuple[Any, Exception] | None = None
+        n = 0
+        self.active = 1
+        job.call_started()
+        t0 = time.perf_counter()
+        try:
+            while True:
+                item = q.take()
+                n += 1
+                try:
+                    if wants_ctx:
+                        await fn(item, ctx)
+                    else:
+                        await fn(item)
+                except asyncio.CancelledError:
+                    self._settle([(q, item)], (job.end_reason or "job_cancelled", None))
+                    raise
+                except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
+                    failed = (item, e)
+                    break
+                q.settle(1, False)
+                self.calls += 1
+                if not items or n >= budget or job.finished or job.paused or self.paused:
+                    break
+        finally:
+            self.active = 0
+            job.call_ended()
+            self.busy_s += time.perf_counter() - t0
+        if failed is not None:
+            self.calls += 1
+            await self._call(act, [(q, failed[0])], first_error=failed[1])
+        return n
 
     async def _call_fast(self, act: _Act) -> None:
         """The common case in one frame: one item, an async handler, no hook watching its
@@ -324,16 +377,16 @@ class RoutineRunner:
         attempt = 1 if rerun is None else rerun.attempt
         item = q.take()
         self.active = 1
-        job._running += 1
+        job.call_started()
         ctx = self.ctx
         ctx.attempt = attempt
         step: Step | None = None
         if journal is not None:  # _step_begin, inlined
             if rerun is None:
                 self.seq += 1
-                ctx._step = step = Step(self.name, self.seq, attempt, [(q.name, item)])
+                ctx.step = step = Step(self.name, self.seq, attempt, [(q.name, item)])
             else:  # a crash interrupted this call: the same step again
-                ctx._step = step = Step(self.name, rerun.seq, attempt, [(q.name, item)])
+                ctx.step = step = Step(self.name, rerun.seq, attempt, [(q.name, item)])
                 step.delivered = rerun.delivered
             journal.step_started(job, step)
         t0 = time.perf_counter()
@@ -343,7 +396,7 @@ class RoutineRunner:
             else:
                 await act.fn(item)
         except asyncio.CancelledError:
-            self._settle([(q, item)], (job._end_reason or "job_cancelled", None))
+            self._settle([(q, item)], (job.end_reason or "job_cancelled", None))
             raise
         except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
             error: Exception | None = e
@@ -351,7 +404,7 @@ class RoutineRunner:
             error = None
         finally:
             self.active = 0
-            job._running -= 1
+            job.call_ended()
         dt = time.perf_counter() - t0
         self.busy_s += dt
         self.calls += 1
@@ -364,45 +417,23 @@ class RoutineRunner:
             q.settle(1, False)
             if step is not None:
                 self._step_done(step, ctx, None, final=True)
-            if job._quiet_waiters:
-                job._wake_quiet()
         else:
             await self._call(act, [(q, item)], first_error=error, attempt=attempt, first_step=step)
 
     # -- emitting -----------------------------------------------------------------
 
-    async def emit(self, event: Event | str, item: Any, ctx: Context) -> None:
+    def emit(self, event: Event | str, item: Any, ctx: Context) -> Coroutine[Any, Any, None]:
+        """Deliver ``item`` on ``event`` (what ``ctx.emit`` awaits): the route's function,
+        chosen by ``delivery.wire``."""
         name = event if type(event) is str else event.name  # type: ignore[union-attr]
-        try:
-            targets, out, lane = self.routes[name]
-        except KeyError:
+        route = self.routes.get(name)
+        if route is None:
             raise WeirflowError(
                 f"routine {self.name!r} has no event {name!r} (events: {', '.join(self.routes) or 'none'})"
-            ) from None
-        job = self.job
-        if job._finished:
-            job._refuse(f"emit on {self.name}.{name}")
-        if lane == 0:  # no hook watches, no journal
-            for q in targets:
-                if not q.try_append(item):
-                    await q.put(item, q.block_timeout_s, True)
-        elif lane == 1:  # a journal, no hook: record each enqueue
-            journal = job.journal
-            assert journal is not None
-            journal.check(item)
-            step = ctx._step
-            if step is not None:
-                step.emitted.append((name, item))
-                if step.delivered is not None:  # a rerun: not again where it already went
-                    targets = undelivered(step, targets, item)
-            for q in targets:
-                if not q.try_append(item) and not await q.put(item, q.block_timeout_s, True):
-                    continue  # dropped by the slot's policy (and dead-lettered)
-                journal.enqueued(job, q.path, item, step)
-        else:
-            await job._deliver(self, name, targets, item, ctx)
-        if out is not None:
-            out.append(item)
+            )
+        if self.job.finished:
+            self.job.refuse(f"emit on {self.name}.{name}")
+        return route.emit(item, ctx)
 
     # -- calling ------------------------------------------------------------------
 
@@ -447,7 +478,7 @@ class RoutineRunner:
         hooks = job.hook_set
         if not counted:
             self.active += 1
-            job._running += 1
+            job.call_started()
         settled = False
         journal = job.journal
         step: Step | None = first_step  # the first attempt's, when it already ran
@@ -469,7 +500,7 @@ class RoutineRunner:
                             attempt=attempt,
                             grouped=act.kind != "each",
                         )
-                        await job._hold(hooks.handler_start, point, parks=True)
+                        await hold(job, hooks.handler_start, point, parks=True)
                         if point.drop_reason is not None:
                             self._settle(taken, (point.drop_reason, None))
                             settled = True
@@ -522,20 +553,20 @@ class RoutineRunner:
                 if fails_job:
                     # first, so that a journal records the job's end before this step's:
                     # resuming the job later runs this call again
-                    job._fail(f"routine {self.name!r} failed: {text}", trace)
+                    job.fail(f"routine {self.name!r} failed: {text}", trace)
                 if step is not None:
                     step.traceback = trace
                     self._step_done(step, ctx, text, final=delay is None)
                 if delay is not None:
                     self.retries += 1
                     attempt += 1
-                    job._park(1)
+                    job.park(1)
                     try:
                         await asyncio.sleep(delay)  # retry backoff
                     finally:
-                        job._park(-1)
-                    if (job._paused or self.paused) and not job.may_run(self):
-                        await job._wait_resumed(self, parked=True)
+                        job.park(-1)
+                    if not job.may_run(self):
+                        await job.wait_resumed(self, parked=True)
                     continue
                 if taken:
                     self._settle(taken, ("handler_failed", text))
@@ -545,12 +576,11 @@ class RoutineRunner:
                 return
         except asyncio.CancelledError:
             if not settled:
-                self._settle(taken, (job._end_reason or "job_cancelled", None))
+                self._settle(taken, (job.end_reason or "job_cancelled", None))
             raise
         finally:
             self.active -= 1
-            job._running -= 1
-            job._call_done()
+            job.call_ended()
             if self.concurrency > 1:
                 self.wake()
 
@@ -565,7 +595,7 @@ class RoutineRunner:
             self.seq += 1
             seq = self.seq
         step = Step(self.name, seq, attempt, [(q.name, item) for q, item in taken], on_end=on_end)
-        ctx._step = step
+        ctx.step = step
         journal = self.job.journal
         assert journal is not None
         journal.step_started(self.job, step)
@@ -580,7 +610,7 @@ class RoutineRunner:
         state = self.state
         step.state = dict(state) if state else {}
         step.completed_at = time.time()
-        ctx._step = None
+        ctx.step = None
         if step.delivered:
             rerun_ended(step)
         journal.step_completed(self.job, step)

@@ -103,7 +103,7 @@ class SharedSlotQueue(SlotQueue):
             return self._has_room_locked()
 
     def _append_locked(self, item: Any) -> None:
-        if self.job._finished:
+        if self.job.finished:
             raise JobFinishedError(
                 f"job {self.job.id} is {self.job.status.value}; item for {self.path} refused"
             )
@@ -170,7 +170,7 @@ class SharedSlotQueue(SlotQueue):
         with self.lock:
             items = self.items
             if len(items) < self.capacity and not self.putters and not self.waiting:
-                if self.job._finished:
+                if self.job.finished:
                     self._append_locked(item)  # raises
                 items.append(item)  # _append_locked, inlined: this is every item's path
                 self.enqueued += 1
@@ -198,7 +198,7 @@ class SharedSlotQueue(SlotQueue):
                 try:
                     while len(self.items) >= self.capacity or self.putters:
                         job = self.job
-                        if job._finished:
+                        if job.finished:
                             raise JobFinishedError(
                                 f"job {job.id} is {job.status.value}; item for {self.path} not accepted"
                             )
@@ -319,7 +319,7 @@ class SharedSlotQueue(SlotQueue):
             changed = state != self.fill_state
             self.fill_state = state
         if changed:
-            self.job._queue_state(self.path, state)
+            self.job.queue_state_changed(self.path, state)
 
     def stats(self, paused: bool) -> QueueStats:
         with self.lock:
@@ -328,25 +328,20 @@ class SharedSlotQueue(SlotQueue):
 
 def emit_from_thread(runner: RoutineRunner, event: Event | str, item: Any, ctx: Context) -> None:
     """``ctx.emit`` in a worker thread: straight into shared slots with room, through the
-    loop where hooks or a journal must see the item."""
+    loop where hooks or a journal must see the item (``delivery.Route``)."""
     name = event if type(event) is str else event.name  # type: ignore[union-attr]
-    try:
-        targets, out, lane = runner.routes[name]
-    except KeyError:
+    route = runner.routes.get(name)
+    if route is None:
         raise WeirflowError(
             f"routine {runner.name!r} has no event {name!r} (events: {', '.join(runner.routes) or 'none'})"
-        ) from None
+        )
     job = runner.job
-    if job._finished:
+    if job.finished:
         raise JobFinishedError(f"job {job.id} is {job.status.value}; emit refused")
-    if lane == 0:  # no hook watches, no journal
-        for q in targets:
-            if not q.shared:
-                break
-        else:
-            for q in targets:
-                q.put_from_thread(item, runner)  # type: ignore[attr-defined]
-            if out is not None:
-                out.append(item)
-            return
+    if route.plain and all(c.queue.shared for c in route.connections):
+        for c in route.connections:
+            c.queue.put_from_thread(item, runner)  # type: ignore[attr-defined]
+        if route.output is not None:
+            route.output.append(item)
+        return
     asyncio.run_coroutine_threadsafe(runner.emit(event, item, ctx), job.loop).result()

@@ -87,6 +87,14 @@ class SlotQueue:
 
     # -- putting --------------------------------------------------------------
 
+    def restore(self, items: list[Any], rerun_attempts: list[Any]) -> None:
+        """Queue what a journal's replay found waiting here (before the job runs), with
+        the attempts of the first ones, whose calls a crash interrupted."""
+        self.items.extend(items)
+        self.enqueued += len(items)
+        self.high_water = max(self.high_water, len(self.items))
+        self.rerun_attempts.extend(rerun_attempts)
+
     def has_room(self) -> bool:
         return len(self.items) < self.capacity and not self.putters
 
@@ -151,10 +159,10 @@ class SlotQueue:
         job = self.job
         self.blocked_emitters += 1
         if parks_call:
-            job._park(1)
+            job.park(1)
         try:
             while True:
-                if job._finished:
+                if job.finished:
                     raise JobFinishedError(
                         f"job {job.id} is {job.status.value}; item for {self.path} not accepted"
                     )
@@ -193,7 +201,7 @@ class SlotQueue:
         finally:
             self.blocked_emitters -= 1
             if parks_call:
-                job._park(-1)
+                job.park(-1)
 
     def room_given(self) -> bool:
         """Whether an emitter was woken with room and has not gone on yet (it will)."""
@@ -280,7 +288,7 @@ class SlotQueue:
         state = self._fill()
         if state != self.fill_state:
             self.fill_state = state
-            self.job._queue_state(self.path, state)
+            self.job.queue_state_changed(self.path, state)
 
     def blocked_s(self) -> float:
         now = time.monotonic()

@@ -9,7 +9,6 @@ waits for the job to go quiet (``next_quiet``) and then asks ``stalled``.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,13 +19,11 @@ if TYPE_CHECKING:
 async def next_quiet(job: Job) -> None:
     """Wait for the next moment every running call of ``job`` is parked (waiting for
     room, held by a hook or backing off) or has ended, or the job finishes."""
-    fut: asyncio.Future[None] = job.loop.create_future()
-    job._quiet_waiters.append(fut)
+    fut = job.quiet_waiter()
     try:
         await fut
     finally:
-        if fut in job._quiet_waiters:
-            job._quiet_waiters.remove(fut)
+        job.drop_quiet_waiter(fut)
 
 
 def _may_start(job: Job, runner: RoutineRunner) -> bool:
@@ -41,12 +38,12 @@ def stalled(job: Job) -> bool:
     call is woken, so that ``False`` always means the job will move (and go quiet again).
     A call backing off before a retry is parked too: it is not told apart.
     """
-    if job.finished or not job.paused or job._unparked() > 0:
+    if job.finished or not job.paused or job.unparked() > 0:
         return False
-    if any(q.room_given() for q in job._queues.values()):
+    if any(q.room_given() for q in job.queue_list()):
         return False
     if any(_may_start(job, r) for r in job.runners.values()):
-        job._wake_paused()
+        job.wake_paused()
         return False
     return True
 
@@ -55,8 +52,8 @@ def blocking_slot(job: Job, routine: str) -> tuple[str, str] | None:
     """A slot where a call waits for room, and why it gets none: one fed by ``routine``
     if there is one (its own emit waits), else any (a held item it let go waits)."""
     fed = [f"{c.target}.{c.slot}" for c in job.flow.connections if c.source == routine]
-    for path in [*fed, *job._queues]:
-        q = job._queue(path)
+    for path in [*fed, *(q.path for q in job.queue_list())]:
+        q = job.queue(path)
         if q.calls_waiting():
             return q.path, _why_full(job, q.runner)
     return None
@@ -68,7 +65,7 @@ def _why_full(job: Job, consumer: RoutineRunner) -> str:
         return f"routine {name!r} is paused"
     if consumer.running_calls() >= consumer.concurrency:
         for c in job.flow.connections:
-            q = job._queue(f"{c.target}.{c.slot}")
+            q = job.queue(f"{c.target}.{c.slot}")
             if c.source == name and q.calls_waiting():
                 return f"routine {name!r} is busy: its call waits for room in {q.path!r}"
         return f"routine {name!r} is busy: its call is held"

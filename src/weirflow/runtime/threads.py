@@ -30,6 +30,7 @@ from collections.abc import Callable, Collection, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .context import Context
+from .delivery import hold
 from .hooks import HookPoint
 from .runner import RoutineRunner, Taken, _Act
 from .shared_queue import Waiters
@@ -176,9 +177,9 @@ class ThreadRunner(RoutineRunner):
     async def run(self) -> None:
         job = self.job
         try:
-            while not job._finished:
+            while not job.finished:
                 if self.idle():
-                    job._tracker.idle(self)
+                    job.tracker.idle(self)
                 self.waiter = job.loop.create_future()
                 with self.lock:
                     self._kick_locked()
@@ -189,7 +190,7 @@ class ThreadRunner(RoutineRunner):
     def _stop(self) -> None:
         """The job ended: settle what workers still run (as the job's end), wake them all."""
         job = self.job
-        reason = job._end_reason or "job_cancelled"
+        reason = job.end_reason or "job_cancelled"
         dead: list[tuple[str, Any]] = []
         with self.lock:
             self.stopping = True
@@ -212,16 +213,16 @@ class ThreadRunner(RoutineRunner):
     def _held_locked(self) -> bool:
         """The job or this routine is paused (and not stepping through this routine)."""
         job = self.job
-        return self.paused or (job._paused and not job._allowed(self))
+        return self.paused or (job.paused and not job.may_run(self))
 
     def _may_take_locked(self) -> bool:
         job = self.job
         return not (
-            job._finished
+            job.finished
             or self.stopping
             or self.paused
             or self.active  # on_end runs (on the loop)
-            or (job._paused and not job._allowed(self))
+            or (job.paused and not job.may_run(self))
         )
 
     def _ready_locked(self) -> _Act | None:
@@ -252,8 +253,8 @@ class ThreadRunner(RoutineRunner):
     def _quiet_changed_locked(self) -> None:
         """A call stopped or reached a safe point: a waiting ``pause`` may return now."""
         job = self.job
-        if job._paused or job._quiet_waiters:
-            job.loop.call_soon_threadsafe(job._wake_quiet)
+        if job.paused or job.quiet_wanted():
+            job.loop.call_soon_threadsafe(job.wake_quiet)
 
     def _post_idle_locked(self) -> None:
         if not self.idle_posted:
@@ -278,7 +279,7 @@ class ThreadRunner(RoutineRunner):
             while True:
                 act = self._ready_locked() if self._may_take_locked() else None
                 if act is None:
-                    if self.stopping or self.job._finished:
+                    if self.stopping or self.job.finished:
                         break
                     for q in self.queues.values():
                         if q.putters or q.waiting:  # type: ignore[attr-defined]
@@ -355,11 +356,11 @@ class ThreadRunner(RoutineRunner):
                 done.set()
 
         def spawn() -> None:
-            if call.settled or self.job._finished:
+            if call.settled or self.job.finished:
                 coro.close()
                 done.set()
             else:
-                self.job._spawn(run())
+                self.job.spawn(run())
 
         try:
             self.job.loop.call_soon_threadsafe(spawn)
@@ -398,7 +399,7 @@ class ThreadRunner(RoutineRunner):
                 grouped=act.kind != "each",
             )
             self._on_loop(call, self._start_hooks(act, call, point))
-            if call.settled or job._finished:
+            if call.settled or job.finished:
                 return -1.0
         track_ends = bool(job.hook_set.handler_end)
         fn = act.fn
@@ -448,7 +449,7 @@ class ThreadRunner(RoutineRunner):
                 return -1.0
 
     async def _start_hooks(self, act: _Act, call: _Call, point: HookPoint) -> None:
-        await self.job._hold(self.job.hook_set.handler_start, point, parks=True)
+        await hold(self.job, self.job.hook_set.handler_start, point, parks=True)
         if call.settled:
             return
         if point.drop_reason is not None:
@@ -465,7 +466,7 @@ class ThreadRunner(RoutineRunner):
         if call.settled:
             return
         if self.policy.then == "fail_job":
-            self.job._fail(f"routine {self.name!r} failed: {text}")
+            self.job.fail(f"routine {self.name!r} failed: {text}")
         self._settle_call(call, ("handler_failed", text))
 
     def _settle_call(self, call: _Call, dead: tuple[str, str | None]) -> None:
