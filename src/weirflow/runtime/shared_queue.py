@@ -344,4 +344,8 @@ def emit_from_thread(runner: RoutineRunner, event: Event | str, item: Any, ctx: 
         if route.output is not None:
             route.output.append(item)
         return
-    asyncio.run_coroutine_threadsafe(runner.emit(event, item, ctx), job.loop).result()
+
+    async def on_loop() -> None:  # (the job may end before this runs: emit checks there)
+        await runner.emit(event, item, ctx)
+
+    asyncio.run_coroutine_threadsafe(on_loop(), job.loop).result()
