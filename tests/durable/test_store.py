@@ -594,6 +594,18 @@ async def test_the_edges_of_what_is_storable_come_back_exactly(store: Store, ite
     assert back == item and type(back) is type(item)
 
 
+async def test_outputs_come_back_with_their_types(store: Store) -> None:
+    """Outputs too (PostgreSQL ``jsonb`` turned an output of ``1e16`` into an integer: found in review)."""
+    job_id = await store.submit(spec())
+    running = (await store.claim("default", "w1", limit=1, lease_s=30)).jobs[0]
+    outputs = {"b.out": [1e16, 2**64 - 1, 0.1, {"x": [1e300]}]}
+    assert await store.complete("w1", [(job_id, running.token, outputs)]) == []
+    done = await store.get(job_id)
+    assert done is not None and done.outputs == outputs
+    assert [type(v) for v in done.outputs["b.out"]] == [float, int, float, dict]
+    assert type(done.outputs["b.out"][3]["x"][0]) is float
+
+
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 async def test_postgres_keeps_what_a_job_spec_accepts(store: Store) -> None:
     text = 'tab\t, quote", backslash\\u0000, emoji \U0001f600, accents éà'

@@ -17,7 +17,6 @@ time per database).
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -271,8 +270,8 @@ class PostgresStore(PostgresSchedules):
             (
                 [p[0] for p in parts],
                 [p[1] for p in parts],
-                [json.dumps(p[2]) for p in parts],
-                [None if p[3] is None else json.dumps(p[3]) for p in parts],
+                [pg_json(p[2]) for p in parts],
+                [None if p[3] is None else pg_json(p[3]) for p in parts],
                 now,
                 worker_id,
                 now,

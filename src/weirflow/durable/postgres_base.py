@@ -15,6 +15,7 @@ import psycopg_pool
 import structlog
 
 from ..errors import StoreError
+from ..storable import pg_json
 from . import rules
 from .migrations import VERSION_TABLE, pending
 from .models import (
@@ -203,7 +204,7 @@ class PostgresBase:
         """Write a rule's change of ``job`` and its event; a job that left ``running`` (its
         worker was ``worker``) has no running step any more (they become interrupted)."""
         now = self.clock()
-        await conn.execute(_UPDATE_JOB, (*mutable_values(job), job.id))
+        await conn.execute(_UPDATE_JOB, (*mutable_values(job, pg_json), job.id))
         await self._event(conn, job.id, job.queue, kind, now, data)
         if job.status != RUNNING:
             await conn.execute(

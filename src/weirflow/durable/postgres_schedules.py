@@ -5,9 +5,9 @@ fired under ``FOR UPDATE SKIP LOCKED`` in one transaction with the jobs they mak
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 
+from ..storable import pg_json
 from .models import JobSpec, backoff_to_json
 from .postgres_admin import PostgresAdmin
 from .postgres_base import CHANNEL, SCHEDULE_CHANNEL, Conn
@@ -103,7 +103,7 @@ class PostgresSchedules(PostgresAdmin):
             (
                 uuid.uuid4().hex,
                 spec.flow,
-                json.dumps(spec.inputs),
+                pg_json(spec.inputs),
                 spec.queue,
                 spec.max_attempts,
                 backoff_to_json(spec.backoff),

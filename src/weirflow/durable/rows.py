@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .models import JOB_COLUMNS, STEP_COLUMNS, EventRecord, JobRecord, StepRecord, backoff_from, from_json
@@ -50,11 +50,13 @@ def event_from_row(row: Sequence[Any]) -> EventRecord:
     return EventRecord(id_, job_id, queue, kind, at, from_json(data) or {})
 
 
-def mutable_values(job: JobRecord) -> list[Any]:
+def mutable_values(job: JobRecord, encode: Callable[[Any], str] = json.dumps) -> list[Any]:
+    """The row's changeable columns; JSON ones through ``encode`` (PostgreSQL passes
+    ``storable.pg_json``, so that ``jsonb`` gives its floats back as floats)."""
     values: list[Any] = []
     for name in MUTABLE:
         value = getattr(job, name)
         if name in _JSON and value is not None:
-            value = json.dumps(value)
+            value = encode(value)
         values.append(value)
     return values
