@@ -214,3 +214,4 @@ def test_a_range_grown_by_concatenation_is_counted_at_its_grown_size(expr: str, 
     with pytest.raises(ConditionError, match="too costly"):
         cond.value({"item": to_plain(list(range(n)))})
     assert Condition("size(item + item) == 4").test({"item": [1, 2]})
+    assert Condition(" + ".join(["1"] * 200) + " == 200").test({"item": 3, "state": {"n": 1}})

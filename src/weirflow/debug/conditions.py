@@ -110,11 +110,13 @@ class _Size:
     values: int = 0
     longest: int = 0  # the longest list or map: the most steps a macro can take
     chars: int = 0
+    nested: int = 0  # values inside lists and maps: what ``+`` can copy over and over
 
 
-def _measure(data: Any) -> _Size:
+def _measure(context: dict[str, Any]) -> _Size:
+    """The size of the variables' values (the context mapping itself is not data)."""
     size = _Size()
-    stack = [data]
+    stack = list(context.values())
     while stack:
         v = stack.pop()
         size.values += 1
@@ -123,9 +125,11 @@ def _measure(data: Any) -> _Size:
         elif isinstance(v, dict):
             size.longest = max(size.longest, len(v))
             size.values += len(v)  # the keys
+            size.nested += 2 * len(v)
             stack.extend(v.values())
         elif isinstance(v, list):
             size.longest = max(size.longest, len(v))
+            size.nested += len(v)
             stack.extend(v)
     return size
 
@@ -161,11 +165,12 @@ class Condition:
     def cost_ms(self, context: dict[str, Any]) -> float:
         """An upper estimate of the time an evaluation against ``context`` takes."""
         size = _measure(context)
-        grow = 1 + self._concatenations
+        grow = 1 + self._concatenations if size.nested else 1  # ``+`` of numbers grows nothing
         steps = max(size.longest, self._literal_items) * grow
-        values = size.values * grow
+        values = size.values + size.nested * (grow - 1)
         cost = size.values * _CONVERT_MS_PER_VALUE + size.chars * _CHAR_MS * (1 + self._operators)
-        cost += values * self._concatenations * _COPY_MS_PER_VALUE  # each + copies what it joins
+        # ``a + b + c ...`` copies what it has joined so far at each ``+``: the longest list, k^2 / 2 times
+        cost += size.longest * (grow - 1) ** 2 / 2 * _COPY_MS_PER_VALUE
         for m in self._macros:
             per_step = values if m.reaches_out else max(1.0, values / max(steps, 1))
             if m.name in _QUADRATIC:
