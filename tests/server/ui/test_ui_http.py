@@ -220,3 +220,38 @@ def test_a_change_a_browser_sends_from_another_site_is_refused_even_without_keys
         listed = {"Sec-Fetch-Site": "cross-site", "Origin": "http://tools.example"}
         assert live.client.post("/api/jobs", json=body, headers=listed).status_code == 201
         assert live.client.post("/api/jobs", json=body).status_code == 201  # scripts send no such header
+
+
+def test_a_change_from_another_port_of_the_same_host_is_refused() -> None:
+    """A page on http://localhost:3000 posting to the server on another port is
+    ``same-site`` to the browser, yet it is another origin: refused unless listed."""
+    body = {"flow": "stream", "inputs": {"clean.items": ["x"]}}
+    with live_server(FLOWS, cors_origins=("http://localhost:5173",)) as live:
+        other_port = {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:3000"}
+        refused = live.client.post("/api/jobs", json=body, headers=other_port)
+        assert refused.status_code == 403
+        assert "WEIRFLOW_CORS_ORIGINS" in refused.json()["detail"]
+        job = start_job(live.client, "stream", keep_open=True)["id"]
+        cancel = live.client.post(f"/api/jobs/{job}/cancel", headers=other_port)
+        assert cancel.status_code == 403
+        assert live.client.get(f"/api/jobs/{job}").json()["status"] != "cancelled"
+        listed = {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:5173"}
+        assert live.client.post("/api/jobs", json=body, headers=listed).status_code == 201
+        typed = {"Sec-Fetch-Site": "none"}  # the user's own navigation, not a page's
+        assert live.client.post("/api/jobs", json=body, headers=typed).status_code == 201
+
+
+@pytest.mark.parametrize("foreign", ["http://localhost:3000", "http://evil.example", "null"])
+def test_a_browser_without_sec_fetch_site_is_judged_by_its_origin(foreign: str) -> None:
+    """Older browsers send no ``Sec-Fetch-Site`` but do send ``Origin`` with a POST: one
+    that is not the server's own nor listed is refused; the server's own is not."""
+    body = {"flow": "stream", "inputs": {"clean.items": ["x"]}}
+    with live_server(FLOWS, cors_origins=("http://tools.example",)) as live:
+        refused = live.client.post("/api/jobs", json=body, headers={"Origin": foreign})
+        assert refused.status_code == 403
+        assert f"Origin: {foreign}" in refused.json()["detail"]
+        assert live.client.get("/api/jobs").json()["total"] == 0
+        own = live.client.post("/api/jobs", json=body, headers={"Origin": live.url})
+        assert own.status_code == 201
+        listed = live.client.post("/api/jobs", json=body, headers={"Origin": "http://tools.example"})
+        assert listed.status_code == 201

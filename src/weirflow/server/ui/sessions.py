@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
@@ -115,14 +116,54 @@ def check_csrf(request: Request, session: Session) -> None:
         raise CsrfError(f"missing or wrong {CSRF_HEADER} header: a UI session must send its CSRF token")
 
 
+TRUSTED_FETCH_SITES = frozenset({"same-origin", "none"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def check_cross_site(request: Request, allowed_origins: tuple[str, ...]) -> None:
-    """``CsrfError`` for a changing request a browser sent from another site (its
-    ``Sec-Fetch-Site`` says ``cross-site``) unless its ``Origin`` is one of
-    ``WEIRFLOW_CORS_ORIGINS``. Without keys the API takes no credential at all, so this
-    is what keeps a web page in the same browser from posting to it (a form needs no
-    preflight). Scripts send no ``Sec-Fetch-Site`` and are not affected."""
-    if request.method in SAFE_METHODS or request.headers.get("sec-fetch-site") != "cross-site":
+    """``CsrfError`` for a changing request a browser sent from another origin, unless its
+    ``Origin`` is one of ``WEIRFLOW_CORS_ORIGINS``.
+
+    Without keys the API takes no credential at all, so this is what keeps a web page in
+    the same browser (another site, or another port of the same host, which browsers call
+    ``same-site``) from posting to it: a form needs no preflight. A browser that sends
+    ``Sec-Fetch-Site`` is trusted only with ``same-origin`` or ``none`` (typed by the
+    user); one that does not is judged by its ``Origin``, which must be this server's own
+    ``scheme://host:port``. Requests with neither header (curl, scripts, the Python
+    client) are not browsers' and pass; API keys protect those."""
+    if request.method in SAFE_METHODS:
         return
-    if request.headers.get("origin") in allowed_origins:
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    if site is not None:
+        if site.strip().lower() in TRUSTED_FETCH_SITES:
+            return
+    elif origin is None or _same_origin(origin, request):
         return
-    raise CsrfError("a change sent by a browser from another site is refused (Sec-Fetch-Site: cross-site)")
+    if origin is not None and origin.rstrip("/") in allowed_origins:
+        return
+    told = f"Sec-Fetch-Site: {site}" if site is not None else f"Origin: {origin}"
+    raise CsrfError(
+        f"a change sent by a browser from another site or origin is refused ({told}); "
+        "list its origin in WEIRFLOW_CORS_ORIGINS to allow it"
+    )
+
+
+def _origin_key(scheme: str, host: str, port: int | None) -> tuple[str, str, int | None]:
+    scheme = scheme.lower()
+    return scheme, host.lower().strip("[]"), port if port is not None else DEFAULT_PORTS.get(scheme)
+
+
+def _same_origin(origin: str, request: Request) -> bool:
+    """Whether ``origin`` is the request's own ``scheme://host:port`` (default ports filled in;
+    ``null`` or anything unparsable is not). Compared by hand: only three fields matter."""
+    try:
+        given = urlsplit(origin.strip())
+        own = urlsplit(f"{request.url.scheme}://{request.headers.get('host', '')}")
+        if not given.hostname or not own.hostname or given.path not in ("", "/"):
+            return False
+        return _origin_key(given.scheme, given.hostname, given.port) == _origin_key(
+            own.scheme, own.hostname, own.port
+        )
+    except ValueError:  # a port that is not a number
+        return False
