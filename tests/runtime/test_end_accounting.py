@@ -5,6 +5,7 @@ stay bounded."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -224,3 +225,32 @@ async def test_sends_waiting_for_room_are_dead_lettered_when_the_job_fails() -> 
         (4, "job_failed"),
     ]
     _identity(result, 5)
+
+
+async def test_a_send_timing_out_as_the_job_ends_is_a_dead_letter_not_a_refusal() -> None:
+    """Found in review: the send's block timeout and the job's end fell in one loop turn; the
+    caller got SlotFullError ("you have it back") while the item was also dead-lettered."""
+
+    class Stuck(wf.Routine):
+        x = wf.Slot(capacity=1)
+
+        @x.handler
+        async def h(self, item: object, ctx: wf.Context) -> None:
+            await asyncio.Event().wait()
+
+    flow = wf.Flow("stuck")
+    flow.add("s", Stuck())
+    async with wf.Engine() as engine:
+        job = await engine.start(flow, {}, keep_open=True)
+        await job.send("s.x", "first")  # in flight
+        await job.send("s.x", "second")  # fills the slot
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, job._finish, wf.JobStatus.CANCELLED, None, "job_cancelled")
+        # a loop busy past both deadlines, so that they are due in the same turn
+        loop.call_later(0.01, time.sleep, 0.2)
+        with pytest.raises(wf.JobFinishedError, match="was dead-lettered"):
+            await job.send("s.x", "third", timeout_s=0.06)
+        result = await job.wait(timeout_s=10)
+    assert sorted(d.item for d in result.dead_letters) == ["first", "second", "third"]
+    inputs = result.stats.inputs
+    assert inputs.accepted == inputs.entered + inputs.waiting + inputs.dead_lettered

@@ -123,16 +123,13 @@ class Inputs:
         self.running += 1
         try:
             await enqueue(self.job, queue, item, timeout_s, False, None)
-        except SlotFullError:
-            self.accepted -= 1  # refused: the caller has it back
-            raise
-        except JobFinishedError:
-            if token.abandoned:
+        except (SlotFullError, JobFinishedError):
+            if token.abandoned:  # the job ended first: the item is a dead letter, not given back
                 raise JobFinishedError(
                     f"job {self.job.id} is {self.job.status.value}; the item sent to {queue.path} "
                     f"was dead-lettered before it entered the slot"
                 ) from None
-            self.accepted -= 1
+            self.accepted -= 1  # refused: the caller has it back
             raise
         except BaseException:
             if not token.abandoned:
