@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 import weirflow as wf
 from tests.conftest import assert_balanced, assert_settled
 from tests.runtime.flows import Collect
@@ -329,4 +331,69 @@ async def test_a_handler_start_hook_holds_replaces_and_drops_items_of_a_def_rout
     result = await _run(flow, {"d.inp": [1, 2, 3]}, hooks=[Edit()])
     assert result.outputs["c.seen"] == [[10, 30]]
     assert [(d.item, d.reason) for d in result.dead_letters] == [(2, "vetoed")]
+    assert_settled(result)
+
+
+@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest"])
+async def test_a_thread_emit_into_a_full_drop_slot_after_the_job_ended_is_refused_and_loses_nothing(
+    overflow: str,
+) -> None:
+    """A def handler's emit into a full drop slot is handed to the loop; the job ends
+    before the loop runs it. The emit is refused (``JobFinishedError``) before anything is
+    dropped, and every item the slot accepted gets a dead letter (it used to pop the oldest
+    item, count it, then raise: that item had no letter anywhere)."""
+    taken, about_to_overflow, gate = threading.Event(), threading.Event(), threading.Event()
+    pushed = threading.Event()
+    refused: list[BaseException] = []
+
+    class Hold(wf.Routine):
+        inp = wf.Slot(capacity=2, overflow=overflow)
+
+        @inp.handler
+        def hold(self, item: str, ctx: wf.Context) -> None:
+            taken.set()
+            gate.wait(WAIT_S)
+
+    class Push(wf.Routine):
+        inp = wf.Slot()
+        out = wf.Event()
+
+        @inp.handler
+        def push(self, item: int, ctx: wf.Context) -> None:
+            taken.wait(WAIT_S)  # "x" is in flight in h: the slot holds what we emit
+            ctx.emit(self.out, "a")
+            ctx.emit(self.out, "b")  # the slot is full: its "full" hook is posted to the loop
+            about_to_overflow.set()
+            try:
+                ctx.emit(self.out, "c")  # handed to the loop, which runs it after the hook
+            except wf.JobFinishedError as e:
+                refused.append(e)
+            finally:
+                pushed.set()
+
+    class EndWhenFull(wf.Hooks):
+        def on_queue_state(self, job: Any, slot: str, state: str) -> None:
+            if slot == "h.inp" and state == "full":
+                about_to_overflow.wait(WAIT_S)  # the loop stops here until "c" is on its way
+                job.fail("stopped while h.inp was full")
+
+    flow = wf.Flow("late_drop")
+    flow.add("h", Hold())
+    flow.add("p", Push())
+    flow.connect("p.out", "h.inp")
+    try:
+        async with wf.Engine(hooks=[EndWhenFull()]) as e:
+            job = await e.start(flow, {"h.inp": ["x"], "p.inp": [0]})
+            result = await job.wait(timeout_s=30)
+            assert await asyncio.to_thread(pushed.wait, WAIT_S)  # p's call ran on (it was cut off)
+            assert result.status is wf.JobStatus.FAILED
+            assert [type(e) for e in refused] == [wf.JobFinishedError]
+            ended, now = (result.dead_letters, result.stats.slots), (job.dead_letters, job.queues())
+            for letters, stats in (ended, now):  # when the job ended, and after p's emit ran
+                got = sorted((d.item, d.reason) for d in letters if d.slot == "h.inp")
+                assert got == [("a", "job_failed"), ("b", "job_failed"), ("x", "job_failed")]
+                assert (stats["h.inp"].enqueued, stats["h.inp"].dead_lettered) == (3, 3)
+                assert_balanced(stats)
+    finally:
+        gate.set()
     assert_settled(result)

@@ -135,7 +135,13 @@ class SharedSlotQueue(SlotQueue):
         self.job.letters.add(self.path, item, reason, error)
 
     async def put(self, item: Any, timeout_s: float | None, parks_call: bool) -> bool:
-        """``SlotQueue.put`` on the loop, with the room check and the append under the lock."""
+        """``SlotQueue.put`` on the loop, with the room check and the append under the lock.
+
+        A thread's put handed to the loop may run after the job ended: it is refused
+        before any item is dropped (the end-of-job drain dead-letters what is queued)."""
+        job = self.job
+        if job._finished:
+            raise JobFinishedError(f"job {job.id} is {job.status.value}; item for {self.path} refused")
         if self.try_append(item):
             return True
         overflow = self.overflow
@@ -146,15 +152,17 @@ class SharedSlotQueue(SlotQueue):
             return False
         if overflow is Overflow.DROP_OLDEST:
             dropped = []
-            with self.lock:
-                while len(self.items) >= self.capacity:
-                    dropped.append(self.items.popleft())
-                    if self.rerun_attempts:
-                        self.rerun_attempts.popleft()
-                    self.dead_lettered += 1
-                self._append_locked(item)
-            for old in dropped:
-                self.job.letters.add(self.path, old, "dropped_oldest", None, from_queue=True)
+            try:
+                with self.lock:
+                    while len(self.items) >= self.capacity:
+                        dropped.append(self.items.popleft())
+                        if self.rerun_attempts:
+                            self.rerun_attempts.popleft()
+                        self.dead_lettered += 1
+                    self._append_locked(item)
+            finally:  # every item counted as dead-lettered gets its letter, whatever raised
+                for old in dropped:  # (outside the lock: dead-letter hooks may read stats)
+                    job.letters.add(self.path, old, "dropped_oldest", None, from_queue=True)
             return True
         while True:
             await self._wait_for_room(timeout_s, parks_call)
