@@ -111,3 +111,36 @@ class Tell(wf.Routine):
                 f.write(f"{os.getpid()}\n")
             signal.pause()  # until the test kills this process
         ctx.emit(self.out, (n, ctx.attempt))
+
+
+class Count(wf.Routine):
+    """Counts its items in ``ctx.state`` with two requests in flight at once."""
+
+    executor = "process"
+    concurrency = 2
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    def count(self, n: int, ctx: wf.Context) -> None:
+        ctx.state["n"] = ctx.state.get("n", 0) + 1
+        ctx.emit(self.out, n)
+
+
+class Meet(wf.Routine):
+    """Item 0 opens the FIFO ``fifo`` for writing, item 1 for reading: each open waits
+    for the other, so both return only if the two calls run at the same time."""
+
+    executor = "process"
+    concurrency = 2
+    inp = wf.Slot()
+    out = wf.Event()
+
+    def __init__(self, *, fifo: str) -> None:
+        super().__init__(fifo=fifo)
+
+    @inp.handler
+    def meet(self, n: int, ctx: wf.Context) -> None:
+        with open(self.fifo, "w" if n == 0 else "r"):
+            pass
+        ctx.emit(self.out, n)

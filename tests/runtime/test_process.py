@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -14,7 +15,18 @@ import pytest
 import weirflow as wf
 from tests.conftest import assert_settled
 from tests.runtime.flows import Collect
-from tests.runtime.process_flows import Fails, KillOnce, ProcessWork, Slow, Square, Tell, Work, spin
+from tests.runtime.process_flows import (
+    Count,
+    Fails,
+    KillOnce,
+    Meet,
+    ProcessWork,
+    Slow,
+    Square,
+    Tell,
+    Work,
+    spin,
+)
 from weirflow.runtime import LogJournal
 
 
@@ -181,3 +193,38 @@ def test_executor_in_a_flow_file(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("executor: process", "executor: fork"))
     with pytest.raises(wf.FlowError, match=r"routines\.w\.executor: must be 'thread' or 'process'"):
         wf.Flow.load(path)
+
+
+async def test_a_state_counter_with_two_requests_at_once_counts_every_item() -> None:
+    """Two batches used to start from the same ``ctx.state`` and the last to return won
+    (2,000 items counted about 1,200)."""
+    items = list(range(2000))
+    result, job = await run(chain(Count()), {"r0.inp": items})
+    assert result.status is wf.JobStatus.COMPLETED, result.error
+    assert job.routine_state("r0")["n"] == 2000
+    assert sorted(result.outputs["c.seen"][0]) == items  # each item's emits made once
+    assert result.stats.slots["r0.inp"].processed == 2000
+    assert_settled(result)
+
+
+async def test_with_a_journal_a_state_counter_with_two_calls_at_once_counts_every_item() -> None:
+    items = list(range(200))
+    result, job = await run(chain(Count()), {"r0.inp": items}, journal=LogJournal())
+    assert result.status is wf.JobStatus.COMPLETED, result.error
+    assert job.routine_state("r0")["n"] == 200
+    assert sorted(result.outputs["c.seen"][0]) == items
+    assert_settled(result)
+
+
+async def test_a_routine_that_leaves_its_state_alone_keeps_its_requests_concurrent(tmp_path: Path) -> None:
+    fifo = tmp_path / "meet"
+    os.mkfifo(fifo)
+    try:
+        result, _ = await run(chain(Meet(fifo=str(fifo))), {"r0.inp": [0, 1]})
+    finally:  # if the two calls did not meet, let whichever waits go
+        for flags in (os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY | os.O_NONBLOCK):
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, flags))
+    assert result.status is wf.JobStatus.COMPLETED, result.error
+    assert sorted(result.outputs["c.seen"][0]) == [0, 1]
+    assert_settled(result)

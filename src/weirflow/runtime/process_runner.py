@@ -9,11 +9,19 @@ policy on the worker (a retry runs that call alone, before the rest of its batch
 item that cannot be pickled is a dead letter with reason ``unpicklable``. With a
 journal, ``ProcessCallRunner`` keeps the runtime's usual one-call-at-a-time path (each
 step recorded) and only the handler's body runs in a child.
+
+``ctx.state`` with ``concurrency > 1`` (``StateTurns``): requests run at once while none
+of them changes the state. The first that comes back with a changed state makes the
+routine's requests take turns from then on (each starts from the state the one before
+left); a request that changed the state while another's change was applied after it
+started is run again from the new state (its results are dropped, as when a child dies).
 """
 
 from __future__ import annotations
 
+import asyncio
 import pickle
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +41,62 @@ Results = list[tuple[bool, list[tuple[str, Any]], BaseException | None, float]]
 UNPICKLABLE = "unpicklable"
 
 
-def _send(runner: RoutineRunner, act: _Act, calls: bytes, busy: set[_Child] | None = None) -> Any:
-    """Run the pickled ``calls`` on a child of the pool (blocking); the child's reply.
-    Raises what pickling the routine or its state raises, or ``WorkerDiedError``."""
+class StateTurns:
+    """Keeps a process routine's ``ctx.state`` exact when its requests run at once.
+
+    Each request carries a copy of the state and comes back with the state it left. While
+    no request changes it, they run concurrently. ``settle`` applies what a request left:
+    a change is applied only if no other change was applied since the request started
+    (else the request must run again); after the first change, ``serial`` is set and
+    requests take turns (the caller holds a turn from sending to ``settle``), so every
+    request starts from the state the one before left. Callers serialize ``start`` and
+    ``settle`` (the runner's lock, or the event loop).
+    """
+
+    __slots__ = ("serial", "version")
+
+    def __init__(self) -> None:
+        self.version = 0  # changes applied so far
+        self.serial = False  # the state has changed once: requests take turns
+
+    def start(self, state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A request starts: (the version it starts from, the state it is sent)."""
+        return self.version, dict(state)
+
+    def settle(
+        self, state: dict[str, Any], started: tuple[int, dict[str, Any]], left: dict[str, Any] | None
+    ) -> bool:
+        """Apply ``left`` (the state a request left; ``None``: it could not come back) to
+        ``state``; ``False`` if the request changed a state that changed meanwhile."""
+        version, sent = started
+        if left is None or _same(left, sent):
+            return True  # read only (or nothing came back): nothing to apply
+        self.serial = True
+        if version != self.version:
+            return False
+        self.version += 1
+        state.clear()
+        state.update(left)
+        return True
+
+
+def _same(left: dict[str, Any], sent: dict[str, Any]) -> bool:
+    try:
+        return bool(left == sent)
+    except Exception:  # noqa: BLE001 - values that cannot be compared count as changed
+        return False
+
+
+def _send(
+    runner: RoutineRunner,
+    act: _Act,
+    calls: bytes,
+    busy: set[_Child] | None = None,
+    state: dict[str, Any] | None = None,
+) -> Any:
+    """Run the pickled ``calls`` on a child of the pool (blocking), sending ``state`` (by
+    default the routine's); the child's reply. Raises what pickling the routine or its
+    state raises, or ``WorkerDiedError``."""
     pool = runner.job.engine.processes
     key, blob = pool.routine_key(runner.routine)
     child = pool.checkout()
@@ -44,7 +105,8 @@ def _send(runner: RoutineRunner, act: _Act, calls: bytes, busy: set[_Child] | No
     try:
         known = key in child.known  # the routine is unpickled there already: not sent again
         head = (key, None if known else blob, act.method, act.wants_ctx, runner.job.id, runner.name)
-        data = pickle.dumps((*head, frozenset(runner.routine.events), dict(runner.state), calls))
+        sent = dict(runner.state) if state is None else state
+        data = pickle.dumps((*head, frozenset(runner.routine.events), sent, calls))
         reply = child.call(data)
         child.known.add(key)
         return reply
@@ -60,6 +122,8 @@ class ProcessRunner(ThreadRunner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.children: set[_Child] = set()  # children running this routine's calls now
+        self.turns = StateTurns()  # under self.lock
+        self.turn = threading.Lock()  # held by the request whose turn it is (turns.serial)
 
     def _take_calls_locked(self, act: _Act) -> list[_Call]:
         if act.kind != "each":
@@ -84,10 +148,10 @@ class ProcessRunner(ThreadRunner):
         while pending:
             if job.finished or self.stopping:
                 return times
-            batch, results, state = self._run_batch(act, calls, attempts, pending)
-            if state is not None:
-                self.state.clear()
-                self.state.update(state)
+            ran = self._run_batch(act, calls, attempts, pending)
+            if ran is None:
+                continue  # it changed a state that changed meanwhile: run it again
+            batch, results = ran
             finished: set[int] = {i for i in pending if calls[i].settled}  # unpicklable
             for i, (ok, emitted, error, dt) in zip(batch, results, strict=False):
                 if ok:
@@ -125,24 +189,38 @@ class ProcessRunner(ThreadRunner):
 
     def _run_batch(
         self, act: _Act, calls: list[_Call], attempts: list[int], pending: list[int]
-    ) -> tuple[list[int], Results, dict[str, Any] | None]:
-        """Send the pending calls to a child: (the calls the results are for, the results,
-        the state after them)."""
+    ) -> tuple[list[int], Results] | None:
+        """Send the pending calls to a child and apply the state they left: (the calls the
+        results are for, the results), or ``None`` if they must run again (see
+        ``StateTurns``)."""
         args = {i: act.args(calls[i].taken) for i in pending}
         try:
             data = pickle.dumps([(attempts[i], args[i]) for i in pending])
         except Exception:  # noqa: BLE001 - find which items cannot be pickled
             self._drop_unpicklable(calls, pending, args)
-            return [], [], None
+            return [], []
+        with self.lock:
+            serial = self.turns.serial
+        if serial:
+            self.turn.acquire()  # a call waiting for its turn is in flight, as in its child
         try:
-            results, state = _send(self, act, data, self.children)
-        except WorkerDiedError as e:
-            # the calls before the one it was in ran, but their results died with it: they
-            # stay pending and run again; the one it was in failed this attempt
-            return pending[e.index : e.index + 1], [(False, [], e, 0.0)], None
-        except Exception as e:  # noqa: BLE001 - the routine's state cannot be pickled
-            return pending[:1], [(False, [], e, 0.0)], None
-        return pending, results, state
+            with self.lock:
+                started = self.turns.start(self.state)
+            try:
+                results, state = _send(self, act, data, self.children, started[1])
+            except WorkerDiedError as e:
+                # the calls before the one it was in ran, but their results died with it: they
+                # stay pending and run again; the one it was in failed this attempt
+                return pending[e.index : e.index + 1], [(False, [], e, 0.0)]
+            except Exception as e:  # noqa: BLE001 - the routine's state cannot be pickled
+                return pending[:1], [(False, [], e, 0.0)]
+            with self.lock:
+                if not self.turns.settle(self.state, started, state):
+                    return None
+            return pending, results
+        finally:
+            if serial:
+                self.turn.release()
 
     def _drop_unpicklable(self, calls: list[_Call], pending: list[int], args: dict[int, Any]) -> list[int]:
         keep: list[int] = []
@@ -174,7 +252,13 @@ class ProcessRunner(ThreadRunner):
 
 class ProcessCallRunner(RoutineRunner):
     """A process routine on the usual call path (a journal records its steps): each call's
-    handler body runs in a child, its emits are made here when it returns."""
+    handler body runs in a child, its emits are made here when it returns; calls running at
+    once keep ``ctx.state`` exact with ``StateTurns``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.turns = StateTurns()  # on the loop
+        self.turn = asyncio.Lock()
 
     async def _invoke_sync(self, act: _Act, args: tuple[Any, ...], ctx: Context) -> None:
         if act.kind == "end":  # on_end runs in this process
@@ -186,10 +270,19 @@ class ProcessCallRunner(RoutineRunner):
         except Exception as e:
             raise UnpicklableError(f"cannot be sent to the routine's process: {type(e).__name__}: {e}") from e
         loop = self.job.loop
-        results, state = await loop.run_in_executor(self.job.engine.pool, _send, self, act, data)
-        if state is not None:
-            self.state.clear()
-            self.state.update(state)
+        pool = self.job.engine.pool
+        while True:  # again while it changed a state that another call changed meanwhile
+            serial = self.turns.serial
+            if serial:
+                await self.turn.acquire()
+            try:
+                started = self.turns.start(self.state)
+                results, state = await loop.run_in_executor(pool, _send, self, act, data, None, started[1])
+                if self.turns.settle(self.state, started, state):
+                    break
+            finally:
+                if serial:
+                    self.turn.release()
         ok, emitted, error, _ = results[0]
         if not ok:
             raise error
