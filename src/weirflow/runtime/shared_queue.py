@@ -140,7 +140,7 @@ class SharedSlotQueue(SlotQueue):
         A thread's put handed to the loop may run after the job ended: it is refused
         before any item is dropped (the end-of-job drain dead-letters what is queued)."""
         job = self.job
-        if job._finished:
+        if job.finished:
             raise JobFinishedError(f"job {job.id} is {job.status.value}; item for {self.path} refused")
         if self.try_append(item):
             return True
