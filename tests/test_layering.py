@@ -198,21 +198,21 @@ def test_the_private_attribute_check_finds_what_it_looks_for(tmp_path: Path) -> 
     """The check above is not vacuous: it knows the runtime's private names and flags a
     use from outside, but not a class's own attribute of the same name."""
     owners = runtime_private_names()
-    assert {"Job"} <= owners["_queue"] and "Context" in owners["_step"]
+    assert {"Job"} <= owners["_close_out"] and "Context" in owners["_loop_thread"]
     sample = tmp_path / "sample.py"
     sample.write_text(
         "from weirflow.runtime.job import Job as Base\n"
         "class Mine:\n"
         "    def uses(self, job, ctx):\n"
-        "        return self._queue, job._queue('a.b'), ctx._step\n"
+        "        return self._close_out, job._close_out(), ctx._loop_thread\n"
         "class Sub(Base):\n"
         "    def __init__(self):\n"
-        "        self._step = 1\n"
+        "        self._loop_thread = 1\n"
         "    def uses(self):\n"
-        "        return self._step, self._queue('a.b')\n"
+        "        return self._loop_thread, self._close_out()\n"
     )
     assert private_runtime_uses(sample, owners, root=tmp_path) == [
-        "sample.py:4: job._queue (private to Job)",
-        "sample.py:4: ctx._step (private to Context)",
-        "sample.py:9: self._queue (private to Job)",
+        "sample.py:4: job._close_out (private to Job)",
+        "sample.py:4: ctx._loop_thread (private to Context)",
+        "sample.py:9: self._close_out (private to Job)",
     ]
