@@ -196,3 +196,64 @@ async def test_a_rerun_that_emits_differently_loses_nothing(cut_after: str) -> N
     assert warnings["rerun_emitted_differently"]["delivered_to"] == ["s2.inp"]
     assert warnings["rerun_emitted_fewer"]["delivered_before"] == 3
     assert sorted(map(repr, result.outputs["s2.out"])) == sorted(map(repr, [7, [7, 1], "only-first", [7, 2]]))
+
+
+class FanOut(wf.Routine):
+    """Sends the same object to two events at once (``asyncio.gather``), a dict and a string.
+    The first emits fill a narrow ``a`` slot, so the dict's emit on ``a`` waits there while
+    the one on ``b`` is enqueued."""
+
+    inp = wf.Slot()
+    a = wf.Event()
+    b = wf.Event()
+
+    @inp.handler
+    async def go(self, n: int, ctx: wf.Context) -> None:
+        await ctx.emit(self.a, f"first{n}")
+        await ctx.emit(self.a, f"second{n}")
+        rec = {"n": n}
+        await asyncio.gather(ctx.emit(self.a, rec), ctx.emit(self.b, rec))
+        tag = f"s{n}"
+        await asyncio.gather(ctx.emit(self.a, tag), ctx.emit(self.b, tag))
+
+
+class Narrow(wf.Routine):
+    """A slow ``Pass`` with a slot of capacity 1: an emitter waits while it holds an item."""
+
+    inp = wf.Slot(capacity=1)
+    out = wf.Event()
+
+    @inp.handler
+    async def go(self, item: Any, ctx: wf.Context) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await ctx.emit(self.out, item)
+
+
+def fan_out(*, capacity: int | None) -> wf.Flow:
+    f = wf.Flow("fan")
+    kind = Pass if capacity is None else Narrow
+    f.add("s1", FanOut()).add("pa", kind()).add("pb", kind()).add("s3", Ending())
+    f.connect("s1.a", "pa.inp").connect("s1.b", "pb.inp")
+    f.connect("pa.out", "s3.inp").connect("pb.out", "s3.inp")
+    f.output("s3.out")
+    return f
+
+
+@pytest.mark.parametrize("hooks", [(), (Watching(),)], ids=["plain", "hooks-watching"])
+@pytest.mark.parametrize("capacity", [None, 1], ids=["unbounded", "capacity-1"])
+async def test_concurrent_emits_of_the_same_object_are_delivered_once_at_every_cut(
+    hooks: tuple[wf.Hooks, ...], capacity: int | None
+) -> None:
+    flow = fan_out(capacity=capacity)
+    reference, journal = await run(flow, None, hooks)
+    assert bag(reference) == Counter(
+        {"'first1'": 1, "'first2'": 1, "'second1'": 1, "'second2'": 1}
+        | {"{'n': 1}": 2, "{'n': 2}": 2, "'s1'": 2, "'s2'": 2, "['count', 12]": 1}
+    )
+    records = journal.records
+    for cut in range(len(records) + 1):
+        result, _ = await run(flow, records[:cut], hooks)
+        assert result.status is wf.JobStatus.COMPLETED, (cut, result.error)
+        assert_settled(result)
+        assert bag(result) == bag(reference), cut

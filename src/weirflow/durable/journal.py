@@ -167,9 +167,9 @@ class DurableJournal(Journal):
             return
         codec = self._codec
         if origin is self._pending and origin is not None:
-            emitted = origin.emitted
-            if emitted and emitted[-1][1] is item:  # what it just emitted: held back with it
-                self._pending_enq.append((codec.names[slot], len(emitted) - 1, encoded))
+            emitted, k = origin.emitted, origin.position(item)
+            if emitted and emitted[k][1] is item:  # what it emitted (not a hook's): held back with it
+                self._pending_enq.append((codec.names[slot], k, encoded))
                 return
         self._add(job, codec.enq(codec.names[slot], encoded, codec.origin(origin, item)))
 

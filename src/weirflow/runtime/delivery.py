@@ -31,16 +31,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .hooks import HookPoint
+from .journal import Step
 from .replay import undelivered
 
 if TYPE_CHECKING:
     from .context import Context
     from .job import Job
-    from .journal import Step
     from .runner import RoutineRunner
     from .slot_queue import SlotQueue
 
-Deliver = Callable[[Any, "Step | None", int], Awaitable[None]]
+Deliver = Callable[[Any, "Step | None", int, int], Awaitable[None]]
 
 
 async def hold(job: Job, hooks: list[Any], point: HookPoint, parks: bool) -> None:
@@ -62,10 +62,17 @@ async def hold(job: Job, hooks: list[Any], point: HookPoint, parks: bool) -> Non
 
 
 async def enqueue(
-    job: Job, q: SlotQueue, item: Any, timeout_s: float | None, parks: bool, origin: Step | str | None
+    job: Job,
+    q: SlotQueue,
+    item: Any,
+    timeout_s: float | None,
+    parks: bool,
+    origin: Step | str | None,
+    at: int = -1,
 ) -> None:
     """Put ``item`` into ``q``: ``on_enqueue`` hooks (if any watch it), the overflow
-    policy, the journal. ``origin`` is what the journal records as its source."""
+    policy, the journal. ``origin`` is what the journal records as its source; ``at``
+    the emit's position in ``origin.emitted`` when ``origin`` is a step."""
     if q.watched:
         point = HookPoint("enqueue", job, q.runner.name, item, slot=q.path)
         await hold(job, job.hook_set.enqueue, point, parks)
@@ -77,6 +84,8 @@ async def enqueue(
         job.refuse(f"item for {q.path}")
     queued = await q.put(item, timeout_s, parks)
     if queued and job.journal is not None:
+        if isinstance(origin, Step):
+            origin.emit_at = at
         job.journal.enqueued(job, q.path, item, origin)
 
 
@@ -93,20 +102,22 @@ class Connection:
         self.watched = False  # an on_route hook watches this connection
         self.deliver: Deliver = self.plain
 
-    async def plain(self, item: Any, step: Step | None, attempt: int) -> None:
+    async def plain(self, item: Any, step: Step | None, attempt: int, at: int) -> None:
         q = self.queue
         if not q.try_append(item):
             await q.put(item, q.block_timeout_s, True)
 
-    async def journaled(self, item: Any, step: Step | None, attempt: int) -> None:
+    async def journaled(self, item: Any, step: Step | None, attempt: int, at: int) -> None:
         q = self.queue
         if not q.try_append(item) and not await q.put(item, q.block_timeout_s, True):
             return  # dropped by the slot's policy (and dead-lettered)
         journal = self.job.journal
         assert journal is not None
+        if step is not None:
+            step.emit_at = at
         journal.enqueued(self.job, q.path, item, step)
 
-    async def hooked(self, item: Any, step: Step | None, attempt: int) -> None:
+    async def hooked(self, item: Any, step: Step | None, attempt: int, at: int) -> None:
         job, q = self.job, self.queue
         if self.watched:
             point = HookPoint(
@@ -123,7 +134,7 @@ class Connection:
                 q.refuse(point.item, point.drop_reason, None)
                 return
             item = point.item
-        await enqueue(job, q, item, q.block_timeout_s, True, step)
+        await enqueue(job, q, item, q.block_timeout_s, True, step, at)
 
 
 class Route:
@@ -174,7 +185,7 @@ class Route:
     async def emit_each(self, item: Any, ctx: Context) -> None:
         """``plain``, with a slot shared with threads: each connection's function (locks)."""
         for c in self.connections:
-            await c.deliver(item, None, ctx.attempt)
+            await c.deliver(item, None, ctx.attempt, -1)
         out = self.output
         if out is not None:
             out.append(item)
@@ -193,13 +204,15 @@ class Route:
             item = point.item
         step = ctx.step
         connections = self.connections
+        at = -1
         if step is not None:
             step.emitted.append((self.event, item))
+            at = len(step.emitted) - 1  # its position, whatever emits while this one waits
             if step.delivered is not None:  # a rerun: not again where it already went
                 kept = undelivered(step, self.queues, item)
                 connections = tuple(c for c in connections if c.queue in kept)
         for c in connections:
-            await c.deliver(item, step, ctx.attempt)
+            await c.deliver(item, step, ctx.attempt, at)
         out = self.output
         if out is not None:
             out.append(item)

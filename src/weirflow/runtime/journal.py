@@ -36,7 +36,11 @@ class Step:
     again after a crash interrupted the call: what the interrupted attempts had
     already enqueued, ``position in emitted -> slot path -> [items]``, which this
     attempt does not deliver again (``weirflow.runtime.replay``).
-    ``traceback`` is the failed attempt's formatted traceback."""
+    ``traceback`` is the failed attempt's formatted traceback. ``emit_at`` is the
+    position in ``emitted`` of the emit whose enqueue the journal is being told of:
+    the runtime sets it just before each ``Journal.enqueued`` with this origin (the
+    emit's position is taken when it is appended, so concurrent emits of one object,
+    ``asyncio.gather``, each keep their own)."""
 
     routine: str
     seq: int
@@ -54,6 +58,7 @@ class Step:
     message: str = ""
     delivered: dict[int, dict[str, list[Any]]] | None = None
     traceback: str | None = None
+    emit_at: int = -1
 
     def __init__(
         self, routine: str, seq: int, attempt: int, consumed: list[tuple[str, Any]], *, on_end: bool = False
@@ -75,15 +80,18 @@ class Step:
         self.message = ""
         self.delivered = None
         self.traceback = None
+        self.emit_at = -1
 
     def position(self, item: Any) -> int:
-        """Where ``item`` (just enqueued) is in ``emitted``: the last emit of that very object,
-        else the last emit (a route hook may have replaced the object on its way)."""
+        """Where ``item`` (just enqueued) is in ``emitted``: ``emit_at`` when the runtime set
+        it; for a step made by hand, the last emit of that very object, else the last emit."""
+        if self.emit_at >= 0:
+            return self.emit_at
         emitted = self.emitted
         k = len(emitted) - 1
         if k >= 0 and emitted[k][1] is item:
             return k
-        for i in range(k - 1, -1, -1):  # a handler emitting concurrently (asyncio.gather)
+        for i in range(k - 1, -1, -1):
             if emitted[i][1] is item:
                 return i
         return k
