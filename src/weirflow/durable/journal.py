@@ -213,7 +213,8 @@ class DurableJournal(Journal):
             item = self._item(letter.item)
         except UnstorableError:
             item = orjson.dumps(repr(letter.item))  # a record of it, though not the object
-        self._add(job, Codec.dead_letter(letter, item, queued=from_queue))
+        of_input = job.letters.refusing_input
+        self._add(job, Codec.dead_letter(letter, item, queued=from_queue, of_input=of_input))
 
     def _add(self, job: Job, text: bytes) -> None:
         if self._pending is not None:

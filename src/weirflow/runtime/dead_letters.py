@@ -26,7 +26,7 @@ DEFAULT_MAX_DEAD_LETTERS = 10_000
 class DeadLetterLog:
     """Records the dead letters of one job (the only place that makes ``DeadLetter``s)."""
 
-    __slots__ = ("by_reason", "count", "job", "kept", "max_kept")
+    __slots__ = ("by_reason", "count", "job", "kept", "max_kept", "refusing_input")
 
     def __init__(self, job: Job, max_kept: int) -> None:
         self.job = job
@@ -34,6 +34,9 @@ class DeadLetterLog:
         self.kept: list[DeadLetter] = []
         self.count = 0
         self.by_reason: dict[str, int] = {}
+        # set while the journal records a starting input that its slot refused: the
+        # journal's ``dead_lettered`` keeps its signature (subclasses), and reads this
+        self.refusing_input = False
 
     def restore(self, letters: Sequence[DeadLetter]) -> None:
         """Letters a resumed job had already recorded (from its journal): kept and counted,
@@ -44,8 +47,19 @@ class DeadLetterLog:
             if len(self.kept) < self.max_kept:
                 self.kept.append(letter)
 
-    def add(self, slot: str, item: Any, reason: str, error: str | None, *, from_queue: bool = False) -> None:
-        """Record one dead letter: counted, kept while under the cap, and reported."""
+    def add(
+        self,
+        slot: str,
+        item: Any,
+        reason: str,
+        error: str | None,
+        *,
+        from_queue: bool = False,
+        of_input: bool = False,
+    ) -> None:
+        """Record one dead letter: counted, kept while under the cap, and reported.
+        ``of_input``: a starting input its slot refused (``refusing_input`` says so to the
+        journal while it records the letter)."""
         self.count += 1
         self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         job = self.job
@@ -63,7 +77,11 @@ class DeadLetterLog:
             except Exception as e:  # noqa: BLE001 - a hook's failure is reported, the letter stands
                 job.hook_failed(hook, "on_dead_letter", e)
         if journal is not None:
-            journal.dead_lettered(job, letter, from_queue=from_queue)
+            self.refusing_input = of_input
+            try:
+                journal.dead_lettered(job, letter, from_queue=from_queue)
+            finally:
+                self.refusing_input = False
 
     def add_unqueued(self, slot: str, items: Sequence[Any], reason: str, error: str | None) -> None:
         """Dead-letter ``items`` that never entered ``slot`` (inputs not fed when the job

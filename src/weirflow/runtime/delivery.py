@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .hooks import HookPoint
-from .journal import Step
+from .journal import INPUT, Step
 from .replay import undelivered
 
 if TYPE_CHECKING:
@@ -77,12 +77,12 @@ async def enqueue(
         point = HookPoint("enqueue", job, q.runner.name, item, slot=q.path)
         await hold(job, job.hook_set.enqueue, point, parks)
         if point.drop_reason is not None:
-            q.refuse(point.item, point.drop_reason, None)
+            q.refuse(point.item, point.drop_reason, None, of_input=origin == INPUT)
             return
         item = point.item
     if job.finished:
         job.refuse(f"item for {q.path}")
-    queued = await q.put(item, timeout_s, parks)
+    queued = await q.put(item, timeout_s, parks, of_input=origin == INPUT)
     if queued and job.journal is not None:
         if isinstance(origin, Step):
             origin.emit_at = at

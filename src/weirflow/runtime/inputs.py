@@ -106,7 +106,7 @@ class Inputs:
                     try:
                         await enqueue(job, q, item, q.block_timeout_s, False, INPUT)
                     except SlotFullError as e:
-                        q.refuse(item, "input_rejected", str(e))
+                        q.refuse(item, "input_rejected", str(e), of_input=True)
                 feed.next += 1  # (not reached when cancelled: the item stays unfed)
                 self.entered += 1
         finally:

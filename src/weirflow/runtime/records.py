@@ -33,7 +33,7 @@ exactly) for the text form: ``Codec.item`` raises ``UnstorableError`` (a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 import orjson
 
@@ -82,6 +82,7 @@ class DeadLetterRecord(TypedDict):
     error: str | None
     at: float
     queued: bool
+    input: NotRequired[bool]  # a starting input its slot refused (written only when true)
 
 
 class ResumeRecord(TypedDict):
@@ -138,8 +139,8 @@ def done(step: Step) -> DoneRecord:
     }
 
 
-def dead_letter(letter: DeadLetter, *, queued: bool) -> DeadLetterRecord:
-    return {
+def dead_letter(letter: DeadLetter, *, queued: bool, of_input: bool = False) -> DeadLetterRecord:
+    rec: DeadLetterRecord = {
         "t": "dl",
         "slot": letter.slot,
         "item": letter.item,
@@ -148,6 +149,9 @@ def dead_letter(letter: DeadLetter, *, queued: bool) -> DeadLetterRecord:
         "at": letter.at,
         "queued": queued,
     }
+    if of_input:
+        rec["input"] = True
+    return rec
 
 
 def end(status: JobStatus, error: str | None) -> EndRecord:
@@ -275,14 +279,15 @@ class Codec:
         return b"[3,%b,[%b],%b,[%b]%b]" % (self.head(step), enq, state, emitted, tail)
 
     @staticmethod
-    def dead_letter(letter: DeadLetter, item: bytes, *, queued: bool) -> bytes:
-        return b'{"t":"dl","slot":%b,"item":%b,"reason":%b,"error":%b,"at":%b,"queued":%b}' % (
+    def dead_letter(letter: DeadLetter, item: bytes, *, queued: bool, of_input: bool = False) -> bytes:
+        return b'{"t":"dl","slot":%b,"item":%b,"reason":%b,"error":%b,"at":%b,"queued":%b%b}' % (
             orjson.dumps(letter.slot),
             item,
             orjson.dumps(letter.reason),
             orjson.dumps(letter.error),
             orjson.dumps(letter.at),
             b"true" if queued else b"false",
+            b',"input":true' if of_input else b"",
         )
 
     @staticmethod

@@ -163,7 +163,7 @@ class LogJournal(Journal):
         self.add(job, records.done(step))
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
-        self.add(job, records.dead_letter(letter, queued=from_queue))
+        self.add(job, records.dead_letter(letter, queued=from_queue, of_input=job.letters.refusing_input))
 
 
 class _Replay:
@@ -254,6 +254,8 @@ class _Replay:
             return
         if rec["queued"]:
             self.queues[rec["slot"]].popleft()
+        elif rec.get("input"):  # a starting input its slot refused: fed, like an ``enq``
+            self.out.fed[rec["slot"]] = self.out.fed.get(rec["slot"], 0) + 1
         self.out.dead_letters.append(letter)
 
     def failed(self, rec: records.DoneRecord, taken: list[tuple[str, Any]]) -> None:

@@ -128,13 +128,17 @@ class SharedSlotQueue(SlotQueue):
                 return True
             return False
 
-    def refuse(self, item: Any, reason: str, error: str | None) -> None:  # on the loop
+    def refuse(
+        self, item: Any, reason: str, error: str | None, *, of_input: bool = False
+    ) -> None:  # on the loop
         with self.lock:
             self.enqueued += 1
             self.dead_lettered += 1
-        self.job.letters.add(self.path, item, reason, error)
+        self.job.letters.add(self.path, item, reason, error, of_input=of_input)
 
-    async def put(self, item: Any, timeout_s: float | None, parks_call: bool) -> bool:
+    async def put(
+        self, item: Any, timeout_s: float | None, parks_call: bool, *, of_input: bool = False
+    ) -> bool:
         """``SlotQueue.put`` on the loop, with the room check and the append under the lock.
 
         A thread's put handed to the loop may run after the job ended: it is refused
@@ -148,7 +152,7 @@ class SharedSlotQueue(SlotQueue):
         if overflow is Overflow.FAIL:
             raise SlotFullError(self.path, self.capacity)
         if overflow is Overflow.DROP_NEWEST:
-            self.refuse(item, "dropped_newest", None)
+            self.refuse(item, "dropped_newest", None, of_input=of_input)
             return False
         if overflow is Overflow.DROP_OLDEST:
             dropped = []

@@ -122,13 +122,16 @@ class SlotQueue:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def put(self, item: Any, timeout_s: float | None, parks_call: bool) -> bool:
+    async def put(
+        self, item: Any, timeout_s: float | None, parks_call: bool, *, of_input: bool = False
+    ) -> bool:
         """Queue ``item`` according to the overflow policy.
 
         ``block`` waits for room (up to ``timeout_s``, then ``SlotFullError``);
         ``fail`` raises at once; the drop policies dead-letter an item. While it
         waits, a handler's call counts as parked (a safe point for ``pause``)
-        when ``parks_call``. Returns whether ``item`` was queued (``False``: dropped).
+        when ``parks_call``. Returns whether ``item`` was queued (``False``: dropped);
+        ``of_input``: ``item`` is a starting input (so marked if dead-lettered).
         """
         if self.has_room():
             self.append(item)
@@ -137,7 +140,7 @@ class SlotQueue:
         if overflow is Overflow.FAIL:
             raise SlotFullError(self.path, self.capacity)
         if overflow is Overflow.DROP_NEWEST:
-            self.refuse(item, "dropped_newest", None)
+            self.refuse(item, "dropped_newest", None, of_input=of_input)
             return False
         if overflow is Overflow.DROP_OLDEST:
             while len(self.items) >= self.capacity:
@@ -244,12 +247,13 @@ class SlotQueue:
             self._fill_changed()
         return item
 
-    def refuse(self, item: Any, reason: str, error: str | None) -> None:
+    def refuse(self, item: Any, reason: str, error: str | None, *, of_input: bool = False) -> None:
         """Count ``item`` as arriving here and dead-letter it at once (a drop policy, a
-        hook's drop, a starting input a ``fail`` slot refused)."""
+        hook's drop, a starting input a ``fail`` slot refused); ``of_input``: it is a
+        starting input (a resumed job does not feed it again)."""
         self.enqueued += 1
         self.dead_lettered += 1
-        self.job.letters.add(self.path, item, reason, error)
+        self.job.letters.add(self.path, item, reason, error, of_input=of_input)
 
     def settle(self, n: int, dead: bool) -> None:
         """``n`` in-flight items finished: processed, or dead-lettered by the caller."""
