@@ -115,7 +115,23 @@ class Flaky(Twice):
         await Twice.step(self, n, ctx)
 
 
+class Fan(wf.Routine):
+    """Emits one object on two events at once (``asyncio.gather``), then logs ``n``."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+    log = wf.Event()
+
+    @inp.handler
+    async def step(self, n: int, ctx: wf.Context) -> None:
+        if n > 0:
+            m = n - 1  # one object, two emits in flight (``out`` may wait for room)
+            await asyncio.gather(ctx.emit(self.out, m), ctx.emit(self.log, m))
+        await ctx.emit(self.log, [ctx.routine, n])
+
+
 KINDS: dict[str, type[wf.Routine]] = {
+    "fan": Fan,
     "twice": Twice,
     "sync": Sync,
     "wide": Wide,
