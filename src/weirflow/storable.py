@@ -151,7 +151,10 @@ def _in_full(m: re.Match[bytes]) -> bytes:
 def pg_json(value: Any) -> str:
     """``value`` as JSON text for a PostgreSQL ``jsonb`` column: floats written in exponent
     form (``1e+16``) are written out in full, so that they come back as floats."""
-    text = orjson.dumps(value, option=_STRICT)
+    try:
+        text = orjson.dumps(value, option=_STRICT)
+    except orjson.JSONEncodeError:  # what orjson cannot write (an int past 64 bits stored before
+        return json.dumps(value)  # the check existed) is still written, as the json module does
     if b"e+" in text:
         text = _EXPONENT.sub(_in_full, text)
     return text.decode()
