@@ -38,7 +38,9 @@ async def test_a_crash_after_a_downstream_step_took_an_emitted_item_delivers_it_
     journal = DurableJournal(store)  # only to read the committed records back
     try:
         item = {"hang": str(tmp_path / "s2-took-it"), "log": str(steps_log)}
-        job_id = await store.submit(JobSpec(flow="emit_twice", inputs={"s1.item": [item]}, max_attempts=1))
+        job_id = await store.submit(
+            JobSpec(flow="emit_twice", inputs={"s1.item": [item]}, max_attempts=2)
+        )  # a crash is an attempt
 
         async def s2_start_committed() -> bool:  # the worker is another process
             return any(r["t"] == "start" and r["routine"] == "s2" for r in await journal.records_of(job_id))
