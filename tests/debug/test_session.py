@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -237,3 +238,29 @@ async def test_nothing_held_is_a_debug_error() -> None:
             session.evaluate("item.missing")
         assert session.evaluate("1 + 2") == 3
         await job.cancel()
+
+
+async def test_a_send_held_at_a_breakpoint_when_the_job_ends_is_released_and_dead_lettered_once() -> None:
+    """Found in review: the hold outlived the job, so the send hung for ever, or a later drop
+    made a second dead letter and the send returned as if accepted."""
+
+    class Sink(wf.Routine):
+        x = wf.Slot()
+
+        @x.handler
+        async def h(self, item: object, ctx: wf.Context) -> None: ...
+
+    flow = wf.Flow("held")
+    flow.add("s", Sink())
+    async with wf.Engine() as engine:
+        job = await engine.start(flow, {}, keep_open=True)
+        session = DebugSession.attach(job)
+        session.add_breakpoint("slot", "s.x")
+        sending = asyncio.create_task(job.send("s.x", "ITEM"))
+        await session.wait_for_hit(timeout_s=10)
+        result = await job.cancel()
+        with pytest.raises(wf.JobFinishedError, match="dead-lettered"):
+            await asyncio.wait_for(sending, 10)
+        assert session.held == []
+    assert [(d.item, d.reason) for d in result.dead_letters] == [("ITEM", "job_cancelled")]
+    assert job.dead_letter_count == 1

@@ -266,6 +266,9 @@ class DebugSession(Hooks):
     def on_job_status(self, job: Job, status: JobStatus, reason: str | None) -> None:
         if job.finished:  # nothing will be hit any more: wake ``wait_for_hit``
             self._end_step()
+            # let every held item go: its sender (a send is not a job task, so nothing cancels
+            # it) then finds the job finished, and the job's end has dead-lettered the item
+            self._release_all()
             self._wake_hit_waiters()
 
     async def _at(self, hook: str, point: HookPoint) -> None:

@@ -76,6 +76,8 @@ async def enqueue(
     if q.watched:
         point = HookPoint("enqueue", job, q.runner.name, item, slot=q.path)
         await hold(job, job.hook_set.enqueue, point, parks)
+        if job.finished:  # it ended while the item was held: the end accounted for the item
+            job.refuse(f"item for {q.path}")
         if point.drop_reason is not None:
             q.refuse(point.item, point.drop_reason, None, of_input=origin == INPUT)
             return
