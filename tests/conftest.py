@@ -1,8 +1,26 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+
+import pytest
 
 import weirflow as wf
+
+from .redisserver import RedisServer, started_server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One throw-away redis-server for the session; take a fresh database per test."""
+    server = started_server()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A fresh, empty logical database of the session's redis-server."""
+    return redis_server.new_database()
 
 
 def assert_balanced(queues: Mapping[str, wf.QueueStats]) -> None:
