@@ -26,8 +26,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnpicklableError, WorkerDiedError
+from .activation import BoundActivation
 from .process import MAX_BATCH
-from .runner import RoutineRunner, _Act
+from .runner import RoutineRunner
 from .shared_queue import emit_from_thread
 from .threads import ThreadRunner, _Call
 
@@ -89,7 +90,7 @@ def _same(left: dict[str, Any], sent: dict[str, Any]) -> bool:
 
 def _send(
     runner: RoutineRunner,
-    act: _Act,
+    act: BoundActivation,
     calls: bytes,
     busy: set[_Child] | None = None,
     state: dict[str, Any] | None = None,
@@ -125,7 +126,7 @@ class ProcessRunner(ThreadRunner):
         self.turns = StateTurns()  # under self.lock
         self.turn = threading.Lock()  # held by the request whose turn it is (turns.serial)
 
-    def _take_calls_locked(self, act: _Act) -> list[_Call]:
+    def _take_calls_locked(self, act: BoundActivation) -> list[_Call]:
         if act.kind != "each":
             return [_Call(act.take_locked())]
         q = act.queues[0]
@@ -139,7 +140,7 @@ class ProcessRunner(ThreadRunner):
         for child in children:  # their calls were settled as the job's end: stop them
             child.kill()
 
-    def _run_calls(self, act: _Act, calls: list[_Call], ctx: Context, ends: Ends) -> list[float]:
+    def _run_calls(self, act: BoundActivation, calls: list[_Call], ctx: Context, ends: Ends) -> list[float]:
         job = self.job
         times = [-1.0] * len(calls)
         attempts = [1] * len(calls)
@@ -188,7 +189,7 @@ class ProcessRunner(ThreadRunner):
         return times
 
     def _run_batch(
-        self, act: _Act, calls: list[_Call], attempts: list[int], pending: list[int]
+        self, act: BoundActivation, calls: list[_Call], attempts: list[int], pending: list[int]
     ) -> tuple[list[int], Results] | None:
         """Send the pending calls to a child and apply the state they left: (the calls the
         results are for, the results), or ``None`` if they must run again (see
@@ -260,7 +261,7 @@ class ProcessCallRunner(RoutineRunner):
         self.turns = StateTurns()  # on the loop
         self.turn = asyncio.Lock()
 
-    async def _invoke_sync(self, act: _Act, args: tuple[Any, ...], ctx: Context) -> None:
+    async def _invoke_sync(self, act: BoundActivation, args: tuple[Any, ...], ctx: Context) -> None:
         if act.kind == "end":  # on_end runs in this process
             await super()._invoke_sync(act, args, ctx)
             return

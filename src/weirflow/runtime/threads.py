@@ -29,10 +29,11 @@ import time
 from collections.abc import Callable, Collection, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .activation import BoundActivation, Taken
 from .context import Context
 from .delivery import hold
 from .hooks import HookPoint
-from .runner import RoutineRunner, Taken, _Act
+from .runner import RoutineRunner
 from .shared_queue import Waiters
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ LINGER_S = 0.5
 CREW_IDLE_S = 10.0
 #: handler-end notifications a worker collects before handing them to the loop
 END_BATCH = 256
+
+#: per call that ended on a worker thread: its item, its error, its duration
+Ends = list[tuple[Any, BaseException | None, float]]
 
 
 class ThreadCrew:
@@ -225,7 +229,7 @@ class ThreadRunner(RoutineRunner):
             or (job.paused and not job.may_run(self))
         )
 
-    def _ready_locked(self) -> _Act | None:
+    def _ready_locked(self) -> BoundActivation | None:
         acts = self.acts
         n = len(acts)
         for i in range(n):
@@ -273,7 +277,7 @@ class ThreadRunner(RoutineRunner):
         taken in one go."""
         lock = self.lock
         ctx = Context(self)
-        ends: list[tuple[Any, BaseException | None, float]] = []
+        ends: Ends = []
         lock.acquire()
         try:
             while True:
@@ -331,12 +335,12 @@ class ThreadRunner(RoutineRunner):
                 self._post_idle_locked()
             lock.release()
 
-    def _post_ends(self, ends: list[tuple[Any, BaseException | None, float]]) -> None:
+    def _post_ends(self, ends: Ends) -> None:
         hooks = self.job.hook_set.handler_end
         if hooks:
             self.job.loop.call_soon_threadsafe(self._ends_on_loop, hooks, ends)
 
-    def _ends_on_loop(self, hooks: list[Any], ends: list[tuple[Any, BaseException | None, float]]) -> None:
+    def _ends_on_loop(self, hooks: list[Any], ends: Ends) -> None:
         job = self.job
         for item, error, dt in ends:
             for hook in hooks:
@@ -370,19 +374,15 @@ class ThreadRunner(RoutineRunner):
         done.wait()
         call.done = None
 
-    def _take_calls_locked(self, act: _Act) -> list[_Call]:
+    def _take_calls_locked(self, act: BoundActivation) -> list[_Call]:
         """What one turn of a worker takes: one call here (a batch for processes)."""
         return [_Call(act.take_locked())]
 
-    def _run_calls(
-        self, act: _Act, calls: list[_Call], ctx: Context, ends: list[tuple[Any, BaseException | None, float]]
-    ) -> list[float]:
+    def _run_calls(self, act: BoundActivation, calls: list[_Call], ctx: Context, ends: Ends) -> list[float]:
         """Run the calls taken; per call the duration of its success, or -1 (settled)."""
         return [self._call_on_thread(act, calls[0], ctx, ends)]
 
-    def _call_on_thread(
-        self, act: _Act, call: _Call, ctx: Context, ends: list[tuple[Any, BaseException | None, float]]
-    ) -> float:
+    def _call_on_thread(self, act: BoundActivation, call: _Call, ctx: Context, ends: Ends) -> float:
         """One call with its retries, on this worker's thread. Returns the last attempt's
         duration if it succeeded (the caller settles the items), else -1 once the items
         are settled (or the job's end will settle them)."""
@@ -448,7 +448,7 @@ class ThreadRunner(RoutineRunner):
             if call.settled:
                 return -1.0
 
-    async def _start_hooks(self, act: _Act, call: _Call, point: HookPoint) -> None:
+    async def _start_hooks(self, act: BoundActivation, call: _Call, point: HookPoint) -> None:
         await hold(self.job, self.job.hook_set.handler_start, point, parks=True)
         if call.settled:
             return
