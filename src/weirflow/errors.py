@@ -148,3 +148,67 @@ class Retry(Exception):  # noqa: N818 - a control exception, named like arq's an
     def __reduce__(self) -> tuple[type[Retry], tuple[float | None, str]]:
         # pickled with its own arguments (a process routine's handler may raise it)
         return (Retry, (self.delay_s, self.reason))
+
+
+class SuperviseError(WeirflowError):
+    """A supervisor or pipeline operation failed (``weirflow.supervise``)."""
+
+    status = 500
+
+
+class PipelineNotFound(SuperviseError):  # noqa: N818 - the contract's name (API.md)
+    """No pipeline has that id (HTTP 404)."""
+
+    status = 404
+
+    def __init__(self, pipeline_id: str) -> None:
+        super().__init__(f"no pipeline {pipeline_id!r}")
+        self.pipeline_id = pipeline_id
+
+
+class InvalidCommand(SuperviseError):  # noqa: N818 - the contract's name (API.md)
+    """A command is malformed: unknown flow, slot or command, a bad argument, a frame past
+    the size limit (HTTP 422)."""
+
+    status = 422
+
+
+class PipelineStateError(SuperviseError):
+    """The command is impossible in the pipeline's state (resume of a running one, send to a
+    stopped one...) (HTTP 409)."""
+
+    status = 409
+
+    def __init__(self, message: str, state: str = "") -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class CommandTimeout(SuperviseError, TimeoutError):  # noqa: N818 - the contract's name (API.md)
+    """A child did not answer a command within its deadline (HTTP 504)."""
+
+    status = 504
+
+
+class FrameError(InvalidCommand):
+    """A frame on a child's pipe is ``malformed`` (does not decode) or ``oversized`` (past
+    the frame size limit); ``reason`` says which."""
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[FrameError], tuple[str, str]]:
+        return (FrameError, (str(self), self.reason))
+
+
+class ChildDiedError(SuperviseError):
+    """The child process ended while a command to it was waiting for its answer."""
+
+    status = 409
+
+
+class SuperviseSettingsError(SuperviseError, ValueError):
+    """A supervisor setting is invalid; the message is one line naming the variable."""
+
+    status = 422

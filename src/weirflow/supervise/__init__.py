@@ -1,0 +1,27 @@
+"""Supervised child processes: long-running pipelines and durable worker processes.
+
+Building blocks (each a module of its own): ``restart`` (OTP restart decisions),
+``health`` (adaptive deadlines and intervals), ``framing`` / ``channel`` /
+``child`` (a child process and its pipe), ``settings`` (validated configuration).
+"""
+
+from __future__ import annotations
+
+from .child import ChildProcess, ExitInfo
+from .health import AdaptiveInterval, HealthState, RttEstimator
+from .restart import GiveUp, Restart, RestartPolicy, RestartTracker
+from .settings import SuperviseSettings, load_supervise_settings
+
+__all__ = [
+    "AdaptiveInterval",
+    "ChildProcess",
+    "ExitInfo",
+    "GiveUp",
+    "HealthState",
+    "Restart",
+    "RestartPolicy",
+    "RestartTracker",
+    "RttEstimator",
+    "SuperviseSettings",
+    "load_supervise_settings",
+]

@@ -1,0 +1,55 @@
+"""Supervisor settings: ``WEIRFLOW_*`` environment variables and flags, validated at start.
+
+``load_supervise_settings(health_interval_s=..., ...)`` reads the environment
+(``WEIRFLOW_HEALTH_INTERVAL_S``, ``WEIRFLOW_HEALTH_FAILURES``, ``WEIRFLOW_GRACE_S``,
+``WEIRFLOW_WARM``, ``WEIRFLOW_MAX_RSS_MB``), lets the given values (flags) override
+it, and raises ``SuperviseSettingsError`` (a ``SuperviseError`` and a ``ValueError``)
+with one line naming the variable when a value is bad; the CLI prints that line and
+exits 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..errors import SuperviseSettingsError
+
+DEFAULT_HEALTH_INTERVAL_S = 1.0
+DEFAULT_HEALTH_FAILURES = 3
+DEFAULT_GRACE_S = 10.0
+DEFAULT_WARM = 0
+
+
+class SuperviseSettings(BaseSettings):
+    """How a supervisor checks, replaces and stops its children (env prefix ``WEIRFLOW_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="WEIRFLOW_", extra="ignore", frozen=True)
+
+    health_interval_s: float = Field(default=DEFAULT_HEALTH_INTERVAL_S, gt=0, le=3600)
+    """The longest wait between two health checks of a child (shorter while it fails)."""
+    health_failures: int = Field(default=DEFAULT_HEALTH_FAILURES, ge=1, le=1000)
+    """Consecutive failed health checks that replace a child."""
+    grace_s: float = Field(default=DEFAULT_GRACE_S, ge=0, le=3600)
+    """How long a stopping child may take after SIGTERM before SIGKILL."""
+    warm: int = Field(default=DEFAULT_WARM, ge=0, le=1000)
+    """Spare child processes kept ready, flows imported."""
+    max_rss_mb: float | None = Field(default=None, gt=0)
+    """A child whose resident memory goes past this is replaced (none: no limit)."""
+
+
+def load_supervise_settings(**overrides: Any) -> SuperviseSettings:
+    """Settings from the environment with ``overrides`` (``None`` values ignored)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return SuperviseSettings(**given)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            loc = err["loc"]
+            name = f"WEIRFLOW_{str(loc[0]).upper()}" if loc else "settings"
+            problems.append(f"{name}: {msg}")
+        raise SuperviseSettingsError("; ".join(problems)) from None
