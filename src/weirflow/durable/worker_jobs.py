@@ -1,0 +1,115 @@
+"""Running one claimed job in a ``Worker``: resume it from its journal (reconciling its
+step rows after a takeover), run it in the engine, and report how it ended."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import JobError, JobTimeoutError, LeaseLostError
+from ..flow.graph import Flow
+from ..runtime.job import Job
+from ..runtime.replay import Restore, restore_from
+from ..runtime.results import JobResult, JobStatus, format_traceback
+from .models import JobRecord
+from .steps import reconciled
+from .worker_core import log
+from .worker_leases import Leases
+from .worker_reports import Reporting
+
+
+class Running(Reporting, Leases):
+    async def _run_job(self, record: JobRecord) -> None:
+        job: Job | None = None
+        try:
+            flow = self.engine.flow(record.flow)
+            if self.journal is not None:
+                self.journal.begin(record.id, record.runs)
+            restore = await self._restore(record, flow)
+            job = await self.engine.start(flow, record.inputs, job_id=record.id, restore=restore)
+            self.running[record.id] = job
+            if record.id in self._lost:  # cancelled in the store before it started here
+                await job.cancel()
+            try:
+                result: JobResult | None = await job.wait(record.timeout_s)
+            except JobTimeoutError:
+                await job.cancel(reason="job_timeout", error=f"timed out after {record.timeout_s:g}s")
+                result = None
+            if record.id in self._lost:
+                self._lost.discard(record.id)
+                self._reported([])
+                return
+            if result is None:
+                self._report_failure(record.id, f"timed out after {record.timeout_s:g}s; job cancelled")
+            elif result.status is JobStatus.COMPLETED:
+                self._done.append((record.id, record.token, _json_safe(result.outputs), _letters(result)))
+                self._reporting.add(record.id)
+                self._report_wake.set()
+            elif result.status is JobStatus.CANCELLED and self._stopping.is_set():
+                await self._give_back([record.id])
+                self._reported([])
+            else:
+                error = result.error or f"job {result.status.value}"
+                self._report_failure(record.id, error, detail=result.traceback, dead_letters=_letters(result))
+        except LeaseLostError as e:
+            self._lease_lost(record.id, str(e))
+            self._lost.discard(record.id)
+            self._reported([])
+        except JobError as e:  # unknown flow, bad inputs: retrying cannot help
+            self._report_failure(record.id, str(e), retry=False)
+        except Exception as e:  # noqa: BLE001 - any other failure to run is a failed attempt
+            self._report_failure(record.id, f"{type(e).__name__}: {e}", detail=format_traceback(e))
+        finally:
+            self.running.pop(record.id, None)
+            if record.id not in self._reporting:
+                self._forget(record.id)
+            self._slot_free.set()
+            if job is not None and job.finished:
+                with contextlib.suppress(JobError):
+                    self.engine.forget(job.id)
+
+    async def _restore(self, record: JobRecord, flow: Flow) -> Restore | None:
+        """Where a job taken over (after a crash, a stall or a retry) resumes: its journal's
+        replay — completed steps are not run again — or nothing with ``from_start``."""
+        if self.durable is None:
+            return None
+        if record.from_start:
+            clear = functools.partial(self.store.clear_journal, token=record.token)
+            await self._retrying("journal", clear, record.id)
+            return None
+        if record.runs <= 1:  # a first run has no journal yet: no read
+            return None
+        records = await self._retrying("journal", self.durable.records_of, record.id)
+        if self.journal is not None:
+            await self._reconcile_steps(record, records)
+        if not records:
+            return None
+        restore = restore_from(records, flow)
+        log.info("job_resumed", worker=self.worker_id, job=record.id, steps_done=restore.steps_done)
+        return restore
+
+    async def _reconcile_steps(self, record: JobRecord, records: Sequence[Any]) -> None:
+        """Make a taken-over job's step rows say what its journal committed, before it resumes."""
+        rows = await self._retrying("journal", self.store.steps, record.id)
+        fixed = reconciled(record.id, records, rows, token=record.token, now=self.store.clock())
+        if fixed:
+            refused = await self._retrying("journal", self.store.record_steps, fixed)
+            if refused:
+                raise LeaseLostError(refused, "taken over while resuming")
+
+
+def _letters(result: JobResult) -> list[dict[str, Any]]:
+    """The job's dead letters as stored: JSON values, items that are not as their ``repr``."""
+    letters: list[dict[str, Any]] = json.loads(
+        json.dumps([d.to_dict() for d in result.dead_letters], default=repr)
+    )
+    return letters
+
+
+def _json_safe(outputs: dict[str, list[Any]]) -> dict[str, Any]:
+    """Outputs as stored: JSON values, anything else as its ``repr``."""
+    result: dict[str, Any] = json.loads(json.dumps(outputs, default=repr))
+    return result

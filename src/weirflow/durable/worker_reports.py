@@ -1,0 +1,93 @@
+"""Outcomes of a ``Worker``'s jobs: completions written in batches, failures one by
+one, each after the journals are flushed; ``wait_reports`` to wait on them."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..errors import LeaseLostError
+from .models import JobRecord
+from .worker_core import WorkerCore, log
+
+
+class Reporting(WorkerCore):
+    def _report_failure(
+        self,
+        job_id: str,
+        error: str,
+        *,
+        retry: bool = True,
+        detail: str | None = None,
+        dead_letters: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self._reporting.add(job_id)
+        fail = functools.partial(self.store.fail, retry=retry, detail=detail, dead_letters=dead_letters)
+        task = asyncio.get_running_loop().create_task(self._fail(job_id, error, fail))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fail(self, job_id: str, error: str, fail: Callable[..., Awaitable[JobRecord]]) -> None:
+        try:
+            if self.journal is not None:
+                await self._retrying("report", self.journal.flush)
+            if self.durable is not None:  # a retry resumes from what the journal holds
+                await self._retrying("report", self.durable.flush)
+            if job_id in self._lost:
+                return
+            token = self._tokens.get(job_id)
+            if token is None:
+                return
+            try:
+                record = await self._retrying("report", fail, job_id, self.worker_id, token, error)
+            except LeaseLostError as e:
+                self._lease_lost(job_id, str(e))
+                return
+        finally:
+            self._reported([job_id])
+            self._forget(job_id)
+        self.failed += 1
+        log.info("job_failed", worker=self.worker_id, job=job_id, error=error, status=record.status)
+
+    async def _reporter(self) -> None:
+        """Write completions in batches: whatever finished while the last batch was written."""
+        while True:
+            await self._report_wake.wait()
+            self._report_wake.clear()
+            while self._done:
+                batch, self._done = self._done, []
+                if self.journal is not None:  # the steps first: a completed job has its steps
+                    await self._retrying("report", self.journal.flush)
+                if self.durable is not None:
+                    await self._retrying("report", self.durable.flush)
+                held = [d for d in batch if d[0] not in self._lost]
+                refused = await self._retrying("report", self.store.complete, self.worker_id, held)
+                for job_id in refused:
+                    self._lease_lost(job_id, "its outcome was refused")
+                self.completed += len(held) - len(refused)
+                self._reported([d[0] for d in batch])
+                for d in batch:
+                    self._forget(d[0])
+
+    def _reported(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self._reporting.discard(job_id)
+            self._lost.discard(job_id)
+        if not self._reporting and not self._done:
+            self._reports_idle.set()
+        self.reports += 1
+        task = asyncio.get_running_loop().create_task(self._notify_reports())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify_reports(self) -> None:
+        async with self._reports_changed:
+            self._reports_changed.notify_all()
+
+    async def wait_reports(self, seen: int) -> None:
+        """Return once this worker has made more than ``seen`` changes to the store
+        (``reports``: claims and outcomes): a way to wait on the store without polling it."""
+        async with self._reports_changed:
+            await self._reports_changed.wait_for(lambda: self.reports > seen)
