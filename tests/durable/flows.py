@@ -115,6 +115,18 @@ blocking.add("a", BlockingStage())
 blocking.output("a.out")
 
 
+class ProcessStage(BlockingStage):
+    """``BlockingStage`` run in the engine's child processes (``executor = "process"``):
+    its log lines carry the pid of that child."""
+
+    executor = "process"
+
+
+in_process = wf.Flow("in_process")
+in_process.add("a", ProcessStage())
+in_process.output("a.out")
+
+
 # per job, in this process: the item s1 emitted first has been taken by s2
 _taken: dict[str, asyncio.Event] = {}
 

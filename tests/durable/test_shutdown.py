@@ -1,13 +1,15 @@
-"""Graceful shutdown of a worker process (``SIGTERM``) during a long step, for ``async``
-and plain ``def`` handlers: the grace period is honoured, then the worker gives the job
-back and ends the process, so another worker resumes it at once and no two attempts of
-the step ever run at the same time."""
+"""Graceful shutdown of a worker process (``SIGTERM``) during a long step, for ``async``,
+plain ``def`` and ``executor = "process"`` handlers: the grace period is honoured, then
+the worker ends its handlers (a process handler's child is killed before the release),
+gives the job back and ends the process, so another worker resumes it at once and no two
+attempts of the step ever run at the same time."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from weirflow.durable import JobSpec, Store, open_store
@@ -17,7 +19,7 @@ from .procs import WorkerProcess
 
 GRACE_S = 3.0
 STEP_S = 20.0
-FLOWS = {"async": ("one", "a"), "def": ("blocking", "a")}
+FLOWS = {"async": ("one", "a"), "def": ("blocking", "a"), "process": ("in_process", "a")}
 
 
 async def step_running(store: Store, job_id: str, worker: str) -> bool:
@@ -41,7 +43,7 @@ def attempts(log: Path) -> list[tuple[str, int, int, float, float | None]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["async", "def"])
+@pytest.mark.parametrize("kind", ["async", "def", "process"])
 async def test_sigterm_during_a_long_step_gives_it_the_grace_then_hands_it_over(
     url: str, tmp_path: Path, kind: str
 ) -> None:
@@ -56,6 +58,7 @@ async def test_sigterm_during_a_long_step_gives_it_the_grace_then_hands_it_over(
         args = ("--lease", "60", "--shutdown-grace", str(GRACE_S))
         with WorkerProcess(url, tmp_path / "a.log", "--worker-id", "A", *args) as a:
             await poll_store(lambda: step_running(store, job_id, "A"), timeout_s=30)
+            await poll_store(lambda: _started(steps_log), timeout_s=30)  # (a process: in its child)
             with WorkerProcess(url, tmp_path / "b.log", "--worker-id", "B", *args) as b:
                 asked = time.time()
                 code = a.terminate(timeout_s=STEP_S)
@@ -69,7 +72,11 @@ async def test_sigterm_during_a_long_step_gives_it_the_grace_then_hands_it_over(
         calls = attempts(steps_log)
         assert [(r, n) for r, n, *_ in calls] == [(routine, 1), (routine, 2)]
         (_, _, pid_a, start_a, end_a), (_, _, pid_b, start_b, end_b) = calls
-        assert pid_a == a.proc.pid and pid_b == b.proc.pid
+        if kind == "process":  # in a child of each worker's engine
+            assert pid_a not in (a.proc.pid, b.proc.pid) and pid_b not in (a.proc.pid, b.proc.pid)
+            assert not _alive(pid_a)  # A killed its child (before its release): nothing runs on
+        else:
+            assert pid_a == a.proc.pid and pid_b == b.proc.pid
         assert end_a is None  # A's attempt never ended: it died with A's process
         assert start_b >= start_a + GRACE_S and end_b is not None
         job = await store.get(job_id)
@@ -82,7 +89,8 @@ async def test_sigterm_during_a_long_step_gives_it_the_grace_then_hands_it_over(
             "completed",
         ]
         assert (job.attempt, job.stalls) == (1, 0)  # a release does not count as an attempt
-        assert "worker_exiting" in a.output() and "jobs_released" in a.output()
+        assert "worker_exiting" in a.output() and a.output().count("jobs_released") == 1
+        assert "lease_lost" not in a.output()
     finally:
         await store.close()
 
@@ -90,3 +98,14 @@ async def test_sigterm_during_a_long_step_gives_it_the_grace_then_hands_it_over(
 async def _completed(store: Store, job_id: str) -> bool:
     job = await store.get(job_id)
     return job is not None and job.status == "completed"
+
+
+async def _started(log: Path) -> bool:
+    return log.exists() and "start:" in log.read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

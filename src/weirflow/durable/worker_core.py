@@ -117,6 +117,7 @@ class WorkerCore:
         self.lost = 0  # jobs this worker lost (taken over, cancelled) while it held them
         self.cut_short = False  # the grace period ended with jobs still running
         self._stopping = asyncio.Event()
+        self._released = asyncio.Event()  # shutdown: the jobs cut short are given back
         self._slot_free = asyncio.Event()
         self._report_wake = asyncio.Event()
         self._reports_idle = asyncio.Event()

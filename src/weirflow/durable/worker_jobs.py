@@ -29,6 +29,10 @@ class Running(Reporting, Leases):
             if self.journal is not None:
                 self.journal.begin(record.id, record.runs)
             restore = await self._restore(record, flow)
+            if self.cut_short:  # the shutdown gave it back while it was being restored
+                await self._released.wait()
+                self._reported([])
+                return
             job = await self.engine.start(flow, record.inputs, job_id=record.id, restore=restore)
             self.running[record.id] = job
             if record.id in self._lost:  # cancelled in the store before it started here
@@ -49,7 +53,7 @@ class Running(Reporting, Leases):
                 self._reporting.add(record.id)
                 self._report_wake.set()
             elif result.status is JobStatus.CANCELLED and self._stopping.is_set():
-                await self._give_back([record.id])
+                await self._released.wait()  # cut short by the shutdown, which releases it
                 self._reported([])
             else:
                 error = result.error or f"job {result.status.value}"

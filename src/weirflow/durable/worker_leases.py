@@ -31,14 +31,15 @@ class Leases(WorkerCore):
                 if job_id not in kept:  # cancelled in the store, or taken over: stop it here
                     self._lease_lost(job_id, "its lease was not renewed")
 
-    async def _give_back(self, job_ids: list[str]) -> None:
-        """Release ``job_ids`` at once (after committing what the next worker resumes from)."""
+    async def _give_back(self, tokens: dict[str, int]) -> None:
+        """Release the jobs of ``tokens`` (job id: fencing token) at once, after committing
+        what the next worker resumes from."""
         if self.journal is not None:
             with contextlib.suppress(StoreError):
                 await self.journal.flush()
         if self.durable is not None:
             await self._retrying("release", self.durable.flush)
-        leases = {j: self._tokens[j] for j in job_ids if j in self._tokens and j not in self._lost}
+        leases = {j: t for j, t in tokens.items() if j not in self._lost}
         if leases:
             for job_id in await self._retrying("release", self.store.release, leases, self.worker_id):
                 self._lease_lost(job_id, "its release was refused")

@@ -100,6 +100,15 @@ class Engine:
             self._processes = ProcessPool(max_processes=self.max_processes)
         return self._processes
 
+    def close_processes(self) -> None:
+        """Kill the child processes of ``executor = "process"`` routines now, with any
+        call still running in them (a worker's shutdown does this before giving its jobs
+        back, so that no handler runs on beside the next attempt); a later call starts
+        new ones."""
+        pool, self._processes = self._processes, None
+        if pool is not None:
+            pool.close()
+
     async def __aenter__(self) -> Self:
         if self._durable is not None:
             await self._durable.open()
