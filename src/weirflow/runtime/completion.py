@@ -113,6 +113,16 @@ class Tracker:
         self.components = components(runners, edges)
         self.remaining = len(self.components)
 
+    def release(self) -> None:
+        """The job was released (``Job.release``): unlink the components from each other and
+        from the runners, and drop the link back to the job."""
+        for comp in self.components:
+            comp.members = []
+            comp.upstream.clear()
+            comp.downstream.clear()
+        self.components = []
+        del self.job
+
     def _can_end(self, comp: Component) -> bool:
         job = self.job
         if comp.ending or job.paused or job.finished or job.inputs_open():

@@ -28,6 +28,11 @@ class DeadLetterLog:
 
     __slots__ = ("by_reason", "count", "job", "kept", "max_kept", "refusing_input")
 
+    def release(self) -> None:
+        """The job was released (``Job.release``): drop the link back to it (what was kept
+        and counted stays readable)."""
+        del self.job
+
     def __init__(self, job: Job, max_kept: int) -> None:
         self.job = job
         self.max_kept = max_kept

@@ -172,6 +172,14 @@ class Route:
     def queues(self) -> tuple[SlotQueue, ...]:
         return tuple(c.queue for c in self.connections)
 
+    def release(self) -> None:
+        """Drop the delivery functions chosen by ``wire`` (bound methods of the route and
+        its connections, so each was a reference cycle) once the job is released."""
+        for c in self.connections:
+            del c.deliver
+        self.connections = ()
+        del self.emit
+
     async def emit_plain(self, item: Any, ctx: Context) -> None:
         """``plain`` and no shared slot: one loop (the fast path)."""
         for c in self.connections:

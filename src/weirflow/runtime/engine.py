@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 from ..errors import JobError
 from ..flow.graph import Flow
 from .dead_letters import DEFAULT_MAX_DEAD_LETTERS
-from .hooks import Hooks
+from .hooks import Hooks, HookSet
 from .job import Job
 from .journal import Journal, is_active
 
@@ -58,6 +58,7 @@ class Engine:
         for h in self.hooks:
             if not isinstance(h, Hooks):
                 raise TypeError(f"hooks must be wf.Hooks instances, not {type(h).__name__}")
+        self._hook_set: tuple[tuple[Hooks, ...], HookSet] | None = None  # (hook_set)
         self.journal: Journal | None = journal if is_active(journal) else None
         self.max_threads = max_threads or min(64, (os.cpu_count() or 1) + 8)
         self._pool: ThreadPoolExecutor | None = None
@@ -165,6 +166,23 @@ class Engine:
             raise
         return job
 
+    def hook_set(self, extra: Iterable[Hooks] = ()) -> HookSet:
+        """The hooks of a new job: the engine's (``hooks``, read now), then ``extra``. Jobs
+        without hooks of their own share one ``HookSet`` while ``hooks`` stays the same
+        (a ``HookSet`` is not changed once made)."""
+        extra = tuple(extra)
+        if extra:
+            return HookSet([*self.hooks, *extra])
+        key = tuple(self.hooks)
+        cached = self._hook_set
+        if (
+            cached is None
+            or len(cached[0]) != len(key)
+            or any(a is not b for a, b in zip(cached[0], key, strict=True))
+        ):
+            cached = self._hook_set = (key, HookSet(list(key)))
+        return cached[1]
+
     def get(self, job_id: str) -> Job:
         try:
             return self.jobs[job_id]
@@ -177,6 +195,7 @@ class Engine:
         if not job.finished:
             raise JobError(f"job {job_id} is {job.status.value}; cancel it first")
         del self.jobs[job_id]
+        job.release()
 
     async def close(self) -> None:
         """Cancel unfinished jobs (their items are dead-lettered) and stop the thread pool."""

@@ -60,6 +60,14 @@ class Inputs:
         self.dead_lettered = 0
         self.slots: dict[str, None] = {}  # entry slots, in the order first used
 
+    def release(self) -> None:
+        """The job was released (``Job.release``): drop its feeds, sends and the link back
+        to it (``closed`` and the counts stay readable)."""
+        self.feeds = []
+        self.sends = {}
+        self.orphans = []
+        del self.job
+
     def is_open(self) -> bool:
         """More input may still arrive (not closed, or a feed or send is under way)."""
         return not self.closed or self.running > 0

@@ -92,7 +92,7 @@ class Job(Pausing):
         self.created_at = time.time()
         self._started = time.monotonic()
         self._ended: float | None = None
-        self.hook_set = HookSet([*engine.hooks, *hooks])
+        self.hook_set = engine.hook_set(hooks)
         self.journal = engine.journal
         self.letters = DeadLetterLog(self, engine.max_dead_letters)
         self.inputs = Inputs(self, keep_open=keep_open)
@@ -118,6 +118,7 @@ class Job(Pausing):
         self._closing: asyncio.Task[None] | None = None
         self._done: asyncio.Future[JobResult] = self.loop.create_future()
         self.result: JobResult | None = None
+        self.released = False  # ``release()`` let go of the parts it ran with
 
     def __repr__(self) -> str:
         return f"<Job {self.id} flow={self.flow.name!r} status={self.status.value}>"
@@ -234,6 +235,9 @@ class Job(Pausing):
             self.inputs.abandon(reason, error)
         finally:  # whatever failed above, the job's waiters get a result
             self._ended = time.monotonic()
+            # the runner tasks are done (or cancelled): a finished job kept for reading
+            # need not keep them, their coroutines and contexts alive for the GC to scan
+            self._runner_tasks = []
             result = self._make_result()
             fatal: str | None = None
             for hook in self.hook_set.job_result:
@@ -251,6 +255,8 @@ class Job(Pausing):
                     await self.journal.job_finished(self, result)
             finally:  # a failing journal must not leave the job's waiters hanging
                 self._done.set_result(result)
+                if self.engine.jobs.get(self.id) is not self:  # forgotten before its result
+                    self.release()
 
     def _make_result(self) -> JobResult:
         letters = self.letters
@@ -282,6 +288,32 @@ class Job(Pausing):
         if not self.finished:
             self._finish(JobStatus.CANCELLED, error, reason)
         return await asyncio.shield(self._done)
+
+    def release(self) -> None:
+        """Let go of the parts a finished job ran with (``Engine.forget`` calls this once its
+        result is set). What stays: ``result``, ``status``, ``error``, the dead letters,
+        ``input_closed``, and the final ``stats`` and ``queues()`` (from the result); the
+        slots, routines and their state are gone.
+
+        A job's parts refer to each other (job, runners, slot queues, routes, contexts,
+        tasks), so a forgotten job used to be cyclic garbage, old by then, that only a
+        full collection of the cyclic GC frees: in a server keeping 1,000 finished jobs,
+        a pause of up to 0.3 s every few thousand jobs. Released, it is freed as its last
+        reference goes."""
+        if self.result is None or self.released:
+            return
+        self.released = True
+        for runner in self.runners.values():
+            runner.release()
+        self.runners = {}
+        self._queues = {}
+        self._thread_runners = []
+        self._runner_tasks = []
+        self._tasks = set()
+        self._closing = None
+        self.inputs.release()
+        self.letters.release()
+        self.tracker.release()
 
     async def wait_closed(self) -> None:
         """Wait until the job's clean-up after its end is done (``wait()`` has its result)."""
@@ -389,8 +421,19 @@ class Job(Pausing):
 
     def queues(self) -> dict[str, QueueStats]:
         """Every slot's statistics now."""
+        if self.released:
+            assert self.result is not None
+            return dict(self.result.stats.slots)
         paused = self.paused
         return {path: q.stats(paused or q.runner.paused) for path, q in self._queues.items()}
+
+    def queue_dicts(self) -> dict[str, dict[str, Any]]:
+        """``queues()`` as plain dicts (the fields of ``QueueStats``), cheaper to build: for
+        answers that are encoded straight to JSON."""
+        if self.released:
+            return {path: s.to_dict() for path, s in self.queues().items()}
+        paused = self.paused
+        return {path: q.stats_dict(paused or q.runner.paused) for path, q in self._queues.items()}
 
     def queue_stats(self, slot: str) -> QueueStats:
         """One slot's statistics now (``UnknownSlotError`` for a slot the flow lacks)."""
@@ -407,6 +450,9 @@ class Job(Pausing):
 
     @property
     def stats(self) -> JobStats:
+        if self.released:
+            assert self.result is not None
+            return self.result.stats
         end = self._ended if self._ended is not None else time.monotonic()
         return JobStats(
             slots=self.queues(),

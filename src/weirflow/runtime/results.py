@@ -22,7 +22,12 @@ class JobStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+        # identity against module constants: on 3.11 ``JobStatus.X`` goes through a
+        # descriptor, and ``in`` compares with ``==``, which made this show in profiles
+        return self is _COMPLETED or self is _FAILED or self is _CANCELLED
+
+
+_COMPLETED, _FAILED, _CANCELLED = JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
 
 
 @dataclass(frozen=True)

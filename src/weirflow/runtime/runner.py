@@ -74,6 +74,18 @@ class RoutineRunner:
         self.end_rerun: Rerun | None = None  # on_end, when a crash interrupted it (replay)
         self._rr = 0
 
+    def release(self) -> None:
+        """Drop this runner's links to its queues, activations, routes and context (the job
+        was released: ``Job.release``), so that nothing of it is cyclic garbage."""
+        for route in self.routes.values():
+            route.release()
+        self.routes = {}
+        self.queues = {}
+        self.acts = []
+        self.end_act = None
+        self.component = None
+        del self.ctx
+
     # -- waking and readiness ---------------------------------------------------
 
     def wake(self) -> None:
@@ -237,7 +249,10 @@ class RoutineRunner:
             self.busy_s += time.perf_counter() - t0
         if failed is not None:
             self.calls += 1
-            await self._call(act, [(q, failed[0])], first_error=failed[1])
+            try:
+                await self._call(act, [(q, failed[0])], first_error=failed[1])
+            finally:  # the error's traceback holds this frame: leave no cycle behind
+                failed = None
         return n
 
     async def _call_fast(self, act: BoundActivation) -> None:
@@ -292,7 +307,10 @@ class RoutineRunner:
             if step is not None:
                 self._step_done(step, ctx, None, final=True)
         else:
-            await self._call(act, [(q, item)], first_error=error, attempt=attempt, first_step=step)
+            try:
+                await self._call(act, [(q, item)], first_error=error, attempt=attempt, first_step=step)
+            finally:  # the error's traceback holds this frame: leave no cycle behind
+                error = None
 
     # -- emitting -----------------------------------------------------------------
 
@@ -453,6 +471,7 @@ class RoutineRunner:
                 self._settle(taken, (job.end_reason or "job_cancelled", None))
             raise
         finally:
+            error = first_error = None  # its traceback holds this frame: leave no cycle behind
             self.active -= 1
             job.call_ended()
             if self.concurrency > 1:

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from ..flow.routine import Event
     from .context import Context
     from .job import Job
-    from .results import QueueStats
     from .runner import RoutineRunner
 
 
@@ -333,9 +332,9 @@ class SharedSlotQueue(SlotQueue):
         if changed:
             self.job.queue_state_changed(self.path, state)
 
-    def stats(self, paused: bool) -> QueueStats:
+    def stats_dict(self, paused: bool) -> dict[str, Any]:
         with self.lock:
-            return super().stats(paused)
+            return super().stats_dict(paused)
 
 
 def emit_from_thread(runner: RoutineRunner, event: Event | str, item: Any, ctx: Context) -> None:

@@ -32,6 +32,7 @@ class SlotQueue:
         "_call_waits",
         "_gap",
         "_near",
+        "_overflow_name",
         "block_timeout_s",
         "blocked_emitters",
         "blocked_s_done",
@@ -60,6 +61,7 @@ class SlotQueue:
         self.path = f"{runner.name}.{name}"
         self.capacity = spec.capacity
         self.overflow = spec.overflow
+        self._overflow_name: str = spec.overflow.value  # (an enum's .value is a slow property)
         self.block_timeout_s = spec.block_timeout_s
         self.items: deque[Any] = deque()
         self.putters: deque[asyncio.Future[None]] = deque()
@@ -295,25 +297,41 @@ class SlotQueue:
             self.job.queue_state_changed(self.path, state)
 
     def blocked_s(self) -> float:
+        since = self._blocked_since
+        if not since:
+            return self.blocked_s_done
         now = time.monotonic()
-        return self.blocked_s_done + sum(now - t for t in self._blocked_since.values())
+        return self.blocked_s_done + sum(now - t for t in since.values())
 
     def stats(self, paused: bool) -> QueueStats:
-        size = len(self.items)
-        fill = self._fill()
-        return QueueStats(
-            slot=self.path,
-            size=size,
-            capacity=self.capacity,
-            usage=size / self.capacity,
-            high_water=self.high_water,
-            enqueued=self.enqueued,
-            processed=self.processed,
-            in_flight=self.in_flight,
-            dead_lettered=self.dead_lettered,
-            blocked_emitters=self.blocked_emitters,
-            blocked_s=self.blocked_s(),
-            state=fill if fill != "ok" or not paused else "paused",
-            overflow=self.overflow.value,
-            paused=paused,
-        )
+        return QueueStats(**self.stats_dict(paused))
+
+    def stats_dict(self, paused: bool) -> dict[str, Any]:
+        """``stats`` as a plain dict (the fields of ``QueueStats``): what the HTTP API and
+        metrics read, without building the frozen dataclass (its ``__init__`` costs more
+        than the numbers)."""
+        items = self.items
+        size = len(items)
+        capacity = self.capacity
+        if size >= capacity:
+            state = "full"
+        elif size >= self._near:
+            state = "near_full"
+        else:
+            state = "paused" if paused else "ok"
+        return {
+            "slot": self.path,
+            "size": size,
+            "capacity": capacity,
+            "usage": size / capacity,
+            "high_water": self.high_water,
+            "enqueued": self.enqueued,
+            "processed": self.processed,
+            "in_flight": self.in_flight,
+            "dead_lettered": self.dead_lettered,
+            "blocked_emitters": self.blocked_emitters,
+            "blocked_s": self.blocked_s(),
+            "state": state,
+            "overflow": self._overflow_name,
+            "paused": paused,
+        }

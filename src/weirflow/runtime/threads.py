@@ -80,11 +80,16 @@ class ThreadCrew:
                 return
             self._threads += 1
             n = self._threads
-        threading.Thread(target=self._run, args=(fn,), name=f"{self._name}-{n}", daemon=True).start()
+        # handed over in a list the thread empties: the thread's own ``args`` would keep this
+        # first work (and the job it belongs to) alive for as long as the thread lives
+        first = [fn]
+        threading.Thread(target=self._run, args=(first,), name=f"{self._name}-{n}", daemon=True).start()
 
-    def _run(self, fn: Callable[[], None] | None) -> None:
+    def _run(self, first: list[Callable[[], None]]) -> None:
+        fn: Callable[[], None] | None = first.pop()
         while fn is not None:
             fn()
+            fn = None  # an idle thread must not keep the last work's job alive
             with self._lock:
                 if self._closed:
                     break
@@ -386,67 +391,71 @@ class ThreadRunner(RoutineRunner):
         """One call with its retries, on this worker's thread. Returns the last attempt's
         duration if it succeeded (the caller settles the items), else -1 once the items
         are settled (or the job's end will settle them)."""
-        job = self.job
-        attempt = 1
-        if self.watch_start:
-            point = HookPoint(
-                "handler_start",
-                job,
-                self.name,
-                act.point_item(call.taken),
-                slot=call.taken[0][0].path,
-                attempt=attempt,
-                grouped=act.kind != "each",
-            )
-            self._on_loop(call, self._start_hooks(act, call, point))
-            if call.settled or job.finished:
-                return -1.0
-        track_ends = bool(job.hook_set.handler_end)
-        fn = act.fn
-        while True:
-            taken = call.taken
-            if act.kind == "each":
-                args: tuple[Any, ...] = (taken[0][1], ctx) if act.wants_ctx else (taken[0][1],)
-            else:
-                args = (*act.args(taken), ctx) if act.wants_ctx else act.args(taken)
-            ctx.attempt = attempt
-            t0 = time.perf_counter()
-            try:
-                fn(*args)
-            except Exception as e:  # noqa: BLE001 - the error policy decides
-                error: Exception | None = e
-            else:
-                error = None
-            dt = time.perf_counter() - t0
-            if track_ends:
-                ends.append((act.point_item(taken), error, dt))
-            if error is None:
-                return dt
-            with self.lock:
-                self.busy_s += dt
-                self.calls += 1
-                self.failures += 1
-            if call.settled:
-                return -1.0
-            delay = self._retry_delay(error, attempt)
-            if delay is None:
-                self._on_loop(call, self._give_up(call, error, attempt))
-                return -1.0
-            with self.lock:
-                self.retries += 1
-            attempt += 1
-            self.park_from_thread(1)
-            try:
-                with self.lock:  # the retry backoff; ends early when the job ends
-                    deadline = time.monotonic() + delay
-                    while not self.stopping and (left := deadline - time.monotonic()) > 0:
-                        self.cond.wait(left)
-                    while not self.stopping and self._held_locked():
-                        self.cond.wait()
-            finally:
-                self.park_from_thread(-1)
-            if call.settled:
-                return -1.0
+        error: Exception | None = None
+        try:
+            job = self.job
+            attempt = 1
+            if self.watch_start:
+                point = HookPoint(
+                    "handler_start",
+                    job,
+                    self.name,
+                    act.point_item(call.taken),
+                    slot=call.taken[0][0].path,
+                    attempt=attempt,
+                    grouped=act.kind != "each",
+                )
+                self._on_loop(call, self._start_hooks(act, call, point))
+                if call.settled or job.finished:
+                    return -1.0
+            track_ends = bool(job.hook_set.handler_end)
+            fn = act.fn
+            while True:
+                taken = call.taken
+                if act.kind == "each":
+                    args: tuple[Any, ...] = (taken[0][1], ctx) if act.wants_ctx else (taken[0][1],)
+                else:
+                    args = (*act.args(taken), ctx) if act.wants_ctx else act.args(taken)
+                ctx.attempt = attempt
+                t0 = time.perf_counter()
+                try:
+                    fn(*args)
+                except Exception as e:  # noqa: BLE001 - the error policy decides
+                    error = e
+                else:
+                    error = None
+                dt = time.perf_counter() - t0
+                if track_ends:
+                    ends.append((act.point_item(taken), error, dt))
+                if error is None:
+                    return dt
+                with self.lock:
+                    self.busy_s += dt
+                    self.calls += 1
+                    self.failures += 1
+                if call.settled:
+                    return -1.0
+                delay = self._retry_delay(error, attempt)
+                if delay is None:
+                    self._on_loop(call, self._give_up(call, error, attempt))
+                    return -1.0
+                with self.lock:
+                    self.retries += 1
+                attempt += 1
+                self.park_from_thread(1)
+                try:
+                    with self.lock:  # the retry backoff; ends early when the job ends
+                        deadline = time.monotonic() + delay
+                        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+                            self.cond.wait(left)
+                        while not self.stopping and self._held_locked():
+                            self.cond.wait()
+                finally:
+                    self.park_from_thread(-1)
+                if call.settled:
+                    return -1.0
+        finally:  # the error's traceback holds this frame: leave no cycle behind
+            error = None
 
     async def _start_hooks(self, act: BoundActivation, call: _Call, point: HookPoint) -> None:
         await hold(self.job, self.job.hook_set.handler_start, point, parks=True)

@@ -13,6 +13,7 @@ event stream after its job's last events. The web UI (``ui.mount.install_ui``) i
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -106,6 +107,9 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
     hub.on_finished = debug.job_finished  # forgets old jobs and their debug sessions
     app.state.engine, app.state.hub, app.state.metrics, app.state.service = engine, hub, metrics, service
     app.state.debugger, app.state.debug = debug.debugger, debug
+    # what exists now (app, routes, models, modules) lives as long as the server: keep it
+    # out of the cyclic GC's full collections, which otherwise scan it again and again
+    gc.freeze()
     try:
         async with AsyncExitStack() as stack:
             if settings.store is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,6 +36,9 @@ class JobService:
         self.hub = hub
         self.settings = settings
         self.ready = True
+        # finished jobs, oldest first: (created_at, a tie-breaker, id) (forget_old_jobs)
+        self._finished: list[tuple[float, int, str]] = []
+        self._finished_seq = 0
 
     async def shutdown(self) -> None:
         """Stop: cancel unfinished jobs, let their last events out, end every stream."""
@@ -167,12 +171,22 @@ class JobService:
         log = self.hub.log(job_id)
         return event_stream(log, last_event_id, self.settings.sse_heartbeat_s)
 
-    def forget_old_jobs(self, _finished: Job | None = None) -> None:
-        """Keep at most ``keep_finished_jobs`` finished jobs (the oldest go first)."""
-        finished = [j for j in self.engine.jobs.values() if j.finished and j.result is not None]
-        for job in finished[: max(0, len(finished) - self.settings.keep_finished_jobs)]:
-            self.engine.forget(job.id)
-            self.hub.forget(job.id)
+    def forget_old_jobs(self, finished: Job | None = None) -> None:
+        """Keep at most ``keep_finished_jobs`` finished jobs (the oldest go first); call with
+        each job whose result is ready. (A heap of the finished jobs by age, not a scan of
+        every job: this runs once per job.)"""
+        if finished is not None:
+            self._finished_seq += 1
+            heapq.heappush(self._finished, (finished.created_at, self._finished_seq, finished.id))
+        jobs = self.engine.jobs
+        keep = self.settings.keep_finished_jobs
+        heap = self._finished
+        while len(heap) > keep:
+            _, _, job_id = heapq.heappop(heap)
+            job = jobs.get(job_id)
+            if job is not None and job.finished:
+                self.engine.forget(job_id)
+                self.hub.forget(job_id)
 
     # -- health -------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..flow.graph import Flow
 from ..runtime.job import Job
-from ..runtime.results import DeadLetter, JobResult, QueueStats
+from ..runtime.results import DeadLetter, JobResult
 from .jsonsafe import jsonable
 
 _SUMMED = ("size", "capacity", "enqueued", "processed", "in_flight", "dead_lettered", "blocked_emitters")
@@ -56,13 +56,16 @@ def job_result(result: JobResult) -> dict[str, Any]:
     }
 
 
-def job_queues(queues: dict[str, QueueStats]) -> dict[str, Any]:
-    """Every slot's stats with counts of full and near-full slots."""
-    return {
-        "slots": {path: s.to_dict() for path, s in queues.items()},
-        "full": sum(1 for s in queues.values() if s.state == "full"),
-        "near_full": sum(1 for s in queues.values() if s.state == "near_full"),
-    }
+def job_queues(queues: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every slot's stats (``Job.queue_dicts``) with counts of full and near-full slots."""
+    full = near_full = 0
+    for s in queues.values():
+        state = s["state"]
+        if state == "full":
+            full += 1
+        elif state == "near_full":
+            near_full += 1
+    return {"slots": queues, "full": full, "near_full": near_full}
 
 
 def flow_queues(flow: Flow, jobs: Iterable[Job]) -> dict[str, Any]:

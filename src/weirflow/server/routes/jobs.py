@@ -67,4 +67,4 @@ async def dead_letters(
 @router.get("/{job_id}/queues", response_model=JobQueues, responses=errors(404))
 async def job_queues(job_id: str, service: Service) -> Response:
     """Every slot's queue statistics now, with counts of full and near-full slots."""
-    return json_answer(views.job_queues(service.job(job_id).queues()))
+    return json_answer(views.job_queues(service.job(job_id).queue_dicts()))
