@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import threading
 import weakref
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ def _chain(name: str, *routines: wf.Routine) -> wf.Flow:
     names = [f"r{i}" for i in range(len(routines))]
     for n, r in zip(names, routines, strict=True):
         flow.add(n, r)
-    for a, b in zip(names, names[1:], strict=False):
+    for a, b in itertools.pairwise(names):
         flow.connect(f"{a}.out", f"{b}.inp")
     return flow
 
