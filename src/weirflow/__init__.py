@@ -76,8 +76,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``wf.Client`` and ``wf.AsyncClient`` import the HTTP client (and the server's models)
-    only when asked for, so ``import weirflow`` stays light."""
+    """``wf.Client`` and ``wf.AsyncClient`` import the HTTP client (and the server's models),
+    ``wf.cluster`` the node registry (and redis-py), only when asked for, so ``import
+    weirflow`` stays light."""
+    if name == "cluster":
+        import importlib
+
+        return importlib.import_module(".cluster", __name__)
     if name in ("Client", "AsyncClient", "client"):
         import importlib
 

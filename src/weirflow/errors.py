@@ -113,7 +113,21 @@ class LeaseLostError(StoreError):
 
 
 class ClusterError(WeirflowError):
-    """The cluster registry or queue backend failed."""
+    """The cluster registry or queue backend failed: Redis did not answer within the
+    deadline, the registry is degraded (its circuit is open), or a script refused."""
+
+
+class InvalidNodeError(ClusterError, ValueError):
+    """A node's registration is malformed (empty id or pool, capacity below 1, ...)."""
+
+
+class NodeGoneError(ClusterError):
+    """A heartbeat or drain for a node that is not live: never registered, removed, or
+    expired (its tombstone is written by then). The node registers again."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(f"node {node_id!r} is not registered (removed or expired): register it again")
+        self.node_id = node_id
 
 
 class WorkerDiedError(WeirflowError):

@@ -1,0 +1,177 @@
+"""Redis stopped, killed, restarted or emptied under the registry: reads keep answering from the
+cache, calls end by their deadline, the status says what happened, and the cache catches up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from structlog.testing import capture_logs
+
+import weirflow as wf
+from tests.redisserver import RedisServer, started_server
+from weirflow.cluster import Registry
+
+Make = Callable[..., Registry]
+DEADLINE_S = 0.1
+SLACK_S = 0.05  # event-loop scheduling on a loaded 2-core machine
+
+
+async def register_many(reg: Registry, n: int, *, pool: str = "p") -> int:
+    last = 0
+    for start in range(0, n, 100):
+        nodes = await asyncio.gather(
+            *(
+                reg.register(f"n{i}", pool=pool, capacity=4, running=i % 4)
+                for i in range(start, min(n, start + 100))
+            )
+        )
+        last = max(last, *(node.revision for node in nodes))
+    return last
+
+
+@pytest.fixture
+def paused_server() -> Iterator[RedisServer]:
+    server = started_server()
+    yield server
+    server.destroy()
+
+
+@pytest.mark.slow
+async def test_reads_keep_answering_while_redis_is_stopped_and_the_cache_catches_up_after(
+    paused_server: RedisServer, registries: Make
+) -> None:
+    own_server = paused_server
+    url = own_server.url(0)
+    reg = registries(url, ttl_s=2.0, ttl_jitter=0.0, deadline_s=DEADLINE_S)
+    writer = registries(url, ttl_s=2.0, ttl_jitter=0.0, deadline_s=1.0)  # 1,000 writes on a busy machine
+    await reg.start()
+    await writer.start()
+    last = await register_many(writer, 1000)
+    await reg.wait_revision(last, timeout_s=5)
+    assert len(reg.nodes()) == 1000 and reg.status == "normal"
+
+    own_server.pause()
+    stopped = time.monotonic()
+    reads: list[float] = []
+
+    async def read_until_degraded() -> None:
+        while reg.status != "degraded":
+            for _ in range(100):
+                t = time.perf_counter()
+                assert reg.select("p") is not None
+                reg.get("n7")
+                reads.append(time.perf_counter() - t)
+            await asyncio.sleep(0)  # let the probe run: the reads themselves never yield
+
+    await asyncio.wait_for(read_until_degraded(), timeout=1.0)  # degraded within 1 s
+    assert time.monotonic() - stopped < 1.0
+    assert max(reads) < DEADLINE_S  # no read waited on the network
+    reads.sort()
+    print(f"select+get with redis stopped: p99 {reads[int(len(reads) * 0.99)] * 1e6:.0f} us")
+
+    # writes fail at once while degraded, never hang
+    for call in (
+        lambda: reg.register("new", pool="p", capacity=1),
+        lambda: reg.heartbeat("n1", running=0),
+        lambda: reg.remove("n2"),
+    ):
+        t = time.monotonic()
+        with pytest.raises(wf.ClusterError):
+            await call()
+        assert time.monotonic() - t < DEADLINE_S + SLACK_S
+    assert reg.metrics.deadline_misses >= 2
+    assert reg.staleness_s >= time.monotonic() - stopped - DEADLINE_S - 0.3
+
+    # the nodes' heartbeats age past ttl_s: excluded by the local clock, Redis still stopped
+    newest = max(n.heartbeat_at for n in reg.nodes())
+    await asyncio.sleep(max(0.0, newest + 2.0 - time.time()) + 0.05)  # past the ttl, by the clock
+    assert reg.select("p") is None
+    assert all(n.state == "down" for n in reg.nodes())
+    assert reg.status == "degraded"
+
+    own_server.cont()
+    await reg.wait_status("normal", timeout_s=5)
+    # what happened meanwhile: every node expired (the sweeps' tombstones come through the log)
+    await reg.wait_for(lambda: reg.nodes() == [], timeout_s=5)
+    assert len(reg.cache.records) == 1000 and all(n.state == "down" for n in reg.cache.records.values())
+    node = await writer.register("after", pool="p", capacity=1)
+    await reg.wait_revision(node.revision, timeout_s=2)
+    assert reg.select("p") == node
+    assert reg.metrics.mode_switches >= 3  # normal -> degraded -> recovering -> normal
+
+
+@pytest.mark.slow
+async def test_redis_killed_and_restarted_with_its_data_then_the_registry_replays(
+    own_server: RedisServer, registries: Make
+) -> None:
+    url = own_server.url(0)
+    reg = registries(url)
+    await reg.start()
+    first = await reg.register("a", pool="p", capacity=2)
+    own_server.kill()
+    await reg.wait_status("degraded", timeout_s=1.0)
+    t = time.monotonic()
+    with pytest.raises(wf.ClusterError):
+        await reg.heartbeat("a", running=1)
+    assert time.monotonic() - t < DEADLINE_S + SLACK_S
+    assert reg.get("a") == first  # still served from the cache
+    own_server.start()  # appendfsync always: nothing lost
+    await reg.wait_status("normal", timeout_s=5)
+    assert reg.metrics.relists == 1 and reg.metrics.replays >= 1  # replayed from its revision
+    beat = await reg.heartbeat("a", running=1)
+    assert beat.revision == first.revision + 1
+
+
+@pytest.mark.slow
+async def test_redis_restarted_empty_then_the_registry_relists(registries: Make) -> None:
+    server = started_server()  # no persistence: a restart loses everything
+    try:
+        url = server.url(0)
+        reg = registries(url)
+        other = registries(url)
+        await reg.start()
+        await other.start()
+        await register_many(reg, 50)
+        server.kill()
+        await reg.wait_status("degraded", timeout_s=1.0)
+        server.start()
+        await reg.wait_status("normal", timeout_s=5)
+        await other.wait_status("normal", timeout_s=5)
+        # the data set is new (another epoch): the old nodes are not served from the cache
+        await reg.wait_for(lambda: reg.nodes() == [], timeout_s=5)
+        assert reg.metrics.rewinds >= 1 and reg.metrics.relists >= 2
+        node = await other.register("fresh", pool="p", capacity=1)
+        assert node.revision == 1  # the new data set counts again...
+        await reg.wait_for(lambda: reg.get("fresh") == node, timeout_s=2)  # ...and reg follows it
+        assert [n.id for n in reg.nodes()] == ["fresh"]
+    finally:
+        server.destroy()
+
+
+@pytest.mark.slow
+async def test_no_password_in_logs_or_errors(own_server: RedisServer, registries: Make) -> None:
+    secret = "s3cret-pw-42"
+    admin = redis.Redis.from_url(own_server.url(0))
+    admin.config_set("requirepass", secret)
+    admin.close()
+    url = f"redis://:{secret}@127.0.0.1:{own_server.port}/0"
+    with capture_logs() as logs:
+        reg = registries(url)
+        await reg.start()
+        await reg.register("a", pool="p", capacity=1)
+        own_server.pause()
+        await reg.wait_status("degraded", timeout_s=1.0)
+        with pytest.raises(wf.ClusterError) as failed:
+            await reg.register("b", pool="p", capacity=1)
+        own_server.cont()
+        await reg.wait_status("normal", timeout_s=5)
+        wrong = registries(f"redis://:wrong-{secret}@127.0.0.1:{own_server.port}/0")
+        with pytest.raises(wf.ClusterError) as refused:
+            await wrong.start()
+    text = repr(logs) + str(failed.value) + str(refused.value) + repr(reg.status_report())
+    assert logs and "redis://:***@127.0.0.1" in repr(logs)
+    assert secret not in text
