@@ -145,3 +145,14 @@ def test_the_executors_benchmark_runs_every_pair(tmp_path: Path) -> None:
         assert "chain_gen: SKIPPED" in proc.stderr
     for pair in results.values():
         assert all(sane(v) for k, v in pair.items() if k not in ("met", "target"))
+
+
+def test_the_cluster_registry_benchmark_runs_every_side(tmp_path: Path) -> None:
+    out = tmp_path / "cluster.json"
+    proc = run_benchmark("benchmarks.cluster_registry", "--quick", out=out)
+    assert "ratio select/scan" in proc.stdout
+    data = json.loads(out.read_text())
+    for name in ("select", "scan", "select_label", "ping", "heartbeat", "register", "convergence"):
+        assert sane(data[name]["p50"]) and sane(data[name]["p99"]), name
+    assert all(sane(r["p50"]) for r in data["ratios"].values())
+    assert sane(data["recovery_s"]) and data["cold_start_nodes"] == 102

@@ -20,10 +20,14 @@ def own_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def registries() -> AsyncIterator[Callable[..., wf.cluster.Registry]]:
-    """``make(url, **options)``: a registry closed at the end of the test (start it yourself)."""
+    """``make(url, **options)``: a registry closed at the end of the test (start it yourself).
+
+    The deadline is 1 s unless a test sets it: the suite runs on loaded 2-core machines,
+    and only the outage tests are about the deadline itself."""
     made: list[wf.cluster.Registry] = []
 
     def make(url: str, **options: object) -> wf.cluster.Registry:
+        options.setdefault("deadline_s", 1.0)
         reg = wf.cluster.Registry(url, **options)  # type: ignore[arg-type]
         made.append(reg)
         return reg

@@ -109,7 +109,7 @@ async def test_redis_killed_and_restarted_with_its_data_then_the_registry_replay
     own_server: RedisServer, registries: Make
 ) -> None:
     url = own_server.url(0)
-    reg = registries(url)
+    reg = registries(url, deadline_s=DEADLINE_S)
     await reg.start()
     first = await reg.register("a", pool="p", capacity=2)
     own_server.kill()
@@ -131,8 +131,8 @@ async def test_redis_restarted_empty_then_the_registry_relists(registries: Make)
     server = started_server()  # no persistence: a restart loses everything
     try:
         url = server.url(0)
-        reg = registries(url)
-        other = registries(url)
+        reg = registries(url, deadline_s=DEADLINE_S)
+        other = registries(url, deadline_s=DEADLINE_S)
         await reg.start()
         await other.start()
         await register_many(reg, 50)
@@ -160,7 +160,7 @@ async def test_no_password_in_logs_or_errors(own_server: RedisServer, registries
     admin.close()
     url = f"redis://:{secret}@127.0.0.1:{own_server.port}/0"
     with capture_logs() as logs:
-        reg = registries(url)
+        reg = registries(url, deadline_s=DEADLINE_S)
         await reg.start()
         await reg.register("a", pool="p", capacity=1)
         own_server.pause()

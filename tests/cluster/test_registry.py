@@ -89,7 +89,9 @@ async def test_revisions_never_go_back_and_an_expired_node_is_never_served_again
     assert b.get("n") is None and b.select("p") is None and b.nodes() == []
     with pytest.raises(wf.cluster.NodeGoneError):
         await a.heartbeat("n", running=0)
-    new = await a.register("n", pool="p", capacity=2, address="new:1")
+    again = registries(redis_url, ttl_s=60)  # the node comes back for long enough to look at it
+    await again.start()
+    new = await again.register("n", pool="p", capacity=2, address="new:1")
     assert new.revision > tomb.revision  # the global revision did not restart with the key
     await b.wait_revision(new.revision, timeout_s=2)
     assert b.get("n") == new
@@ -97,7 +99,7 @@ async def test_revisions_never_go_back_and_an_expired_node_is_never_served_again
     assert not b.cache.apply(old) and not b.cache.apply(tomb)
     assert b.get("n") == new
     # and a fresh registry lists the new record only
-    c = registries(redis_url, ttl_s=0.3)
+    c = registries(redis_url)
     await c.start()
     assert c.get("n") == new and c.revision == b.revision
 
@@ -161,7 +163,7 @@ async def test_every_write_is_one_revision_and_one_log_entry(redis_url: str, reg
 async def test_lookup_asks_redis_once_for_an_unknown_id_and_remembers_it_is_unknown(
     redis_url: str, registries: Make
 ) -> None:
-    reg = registries(redis_url, negative_ttl_s=30)
+    reg = registries(redis_url, negative_ttl_s=30, probe_interval_s=60)  # no sweep among the calls counted
     other = registries(redis_url)
     await reg.start()
     await other.start()
@@ -177,7 +179,7 @@ async def test_lookup_asks_redis_once_for_an_unknown_id_and_remembers_it_is_unkn
 
 
 async def test_bad_registrations_are_refused_before_any_write(redis_url: str, registries: Make) -> None:
-    reg = registries(redis_url)
+    reg = registries(redis_url, probe_interval_s=60)
     await reg.start()
     for bad in (
         {"node_id": "", "pool": "p", "capacity": 1},

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import orjson
 
@@ -13,14 +12,16 @@ NodeState = Literal["up", "draining", "down"]
 STATES: tuple[NodeState, ...] = ("up", "draining", "down")
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
-    """One node of the cluster at ``revision``.
+class Node(NamedTuple):
+    """One node of the cluster at ``revision`` (immutable).
 
     ``heartbeat_at`` is the Redis server's clock (Unix seconds) at the last
     register or heartbeat; ``ttl_s`` the time without a heartbeat after which the
     node counts as gone. ``state`` is ``down`` for a tombstone (removed or expired)
     and for a node whose heartbeat is older than ``ttl_s`` as seen locally.
+
+    A ``NamedTuple`` rather than a frozen dataclass: a record is made for every log
+    entry, and a frozen dataclass's ``__init__`` costs ten times as much.
     """
 
     id: str
@@ -45,7 +46,7 @@ class Node:
         return all(own.get(k) == v for k, v in labels.items())
 
     def seen_down(self) -> Node:
-        return replace(self, state="down")
+        return self._replace(state="down")
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -62,24 +63,49 @@ class Node:
         }
 
 
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class Decoder:
+    """Makes nodes from the flat fields a script wrote (the hash and the log entry share
+    them), remembering parsed labels: a node's labels rarely change between entries."""
+
+    def __init__(self, *, memo_size: int = 10_000) -> None:
+        self._labels: dict[str, Mapping[str, str]] = {}
+        self._memo_size = memo_size
+
+    def labels(self, text: str) -> Mapping[str, str]:
+        if not text or text == "{}":
+            return _EMPTY
+        labels = self._labels.get(text)
+        if labels is None:
+            if len(self._labels) >= self._memo_size:
+                self._labels.clear()
+            parsed = orjson.loads(text)
+            labels = self._labels[text] = MappingProxyType({str(k): str(v) for k, v in parsed.items()})
+        return labels
+
+    def __call__(self, fields: Mapping[str, str]) -> Node:
+        state = fields["state"]
+        if state not in STATES:
+            raise ValueError(f"unknown node state {state!r}")
+        return Node(
+            id=fields["id"],
+            pool=fields["pool"],
+            labels=self.labels(fields.get("labels", "")),
+            capacity=int(fields["capacity"]),
+            running=int(fields["running"]),
+            address=fields.get("address", ""),
+            state=state,
+            revision=int(fields["revision"]),
+            heartbeat_at=int(fields["heartbeat_at"]) / 1000.0,
+            ttl_s=int(fields["ttl_ms"]) / 1000.0,
+        )
+
+
 def decode(fields: Mapping[str, str]) -> Node:
-    """A node from the flat fields a script wrote (the hash and the log entry share them)."""
-    state = fields["state"]
-    if state not in STATES:
-        raise ValueError(f"unknown node state {state!r}")
-    labels = orjson.loads(fields["labels"]) if fields.get("labels") else {}
-    return Node(
-        id=fields["id"],
-        pool=fields["pool"],
-        labels=MappingProxyType({str(k): str(v) for k, v in labels.items()}),
-        capacity=int(fields["capacity"]),
-        running=int(fields["running"]),
-        address=fields.get("address", ""),
-        state=state,
-        revision=int(fields["revision"]),
-        heartbeat_at=int(fields["heartbeat_at"]) / 1000.0,
-        ttl_s=int(fields["ttl_ms"]) / 1000.0,
-    )
+    """One node from a script's fields (no memo: for tests and one-off reads)."""
+    return Decoder(memo_size=0)(fields)
 
 
 def pairs(flat: list[str]) -> dict[str, str]:

@@ -38,7 +38,7 @@ from .cache import NodeCache, Reservation
 from .calls import BreakerState, Calls, connect
 from .keys import DEFAULT_PREFIX, Keys
 from .metrics import RegistryMetrics
-from .node import Node, decode, pairs
+from .node import Decoder, Node, pairs
 
 log = structlog.get_logger("weirflow.cluster")
 
@@ -131,6 +131,9 @@ class Registry:
         self._follow_client: Any = None
         self._scripts: dict[str, Any] = {}
         self._closed = False
+        self._decode = Decoder()
+        self._epoch_seed = uuid.uuid4().hex
+        self._calls_made = 0
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -271,13 +274,14 @@ class Registry:
         if not flat:
             self.cache.negative[node_id] = time.monotonic() + self.negative_ttl_s
             return None
-        self.cache.apply(decode(pairs(flat)))
+        self.cache.apply(self._decode(pairs(flat)))
         return self.get(node_id)
 
     # -- writes: one script each ------------------------------------------------------
 
     async def _run(self, what: str, script: str, *args: object) -> Any:
-        argv = [self.keys.node_prefix, self.log_maxlen, uuid.uuid4().hex, *args]
+        self._calls_made += 1  # a fresh epoch candidate per call: see scripts.py
+        argv = [self.keys.node_prefix, self.log_maxlen, f"{self._epoch_seed}-{self._calls_made}", *args]
         keys = [self.keys.revision, self.keys.log, self.keys.expiry, self.keys.ids, self.keys.epoch]
         fn = self._scripts.get(script)
         if fn is None:
@@ -291,7 +295,7 @@ class Registry:
         return int(self.tombstone_ttl_s * 1000 * (1 + random.uniform(0, self.ttl_jitter)))
 
     def _took(self, flat: list[str]) -> Node:
-        node = decode(pairs(flat))
+        node = self._decode(pairs(flat))
         self.cache.apply(node)  # read your writes; the log entry comes later at the same revision
         return node
 
@@ -362,7 +366,7 @@ class Registry:
     async def _relist(self) -> None:
         reply = await self._run("list", "LIST")
         revision, epoch, records = int(reply[0]), reply[1], reply[2:]
-        self.cache.replace_all(decode(pairs(flat)) for flat in records)
+        self.cache.replace_all(self._decode(pairs(flat)) for flat in records)
         self.revision = revision
         self.epoch = epoch
         self._need_list = False
@@ -439,7 +443,7 @@ class Registry:
                 self._need_list = True
                 self._synced = False
                 return
-            self.cache.apply(decode(fields))
+            self.cache.apply(self._decode(fields))
             self.revision = rev
             self.metrics.events_applied += 1
         if entries:

@@ -1,0 +1,114 @@
+"""``Membership``: one process registered as a node, heartbeating its running count.
+
+``weirflow worker --registry URL`` makes one around its durable worker and passes
+``running=lambda: len(worker.running)``: the worker itself does not know about the
+cluster. A heartbeat goes out every ``interval_s`` (a third of the ttl, at most 1 s,
+with jitter); a node found gone (it expired while Redis or this process was stalled)
+registers again; a heartbeat that fails (Redis unreachable, the registry degraded) is
+logged and the next tick tries again, so an outage never stops the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Mapping
+
+import structlog
+
+from ..errors import ClusterError, NodeGoneError
+from .node import Node
+from .registry import Registry
+
+log = structlog.get_logger("weirflow.cluster")
+
+
+class Membership:
+    """Registers ``node_id`` in ``registry`` at ``start()``, heartbeats, removes it at ``stop()``."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        node_id: str,
+        *,
+        pool: str,
+        capacity: int,
+        running: Callable[[], int],
+        labels: Mapping[str, str] | None = None,
+        address: str = "",
+        interval_s: float | None = None,
+    ) -> None:
+        self.registry = registry
+        self.node_id = node_id
+        self.pool = pool
+        self.capacity = capacity
+        self.labels = dict(labels or {})
+        self.address = address
+        self.running = running
+        self.interval_s = interval_s if interval_s is not None else min(registry.ttl_s / 3, 1.0)
+        self.node: Node | None = None
+        self.beats = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the registry, register the node (``ClusterError`` if Redis cannot be reached)."""
+        await self.registry.start()
+        try:
+            await self._register()
+        except ClusterError:
+            await self.registry.close()
+            raise
+        self._task = asyncio.create_task(self._beat(), name=f"weirflow-node-{self.node_id}")
+
+    async def _register(self) -> None:
+        self.node = await self.registry.register(
+            self.node_id,
+            pool=self.pool,
+            capacity=self.capacity,
+            labels=self.labels,
+            address=self.address,
+            running=self._running(),
+        )
+
+    def _running(self) -> int:
+        return max(0, int(self.running()))
+
+    async def beat(self) -> Node:
+        """One heartbeat now (registering again if the node is gone)."""
+        try:
+            self.node = await self.registry.heartbeat(self.node_id, running=self._running())
+        except NodeGoneError:
+            log.warning("cluster node was gone, registering again", node=self.node_id)
+            await self._register()
+        self.beats += 1
+        assert self.node is not None
+        return self.node
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))  # a rate, with jitter
+            try:
+                await self.beat()
+            except ClusterError as e:
+                log.warning("cluster heartbeat failed", node=self.node_id, error=str(e))
+
+    async def stop(self) -> None:
+        """Stop heartbeating, remove the node (best effort: it expires anyway), close the registry."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.registry.remove(self.node_id)
+        except ClusterError as e:
+            log.warning("cluster node not removed (it will expire)", node=self.node_id, error=str(e))
+        await self.registry.close()
+
+    async def __aenter__(self) -> Membership:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
