@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.redisserver import RedisServer, started_server  # noqa: E402
+
 from weirflow.cluster import Node, Registry  # noqa: E402
 from weirflow.cluster.calls import connect  # noqa: E402
 
@@ -123,9 +124,9 @@ async def measure(server: RedisServer, *, nodes: int, calls: int, rounds: int) -
             now = time.time()
             pair: list[tuple[str, Callable[[], object]]] = [
                 ("select", lambda: b.select("gpu")),
-                ("scan", lambda: scan(listed, None, now)),
+                ("scan", lambda now=now: scan(listed, None, now)),
                 ("select_label", lambda: b.select("gpu", {"zone": "z0"})),
-                ("scan_label", lambda: scan(listed, {"zone": "z0"}, now)),
+                ("scan_label", lambda now=now: scan(listed, {"zone": "z0"}, now)),
             ]
             for name, fn in pair if r % 2 == 0 else reversed(pair):
                 keep(name, time_sync(fn, calls))
@@ -212,7 +213,8 @@ def main() -> None:
     result["meta"] = {"nodes": args.nodes, "calls": args.calls, "rounds": args.rounds}
     print(f"{args.nodes} nodes, {args.calls} calls x {args.rounds} rounds (medians of per-round quantiles)")
     print(f"{'measurement':<28}{'p50':>12}{'p99':>12}")
-    for name in ("select", "scan", "select_label", "scan_label", "ping", "heartbeat", "register", "convergence"):
+    names = ("select", "scan", "select_label", "scan_label", "ping", "heartbeat", "register", "convergence")
+    for name in names:
         print(f"{name:<28}{result[name]['p50']:>10.1f}us{result[name]['p99']:>10.1f}us")
     s = result["select_redis_stopped"]
     print(f"{'select, redis stopped':<28}{s['p50']:>10.1f}us{s['p99']:>10.1f}us")

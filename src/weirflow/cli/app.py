@@ -25,6 +25,7 @@ from ._click import clicks
 from .execute import RunInterruptedError, run_job
 from .inputs import InputError, parse_inputs
 from .jobs import jobs_app
+from .nodes import nodes_app
 from .report import exit_code, to_json
 from .schedules import schedules_app
 from .serve import serve
@@ -63,6 +64,7 @@ app.command()(serve)
 app.command()(worker)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(nodes_app, name="nodes")
 
 
 def _exit(message: str, code: int) -> NoReturn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
@@ -15,6 +15,10 @@ from ..durable.models import Rate, Retention
 from ..durable.store import DEFAULT_MAX_STALLS
 from ..durable.worker import DEFAULT_CONCURRENCY, Worker
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
+from .nodes import node_membership
+
+if TYPE_CHECKING:
+    from ..cluster import Membership
 
 
 def _http_url(value: str | None) -> str | None:
@@ -104,6 +108,26 @@ def worker(
         bool,
         typer.Option("--schedules/--no-schedules", help="Fire the queue's schedules' ticks."),
     ] = True,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            envvar="WEIRFLOW_REGISTRY",
+            metavar="URL",
+            help="redis://host:port/db: register this worker as a node of the cluster (docs/cluster.md).",
+        ),
+    ] = None,
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="The node's pool (default: the queue's name).")
+    ] = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option("--labels", metavar="K=V", help="A label of the node (repeat for more)."),
+    ] = None,
+    capacity: Annotated[
+        int | None,
+        typer.Option("--capacity", min=1, help="Jobs the node takes at once (default: --concurrency)."),
+    ] = None,
 ) -> None:
     """Run durable jobs of a queue until SIGTERM or SIGINT (then finish or give back running jobs)."""
     with cli_errors():
@@ -135,17 +159,40 @@ def worker(
             schedules=schedules,
             exit_after_grace=True,  # a def handler's thread cannot be stopped: the process ends
         )
+        member = node_membership(
+            registry,
+            the_worker,
+            pool=pool or queue,
+            labels=labels or [],
+            capacity=capacity or concurrency,
+        )
         names = ", ".join(f.name for f in loaded)
         print(
             f"weirflow worker {the_worker.worker_id}: queue {queue!r}, flows: {names}",
             file=sys.stderr,
             flush=True,
         )
-        asyncio.run(_run(the_worker))
+        asyncio.run(_run(the_worker, member))
 
 
-async def _run(the_worker: Worker) -> None:
+async def _run(the_worker: Worker, member: Membership | None = None) -> None:
+    """Run the worker (inside its node's membership, with ``--registry``) until a signal stops it;
+    the node leaves the cluster at the signal (the process may end when the grace is over)."""
     loop = asyncio.get_running_loop()
+    leaving: list[asyncio.Task[None]] = []
+
+    def stop() -> None:
+        the_worker.stop()
+        if member is not None and not leaving:
+            leaving.append(loop.create_task(member.leave()))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, the_worker.stop)
-    await the_worker.run()
+        loop.add_signal_handler(sig, stop)
+    if member is None:
+        await the_worker.run()
+        return
+    await member.start()
+    try:
+        await the_worker.run()
+    finally:
+        await member.stop()

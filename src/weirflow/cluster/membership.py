@@ -50,6 +50,7 @@ class Membership:
         self.node: Node | None = None
         self.beats = 0
         self._task: asyncio.Task[None] | None = None
+        self._leaving: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the registry, register the node (``ClusterError`` if Redis cannot be reached)."""
@@ -93,8 +94,15 @@ class Membership:
             except ClusterError as e:
                 log.warning("cluster heartbeat failed", node=self.node_id, error=str(e))
 
-    async def stop(self) -> None:
-        """Stop heartbeating, remove the node (best effort: it expires anyway), close the registry."""
+    async def leave(self) -> None:
+        """Stop heartbeating and remove the node now (best effort: it expires anyway).
+        Idempotent; a worker calls it as soon as it is told to stop, since it may end its
+        process once the shutdown grace is over."""
+        if self._leaving is None:
+            self._leaving = asyncio.create_task(self._leave(), name=f"weirflow-node-{self.node_id}-leave")
+        await asyncio.shield(self._leaving)
+
+    async def _leave(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -104,6 +112,10 @@ class Membership:
             await self.registry.remove(self.node_id)
         except ClusterError as e:
             log.warning("cluster node not removed (it will expire)", node=self.node_id, error=str(e))
+
+    async def stop(self) -> None:
+        """``leave()``, then close the registry."""
+        await self.leave()
         await self.registry.close()
 
     async def __aenter__(self) -> Membership:

@@ -1,0 +1,73 @@
+"""``weirflow worker --registry`` as a node, and ``weirflow nodes list``, as real commands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.durable.procs import WorkerProcess, cli
+from tests.redisserver import free_port
+from weirflow.cluster import Registry
+
+Make = Callable[..., Registry]
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+@pytest.mark.slow  # a worker process and several commands: seconds on 2 cores
+async def test_a_worker_with_a_registry_is_a_node_with_its_running_count(
+    tmp_path: Path, redis_url: str, registries: Make
+) -> None:
+    watcher = registries(redis_url)
+    await watcher.start()
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    slow = cli("jobs", "submit", "one", "-i", 'a.item={"sleep_s": 60}', "--store", store)
+    assert slow.returncode == 0, slow.stderr
+    args = ("--registry", redis_url, "--pool", "gpu", "--labels", "zone=a", "--capacity", "2")
+    with WorkerProcess(store, tmp_path / "w.log", "--shutdown-grace", "0.2", *args) as worker:
+
+        def busy() -> bool:
+            nodes = watcher.nodes("gpu")
+            return len(nodes) == 1 and nodes[0].running == 1
+
+        await watcher.wait_for(busy, timeout_s=30)
+        (node,) = watcher.nodes("gpu")
+        assert (node.state, node.capacity, dict(node.labels)) == ("up", 2, {"zone": "a"})
+        assert watcher.select("gpu", {"zone": "a"}) == node  # 1 of 2 slots free
+
+        listed = cli("nodes", "list", "--registry", redis_url, "--json")
+        assert listed.returncode == 0, listed.stderr
+        (row,) = json.loads(listed.stdout)
+        assert (row["id"], row["pool"], row["running"], row["capacity"]) == (node.id, "gpu", 1, 2)
+        table = cli("nodes", "list", "--registry", redis_url, "--pool", "gpu")
+        assert table.returncode == 0 and node.id in table.stdout and "zone=a" in table.stdout
+        assert cli("nodes", "list", "--registry", redis_url, "--pool", "cpu", "--json").stdout.strip() == "[]"
+
+        assert worker.terminate() == 0, worker.output()
+    await watcher.wait_for(lambda: watcher.nodes() == [], timeout_s=5)  # removed at exit
+    assert watcher.cache.records[node.id].state == "down"
+
+
+def test_bad_node_options_and_an_unreachable_registry_are_one_error_line(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    url = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    bad = cli(
+        "worker", "--flows", "tests.durable.flows", "--store", store, "--registry", url, "--labels", "nolabel"
+    )
+    assert bad.returncode == 2
+    assert "--labels 'nolabel'" in one_error_line(bad.stderr)
+    down = cli("nodes", "list", "--registry", url)
+    assert down.returncode == 1
+    line = one_error_line(down.stderr)
+    assert "hunter2-secret" not in line + down.stdout
+    worker = cli("worker", "--flows", "tests.durable.flows", "--store", store, "--registry", url)
+    assert worker.returncode == 1
+    assert "hunter2-secret" not in worker.stderr + worker.stdout
+    assert one_error_line(worker.stderr.split("\n", 1)[1])  # after the worker's banner line
