@@ -60,6 +60,15 @@ def serve(
             "postgresql://... (default: WEIRFLOW_STORE; none: those routes answer 503).",
         ),
     ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            metavar="URL",
+            help="The cluster's node registry for /api/nodes and the Nodes page: redis://host:port/db "
+            "(default: WEIRFLOW_REGISTRY; none: /api/nodes answers 503).",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -76,7 +85,9 @@ def serve(
     from ..server.durable_jobs import check_store
 
     try:
-        settings = load_settings(host=host, port=port, flows=flows, store=store, workers=workers)
+        settings = load_settings(
+            host=host, port=port, flows=flows, store=store, workers=workers, registry=registry
+        )
         if settings.flows is None:
             raise SettingsError("no flows to serve: pass --flows DIR_OR_MODULE (or set WEIRFLOW_FLOWS)")
         app = create_app(settings)

@@ -137,9 +137,11 @@ class Registry:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, require: bool = True) -> None:
         """Connect, list every node, then follow the change log. ``ClusterError`` if the
-        first list fails (Redis down or too slow)."""
+        first list fails (Redis down or too slow); with ``require=False`` the registry
+        starts empty instead (``status`` not ``normal``) and lists as soon as Redis answers
+        (a server that shows nodes should start during an outage)."""
         self._client = connect(self.url, deadline_s=self.deadline_s)
         self._follow_client = connect(self.url, deadline_s=self.follow_block_s + self.deadline_s)
         for name in ("REGISTER", "HEARTBEAT", "DRAIN", "REMOVE", "SWEEP", "LIST", "GET"):
@@ -147,9 +149,12 @@ class Registry:
         await self._calls.start()
         try:
             await self._relist()
-        except ClusterError:
-            await self._disconnect()
-            raise
+        except ClusterError as e:
+            if require:
+                await self._disconnect()
+                raise
+            log.warning("cluster registry: redis not reachable yet", url=self.safe_url, error=str(e))
+            self._update_status()
         self._tasks = [
             asyncio.create_task(self._follow(), name="weirflow-cluster-follow"),
             asyncio.create_task(self._probe(), name="weirflow-cluster-probe"),

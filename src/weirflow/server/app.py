@@ -4,7 +4,8 @@ Nothing is global: the lifespan creates the engine (with the event hub and the
 metrics hooks), registers the flows and hangs everything off ``app.state``
 (``engine``, ``service``, ``hub``, ``metrics``, ``debugger`` with its ``debug``
 service, and with a ``store`` setting ``store_service`` over the opened durable store, and
-with ``workers`` a ``worker`` running that store's jobs); on shutdown it stops the worker and
+with ``workers`` a ``worker`` running that store's jobs, and with ``registry`` the node
+``registry`` of the cluster); on shutdown it stops the worker and
 closes the engine and the store,
 which cancels unfinished jobs (their items are dead-lettered), and ends every
 event stream after its job's last events. The web UI (``ui.mount.install_ui``) is served at
@@ -112,6 +113,14 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
     gc.freeze()
     try:
         async with AsyncExitStack() as stack:
+            if settings.registry is not None:
+                from ..cluster import Registry
+
+                registry = Registry(settings.registry)
+                await registry.start(require=False)  # the API serves during a Redis outage
+                stack.push_async_callback(registry.close)
+                app.state.registry = registry
+                stack.callback(delattr, app.state, "registry")
             if settings.store is not None:
                 store_service = await stack.enter_async_context(
                     StoreService.opened(settings.store, engine.flows)

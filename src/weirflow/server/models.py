@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from .. import storable
 from ..errors import UnstorableError
 from ..runtime.results import JobStatus
+from .node_models import RegistryStatus
 
 #: deepest nesting of an item's lists and objects (deeper ones could not be shown back)
 MAX_ITEM_DEPTH = 50
@@ -251,3 +252,7 @@ class Readiness(BaseModel):
     flows: int
     jobs: dict[str, int] = Field(description="Known jobs by status.")
     full_slots: list[FullSlots]
+    registry: RegistryStatus | None = Field(
+        default=None,
+        description="The node registry status (with --registry): reported, never makes the server unready.",
+    )

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     store: str | None = Field(default=None, repr=False)
     """Durable job store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``) for the
     ``/api/store`` routes (``--store`` overrides it); without one they answer ``503``."""
+    registry: str | None = Field(default=None, repr=False)
+    """Redis URL of the cluster's node registry (``redis://host:port/db``, ``--registry``
+    overrides it) for ``GET /api/nodes``, the Nodes page and ``/readyz``; without one
+    ``/api/nodes`` answers ``503``."""
     workers: int = Field(default=0, ge=0, le=1000)
     """Jobs of the store's ``default`` queue this server runs at once with a worker of its own
     (``--workers`` overrides it); 0: none, jobs run where a ``weirflow worker`` runs."""
@@ -139,6 +143,13 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_origins(cls, value: Any) -> tuple[str, ...]:
         return parse_origins(value)
+
+    @field_validator("registry")
+    @classmethod
+    def _check_registry(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://host:port/db URL")
+        return value
 
     @field_validator("store")
     @classmethod

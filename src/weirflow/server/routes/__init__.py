@@ -7,7 +7,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import control, debug, events, flow_check, flows, health, jobs, metrics, schedules, store, store_bulk
+from . import (
+    control,
+    debug,
+    events,
+    flow_check,
+    flows,
+    health,
+    jobs,
+    metrics,
+    nodes,
+    schedules,
+    store,
+    store_bulk,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -21,4 +34,5 @@ ROUTERS: list[APIRouter] = [
     store.router,
     schedules.router,
     store_bulk.router,
+    nodes.router,
 ]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from ..auth import require_read
 from ..deps import Service, errors
 from ..models import Health, Readiness
+from .nodes import registry_status
 
 router = APIRouter(tags=["health"])
 
@@ -20,6 +21,11 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Readiness, responses=errors(), dependencies=[Depends(require_read)])
-async def readyz(service: Service) -> dict[str, Any]:
-    """The engine runs (``503`` while starting or stopping); lists jobs with full slots."""
-    return service.readiness()
+async def readyz(service: Service, request: Request) -> dict[str, Any]:
+    """The engine runs (``503`` while starting or stopping); lists jobs with full slots, and the
+    node registry's status (``normal``, ``degraded``, ``recovering``) with ``--registry``."""
+    ready = service.readiness()
+    reg = getattr(request.app.state, "registry", None)
+    if reg is not None:
+        ready["registry"] = registry_status(reg)
+    return ready
