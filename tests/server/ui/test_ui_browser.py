@@ -131,7 +131,7 @@ def test_log_in_with_a_key_and_open_a_flows_graph(ui_server: Live, browser: Brow
         ("/ui/jobs", "06-jobs", "job(s)"),
         ("/ui/durable", "09-durable-jobs", "No durable job matches"),
         ("/ui/pipelines", "12-pipelines", "No pipeline routes on this server yet"),
-        ("/ui/nodes", "13-nodes", "No node registry on this server yet"),
+        ("/ui/nodes", "13-nodes", "No node registry on this server"),
     ]:
         driver.get(ui_server.url + path)
         wait(driver, lambda d, expect=expect: expect in text(d, "main"))

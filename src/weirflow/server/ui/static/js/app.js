@@ -8,6 +8,7 @@ import * as job from "./job.js";
 import * as durable from "./durable.js";
 import * as durableJob from "./durable_job.js";
 import * as later from "./later.js";
+import * as nodes from "./nodes.js";
 
 const routes = [
   [/^\/ui\/?$/, "overview", overview.render],
@@ -18,7 +19,7 @@ const routes = [
   [/^\/ui\/durable\/?$/, "durable", durable.render],
   [/^\/ui\/durable\/([^/]+)$/, "durable", durableJob.render],
   [/^\/ui\/pipelines\/?$/, "pipelines", later.pipelines],
-  [/^\/ui\/nodes\/?$/, "nodes", later.nodes],
+  [/^\/ui\/nodes\/?$/, "nodes", nodes.render],
 ];
 
 let cleanups = [];
