@@ -132,10 +132,10 @@ async def test_redis_restarted_empty_then_the_registry_relists(registries: Make)
     try:
         url = server.url(0)
         reg = registries(url, deadline_s=DEADLINE_S)
-        other = registries(url, deadline_s=DEADLINE_S)
+        other = registries(url)  # the writer: a generous deadline on a busy machine
         await reg.start()
         await other.start()
-        await register_many(reg, 50)
+        await reg.wait_revision(await register_many(other, 50), timeout_s=5)
         server.kill()
         await reg.wait_status("degraded", timeout_s=1.0)
         server.start()

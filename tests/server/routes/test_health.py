@@ -22,6 +22,7 @@ def test_readyz_reports_jobs_with_full_slots(fresh: Live) -> None:
         "flows": 2,
         "jobs": dict.fromkeys(["pending", "running", "paused", "completed", "failed", "cancelled"], 0),
         "full_slots": [],
+        "registry": None,  # no --registry: no node registry to report
     }
     jid = start_job(c, "stream", keep_open=True)["id"]
     c.post(f"/api/jobs/{jid}/pause")
