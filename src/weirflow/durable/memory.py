@@ -33,9 +33,8 @@ from .models import (
     SweepReport,
     done_parts,
 )
-from .retention import expired_ids
 from .schedules import Fired, Schedule, added
-from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, TAKEOVER_CHECK_S, Clock, Leases
+from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Clock, Leases
 from .wakeup import Outcomes, Wakeups
 
 
@@ -59,7 +58,7 @@ class MemoryStore:
         self._outcomes = Outcomes()
         self._schedules: dict[str, Schedule] = {}
         self._schedule_wakeups = Wakeups()
-        self._takeover_at = float("-inf")  # the next claim to look for expired leases
+        self._takeover = rules.TakeoverTimer()
 
     async def open(self) -> None:
         pass
@@ -111,36 +110,12 @@ class MemoryStore:
             known = self._keys.get((spec.queue, spec.idempotency_key))
             if known is not None:
                 return known, False
-        now = self.clock()
-        job = JobRecord(
-            id=uuid.uuid4().hex,
-            flow=spec.flow,
-            inputs=copy.deepcopy(spec.inputs),
-            queue=spec.queue,
-            status=QUEUED,
-            attempt=0,
-            runs=0,
-            max_attempts=spec.max_attempts,
-            backoff=spec.backoff,
-            priority=spec.priority,
-            run_at=now + spec.delay_s,
-            idempotency_key=spec.idempotency_key,
-            timeout_s=spec.timeout_s,
-            worker_id=None,
-            lease_expires_at=None,
-            stalls=0,
-            error=None,
-            outputs=None,
-            from_start=False,
-            created_at=now,
-            started_at=None,
-            finished_at=None,
-        )
+        job = rules.new_job(spec, uuid.uuid4().hex, self.clock())
         self._jobs[job.id] = job
         self._order[job.id] = next(self._seq)
         if spec.idempotency_key is not None:
             self._keys[(spec.queue, spec.idempotency_key)] = job.id
-        self._event(job, job.queue, "queued", {"delay_s": spec.delay_s})
+        self._event(job, job.queue, *rules.queued_event(spec))
         self._wakeups.notify(spec.queue)
         return job.id, True
 
@@ -159,24 +134,25 @@ class MemoryStore:
         max_stalls: int = DEFAULT_MAX_STALLS,
     ) -> Claim:
         now = self.clock()
-        if now >= self._takeover_at:
-            self._takeover_at = now + TAKEOVER_CHECK_S
+        if self._takeover.due(now):
             self._stall_expired(now, max_stalls, queue)
-        allowed = limit
-        wait_s: float | None = None
-        if queue_concurrency is not None:
-            running = sum(1 for j in self._jobs.values() if j.queue == queue and j.status == RUNNING)
-            allowed = min(allowed, queue_concurrency - running)
         recent = self._claims.setdefault(queue, deque())
         if rate is not None:
-            while recent and recent[0] + rate.per_s <= now:  # the test of every backend
+            while recent and not rules.in_rate_window(recent[0], rate, now):
                 recent.popleft()
-            allowed = min(allowed, rate.limit - len(recent))
-            if len(recent) >= rate.limit:
-                wait_s = max(0.0, recent[0] + rate.per_s - now)
+        running = sum(1 for j in self._jobs.values() if j.queue == queue and j.status == RUNNING)
+        allowed, wait_s = rules.claim_allowance(
+            limit,
+            now,
+            queue_concurrency=queue_concurrency,
+            running=running,
+            rate=rate,
+            recent=len(recent),
+            oldest=recent[0] if recent else None,
+        )
         ready = sorted(
             (j for j in self._jobs.values() if j.queue == queue and j.status == QUEUED),
-            key=lambda j: (-j.priority, j.run_at, self._order[j.id]),
+            key=lambda j: rules.ready_order(j, self._order[j.id]),
         )
         taken: list[JobRecord] = []
         for job in ready:
@@ -184,31 +160,20 @@ class MemoryStore:
                 break
             if job.run_at > now:
                 continue
-            job.status = RUNNING
-            job.attempt += 1
-            job.runs += 1
-            job.worker_id = worker_id
-            job.lease_expires_at = now + lease_s
-            job.started_at = now
+            kind, data = rules.claimed(job, worker_id, now, lease_s)
             if rate is not None:
                 recent.append(now)
-            self._event(job, queue, "running", {"attempt": job.attempt, "worker": worker_id}, now)
+            self._event(job, queue, kind, data, now)
             taken.append(copy.deepcopy(job))
-        if len(taken) < limit and wait_s is None:
-            later = [j.run_at for j in ready if j.run_at > now]
-            if later:
-                wait_s = min(later) - now
-        return Claim(taken, wait_s)
+        later = [j.run_at for j in ready if j.run_at > now]
+        return Claim(taken, rules.claim_wait_s(len(taken), limit, wait_s, min(later, default=None), now))
 
     def _held(self, job_id: str, worker_id: str, token: int) -> JobRecord | None:
         job = self._jobs.get(job_id)
-        if job is None or job.status != RUNNING or job.worker_id != worker_id or job.runs != token:
-            return None
-        return job
+        return job if rules.holds(job, worker_id, token) else None
 
     def _current(self, job_id: str, token: int) -> bool:
-        job = self._jobs.get(job_id)
-        return job is not None and job.status == RUNNING and job.runs == token
+        return rules.runs_under(self._jobs.get(job_id), token)
 
     async def renew(self, worker_id: str, leases: Leases, lease_s: float) -> list[str]:
         now = self.clock()
@@ -229,12 +194,8 @@ class MemoryStore:
             if job is None:
                 refused.append(job_id)
                 continue
-            job.status = "completed"
-            job.outputs = copy.deepcopy(outputs)
-            job.dead_letters = copy.deepcopy(letters)
-            job.finished_at = now
-            job.lease_expires_at = None
-            self._change(job, "completed", {"attempt": job.attempt}, worker_id)
+            change = rules.completed(job, copy.deepcopy(outputs), copy.deepcopy(letters), now)
+            self._change(job, *change, worker_id)
         return refused
 
     async def fail(
@@ -353,7 +314,8 @@ class MemoryStore:
         lock_ttl_s: float = SWEEPER_LOCK_TTL_S,
     ) -> SweepReport | None:
         now = self.clock()
-        if self._sweeper is not None and self._sweeper[0] != owner and self._sweeper[1] > now:
+        holder, expires_at = self._sweeper or (None, None)
+        if not rules.may_sweep(holder, expires_at, owner, now):
             return None
         self._sweeper = (owner, now + lock_ttl_s)
         report = self._stall_expired(now, max_stalls)
@@ -369,7 +331,7 @@ class MemoryStore:
         finished = [
             (j.id, j.status, j.finished_at or 0.0) for j in self._jobs.values() if j.status in FINISHED
         ]
-        for job_id in expired_ids(finished, retention, now):
+        for job_id in rules.expired_ids(finished, retention, now):
             job = self._jobs.pop(job_id)
             self._order.pop(job_id)
             if job.idempotency_key is not None:
@@ -385,12 +347,7 @@ class MemoryStore:
     def _stall_expired(self, now: float, max_stalls: int, queue: str | None = None) -> SweepReport:
         report = SweepReport()
         for job in self._jobs.values():
-            if (
-                job.status == RUNNING
-                and job.lease_expires_at is not None
-                and job.lease_expires_at < now
-                and (queue is None or job.queue == queue)
-            ):
+            if rules.lease_expired(job, now) and (queue is None or job.queue == queue):
                 worker = job.worker_id
                 kind, data = rules.after_stall(job, now, max_stalls, "lease expired")
                 self._change(job, kind, data, worker)

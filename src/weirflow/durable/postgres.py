@@ -38,7 +38,7 @@ from .postgres_schedules import PostgresSchedules
 from .rows import (
     job_from_row,
 )
-from .store import DEFAULT_MAX_STALLS, TAKEOVER_CHECK_S, Leases
+from .store import DEFAULT_MAX_STALLS, Leases
 
 # pick, take and record the claims of up to %(n)s ready jobs of a queue, in one statement
 _CLAIM = (
@@ -118,7 +118,8 @@ class PostgresStore(PostgresSchedules):
         if not specs:
             return []
         now = self.clock()
-        ids = [uuid.uuid4().hex for _ in specs]
+        jobs = [rules.new_job(s, uuid.uuid4().hex, now) for s in specs]
+        ids = [j.id for j in jobs]
         # one statement, so one round trip and one transaction: the jobs, their events and
         # one NOTIFY per queue (delivered at commit)
         rows = await self._one(
@@ -131,7 +132,7 @@ class PostgresStore(PostgresSchedules):
                 "attempts": [s.max_attempts for s in specs],
                 "backoff": [backoff_to_json(s.backoff) for s in specs],
                 "priority": [s.priority for s in specs],
-                "run_at": [float(now + s.delay_s) for s in specs],
+                "run_at": [float(j.run_at) for j in jobs],
                 "key": [s.idempotency_key for s in specs],
                 "timeout": [None if s.timeout_s is None else float(s.timeout_s) for s in specs],
                 "delay": [float(s.delay_s) for s in specs],
@@ -171,8 +172,7 @@ class PostgresStore(PostgresSchedules):
     ) -> Claim:
         now = self.clock()
         if queue_concurrency is None and rate is None:  # one statement: one round trip
-            if now >= self._takeover_at:  # (and, every TAKEOVER_CHECK_S, one more)
-                self._takeover_at = now + TAKEOVER_CHECK_S
+            if self._takeover.due(now):  # (and, every TAKEOVER_CHECK_S, one more)
                 async with self._tx() as conn:
                     await self._stall_expired(conn, now, max_stalls, queue)
             rows = await self._one(
@@ -183,21 +183,18 @@ class PostgresStore(PostgresSchedules):
                 found.sort(key=lambda j: (-j.priority, j.run_at, j.created_at))
                 return Claim(found)
             return Claim([], await self._next_delay(queue, now))
-        allowed = limit
-        wait_s: float | None = None
+        running = recent = 0
+        oldest = None
         async with self._tx() as conn:
-            if now >= self._takeover_at:
-                self._takeover_at = now + TAKEOVER_CHECK_S
+            if self._takeover.due(now):
                 await self._stall_expired(conn, now, max_stalls, queue)
-            if queue_concurrency is not None or rate is not None:
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (CLAIM_LOCK_PREFIX + queue,))
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (CLAIM_LOCK_PREFIX + queue,))
             if queue_concurrency is not None:
                 cur = await conn.execute(
                     "SELECT count(*) FROM wf_jobs WHERE queue = %s AND status = 'running'", (queue,)
                 )
                 (running,) = await cur.fetchone() or (0,)
-                allowed = min(allowed, queue_concurrency - running)
-            if rate is not None:
+            if rate is not None:  # (the claims out of the window: ``rules.in_rate_window``)
                 await conn.execute(
                     "DELETE FROM wf_rate_claims WHERE queue = %s AND claimed_at + %s <= %s",
                     (queue, rate.per_s, now),
@@ -206,9 +203,15 @@ class PostgresStore(PostgresSchedules):
                     "SELECT count(*), min(claimed_at) FROM wf_rate_claims WHERE queue = %s", (queue,)
                 )
                 recent, oldest = await cur.fetchone() or (0, None)
-                allowed = min(allowed, rate.limit - recent)
-                if recent >= rate.limit and oldest is not None:
-                    wait_s = max(0.0, oldest + rate.per_s - now)
+            allowed, wait_s = rules.claim_allowance(
+                limit,
+                now,
+                queue_concurrency=queue_concurrency,
+                running=running,
+                rate=rate,
+                recent=recent,
+                oldest=oldest,
+            )
             jobs: list[JobRecord] = []
             if allowed > 0:
                 # one round trip: pick, take and record the claims
@@ -225,7 +228,7 @@ class PostgresStore(PostgresSchedules):
                 )
         if not jobs and wait_s is None:
             wait_s = await self._next_delay(queue, now)
-        return Claim(jobs, wait_s)
+        return Claim(jobs, wait_s)  # (only an empty claim asks when the next delayed job is due)
 
     async def _next_delay(self, queue: str, now: float) -> float | None:
         """How long until the next delayed job of ``queue`` is due (``None``: there is none)."""
@@ -233,7 +236,8 @@ class PostgresStore(PostgresSchedules):
             "SELECT min(run_at) FROM wf_jobs WHERE queue = %s AND status = 'queued' AND run_at > %s",
             (queue, now),
         )
-        return None if not rows or rows[0][0] is None else float(rows[0][0]) - now
+        nxt = None if not rows or rows[0][0] is None else float(rows[0][0])
+        return rules.claim_wait_s(0, 1, None, nxt, now)
 
     # -- leases and outcomes ----------------------------------------------------------------
 

@@ -152,24 +152,24 @@ class PostgresAdmin(PostgresBase):
 
     @staticmethod
     async def _retain(conn: Conn, retention: Retention, now: float) -> int:
+        completed_before, keep, failed_before = rules.retention_cutoffs(retention, now)
         deleted = 0
-        if retention.keep_completed_s is not None:
+        if completed_before is not None:
             cur = await conn.execute(
-                "DELETE FROM wf_jobs WHERE status = 'completed' AND finished_at < %s",
-                (now - retention.keep_completed_s,),
+                "DELETE FROM wf_jobs WHERE status = 'completed' AND finished_at < %s", (completed_before,)
             )
             deleted += cur.rowcount
-        if retention.keep_completed_count is not None:
+        if keep is not None:
             cur = await conn.execute(
                 "DELETE FROM wf_jobs WHERE id IN (SELECT id FROM wf_jobs WHERE status = 'completed'"
                 " ORDER BY finished_at DESC OFFSET %s)",
-                (retention.keep_completed_count,),
+                (keep,),
             )
             deleted += cur.rowcount
-        if retention.keep_failed_s is not None:
+        if failed_before is not None:
             cur = await conn.execute(
                 "DELETE FROM wf_jobs WHERE status IN ('failed', 'cancelled') AND finished_at < %s",
-                (now - retention.keep_failed_s,),
+                (failed_before,),
             )
             deleted += cur.rowcount
         return deleted

@@ -77,7 +77,7 @@ class PostgresBase:
         self._waiting_submits: list[tuple[JobSpec, asyncio.Future[tuple[str, bool]]]] = []
         self._submitter: asyncio.Task[None] | None = None
 
-        self._takeover_at = float("-inf")  # the next claim to look for expired leases
+        self._takeover = rules.TakeoverTimer()
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -1,18 +1,228 @@
-"""The state changes every backend makes the same way, computed on a ``JobRecord``.
+"""The queue rules every backend follows, in one place.
 
-The SQL backends read the row inside their write transaction, apply one of these
-and write the changed columns back, so the rules live in one place.
+A backend implements only its atomic primitives (take ready jobs, renew leases, refuse
+a stale fencing token, append to the journal, write a changed job with its event); what
+those primitives decide comes from here:
+
+- **state transitions** of a job (``new_job``, ``claimed``, ``completed``,
+  ``after_failure``, ``after_stall``, ``after_release``, ``cancel``, ``manual_retry``),
+  computed on a ``JobRecord``: a backend reads the job inside its write transaction
+  (or Lua script), applies one of these and writes the changed fields back;
+- **fencing** (``holds``, ``runs_under``): which writes a worker may still make;
+- **claim limits** (``claim_allowance``, ``in_rate_window``, ``claim_wait_s``,
+  ``TakeoverTimer``): queue concurrency, rate windows, when to look again, how often a
+  claim looks for expired leases;
+- **retry and backoff** (``after_failure``), **stall accounting** (``after_stall``,
+  ``lease_expired``, ``max_stalls``);
+- **retention** (``expired_ids``, ``retention_cutoffs``) and the **sweeper lock**
+  (``may_sweep``);
+- **idempotency** (``first_of_keys``): which submit of a batch holds a key.
+
+The SQL backends and the Redis backend's Lua scripts do ``claimed``, ``completed``
+and the fencing checks inside one statement or script for speed; each names the rule
+it mirrors, and the shared store suite (``tests/durable/test_store.py``) checks that
+every backend gives the same answers.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import JobError
-from .models import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord
+from .models import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobSpec, Rate, Retention
+
+#: a claim looks for expired leases of its queue at most this often (store clock)
+TAKEOVER_CHECK_S = 0.5
 
 # how long a retried job waits at least, so a zero backoff cannot spin a worker
 MIN_RETRY_DELAY_S = 0.0
+
+
+def new_job(spec: JobSpec, job_id: str, now: float) -> JobRecord:
+    """A submitted job: ``queued``, due ``delay_s`` after ``now``, no attempt made yet."""
+    return JobRecord(
+        id=job_id,
+        flow=spec.flow,
+        inputs=copy.deepcopy(spec.inputs),
+        queue=spec.queue,
+        status=QUEUED,
+        attempt=0,
+        runs=0,
+        max_attempts=spec.max_attempts,
+        backoff=spec.backoff,
+        priority=spec.priority,
+        run_at=now + spec.delay_s,
+        idempotency_key=spec.idempotency_key,
+        timeout_s=spec.timeout_s,
+        worker_id=None,
+        lease_expires_at=None,
+        stalls=0,
+        error=None,
+        outputs=None,
+        from_start=False,
+        created_at=now,
+        started_at=None,
+        finished_at=None,
+    )
+
+
+def queued_event(spec: JobSpec) -> tuple[str, dict[str, Any]]:
+    return "queued", {"delay_s": spec.delay_s}
+
+
+def first_of_keys(specs: Sequence[JobSpec]) -> list[int | None]:
+    """For each spec of a batch, the index of an earlier spec of the batch holding its
+    ``(queue, idempotency_key)`` (it gets that spec's job, ``created=False``), else ``None``."""
+    seen: dict[tuple[str, str], int] = {}
+    out: list[int | None] = []
+    for i, spec in enumerate(specs):
+        if spec.idempotency_key is None:
+            out.append(None)
+            continue
+        key = (spec.queue, spec.idempotency_key)
+        out.append(seen.get(key))
+        seen.setdefault(key, i)
+    return out
+
+
+def ready_order(job: JobRecord, seq: int) -> tuple[int, float, int]:
+    """The claim order of queued jobs: highest ``priority`` first, then the earliest
+    ``run_at`` (a stalled job keeps its own, so it keeps its place), then submit order."""
+    return (-job.priority, job.run_at, seq)
+
+
+def claimed(job: JobRecord, worker_id: str, now: float, lease_s: float) -> tuple[str, dict[str, Any]]:
+    """A claim: ``running`` under a new fencing token (``runs`` + 1), one more attempt,
+    leased to ``worker_id`` for ``lease_s``. (The SQL claims and the Redis claim script
+    make this change in the statement that picks the jobs.)"""
+    job.status = RUNNING
+    job.attempt += 1
+    job.runs += 1
+    job.worker_id = worker_id
+    job.lease_expires_at = now + lease_s
+    job.started_at = now
+    return "running", {"attempt": job.attempt, "worker": worker_id}
+
+
+def completed(
+    job: JobRecord, outputs: dict[str, Any], dead_letters: list[dict[str, Any]] | None, now: float
+) -> tuple[str, dict[str, Any]]:
+    """A completion by the worker that holds the job (checked with ``holds``)."""
+    job.status = COMPLETED
+    job.outputs = outputs
+    job.dead_letters = dead_letters
+    job.finished_at = now
+    job.lease_expires_at = None
+    return "completed", {"attempt": job.attempt}
+
+
+def holds(job: JobRecord | None, worker_id: str, token: int) -> bool:
+    """Whether ``worker_id`` still holds ``job`` under fencing token ``token``: the check
+    of every outcome (complete, fail, release) and renewal."""
+    return job is not None and job.status == RUNNING and job.worker_id == worker_id and job.runs == token
+
+
+def runs_under(job: JobRecord | None, token: int) -> bool:
+    """Whether ``job`` runs under ``token``: the check of the writes made while it runs
+    (journal appends, step rows, journal clears)."""
+    return job is not None and job.status == RUNNING and job.runs == token
+
+
+def lease_expired(job: JobRecord, now: float) -> bool:
+    """A running job whose worker stopped renewing: the sweeper and claims take it back."""
+    return job.status == RUNNING and job.lease_expires_at is not None and job.lease_expires_at < now
+
+
+def in_rate_window(claimed_at: float, rate: Rate, now: float) -> bool:
+    """Whether a claim made at ``claimed_at`` still counts against ``rate`` at ``now``."""
+    return claimed_at + rate.per_s > now
+
+
+def claim_allowance(
+    limit: int,
+    now: float,
+    *,
+    queue_concurrency: int | None = None,
+    running: int = 0,
+    rate: Rate | None = None,
+    recent: int = 0,
+    oldest: float | None = None,
+) -> tuple[int, float | None]:
+    """How many jobs a claim of ``limit`` may take, given the queue's ``running`` jobs
+    against ``queue_concurrency`` and its ``recent`` claims in the rate window (the
+    ``oldest`` of them made at ``oldest``), and how long to wait before the rate window
+    lets one more through (``None``: it does not hold the claim back)."""
+    allowed = limit
+    wait_s: float | None = None
+    if queue_concurrency is not None:
+        allowed = min(allowed, queue_concurrency - running)
+    if rate is not None:
+        allowed = min(allowed, rate.limit - recent)
+        if recent >= rate.limit and oldest is not None:
+            wait_s = max(0.0, oldest + rate.per_s - now)
+    return max(0, allowed), wait_s
+
+
+def claim_wait_s(
+    got: int, limit: int, wait_s: float | None, next_run_at: float | None, now: float
+) -> float | None:
+    """How long a claim that got ``got`` of ``limit`` says to wait before asking again:
+    the rate window's ``wait_s``, else until the next delayed job (``next_run_at``)."""
+    if got >= limit or wait_s is not None:
+        return wait_s
+    return None if next_run_at is None else next_run_at - now
+
+
+class TakeoverTimer:
+    """When a claim should look for expired leases of its queue: at most every
+    ``TAKEOVER_CHECK_S`` of the store clock (per store object)."""
+
+    def __init__(self) -> None:
+        self._at = float("-inf")
+
+    def due(self, now: float) -> bool:
+        if now < self._at:
+            return False
+        self._at = now + TAKEOVER_CHECK_S
+        return True
+
+
+def may_sweep(holder: str | None, expires_at: float | None, owner: str, now: float) -> bool:
+    """Whether ``owner`` may take (or keep) the sweeper lock held by ``holder`` until
+    ``expires_at``: it is free, ours, or expired."""
+    return holder is None or holder == owner or expires_at is None or expires_at <= now
+
+
+def retention_cutoffs(retention: Retention, now: float) -> tuple[float | None, int | None, float | None]:
+    """``(completed_before, keep_completed, failed_before)``: completed jobs finished
+    before the first are deleted, and those beyond the newest ``keep_completed``;
+    failed and cancelled jobs finished before the last."""
+    return (
+        None if retention.keep_completed_s is None else now - retention.keep_completed_s,
+        retention.keep_completed_count,
+        None if retention.keep_failed_s is None else now - retention.keep_failed_s,
+    )
+
+
+def expired_ids(finished: Iterable[tuple[str, str, float]], retention: Retention, now: float) -> list[str]:
+    """Ids to delete among ``(id, status, finished_at)``: completed jobs older than
+    ``keep_completed_s`` or beyond the newest ``keep_completed_count``; failed and
+    cancelled jobs older than ``keep_failed_s`` (``retention_cutoffs``)."""
+    completed_before, keep, failed_before = retention_cutoffs(retention, now)
+    done: list[tuple[str, float]] = []
+    gone: list[str] = []
+    for job_id, status, at in finished:
+        if status == COMPLETED:
+            done.append((job_id, at))
+        elif failed_before is not None and at < failed_before:
+            gone.append(job_id)
+    done.sort(key=lambda x: x[1], reverse=True)
+    for i, (job_id, at) in enumerate(done):
+        if (completed_before is not None and at < completed_before) or (keep is not None and i >= keep):
+            gone.append(job_id)
+    return gone
 
 
 def after_failure(
@@ -91,7 +301,7 @@ def cancel(job: JobRecord, now: float) -> tuple[str, dict[str, Any]]:
 def manual_retry(job: JobRecord, now: float, *, from_start: bool) -> tuple[str, dict[str, Any]]:
     """Requeue a failed or cancelled job, or a running one whose lease has expired, with
     its attempts and stalls reset. ``from_start`` is kept for the durable journal."""
-    stalled = job.status == RUNNING and job.lease_expires_at is not None and job.lease_expires_at < now
+    stalled = lease_expired(job, now)
     if job.status not in (FAILED, CANCELLED) and not stalled:
         what = "completed" if job.status == COMPLETED else job.status
         raise JobError(f"job {job.id} is {what}; only a failed, cancelled or stalled job can be retried")

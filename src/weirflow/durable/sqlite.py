@@ -51,7 +51,7 @@ from .rows import (
 )
 from .sqlite_base import Conn
 from .sqlite_schedules import SqliteSchedules
-from .store import DEFAULT_MAX_STALLS, TAKEOVER_CHECK_S, Leases
+from .store import DEFAULT_MAX_STALLS, Leases
 
 Change = tuple[str, dict[str, Any]]  # an event kind and its data (``rules``)
 
@@ -89,26 +89,28 @@ class SqliteStore(SqliteSchedules):
             ).fetchone()
             if row is not None:
                 return str(row[0]), False
-        now = self.clock()
-        job_id = uuid.uuid4().hex
+        job = rules.new_job(spec, uuid.uuid4().hex, self.clock())
         conn.execute(
             "INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, priority, run_at,"
-            " idempotency_key, timeout_s, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+            " idempotency_key, timeout_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                job_id,
-                spec.flow,
-                json.dumps(spec.inputs),
-                spec.queue,
-                spec.max_attempts,
-                backoff_to_json(spec.backoff),
-                spec.priority,
-                now + spec.delay_s,
-                spec.idempotency_key,
-                spec.timeout_s,
-                now,
+                job.id,
+                job.flow,
+                json.dumps(job.inputs),
+                job.queue,
+                job.status,
+                job.max_attempts,
+                backoff_to_json(job.backoff),
+                job.priority,
+                job.run_at,
+                job.idempotency_key,
+                job.timeout_s,
+                job.created_at,
             ),
         )
-        self._event(conn, job_id, spec.queue, "queued", now, {"delay_s": spec.delay_s})
+        kind, data = rules.queued_event(spec)
+        self._event(conn, job.id, job.queue, kind, job.created_at, data)
+        job_id = job.id
         return job_id, True
 
     async def claim(
@@ -139,26 +141,30 @@ class SqliteStore(SqliteSchedules):
         max_stalls: int,
     ) -> Claim:
         now = self.clock()
-        if now >= self._takeover_at:
-            self._takeover_at = now + TAKEOVER_CHECK_S
+        if self._takeover.due(now):
             self._stall_expired(conn, now, max_stalls, queue)
-        allowed = limit
-        wait_s: float | None = None
+        running = recent = 0
+        oldest = None
         if queue_concurrency is not None:
             (running,) = conn.execute(
                 "SELECT count(*) FROM wf_jobs WHERE queue = ? AND status = 'running'", (queue,)
             ).fetchone()
-            allowed = min(allowed, queue_concurrency - running)
-        if rate is not None:
+        if rate is not None:  # (the claims out of the window: ``rules.in_rate_window``)
             conn.execute(
                 "DELETE FROM wf_rate_claims WHERE queue = ? AND claimed_at + ? <= ?", (queue, rate.per_s, now)
             )
             recent, oldest = conn.execute(
                 "SELECT count(*), min(claimed_at) FROM wf_rate_claims WHERE queue = ?", (queue,)
             ).fetchone()
-            allowed = min(allowed, rate.limit - recent)
-            if recent >= rate.limit:
-                wait_s = max(0.0, oldest + rate.per_s - now)
+        allowed, wait_s = rules.claim_allowance(
+            limit,
+            now,
+            queue_concurrency=queue_concurrency,
+            running=running,
+            rate=rate,
+            recent=recent,
+            oldest=oldest,
+        )
         jobs: list[JobRecord] = []
         if allowed > 0:
             ids = [
@@ -171,7 +177,7 @@ class SqliteStore(SqliteSchedules):
             ]
             if ids:
                 marks = ", ".join("?" * len(ids))
-                rows = conn.execute(
+                rows = conn.execute(  # ``rules.claimed``
                     "UPDATE wf_jobs SET status = 'running', attempt = attempt + 1, runs = runs + 1,"
                     " worker_id = ?,"
                     f" lease_expires_at = ?, started_at = ? WHERE id IN ({marks}) RETURNING {JOB_SELECT}",
@@ -191,14 +197,13 @@ class SqliteStore(SqliteSchedules):
                         "INSERT INTO wf_rate_claims (queue, claimed_at) VALUES (?, ?)",
                         [(queue, now)] * len(jobs),
                     )
+        nxt = None
         if len(jobs) < limit and wait_s is None:
             (nxt,) = conn.execute(
                 "SELECT min(run_at) FROM wf_jobs WHERE queue = ? AND status = 'queued' AND run_at > ?",
                 (queue, now),
             ).fetchone()
-            if nxt is not None:
-                wait_s = nxt - now
-        return Claim(jobs, wait_s)
+        return Claim(jobs, rules.claim_wait_s(len(jobs), limit, wait_s, nxt, now))
 
     # -- leases and outcomes ----------------------------------------------------------------
 
@@ -228,7 +233,7 @@ class SqliteStore(SqliteSchedules):
         why = rules.interrupted_why("completed", {}, worker_id)
         for d in done:
             job_id, token, outputs, letters = done_parts(d)
-            row = conn.execute(
+            row = conn.execute(  # ``rules.holds``, then ``rules.completed``
                 "UPDATE wf_jobs SET status = 'completed', outputs = ?, dead_letters = ?, finished_at = ?"
                 ", lease_expires_at = NULL"
                 " WHERE id = ? AND status = 'running' AND worker_id = ? AND runs = ?"

@@ -143,11 +143,11 @@ class SqliteAdmin(SqliteBase):
         self, conn: Conn, owner: str, max_stalls: int, retention: Retention | None, lock_ttl_s: float
     ) -> SweepReport | None:
         now = self.clock()
-        # the sweeper lease: take it if free, expired or ours
+        # the sweeper lease: take it if free, expired or ours (``rules.may_sweep``)
         got = conn.execute(
             "INSERT INTO wf_locks (name, owner, expires_at) VALUES ('sweeper', ?, ?)"
             " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
-            " WHERE wf_locks.owner = excluded.owner OR wf_locks.expires_at < ? RETURNING owner",
+            " WHERE wf_locks.owner = excluded.owner OR wf_locks.expires_at <= ? RETURNING owner",
             (owner, now + lock_ttl_s, now),
         ).fetchone()
         if got is None:
@@ -160,7 +160,8 @@ class SqliteAdmin(SqliteBase):
     def _stall_expired(
         self, conn: Conn, now: float, max_stalls: int, queue: str | None = None
     ) -> SweepReport:
-        """Take back the running jobs (of ``queue``) whose lease expired before ``now``."""
+        """Take back the running jobs (of ``queue``) whose lease expired before ``now``
+        (``rules.lease_expired``), each by ``rules.after_stall``."""
         report = SweepReport()
         rows = conn.execute(
             f"SELECT {JOB_SELECT} FROM wf_jobs WHERE status = 'running' AND lease_expires_at < ?"
@@ -179,22 +180,22 @@ class SqliteAdmin(SqliteBase):
 
     @staticmethod
     def _retain(conn: Conn, retention: Retention, now: float) -> int:
+        completed_before, keep, failed_before = rules.retention_cutoffs(retention, now)
         deleted = 0
-        if retention.keep_completed_s is not None:
+        if completed_before is not None:
             deleted += conn.execute(
-                "DELETE FROM wf_jobs WHERE status = 'completed' AND finished_at < ?",
-                (now - retention.keep_completed_s,),
+                "DELETE FROM wf_jobs WHERE status = 'completed' AND finished_at < ?", (completed_before,)
             ).rowcount
-        if retention.keep_completed_count is not None:
+        if keep is not None:
             deleted += conn.execute(
                 "DELETE FROM wf_jobs WHERE status = 'completed' AND id NOT IN (SELECT id FROM wf_jobs"
                 " WHERE status = 'completed' ORDER BY finished_at DESC LIMIT ?)",
-                (retention.keep_completed_count,),
+                (keep,),
             ).rowcount
-        if retention.keep_failed_s is not None:
+        if failed_before is not None:
             deleted += conn.execute(
                 "DELETE FROM wf_jobs WHERE status IN ('failed', 'cancelled') AND finished_at < ?",
-                (now - retention.keep_failed_s,),
+                (failed_before,),
             ).rowcount
         return deleted
 

@@ -61,7 +61,7 @@ class SqliteBase:
         self._outcomes = Outcomes()
         self._schedule_wakeups = Wakeups()  # per queue: its schedules changed
         self._changed: list[str] = []  # jobs the current transaction changed (store thread)
-        self._takeover_at = float("-inf")  # the next claim to look for expired leases
+        self._takeover = rules.TakeoverTimer()
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -29,13 +29,12 @@ from urllib.parse import urlsplit
 
 from ..errors import StoreError
 from .models import Claim, Done, EventRecord, JobRecord, JobSpec, Rate, Retention, StepRecord, SweepReport
+from .rules import TAKEOVER_CHECK_S as TAKEOVER_CHECK_S
 from .schedules import Fired, Schedule
 
 Clock = Callable[[], float]
 DEFAULT_LEASE_S = 30.0
 DEFAULT_MAX_STALLS = 3
-#: a claim looks for expired leases of its queue at most this often (store clock)
-TAKEOVER_CHECK_S = 0.5
 
 Leases = Mapping[str, int]
 """Job id -> the fencing token of the claim that holds it."""
