@@ -71,6 +71,7 @@ from .runtime import (
 
 if TYPE_CHECKING:
     from .client import AsyncClient, Client
+    from .supervise import PipelineInfo, Supervisor
 
 __version__ = "0.1.0"
 
@@ -88,6 +89,10 @@ def __getattr__(name: str) -> Any:
 
         module = importlib.import_module(".client", __name__)
         return module if name == "client" else getattr(module, name)
+    if name in ("Supervisor", "PipelineInfo"):  # child processes: imported when asked for
+        from . import supervise
+
+        return getattr(supervise, name)
     raise AttributeError(f"module 'weirflow' has no attribute {name!r}")
 
 
@@ -125,6 +130,7 @@ __all__ = [
     "NotPausedError",
     "Overflow",
     "PausePoint",
+    "PipelineInfo",
     "PipelineNotFound",
     "PipelineStateError",
     "QueueError",
@@ -140,6 +146,7 @@ __all__ = [
     "Step",
     "StoreError",
     "SuperviseError",
+    "Supervisor",
     "UnknownSlotError",
     "UnpicklableError",
     "UnstorableError",

@@ -102,7 +102,7 @@ async def test_notifications_both_ways(child: ChildProcess) -> None:
 
 async def test_kill_9_is_seen_at_once_with_the_signal(child: ChildProcess) -> None:
     waiting = asyncio.ensure_future(child.request("sleep", 30, timeout_s=60))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # let the request be written
     t0 = time.monotonic()
     os.kill(child.pid or -1, signal.SIGKILL)
     await asyncio.wait_for(child.exited.wait(), 5)

@@ -26,6 +26,7 @@ from .execute import RunInterruptedError, run_job
 from .inputs import InputError, parse_inputs
 from .jobs import jobs_app
 from .nodes import nodes_app
+from .pipelines import pipelines_app
 from .report import exit_code, to_json
 from .schedules import schedules_app
 from .serve import serve
@@ -65,6 +66,7 @@ app.command()(worker)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(nodes_app, name="nodes")
+app.add_typer(pipelines_app, name="pipelines")
 
 
 def _exit(message: str, code: int) -> NoReturn:

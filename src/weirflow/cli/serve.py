@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import FlowError, StoreError
+from ..errors import FlowError, StoreError, SuperviseSettingsError
 
 USAGE_ERROR = 2
 
@@ -79,10 +79,30 @@ def serve(
             "(default: WEIRFLOW_WORKERS or 0: jobs run where a 'weirflow worker' runs).",
         ),
     ] = None,
+    health_interval_s: Annotated[
+        float | None,
+        typer.Option("--health-interval-s", help="Pipelines: longest wait between health checks (1.0)."),
+    ] = None,
+    health_failures: Annotated[
+        int | None,
+        typer.Option("--health-failures", help="Pipelines: failed checks in a row that replace a child (3)."),
+    ] = None,
+    grace_s: Annotated[
+        float | None,
+        typer.Option("--grace-s", help="Pipelines: drain time on stop before SIGTERM/SIGKILL (10)."),
+    ] = None,
+    warm: Annotated[
+        int | None, typer.Option("--warm", help="Pipelines: spare child processes kept ready (0).")
+    ] = None,
+    max_rss_mb: Annotated[
+        float | None,
+        typer.Option("--max-rss-mb", help="Pipelines: replace a child past this resident memory (none)."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (jobs, queues, live events, metrics) for a set of flows."""
     from ..server import SettingsError, create_app, load_settings, make_server
     from ..server.durable_jobs import check_store
+    from ..supervise import load_supervise_settings
 
     try:
         settings = load_settings(
@@ -90,8 +110,15 @@ def serve(
         )
         if settings.flows is None:
             raise SettingsError("no flows to serve: pass --flows DIR_OR_MODULE (or set WEIRFLOW_FLOWS)")
-        app = create_app(settings)
-    except (SettingsError, FlowError) as e:
+        supervise = load_supervise_settings(
+            health_interval_s=health_interval_s,
+            health_failures=health_failures,
+            grace_s=grace_s,
+            warm=warm,
+            max_rss_mb=max_rss_mb,
+        )
+        app = create_app(settings, supervise=supervise)
+    except (SettingsError, SuperviseSettingsError, FlowError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(USAGE_ERROR) from None
     if settings.store is not None:

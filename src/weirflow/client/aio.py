@@ -14,6 +14,7 @@ from httpx_sse import aconnect_sse
 
 from ..errors import JobTimeoutError, RequestError
 from . import api
+from . import pipelines as pipeline_calls
 from .api import (
     BatchCreated,
     BreakpointInfo,
@@ -42,6 +43,7 @@ from .calls import (
     answer,
     error_for,
 )
+from .pipelines import PipelineOut, PipelineResults
 from .sync import WAIT_CHUNK_S, _id, _json_or_text, headers
 
 T = TypeVar("T")
@@ -263,3 +265,41 @@ class AsyncClient:
 
     async def cancel_stored(self, job_id: str) -> StoreJob:
         return await self.call(api.cancel_stored(job_id))
+
+    # -- pipelines (``weirflow.supervise``) -------------------------------------------------
+
+    async def start_pipeline(
+        self,
+        flow: str,
+        inputs: Inputs | None = None,
+        *,
+        name: str | None = None,
+        restart: str = "permanent",
+        max_rss_mb: float | None = None,
+    ) -> PipelineOut:
+        return await self.call(pipeline_calls.start(flow, inputs, name, restart, max_rss_mb))
+
+    async def pipelines(self) -> list[PipelineOut]:
+        return await self.call(pipeline_calls.listing())
+
+    async def pipeline(self, pipeline_id: str) -> PipelineOut:
+        return await self.call(pipeline_calls.get(pipeline_id))
+
+    async def pause_pipeline(self, pipeline_id: str) -> PipelineOut:
+        return await self.call(pipeline_calls.pause(pipeline_id))
+
+    async def resume_pipeline(self, pipeline_id: str) -> PipelineOut:
+        return await self.call(pipeline_calls.resume(pipeline_id))
+
+    async def send_pipeline(self, pipeline_id: str, slot: str, *items: Any, timeout_s: float = 5.0) -> int:
+        call = pipeline_calls.send(pipeline_id, slot, list(items), timeout_s)
+        return await self.call(call, timeout_s=timeout_s + 10)
+
+    async def pipeline_results(
+        self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0
+    ) -> PipelineResults:
+        call = pipeline_calls.results(pipeline_id, max_items, wait_s)
+        return await self.call(call, timeout_s=wait_s + 10)
+
+    async def stop_pipeline(self, pipeline_id: str, *, grace_s: float | None = None) -> PipelineOut:
+        return await self.call(pipeline_calls.stop(pipeline_id, grace_s), timeout_s=(grace_s or 60) + 10)

@@ -13,6 +13,7 @@ from httpx_sse import connect_sse
 
 from ..errors import JobTimeoutError, RequestError
 from . import api
+from . import pipelines as pipeline_calls
 from .api import (
     BatchCreated,
     BreakpointInfo,
@@ -41,6 +42,7 @@ from .calls import (
     answer,
     error_for,
 )
+from .pipelines import PipelineOut, PipelineResults
 
 T = TypeVar("T")
 WAIT_CHUNK_S = 25.0  # under the server's default max_wait_s (30)
@@ -263,6 +265,44 @@ class Client:
 
     def cancel_stored(self, job_id: str) -> StoreJob:
         return self.call(api.cancel_stored(job_id))
+
+    # -- pipelines (``weirflow.supervise``) -------------------------------------------------
+
+    def start_pipeline(
+        self,
+        flow: str,
+        inputs: Inputs | None = None,
+        *,
+        name: str | None = None,
+        restart: str = "permanent",
+        max_rss_mb: float | None = None,
+    ) -> PipelineOut:
+        return self.call(pipeline_calls.start(flow, inputs, name, restart, max_rss_mb))
+
+    def pipelines(self) -> list[PipelineOut]:
+        return self.call(pipeline_calls.listing())
+
+    def pipeline(self, pipeline_id: str) -> PipelineOut:
+        return self.call(pipeline_calls.get(pipeline_id))
+
+    def pause_pipeline(self, pipeline_id: str) -> PipelineOut:
+        return self.call(pipeline_calls.pause(pipeline_id))
+
+    def resume_pipeline(self, pipeline_id: str) -> PipelineOut:
+        return self.call(pipeline_calls.resume(pipeline_id))
+
+    def send_pipeline(self, pipeline_id: str, slot: str, *items: Any, timeout_s: float = 5.0) -> int:
+        call = pipeline_calls.send(pipeline_id, slot, list(items), timeout_s)
+        return self.call(call, timeout_s=timeout_s + 10)
+
+    def pipeline_results(
+        self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0
+    ) -> PipelineResults:
+        call = pipeline_calls.results(pipeline_id, max_items, wait_s)
+        return self.call(call, timeout_s=wait_s + 10)
+
+    def stop_pipeline(self, pipeline_id: str, *, grace_s: float | None = None) -> PipelineOut:
+        return self.call(pipeline_calls.stop(pipeline_id, grace_s), timeout_s=(grace_s or 60) + 10)
 
 
 def _id(raw: str | None) -> int | None:

@@ -4,8 +4,9 @@ Nothing is global: the lifespan creates the engine (with the event hub and the
 metrics hooks), registers the flows and hangs everything off ``app.state``
 (``engine``, ``service``, ``hub``, ``metrics``, ``debugger`` with its ``debug``
 service, and with a ``store`` setting ``store_service`` over the opened durable store, and
-with ``workers`` a ``worker`` running that store's jobs, and with ``registry`` the node
-``registry`` of the cluster); on shutdown it stops the worker and
+with ``workers`` a ``worker`` running that store's jobs, with ``registry`` the node
+``registry`` of the cluster, and ``supervisor``, the pipelines' ``wf.Supervisor``); on
+shutdown it stops the worker and
 closes the engine and the store,
 which cancels unfinished jobs (their items are dead-lettered), and ends every
 event stream after its job's last events. The web UI (``ui.mount.install_ui``) is served at
@@ -14,6 +15,7 @@ event stream after its job's last events. The web UI (``ui.mount.install_ui``) i
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -29,6 +31,7 @@ from ..flow.graph import Flow
 from ..flow.source import check_unique, load_flows
 from ..metrics import EngineMetrics
 from ..runtime.engine import Engine
+from ..supervise import SuperviseSettings, Supervisor, load_supervise_settings
 from .auth import require_read
 from .body_limit import BodyLimitMiddleware
 from .debugging import DebugService
@@ -45,7 +48,12 @@ their queues and events. Send `Authorization: Bearer KEY` (keys from
 `WEIRFLOW_API_KEYS`; `read` keys may only GET)."""
 
 
-def create_app(settings: Settings | None = None, *, flows: Iterable[Flow] | str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    flows: Iterable[Flow] | str | None = None,
+    supervise: SuperviseSettings | None = None,
+) -> FastAPI:
     """Build the app. ``flows`` are ``Flow`` objects or a ``--flows`` source (directory of
     flow files or module); by default ``settings.flows``. They are loaded now, so a bad
     flow fails here rather than at the first request."""
@@ -72,6 +80,9 @@ def create_app(settings: Settings | None = None, *, flows: Iterable[Flow] | str 
     )
     app.state.settings = settings
     app.state.flows = loaded
+    # pipelines' children load the flows the way the server did: from the source, or pickled
+    app.state.flow_source = source if isinstance(source, str) else loaded
+    app.state.supervise_settings = supervise if supervise is not None else load_supervise_settings()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # outermost, so preflights are answered before auth and limits
@@ -121,6 +132,10 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
                 stack.push_async_callback(registry.close)
                 app.state.registry = registry
                 stack.callback(delattr, app.state, "registry")
+            supervisor = Supervisor(flows=app.state.flow_source, settings=app.state.supervise_settings)
+            app.state.supervisor = await stack.enter_async_context(supervisor)
+            stack.callback(delattr, app.state, "supervisor")
+            metrics.registry.register(supervisor.metrics)
             if settings.store is not None:
                 store_service = await stack.enter_async_context(
                     StoreService.opened(settings.store, engine.flows)
@@ -147,5 +162,8 @@ async def begin_shutdown(app: FastAPI) -> None:
     it starts shutting down), so open streams see their jobs' last events and end instead
     of holding the shutdown up."""
     service: JobService | None = getattr(app.state, "service", None)
+    supervisor: Supervisor | None = getattr(app.state, "supervisor", None)
+    stops = [] if supervisor is None else [supervisor.close()]  # pipelines stop in parallel
     if service is not None:
-        await service.shutdown()
+        stops.append(service.shutdown())
+    await asyncio.gather(*stops)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..debug.conditions import ConditionError
-from ..errors import DebugError, FlowError, JobError, WeirflowError
+from ..errors import DebugError, FlowError, JobError, SuperviseError, WeirflowError
 
 
 class ApiError(Exception):
@@ -127,10 +127,23 @@ async def _debug_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(409, {"detail": str(exc), **error_name(exc)})
 
 
+async def _supervise_error(request: Request, exc: Exception) -> JSONResponse:
+    # each SuperviseError carries its status (PipelineNotFound 404, InvalidCommand 422, ...)
+    assert isinstance(exc, SuperviseError)
+    body: dict[str, Any] = {"detail": str(exc), "error": type(exc).__name__}
+    accepted = getattr(exc, "accepted", None)
+    if accepted is not None:
+        body["accepted"] = accepted
+    if exc.status == 422:  # the shape of every 422
+        body["errors"] = [{"loc": ["body"], "msg": str(exc), "type": "value"}]
+    return _json(exc.status, body)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(JobError, _engine_error)
     app.add_exception_handler(DebugError, _debug_error)
+    app.add_exception_handler(SuperviseError, _supervise_error)
     app.add_exception_handler(WeirflowError, _engine_error)

@@ -2,15 +2,19 @@
 
 Building blocks (each a module of its own): ``restart`` (OTP restart decisions),
 ``health`` (adaptive deadlines and intervals), ``framing`` / ``channel`` /
-``child`` (a child process and its pipe), ``settings`` (validated configuration).
+``child`` (a child process and its pipe), ``settings`` (validated configuration);
+``Supervisor`` (``supervisor``, ``pipeline``, ``pool``, ``results``, ``pipeline_child``)
+runs pipelines with them.
 """
 
 from __future__ import annotations
 
 from .child import ChildProcess, ExitInfo
 from .health import AdaptiveInterval, HealthState, RttEstimator
+from .pipeline import PipelineInfo
 from .restart import GiveUp, Restart, RestartPolicy, RestartTracker
 from .settings import SuperviseSettings, load_supervise_settings
+from .supervisor import Supervisor
 
 __all__ = [
     "AdaptiveInterval",
@@ -18,10 +22,12 @@ __all__ = [
     "ExitInfo",
     "GiveUp",
     "HealthState",
+    "PipelineInfo",
     "Restart",
     "RestartPolicy",
     "RestartTracker",
     "RttEstimator",
     "SuperviseSettings",
+    "Supervisor",
     "load_supervise_settings",
 ]

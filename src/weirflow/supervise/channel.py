@@ -70,6 +70,12 @@ class Channel:
         """Tell the supervisor this child is up (``ChildProcess.start`` waits for it)."""
         await self.notify(READY, info)
 
+    async def settle(self, *, timeout_s: float) -> None:
+        """Wait (up to ``timeout_s``) for the commands being answered to be answered."""
+        await asyncio.sleep(0)  # commands whose wait just ended run first
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
     async def _write(self, data: bytes) -> None:
         self._writer.write(data)
         async with self._drain:

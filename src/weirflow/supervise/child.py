@@ -151,11 +151,11 @@ class ChildProcess:
         self._pid = process.pid
         self.started_at = time.time()
         self._psutil = None
+        loop.add_reader(process.sentinel, self._sentinel)
         sock = socket.socket(fileno=os.dup(parent_end.fileno()))
         parent_end.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=sock)
         self._reading = loop.create_task(self._read(reader))
-        loop.add_reader(process.sentinel, self._sentinel)
         try:
             return await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
         except TimeoutError:

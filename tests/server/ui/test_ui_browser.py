@@ -130,7 +130,7 @@ def test_log_in_with_a_key_and_open_a_flows_graph(ui_server: Live, browser: Brow
     for path, name, expect in [
         ("/ui/jobs", "06-jobs", "job(s)"),
         ("/ui/durable", "09-durable-jobs", "No durable job matches"),
-        ("/ui/pipelines", "12-pipelines", "No pipeline routes on this server yet"),
+        ("/ui/pipelines", "12-pipelines-empty", "No pipeline yet"),
         ("/ui/nodes", "13-nodes", "No node registry on this server"),
     ]:
         driver.get(ui_server.url + path)
@@ -147,6 +147,31 @@ def test_log_in_with_a_key_and_open_a_flows_graph(ui_server: Live, browser: Brow
         find(driver, "#key").send_keys(ADMIN_KEY, Keys.ENTER)
         wait(driver, lambda d: "role:" in text(d, "#who"))
         assert driver.current_url == f"{ui_server.url}/ui", evil
+
+
+def test_start_pause_resume_and_stop_a_pipeline(ui_server: Live, browser: Browser) -> None:
+    driver = browser()
+    log_in(driver, ui_server, ADMIN_KEY, "/ui/pipelines")
+    wait(driver, lambda d: "No pipeline yet" in text(d, "#pipelines"))
+    find(driver, "#pipeline-name").send_keys("cam-1")
+    driver.find_element(By.CSS_SELECTOR, "#pipeline-start").click()
+    row = "#pipelines tbody tr"
+    wait(
+        driver,
+        lambda d: "cam-1" in text(d, row) and d.find_elements(By.CSS_SELECTOR, f"{row} [data-state=running]"),
+    )
+    wait(driver, lambda d: " ms" in text(d, row))  # a health check answered: its round trip is shown
+    mark_page(driver)
+    shoot(driver, "12-pipelines")
+    with api(ui_server) as client:
+        [p] = client.get("/api/pipelines").json()
+    assert (p["name"], p["state"]) == ("cam-1", "running")
+    for action, state in (("pause", "paused"), ("resume", "running"), ("stop", "stopped")):
+        find(driver, f"button[data-action={action}]:not([disabled])").click()
+        wait(driver, lambda d, s=state: d.find_elements(By.CSS_SELECTOR, f"{row} [data-state={s}]"))
+        with api(ui_server) as client:
+            assert client.get(f"/api/pipelines/{p['id']}").json()["state"] == state
+    assert same_page(driver)
 
 
 def test_a_streaming_job_shows_its_queue_fill_change_without_a_reload(

@@ -17,6 +17,7 @@ from . import (
     jobs,
     metrics,
     nodes,
+    pipelines,
     schedules,
     store,
     store_bulk,
@@ -35,4 +36,5 @@ ROUTERS: list[APIRouter] = [
     schedules.router,
     store_bulk.router,
     nodes.router,
+    *pipelines.routers,
 ]

@@ -7,8 +7,8 @@ import * as jobs from "./jobs.js";
 import * as job from "./job.js";
 import * as durable from "./durable.js";
 import * as durableJob from "./durable_job.js";
-import * as later from "./later.js";
 import * as nodes from "./nodes.js";
+import * as pipelines from "./pipelines.js";
 
 const routes = [
   [/^\/ui\/?$/, "overview", overview.render],
@@ -18,7 +18,7 @@ const routes = [
   [/^\/ui\/jobs\/([^/]+)$/, "jobs", job.render],
   [/^\/ui\/durable\/?$/, "durable", durable.render],
   [/^\/ui\/durable\/([^/]+)$/, "durable", durableJob.render],
-  [/^\/ui\/pipelines\/?$/, "pipelines", later.pipelines],
+  [/^\/ui\/pipelines\/?$/, "pipelines", pipelines.render],
   [/^\/ui\/nodes\/?$/, "nodes", nodes.render],
 ];
 

@@ -1,0 +1,221 @@
+"""``weirflow pipelines start|list|show|pause|resume|stop|results --server URL``.
+
+Every command talks to a running ``weirflow serve`` through ``wf.Client`` (the API key
+from ``--api-key`` or ``WEIRFLOW_API_KEY``). ``results --follow`` keeps consuming and
+printing outputs (one JSON value a line) until interrupted. Exit 2 with one ``error:``
+line for a bad option, an unknown pipeline (404), a bad command (422) or a pipeline in
+the wrong state (409); 1 when the server cannot be reached or times out (504).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.table import Table
+
+from ..errors import RequestError
+from .inputs import InputError
+from .jobs import JsonOption, _console, _inputs_without_flow, _print_json
+
+T = TypeVar("T")
+
+pipelines_app = typer.Typer(
+    name="pipelines",
+    help="Start, watch and stop supervised pipelines on a weirflow server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ServerOption = Annotated[
+    str,
+    typer.Option("--server", metavar="URL", envvar="WEIRFLOW_SERVER", help="The weirflow server's URL."),
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", metavar="KEY", envvar="WEIRFLOW_API_KEY", help="API key (Bearer)."),
+]
+IdArgument = Annotated[str, typer.Argument(metavar="ID", help="The pipeline id.")]
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+USAGE_ERROR = 2
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except InputError as e:
+        _exit(str(e), USAGE_ERROR)
+    except RequestError as e:
+        _exit(e.detail, USAGE_ERROR if 400 <= e.status < 500 else 1)
+
+
+def _call(server: str, api_key: str | None, use: Callable[[Any], T]) -> T:
+    from ..client import Client
+
+    with _errors(), Client(server, api_key=api_key) as client:
+        return use(client)
+
+
+def _time(at: float | None) -> str:
+    if at is None:
+        return ""
+    return datetime.datetime.fromtimestamp(at, tz=datetime.UTC).strftime("%H:%M:%S")
+
+
+def _table(infos: list[Any]) -> None:
+    table = Table()
+    for column in ("id", "name", "flow", "state", "pid", "restarts", "rss MiB", "rtt p50 ms", "last exit"):
+        table.add_column(column)
+    for p in infos:
+        exit_ = p.last_exit.reason if p.last_exit is not None else ""
+        rss = "" if p.rss_mb is None else f"{p.rss_mb:.0f}"
+        rtt = p.health.rtt_ms.p50
+        table.add_row(
+            p.id,
+            p.name,
+            p.flow,
+            p.state,
+            str(p.pid or ""),
+            str(p.restarts),
+            rss,
+            "" if rtt is None else f"{rtt:g}",
+            exit_,
+        )
+    _console().print(table)
+
+
+def _show(info: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(info.model_dump())
+        return
+    _table([info])
+    if info.reason:
+        print(f"reason: {info.reason}")
+    h = info.health
+    print(
+        f"health: failures {h.failures}, interval {h.interval_s:g}s, deadline {h.deadline_s:g}s, "
+        f"last ok {_time(h.last_ok_at)}"
+    )
+
+
+@pipelines_app.command()
+def start(
+    flow: Annotated[str, typer.Argument(metavar="FLOW", help="The flow's name.")],
+    input_: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", metavar="ROUTINE.SLOT=VALUE", help="A JSON value or @file; repeat."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="A name to show.")] = None,
+    restart: Annotated[
+        str, typer.Option("--restart", help="permanent, transient or temporary.")
+    ] = "permanent",
+    max_rss_mb: Annotated[float | None, typer.Option("--max-rss-mb", help="Replace past this RSS.")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a pipeline; prints it (its id first)."""
+    with _errors():
+        inputs = _inputs_without_flow(input_ or [])
+    info = _call(
+        server,
+        api_key,
+        lambda c: c.start_pipeline(flow, inputs, name=name, restart=restart, max_rss_mb=max_rss_mb),
+    )
+    if as_json:
+        _print_json(info.model_dump())
+    else:
+        print(info.id)
+
+
+@pipelines_app.command("list")
+def list_(
+    server: ServerOption = DEFAULT_SERVER, api_key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Every pipeline on the server."""
+    infos = _call(server, api_key, lambda c: c.pipelines())
+    if as_json:
+        _print_json([p.model_dump() for p in infos])
+    else:
+        _table(infos)
+
+
+@pipelines_app.command()
+def show(
+    pipeline_id: IdArgument,
+    server: ServerOption = DEFAULT_SERVER,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One pipeline: state, restarts, last exit, health."""
+    _show(_call(server, api_key, lambda c: c.pipeline(pipeline_id)), as_json)
+
+
+@pipelines_app.command()
+def pause(
+    pipeline_id: IdArgument,
+    server: ServerOption = DEFAULT_SERVER,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pause the pipeline's job (sends keep queueing)."""
+    _show(_call(server, api_key, lambda c: c.pause_pipeline(pipeline_id)), as_json)
+
+
+@pipelines_app.command()
+def resume(
+    pipeline_id: IdArgument,
+    server: ServerOption = DEFAULT_SERVER,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Resume a paused pipeline."""
+    _show(_call(server, api_key, lambda c: c.resume_pipeline(pipeline_id)), as_json)
+
+
+@pipelines_app.command()
+def stop(
+    pipeline_id: IdArgument,
+    grace_s: Annotated[float | None, typer.Option("--grace-s", help="Drain time before SIGTERM.")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop a pipeline: drain, SIGTERM, SIGKILL after the grace period."""
+    _show(_call(server, api_key, lambda c: c.stop_pipeline(pipeline_id, grace_s=grace_s)), as_json)
+
+
+@pipelines_app.command()
+def results(
+    pipeline_id: IdArgument,
+    max_items: Annotated[int, typer.Option("--max", min=1, help="At most this many per call.")] = 100,
+    wait_s: Annotated[float, typer.Option("--wait-s", min=0, help="Wait this long for the first.")] = 1.0,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep consuming until Ctrl-C.")] = False,
+    server: ServerOption = DEFAULT_SERVER,
+    api_key: KeyOption = None,
+) -> None:
+    """Consume the pipeline's outputs, printing one JSON value a line (oldest first)."""
+    from ..client import Client
+
+    with _errors(), Client(server, api_key=api_key) as client:
+        try:
+            while True:
+                page = client.pipeline_results(pipeline_id, max_items=max_items, wait_s=wait_s)
+                for item in page.items:
+                    print(json.dumps(item, ensure_ascii=False, default=repr), flush=True)
+                if not follow and not page.remaining:
+                    return
+        except KeyboardInterrupt:
+            return

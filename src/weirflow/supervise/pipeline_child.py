@@ -1,0 +1,193 @@
+"""What runs in a pipeline's child process: one long-running job of a flow.
+
+``main(channel, {"flows": source})`` loads the flows (a ``--flows`` source, or
+pickled ``Flow`` objects), opens an ``Engine`` and says it is ready: that is a warm
+spare. ``run`` (``{"flow", "inputs", "credit"}``) starts the job with
+``keep_open=True``; from then on the child answers, each in a task of its own and
+so concurrently with the job:
+
+- ``status`` → ``{"status", "paused", "queues": {"r.slot": QueueStats dict}}``;
+- ``pause`` / ``resume``; ``send`` (``{"slot", "item", "timeout_s"}``, waits while
+  the slot is full); ``drain`` (closes the input and waits until the job has
+  finished everything it holds).
+
+Outputs (the flow's output events) go to the supervisor as ``output``
+notifications, one per item, each spending one credit; the supervisor gives credits
+back (``credit`` notifications) as its results buffer is consumed. Without credit
+the emitting routine waits in its ``emit`` — the pipeline's output blocks, nothing
+is dropped. The child exits 0 when the job completed and 1 when it failed or was
+cancelled; it says so first with a ``finished`` notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..errors import (
+    FlowError,
+    FrameError,
+    InputClosedError,
+    InvalidCommand,
+    JobError,
+    JobFinishedError,
+    NotPausedError,
+    PipelineStateError,
+    SlotFullError,
+    UnknownSlotError,
+)
+from ..flow.graph import Flow
+from ..flow.source import load_flows
+from ..runtime.engine import Engine
+from ..runtime.hooks import HookPoint, Hooks
+from ..runtime.job import Job
+from ..runtime.results import JobStatus
+from .channel import Channel
+
+ENTRY = "weirflow.supervise.pipeline_child:main"
+
+
+class _Credit:
+    """Outputs the supervisor has room for; ``take`` waits for one."""
+
+    def __init__(self) -> None:
+        self._room = asyncio.Semaphore(0)
+
+    def give(self, n: int) -> None:
+        for _ in range(int(n)):
+            self._room.release()
+
+    async def take(self) -> None:
+        await self._room.acquire()
+
+
+class _Outputs(Hooks):
+    """Sends every item of a flow output to the supervisor, waiting for credit."""
+
+    fatal = True  # an output that cannot reach the supervisor must not vanish quietly
+
+    def __init__(self, channel: Channel, paths: set[str], credit: _Credit) -> None:
+        self.channel = channel
+        self.paths = paths
+        self.credit = credit
+
+    def watches(self, point: str, target: str) -> bool:
+        return point == "on_emit" and target in self.paths
+
+    async def on_emit(self, point: HookPoint) -> None:
+        if point.event not in self.paths:
+            return
+        await self.credit.take()
+        try:
+            await self.channel.notify("output", (point.event, point.item))
+        except FrameError as e:
+            self.credit.give(1)
+            await self.channel.notify("output_refused", (point.event, str(e)))
+        # a pipeline runs for ever: the job's own output list would only grow (the item is
+        # appended there after this hook); the supervisor's results buffer holds it instead
+        outputs = point.job.outputs.get(point.event)
+        if outputs:
+            outputs.clear()
+
+
+def _flows(source: Any) -> dict[str, Flow]:
+    flows = load_flows(source) if isinstance(source, str) else list(source)
+    return {f.name: f for f in flows}
+
+
+class _Pipeline:
+    def __init__(self, channel: Channel, engine: Engine, flows: dict[str, Flow]) -> None:
+        self.channel = channel
+        self.engine = engine
+        self.flows = flows
+        self.job: Job | None = None
+        self.credit = _Credit()
+        self.started = asyncio.get_running_loop().create_future()
+        channel.handle("run", self.run)
+        channel.handle("status", self.status)
+        channel.handle("pause", self.pause)
+        channel.handle("resume", self.resume)
+        channel.handle("send", self.send)
+        channel.handle("drain", self.drain)
+        channel.on_notification("credit", self.credit.give)
+
+    def _job(self) -> Job:
+        if self.job is None:
+            raise PipelineStateError("the pipeline's job has not started", "starting")
+        return self.job
+
+    async def run(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.job is not None:
+            raise PipelineStateError("the pipeline's job is already running", "running")
+        flow = self.flows.get(body["flow"])
+        if flow is None:
+            known = ", ".join(sorted(self.flows)) or "none"
+            raise InvalidCommand(f"no flow named {body['flow']!r} (flows: {known})")
+        self.credit.give(int(body.get("credit", 0)))
+        hook = _Outputs(self.channel, set(flow.outputs), self.credit)
+        try:
+            self.job = await self.engine.start(flow, body.get("inputs") or {}, keep_open=True, hooks=[hook])
+        except (UnknownSlotError, FlowError) as e:
+            raise InvalidCommand(str(e)) from None
+        self.started.set_result(self.job)
+        return {"job_id": self.job.id}
+
+    async def status(self, body: Any) -> dict[str, Any]:
+        job = self.job
+        if job is None:
+            return {"status": "pending", "paused": False, "queues": {}}
+        queues = {path: stats.to_dict() for path, stats in job.queues().items()}
+        return {"status": job.status.value, "paused": job.paused, "queues": queues}
+
+    async def pause(self, body: Any) -> dict[str, Any]:
+        job = self._job()
+        if job.paused:
+            raise PipelineStateError("the pipeline is already paused", "paused")
+        try:
+            point = await job.pause("pipeline paused", timeout_s=(body or {}).get("timeout_s"))
+        except JobFinishedError as e:
+            raise PipelineStateError(str(e)) from None
+        except JobError as e:  # paused, but calls still running past the timeout
+            return {"paused": True, "warning": str(e)}
+        return {"paused": True, "at": point.at}
+
+    async def resume(self, body: Any) -> dict[str, Any]:
+        try:
+            report = await self._job().resume()
+        except (NotPausedError, JobFinishedError) as e:
+            raise PipelineStateError(str(e)) from None
+        return {"paused": False, "warnings": report.warnings}
+
+    async def send(self, body: dict[str, Any]) -> int:
+        job = self._job()
+        try:
+            await job.send(body["slot"], body["item"], timeout_s=body.get("timeout_s"))
+        except UnknownSlotError as e:
+            raise InvalidCommand(str(e)) from None
+        except (InputClosedError, JobFinishedError) as e:
+            raise PipelineStateError(str(e)) from None
+        except SlotFullError as e:
+            raise PipelineStateError(str(e), "full") from None
+        return 1
+
+    async def drain(self, body: Any) -> str:
+        job = self._job()
+        if job.paused:
+            await job.resume()
+        if not job.input_closed and not job.finished:
+            await job.close_input()
+        result = await job.wait()
+        return result.status.value
+
+
+async def main(channel: Channel, arg: dict[str, Any]) -> int:
+    """A pipeline child's life (see the module docstring)."""
+    flows = _flows(arg["flows"])
+    async with Engine() as engine:
+        pipeline = _Pipeline(channel, engine, flows)
+        await channel.ready({"flows": sorted(flows)})
+        job = await pipeline.started
+        result = await job.wait()
+        await channel.notify("finished", {"status": result.status.value, "error": result.error})
+        await channel.settle(timeout_s=1.0)  # answer a drain waiting for this before the end
+    return 0 if result.status is JobStatus.COMPLETED else 1

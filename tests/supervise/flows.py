@@ -1,0 +1,66 @@
+"""Flows the supervisor tests run as pipelines (imported by the supervisor and its children)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import weirflow as wf
+
+
+@wf.routine
+def echo(item: Any) -> Any:
+    return item
+
+
+class Ticker(wf.Routine):
+    """Given ``n``, emits 0..n-1 (``n`` < 0: for ever), as fast as it is let."""
+
+    start = wf.Slot()
+    ticks = wf.Event()
+
+    @start.handler
+    async def run(self, n: int, ctx: wf.Context) -> None:
+        i = 0
+        while n < 0 or i < n:
+            await ctx.emit(self.ticks, i)
+            i += 1
+
+
+class Hog(wf.Routine):
+    """Holds ``mb`` more MiB of resident memory per item."""
+
+    mb = wf.Slot()
+    held = wf.Event()
+
+    @mb.handler
+    async def grow(self, mb: int, ctx: wf.Context) -> None:
+        ctx.state.setdefault("blocks", []).append(b"x" * (mb * 1024 * 1024))
+        await ctx.emit(self.held, mb)
+
+
+echo_flow = wf.Flow("echo")
+echo_flow.add("echo", echo)
+echo_flow.output("echo.output")
+
+ticker = wf.Flow("ticker")
+ticker.add("src", Ticker())
+ticker.output("src.ticks")
+
+hog = wf.Flow("hog")
+hog.add("hog", Hog())
+hog.output("hog.held")
+
+
+@wf.routine
+def crasher(item: Any) -> Any:
+    """Ends its whole process (exit code 3) on ``"boom"``; echoes anything else."""
+    if item == "boom":
+        import os
+
+        os._exit(3)
+    return item
+
+
+crash = wf.Flow("crash")
+crash.add("c", crasher)
+crash.output("c.output")

@@ -1,0 +1,184 @@
+"""``/api/pipelines`` on a live server, through ``wf.Client`` and ``weirflow pipelines``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+import weirflow as wf
+from tests.server.conftest import Live, live_server
+from weirflow.cli.app import app
+from weirflow.supervise import load_supervise_settings
+
+FLOWS = "tests.supervise.flows"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Live]:
+    with live_server(flows=FLOWS) as live:
+        yield live
+
+
+def test_the_pipeline_routes_end_to_end(served: Live) -> None:
+    with wf.Client(served.url) as client:
+        p = client.start_pipeline("echo", {"echo.input": [1, 2]}, name="h1")
+        assert (p.name, p.state, p.restarts) == ("h1", "running", 0)
+        assert p.id in [q.id for q in client.pipelines()]
+        got: list[Any] = []
+        while len(got) < 2:
+            got += client.pipeline_results(p.id, wait_s=5).items
+        assert got == [1, 2]
+        assert client.send_pipeline(p.id, "echo.input", "a", "b") == 2
+        paused = client.pause_pipeline(p.id)
+        assert paused.state == "paused"
+        with pytest.raises(wf.PipelineStateError) as conflict:
+            client.pause_pipeline(p.id)
+        assert conflict.value.status == 409  # type: ignore[attr-defined]
+        assert client.resume_pipeline(p.id).state == "running"
+        page = client.pipeline_results(p.id, max_items=1, wait_s=5)
+        assert page.items == ["a"]
+        assert client.pipeline_results(p.id, wait_s=5).items == ["b"]
+        shown = client.pipeline(p.id)
+        assert shown.health.interval_s > 0
+        stopped = client.stop_pipeline(p.id)
+        assert stopped.state == "stopped"
+        assert stopped.last_exit is not None
+        assert stopped.last_exit.code == 0
+
+
+def test_typed_errors_answer_with_their_status(served: Live) -> None:
+    r = served.client.get("/api/pipelines/nope")
+    assert r.status_code == 404
+    assert r.json()["error"] == "PipelineNotFound"
+    r = served.client.post("/api/pipelines", json={"flow": "nope"})
+    assert r.status_code == 422
+    assert "no flow named 'nope'" in r.json()["detail"]
+    r = served.client.post("/api/pipelines", json={"flow": "echo", "restart": "sometimes"})
+    assert r.status_code == 422
+    p = served.client.post("/api/pipelines", json={"flow": "echo"}).json()
+    r = served.client.post(f"/api/pipelines/{p['id']}/input", json={"slot": "echo.nope", "items": [1]})
+    assert r.status_code == 422
+    assert r.json()["error"] == "InvalidCommand"
+    r = served.client.post(f"/api/pipelines/{p['id']}/resume")
+    assert r.status_code == 409
+    os.kill(p["pid"], signal.SIGSTOP)
+    try:
+        r = served.client.post(
+            f"/api/pipelines/{p['id']}/input", json={"slot": "echo.input", "items": [1], "timeout_s": 0}
+        )
+        assert r.status_code == 504
+        assert r.json()["error"] == "CommandTimeout"
+    finally:
+        os.kill(p["pid"], signal.SIGCONT)
+    r = served.client.post(f"/api/pipelines/{p['id']}/input", json={"slot": "echo.input", "items": ["ok"]})
+    assert r.status_code == 202  # and it keeps serving
+    assert served.client.delete(f"/api/pipelines/{p['id']}").json()["state"] == "stopped"
+
+
+def test_metrics_include_the_supervisors(served: Live) -> None:
+    text = served.client.get("/metrics").text
+    assert "weirflow_pipelines{" in text
+    assert "weirflow_supervise_restarts_total" in text or "weirflow_supervise_restarts" in text
+
+
+def test_the_cli(served: Live) -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["pipelines", "start", "echo", "-i", "echo.input=41", "--server", served.url])
+    assert out.exit_code == 0, out.output
+    pid = out.output.strip()
+    listed = runner.invoke(app, ["pipelines", "list", "--json", "--server", served.url])
+    assert pid in [p["id"] for p in json.loads(listed.output)]
+    got = runner.invoke(app, ["pipelines", "results", pid, "--wait-s", "5", "--server", served.url])
+    assert got.exit_code == 0
+    assert got.output.splitlines() == ["41"]
+    shown = runner.invoke(app, ["pipelines", "show", pid, "--json", "--server", served.url])
+    assert json.loads(shown.output)["state"] == "running"
+    assert runner.invoke(app, ["pipelines", "pause", pid, "--server", served.url]).exit_code == 0
+    again = runner.invoke(app, ["pipelines", "pause", pid, "--server", served.url])
+    assert again.exit_code == 2
+    assert again.output.startswith("error: ") and again.output.count("\n") == 1
+    assert runner.invoke(app, ["pipelines", "resume", pid, "--server", served.url]).exit_code == 0
+    stopped = runner.invoke(app, ["pipelines", "stop", pid, "--json", "--server", served.url])
+    assert json.loads(stopped.output)["state"] == "stopped"
+    missing = runner.invoke(app, ["pipelines", "show", "nope", "--server", served.url])
+    assert missing.exit_code == 2
+    assert missing.output == "error: no pipeline 'nope'\n"
+
+
+def test_bad_supervisor_settings_are_one_line_and_exit_2() -> None:
+    out = CliRunner().invoke(app, ["serve", "--flows", FLOWS, "--health-failures", "0"])
+    assert out.exit_code == 2
+    assert out.output.startswith("error: WEIRFLOW_HEALTH_FAILURES:")
+    assert out.output.count("\n") == 1
+    with pytest.raises(wf.SuperviseError):
+        load_supervise_settings(grace_s=-1)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.slow
+def test_sigterm_to_weirflow_serve_stops_every_pipeline_within_grace() -> None:
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.server.test_cli_serve import ROOT, _env, _lines
+
+    grace_s = 1.0
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "weirflow",
+            "serve",
+            "--flows",
+            FLOWS,
+            "--port",
+            "0",
+            "--grace-s",
+            str(grace_s),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            url = next(line for line in _lines(proc.stdout) if "listening on" in line).split()[3]
+            with httpx.Client(base_url=url, timeout=60) as client:
+                pids = []
+                for i in range(5):
+                    body = {"flow": "ticker", "inputs": {"src.start": [-1]}} if i % 2 else {"flow": "echo"}
+                    r = client.post("/api/pipelines", json=body)
+                    assert r.status_code == 201
+                    pids.append(r.json()["pid"])
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            assert set(pids) <= {c.pid for c in tree}
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            took_s = time.monotonic() - t0
+            assert took_s <= grace_s + 1 + 1.0  # the pipelines' bound, and the server's own exit
+            assert all(gone(pid) for pid in pids)
+            # multiprocessing's resource tracker ends once it sees its parent gone
+            _, alive = psutil.wait_procs(tree, timeout=5)
+            assert alive == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

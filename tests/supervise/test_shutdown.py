@@ -1,0 +1,57 @@
+"""SIGTERM to a supervising process: every child is stopped within grace + 1 s, no orphan."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.slow
+def test_sigterm_stops_five_pipelines_within_grace_and_leaves_no_orphan() -> None:
+    grace_s = 1.0
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.supervise.supervisor_script", "5", str(grace_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    ) as proc:
+        try:
+            check(proc, grace_s)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def check(proc: subprocess.Popen[str], grace_s: float) -> None:
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline())
+    pids: list[int] = first["pids"]
+    assert len(pids) == 5
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert set(pids) <= {c.pid for c in tree}
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    line = proc.stdout.readline()
+    assert proc.wait(timeout=30) == 0
+    took_s = time.monotonic() - t0
+    assert json.loads(line)["shutdown_s"] <= grace_s + 1
+    assert took_s <= grace_s + 1 + 1.0  # and the interpreter's own exit
+    assert all(gone(pid) for pid in pids)
+    # multiprocessing's resource tracker ends once it sees its parent gone
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    assert alive == []
