@@ -34,6 +34,11 @@ async def test_the_server_lists_the_registry_nodes_and_reports_its_status(
         assert [n["id"] for n in only["nodes"]] == ["gpu-1"]
         ready = live.client.get("/readyz").json()
         assert ready["registry"]["status"] == "normal" and ready["registry"]["nodes"] == 2
+        metrics = live.client.get("/metrics").text
+        assert 'weirflow_cluster_status{status="normal"} 1.0' in metrics
+        assert "weirflow_cluster_nodes 2.0" in metrics
+        assert 'weirflow_cluster_redis_latency_seconds{quantile="0.99"}' in metrics
+        assert "weirflow_slot_queue_size" in metrics or "weirflow_jobs" in metrics  # the engine's too
 
 
 def test_without_a_registry_nodes_answer_503_and_readyz_has_none() -> None:

@@ -81,9 +81,21 @@ class Calls:
             self.state = event.state
             self._on_state(event.state)
 
-    async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, deadline_s: float | None = None) -> T:
-        """``await fn()`` within the deadline, or ``ClusterError`` (at once while the breaker is open)."""
+    async def call(
+        self,
+        what: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        deadline_s: float | None = None,
+        breaker: bool = True,
+    ) -> T:
+        """``await fn()`` within the deadline, or ``ClusterError`` (at once while the breaker is
+        open). ``breaker=False``: the call neither waits on nor feeds the breaker (the
+        follower's blocking read, whose late answer on a busy machine is not an outage:
+        the probe and the writes are what open the breaker)."""
         deadline = self.deadline_s if deadline_s is None else deadline_s
+        if not breaker:
+            return await self._unguarded(what, fn, deadline)
         started = 0.0
         missed = failed = False
         try:
@@ -111,6 +123,25 @@ class Calls:
                 self.metrics.observe(
                     time.perf_counter() - started, failed=failed or missed, deadline_missed=missed
                 )
+
+    async def _unguarded(self, what: str, fn: Callable[[], Awaitable[T]], deadline: float) -> T:
+        started = time.perf_counter()
+        missed = failed = False
+        try:
+            async with asyncio.timeout(deadline):
+                return await fn()
+        except TimeoutError:
+            missed = True
+            raise ClusterError(f"redis {what}: no answer within {deadline:.3g}s") from None
+        except ResponseError as e:
+            raise ClusterError(f"redis {what}: {e}") from None
+        except (RedisError, OSError) as e:
+            failed = True
+            raise ClusterError(f"redis {what}: {type(e).__name__}: {e}") from None
+        finally:
+            self.metrics.observe(
+                time.perf_counter() - started, failed=failed or missed, deadline_missed=missed
+            )
 
 
 def connect(url: str, *, deadline_s: float, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:

@@ -439,6 +439,7 @@ class Registry:
             "xread",
             lambda: client.xread({stream: after}, count=FOLLOW_BATCH, block=block_ms),
             deadline_s=self.follow_block_s + self.deadline_s,
+            breaker=False,
         )
         entries = reply[0][1] if reply else []
         for entry_id, fields in entries:

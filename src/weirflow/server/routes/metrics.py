@@ -17,6 +17,12 @@ router = APIRouter(tags=["health"], dependencies=[Depends(require_read)])
     responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}, **errors()},
 )
 async def metrics(request: Request, service: Service) -> Response:
-    """Prometheus text format: slot queues, job counts, handler durations, dead letters."""
+    """Prometheus text format: slot queues, job counts, handler durations, dead letters; with
+    ``--registry``, the node registry's too (``weirflow_cluster_*``: Redis latency, deadline
+    misses, mode switches, status, staleness)."""
     engine_metrics: EngineMetrics = request.app.state.metrics
-    return Response(engine_metrics.render(), media_type=CONTENT_TYPE)
+    body = engine_metrics.render()
+    registry = getattr(request.app.state, "registry", None)
+    if registry is not None:
+        body += registry.metrics.render()
+    return Response(body, media_type=CONTENT_TYPE)
