@@ -150,8 +150,11 @@ async def weirflow_workflows(url: str, m: int) -> float:
                 [("steps3", {"s1.input": [i]}) for i in range(start, min(m, start + BATCH))]
             )
         async with Worker(store, [flow], concurrency=64, worker_id="bench") as w:
-            while (await store.finished_counts("default", 0))[1] < m:
-                await w.wait_reports(w.reports)
+            while True:
+                seen = w.reports  # (read before the count: a report meanwhile wakes the wait)
+                if (await store.finished_counts("default", 0))[1] >= m:
+                    break
+                await w.wait_reports(seen)
         dt = time.perf_counter() - t0
         done = await store.list_jobs(status="completed", limit=m + 1)
         assert len(done) == m and all(
