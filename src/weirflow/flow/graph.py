@@ -96,6 +96,9 @@ class Flow:
         self.connections: list[Connection] = []
         self.outputs: list[str] = []
         self.slot_overrides: dict[str, dict[str, Any]] = {}
+        #: the runtime's compiled form of this flow (``weirflow.runtime.plan``), remade
+        #: when the routines, connections, outputs or slot overrides change
+        self.runtime_plan: Any = None
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r}, routines={list(self.routines)})"

@@ -17,6 +17,7 @@ a component ending, inputs closing, a resume.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,9 +41,15 @@ class Component:
         return all(r.idle() for r in self.members)
 
 
-def components(runners: dict[str, RoutineRunner], edges: set[tuple[str, str]]) -> list[Component]:
-    """Tarjan's algorithm (iterative); components come out in topological order."""
-    succ: dict[str, list[str]] = {n: [] for n in runners}
+Topology = tuple[tuple[tuple[str, ...], bool, tuple[int, ...], tuple[int, ...]], ...]
+
+
+def topology(names: list[str], edges: frozenset[tuple[str, str]] | set[tuple[str, str]]) -> Topology:
+    """The strongly connected components of the routines ``names`` joined by ``edges``
+    (Tarjan's algorithm, iterative), in topological order: for each, its members (in
+    the order of ``names``), whether it is a cycle, and the indexes of the components
+    downstream and upstream of it (``weirflow.runtime.plan`` keeps this per flow)."""
+    succ: dict[str, list[str]] = {n: [] for n in names}
     for a, b in sorted(edges):
         succ[a].append(b)
     index: dict[str, int] = {}
@@ -51,7 +58,7 @@ def components(runners: dict[str, RoutineRunner], edges: set[tuple[str, str]]) -
     stack: list[str] = []
     found: list[list[str]] = []
     counter = 0
-    for root in runners:
+    for root in names:
         if root in index:
             continue
         work: list[tuple[str, int]] = [(root, 0)]
@@ -86,32 +93,53 @@ def components(runners: dict[str, RoutineRunner], edges: set[tuple[str, str]]) -
             if work:
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[node])
-    order = list(runners)
-    comps: dict[str, Component] = {}
-    result: list[Component] = []
-    for group in reversed(found):  # Tarjan emits reverse topological order
-        group.sort(key=order.index)
-        cyclic = len(group) > 1 or (group[0], group[0]) in edges
-        comp = Component([runners[n] for n in group], cyclic)
+    groups = list(reversed(found))  # Tarjan emits reverse topological order
+    of: dict[str, int] = {}
+    for i, group in enumerate(groups):
+        group.sort(key=names.index)
         for n in group:
-            comps[n] = comp
-            runners[n].component = comp
-        result.append(comp)
+            of[n] = i
+    down: list[set[int]] = [set() for _ in groups]
+    up: list[set[int]] = [set() for _ in groups]
     for a, b in edges:
-        ca, cb = comps[a], comps[b]
-        if ca is not cb:
-            ca.downstream.add(cb)
-            cb.upstream.add(ca)
+        ia, ib = of[a], of[b]
+        if ia != ib:
+            down[ia].add(ib)
+            up[ib].add(ia)
+    return tuple(
+        (
+            tuple(group),
+            len(group) > 1 or (group[0], group[0]) in edges,
+            tuple(sorted(down[i])),
+            tuple(sorted(up[i])),
+        )
+        for i, group in enumerate(groups)
+    )
+
+
+def components(runners: dict[str, RoutineRunner], topo: Topology) -> list[Component]:
+    """This job's components, as ``topo`` (the flow's ``topology``) describes them."""
+    result: list[Component] = []
+    for members, cyclic, _, _ in topo:
+        comp = Component([runners[n] for n in members], cyclic)
+        for r in comp.members:
+            r.component = comp
+        result.append(comp)
+    for comp, (_, _, down, up) in zip(result, topo, strict=True):
+        comp.downstream = {result[i] for i in down}
+        comp.upstream = {result[i] for i in up}
     return result
 
 
 class Tracker:
     """Decides when components end and when the job completes."""
 
-    def __init__(self, job: Job, runners: dict[str, RoutineRunner], edges: set[tuple[str, str]]) -> None:
+    def __init__(self, job: Job, runners: dict[str, RoutineRunner], topo: Topology) -> None:
         self.job = job
-        self.components = components(runners, edges)
+        self.components = components(runners, topo)
         self.remaining = len(self.components)
+        self._ready: deque[Component] = deque()  # components ending now, in turn (``_settle``)
+        self._settling = False
 
     def release(self) -> None:
         """The job was released (``Job.release``): unlink the components from each other and
@@ -147,7 +175,23 @@ class Tracker:
             runner.wake()  # a partial batch may be handed over now that less can arrive
         if self._can_end(comp):
             comp.ending = True
-            self.job.spawn(self._end(comp))
+            if any(r.end_act is not None for r in comp.members):
+                self.job.spawn(self._end(comp))
+            else:  # nothing to await: ended now, without a task
+                self._settle(comp)
+
+    def _settle(self, comp: Component) -> None:
+        """End ``comp`` (no ``on_end`` to run) and, in turn, what its end lets end: one at a
+        time from a list, not by recursion (a long chain that is already idle ends in one go)."""
+        self._ready.append(comp)
+        if self._settling:
+            return
+        self._settling = True
+        try:
+            while self._ready:
+                self._ended(self._ready.popleft())
+        finally:
+            self._settling = False
 
     def check_all(self) -> None:
         if self.remaining == 0:
@@ -179,6 +223,12 @@ class Tracker:
                 comp.quiet = None
             if job.finished:
                 return
+        self._ended(comp)
+
+    def _ended(self, comp: Component) -> None:
+        """``comp``'s routines are done (their ``on_end`` ran): what is left in a join slot is
+        dead-lettered, and the job completes or the components downstream may end."""
+        job = self.job
         for runner in comp.members:
             for q in runner.queues.values():
                 if q.items:

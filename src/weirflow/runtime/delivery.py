@@ -228,23 +228,17 @@ class Route:
             out.append(item)
 
 
-def build_routes(job: Job) -> set[tuple[str, str]]:
-    """Give every runner of ``job`` its routes; returns the flow's edges (routine pairs)."""
-    flow = job.flow
+def build_routes(job: Job) -> None:
+    """Give every runner of ``job`` its routes (as the flow's plan lists them)."""
     runners = job.runners
-    edges: set[tuple[str, str]] = set()
-    for name, runner in runners.items():
-        for ev in runner.routine.events:
-            route = Route(runner, ev, job.outputs.get(f"{name}.{ev}"))
-            route.connections = tuple(
-                Connection(route, runners[c.target].queues[c.slot])
-                for c in flow.connections
-                if c.source == name and c.event == ev
-            )
+    outputs = job.outputs
+    for rp in job.plan.routines:
+        runner = runners[rp.name]
+        for ev, output, targets in rp.routes:
+            route = Route(runner, ev, outputs[output] if output is not None else None)
+            route.connections = tuple(Connection(route, runners[r].queues[sl]) for r, sl in targets)
             route.shared = any(c.queue.shared for c in route.connections)
             runner.routes[ev] = route
-            edges.update((name, c.queue.runner.name) for c in route.connections)
-    return edges
 
 
 def wire(job: Job) -> None:

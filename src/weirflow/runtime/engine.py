@@ -15,6 +15,7 @@ from .dead_letters import DEFAULT_MAX_DEAD_LETTERS
 from .hooks import Hooks, HookSet
 from .job import Job
 from .journal import Journal, is_active
+from .plan import plan_of
 
 if TYPE_CHECKING:
     from ..flow.policy import Backoff
@@ -69,6 +70,16 @@ class Engine:
         self.flows: dict[str, Flow] = {}
         self._closed = False
         self._durable: DurableJobs | None = None
+        self._hook_set: HookSet | None = None
+
+    def hook_set(self) -> HookSet:
+        """The engine's hooks sorted by point, shared by the jobs that add none (a ``HookSet``
+        is never changed: a job given other hooks gets a new one); remade when ``hooks``
+        changed."""
+        hs = self._hook_set
+        if hs is None or hs.hooks != self.hooks:
+            hs = self._hook_set = HookSet(self.hooks)
+        return hs
 
     def use_durable(self, durable: DurableJobs) -> None:
         """Submit and read durable jobs through ``durable`` (the runtime reaches a store only
@@ -154,7 +165,7 @@ class Engine:
             raise JobError("engine is closed")
         if isinstance(flow, str):
             flow = self.flow(flow)
-        flow.validate()
+        plan_of(flow)  # validated when it is new or changed (``runtime.plan``; the job reuses it)
         if job_id is not None and job_id in self.jobs:
             raise JobError(f"a job with id {job_id!r} already exists")
         job = Job(self, flow, keep_open=keep_open, job_id=job_id, hooks=hooks)

@@ -152,7 +152,8 @@ class HookSet:
 
     def watching(self, point: str, target: str) -> bool:
         """Whether any hook overriding ``point`` watches ``target``."""
-        return any(fn.__self__.watches(point, target) for fn in self.by_point[point])
+        fns = self.by_point[point]
+        return bool(fns) and any(fn.__self__.watches(point, target) for fn in fns)
 
 
 def hook_failure(

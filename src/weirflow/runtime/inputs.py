@@ -94,6 +94,26 @@ class Inputs:
         self.running += 1
         return feed
 
+    def feed_now(self, feed: _Feed) -> bool:
+        """Feed every item now, with no task, if they all fit in a slot that nothing watches;
+        whether it did (if not, nothing was fed: ``feed`` feeds them, as before)."""
+        job = self.job
+        q = feed.queue
+        items = feed.items
+        if q.watched or q.putters or job.finished or len(items) > q.capacity - len(q.items):
+            return False
+        journal = job.journal
+        for item in items:
+            q.append(item)
+            feed.next += 1
+            self.entered += 1
+            if journal is not None:
+                journal.enqueued(job, q.path, item, INPUT)
+                if job.finished:  # (the journal failed it): the rest as ``feed`` does it
+                    return False
+        self._done()
+        return True
+
     async def feed(self, feed: _Feed) -> None:
         """Feed starting inputs, waiting for room. No caller waits to see a rejection
         here, so an item a ``fail`` slot (or a block timeout) refuses is dead-lettered

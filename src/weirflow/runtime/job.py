@@ -22,6 +22,7 @@ from .hooks import Hooks, HookSet, hook_failure
 from .inputs import Inputs
 from .journal import Step
 from .pausing import Pausing
+from .plan import plan_of
 from .process_runner import ProcessCallRunner, ProcessRunner
 from .replay import apply_restore
 from .results import (
@@ -97,19 +98,20 @@ class Job(Pausing):
         self.letters = DeadLetterLog(self, engine.max_dead_letters)
         self.inputs = Inputs(self, keep_open=keep_open)
         self.outputs: dict[str, list[Any]] = {path: [] for path in flow.outputs}
+        self.plan = plan = plan_of(flow)
         self.runners: dict[str, RoutineRunner] = {}
-        shared = shared_slots(flow) if self.journal is None else set()
-        for name, routine in flow.routines.items():
-            self.runners[name] = runner_class(routine, self.journal is None)(
-                self, name, routine, flow, shared
+        threads = self.journal is None
+        for rp in plan.routines:
+            self.runners[rp.name] = runner_class(rp.routine, threads)(
+                self, rp.name, rp.routine, flow, rp.shared if threads else ()
             )
         self._thread_runners = [r for r in self.runners.values() if isinstance(r, ThreadRunner)]
-        edges = build_routes(self)
+        build_routes(self)
         self._queues: dict[str, SlotQueue] = {
             q.path: q for r in self.runners.values() for q in r.queues.values()
         }
         self.refresh_hooks()
-        self.tracker = Tracker(self, self.runners, edges)
+        self.tracker = Tracker(self, self.runners, plan.components)
         self.finished = False  # read-only for other modules, as every public attribute here
         self.end_reason: str | None = None  # the dead letters' reason once the job ended
         self.init_pausing()
@@ -145,7 +147,8 @@ class Job(Pausing):
             task.add_done_callback(self._task_done)
             self._runner_tasks.append(task)
         for feed in started:
-            self.spawn(self.inputs.feed(feed))
+            if not self.inputs.feed_now(feed):
+                self.spawn(self.inputs.feed(feed))
         self.tracker.check_all()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -218,8 +221,16 @@ class Job(Pausing):
         try:
             me = asyncio.current_task()
             tasks = [t for t in (*self._runner_tasks, *self._tasks) if t is not me and not t.done()]
-            for t in tasks:
-                t.cancel()
+            for runner, t in zip(self.runners.values(), self._runner_tasks, strict=True):
+                if not t.done() and type(runner) is RoutineRunner and runner.waiter is not None:
+                    # parked on its waiter with nothing running: woken, it sees the end and
+                    # returns (cheaper than a CancelledError through its frames)
+                    runner.wake()
+                elif t is not me:
+                    t.cancel()
+            for t in self._tasks:
+                if t is not me:
+                    t.cancel()
             refused = JobFinishedError(f"job {self.id} is {self.status.value}; item not accepted")
             for q in self._queues.values():
                 q.fail_putters(refused)

@@ -46,8 +46,7 @@ class RoutineRunner:
         self.lock = threading.Lock()  # guards this routine's shared slot queues
         self._wake_posted = False  # a wake-up from a thread is on its way to the loop
         self.queues: dict[str, SlotQueue] = {}
-        for sl in routine.slots:
-            path, spec = f"{name}.{sl}", flow.slot_spec(f"{name}.{sl}")
+        for sl, path, spec in job.plan.by_name[name].slots:
             if path in shared:
                 self.queues[sl] = SharedSlotQueue(job, self, sl, spec, self.lock)
             else:
