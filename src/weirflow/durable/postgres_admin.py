@@ -15,6 +15,7 @@ from . import rules
 from .models import (
     FAILED,
     RUNNING,
+    STEP_COLUMNS,
     EventRecord,
     JobRecord,
     Retention,
@@ -39,6 +40,22 @@ from .rows import (
     step_from_row,
 )
 from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Leases
+
+_STEP_TYPES = {"seq": "int", "attempt": "int", "run": "int", "progress": "float8"}
+_STEP_TYPES.update(started_at="float8", completed_at="float8")
+#: ``record_steps``: the rows (one array per column), joined to the jobs running under
+#: their run (each row's job locked ``FOR SHARE``); returns the ``(job, run)`` written
+_RECORD_STEPS = (
+    f"INSERT INTO wf_steps ({', '.join(STEP_COLUMNS)})"
+    f" SELECT {', '.join(f'u.{c}' for c in STEP_COLUMNS)} FROM unnest("
+    + ", ".join(f"%s::{_STEP_TYPES.get(c, 'text')}[]" for c in STEP_COLUMNS)
+    + f") AS u({', '.join(STEP_COLUMNS)})"
+    " JOIN wf_jobs j ON j.id = u.job_id AND j.status = 'running' AND j.runs = u.run"
+    " ORDER BY u.job_id FOR SHARE OF j"
+    " ON CONFLICT (job_id, routine, seq) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in STEP_COLUMNS if c not in ("job_id", "routine", "seq"))
+    + " RETURNING job_id, run"
+)
 
 
 class PostgresAdmin(PostgresBase):
@@ -68,22 +85,15 @@ class PostgresAdmin(PostgresBase):
         return [job_from_row(r) for r in rows]
 
     async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
+        """One statement, one round trip: the rows of jobs running under the rows' ``run``
+        are written (their job rows locked ``FOR SHARE`` while it runs, so a takeover
+        waits for it or it sees the takeover); the others' jobs are refused."""
         if not steps:
             return []
-        cols = STEP_SELECT.split(", ")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("job_id", "routine", "seq"))
-        async with self._tx() as conn:
-            runs = await self._running(conn, sorted({s.job_id for s in steps}))
-            refused = {s.job_id: None for s in steps if runs.get(s.job_id) != s.run}
-            held = [s for s in steps if runs.get(s.job_id) == s.run]
-            if held:
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        f"INSERT INTO wf_steps ({STEP_SELECT}) VALUES ({', '.join(['%s'] * len(cols))})"
-                        f" ON CONFLICT (job_id, routine, seq) DO UPDATE SET {updates}",
-                        [tuple(getattr(s, c) for c in cols) for s in held],
-                    )
-        return list(refused)
+        columns = [[getattr(s, c) for s in steps] for c in STEP_COLUMNS]
+        written = await self._one(_RECORD_STEPS, columns)
+        kept = {(job_id, run) for job_id, run in written}
+        return list({s.job_id: None for s in steps if (s.job_id, s.run) not in kept})
 
     async def steps(self, job_id: str) -> list[StepRecord]:
         rows = await self._fetch(
