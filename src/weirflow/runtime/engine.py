@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 from ..errors import JobError
 from ..flow.graph import Flow
 from .dead_letters import DEFAULT_MAX_DEAD_LETTERS
-from .hooks import Hooks, HookSet
+from .hooks import Hooks
 from .job import Job
 from .journal import Journal, is_active
 from .plan import plan_of
@@ -70,16 +70,6 @@ class Engine:
         self.flows: dict[str, Flow] = {}
         self._closed = False
         self._durable: DurableJobs | None = None
-        self._hook_set: HookSet | None = None
-
-    def hook_set(self) -> HookSet:
-        """The engine's hooks sorted by point, shared by the jobs that add none (a ``HookSet``
-        is never changed: a job given other hooks gets a new one); remade when ``hooks``
-        changed."""
-        hs = self._hook_set
-        if hs is None or hs.hooks != self.hooks:
-            hs = self._hook_set = HookSet(self.hooks)
-        return hs
 
     def use_durable(self, durable: DurableJobs) -> None:
         """Submit and read durable jobs through ``durable`` (the runtime reaches a store only
