@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from typing import TYPE_CHECKING, Annotated
@@ -188,6 +189,10 @@ async def _run(the_worker: Worker, member: Membership | None = None) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+    # what exists now (modules, flows, the worker) lives as long as the process: keep it out
+    # of the cyclic GC's full collections, which otherwise scan all of it again and again
+    # while thousands of short jobs are made and dropped
+    gc.freeze()
     if member is None:
         await the_worker.run()
         return

@@ -63,7 +63,9 @@ class StepJournal(Journal):
         self.flush_s = flush_s
         self.on_lost = on_lost
         self._attempts: dict[str, int] = {}
-        self._rows: dict[RowKey, StepRecord] = {}
+        # the rows to write: the step and the status it was recorded with (the row is made
+        # from them when it is written: a step's fields no longer change once it has ended)
+        self._rows: dict[RowKey, tuple[Step, str] | StepRecord] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -81,15 +83,36 @@ class StepJournal(Journal):
         run = self._attempts.get(job.id)
         if run is None:  # not (or no longer) this worker's job
             return
-        done = status == "completed"
-        row = StepRecord(
-            job_id=job.id,
+        self._rows[(job.id, run, step.routine, step.seq)] = (step, status)
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    def _row(self, key: RowKey, what: tuple[Step, str] | StepRecord) -> StepRecord:
+        if isinstance(what, StepRecord):
+            return what
+        step, status = what
+        if status == RUNNING:  # as it was when it started (or reported progress)
+            return StepRecord(
+                job_id=key[0],
+                routine=step.routine,
+                seq=step.seq,
+                status=status,
+                attempt=step.attempt,
+                run=key[1],
+                progress=step.progress or 0.0,
+                message=step.message,
+                started_at=step.started_at or None,
+                worker=self.worker_id,
+            )
+        return StepRecord(
+            job_id=key[0],
             routine=step.routine,
             seq=step.seq,
             status=status,
             attempt=step.attempt,
-            run=run,
-            progress=100.0 if done else (step.progress or 0.0),
+            run=key[1],
+            progress=100.0 if status == "completed" else (step.progress or 0.0),
             message=step.message,
             started_at=step.started_at or None,
             completed_at=step.completed_at,
@@ -97,9 +120,6 @@ class StepJournal(Journal):
             worker=self.worker_id,
             traceback=step.traceback,
         )
-        self._rows[(row.job_id, row.run, row.routine, row.seq)] = row
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
 
     def step_started(self, job: Job, step: Step) -> None:
         self._record(job, step, "running")
@@ -129,11 +149,12 @@ class StepJournal(Journal):
             if not self._rows:
                 return
             rows, self._rows = self._rows, {}
+            made = {key: self._row(key, what) for key, what in rows.items()}
             try:
-                refused = await self.store.record_steps(list(rows.values()))
+                refused = await self.store.record_steps(list(made.values()))
             except StoreError as e:
                 log.warning("steps_not_recorded", rows=len(rows), error=str(e))
-                for key, row in rows.items():
+                for key, row in made.items():  # (as they were: a later record replaces them)
                     self._rows.setdefault(key, row)
                 raise
             for job_id in refused:

@@ -107,6 +107,8 @@ class Running(Reporting, Leases):
 
 def _letters(result: JobResult) -> list[dict[str, Any]]:
     """The job's dead letters as stored: JSON values, items that are not as their ``repr``."""
+    if not result.dead_letters:
+        return []
     letters: list[dict[str, Any]] = json.loads(
         json.dumps([d.to_dict() for d in result.dead_letters], default=repr)
     )

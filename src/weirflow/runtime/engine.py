@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 from ..errors import JobError
 from ..flow.graph import Flow
 from .dead_letters import DEFAULT_MAX_DEAD_LETTERS
-from .hooks import Hooks
+from .hooks import Hooks, HookSet
 from .job import Job
 from .journal import Journal, is_active
 from .plan import plan_of
