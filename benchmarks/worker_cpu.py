@@ -1,0 +1,86 @@
+"""CPU time per job of one in-process durable worker (what a worker costs, less noisy than
+wall time on a shared machine).
+
+``python -m benchmarks.worker_cpu [--backend postgres|sqlite] [--flow noop|steps3] [--jobs N] [--rounds R]``
+
+Per round: a fresh store (a new database on a throw-away PostgreSQL server, or a SQLite
+file), N jobs of the flow submitted with ``submit_many`` (not timed), then one ``Worker``
+(``concurrency=64``, durable journal and step rows on, as ``weirflow worker`` runs it)
+in this process until every job is completed. Reported per round: jobs/s (wall) and
+``time.process_time()`` per job, which counts this process only (the PostgreSQL server's
+work is not in it; SQLite's is). Compare two trees by running it with
+``PYTHONPATH=<tree>/src``, alternating, and reading the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.durable.pgserver import started_server
+
+import weirflow as wf
+from weirflow.durable.worker import Worker
+
+from .durable_vs import noop, steps3
+
+
+async def one_round(url: str, n: int, flow: wf.Flow) -> tuple[float, float]:
+    """(jobs per wall second, CPU µs per job)."""
+    slot = next(iter(flow.routines)) + ".input"
+    engine = wf.Engine(store=url)
+    engine.register(flow)
+    async with engine:
+        store = engine.store
+        assert store is not None
+        for start in range(0, n, 1000):
+            await engine.submit_many([(flow.name, {slot: [i]}) for i in range(start, min(n, start + 1000))])
+        t0, c0 = time.perf_counter(), time.process_time()
+        async with Worker(store, [flow], concurrency=64, worker_id="bench") as w:
+            while True:
+                seen = w.reports  # (before the count: a report meanwhile wakes the wait)
+                if (await store.finished_counts("default", 0))[1] >= n:
+                    break
+                await w.wait_reports(seen)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        done = await store.list_jobs(status="completed", limit=n + 1)
+        assert len(done) == n, len(done)
+    return n / wall, cpu / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--flow", choices=["noop", "steps3"], default="noop")
+    parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    flow = noop() if args.flow == "noop" else steps3()
+    tmp = Path(tempfile.mkdtemp(prefix="weirflow-wcpu-"))
+    pg = started_server() if args.backend == "postgres" else None
+    rates, cpus = [], []
+    try:
+        for r in range(args.rounds):
+            url = pg.new_database() if pg is not None else f"sqlite:///{tmp / f'r{r}.db'}"
+            rate, cpu = asyncio.run(one_round(url, args.jobs, flow))
+            rates.append(rate)
+            cpus.append(cpu)
+            print(f"round {r + 1}: {rate:,.0f} jobs/s, {cpu:,.0f} µs CPU/job", file=sys.stderr, flush=True)
+    finally:
+        if pg is not None:
+            pg.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"{args.backend} {args.flow} {args.jobs} jobs x {args.rounds}: median {statistics.median(rates):,.0f}"
+        f" jobs/s, {statistics.median(cpus):,.0f} µs CPU/job (min {min(cpus):,.0f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
