@@ -11,7 +11,7 @@ from weirflow.durable import Store, open_store
 
 from .pgserver import PgServer, started_server
 
-BACKENDS = ["memory", "sqlite", "postgres"]
+BACKENDS = ["memory", "sqlite", "postgres", "redis"]
 
 
 class FakeClock:
@@ -49,6 +49,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory://"
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'weirflow.db'}"
+    if backend == "redis":
+        return str(request.getfixturevalue("redis_url"))
     server: PgServer = request.getfixturevalue("pg")
     return server.new_database()
 
@@ -80,11 +82,13 @@ async def store(make_store: StoreFactory, clock: FakeClock) -> Store:
     return await make_store(clock=clock)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store URL for worker processes, on SQLite and on PostgreSQL."""
+    """A fresh store URL for worker processes, on SQLite, PostgreSQL and Redis."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'weirflow.db'}"
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_url"))
     server: PgServer = request.getfixturevalue("pg")
     return server.new_database()
 

@@ -148,7 +148,13 @@ async def test_worker_runs_jobs_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)], indirect=True
+    "store_url",
+    [
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.slow),
+        pytest.param("redis", marks=pytest.mark.slow),
+    ],
+    indirect=True,
 )
 def test_jobs_wait_exits_by_outcome_and_show_prints_the_traceback(store_url: str, tmp_path: Path) -> None:
     def submit(*args: str) -> str:

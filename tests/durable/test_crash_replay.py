@@ -23,7 +23,7 @@ from .procs import WorkerProcess
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
 async def test_a_crash_after_a_downstream_step_took_an_emitted_item_delivers_it_once(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -31,6 +31,8 @@ async def test_a_crash_after_a_downstream_step_took_an_emitted_item_delivers_it_
         f"sqlite:///{tmp_path / 'weirflow.db'}"
         if backend == "sqlite"
         else request.getfixturevalue("pg").new_database()
+        if backend == "postgres"
+        else str(request.getfixturevalue("redis_url"))
     )
     steps_log = tmp_path / "steps.log"
     store = open_store(url)

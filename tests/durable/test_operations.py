@@ -189,7 +189,8 @@ async def test_engine_without_a_store() -> None:
     ("url", "message"),
     [
         ("weirflow.db", "not a URL"),
-        ("redis://localhost", "unknown scheme 'redis'"),
+        ("mongodb://localhost", "unknown scheme 'mongodb'"),
+        ("redis:///0", "needs a host"),
         ("sqlite://weirflow.db", "sqlite:///relative"),
         ("sqlite:///", "no database file"),
         ("memory://x", "takes no path"),

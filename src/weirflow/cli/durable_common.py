@@ -24,8 +24,8 @@ StoreOption = Annotated[
         "--store",
         envvar="WEIRFLOW_STORE",
         metavar="URL",
-        help="memory://, sqlite:///path/weirflow.db (relative; sqlite:////abs for absolute) "
-        "or postgresql://user@host:port/db.",
+        help="memory://, sqlite:///path/weirflow.db (relative; sqlite:////abs for absolute), "
+        "postgresql://user@host:port/db or redis://[:password@]host:port/db.",
     ),
 ]
 

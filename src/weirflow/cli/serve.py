@@ -56,8 +56,9 @@ def serve(
         typer.Option(
             "--store",
             metavar="URL",
-            help="Durable job store for /api/store/jobs: memory://, sqlite:///path/weirflow.db or "
-            "postgresql://... (default: WEIRFLOW_STORE; none: those routes answer 503).",
+            help="Durable job store for /api/store/jobs: memory://, sqlite:///path/weirflow.db, "
+            "postgresql://... or redis://host:port/db (default: WEIRFLOW_STORE; none: those routes "
+            "answer 503).",
         ),
     ] = None,
     registry: Annotated[

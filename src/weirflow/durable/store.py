@@ -227,10 +227,11 @@ class Store(Protocol):
 
 def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
     """A store for ``url`` (not yet opened): ``memory://``, ``sqlite:///relative/path.db``,
-    ``sqlite:////absolute/path.db`` or ``postgresql://user@host:port/db``."""
+    ``sqlite:////absolute/path.db``, ``postgresql://user@host:port/db`` or
+    ``redis://[:password@]host:port/db``."""
     if not isinstance(url, str) or "://" not in url:
         raise StoreError(
-            f"store URL {url!r} is not a URL: use memory://, sqlite:///path/weirflow.db or postgresql://..."
+            f"store URL {url!r} is not a URL: use memory://, sqlite:///path/weirflow.db, postgresql://... or redis://..."
         )
     scheme = url.split("://", 1)[0].lower()
     if scheme == "memory":
@@ -250,7 +251,17 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
         if not parts.hostname and "host=" not in (parts.query or ""):
             raise StoreError(f"store URL {url!r}: a PostgreSQL URL needs a host (postgresql://host/db)")
         return PostgresStore(url, clock=clock, **options)
-    raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r} (expected memory, sqlite or postgresql)")
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis_base import redacted
+        from .redis_store import RedisStore
+
+        parts = urlsplit(url)
+        if scheme != "unix" and not parts.hostname:
+            raise StoreError(f"store URL {redacted(url)!r}: a Redis URL needs a host (redis://host:port/db)")
+        return RedisStore(url, clock=clock, **options)
+    raise StoreError(
+        f"store URL {url!r}: unknown scheme {scheme!r} (expected memory, sqlite, postgresql or redis)"
+    )
 
 
 def sqlite_file(url: str) -> Path | None:

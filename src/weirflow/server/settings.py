@@ -124,7 +124,8 @@ class Settings(BaseSettings):
     """Origins (``https://app.example.com``, comma-separated) whose browser pages may call the
     API; empty (the default): no cross-origin call is allowed. ``*`` allows any origin."""
     store: str | None = Field(default=None, repr=False)
-    """Durable job store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``) for the
+    """Durable job store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``,
+    ``redis://host:port/db``) for the
     ``/api/store`` routes (``--store`` overrides it); without one they answer ``503``."""
     registry: str | None = Field(default=None, repr=False)
     """Redis URL of the cluster's node registry (``redis://host:port/db``, ``--registry``

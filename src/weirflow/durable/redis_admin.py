@@ -1,0 +1,307 @@
+"""The Redis store's changes computed by rules, reads, sweeper, retention and journal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import LeaseLostError, StoreError
+from . import rules
+from .models import (
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    EventRecord,
+    JobRecord,
+    Retention,
+    StepRecord,
+    SweepReport,
+)
+from .redis_base import RECHECK_S, RedisBase
+from .redis_codec import (
+    event_from,
+    job_from_hash,
+    mutable_fields,
+    num,
+    runkey,
+    step_field,
+    step_from,
+    step_text,
+)
+from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Leases
+
+Change = tuple[str, dict[str, Any]]
+#: how many times a change is computed again when another one came first
+PUT_TRIES = 50
+#: jobs read per round trip when listing
+PAGE = 500
+
+
+class RedisAdmin(RedisBase):
+    """Changes by rules, reading, sweeping and the journal (see ``redis_store.RedisStore``)."""
+
+    async def _change(
+        self,
+        job_id: str,
+        rule: Callable[[JobRecord], Change | None],
+        *,
+        missing: Exception | None = None,
+    ) -> JobRecord | None:
+        """Read the job, apply ``rule`` (``None``: nothing to do) and write the change if the
+        job did not change meanwhile, else do it again on the new state. Returns the job
+        as changed, or ``None`` when the rule declined (or the job is gone and ``missing``
+        is not given: then it is raised)."""
+        for _ in range(PUT_TRIES):
+            raw = await self._call(lambda r: r.hgetall(self.key("j", job_id)), retry=True)
+            if not raw:
+                if missing is not None:
+                    raise missing
+                return None
+            ver = _s(raw[b"ver"])
+            job = job_from_hash(raw)
+            worker = job.worker_id
+            change = rule(job)
+            if change is None:
+                return None
+            kind, data = change
+            now = self.clock()
+            present, absent = mutable_fields(job)
+            args: list[Any] = [
+                job_id,
+                ver,
+                num(now),
+                kind,
+                _json(data),
+                rules.interrupted_why(kind, data, worker),
+                runkey(job.run_at),
+                str(len(present)),
+                str(len(absent)),
+            ]
+            for name, text in present.items():
+                args += [name, text]
+            args += absent
+            if await self._run("PUT", args):
+                if job.status == QUEUED:
+                    self._wakeups.notify(job.queue)
+                if job.status in FINISHED:
+                    self._outcomes.notify(job.id)
+                return job
+        raise StoreError(f"job {job_id} kept changing: gave up after {PUT_TRIES} tries")
+
+    async def _stall_expired(self, now: float, max_stalls: int, queue: str | None = None) -> SweepReport:
+        """Take back the running jobs (of ``queue``) whose lease expired before ``now``
+        (``rules.lease_expired``), each by ``rules.after_stall``."""
+        report = SweepReport()
+        queues = [queue] if queue is not None else await self._queues()
+        for q in queues:
+            ids = await self._do("zrangebyscore", self.key("q", q, "running"), "-inf", f"({num(now)}")
+            for raw_id in ids:
+                job_id = _s(raw_id)
+
+                def rule(job: JobRecord) -> Change | None:
+                    if not rules.lease_expired(job, now):
+                        return None
+                    return rules.after_stall(job, now, max_stalls, "lease expired")
+
+                job = await self._change(job_id, rule)
+                if job is not None:
+                    (report.failed if job.status == FAILED else report.requeued).append(job_id)
+        return report
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        raw = await self._call(lambda r: r.hgetall(self.key("j", job_id)), retry=True)
+        return job_from_hash(raw) if raw else None
+
+    async def _jobs(self, ids: Sequence[str]) -> list[JobRecord]:
+        if not ids:
+            return []
+
+        async def read(r: Any) -> list[Any]:
+            async with r.pipeline(transaction=False) as p:
+                for job_id in ids:
+                    p.hgetall(self.key("j", job_id))
+                return list(await p.execute())
+
+        return [job_from_hash(raw) for raw in await self._call(read, retry=True) if raw]
+
+    async def _queues(self) -> list[str]:
+        return sorted(_s(q) for q in await self._call(lambda r: r.smembers(self.key("queues")), retry=True))
+
+    async def _running_jobs(self) -> list[JobRecord]:
+        ids: list[str] = []
+        for q in await self._queues():
+            found = await self._do("zrange", self.key("q", q, "running"), 0, -1)
+            ids += [_s(x) for x in found]
+        return [j for j in await self._jobs(ids) if j.status == RUNNING]
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        status: str | None = None,
+        flow: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        out: list[JobRecord] = []
+        skip = offset
+        start = 0
+        while len(out) < limit:
+            ids = await self._do("zrevrange", self.key("jobs"), start, start + PAGE - 1)
+            if not ids:
+                break
+            start += PAGE
+            for job in await self._jobs([_s(i) for i in ids]):
+                if (
+                    (queue is None or job.queue == queue)
+                    and (status is None or job.status == status)
+                    and (flow is None or job.flow == flow)
+                ):
+                    if skip:
+                        skip -= 1
+                    elif len(out) < limit:
+                        out.append(job)
+        return out
+
+    async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
+        if not steps:
+            return []
+        args: list[Any] = []
+        for step in steps:
+            args += [step.job_id, str(step.run), step_field(step), step_text(step), step.status]
+        refused = [_s(x) for x in await self._run("STEPS", args)]
+        return list(dict.fromkeys(refused))
+
+    async def steps(self, job_id: str) -> list[StepRecord]:
+        async def read(r: Any) -> list[Any]:
+            async with r.pipeline(transaction=True) as p:
+                p.hgetall(self.key("s", job_id))
+                p.hgetall(self.key("sx", job_id))
+                return list(await p.execute())
+
+        rows, overrides = await self._call(read, retry=True)
+        found = [step_from(text, overrides.get(f)) for f, text in rows.items()]
+        found.sort(key=lambda s: (s.run, s.started_at or 0.0, s.routine, s.seq))
+        return found
+
+    async def add_event(self, job_id: str | None, queue: str, kind: str, data: dict[str, Any]) -> None:
+        await self._run("ADD_EVENT", [job_id or "", queue, kind, num(self.clock()), _json(data)])
+
+    async def events(
+        self, *, job_id: str | None = None, kind: str | None = None, since: float | None = None
+    ) -> list[EventRecord]:
+        if job_id is not None:
+            texts = await self._call(lambda r: r.lrange(self.key("je", job_id), 0, -1), retry=True)
+        else:
+            texts = await self._call(lambda r: r.zrange(self.key("ev"), 0, -1), retry=True)
+        found = [event_from(t) for t in texts]
+        return [e for e in found if (kind is None or e.kind == kind) and (since is None or e.at >= since)]
+
+    # -- sweeping and alerts -------------------------------------------------------------
+
+    async def sweep(
+        self,
+        owner: str,
+        *,
+        max_stalls: int = DEFAULT_MAX_STALLS,
+        retention: Retention | None = None,
+        lock_ttl_s: float = SWEEPER_LOCK_TTL_S,
+    ) -> SweepReport | None:
+        now = self.clock()
+        if not await self._run("SWEEPER", [owner, num(now), num(now + lock_ttl_s)], retry=True):
+            return None
+        report = await self._stall_expired(now, max_stalls)
+        if retention is not None:
+            report.deleted = await self._retain(retention, now)
+        return report
+
+    async def clean(self, retention: Retention) -> int:
+        return await self._retain(retention, self.clock())
+
+    async def _retain(self, retention: Retention, now: float) -> int:
+        done = await self._call(lambda r: r.zrange(self.key("done"), 0, -1, withscores=True), retry=True)
+        ids = [_s(i) for i, _ in done]
+        finished = [
+            (j.id, j.status, j.finished_at or 0.0) for j in await self._jobs(ids) if j.status in FINISHED
+        ]
+        at = {job_id: when for job_id, _, when in finished}
+        gone = rules.expired_ids(finished, retention, now)
+        deleted = 0
+        for i in range(0, len(gone), PAGE):
+            args: list[Any] = []
+            for job_id in gone[i : i + PAGE]:
+                args += [job_id, num(at[job_id])]
+            deleted += int(await self._run("DELETE", args, retry=True))
+        return deleted
+
+    async def running_since(self, before: float) -> list[JobRecord]:
+        return [j for j in await self._running_jobs() if j.started_at is not None and j.started_at < before]
+
+    async def finished_counts(self, queue: str, since: float) -> tuple[int, int]:
+        found = await self._call(
+            lambda r: r.zrangebyscore(self.key("fin", queue), num(since), "+inf"), retry=True
+        )
+        kinds = [_s(m).rsplit(":", 1)[1] for m in found]
+        return sum(k != "completed" for k in kinds), len(kinds)
+
+    # -- waking --------------------------------------------------------------------------
+
+    async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        self._start_listening()
+        await self._wakeups.wait(queue, timeout_s)
+
+    async def wait_finished(self, job_id: str, timeout_s: float | None) -> JobRecord | None:
+        """Subscribed first (so no outcome published after the first read is missed), then
+        the job read again at each notification of its outcome."""
+        try:
+            async with asyncio.timeout(
+                min(timeout_s, self.timeout_s) if timeout_s is not None else self.timeout_s
+            ):
+                await self.listening()
+        except TimeoutError:
+            return await self._outcomes.wait_finished(self.get, job_id, timeout_s, recheck_s=RECHECK_S)
+        return await self._outcomes.wait_finished(self.get, job_id, timeout_s)
+
+    # -- the durable journal ----------------------------------------------------------------
+
+    async def append_journal(
+        self, rows: Sequence[tuple[str, str]], *, tokens: Leases | None = None
+    ) -> list[str]:
+        if not rows:
+            return []
+        args: list[Any] = ["0" if tokens is None else "1"]
+        for job_id, record in rows:
+            token = "" if tokens is None else str(tokens.get(job_id, -1))
+            args += [job_id, token, record]
+        try:
+            refused = await self._run("APPEND", args)
+        except StoreError as e:
+            if "journal records for jobs not in the store" in str(e):
+                missing = sorted(
+                    {job_id for job_id, _ in rows} - {j.id for j in await self._jobs([r[0] for r in rows])}
+                )
+                raise StoreError(f"journal records for jobs not in the store: {', '.join(missing)}") from None
+            raise
+        return sorted(_s(x) for x in refused)
+
+    async def read_journal(self, job_id: str) -> list[str]:
+        return [
+            _s(x) for x in await self._call(lambda r: r.lrange(self.key("jr", job_id), 0, -1), retry=True)
+        ]
+
+    async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
+        if not await self._run("CLEAR_JOURNAL", [job_id, "" if token is None else str(token)], retry=True):
+            raise LeaseLostError([job_id], f"not running under token {token}")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

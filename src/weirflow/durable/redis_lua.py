@@ -1,0 +1,359 @@
+"""The Redis store's Lua scripts: every state change is one script, so it is atomic.
+
+Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
+
+- ``P:j:ID`` hash: the job's fields (``redis_codec``), with ``seq`` (submit order),
+  ``member`` (its place in the ready set), ``ver`` (bumped by every change: the
+  compare-and-set of ``PUT``) and ``keyfield`` (its idempotency key, if any);
+- ``P:jobs`` zset of every job by ``seq``; ``P:keys`` hash idempotency key -> job id;
+  ``P:queues`` set of queue names; ``P:done`` zset of finished jobs by ``finished_at``;
+- per queue ``Q``: ``P:q:Q:ready`` zset scored ``-priority`` whose members
+  ``RUNAT:SEQ:ID`` sort by ``run_at`` then submit order within a priority;
+  ``P:q:Q:delayed`` zset by ``run_at`` (jobs not due yet); ``P:q:Q:running`` zset by
+  lease expiry; ``P:q:Q:rate`` zset of claim times; ``P:fin:Q`` zset of outcome events;
+- ``P:s:ID`` hash step -> step JSON, ``P:sr:ID`` set of running steps, ``P:sx:ID`` hash
+  step -> ``{"status": "interrupted", ...}`` (set when the job left ``running``);
+- ``P:ev`` zset of event JSON by event id, ``P:je:ID`` list of a job's events;
+- ``P:jr:ID`` list: the durable journal; ``P:sched`` hash name -> schedule JSON;
+  ``P:sweeper`` hash: the sweeper lock;
+- channels ``P:n:jobs`` (a queue got ready jobs), ``P:n:done`` (a job finished),
+  ``P:n:sched`` (a queue's schedules changed).
+
+Numbers that must stay exact (times, floats) are computed in Python and passed as text:
+Lua's numbers print with 14 digits. Values Lua needs to compare are parsed with
+``tonumber``. The rules a script mirrors (``rules.claimed``, ``rules.holds``...) are
+named beside it; the others are applied in Python and written with ``PUT``.
+"""
+
+from __future__ import annotations
+
+# helpers every script starts with; ARGV[1] is always the key prefix
+COMMON = r"""
+local P = ARGV[1]
+local function jk(id) return P .. ':j:' .. id end
+local function qk(q, what) return P .. ':q:' .. q .. ':' .. what end
+local FIN = {completed = true, failed = true, cancelled = true}
+
+local function event(job_id, queue, kind, at, data)
+  local id = redis.call('INCR', P .. ':evid')
+  local jid = 'null'
+  if job_id then jid = cjson.encode(job_id) end
+  local text = '{"id":' .. id .. ',"job_id":' .. jid .. ',"queue":' .. cjson.encode(queue) ..
+    ',"kind":' .. cjson.encode(kind) .. ',"at":' .. at .. ',"data":' .. data .. '}'
+  redis.call('ZADD', P .. ':ev', id, text)
+  if job_id then redis.call('RPUSH', P .. ':je:' .. job_id, text) end
+  if kind == 'completed' or kind == 'failed' or kind == 'retrying' then
+    redis.call('ZADD', P .. ':fin:' .. queue, at, id .. ':' .. kind)
+  end
+end
+
+local function interrupt(id, at, why)
+  local running = redis.call('SMEMBERS', P .. ':sr:' .. id)
+  if #running > 0 then
+    local text = '{"status":"interrupted","completed_at":' .. at .. ',"error":' .. cjson.encode(why) .. '}'
+    for _, f in ipairs(running) do redis.call('HSET', P .. ':sx:' .. id, f, text) end
+    redis.call('DEL', P .. ':sr:' .. id)
+  end
+end
+
+-- is the job running under this token (``rules.runs_under``), and held by worker (``rules.holds``)
+local function runs_under(id, token)
+  local st, runs = unpack(redis.call('HMGET', jk(id), 'status', 'runs'))
+  return st == 'running' and runs == token
+end
+local function holds(id, worker, token)
+  local st, runs, w = unpack(redis.call('HMGET', jk(id), 'status', 'runs', 'worker_id'))
+  return st == 'running' and runs == token and w == worker
+end
+"""
+
+# ARGV: prefix, now, then per job 9 + 2n items: id, keyfield ("" none), queue, priority,
+# run_at, runkey, delayed ("1"/"0"), event data, n, then n field/value pairs.
+# Returns id, created (1/0) per job. A job id already present (the script ran before, its
+# answer lost with the connection) answers as created: a retried submit is harmless.
+SUBMIT = r"""
+local now = ARGV[2]
+local out = {}
+local woken = {}
+local i = 3
+while i <= #ARGV do
+  local id, keyfield, q, prio, run_at, runkey, delayed, data, n =
+    ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], tonumber(ARGV[i+8])
+  local fields = {}
+  for k = 1, 2 * n do fields[k] = ARGV[i + 8 + k] end
+  i = i + 9 + 2 * n
+  local held = false
+  if keyfield ~= '' then held = redis.call('HGET', P .. ':keys', keyfield) end
+  if held then
+    out[#out+1] = held; out[#out+1] = 0
+  elseif redis.call('EXISTS', jk(id)) == 1 then
+    out[#out+1] = id; out[#out+1] = 1
+  else
+    local seq = redis.call('INCR', P .. ':seq')
+    local member = runkey .. ':' .. string.format('%015d', seq) .. ':' .. id
+    redis.call('HSET', jk(id), 'seq', seq, 'member', member, 'ver', 0, unpack(fields))
+    if keyfield ~= '' then
+      redis.call('HSET', jk(id), 'keyfield', keyfield)
+      redis.call('HSET', P .. ':keys', keyfield, id)
+    end
+    redis.call('ZADD', P .. ':jobs', seq, id)
+    redis.call('SADD', P .. ':queues', q)
+    if delayed == '1' then
+      redis.call('ZADD', qk(q, 'delayed'), run_at, id)
+    else
+      redis.call('ZADD', qk(q, 'ready'), -tonumber(prio), member)
+    end
+    event(id, q, 'queued', now, data)
+    woken[q] = true
+    out[#out+1] = id; out[#out+1] = 1
+  end
+end
+for q, _ in pairs(woken) do redis.call('PUBLISH', P .. ':n:jobs', q) end
+return out
+"""
+
+# ARGV: prefix, queue, worker, now, lease_until, limit, concurrency ("" none),
+# rate limit ("" none), when a claim made now leaves the rate window (``rules.in_rate_window``:
+# the rate zset is scored by that time, so "oldest" is the earliest such time).
+# Takes up to ``limit`` due jobs by priority, run_at, seq (``rules.ready_order``), each
+# changed as ``rules.claimed`` does, within ``rules.claim_allowance``.
+# Returns {running, recent, oldest or "", next delayed run_at or "", job hashes...}.
+CLAIM = r"""
+local q, worker, now, lease, limit = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local nnow = tonumber(now)
+local due = redis.call('ZRANGEBYSCORE', qk(q, 'delayed'), '-inf', now)
+for _, id in ipairs(due) do
+  local prio, member = unpack(redis.call('HMGET', jk(id), 'priority', 'member'))
+  redis.call('ZREM', qk(q, 'delayed'), id)
+  if member then redis.call('ZADD', qk(q, 'ready'), -tonumber(prio), member) end
+end
+local allowed = limit
+local running = redis.call('ZCARD', qk(q, 'running'))
+if ARGV[7] ~= '' then allowed = math.min(allowed, tonumber(ARGV[7]) - running) end
+local recent, oldest = 0, ''
+if ARGV[8] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', qk(q, 'rate'), '-inf', now)
+  recent = redis.call('ZCARD', qk(q, 'rate'))
+  local first = redis.call('ZRANGE', qk(q, 'rate'), 0, 0, 'WITHSCORES')
+  if #first > 0 then oldest = first[2] end
+  allowed = math.min(allowed, tonumber(ARGV[8]) - recent)
+end
+local out = {running, recent, oldest, ''}
+if allowed > 0 then
+  local members = redis.call('ZRANGE', qk(q, 'ready'), 0, allowed - 1)
+  for _, member in ipairs(members) do
+    local id = string.match(member, '[^:]+$')
+    redis.call('ZREM', qk(q, 'ready'), member)
+    local k = jk(id)
+    local attempt = redis.call('HINCRBY', k, 'attempt', 1)
+    redis.call('HINCRBY', k, 'runs', 1)
+    redis.call('HINCRBY', k, 'ver', 1)
+    redis.call('HSET', k, 'status', 'running', 'worker_id', worker,
+      'lease_expires_at', lease, 'started_at', now)
+    redis.call('ZADD', qk(q, 'running'), lease, id)
+    if ARGV[8] ~= '' then
+      local n = redis.call('INCR', P .. ':ratec')
+      redis.call('ZADD', qk(q, 'rate'), ARGV[9], n)
+    end
+    event(id, q, 'running', now, '{"attempt":' .. attempt .. ',"worker":' .. cjson.encode(worker) .. '}')
+    out[#out+1] = redis.call('HGETALL', k)
+  end
+end
+local nxt = redis.call('ZRANGE', qk(q, 'delayed'), 0, 0, 'WITHSCORES')
+if #nxt > 0 then out[4] = nxt[2] end
+return out
+"""
+
+# ARGV: prefix, worker, lease_until, then id, token pairs (``rules.holds``). Returns the held ids.
+RENEW = r"""
+local worker, lease = ARGV[2], ARGV[3]
+local held = {}
+for i = 4, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i+1]
+  if holds(id, worker, token) then
+    redis.call('HSET', jk(id), 'lease_expires_at', lease)
+    local q = redis.call('HGET', jk(id), 'queue')
+    redis.call('ZADD', qk(q, 'running'), lease, id)
+    held[#held+1] = id
+  end
+end
+return held
+"""
+
+# ARGV: prefix, worker, now, why, then id, token, outputs, dead_letters ("" none) groups.
+# ``rules.holds`` then ``rules.completed``. Returns the refused ids.
+COMPLETE = r"""
+local worker, now, why = ARGV[2], ARGV[3], ARGV[4]
+local refused = {}
+for i = 5, #ARGV, 4 do
+  local id, token, outputs, letters = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  if holds(id, worker, token) then
+    local k = jk(id)
+    local q, attempt = unpack(redis.call('HMGET', k, 'queue', 'attempt'))
+    redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now)
+    if letters ~= '' then
+      redis.call('HSET', k, 'dead_letters', letters)
+    else
+      redis.call('HDEL', k, 'dead_letters')
+    end
+    redis.call('HDEL', k, 'lease_expires_at')
+    redis.call('HINCRBY', k, 'ver', 1)
+    redis.call('ZREM', qk(q, 'running'), id)
+    redis.call('ZADD', P .. ':done', now, id)
+    event(id, q, 'completed', now, '{"attempt":' .. attempt .. '}')
+    interrupt(id, now, why)
+    redis.call('PUBLISH', P .. ':n:done', id)
+  else
+    refused[#refused+1] = id
+  end
+end
+return refused
+"""
+
+# A change computed in Python by a rule, written if the job is unchanged since it was read.
+# ARGV: prefix, id, expected ver, now, kind, event data, why (interrupted steps), runkey,
+# n_set, n_del, then n_set field/value pairs, then n_del field names.
+# Returns 1, or 0 when the job changed meanwhile (the caller reads it again).
+PUT = r"""
+local id, ver, now, kind, data, why, runkey = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local nset, ndel = tonumber(ARGV[9]), tonumber(ARGV[10])
+local k = jk(id)
+local st, cur, q, member, seq = unpack(redis.call('HMGET', k, 'status', 'ver', 'queue', 'member', 'seq'))
+if not st or cur ~= ver then return 0 end
+if st == 'queued' then
+  redis.call('ZREM', qk(q, 'ready'), member)
+  redis.call('ZREM', qk(q, 'delayed'), id)
+elseif st == 'running' then
+  redis.call('ZREM', qk(q, 'running'), id)
+elseif FIN[st] then
+  redis.call('ZREM', P .. ':done', id)
+end
+local fields = {}
+for i = 1, 2 * nset do fields[i] = ARGV[10 + i] end
+if nset > 0 then redis.call('HSET', k, unpack(fields)) end
+for i = 1, ndel do redis.call('HDEL', k, ARGV[10 + 2 * nset + i]) end
+redis.call('HINCRBY', k, 'ver', 1)
+local new, prio, run_at, lease, fin = unpack(redis.call('HMGET', k, 'status', 'priority', 'run_at',
+  'lease_expires_at', 'finished_at'))
+if new == 'queued' then
+  local m = runkey .. ':' .. string.format('%015d', tonumber(seq)) .. ':' .. id
+  redis.call('HSET', k, 'member', m)
+  if tonumber(run_at) > tonumber(now) then
+    redis.call('ZADD', qk(q, 'delayed'), run_at, id)
+  else
+    redis.call('ZADD', qk(q, 'ready'), -tonumber(prio), m)
+  end
+  redis.call('PUBLISH', P .. ':n:jobs', q)
+elseif new == 'running' then
+  redis.call('ZADD', qk(q, 'running'), lease, id)
+elseif FIN[new] then
+  redis.call('ZADD', P .. ':done', fin, id)
+  redis.call('PUBLISH', P .. ':n:done', id)
+end
+event(id, q, kind, now, data)
+if new ~= 'running' then interrupt(id, now, why) end
+return 1
+"""
+
+# ARGV: prefix, fenced ("1": tokens given), then id, token ("" unfenced), record triples.
+# Fenced: a job's rows are written only while it runs under its token (``rules.runs_under``);
+# unfenced: a job not in the store fails the whole batch. Returns the refused ids.
+APPEND = r"""
+local fenced = ARGV[2] == '1'
+local refused, seen = {}, {}
+for i = 3, #ARGV, 3 do
+  local id, token = ARGV[i], ARGV[i+1]
+  if seen[id] == nil then
+    if fenced then
+      seen[id] = runs_under(id, token)
+      if not seen[id] then refused[#refused+1] = id end
+    else
+      seen[id] = redis.call('EXISTS', jk(id)) == 1
+      if not seen[id] then return {err = 'journal records for jobs not in the store: ' .. id} end
+    end
+  end
+end
+for i = 3, #ARGV, 3 do
+  if seen[ARGV[i]] then redis.call('RPUSH', P .. ':jr:' .. ARGV[i], ARGV[i+2]) end
+end
+return refused
+"""
+
+# ARGV: prefix, id, token ("" none). Returns 0 when refused (not running under token).
+CLEAR_JOURNAL = r"""
+if ARGV[3] ~= '' and not runs_under(ARGV[2], ARGV[3]) then return 0 end
+redis.call('DEL', P .. ':jr:' .. ARGV[2])
+return 1
+"""
+
+# ARGV: prefix, then id, run, field, json, status groups (``rules.runs_under``). Refused ids.
+STEPS = r"""
+local refused = {}
+for i = 2, #ARGV, 5 do
+  local id, run, f, text, st = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+  if runs_under(id, run) then
+    redis.call('HSET', P .. ':s:' .. id, f, text)
+    redis.call('HDEL', P .. ':sx:' .. id, f)
+    if st == 'running' then
+      redis.call('SADD', P .. ':sr:' .. id, f)
+    else
+      redis.call('SREM', P .. ':sr:' .. id, f)
+    end
+  else
+    refused[#refused+1] = id
+  end
+end
+return refused
+"""
+
+# ARGV: prefix, job id ("" none), queue, kind, at, data
+ADD_EVENT = r"""
+local id = ARGV[2]
+if id == '' then id = false end
+event(id, ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+return 1
+"""
+
+# ARGV: prefix, owner, now, until. ``rules.may_sweep``. Returns 1 when taken.
+SWEEPER = r"""
+local holder, exp = unpack(redis.call('HMGET', P .. ':sweeper', 'owner', 'expires_at'))
+if holder and holder ~= ARGV[2] and exp and tonumber(exp) > tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', P .. ':sweeper', 'owner', ARGV[2], 'expires_at', ARGV[4])
+return 1
+"""
+
+# ARGV: prefix, then id, finished_at pairs: delete each job still finished at that time,
+# with its steps, events and journal (``rules.expired_ids`` chose them). Returns the count.
+DELETE = r"""
+local n = 0
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  local k = jk(id)
+  local st, fin, keyfield, q = unpack(redis.call('HMGET', k, 'status', 'finished_at', 'keyfield', 'queue'))
+  if st and FIN[st] and fin == ARGV[i+1] then
+    for _, text in ipairs(redis.call('LRANGE', P .. ':je:' .. id, 0, -1)) do
+      redis.call('ZREM', P .. ':ev', text)
+      local e = cjson.decode(text)
+      redis.call('ZREM', P .. ':fin:' .. q, e['id'] .. ':' .. e['kind'])
+    end
+    if keyfield then redis.call('HDEL', P .. ':keys', keyfield) end
+    redis.call('DEL', k, P .. ':je:' .. id, P .. ':s:' .. id, P .. ':sr:' .. id, P .. ':sx:' .. id,
+      P .. ':jr:' .. id)
+    redis.call('ZREM', P .. ':jobs', id)
+    redis.call('ZREM', P .. ':done', id)
+    n = n + 1
+  end
+end
+return n
+"""
+
+# ARGV: prefix, name, expected JSON ("" absent), new JSON ("" delete), queue.
+# Returns 1, or 0 when the schedule changed meanwhile.
+SCHEDULE_PUT = r"""
+local cur = redis.call('HGET', P .. ':sched', ARGV[2])
+if (cur or '') ~= ARGV[3] then return 0 end
+if ARGV[4] == '' then redis.call('HDEL', P .. ':sched', ARGV[2])
+else redis.call('HSET', P .. ':sched', ARGV[2], ARGV[4]) end
+redis.call('PUBLISH', P .. ':n:sched', ARGV[5])
+return 1
+"""

@@ -1,0 +1,170 @@
+"""What the Redis store adds to the shared suite: a server restart with AOF on loses no
+acknowledged write, every call has a deadline, the URL's password is never printed, and
+read-only commands write nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+import weirflow as wf
+from weirflow.durable import JobSpec, Store, open_store
+
+from ..redisserver import RedisServer, started_server
+from .helpers import poll_store
+from .procs import WorkerProcess, cli
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server of this test's own (it is killed, stopped or given a password)."""
+    server = started_server()
+    yield server
+    server.destroy()
+
+
+async def _dbsize(url: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        return int(await client.dbsize())
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("appendfsync", ["everysec", "always"])
+async def test_a_restart_with_aof_loses_no_acknowledged_job(appendfsync: str) -> None:
+    server = started_server(appendonly=True, appendfsync=appendfsync)
+    store: Store = open_store(server.url(0), timeout_s=1.0, connect_timeout_s=0.5)
+    await store.open()
+    submitted: list[str] = []  # acknowledged submits
+    completed: list[str] = []  # acknowledged completions
+    failures = 0
+    killed = asyncio.Event()
+    try:
+
+        async def submit() -> None:
+            nonlocal failures
+            n = 0
+            while not killed.is_set() or n % 7:  # (keeps going a little into the outage)
+                n += 1
+                try:
+                    submitted.append(await store.submit(JobSpec("f", {"a.x": [n]})))
+                except wf.StoreError:
+                    failures += 1
+                    if killed.is_set():
+                        return
+
+        async def work() -> None:
+            nonlocal failures
+            while not killed.is_set():
+                try:
+                    claim = await store.claim("default", "w1", limit=5, lease_s=30)
+                    if claim.jobs:
+                        refused = await store.complete(
+                            "w1", [(j.id, j.token, {"ok": [1]}) for j in claim.jobs]
+                        )
+                        completed.extend(j.id for j in claim.jobs if j.id not in refused)
+                except wf.StoreError:
+                    failures += 1
+                    return
+
+        async def crash() -> None:
+            # kill -9 once enough is acknowledged, with submits and completions in flight
+            await poll_store(lambda: _enough(submitted, completed), timeout_s=30)
+            await asyncio.to_thread(server.kill)
+            killed.set()
+
+        await asyncio.gather(submit(), work(), crash())
+        assert failures >= 1  # the crash was seen mid-way
+        server.start()  # same port, same data folder: the AOF is replayed
+        # the same store object reconnects by itself
+        after = await store.submit(JobSpec("f", {"a.x": ["after"]}))
+        for job_id in submitted:
+            job = await store.get(job_id)
+            assert job is not None, f"acknowledged job {job_id} lost"
+        for job_id in completed:
+            job = await store.get(job_id)
+            assert job is not None and job.status == "completed", job
+        queued = await store.list_jobs(status="queued", limit=100_000)
+        assert after in {j.id for j in queued}
+        # nothing was taken twice: every claim before the crash is completed or still queued
+        states = {j.id: j.status for j in await store.list_jobs(limit=100_000)}
+        assert set(submitted) <= set(states)
+        assert {s for job_id, s in states.items() if job_id in submitted} <= {
+            "queued",
+            "running",
+            "completed",
+        }
+    finally:
+        await store.close()
+        server.destroy()
+
+
+async def _enough(submitted: list[str], completed: list[str]) -> bool:
+    return len(submitted) >= 300 and len(completed) >= 100
+
+
+async def test_every_call_has_a_deadline_and_the_store_reconnects(own_server: RedisServer) -> None:
+    store = open_store(own_server.url(1), timeout_s=0.3, connect_timeout_s=0.3)
+    await store.open()
+    try:
+        job_id = await store.submit(JobSpec("f", {}))
+        own_server.pause()  # SIGSTOP: the server takes connections but answers nothing
+        try:
+            for call in (store.get(job_id), store.claim("default", "w", limit=1, lease_s=5)):
+                began = time.monotonic()
+                with pytest.raises(wf.StoreError):
+                    await call
+                assert time.monotonic() - began < 2.0  # its deadline, not redis-py's defaults
+        finally:
+            own_server.cont()
+        job = await store.get(job_id)  # a new connection replaces the one that timed out
+        assert job is not None and job.status == "queued"
+        own_server.kill()
+        with pytest.raises(wf.StoreError):
+            await store.get(job_id)
+        own_server.start()  # (persistence off: the data is gone, the store works again)
+        assert await store.get(job_id) is None
+        assert await store.submit(JobSpec("f", {}))
+    finally:
+        await store.close()
+
+
+async def test_the_password_of_the_url_is_never_printed(own_server: RedisServer, tmp_path: Path) -> None:
+    client = aioredis.Redis.from_url(own_server.url(0))
+    await client.config_set("requirepass", "s3cret-pw")
+    await client.aclose()
+    url = f"redis://:s3cret-pw@127.0.0.1:{own_server.port}/2"
+    store = open_store(url)
+    assert "s3cret-pw" not in store.url and ":***@" in store.url
+    wrong = open_store(f"redis://:wrong-pw@127.0.0.1:{own_server.port}/2")
+    with pytest.raises(wf.StoreError) as refused:
+        await wrong.open()
+    assert "wrong-pw" not in str(refused.value)
+    bad = cli("jobs", "list", "--store", f"redis://:wrong-pw@127.0.0.1:{own_server.port}/2")
+    assert bad.returncode == 1 and "wrong-pw" not in bad.stdout + bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    with WorkerProcess(url, tmp_path / "w.log", "--worker-id", "w1") as worker:
+        await poll_store(lambda: _started(worker), timeout_s=30)
+        assert worker.terminate() == 0
+    out = worker.output()
+    assert "s3cret-pw" not in out and ":***@" in out
+
+
+async def _started(worker: WorkerProcess) -> bool:
+    return "worker_started" in worker.output()
+
+
+def test_reading_commands_write_nothing(redis_url: str) -> None:
+    for command in (["list"], ["show", "abc"], ["steps", "abc"], ["wait", "abc", "--timeout", "0.1"]):
+        p = cli("jobs", *command, "--store", redis_url)
+        assert p.returncode in (0, 2), p.stderr
+    assert asyncio.run(_dbsize(redis_url)) == 0
+    p = cli("jobs", "submit", "one", "--input", 'a.item={"x": 1}', "--store", redis_url)
+    assert p.returncode == 0, p.stderr
+    assert asyncio.run(_dbsize(redis_url)) > 0
