@@ -67,21 +67,19 @@ local function holds(id, worker, token)
 end
 """
 
-# ARGV: prefix, now, then per job 9 + 2n items: id, keyfield ("" none), queue, priority,
-# run_at, runkey, delayed ("1"/"0"), event data, n, then n field/value pairs.
+# ARGV: prefix, now, then one MessagePack array (packing a batch in one argument spares
+# the client encoding every field as an argument of its own) of jobs, each
+# [id, keyfield ("" none), queue, priority, run_at, runkey, delayed ("1"/"0"), event data,
+# [field, value, ...]], every value text.
 # Returns id, created (1/0) per job. A job id already present (the script ran before, its
 # answer lost with the connection) answers as created: a retried submit is harmless.
 SUBMIT = r"""
 local now = ARGV[2]
 local out = {}
 local woken = {}
-local i = 3
-while i <= #ARGV do
-  local id, keyfield, q, prio, run_at, runkey, delayed, data, n =
-    ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], tonumber(ARGV[i+8])
-  local fields = {}
-  for k = 1, 2 * n do fields[k] = ARGV[i + 8 + k] end
-  i = i + 9 + 2 * n
+for _, job in ipairs(cmsgpack.unpack(ARGV[3])) do
+  local id, keyfield, q, prio, run_at, runkey, delayed, data, fields =
+    job[1], job[2], job[3], job[4], job[5], job[6], job[7], job[8], job[9]
   local held = false
   if keyfield ~= '' then held = redis.call('HGET', P .. ':keys', keyfield) end
   if held then

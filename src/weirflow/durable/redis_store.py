@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import msgpack
+
 from ..errors import JobError, LeaseLostError
 from . import rules
 from .models import (
@@ -54,25 +56,26 @@ class RedisStore(RedisSchedules):
         if not specs:
             return []
         now = self.clock()
-        args: list[Any] = [num(now)]
+        jobs: list[list[Any]] = []
         for spec in specs:
             job = rules.new_job(spec, uuid.uuid4().hex, now)
             present, _ = job_fields(job)
             _, data = rules.queued_event(spec)
             keyfield = "" if spec.idempotency_key is None else _keyfield(spec.queue, spec.idempotency_key)
-            args += [
-                job.id,
-                keyfield,
-                job.queue,
-                str(job.priority),
-                num(job.run_at),
-                runkey(job.run_at),
-                "1" if job.run_at > now else "0",
-                _json(data),
-                str(len(present)),
-            ]
-            for name, text in present.items():
-                args += [name, text]
+            jobs.append(
+                [
+                    job.id,
+                    keyfield,
+                    job.queue,
+                    str(job.priority),
+                    num(job.run_at),
+                    runkey(job.run_at),
+                    "1" if job.run_at > now else "0",
+                    _json(data),
+                    [text for pair in present.items() for text in pair],
+                ]
+            )
+        args = [num(now), msgpack.packb(jobs)]
         # (the script is safe to repeat: a job id it finds made answers as before)
         flat = await self._run("SUBMIT", args, retry=True)
         out = [(_s(flat[i]), bool(flat[i + 1])) for i in range(0, len(flat), 2)]
