@@ -120,7 +120,7 @@ async def test_every_call_has_a_deadline_and_the_store_reconnects(own_server: Re
                 began = time.monotonic()
                 with pytest.raises(wf.StoreError):
                     await call
-                assert time.monotonic() - began < 2.0  # its deadline, not redis-py's defaults
+                assert time.monotonic() - began < 5.0  # its deadline (0.6 s), not redis-py's (none)
         finally:
             own_server.cont()
         job = await store.get(job_id)  # a new connection replaces the one that timed out

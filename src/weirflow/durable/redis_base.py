@@ -128,6 +128,7 @@ class RedisBase:
         """Connect (nothing is written: a store is made by its first write)."""
         if self._redis is not None:
             return
+        self._closing = False
         client = self._client(socket_timeout=self.timeout_s)
         self._scripts = {
             name: client.register_script(redis_lua.COMMON + getattr(redis_lua, name)) for name in SCRIPTS
@@ -141,14 +142,15 @@ class RedisBase:
             raise
 
     async def close(self) -> None:
+        self._closing = True  # (until the next open: the listener must not start again)
         if self._listener is not None:
-            self._closing = True
             self._listener.cancel()
-            # (redis-py may swallow a cancel that lands in the middle of a read: the loop
-            # stops at ``_closing`` then, and close waits at most a deadline for it)
+            # A cancel can be lost in a read (Python 3.11's asyncio.timeout turns a cancel
+            # that meets its deadline into TimeoutError, which the listener takes for a lost
+            # connection): the loop then stops at ``_closing``. Close waits at most a
+            # deadline for it.
             await asyncio.wait([self._listener], timeout=self.timeout_s)
             self._listener = None
-            self._closing = False
         if self._redis is not None:
             client, self._redis = self._redis, None
             await client.aclose()
@@ -184,6 +186,8 @@ class RedisBase:
     # -- notifications -------------------------------------------------------------------
 
     def _start_listening(self) -> None:
+        if self._closing:
+            return
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(
                 self._listen(), name="weirflow:redis-listen"
