@@ -15,6 +15,7 @@ from .delivery import hold
 from .gil import let_threads_in
 from .hooks import HookPoint
 from .journal import Step
+from .lanes import FAIR_SHARE_CALLS, Lanes
 from .replay import rerun_ended
 from .results import format_traceback
 from .shared_queue import SharedSlotQueue
@@ -28,11 +29,8 @@ if TYPE_CHECKING:
     from .job import Job
     from .replay import Rerun
 
-#: handler calls a runner makes in a row before it yields the event loop to other tasks
-FAIR_SHARE_CALLS = 100
 
-
-class RoutineRunner:
+class RoutineRunner(Lanes):
     """Runs one routine of one job: waits for ready activations and calls handlers."""
 
     def __init__(
@@ -59,6 +57,7 @@ class RoutineRunner:
         self.policy = routine.on_error
         self.active = 0
         self.waiter: asyncio.Future[None] | None = None
+        self.init_lanes()
         self.paused = False
         self.resumed: asyncio.Future[None] = job.loop.create_future()
         self.calls = 0
@@ -93,6 +92,8 @@ class RoutineRunner:
             self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        if self.lane_waiters:
+            self.wake_lane()
 
     def on_item(self) -> None:
         """An item was queued in one of this routine's shared slots (lock held)."""
@@ -173,7 +174,19 @@ class RoutineRunner:
                     let_threads_in()
                     await asyncio.sleep(0)
                     continue
-                if self.concurrency > 1:
+                if self.concurrency > 1 and self._lanes_fit(act):
+                    # up to ``concurrency`` lanes take the items themselves; this task
+                    # starts them as items wait, and sees the routine go idle
+                    want = min(self.concurrency, len(act.queues[0].items))
+                    while self.lanes < want:
+                        self.lanes += 1
+                        task = loop.create_task(self._lane(act))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                    self.waiter = loop.create_future()
+                    await self.waiter
+                    streak = 0
+                elif self.concurrency > 1:
                     # counted now, not when the task starts: the routine is busy from here
                     self.active += 1
                     job.call_started()

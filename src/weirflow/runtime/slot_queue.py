@@ -123,6 +123,8 @@ class SlotQueue:
             runner.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        if runner.lane_waiters:
+            runner.wake_lane()
 
     async def put(
         self, item: Any, timeout_s: float | None, parks_call: bool, *, of_input: bool = False
