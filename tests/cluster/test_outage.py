@@ -175,3 +175,27 @@ async def test_no_password_in_logs_or_errors(own_server: RedisServer, registries
     text = repr(logs) + str(failed.value) + str(refused.value) + repr(reg.status_report())
     assert logs and "redis://:***@127.0.0.1" in repr(logs)
     assert secret not in text
+
+
+@pytest.mark.slow
+async def test_start_against_a_stopped_redis_fails_within_the_deadline_and_require_false_waits(
+    own_server: RedisServer, registries: Make
+) -> None:
+    url = own_server.url(0)
+    writer = registries(url)
+    await writer.start()
+    node = await writer.register("a", pool="p", capacity=1)
+    own_server.pause()
+    try:
+        reg = registries(url, deadline_s=DEADLINE_S)
+        t = time.monotonic()
+        with pytest.raises(wf.ClusterError, match="no answer within"):
+            await reg.start()
+        assert time.monotonic() - t < DEADLINE_S + SLACK_S  # connected, then no answer: the deadline
+        patient = registries(url, deadline_s=DEADLINE_S)
+        await patient.start(require=False)  # starts empty, not normal
+        assert patient.nodes() == [] and patient.status != "normal"
+    finally:
+        own_server.cont()
+    await patient.wait_for(lambda: patient.get("a") == node, timeout_s=5)  # listed once Redis answers
+    await patient.wait_status("normal", timeout_s=5)
