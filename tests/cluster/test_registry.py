@@ -209,3 +209,22 @@ async def test_start_fails_fast_when_redis_is_not_there(registries: Make) -> Non
 def test_wf_cluster_is_the_package() -> None:
     assert wf.cluster.Registry is Registry
     assert issubclass(wf.cluster.NodeGoneError, wf.ClusterError)
+
+
+async def test_old_tombstones_are_forgotten_locally_and_live_nodes_kept(
+    redis_url: str, registries: Make
+) -> None:
+    reg = registries(redis_url, probe_interval_s=60)
+    await reg.start()
+    await reg.register("gone", pool="p", capacity=1)
+    await reg.remove("gone")
+    live = await reg.register("live", pool="p", capacity=1)
+    await asyncio.sleep(0.002)  # "recent" gets a later heartbeat_at (Redis time, in ms)
+    await reg.register("recent", pool="p", capacity=1)
+    await reg.remove("recent")
+    tomb = reg.cache.records["gone"]
+    assert tomb.state == "down"
+    # what the probe does every 10 s: forget tombstones older than ttl_s + tombstone_ttl_s
+    assert reg.cache.prune_tombstones(before=tomb.heartbeat_at + 0.0005) == 1
+    assert "gone" not in reg.cache.records and "recent" in reg.cache.records
+    assert reg.get("live") == live and [n.id for n in reg.nodes()] == ["live"]

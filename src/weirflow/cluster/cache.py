@@ -113,6 +113,16 @@ class NodeCache:
         for node_id in list(self.reservations):
             self._reindex(node_id)
 
+    def prune_tombstones(self, before: float) -> int:
+        """Forget tombstones whose node's last heartbeat is older than ``before`` (Unix s),
+        so ids that come and go do not pile up. Safe: the follower only reads forward, so
+        no entry older than a forgotten tombstone can arrive after it (Redis itself drops
+        tombstones after ``tombstone_ttl_s``)."""
+        gone = [i for i, n in self.records.items() if n.state == "down" and n.heartbeat_at < before]
+        for node_id in gone:
+            del self.records[node_id]
+        return len(gone)
+
     # -- reads -----------------------------------------------------------------------
 
     def _live(self, node_id: str) -> Node | None:

@@ -132,6 +132,7 @@ class Registry:
         self._scripts: dict[str, Any] = {}
         self._closed = False
         self._decode = Decoder()
+        self._next_prune = 0.0
         self._epoch_seed = uuid.uuid4().hex
         self._calls_made = 0
 
@@ -472,6 +473,9 @@ class Registry:
                 self._current_at = time.monotonic()
             if self._calls.state == "closed":
                 self._update_status()
+            if time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + min(10.0, self.tombstone_ttl_s)
+                self.cache.prune_tombstones(time.time() - self.ttl_s - self.tombstone_ttl_s)
 
     def status_report(self) -> dict[str, object]:
         """Status, revision, staleness and metrics as plain values (``/readyz``, the CLI)."""
