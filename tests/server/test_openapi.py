@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.redisserver import RedisServer
 from tests.server.conftest import ADMIN_KEY, Live, live_server
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -38,12 +39,17 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def keyed_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def keyed_live(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[Live]:
     # short caps on server-side waits keep generated requests fast; a SQLite store makes the
-    # /api/store routes reach it
+    # /api/store routes reach it, a node registry /api/nodes
     store = f"sqlite:///{tmp_path_factory.mktemp('store') / 'weirflow.db'}"
     with live_server(
-        api_keys=f"{ADMIN_KEY}:admin", max_send_timeout_s=0.5, max_wait_s=0.5, pause_wait_s=0.5, store=store
+        api_keys=f"{ADMIN_KEY}:admin",
+        max_send_timeout_s=0.5,
+        max_wait_s=0.5,
+        pause_wait_s=0.5,
+        store=store,
+        registry=redis_server.new_database(),
     ) as s:
         yield s
 

@@ -51,6 +51,7 @@ class Membership:
         self.beats = 0
         self._task: asyncio.Task[None] | None = None
         self._leaving: asyncio.Task[None] | None = None
+        self._rng = random.Random()
 
     async def start(self) -> None:
         """Start the registry, register the node (``ClusterError`` if Redis cannot be reached)."""
@@ -88,7 +89,7 @@ class Membership:
 
     async def _beat(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))  # a rate, with jitter
+            await asyncio.sleep(self.interval_s * self._rng.uniform(0.8, 1.0))  # a rate, with jitter
             try:
                 await self.beat()
             except ClusterError as e:

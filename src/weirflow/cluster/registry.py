@@ -133,6 +133,9 @@ class Registry:
         self._closed = False
         self._decode = Decoder()
         self._next_prune = 0.0
+        # jitter from a generator of our own: the module's shared one is other code's
+        # (hypothesis, for one, checks nobody else draws from it)
+        self._rng = random.Random()
         self._epoch_seed = uuid.uuid4().hex
         self._calls_made = 0
 
@@ -295,10 +298,10 @@ class Registry:
         return await self._calls.call(what, lambda: fn(keys=keys, args=argv))
 
     def _expire_in_ms(self) -> int:
-        return int(self.ttl_s * 1000 * (1 + random.uniform(0, self.ttl_jitter)))
+        return int(self.ttl_s * 1000 * (1 + self._rng.uniform(0, self.ttl_jitter)))
 
     def _tombstone_ms(self) -> int:
-        return int(self.tombstone_ttl_s * 1000 * (1 + random.uniform(0, self.ttl_jitter)))
+        return int(self.tombstone_ttl_s * 1000 * (1 + self._rng.uniform(0, self.ttl_jitter)))
 
     def _took(self, flat: list[str]) -> Node:
         node = self._decode(pairs(flat))
@@ -428,7 +431,7 @@ class Registry:
                 self._update_status()
                 log.debug("cluster registry: follow failed", error=str(e), url=self.safe_url)
                 await self._not_open.wait()
-                await asyncio.sleep(backoff_s * random.uniform(0.5, 1.0))  # backoff, not a wait for state
+                await asyncio.sleep(backoff_s * self._rng.uniform(0.5, 1.0))  # backoff, not a wait for state
                 backoff_s = min(backoff_s * 2, 1.0)
 
     async def _read_log(self, *, block: bool = True) -> None:
@@ -461,7 +464,7 @@ class Registry:
     async def _probe(self) -> None:
         """The sweep as liveness probe: expires due nodes and notices outages and lost data."""
         while not self._closed:
-            await asyncio.sleep(self.probe_interval_s * random.uniform(0.8, 1.2))  # a rate
+            await asyncio.sleep(self.probe_interval_s * self._rng.uniform(0.8, 1.2))  # a rate
             before = self.revision  # the follower may apply newer entries while the sweep is out
             try:
                 server_rev, _, epoch = await self._sweep()
