@@ -153,3 +153,36 @@ async def test_jobs_without_hooks_of_their_own_see_hooks_added_to_the_engine_lat
         third = await engine.start(flow, {"r0.inp": [1]})
         await third.wait(timeout_s=10)
         assert seen.jobs == [second.id]
+
+
+async def test_a_handler_still_running_when_its_job_is_forgotten_is_refused_as_finished() -> None:
+    """A plain ``def`` call cannot be cancelled: one that goes on after its job was cancelled
+    and forgotten gets ``JobFinishedError`` from ``ctx.emit``, as before the release."""
+    go, done = threading.Event(), threading.Event()
+    raised: list[BaseException] = []
+
+    class Late(wf.Routine):
+        inp = wf.Slot()
+        out = wf.Event()
+
+        @inp.handler
+        def late(self, item: int, ctx: wf.Context) -> None:
+            started.set()
+            go.wait(10)
+            try:
+                ctx.emit(self.out, item)
+            except Exception as e:  # noqa: BLE001 - the test records what it raised
+                raised.append(e)
+            finally:
+                done.set()
+
+    started = threading.Event()
+    async with wf.Engine() as engine:
+        job = await engine.start(_chain("late", Late(), Collect()), {"r0.inp": [1]})
+        assert await asyncio.to_thread(started.wait, 10)
+        await job.cancel()
+        engine.forget(job.id)
+        assert job.released
+        go.set()
+        assert await asyncio.to_thread(done.wait, 10)
+    assert [type(e) for e in raised] == [wf.JobFinishedError]

@@ -332,6 +332,8 @@ class RoutineRunner(Lanes):
         name = event if type(event) is str else event.name  # type: ignore[union-attr]
         route = self.routes.get(name)
         if route is None:
+            if self.job.finished:  # (a released job's runners have no routes left)
+                self.job.refuse(f"emit on {self.name}.{name}")
             raise WeirflowError(
                 f"routine {self.name!r} has no event {name!r} (events: {', '.join(self.routes) or 'none'})"
             )

@@ -343,6 +343,8 @@ def emit_from_thread(runner: RoutineRunner, event: Event | str, item: Any, ctx: 
     name = event if type(event) is str else event.name  # type: ignore[union-attr]
     route = runner.routes.get(name)
     if route is None:
+        if runner.job.finished:  # (a released job's runners have no routes left)
+            raise JobFinishedError(f"job {runner.job.id} is {runner.job.status.value}; emit refused")
         raise WeirflowError(
             f"routine {runner.name!r} has no event {name!r} (events: {', '.join(runner.routes) or 'none'})"
         )
