@@ -1,4 +1,8 @@
-"""``weirflow worker``: run durable jobs from a store until SIGTERM or SIGINT."""
+"""``weirflow worker``: run durable jobs from a store until SIGTERM or SIGINT.
+
+With ``--processes N`` (N > 1) the command is a supervisor of N worker processes
+(``weirflow.supervise.workers``): a worker that dies or hangs is replaced, and a
+SIGTERM or SIGINT stops them all within the grace period (plus a second at most)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import asyncio
 import gc
 import signal
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -15,6 +19,8 @@ from ..durable.alerts import AlertRules
 from ..durable.models import Rate, Retention
 from ..durable.store import DEFAULT_MAX_STALLS
 from ..durable.worker import DEFAULT_CONCURRENCY, Worker
+from ..supervise.settings import load_supervise_settings
+from ..supervise.workers import WorkerSupervisor
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
 from .nodes import node_membership
 
@@ -98,13 +104,37 @@ def worker(
         typer.Option("--alert-webhook", metavar="URL", callback=_http_url, help="POST alerts to this URL."),
     ] = None,
     shutdown_grace: Annotated[
-        float,
+        float | None,
         typer.Option(
+            "--grace-s",
             "--shutdown-grace",
             metavar="S",
-            help="On SIGTERM, let running jobs finish for S; then give them back and exit.",
+            help="On SIGTERM, let running jobs finish for S; then give them back and exit "
+            "(default: WEIRFLOW_GRACE_S, else 10).",
         ),
-    ] = 30.0,
+    ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="Worker processes under a supervisor that replaces a dead or hung one.",
+        ),
+    ] = 1,
+    health_interval_s: Annotated[
+        float | None,
+        typer.Option("--health-interval-s", metavar="S", help="With --processes: most time between checks."),
+    ] = None,
+    health_failures: Annotated[
+        int | None,
+        typer.Option(
+            "--health-failures", metavar="N", help="With --processes: failed checks to replace one."
+        ),
+    ] = None,
+    max_rss_mb: Annotated[
+        float | None,
+        typer.Option("--max-rss-mb", metavar="MB", help="With --processes: replace one past this memory."),
+    ] = None,
     schedules: Annotated[
         bool,
         typer.Option("--schedules/--no-schedules", help="Fire the queue's schedules' ticks."),
@@ -144,22 +174,31 @@ def worker(
                 failure_window_s=alert_window,
                 webhook_url=alert_webhook,
             )
-        the_worker = Worker(
-            store,
-            loaded,
-            queue=queue,
-            concurrency=concurrency,
-            queue_concurrency=queue_concurrency,
-            rate=Rate.parse(rate) if rate else None,
-            lease_s=lease,
-            worker_id=worker_id,
-            max_stalls=max_stalls,
-            retention=retention,
-            alerts=alerts,
-            shutdown_grace_s=shutdown_grace,
-            schedules=schedules,
-            exit_after_grace=True,  # a def handler's thread cannot be stopped: the process ends
+        settings = load_supervise_settings(
+            grace_s=shutdown_grace,
+            health_interval_s=health_interval_s,
+            health_failures=health_failures,
+            max_rss_mb=max_rss_mb,
         )
+        options: dict[str, Any] = {
+            "queue": queue,
+            "concurrency": concurrency,
+            "queue_concurrency": queue_concurrency,
+            "rate": Rate.parse(rate) if rate else None,
+            "lease_s": lease,
+            "max_stalls": max_stalls,
+            "retention": retention,
+            "alerts": alerts,
+            "shutdown_grace_s": settings.grace_s,
+            "schedules": schedules,
+        }
+        if processes > 1:
+            if registry is not None:
+                raise ValueError("--registry is not supported with --processes > 1 (yet): run one per node")
+            _supervise(store, flows, loaded, processes, options, worker_id, settings)
+            return
+        # a def handler's thread cannot be stopped: the process ends after the grace
+        the_worker = Worker(store, loaded, worker_id=worker_id, exit_after_grace=True, **options)
         member = node_membership(
             registry,
             the_worker,
@@ -174,6 +213,35 @@ def worker(
             flush=True,
         )
         asyncio.run(_run(the_worker, member))
+
+
+def _supervise(
+    store: str,
+    flows: str,
+    loaded: list[Any],
+    processes: int,
+    options: dict[str, Any],
+    worker_id: str | None,
+    settings: Any,
+) -> None:
+    supervisor = WorkerSupervisor(
+        store, flows, processes=processes, worker_options=options, worker_id=worker_id, settings=settings
+    )
+    names = ", ".join(f.name for f in loaded)
+    print(
+        f"weirflow worker {supervisor.worker_id}: {processes} processes, queue {options['queue']!r}, "
+        f"flows: {names}",
+        file=sys.stderr,
+        flush=True,
+    )
+    asyncio.run(_run_supervisor(supervisor))
+
+
+async def _run_supervisor(supervisor: WorkerSupervisor) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, supervisor.stop)
+    await supervisor.run()
 
 
 async def _run(the_worker: Worker, member: Membership | None = None) -> None:

@@ -60,6 +60,11 @@ class Worker(Running, Upkeep, Shutdown):
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """``stop()`` was called: no more claims."""
+        return self._stopping.is_set()
+
     def stop(self) -> None:
         """Stop claiming; ``run()`` returns once running jobs are finished or given back."""
         self._stopping.set()

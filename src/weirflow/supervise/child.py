@@ -102,6 +102,7 @@ class ChildProcess:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_notification: Callable[[str, Any], None] | None = None,
         on_exit: Callable[[ExitInfo], None] | None = None,
+        daemon: bool = True,
     ) -> None:
         self.entry = entry
         self.arg = arg
@@ -109,6 +110,9 @@ class ChildProcess:
         self.max_frame_bytes = max_frame_bytes
         self.on_notification = on_notification
         self.on_exit = on_exit
+        # a daemonic process may not start processes of its own (multiprocessing refuses):
+        # a durable worker child needs them for its executor = "process" routines
+        self.daemon = daemon
         self.process: multiprocessing.process.BaseProcess | None = None
         self.last_exit: ExitInfo | None = None
         self.ready_info: Any = None
@@ -142,7 +146,7 @@ class ChildProcess:
             target=child_entry,
             args=(child_end, self.entry, self.arg, self.max_frame_bytes),
             name=self.name,
-            daemon=True,
+            daemon=self.daemon,
         )
         self._ready = loop.create_future()
         process.start()

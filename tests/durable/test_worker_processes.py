@@ -1,0 +1,231 @@
+"""``weirflow worker --processes N`` and ``WorkerSupervisor`` with real processes: a worker
+child killed with ``kill -9`` is replaced and the job it held resumes at once, exactly
+once; a ``SIGSTOP``ped child is replaced by its health checks while the others stay
+healthy; ``SIGTERM`` stops every child within the grace period plus a second, releases
+the leases of what was still running, and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+
+from weirflow.durable import JobSpec, Store, open_store
+from weirflow.supervise.settings import SuperviseSettings
+from weirflow.supervise.workers import WorkerChildInfo, WorkerSupervisor
+
+from .helpers import poll_store
+from .procs import FLOWS_MODULE, ROOT, WorkerProcess, cli
+
+LONG_S = 60.0  # a first attempt that only a kill or the end of the grace cuts short
+
+
+def starts(log: Path) -> Counter[tuple[str, int]]:
+    """(job, attempt) of each handler call started, from the steps log."""
+    if not log.exists():
+        return Counter()
+    found: Counter[tuple[str, int]] = Counter()
+    for line in log.read_text().split():
+        kind, job, _routine, attempt, *_ = line.split(":")
+        if kind == "start":
+            found[(job, int(attempt))] += 1
+    return found
+
+
+def ends(log: Path) -> Counter[tuple[str, int]]:
+    found: Counter[tuple[str, int]] = Counter()
+    for line in log.read_text().split():
+        kind, job, _routine, attempt, *_ = line.split(":")
+        if kind == "end":
+            found[(job, int(attempt))] += 1
+    return found
+
+
+async def completed(store: Store, job_ids: list[str]) -> bool:
+    for job_id in job_ids:
+        job = await store.get(job_id)
+        if job is None or job.status != "completed":
+            return False
+    return True
+
+
+def _cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+async def test_a_worker_child_killed_with_sigkill_is_replaced_and_its_job_resumes(
+    url: str, tmp_path: Path
+) -> None:
+    steps_log = tmp_path / "steps.log"
+    store = open_store(url)
+    await store.open()
+    item = {"first_sleep_s": LONG_S, "sleep_s": 0.1, "log": str(steps_log), "times": True}
+    settings = SuperviseSettings(grace_s=1.0, health_interval_s=0.5)
+    # a lease far longer than the test: only the replacement's recovery can resume the job
+    options = {"lease_s": 120.0, "concurrency": 1}
+    try:
+        job_id = await store.submit(JobSpec(flow="one", inputs={"a.item": [item]}))
+        sup = WorkerSupervisor(url, FLOWS_MODULE, processes=2, worker_options=options, settings=settings)
+        async with sup:
+            await poll_store(lambda: _started(steps_log, job_id, 1), timeout_s=60)
+            held = await store.get(job_id)
+            assert held is not None and held.worker_id is not None
+            (victim,) = [c for c in sup.children() if c.worker_id == held.worker_id]
+            assert victim.pid is not None
+            os.kill(victim.pid, signal.SIGKILL)
+
+            def replaced(children: list[WorkerChildInfo]) -> bool:
+                c = children[victim.slot]
+                return c.restarts == 1 and c.state == "running" and c.pid not in (None, victim.pid)
+
+            await sup.wait_for(replaced, timeout_s=60)
+            info = sup.children()[victim.slot]
+            assert info.last_exit is not None and info.last_exit["signal"] == "SIGKILL"
+            assert info.worker_id == victim.worker_id  # the same worker id: it recovers the job
+            assert [c.restarts for c in sup.children() if c.slot != victim.slot] == [0]
+            await poll_store(lambda: completed(store, [job_id]), timeout_s=60)
+        job = await store.get(job_id)
+        assert job is not None and job.outputs is not None and len(job.outputs["a.out"]) == 1
+        assert starts(steps_log) == Counter({(job_id, 1): 1, (job_id, 2): 1})
+        assert ends(steps_log) == Counter({(job_id, 2): 1})  # the killed attempt never ended
+        assert not [c for c in sup.children() if c.pid is not None]
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+async def test_a_sigstopped_worker_child_is_replaced_while_the_others_stay_healthy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'weirflow.db'}"
+    interval_s, failures = 0.5, 2
+    settings = SuperviseSettings(grace_s=1.0, health_interval_s=interval_s, health_failures=failures)
+    sup = WorkerSupervisor(url, FLOWS_MODULE, processes=3, settings=settings)
+    async with sup:
+        await sup.wait_for(lambda cs: all(c.state == "running" for c in cs), timeout_s=60)
+        # every child has answered a check: deadlines are measured
+        await sup.wait_for(lambda cs: all(c.health["last_ok_at"] for c in cs), timeout_s=30)
+        victim = sup.children()[1]
+        assert victim.pid is not None
+        stopped_at = time.time()
+        os.kill(victim.pid, signal.SIGSTOP)
+        await sup.wait_for(lambda cs: cs[1].restarts == 1 and cs[1].state == "running", timeout_s=60)
+        info = sup.children()[1]
+        assert info.last_exit is not None and info.last_exit["signal"] == "SIGKILL"
+        assert info.reason is not None and info.reason.startswith("unhealthy")
+        took = info.last_exit["at"] - stopped_at
+        deadline = victim.health["deadline_s"]
+        assert took <= interval_s * failures + deadline + 1.0, took
+        # the other two kept being checked on schedule, and answered every time
+        for other in (sup.children()[0], sup.children()[2]):
+            assert other.restarts == 0 and other.health["failures"] == 0
+            assert other.health["last_ok_at"] >= time.time() - interval_s - 1.0
+        assert not psutil.pid_exists(victim.pid) or not alive(psutil.Process(victim.pid))
+
+
+@pytest.mark.slow
+async def test_sigterm_stops_worker_processes_within_the_grace_and_loses_nothing(
+    url: str, tmp_path: Path
+) -> None:
+    grace_s = 2.0
+    steps_log = tmp_path / "steps.log"
+    store = open_store(url)
+    await store.open()
+    try:
+        long_jobs, short_jobs = [], []
+        for flow in ("one", "blocking", "in_process"):  # async, def and process handlers
+            item = {"first_sleep_s": LONG_S, "sleep_s": 0.1, "log": str(steps_log), "times": True}
+            long_jobs.append(await store.submit(JobSpec(flow=flow, inputs={"a.item": [item]})))
+        for _ in range(3):
+            item = {"sleep_s": 0.1, "log": str(steps_log), "times": True}
+            short_jobs.append(await store.submit(JobSpec(flow="steps3", inputs={"a.item": [item]})))
+        args = ("--processes", "3", "--concurrency", "2", "--grace-s", str(grace_s), "--lease", "120")
+        with WorkerProcess(url, tmp_path / "sup.log", *args) as sup:
+            await poll_store(lambda: completed(store, short_jobs), timeout_s=90)
+            await poll_store(lambda: _all_started(steps_log, long_jobs), timeout_s=90)
+            tree = psutil.Process(sup.proc.pid).children(recursive=True)
+            # three worker children (and multiprocessing's resource tracker), and under them the
+            # process of the job with executor = "process"
+            workers = [p for p in tree if p.ppid() == sup.proc.pid and "spawn_main" in " ".join(p.cmdline())]
+            assert len(workers) == 3 and len(tree) >= 5, tree
+            asked = time.monotonic()
+            code = sup.terminate(timeout_s=30)
+            took = time.monotonic() - asked
+            assert code == 0
+            assert grace_s <= took <= grace_s + 1.0, took
+            # nothing is left but multiprocessing's resource tracker, which ends by itself once
+            # the supervisor's pipe to it is closed
+            left = [p for p in tree if alive(p)]
+            assert all("resource_tracker" in _cmdline(p) for p in left), [_cmdline(p) for p in left]
+            _, still = psutil.wait_procs(left, timeout=10)
+            assert not still, still
+            output = sup.output()
+        assert "jobs_released" in output and "worker_supervisor_stopped" in output
+        for job_id in long_jobs:
+            job = await store.get(job_id)
+            assert job is not None and job.status == "queued", job  # given back, not waiting for its lease
+            assert [e.kind for e in await store.events(job_id=job_id)][-1] == "released"
+        # another worker takes them at once (their leases would last 120 s)
+        with WorkerProcess(url, tmp_path / "next.log", "--lease", "120") as nxt:
+            await poll_store(lambda: completed(store, long_jobs), timeout_s=60)
+            assert nxt.terminate() == 0
+        for job_id in long_jobs + short_jobs:
+            job = await store.get(job_id)
+            assert job is not None and job.outputs is not None
+            (outputs,) = job.outputs.values()
+            assert len(outputs) == 1, job.outputs
+        # every step of every job ran once, but a long one's first attempt, cut short, once more
+        calls = starts(steps_log)
+        for job_id in long_jobs:
+            assert calls[(job_id, 1)] == 1 and calls[(job_id, 2)] == 1
+            assert ends(steps_log)[(job_id, 1)] == 0
+        for job_id in short_jobs:
+            assert calls[(job_id, 1)] == 3 and calls[(job_id, 2)] == 0
+    finally:
+        await store.close()
+
+
+def test_bad_supervisor_settings_exit_2_with_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'weirflow.db'}"
+    done = cli(
+        "worker", "--store", url, "--flows", FLOWS_MODULE, "--processes", "2", "--health-failures", "0"
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: WEIRFLOW_HEALTH_FAILURES"), done.stderr
+    env = {**os.environ, "WEIRFLOW_GRACE_S": "-1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "weirflow", "worker", "--store", url, "--flows", FLOWS_MODULE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "WEIRFLOW_GRACE_S" in done.stderr, done.stderr
+
+
+async def _started(log: Path, job_id: str, attempt: int) -> bool:
+    return starts(log)[(job_id, attempt)] >= 1
+
+
+async def _all_started(log: Path, job_ids: list[str]) -> bool:
+    found = starts(log)
+    return all(found[(j, 1)] >= 1 for j in job_ids)
