@@ -46,21 +46,23 @@ LEASE_S = 5.0
 GRACE_S = 1.0
 
 
-def _starts(log: Path, job_id: str, attempt: int) -> float | None:
+def _starts(log: Path, job_id: str, n: int) -> float | None:
+    """When the ``n``-th call (1, 2...) of ``job_id``'s step started, from the steps log."""
     if not log.exists():
         return None
+    times = []
     for line in log.read_text().split():
-        kind, job, _routine, n, _pid, t, *_ = line.split(":")
-        if kind == "start" and job == job_id and int(n) == attempt:
-            return float(t)
-    return None
+        kind, job, _routine, _attempt, _pid, t, *_ = line.split(":")
+        if kind == "start" and job == job_id:
+            times.append(float(t))
+    return times[n - 1] if len(times) >= n else None
 
 
-async def _wait_start(log: Path, job_id: str, attempt: int, timeout_s: float = 120) -> float:
+async def _wait_start(log: Path, job_id: str, n: int, timeout_s: float = 120) -> float:
     deadline = time.monotonic() + timeout_s
-    while (t := _starts(log, job_id, attempt)) is None:
+    while (t := _starts(log, job_id, n)) is None:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"attempt {attempt} of {job_id} did not start")
+            raise TimeoutError(f"call {n} of {job_id} did not start")
         await asyncio.sleep(0.01)  # another process's file: nothing here to wait on
     return t
 
@@ -113,7 +115,14 @@ async def reclaim_once(url: str, how: str, tmp: Path) -> float:
     await store.open()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        item = {"first_sleep_s": LONG_S, "sleep_s": 0, "log": str(log), "times": True}
+        once = str(log) + ".once"  # the first call is long, the next one (the resumed job) short
+        item = {
+            "first_sleep_s": LONG_S,
+            "first_sleep_once": once,
+            "sleep_s": 0,
+            "log": str(log),
+            "times": True,
+        }
         job_id = await store.submit(JobSpec(flow="one", inputs={"a.item": [item]}))
         lease = ("--lease", str(LEASE_S), "--grace-s", "0")
         if how == "kill -9, supervised":

@@ -6,7 +6,9 @@ Behaviour comes from the job's inputs, so worker processes need no shared state:
 every step appends ``job:routine:attempt`` to that file (the crash tests count them);
 with ``times``, ``start:job:routine:attempt:pid:t`` and ``end:job:routine:attempt:pid:t0:t1``
 instead. ``sleeps`` gives a routine its own sleep (``{"b": 2.0}``), ``first_sleep_s``
-the first attempt of every step. ``kill`` makes the worker process
+the first attempt of every step (with ``first_sleep_once: PATH``, only the first call,
+whatever its attempt: a step killed before its start was committed runs as attempt 1
+again). ``kill`` makes the worker process
 ``kill -9`` itself once (the ``once`` file marks it done) in ``routine`` at ``when``
 (``start`` or ``after_emit``), ``after_s`` later: a crash at an exact point.
 """
@@ -34,7 +36,12 @@ def _log(item: dict[str, Any], ctx: wf.Context) -> None:
 
 
 def _sleep_s(item: dict[str, Any], ctx: wf.Context) -> float:
-    if "first_sleep_s" in item and ctx.attempt == 1:
+    once = item.get("first_sleep_once")
+    if once:  # the first call to get here sleeps first_sleep_s, whatever its attempt
+        if not Path(once).exists():
+            Path(once).touch()
+            return float(item["first_sleep_s"])
+    elif "first_sleep_s" in item and ctx.attempt == 1:
         return float(item["first_sleep_s"])
     sleeps = item.get("sleeps") or {}
     return float(sleeps.get(ctx.routine, item.get("sleep_s") or 0))
@@ -70,8 +77,8 @@ class Stage(wf.Routine):
         _log(item, ctx)
         await _maybe_die(item, ctx, "start")
         ctx.progress(40, f"{ctx.routine} working")
-        if _sleep_s(item, ctx):
-            await asyncio.sleep(_sleep_s(item, ctx))
+        if sleep_s := _sleep_s(item, ctx):
+            await asyncio.sleep(sleep_s)
         if item.get("fail") is True or item.get("fail") == ctx.routine:
             raise ValueError(f"{ctx.routine} failed on purpose")
         ctx.progress(90, f"{ctx.routine} nearly done")
