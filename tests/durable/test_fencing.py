@@ -21,6 +21,11 @@ async def step_by(store: Store, job_id: str, routine: str, worker: str, status: 
     )
 
 
+async def _journal_started(store: Store, job_id: str, routine: str) -> bool:
+    records = await DurableJournal(store).records_of(job_id)
+    return any(r["t"] == "start" and r["routine"] == routine for r in records)
+
+
 async def test_a_worker_paused_past_its_lease_cannot_write_to_the_job(url: str, tmp_path: Path) -> None:
     steps_log = tmp_path / "steps.log"
     item = {"sleeps": {"a": 0.2, "b": 2.0, "c": 0.2}, "log": str(steps_log)}
@@ -30,6 +35,9 @@ async def test_a_worker_paused_past_its_lease_cannot_write_to_the_job(url: str, 
         job_id = await store.submit(JobSpec(flow="steps3", inputs={"a.item": [item]}, max_attempts=3))
         with WorkerProcess(url, tmp_path / "a.log", "--worker-id", "A", "--lease", LEASE) as a:
             await poll_store(lambda: step_by(store, job_id, "b", "A"), timeout_s=30)
+            # (and its journal holds b's start: the step row can come first, and B resumes
+            # from what the journal committed)
+            await poll_store(lambda: _journal_started(store, job_id, "b"), timeout_s=30)
             a.proc.send_signal(signal.SIGSTOP)  # A is frozen in the middle of step b
             b = WorkerProcess(url, tmp_path / "b.log", "--worker-id", "B", "--lease", LEASE)
             # A's lease expires and B takes the job over, resuming at b

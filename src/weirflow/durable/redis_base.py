@@ -153,7 +153,15 @@ class RedisBase:
             self._listener = None
         if self._redis is not None:
             client, self._redis = self._redis, None
-            await client.aclose()
+            await self._aclose(client)
+
+    async def _aclose(self, closable: Any) -> None:
+        """Close a client or a pub/sub within a deadline: closing waits for the connections
+        to be given back, and one stuck in a read would hold a shutdown (and, at the
+        event loop's end, the cancel of the listener) for ever."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.timeout_s):
+                await closable.aclose()
 
     async def _call(self, fn: Callable[[Any], Awaitable[Any]], *, retry: bool = False) -> Any:
         """``fn(client)`` within ``timeout_s``; Redis errors become ``StoreError``. With
@@ -230,10 +238,8 @@ class RedisBase:
             except (redis.exceptions.RedisError, TimeoutError, OSError) as e:
                 log.warning("listen_failed", store=self.url, error=_clean(e, self), retry_in_s=delay)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+                await self._aclose(pubsub)
+                await self._aclose(client)
             self._listening.clear()
             # what was published while disconnected is lost: every waiter looks again
             self._wakeups.notify_all()
