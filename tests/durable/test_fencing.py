@@ -56,7 +56,10 @@ async def test_a_worker_paused_past_its_lease_cannot_write_to_the_job(url: str, 
         # nothing A wrote after the takeover is in the store: not its b's end, not the
         # cancel that followed, not a step row
         records = await DurableJournal(store).records_of(job_id)
-        assert not [r for r in records if r["t"] == "end" or r["t"] == "dl"]
+        assert not [r for r in records if r["t"] == "dl"]
+        # (B's own end record is committed when its journal flushes between the job's end
+        # and its completion, which a fast store makes likely; A's would be a second one)
+        assert len([r for r in records if r["t"] == "end"]) <= 1
         done = [(r["routine"], r["attempt"]) for r in records if r["t"] == "done"]
         assert ("b", 1) not in done
         assert step_outcomes(await store.steps(job_id)) == [
