@@ -97,7 +97,9 @@ async def shutdown_once(url: str, n: int, tmp: Path) -> float:
         item = {"first_sleep_s": LONG_S, "log": str(log), "times": True}
         ids = [await store.submit(JobSpec(flow="one", inputs={"a.item": [item]})) for _ in range(n)]
         settings = SuperviseSettings(grace_s=GRACE_S)
-        sup = WorkerSupervisor(url, FLOWS, processes=n, worker_options={"concurrency": 1}, settings=settings)
+        sup = WorkerSupervisor(
+            url, FLOWS, processes=n, worker_options={"concurrency": 1}, settings=settings, start_timeout_s=600
+        )
         async with sup:
             for job_id in ids:
                 await _wait_start(log, job_id, 1)
