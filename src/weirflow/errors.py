@@ -68,6 +68,12 @@ class StoreError(WeirflowError):
     """The durable store failed or holds something unexpected."""
 
 
+class StoreOpenError(StoreError):
+    """The store could not be opened at all: an unknown host, a missing database or role, a
+    refused password or connection. Retrying does not help until its settings or its
+    server change; a store that was open and went away is a plain ``StoreError``."""
+
+
 class UnstorableError(StoreError, JobError):
     """A value a durable job cannot hold exactly (``weirflow.storable``); ``path`` says where
     (``inputs["a.item"][0]``), ``problem`` why. Also a ``JobError``: the job cannot be made."""

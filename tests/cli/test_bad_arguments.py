@@ -48,6 +48,12 @@ BAD = [
     ),
     (["worker", "--flows", "examples", "--alert-webhook", "nowhere"], "is not an http:// or https:// URL"),
     (["worker", "--flows", "tests.cli.no_such_module"], "tests.cli.no_such_module"),
+    (["worker", "--flows", "examples", "--metrics-port", "70000"], "Invalid value for '--metrics-port'"),
+    (
+        ["worker", "--flows", "examples", "--metrics-port", "0", "--metrics-host", "0.0.0.0"],
+        "--metrics-host '0.0.0.0': serving metrics beyond loopback needs API keys",
+    ),
+    (["worker", "--flows", "examples", "--store", "postgresql://wf:pw@/db"], "'postgresql://wf:***@/db'"),
     (["jobs", "show"], "Missing argument 'ID'"),
     (["jobs", "wait"], "Missing argument 'ID'"),
     (["jobs", "list", "--limit", "0"], "Invalid value for '--limit'"),
@@ -64,6 +70,7 @@ def test_bad_arguments_are_exit_2_and_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("WEIRFLOW_API_KEYS", raising=False)
     monkeypatch.setattr(sys, "argv", ["weirflow", *[latin1 if a == "LATIN1" else a for a in args]])
     with pytest.raises(SystemExit) as exited:
         main()

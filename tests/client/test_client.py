@@ -173,6 +173,108 @@ def test_events_reconnect_from_the_last_event_id_and_miss_nothing(client: wf.Cli
     assert after == [i for i, _ in expected[2:]]
 
 
+class EndingProxy:
+    """An HTTP proxy (as nginx at its read timeout) that ends the first answer cleanly, a
+    complete chunked body, after ``events`` of its server-sent events; later connections
+    pass through untouched. Records each request's ``Last-Event-ID``."""
+
+    def __init__(self, target: str, events: int) -> None:
+        parts = urlsplit(target)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.events = events
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.last_event_ids: list[str] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            first = not self.last_event_ids
+            threading.Thread(target=self._serve, args=(down, first), daemon=True).start()
+
+    def _serve(self, down: socket.socket, first: bool) -> None:
+        up = socket.create_connection(self.target)
+        try:
+            reader, upstream = down.makefile("rb"), up.makefile("rb")
+            request = b""
+            while not request.endswith(b"\r\n\r\n"):
+                request += reader.readline()
+            for line in request.decode().split("\r\n"):
+                if line.lower().startswith("last-event-id:"):
+                    self.last_event_ids.append(line.split(":", 1)[1].strip())
+            up.sendall(request)
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += upstream.readline()
+            down.sendall(head)
+            seen = 0
+            while True:  # the body, chunk by chunk (the server writes one event per chunk)
+                size_line = upstream.readline()
+                size = int(size_line.split(b";")[0], 16)
+                chunk = upstream.read(size + 2)
+                down.sendall(size_line + chunk)
+                if size == 0:
+                    return
+                seen += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
+                if first and seen >= self.events:
+                    down.sendall(b"0\r\n\r\n")  # a complete answer, without the end event
+                    return
+        except (OSError, ValueError):
+            pass
+        finally:
+            for s in (down, up):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_events_reconnect_when_the_stream_ends_before_its_end_event(client: wf.Client, live: Live) -> None:
+    job = client.start("stream", {"clean.items": ["a", "b", "c"]})
+    client.wait(job.id, timeout_s=10)
+    expected = [(e.id, e.kind) for e in client.events(job.id)]
+    assert expected[-1][1] == "end" and len(expected) >= 3
+    proxy = EndingProxy(live.url, events=2)
+    try:
+        with wf.Client(proxy.url, api_key=ADMIN_KEY) as ended:
+            got = [(e.id, e.kind) for e in ended.events(job.id)]
+    finally:
+        proxy.close()
+    assert got == expected  # nothing missed, nothing twice
+    assert proxy.last_event_ids == ["0", str(expected[1][0])]
+
+
+async def test_the_async_client_reconnects_too(client: wf.Client, live: Live) -> None:
+    job = client.start("stream", {"clean.items": ["a", "b", "c"]})
+    client.wait(job.id, timeout_s=10)
+    expected = [(e.id, e.kind) for e in client.events(job.id)]
+    proxy = EndingProxy(live.url, events=1)
+    try:
+        async with wf.AsyncClient(proxy.url, api_key=ADMIN_KEY) as ended:
+            got = [(e.id, e.kind) async for e in ended.events(job.id)]
+    finally:
+        proxy.close()
+    assert got == expected
+    assert proxy.last_event_ids == ["0", str(expected[0][0])]
+
+
+def test_events_give_up_after_a_bounded_number_of_reconnects(live: Live) -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: every attempt is refused at once
+    with wf.Client(f"http://127.0.0.1:{port}") as gone:
+        with pytest.raises(wf.RequestError, match="gave up after 2 reconnects"):
+            list(gone.events("j", max_reconnects=2))
+        with pytest.raises(wf.RequestError, match="broke"):
+            list(gone.events("j", reconnect=False))
+
+
 def test_durable_jobs_through_the_client(tmp_path: Path) -> None:
     with (
         live_server("tests.durable.flows", store=f"sqlite:///{tmp_path / 'w.db'}", workers=1) as live,

@@ -104,6 +104,35 @@ async def test_failure_retries_with_backoff_then_fails(store: Store, clock: Fake
     assert await store.finished_counts("default", 0) == (3, 3)
 
 
+async def test_queue_counts_by_status_with_the_delayed_and_the_oldest_waiting(
+    store: Store, clock: FakeClock
+) -> None:
+    assert await store.queue_counts() == []
+    first = await store.submit(spec())
+    clock.advance(5)
+    await store.submit(spec())
+    await store.submit(spec(delay_s=60))
+    await store.submit(spec(queue="mail"))
+    assert await claim_ids(store, 1) == [first]
+    counts = {c.queue: c for c in await store.queue_counts()}
+    default, mail = counts["default"], counts["mail"]
+    assert default.jobs == {"queued": 2, "running": 1, "completed": 0, "failed": 0, "cancelled": 0}
+    assert (default.delayed, default.oldest_ready_at) == (1, clock.now)  # the first is running
+    assert (mail.jobs["queued"], mail.delayed, mail.oldest_ready_at) == (1, 0, clock.now)
+    clock.advance(61)  # the delayed job is due now; the second has waited longest
+    default = next(c for c in await store.queue_counts() if c.queue == "default")
+    assert (default.delayed, default.oldest_ready_at) == (0, clock.now - 61)
+    assert await store.fail(first, "w1", 1, "boom", retry=False) is not None
+    default = next(c for c in await store.queue_counts() if c.queue == "default")
+    assert (default.jobs["failed"], default.jobs["running"], default.stalls) == (1, 0, 0)
+    stalled = await claim_ids(store, 1)  # ...and its lease runs out: a stall, counted
+    clock.advance(31)
+    report = await store.sweep("w1")
+    assert report is not None and report.requeued == stalled
+    default = next(c for c in await store.queue_counts() if c.queue == "default")
+    assert (default.jobs["queued"], default.stalls) == (2, 1)
+
+
 async def test_jittered_backoff_stays_within_bounds(store: Store, clock: FakeClock) -> None:
     backoff = wf.Backoff(initial_s=4.0, factor=2.0, max_s=10.0, jitter=True)
     ids = [await store.submit(spec(max_attempts=5, backoff=backoff)) for _ in range(10)]

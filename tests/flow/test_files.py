@@ -167,6 +167,23 @@ def test_the_documented_min_len_setting_takes_effect(tmp_path: Path) -> None:
     assert result.outputs["count.total"] == [2]
 
 
+def test_a_slot_of_a_routine_that_did_not_load_still_has_its_values_checked(tmp_path: Path) -> None:
+    """Every problem of the file, not only the routine's: its slot settings are checked too."""
+    text = (
+        "name: x\nroutines:\n  count: {use: 'examples.wordcount:Count', with: {bogus: 1}}\n"
+        "slots:\n  count.words: {capacity: 0, overflow: sideways, block_timeout_s: soon}\n"
+    )
+    with pytest.raises(wf.FlowError) as info:
+        wf.Flow.load(write(tmp_path, text))
+    assert [p.split(": ", 1)[1] for p in info.value.problems] == [
+        "routines.count.with.bogus: unknown setting (Count takes min_len)",
+        "slots.count.words: slot 'count.words': capacity must be an integer >= 1, not 0",
+        "slots.count.words: unknown overflow policy 'sideways' "
+        "(expected one of 'block', 'fail', 'drop_oldest', 'drop_newest')",
+        "slots.count.words: slot 'count.words': block_timeout_s must be a number >= 0, not 'soon'",
+    ]
+
+
 def test_every_bad_slot_setting_is_reported(tmp_path: Path) -> None:
     text = (
         f"name: x\nroutines:\n  a: {{use: '{SINK}'}}\nslots:\n  a.inp: {{capacity: 0, overflow: sideways}}\n"

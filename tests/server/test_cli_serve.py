@@ -95,8 +95,27 @@ def test_serves_prints_where_and_what_and_stops_on_ctrl_c() -> None:
                 proc.kill()
 
 
-def test_workers_without_a_store_are_refused() -> None:
+def test_workers_without_a_store_are_refused_naming_what_was_given() -> None:
     proc = _serve("--flows", SERVED, "--workers", "2")
     _, err = proc.communicate(timeout=WAIT_S)
     assert proc.returncode == 2
+    assert err == "error: --workers needs a store to take jobs from: pass --store URL\n"
+    proc = _serve("--flows", SERVED, WEIRFLOW_WORKERS="2")
+    _, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 2
     assert err == "error: WEIRFLOW_WORKERS needs a store to take jobs from: set WEIRFLOW_STORE (or --store)\n"
+
+
+def test_a_new_sqlite_store_is_created_and_said_so(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with _serve("--flows", FLOW_DIR, "--port", "0", "--store", f"sqlite:///{path}") as proc:
+        try:
+            assert next(_lines(proc.stdout)).startswith("weirflow: serving")
+            assert path.exists()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=WAIT_S) == 0
+            assert proc.stderr is not None
+            assert proc.stderr.read() == f"weirflow: creating the store {path}\n"
+        finally:
+            if proc.poll() is None:
+                proc.kill()

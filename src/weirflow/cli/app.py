@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import structlog
 import typer
 from rich.console import Console
 
@@ -162,11 +163,18 @@ def demo(
     raise typer.Exit(code)
 
 
+def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def main() -> None:
     """Entry point of the ``weirflow`` console script and of ``python -m weirflow``.
 
     Runs the app outside click's standalone mode, so that a bad argument is one
-    ``error:`` line (naming the flag) and exit 2, and Ctrl-C outside a job is exit 130."""
+    ``error:`` line (naming the flag) and exit 2, and Ctrl-C outside a job is exit 130.
+    Logs (structlog's) go to stderr, like every message: stdout is for answers."""
+    if not structlog.is_configured():  # (sys.stderr looked up at each line: it may be replaced)
+        structlog.configure(logger_factory=_stderr_logger)
     try:
         code = app(prog_name="weirflow", standalone_mode=False)
     except clicks.NoArgsIsHelpError as e:  # a group given no command: its help, as usage

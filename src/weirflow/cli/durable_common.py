@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from ..errors import FlowError, JobError, ScheduleError, StoreError, WeirflowError
+from ..errors import FlowError, JobError, ScheduleError, StoreError, StoreOpenError, WeirflowError
 from ..flow.graph import Flow
 from ..flow.source import load_flows
 from .inputs import InputError
@@ -42,6 +42,8 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except (FlowError, InputError, JobError, ScheduleError, ValueError) as e:
+        fail(str(e), USAGE_ERROR)
+    except StoreOpenError as e:  # unreachable, or its settings are wrong: not worth retrying
         fail(str(e), USAGE_ERROR)
     except StoreError as e:
         fail(str(e), USAGE_ERROR if "store URL" in str(e) else FAILURE)

@@ -55,16 +55,17 @@ def _with_store(url: str, use: Callable[[Store], Awaitable[T]], *, create: bool 
     usage error, not an empty answer from a file made just now."""
     store = open_store(url)
     path = sqlite_file(url)
-    if path is not None and not path.exists():
-        if not create:
-            raise InputError(
-                f"no store at {path}: nothing was submitted there "
-                "(weirflow jobs submit or weirflow worker create one); check --store"
-            )
-        print(f"weirflow: creating the store {path}", file=sys.stderr)
+    creating = path is not None and not path.exists()
+    if creating and not create:
+        raise InputError(
+            f"no store at {path}: nothing was submitted there "
+            "(weirflow jobs submit or weirflow worker create one); check --store"
+        )
 
     async def run() -> T:
         await store.open()
+        if creating:  # (said once made: a store that cannot be made is only its error line)
+            print(f"weirflow: creating the store {path}", file=sys.stderr)
         try:
             return await use(store)
         finally:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import sys
 from typing import Annotated
 
 import typer
 
-from ..errors import FlowError, StoreError, SuperviseSettingsError
+from ..durable.store import sqlite_file
+from ..errors import FlowError, StoreError, StoreOpenError, SuperviseSettingsError
 
 USAGE_ERROR = 2
 
@@ -105,6 +107,9 @@ def serve(
     from ..server.durable_jobs import check_store
     from ..supervise import load_supervise_settings
 
+    if workers and store is None and not os.environ.get("WEIRFLOW_STORE"):  # (names the flag given)
+        print("error: --workers needs a store to take jobs from: pass --store URL", file=sys.stderr)
+        raise typer.Exit(USAGE_ERROR)
     try:
         settings = load_settings(
             host=host, port=port, flows=flows, store=store, workers=workers, registry=registry
@@ -123,11 +128,18 @@ def serve(
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(USAGE_ERROR) from None
     if settings.store is not None:
+        path = sqlite_file(settings.store)
+        creating = path is not None and not path.exists()
         try:  # now, so a store that cannot be opened is one line, not a failed startup's traceback
             check_store(settings.store)
+        except StoreOpenError as e:  # unreachable, or its settings are wrong
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(USAGE_ERROR) from None
         except (StoreError, OSError) as e:
             print(f"error: cannot open the store: {e}", file=sys.stderr)
             raise typer.Exit(1) from None
+        if creating:
+            print(f"weirflow: creating the store {path}", file=sys.stderr)
     names = ", ".join(f.name for f in app.state.flows)
     auth = (
         f"{len(settings.api_keys)} API key(s)"

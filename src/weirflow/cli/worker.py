@@ -7,22 +7,29 @@ SIGTERM or SIGINT stops them all within the grace period (plus a second at most)
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import signal
 import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
 
 from ..durable.alerts import AlertRules
+from ..durable.metrics import QueueMetrics
 from ..durable.models import Rate, Retention
-from ..durable.store import DEFAULT_MAX_STALLS
+from ..durable.store import DEFAULT_MAX_STALLS, open_store, sqlite_file
 from ..durable.worker import DEFAULT_CONCURRENCY, Worker
+from ..errors import StoreError, StoreOpenError
+from ..redact import redact_url
 from ..supervise.settings import load_supervise_settings
 from ..supervise.workers import WorkerSupervisor
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
 from .nodes import node_membership
+from .worker_metrics import metrics_keys, metrics_served
 
 if TYPE_CHECKING:
     from ..cluster import Membership
@@ -32,7 +39,7 @@ def _http_url(value: str | None) -> str | None:
     if value is not None:
         url = urlsplit(value)
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise typer.BadParameter(f"{value!r} is not an http:// or https:// URL")
+            raise typer.BadParameter(f"{redact_url(value)!r} is not an http:// or https:// URL")
     return value
 
 
@@ -159,6 +166,24 @@ def worker(
         int | None,
         typer.Option("--capacity", min=1, help="Jobs the node takes at once (default: --concurrency)."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            metavar="N",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics at http://HOST:N/metrics (0: a free port, printed).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host",
+            metavar="HOST",
+            help="Address for --metrics-port; beyond loopback it needs WEIRFLOW_API_KEYS.",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run durable jobs of a queue until SIGTERM or SIGINT (then finish or give back running jobs)."""
     with cli_errors():
@@ -195,10 +220,20 @@ def worker(
         if processes > 1:
             if registry is not None:
                 raise ValueError("--registry is not supported with --processes > 1 (yet): run one per node")
+            if metrics_port is not None:
+                raise ValueError("--metrics-port is not supported with --processes > 1 (yet)")
             _supervise(store, flows, loaded, processes, options, worker_id, settings)
             return
+        keys = metrics_keys(metrics_host) if metrics_port is not None else {}
+        the_store = open_store(store)  # (opened in ``_run``: a bad URL is refused before)
+        metrics = QueueMetrics()
+        metrics.watch_store(the_store)
+        path = sqlite_file(store)
+        made = f" (a new store: {path})" if path is not None and not path.exists() else ""
         # a def handler's thread cannot be stopped: the process ends after the grace
-        the_worker = Worker(store, loaded, worker_id=worker_id, exit_after_grace=True, **options)
+        the_worker = Worker(
+            the_store, loaded, worker_id=worker_id, exit_after_grace=True, metrics=metrics, **options
+        )
         member = node_membership(
             registry,
             the_worker,
@@ -207,12 +242,9 @@ def worker(
             capacity=capacity or concurrency,
         )
         names = ", ".join(f.name for f in loaded)
-        print(
-            f"weirflow worker {the_worker.worker_id}: queue {queue!r}, flows: {names}",
-            file=sys.stderr,
-            flush=True,
-        )
-        asyncio.run(_run(the_worker, member))
+        banner = f"weirflow worker {the_worker.worker_id}: queue {queue!r}, flows: {names}{made}"
+        served = functools.partial(metrics_served, metrics, host=metrics_host, port=metrics_port, keys=keys)
+        asyncio.run(_run(the_worker, banner, served, member))
 
 
 def _supervise(
@@ -244,28 +276,47 @@ async def _run_supervisor(supervisor: WorkerSupervisor) -> None:
     await supervisor.run()
 
 
-async def _run(the_worker: Worker, member: Membership | None = None) -> None:
-    """Run the worker (inside its node's membership, with ``--registry``) until a signal stops it;
-    the node leaves the cluster at the signal (the process may end when the grace is over)."""
-    loop = asyncio.get_running_loop()
-    leaving: list[asyncio.Task[None]] = []
-
-    def stop() -> None:
-        the_worker.stop()
-        if member is not None and not leaving:
-            leaving.append(loop.create_task(member.leave()))
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    # what exists now (modules, flows, the worker) lives as long as the process: keep it out
-    # of the cyclic GC's full collections, which otherwise scan all of it again and again
-    # while thousands of short jobs are made and dropped
-    gc.freeze()
-    if member is None:
-        await the_worker.run()
-        return
-    await member.start()
+async def _run(
+    the_worker: Worker,
+    banner: str,
+    served: Callable[[], AbstractAsyncContextManager[None]],
+    member: Membership | None = None,
+) -> None:
+    """Open the store, then run the worker (serving its metrics with ``--metrics-port``, inside
+    its node's membership with ``--registry``) until a signal stops it; the node leaves the
+    cluster at the signal (the process may end when the grace is over)."""
+    # opened first, before the banner: a store that cannot be opened is one line and exit 2,
+    # not retried (reconnecting is for a store that was open and went away)
     try:
-        await the_worker.run()
+        await the_worker.store.open()
+    except StoreOpenError:
+        raise
+    except StoreError as e:
+        raise StoreOpenError(str(e)) from e
+    try:
+        async with served():  # (before the banner too: a port that is taken is one line)
+            print(banner, file=sys.stderr, flush=True)
+            loop = asyncio.get_running_loop()
+            leaving: list[asyncio.Task[None]] = []
+
+            def stop() -> None:
+                the_worker.stop()
+                if member is not None and not leaving:
+                    leaving.append(loop.create_task(member.leave()))
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop)
+            # what exists now (modules, flows, the worker) lives as long as the process: keep it
+            # out of the cyclic GC's full collections, which otherwise scan all of it again and
+            # again while thousands of short jobs are made and dropped
+            gc.freeze()
+            if member is None:
+                await the_worker.run()
+                return
+            await member.start()
+            try:
+                await the_worker.run()
+            finally:
+                await member.stop()
     finally:
-        await member.stop()
+        await the_worker.store.close()

@@ -156,7 +156,3 @@ class Event:
     kind: str
     data: Any
     id: int | None
-
-
-EVENT_RETRY_S = 1.0  # as the server's "retry:" line says
-EVENT_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive comment every 15 s

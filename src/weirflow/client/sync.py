@@ -34,8 +34,6 @@ from .api import (
     StoreStep,
 )
 from .calls import (
-    EVENT_READ_TIMEOUT_S,
-    EVENT_RETRY_S,
     Call,
     Event,
     Inputs,
@@ -43,6 +41,7 @@ from .calls import (
     error_for,
 )
 from .pipelines import PipelineOut, PipelineResults
+from .reconnect import EVENT_READ_TIMEOUT_S, EVENT_RECONNECTS, Reconnects
 
 T = TypeVar("T")
 WAIT_CHUNK_S = 25.0  # under the server's default max_wait_s (30)
@@ -150,12 +149,23 @@ class Client:
     def dead_letters(self, job_id: str, *, limit: int = 50, offset: int = 0) -> DeadLetterPage:
         return self.call(api.dead_letters(job_id, limit, offset))
 
-    def events(self, job_id: str, *, last_event_id: int = 0, reconnect: bool = True) -> Iterator[Event]:
-        """The job's events as they happen, until its ``end`` event. A dropped connection is
-        resumed from the last event id seen (``Last-Event-ID``), so nothing is missed or
-        repeated; events the server no longer keeps arrive as one ``gap`` event."""
+    def events(
+        self,
+        job_id: str,
+        *,
+        last_event_id: int = 0,
+        reconnect: bool = True,
+        max_reconnects: int | None = EVENT_RECONNECTS,
+    ) -> Iterator[Event]:
+        """The job's events as they happen, until its ``end`` event. A stream that breaks or
+        ends before ``end`` is reopened from the last event id seen (``Last-Event-ID``), so
+        nothing is missed or repeated, after a backoff that starts at the server's ``retry:``
+        and doubles up to 30 s; ``RequestError`` after ``max_reconnects`` attempts in a row
+        without an event (``None``: never), or at the first break with ``reconnect=False``.
+        Events the server no longer keeps arrive as one ``gap`` event."""
         last = last_event_id
         path = api.job(job_id).path + "/events"
+        reconnects = Reconnects(job_id, enabled=reconnect, max_reconnects=max_reconnects)
         while True:
             try:
                 with connect_sse(
@@ -170,19 +180,20 @@ class Client:
                         r.read()
                         raise error_for(r.status_code, _json_or_text(r))
                     for sse in source.iter_sse():
+                        reconnects.server_retry(sse.retry)
                         if not sse.data and not sse.id:
                             continue  # a "retry:" line or a comment
                         event = Event(sse.event, json.loads(sse.data) if sse.data else None, _id(sse.id))
                         if event.id is not None:
                             last = event.id
+                        reconnects.got_event()
                         yield event
                         if event.kind == "end":
                             return
-                return  # the server ended the stream (it is shutting down)
+                why = "ended before its end event"  # (a proxy's timeout, a server going away)
             except httpx.TransportError as e:
-                if not reconnect:
-                    raise RequestError(f"event stream of {job_id} broke: {e}") from None
-                time.sleep(EVENT_RETRY_S)  # reconnect backoff, as the server's retry: asks
+                why = f"broke: {e}"
+            time.sleep(reconnects.delay_s(why))
 
     # -- debugger
     def add_breakpoint(

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
+from ..redact import redact_text
 from .store import Store
 
 log = structlog.get_logger("weirflow.durable")
@@ -94,4 +96,15 @@ class Alerts:
                 response = await client.post(url, json=alert)
                 response.raise_for_status()
         except httpx.HTTPError as e:  # an unreachable webhook must not stop the sweeper
-            log.error("alert_webhook_failed", url=url, kind=alert["kind"], error=str(e))
+            # a webhook URL often holds its secret (Slack's is in the path): only its host is shown
+            shown = webhook_host(url)
+            error = redact_text(str(e).replace(url, shown), url)
+            log.error("alert_webhook_failed", webhook=shown, kind=alert["kind"], error=error)
+
+
+def webhook_host(url: str) -> str:
+    """``https://hooks.example.com/…``: where a webhook goes, without its path or userinfo."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"

@@ -27,10 +27,12 @@ from .models import (
     EventRecord,
     JobRecord,
     JobSpec,
+    QueueCounts,
     Rate,
     Retention,
     StepRecord,
     SweepReport,
+    counts_of,
     done_parts,
 )
 from .schedules import Fired, Schedule, added
@@ -360,6 +362,9 @@ class MemoryStore:
             for j in self._jobs.values()
             if j.status == RUNNING and j.started_at is not None and j.started_at < before
         ]
+
+    async def queue_counts(self) -> list[QueueCounts]:
+        return counts_of(self._jobs.values(), self.clock())
 
     async def finished_counts(self, queue: str, since: float) -> tuple[int, int]:
         failed = finished = 0

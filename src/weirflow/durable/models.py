@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,6 +315,59 @@ class Retention:
     keep_completed_s: float | None = None
     keep_completed_count: int | None = None
     keep_failed_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """A queue's jobs now: ``jobs`` by status (every status, 0 when none), ``delayed`` the
+    queued ones not yet due (a delay or a retry's backoff), ``oldest_ready_at`` the
+    ``run_at`` of the due job waiting longest (``None``: none waits), ``stalls`` the stalls
+    of the queue's jobs the store holds."""
+
+    queue: str
+    jobs: dict[str, int]
+    delayed: int = 0
+    oldest_ready_at: float | None = None
+    stalls: int = 0
+
+
+def queue_counts(rows: Sequence[Sequence[Any]]) -> list[QueueCounts]:
+    """``QueueCounts`` from ``(queue, status, jobs, delayed, oldest_ready_at, stalls)`` rows
+    (one per queue and status: ``QUEUE_COUNTS_SQL``)."""
+    jobs: dict[str, dict[str, int]] = {}
+    delayed: dict[str, int] = {}
+    oldest: dict[str, float | None] = {}
+    stalls: dict[str, int] = {}
+    for queue, status, n, late, first, stalled in rows:
+        jobs.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = int(n)
+        stalls[queue] = stalls.get(queue, 0) + int(stalled or 0)
+        if status == QUEUED:
+            delayed[queue], oldest[queue] = int(late or 0), first
+    return [QueueCounts(q, jobs[q], delayed.get(q, 0), oldest.get(q), stalls[q]) for q in sorted(jobs)]
+
+
+def counts_of(jobs: Iterable[JobRecord], now: float) -> list[QueueCounts]:
+    """``QueueCounts`` of ``jobs`` at ``now`` (the backends without SQL: memory, Redis)."""
+    rows: dict[tuple[str, str], list[Any]] = {}
+    for j in jobs:
+        row = rows.setdefault((j.queue, j.status), [j.queue, j.status, 0, 0, None, 0])
+        row[2] += 1
+        row[5] += j.stalls
+        if j.status == QUEUED and j.run_at > now:
+            row[3] += 1
+        elif j.status == QUEUED and (row[4] is None or j.run_at < row[4]):
+            row[4] = j.run_at
+    return queue_counts(list(rows.values()))
+
+
+#: one row per queue and status; ``{p}`` is the backend's parameter mark, given ``now`` twice
+QUEUE_COUNTS_SQL = (
+    "SELECT queue, status, count(*),"
+    " sum(CASE WHEN status = 'queued' AND run_at > {p} THEN 1 ELSE 0 END),"
+    " min(CASE WHEN status = 'queued' AND run_at <= {p} THEN run_at END),"
+    " sum(stalls)"
+    " FROM wf_jobs GROUP BY queue, status"
+)
 
 
 @dataclass

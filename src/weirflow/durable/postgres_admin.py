@@ -14,13 +14,16 @@ from ..errors import LeaseLostError
 from . import rules
 from .models import (
     FAILED,
+    QUEUE_COUNTS_SQL,
     RUNNING,
     STEP_COLUMNS,
     EventRecord,
     JobRecord,
+    QueueCounts,
     Retention,
     StepRecord,
     SweepReport,
+    queue_counts,
 )
 from .postgres_base import (
     CHANNEL,
@@ -189,6 +192,10 @@ class PostgresAdmin(PostgresBase):
             f"SELECT {JOB_SELECT} FROM wf_jobs WHERE status = %s AND started_at < %s", (RUNNING, before)
         )
         return [job_from_row(r) for r in rows]
+
+    async def queue_counts(self) -> list[QueueCounts]:
+        now = self.clock()
+        return queue_counts(await self._fetch(QUEUE_COUNTS_SQL.format(p="%s"), (now, now)))
 
     async def finished_counts(self, queue: str, since: float) -> tuple[int, int]:
         rows = await self._fetch(

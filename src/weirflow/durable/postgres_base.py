@@ -14,7 +14,8 @@ import psycopg
 import psycopg_pool
 import structlog
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreOpenError
+from ..redact import redact_text
 from ..storable import pg_json
 from . import rules
 from .migrations import VERSION_TABLE, pending
@@ -91,6 +92,18 @@ class PostgresBase:
     async def open(self) -> None:
         if self._pool is not None:
             return
+        # One connection first, the migrations on it: a store that cannot be reached at all
+        # (an unknown host, a missing database or role, a refused password) fails at once
+        # with the server's reason, instead of the pool retrying it until its timeout and
+        # logging every attempt. Reconnecting is for a store that was open and went away.
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                first = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        except (psycopg.Error, TimeoutError) as e:
+            reason = " ".join(str(e).split()) or f"no answer in {self.connect_timeout_s:g}s"
+            raise StoreOpenError(
+                f"cannot open PostgreSQL store {self._where()}: {redact_text(reason, self.url)}"
+            ) from None
         # No check (a ping) at every checkout: a connection the server dropped fails the call
         # that got it (a ``StoreError``; the pool replaces it), and that call has every
         # idle connection tested before it returns (``_check_pool``), so the next calls get
@@ -107,12 +120,13 @@ class PostgresBase:
             name="weirflow",
         )
         try:
+            async with first:
+                await self._migrate(first)
             await pool.open(wait=True, timeout=self.connect_timeout_s)
-            async with pool.connection() as conn:
-                await self._migrate(conn)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
             await pool.close()
-            raise StoreError(f"cannot open PostgreSQL store {self._where()}: {e}") from e
+            reason = redact_text(" ".join(str(e).split()), self.url)
+            raise StoreError(f"cannot open PostgreSQL store {self._where()}: {reason}") from e
         self._pool = pool
 
     def _where(self) -> str:
@@ -169,7 +183,8 @@ class PostgresBase:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
             if isinstance(e, psycopg.OperationalError):
                 await self._check_pool()
-            raise StoreError(f"PostgreSQL store {self._where()}: {type(e).__name__}: {e}") from e
+            reason = redact_text(str(e), self.url)
+            raise StoreError(f"PostgreSQL store {self._where()}: {type(e).__name__}: {reason}") from e
 
     async def _check_pool(self) -> None:
         """Have the pool test its idle connections and replace the dead ones (after a server

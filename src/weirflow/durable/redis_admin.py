@@ -16,9 +16,11 @@ from .models import (
     RUNNING,
     EventRecord,
     JobRecord,
+    QueueCounts,
     Retention,
     StepRecord,
     SweepReport,
+    counts_of,
 )
 from .redis_base import RECHECK_S, RedisBase
 from .redis_codec import (
@@ -241,6 +243,17 @@ class RedisAdmin(RedisBase):
 
     async def running_since(self, before: float) -> list[JobRecord]:
         return [j for j in await self._running_jobs() if j.started_at is not None and j.started_at < before]
+
+    async def queue_counts(self) -> list[QueueCounts]:
+        """Every job read, a page at a time: Redis has no GROUP BY, so a scrape reads the whole
+        job index (bounded by retention)."""
+        now = self.clock()
+        jobs: list[JobRecord] = []
+        start = 0
+        while ids := await self._do("zrange", self.key("jobs"), start, start + PAGE - 1):
+            start += PAGE
+            jobs.extend(await self._jobs([_s(i) for i in ids]))
+        return counts_of(jobs, now)
 
     async def finished_counts(self, queue: str, since: float) -> tuple[int, int]:
         found = await self._call(

@@ -15,12 +15,15 @@ from ..errors import LeaseLostError, StoreError
 from . import rules
 from .models import (
     FAILED,
+    QUEUE_COUNTS_SQL,
     RUNNING,
     EventRecord,
     JobRecord,
+    QueueCounts,
     Retention,
     StepRecord,
     SweepReport,
+    queue_counts,
 )
 from .rows import (
     JOB_SELECT,
@@ -206,6 +209,10 @@ class SqliteAdmin(SqliteBase):
             (RUNNING, before),
         )
         return [job_from_row(r) for r in rows]
+
+    async def queue_counts(self) -> list[QueueCounts]:
+        now = self.clock()
+        return queue_counts(await self._call(self._read, QUEUE_COUNTS_SQL.format(p="?"), (now, now)))
 
     async def finished_counts(self, queue: str, since: float) -> tuple[int, int]:
         rows = await self._call(

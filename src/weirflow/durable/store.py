@@ -28,7 +28,19 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ..errors import StoreError
-from .models import Claim, Done, EventRecord, JobRecord, JobSpec, Rate, Retention, StepRecord, SweepReport
+from ..redact import redact_url
+from .models import (
+    Claim,
+    Done,
+    EventRecord,
+    JobRecord,
+    JobSpec,
+    QueueCounts,
+    Rate,
+    Retention,
+    StepRecord,
+    SweepReport,
+)
 from .rules import TAKEOVER_CHECK_S as TAKEOVER_CHECK_S
 from .schedules import Fired, Schedule
 
@@ -177,6 +189,9 @@ class Store(Protocol):
         """``(failed, finished)`` attempts of ``queue`` since ``since`` (a retried attempt
         counts as failed), for the failure-rate alert."""
 
+    async def queue_counts(self) -> list[QueueCounts]:
+        """Every queue's jobs now, by status (for the metrics), by queue name."""
+
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         """Return when a job may have become ready in ``queue`` or after ``timeout_s``."""
 
@@ -230,15 +245,17 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
     ``sqlite:////absolute/path.db``, ``postgresql://user@host:port/db`` or
     ``redis://[:password@]host:port/db``."""
     if not isinstance(url, str) or "://" not in url:
+        shown = redact_url(url) if isinstance(url, str) else url
         raise StoreError(
-            f"store URL {url!r} is not a URL: use memory://, sqlite:///path/weirflow.db, postgresql://... or redis://..."
+            f"store URL {shown!r} is not a URL: use memory://, sqlite:///path/weirflow.db, "
+            "postgresql://... or redis://..."
         )
     scheme = url.split("://", 1)[0].lower()
     if scheme == "memory":
         from .memory import MemoryStore
 
         if url.rstrip("/") != "memory:":
-            raise StoreError(f"store URL {url!r}: memory:// takes no path")
+            raise StoreError(f"store URL {redact_url(url)!r}: memory:// takes no path")
         return MemoryStore(clock=clock)
     if scheme == "sqlite":
         from .sqlite import SqliteStore
@@ -249,7 +266,9 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
 
         parts = urlsplit(url)
         if not parts.hostname and "host=" not in (parts.query or ""):
-            raise StoreError(f"store URL {url!r}: a PostgreSQL URL needs a host (postgresql://host/db)")
+            raise StoreError(
+                f"store URL {redact_url(url)!r}: a PostgreSQL URL needs a host (postgresql://host/db)"
+            )
         return PostgresStore(url, clock=clock, **options)
     if scheme in ("redis", "rediss", "unix"):
         from .redis_base import redacted
@@ -260,7 +279,8 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
             raise StoreError(f"store URL {redacted(url)!r}: a Redis URL needs a host (redis://host:port/db)")
         return RedisStore(url, clock=clock, **options)
     raise StoreError(
-        f"store URL {url!r}: unknown scheme {scheme!r} (expected memory, sqlite, postgresql or redis)"
+        f"store URL {redact_url(url)!r}: unknown scheme {scheme!r} "
+        "(expected memory, sqlite, postgresql or redis)"
     )
 
 
@@ -274,14 +294,14 @@ def sqlite_path(url: str) -> Path:
     prefix = "sqlite:///"
     if not url.lower().startswith(prefix):
         raise StoreError(
-            f"store URL {url!r}: a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            f"store URL {redact_url(url)!r}: a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
     path, _, query = url[len(prefix) :].partition("?")
     if query:  # refused rather than ignored: sqlite:///x.db?mode=ro would otherwise write
         raise StoreError(
-            f"store URL {url!r}: a SQLite URL takes no options ({query!r}); "
+            f"store URL {redact_url(url)!r}: a SQLite URL takes no options ({query!r}); "
             "a read-only store is not supported"
         )
     if not path or path.endswith("/"):
-        raise StoreError(f"store URL {url!r}: no database file named")
+        raise StoreError(f"store URL {redact_url(url)!r}: no database file named")
     return Path(path)

@@ -11,9 +11,9 @@ running jobs finish for ``shutdown_grace_s``, then cancels the rest and gives
 them back to the queue. A plain ``def`` handler's thread cannot be cancelled:
 with ``exit_after_grace`` (``weirflow worker``) the worker then ends the process
 right after giving the jobs back, so no straggler runs beside the next attempt.
-A store that fails (PostgreSQL restarting) is retried with exponential backoff;
+A store that fails once open (PostgreSQL restarting) is retried with exponential backoff;
 nothing is lost meanwhile: outcomes wait in memory and the leases keep the jobs
-this worker's.
+this worker's. A store that cannot be opened at start raises ``StoreOpenError`` at once.
 
 Fencing: every write for a job carries the token of this worker's claim
 (``JobRecord.token``). When the store refuses one (the job was taken over after
@@ -31,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreOpenError
+from ..redact import redact_url
 from .worker_core import (
     DEFAULT_CONCURRENCY,
     RECONNECT_MAX_S,
@@ -82,12 +83,20 @@ class Worker(Running, Upkeep, Shutdown):
     async def run(self) -> None:
         """Work until ``stop()``."""
         if self._owns_store:
-            await self._retrying("open", self.store.open)
+            # not retried: a store that cannot be opened is a setting to fix (``weirflow worker``
+            # exits 2); reconnecting is for a store that was open and went away
+            try:
+                await self.store.open()
+            except StoreOpenError:
+                raise
+            except StoreError as e:
+                raise StoreOpenError(str(e)) from e
         try:
             recovered = await self._retrying("recover", self.store.recover, self.worker_id, self.max_stalls)
             if recovered:
                 log.info("jobs_recovered", worker=self.worker_id, jobs=recovered)
-            log.info("worker_started", worker=self.worker_id, queue=self.queue, store=self.store.url)
+            store = redact_url(self.store.url)
+            log.info("worker_started", worker=self.worker_id, queue=self.queue, store=store)
             loops = [self._heartbeat(), self._reporter(), self._sweeper()]
             if self.schedules:
                 loops.append(self._scheduler())
@@ -111,7 +120,15 @@ class Worker(Running, Upkeep, Shutdown):
                 await self.engine.close()
             if self._owns_store:
                 await self.store.close()
-            log.info("worker_stopped", worker=self.worker_id, completed=self.completed, failed=self.failed)
+            log.info(
+                "worker_stopped",
+                worker=self.worker_id,
+                completed=self.completed,
+                failed=self.failed,
+                retried=self.retried,
+                released=self.released,
+                lost=self.lost,
+            )
 
     # -- claiming -----------------------------------------------------------------------
 
@@ -145,6 +162,8 @@ class Worker(Running, Upkeep, Shutdown):
             if claim.jobs:
                 self._reported([])
             for record in claim.jobs:
+                if self.metrics is not None:
+                    self.metrics.claimed(record)
                 self.running[record.id] = None
                 self._tokens[record.id] = record.token
                 if self.durable is not None:

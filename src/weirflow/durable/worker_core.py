@@ -27,6 +27,7 @@ from ..runtime.job import Job
 from ..runtime.journal import Journals
 from .alerts import AlertRules, Alerts
 from .journal import DurableJournal
+from .metrics import QueueMetrics
 from .models import DEFAULT_QUEUE, Done, Rate, Retention
 from .steps import StepJournal
 from .store import DEFAULT_LEASE_S, DEFAULT_MAX_STALLS, Store, open_store
@@ -69,6 +70,7 @@ class WorkerCore:
         durable: bool = True,
         schedules: bool = True,
         exit_after_grace: bool = False,
+        metrics: QueueMetrics | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -98,6 +100,9 @@ class WorkerCore:
         self.schedules = schedules
 
         self.exit_after_grace = exit_after_grace
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch_worker(self)
         self.journal: StepJournal | None = None
         self.durable: DurableJournal | None = None
         if record_steps:
@@ -123,8 +128,10 @@ class WorkerCore:
         self._reports_idle = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._job_tasks: set[asyncio.Task[None]] = set()
-        self.completed = 0
-        self.failed = 0
+        self.completed = 0  # jobs this worker completed
+        self.failed = 0  # jobs that failed for good here (no attempt left, or not retryable)
+        self.retried = 0  # attempts that failed here and were queued again
+        self.released = 0  # jobs given back at shutdown
         self.reports = 0  # claims and outcomes written to the store so far (see ``wait_reports``)
         self._reports_changed = asyncio.Condition()
 
@@ -161,6 +168,7 @@ class WorkerCore:
             return
         self._lost.add(job_id)
         self.lost += 1
+        self._outcome(job_id, "lost")
         log.warning("lease_lost", worker=self.worker_id, job=job_id, token=self._tokens[job_id], why=why)
         if self.journal is not None:
             self.journal.forget(job_id)
@@ -173,6 +181,11 @@ class WorkerCore:
             task.add_done_callback(self._tasks.discard)
         if job_id not in self.running and job_id in self._reporting:
             self._done = [d for d in self._done if d[0] != job_id]
+
+    def _outcome(self, job_id: str, outcome: str) -> None:
+        """Count the end of ``job_id``'s attempt here (``weirflow.durable.metrics``)."""
+        if self.metrics is not None:
+            self.metrics.finished(job_id, outcome, self.store.clock())
 
     @staticmethod
     async def _cancel(job: Job) -> None:

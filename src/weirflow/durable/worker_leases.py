@@ -43,4 +43,8 @@ class Leases(WorkerCore):
         if leases:
             for job_id in await self._retrying("release", self.store.release, leases, self.worker_id):
                 self._lease_lost(job_id, "its release was refused")
+            given_back = [j for j in sorted(leases) if j not in self._lost]
+            self.released += len(given_back)
+            for job_id in given_back:
+                self._outcome(job_id, "released")
             log.info("jobs_released", worker=self.worker_id, jobs=sorted(leases))

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import LeaseLostError
-from .models import JobRecord
+from .models import QUEUED, JobRecord
 from .worker_core import WorkerCore, log
 
 
@@ -48,8 +48,29 @@ class Reporting(WorkerCore):
         finally:
             self._reported([job_id])
             self._forget(job_id)
+        if record.status == QUEUED:  # failed, and queued again for its next attempt
+            self.retried += 1
+            self._outcome(job_id, "retried")
+            log.info(
+                "job_retrying",
+                worker=self.worker_id,
+                job=job_id,
+                attempt=record.attempt,
+                max_attempts=record.max_attempts,
+                retry_in_s=round(max(0.0, record.run_at - self.store.clock()), 3),
+                error=error,
+            )
+            return
         self.failed += 1
-        log.info("job_failed", worker=self.worker_id, job=job_id, error=error, status=record.status)
+        self._outcome(job_id, "failed")
+        log.info(
+            "job_failed",
+            worker=self.worker_id,
+            job=job_id,
+            attempts=record.attempt,
+            status=record.status,
+            error=error,
+        )
 
     async def _reporter(self) -> None:
         """Write completions in batches: whatever finished while the last batch was written."""
@@ -67,6 +88,9 @@ class Reporting(WorkerCore):
                 for job_id in refused:
                     self._lease_lost(job_id, "its outcome was refused")
                 self.completed += len(held) - len(refused)
+                for job_id, *_ in held:
+                    if job_id not in refused:
+                        self._outcome(job_id, "completed")
                 self._reported([d[0] for d in batch])
                 for d in batch:
                     self._forget(d[0])

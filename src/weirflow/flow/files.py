@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import FlowError
 from .functional import routine as make_routine
-from .graph import Flow
+from .graph import Flow, slot_settings
 from .routine import EXECUTORS, Routine, check_process_handlers
 
 _TOP_KEYS = {"name", "routines", "slots", "connections", "outputs"}
@@ -278,7 +278,13 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
         bad = [k for k in spec if k not in _SLOT_KEYS]
         for k in bad:
             p.add(f"{key}.{k}", f"unknown key (expected one of {', '.join(sorted(_SLOT_KEYS))})")
-        if str(path).split(".")[0] in broken:
+        if str(path).split(".")[0] in broken:  # its values are still checked, on their own
+            for setting, value in spec.items():
+                if setting in _SLOT_KEYS:
+                    try:
+                        slot_settings(str(path), **{setting: value})
+                    except FlowError as e:
+                        p.add(key, str(e))
             continue
         if bad or str(path).split(".")[0] not in flow.routines:
             if not bad:

@@ -168,16 +168,9 @@ class Flow:
         """Override a slot's capacity, overflow policy or block timeout in this flow."""
         self._slot(path)
         over: dict[str, Any] = dict(self.slot_overrides.get(path, {}))
-        if capacity is not None:
-            if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
-                raise FlowError(f"slot {path!r}: capacity must be an integer >= 1, not {capacity!r}")
-            over["capacity"] = capacity
-        if overflow is not None:
-            over["overflow"] = Overflow.parse(overflow)
-        if block_timeout_s is not None:
-            if block_timeout_s < 0:
-                raise FlowError(f"slot {path!r}: block_timeout_s must be >= 0")
-            over["block_timeout_s"] = block_timeout_s
+        over.update(
+            slot_settings(path, capacity=capacity, overflow=overflow, block_timeout_s=block_timeout_s)
+        )
         self.slot_overrides[path] = over
         return self
 
@@ -289,3 +282,30 @@ class Flow:
         from .files import load_flow_file
 
         return load_flow_file(path)
+
+
+def slot_settings(
+    path: str,
+    *,
+    capacity: Any = None,
+    overflow: Any = None,
+    block_timeout_s: Any = None,
+) -> dict[str, Any]:
+    """The slot overrides given (``None``: not given), checked: ``FlowError`` for a bad value.
+    ``Flow.slot`` applies them; a flow file checks them even when the routine did not load."""
+    over: dict[str, Any] = {}
+    if capacity is not None:
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise FlowError(f"slot {path!r}: capacity must be an integer >= 1, not {capacity!r}")
+        over["capacity"] = capacity
+    if overflow is not None:
+        over["overflow"] = Overflow.parse(overflow)
+    if block_timeout_s is not None:
+        if (
+            not isinstance(block_timeout_s, int | float)
+            or isinstance(block_timeout_s, bool)
+            or block_timeout_s < 0
+        ):
+            raise FlowError(f"slot {path!r}: block_timeout_s must be a number >= 0, not {block_timeout_s!r}")
+        over["block_timeout_s"] = block_timeout_s
+    return over

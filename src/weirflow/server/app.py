@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..debug import Debugger
+from ..durable.metrics import QueueMetrics
 from ..durable.worker import Worker
 from ..flow.graph import Flow
 from ..flow.source import check_unique, load_flows
@@ -142,12 +143,17 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
                 )
                 app.state.store_service = store_service
                 stack.callback(delattr, app.state, "store_service")
+                queue_metrics = QueueMetrics()
+                queue_metrics.watch_store(store_service.store)
+                app.state.queue_metrics = queue_metrics
+                stack.callback(delattr, app.state, "queue_metrics")
                 if settings.workers:  # its own engine: durable jobs are not the API's live jobs
                     worker = Worker(
                         store_service.store,
                         flows,
                         concurrency=settings.workers,
                         shutdown_grace_s=settings.shutdown_grace_s,
+                        metrics=queue_metrics,
                     )
                     app.state.worker = await stack.enter_async_context(worker)
                     stack.callback(delattr, app.state, "worker")

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     """Origins (``https://app.example.com``, comma-separated) whose browser pages may call the
     API; empty (the default): no cross-origin call is allowed. ``*`` allows any origin."""
+    login_failures: int = Field(default=10, ge=1)
+    """Bad keys one client address may try at ``/ui/login`` within ``login_window_s``; then
+    ``429`` with ``Retry-After`` until the window has moved past them."""
+    login_window_s: int = Field(default=60, ge=1, le=86_400)
     store: str | None = Field(default=None, repr=False)
     """Durable job store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``,
     ``redis://host:port/db``) for the

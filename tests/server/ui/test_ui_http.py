@@ -255,3 +255,25 @@ def test_a_browser_without_sec_fetch_site_is_judged_by_its_origin(foreign: str) 
         assert own.status_code == 201
         listed = live.client.post("/api/jobs", json=body, headers={"Origin": "http://tools.example"})
         assert listed.status_code == 201
+
+
+def test_repeated_bad_keys_from_one_address_get_429_while_others_still_log_in() -> None:
+    """Guessing keys at the login is bounded per client address (uvicorn takes the address
+    from ``X-Forwarded-For`` of a proxy on loopback, as behind nginx)."""
+    with live_server(FLOWS, api_keys=KEYS, login_failures=3, login_window_s=60) as server:
+
+        def attempt(key: str, address: str) -> httpx.Response:
+            return server.client.post("/ui/login", json={"key": key}, headers={"X-Forwarded-For": address})
+
+        for _ in range(3):
+            assert attempt("guess", "203.0.113.7").status_code == 401
+        refused = attempt("guess", "203.0.113.7")
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert "too many bad keys" in refused.json()["detail"]
+        # the guesser is refused even with a good key until the window moves on...
+        assert attempt(ADMIN_KEY, "203.0.113.7").status_code == 429
+        # ...while another address logs in, and may get a key wrong without being refused
+        assert attempt("typo", "198.51.100.2").status_code == 401
+        good = attempt(ADMIN_KEY, "198.51.100.2")
+        assert good.status_code == 200 and good.json()["role"] == "admin"

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from ..auth import UnauthorizedError, role_of
 from ..settings import Settings
+from .login_limit import LoginLimiter
 from .sessions import COOKIE, check_csrf, cookie_session, sessions_of
 
 router = APIRouter(include_in_schema=False)
@@ -74,8 +75,12 @@ async def login(body: Login, request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     if not settings.auth_enabled:
         return JSONResponse({"role": "admin", "auth": False})
+    logins: LoginLimiter = request.app.state.ui_logins
+    client = request.client.host if request.client is not None else ""
+    logins.check(client)  # (429 while this address has had too many bad keys)
     role = role_of(body.key, settings.api_keys)
     if role is None:
+        logins.failed(client)
         raise UnauthorizedError("invalid API key")
     session = sessions_of(request).create(role)
     answer = JSONResponse({"role": role.value, "auth": True}, headers={"Cache-Control": "no-store"})
