@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,13 +21,11 @@ WORDCOUNT_WORDS = len((EXAMPLES / "wordcount.txt").read_text(encoding="utf-8").s
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
-    assert time.monotonic() - started < 5
     return proc
 
 
