@@ -61,7 +61,8 @@ def test_no_generated_request_gets_a_server_error(keyed_live: Live, mode: Genera
     operations = [result.ok() for result in schema.get_all_operations()]
     # +5 (UI): flow check, store summary, retry-failed, clean, record; +1 batch; +3 schedules
     # +8 pipelines: list, get, results, start, pause, resume, input, stop
-    assert len(operations) == 57  # +1 nodes
+    # +3 paused durable queues: list, pause, resume
+    assert len(operations) == 60  # +1 nodes
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and not (list(operation.iter_parameters()) or operation.body):
             continue  # nothing to get wrong

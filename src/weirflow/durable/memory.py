@@ -61,6 +61,7 @@ class MemoryStore:
         self._schedules: dict[str, Schedule] = {}
         self._schedule_wakeups = Wakeups()
         self._takeover = rules.TakeoverTimer()
+        self._paused: dict[str, float] = {}
 
     async def open(self) -> None:
         pass
@@ -138,6 +139,8 @@ class MemoryStore:
         now = self.clock()
         if self._takeover.due(now):
             self._stall_expired(now, max_stalls, queue)
+        if not rules.claimable(queue in self._paused):
+            return Claim([])
         recent = self._claims.setdefault(queue, deque())
         if rate is not None:
             while recent and not rules.in_rate_window(recent[0], rate, now):
@@ -255,6 +258,23 @@ class MemoryStore:
         kind, data = rules.manual_retry(job, self.clock(), from_start=from_start)
         self._change(job, kind, data, worker)
         return copy.deepcopy(job)
+
+    async def pause_queue(self, queue: str) -> bool:
+        if queue in self._paused:
+            return False
+        self._paused[queue] = self.clock()
+        self._event(None, queue, *rules.queue_change(True))
+        return True
+
+    async def resume_queue(self, queue: str) -> bool:
+        if self._paused.pop(queue, None) is None:
+            return False
+        self._event(None, queue, *rules.queue_change(False))
+        self._wakeups.notify(queue)
+        return True
+
+    async def paused_queues(self) -> list[str]:
+        return sorted(self._paused)
 
     async def get(self, job_id: str) -> JobRecord | None:
         job = self._jobs.get(job_id)

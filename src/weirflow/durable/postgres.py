@@ -41,9 +41,11 @@ from .rows import (
 from .store import DEFAULT_MAX_STALLS, Leases
 
 # pick, take and record the claims of up to %(n)s ready jobs of a queue, in one statement
+# (none of a paused queue: ``rules.claimable``)
 _CLAIM = (
     "WITH picked AS (SELECT id, seq FROM wf_jobs WHERE queue = %(q)s AND status = 'queued'"
-    " AND run_at <= %(now)s ORDER BY priority DESC, run_at, seq LIMIT %(n)s"
+    " AND run_at <= %(now)s AND NOT EXISTS (SELECT 1 FROM wf_paused_queues p WHERE p.queue = %(q)s)"
+    " ORDER BY priority DESC, run_at, seq LIMIT %(n)s"
     " FOR UPDATE SKIP LOCKED),"
     " taken AS (UPDATE wf_jobs j SET status = 'running', attempt = j.attempt + 1,"
     " runs = j.runs + 1, worker_id = %(w)s, lease_expires_at = %(lease)s,"

@@ -120,6 +120,38 @@ class PostgresAdmin(PostgresBase):
         )
         return [event_from_row(r) for r in rows]
 
+    # -- paused queues -------------------------------------------------------------------
+
+    async def pause_queue(self, queue: str) -> bool:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT INTO wf_paused_queues (queue, paused_at) VALUES (%s, %s)"
+                " ON CONFLICT (queue) DO NOTHING RETURNING queue",
+                (queue, self.clock()),
+            )
+            if await cur.fetchone() is None:
+                return False
+            kind, data = rules.queue_change(True)
+            await self._event(conn, None, queue, kind, self.clock(), data)
+        return True
+
+    async def resume_queue(self, queue: str) -> bool:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "DELETE FROM wf_paused_queues WHERE queue = %s RETURNING queue", (queue,)
+            )
+            if await cur.fetchone() is None:
+                return False
+            kind, data = rules.queue_change(False)
+            await self._event(conn, None, queue, kind, self.clock(), data)
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, queue))
+        self._wakeups.notify(queue)
+        return True
+
+    async def paused_queues(self) -> list[str]:
+        rows = await self._fetch("SELECT queue FROM wf_paused_queues ORDER BY queue")
+        return [r[0] for r in rows]
+
     # -- sweeping and alerts -------------------------------------------------------------
 
     async def sweep(

@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgpack
+
 from ..errors import LeaseLostError, StoreError
 from . import rules
 from .models import (
@@ -173,9 +175,8 @@ class RedisAdmin(RedisBase):
     async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
         if not steps:
             return []
-        args: list[Any] = []
-        for step in steps:
-            args += [step.job_id, str(step.run), step_field(step), step_text(step), step.status]
+        rows = [[s.job_id, str(s.run), step_field(s), step_text(s), s.status] for s in steps]
+        args = [msgpack.packb(rows)]
         refused = [_s(x) for x in await self._run("STEPS", args)]
         return list(dict.fromkeys(refused))
 
@@ -203,6 +204,22 @@ class RedisAdmin(RedisBase):
             texts = await self._call(lambda r: r.zrange(self.key("ev"), 0, -1), retry=True)
         found = [event_from(t) for t in texts]
         return [e for e in found if (kind is None or e.kind == kind) and (since is None or e.at >= since)]
+
+    # -- paused queues -------------------------------------------------------------------
+
+    async def pause_queue(self, queue: str) -> bool:
+        kind, _ = rules.queue_change(True)
+        return bool(await self._run("PAUSE", [queue, num(self.clock()), "1", kind], retry=True))
+
+    async def resume_queue(self, queue: str) -> bool:
+        kind, _ = rules.queue_change(False)
+        resumed = bool(await self._run("PAUSE", [queue, num(self.clock()), "0", kind], retry=True))
+        if resumed:
+            self._wakeups.notify(queue)
+        return resumed
+
+    async def paused_queues(self) -> list[str]:
+        return sorted(_s(q) for q in await self._do("hkeys", self.key("paused")))
 
     # -- sweeping and alerts -------------------------------------------------------------
 
@@ -287,10 +304,10 @@ class RedisAdmin(RedisBase):
     ) -> list[str]:
         if not rows:
             return []
-        args: list[Any] = ["0" if tokens is None else "1"]
-        for job_id, record in rows:
-            token = "" if tokens is None else str(tokens.get(job_id, -1))
-            args += [job_id, token, record]
+        packed = [
+            [job_id, "" if tokens is None else str(tokens.get(job_id, -1)), record] for job_id, record in rows
+        ]
+        args = ["0" if tokens is None else "1", msgpack.packb(packed)]
         try:
             refused = await self._run("APPEND", args)
         except StoreError as e:

@@ -56,6 +56,7 @@ SCRIPTS = (
     "CLEAR_JOURNAL",
     "STEPS",
     "ADD_EVENT",
+    "PAUSE",
     "SWEEPER",
     "DELETE",
     "SCHEDULE_PUT",

@@ -15,6 +15,7 @@ Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
   step -> ``{"status": "interrupted", ...}`` (set when the job left ``running``);
 - ``P:ev`` zset of event JSON by event id, ``P:je:ID`` list of a job's events;
 - ``P:jr:ID`` list: the durable journal; ``P:sched`` hash name -> schedule JSON;
+  ``P:paused`` hash queue -> when it was paused;
   ``P:sweeper`` hash: the sweeper lock;
 - channels ``P:n:jobs`` (a queue got ready jobs), ``P:n:done`` (a job finished),
   ``P:n:sched`` (a queue's schedules changed).
@@ -118,7 +119,7 @@ return out
 # Returns {running, recent, oldest or "", next delayed run_at or "", job hashes...}.
 CLAIM = r"""
 local q, worker, now, lease, limit = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local nnow = tonumber(now)
+if redis.call('HEXISTS', P .. ':paused', q) == 1 then return {0, 0, '', '', 'paused'} end
 local due = redis.call('ZRANGEBYSCORE', qk(q, 'delayed'), '-inf', now)
 for _, id in ipairs(due) do
   local prio, member = unpack(redis.call('HMGET', jk(id), 'priority', 'member'))
@@ -178,13 +179,13 @@ end
 return held
 """
 
-# ARGV: prefix, worker, now, why, then id, token, outputs, dead_letters ("" none) groups.
-# ``rules.holds`` then ``rules.completed``. Returns the refused ids.
+# ARGV: prefix, worker, now, why, then a MessagePack array of [id, token, outputs,
+# dead_letters ("" none)]. ``rules.holds`` then ``rules.completed``. Returns the refused ids.
 COMPLETE = r"""
 local worker, now, why = ARGV[2], ARGV[3], ARGV[4]
 local refused = {}
-for i = 5, #ARGV, 4 do
-  local id, token, outputs, letters = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+for _, d in ipairs(cmsgpack.unpack(ARGV[5])) do
+  local id, token, outputs, letters = d[1], d[2], d[3], d[4]
   if holds(id, worker, token) then
     local k = jk(id)
     local q, attempt = unpack(redis.call('HMGET', k, 'queue', 'attempt'))
@@ -253,14 +254,16 @@ if new ~= 'running' then interrupt(id, now, why) end
 return 1
 """
 
-# ARGV: prefix, fenced ("1": tokens given), then id, token ("" unfenced), record triples.
-# Fenced: a job's rows are written only while it runs under its token (``rules.runs_under``);
-# unfenced: a job not in the store fails the whole batch. Returns the refused ids.
+# ARGV: prefix, fenced ("1": tokens given), then a MessagePack array of [id, token (""
+# unfenced), record]. Fenced: a job's rows are written only while it runs under its token
+# (``rules.runs_under``); unfenced: a job not in the store fails the whole batch. Returns
+# the refused ids.
 APPEND = r"""
 local fenced = ARGV[2] == '1'
+local rows = cmsgpack.unpack(ARGV[3])
 local refused, seen = {}, {}
-for i = 3, #ARGV, 3 do
-  local id, token = ARGV[i], ARGV[i+1]
+for _, row in ipairs(rows) do
+  local id, token = row[1], row[2]
   if seen[id] == nil then
     if fenced then
       seen[id] = runs_under(id, token)
@@ -271,8 +274,8 @@ for i = 3, #ARGV, 3 do
     end
   end
 end
-for i = 3, #ARGV, 3 do
-  if seen[ARGV[i]] then redis.call('RPUSH', P .. ':jr:' .. ARGV[i], ARGV[i+2]) end
+for _, row in ipairs(rows) do
+  if seen[row[1]] then redis.call('RPUSH', P .. ':jr:' .. row[1], row[3]) end
 end
 return refused
 """
@@ -284,11 +287,12 @@ redis.call('DEL', P .. ':jr:' .. ARGV[2])
 return 1
 """
 
-# ARGV: prefix, then id, run, field, json, status groups (``rules.runs_under``). Refused ids.
+# ARGV: prefix, then a MessagePack array of [id, run, field, json, status]
+# (``rules.runs_under``). Returns the refused ids.
 STEPS = r"""
 local refused = {}
-for i = 2, #ARGV, 5 do
-  local id, run, f, text, st = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+for _, step in ipairs(cmsgpack.unpack(ARGV[2])) do
+  local id, run, f, text, st = step[1], step[2], step[3], step[4], step[5]
   if runs_under(id, run) then
     redis.call('HSET', P .. ':s:' .. id, f, text)
     redis.call('HDEL', P .. ':sx:' .. id, f)
@@ -302,6 +306,20 @@ for i = 2, #ARGV, 5 do
   end
 end
 return refused
+"""
+
+# ARGV: prefix, queue, now, "1" pause / "0" resume, event kind. Returns 1 when it changed.
+PAUSE = r"""
+local q, now = ARGV[2], ARGV[3]
+local changed
+if ARGV[4] == '1' then
+  changed = redis.call('HSETNX', P .. ':paused', q, now)
+else
+  changed = redis.call('HDEL', P .. ':paused', q)
+  if changed == 1 then redis.call('PUBLISH', P .. ':n:jobs', q) end
+end
+if changed == 1 then event(false, q, ARGV[5], now, '{}') end
+return changed
 """
 
 # ARGV: prefix, job id ("" none), queue, kind, at, data

@@ -110,6 +110,8 @@ class RedisStore(RedisSchedules):
                 "" if rate is None else num(now + rate.per_s),
             ],
         )
+        if out[4:] == [b"paused"]:  # (``rules.claimable``, checked in the script)
+            return Claim([])
         running, recent, oldest, nxt = int(out[0]), int(out[1]), _f(out[2]), _f(out[3])
         jobs = [job_from_hash(pairs(flat)) for flat in out[4:]]
         _, wait_s = rules.claim_allowance(
@@ -136,10 +138,12 @@ class RedisStore(RedisSchedules):
     async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
         if not done:
             return []
-        args: list[Any] = [worker_id, num(self.clock()), rules.interrupted_why("completed", {}, worker_id)]
+        rows = []
         for d in done:
             job_id, token, outputs, letters = done_parts(d)
-            args += [job_id, str(token), _json(outputs), "" if letters is None else _json(letters)]
+            rows.append([job_id, str(token), _json(outputs), "" if letters is None else _json(letters)])
+        why = rules.interrupted_why("completed", {}, worker_id)
+        args = [worker_id, num(self.clock()), why, msgpack.packb(rows)]
         return [_s(x) for x in await self._run("COMPLETE", args)]
 
     async def fail(

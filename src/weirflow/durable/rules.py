@@ -16,7 +16,8 @@ those primitives decide comes from here:
   ``lease_expired``, ``max_stalls``);
 - **retention** (``expired_ids``, ``retention_cutoffs``) and the **sweeper lock**
   (``may_sweep``);
-- **idempotency** (``first_of_keys``): which submit of a batch holds a key.
+- **idempotency** (``first_of_keys``): which submit of a batch holds a key;
+- **paused queues** (``claimable``, ``queue_change``): a paused queue hands out no job.
 
 The SQL backends and the Redis backend's Lua scripts do ``claimed``, ``completed``
 and the fencing checks inside one statement or script for speed; each names the rule
@@ -91,6 +92,17 @@ def ready_order(job: JobRecord, seq: int) -> tuple[int, float, int]:
     """The claim order of queued jobs: highest ``priority`` first, then the earliest
     ``run_at`` (a stalled job keeps its own, so it keeps its place), then submit order."""
     return (-job.priority, job.run_at, seq)
+
+
+def claimable(paused: bool) -> bool:
+    """A paused queue (``Store.pause_queue``) hands out no job: a claim of it takes none
+    and says nothing about when to ask again (a resume wakes its workers)."""
+    return not paused
+
+
+def queue_change(paused: bool) -> tuple[str, dict[str, Any]]:
+    """The event of pausing (``True``) or resuming a queue."""
+    return ("queue_paused" if paused else "queue_resumed"), {}
 
 
 def claimed(job: JobRecord, worker_id: str, now: float, lease_s: float) -> tuple[str, dict[str, Any]]:

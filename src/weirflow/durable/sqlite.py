@@ -143,6 +143,9 @@ class SqliteStore(SqliteSchedules):
         now = self.clock()
         if self._takeover.due(now):
             self._stall_expired(conn, now, max_stalls, queue)
+        paused = conn.execute("SELECT 1 FROM wf_paused_queues WHERE queue = ?", (queue,)).fetchone()
+        if not rules.claimable(paused is not None):
+            return Claim([])
         running = recent = 0
         oldest = None
         if queue_concurrency is not None:

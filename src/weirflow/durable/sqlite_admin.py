@@ -119,6 +119,38 @@ class SqliteAdmin(SqliteBase):
         )
         return [event_from_row(r) for r in rows]
 
+    # -- paused queues -------------------------------------------------------------------
+
+    async def pause_queue(self, queue: str) -> bool:
+        return await self._tx(self._pause, queue)
+
+    def _pause(self, conn: Conn, queue: str) -> bool:
+        now = self.clock()
+        if not conn.execute(
+            "INSERT OR IGNORE INTO wf_paused_queues (queue, paused_at) VALUES (?, ?)", (queue, now)
+        ).rowcount:
+            return False
+        kind, data = rules.queue_change(True)
+        self._event(conn, None, queue, kind, now, data)
+        return True
+
+    async def resume_queue(self, queue: str) -> bool:
+        resumed = await self._tx(self._resume, queue)
+        if resumed:
+            self._wakeups.notify(queue)
+        return resumed
+
+    def _resume(self, conn: Conn, queue: str) -> bool:
+        if not conn.execute("DELETE FROM wf_paused_queues WHERE queue = ?", (queue,)).rowcount:
+            return False
+        kind, data = rules.queue_change(False)
+        self._event(conn, None, queue, kind, self.clock(), data)
+        return True
+
+    async def paused_queues(self) -> list[str]:
+        rows = await self._call(self._read, "SELECT queue FROM wf_paused_queues ORDER BY queue")
+        return [r[0] for r in rows]
+
     # -- sweeping and alerts -------------------------------------------------------------
 
     async def sweep(

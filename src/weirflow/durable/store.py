@@ -137,6 +137,17 @@ class Store(Protocol):
     async def retry(self, job_id: str, *, from_start: bool = False) -> JobRecord:
         """Requeue a failed, cancelled or stalled job with fresh attempts."""
 
+    async def pause_queue(self, queue: str) -> bool:
+        """Stop claims of ``queue``'s jobs (``rules.claimable``): running jobs go on, submits
+        are queued; ``False`` if it was paused already. A ``queue_paused`` event says when."""
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Let ``queue``'s jobs be claimed again, waking its idle workers; ``False`` if it
+        was not paused. A ``queue_resumed`` event says when."""
+
+    async def paused_queues(self) -> list[str]:
+        """The paused queues, by name."""
+
     async def get(self, job_id: str) -> JobRecord | None: ...
 
     async def list_jobs(

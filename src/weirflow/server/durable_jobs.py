@@ -142,6 +142,17 @@ class StoreService:
             raise ConflictError(str(e)) from None
         return JobInfo.of(record, await self._call(self.store.steps, job_id))
 
+    # -- paused queues ------------------------------------------------------------------
+
+    async def paused_queues(self) -> list[str]:
+        return await self._call(self.store.paused_queues)
+
+    async def pause_queue(self, queue: str) -> bool:
+        return await self._call(self.store.pause_queue, queue)
+
+    async def resume_queue(self, queue: str) -> bool:
+        return await self._call(self.store.resume_queue, queue)
+
     # -- schedules ----------------------------------------------------------------------
 
     async def schedules(self, queue: str | None) -> list[Schedule]:

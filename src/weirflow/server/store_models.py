@@ -224,3 +224,17 @@ class StoreSchedule(BaseModel):
     last_at: float | None = Field(description="The last tick that made a job.")
     last_job_id: str | None
     created_at: float
+
+
+class PausedQueues(BaseModel):
+    """``GET /api/store/queues``."""
+
+    paused: list[str] = Field(description="The paused queues, by name: their jobs are not claimed.")
+
+
+class QueueState(BaseModel):
+    """A queue after ``POST /api/store/queues/{queue}/pause`` or ``.../resume``."""
+
+    queue: str
+    paused: bool
+    changed: bool = Field(description="False when the queue was in that state already.")

@@ -314,6 +314,23 @@ def test_retry_a_failed_durable_job_and_watch_its_steps_fill_in(
         assert client.get(f"/api/store/jobs/{job_id}").status_code == 404
 
 
+def test_pause_and_resume_a_durable_queue_from_the_jobs_page(ui_server: Live, browser: Browser) -> None:
+    driver = browser()
+    log_in(driver, ui_server, ADMIN_KEY, "/ui/durable")
+    wait(driver, lambda d: "no queue paused" in text(d, "#queues-paused"))
+    queue = find(driver, "#bulk-queue")
+    queue.clear()
+    queue.send_keys("ui-paused")
+    driver.find_element(By.ID, "pause-queue").click()
+    wait(driver, lambda d: "paused: ui-paused" in text(d, "#queues-paused"))
+    with api(ui_server) as client:
+        assert client.get("/api/store/queues").json() == {"paused": ["ui-paused"]}
+    driver.find_element(By.ID, "resume-queue").click()
+    wait(driver, lambda d: "no queue paused" in text(d, "#queues-paused"))
+    with api(ui_server) as client:
+        assert client.get("/api/store/queues").json() == {"paused": []}
+
+
 def test_a_read_key_sees_no_action_buttons_and_a_forged_post_is_refused(
     ui_server: Live, browser: Browser
 ) -> None:

@@ -21,6 +21,7 @@ from . import (
     schedules,
     store,
     store_bulk,
+    store_queues,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -35,6 +36,7 @@ ROUTERS: list[APIRouter] = [
     store.router,
     schedules.router,
     store_bulk.router,
+    store_queues.router,
     nodes.router,
     *pipelines.routers,
 ]

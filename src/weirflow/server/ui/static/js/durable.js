@@ -67,11 +67,26 @@ export async function render(main, _params, ctx) {
       try { const r = await post("/api/store/clean", { status: cleanStatus.value, older_than_s: seconds }); toast(`${r.deleted} job(s) deleted`); load(); }
       catch (e) { toast(e.message, true); }
     };
+    const pausedNote = h("span", { id: "queues-paused", class: "muted" }, "");
+    const showPaused = async () => {
+      try { const r = await get("/api/store/queues"); pausedNote.textContent = r.paused.length ? `paused: ${r.paused.join(", ")}` : "no queue paused"; }
+      catch (e) { pausedNote.textContent = e.message; }
+    };
+    const setPaused = async (pause) => {
+      try {
+        const r = await post(`/api/store/queues/${encodeURIComponent(bulkQueue.value)}/${pause ? "pause" : "resume"}`);
+        toast(`Queue ${r.queue} ${r.paused ? "paused" : "resumed"}${r.changed ? "" : " (it was already)"}`);
+      } catch (e) { toast(e.message, true); }
+      showPaused();
+    };
     clear(bulk, h("h2", {}, "Bulk actions"),
-      h("div", { class: "row" }, field("Queue", bulkQueue), h("button", { type: "button", id: "retry-failed", onclick: retryAll }, "Retry all failed")),
+      h("div", { class: "row" }, field("Queue", bulkQueue), h("button", { type: "button", id: "retry-failed", onclick: retryAll }, "Retry all failed"),
+        h("button", { type: "button", id: "pause-queue", class: "secondary", onclick: () => setPaused(true) }, "Pause"),
+        h("button", { type: "button", id: "resume-queue", class: "secondary", onclick: () => setPaused(false) }, "Resume"), pausedNote),
       h("div", { class: "row" }, field("Clean", cleanStatus), field("finished more than", age), field("ago", unit),
         h("button", { type: "button", id: "clean", class: "danger", onclick: cleanOld }, "Delete")),
-      h("p", { class: "muted small" }, "Cleaning applies to every queue. Pausing a queue needs store support that is not there yet."));
+      h("p", { class: "muted small" }, "Cleaning applies to every queue. A paused queue's jobs are not claimed by any worker until it is resumed; running jobs go on."));
+    showPaused();
   } else {
     bulk.remove();
   }
