@@ -55,3 +55,25 @@ def check(proc: subprocess.Popen[str], grace_s: float) -> None:
     # multiprocessing's resource tracker ends once it sees its parent gone
     _, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == []
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_supervisor_leaves_no_child_behind() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.supervise.supervisor_script", "3", "1.0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            pids: list[int] = json.loads(proc.stdout.readline())["pids"]
+            children = [psutil.Process(pid) for pid in pids]
+            proc.kill()  # no cleanup at all: the children must notice by themselves
+            proc.wait(timeout=30)
+            _, alive = psutil.wait_procs(children, timeout=5)
+            assert alive == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -126,10 +126,32 @@ class Channel:
 def child_entry(conn: Connection, entry: str, arg: Any, max_frame_bytes: int) -> None:
     """The target of a supervised process (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     code = asyncio.run(_child_main(conn, entry, arg, max_frame_bytes))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # no atexit work (inherited multiprocessing finalizers): the job is done
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this process when its parent dies (even by SIGKILL),
+    also while it is still starting (before its pipe is read, which is the other way it
+    notices). Elsewhere the end of the pipe is the only way."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the call
+        os._exit(0)
 
 
 def load_entry(entry: str) -> Main:

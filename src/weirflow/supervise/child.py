@@ -176,7 +176,10 @@ class ChildProcess:
         self._pending[request_id] = fut
         try:
             async with asyncio.timeout(timeout_s):
-                await self._write(data)
+                try:
+                    await self._write(data)
+                except (ConnectionError, OSError) as e:  # the pipe broke: the child is ending
+                    raise ChildDiedError(f"child {self.name} is gone: {e}") from None
                 return await fut
         except TimeoutError:
             raise CommandTimeout(
@@ -184,6 +187,8 @@ class ChildProcess:
             ) from None
         finally:
             self._pending.pop(request_id, None)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # seen here if it came while the write was failing
 
     async def notify(self, kind: str, body: Any = None) -> None:
         if not self.alive or self._writer is None:

@@ -10,6 +10,7 @@ A spare that dies while it waits is dropped and replaced.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import Callable
 
@@ -19,8 +20,19 @@ from .child import ChildProcess, ExitInfo
 class WarmPool:
     """Up to ``size`` ready spares made by ``make()`` (an unstarted ``ChildProcess``)."""
 
-    def __init__(self, *, size: int, make: Callable[[], ChildProcess], start_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        size: int,
+        make: Callable[[], ChildProcess],
+        start_timeout_s: float = 60.0,
+        max_spawning: int | None = None,
+    ) -> None:
         self.size = size
+        # a spawn costs an interpreter's start and the imports, mostly CPU: fifty at once on
+        # two cores take longer each than the start timeout and are all killed, again and
+        # again; at most a few at a time (default: the number of CPUs) finish in turn
+        self._spawning = asyncio.Semaphore(max_spawning or os.cpu_count() or 1)
         self.make = make
         self.start_timeout_s = start_timeout_s
         self.spares: deque[ChildProcess] = deque()
@@ -40,9 +52,13 @@ class WarmPool:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def _spawn(self, child: ChildProcess) -> None:
+        async with self._spawning:
+            await child.start(self.start_timeout_s)
+
     async def _start_spare(self, child: ChildProcess) -> None:
         try:
-            await child.start(self.start_timeout_s)
+            await self._spawn(child)
         except Exception:  # noqa: BLE001 - a spare that cannot start is not kept; the next take spawns
             self.starting.discard(child)
             await child.terminate(0)
@@ -79,7 +95,7 @@ class WarmPool:
         self.fill()
         self.cold_starts += 1
         child = self.make()
-        await child.start(self.start_timeout_s)
+        await self._spawn(child)
         return child
 
     async def close(self) -> None:
