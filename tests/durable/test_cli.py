@@ -86,7 +86,6 @@ def test_jobs_commands(tmp_path: Path) -> None:
     for args, message in [
         (("jobs", "show", "nope", "--store", store), "no job 'nope'"),
         (("jobs", "retry", job_id, "--store", store), "only a failed, cancelled or stalled job"),
-        (("jobs", "submit", "missing", "--store", store, "--flows", FLOWS_MODULE), "no flow named 'missing'"),
         (("jobs", "submit", "one", "-i", "a.nope=1", "--store", store, "--flows", FLOWS_MODULE), "no slot"),
         (("jobs", "submit", "one", "-i", "a.item=not json", "--store", store), "not valid JSON"),
         (
@@ -110,6 +109,18 @@ def test_jobs_commands(tmp_path: Path) -> None:
         bad = cli(*args)
         assert bad.returncode == 2, (args, bad.stdout, bad.stderr)
         assert message in one_error_line(bad.stderr)
+
+
+def test_submit_of_a_flow_the_given_flows_lack_warns_and_queues_it(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    done = cli("jobs", "submit", "missing", "-i", "a.item=1", "--store", store, "--flows", FLOWS_MODULE)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "no flow named 'missing'" in warnings[0], done.stderr
+    assert "Traceback" not in done.stderr
+    job_id = done.stdout.strip()
+    shown = json.loads(cli("jobs", "show", job_id, "--store", store, "--json").stdout)
+    assert (shown["flow"], shown["status"]) == ("missing", "queued")
 
 
 async def test_worker_runs_jobs_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -134,9 +134,17 @@ def submit(
     with cli_errors():
         if flows is not None:
             known = {f.name: f for f in load(flows)}
-            if flow not in known:
-                raise JobError(f"no flow named {flow!r} in {flows} (flows: {', '.join(sorted(known))})")
-            inputs = parse_inputs(input_ or [], known[flow])
+            if flow in known:
+                inputs = parse_inputs(input_ or [], known[flow])
+            else:
+                # queued all the same (a worker with other flows may serve it), but said at once:
+                # a worker started with these --flows would never run it
+                print(
+                    f"warning: no flow named {flow!r} in {flows} (flows: {', '.join(sorted(known))}):"
+                    " a worker serving only these flows will not run this job",
+                    file=sys.stderr,
+                )
+                inputs = _inputs_without_flow(input_ or [])
         else:
             inputs = _inputs_without_flow(input_ or [])
         spec = JobSpec(
