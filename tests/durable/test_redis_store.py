@@ -8,12 +8,14 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 import weirflow as wf
 from weirflow.durable import JobSpec, Store, open_store
+from weirflow.durable.redis_store import RedisStore
 
 from ..redisserver import RedisServer, started_server
 from .helpers import poll_store
@@ -168,3 +170,75 @@ def test_reading_commands_write_nothing(redis_url: str) -> None:
     p = cli("jobs", "submit", "one", "--input", 'a.item={"x": 1}', "--store", redis_url)
     assert p.returncode == 0, p.stderr
     assert asyncio.run(_dbsize(redis_url)) > 0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _renew_before_first_put(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch, job_id: str, token: int
+) -> list[list[str]]:
+    """Make w1's renewal land between a compare-and-set change's read of the job and its
+    write (the ``PUT`` script): the window where a late heartbeat meets the sweeper.
+    Returns what each injected renewal answered."""
+    run = store._run
+    answers: list[list[str]] = []
+
+    async def injected(name: str, args: list[Any], *, retry: bool = False) -> Any:
+        if name == "PUT" and not answers:
+            answers.append(await store.renew("w1", {job_id: token}, 10))
+        return await run(name, args, retry=retry)
+
+    monkeypatch.setattr(store, "_run", injected)
+    return answers
+
+
+async def _claimed_late(redis_url: str, clock: _Clock) -> tuple[RedisStore, str, int]:
+    """A store with one job claimed by w1 whose heartbeat is half a second late."""
+    store = RedisStore(redis_url, clock=clock)
+    await store.open()
+    job_id = await store.submit(JobSpec("f", {}))
+    claim = await store.claim("default", "w1", limit=1, lease_s=10)
+    clock.now += 10.5
+    return store, job_id, claim.jobs[0].token
+
+
+async def test_a_renewal_racing_the_sweeper_is_not_also_taken_over(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock()
+    store, job_id, token = await _claimed_late(redis_url, clock)
+    try:
+        renewed = _renew_before_first_put(store, monkeypatch, job_id, token)
+        report = await store.sweep("sweeper")
+        assert report is not None
+        assert renewed == [[job_id]]  # w1 was told it still holds the job...
+        assert report.requeued == [] and report.failed == []  # ...so the sweeper must not take it
+        job = await store.get(job_id)
+        assert job is not None and job.status == "running" and job.worker_id == "w1"
+        assert (await store.claim("default", "w2", limit=1, lease_s=10)).jobs == []
+        assert await store.renew("w1", {job_id: token}, 10) == [job_id]
+    finally:
+        await store.close()
+
+
+async def test_a_renewal_racing_a_manual_retry_is_not_also_requeued(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock()
+    store, job_id, token = await _claimed_late(redis_url, clock)
+    try:
+        renewed = _renew_before_first_put(store, monkeypatch, job_id, token)
+        with pytest.raises(wf.JobError, match="running"):
+            await store.retry(job_id)
+        assert renewed == [[job_id]]
+        job = await store.get(job_id)
+        assert job is not None and job.status == "running" and job.worker_id == "w1"
+        assert await store.renew("w1", {job_id: token}, 10) == [job_id]
+    finally:
+        await store.close()

@@ -164,6 +164,9 @@ return out
 """
 
 # ARGV: prefix, worker, lease_until, then id, token pairs (``rules.holds``). Returns the held ids.
+# A renewal bumps ``ver`` like every change: a ``PUT`` computed from the job read before it
+# (the sweeper's takeover of a lease it saw expired, a manual retry of a stalled job) is
+# refused and decided again on the renewed lease, so a job is never both held and taken.
 RENEW = r"""
 local worker, lease = ARGV[2], ARGV[3]
 local held = {}
@@ -171,6 +174,7 @@ for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i+1]
   if holds(id, worker, token) then
     redis.call('HSET', jk(id), 'lease_expires_at', lease)
+    redis.call('HINCRBY', jk(id), 'ver', 1)
     local q = redis.call('HGET', jk(id), 'queue')
     redis.call('ZADD', qk(q, 'running'), lease, id)
     held[#held+1] = id
