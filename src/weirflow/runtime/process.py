@@ -73,8 +73,27 @@ def _portable(error: BaseException) -> BaseException:
     return error
 
 
+def _exit_with_parent() -> None:
+    """End this child as soon as its parent process dies, even in the middle of a call.
+
+    The pipe's end is seen only between calls, so a handler still running after its
+    parent was killed (a worker ``kill -9``-ed) would run on while a new worker retries
+    the same step. A thread waits on the parent's sentinel (multiprocessing's, readable
+    once the parent is gone: no polling) and ends the process at once."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="weirflow-parent-watch", daemon=True).start()
+
+
 def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None:
     """A child's loop: run each batch it is sent, reply with the results."""
+    _exit_with_parent()
     routines: dict[str, Any] = {}
     while True:
         try:
