@@ -126,6 +126,9 @@ def test_log_in_with_a_key_and_open_a_flows_graph(ui_server: Live, browser: Brow
     driver.get(ui_server.url + "/ui")
     wait(driver, lambda d: "Jobs in memory" in text(d, "main"))
     wait(driver, lambda d: "Failure rate per queue" in text(d, "main"))
+    # pipelines by state and nodes by state have their cards, with an explanation when empty
+    wait(driver, lambda d: "No pipeline yet" in text(d, "#overview-pipelines"))
+    wait(driver, lambda d: "No node registry on this server" in text(d, "#overview-nodes"))
     shoot(driver, "02-overview")
     for path, name, expect in [
         ("/ui/jobs", "06-jobs", "job(s)"),

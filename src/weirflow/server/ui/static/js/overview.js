@@ -1,5 +1,5 @@
 // Overview: jobs by status (in memory and durable), full and near-full slots across jobs,
-// failure rate per queue. Refreshed every 2 s without a reload.
+// failure rate per queue, pipelines by state, nodes by state. Refreshed every 2 s without a reload.
 import { get } from "./api.js";
 import { h, clear, table, num, badge, bar, emptyState } from "./dom.js";
 
@@ -22,11 +22,11 @@ export async function render(main, _params, ctx) {
   const memory = h("div", { class: "card" }, h("p", { class: "muted" }, "Loading…"));
   const slots = h("div", { class: "card" });
   const durable = h("div", { class: "card" });
-  const later = h("div", { class: "card" }, h("h2", {}, "Pipelines and nodes"),
-    emptyState("Not available on this server yet.",
-      "Pipelines (state, restarts, health) and the node registry appear here once the server exposes them over HTTP."));
+  const pipelines = h("div", { class: "card", id: "overview-pipelines" });
+  const nodes = h("div", { class: "card", id: "overview-nodes" });
   const updated = h("span", { class: "muted small", "aria-live": "off" });
-  main.append(h("h1", {}, "Overview ", updated), h("div", { class: "grid" }, memory, durable), slots, later);
+  main.append(h("h1", {}, "Overview ", updated), h("div", { class: "grid" }, memory, durable), slots,
+    h("div", { class: "grid" }, pipelines, nodes));
 
   async function refresh() {
     const ready = await get("/readyz");
@@ -67,8 +67,44 @@ export async function render(main, _params, ctx) {
         ? emptyState("No durable store.", "Start the server with --store URL (e.g. sqlite:///weirflow.db) to see durable jobs here.", String(e.message))
         : h("p", { class: "error" }, e.message));
     }
+    await refreshPipelines();
+    await refreshNodes();
     updated.textContent = `updated ${new Date().toLocaleTimeString(undefined, { hour12: false })}`;
   }
+  async function refreshPipelines() {
+    try {
+      const list = await get("/api/pipelines");
+      const byState = {};
+      for (const p of list) byState[p.state] = (byState[p.state] || 0) + 1;
+      const restarts = list.reduce((n, p) => n + p.restarts, 0);
+      redraw(pipelines, [byState, restarts], () => clear(pipelines, h("h2", {}, "Pipelines"),
+        list.length ? [figures(byState), h("p", { class: "muted small" }, `${restarts} restart(s) in all. `,
+          h("a", { href: "/ui/pipelines" }, "All pipelines"))]
+          : emptyState("No pipeline yet.", "Start one on the Pipelines page, with weirflow pipelines start, or POST /api/pipelines.")));
+    } catch (e) {
+      pipelines.dataset.sig = "";
+      clear(pipelines, h("h2", {}, "Pipelines"), h("p", { class: "error" }, e.message));
+    }
+  }
+
+  async function refreshNodes() {
+    try {
+      const answer = await get("/api/nodes");
+      const byState = {};
+      for (const n of answer.nodes) byState[n.state] = (byState[n.state] || 0) + 1;
+      redraw(nodes, [byState, answer.registry.status], () => clear(nodes, h("h2", {}, "Nodes"),
+        h("p", {}, "registry ", badge(answer.registry.status)),
+        answer.nodes.length ? figures(byState) : emptyState("No node has joined the registry.",
+          "Workers join it with weirflow worker --registry URL --pool P --capacity N."),
+        h("p", { class: "muted small" }, h("a", { href: "/ui/nodes" }, "All nodes"))));
+    } catch (e) {
+      nodes.dataset.sig = "";
+      clear(nodes, h("h2", {}, "Nodes"), e.status === 503
+        ? emptyState("No node registry on this server.", "Start the server with --registry redis://host:port/db (or WEIRFLOW_REGISTRY).")
+        : h("p", { class: "error" }, e.message));
+    }
+  }
+
   await refresh();
   let busy = false;
   ctx.every(REFRESH_MS, async () => { if (busy) return; busy = true; try { await refresh(); } finally { busy = false; } });
