@@ -167,6 +167,8 @@ class Pipeline:
     def _set(self, state: str) -> None:
         if state == self.state:
             return
+        if self.stopping and state not in ("stopping", "stopped", "failed"):
+            return  # a stop wins over whatever a launch or a check was about to say
         self.state = state
         for fut in self._waiters.pop(state, []):
             if not fut.done():
@@ -221,10 +223,12 @@ class Pipeline:
                 if not self.started.done():
                     self.started.set_result(None)
                 watch = asyncio.get_running_loop().create_task(self._watch(child))
-                await child.exited.wait()
-                watch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
+                try:
+                    await child.exited.wait()
+                finally:
+                    watch.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watch
                 await child.close()
                 self.last_exit = child.last_exit
                 self.rss_mb = None
@@ -263,6 +267,9 @@ class Pipeline:
         try:
             child = await self.take_child()
             self.child = child
+            if self.stopping:  # stopped while the child was being taken (a restart's cold start)
+                await self._abandon(child)
+                return None
             child.on_notification = self._notified
             self.health = HealthState(interval_s=self.timing.health_interval_s)
             self.health.rtt = self.rtts["status"]
@@ -270,6 +277,9 @@ class Pipeline:
             await self._request(child, "run", body, RUN_TIMEOUT_S)
             if self.paused:
                 await self._request(child, "pause", {"timeout_s": self.timing.grace_s}, None)
+            if self.stopping:  # stopped while the job was starting: nobody waits for this child
+                await self._abandon(child)
+                return None
         except asyncio.CancelledError:
             if child is not None:
                 await child.terminate(0)
@@ -293,6 +303,12 @@ class Pipeline:
         self.started_at = time.time()
         self._set(self._live_state())
         return child
+
+    async def _abandon(self, child: ChildProcess) -> None:
+        """End a child a stop came too early for (it had not run yet): SIGTERM, then SIGKILL."""
+        await child.terminate(STOP_KILL_AFTER_S, reason="stopped while starting")
+        await child.close()
+        self.last_exit = child.last_exit
 
     def _fail_start(self, error: BaseException) -> None:
         if not self.started.done():
@@ -452,3 +468,20 @@ class Pipeline:
             except TimeoutError:
                 await child.terminate(STOP_KILL_AFTER_S, reason="stopped: grace period over")
         await self.task
+
+    async def kill(self) -> None:
+        """End the supervision and the child at once (a shutdown whose bound is over)."""
+        self.stopping = True
+        self._wake.set()
+        if not self.task.done():
+            self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+        child = self.child
+        if child is not None and child.alive:
+            await child.terminate(0, reason="stopped: shutdown took too long")
+            await child.close()
+            self.last_exit = child.last_exit
+        if not self.done:
+            self._set("stopped")
+        self._fail_start(PipelineStateError(f"pipeline {self.id} was stopped", "stopped"))

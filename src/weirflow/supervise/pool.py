@@ -53,8 +53,15 @@ class WarmPool:
             task.add_done_callback(self._tasks.discard)
 
     async def _spawn(self, child: ChildProcess) -> None:
-        async with self._spawning:
-            await child.start(self.start_timeout_s)
+        try:
+            async with self._spawning:
+                await child.start(self.start_timeout_s)
+        except BaseException:
+            # a cancelled take (its pipeline stopped during a cold start) holds the only
+            # reference to this child: end it here, or it outlives the supervisor's close
+            await child.terminate(0)
+            await child.close()
+            raise
 
     async def _start_spare(self, child: ChildProcess) -> None:
         try:

@@ -117,9 +117,17 @@ class Supervisor:
         """Stop every pipeline and spare, all in parallel (``grace_s``: the settings')."""
         self._closed = True
         grace = self.settings.grace_s if grace_s is None else grace_s
-        stops = [p.stop(grace) for p in self._pipelines.values() if not p.done]
+        live = [p for p in self._pipelines.values() if not p.done]
         pool = self._pool
-        await asyncio.gather(*stops, *([pool.close()] if pool is not None else []), return_exceptions=True)
+        closing = asyncio.ensure_future(pool.close()) if pool is not None else None
+        stops = asyncio.gather(*(p.stop(grace) for p in live), return_exceptions=True)
+        try:
+            # the promise is grace_s plus about a second, whatever goes wrong in a stop
+            await asyncio.wait_for(stops, grace + 1.0)
+        except TimeoutError:
+            await asyncio.gather(*(p.kill() for p in live), return_exceptions=True)
+        if closing is not None:
+            await asyncio.gather(closing, return_exceptions=True)
 
     def _make_child(self) -> ChildProcess:
         return ChildProcess(
