@@ -13,6 +13,8 @@ import weirflow as wf
 from weirflow.cluster import Registry
 from weirflow.cluster.node import decode
 
+from ..redisserver import started_server
+
 Make = Callable[..., Registry]
 
 
@@ -228,3 +230,24 @@ async def test_old_tombstones_are_forgotten_locally_and_live_nodes_kept(
     assert reg.cache.prune_tombstones(before=tomb.heartbeat_at + 0.0005) == 1
     assert "gone" not in reg.cache.records and "recent" in reg.cache.records
     assert reg.get("live") == live and [n.id for n in reg.nodes()] == ["live"]
+
+
+async def test_a_password_in_the_query_string_is_in_no_status_or_error(registries: Make) -> None:
+    server = started_server()
+    try:
+        admin = aioredis.Redis.from_url(server.url(0))
+        await admin.config_set("requirepass", "s3cret-pw")
+        await admin.aclose()
+        base = f"redis://127.0.0.1:{server.port}/0"
+        reg = registries(f"{base}?password=s3cret-pw")
+        await reg.start()  # (the password is used, only not shown)
+        await reg.register("a", pool="p", capacity=1)
+        assert reg.safe_url == f"{base}?password=***"
+        assert "s3cret-pw" not in repr(reg.status_report())
+        wrong = registries(f"{base}?password=wrong-pw")
+        assert "wrong-pw" not in wrong.safe_url
+        with pytest.raises(wf.ClusterError) as refused:
+            await wrong.start()
+        assert "wrong-pw" not in str(refused.value) + repr(wrong.status_report())
+    finally:
+        server.destroy()

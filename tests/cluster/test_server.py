@@ -59,3 +59,13 @@ def test_a_server_starts_while_its_registry_is_unreachable_and_shows_no_password
             "redis://:***@127.0.0.1"
         )
         assert "pw-hunter2" not in live.client.get("/readyz").text
+
+
+def test_a_password_in_the_registry_url_query_string_is_not_shown() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0?password=pw-hunter2"
+    with live_server(registry=url) as live:
+        answer = live.client.get("/api/nodes")
+        assert answer.status_code == 200
+        assert "pw-hunter2" not in answer.text
+        assert answer.json()["registry"]["url"] == url.replace("pw-hunter2", "***")
+        assert "pw-hunter2" not in live.client.get("/readyz").text

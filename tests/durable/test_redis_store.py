@@ -158,6 +158,25 @@ async def test_the_password_of_the_url_is_never_printed(own_server: RedisServer,
     assert "s3cret-pw" not in out and ":***@" in out
 
 
+async def test_a_password_in_the_query_string_is_never_printed(own_server: RedisServer) -> None:
+    client = aioredis.Redis.from_url(own_server.url(0))
+    await client.config_set("requirepass", "s3cret-pw")
+    await client.aclose()
+    base = f"redis://127.0.0.1:{own_server.port}/2"
+    store = open_store(f"{base}?password=s3cret-pw")
+    assert "s3cret-pw" not in store.url and "password=***" in store.url
+    await store.open()  # (the password is used, only not shown)
+    try:
+        assert await store.submit(JobSpec("f", {}))
+    finally:
+        await store.close()
+    wrong = open_store(f"{base}?db=2&password=wrong-pw")
+    assert "wrong-pw" not in wrong.url
+    with pytest.raises(wf.StoreError) as refused:
+        await wrong.open()
+    assert "wrong-pw" not in str(refused.value) and "password=***" in str(refused.value)
+
+
 async def _started(worker: WorkerProcess) -> bool:
     return "worker_started" in worker.output()
 

@@ -27,12 +27,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import structlog
 
 from ..errors import ClusterError, InvalidNodeError, NodeGoneError
+from ..redact import redact_url
 from . import scripts
 from .cache import NodeCache, Reservation
 from .calls import BreakerState, Calls, connect
@@ -51,15 +51,9 @@ FOLLOW_BATCH = 1_000
 
 
 def redact(url: str) -> str:
-    """``url`` without its password (for logs and messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    """``url`` without its password, in its userinfo or a ``password=`` option (for logs
+    and messages)."""
+    return redact_url(url)
 
 
 class Registry:

@@ -24,7 +24,6 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -33,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ..errors import StoreError
+from ..redact import redact_text, redact_url
 from . import redis_lua, rules
 from .store import Clock
 from .wakeup import Outcomes, Wakeups
@@ -64,15 +64,8 @@ SCRIPTS = (
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password (``redis://:***@host:port/db``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    """``url`` without its password (``redis://:***@host:port/db``, ``...?password=***``)."""
+    return redact_url(url)
 
 
 class RedisBase:
@@ -251,4 +244,4 @@ class RedisBase:
 
 
 def _clean(e: BaseException, store: RedisBase) -> str:
-    return str(e).replace(store._url, store.url)
+    return redact_text(str(e).replace(store._url, store.url), store._url)
