@@ -64,3 +64,27 @@ def crasher(item: Any) -> Any:
 crash = wf.Flow("crash")
 crash.add("c", crasher)
 crash.output("c.output")
+
+
+def _square_flow() -> wf.Flow:
+    # a routine run by the process executor: the pipeline's child starts processes of its own
+    from tests.runtime.process_flows import Square
+
+    flow = wf.Flow("square")
+    flow.add("sq", Square())
+    flow.output("sq.out")
+    return flow
+
+
+square = _square_flow()
+
+
+@wf.routine
+def refuser(item: Any) -> Any:
+    """Fails the job on every item."""
+    raise ValueError(f"refused item {item!r}")
+
+
+refuse = wf.Flow("refuse")
+refuse.add("r", refuser)
+refuse.output("r.output")

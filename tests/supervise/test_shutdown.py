@@ -77,3 +77,28 @@ def test_sigkill_of_the_supervisor_leaves_no_child_behind() -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_supervisor_leaves_no_grandchild_of_a_process_routine() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.supervise.supervisor_script", "1", "1.0", "square"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            pids: list[int] = json.loads(proc.stdout.readline())["pids"]
+            square = psutil.Process(pids[-1])
+            grandchildren = square.children(recursive=True)
+            assert grandchildren  # the process executor's worker runs under the pipeline's child
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            proc.kill()
+            proc.wait(timeout=30)
+            _, alive = psutil.wait_procs(tree, timeout=5)
+            assert alive == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

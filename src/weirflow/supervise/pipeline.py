@@ -136,6 +136,7 @@ class Pipeline:
         self.paused = False  # wanted: a restarted child is paused again
         self.stopping = False
         self._replace: str | None = None  # why the current child is being replaced
+        self._finished: str | None = None  # how the current child's job ended, as it said
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._check_waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()  # a stop during a restart's backoff
@@ -253,6 +254,8 @@ class Pipeline:
     def _decide(self, child: ChildProcess | None) -> Any:
         info = child.last_exit if child is not None else None
         why = info.reason if info is not None else self.reason or "the child did not start"
+        if info is not None and self._finished is not None:
+            why = f"{self._finished} ({why})"  # the job's own error, not only the exit code
         kind = self._replace or ("crash" if info is None or info.abnormal else "exit")
         abnormal = self._replace is not None or info is None or info.abnormal
         self._replace = None
@@ -267,6 +270,7 @@ class Pipeline:
         try:
             child = await self.take_child()
             self.child = child
+            self._finished = None
             if self.stopping:  # stopped while the child was being taken (a restart's cold start)
                 await self._abandon(child)
                 return None
@@ -322,7 +326,8 @@ class Pipeline:
         elif kind == "output_refused":
             self.results.refused.append(tuple(body))
         elif kind == "finished":
-            self.reason = f"job {body.get('status')}" + (f": {body['error']}" if body.get("error") else "")
+            self._finished = f"job {body.get('status')}" + (f": {body['error']}" if body.get("error") else "")
+            self.reason = self._finished
 
     async def _watch(self, child: ChildProcess) -> None:
         """Health checks of ``child`` until it ends or is replaced."""

@@ -135,6 +135,11 @@ class Supervisor:
             {"flows": self._source},
             name="weirflow-pipeline",
             max_frame_bytes=self.max_frame_bytes,
+            # not daemonic: a job's executor = "process" routines start processes of their own
+            # (multiprocessing refuses them in a daemonic one); no orphans all the same: the
+            # child dies with this process (PR_SET_PDEATHSIG, the pipe's end) and its process
+            # executor's children with it (they watch their parent's sentinel)
+            daemon=False,
         )
 
     async def _take_child(self) -> ChildProcess:
