@@ -88,3 +88,21 @@ def refuser(item: Any) -> Any:
 refuse = wf.Flow("refuse")
 refuse.add("r", refuser)
 refuse.output("r.output")
+
+
+class Stuck(wf.Routine):
+    """Never finishes an item: its slot (room for one) stays full after the second."""
+
+    inp = wf.Slot(capacity=1)
+    out = wf.Event()
+
+    @inp.handler
+    async def hold(self, item: Any, ctx: wf.Context) -> None:
+        import asyncio
+
+        await asyncio.Event().wait()
+
+
+stuck = wf.Flow("stuck")
+stuck.add("s", Stuck())
+stuck.output("s.out")

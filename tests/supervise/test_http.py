@@ -83,6 +83,20 @@ def test_typed_errors_answer_with_their_status(served: Live) -> None:
     assert served.client.delete(f"/api/pipelines/{p['id']}").json()["state"] == "stopped"
 
 
+def test_a_full_slot_answers_429_with_retry_after_and_what_was_accepted(served: Live) -> None:
+    p = served.client.post("/api/pipelines", json={"flow": "stuck"}).json()
+    try:
+        r = served.client.post(
+            f"/api/pipelines/{p['id']}/input", json={"slot": "s.inp", "items": [1, 2, 3, 4], "timeout_s": 0.5}
+        )
+        assert r.status_code == 429
+        assert r.headers["Retry-After"] == "1"
+        # one item is being handled (for ever), one waits in the slot's room for one
+        assert r.json()["accepted"] == 2
+    finally:
+        served.client.delete(f"/api/pipelines/{p['id']}", params={"grace_s": 0.2})
+
+
 def test_metrics_include_the_supervisors(served: Live) -> None:
     text = served.client.get("/metrics").text
     assert "weirflow_pipelines{" in text

@@ -119,7 +119,13 @@ class Channel:
         await self._write(data)
 
     async def _answer_error(self, request_id: int, error: BaseException) -> None:
-        body = (type(error).__name__, str(error), getattr(error, "reason", None))
+        # a PipelineStateError's state ("full": the slot stayed full) decides the HTTP answer
+        body = (
+            type(error).__name__,
+            str(error),
+            getattr(error, "reason", None),
+            getattr(error, "state", None),
+        )
         await self._write(encode(request_id, "error", body, max_frame_bytes=self.max_frame_bytes))
 
 

@@ -313,11 +313,14 @@ class ChildProcess:
 
 def _remote_error(body: Any) -> SuperviseError:
     try:
-        name, message, reason = body
+        name, message, reason, *rest = body
     except (TypeError, ValueError):
         return SuperviseError(f"the child answered with an error that cannot be read: {body!r}")
     if name == "FrameError":
         return FrameError(str(message), str(reason or "malformed"))
+    state = rest[0] if rest else None
+    if name == "PipelineStateError":
+        return errors.PipelineStateError(str(message), str(state or ""))
     make = _TYPED.get(str(name))
     if make is not None:
         return make(str(message))
