@@ -251,3 +251,33 @@ async def test_a_password_in_the_query_string_is_in_no_status_or_error(registrie
         assert "wrong-pw" not in str(refused.value) + repr(wrong.status_report())
     finally:
         server.destroy()
+
+
+async def test_callers_that_give_up_do_not_open_the_breaker(redis_url: str, registries: Make) -> None:
+    reg = registries(redis_url, breaker_threshold=2, probe_interval_s=60)
+    await reg.start()
+    await reg.register("n1", pool="p", capacity=2)
+    real = reg._scripts["HEARTBEAT"]
+    entered = asyncio.Event()
+
+    async def unanswered(**kw: object) -> object:  # a call in flight when its caller gives up
+        entered.set()
+        await asyncio.Event().wait()
+        return await real(**kw)
+
+    reg._scripts["HEARTBEAT"] = unanswered
+    for _ in range(3):  # more than the threshold: a cancelled wait_for, a cancelled request...
+        entered.clear()
+        call = asyncio.create_task(reg.heartbeat("n1", running=0))
+        waiting = asyncio.create_task(entered.wait())
+        await asyncio.wait([call, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if call.done():
+            await call  # (refused at once: the breaker opened; this raises it)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    reg._scripts["HEARTBEAT"] = real
+    assert reg._calls.state == "closed" and reg.status == "normal"  # Redis answered nothing wrong
+    beat = await reg.heartbeat("n1", running=1)
+    assert beat.running == 1

@@ -65,9 +65,12 @@ class Calls:
         self.deadline_s = deadline_s
         self.state: BreakerState = "closed"
         self._on_state = on_state
-        # ResponseError is a bug or bad data (a script error), not an outage: it must not open the breaker
+        # Neither must open the breaker: ResponseError is a bug or bad data (a script error),
+        # CancelledError a caller that gave up (a wait_for's timeout, a cancelled request or
+        # heartbeat), not an outage. (purgatory ends an excluded exception's call as it ends a
+        # success: a cancelled call resets the count of consecutive failures.)
         self._factory = AsyncCircuitBreakerFactory(
-            default_threshold=threshold, default_ttl=open_s, exclude=[ResponseError]
+            default_threshold=threshold, default_ttl=open_s, exclude=[ResponseError, asyncio.CancelledError]
         )
         self._factory.add_listener(self._listen)
         self._breaker: Any = None
