@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ async def test_a_restart_with_aof_loses_no_acknowledged_job(appendfsync: str) ->
     await store.open()
     submitted: list[str] = []  # acknowledged submits
     completed: list[str] = []  # acknowledged completions
+    claimed: list[tuple[str, int]] = []  # (job id, fencing token) of every claim answered
     failures = 0
     killed = asyncio.Event()
     try:
@@ -66,6 +68,7 @@ async def test_a_restart_with_aof_loses_no_acknowledged_job(appendfsync: str) ->
             while not killed.is_set():
                 try:
                     claim = await store.claim("default", "w1", limit=5, lease_s=30)
+                    claimed.extend((j.id, j.token) for j in claim.jobs)
                     if claim.jobs:
                         refused = await store.complete(
                             "w1", [(j.id, j.token, {"ok": [1]}) for j in claim.jobs]
@@ -94,7 +97,11 @@ async def test_a_restart_with_aof_loses_no_acknowledged_job(appendfsync: str) ->
             assert job is not None and job.status == "completed", job
         queued = await store.list_jobs(status="queued", limit=100_000)
         assert after in {j.id for j in queued}
-        # nothing was taken twice: every claim before the crash is completed or still queued
+        # nothing was taken twice: each job was handed out by one claim, its first (token 1)
+        times = Counter(job_id for job_id, _ in claimed)
+        assert claimed and [j for j, n in times.items() if n > 1] == []
+        assert {token for _, token in claimed} == {1}
+        assert set(completed) <= set(times)
         states = {j.id: j.status for j in await store.list_jobs(limit=100_000)}
         assert set(submitted) <= set(states)
         assert {s for job_id, s in states.items() if job_id in submitted} <= {
