@@ -43,7 +43,8 @@ class Live:
 def _no_weirflow_environment() -> Iterator[None]:
     """Settings come from the environment; the tests' must not come from the developer's."""
     with pytest.MonkeyPatch.context() as mp:
-        for name in [n for n in os.environ if n.startswith("WEIRFLOW_")]:
+        # (WEIRFLOW_SCREENSHOTS is the tests' own: where the browser tests put their pictures)
+        for name in [n for n in os.environ if n.startswith("WEIRFLOW_") and n != "WEIRFLOW_SCREENSHOTS"]:
             mp.delenv(name)
         yield
 
