@@ -5,6 +5,7 @@ read-only commands write nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import weirflow as wf
-from weirflow.durable import JobSpec, Store, open_store
+from weirflow.durable import JobSpec, StepRecord, Store, open_store
 from weirflow.durable.redis_store import RedisStore
 
 from ..redisserver import RedisServer, started_server
@@ -266,5 +267,97 @@ async def test_a_renewal_racing_a_manual_retry_is_not_also_requeued(
         job = await store.get(job_id)
         assert job is not None and job.status == "running" and job.worker_id == "w1"
         assert await store.renew("w1", {job_id: token}, 10) == [job_id]
+    finally:
+        await store.close()
+
+
+def _start(routine: str) -> str:
+    return json.dumps({"t": "start", "routine": routine, "seq": 1, "attempt": 1, "consumed": None})
+
+
+def _done(routine: str) -> str:
+    return json.dumps(
+        {
+            "t": "done",
+            "routine": routine,
+            "seq": 1,
+            "attempt": 1,
+            "status": "completed",
+            "final": True,
+            "on_end": None,
+            "state": None,
+            "emitted": [],
+            "error": None,
+        }
+    )
+
+
+async def _killed_after_the_journal(redis_url: str, clock: _Clock) -> tuple[RedisStore, str, int]:
+    """w1 ran a job whose journal finished ``a`` and ``c`` and started ``b``, and died with
+    its last step rows unwritten: ``a``'s row still says running, ``c`` has none."""
+    store = RedisStore(redis_url, clock=clock)
+    await store.open()
+    job_id = await store.submit(JobSpec("f", {}, max_attempts=3))
+    token = (await store.claim("default", "w1", limit=1, lease_s=10)).jobs[0].token
+    rows = [StepRecord(job_id, r, 1, "running", attempt=1, run=token, worker="w1") for r in "ab"]
+    assert await store.record_steps(rows) == []
+    records = [_start("a"), _done("a"), _start("b"), _start("c"), _done("c")]
+    assert await store.append_journal([(job_id, r) for r in records], tokens={job_id: token}) == []
+    return store, job_id, token
+
+
+def _outcomes(steps: list[StepRecord]) -> dict[str, tuple[str, int, str | None]]:
+    return {s.routine: (s.status, s.attempt, s.worker) for s in steps}
+
+
+@pytest.mark.parametrize("takeover", ["recover", "sweep"])
+async def test_a_takeover_leaves_the_steps_the_journal_finished_completed(
+    redis_url: str, takeover: str
+) -> None:
+    clock = _Clock()
+    store, job_id, _ = await _killed_after_the_journal(redis_url, clock)
+    try:
+        if takeover == "recover":
+            assert await store.recover("w1") == [job_id]
+        else:
+            clock.now += 11
+            report = await store.sweep("sweeper")
+            assert report is not None and report.requeued == [job_id]
+        steps = await store.steps(job_id)
+        assert _outcomes(steps) == {
+            "a": ("completed", 1, "w1"),
+            "b": ("interrupted", 1, "w1"),
+            "c": ("completed", 1, "w1"),
+        }
+        b = next(s for s in steps if s.routine == "b")
+        assert b.completed_at == clock.now and "w1" in (b.error or "")
+    finally:
+        await store.close()
+
+
+async def test_a_journal_record_landing_during_a_takeover_is_in_the_rows(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """w1's last journal append (b's ``done``) lands between the takeover's read of the
+    journal and its write: the write is decided again, so ``b`` is completed too."""
+    clock = _Clock()
+    store, job_id, token = await _killed_after_the_journal(redis_url, clock)
+    run = store._run
+    appended: list[list[str]] = []
+
+    async def injected(name: str, args: list[Any], *, retry: bool = False) -> Any:
+        if name == "PUT" and not appended:
+            appended.append(await store.append_journal([(job_id, _done("b"))], tokens={job_id: token}))
+        return await run(name, args, retry=retry)
+
+    monkeypatch.setattr(store, "_run", injected)
+    try:
+        assert await store.recover("w1") == [job_id]
+        assert appended == [[]]
+        assert _outcomes(await store.steps(job_id)) == {
+            "a": ("completed", 1, "w1"),
+            "b": ("completed", 1, "w1"),
+            "c": ("completed", 1, "w1"),
+        }
     finally:
         await store.close()

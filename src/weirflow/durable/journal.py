@@ -316,14 +316,19 @@ class DurableJournal(Journal):
 
     async def records_of(self, job_id: str) -> list[Record]:
         """What the store committed for ``job_id``, decoded into ``LogJournal`` records."""
-        out: list[Record] = []
-        for row in await self.store.read_journal(job_id):
-            for line in row.split("\n"):
-                try:
-                    records.decode(line, out)
-                except records.UnknownRecordError:  # not retried: the job fails with this
-                    raise JobError(
-                        f"job {job_id}: its journal holds a record this weirflow cannot read "
-                        f"({line[:60]}); was it written by a newer version?"
-                    ) from None
-        return out
+        return decoded(job_id, await self.store.read_journal(job_id))
+
+
+def decoded(job_id: str, rows: Sequence[str]) -> list[Record]:
+    """A job's journal ``rows`` as the store holds them, decoded into ``LogJournal`` records."""
+    out: list[Record] = []
+    for row in rows:
+        for line in row.split("\n"):
+            try:
+                records.decode(line, out)
+            except records.UnknownRecordError:  # not retried: the job fails with this
+                raise JobError(
+                    f"job {job_id}: its journal holds a record this weirflow cannot read "
+                    f"({line[:60]}); was it written by a newer version?"
+                ) from None
+    return out

@@ -9,8 +9,9 @@ from typing import Any
 
 import msgpack
 
-from ..errors import LeaseLostError, StoreError
+from ..errors import JobError, LeaseLostError, StoreError
 from . import rules
+from .journal import decoded
 from .models import (
     FAILED,
     FINISHED,
@@ -35,6 +36,7 @@ from .redis_codec import (
     step_from,
     step_text,
 )
+from .steps import finished_by_journal
 from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Leases
 
 Change = tuple[str, dict[str, Any]]
@@ -53,11 +55,18 @@ class RedisAdmin(RedisBase):
         rule: Callable[[JobRecord], Change | None],
         *,
         missing: Exception | None = None,
+        takeover: bool = False,
     ) -> JobRecord | None:
         """Read the job, apply ``rule`` (``None``: nothing to do) and write the change if the
         job did not change meanwhile, else do it again on the new state. Returns the job
         as changed, or ``None`` when the rule declined (or the job is gone and ``missing``
-        is not given: then it is raised)."""
+        is not given: then it is raised).
+
+        ``takeover`` (a job taken from its worker: recovered, swept): a running job that
+        leaves ``running`` gets, in the same script, the rows of the steps its journal
+        finished (``steps.finished_by_journal``: the worker writes its rows in batches
+        after the journal, so a dead worker's last rows may be lost), written only if the
+        journal did not grow meanwhile; its other running steps become interrupted."""
         for _ in range(PUT_TRIES):
             raw = await self._call(lambda r: r.hgetall(self.key("j", job_id)), retry=True)
             if not raw:
@@ -67,9 +76,13 @@ class RedisAdmin(RedisBase):
             ver = _s(raw[b"ver"])
             job = job_from_hash(raw)
             worker = job.worker_id
+            was, token = job.status, job.runs
             change = rule(job)
             if change is None:
                 return None
+            journal_len, rows = "", b""
+            if takeover and was == RUNNING and job.status != RUNNING:
+                journal_len, rows = await self._journal_rows(job_id, token, worker)
             kind, data = change
             now = self.clock()
             present, absent = mutable_fields(job)
@@ -87,6 +100,7 @@ class RedisAdmin(RedisBase):
             for name, text in present.items():
                 args += [name, text]
             args += absent
+            args += [journal_len, rows]
             if await self._run("PUT", args):
                 if job.status == QUEUED:
                     self._wakeups.notify(job.queue)
@@ -94,6 +108,26 @@ class RedisAdmin(RedisBase):
                     self._outcomes.notify(job.id)
                 return job
         raise StoreError(f"job {job_id} kept changing: gave up after {PUT_TRIES} tries")
+
+    async def _journal_rows(self, job_id: str, token: int, worker: str | None) -> tuple[str, bytes]:
+        """The length of ``job_id``'s journal and, packed for ``PUT``, the [field, text] of
+        each step row to write so that the rows say what that journal finished."""
+
+        async def read(r: Any) -> list[Any]:
+            async with r.pipeline(transaction=True) as p:
+                p.lrange(self.key("jr", job_id), 0, -1)
+                p.hgetall(self.key("s", job_id))
+                p.hgetall(self.key("sx", job_id))
+                return list(await p.execute())
+
+        journal, found, overrides = await self._call(read, retry=True)
+        try:
+            records = decoded(job_id, [_s(x) for x in journal])
+        except (JobError, ValueError):  # a journal this weirflow cannot read: the worker fails the job
+            records = []
+        rows = [step_from(text, overrides.get(f)) for f, text in found.items()]
+        fixed = finished_by_journal(job_id, records, rows, token=token, worker=worker, now=self.clock())
+        return str(len(journal)), msgpack.packb([[step_field(s), step_text(s)] for s in fixed])
 
     async def _stall_expired(self, now: float, max_stalls: int, queue: str | None = None) -> SweepReport:
         """Take back the running jobs (of ``queue``) whose lease expired before ``now``
@@ -110,7 +144,7 @@ class RedisAdmin(RedisBase):
                         return None
                     return rules.after_stall(job, now, max_stalls, "lease expired")
 
-                job = await self._change(job_id, rule)
+                job = await self._change(job_id, rule, takeover=True)
                 if job is not None:
                     (report.failed if job.status == FAILED else report.requeued).append(job_id)
         return report

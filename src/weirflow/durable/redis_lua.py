@@ -215,14 +215,18 @@ return refused
 
 # A change computed in Python by a rule, written if the job is unchanged since it was read.
 # ARGV: prefix, id, expected ver, now, kind, event data, why (interrupted steps), runkey,
-# n_set, n_del, then n_set field/value pairs, then n_del field names.
-# Returns 1, or 0 when the job changed meanwhile (the caller reads it again).
+# n_set, n_del, then n_set field/value pairs, then n_del field names, then the journal's
+# length ("" unchecked) and a MessagePack array ("" none) of [field, JSON] step rows the
+# journal finished, written after the other running steps are interrupted.
+# Returns 1, or 0 when the job (or its journal) changed meanwhile (the caller reads it again).
 PUT = r"""
 local id, ver, now, kind, data, why, runkey = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local nset, ndel = tonumber(ARGV[9]), tonumber(ARGV[10])
+local jlen, finished = ARGV[11 + 2 * nset + ndel], ARGV[12 + 2 * nset + ndel]
 local k = jk(id)
 local st, cur, q, member, seq = unpack(redis.call('HMGET', k, 'status', 'ver', 'queue', 'member', 'seq'))
 if not st or cur ~= ver then return 0 end
+if jlen ~= '' and redis.call('LLEN', P .. ':jr:' .. id) ~= tonumber(jlen) then return 0 end
 if st == 'queued' then
   redis.call('ZREM', qk(q, 'ready'), member)
   redis.call('ZREM', qk(q, 'delayed'), id)
@@ -255,6 +259,13 @@ elseif FIN[new] then
 end
 event(id, q, kind, now, data)
 if new ~= 'running' then interrupt(id, now, why) end
+if finished ~= '' then
+  for _, row in ipairs(cmsgpack.unpack(finished)) do
+    redis.call('HSET', P .. ':s:' .. id, row[1], row[2])
+    redis.call('HDEL', P .. ':sx:' .. id, row[1])
+    redis.call('SREM', P .. ':sr:' .. id, row[1])
+  end
+end
 return 1
 """
 

@@ -194,7 +194,7 @@ class RedisStore(RedisSchedules):
                     return None
                 return rules.after_stall(j, self.clock(), max_stalls, why)
 
-            if await self._change(job.id, rule) is not None:
+            if await self._change(job.id, rule, takeover=True) is not None:
                 found.append(job.id)
         return found
 

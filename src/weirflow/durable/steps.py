@@ -205,6 +205,22 @@ def reconciled(
     return out
 
 
+def finished_by_journal(
+    job_id: str, records: Sequence[Any], rows: list[StepRecord], *, token: int, worker: str | None, now: float
+) -> list[StepRecord]:
+    """The rows of ``reconciled`` that say a step ended (``completed`` or ``failed``): what
+    a store writes when it takes a job over, so that a step the journal finished is not
+    left ``interrupted`` because its row was still in the dead worker's unflushed batch.
+    A step with no row at all ran in the dead attempt: ``worker`` ran it."""
+    out = []
+    for row in reconciled(job_id, records, rows, token=token, now=now):
+        if row.status in (COMPLETED, FAILED):
+            if row.worker is None:
+                row.worker = worker
+            out.append(row)
+    return out
+
+
 _UNFINISHED = "interrupted: its worker stopped before the step's end was recorded"
 _UNRECORDED = "interrupted: its worker stopped before the step was recorded in the journal; it runs again"
 
