@@ -18,8 +18,10 @@ import redis.asyncio as aioredis
 import weirflow as wf
 from weirflow.durable import JobSpec, StepRecord, Store, open_store
 from weirflow.durable.redis_store import RedisStore
+from weirflow.durable.worker import Worker
 
 from ..redisserver import RedisServer, started_server
+from . import flows
 from .helpers import poll_store
 from .procs import WorkerProcess, cli
 
@@ -359,5 +361,59 @@ async def test_a_journal_record_landing_during_a_takeover_is_in_the_rows(
             "b": ("completed", 1, "w1"),
             "c": ("completed", 1, "w1"),
         }
+    finally:
+        await store.close()
+
+
+async def test_a_cancelled_call_raises_cancelled_wherever_the_cancel_lands(redis_url: str) -> None:
+    """A worker's sweeper and scheduler end at their task's cancel at SIGTERM: a store call
+    cancelled at any point raises CancelledError, never returns (or fails) as if nothing
+    happened (Python 3.11's wait_for, used by redis-py for every write, can drop a cancel:
+    the worker then looped on and did not exit)."""
+    store = RedisStore(redis_url)
+    await store.open()
+    try:
+        outcomes: Counter[str] = Counter()
+        for steps in range(30):
+            calls = (
+                lambda: store.sweep("w1", max_stalls=3, lock_ttl_s=30.0),
+                lambda: store.fire_schedules("default"),
+                lambda: store.get("nope"),
+            )
+            for call in calls:
+                task = asyncio.get_running_loop().create_task(call())
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                if task.done():
+                    outcomes["finished first"] += 1
+                    continue
+                task.cancel()
+                await asyncio.wait([task])
+                outcomes["cancelled" if task.cancelled() else f"went on: {task!r}"] += 1
+        assert set(outcomes) == {"cancelled", "finished first"}, outcomes
+    finally:
+        await store.close()
+
+
+async def test_a_stopped_worker_ends_wherever_the_stop_lands(redis_url: str) -> None:
+    """A Redis-store worker stopped (SIGTERM in ``weirflow worker``) right after it starts,
+    while idle waiting for jobs, or during a wake-up ends within its grace: its loops'
+    store calls cannot drop the cancel of the shutdown."""
+    store = RedisStore(redis_url)
+    await store.open()
+    try:
+        for steps in range(80):
+            # (sweeping at once again and again: the stop's cancel lands in its store calls)
+            worker = Worker(
+                store, [flows.noop], worker_id=f"w{steps}", shutdown_grace_s=0.5, sweep_every_s=0.001
+            )
+            task = asyncio.get_running_loop().create_task(worker.run())
+            if steps % 2:  # a wake-up: a job submitted just before the stop
+                await store.submit(JobSpec("noop", {}))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            worker.stop()
+            async with asyncio.timeout(10.0):  # its grace (0.5 s) and a store call's deadline
+                await task
     finally:
         await store.close()
