@@ -28,6 +28,7 @@ from tests.runtime.process_flows import (
     spin,
 )
 from weirflow.runtime import LogJournal
+from weirflow.runtime.process import ProcessPool
 
 
 def chain(*routines: wf.Routine) -> wf.Flow:
@@ -228,3 +229,34 @@ async def test_a_routine_that_leaves_its_state_alone_keeps_its_requests_concurre
     assert result.status is wf.JobStatus.COMPLETED, result.error
     assert sorted(result.outputs["c.seen"][0]) == [0, 1]
     assert_settled(result)
+
+
+def test_a_child_closed_by_two_threads_at_once_closes_its_pipe_once() -> None:
+    """A worker's shutdown closes the pool while the thread whose call the kill ended gives
+    the dead child back (and closes it too): the pipe is closed once, and neither raises
+    (a second close raised ``EBADF``, and could close a reused descriptor)."""
+    pool = ProcessPool(max_processes=1)
+    errors: list[BaseException] = []
+    try:
+        for _ in range(20):
+            child = pool.checkout()
+            start = threading.Barrier(3)
+
+            def close(c: Any = child, b: threading.Barrier = start) -> None:
+                b.wait()
+                try:
+                    c.close()
+                except BaseException as e:  # noqa: BLE001 - collected for the assertion
+                    errors.append(e)
+
+            threads = [threading.Thread(target=close) for _ in range(2)]
+            for t in threads:
+                t.start()
+            start.wait()
+            for t in threads:
+                t.join(10)
+            pool.checkin(child)  # dead: dropped (and closed a third time)
+            assert not child.alive()
+    finally:
+        pool.close()
+    assert errors == []

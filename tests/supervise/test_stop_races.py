@@ -17,9 +17,23 @@ from weirflow.supervise.child import ChildProcess
 Make = Callable[..., AbstractAsyncContextManager[wf.Supervisor]]
 
 
+_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _existing_children() -> None:
+    """Processes this test run started before the test (a session's Redis or PostgreSQL
+    server): not the supervisor's, so not counted."""
+    _BEFORE.clear()
+    _BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
+
+
 def descendants() -> list[psutil.Process]:
+    """The test process's live descendants started during this test (the supervisor's)."""
     alive = []
     for p in psutil.Process().children(recursive=True):
+        if p.pid in _BEFORE:
+            continue
         try:
             if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
                 alive.append(p)

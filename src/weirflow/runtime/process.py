@@ -167,6 +167,8 @@ class _Child:
         self.process.start()
         child_conn.close()
         self.known: set[str] = set()  # routines this child has unpickled
+        self._closing = threading.Lock()
+        self._closed = False
 
     def call(self, data: bytes) -> Any:
         """Send one request and wait for its reply; ``WorkerDiedError`` if the child dies."""
@@ -197,6 +199,13 @@ class _Child:
             self.process.kill()
 
     def close(self) -> None:
+        """Kill the child and close the pipe, once: a pool's ``close`` (a worker's shutdown)
+        and the thread whose call the kill ended (its ``checkin``) both close the child, and
+        a second ``conn.close()`` would close a descriptor number that may be reused by then."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
         self.kill()
         self.process.join(1.0)
         self.conn.close()
