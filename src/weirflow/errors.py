@@ -136,6 +136,21 @@ class NodeGoneError(ClusterError):
         self.node_id = node_id
 
 
+class NodeFullError(StoreError):
+    """A job assigned to a node (``JobSpec.node``) was refused by the store: the node's
+    queued and running jobs were at the capacity passed with it (``node_capacity``), or a
+    batch's jobs for it would have gone past it. Nothing of the submit was written; a
+    dispatcher picks another node (``weirflow.cluster.Dispatcher`` does)."""
+
+    def __init__(self, node: str, capacity: int, assigned: int) -> None:
+        super().__init__(
+            f"node {node!r} is full: {assigned} queued or running jobs assigned, capacity {capacity}"
+        )
+        self.node = node
+        self.capacity = capacity
+        self.assigned = assigned
+
+
 class WorkerDiedError(WeirflowError):
     """The child process running a call died (killed, or crashed) before it returned.
 

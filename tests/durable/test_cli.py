@@ -12,7 +12,18 @@ from weirflow.durable import open_store
 from .helpers import poll_store
 from .procs import FLOWS_MODULE, WorkerProcess, cli
 
-SHOW_KEYS = {"id", "flow", "status", "attempt", "error", "error_detail", "steps", "outputs", "dead_letters"}
+SHOW_KEYS = {
+    "id",
+    "flow",
+    "status",
+    "attempt",
+    "error",
+    "error_detail",
+    "steps",
+    "outputs",
+    "dead_letters",
+    "node",
+}
 STEP_KEYS = {
     "routine",
     "seq",
@@ -70,6 +81,7 @@ def test_jobs_commands(tmp_path: Path) -> None:
         "steps": [],
         "outputs": {},
         "dead_letters": [],
+        "node": None,
     }
     listed = json.loads(cli("jobs", "list", "--store", store, "--json").stdout)
     assert [j["id"] for j in listed] == [again.stdout.strip(), job_id]

@@ -103,6 +103,7 @@ def test_submit_queues_a_job_and_answers_201_with_it(served: Live) -> None:
         "steps": [],
         "outputs": {},
         "dead_letters": [],
+        "node": None,
     }
     assert served.client.get(f"{JOBS}/{job['id']}").json() == job
     [record] = served.client.get(JOBS).json()["items"]
@@ -410,6 +411,7 @@ async def test_show_steps_and_events_of_a_job_a_worker_ran(served: Live, store_u
             "error_detail",
             "flow",
             "id",
+            "node",
             "outputs",
             "status",
             "steps",

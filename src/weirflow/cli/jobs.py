@@ -284,6 +284,7 @@ def _show(record: JobRecord, steps: list[StepRecord], as_json: bool) -> None:
         ("attempt", f"{record.attempt}/{record.max_attempts}"),
         ("stalls", str(record.stalls)),
         ("worker", record.worker_id or ""),
+        ("node", record.node or ""),
         ("created", _time(record.created_at)),
         ("started", _time(record.started_at)),
         ("finished", _time(record.finished_at)),

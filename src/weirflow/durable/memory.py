@@ -109,6 +109,22 @@ class MemoryStore:
         return (await self.submit_once(spec))[0]
 
     async def submit_once(self, spec: JobSpec) -> tuple[str, bool]:
+        return self._submit_all([spec])[0]
+
+    def _submit_all(self, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
+        held = [s.idempotency_key is not None and (s.queue, s.idempotency_key) in self._keys for s in specs]
+        first = rules.first_of_keys(specs)
+        skip = [h or f is not None for h, f in zip(held, first, strict=True)]
+        for node, (jobs, cap) in rules.node_demand(specs, skip).items():
+            refusal = rules.node_refusal(node, self._assigned(node), jobs, cap)
+            if refusal is not None:
+                raise refusal
+        return [self._submit(spec) for spec in specs]  # (nothing awaits in there)
+
+    def _assigned(self, node: str) -> int:
+        return sum(1 for j in self._jobs.values() if j.node == node and j.status in (QUEUED, RUNNING))
+
+    def _submit(self, spec: JobSpec) -> tuple[str, bool]:
         if spec.idempotency_key is not None:
             known = self._keys.get((spec.queue, spec.idempotency_key))
             if known is not None:
@@ -123,7 +139,7 @@ class MemoryStore:
         return job.id, True
 
     async def submit_many(self, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
-        return [await self.submit_once(spec) for spec in specs]  # (nothing awaits in there)
+        return self._submit_all(specs)
 
     async def claim(
         self,
@@ -135,6 +151,7 @@ class MemoryStore:
         queue_concurrency: int | None = None,
         rate: Rate | None = None,
         max_stalls: int = DEFAULT_MAX_STALLS,
+        node: str | None = None,
     ) -> Claim:
         now = self.clock()
         if self._takeover.due(now):
@@ -155,9 +172,13 @@ class MemoryStore:
             recent=len(recent),
             oldest=recent[0] if recent else None,
         )
-        ready = sorted(
-            (j for j in self._jobs.values() if j.queue == queue and j.status == QUEUED),
-            key=lambda j: rules.ready_order(j, self._order[j.id]),
+        ready = sorted(  # a node's own jobs first, then the pool's (``Store.claim``)
+            (
+                j
+                for j in self._jobs.values()
+                if j.queue == queue and j.status == QUEUED and (j.node is None or j.node == node)
+            ),
+            key=lambda j: (j.node is None, *rules.ready_order(j, self._order[j.id])),
         )
         taken: list[JobRecord] = []
         for job in ready:
@@ -165,13 +186,23 @@ class MemoryStore:
                 break
             if job.run_at > now:
                 continue
-            kind, data = rules.claimed(job, worker_id, now, lease_s)
+            kind, data = rules.claimed(job, worker_id, now, lease_s, node)
             if rate is not None:
                 recent.append(now)
             self._event(job, queue, kind, data, now)
             taken.append(copy.deepcopy(job))
         later = [j.run_at for j in ready if j.run_at > now]
         return Claim(taken, rules.claim_wait_s(len(taken), limit, wait_s, min(later, default=None), now))
+
+    async def reassign(self, node_id: str) -> list[str]:
+        moved = []
+        for job in self._jobs.values():
+            if job.node == node_id and job.status == QUEUED:
+                change = rules.reassigned(job)
+                if change is not None:
+                    self._change(job, *change, None)
+                    moved.append(job.id)
+        return moved
 
     def _held(self, job_id: str, worker_id: str, token: int) -> JobRecord | None:
         job = self._jobs.get(job_id)

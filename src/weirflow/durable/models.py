@@ -121,11 +121,23 @@ class JobSpec:
     priority: int = 0
     idempotency_key: str | None = None
     timeout_s: float | None = None
+    #: the node the job is assigned to (``None``: any worker of the queue may take it); the
+    #: store writes it only while the node's queued and running jobs stay within
+    #: ``node_capacity`` (else ``NodeFullError``)
+    node: str | None = None
+    node_capacity: int | None = None
 
     def __post_init__(self) -> None:
         named: dict[str, object] = {"flow": self.flow, "queue": self.queue}
         if self.idempotency_key is not None:
             named["idempotency_key"] = self.idempotency_key
+        if self.node is not None:
+            named["node"] = self.node
+            cap = self.node_capacity
+            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+                raise JobError("a job assigned to a node needs node_capacity >= 1")
+        elif self.node_capacity is not None:
+            raise JobError("node_capacity is the capacity of JobSpec.node: give node too")
         for what, text in named.items():
             if not isinstance(text, str) or not text:
                 raise JobError(f"{what} must be a non-empty string")
@@ -173,6 +185,8 @@ class JobRecord:
     finished_at: float | None
     dead_letters: list[dict[str, Any]] | None = None
     error_detail: str | None = None
+    #: the node the job is assigned to while queued, or runs on (``None``: unassigned)
+    node: str | None = None
 
     @property
     def token(self) -> int:
@@ -265,6 +279,8 @@ class JobInfo:
     outputs: dict[str, Any] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     error_detail: str | None = None
+    #: the node the job is assigned to or runs on (``None``: unassigned; docs/cluster.md)
+    node: str | None = None
 
     @classmethod
     def of(cls, record: JobRecord, steps: list[StepRecord]) -> JobInfo:
@@ -278,6 +294,7 @@ class JobInfo:
             outputs=dict(record.outputs or {}),
             dead_letters=list(record.dead_letters or []),
             error_detail=record.error_detail,
+            node=record.node,
         )
 
     @property
@@ -296,6 +313,7 @@ class JobInfo:
             "steps": [s.to_dict() for s in self.steps],
             "outputs": self.outputs,
             "dead_letters": self.dead_letters,
+            "node": self.node,
         }
 
 

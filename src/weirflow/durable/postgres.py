@@ -41,20 +41,26 @@ from .rows import (
 from .store import DEFAULT_MAX_STALLS, Leases
 
 # pick, take and record the claims of up to %(n)s ready jobs of a queue, in one statement
-# (none of a paused queue: ``rules.claimable``)
-_CLAIM = (
+# (none of a paused queue: ``rules.claimable``); ``{mine}`` picks the unassigned jobs or a
+# node's own, and a node's claim makes the unassigned ones its own (``rules.claimed``)
+_CLAIM_OF = (
     "WITH picked AS (SELECT id, seq FROM wf_jobs WHERE queue = %(q)s AND status = 'queued'"
-    " AND run_at <= %(now)s AND NOT EXISTS (SELECT 1 FROM wf_paused_queues p WHERE p.queue = %(q)s)"
+    " AND run_at <= %(now)s AND {mine}"
+    " AND NOT EXISTS (SELECT 1 FROM wf_paused_queues p WHERE p.queue = %(q)s)"
     " ORDER BY priority DESC, run_at, seq LIMIT %(n)s"
     " FOR UPDATE SKIP LOCKED),"
     " taken AS (UPDATE wf_jobs j SET status = 'running', attempt = j.attempt + 1,"
     " runs = j.runs + 1, worker_id = %(w)s, lease_expires_at = %(lease)s,"
+    " node = coalesce(j.node, %(node)s::text),"
     f" started_at = %(now)s FROM picked WHERE j.id = picked.id RETURNING {_JOB_COLS_J}),"
     " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
     " SELECT id, queue, 'running', %(now)s,"
     " jsonb_build_object('attempt', attempt, 'worker', worker_id) FROM taken)"
     " SELECT * FROM taken"
 )
+_CLAIM = _CLAIM_OF.format(mine="node IS NULL")
+_CLAIM_OWN = _CLAIM_OF.format(mine="node = %(node)s")
+NODE_LOCK_PREFIX = "weirflow:node:"
 
 # the jobs of a batch, in order (``ord``: so ``seq`` follows it), their ``queued`` events and a
 # NOTIFY per queue; a job whose (queue, key) is held already, by an earlier job or an earlier
@@ -62,12 +68,13 @@ _CLAIM = (
 _SUBMIT = (
     "WITH new AS (SELECT * FROM unnest(%(id)s::text[], %(flow)s::text[], %(inputs)s::jsonb[],"
     " %(queue)s::text[], %(attempts)s::integer[], %(backoff)s::jsonb[], %(priority)s::integer[],"
-    " %(run_at)s::float8[], %(key)s::text[], %(timeout)s::float8[], %(delay)s::float8[])"
+    " %(run_at)s::float8[], %(key)s::text[], %(timeout)s::float8[], %(delay)s::float8[],"
+    " %(node)s::text[])"
     " WITH ORDINALITY AS n(id, flow, inputs, queue, attempts, backoff, priority, run_at, key, timeout,"
-    " delay, ord)),"
+    " delay, node, ord)),"
     " ins AS (INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, priority,"
-    " run_at, idempotency_key, timeout_s, created_at) SELECT id, flow, inputs, queue, 'queued', attempts,"
-    " backoff, priority, run_at, key, timeout, %(now)s FROM new ORDER BY ord"
+    " run_at, idempotency_key, timeout_s, created_at, node) SELECT id, flow, inputs, queue, 'queued',"
+    " attempts, backoff, priority, run_at, key, timeout, %(now)s, node FROM new ORDER BY ord"
     " ON CONFLICT (queue, idempotency_key) DO NOTHING RETURNING id, queue),"
     " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data) SELECT ins.id, ins.queue, 'queued',"
     " %(now)s, jsonb_build_object('delay_s', new.delay) FROM ins JOIN new ON new.id = ins.id),"
@@ -89,6 +96,8 @@ class PostgresStore(PostgresSchedules):
         return (await self.submit_once(spec))[0]
 
     async def submit_once(self, spec: JobSpec) -> tuple[str, bool]:
+        if spec.node is not None:  # (not in a group: its refusal would refuse the others too)
+            return (await self.submit_many([spec]))[0]
         # group commit: submits made while a batch is being written wait for it, then go
         # together in the next one (one statement and one NOTIFY for all of them)
         loop = asyncio.get_running_loop()
@@ -122,26 +131,28 @@ class PostgresStore(PostgresSchedules):
         now = self.clock()
         jobs = [rules.new_job(s, uuid.uuid4().hex, now) for s in specs]
         ids = [j.id for j in jobs]
-        # one statement, so one round trip and one transaction: the jobs, their events and
-        # one NOTIFY per queue (delivered at commit)
-        rows = await self._one(
-            _SUBMIT,
-            {
-                "id": ids,
-                "flow": [s.flow for s in specs],
-                "inputs": [pg_json(s.inputs) for s in specs],
-                "queue": [s.queue for s in specs],
-                "attempts": [s.max_attempts for s in specs],
-                "backoff": [backoff_to_json(s.backoff) for s in specs],
-                "priority": [s.priority for s in specs],
-                "run_at": [float(j.run_at) for j in jobs],
-                "key": [s.idempotency_key for s in specs],
-                "timeout": [None if s.timeout_s is None else float(s.timeout_s) for s in specs],
-                "delay": [float(s.delay_s) for s in specs],
-                "now": now,
-                "channel": CHANNEL,
-            },
-        )
+        params = {
+            "id": ids,
+            "flow": [s.flow for s in specs],
+            "inputs": [pg_json(s.inputs) for s in specs],
+            "queue": [s.queue for s in specs],
+            "attempts": [s.max_attempts for s in specs],
+            "backoff": [backoff_to_json(s.backoff) for s in specs],
+            "priority": [s.priority for s in specs],
+            "run_at": [float(j.run_at) for j in jobs],
+            "key": [s.idempotency_key for s in specs],
+            "timeout": [None if s.timeout_s is None else float(s.timeout_s) for s in specs],
+            "delay": [float(s.delay_s) for s in specs],
+            "node": [s.node for s in specs],
+            "now": now,
+            "channel": CHANNEL,
+        }
+        if any(s.node is not None for s in specs):
+            rows = await self._submit_placed(specs, ids, params)
+        else:
+            # one statement, so one round trip and one transaction: the jobs, their events and
+            # one NOTIFY per queue (delivered at commit)
+            rows = await self._one(_SUBMIT, params)
         made = {r[0] for r in rows}
         out = [(job_id, True) for job_id in ids]
         taken = [(i, s) for i, s in enumerate(specs) if ids[i] not in made]
@@ -161,6 +172,33 @@ class PostgresStore(PostgresSchedules):
             self._wakeups.notify(queue)
         return out
 
+    async def _submit_placed(
+        self, specs: Sequence[JobSpec], ids: list[str], params: dict[str, Any]
+    ) -> list[Any]:
+        """``_SUBMIT`` of a batch with jobs assigned to nodes, in a transaction under each
+        node's advisory lock (taken in id order, so two batches never deadlock): the jobs
+        are inserted, then each node's queued and running jobs counted with them; past its
+        capacity, ``NodeFullError`` rolls the batch back."""
+        async with self._tx() as conn:
+            nodes = sorted({s.node for s in specs if s.node is not None})
+            for node in nodes:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (NODE_LOCK_PREFIX + node,))
+            cur = await conn.execute(_SUBMIT, params)
+            rows = await cur.fetchall()
+            made = {r[0] for r in rows}
+            demand = rules.node_demand(specs, [job_id not in made for job_id in ids])
+            cur = await conn.execute(
+                "SELECT node, count(*) FROM wf_jobs WHERE node = ANY(%s) AND status IN ('queued', 'running')"
+                " GROUP BY node",
+                (list(demand),),
+            )
+            counted = dict(await cur.fetchall())
+            for node, (jobs, cap) in demand.items():
+                refusal = rules.node_refusal(node, counted.get(node, 0) - jobs, jobs, cap)
+                if refusal is not None:
+                    raise refusal
+            return rows
+
     async def claim(
         self,
         queue: str,
@@ -171,14 +209,16 @@ class PostgresStore(PostgresSchedules):
         queue_concurrency: int | None = None,
         rate: Rate | None = None,
         max_stalls: int = DEFAULT_MAX_STALLS,
+        node: str | None = None,
     ) -> Claim:
         now = self.clock()
-        if queue_concurrency is None and rate is None:  # one statement: one round trip
+        if queue_concurrency is None and rate is None and node is None:  # one statement: one round trip
             if self._takeover.due(now):  # (and, every TAKEOVER_CHECK_S, one more)
                 async with self._tx() as conn:
                     await self._stall_expired(conn, now, max_stalls, queue)
             rows = await self._one(
-                _CLAIM, {"q": queue, "now": now, "n": limit, "w": worker_id, "lease": now + lease_s}
+                _CLAIM,
+                {"q": queue, "now": now, "n": limit, "w": worker_id, "lease": now + lease_s, "node": None},
             )
             if rows:
                 found = [job_from_row(r) for r in rows]
@@ -190,7 +230,10 @@ class PostgresStore(PostgresSchedules):
         async with self._tx() as conn:
             if self._takeover.due(now):
                 await self._stall_expired(conn, now, max_stalls, queue)
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (CLAIM_LOCK_PREFIX + queue,))
+            if node is not None:  # (a submit to the node counts its jobs under this lock)
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (NODE_LOCK_PREFIX + node,))
+            if queue_concurrency is not None or rate is not None:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (CLAIM_LOCK_PREFIX + queue,))
             if queue_concurrency is not None:
                 cur = await conn.execute(
                     "SELECT count(*) FROM wf_jobs WHERE queue = %s AND status = 'running'", (queue,)
@@ -216,11 +259,16 @@ class PostgresStore(PostgresSchedules):
             )
             jobs: list[JobRecord] = []
             if allowed > 0:
-                # one round trip: pick, take and record the claims
-                cur = await conn.execute(
-                    _CLAIM, {"q": queue, "now": now, "n": allowed, "w": worker_id, "lease": now + lease_s}
-                )
-                jobs = [job_from_row(r) for r in await cur.fetchall()]
+                # one round trip each: pick, take and record the claims, the node's own first
+                params = {"q": queue, "now": now, "n": allowed, "w": worker_id, "lease": now + lease_s}
+                params["node"] = node
+                if node is not None:
+                    cur = await conn.execute(_CLAIM_OWN, params)
+                    jobs = [job_from_row(r) for r in await cur.fetchall()]
+                    params["n"] = allowed - len(jobs)
+                if params["n"]:
+                    cur = await conn.execute(_CLAIM, params)
+                    jobs += [job_from_row(r) for r in await cur.fetchall()]
                 jobs.sort(key=lambda j: (-j.priority, j.run_at, j.created_at))
             if jobs and rate is not None:
                 await conn.execute(
@@ -231,6 +279,21 @@ class PostgresStore(PostgresSchedules):
         if not jobs and wait_s is None:
             wait_s = await self._next_delay(queue, now)
         return Claim(jobs, wait_s)  # (only an empty claim asks when the next delayed job is due)
+
+    async def reassign(self, node_id: str) -> list[str]:
+        # one statement (``rules.reassigned``): concurrent ones each move a job at most once
+        rows = await self._one(
+            "WITH moved AS (UPDATE wf_jobs SET node = NULL WHERE node = %(n)s AND status = 'queued'"
+            " RETURNING id, queue),"
+            " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
+            " SELECT id, queue, 'reassigned', %(now)s, jsonb_build_object('node', %(n)s::text) FROM moved),"
+            " woken AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM moved) d)"
+            " SELECT id, queue FROM moved WHERE (SELECT count(*) FROM woken) >= 0",
+            {"n": node_id, "now": self.clock(), "channel": CHANNEL},
+        )
+        for queue in {r[1] for r in rows}:
+            self._wakeups.notify(queue)
+        return [r[0] for r in rows]
 
     async def _next_delay(self, queue: str, now: float) -> float | None:
         """How long until the next delayed job of ``queue`` is due (``None``: there is none)."""

@@ -60,6 +60,7 @@ SCRIPTS = (
     "SWEEPER",
     "DELETE",
     "SCHEDULE_PUT",
+    "REASSIGN",
 )
 
 

@@ -9,11 +9,14 @@ Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
   ``P:queues`` set of queue names; ``P:done`` zset of finished jobs by ``finished_at``;
 - per queue ``Q``: ``P:q:Q:ready`` zset scored ``-priority`` whose members
   ``RUNAT:SEQ:ID`` sort by ``run_at`` then submit order within a priority;
-  ``P:q:Q:delayed`` zset by ``run_at`` (jobs not due yet); ``P:q:Q:running`` zset by
+  ``P:q:Q:nr:NODE`` the same for the due jobs assigned to node ``NODE`` (the ready set holds
+  only unassigned ones); ``P:q:Q:delayed`` zset by ``run_at`` (jobs not due yet); ``P:q:Q:running`` zset by
   lease expiry; ``P:q:Q:rate`` zset of claim times; ``P:fin:Q`` zset of outcome events;
 - ``P:s:ID`` hash step -> step JSON, ``P:sr:ID`` set of running steps, ``P:sx:ID`` hash
   step -> ``{"status": "interrupted", ...}`` (set when the job left ``running``);
 - ``P:ev`` zset of event JSON by event id, ``P:je:ID`` list of a job's events;
+- ``P:nj:NODE`` set: the queued and running jobs assigned to ``NODE`` (what its capacity
+  counts), kept by every script that changes a job's status or node;
 - ``P:jr:ID`` list: the durable journal; ``P:sched`` hash name -> schedule JSON;
   ``P:paused`` hash queue -> when it was paused;
   ``P:sweeper`` hash: the sweeper lock;
@@ -34,6 +37,12 @@ local P = ARGV[1]
 local function jk(id) return P .. ':j:' .. id end
 local function qk(q, what) return P .. ':q:' .. q .. ':' .. what end
 local FIN = {completed = true, failed = true, cancelled = true}
+-- the ready set of a queue's unassigned jobs, or of those assigned to ``node``
+local function readyk(q, node)
+  if node and node ~= '' then return qk(q, 'nr:' .. node) end
+  return qk(q, 'ready')
+end
+local function njk(node) return P .. ':nj:' .. node end
 
 local function event(job_id, queue, kind, at, data)
   local id = redis.call('INCR', P .. ':evid')
@@ -71,16 +80,38 @@ end
 # ARGV: prefix, now, then one MessagePack array (packing a batch in one argument spares
 # the client encoding every field as an argument of its own) of jobs, each
 # [id, keyfield ("" none), queue, priority, run_at, runkey, delayed ("1"/"0"), event data,
-# [field, value, ...]], every value text.
+# [field, value, ...], node ("" none), node capacity], every value text.
 # Returns id, created (1/0) per job. A job id already present (the script ran before, its
 # answer lost with the connection) answers as created: a retried submit is harmless.
+# Jobs assigned to a node are checked first (``rules.node_demand``, ``rules.node_refusal``):
+# when a node's queued and running jobs would go past its capacity, nothing is written and
+# the answer is {"full", node, capacity, assigned}.
 SUBMIT = r"""
 local now = ARGV[2]
 local out = {}
 local woken = {}
-for _, job in ipairs(cmsgpack.unpack(ARGV[3])) do
-  local id, keyfield, q, prio, run_at, runkey, delayed, data, fields =
-    job[1], job[2], job[3], job[4], job[5], job[6], job[7], job[8], job[9]
+local jobs = cmsgpack.unpack(ARGV[3])
+local demand, caps, keys = {}, {}, {}
+for _, job in ipairs(jobs) do
+  local id, keyfield, node = job[1], job[2], job[10]
+  local makes = redis.call('EXISTS', jk(id)) == 0
+  if keyfield ~= '' then
+    makes = makes and not keys[keyfield] and not redis.call('HGET', P .. ':keys', keyfield)
+    keys[keyfield] = true
+  end
+  if makes and node ~= '' then
+    demand[node] = (demand[node] or 0) + 1
+    local cap = tonumber(job[11])
+    if not caps[node] or cap < caps[node] then caps[node] = cap end
+  end
+end
+for node, n in pairs(demand) do
+  local assigned = redis.call('SCARD', njk(node))
+  if assigned + n > caps[node] then return {'full', node, caps[node], assigned} end
+end
+for _, job in ipairs(jobs) do
+  local id, keyfield, q, prio, run_at, runkey, delayed, data, fields, node =
+    job[1], job[2], job[3], job[4], job[5], job[6], job[7], job[8], job[9], job[10]
   local held = false
   if keyfield ~= '' then held = redis.call('HGET', P .. ':keys', keyfield) end
   if held then
@@ -100,8 +131,9 @@ for _, job in ipairs(cmsgpack.unpack(ARGV[3])) do
     if delayed == '1' then
       redis.call('ZADD', qk(q, 'delayed'), run_at, id)
     else
-      redis.call('ZADD', qk(q, 'ready'), -tonumber(prio), member)
+      redis.call('ZADD', readyk(q, node), -tonumber(prio), member)
     end
+    if node ~= '' then redis.call('SADD', njk(node), id) end
     event(id, q, 'queued', now, data)
     woken[q] = true
     out[#out+1] = id; out[#out+1] = 1
@@ -113,18 +145,21 @@ return out
 
 # ARGV: prefix, queue, worker, now, lease_until, limit, concurrency ("" none),
 # rate limit ("" none), when a claim made now leaves the rate window (``rules.in_rate_window``:
-# the rate zset is scored by that time, so "oldest" is the earliest such time).
-# Takes up to ``limit`` due jobs by priority, run_at, seq (``rules.ready_order``), each
-# changed as ``rules.claimed`` does, within ``rules.claim_allowance``.
+# the rate zset is scored by that time, so "oldest" is the earliest such time), the
+# claiming node ("" none).
+# Takes up to ``limit`` due jobs by priority, run_at, seq (``rules.ready_order``), the node's
+# own first, then unassigned ones, each changed as ``rules.claimed`` does, within
+# ``rules.claim_allowance``.
 # Returns {running, recent, oldest or "", next delayed run_at or "", job hashes...}.
 CLAIM = r"""
 local q, worker, now, lease, limit = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local mynode = ARGV[10]
 if redis.call('HEXISTS', P .. ':paused', q) == 1 then return {0, 0, '', '', 'paused'} end
 local due = redis.call('ZRANGEBYSCORE', qk(q, 'delayed'), '-inf', now)
 for _, id in ipairs(due) do
-  local prio, member = unpack(redis.call('HMGET', jk(id), 'priority', 'member'))
+  local prio, member, node = unpack(redis.call('HMGET', jk(id), 'priority', 'member', 'node'))
   redis.call('ZREM', qk(q, 'delayed'), id)
-  if member then redis.call('ZADD', qk(q, 'ready'), -tonumber(prio), member) end
+  if member then redis.call('ZADD', readyk(q, node), -tonumber(prio), member) end
 end
 local allowed = limit
 local running = redis.call('ZCARD', qk(q, 'running'))
@@ -138,12 +173,27 @@ if ARGV[8] ~= '' then
   allowed = math.min(allowed, tonumber(ARGV[8]) - recent)
 end
 local out = {running, recent, oldest, ''}
-if allowed > 0 then
-  local members = redis.call('ZRANGE', qk(q, 'ready'), 0, allowed - 1)
-  for _, member in ipairs(members) do
+local picked = {}
+if allowed > 0 and mynode ~= '' then
+  for _, m in ipairs(redis.call('ZRANGE', readyk(q, mynode), 0, allowed - 1)) do
+    picked[#picked+1] = {readyk(q, mynode), m}
+  end
+end
+if allowed > #picked then
+  for _, m in ipairs(redis.call('ZRANGE', qk(q, 'ready'), 0, allowed - #picked - 1)) do
+    picked[#picked+1] = {qk(q, 'ready'), m}
+  end
+end
+if #picked > 0 then
+  for _, pick in ipairs(picked) do
+    local member = pick[2]
     local id = string.match(member, '[^:]+$')
-    redis.call('ZREM', qk(q, 'ready'), member)
+    redis.call('ZREM', pick[1], member)
     local k = jk(id)
+    if mynode ~= '' and not redis.call('HGET', k, 'node') then
+      redis.call('HSET', k, 'node', mynode)
+      redis.call('SADD', njk(mynode), id)
+    end
     local attempt = redis.call('HINCRBY', k, 'attempt', 1)
     redis.call('HINCRBY', k, 'runs', 1)
     redis.call('HINCRBY', k, 'ver', 1)
@@ -192,7 +242,8 @@ for _, d in ipairs(cmsgpack.unpack(ARGV[5])) do
   local id, token, outputs, letters = d[1], d[2], d[3], d[4]
   if holds(id, worker, token) then
     local k = jk(id)
-    local q, attempt = unpack(redis.call('HMGET', k, 'queue', 'attempt'))
+    local q, attempt, node = unpack(redis.call('HMGET', k, 'queue', 'attempt', 'node'))
+    if node then redis.call('SREM', njk(node), id) end
     redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now)
     if letters ~= '' then
       redis.call('HSET', k, 'dead_letters', letters)
@@ -224,11 +275,13 @@ local id, ver, now, kind, data, why, runkey = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local nset, ndel = tonumber(ARGV[9]), tonumber(ARGV[10])
 local jlen, finished = ARGV[11 + 2 * nset + ndel], ARGV[12 + 2 * nset + ndel]
 local k = jk(id)
-local st, cur, q, member, seq = unpack(redis.call('HMGET', k, 'status', 'ver', 'queue', 'member', 'seq'))
+local st, cur, q, member, seq, oldnode = unpack(redis.call('HMGET', k, 'status', 'ver', 'queue', 'member',
+  'seq', 'node'))
 if not st or cur ~= ver then return 0 end
 if jlen ~= '' and redis.call('LLEN', P .. ':jr:' .. id) ~= tonumber(jlen) then return 0 end
+if oldnode and (st == 'queued' or st == 'running') then redis.call('SREM', njk(oldnode), id) end
 if st == 'queued' then
-  redis.call('ZREM', qk(q, 'ready'), member)
+  redis.call('ZREM', readyk(q, oldnode), member)
   redis.call('ZREM', qk(q, 'delayed'), id)
 elseif st == 'running' then
   redis.call('ZREM', qk(q, 'running'), id)
@@ -240,15 +293,16 @@ for i = 1, 2 * nset do fields[i] = ARGV[10 + i] end
 if nset > 0 then redis.call('HSET', k, unpack(fields)) end
 for i = 1, ndel do redis.call('HDEL', k, ARGV[10 + 2 * nset + i]) end
 redis.call('HINCRBY', k, 'ver', 1)
-local new, prio, run_at, lease, fin = unpack(redis.call('HMGET', k, 'status', 'priority', 'run_at',
-  'lease_expires_at', 'finished_at'))
+local new, prio, run_at, lease, fin, node = unpack(redis.call('HMGET', k, 'status', 'priority', 'run_at',
+  'lease_expires_at', 'finished_at', 'node'))
+if node and (new == 'queued' or new == 'running') then redis.call('SADD', njk(node), id) end
 if new == 'queued' then
   local m = runkey .. ':' .. string.format('%015d', tonumber(seq)) .. ':' .. id
   redis.call('HSET', k, 'member', m)
   if tonumber(run_at) > tonumber(now) then
     redis.call('ZADD', qk(q, 'delayed'), run_at, id)
   else
-    redis.call('ZADD', qk(q, 'ready'), -tonumber(prio), m)
+    redis.call('ZADD', readyk(q, node), -tonumber(prio), m)
   end
   redis.call('PUBLISH', P .. ':n:jobs', q)
 elseif new == 'running' then
@@ -267,6 +321,31 @@ if finished ~= '' then
   end
 end
 return 1
+"""
+
+# ARGV: prefix, node, now. ``rules.reassigned`` of each queued job assigned to the node: back
+# to its queue's ready set (a delayed one stays delayed, unassigned). Returns their ids.
+REASSIGN = r"""
+local node, now = ARGV[2], ARGV[3]
+local moved = {}
+for _, id in ipairs(redis.call('SMEMBERS', njk(node))) do
+  local k = jk(id)
+  local st, q, member, prio = unpack(redis.call('HMGET', k, 'status', 'queue', 'member', 'priority'))
+  if st == 'queued' then
+    if redis.call('ZREM', readyk(q, node), member) == 1 then
+      redis.call('ZADD', qk(q, 'ready'), -tonumber(prio), member)
+    end
+    redis.call('HDEL', k, 'node')
+    redis.call('HINCRBY', k, 'ver', 1)
+    redis.call('SREM', njk(node), id)
+    event(id, q, 'reassigned', now, '{"node":' .. cjson.encode(node) .. '}')
+    redis.call('PUBLISH', P .. ':n:jobs', q)
+    moved[#moved+1] = id
+  elseif st ~= 'running' then
+    redis.call('SREM', njk(node), id)
+  end
+end
+return moved
 """
 
 # ARGV: prefix, fenced ("1": tokens given), then a MessagePack array of [id, token (""

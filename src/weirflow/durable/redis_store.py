@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack
 
-from ..errors import JobError, LeaseLostError
+from ..errors import JobError, LeaseLostError, NodeFullError
 from . import rules
 from .models import (
     RUNNING,
@@ -73,11 +73,15 @@ class RedisStore(RedisSchedules):
                     "1" if job.run_at > now else "0",
                     _json(data),
                     [text for pair in present.items() for text in pair],
+                    spec.node or "",
+                    str(spec.node_capacity or 0),
                 ]
             )
         args = [num(now), msgpack.packb(jobs)]
         # (the script is safe to repeat: a job id it finds made answers as before)
         flat = await self._run("SUBMIT", args, retry=True)
+        if flat and flat[0] == b"full":  # (``rules.node_refusal``, checked in the script)
+            raise NodeFullError(_s(flat[1]), int(flat[2]), int(flat[3]))
         out = [(_s(flat[i]), bool(flat[i + 1])) for i in range(0, len(flat), 2)]
         for queue in {s.queue for s in specs}:
             self._wakeups.notify(queue)
@@ -93,6 +97,7 @@ class RedisStore(RedisSchedules):
         queue_concurrency: int | None = None,
         rate: Rate | None = None,
         max_stalls: int = DEFAULT_MAX_STALLS,
+        node: str | None = None,
     ) -> Claim:
         now = self.clock()
         if self._takeover.due(now):
@@ -108,6 +113,7 @@ class RedisStore(RedisSchedules):
                 "" if queue_concurrency is None else str(queue_concurrency),
                 "" if rate is None else str(rate.limit),
                 "" if rate is None else num(now + rate.per_s),
+                node or "",
             ],
         )
         if out[4:] == [b"paused"]:  # (``rules.claimable``, checked in the script)
@@ -124,6 +130,13 @@ class RedisStore(RedisSchedules):
             oldest=None if oldest is None or rate is None else oldest - rate.per_s,
         )
         return Claim(jobs, rules.claim_wait_s(len(jobs), limit, wait_s, nxt, now))
+
+    async def reassign(self, node_id: str) -> list[str]:
+        moved = [_s(x) for x in await self._run("REASSIGN", [node_id, num(self.clock())])]
+        if moved:
+            for queue in await self._queues():
+                self._wakeups.notify(queue)
+        return moved
 
     # -- leases and outcomes ----------------------------------------------------------------
 

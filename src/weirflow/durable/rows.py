@@ -27,6 +27,7 @@ MUTABLE = (
     "finished_at",
     "dead_letters",
     "error_detail",
+    "node",
 )
 _JSON = ("outputs", "dead_letters")
 

@@ -17,7 +17,11 @@ those primitives decide comes from here:
 - **retention** (``expired_ids``, ``retention_cutoffs``) and the **sweeper lock**
   (``may_sweep``);
 - **idempotency** (``first_of_keys``): which submit of a batch holds a key;
-- **paused queues** (``claimable``, ``queue_change``): a paused queue hands out no job.
+- **paused queues** (``claimable``, ``queue_change``): a paused queue hands out no job;
+- **nodes** (``node_demand``, ``node_refusal``, ``reassigned``): a job assigned to a node
+  is written only within the node's capacity; a claim by a node takes its own jobs first,
+  then unassigned ones (and assigns them to itself); a job going back to ``queued`` after a
+  failure, a stall, a release or a manual retry goes back to the pool (``node = None``).
 
 The SQL backends and the Redis backend's Lua scripts do ``claimed``, ``completed``
 and the fencing checks inside one statement or script for speed; each names the rule
@@ -31,7 +35,7 @@ import copy
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..errors import JobError
+from ..errors import JobError, NodeFullError
 from .models import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobSpec, Rate, Retention
 
 #: a claim looks for expired leases of its queue at most this often (store clock)
@@ -66,6 +70,7 @@ def new_job(spec: JobSpec, job_id: str, now: float) -> JobRecord:
         created_at=now,
         started_at=None,
         finished_at=None,
+        node=spec.node,
     )
 
 
@@ -88,6 +93,36 @@ def first_of_keys(specs: Sequence[JobSpec]) -> list[int | None]:
     return out
 
 
+def node_demand(specs: Sequence[JobSpec], skip: Sequence[bool] = ()) -> dict[str, tuple[int, int]]:
+    """Per node, ``(jobs, capacity)`` a batch of submits asks for: the specs assigned to it
+    (``skip[i]``: spec ``i`` makes no job, its idempotency key being held) and the smallest
+    ``node_capacity`` given with them."""
+    demand: dict[str, tuple[int, int]] = {}
+    for i, spec in enumerate(specs):
+        if spec.node is None or (i < len(skip) and skip[i]):
+            continue
+        n, cap = demand.get(spec.node, (0, spec.node_capacity or 0))
+        demand[spec.node] = (n + 1, min(cap, spec.node_capacity or 0))
+    return demand
+
+
+def node_refusal(node: str, assigned: int, jobs: int, capacity: int) -> NodeFullError | None:
+    """Why ``jobs`` more jobs may not go to ``node``, which has ``assigned`` queued or
+    running jobs (``None``: they fit in ``capacity``)."""
+    if assigned + jobs <= capacity:
+        return None
+    return NodeFullError(node, capacity, assigned)
+
+
+def reassigned(job: JobRecord) -> tuple[str, dict[str, Any]] | None:
+    """A queued job of a node that is gone goes back to its queue's pool; ``None`` for a
+    job that is not (any more) queued on a node: nothing to do."""
+    if job.status != QUEUED or job.node is None:
+        return None
+    node, job.node = job.node, None
+    return "reassigned", {"node": node}
+
+
 def ready_order(job: JobRecord, seq: int) -> tuple[int, float, int]:
     """The claim order of queued jobs: highest ``priority`` first, then the earliest
     ``run_at`` (a stalled job keeps its own, so it keeps its place), then submit order."""
@@ -105,9 +140,12 @@ def queue_change(paused: bool) -> tuple[str, dict[str, Any]]:
     return ("queue_paused" if paused else "queue_resumed"), {}
 
 
-def claimed(job: JobRecord, worker_id: str, now: float, lease_s: float) -> tuple[str, dict[str, Any]]:
+def claimed(
+    job: JobRecord, worker_id: str, now: float, lease_s: float, node: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """A claim: ``running`` under a new fencing token (``runs`` + 1), one more attempt,
-    leased to ``worker_id`` for ``lease_s``. (The SQL claims and the Redis claim script
+    leased to ``worker_id`` for ``lease_s``; an unassigned job claimed by a ``node`` is
+    now that node's. (The SQL claims and the Redis claim script
     make this change in the statement that picks the jobs.)"""
     job.status = RUNNING
     job.attempt += 1
@@ -115,6 +153,8 @@ def claimed(job: JobRecord, worker_id: str, now: float, lease_s: float) -> tuple
     job.worker_id = worker_id
     job.lease_expires_at = now + lease_s
     job.started_at = now
+    if job.node is None:
+        job.node = node
     return "running", {"attempt": job.attempt, "worker": worker_id}
 
 
@@ -260,6 +300,7 @@ def after_failure(
         delay = max(MIN_RETRY_DELAY_S, job.backoff.delay_s(job.attempt))
         job.status = QUEUED
         job.run_at = now + delay
+        job.node = None  # back to the pool (``unassigned``)
         return "retrying", {**data, "delay_s": delay}
     job.status = FAILED
     job.finished_at = now
@@ -288,6 +329,7 @@ def after_stall(job: JobRecord, now: float, max_stalls: int, why: str) -> tuple[
         job.finished_at = now
         return "failed", {"attempt": job.attempt, "stalls": job.stalls, "error": job.error, "worker": worker}
     job.status = QUEUED
+    job.node = None
     return "stalled", {"stalls": job.stalls, "why": why, "worker": worker, "attempt": job.attempt}
 
 
@@ -297,6 +339,7 @@ def after_release(job: JobRecord, now: float) -> tuple[str, dict[str, Any]]:
     job.attempt = max(0, job.attempt - 1)
     job.lease_expires_at = None
     job.run_at = now
+    job.node = None
     return "released", {"worker": job.worker_id}
 
 
@@ -329,6 +372,7 @@ def manual_retry(job: JobRecord, now: float, *, from_start: bool) -> tuple[str, 
     job.lease_expires_at = None
     job.run_at = now
     job.from_start = from_start
+    job.node = None
     return "retried", {"was": was, "from_start": from_start}
 
 

@@ -65,7 +65,7 @@ class SqliteStore(SqliteSchedules):
         return (await self.submit_once(spec))[0]
 
     async def submit_once(self, spec: JobSpec) -> tuple[str, bool]:
-        job_id, created = await self._tx(self._submit, spec)
+        job_id, created = await self._tx(self._submit_one, spec)
         if created:
             self._wakeups.notify(spec.queue)
         return job_id, created
@@ -79,7 +79,20 @@ class SqliteStore(SqliteSchedules):
         return out
 
     def _submit_all(self, conn: Conn, specs: Sequence[JobSpec]) -> list[tuple[str, bool]]:
-        return [self._submit(conn, spec) for spec in specs]
+        out = [self._submit(conn, spec) for spec in specs]
+        skip = [not created for _, created in out]
+        for node, (jobs, cap) in rules.node_demand(specs, skip).items():
+            # counted with this transaction's jobs: a refusal rolls them all back
+            (assigned,) = conn.execute(
+                "SELECT count(*) FROM wf_jobs WHERE node = ? AND status IN ('queued', 'running')", (node,)
+            ).fetchone()
+            refusal = rules.node_refusal(node, assigned - jobs, jobs, cap)
+            if refusal is not None:
+                raise refusal
+        return out
+
+    def _submit_one(self, conn: Conn, spec: JobSpec) -> tuple[str, bool]:
+        return self._submit_all(conn, [spec])[0]
 
     def _submit(self, conn: Conn, spec: JobSpec) -> tuple[str, bool]:
         if spec.idempotency_key is not None:
@@ -92,7 +105,7 @@ class SqliteStore(SqliteSchedules):
         job = rules.new_job(spec, uuid.uuid4().hex, self.clock())
         conn.execute(
             "INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, priority, run_at,"
-            " idempotency_key, timeout_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " idempotency_key, timeout_s, created_at, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.flow,
@@ -106,6 +119,7 @@ class SqliteStore(SqliteSchedules):
                 job.idempotency_key,
                 job.timeout_s,
                 job.created_at,
+                job.node,
             ),
         )
         kind, data = rules.queued_event(spec)
@@ -123,9 +137,10 @@ class SqliteStore(SqliteSchedules):
         queue_concurrency: int | None = None,
         rate: Rate | None = None,
         max_stalls: int = DEFAULT_MAX_STALLS,
+        node: str | None = None,
     ) -> Claim:
         claim: Claim = await self._tx(
-            self._claim, queue, worker_id, limit, lease_s, queue_concurrency, rate, max_stalls
+            self._claim, queue, worker_id, limit, lease_s, queue_concurrency, rate, max_stalls, node
         )
         return claim
 
@@ -139,6 +154,7 @@ class SqliteStore(SqliteSchedules):
         queue_concurrency: int | None,
         rate: Rate | None,
         max_stalls: int,
+        node: str | None,
     ) -> Claim:
         now = self.clock()
         if self._takeover.due(now):
@@ -170,21 +186,14 @@ class SqliteStore(SqliteSchedules):
         )
         jobs: list[JobRecord] = []
         if allowed > 0:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT id FROM wf_jobs WHERE queue = ? AND status = 'queued' AND run_at <= ?"
-                    " ORDER BY priority DESC, run_at, rowid LIMIT ?",
-                    (queue, now, allowed),
-                )
-            ]
+            ids = self._ready(conn, queue, now, allowed, node)
             if ids:
                 marks = ", ".join("?" * len(ids))
                 rows = conn.execute(  # ``rules.claimed``
                     "UPDATE wf_jobs SET status = 'running', attempt = attempt + 1, runs = runs + 1,"
-                    " worker_id = ?,"
+                    " worker_id = ?, node = coalesce(node, ?),"
                     f" lease_expires_at = ?, started_at = ? WHERE id IN ({marks}) RETURNING {JOB_SELECT}",
-                    (worker_id, now + lease_s, now, *ids),
+                    (worker_id, node, now + lease_s, now, *ids),
                 ).fetchall()
                 order = {job_id: i for i, job_id in enumerate(ids)}
                 jobs = sorted((job_from_row(r) for r in rows), key=lambda j: order[j.id])
@@ -207,6 +216,37 @@ class SqliteStore(SqliteSchedules):
                 (queue, now),
             ).fetchone()
         return Claim(jobs, rules.claim_wait_s(len(jobs), limit, wait_s, nxt, now))
+
+    @staticmethod
+    def _ready(conn: Conn, queue: str, now: float, n: int, node: str | None) -> list[str]:
+        """Up to ``n`` ready jobs in claim order (``rules.ready_order``): ``node``'s own
+        first, then unassigned ones."""
+        order = " ORDER BY priority DESC, run_at, rowid LIMIT ?"
+        ready = "SELECT id FROM wf_jobs WHERE queue = ? AND status = 'queued' AND run_at <= ?"
+        ids: list[str] = []
+        if node is not None:
+            ids = [r[0] for r in conn.execute(ready + " AND node = ?" + order, (queue, now, node, n))]
+        if len(ids) < n:
+            ids += [
+                r[0] for r in conn.execute(ready + " AND node IS NULL" + order, (queue, now, n - len(ids)))
+            ]
+        return ids
+
+    async def reassign(self, node_id: str) -> list[str]:
+        moved: list[tuple[str, str]] = await self._tx(self._reassign, node_id)
+        for queue in {q for _, q in moved}:
+            self._wakeups.notify(queue)
+        return [job_id for job_id, _ in moved]
+
+    def _reassign(self, conn: Conn, node_id: str) -> list[tuple[str, str]]:
+        rows = conn.execute(  # ``rules.reassigned``
+            "UPDATE wf_jobs SET node = NULL WHERE node = ? AND status = 'queued' RETURNING id, queue",
+            (node_id,),
+        ).fetchall()
+        now = self.clock()
+        for job_id, queue in rows:
+            self._event(conn, job_id, queue, "reassigned", now, {"node": node_id})
+        return [(r[0], r[1]) for r in rows]
 
     # -- leases and outcomes ----------------------------------------------------------------
 

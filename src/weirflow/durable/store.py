@@ -89,6 +89,7 @@ class Store(Protocol):
         queue_concurrency: int | None = None,
         rate: Rate | None = None,
         max_stalls: int = DEFAULT_MAX_STALLS,
+        node: str | None = None,
     ) -> Claim:
         """Take up to ``limit`` ready jobs (``run_at`` reached), highest ``priority`` first,
         then longest waiting; each moves to ``running`` with a lease for ``worker_id`` and
@@ -97,7 +98,19 @@ class Store(Protocol):
 
         Running jobs of the queue whose lease expired are taken back first (at most every
         ``TAKEOVER_CHECK_S``), as the sweeper does (``max_stalls``): a stalled job keeps
-        its place in the queue, so a free worker takes it over within about a lease."""
+        its place in the queue, so a free worker takes it over within about a lease.
+
+        Jobs assigned to a node (``JobRecord.node``) go only to that node's claims: with
+        ``node`` (the claiming worker's node id) a claim takes the ready jobs assigned to it
+        first, then unassigned ones, which it assigns to itself; without, only unassigned
+        ones."""
+
+    async def reassign(self, node_id: str) -> list[str]:
+        """Give the queued jobs assigned to ``node_id`` (a node that is gone) back to their
+        queues' pools: unassigned, claimable by any worker of the queue, each with a
+        ``reassigned`` event. Returns their ids. Atomic: however many callers reassign a
+        node at once, each job is given back once (the others get ``[]``). Running jobs
+        stay: their lease expiry hands them back."""
 
     async def renew(self, worker_id: str, leases: Leases, lease_s: float) -> list[str]:
         """Extend the leases ``worker_id`` holds (job id -> token); returns the ids it still

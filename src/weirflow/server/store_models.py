@@ -141,6 +141,9 @@ class StoreJob(BaseModel):
     steps: list[StoreStep]
     outputs: dict[str, Any] = Field(default_factory=dict, description="A completed job's outputs.")
     dead_letters: list[StoreDeadLetter] = Field(default_factory=list)
+    node: str | None = Field(
+        default=None, description="The cluster node the job is assigned to or runs on (null: unassigned)."
+    )
 
 
 class StoreBackoff(BaseModel):
@@ -175,6 +178,9 @@ class StoreJobRecord(BaseModel):
     created_at: float
     started_at: float | None
     finished_at: float | None
+    node: str | None = Field(
+        default=None, description="The cluster node the job is assigned to or runs on (null: unassigned)."
+    )
 
 
 class StoreJobPage(BaseModel):
