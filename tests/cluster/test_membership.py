@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Callable
 
 from weirflow.cluster import Membership, Registry
@@ -57,3 +59,57 @@ async def test_a_member_found_gone_registers_again(redis_url: str, registries: M
         assert reg.get("w") == again
     finally:
         await member.stop()
+
+
+async def live_after(redis_url: str, registries: Make, node_id: str) -> bool:
+    """Whether Redis lists ``node_id`` as live (a registry started now lists what Redis holds)."""
+    fresh = registries(redis_url)
+    await fresh.start()
+    try:
+        return fresh.get(node_id) is not None
+    finally:
+        await fresh.close()
+
+
+async def test_a_start_cancelled_at_any_step_leaves_no_node_registered(
+    redis_url: str, registries: Make
+) -> None:
+    """A cancel of ``start`` (the worker's task cancelled while it registers) wherever it
+    lands: the node is removed (or was never registered), the registry is closed."""
+    outcomes: Counter[str] = Counter()
+    for steps in range(40):
+        member = Membership(registries(redis_url), f"c{steps}", pool="p", capacity=1, running=lambda: 0)
+        task = asyncio.get_running_loop().create_task(member.start())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        if task.done():
+            outcomes["started first"] += 1
+            await member.stop()
+        else:
+            task.cancel()
+            await asyncio.wait([task])
+            outcomes["cancelled" if task.cancelled() else f"went on: {task!r}"] += 1
+        assert not await live_after(redis_url, registries, f"c{steps}"), steps
+        assert member.registry._client is None, steps  # not left connected
+    assert outcomes["cancelled"] and set(outcomes) <= {"cancelled", "started first"}, outcomes
+
+
+async def test_a_leave_during_start_removes_the_node_wherever_it_lands(
+    redis_url: str, registries: Make
+) -> None:
+    """SIGTERM while ``weirflow worker`` registers its node: the stop handler's ``leave()``
+    runs during ``start()``; the node must not stay registered nor keep heartbeating."""
+    for steps in range(40):
+        member = Membership(
+            registries(redis_url), f"l{steps}", pool="p", capacity=1, running=lambda: 0, interval_s=0.01
+        )
+        starting = asyncio.get_running_loop().create_task(member.start())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        leaving = asyncio.get_running_loop().create_task(member.leave())  # the signal handler
+        async with asyncio.timeout(10.0):
+            await starting
+            await leaving
+            await member.stop()  # what the worker does once its run ends
+        assert member._task is None, steps  # no heartbeat goes on
+        assert not await live_after(redis_url, registries, f"l{steps}"), steps

@@ -24,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from ..cancels import keeping_cancels, promptly
 from ..errors import ClusterError
 from .metrics import RegistryMetrics
 
@@ -65,12 +66,14 @@ class Calls:
         self.deadline_s = deadline_s
         self.state: BreakerState = "closed"
         self._on_state = on_state
-        # Neither must open the breaker: ResponseError is a bug or bad data (a script error),
-        # CancelledError a caller that gave up (a wait_for's timeout, a cancelled request or
-        # heartbeat), not an outage. (purgatory ends an excluded exception's call as it ends a
-        # success: a cancelled call resets the count of consecutive failures.)
+        # A ResponseError must not open the breaker: it is a bug or bad data (a script error),
+        # not an outage. A CancelledError (a caller that gave up: a wait_for's timeout, a
+        # cancelled request or heartbeat) is neither a success nor a failure, which purgatory
+        # cannot express (it ends an excluded exception's call as a success: a cancel would
+        # reset the count of consecutive failures, and close a half-open breaker as a
+        # successful probe would), so a cancelled call never reaches it: see ``call``.
         self._factory = AsyncCircuitBreakerFactory(
-            default_threshold=threshold, default_ttl=open_s, exclude=[ResponseError, asyncio.CancelledError]
+            default_threshold=threshold, default_ttl=open_s, exclude=[ResponseError]
         )
         self._factory.add_listener(self._listen)
         self._breaker: Any = None
@@ -99,22 +102,28 @@ class Calls:
         deadline = self.deadline_s if deadline_s is None else deadline_s
         if not breaker:
             return await self._unguarded(what, fn, deadline)
-        started = 0.0
-        missed = failed = False
+        brk = self._breaker
         try:
-            async with self._breaker:
-                try:
-                    async with asyncio.timeout(deadline):
-                        started = time.perf_counter()  # after the breaker: an open one costs no call
-                        return await fn()
-                except TimeoutError:
-                    missed = True
-                    raise
-                except (RedisError, OSError):
-                    failed = True
-                    raise
+            await brk.__aenter__()  # raises OpenedState while open: no call, no I/O
         except OpenedState:
             raise ClusterError(f"redis {what}: the registry is degraded (circuit open)") from None
+        started = time.perf_counter()
+        missed = failed = False
+        try:
+            try:
+                with keeping_cancels():  # the caller's cancel, even if redis-py dropped it
+                    async with asyncio.timeout(deadline):
+                        result = await fn()
+            except asyncio.CancelledError:
+                await self._deliver(brk)  # no outcome: the breaker's count stays as it was
+                raise
+            except BaseException as e:
+                missed = isinstance(e, TimeoutError)
+                failed = isinstance(e, RedisError | OSError)
+                await brk.__aexit__(type(e), e, e.__traceback__)
+                raise
+            await brk.__aexit__(None, None, None)
+            return result
         except TimeoutError:
             raise ClusterError(f"redis {what}: no answer within {deadline:.3g}s") from None
         except ResponseError as e:
@@ -122,17 +131,24 @@ class Calls:
         except (RedisError, OSError) as e:
             raise ClusterError(f"redis {what}: {type(e).__name__}: {e}") from None
         finally:
-            if started:
-                self.metrics.observe(
-                    time.perf_counter() - started, failed=failed or missed, deadline_missed=missed
-                )
+            self.metrics.observe(
+                time.perf_counter() - started, failed=failed or missed, deadline_missed=missed
+            )
+
+    @staticmethod
+    async def _deliver(brk: Any) -> None:
+        """Hand on what entering the breaker changed (open to half-open) without ending the
+        call as a success or a failure: what purgatory's ``__aexit__`` does after counting."""
+        while brk.context.messages:
+            await brk.messagebus.handle(brk.context.messages.pop(0), brk.uow)
 
     async def _unguarded(self, what: str, fn: Callable[[], Awaitable[T]], deadline: float) -> T:
         started = time.perf_counter()
         missed = failed = False
         try:
-            async with asyncio.timeout(deadline):
-                return await fn()
+            with keeping_cancels():  # the caller's cancel, even if redis-py dropped it
+                async with asyncio.timeout(deadline):
+                    return await promptly(fn())  # a blocking read: a cancel ends it at once
         except TimeoutError:
             missed = True
             raise ClusterError(f"redis {what}: no answer within {deadline:.3g}s") from None

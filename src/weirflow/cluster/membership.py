@@ -50,18 +50,37 @@ class Membership:
         self.node: Node | None = None
         self.beats = 0
         self._task: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
         self._leaving: asyncio.Task[None] | None = None
         self._rng = random.Random()
 
     async def start(self) -> None:
-        """Start the registry, register the node (``ClusterError`` if Redis cannot be reached)."""
+        """Start the registry, register the node (``ClusterError`` if Redis cannot be reached).
+
+        The registering runs in a task of its own that a cancel of ``start`` does not
+        interrupt (it is bounded by the registry's deadline): a register cut off half-way
+        may still be applied by Redis, after a removal sent meanwhile. A cancel of
+        ``start``, or a ``leave()`` while it runs (a worker's SIGTERM), waits for it and
+        then removes the node, so a node whose register was in flight never stays listed."""
+        if self._starting is None:
+            self._starting = asyncio.create_task(self._start(), name=f"weirflow-node-{self.node_id}-start")
+        try:
+            await asyncio.shield(self._starting)
+        except asyncio.CancelledError:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.registry.start()
         try:
             await self._register()
         except ClusterError:
+            # the register may have been applied all the same (an answer that came too late)
+            await self._remove()
             await self.registry.close()
             raise
-        self._task = asyncio.create_task(self._beat(), name=f"weirflow-node-{self.node_id}")
+        if self._leaving is None:  # (a leave() during the start removes the node instead)
+            self._task = asyncio.create_task(self._beat(), name=f"weirflow-node-{self.node_id}")
 
     async def _register(self) -> None:
         self.node = await self.registry.register(
@@ -104,11 +123,19 @@ class Membership:
         await asyncio.shield(self._leaving)
 
     async def _leave(self) -> None:
+        if self._starting is None:
+            return  # never started: nothing registered
+        await asyncio.wait([self._starting])  # a register in flight is applied first, then removed
+        if self._starting.cancelled() or self._starting.exception() is not None:
+            return  # it failed, and removed what it may have registered
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._remove()
+
+    async def _remove(self) -> None:
         try:
             await self.registry.remove(self.node_id)
         except ClusterError as e:

@@ -31,6 +31,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ..cancels import cancels_now, raise_lost_cancel
 from ..errors import StoreError
 from ..redact import redact_text, redact_url
 from . import redis_lua, rules
@@ -164,22 +165,21 @@ class RedisBase:
         client = self._redis
         if client is None:
             raise StoreError(f"store {self.url} is not open")
-        task = asyncio.current_task()
-        cancels = task.cancelling() if task is not None else 0
+        task, cancels = cancels_now()  # a cancel redis-py drops is raised: see weirflow.cancels
         for last in (not retry, True):
             try:
                 async with asyncio.timeout(self.timeout_s + self.connect_timeout_s):
                     result = await fn(client)
-                _raise_lost_cancel(task, cancels)
+                raise_lost_cancel(task, cancels)
                 return result
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, TimeoutError) as e:
-                _raise_lost_cancel(task, cancels)
+                raise_lost_cancel(task, cancels)
                 if last:
                     raise StoreError(
                         f"Redis store {self.url}: {type(e).__name__}: {_clean(e, self)}"
                     ) from None
             except redis.exceptions.RedisError as e:
-                _raise_lost_cancel(task, cancels)
+                raise_lost_cancel(task, cancels)
                 raise StoreError(f"Redis store {self.url}: {type(e).__name__}: {_clean(e, self)}") from None
         raise AssertionError("unreachable")
 
@@ -248,19 +248,6 @@ class RedisBase:
             self._schedule_wakeups.notify_all()
             await asyncio.sleep(delay)  # a reconnect backoff
             delay = min(LISTEN_RETRY_MAX_S, delay * 2)
-
-
-def _raise_lost_cancel(task: asyncio.Task[Any] | None, cancels: int) -> None:
-    """Raise ``CancelledError`` if ``task`` was cancelled during a call that did not raise it.
-
-    redis-py writes a command under ``asyncio.wait_for``, and Python 3.11's ``wait_for``
-    returns the write's result when a cancel lands just as the write completes, dropping
-    the cancel (CPython gh-86296, fixed in 3.12): the call then goes on and returns (or
-    fails) as if nothing happened. A worker's sweeper and scheduler loops, cancelled at
-    shutdown, then looped on and the worker never exited. The cancel request is still
-    counted by the task (``cancelling()``), so it is raised here."""
-    if task is not None and task.cancelling() > cancels:
-        raise asyncio.CancelledError
 
 
 def _clean(e: BaseException, store: RedisBase) -> str:

@@ -1,0 +1,77 @@
+"""The registry's circuit breaker counts failures in a row; a cancelled call is not one of
+them, and not a success either."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.redisserver import RedisServer
+from weirflow.cluster.calls import BreakerState, Calls, connect
+from weirflow.cluster.metrics import RegistryMetrics
+from weirflow.errors import ClusterError
+
+DEADLINE_S = 0.2
+OPEN_S = 0.3
+
+
+@pytest.fixture
+async def calls_and_client(own_server: RedisServer) -> AsyncIterator[tuple[Calls, object]]:
+    calls = Calls(
+        metrics=RegistryMetrics(), deadline_s=DEADLINE_S, threshold=2, open_s=OPEN_S, on_state=lambda _: None
+    )
+    await calls.start()
+    client = connect(own_server.url(), deadline_s=DEADLINE_S)
+    try:
+        await calls.call("ping", client.ping)  # connected while Redis answers
+        yield calls, client
+    finally:
+        own_server.cont()
+        await client.aclose(close_connection_pool=True)
+
+
+async def cancelled_call(calls: Calls, client: object) -> None:
+    """A call to the stopped Redis, cancelled while it waits for the answer."""
+    task = asyncio.get_running_loop().create_task(calls.call("ping", client.ping))  # type: ignore[attr-defined]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not task.done()
+    task.cancel()
+    await asyncio.wait([task])
+    assert task.cancelled()
+
+
+async def test_a_cancelled_call_does_not_reset_the_failures_in_a_row(
+    own_server: RedisServer, calls_and_client: tuple[Calls, object]
+) -> None:
+    calls, client = calls_and_client
+    own_server.pause()
+    with pytest.raises(ClusterError, match="no answer"):
+        await calls.call("ping", client.ping)  # type: ignore[attr-defined]
+    await cancelled_call(calls, client)
+    assert calls.state == "closed"
+    with pytest.raises(ClusterError, match="no answer"):
+        await calls.call("ping", client.ping)  # type: ignore[attr-defined]
+    assert calls.state == "opened"  # two failures in a row, a cancel between them
+
+
+async def test_a_cancelled_probe_does_not_close_a_half_open_breaker(
+    own_server: RedisServer, calls_and_client: tuple[Calls, object]
+) -> None:
+    calls, client = calls_and_client
+    own_server.pause()
+    for _ in range(2):
+        with pytest.raises(ClusterError, match="no answer"):
+            await calls.call("ping", client.ping)  # type: ignore[attr-defined]
+    assert calls.state == "opened"
+    with pytest.raises(ClusterError, match="circuit open"):
+        await calls.call("ping", client.ping)  # type: ignore[attr-defined]
+    await asyncio.sleep(OPEN_S * 1.2)  # the breaker's open time passing (no event marks it)
+    await cancelled_call(calls, client)  # let through half-open, then cancelled
+    states: list[BreakerState] = [calls.state]
+    with pytest.raises(ClusterError, match="no answer"):
+        await calls.call("ping", client.ping)  # type: ignore[attr-defined]
+    states.append(calls.state)
+    assert states == ["half-opened", "opened"]  # the failing probe opens it again at once
