@@ -36,6 +36,7 @@ from .models import (
     done_parts,
 )
 from .schedules import Fired, Schedule, added
+from .steps import taken_over
 from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Clock, Leases
 from .wakeup import Outcomes, Wakeups
 
@@ -86,16 +87,26 @@ class MemoryStore:
         if job is not None:
             self._outcomes.notify(job.id)
 
-    def _change(self, job: JobRecord, kind: str, data: dict[str, Any], worker: str | None) -> None:
+    def _change(
+        self, job: JobRecord, kind: str, data: dict[str, Any], worker: str | None, *, takeover: bool = False
+    ) -> None:
         """Record a state change made by a rule; a job that left ``running`` (its worker
-        was ``worker``) has no running step any more."""
+        was ``worker``) has no running step any more. ``takeover`` (a running job taken
+        from its worker): the steps its journal finished are written as such
+        (``steps.taken_over``)."""
         self._event(job, job.queue, kind, data)
         if job.status != RUNNING:
             now = self.clock()
             why = rules.interrupted_why(kind, data, worker)
-            for (job_id, *_), step in self._steps.items():
-                if job_id == job.id and step.status == RUNNING:
-                    step.status, step.completed_at, step.error = INTERRUPTED, now, why
+            rows = [s for (job_id, *_), s in self._steps.items() if job_id == job.id]
+            if takeover:
+                journal = self._journal.get(job.id, [])
+                for row in taken_over(job.id, journal, rows, token=job.runs, worker=worker, now=now, why=why):
+                    self._steps[(row.job_id, row.routine, row.seq)] = row
+            else:
+                for step in rows:
+                    if step.status == RUNNING:
+                        step.status, step.completed_at, step.error = INTERRUPTED, now, why
         if job.status == QUEUED:
             self._wakeups.notify(job.queue)
 
@@ -272,22 +283,22 @@ class MemoryStore:
         for job in self._jobs.values():
             if job.status == RUNNING and job.worker_id == worker_id:
                 kind, data = rules.after_stall(job, now, max_stalls, f"worker {worker_id} restarted")
-                self._change(job, kind, data, worker_id)
+                self._change(job, kind, data, worker_id, takeover=True)
                 found.append(job.id)
         return found
 
     async def cancel(self, job_id: str) -> JobRecord:
         job = self._job(job_id)
-        worker = job.worker_id
+        worker, running = job.worker_id, job.status == RUNNING
         kind, data = rules.cancel(job, self.clock())
-        self._change(job, kind, data, worker)
+        self._change(job, kind, data, worker, takeover=running)
         return copy.deepcopy(job)
 
     async def retry(self, job_id: str, *, from_start: bool = False) -> JobRecord:
         job = self._job(job_id)
-        worker = job.worker_id
+        worker, running = job.worker_id, job.status == RUNNING
         kind, data = rules.manual_retry(job, self.clock(), from_start=from_start)
-        self._change(job, kind, data, worker)
+        self._change(job, kind, data, worker, takeover=running)
         return copy.deepcopy(job)
 
     async def pause_queue(self, queue: str) -> bool:
@@ -403,7 +414,7 @@ class MemoryStore:
             if rules.lease_expired(job, now) and (queue is None or job.queue == queue):
                 worker = job.worker_id
                 kind, data = rules.after_stall(job, now, max_stalls, "lease expired")
-                self._change(job, kind, data, worker)
+                self._change(job, kind, data, worker, takeover=True)
                 (report.failed if job.status == FAILED else report.requeued).append(job.id)
         return report
 

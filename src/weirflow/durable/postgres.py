@@ -25,6 +25,7 @@ from ..errors import JobError, LeaseLostError, StoreError
 from ..storable import pg_json
 from . import rules
 from .models import (
+    RUNNING,
     Claim,
     Done,
     JobRecord,
@@ -397,9 +398,8 @@ class PostgresStore(PostgresSchedules):
             jobs = await self._locked(conn, "status = 'running' AND worker_id = %s", (worker_id,))
             for job in jobs:
                 why = f"worker {worker_id} restarted"
-                await self._change(
-                    conn, job, *rules.after_stall(job, self.clock(), max_stalls, why), worker_id
-                )
+                change = rules.after_stall(job, self.clock(), max_stalls, why)
+                await self._change(conn, job, *change, worker_id, takeover=True)
         return [j.id for j in jobs]
 
     async def cancel(self, job_id: str) -> JobRecord:
@@ -414,6 +414,6 @@ class PostgresStore(PostgresSchedules):
             if not found:
                 raise JobError(f"no job {job_id!r} in the store")
             job = found[0]
-            worker = job.worker_id
-            await self._change(conn, job, *rule(job), worker)
+            worker, running = job.worker_id, job.status == RUNNING
+            await self._change(conn, job, *rule(job), worker, takeover=running)
         return job

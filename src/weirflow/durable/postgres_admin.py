@@ -30,6 +30,8 @@ from .postgres_base import (
     LISTEN_RETRY_MAX_S,
     OUTCOME_CHANNEL,
     SCHEDULE_CHANNEL,
+    STEPS_UNNEST,
+    STEPS_UPSERT,
     SWEEPER_LOCK,
     Conn,
     PostgresBase,
@@ -44,20 +46,13 @@ from .rows import (
 )
 from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Leases
 
-_STEP_TYPES = {"seq": "int", "attempt": "int", "run": "int", "progress": "float8"}
-_STEP_TYPES.update(started_at="float8", completed_at="float8")
 #: ``record_steps``: the rows (one array per column), joined to the jobs running under
 #: their run (each row's job locked ``FOR SHARE``); returns the ``(job, run)`` written
 _RECORD_STEPS = (
     f"INSERT INTO wf_steps ({', '.join(STEP_COLUMNS)})"
-    f" SELECT {', '.join(f'u.{c}' for c in STEP_COLUMNS)} FROM unnest("
-    + ", ".join(f"%s::{_STEP_TYPES.get(c, 'text')}[]" for c in STEP_COLUMNS)
-    + f") AS u({', '.join(STEP_COLUMNS)})"
+    f" SELECT {', '.join(f'u.{c}' for c in STEP_COLUMNS)} FROM {STEPS_UNNEST}"
     " JOIN wf_jobs j ON j.id = u.job_id AND j.status = 'running' AND j.runs = u.run"
-    " ORDER BY u.job_id FOR SHARE OF j"
-    " ON CONFLICT (job_id, routine, seq) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in STEP_COLUMNS if c not in ("job_id", "routine", "seq"))
-    + " RETURNING job_id, run"
+    f" ORDER BY u.job_id FOR SHARE OF j{STEPS_UPSERT} RETURNING job_id, run"
 )
 
 
@@ -191,7 +186,8 @@ class PostgresAdmin(PostgresBase):
             skip_locked=True,
         ):
             worker = job.worker_id
-            await self._change(conn, job, *rules.after_stall(job, now, max_stalls, "lease expired"), worker)
+            change = rules.after_stall(job, now, max_stalls, "lease expired")
+            await self._change(conn, job, *change, worker, takeover=True)
             (report.failed if job.status == FAILED else report.requeued).append(job.id)
         return report
 

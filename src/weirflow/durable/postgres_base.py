@@ -23,15 +23,19 @@ from .models import (
     FINISHED,
     QUEUED,
     RUNNING,
+    STEP_COLUMNS,
     JobRecord,
     JobSpec,
 )
 from .rows import (
     JOB_SELECT,
     MUTABLE,
+    STEP_SELECT,
     job_from_row,
     mutable_values,
+    step_from_row,
 )
+from .steps import taken_over
 from .store import Clock
 from .wakeup import Outcomes, Wakeups
 
@@ -48,6 +52,21 @@ LISTEN_RETRY_MAX_S = 5.0
 CHECK_S = 2.0
 
 _UPDATE_JOB = f"UPDATE wf_jobs SET {', '.join(f'{c} = %s' for c in MUTABLE)} WHERE id = %s"
+_STEP_TYPES = {"seq": "int", "attempt": "int", "run": "int", "progress": "float8"}
+_STEP_TYPES.update(started_at="float8", completed_at="float8")
+#: step rows given as one array per column (``STEP_COLUMNS``), as the relation ``u``
+STEPS_UNNEST = (
+    "unnest("
+    + ", ".join(f"%s::{_STEP_TYPES.get(c, 'text')}[]" for c in STEP_COLUMNS)
+    + f") AS u({', '.join(STEP_COLUMNS)})"
+)
+STEPS_UPSERT = " ON CONFLICT (job_id, routine, seq) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in STEP_COLUMNS if c not in ("job_id", "routine", "seq")
+)
+_WRITE_STEPS = (
+    f"INSERT INTO wf_steps ({', '.join(STEP_COLUMNS)})"
+    f" SELECT {', '.join(f'u.{c}' for c in STEP_COLUMNS)} FROM {STEPS_UNNEST}{STEPS_UPSERT}"
+)
 _JOB_COLS_J = ", ".join(f"j.{c}" for c in JOB_SELECT.split(", "))
 
 Conn = psycopg.AsyncConnection[Any]
@@ -214,23 +233,48 @@ class PostgresBase:
         )
 
     async def _change(
-        self, conn: Conn, job: JobRecord, kind: str, data: dict[str, Any], worker: str | None = None
+        self,
+        conn: Conn,
+        job: JobRecord,
+        kind: str,
+        data: dict[str, Any],
+        worker: str | None = None,
+        *,
+        takeover: bool = False,
     ) -> None:
         """Write a rule's change of ``job`` and its event; a job that left ``running`` (its
-        worker was ``worker``) has no running step any more (they become interrupted)."""
+        worker was ``worker``) has no running step any more (they become interrupted).
+        ``takeover`` (a running job taken from its worker, its row locked ``FOR UPDATE``:
+        recovered, swept, cancelled, retried): the steps its journal finished are written
+        as such (``steps.taken_over``; an append still under way holds the job's row
+        ``FOR SHARE``, so the journal read here has it, and later ones are refused)."""
         now = self.clock()
         await conn.execute(_UPDATE_JOB, (*mutable_values(job, pg_json), job.id))
         await self._event(conn, job.id, job.queue, kind, now, data)
         if job.status != RUNNING:
-            await conn.execute(
-                "UPDATE wf_steps SET status = 'interrupted', completed_at = %s, error = %s"
-                " WHERE job_id = %s AND status = 'running'",
-                (now, rules.interrupted_why(kind, data, worker), job.id),
-            )
+            why = rules.interrupted_why(kind, data, worker)
+            if takeover:
+                await self._take_steps(conn, job, worker, now, why)
+            else:
+                await conn.execute(
+                    "UPDATE wf_steps SET status = 'interrupted', completed_at = %s, error = %s"
+                    " WHERE job_id = %s AND status = 'running'",
+                    (now, why, job.id),
+                )
         if job.status == QUEUED:
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, job.queue))
         elif job.status in FINISHED:
             await conn.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, job.id))
+
+    @staticmethod
+    async def _take_steps(conn: Conn, job: JobRecord, worker: str | None, now: float, why: str) -> None:
+        cur = await conn.execute("SELECT record FROM wf_journal WHERE job_id = %s ORDER BY pos", (job.id,))
+        journal = [r[0] for r in await cur.fetchall()]
+        cur = await conn.execute(f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = %s", (job.id,))
+        rows = [step_from_row(r) for r in await cur.fetchall()]
+        fixed = taken_over(job.id, journal, rows, token=job.runs, worker=worker, now=now, why=why)
+        if fixed:
+            await conn.execute(_WRITE_STEPS, [[getattr(s, c) for s in fixed] for c in STEP_COLUMNS])
 
     async def _locked(
         self, conn: Conn, where: str, params: Sequence[Any], *, skip_locked: bool = False

@@ -9,9 +9,8 @@ from typing import Any
 
 import msgpack
 
-from ..errors import JobError, LeaseLostError, StoreError
+from ..errors import LeaseLostError, StoreError
 from . import rules
-from .journal import decoded
 from .models import (
     FAILED,
     FINISHED,
@@ -36,7 +35,7 @@ from .redis_codec import (
     step_from,
     step_text,
 )
-from .steps import finished_by_journal
+from .steps import journal_finished
 from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Leases
 
 Change = tuple[str, dict[str, Any]]
@@ -62,9 +61,9 @@ class RedisAdmin(RedisBase):
         as changed, or ``None`` when the rule declined (or the job is gone and ``missing``
         is not given: then it is raised).
 
-        ``takeover`` (a job taken from its worker: recovered, swept): a running job that
+        ``takeover`` (a job taken from its worker: recovered, swept, cancelled, retried): a running job that
         leaves ``running`` gets, in the same script, the rows of the steps its journal
-        finished (``steps.finished_by_journal``: the worker writes its rows in batches
+        finished (``steps.journal_finished``: the worker writes its rows in batches
         after the journal, so a dead worker's last rows may be lost), written only if the
         journal did not grow meanwhile; its other running steps become interrupted."""
         for _ in range(PUT_TRIES):
@@ -121,12 +120,9 @@ class RedisAdmin(RedisBase):
                 return list(await p.execute())
 
         journal, found, overrides = await self._call(read, retry=True)
-        try:
-            records = decoded(job_id, [_s(x) for x in journal])
-        except (JobError, ValueError):  # a journal this weirflow cannot read: the worker fails the job
-            records = []
         rows = [step_from(text, overrides.get(f)) for f, text in found.items()]
-        fixed = finished_by_journal(job_id, records, rows, token=token, worker=worker, now=self.clock())
+        texts = [_s(x) for x in journal]
+        fixed = journal_finished(job_id, texts, rows, token=token, worker=worker, now=self.clock())
         return str(len(journal)), msgpack.packb([[step_field(s), step_text(s)] for s in fixed])
 
     async def _stall_expired(self, now: float, max_stalls: int, queue: str | None = None) -> SweepReport:

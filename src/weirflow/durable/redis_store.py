@@ -212,7 +212,9 @@ class RedisStore(RedisSchedules):
         return found
 
     async def cancel(self, job_id: str) -> JobRecord:
-        job = await self._change(job_id, lambda j: rules.cancel(j, self.clock()), missing=_no_job(job_id))
+        job = await self._change(
+            job_id, lambda j: rules.cancel(j, self.clock()), missing=_no_job(job_id), takeover=True
+        )
         assert job is not None
         return job
 
@@ -221,6 +223,7 @@ class RedisStore(RedisSchedules):
             job_id,
             lambda j: rules.manual_retry(j, self.clock(), from_start=from_start),
             missing=_no_job(job_id),
+            takeover=True,
         )
         assert job is not None
         return job

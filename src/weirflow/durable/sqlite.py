@@ -37,6 +37,7 @@ from ..errors import LeaseLostError
 from . import rules
 from .models import (
     QUEUED,
+    RUNNING,
     Claim,
     Done,
     JobRecord,
@@ -360,7 +361,7 @@ class SqliteStore(SqliteSchedules):
         why = f"worker {worker_id} restarted"
         for row in rows:
             job = job_from_row(row)
-            self._change(conn, job, *rules.after_stall(job, now, max_stalls, why), worker_id)
+            self._change(conn, job, *rules.after_stall(job, now, max_stalls, why), worker_id, takeover=True)
         return [job_from_row(r).id for r in rows]
 
     async def cancel(self, job_id: str) -> JobRecord:
@@ -379,8 +380,8 @@ class SqliteStore(SqliteSchedules):
         self, conn: Conn, job_id: str, rule: Callable[[JobRecord], tuple[str, dict[str, Any]]]
     ) -> JobRecord:
         job = self._load(conn, job_id)
-        worker = job.worker_id
-        self._change(conn, job, *rule(job), worker)
+        worker, running = job.worker_id, job.status == RUNNING
+        self._change(conn, job, *rule(job), worker, takeover=running)
         return job
 
 

@@ -43,7 +43,6 @@ _INSERT_FENCED = (
     "INSERT INTO wf_journal (job_id, record) SELECT ?, ?"
     " WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = ? AND status = 'running' AND runs = ?)"
 )
-_STEP_KEY = ("job_id", "routine", "seq")
 CHECKPOINT_BYTES = 4 << 20  # journal text appended between two WAL checkpoints
 CHECKPOINT_WAIT_S = 0.1  # how long a checkpoint waits for readers and writers to finish
 CHECKPOINT_RETRY_S = 1.0  # between checkpoints while a reader elsewhere keeps the WAL
@@ -88,13 +87,7 @@ class SqliteAdmin(SqliteBase):
     def _record_steps(self, conn: Conn, steps: list[StepRecord]) -> list[str]:
         runs = self._running(conn, {s.job_id for s in steps})
         refused = {s.job_id: None for s in steps if runs.get(s.job_id) != s.run}
-        cols = STEP_SELECT.split(", ")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in _STEP_KEY)
-        conn.executemany(
-            f"INSERT INTO wf_steps ({STEP_SELECT}) VALUES ({', '.join('?' * len(cols))})"
-            f" ON CONFLICT (job_id, routine, seq) DO UPDATE SET {updates}",
-            [tuple(getattr(s, c) for c in cols) for s in steps if runs.get(s.job_id) == s.run],
-        )
+        self._write_steps(conn, [s for s in steps if runs.get(s.job_id) == s.run])
         return list(refused)
 
     async def steps(self, job_id: str) -> list[StepRecord]:
@@ -206,7 +199,8 @@ class SqliteAdmin(SqliteBase):
         for row in rows:
             job = job_from_row(row)
             worker = job.worker_id
-            self._change(conn, job, *rules.after_stall(job, now, max_stalls, "lease expired"), worker)
+            change = rules.after_stall(job, now, max_stalls, "lease expired")
+            self._change(conn, job, *change, worker, takeover=True)
             (report.failed if job.status == FAILED else report.requeued).append(job.id)
         return report
 

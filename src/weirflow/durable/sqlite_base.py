@@ -19,14 +19,19 @@ from . import rules
 from .migrations import VERSION_TABLE, pending, sqlite_statements
 from .models import (
     RUNNING,
+    STEP_COLUMNS,
     JobRecord,
+    StepRecord,
 )
 from .rows import (
     JOB_SELECT,
     MUTABLE,
+    STEP_SELECT,
     job_from_row,
     mutable_values,
+    step_from_row,
 )
+from .steps import taken_over
 from .store import Clock
 from .wakeup import Outcomes, Wakeups
 
@@ -34,6 +39,14 @@ T = TypeVar("T")
 Conn = sqlite3.Connection
 
 _UPDATE_JOB = f"UPDATE wf_jobs SET {', '.join(f'{c} = ?' for c in MUTABLE)} WHERE id = ?"
+_READ_JOURNAL = "SELECT record FROM wf_journal WHERE job_id = ? ORDER BY pos"
+_READ_STEPS = f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = ?"
+_STEP_KEY = ("job_id", "routine", "seq")
+_UPSERT_STEP = (
+    f"INSERT INTO wf_steps ({STEP_SELECT}) VALUES ({', '.join('?' * len(STEP_COLUMNS))})"
+    " ON CONFLICT (job_id, routine, seq) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in STEP_COLUMNS if c not in _STEP_KEY)
+)
 
 
 class SqliteBase:
@@ -193,16 +206,38 @@ class SqliteBase:
         return job_from_row(row)
 
     def _change(
-        self, conn: Conn, job: JobRecord, kind: str, data: dict[str, Any], worker: str | None = None
+        self,
+        conn: Conn,
+        job: JobRecord,
+        kind: str,
+        data: dict[str, Any],
+        worker: str | None = None,
+        *,
+        takeover: bool = False,
     ) -> None:
         """Write a rule's change of ``job`` and its event; a job that left ``running`` (its
-        worker was ``worker``) has no running step any more (they become interrupted)."""
+        worker was ``worker``) has no running step any more (they become interrupted).
+        ``takeover`` (a running job taken from its worker: recovered, swept, cancelled,
+        retried): the steps its journal finished are written as such (``steps.taken_over``)."""
         now = self.clock()
         conn.execute(_UPDATE_JOB, (*mutable_values(job), job.id))
         self._changed.append(job.id)
         self._event(conn, job.id, job.queue, kind, now, data)
-        if job.status != RUNNING:
-            self._interrupt_steps(conn, job.id, now, rules.interrupted_why(kind, data, worker))
+        if job.status == RUNNING:
+            return
+        why = rules.interrupted_why(kind, data, worker)
+        if not takeover:
+            self._interrupt_steps(conn, job.id, now, why)
+            return
+        journal = [r[0] for r in conn.execute(_READ_JOURNAL, (job.id,))]
+        rows = [step_from_row(r) for r in conn.execute(_READ_STEPS, (job.id,))]
+        fixed = taken_over(job.id, journal, rows, token=job.runs, worker=worker, now=now, why=why)
+        self._write_steps(conn, fixed)
+
+    @staticmethod
+    def _write_steps(conn: Conn, steps: Sequence[StepRecord]) -> None:
+        """Insert or update ``steps`` (unchecked: the caller checked their job's token)."""
+        conn.executemany(_UPSERT_STEP, [tuple(getattr(s, c) for c in STEP_COLUMNS) for s in steps])
 
     @staticmethod
     def _interrupt_steps(conn: Conn, job_id: str, now: float, why: str) -> None:

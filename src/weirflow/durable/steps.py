@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..errors import StoreError
+from ..errors import JobError, StoreError
 from ..runtime.journal import Journal, Step
+from .journal import decoded
 from .models import COMPLETED, FAILED, INTERRUPTED, RUNNING, StepRecord
 
 if TYPE_CHECKING:
@@ -218,6 +220,44 @@ def finished_by_journal(
             if row.worker is None:
                 row.worker = worker
             out.append(row)
+    return out
+
+
+def journal_finished(
+    job_id: str, journal: Sequence[str], rows: list[StepRecord], *, token: int, worker: str | None, now: float
+) -> list[StepRecord]:
+    """``finished_by_journal`` of ``job_id``'s ``journal`` rows as the store holds them
+    (one this weirflow cannot read finishes nothing: the worker that resumes the job
+    fails it with the reason)."""
+    try:
+        records = decoded(job_id, journal)
+    except (JobError, ValueError):
+        records = []
+    return finished_by_journal(job_id, records, rows, token=token, worker=worker, now=now)
+
+
+def taken_over(
+    job_id: str,
+    journal: Sequence[str],
+    rows: list[StepRecord],
+    *,
+    token: int,
+    worker: str | None,
+    now: float,
+    why: str,
+) -> list[StepRecord]:
+    """The step rows a store writes, in the transaction that takes running job ``job_id``
+    from its worker ``worker`` (claim ``token``; recovered, swept, cancelled, retried):
+    the steps its ``journal`` finished say so (``journal_finished``: the worker writes
+    its rows in batches after the journal, so a dead worker's last rows may be lost or
+    still say ``running``), every other running step becomes ``interrupted`` with ``why``.
+    The one rule of every SQL and memory store (the Redis store's ``PUT`` script does
+    the same with ``journal_finished``)."""
+    out = journal_finished(job_id, journal, rows, token=token, worker=worker, now=now)
+    done = {(r.routine, r.seq) for r in out}
+    for row in rows:
+        if row.status == RUNNING and (row.routine, row.seq) not in done:
+            out.append(dataclasses.replace(row, status=INTERRUPTED, completed_at=now, error=why))
     return out
 
 
