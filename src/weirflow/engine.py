@@ -11,10 +11,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .durable.client import DurableClient
+from .errors import JobError
 from .runtime.dead_letters import DEFAULT_MAX_DEAD_LETTERS
 from .runtime.engine import Engine as RuntimeEngine
 
 if TYPE_CHECKING:
+    from .cluster.dispatch import Dispatcher
+    from .cluster.registry import Registry
     from .durable.models import JobInfo
     from .durable.store import Store
     from .runtime.hooks import Hooks
@@ -26,7 +29,9 @@ class Engine(RuntimeEngine):
 
     ``store`` (a URL such as ``"sqlite:///weirflow.db"``, or a ``weirflow.durable.Store``)
     enables ``submit`` and ``get_job``; it is opened at ``async with`` (or first use)
-    and closed by ``close()``.
+    and closed by ``close()``. ``registry`` (a ``redis://`` URL, or a started
+    ``weirflow.cluster.Registry``) lets ``submit(..., pool=, labels=)`` assign jobs to the
+    cluster's nodes (docs/cluster.md); a URL's registry is started and closed with the store.
     """
 
     def __init__(
@@ -38,6 +43,7 @@ class Engine(RuntimeEngine):
         max_processes: int | None = None,
         store: str | Store | None = None,
         max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
+        registry: str | Registry | None = None,
     ) -> None:
         super().__init__(
             hooks=hooks,
@@ -46,7 +52,18 @@ class Engine(RuntimeEngine):
             max_processes=max_processes,
             max_dead_letters=max_dead_letters,
         )
-        self._client = DurableClient(self, store) if store is not None else None
+        placer: Dispatcher | None = None
+        if registry is not None:
+            if store is None:
+                raise JobError("registry= dispatches durable jobs: give store= too")
+            from .cluster.dispatch import Dispatcher
+            from .cluster.registry import Registry as ClusterRegistry
+
+            owned = isinstance(registry, str)
+            reg = ClusterRegistry(registry) if isinstance(registry, str) else registry
+            placer = Dispatcher(reg, owns=owned)
+        self.dispatcher = placer
+        self._client = DurableClient(self, store, placer=placer) if store is not None else None
         if self._client is not None:
             self.use_durable(self._client)
 

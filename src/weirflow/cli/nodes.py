@@ -53,13 +53,16 @@ def node_membership(
     url: str | None, worker: Worker, *, pool: str, labels: list[str], capacity: int
 ) -> Membership | None:
     """The node ``weirflow worker --registry`` registers (None without ``--registry``):
-    its id is the worker's, its running count the worker's claimed jobs."""
+    its id is the worker's, its running count the worker's claimed jobs; the worker
+    claims as that node (``Worker.node``)."""
     if url is None:
         if labels:
             raise InvalidNodeError("--labels needs --registry")
         return None
     from ..cluster import Membership, Registry
 
+    # the worker is the node: it claims the jobs assigned to it, within its capacity
+    worker.node, worker.node_capacity = worker.worker_id, capacity
     return Membership(
         Registry(url, ttl_s=max(3.0, worker.lease_s / 3)),
         worker.worker_id,

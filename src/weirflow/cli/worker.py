@@ -164,7 +164,11 @@ def worker(
     ] = None,
     capacity: Annotated[
         int | None,
-        typer.Option("--capacity", min=1, help="Jobs the node takes at once (default: --concurrency)."),
+        typer.Option(
+            "--capacity",
+            min=1,
+            help="Jobs assigned to the node at once, queued or running (default: --concurrency).",
+        ),
     ] = None,
     metrics_port: Annotated[
         int | None,
@@ -313,10 +317,15 @@ async def _run(
             if member is None:
                 await the_worker.run()
                 return
+            from ..cluster.dispatch import Reassigner
+
             await member.start()
+            reassigner = Reassigner(member.registry, the_worker.store, node_id=member.node_id)
+            reassigner.start()
             try:
                 await the_worker.run()
             finally:
+                await reassigner.stop()
                 await member.stop()
     finally:
         await the_worker.store.close()

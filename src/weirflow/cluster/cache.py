@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -143,10 +143,22 @@ class NodeCache:
         out.sort(key=lambda n: (n.pool, n.id))
         return out
 
-    def select(self, pool: str, labels: Mapping[str, str] | None, now: float) -> Node | None:
+    def gone(self, now: float) -> list[Node]:
+        """Every node known to be gone: tombstones, and live records whose heartbeat is
+        older than their ttl (as ``down``)."""
+        return [
+            n if n.state == "down" else n.seen_down()
+            for n in self.records.values()
+            if n.state == "down" or n.expires_at < now
+        ]
+
+    def select(
+        self, pool: str, labels: Mapping[str, str] | None, now: float, exclude: Collection[str] = ()
+    ) -> Node | None:
         """The ``up`` node of ``pool`` matching ``labels`` with the lowest load
-        ((running + reserved) / capacity) that has a free slot; ties to the most free
-        slots, then the id. Cost: the index entries it passes (stale or not matching)."""
+        ((running + reserved) / capacity) that has a free slot, and is not in ``exclude``;
+        ties to the most free slots, then the id. Cost: the index entries it passes
+        (stale, not matching or excluded)."""
         heap = self.reservation_heap
         if heap and heap[0][0] < time.monotonic():
             self._expire_reservations(time.monotonic())
@@ -162,6 +174,8 @@ class NodeCache:
                 stale.append(key)  # its heartbeat only gets older: out until its next record
                 continue
             if labels and not node.matches(labels):
+                continue
+            if exclude and node.id in exclude:
                 continue
             found = node
             break

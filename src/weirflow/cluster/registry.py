@@ -25,7 +25,7 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
 import orjson
@@ -245,15 +245,25 @@ class Registry:
         """Live nodes (of ``pool``), sorted by pool and id; stale ones as ``down``. No I/O."""
         return self.cache.nodes(pool, time.time())
 
-    def select(self, pool: str, labels: Mapping[str, str] | None = None) -> Node | None:
+    def select(
+        self, pool: str, labels: Mapping[str, str] | None = None, *, exclude: Collection[str] = ()
+    ) -> Node | None:
         """The least loaded ``up`` node of ``pool`` with every one of ``labels`` and a free
-        slot, counting local reservations; None if there is none. No I/O."""
-        return self.cache.select(pool, labels, time.time())
+        slot, counting local reservations, whose id is not in ``exclude``; None if there is
+        none. No I/O."""
+        return self.cache.select(pool, labels, time.time(), exclude)
 
-    def reserve(self, pool: str, labels: Mapping[str, str] | None = None) -> Reservation | None:
+    def reserve(
+        self, pool: str, labels: Mapping[str, str] | None = None, *, exclude: Collection[str] = ()
+    ) -> Reservation | None:
         """``select``, and hold one slot of the node until the reservation is acknowledged."""
-        node = self.select(pool, labels)
+        node = self.select(pool, labels, exclude=exclude)
         return None if node is None else self.cache.reserve(node)
+
+    def gone(self) -> list[Node]:
+        """The nodes the cache knows to be gone (``down``): tombstones, and nodes whose
+        heartbeat is older than their ttl. No I/O."""
+        return self.cache.gone(time.time())
 
     async def lookup(self, node_id: str) -> Node | None:
         """``get``, but an id the cache does not know is asked of Redis once: concurrent

@@ -6,8 +6,8 @@ and never imports this package.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import JobError, JobTimeoutError
 from ..flow.policy import Backoff
@@ -19,29 +19,70 @@ if TYPE_CHECKING:
     from ..runtime.engine import Engine
 
 
-class DurableClient:
-    """The engine's store, opened on first use (or at ``async with engine``)."""
+class Placer(Protocol):
+    """What submits a job to a node of a pool (``weirflow.cluster.Dispatcher``: this
+    package does not import the cluster, which sits above it)."""
 
-    def __init__(self, engine: Engine, store: Store | str) -> None:
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def submit(
+        self, store: Store, spec: JobSpec, *, pool: str, labels: Mapping[str, str] | None = None
+    ) -> tuple[str, bool]: ...
+
+
+class DurableClient:
+    """The engine's store, opened on first use (or at ``async with engine``); with a
+    ``placer``, submits with ``pool=`` go to nodes."""
+
+    def __init__(self, engine: Engine, store: Store | str, *, placer: Placer | None = None) -> None:
         self.engine = engine
         self.store: Store = open_store(store) if isinstance(store, str) else store
+        self.placer = placer
         self._opened = False
 
     async def open(self) -> Store:
         if not self._opened:
             await self.store.open()
+            if self.placer is not None:
+                await self.placer.open()
             self._opened = True
         return self.store
 
     async def close(self) -> None:
         if self._opened:
             self._opened = False
-            await self.store.close()
+            try:
+                if self.placer is not None:
+                    await self.placer.close()
+            finally:
+                await self.store.close()
 
-    async def submit(self, flow: str, inputs: dict[str, Any] | None, **options: Any) -> str:
-        spec = self.spec(flow, inputs, **options)
+    async def submit(
+        self,
+        flow: str,
+        inputs: dict[str, Any] | None,
+        *,
+        pool: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        queue: str | None = None,
+        **options: Any,
+    ) -> str:
+        if pool is None:
+            if labels:
+                raise JobError("labels= picks among the nodes of a pool: give pool= too")
+            spec = self.spec(flow, inputs, queue=queue or DEFAULT_QUEUE, **options)
+            store = await self.open()
+            return await store.submit(spec)
+        if not isinstance(pool, str) or not pool:
+            raise JobError("pool must be a non-empty string")
+        if self.placer is None:
+            raise JobError("pool= needs the cluster's registry: wf.Engine(store=..., registry='redis://...')")
+        spec = self.spec(flow, inputs, queue=queue or pool, **options)
         store = await self.open()
-        return await store.submit(spec)
+        job_id, _ = await self.placer.submit(store, spec, pool=pool, labels=dict(labels or {}))
+        return job_id
 
     async def submit_many(
         self, jobs: Iterable[JobSpec | tuple[str, dict[str, Any] | None]], **options: Any

@@ -136,7 +136,10 @@ class Worker(Running, Upkeep, Shutdown):
         idle = self.poll_min_s
         delay = RECONNECT_MIN_S
         while not self._stopping.is_set():
-            free = self.concurrency - len(self.running)
+            slots = (
+                self.concurrency if self.node_capacity is None else min(self.concurrency, self.node_capacity)
+            )
+            free = slots - len(self.running)
             if free <= 0:
                 self._slot_free.clear()
                 await first_done(self._slot_free.wait(), self._stopping.wait())
@@ -150,6 +153,7 @@ class Worker(Running, Upkeep, Shutdown):
                     queue_concurrency=self.queue_concurrency,
                     rate=self.rate,
                     max_stalls=self.max_stalls,
+                    node=self.node,
                 )
             except StoreError as e:
                 log.warning(

@@ -71,9 +71,13 @@ class WorkerCore:
         schedules: bool = True,
         exit_after_grace: bool = False,
         metrics: QueueMetrics | None = None,
+        node: str | None = None,
+        node_capacity: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if node_capacity is not None and node_capacity < 1:
+            raise ValueError("node_capacity must be >= 1")
         self._owns_store = isinstance(store, str)
         self.store: Store = open_store(store) if isinstance(store, str) else store
         self._owns_engine = not isinstance(flows, Engine)
@@ -98,6 +102,10 @@ class WorkerCore:
         self.poll_min_s = poll_min_s
         self.poll_max_s = poll_max_s
         self.schedules = schedules
+        # the cluster node this worker is (docs/cluster.md): it claims the jobs assigned to
+        # it and unassigned ones, at most ``node_capacity`` at once
+        self.node = node
+        self.node_capacity = node_capacity
 
         self.exit_after_grace = exit_after_grace
         self.metrics = metrics

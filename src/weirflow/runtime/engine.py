@@ -4,7 +4,7 @@ hooks and journal. Nothing in weirflow is process-wide: pass the engine around."
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -235,13 +235,15 @@ class Engine:
         flow: str,
         inputs: dict[str, Any] | None = None,
         *,
-        queue: str = "default",
+        queue: str | None = None,
         attempts: int = 3,
         backoff: Backoff | None = None,
         delay_s: float = 0.0,
         priority: int = 0,
         idempotency_key: str | None = None,
         timeout_s: float | None = None,
+        pool: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
         """Queue a durable job of the registered flow ``flow``; returns its id at once.
 
@@ -249,10 +251,17 @@ class Engine:
         between failures, no earlier than ``delay_s`` from now, higher ``priority``
         first, cancelled and failed after ``timeout_s``. A second submit with the same
         ``idempotency_key`` (per queue) returns the first job's id.
+
+        ``pool`` (with ``wf.Engine(registry=URL)``) assigns the job to the least loaded
+        node of that pool carrying every one of ``labels`` that has room, validated by
+        the store (docs/cluster.md); the queue is then ``pool`` unless ``queue`` is given.
+        Without ``pool`` the queue is ``"default"`` unless given.
         """
         return await self._store_client().submit(
             flow,
             inputs,
+            pool=pool,
+            labels=labels,
             queue=queue,
             attempts=attempts,
             backoff=backoff,
