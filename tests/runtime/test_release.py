@@ -186,3 +186,17 @@ async def test_a_handler_still_running_when_its_job_is_forgotten_is_refused_as_f
         go.set()
         assert await asyncio.to_thread(done.wait, 10)
     assert [type(e) for e in raised] == [wf.JobFinishedError]
+
+
+async def test_a_send_to_a_forgotten_job_is_refused_as_finished() -> None:
+    """``send`` after ``forget`` says the job has finished, as it did before the release (not
+    ``UnknownSlotError`` "(slots: )": the released job has no slots left to look up)."""
+    async with wf.Engine() as engine:
+        job = await engine.start(_chain("r", Forward(), Collect()), {"r0.inp": [1]})
+        await job.wait(timeout_s=10)
+        with pytest.raises(wf.JobFinishedError):
+            await job.send("r0.inp", 2)
+        engine.forget(job.id)
+        assert job.released
+        with pytest.raises(wf.JobFinishedError, match=r"send to r0\.inp"):
+            await job.send("r0.inp", 2)

@@ -364,9 +364,9 @@ class Job(Pausing):
         Waits up to ``timeout_s`` (default: the slot's ``block_timeout_s``) and then
         raises ``SlotFullError``; ``fail`` and drop slots behave as for emits.
         """
-        q = self.queue(slot)
-        if self.finished:
+        if self.finished:  # first: a released job has no slots left to look ``slot`` up in
             self.refuse(f"send to {slot}")
+        q = self.queue(slot)
         if self.inputs.closed:
             raise InputClosedError(f"job {self.id}: input is closed; send to {slot} refused")
         if self.journal is not None:
