@@ -243,6 +243,14 @@ class ChildDiedError(SuperviseError):
     status = 409
 
 
+class ChildStartError(ChildDiedError):
+    """A child process could not be spawned (an ``OSError`` at the spawn: too many open
+    files, no memory, the interpreter missing); it counts as a failed start, as a child
+    that died while starting does."""
+
+    status = 503
+
+
 class SuperviseSettingsError(SuperviseError, ValueError):
     """A supervisor setting is invalid; the message is one line naming the variable."""
 

@@ -194,3 +194,34 @@ async def noop_fn(item: Any) -> Any:
 noop = wf.Flow("noop")
 noop.add("n", noop_fn)
 noop.output("n.output")
+
+
+class Hog(wf.Routine):
+    """Holds ``mb`` MiB more resident memory (every page touched, 16 MiB at a time) for
+    ``hold_s``, then passes its item on; with ``once: PATH`` only the first call to get here
+    allocates and holds (the next ones pass the item on at once)."""
+
+    item = wf.Slot()
+    out = wf.Event()
+
+    @item.handler
+    async def run(self, item: dict[str, Any], ctx: wf.Context) -> None:
+        once = item.get("once")
+        held = None
+        if not once or not Path(once).exists():
+            if once:
+                Path(once).touch()
+            held = []
+            for _ in range(int(item["mb"]) // 16):  # grows 16 MiB at a time: the loop goes on
+                block = bytearray(16 * 1024 * 1024)
+                block[::4096] = b"x" * len(block[::4096])
+                held.append(block)
+                await asyncio.sleep(0)
+            await asyncio.sleep(float(item.get("hold_s", 0)))
+        del held
+        await ctx.emit(self.out, item)
+
+
+hog = wf.Flow("hog")
+hog.add("a", Hog())
+hog.output("a.out")

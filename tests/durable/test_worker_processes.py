@@ -6,7 +6,9 @@ the leases of what was still running, and leaves no process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -239,3 +241,85 @@ async def _started(log: Path, job_id: str, attempt: int) -> bool:
 async def _all_started(log: Path, job_ids: list[str]) -> bool:
     found = starts(log)
     return all(found[(j, 1)] >= 1 for j in job_ids)
+
+
+@pytest.mark.slow
+async def test_a_worker_child_over_max_rss_is_replaced_and_its_job_still_completes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'weirflow.db'}"
+    store = open_store(url)
+    await store.open()
+    limit_mb = 300.0
+    settings = SuperviseSettings(grace_s=0.5, health_interval_s=0.5, max_rss_mb=limit_mb)
+    try:
+        # the first run of the job holds 400 MiB more than a worker needs, for a long time;
+        # only the replacement of its process ends that run
+        item = {"mb": 400, "hold_s": LONG_S, "once": str(tmp_path / "hog.once")}
+        job_id = await store.submit(JobSpec(flow="hog", inputs={"a.item": [item]}))
+        sup = WorkerSupervisor(
+            url, FLOWS_MODULE, processes=1, settings=settings, worker_options={"lease_s": 120}
+        )
+        async with sup:
+            await sup.wait_for(lambda cs: cs[0].pid is not None, timeout_s=60)
+            first = sup.children()[0]
+            assert first.pid is not None
+
+            def replaced(children: list[WorkerChildInfo]) -> bool:
+                return children[0].restarts == 1 and children[0].state == "running"
+
+            await sup.wait_for(replaced, timeout_s=60)
+            info = sup.children()[0]
+            assert info.pid not in (None, first.pid)
+            assert info.reason is not None and f"over max_rss_mb {limit_mb:g}" in info.reason, info.reason
+            assert info.last_exit is not None and info.reason in info.last_exit["reason"]
+            assert not psutil.pid_exists(first.pid) or not alive(psutil.Process(first.pid))
+            # the replaced worker gave its job back: the new one runs it (without the hog) at once
+            await poll_store(lambda: completed(store, [job_id]), timeout_s=LONG_S / 2)
+            assert sup.children()[0].restarts == 1
+    finally:
+        await store.close()
+
+
+def _highest_fd() -> int:
+    return max(int(fd) for fd in os.listdir("/proc/self/fd"))
+
+
+async def test_a_worker_child_that_cannot_be_spawned_is_a_failed_start_retried_after_backoff(
+    tmp_path: Path,
+) -> None:
+    """The spawn fails for real, not through a patch: this process's descriptor table is
+    full (``RLIMIT_NOFILE`` lowered to the highest descriptor open now, every free number
+    below it taken), so the pipe to a new child cannot be made (``EMFILE``). The slot must
+    show the failed start and retry after its backoff, and run once descriptors are free."""
+    url = f"sqlite:///{tmp_path / 'weirflow.db'}"
+    settings = SuperviseSettings(grace_s=0.5, health_interval_s=0.5)
+    sup = WorkerSupervisor(
+        url, FLOWS_MODULE, processes=1, settings=settings, restart_options={"initial_s": 0.2, "max_s": 0.5}
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+
+    def free_descriptors() -> None:
+        while fillers:
+            os.close(fillers.pop())
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_highest_fd() + 1, hard))
+        with contextlib.suppress(OSError):
+            while True:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+        async with sup:
+
+            def failed_start(children: list[WorkerChildInfo]) -> bool:
+                c = children[0]
+                return c.state == "restarting" and (c.reason or "").startswith("start failed")
+
+            await sup.wait_for(failed_start, timeout_s=10)
+            free_descriptors()
+            info = sup.children()[0]
+            assert info.reason is not None and "Too many open files" in info.reason, info.reason
+            assert info.pid is None and info.restarts >= 1
+            await sup.wait_for(lambda cs: cs[0].state == "running" and cs[0].pid is not None, timeout_s=60)
+        assert sup.children()[0].state == "stopped"
+    finally:
+        free_descriptors()

@@ -106,3 +106,25 @@ class Stuck(wf.Routine):
 stuck = wf.Flow("stuck")
 stuck.add("s", Stuck())
 stuck.output("s.out")
+
+
+class Stubborn(wf.Routine):
+    """Ignores SIGTERM in its process, says so (an output), and never finishes its item:
+    only SIGKILL ends its pipeline's child."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    async def hold(self, item: Any, ctx: wf.Context) -> None:
+        import asyncio
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        await ctx.emit(self.out, item)
+        await asyncio.Event().wait()
+
+
+stubborn = wf.Flow("stubborn")
+stubborn.add("s", Stubborn())
+stubborn.output("s.out")

@@ -12,6 +12,8 @@ import time
 import psutil
 import pytest
 
+import weirflow as wf
+
 
 def gone(pid: int) -> bool:
     try:
@@ -102,3 +104,30 @@ def test_sigkill_of_the_supervisor_leaves_no_grandchild_of_a_process_routine() -
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.slow
+async def test_close_is_bounded_by_grace_plus_a_second_with_children_that_ignore_sigterm() -> None:
+    grace_s = 1.0
+    sup = wf.Supervisor(flows="tests.supervise.flows", warm=1, grace_s=grace_s, health_interval_s=0.5)
+    await sup.open()
+    try:
+        ps = [await sup.start("stubborn", {"s.inp": [i]}) for i in range(3)]
+        for i, p in enumerate(ps):  # each child ignores SIGTERM now, and its job never drains
+            assert await sup.results(p.id, max_items=1, wait_s=30) == [i]
+        assert sup.pool is not None
+        await sup.pool.wait_spare()
+        pids = [p.pid for p in ps] + [c.pid for c in sup.pool.spares]
+        assert len(pids) == 4
+        t0 = time.monotonic()
+        await sup.close()
+        took_s = time.monotonic() - t0
+    finally:
+        await sup.close()
+    assert took_s <= grace_s + 1.0, took_s
+    assert took_s >= grace_s  # the jobs had their grace to drain
+    assert all(sup.get(p.id).state == "stopped" for p in ps)
+    for p in ps:
+        last_exit = sup.get(p.id).last_exit
+        assert last_exit is not None and last_exit["signal"] == "SIGKILL", last_exit
+    assert all(pid is not None and gone(pid) for pid in pids)

@@ -7,8 +7,9 @@ of its own and talks to it over a duplex pipe of framed messages
 
 - ``await child.start(timeout_s)`` returns once the child called
   ``channel.ready(info)`` (``child.ready_info``); it raises ``ChildDiedError`` if
-  the child ended first and ``CommandTimeout`` if it took too long (the child is
-  killed then);
+  the child ended first, ``ChildStartError`` (a ``ChildDiedError``) if it could not
+  be spawned (an ``OSError``: too many open files...), and ``CommandTimeout`` if it
+  took too long (the child is killed then);
 - ``await child.request(command, body, timeout_s=...)`` sends a command under a new
   request id and waits for the answer with that id. An answer that comes after its
   command gave up (``CommandTimeout``) finds no waiter: it is dropped and counted in
@@ -43,7 +44,7 @@ from typing import Any
 import psutil
 
 from .. import errors
-from ..errors import ChildDiedError, CommandTimeout, FrameError, SuperviseError
+from ..errors import ChildDiedError, ChildStartError, CommandTimeout, FrameError, SuperviseError
 from .channel import READY, child_entry
 from .framing import DEFAULT_MAX_FRAME_BYTES, encode, read_frame
 
@@ -141,22 +142,35 @@ class ChildProcess:
     async def start(self, timeout_s: float | None = 30.0) -> Any:
         """Spawn the child and wait until it is ready; returns what it passed to ``ready``."""
         loop = asyncio.get_running_loop()
-        parent_end, child_end = _SPAWN.Pipe(duplex=True)
-        process = _SPAWN.Process(
-            target=child_entry,
-            args=(child_end, self.entry, self.arg, self.max_frame_bytes),
-            name=self.name,
-            daemon=self.daemon,
-        )
+        ends: list[Any] = []
+        try:  # an OSError here (EMFILE, ENOMEM, no interpreter) is a failed start, typed
+            ends.extend(_SPAWN.Pipe(duplex=True))
+            parent_end, child_end = ends
+            process = _SPAWN.Process(
+                target=child_entry,
+                args=(child_end, self.entry, self.arg, self.max_frame_bytes),
+                name=self.name,
+                daemon=self.daemon,
+            )
+            process.start()
+        except OSError as e:
+            for end in ends:
+                end.close()
+            raise ChildStartError(f"child {self.name} could not be spawned: {e}") from e
         self._ready = loop.create_future()
-        process.start()
         child_end.close()
         self.process = process
         self._pid = process.pid
         self.started_at = time.time()
         self._psutil = None
         loop.add_reader(process.sentinel, self._sentinel)
-        sock = socket.socket(fileno=os.dup(parent_end.fileno()))
+        try:
+            sock = socket.socket(fileno=os.dup(parent_end.fileno()))
+        except OSError as e:  # spawned, but we cannot talk to it: end it
+            parent_end.close()
+            why = f"could not be spawned: {e}"
+            await self.terminate(0, reason=why)
+            raise ChildStartError(f"child {self.name} {why}") from e
         parent_end.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=sock)
         self._reading = loop.create_task(self._read(reader))
@@ -287,13 +301,19 @@ class ChildProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
 
+    def ending(self, reason: str) -> None:
+        """Record why the child is being ended (the first reason given goes into
+        ``last_exit.reason``), for an end it is asked for rather than signalled."""
+        if self._exit_reason is None:
+            self._exit_reason = reason
+
     async def terminate(self, grace_s: float, *, reason: str | None = None) -> ExitInfo | None:
         """SIGTERM, then SIGKILL if the child is still running after ``grace_s``; returns
         ``last_exit``. ``reason`` is recorded in it (``"unhealthy: ..."``)."""
         if self.process is None:
             return None
-        if reason is not None and self._exit_reason is None:
-            self._exit_reason = reason
+        if reason is not None:
+            self.ending(reason)
         if not self.exited.is_set():
             self.signal(signal.SIGTERM)
             try:

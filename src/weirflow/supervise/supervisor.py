@@ -36,6 +36,8 @@ from .results import DEFAULT_RESULTS_CAPACITY, ResultsBuffer
 from .settings import SuperviseSettings, load_supervise_settings
 
 DEFAULT_PAUSE_TIMEOUT_S = 10.0
+#: ``close()``: the part of its extra second kept for killing what did not stop in time
+CLOSE_KILL_S = 0.25
 
 
 class Supervisor:
@@ -122,8 +124,9 @@ class Supervisor:
         closing = asyncio.ensure_future(pool.close()) if pool is not None else None
         stops = asyncio.gather(*(p.stop(grace) for p in live), return_exceptions=True)
         try:
-            # the promise is grace_s plus about a second, whatever goes wrong in a stop
-            await asyncio.wait_for(stops, grace + 1.0)
+            # the promise is grace_s plus a second, whatever goes wrong in a stop: what is
+            # left then is killed, and the kill needs its moment within that second too
+            await asyncio.wait_for(stops, grace + 1.0 - CLOSE_KILL_S)
         except TimeoutError:
             await asyncio.gather(*(p.kill() for p in live), return_exceptions=True)
         if closing is not None:

@@ -223,9 +223,11 @@ class WorkerSupervisor:
             slot.child, slot.replaced, slot.status = child, False, None
             slot.health = HealthState(interval_s=slot.interval_s)
             self._set(slot, "starting")
+            start_error: str | None = None
             try:  # (no await before it: a stop() sees this child once it is spawned)
                 await child.start(timeout_s=self.start_timeout_s)
-            except SuperviseError as e:  # died or hung while starting: an abnormal exit
+            except SuperviseError as e:  # could not spawn, died or hung while starting: abnormal
+                start_error = f"start failed: {e}"
                 if not self._stopping.is_set():
                     log.warning("worker_child_start_failed", slot=slot.index, error=str(e))
             else:
@@ -238,13 +240,16 @@ class WorkerSupervisor:
                 finally:
                     checks.cancel()
                     await asyncio.gather(checks, return_exceptions=True)
-            await child.exited.wait()
-            await child.close()
-            slot.last_exit = child.last_exit
+            if child.process is not None:  # (None: it could not even be spawned)
+                await child.exited.wait()
+                await child.close()
+                slot.last_exit = child.last_exit
             if self._stopping.is_set():
                 return
             exit_info = child.last_exit
-            why = exit_info.reason if exit_info is not None else "did not start"
+            why = exit_info.reason if exit_info is not None else start_error or "did not start"
+            if start_error is not None:
+                slot.reason = start_error
             abnormal = slot.replaced or exit_info is None or exit_info.abnormal
             decision = slot.tracker.exited(abnormal=abnormal, why=why)
             log.warning(
@@ -349,6 +354,7 @@ async def _end(child: ChildProcess, grace_s: float, *, reason: str, ask: bool) -
     (its engine's child processes would outlive it otherwise)."""
     if child.exited.is_set():
         return
+    child.ending(reason)
     if ask:
         try:
             await child.request("stop", timeout_s=STOP_ANSWER_S)
