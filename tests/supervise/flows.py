@@ -128,3 +128,39 @@ class Stubborn(wf.Routine):
 stubborn = wf.Flow("stubborn")
 stubborn.add("s", Stubborn())
 stubborn.output("s.out")
+
+
+class Work(wf.Routine):
+    """For ``{"i", "log", "kill", "once"}``: appends ``start:i`` to ``log``, emits ``i`` and
+    appends ``done:i`` as its last act. With ``kill`` (once, the ``once`` file marks it),
+    its process ends itself with SIGKILL ``during`` the handler (before the emit) or
+    ``after_emit`` (the output is out, the handler has not returned)."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    async def run(self, item: dict[str, Any], ctx: wf.Context) -> None:
+        import os
+        import signal
+        from pathlib import Path
+
+        def mark(what: str) -> None:
+            with Path(item["log"]).open("a", encoding="utf-8") as f:
+                f.write(f"{what}:{item['i']}\n")
+
+        def maybe_die(when: str) -> None:
+            if item.get("kill") == when and not Path(item["once"]).exists():
+                Path(item["once"]).touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        mark("start")
+        maybe_die("during")
+        await ctx.emit(self.out, item["i"])
+        maybe_die("after_emit")
+        mark("done")
+
+
+work = wf.Flow("work")
+work.add("w", Work())
+work.output("w.out")

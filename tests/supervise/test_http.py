@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -196,3 +197,37 @@ def test_sigterm_to_weirflow_serve_stops_every_pipeline_within_grace() -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_dead_letters_of_a_crashed_child_over_http_and_the_cli(served: Live, tmp_path: Path) -> None:
+    log, once = str(tmp_path / "work.log"), str(tmp_path / "kill.once")
+    with wf.Client(served.url) as client:
+        p = client.start_pipeline("work", restart="temporary")
+        client.pause_pipeline(p.id)  # both wait in the slot: the first handler kills its child
+        sent = [{"i": i, "log": log, "kill": "during", "once": once} for i in range(2)]
+        assert client.send_pipeline(p.id, "w.inp", *sent) == 2
+        assert client.pipeline(p.id).unacked == 2
+        client.resume_pipeline(p.id)
+        # the server runs on another thread's loop and HTTP has no wait for a state: bounded polling
+        deadline = time.monotonic() + 30
+        while client.pipeline(p.id).state != "stopped":
+            assert time.monotonic() < deadline, client.pipeline(p.id)
+            time.sleep(0.05)
+        page = client.pipeline_dead_letters(p.id)
+        assert [(d.seq, d.slot, d.item, d.reason) for d in page.items] == [
+            (1, "w.inp", sent[0], "child_crashed"),
+            (2, "w.inp", sent[1], "child_crashed"),
+        ]
+        assert page.items[0].error is not None and "SIGKILL" in page.items[0].error
+        assert (page.total, page.dropped) == (2, 0)
+        info = client.pipeline(p.id)
+        assert (info.dead_letters, info.unacked) == (2, 0)
+    assert served.client.get("/api/pipelines/nope/dead-letters").status_code == 404
+    runner = CliRunner()
+    out = runner.invoke(app, ["pipelines", "dead-letters", p.id, "--json", "--server", served.url])
+    assert out.exit_code == 0, out.output
+    assert [d["reason"] for d in json.loads(out.stdout)["items"]] == ["child_crashed"] * 2
+    out = runner.invoke(app, ["pipelines", "dead-letters", p.id, "--server", served.url])
+    assert out.exit_code == 0 and "child_crashed" in out.stdout and "2 dead letter(s)" in out.stdout
+    out = runner.invoke(app, ["pipelines", "dead-letters", "nope", "--server", served.url])
+    assert out.exit_code == 2 and "Traceback" not in out.output

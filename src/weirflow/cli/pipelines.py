@@ -1,4 +1,4 @@
-"""``weirflow pipelines start|list|show|pause|resume|stop|results --server URL``.
+"""``weirflow pipelines start|list|show|pause|resume|stop|results|dead-letters --server URL``.
 
 Every command talks to a running ``weirflow serve`` through ``wf.Client`` (the API key
 from ``--api-key`` or ``WEIRFLOW_API_KEY``). ``results --follow`` keeps consuming and
@@ -195,6 +195,29 @@ def stop(
 ) -> None:
     """Stop a pipeline: drain, SIGTERM, SIGKILL after the grace period."""
     _show(_call(server, api_key, lambda c: c.stop_pipeline(pipeline_id, grace_s=grace_s)), as_json)
+
+
+@pipelines_app.command("dead-letters")
+def dead_letters(
+    pipeline_id: IdArgument,
+    server: ServerOption = DEFAULT_SERVER,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Items the pipeline did not process (its child ended first...), oldest first."""
+    page = _call(server, api_key, lambda c: c.pipeline_dead_letters(pipeline_id))
+    if as_json:
+        _print_json(page.model_dump())
+        return
+    table = Table()
+    for column in ("seq", "slot", "reason", "item", "error", "at"):
+        table.add_column(column)
+    for d in page.items:
+        item = json.dumps(d.item, ensure_ascii=False, default=repr)
+        table.add_row(str(d.seq or ""), d.slot, d.reason, item, d.error or "", _time(d.at))
+    _console().print(table)
+    dropped = f" ({page.dropped} older ones no longer kept)" if page.dropped else ""
+    print(f"{page.total} dead letter(s){dropped}")
 
 
 @pipelines_app.command()

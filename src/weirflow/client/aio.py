@@ -41,7 +41,7 @@ from .calls import (
     answer,
     error_for,
 )
-from .pipelines import PipelineOut, PipelineResults
+from .pipelines import PipelineDeadLetters, PipelineOut, PipelineResults
 from .reconnect import EVENT_READ_TIMEOUT_S, EVENT_RECONNECTS, Reconnects
 from .sync import WAIT_CHUNK_S, _id, _json_or_text, headers
 
@@ -309,6 +309,10 @@ class AsyncClient:
     ) -> PipelineResults:
         call = pipeline_calls.results(pipeline_id, max_items, wait_s)
         return await self.call(call, timeout_s=wait_s + 10)
+
+    async def pipeline_dead_letters(self, pipeline_id: str) -> PipelineDeadLetters:
+        """Items the pipeline did not process (``Supervisor.dead_letters``), oldest first."""
+        return await self.call(pipeline_calls.dead_letters(pipeline_id))
 
     async def stop_pipeline(self, pipeline_id: str, *, grace_s: float | None = None) -> PipelineOut:
         return await self.call(pipeline_calls.stop(pipeline_id, grace_s), timeout_s=(grace_s or 60) + 10)

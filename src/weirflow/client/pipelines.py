@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from ..server.pipeline_models import PipelineOut, PipelineResults
+from ..server.pipeline_models import PipelineDeadLetters, PipelineOut, PipelineResults
 from .calls import Call, Inputs, field, items, model, models, query
 
-__all__ = ["PipelineOut", "PipelineResults"]
+__all__ = ["PipelineDeadLetters", "PipelineOut", "PipelineResults"]
 
 
 def _pipeline(pipeline_id: str, rest: str = "") -> str:
@@ -46,6 +46,10 @@ def send(pipeline_id: str, slot: str, values: list[Any], timeout_s: float) -> Ca
 def results(pipeline_id: str, max_items: int, wait_s: float) -> Call[PipelineResults]:
     params = query(max=max_items, wait_s=wait_s)
     return Call("GET", _pipeline(pipeline_id, "/results"), model(PipelineResults), params=params)
+
+
+def dead_letters(pipeline_id: str) -> Call[PipelineDeadLetters]:
+    return Call("GET", _pipeline(pipeline_id, "/dead-letters"), model(PipelineDeadLetters))
 
 
 def stop(pipeline_id: str, grace_s: float | None) -> Call[PipelineOut]:

@@ -40,7 +40,7 @@ from .calls import (
     answer,
     error_for,
 )
-from .pipelines import PipelineOut, PipelineResults
+from .pipelines import PipelineDeadLetters, PipelineOut, PipelineResults
 from .reconnect import EVENT_READ_TIMEOUT_S, EVENT_RECONNECTS, Reconnects
 
 T = TypeVar("T")
@@ -311,6 +311,10 @@ class Client:
     ) -> PipelineResults:
         call = pipeline_calls.results(pipeline_id, max_items, wait_s)
         return self.call(call, timeout_s=wait_s + 10)
+
+    def pipeline_dead_letters(self, pipeline_id: str) -> PipelineDeadLetters:
+        """Items the pipeline did not process (``Supervisor.dead_letters``), oldest first."""
+        return self.call(pipeline_calls.dead_letters(pipeline_id))
 
     def stop_pipeline(self, pipeline_id: str, *, grace_s: float | None = None) -> PipelineOut:
         return self.call(pipeline_calls.stop(pipeline_id, grace_s), timeout_s=(grace_s or 60) + 10)

@@ -62,11 +62,28 @@ class PipelineOut(BaseModel):
     max_rss_mb: float | None
     reason: str | None
     results: int = Field(description="Outputs waiting in the results buffer.")
+    unacked: int = Field(default=0, description="Items sent that the child has not finished yet.")
+    dead_letters: int = Field(default=0, description="Dead letters recorded so far.")
 
 
 class PipelineResults(BaseModel):
     items: list[Any]
     remaining: int
+
+
+class PipelineDeadLetterOut(BaseModel):
+    seq: int | None = Field(description="The send's number (None: an item the job made).")
+    slot: str
+    item: Any
+    reason: str = Field(description="child_crashed, child_exited, pipeline_stopped, or the job's own")
+    error: str | None
+    at: float
+
+
+class PipelineDeadLetters(BaseModel):
+    items: list[PipelineDeadLetterOut]
+    total: int = Field(description="Dead letters recorded since the pipeline started.")
+    dropped: int = Field(description="Old ones no longer kept (each was logged).")
 
 
 class Accepted(BaseModel):

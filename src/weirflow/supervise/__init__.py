@@ -3,7 +3,7 @@
 Building blocks (each a module of its own): ``restart`` (OTP restart decisions),
 ``health`` (adaptive deadlines and intervals), ``framing`` / ``channel`` /
 ``child`` (a child process and its pipe), ``settings`` (validated configuration);
-``Supervisor`` (``supervisor``, ``pipeline``, ``pool``, ``results``, ``pipeline_child``)
+``Supervisor`` (``supervisor``, ``pipeline``, ``pool``, ``results``, ``sends``, ``pipeline_child``)
 runs pipelines with them.
 """
 
@@ -13,6 +13,7 @@ from .child import ChildProcess, ExitInfo
 from .health import AdaptiveInterval, HealthState, RttEstimator
 from .pipeline import PipelineInfo
 from .restart import GiveUp, Restart, RestartPolicy, RestartTracker
+from .sends import PipelineDeadLetter
 from .settings import SuperviseSettings, load_supervise_settings
 from .supervisor import Supervisor
 
@@ -22,6 +23,7 @@ __all__ = [
     "ExitInfo",
     "GiveUp",
     "HealthState",
+    "PipelineDeadLetter",
     "PipelineInfo",
     "Restart",
     "RestartPolicy",

@@ -66,6 +66,12 @@ class Channel:
         """Send a notification (no answer) to the supervisor."""
         await self._write(encode(0, kind, body, max_frame_bytes=self.max_frame_bytes))
 
+    def notify_now(self, kind: str, body: Any = None) -> None:
+        """Send a notification from synchronous code: written to the pipe at once when it
+        has room (the kernel has it then, even if this process dies next), else buffered
+        in order with everything else."""
+        self._writer.write(encode(0, kind, body, max_frame_bytes=self.max_frame_bytes))
+
     async def ready(self, info: Any = None) -> None:
         """Tell the supervisor this child is up (``ChildProcess.start`` waits for it)."""
         await self.notify(READY, info)

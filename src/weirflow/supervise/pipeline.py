@@ -34,6 +34,7 @@ from .health import HealthState, RttEstimator
 from .metrics import SupervisorMetrics
 from .restart import GiveUp, RestartTracker
 from .results import ResultsBuffer
+from .sends import DeadLetters, SendWindow, dead_letter
 
 #: how long a child may take to start a job (``run``) once it is up
 RUN_TIMEOUT_S = 30.0
@@ -67,6 +68,8 @@ class PipelineInfo:
     max_rss_mb: float | None = None
     reason: str | None = None
     results: int = 0
+    unacked: int = 0
+    dead_letters: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +88,8 @@ class PipelineInfo:
             "max_rss_mb": self.max_rss_mb,
             "reason": self.reason,
             "results": self.results,
+            "unacked": self.unacked,
+            "dead_letters": self.dead_letters,
         }
 
 
@@ -113,6 +118,8 @@ class Pipeline:
         results: ResultsBuffer,
         metrics: SupervisorMetrics,
         take_child: Callable[[], Awaitable[ChildProcess]],
+        window: SendWindow | None = None,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self.id = pipeline_id
         self.name = name
@@ -124,6 +131,8 @@ class Pipeline:
         self.results = results
         self.metrics = metrics
         self.take_child = take_child
+        self.window = SendWindow() if window is None else window
+        self.dead_letters = DeadLetters(pipeline_id) if dead_letters is None else dead_letters
         self.state = "starting"
         self.reason: str | None = None
         self.child: ChildProcess | None = None
@@ -163,6 +172,8 @@ class Pipeline:
             max_rss_mb=self.max_rss_mb,
             reason=self.reason,
             results=len(self.results),
+            unacked=len(self.window),
+            dead_letters=self.dead_letters.total,
         )
 
     def _set(self, state: str) -> None:
@@ -233,6 +244,7 @@ class Pipeline:
                 await child.close()
                 self.last_exit = child.last_exit
                 self.rss_mb = None
+                self._unfinished(child)
             if self.stopping:
                 self._set("stopped")
                 return
@@ -250,6 +262,24 @@ class Pipeline:
             if self.stopping:
                 self._set("stopped")
                 return
+
+    def _unfinished(self, child: ChildProcess) -> None:
+        """Dead-letter every item sent to ``child`` that it did not finish (it ended)."""
+        taken = self.window.take(child)
+        if not taken:
+            return
+        info = child.last_exit
+        if self.stopping:
+            reason = "pipeline_stopped"
+        elif self._replace is not None or info is None or info.abnormal:
+            reason = "child_crashed"
+        else:
+            reason = "child_exited"
+        error = info.reason if info is not None else None
+        if self._finished is not None:
+            error = f"{self._finished} ({error})"
+        for seq, slot, item in taken:
+            self.dead_letters.add(dead_letter(seq, slot, item, reason, error))
 
     def _decide(self, child: ChildProcess | None) -> Any:
         info = child.last_exit if child is not None else None
@@ -325,6 +355,14 @@ class Pipeline:
             self.results.put(output, item)
         elif kind == "output_refused":
             self.results.refused.append(tuple(body))
+        elif kind == "acked":
+            self.window.ack(body)
+        elif kind == "dead_letter":
+            seq = body.get("seq")
+            if seq is not None:
+                self.window.forget(seq)
+            letter = dead_letter(seq, body["slot"], body["item"], body["reason"], body.get("error"))
+            self.dead_letters.add(letter)
         elif kind == "finished":
             self._finished = f"job {body.get('status')}" + (f": {body['error']}" if body.get("error") else "")
             self.reason = self._finished
@@ -436,9 +474,30 @@ class Pipeline:
             self._set("running")
 
     async def send(self, slot: str, item: Any, timeout_s: float | None) -> None:
-        wait = None if timeout_s is None else timeout_s + max(1.0, self.health.deadline_s)
-        body = {"slot": slot, "item": item, "timeout_s": timeout_s}
-        await self.command("send", body, timeout_s=wait, adaptive=False)  # None: waits for room
+        """Give ``item`` to the child. Once this returns, the item is either finished by
+        the child or a dead letter of the pipeline (``weirflow.supervise.sends``)."""
+        self._live_child("send")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        await self.window.reserve(timeout_s)  # at most unacked_capacity items not finished
+        try:
+            child = self._live_child("send")
+        except BaseException:
+            self.window.unreserve()
+            raise
+        seq = self.window.add(slot, item, child)
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        wait = None if left is None else left + max(1.0, self.health.deadline_s)
+        body = {"slot": slot, "item": item, "timeout_s": left, "seq": seq}
+        try:
+            await self._request(child, "send", body, wait)  # None: waits for room
+        except ChildDiedError:
+            return  # it may have reached the job or not: the child's end dead-letters it
+        except CommandTimeout:
+            raise  # kept: the child may still take it; processed or dead-lettered all the same
+        except BaseException:
+            self.window.forget(seq)  # refused (unknown slot, full, too large): the caller has it
+            raise
 
     async def take_results(self, max_items: int, wait_s: float) -> list[tuple[str, Any]]:
         items = await self.results.take(max_items, wait_s)
@@ -487,6 +546,8 @@ class Pipeline:
             await child.terminate(0, reason="stopped: shutdown took too long")
             await child.close()
             self.last_exit = child.last_exit
+        if child is not None:
+            self._unfinished(child)
         if not self.done:
             self._set("stopped")
         self._fail_start(PipelineStateError(f"pipeline {self.id} was stopped", "stopped"))

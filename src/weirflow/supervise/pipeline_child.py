@@ -7,9 +7,15 @@ spare. ``run`` (``{"flow", "inputs", "credit"}``) starts the job with
 so concurrently with the job:
 
 - ``status`` → ``{"status", "paused", "queues": {"r.slot": QueueStats dict}}``;
-- ``pause`` / ``resume``; ``send`` (``{"slot", "item", "timeout_s"}``, waits while
-  the slot is full); ``drain`` (closes the input and waits until the job has
+- ``pause`` / ``resume``; ``send`` (``{"slot", "item", "timeout_s", "seq"}``, waits
+  while the slot is full); ``drain`` (closes the input and waits until the job has
   finished everything it holds).
+
+A sent item is acknowledged once it is finished: ``acked`` (``[seq, ...]``) when its
+handler returned, ``dead_letter`` (``{"seq", "slot", "item", "reason", "error"}``)
+when the job dead-lettered it (the job's other dead letters go the same way, with
+``seq`` None). Whatever the supervisor has no word about when the child ends was not
+finished (``weirflow.supervise.sends``).
 
 Outputs (the flow's output events) go to the supervisor as ``output``
 notifications, one per item, each spending one credit; the supervisor gives credits
@@ -22,6 +28,8 @@ cancelled; it says so first with a ``finished`` notification.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from typing import Any
 
 from ..errors import (
@@ -41,7 +49,7 @@ from ..flow.source import load_flows
 from ..runtime.engine import Engine
 from ..runtime.hooks import HookPoint, Hooks
 from ..runtime.job import Job
-from ..runtime.results import JobStatus
+from ..runtime.results import DeadLetter, JobStatus
 from .channel import Channel
 
 ENTRY = "weirflow.supervise.pipeline_child:main"
@@ -90,6 +98,68 @@ class _Outputs(Hooks):
             outputs.clear()
 
 
+class _Acks(Hooks):
+    """Tells the supervisor when an item it sent is finished: its handler returned
+    (``acked``, with the items' ``seq``), or the job dead-lettered it (``dead_letter``,
+    with its ``seq``; the job's other dead letters go too, with ``seq`` None). Written
+    synchronously, so an item the supervisor has no word about was not finished.
+
+    An item is known by the object the handler receives (``id``), with its routine; two
+    sent items that are the same object (a small int, ``None``) are told apart by order,
+    and an equal object a routine emitted into the same routine may stand for one."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.pending: dict[tuple[str, int], deque[tuple[int, Any]]] = {}
+
+    def watches(self, point: str, target: str) -> bool:
+        return False  # no item hook point: only the two notifications below
+
+    def sent(self, routine: str, item: Any, seq: int) -> None:
+        self.pending.setdefault((routine, id(item)), deque()).append((seq, item))
+
+    def _pop(self, routine: str, item: Any) -> int | None:
+        key = (routine, id(item))
+        waiting = self.pending.get(key)
+        if not waiting:
+            return None
+        seq, _ = waiting.popleft()
+        if not waiting:
+            del self.pending[key]
+        return seq
+
+    def refused(self, routine: str, item: Any, seq: int) -> None:
+        waiting = self.pending.get((routine, id(item)))
+        if waiting:
+            with contextlib.suppress(ValueError):
+                waiting.remove((seq, item))
+            if not waiting:
+                del self.pending[(routine, id(item))]
+
+    def on_handler_end(
+        self, job: Job, routine: str, item: Any, error: BaseException | None, duration_s: float
+    ) -> None:
+        if error is not None or not self.pending:
+            return  # (a failed call is retried, dead-lettered, or fails the job: not done yet)
+        seq = self._pop(routine, item)
+        seqs = [seq] if seq is not None else []
+        if seq is None and isinstance(item, (list, tuple)):  # a batch or a join
+            seqs = [s for s in (self._pop(routine, one) for one in item) if s is not None]
+        if seqs:
+            self.channel.notify_now("acked", seqs)
+
+    def on_dead_letter(self, job: Job, letter: DeadLetter) -> None:
+        seq = None
+        if self.pending:
+            with contextlib.suppress(UnknownSlotError):
+                seq = self._pop(job.queue(letter.slot).runner.name, letter.item)
+        body = {"seq": seq, "slot": letter.slot, "reason": letter.reason, "error": letter.error}
+        try:
+            self.channel.notify_now("dead_letter", {**body, "item": letter.item})
+        except FrameError:  # an item the job made that cannot cross: its text, at least
+            self.channel.notify_now("dead_letter", {**body, "item": repr(letter.item)})
+
+
 def _flows(source: Any) -> dict[str, Flow]:
     flows = load_flows(source) if isinstance(source, str) else list(source)
     return {f.name: f for f in flows}
@@ -102,6 +172,7 @@ class _Pipeline:
         self.flows = flows
         self.job: Job | None = None
         self.credit = _Credit()
+        self.acks = _Acks(channel)
         self.started = asyncio.get_running_loop().create_future()
         channel.handle("run", self.run)
         channel.handle("status", self.status)
@@ -126,7 +197,9 @@ class _Pipeline:
         self.credit.give(int(body.get("credit", 0)))
         hook = _Outputs(self.channel, set(flow.outputs), self.credit)
         try:
-            self.job = await self.engine.start(flow, body.get("inputs") or {}, keep_open=True, hooks=[hook])
+            self.job = await self.engine.start(
+                flow, body.get("inputs") or {}, keep_open=True, hooks=[hook, self.acks]
+            )
         except (UnknownSlotError, FlowError) as e:
             raise InvalidCommand(str(e)) from None
         self.started.set_result(self.job)
@@ -160,14 +233,23 @@ class _Pipeline:
 
     async def send(self, body: dict[str, Any]) -> int:
         job = self._job()
+        slot, item, seq = body["slot"], body["item"], body.get("seq")
         try:
-            await job.send(body["slot"], body["item"], timeout_s=body.get("timeout_s"))
+            routine = job.queue(slot).runner.name
         except UnknownSlotError as e:
             raise InvalidCommand(str(e)) from None
-        except (InputClosedError, JobFinishedError) as e:
-            raise PipelineStateError(str(e)) from None
-        except SlotFullError as e:
-            raise PipelineStateError(str(e), "full") from None
+        if seq is not None:  # known before it can reach the handler
+            self.acks.sent(routine, item, seq)
+        try:
+            await job.send(slot, item, timeout_s=body.get("timeout_s"))
+        except BaseException as e:
+            if seq is not None:
+                self.acks.refused(routine, item, seq)
+            if isinstance(e, (InputClosedError, JobFinishedError)):
+                raise PipelineStateError(str(e)) from None
+            if isinstance(e, SlotFullError):
+                raise PipelineStateError(str(e), "full") from None
+            raise
         return 1
 
     async def drain(self, body: Any) -> str:

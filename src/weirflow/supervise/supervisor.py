@@ -33,6 +33,13 @@ from .pipeline_child import ENTRY
 from .pool import WarmPool
 from .restart import DEFAULT_INTENSITY, DEFAULT_PERIOD_S, RestartTracker
 from .results import DEFAULT_RESULTS_CAPACITY, ResultsBuffer
+from .sends import (
+    DEFAULT_DEAD_LETTERS_CAPACITY,
+    DEFAULT_UNACKED_CAPACITY,
+    DeadLetters,
+    PipelineDeadLetter,
+    SendWindow,
+)
 from .settings import SuperviseSettings, load_supervise_settings
 
 DEFAULT_PAUSE_TIMEOUT_S = 10.0
@@ -58,6 +65,8 @@ class Supervisor:
         max_rss_mb: float | None = None,
         settings: SuperviseSettings | None = None,
         results_capacity: int = DEFAULT_RESULTS_CAPACITY,
+        unacked_capacity: int = DEFAULT_UNACKED_CAPACITY,
+        dead_letters_capacity: int = DEFAULT_DEAD_LETTERS_CAPACITY,
         intensity: int = DEFAULT_INTENSITY,
         period_s: float = DEFAULT_PERIOD_S,
         backoff_initial_s: float = 0.1,
@@ -72,13 +81,20 @@ class Supervisor:
             grace_s=grace_s,
             max_rss_mb=max_rss_mb,
         )
-        if results_capacity < 1:
-            raise InvalidCommand("results_capacity must be at least 1")
+        for option, value in (
+            ("results_capacity", results_capacity),
+            ("unacked_capacity", unacked_capacity),
+            ("dead_letters_capacity", dead_letters_capacity),
+        ):
+            if value < 1:
+                raise InvalidCommand(f"{option} must be at least 1")
         loaded = load_flows(flows) if isinstance(flows, str) else list(flows)
         check_unique(loaded)
         self.flows: dict[str, Flow] = {f.name: f for f in loaded}
         self._source: str | list[Flow] = flows if isinstance(flows, str) else loaded
         self.results_capacity = results_capacity
+        self.unacked_capacity = unacked_capacity
+        self.dead_letters_capacity = dead_letters_capacity
         self.restart_options: dict[str, Any] = {
             "intensity": intensity,
             "period_s": period_s,
@@ -198,6 +214,8 @@ class Supervisor:
             results=ResultsBuffer(self.results_capacity),
             metrics=self.metrics,
             take_child=self._take_child,
+            window=SendWindow(self.unacked_capacity),
+            dead_letters=DeadLetters(pipeline_id, self.dead_letters_capacity),
         )
         self._pipelines[pipeline_id] = pipeline
         try:
@@ -236,8 +254,11 @@ class Supervisor:
 
     async def send(self, pipeline_id: str, slot: str, item: Any, *, timeout_s: float | None = None) -> None:
         """Send ``item`` into ``slot`` of the pipeline's job, waiting while the slot is full
-        (up to ``timeout_s``; then ``PipelineStateError``). ``InvalidCommand`` for an
-        unknown slot or an item that cannot cross to the child (unpicklable, too large)."""
+        or ``unacked_capacity`` sent items are not finished yet (up to ``timeout_s``; then
+        ``PipelineStateError`` with state ``full``). ``InvalidCommand`` for an unknown slot
+        or an item that cannot cross to the child (unpicklable, too large). Once it
+        returns, the item is finished by the child or becomes one of the pipeline's
+        ``dead_letters`` (its child ended first), never lost without a record."""
         await self._get(pipeline_id).send(slot, item, timeout_s)
 
     async def results(self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0) -> list[Any]:
@@ -252,6 +273,12 @@ class Supervisor:
         if max_items < 1:
             raise InvalidCommand("max_items must be at least 1")
         return await self._get(pipeline_id).take_results(max_items, max(0.0, wait_s))
+
+    def dead_letters(self, pipeline_id: str) -> list[PipelineDeadLetter]:
+        """The pipeline's dead letters, oldest first (the newest ``dead_letters_capacity``;
+        ``PipelineInfo.dead_letters`` counts them all): items sent that its child did not
+        finish before it ended (``child_crashed``...), and its job's own dead letters."""
+        return self._get(pipeline_id).dead_letters.list()
 
     def remaining(self, pipeline_id: str) -> int:
         """Outputs waiting in the pipeline's results buffer."""

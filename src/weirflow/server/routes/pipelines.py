@@ -19,7 +19,15 @@ from ...supervise import Supervisor
 from ..auth import require_admin, require_read
 from ..deps import errors
 from ..errors import SlotStayedFullError, UnavailableError
-from ..pipeline_models import Accepted, PipelineInput, PipelineOut, PipelineResults, StartPipeline
+from ..jsonsafe import jsonable
+from ..pipeline_models import (
+    Accepted,
+    PipelineDeadLetters,
+    PipelineInput,
+    PipelineOut,
+    PipelineResults,
+    StartPipeline,
+)
 
 
 async def get_supervisor(request: Request) -> Supervisor:
@@ -58,6 +66,16 @@ async def pipeline_results(
     """Consume up to ``max`` outputs, oldest first, waiting up to ``wait_s`` for the first."""
     items = await sup.results(pipeline_id, max_items=max_items, wait_s=wait_s)
     return {"items": items, "remaining": sup.remaining(pipeline_id)}
+
+
+@read.get("/{pipeline_id}/dead-letters", response_model=PipelineDeadLetters, responses=errors(404))
+async def pipeline_dead_letters(pipeline_id: str, sup: Sup) -> dict[str, Any]:
+    """Items the pipeline did not process (its child ended before finishing them, or its
+    job dead-lettered them), oldest first; not consumed."""
+    letters = sup.dead_letters(pipeline_id)
+    info = sup.get(pipeline_id)
+    items = [jsonable(d.to_dict()) for d in letters]
+    return {"items": items, "total": info.dead_letters, "dropped": info.dead_letters - len(letters)}
 
 
 @admin.post(
