@@ -10,14 +10,19 @@ import contextlib
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from weirflow.durable import JobSpec, Store, open_store
 from weirflow.supervise.settings import SuperviseSettings
@@ -323,3 +328,98 @@ async def test_a_worker_child_that_cannot_be_spawned_is_a_failed_start_retried_a
         assert sup.children()[0].state == "stopped"
     finally:
         free_descriptors()
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of ``url`` by (name, sorted labels)."""
+    text = httpx.get(url, timeout=10).text
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def _total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return sum(
+        v for (n, ls), v in samples.items() if n == name and all((k, val) in ls for k, val in labels.items())
+    )
+
+
+@pytest.mark.slow
+async def test_worker_processes_serve_the_groups_metrics_on_metrics_port(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'weirflow.db'}"
+    store = open_store(url)
+    await store.open()
+    try:
+        quick = [
+            await store.submit(JobSpec(flow="steps3", inputs={"a.item": [{"sleep_s": 0.05}]}))
+            for _ in range(4)
+        ]
+        long = await store.submit(JobSpec(flow="one", inputs={"a.item": [{"sleep_s": LONG_S}]}))
+        args = ("--processes", "2", "--metrics-port", "0", "--health-interval-s", "0.5", "--grace-s", "1")
+        with WorkerProcess(url, tmp_path / "sup.log", *args) as sup:
+
+            async def listening() -> bool:
+                return "metrics at http" in sup.output()
+
+            await poll_store(listening, timeout_s=60)  # (its output is another process's)
+            (line,) = [x for x in sup.output().splitlines() if "metrics at http" in x]
+            metrics_url = line.split("metrics at ")[1].strip()
+            await poll_store(lambda: completed(store, quick), timeout_s=60)
+
+            def scraped(check: Callable[[dict[Any, float]], bool]) -> Callable[[], Awaitable[bool]]:
+                async def ok() -> bool:  # counters come with each child's next health check
+                    return check(_scrape(metrics_url))
+
+                return ok
+
+            def counted(s: dict[Any, float]) -> bool:
+                done = _total(s, "weirflow_queue_attempts_total", flow="steps3", outcome="completed")
+                return done == 4 and _total(s, "weirflow_worker_running_jobs") == 1
+
+            await poll_store(scraped(counted), timeout_s=30)
+            s = _scrape(metrics_url)
+            # the children's counts, added up: every worker of the group, each with its gauges
+            workers = {dict(ls)["worker"] for (n, ls) in s if n == "weirflow_worker_concurrency"}
+            assert len(workers) == 2 and all(w.endswith(("-0", "-1")) for w in workers), workers
+            assert _total(s, "weirflow_queue_job_duration_seconds_count", outcome="completed") == 4
+            # read from the store by the supervisor
+            assert _total(s, "weirflow_queue_jobs", status="completed") == 4
+            assert _total(s, "weirflow_queue_jobs", status="running") == 1
+            # the supervisor's own
+            for slot in ("0", "1"):
+                assert s[("weirflow_worker_child_state", (("slot", slot), ("state", "running")))] == 1
+                assert _total(s, "weirflow_worker_child_health_check_seconds_count", slot=slot) >= 1
+                assert _total(s, "weirflow_worker_child_rss_bytes", slot=slot) > 10 * 1024 * 1024
+            assert _total(s, "weirflow_worker_children", state="running") == 2
+            assert _total(s, "weirflow_worker_child_restarts_total") == 0
+            # a child killed with kill -9: replaced, the restart counted, and what it counted
+            # is still counted (counters never go back)
+            tree = psutil.Process(sup.proc.pid).children()
+            children = [p for p in tree if "spawn_main" in " ".join(p.cmdline())]
+            assert len(children) == 2, children
+            os.kill(children[0].pid, signal.SIGKILL)
+
+            def replaced(s: dict[Any, float]) -> bool:
+                restarted = _total(s, "weirflow_worker_child_restarts_total", reason="crash") == 1
+                return restarted and _total(s, "weirflow_worker_children", state="running") == 2
+
+            await poll_store(scraped(replaced), timeout_s=60)
+            s = _scrape(metrics_url)
+            assert _total(s, "weirflow_queue_attempts_total", flow="steps3", outcome="completed") == 4
+            assert sup.terminate() == 0
+        assert long  # (held by a worker all along: the running gauge above)
+    finally:
+        await store.close()
+
+
+def test_metrics_port_of_worker_processes_refuses_a_port_in_use(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'weirflow.db'}"
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        done = cli(
+            "worker", "--store", url, "--flows", FLOWS_MODULE, "--processes", "2", "--metrics-port", port
+        )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: --metrics-port {port}"), done.stderr

@@ -26,6 +26,7 @@ from ..durable.worker import DEFAULT_CONCURRENCY, Worker
 from ..errors import StoreError, StoreOpenError
 from ..redact import redact_url
 from ..supervise.settings import load_supervise_settings
+from ..supervise.worker_metrics import WorkerGroupMetrics
 from ..supervise.workers import WorkerSupervisor
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
 from .nodes import node_membership
@@ -224,9 +225,11 @@ def worker(
         if processes > 1:
             if registry is not None:
                 raise ValueError("--registry is not supported with --processes > 1 (yet): run one per node")
-            if metrics_port is not None:
-                raise ValueError("--metrics-port is not supported with --processes > 1 (yet)")
-            _supervise(store, flows, loaded, processes, options, worker_id, settings)
+            keys = metrics_keys(metrics_host) if metrics_port is not None else {}
+            group = WorkerGroupMetrics()
+            served = functools.partial(metrics_served, group, host=metrics_host, port=metrics_port, keys=keys)
+            watched = store if metrics_port is not None else None  # its queue gauges, on a scrape
+            _supervise(store, flows, loaded, processes, options, worker_id, settings, group, served, watched)
             return
         keys = metrics_keys(metrics_host) if metrics_port is not None else {}
         the_store = open_store(store)  # (opened in ``_run``: a bad URL is refused before)
@@ -259,9 +262,18 @@ def _supervise(
     options: dict[str, Any],
     worker_id: str | None,
     settings: Any,
+    metrics: WorkerGroupMetrics,
+    served: Callable[[], AbstractAsyncContextManager[None]],
+    watched: str | None,
 ) -> None:
     supervisor = WorkerSupervisor(
-        store, flows, processes=processes, worker_options=options, worker_id=worker_id, settings=settings
+        store,
+        flows,
+        processes=processes,
+        worker_options=options,
+        worker_id=worker_id,
+        settings=settings,
+        metrics=metrics,
     )
     names = ", ".join(f.name for f in loaded)
     print(
@@ -270,14 +282,33 @@ def _supervise(
         file=sys.stderr,
         flush=True,
     )
-    asyncio.run(_run_supervisor(supervisor))
+    asyncio.run(_run_supervisor(supervisor, served, watched))
 
 
-async def _run_supervisor(supervisor: WorkerSupervisor) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, supervisor.stop)
-    await supervisor.run()
+async def _run_supervisor(
+    supervisor: WorkerSupervisor, served: Callable[[], AbstractAsyncContextManager[None]], store: str | None
+) -> None:
+    """Run the worker children until SIGTERM or SIGINT; with ``--metrics-port`` (``store``
+    given), the supervisor serves the group's metrics, reading the store's queue gauges
+    through a connection of its own."""
+    the_store = open_store(store) if store is not None else None
+    if the_store is not None:
+        try:
+            await the_store.open()
+        except StoreOpenError:
+            raise
+        except StoreError as e:
+            raise StoreOpenError(str(e)) from e
+        supervisor.metrics.watch_store(the_store)
+    try:
+        async with served():
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, supervisor.stop)
+            await supervisor.run()
+    finally:
+        if the_store is not None:
+            await the_store.close()
 
 
 async def _run(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -59,6 +59,11 @@ class _Histogram:
         self.buckets[bisect_left(BUCKETS_S, value_s)] += 1
         self.sum += value_s
 
+    def add(self, buckets: list[int], total_s: float) -> None:
+        for i, n in enumerate(buckets[: len(self.buckets)]):
+            self.buckets[i] += int(n)
+        self.sum += float(total_s)
+
     def cumulative(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         total = 0
@@ -82,6 +87,8 @@ class QueueMetrics(Collector):
         self._counts: list[QueueCounts] = []
         self._now = 0.0
         self._up: bool | None = None
+        #: (queue, worker id, running, concurrency) of workers in other processes (``add``)
+        self.reported_workers: list[tuple[str, str, int, int]] = []
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -112,6 +119,34 @@ class QueueMetrics(Collector):
         key = (queue, flow, outcome)
         self.attempts[key] = self.attempts.get(key, 0) + 1
         self.durations.setdefault((queue, outcome), _Histogram()).observe(now - at)
+
+    # -- across processes (``weirflow worker --processes N``) -------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """What this process counted, as plain data (for a supervisor to ``add`` up)."""
+        return {
+            "attempts": [[*key, n] for key, n in self.attempts.items()],
+            "latency": [[queue, h.buckets, h.sum] for queue, h in self.latency.items()],
+            "durations": [[*key, h.buckets, h.sum] for key, h in self.durations.items()],
+            "workers": [[w.queue, w.worker_id, len(w.running), w.concurrency] for w in self.workers],
+        }
+
+    def add(self, snapshot: dict[str, Any], *, workers: bool = True) -> None:
+        """Add another process's ``snapshot`` to these counts (and its workers' gauges)."""
+        for queue, flow, outcome, n in snapshot.get("attempts", []):
+            key = (queue, flow, outcome)
+            self.attempts[key] = self.attempts.get(key, 0) + int(n)
+        for queue, buckets, total in snapshot.get("latency", []):
+            self.latency.setdefault(queue, _Histogram()).add(buckets, total)
+        for queue, outcome, buckets, total in snapshot.get("durations", []):
+            self.durations.setdefault((queue, outcome), _Histogram()).add(buckets, total)
+        if workers:
+            for queue, worker_id, running, concurrency in snapshot.get("workers", []):
+                self.reported_workers.append((queue, worker_id, int(running), int(concurrency)))
+
+    def reset_counts(self) -> None:
+        self.attempts, self.latency, self.durations = {}, {}, {}
+        self.reported_workers = []
 
     # -- scraping ---------------------------------------------------------------------------
 
@@ -167,6 +202,9 @@ class QueueMetrics(Collector):
         for w in self.workers:
             running.add_metric((w.queue, w.worker_id), len(w.running))
             concurrency.add_metric((w.queue, w.worker_id), w.concurrency)
+        for queue, worker_id, n_running, n_concurrency in self.reported_workers:
+            running.add_metric((queue, worker_id), n_running)
+            concurrency.add_metric((queue, worker_id), n_concurrency)
         yield running
         yield concurrency
 

@@ -6,7 +6,8 @@ cannot be stopped, so the process ends once the grace is over and the leases are
 released), and answers over its pipe:
 
 - ``status``: the health check (``{"worker_id", "running", "completed", "failed",
-  "lost", "stopping"}``);
+  "lost", "stopping", "metrics"}``; ``metrics``: the ``QueueMetrics.snapshot()`` of what
+  this worker counted, which the supervisor serves with ``--metrics-port``);
 - ``stop``: stop claiming at once and shut down (the answer says it has begun): running
   jobs get the grace period, then they are cancelled, the engine's child processes
   killed and the leases released so another worker resumes those jobs at once.
@@ -21,6 +22,7 @@ import os
 import signal
 from typing import Any
 
+from ..durable.metrics import QueueMetrics
 from ..durable.worker import Worker
 from ..flow.source import load_flows
 from .channel import Channel
@@ -29,7 +31,8 @@ from .channel import Channel
 async def main(channel: Channel, arg: dict[str, Any]) -> int:
     """Run one worker until it is told to stop (see the module docstring)."""
     flows = load_flows(arg["flows"])
-    worker = Worker(arg["store"], flows, exit_after_grace=True, **arg["worker"])
+    metrics = QueueMetrics()
+    worker = Worker(arg["store"], flows, exit_after_grace=True, metrics=metrics, **arg["worker"])
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
 
     async def status(_: Any) -> dict[str, Any]:
@@ -40,6 +43,7 @@ async def main(channel: Channel, arg: dict[str, Any]) -> int:
             "failed": worker.failed,
             "lost": worker.lost,
             "stopping": worker.stopping,
+            "metrics": metrics.snapshot(),
         }
 
     async def stop(_: Any) -> dict[str, Any]:

@@ -24,6 +24,10 @@ process of its own (spawn) and keeps N of them running, with the rules of pipeli
   children stop in parallel, so the shutdown takes at most about ``grace_s + 1`` s for
   any N.
 
+``metrics`` (``WorkerGroupMetrics``) adds up what the children counted (each sends it
+with its health-check answers) beside the supervisor's own restarts, health round trips
+and child states; ``weirflow worker --processes N --metrics-port P`` serves it.
+
 No lock is held while waiting on a child; the supervisor's state is this object's.
 """
 
@@ -46,6 +50,7 @@ from .child import ChildProcess, ExitInfo
 from .health import HealthState
 from .restart import GiveUp, RestartPolicy, RestartTracker
 from .settings import SuperviseSettings
+from .worker_metrics import WorkerGroupMetrics
 
 log = structlog.get_logger("weirflow.supervise")
 
@@ -108,7 +113,7 @@ class _Slot:
         self.last_exit: ExitInfo | None = None
         self.status: dict[str, Any] | None = None
         self.reason: str | None = None  # why it failed, or why it was last replaced
-        self.replaced = False  # this life was ended by the supervisor (hung, too big)
+        self.replaced: str | None = None  # why the supervisor ended this life: unhealthy, max_rss
 
 
 class WorkerSupervisor:
@@ -131,6 +136,7 @@ class WorkerSupervisor:
         restart: RestartPolicy | str = RestartPolicy.PERMANENT,
         restart_options: Mapping[str, Any] | None = None,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+        metrics: WorkerGroupMetrics | None = None,
     ) -> None:
         if processes < 1:
             raise ValueError("processes must be >= 1")
@@ -155,6 +161,8 @@ class WorkerSupervisor:
         self._changed = asyncio.Event()  # set (and replaced) at each change of a slot
         self._tasks: list[asyncio.Task[None]] = []
         self.stopped_in_s: float | None = None  # how long the last shutdown took
+        self.metrics = WorkerGroupMetrics() if metrics is None else metrics
+        self.metrics.children = self.children
 
     # -- the public surface ----------------------------------------------------------------
 
@@ -220,7 +228,7 @@ class WorkerSupervisor:
         while not self._stopping.is_set():
             # (not daemonic: its engine starts processes for executor = "process" routines)
             child = ChildProcess(ENTRY, arg, name=f"weirflow-worker-{slot.index}", daemon=False)
-            slot.child, slot.replaced, slot.status = child, False, None
+            slot.child, slot.replaced, slot.status = child, None, None
             slot.health = HealthState(interval_s=slot.interval_s)
             self._set(slot, "starting")
             start_error: str | None = None
@@ -244,14 +252,18 @@ class WorkerSupervisor:
                 await child.exited.wait()
                 await child.close()
                 slot.last_exit = child.last_exit
+            self.metrics.child_ended(slot.index)
             if self._stopping.is_set():
                 return
             exit_info = child.last_exit
             why = exit_info.reason if exit_info is not None else start_error or "did not start"
             if start_error is not None:
                 slot.reason = start_error
-            abnormal = slot.replaced or exit_info is None or exit_info.abnormal
+            abnormal = slot.replaced is not None or exit_info is None or exit_info.abnormal
             decision = slot.tracker.exited(abnormal=abnormal, why=why)
+            if not isinstance(decision, GiveUp):
+                kind = "start_failed" if start_error is not None else slot.replaced
+                self.metrics.restarted(slot.index, kind or ("crash" if abnormal else "exit"))
             log.warning(
                 "worker_child_exited",
                 slot=slot.index,
@@ -285,30 +297,35 @@ class WorkerSupervisor:
             try:
                 slot.status = await child.request("status", timeout_s=health.deadline_s)
             except CommandTimeout:
+                self.metrics.health_failed(slot.index)
                 failed = health.failed()
                 log.warning("worker_child_health_failed", slot=slot.index, pid=child.pid, failures=failed)
                 if failed >= failures:
-                    await self._replace(
-                        slot, child, f"unhealthy: {failed} health checks failed", HUNG_GRACE_S
-                    )
+                    why = f"unhealthy: {failed} health checks failed"
+                    await self._replace(slot, child, "unhealthy", why, HUNG_GRACE_S)
                     return
                 self._set(slot, "unhealthy")  # (also wakes wait_for)
                 continue
             except ChildDiedError:
                 return
-            health.ok(time.monotonic() - began)
+            rtt_s = time.monotonic() - began
+            health.ok(rtt_s)
+            self.metrics.health_ok(slot.index, rtt_s)
+            if isinstance(slot.status, dict) and "metrics" in slot.status:
+                self.metrics.reported(slot.index, slot.status.pop("metrics"))
             self._set(slot, "running")  # (also wakes wait_for: the health changed)
             limit = self.settings.max_rss_mb
             rss = child.rss_mb()
             if limit is not None and rss is not None and rss > limit:
                 why = f"rss {rss:.0f} MB over max_rss_mb {limit:g}"
-                await self._replace(slot, child, why, self.settings.grace_s + EXIT_MARGIN_S, drain=True)
+                grace_s = self.settings.grace_s + EXIT_MARGIN_S
+                await self._replace(slot, child, "max_rss", why, grace_s, drain=True)
                 return
 
     async def _replace(
-        self, slot: _Slot, child: ChildProcess, why: str, grace_s: float, *, drain: bool = False
+        self, slot: _Slot, child: ChildProcess, kind: str, why: str, grace_s: float, *, drain: bool = False
     ) -> None:
-        slot.replaced, slot.reason = True, why
+        slot.replaced, slot.reason = kind, why
         log.warning("worker_child_replacing", slot=slot.index, pid=child.pid, why=why)
         self._set(slot, "unhealthy")
         await _end(child, grace_s, reason=why, ask=drain)
