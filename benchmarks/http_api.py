@@ -12,6 +12,11 @@ runs wrk (one thread, ``--connections``) against each for two requests:
 
 Reports requests/s and p99 of each side, and the ratios weirflow / floor.
 Targets: throughput >= 0.6 x the floor, p99 <= 3 x the floor's.
+
+Also the server's CPU time per request (its process's user + system time over the wrk
+run, from ``/proc``, divided by the requests answered) and the ratio floor / weirflow:
+on a machine whose cores are shared with other work, requests/s measures the share of
+the cores each server got as much as its code, while CPU per request measures the code.
 """
 
 from __future__ import annotations
@@ -85,19 +90,28 @@ def serve_floor() -> tuple[subprocess.Popen[str], str]:
     return proc, _listening(proc, "Uvicorn running on")
 
 
-def wrk(url: str, seconds: int, connections: int, script: str | None) -> tuple[float, float]:
-    """Requests/s and p99 in ms."""
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None, pid: int) -> tuple[float, float, float]:
+    """Requests/s, p99 in ms, and the server's CPU ms per request."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         cmd += ["-s", script]
+    before = cpu_s(pid)
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    used = cpu_s(pid) - before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     assert p99 is not None, out
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     if "Non-2xx" in out:
         raise RuntimeError(f"errors from {url}:\n{out}")
-    return rps, float(p99.group(1)) * scale
+    return rps, float(p99.group(1)) * scale, used * 1000 / max(requests, 1)
 
 
 def paused_queues_job(url: str) -> str:
@@ -134,10 +148,10 @@ def main() -> None:
             runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
             for r in range(args.rounds):
                 for name, (w_url, f_url, lua) in cases.items():
-                    sides = [("weirflow", w_url), ("floor", f_url)]
-                    for side, url in sides if r % 2 == 0 else sides[::-1]:
+                    sides = [("weirflow", w_url, weir.pid), ("floor", f_url, floor.pid)]
+                    for side, url, pid in sides if r % 2 == 0 else sides[::-1]:
                         runs.setdefault((name, side), []).append(
-                            wrk(url, args.seconds, args.connections, lua)
+                            wrk(url, args.seconds, args.connections, lua, pid)
                         )
         finally:
             for p in procs:
@@ -147,9 +161,11 @@ def main() -> None:
         w, f = runs[(name, "weirflow")], runs[(name, "floor")]
         w_rps, f_rps = statistics.median(x[0] for x in w), statistics.median(x[0] for x in f)
         w_p99, f_p99 = statistics.median(x[1] for x in w), statistics.median(x[1] for x in f)
+        w_cpu, f_cpu = statistics.median(x[2] for x in w), statistics.median(x[2] for x in f)
         print(
             f"{name}: weirflow {w_rps:8.0f}/s p99 {w_p99:7.2f} ms | floor {f_rps:8.0f}/s p99 {f_p99:7.2f} ms"
             f" | throughput {w_rps / f_rps:.2f} x (target >= 0.6), p99 {w_p99 / f_p99:.2f} x (target <= 3)"
+            f" | CPU per request: weirflow {w_cpu:.3f} ms, floor {f_cpu:.3f} ms, {f_cpu / w_cpu:.2f} x"
         )
 
 

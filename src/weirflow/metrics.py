@@ -94,7 +94,7 @@ class _Counting(Hooks):
     def on_job_result(self, job: Job, result: JobResult) -> None:
         # the job's counts are final: keep them, so the flow's counters stay monotonic after
         # the job is no longer read live (a job's result is set in the same step: no double count)
-        for path, stats in job.queues().items():
+        for path, stats in result.stats.slots.items():  # (job.queues() now, built once already)
             totals = self.retired.setdefault((job.flow.name, path), dict.fromkeys(_COUNTED, 0.0))
             for attr in _COUNTED:
                 totals[attr] += float(getattr(stats, attr))

@@ -14,7 +14,9 @@ from .service import JobService
 
 async def get_service(request: Request) -> JobService:
     """The app's service (created with the engine in the lifespan); ``503`` outside it.
-    (``async``: a plain ``def`` dependency would send every request through a thread.)"""
+    (``async``: a plain ``def`` dependency would send every request through a thread.)
+    The hottest routes (start a job, a job's queues) call it themselves: FastAPI solves
+    each dependency of each request anew, at a cost that showed in their profiles."""
     service: JobService | None = getattr(request.app.state, "service", None)
     if service is None or not service.ready:
         raise UnavailableError("the engine is not running")

@@ -101,7 +101,7 @@ class EventHub(Hooks):
         self.capacity = capacity
         self.logs: dict[str, EventLog] = {}
         self.on_finished = on_finished
-        self._closers: set[asyncio.Task[None]] = set()
+        self._ending: dict[str, Job] = {}  # finished jobs whose result is not ready yet
         self.closed = False
 
     def log(self, job_id: str) -> EventLog:
@@ -129,8 +129,9 @@ class EventHub(Hooks):
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         """Let finished jobs log their ``end`` event (up to ``timeout_s``), then ``close()``."""
-        if self._closers:
-            _, pending = await asyncio.wait(set(self._closers), timeout=timeout_s)
+        if self._ending:
+            waits = [asyncio.ensure_future(job.wait()) for job in self._ending.values()]
+            _, pending = await asyncio.wait(waits, timeout=timeout_s)
             for task in pending:
                 task.cancel()
         self.close()
@@ -139,10 +140,10 @@ class EventHub(Hooks):
 
     def on_job_status(self, job: Job, status: JobStatus, reason: str | None) -> None:
         self.log(job.id).append("status", {"status": status.value, "reason": reason, "at": time.time()})
-        if status.finished:
-            task = job.loop.create_task(self._close_when_done(job))
-            self._closers.add(task)
-            task.add_done_callback(self._closers.discard)
+        if status.finished and job.id not in self._ending:  # (a fatal hook may fail a completed job)
+            self._ending[job.id] = job
+            # a callback, not a task awaiting the result: one per job started, on the hot path
+            job.add_done_callback(self._job_done)
 
     def on_queue_state(self, job: Job, slot: str, state: str) -> None:
         # called on every fill-state change: keep it cheap
@@ -152,8 +153,10 @@ class EventHub(Hooks):
     def on_dead_letter(self, job: Job, letter: DeadLetter) -> None:
         self.log(job.id).append("dead_letter", letter.to_dict())
 
-    async def _close_when_done(self, job: Job) -> None:
-        result = await job.wait()
+    def _job_done(self, job: Job) -> None:
+        self._ending.pop(job.id, None)
+        result = job.result
+        assert result is not None
         log = self.log(job.id)
         log.append("end", {"status": result.status.value, "error": result.error, "at": time.time()})
         log.close()

@@ -24,12 +24,15 @@ from . import (
     store_queues,
 )
 
+# The job routes first: the app matches a request against each router in turn, and
+# starting jobs and reading their queues are the hot requests (no path of the others
+# can match theirs: /api/jobs is theirs alone, so the order changes no answer).
 ROUTERS: list[APIRouter] = [
+    jobs.router,
+    control.router,
     health.router,
     flows.router,
     flow_check.router,
-    jobs.router,
-    control.router,
     debug.router,
     events.router,
     metrics.router,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ...runtime.results import JobStatus
 from .. import views
 from ..auth import require_read
-from ..deps import Service, errors, json_answer
+from ..deps import Service, errors, get_service, json_answer
 from ..models import DeadLetterPage, JobInfo, JobPage, JobQueues, JobResultInfo
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[Depends(require_read)])
@@ -65,6 +65,7 @@ async def dead_letters(
 
 
 @router.get("/{job_id}/queues", response_model=JobQueues, responses=errors(404))
-async def job_queues(job_id: str, service: Service) -> Response:
+async def job_queues(job_id: str, request: Request) -> Response:
     """Every slot's queue statistics now, with counts of full and near-full slots."""
+    service = await get_service(request)  # (not a dependency on this hot route: see get_service)
     return json_answer(views.job_queues(service.job(job_id).queue_dicts()))
