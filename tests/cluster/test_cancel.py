@@ -26,7 +26,7 @@ async def test_a_cancelled_registry_call_raises_cancelled_wherever_the_cancel_la
     calls: tuple[Callable[[], Awaitable[object]], ...] = (
         lambda: reg.heartbeat("n", running=0),
         lambda: reg.register("m", pool="p", capacity=1),
-        reg._sweep,
+        lambda: reg._sweep(reg.revision),
         lambda: reg._read_log(block=False),
     )
     for steps in range(40):

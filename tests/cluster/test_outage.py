@@ -4,8 +4,11 @@ cache, calls end by their deadline, the status says what happened, and the cache
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -14,6 +17,8 @@ from structlog.testing import capture_logs
 import weirflow as wf
 from tests.redisserver import RedisServer, started_server
 from weirflow.cluster import Registry
+
+T = TypeVar("T")
 
 Make = Callable[..., Registry]
 DEADLINE_S = 0.1
@@ -199,3 +204,82 @@ async def test_start_against_a_stopped_redis_fails_within_the_deadline_and_requi
         own_server.cont()
     await patient.wait_for(lambda: patient.get("a") == node, timeout_s=5)  # listed once Redis answers
     await patient.wait_status("normal", timeout_s=5)
+
+
+def aof_commands(path: Path) -> list[tuple[int, str]]:
+    """The offset and name of every command in an AOF file (RESP arrays of bulk strings)."""
+    data = path.read_bytes()
+    found, at = [], 0
+    while at < len(data):
+        start = at
+        end = data.index(b"\r\n", at)
+        count, at = int(data[at + 1 : end]), end + 2
+        args = []
+        for _ in range(count):
+            end = data.index(b"\r\n", at)
+            size = int(data[at + 1 : end])
+            args.append(data[end + 2 : end + 2 + size])
+            at = end + 2 + size + 2
+        found.append((start, args[0].decode().upper()))
+    return found
+
+
+def lose_last_writes(server: RedisServer, writes: int) -> None:
+    """Cut the AOF of a stopped server before its last ``writes`` scripts (each one
+    MULTI ... EXEC in the AOF): the tail a crash with ``appendfsync everysec`` can lose."""
+    (incr,) = (server.root / "appendonlydir").glob("*.incr.aof")
+    multis = [offset for offset, name in aof_commands(incr) if name == "MULTI"]
+    with incr.open("r+b") as f:
+        f.truncate(multis[-writes])
+
+
+def in_a_thread(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``coro()`` on an event loop of its own in another thread, blocking this one's
+    loop meanwhile (so the registries of this loop cannot act until it is over)."""
+    out: list[T] = []
+    thread = threading.Thread(target=lambda: out.append(asyncio.run(coro())))
+    thread.start()
+    thread.join()
+    return out[0]
+
+
+@pytest.mark.slow
+async def test_a_lost_aof_tail_whose_revisions_are_reused_is_a_rewind(
+    own_server: RedisServer, registries: Make
+) -> None:
+    """Redis restarts without its last writes (a lost AOF tail), and other writers reuse
+    their revisions before the registry looks: same epoch, a revision as high as the one
+    it saw, but other entries under it. The registry relists and serves what Redis holds."""
+    url = own_server.url(0)
+    reg = registries(url)
+    await reg.start()
+    writer = registries(url)
+    await writer.start()
+    for i in range(5):
+        last = await writer.register(f"n{i}", pool="p", capacity=1)
+    await reg.wait_revision(last.revision, timeout_s=5)
+    await writer.close()
+    # this loop is blocked from here until the new writes are done: reg cannot look meanwhile
+    own_server.kill()
+    lose_last_writes(own_server, 2)  # n3 and n4 are lost
+    own_server.start()
+
+    async def write_again() -> int:
+        other = wf.cluster.Registry(url, deadline_s=1.0)
+        await other.start()
+        assert other.revision == last.revision - 2  # the loss is what the test says
+        try:
+            for i in range(3):  # revisions 4, 5, 6: two of them reused
+                node = await other.register(f"m{i}", pool="p", capacity=2)
+            return node.revision
+        finally:
+            await other.close()
+
+    assert in_a_thread(write_again) == last.revision + 1
+    truth = registries(url)
+    await truth.start()
+    expected = sorted(n.id for n in truth.nodes())
+    assert expected == ["m0", "m1", "m2", "n0", "n1", "n2"]
+    await reg.wait_for(lambda: sorted(n.id for n in reg.nodes()) == expected, timeout_s=10)
+    assert reg.metrics.rewinds >= 1
+    assert {n.id: n.revision for n in reg.nodes()} == {n.id: n.revision for n in truth.nodes()}

@@ -43,6 +43,8 @@ from .node import Decoder, Node, pairs
 log = structlog.get_logger("weirflow.cluster")
 
 Status = Literal["normal", "degraded", "recovering"]
+#: what the sweep tells of the server: revision, first log entry, epoch, an entry of the log
+Where = tuple[int, int, str | None, dict[str, str] | None]
 
 DEFAULT_TTL_S = 30.0
 DEFAULT_DEADLINE_S = 0.1
@@ -105,6 +107,7 @@ class Registry:
         self.cache = NodeCache(reservation_ttl_s=reservation_ttl_s if reservation_ttl_s else ttl_s)
         self.revision = 0  # the last log entry applied (or the listed revision)
         self.epoch: str | None = None
+        self._tip: dict[str, str] | None = None  # the log entry at ``revision``, as applied
         self._calls = Calls(
             metrics=self.metrics,
             deadline_s=deadline_s,
@@ -378,10 +381,11 @@ class Registry:
 
     async def _relist(self) -> None:
         reply = await self._run("list", "LIST")
-        revision, epoch, records = int(reply[0]), reply[1], reply[2:]
+        revision, epoch, tip, records = int(reply[0]), reply[1], reply[2], reply[3:]
         self.cache.replace_all(self._decode(pairs(flat)) for flat in records)
         self.revision = revision
         self.epoch = epoch
+        self._tip = pairs(tip) if tip else None
         self._need_list = False
         self.metrics.relists += 1
         self._mark_current()
@@ -393,14 +397,27 @@ class Registry:
             self._synced = True
             self._update_status()
 
-    async def _sweep(self) -> tuple[int, int, str | None]:
-        reply = await self._run("sweep", "SWEEP", self._tombstone_ms(), self.sweep_limit)
-        return int(reply[0]), int(reply[1]), reply[3]
+    async def _sweep(self, revision: int) -> Where:
+        """Where the server is: revision, first log entry, epoch, and its log entry at ``revision``."""
+        reply = await self._run("sweep", "SWEEP", self._tombstone_ms(), self.sweep_limit, revision)
+        return int(reply[0]), int(reply[1]), reply[3], pairs(reply[4]) if reply[4] else None
+
+    def _rewound(self, revision: int, tip: dict[str, str] | None, server: Where) -> bool:
+        """Whether the server holds another history than the one we applied up to ``revision``
+        (whose log entry was ``tip``): another epoch (it restarted empty), a lower revision (it
+        lost its last writes), or, once writes made after such a loss have reused our revision,
+        another entry at that revision."""
+        server_rev, _, epoch, entry = server
+        if epoch != self.epoch or server_rev < revision:
+            return True
+        return tip is not None and entry is not None and entry != tip
 
     async def _resync(self) -> None:
         """After an error: replay from our revision if the log still has it, else relist."""
-        server_rev, first_rev, epoch = await self._sweep()
-        if epoch != self.epoch or server_rev < self.revision:
+        revision, tip = self.revision, self._tip
+        server = await self._sweep(revision)
+        server_rev, first_rev, _, _ = server
+        if self._rewound(revision, tip, server):
             self._lost_data()
             await self._relist()
         elif server_rev > self.revision and (first_rev == 0 or first_rev > self.revision + 1):
@@ -459,6 +476,7 @@ class Registry:
                 return
             self.cache.apply(self._decode(fields))
             self.revision = rev
+            self._tip = fields
             self.metrics.events_applied += 1
         if entries:
             self._notify()
@@ -469,12 +487,14 @@ class Registry:
         """The sweep as liveness probe: expires due nodes and notices outages and lost data."""
         while not self._closed:
             await asyncio.sleep(self.probe_interval_s * self._rng.uniform(0.8, 1.2))  # a rate
-            before = self.revision  # the follower may apply newer entries while the sweep is out
+            # the follower may apply newer entries while the sweep is out
+            before, tip = self.revision, self._tip
             try:
-                server_rev, _, epoch = await self._sweep()
+                server = await self._sweep(before)
             except ClusterError:
                 continue
-            if epoch != self.epoch or server_rev < before:
+            server_rev = server[0]
+            if self._rewound(before, tip, server):
                 self._lost_data()
             elif server_rev == before == self.revision and self._synced:
                 self._current_at = time.monotonic()

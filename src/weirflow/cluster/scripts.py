@@ -51,6 +51,19 @@ local function tombstone(id, op, tomb_ms)
   return record
 end
 
+-- the fields of the log entry at revision rev (empty if the log has none): what a registry
+-- compares with the entry it applied there, to tell a revision reused after a loss
+local function entry_at(rev)
+  if rev < 1 then
+    return {}
+  end
+  local found = redis.call('XRANGE', log_key, rev .. '-0', rev .. '-0')
+  if #found == 0 then
+    return {}
+  end
+  return found[1][2]
+end
+
 -- a live node whose expiry is due is expired now, whoever asks
 local function live(id, tomb_ms)
   local key = prefix .. id
@@ -137,10 +150,11 @@ return tombstone(id, 'remove', ARGV[5])
 )
 
 # Expire what is due (at most ARGV[5] nodes a call) and report where the server is:
-# {revision, first log entry's revision (0: empty log), nodes expired now, epoch}.
+# {revision, first log entry's revision (0: empty log), nodes expired now, epoch, the
+# fields of the log entry at revision ARGV[6] (the caller's; empty if there is none)}.
 # Run by every registry as its liveness probe; tombstoning twice is impossible
 # because the ZREM and the state check happen in the same atomic step.
-# ARGV: prefix, maxlen, epoch, tomb_ms, limit
+# ARGV: prefix, maxlen, epoch, tomb_ms, limit, revision
 SWEEP = (
     _PRELUDE
     + """
@@ -160,17 +174,20 @@ local first_rev = 0
 if #first > 0 then
   first_rev = tonumber(string.match(first[1][1], '^(%d+)'))
 end
-return {tonumber(redis.call('GET', rev_key) or '0'), first_rev, expired, redis.call('GET', epoch_key)}
+return {tonumber(redis.call('GET', rev_key) or '0'), first_rev, expired, redis.call('GET', epoch_key),
+  entry_at(tonumber(ARGV[6]))}
 """
 )
 
 # Every record (live and tombstone) with the revision they are at, in one atomic step:
-# {revision, epoch, record, record, ...}. Forgets ids whose tombstone has expired.
+# {revision, epoch, the fields of the log entry at that revision, record, record, ...}.
+# Forgets ids whose tombstone has expired.
 # ARGV: prefix, maxlen, epoch
 LIST = (
     _PRELUDE
     + """
-local out = {tonumber(redis.call('GET', rev_key) or '0'), redis.call('GET', epoch_key)}
+local rev = tonumber(redis.call('GET', rev_key) or '0')
+local out = {rev, redis.call('GET', epoch_key), entry_at(rev)}
 for _, id in ipairs(redis.call('SMEMBERS', ids_key)) do
   local record = flat(prefix .. id)
   if #record == 0 then
