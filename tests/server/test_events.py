@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import weirflow as wf
+from weirflow.runtime.hooks import Hooks
 from weirflow.server.events import EventHub, EventLog, LoggedEvent
 
 
@@ -48,3 +50,35 @@ def test_other_sources_publish_into_a_jobs_log() -> None:
     assert hub.log("job-1").since(0) == (0, [LoggedEvent(1, "breakpoint", {"id": "bp1"})])
     hub.forget("job-1")
     assert "job-1" not in hub.logs
+
+
+async def test_a_job_refused_its_completion_by_a_fatal_hook_logs_one_end() -> None:
+    """A fatal hook failing at the result turns a completed job into a failed one (two
+    finished statuses): its log still ends once, with the final status, and the hub's
+    ``on_finished`` runs once."""
+
+    @wf.routine
+    async def echo(item: int) -> int:
+        return item
+
+    flow = wf.Flow("echo")
+    flow.add("echo", echo)
+    flow.output("echo.output")
+
+    class Refuses(Hooks):
+        fatal = True
+
+        def on_job_result(self, job: object, result: object) -> None:
+            raise RuntimeError("refused")
+
+    finished: list[str] = []
+    hub = EventHub(capacity=100, on_finished=lambda job: finished.append(job.id))
+    engine = wf.Engine(hooks=[hub, Refuses()])
+    job = await engine.start(flow, {"echo.input": [1]})
+    result = await job.wait(timeout_s=5)
+    await hub.aclose()
+    assert result.status is wf.JobStatus.FAILED
+    _, events = hub.log(job.id).since(0)
+    ends = [e.data["status"] for e in events if e.kind == "end"]
+    assert ends == ["failed"]
+    assert finished == [job.id]  # (twice before: one task per finished status)
