@@ -155,3 +155,22 @@ async def test_at_most_unacked_capacity_sent_items_wait_to_be_finished(
         while len(got) < 4:
             got += await sup.results(p.id, wait_s=10)
         assert got == [0, 1, 2, 3]
+
+
+async def test_the_first_send_is_acknowledged_even_while_its_routine_runs_calls_in_a_row(
+    supervisor: Make, tmp_path: Path
+) -> None:
+    # the acknowledgement hook is attached at the first send, while "w" is in the middle of
+    # a run of calls on the runner's fast path (blocked in an emit: the results buffer has
+    # room for one): the sent item must meet the hook, or it is finished unacknowledged
+    async with supervisor(results_capacity=1) as sup:
+        p = await sup.start("work", {"w.inp": [item(i, tmp_path) for i in range(3)]}, restart="temporary")
+        assert await sup.results(p.id, wait_s=10) == [0]
+        await sup.send(p.id, SLOT, item(3, tmp_path))
+        got: list[int] = []
+        while len(got) < 3:
+            got += await sup.results(p.id, wait_s=10)
+        assert got == [1, 2, 3]
+        info = await sup.stop(p.id)  # drains: every acknowledgement is read before the exit
+        assert (info.state, info.unacked, info.dead_letters) == ("stopped", 0, 0), info
+        assert sup.dead_letters(p.id) == []

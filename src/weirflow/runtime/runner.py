@@ -216,7 +216,8 @@ class RoutineRunner(Lanes):
         """Calls in a row, in one frame, while items wait: one slot, an async handler,
         nothing watching (no journal, no hook on handler starts or ends). Stops when the
         slot is empty, the job or the routine pauses or finishes, a call fails (handed to
-        ``_call`` for the error policy), or after ``budget`` calls; returns how many it made.
+        ``_call`` for the error policy), hooks are attached or removed (the next call
+        honours them), or after ``budget`` calls; returns how many it made.
 
         The routine counts as busy (``active``) from the first call to the last: no other
         task runs between two calls, so nobody can see the difference. Busy time is
@@ -233,6 +234,7 @@ class RoutineRunner(Lanes):
         wants_ctx = act.wants_ctx
         failed: tuple[Any, Exception] | None = None
         n = 0
+        hooks = job.hook_set
         self.active = 1
         job.call_started()
         t0 = time.perf_counter()
@@ -254,6 +256,8 @@ class RoutineRunner(Lanes):
                 q.settle(1, False)
                 self.calls += 1
                 if not items or n >= budget or job.finished or job.paused or self.paused:
+                    break
+                if job.hook_set is not hooks:  # (an item sent now must meet them)
                     break
         finally:
             self.active = 0

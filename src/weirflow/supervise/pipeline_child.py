@@ -100,9 +100,10 @@ class _Outputs(Hooks):
 
 class _Acks(Hooks):
     """Tells the supervisor when an item it sent is finished: its handler returned
-    (``acked``, with the items' ``seq``), or the job dead-lettered it (``dead_letter``,
-    with its ``seq``; the job's other dead letters go too, with ``seq`` None). Written
-    synchronously, so an item the supervisor has no word about was not finished.
+    (``acked``, with the items' ``seq``: through ``_Ends``), or the job dead-lettered it
+    (``dead_letter``, with its ``seq``; the job's other dead letters go too, with ``seq``
+    None). Written synchronously, so an item the supervisor has no word about was not
+    finished.
 
     An item is known by the object the handler receives (``id``), with its routine; two
     sent items that are the same object (a small int, ``None``) are told apart by order,
@@ -136,9 +137,7 @@ class _Acks(Hooks):
             if not waiting:
                 del self.pending[(routine, id(item))]
 
-    def on_handler_end(
-        self, job: Job, routine: str, item: Any, error: BaseException | None, duration_s: float
-    ) -> None:
+    def ended(self, routine: str, item: Any, error: BaseException | None) -> None:
         if error is not None or not self.pending:
             return  # (a failed call is retried, dead-lettered, or fails the job: not done yet)
         seq = self._pop(routine, item)
@@ -160,6 +159,24 @@ class _Acks(Hooks):
             self.channel.notify_now("dead_letter", {**body, "item": repr(letter.item)})
 
 
+class _Ends(Hooks):
+    """``_Acks``' view of handler ends. Attached at the first send only: a hook on
+    handler ends takes every routine off the runner's fast path (it halves a plain
+    chain's rate, ``benchmarks/pipeline_acks.py``), which a pipeline that is never sent
+    anything need not pay."""
+
+    def __init__(self, acks: _Acks) -> None:
+        self.acks = acks
+
+    def watches(self, point: str, target: str) -> bool:
+        return False
+
+    def on_handler_end(
+        self, job: Job, routine: str, item: Any, error: BaseException | None, duration_s: float
+    ) -> None:
+        self.acks.ended(routine, item, error)
+
+
 def _flows(source: Any) -> dict[str, Flow]:
     flows = load_flows(source) if isinstance(source, str) else list(source)
     return {f.name: f for f in flows}
@@ -173,6 +190,7 @@ class _Pipeline:
         self.job: Job | None = None
         self.credit = _Credit()
         self.acks = _Acks(channel)
+        self.ends: _Ends | None = None
         self.started = asyncio.get_running_loop().create_future()
         channel.handle("run", self.run)
         channel.handle("status", self.status)
@@ -239,6 +257,9 @@ class _Pipeline:
         except UnknownSlotError as e:
             raise InvalidCommand(str(e)) from None
         if seq is not None:  # known before it can reach the handler
+            if self.ends is None:
+                self.ends = _Ends(self.acks)
+                job.add_hooks(self.ends)
             self.acks.sent(routine, item, seq)
         try:
             await job.send(slot, item, timeout_s=body.get("timeout_s"))
