@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -256,3 +258,31 @@ async def test_leaving_the_block_stops_every_child_in_parallel(supervisor: Make)
     for pid in pids:
         assert pid is not None
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_a_restart_whose_spawn_fails_is_retried_after_its_backoff(supervisor: Make) -> None:
+    """The spawn fails for real, not through a patch: this process's descriptor table is
+    full (``RLIMIT_NOFILE`` lowered to the highest descriptor open now, every free number
+    below it taken), so the pipe to a new child cannot be made (``EMFILE``). Each failed
+    spawn counts as a failed start, retried after the backoff, until the intensity."""
+    async with supervisor(warm=0, intensity=2, backoff_initial_s=0.05) as sup:
+        p = await sup.start("echo")
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        fillers: list[int] = []
+        failed = asyncio.ensure_future(sup.wait_state(p.id, "failed", timeout_s=30))
+        try:
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (max(int(fd) for fd in os.listdir("/proc/self/fd")) + 1, hard)
+            )
+            with contextlib.suppress(OSError):
+                while True:
+                    fillers.append(os.open(os.devnull, os.O_RDONLY))
+            os.kill(p.pid or -1, signal.SIGKILL)
+            info = await failed
+        finally:
+            while fillers:
+                os.close(fillers.pop())
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert info.restarts == 2  # the crash, then a failed spawn: each restarted after its backoff
+        assert info.reason is not None and "could not be spawned" in info.reason, info.reason
+        assert "Too many open files" in info.reason and "restart intensity exceeded" in info.reason
