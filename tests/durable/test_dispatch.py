@@ -202,3 +202,39 @@ async def test_an_engine_given_a_registry_url_starts_and_closes_it(
         job_id = await down.submit("one", {"a.item": [{}]}, pool="gpu")
         info = await down.get_job(job_id)
         assert (info.node, info.status) == (None, "queued")
+
+
+@pytest.mark.slow  # three processes: a few seconds on 2 cores
+async def test_dispatches_from_several_processes_never_pass_a_nodes_capacity(
+    job_store: str, redis_url: str, registries: Make
+) -> None:
+    import sys
+
+    from tests.durable.procs import ROOT
+
+    admin = registries(redis_url)
+    await admin.start()
+    for i in range(3):
+        await admin.register(f"n{i}", pool="gpu", capacity=4)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.durable.dispatch_peer",
+            job_store,
+            redis_url,
+            "30",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    outs = [await asyncio.wait_for(p.communicate(), 60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert sum(int(out.split()[-1]) for out, _ in outs) == 12  # (the last line: logs go to stdout too)
+    store = open_store(job_store)
+    await store.open()
+    try:
+        assert await assigned(store) == Counter({"n0": 4, "n1": 4, "n2": 4, None: 78})
+    finally:
+        await store.close()
