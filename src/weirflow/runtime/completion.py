@@ -36,9 +36,28 @@ class Component:
         self.ending = False
         self.ended = False
         self.quiet: asyncio.Future[None] | None = None
+        # the members' locks, in one order, if a member's calls run on worker threads
+        locks = {id(r.lock): r.lock for r in members} if any(r.threaded for r in members) else {}
+        self.locks = [locks[k] for k in sorted(locks)]
 
     def quiescent(self) -> bool:
-        return all(r.idle() for r in self.members)
+        """Every member is idle, at one moment. Workers of a threaded member change its
+        counts and append to the slots it emits into while the loop looks, so member by
+        member is not enough: a worker could emit into a member already seen idle and then
+        go idle itself before it is looked at, and the component would end with that item
+        queued (dead-lettered as ``unconsumed``). With every member's lock held (a slot
+        takes its consumer's lock; a worker holds one lock at a time, so taking them in
+        one order cannot deadlock) nothing changes while the loop looks."""
+        locks = self.locks
+        if not locks:  # only the loop changes the members' counts: one look is a moment
+            return all(r.idle() for r in self.members)
+        for lock in locks:
+            lock.acquire()
+        try:
+            return all(r.idle_locked() for r in self.members)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
 
 
 Topology = tuple[tuple[tuple[str, ...], bool, tuple[int, ...], tuple[int, ...]], ...]

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 class RoutineRunner(Lanes):
     """Runs one routine of one job: waits for ready activations and calls handlers."""
 
+    #: whether its calls run on worker threads, which change its counts (``ThreadRunner``)
+    threaded = False
+
     def __init__(
         self, job: Job, name: str, routine: Routine, flow: Flow, shared: Collection[str] = ()
     ) -> None:
@@ -124,6 +127,10 @@ class RoutineRunner(Lanes):
         return any(q.calls_waiting() for q in self.queues.values())
 
     def idle(self) -> bool:
+        return self.active == 0 and not self.has_work()
+
+    def idle_locked(self) -> bool:
+        """``idle``, with this runner's lock held by the caller (``Component.quiescent``)."""
         return self.active == 0 and not self.has_work()
 
     def _next(self) -> BoundActivation | None:

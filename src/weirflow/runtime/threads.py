@@ -147,9 +147,14 @@ class ThreadRunner(RoutineRunner):
 
     # -- what the loop sees ---------------------------------------------------------------
 
+    threaded = True
+
     def idle(self) -> bool:
         with self.lock:
             return self.active == 0 and self.busy == 0 and not self.has_work()
+
+    def idle_locked(self) -> bool:
+        return self.active == 0 and self.busy == 0 and not self.has_work()
 
     def running_calls(self) -> int:
         return self.active + self.busy
