@@ -20,13 +20,17 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import sys
+import threading
+import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
-#: an example's time limit, engine close included (they take milliseconds; CI is loaded)
-EXAMPLE_LIMIT_S = 30.0
+#: an example's time limit, engine close included (they take milliseconds; CI is loaded);
+#: below the examples' own ``job.wait`` timeouts, so that a hung job is seen as it hung
+EXAMPLE_LIMIT_S = 20.0
 #: how long tasks left after a cancel get to end before the loop is closed anyway
 GRACE_S = 2.0
 #: the whole test: generation, and shrinking (hypothesis stops it after 300 s)
@@ -41,14 +45,22 @@ def examples(n: int) -> int:
 def _stacks(tasks: set[asyncio.Task[Any]]) -> str:
     out = io.StringIO()
     for task in tasks:
-        out.write(f"--- {task.get_name()}: {task.get_coro()!r}\n")
+        out.write(f"--- task {task.get_name()}: {task.get_coro()!r}\n")
         task.print_stack(file=out)
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        if ident != threading.get_ident():
+            out.write(f"--- thread {names.get(ident, ident)}\n")
+            out.write("".join(traceback.format_stack(frame)))
     return out.getvalue()
 
 
-def run_bounded(main: Callable[[], Coroutine[Any, Any, None]], *, limit_s: float = EXAMPLE_LIMIT_S) -> None:
-    """Run ``main()`` on a new loop; ``AssertionError`` (with the pending tasks' stacks)
-    if it has not ended within ``limit_s``, and never wait more than ``GRACE_S`` after."""
+def run_bounded(
+    main: Callable[[], Coroutine[Any, Any, None]], what: object, *, limit_s: float = EXAMPLE_LIMIT_S
+) -> None:
+    """Run ``main()`` on a new loop; ``AssertionError`` naming ``what`` (the example) with
+    the stacks of the tasks and threads still running if it has not ended within
+    ``limit_s``; never waits more than ``GRACE_S`` after."""
     loop = asyncio.new_event_loop()
     try:
         task = loop.create_task(main(), name="example")
@@ -57,7 +69,7 @@ def run_bounded(main: Callable[[], Coroutine[Any, Any, None]], *, limit_s: float
             stacks = _stacks({t for t in asyncio.all_tasks(loop) if not t.done()})
             task.cancel()
             loop.run_until_complete(asyncio.wait({task}, timeout=GRACE_S))
-            raise AssertionError(f"the example did not end within {limit_s} s; pending tasks:\n{stacks}")
+            raise AssertionError(f"{what!r} did not end within {limit_s} s; still running:\n{stacks}")
         task.result()
     finally:
         left = {t for t in asyncio.all_tasks(loop) if not t.done()}

@@ -137,7 +137,7 @@ async def run_shape(shape: Shape) -> None:
 @settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shapes())
 def test_random_flows_account_for_every_item(shape: Shape) -> None:
-    run_bounded(lambda: run_shape(shape))
+    run_bounded(lambda: run_shape(shape), shape)
 
 
 def test_a_cycle_of_thread_routines_ends_only_once_every_item_is_processed() -> None:
@@ -155,7 +155,26 @@ def test_a_cycle_of_thread_routines_ends_only_once_every_item_is_processed() -> 
         pause=False,
     )
     for _ in range(200):  # a race: each run is a new chance to lose it
-        run_bounded(lambda: run_shape(shape))
+        run_bounded(lambda: run_shape(shape), shape)
+
+
+def test_a_def_routine_and_async_emitters_blocked_on_one_slot_never_wait_for_each_other() -> None:
+    """A ``def`` routine's worker (r0) and a lane of an async routine (r1) both emit into a
+    full blocking slot (r2's, capacity 5) that three lanes consume. Once the lanes had
+    taken the slot empty, the worker (told there was room) waited for the loop's emitter
+    queued before it, and that emitter (queued because a thread was waiting) waited for a
+    take that could not come: the job hung with the slot empty (found by the property
+    above, in about 1 run in 4 of this shape)."""
+    shape = Shape(
+        kinds=["sync", "wide", "wide"],
+        edges=[(0, 0), (2, 1), (2, 0), (0, 2), (1, 2)],
+        capacities=[100_000, 100_000, 5],
+        policies=["drop_oldest", "drop_oldest", "block"],
+        inputs={0: [0, 3, 1, 3, 4, 4, 3, 2, 1, 0, 4]},
+        pause=False,
+    )
+    for _ in range(100):  # a race: each run is a new chance to lose it
+        run_bounded(lambda: run_shape(shape), shape, limit_s=10)
 
 
 @st.composite
@@ -214,7 +233,7 @@ def items_done(records: list[dict[str, Any]], routine: str) -> int:
 @given(blocking_shapes())
 def test_random_flows_resume_from_any_prefix_without_loss(case: tuple[Shape, list[float]]) -> None:
     shape, cuts = case
-    run_bounded(lambda: resume_shape(shape, cuts))
+    run_bounded(lambda: resume_shape(shape, cuts), case)
 
 
 class Yielding:
@@ -263,7 +282,7 @@ async def durable_shape(shape: Shape) -> None:
 @settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shapes())
 def test_the_durable_journal_commits_what_a_log_journal_records(shape: Shape) -> None:
-    run_bounded(lambda: durable_shape(shape))
+    run_bounded(lambda: durable_shape(shape), shape)
 
 
 # -- any ending: fail policies, tight cycles, cancels ---------------------------------
@@ -412,4 +431,4 @@ async def run_ending(case: Ending) -> None:
 @settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(endings())
 def test_any_ending_with_fail_policies_and_tight_cycles_accounts_for_every_item(case: Ending) -> None:
-    run_bounded(lambda: run_ending(case))
+    run_bounded(lambda: run_ending(case), case)

@@ -216,6 +216,12 @@ class SharedSlotQueue(SlotQueue):
                         remaining = None if deadline is None else deadline - time.monotonic()
                         if remaining is not None and remaining <= 0:
                             raise SlotFullError(self.path, self.capacity, time.monotonic() - start)
+                        if self.putters and len(self.items) < self.capacity:
+                            # room, and the loop's emitters first in line: they queued
+                            # because this thread waited (``_has_room_locked``), so no take
+                            # may come to wake them; hand them the room, or both would wait
+                            # for each other with the slot empty
+                            self._wake_putters_locked()
                         self.room.wait(remaining)
                 finally:
                     self.waiting -= 1
@@ -273,11 +279,15 @@ class SharedSlotQueue(SlotQueue):
         if self.waiting:
             self.room.notify_all()
         if self.putters:
-            if threading.get_ident() == self.loop_thread:
-                SlotQueue.wake_putter(self)
-            elif not self._wake_posted:
-                self._wake_posted = True
-                self.loop.call_soon_threadsafe(self.wake_putter)
+            self._wake_putters_locked()
+
+    def _wake_putters_locked(self) -> None:
+        """Let the first of the loop's blocked emitters in (through the loop from a thread)."""
+        if threading.get_ident() == self.loop_thread:
+            SlotQueue.wake_putter(self)
+        elif not self._wake_posted:
+            self._wake_posted = True
+            self.loop.call_soon_threadsafe(self.wake_putter)
 
     def consumer_stopped_locked(self) -> None:
         """The consumer stops taking for now: blocked emitters may use what room there is."""
