@@ -397,3 +397,51 @@ async def test_a_thread_emit_into_a_full_drop_slot_after_the_job_ended_is_refuse
     finally:
         gate.set()
     assert_settled(result)
+
+
+class _PairSource(wf.Routine):
+    """One ``b`` first, then ``n`` items on ``a`` and ``n`` on ``b``: the second ``a`` only
+    fits once the join took its first pair."""
+
+    go = wf.Slot()
+    a = wf.Event()
+    b = wf.Event()
+
+    @go.handler
+    def run(self, n: int, ctx: wf.Context) -> None:
+        ctx.emit(self.b, -1)
+        for i in range(n):
+            ctx.emit(self.a, i)
+        for i in range(n):
+            ctx.emit(self.b, i)
+
+
+class _Pairs(wf.Routine):
+    a = wf.Slot()
+    b = wf.Slot()
+
+    @wf.join(a, b)
+    async def pair(self, x: int, y: int, ctx: wf.Context) -> None:
+        ctx.state["pairs"] = ctx.state.get("pairs", 0) + 1
+
+
+async def test_a_thread_blocked_on_a_join_slot_with_room_goes_on_when_the_join_waits() -> None:
+    """A ``def`` routine's emit waits on a full slot of an async join; the join takes one
+    pair and then waits for its other slot, which that very routine feeds next. A shared
+    slot lets blocked threads in only once it has drained to three quarters (one wake-up
+    for a run of items), and the join stopped at 7 of 8: the thread waited for room it
+    had, and the job hung. A consumer that stops taking now lets them in."""
+    flow = wf.Flow("pairs")
+    flow.add("src", _PairSource())
+    flow.add("join", _Pairs())
+    flow.connect("src.a", "join.a")
+    flow.connect("src.b", "join.b")
+    flow.slot("join.a", capacity=8)
+    flow.slot("join.b", capacity=100)
+    async with wf.Engine() as e:
+        job = await e.start(flow, {"src.go": [9]})
+        result = await job.wait(timeout_s=WAIT_S)
+        assert job.routine_state("join")["pairs"] == 9
+    assert result.status is wf.JobStatus.COMPLETED
+    assert_settled(result)
+    assert result.dead_letter_reasons == {"unconsumed": 1}  # the last b has no a

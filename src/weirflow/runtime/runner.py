@@ -52,6 +52,10 @@ class RoutineRunner(Lanes):
                 self.queues[sl] = SharedSlotQueue(job, self, sl, spec, self.lock)
             else:
                 self.queues[sl] = SlotQueue(job, self, sl, spec)
+        #: the slots threads put into: told when this runner stops taking (``consumer_stopped``)
+        self.shared_queues: list[SharedSlotQueue] = [
+            q for q in self.queues.values() if isinstance(q, SharedSlotQueue)
+        ]
         self.acts = [BoundActivation(self, a) for a in routine.activations]
         self.end_act = BoundActivation(self, None) if routine.has_on_end else None
         self.routes: dict[str, Route] = {}  # by event name (delivery.build_routes)
@@ -82,6 +86,7 @@ class RoutineRunner(Lanes):
             route.release()
         self.routes = {}
         self.queues = {}
+        self.shared_queues = []
         self.acts = []
         self.end_act = None
         self.component = None
@@ -164,6 +169,8 @@ class RoutineRunner(Lanes):
                 if act is None:
                     if self.active == 0:
                         job.tracker.idle(self)
+                    for q in self.shared_queues:
+                        q.consumer_stopped()
                     self.waiter = loop.create_future()
                     await self.waiter
                     streak = 0

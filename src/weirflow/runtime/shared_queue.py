@@ -294,6 +294,15 @@ class SharedSlotQueue(SlotQueue):
         if len(self.items) < self.capacity:
             self._wake_room_locked()
 
+    def consumer_stopped(self) -> None:
+        """``consumer_stopped_locked`` from the loop's runner, as it waits: blocked emitters
+        are woken only once the slot drained to ``_room_mark``, so a consumer that stops
+        above it (a join waiting for its other slot) must let them in, or an emitter that
+        would feed that other slot next waits for room it already has."""
+        if self.waiting or self.putters:
+            with self.lock:
+                self.consumer_stopped_locked()
+
     def settle(self, n: int, dead: bool) -> None:
         with self.lock:
             self.in_flight -= n
