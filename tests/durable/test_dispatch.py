@@ -7,12 +7,15 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
+import psycopg
 import pytest
 
 import weirflow as wf
 from weirflow.cluster import Dispatcher, Reassigner, Registry
 from weirflow.durable import JobSpec, Store, open_store
 from weirflow.errors import JobError
+
+from .pgserver import PgServer
 
 Make = Callable[..., Registry]
 
@@ -236,5 +239,37 @@ async def test_dispatches_from_several_processes_never_pass_a_nodes_capacity(
     await store.open()
     try:
         assert await assigned(store) == Counter({"n0": 4, "n1": 4, "n2": 4, None: 78})
+    finally:
+        await store.close()
+
+
+async def test_a_nodes_claim_waits_for_a_submit_to_the_node_in_progress(pg: PgServer) -> None:
+    """PostgreSQL: a node's claim, which makes unassigned jobs its own, takes the node's lock
+    as submits to it do. Here a submit of two jobs to n1 (capacity 2) is caught mid-way: its
+    rows are inserted under the node's lock, not yet committed. The claim waits for it, then
+    takes one of those two jobs, so n1 holds 2 jobs. Without the lock the claim would not
+    see them, take the unassigned job, and n1 would hold 3."""
+    url = pg.new_database()
+    store = open_store(url)
+    await store.open()
+    try:
+        free = await store.submit(JobSpec(flow="one", inputs={}, queue="gpu"))
+        async with await psycopg.AsyncConnection.connect(url) as conn:  # (a transaction)
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("weirflow:node:n1",))
+            for job_id in ("a1", "a2"):
+                await conn.execute(
+                    "INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, run_at,"
+                    " created_at, node) VALUES (%s, 'one', '{}', 'gpu', 'queued', 3, %s, 0, 0, 'n1')",
+                    (job_id, '{"initial_s": 1, "factor": 2, "max_s": 60, "jitter": false}'),
+                )
+            claim = asyncio.create_task(store.claim("gpu", "w-n1", limit=1, lease_s=30, node="n1"))
+            done, _ = await asyncio.wait({claim}, timeout=0.5)
+            assert not done  # waiting for the submit's lock
+            await conn.commit()
+        [got] = (await claim).jobs
+        assert got.id in ("a1", "a2")
+        record = await store.get(free)
+        assert record is not None and record.node is None and record.status == "queued"
+        assert await assigned(store) == Counter({"n1": 2, None: 1})
     finally:
         await store.close()
