@@ -423,3 +423,23 @@ def test_metrics_port_of_worker_processes_refuses_a_port_in_use(tmp_path: Path) 
         )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: --metrics-port {port}"), done.stderr
+
+
+async def test_a_stopping_worker_child_reports_what_it_counted_since_its_last_health_check(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'weirflow.db'}"
+    store = open_store(url)
+    await store.open()
+    try:
+        job_id = await store.submit(JobSpec(flow="steps3", inputs={"a.item": [{"sleep_s": 0.01}]}))
+        # no health check before the stop: the first comes a quarter interval (15 s) in
+        settings = SuperviseSettings(grace_s=0.5, health_interval_s=60.0)
+        sup = WorkerSupervisor(url, FLOWS_MODULE, processes=1, settings=settings)
+        async with sup:
+            await poll_store(lambda: completed(store, [job_id]), timeout_s=60)
+            assert sup.children()[0].health["last_ok_at"] is None
+        text = (await sup.metrics.render()).decode()
+        assert 'weirflow_queue_attempts_total{flow="steps3",outcome="completed",queue="default"} 1.0' in text
+    finally:
+        await store.close()

@@ -13,17 +13,21 @@ released), and answers over its pipe:
   killed and the leases released so another worker resumes those jobs at once.
 
 SIGTERM does what ``stop`` does (the supervisor sends it when ``stop`` gets no answer).
+Once the worker has stopped, a last ``metrics`` notification says what it counted since
+its last health check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from typing import Any
 
 from ..durable.metrics import QueueMetrics
 from ..durable.worker import Worker
+from ..errors import SuperviseError
 from ..flow.source import load_flows
 from .channel import Channel
 
@@ -54,4 +58,7 @@ async def main(channel: Channel, arg: dict[str, Any]) -> int:
     channel.handle("stop", stop)
     await channel.ready({"worker_id": worker.worker_id, "pid": os.getpid()})
     await worker.run()
+    # what it counted since its last health check (the jobs it just released too)
+    with contextlib.suppress(OSError, SuperviseError):
+        await channel.notify("metrics", metrics.snapshot())
     return 0

@@ -4,8 +4,9 @@ The worker children count their jobs as a single worker does (``QueueMetrics``) 
 send what they counted with every answer to a health check (``status``); the
 supervisor adds them up at scrape time. What a child counted goes on counting after
 it ended (it is folded into the slot's past), so the counters never go back when a
-child is replaced; what it counted after its last health check is lost with it (at
-most one ``--health-interval-s``). Beside them, the supervisor's own:
+child is replaced. A child that stops sends its last counts as it exits; one that is
+killed loses what it counted after its last health check (at most one
+``--health-interval-s``). Beside them, the supervisor's own:
 
 - ``weirflow_worker_child_state`` (1 for each slot's state), ``weirflow_worker_children``
   (slots by state);

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -227,7 +228,13 @@ class WorkerSupervisor:
         }
         while not self._stopping.is_set():
             # (not daemonic: its engine starts processes for executor = "process" routines)
-            child = ChildProcess(ENTRY, arg, name=f"weirflow-worker-{slot.index}", daemon=False)
+            child = ChildProcess(
+                ENTRY,
+                arg,
+                name=f"weirflow-worker-{slot.index}",
+                daemon=False,
+                on_notification=functools.partial(self._notified, slot.index),
+            )
             slot.child, slot.replaced, slot.status = child, None, None
             slot.health = HealthState(interval_s=slot.interval_s)
             self._set(slot, "starting")
@@ -355,6 +362,10 @@ class WorkerSupervisor:
             status=slot.status,
             reason=slot.reason,
         )
+
+    def _notified(self, index: int, kind: str, body: Any) -> None:
+        if kind == "metrics":  # its last counts, as it stopped
+            self.metrics.reported(index, body)
 
     def _set(self, slot: _Slot, state: str) -> None:
         slot.state = state
