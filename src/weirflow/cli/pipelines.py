@@ -221,6 +221,17 @@ def dead_letters(
 
 
 @pipelines_app.command()
+def rm(
+    pipeline_id: IdArgument,
+    server: ServerOption = DEFAULT_SERVER,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove a stopped or failed pipeline (with its unread outputs) from the server."""
+    _show(_call(server, api_key, lambda c: c.forget_pipeline(pipeline_id)), as_json)
+
+
+@pipelines_app.command()
 def results(
     pipeline_id: IdArgument,
     max_items: Annotated[int, typer.Option("--max", min=1, help="At most this many per call.")] = 100,
@@ -241,4 +252,6 @@ def results(
                 if not follow and not page.remaining:
                     return
         except KeyboardInterrupt:
-            return
+            # what was not printed was not consumed (the server takes nothing for a client
+            # that went away), and a script can tell an interrupt from the end of the outputs
+            raise typer.Exit(130) from None

@@ -305,9 +305,10 @@ class AsyncClient:
         return await self.call(call, timeout_s=timeout_s + 10)
 
     async def pipeline_results(
-        self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0
+        self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0, peek: bool = False
     ) -> PipelineResults:
-        call = pipeline_calls.results(pipeline_id, max_items, wait_s)
+        """Consume (an admin key) up to ``max_items`` outputs; ``peek``: only look (any key)."""
+        call = pipeline_calls.results(pipeline_id, max_items, wait_s, peek)
         return await self.call(call, timeout_s=wait_s + 10)
 
     async def pipeline_dead_letters(self, pipeline_id: str) -> PipelineDeadLetters:
@@ -316,3 +317,7 @@ class AsyncClient:
 
     async def stop_pipeline(self, pipeline_id: str, *, grace_s: float | None = None) -> PipelineOut:
         return await self.call(pipeline_calls.stop(pipeline_id, grace_s), timeout_s=(grace_s or 60) + 10)
+
+    async def forget_pipeline(self, pipeline_id: str) -> PipelineOut:
+        """Remove a stopped or failed pipeline (``PipelineStateError``, 409, while it runs)."""
+        return await self.call(pipeline_calls.forget(pipeline_id))

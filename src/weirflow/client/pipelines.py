@@ -43,8 +43,8 @@ def send(pipeline_id: str, slot: str, values: list[Any], timeout_s: float) -> Ca
     return Call("POST", _pipeline(pipeline_id, "/input"), field("accepted"), json=body)
 
 
-def results(pipeline_id: str, max_items: int, wait_s: float) -> Call[PipelineResults]:
-    params = query(max=max_items, wait_s=wait_s)
+def results(pipeline_id: str, max_items: int, wait_s: float, peek: bool = False) -> Call[PipelineResults]:
+    params = query(max=max_items, wait_s=wait_s, peek="true" if peek else None)
     return Call("GET", _pipeline(pipeline_id, "/results"), model(PipelineResults), params=params)
 
 
@@ -54,3 +54,7 @@ def dead_letters(pipeline_id: str) -> Call[PipelineDeadLetters]:
 
 def stop(pipeline_id: str, grace_s: float | None) -> Call[PipelineOut]:
     return Call("DELETE", _pipeline(pipeline_id), model(PipelineOut), params=query(grace_s=grace_s))
+
+
+def forget(pipeline_id: str) -> Call[PipelineOut]:
+    return Call("DELETE", _pipeline(pipeline_id), model(PipelineOut), params=query(forget="true"))

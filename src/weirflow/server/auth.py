@@ -53,15 +53,19 @@ class RoleBearer(HTTPBearer):
 
     One dependency that is also the ``HTTPBearer`` security scheme of the OpenAPI schema:
     FastAPI solves every dependency of every request anew, at a cost per dependency that
-    showed in the profiles of the hot routes (a check depending on ``bearer`` was two)."""
+    showed in the profiles of the hot routes (a check depending on ``bearer`` was two).
 
-    def __init__(self, role: Role) -> None:
+    ``changing``: the call changes something even as a GET (a GET that consumes), so the
+    cross-site and CSRF checks of a change apply to it."""
+
+    def __init__(self, role: Role, *, changing: bool = False) -> None:
         super().__init__(auto_error=False, scheme_name="HTTPBearer", description=bearer.model.description)
         self.role = role
+        self.changing = changing
 
     async def __call__(self, request: Request) -> None:  # type: ignore[override]
         settings: Settings = request.app.state.settings
-        check_cross_site(request, settings.cors_origins)
+        check_cross_site(request, settings.cors_origins, changing=self.changing)
         if not settings.auth_enabled:
             return
         credentials = await super().__call__(request)
@@ -71,19 +75,20 @@ class RoleBearer(HTTPBearer):
                 raise UnauthorizedError(
                     "missing API key: send 'Authorization: Bearer KEY'", headers=_challenge()
                 )
-            check_csrf(request, session)
+            check_csrf(request, session, changing=self.changing)
             have: Role | None = session.role
         else:
             have = role_of(credentials.credentials, settings.api_keys)
         if have is None:
             raise UnauthorizedError("invalid API key", headers=_challenge())
         if self.role is Role.ADMIN and have is not Role.ADMIN:
-            raise ForbiddenError(f"this API key has role {have.value!r}; {request.method} needs 'admin'")
+            what = "this call" if self.changing else request.method
+            raise ForbiddenError(f"this API key has role {have.value!r}; {what} needs 'admin'")
 
 
-def require(role: Role) -> Callable[..., Awaitable[None]]:
+def require(role: Role, *, changing: bool = False) -> Callable[..., Awaitable[None]]:
     """A dependency admitting requests whose key has ``role`` (see ``RoleBearer``)."""
-    return RoleBearer(role)
+    return RoleBearer(role, changing=changing)
 
 
 def _challenge() -> dict[str, str]:
@@ -92,3 +97,5 @@ def _challenge() -> dict[str, str]:
 
 require_read = require(Role.READ)
 require_admin = require(Role.ADMIN)
+require_admin_change = require(Role.ADMIN, changing=True)
+"""For a GET that changes something (``GET /api/pipelines/{id}/results`` consumes)."""

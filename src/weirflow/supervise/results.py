@@ -4,7 +4,10 @@ The supervisor grants the pipeline's child one credit per free place
 (``weirflow.supervise.pipeline_child``): the child sends an output only with a
 credit in hand, so the buffer never holds more than ``capacity`` and a full buffer
 blocks the pipeline's output instead of dropping it. ``take`` consumes items and
-returns how many places it freed, for the supervisor to give back as credit.
+returns how many places it freed, for the supervisor to give back as credit;
+``wait`` waits for an item without taking it and ``peek`` looks without consuming,
+so that a consumer over HTTP takes only once it knows its client is still there
+(``server.routes.pipelines``).
 """
 
 from __future__ import annotations
@@ -46,13 +49,26 @@ class ResultsBuffer:
                 fut.set_result(None)
         self._waiters.clear()
 
-    async def take(self, max_items: int, wait_s: float) -> list[tuple[str, Any]]:
-        """Up to ``max_items`` items (``(output, item)``), oldest first, waiting up to
-        ``wait_s`` for the first one."""
+    async def wait(self, wait_s: float) -> bool:
+        """Wait up to ``wait_s`` for an item (none is taken); whether there is one."""
         if not self.items and wait_s > 0:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fut, wait_s)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(fut, wait_s)
+            finally:
+                if fut in self._waiters:  # timed out or cancelled: not left behind
+                    self._waiters.remove(fut)
+        return bool(self.items)
+
+    def peek(self, max_items: int) -> list[tuple[str, Any]]:
+        """Up to ``max_items`` items, oldest first, left in the buffer."""
+        return [self.items[i] for i in range(min(max_items, len(self.items)))]
+
+    async def take(self, max_items: int, wait_s: float) -> list[tuple[str, Any]]:
+        """Up to ``max_items`` items (``(output, item)``), oldest first, waiting up to
+        ``wait_s`` for the first one."""
+        await self.wait(wait_s)
         n = min(max_items, len(self.items))
         return [self.items.popleft() for _ in range(n)]

@@ -45,6 +45,9 @@ from .settings import SuperviseSettings, load_supervise_settings
 DEFAULT_PAUSE_TIMEOUT_S = 10.0
 #: ``close()``: the part of its extra second kept for killing what did not stop in time
 CLOSE_KILL_S = 0.25
+#: finished (stopped or failed) pipelines kept for ``get``/``pipelines`` before the oldest
+#: are forgotten, as ``keep_finished_jobs`` does for jobs
+DEFAULT_KEEP_FINISHED = 100
 
 
 class Supervisor:
@@ -73,6 +76,7 @@ class Supervisor:
         backoff_max_s: float = 10.0,
         stable_s: float = 30.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        keep_finished: int = DEFAULT_KEEP_FINISHED,
     ) -> None:
         self.settings = settings or load_supervise_settings(
             warm=warm,
@@ -88,6 +92,9 @@ class Supervisor:
         ):
             if value < 1:
                 raise InvalidCommand(f"{option} must be at least 1")
+        if keep_finished < 0:
+            raise InvalidCommand("keep_finished must be at least 0")
+        self.keep_finished = keep_finished
         loaded = load_flows(flows) if isinstance(flows, str) else list(flows)
         check_unique(loaded)
         self.flows: dict[str, Flow] = {f.name: f for f in loaded}
@@ -217,6 +224,7 @@ class Supervisor:
             window=SendWindow(self.unacked_capacity),
             dead_letters=DeadLetters(pipeline_id, self.dead_letters_capacity),
         )
+        self._forget_oldest_finished()
         self._pipelines[pipeline_id] = pipeline
         try:
             await asyncio.shield(pipeline.started)
@@ -224,6 +232,25 @@ class Supervisor:
             if pipeline.state == "failed" and pipeline.tracker.count == 0:
                 del self._pipelines[pipeline_id]  # refused at once: the caller's bad input
             raise
+        return pipeline.info()
+
+    def _forget_oldest_finished(self) -> None:
+        """Keep at most ``keep_finished`` finished pipelines (the oldest started go first),
+        so a long-lived supervisor whose clients start and stop pipelines stays bounded."""
+        finished = [pid for pid, p in self._pipelines.items() if p.done]
+        for pid in finished[: max(0, len(finished) - self.keep_finished)]:
+            del self._pipelines[pid]
+
+    def forget(self, pipeline_id: str) -> PipelineInfo:
+        """Remove a finished (``stopped`` or ``failed``) pipeline, its results buffer with it
+        (what was left in it is gone); returns it one last time. ``PipelineStateError``
+        while it is not finished: stop it first."""
+        pipeline = self._get(pipeline_id)
+        if not pipeline.done:
+            raise PipelineStateError(
+                f"pipeline {pipeline_id!r} is {pipeline.state}: stop it before removing it", pipeline.state
+            )
+        del self._pipelines[pipeline_id]
         return pipeline.info()
 
     def _get(self, pipeline_id: str) -> Pipeline:
@@ -279,6 +306,18 @@ class Supervisor:
         ``PipelineInfo.dead_letters`` counts them all): items sent that its child did not
         finish before it ended (``child_crashed``...), and its job's own dead letters."""
         return self._get(pipeline_id).dead_letters.list()
+
+    async def wait_results(self, pipeline_id: str, *, wait_s: float) -> int:
+        """Wait up to ``wait_s`` for an output without consuming it; how many are waiting."""
+        results = self._get(pipeline_id).results
+        await results.wait(max(0.0, wait_s))
+        return len(results)
+
+    def peek_results(self, pipeline_id: str, *, max_items: int = 100) -> list[tuple[str, Any]]:
+        """Up to ``max_items`` outputs (``(output, item)``), oldest first, not consumed."""
+        if max_items < 1:
+            raise InvalidCommand("max_items must be at least 1")
+        return self._get(pipeline_id).results.peek(max_items)
 
     def remaining(self, pipeline_id: str) -> int:
         """Outputs waiting in the pipeline's results buffer."""

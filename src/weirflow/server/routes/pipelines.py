@@ -9,14 +9,16 @@ with ``accepted`` and ``Retry-After``, as for jobs.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from ...errors import PipelineStateError, SuperviseError
+from ...errors import PipelineStateError, SlotFullError, SuperviseError
 from ...supervise import Supervisor
-from ..auth import require_admin, require_read
+from ..auth import require_admin, require_admin_change, require_read
 from ..deps import errors
 from ..errors import SlotStayedFullError, UnavailableError
 from ..jsonsafe import jsonable
@@ -56,15 +58,31 @@ async def get_pipeline(pipeline_id: str, sup: Sup) -> dict[str, Any]:
     return sup.get(pipeline_id).to_dict()
 
 
-@read.get("/{pipeline_id}/results", response_model=PipelineResults, responses=errors(404))
+@read.get("/{pipeline_id}/results", response_model=PipelineResults, responses=errors(403, 404))
 async def pipeline_results(
     pipeline_id: str,
+    request: Request,
     sup: Sup,
     max_items: Annotated[int, Query(alias="max", ge=1, le=10_000)] = 100,
     wait_s: Annotated[float, Query(ge=0, le=30, allow_inf_nan=False)] = 0.0,
+    peek: bool = False,
 ) -> dict[str, Any]:
-    """Consume up to ``max`` outputs, oldest first, waiting up to ``wait_s`` for the first."""
-    items = await sup.results(pipeline_id, max_items=max_items, wait_s=wait_s)
+    """Consume up to ``max`` outputs, oldest first, waiting up to ``wait_s`` for the first
+    (an ``admin`` call: consuming changes the pipeline). ``peek=true`` returns them without
+    consuming, for any key.
+
+    The wait takes nothing: items are taken only once it is over and the client is still
+    connected, so a client that goes away while it waits (a Ctrl-C, a client timeout, a
+    proxy's cut-off) leaves every output in the buffer for the next call."""
+    if not peek:
+        await require_admin_change(request)
+    sup.get(pipeline_id)  # 404 before waiting
+    if not await _waited_for(request, sup.wait_results(pipeline_id, wait_s=wait_s)):
+        return {"items": [], "remaining": sup.remaining(pipeline_id)}  # nobody reads this
+    if peek:
+        items = [item for _, item in sup.peek_results(pipeline_id, max_items=max_items)]
+    else:
+        items = await sup.results(pipeline_id, max_items=max_items)
     return {"items": items, "remaining": sup.remaining(pipeline_id)}
 
 
@@ -76,6 +94,31 @@ async def pipeline_dead_letters(pipeline_id: str, sup: Sup) -> dict[str, Any]:
     info = sup.get(pipeline_id)
     items = [jsonable(d.to_dict()) for d in letters]
     return {"items": items, "total": info.dead_letters, "dropped": info.dead_letters - len(letters)}
+
+
+async def _waited_for(request: Request, wait: Awaitable[Any]) -> bool:
+    """Run ``wait`` until it ends (``True``) or the client disconnects first (``False``).
+
+    Starlette does not cancel a route whose client went away, so this listens for the
+    ``http.disconnect`` message itself (the request has no body: the first message is its
+    empty ``http.request``, the next one comes only when the connection closes)."""
+    waiting = asyncio.ensure_future(wait)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, gone):
+            task.cancel()
+        await asyncio.gather(waiting, gone, return_exceptions=True)
+    if gone.done() and not gone.cancelled():
+        return False
+    waiting.result()  # its error (a pipeline forgotten meanwhile: 404)
+    return True
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @admin.post(
@@ -113,15 +156,28 @@ async def pipeline_input(pipeline_id: str, body: PipelineInput, sup: Sup) -> dic
             await sup.send(pipeline_id, body.slot, item, timeout_s=max(0.0, deadline - time.monotonic()))
         except PipelineStateError as e:
             if e.state == "full":
+                # named SlotFullError (its cause), as a job's full slot is: one retry loop
+                # (``except wf.SlotFullError``) serves both
+                capacity = _capacity(sup, pipeline_id, body.slot)
                 raise SlotStayedFullError(
                     f"{e}; {accepted} of {len(body.items)} item(s) accepted, the rest were not",
                     headers={"Retry-After": "1"},
                     accepted=accepted,
-                ) from None
+                    slot=body.slot,
+                    capacity=capacity,
+                    retry_after_s=1,
+                ) from SlotFullError(body.slot, capacity or 0)
             raise _with_accepted(e, accepted) from None
         except SuperviseError as e:
             raise _with_accepted(e, accepted) from None
     return {"accepted": len(body.items)}
+
+
+def _capacity(sup: Supervisor, pipeline_id: str, slot: str) -> int | None:
+    """The slot's capacity as the pipeline's last health check saw it (``None``: not yet)."""
+    stats = sup.get(pipeline_id).queues.get(slot)
+    capacity = stats.get("capacity") if isinstance(stats, dict) else None
+    return capacity if isinstance(capacity, int) else None
 
 
 def _with_accepted(error: SuperviseError, accepted: int) -> SuperviseError:
@@ -129,13 +185,20 @@ def _with_accepted(error: SuperviseError, accepted: int) -> SuperviseError:
     return error
 
 
-@admin.delete("/{pipeline_id}", response_model=PipelineOut, responses=errors(404))
+@admin.delete("/{pipeline_id}", response_model=PipelineOut, responses=errors(404, 409))
 async def stop_pipeline(
     pipeline_id: str,
     sup: Sup,
     grace_s: Annotated[float | None, Query(ge=0, le=3600, allow_inf_nan=False)] = None,
+    forget: bool = False,
 ) -> dict[str, Any]:
-    """Drain, SIGTERM, then SIGKILL after the grace period; the pipeline is ``stopped``."""
+    """Drain, SIGTERM, then SIGKILL after the grace period; the pipeline is ``stopped``.
+
+    ``forget=true`` removes a finished (``stopped`` or ``failed``) pipeline instead, with
+    what is left in its results buffer, and answers it one last time; ``409`` while it is
+    not finished (stop it first)."""
+    if forget:
+        return sup.forget(pipeline_id).to_dict()
     return (await sup.stop(pipeline_id, grace_s=grace_s)).to_dict()
 
 

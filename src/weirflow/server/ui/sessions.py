@@ -107,9 +107,10 @@ def cookie_session(request: Request) -> Session | None:
     return sessions.get(request.cookies.get(COOKIE))
 
 
-def check_csrf(request: Request, session: Session) -> None:
-    """``CsrfError`` unless a changing request carries the session's CSRF token."""
-    if request.method in SAFE_METHODS:
+def check_csrf(request: Request, session: Session, *, changing: bool = False) -> None:
+    """``CsrfError`` unless a changing request (``changing``: a GET that changes something
+    too) carries the session's CSRF token."""
+    if request.method in SAFE_METHODS and not changing:
         return
     given = request.headers.get(CSRF_HEADER, "")
     if not hmac.compare_digest(given.encode(), session.csrf.encode()):
@@ -120,7 +121,7 @@ TRUSTED_FETCH_SITES = frozenset({"same-origin", "none"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def check_cross_site(request: Request, allowed_origins: tuple[str, ...]) -> None:
+def check_cross_site(request: Request, allowed_origins: tuple[str, ...], *, changing: bool = False) -> None:
     """``CsrfError`` for a changing request a browser sent from another origin, unless its
     ``Origin`` is one of ``WEIRFLOW_CORS_ORIGINS``.
 
@@ -130,8 +131,9 @@ def check_cross_site(request: Request, allowed_origins: tuple[str, ...]) -> None
     ``Sec-Fetch-Site`` is trusted only with ``same-origin`` or ``none`` (typed by the
     user); one that does not is judged by its ``Origin``, which must be this server's own
     ``scheme://host:port``. Requests with neither header (curl, scripts, the Python
-    client) are not browsers' and pass; API keys protect those."""
-    if request.method in SAFE_METHODS:
+    client) are not browsers' and pass; API keys protect those. ``changing``: a GET that
+    changes something (it consumes) is judged as a change."""
+    if request.method in SAFE_METHODS and not changing:
         return
     site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")

@@ -1,0 +1,163 @@
+"""Pipeline results over HTTP: nothing is lost to a client that goes away, consuming needs an
+admin key (a read key peeks), a full slot is ``SlotFullError`` and finished pipelines can be
+removed. A live server with real pipeline processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+import weirflow as wf
+from tests.server.conftest import Live, live_server
+from tests.server.test_cli_serve import ROOT, _env, _lines
+from weirflow.cli.app import app
+
+FLOWS = "tests.supervise.flows"
+ADMIN = {"Authorization": "Bearer adminkey"}
+READ = {"Authorization": "Bearer readkey"}
+CLI = (sys.executable, "-m", "weirflow")
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Live]:
+    with live_server(flows=FLOWS, api_keys="adminkey:admin,readkey:read", headers=ADMIN) as live:
+        yield live
+
+
+def _echo(live: Live) -> str:
+    r = live.client.post("/api/pipelines", json={"flow": "echo"})
+    assert r.status_code == 201, r.text
+    pipeline_id: str = r.json()["id"]
+    return pipeline_id
+
+
+def _send(live: Live, pipeline_id: str, *items: object) -> None:
+    r = live.client.post(
+        f"/api/pipelines/{pipeline_id}/input", json={"slot": "echo.input", "items": list(items)}
+    )
+    assert r.status_code == 202, r.text
+
+
+def _results(
+    live: Live, pipeline_id: str, wait_s: float = 5.0, peek: str = "false", **headers: str
+) -> httpx.Response:
+    params: dict[str, str | float] = {"wait_s": wait_s, "peek": peek}
+    return live.client.get(f"/api/pipelines/{pipeline_id}/results", params=params, headers=headers)
+
+
+def test_a_wait_whose_client_gave_up_consumes_nothing(served: Live) -> None:
+    p = _echo(served)
+    with (
+        httpx.Client(base_url=served.url, headers=ADMIN, timeout=2.0) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.get(f"/api/pipelines/{p}/results", params={"wait_s": 10})
+    # the abandoned wait is still running on the server when this output arrives
+    _send(served, p, "kept")
+    assert _results(served, p).json() == {"items": ["kept"], "remaining": 0}
+    served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
+def test_ctrl_c_on_results_follow_exits_130_and_loses_nothing(served: Live) -> None:
+    p = _echo(served)
+    _send(served, p, "first")
+    with subprocess.Popen(
+        [
+            *CLI,
+            "pipelines",
+            "results",
+            p,
+            "--follow",
+            "--wait-s",
+            "10",
+            "--server",
+            served.url,
+            "--api-key",
+            "adminkey",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert next(_lines(proc.stdout)) == '"first"'  # printed: it is now in its next wait
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=20) == 130
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    _send(served, p, "second")
+    assert _results(served, p).json()["items"] == ["second"]
+    served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
+def test_a_read_key_peeks_but_cannot_consume(served: Live) -> None:
+    p = _echo(served)
+    _send(served, p, "x1")
+    for _ in range(2):  # looking twice finds it twice
+        peeked = _results(served, p, peek="true", **READ)
+        assert peeked.status_code == 200
+        assert peeked.json() == {"items": ["x1"], "remaining": 1}
+    refused = _results(served, p, **READ)
+    assert refused.status_code == 403
+    assert "'admin'" in refused.json()["detail"]
+    with wf.Client(served.url, api_key="readkey") as reader:
+        assert reader.pipeline_results(p, peek=True).items == ["x1"]
+        with pytest.raises(wf.RequestError) as e:
+            reader.pipeline_results(p)
+        assert e.value.status == 403
+    assert _results(served, p).json() == {"items": ["x1"], "remaining": 0}  # all there for the admin
+    served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
+def test_a_consuming_get_from_another_site_is_refused(served: Live) -> None:
+    p = _echo(served)
+    r = _results(served, p, wait_s=0, **{"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.test"})
+    assert r.status_code == 403
+    served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
+def test_a_full_pipeline_slot_is_slot_full_error_in_the_client(served: Live) -> None:
+    p = served.client.post("/api/pipelines", json={"flow": "stuck"}).json()["id"]
+    try:
+        with wf.Client(served.url, api_key="adminkey") as client, pytest.raises(wf.SlotFullError) as full:
+            client.send_pipeline(p, "s.inp", 1, 2, 3, 4, timeout_s=0.5)
+        assert full.value.status == 429  # type: ignore[attr-defined]
+        assert full.value.accepted == 2  # type: ignore[attr-defined]
+        assert full.value.slot == "s.inp"
+    finally:
+        served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
+def test_a_finished_pipeline_can_be_removed_a_running_one_cannot(served: Live) -> None:
+    p = _echo(served)
+    r = served.client.delete(f"/api/pipelines/{p}", params={"forget": "true"})
+    assert r.status_code == 409
+    assert r.json()["error"] == "PipelineStateError"
+    assert served.client.get(f"/api/pipelines/{p}").json()["state"] == "running"  # not stopped either
+    runner = CliRunner()
+    refused = runner.invoke(app, ["pipelines", "rm", p, "--server", served.url, "--api-key", "adminkey"])
+    assert refused.exit_code == 2
+    assert refused.output.startswith("error: ") and refused.output.count("\n") == 1
+    assert served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2}).json()["state"] == "stopped"
+    removed = runner.invoke(
+        app, ["pipelines", "rm", p, "--json", "--server", served.url, "--api-key", "adminkey"]
+    )
+    assert removed.exit_code == 0, removed.output
+    assert served.client.get(f"/api/pipelines/{p}").status_code == 404
+    assert p not in [q["id"] for q in served.client.get("/api/pipelines").json()]
+    q = _echo(served)
+    with wf.Client(served.url, api_key="adminkey") as client:
+        client.stop_pipeline(q, grace_s=0.2)
+        assert client.forget_pipeline(q).state == "stopped"
+        with pytest.raises(wf.PipelineNotFound):
+            client.pipeline(q)
