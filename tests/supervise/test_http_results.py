@@ -4,6 +4,7 @@ removed. A live server with real pipeline processes."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -161,3 +162,34 @@ def test_a_finished_pipeline_can_be_removed_a_running_one_cannot(served: Live) -
         assert client.forget_pipeline(q).state == "stopped"
         with pytest.raises(wf.PipelineNotFound):
             client.pipeline(q)
+
+
+def test_a_ui_session_consumes_only_with_its_csrf_token(served: Live) -> None:
+    p = _echo(served)
+    _send(served, p, "y")
+    with httpx.Client(base_url=served.url, timeout=10) as browser:
+        assert browser.post("/ui/login", json={"key": "adminkey"}).status_code == 200
+        csrf = browser.get("/ui/session").json()["csrf"]
+        url = f"/api/pipelines/{p}/results"
+        assert browser.get(url, params={"wait_s": 5, "peek": "true"}).json()["items"] == ["y"]
+        refused = browser.get(url)
+        assert refused.status_code == 403
+        assert "CSRF" in refused.json()["detail"]
+        assert browser.get(url, headers={"X-CSRF-Token": csrf}).json()["items"] == ["y"]
+    served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
+def test_the_async_client_peeks_and_forgets(served: Live) -> None:
+    async def use() -> None:
+        async with wf.AsyncClient(served.url, api_key="adminkey") as client:
+            p = await client.start_pipeline("echo", {"echo.input": ["z"]})
+            assert (await client.pipeline_results(p.id, wait_s=5, peek=True)).items == ["z"]
+            assert (await client.pipeline_results(p.id)).items == ["z"]
+            with pytest.raises(wf.PipelineStateError):
+                await client.forget_pipeline(p.id)
+            await client.stop_pipeline(p.id, grace_s=0.2)
+            assert (await client.forget_pipeline(p.id)).id == p.id
+            with pytest.raises(wf.PipelineNotFound):
+                await client.pipeline(p.id)
+
+    asyncio.run(use())
