@@ -238,6 +238,24 @@ async def test_a_claim_takes_over_an_expired_lease(store: Store, clock: FakeCloc
     assert kinds == ["queued", "running", "stalled", "running"]
 
 
+async def test_a_fenced_journal_batch_keeps_order_and_refuses_per_job(store: Store) -> None:
+    """A worker's flush holds rows of many jobs, interleaved: each held job's rows are
+    written in the order given; the rows of a job not held under its token (stale, or
+    not running) are refused, and only those."""
+    held, stale = await store.submit(spec()), await store.submit(spec())
+    await store.submit(spec())  # (claimed too, not in the batch)
+    got = {j.id: j.token for j in (await store.claim("default", "w1", limit=3, lease_s=30)).jobs}
+    queued = await store.submit(spec())  # not running: its rows are refused
+    tokens = {held: got[held], stale: got[stale] + 1, queued: 1}
+    rows = [(held, "h1"), (stale, "s1"), (queued, "q1"), (held, "h2"), (stale, "s2"), (held, "h3")]
+    assert sorted(await store.append_journal(rows, tokens=tokens)) == sorted([stale, queued])
+    assert await store.read_journal(held) == ["h1", "h2", "h3"]
+    assert await store.read_journal(stale) == [] and await store.read_journal(queued) == []
+    more = [(held, f"h{i}") for i in range(4, 60)]
+    assert await store.append_journal(more, tokens=tokens) == []
+    assert await store.read_journal(held) == [f"h{i}" for i in range(1, 60)]
+
+
 async def test_a_stale_token_is_refused_on_every_write(store: Store, clock: FakeClock) -> None:
     job_id = await store.submit(spec())
     [old] = (await store.claim("default", "w1", limit=1, lease_s=30)).jobs
@@ -552,6 +570,27 @@ async def test_notify_wakes_a_worker_of_another_connection(make_store: StoreFact
     await submitting.submit(spec())
     async with asyncio.timeout(10):
         await waiter
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+async def test_a_worker_waiting_for_jobs_is_not_sent_every_outcome(make_store: StoreFactory) -> None:
+    """A worker waits for jobs, never for an outcome: it is not sent a notification for
+    each job that another worker finishes (with 4 workers that was 4 per job)."""
+    waiting, writing = await make_store(), await make_store()
+    await waiting.listening()  # type: ignore[attr-defined]  # PostgresStore only
+    heard: list[str] = []
+    notify = waiting._outcomes.notify  # type: ignore[attr-defined]
+    waiting._outcomes.notify = lambda job_id: (heard.append(job_id), notify(job_id))  # type: ignore[attr-defined]
+    ids = [await writing.submit(spec()) for _ in range(20)]
+    await writing.claim("default", "w1", limit=20, lease_s=30)
+    assert await writing.complete("w1", [(job_id, 1, {}) for job_id in ids]) == []
+    # a submit after the outcomes: once its wake-up is heard, any outcome sent before it was
+    waiter = asyncio.create_task(waiting.wait_for_jobs("default", 60))
+    await asyncio.sleep(0)
+    await writing.submit(spec())
+    async with asyncio.timeout(10):
+        await waiter
+    assert heard == []
 
 
 def _nested(depth: int) -> list[Any]:

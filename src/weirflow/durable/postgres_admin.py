@@ -55,6 +55,21 @@ _RECORD_STEPS = (
     f" ORDER BY u.job_id FOR SHARE OF j{STEPS_UPSERT} RETURNING job_id, run"
 )
 
+# the journal rows of jobs running under their tokens, in the order given (``ord``: ``pos``
+# follows it); returns the ids written
+_APPEND_JOURNAL = (
+    "WITH u AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[]) WITH ORDINALITY"
+    " AS u(job_id, record, token, ord)),"
+    " held AS (SELECT j.id, j.runs FROM wf_jobs j WHERE j.id IN (SELECT job_id FROM u)"
+    " AND j.status = 'running' ORDER BY j.id FOR SHARE),"
+    " ins AS (INSERT INTO wf_journal (job_id, record) SELECT u.job_id, u.record FROM u"
+    " JOIN held ON held.id = u.job_id AND held.runs = u.token ORDER BY u.ord RETURNING job_id)"
+    " SELECT DISTINCT job_id FROM ins"
+)
+# above this (records' total characters), a flush is plain inserts: adapting a big text array
+# for unnest() is done on the event loop (~0.3 s per MB)
+ONE_STATEMENT_JOURNAL_CHARS = 256 * 1024
+
 
 class PostgresAdmin(PostgresBase):
     """Reading, sweeping and the journal's records (see ``postgres.PostgresStore``)."""
@@ -240,6 +255,16 @@ class PostgresAdmin(PostgresBase):
     ) -> list[str]:
         if not rows:
             return []
+        if tokens is not None and sum(len(r) for _, r in rows) <= ONE_STATEMENT_JOURNAL_CHARS:
+            # a worker's flush (a few hundred bytes a job): one statement, one round trip —
+            # the fencing check (job rows locked ``FOR SHARE``, in id order as ``_running``
+            # does) and the inserts in the order given
+            written = await self._one(
+                _APPEND_JOURNAL,
+                ([j for j, _ in rows], [r for _, r in rows], [tokens.get(j) for j, _ in rows]),
+            )
+            kept = {r[0] for r in written}
+            return sorted({job_id for job_id, _ in rows if job_id not in kept})
         refused: set[str] = set()
         # plain inserts in order (pipelined by executemany): adapting big text arrays for
         # unnest() is done on the event loop and blocked it for ~0.3 s per MB
@@ -275,16 +300,22 @@ class PostgresAdmin(PostgresBase):
     async def wait_finished(self, job_id: str, timeout_s: float | None) -> JobRecord | None:
         """``LISTEN`` first (so no outcome committed after the first read is missed), then
         read the job again at each ``NOTIFY`` of its outcome."""
+        if self._outcome_listener is None or self._outcome_listener.done():
+            self._outcome_listener = asyncio.get_running_loop().create_task(
+                self._listen((OUTCOME_CHANNEL,), self._outcome_listening), name="weirflow:listen-outcomes"
+            )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                await self.listening()
-        if not self._listening.is_set():  # the server is unreachable: the job as it is, if it can be read
+                await self._outcome_listening.wait()
+        if not self._outcome_listening.is_set():  # the server is unreachable: the job as it is, if readable
             return await self.get(job_id)
         return await self._outcomes.wait_finished(self.get, job_id, timeout_s)
 
     def _start_listening(self) -> None:
         if self._listener is None or self._listener.done():
-            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="weirflow:listen")
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen((CHANNEL, SCHEDULE_CHANNEL), self._listening), name="weirflow:listen"
+            )
 
     async def listening(self) -> None:
         """Start listening for submits (as ``wait_for_jobs`` does) and return once ``LISTEN``
@@ -292,17 +323,19 @@ class PostgresAdmin(PostgresBase):
         self._start_listening()
         await self._listening.wait()
 
-    async def _listen(self) -> None:
-        """``LISTEN`` on a connection of its own; reconnects with backoff when it drops."""
+    async def _listen(self, channels: tuple[str, ...], listening: asyncio.Event) -> None:
+        """``LISTEN`` on ``channels`` on a connection of its own; reconnects with backoff
+        when it drops. Outcomes have a connection of their own, opened by the first
+        ``wait_finished``: a worker, which never waits on an outcome, is not sent one
+        notification per job finished by every worker (with 4 workers, 4 per job)."""
         delay = 0.1
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
                 async with conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
-                    await conn.execute(f"LISTEN {SCHEDULE_CHANNEL}")
-                    self._listening.set()
+                    for channel in channels:
+                        await conn.execute(f"LISTEN {channel}")
+                    listening.set()
                     delay = 0.1
                     async for note in conn.notifies():
                         if note.channel == OUTCOME_CHANNEL:
@@ -313,10 +346,12 @@ class PostgresAdmin(PostgresBase):
                             self._wakeups.notify(note.payload)
             except psycopg.Error as e:
                 log.warning("listen_failed", store=self._where(), error=str(e), retry_in_s=delay)
-            self._listening.clear()
+            listening.clear()
             # a lost connection may have lost notifications: wake every waiter to look
-            self._wakeups.notify_all()
-            self._outcomes.notify_all()
-            self._schedule_wakeups.notify_all()
+            if OUTCOME_CHANNEL in channels:
+                self._outcomes.notify_all()
+            else:
+                self._wakeups.notify_all()
+                self._schedule_wakeups.notify_all()
             await asyncio.sleep(delay)
             delay = min(LISTEN_RETRY_MAX_S, delay * 2)

@@ -93,6 +93,8 @@ class PostgresBase:
         self._schedule_wakeups = Wakeups()  # per queue: its schedules changed
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        self._outcome_listener: asyncio.Task[None] | None = None  # (only once an outcome is waited on)
+        self._outcome_listening = asyncio.Event()
         # submits waiting for the batch being written (``PostgresStore.submit_once``)
         self._waiting_submits: list[tuple[JobSpec, asyncio.Future[tuple[str, bool]]]] = []
         self._submitter: asyncio.Task[None] | None = None
@@ -175,11 +177,12 @@ class PostgresBase:
             await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (MIGRATION_LOCK,))
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        for listener in (self._listener, self._outcome_listener):
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+        self._listener = self._outcome_listener = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
