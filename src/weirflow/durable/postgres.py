@@ -34,7 +34,7 @@ from .models import (
     backoff_to_json,
     done_parts,
 )
-from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX, OUTCOME_CHANNEL
+from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX, OUTCOME_CHANNEL, json_rows
 from .postgres_schedules import PostgresSchedules
 from .rows import (
     job_from_row,
@@ -323,11 +323,12 @@ class PostgresStore(PostgresSchedules):
             return []
         now = self.clock()
         parts = [done_parts(d) for d in done]
+        rows = [(p[0], p[1], pg_json(p[2]), None if p[3] is None else pg_json(p[3])) for p in parts]
         why = rules.interrupted_why("completed", {}, worker_id)
         # one statement: one round trip
         rows = await self._one(
-            "WITH d AS (SELECT * FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[])"
-            " AS d(id, token, outputs, dl)),"
+            "WITH d AS (SELECT e->>0 AS id, (e->>1)::int AS token, e->>2 AS outputs, e->>3 AS dl"
+            " FROM json_array_elements(%s::json) AS e),"
             " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs::jsonb,"
             " dead_letters = d.dl::jsonb, finished_at = %s, lease_expires_at = NULL FROM d"
             " WHERE j.id = d.id AND j.runs = d.token AND j.status = 'running' AND j.worker_id = %s"
@@ -338,10 +339,9 @@ class PostgresStore(PostgresSchedules):
             " FROM done WHERE s.job_id = done.id AND s.status = 'running')"
             " SELECT id, pg_notify(%s, id) FROM done",
             (
-                [p[0] for p in parts],
-                [p[1] for p in parts],
-                [pg_json(p[2]) for p in parts],
-                [None if p[3] is None else pg_json(p[3]) for p in parts],
+                json_rows(
+                    [(p[0], p[1], pg_json(p[2]), None if p[3] is None else pg_json(p[3])) for p in parts]
+                ),
                 now,
                 worker_id,
                 now,

@@ -30,11 +30,12 @@ from .postgres_base import (
     LISTEN_RETRY_MAX_S,
     OUTCOME_CHANNEL,
     SCHEDULE_CHANNEL,
-    STEPS_UNNEST,
+    STEPS_JSON,
     STEPS_UPSERT,
     SWEEPER_LOCK,
     Conn,
     PostgresBase,
+    json_rows,
     log,
 )
 from .rows import (
@@ -50,7 +51,7 @@ from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Leases
 #: their run (each row's job locked ``FOR SHARE``); returns the ``(job, run)`` written
 _RECORD_STEPS = (
     f"INSERT INTO wf_steps ({', '.join(STEP_COLUMNS)})"
-    f" SELECT {', '.join(f'u.{c}' for c in STEP_COLUMNS)} FROM {STEPS_UNNEST}"
+    f" SELECT {', '.join(f'u.{c}' for c in STEP_COLUMNS)} FROM {STEPS_JSON}"
     " JOIN wf_jobs j ON j.id = u.job_id AND j.status = 'running' AND j.runs = u.run"
     f" ORDER BY u.job_id FOR SHARE OF j{STEPS_UPSERT} RETURNING job_id, run"
 )
@@ -58,17 +59,14 @@ _RECORD_STEPS = (
 # the journal rows of jobs running under their tokens, in the order given (``ord``: ``pos``
 # follows it); returns the ids written
 _APPEND_JOURNAL = (
-    "WITH u AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[]) WITH ORDINALITY"
-    " AS u(job_id, record, token, ord)),"
+    "WITH u AS (SELECT e->>0 AS job_id, e->>1 AS record, (e->>2)::int AS token, ord"
+    " FROM json_array_elements(%s::json) WITH ORDINALITY AS x(e, ord)),"
     " held AS (SELECT j.id, j.runs FROM wf_jobs j WHERE j.id IN (SELECT job_id FROM u)"
     " AND j.status = 'running' ORDER BY j.id FOR SHARE),"
     " ins AS (INSERT INTO wf_journal (job_id, record) SELECT u.job_id, u.record FROM u"
     " JOIN held ON held.id = u.job_id AND held.runs = u.token ORDER BY u.ord RETURNING job_id)"
     " SELECT DISTINCT job_id FROM ins"
 )
-# above this (records' total characters), a flush is plain inserts: adapting a big text array
-# for unnest() is done on the event loop (~0.3 s per MB)
-ONE_STATEMENT_JOURNAL_CHARS = 256 * 1024
 
 
 class PostgresAdmin(PostgresBase):
@@ -103,8 +101,8 @@ class PostgresAdmin(PostgresBase):
         waits for it or it sees the takeover); the others' jobs are refused."""
         if not steps:
             return []
-        columns = [[getattr(s, c) for s in steps] for c in STEP_COLUMNS]
-        written = await self._one(_RECORD_STEPS, columns)
+        rows = [[getattr(s, c) for c in STEP_COLUMNS] for s in steps]
+        written = await self._one(_RECORD_STEPS, (json_rows(rows),))
         kept = {(job_id, run) for job_id, run in written}
         return list({s.job_id: None for s in steps if (s.job_id, s.run) not in kept})
 
@@ -255,31 +253,18 @@ class PostgresAdmin(PostgresBase):
     ) -> list[str]:
         if not rows:
             return []
-        if tokens is not None and sum(len(r) for _, r in rows) <= ONE_STATEMENT_JOURNAL_CHARS:
-            # a worker's flush (a few hundred bytes a job): one statement, one round trip —
-            # the fencing check (job rows locked ``FOR SHARE``, in id order as ``_running``
-            # does) and the inserts in the order given
-            written = await self._one(
-                _APPEND_JOURNAL,
-                ([j for j, _ in rows], [r for _, r in rows], [tokens.get(j) for j, _ in rows]),
-            )
+        if tokens is not None:
+            # a worker's flush: one statement, one round trip — the fencing check (job rows
+            # locked ``FOR SHARE``, in id order as ``_running`` does) and the inserts in the
+            # order given (the rows as one JSON text: ``json_rows``)
+            written = await self._one(_APPEND_JOURNAL, (json_rows([(j, r, tokens.get(j)) for j, r in rows]),))
             kept = {r[0] for r in written}
             return sorted({job_id for job_id, _ in rows if job_id not in kept})
-        refused: set[str] = set()
-        # plain inserts in order (pipelined by executemany): adapting big text arrays for
-        # unnest() is done on the event loop and blocked it for ~0.3 s per MB
-        async with self._tx() as conn:
-            batch = list(rows)
-            if tokens is not None:
-                runs = await self._running(conn, sorted({job_id for job_id, _ in batch}))
-                refused = {
-                    job_id for job_id, _ in batch if job_id not in runs or runs[job_id] != tokens.get(job_id)
-                }
-                batch = [row for row in batch if row[0] not in refused]
-            if batch:
-                async with conn.cursor() as cur:
-                    await cur.executemany("INSERT INTO wf_journal (job_id, record) VALUES (%s, %s)", batch)
-        return sorted(refused)
+        # (no tokens: not a worker's write) plain inserts in order, pipelined by executemany;
+        # a job the store does not hold fails the whole batch (its foreign key)
+        async with self._tx() as conn, conn.cursor() as cur:
+            await cur.executemany("INSERT INTO wf_journal (job_id, record) VALUES (%s, %s)", list(rows))
+        return []
 
     async def read_journal(self, job_id: str) -> list[str]:
         rows = await self._fetch("SELECT record FROM wf_journal WHERE job_id = %s ORDER BY pos", (job_id,))
