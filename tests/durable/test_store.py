@@ -254,6 +254,10 @@ async def test_a_fenced_journal_batch_keeps_order_and_refuses_per_job(store: Sto
     more = [(held, f"h{i}") for i in range(4, 60)]
     assert await store.append_journal(more, tokens=tokens) == []
     assert await store.read_journal(held) == [f"h{i}" for i in range(1, 60)]
+    big = [(stale, "s3"), (held, "x" * 70_000), (held, "h60")]  # (a batch too big for one statement)
+    assert await store.append_journal(big, tokens=tokens) == [stale]
+    assert (await store.read_journal(held))[-2:] == ["x" * 70_000, "h60"]
+    assert await store.read_journal(stale) == []
 
 
 async def test_a_stale_token_is_refused_on_every_write(store: Store, clock: FakeClock) -> None:

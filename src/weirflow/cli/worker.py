@@ -32,6 +32,8 @@ from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
 from .nodes import node_membership
 from .worker_metrics import metrics_keys, metrics_served
 
+GC_GEN0_ALLOCATIONS = 50_000  # the cyclic GC's young generation in a worker (Python's default: 700)
+
 if TYPE_CHECKING:
     from ..cluster import Membership
 
@@ -345,6 +347,12 @@ async def _run(
             # out of the cyclic GC's full collections, which otherwise scan all of it again and
             # again while thousands of short jobs are made and dropped
             gc.freeze()
+            # and collect the young generation every GC_GEN0_ALLOCATIONS allocations, not
+            # every 700: a job's objects are freed by reference counting as it ends (the
+            # runtime releases a finished job's parts), but at 700 the collector runs every
+            # few jobs and walks all objects of the jobs in flight, promoting them, only for
+            # them to be freed a moment later (a third of a worker's CPU on a 3-step flow)
+            gc.set_threshold(GC_GEN0_ALLOCATIONS, *gc.get_threshold()[1:])
             if member is None:
                 await the_worker.run()
                 return

@@ -67,6 +67,8 @@ _APPEND_JOURNAL = (
     " JOIN held ON held.id = u.job_id AND held.runs = u.token ORDER BY u.ord RETURNING job_id)"
     " SELECT DISTINCT job_id FROM ins"
 )
+# above this (records' total characters) a worker's flush is plain inserts (see there)
+ONE_STATEMENT_JOURNAL_CHARS = 64 * 1024
 
 
 class PostgresAdmin(PostgresBase):
@@ -253,18 +255,29 @@ class PostgresAdmin(PostgresBase):
     ) -> list[str]:
         if not rows:
             return []
-        if tokens is not None:
-            # a worker's flush: one statement, one round trip — the fencing check (job rows
-            # locked ``FOR SHARE``, in id order as ``_running`` does) and the inserts in the
-            # order given (the rows as one JSON text: ``json_rows``)
+        if tokens is not None and sum(len(r) for _, r in rows) <= ONE_STATEMENT_JOURNAL_CHARS:
+            # a worker's flush of small jobs: one statement, one round trip — the fencing
+            # check (job rows locked ``FOR SHARE``, in id order as ``_running`` does) and the
+            # inserts in the order given (the rows as one JSON text: ``json_rows``)
             written = await self._one(_APPEND_JOURNAL, (json_rows([(j, r, tokens.get(j)) for j, r in rows]),))
             kept = {r[0] for r in written}
             return sorted({job_id for job_id, _ in rows if job_id not in kept})
-        # (no tokens: not a worker's write) plain inserts in order, pipelined by executemany;
-        # a job the store does not hold fails the whole batch (its foreign key)
-        async with self._tx() as conn, conn.cursor() as cur:
-            await cur.executemany("INSERT INTO wf_journal (job_id, record) VALUES (%s, %s)", list(rows))
-        return []
+        refused: set[str] = set()
+        # big records (a long chain's batch) as plain inserts in order, pipelined by
+        # executemany: the text is sent as it is (in JSON each of its quotes is escaped and
+        # the server unescapes it again)
+        async with self._tx() as conn:
+            batch = list(rows)
+            if tokens is not None:
+                runs = await self._running(conn, sorted({job_id for job_id, _ in batch}))
+                refused = {
+                    job_id for job_id, _ in batch if job_id not in runs or runs[job_id] != tokens.get(job_id)
+                }
+                batch = [row for row in batch if row[0] not in refused]
+            if batch:
+                async with conn.cursor() as cur:
+                    await cur.executemany("INSERT INTO wf_journal (job_id, record) VALUES (%s, %s)", batch)
+        return sorted(refused)
 
     async def read_journal(self, job_id: str) -> list[str]:
         rows = await self._fetch("SELECT record FROM wf_journal WHERE job_id = %s ORDER BY pos", (job_id,))
