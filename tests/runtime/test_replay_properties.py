@@ -28,9 +28,13 @@ from hypothesis import strategies as st
 
 import weirflow as wf
 from tests.conftest import assert_settled
+from tests.runtime.bounded import TIMEOUT, run_bounded
 from weirflow.durable import JobSpec, open_store
 from weirflow.durable.journal import DurableJournal
 from weirflow.runtime import LogJournal, restore_from
+
+#: an example replays its run from every cut (hundreds of runs): more room than one run's
+REPLAY_LIMIT_S = 180.0
 
 Records = list[dict[str, Any]]
 
@@ -236,17 +240,19 @@ async def every_cut(shape: Shape, second_crashes: int) -> None:
             assert again == reference, (cut, cut2)
 
 
+@TIMEOUT
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shapes(max_items=3))
 def test_resuming_from_every_cut_gives_the_uninterrupted_run(shape: Shape) -> None:
-    asyncio.run(every_cut(shape, second_crashes=1))
+    run_bounded(lambda: every_cut(shape, second_crashes=1), shape, limit_s=REPLAY_LIMIT_S)
 
 
 @pytest.mark.slow
+@TIMEOUT
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shapes())
 def test_resuming_from_every_cut_gives_the_uninterrupted_run_many_flows(shape: Shape) -> None:
-    asyncio.run(every_cut(shape, second_crashes=3))
+    run_bounded(lambda: every_cut(shape, second_crashes=3), shape, limit_s=REPLAY_LIMIT_S)
 
 
 class Yielding:
@@ -285,14 +291,16 @@ async def every_durable_cut(shape: Shape) -> None:
         assert seen == reference, cut
 
 
+@TIMEOUT
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shapes(max_items=3))
 def test_resuming_from_every_cut_of_a_durable_journal_gives_the_uninterrupted_run(shape: Shape) -> None:
-    asyncio.run(every_durable_cut(shape))
+    run_bounded(lambda: every_durable_cut(shape), shape, limit_s=REPLAY_LIMIT_S)
 
 
 @pytest.mark.slow
+@TIMEOUT
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shapes())
 def test_resuming_from_every_cut_of_a_durable_journal_many_flows(shape: Shape) -> None:
-    asyncio.run(every_durable_cut(shape))
+    run_bounded(lambda: every_durable_cut(shape), shape, limit_s=REPLAY_LIMIT_S)
