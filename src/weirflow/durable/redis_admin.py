@@ -16,13 +16,16 @@ from .models import (
     FINISHED,
     QUEUED,
     RUNNING,
+    STATUSES,
     EventRecord,
     JobRecord,
     QueueCounts,
     Retention,
     StepRecord,
     SweepReport,
-    counts_of,
+)
+from .models import (
+    queue_counts as counts_from_rows,
 )
 from .redis_base import RECHECK_S, RedisBase
 from .redis_codec import (
@@ -182,14 +185,30 @@ class RedisAdmin(RedisBase):
         limit: int = 100,
         offset: int = 0,
     ) -> list[JobRecord]:
+        """Newest first, through the narrowest index the filters allow (``redis_lua.track``):
+        the other filters are checked on the jobs read, and with none left a page starts at
+        ``offset`` in the index; a job that changed since the index was read is left out."""
+        await self._indexed()
+        if status is not None and queue is not None:
+            index, rest = self.key("ix", "qs", queue, status), (None, None, flow)
+        elif status is not None:
+            index, rest = self.key("ix", "s", status), (None, None, flow)
+        elif queue is not None:
+            index, rest = self.key("ix", "q", queue), (None, None, flow)
+        elif flow is not None:
+            index, rest = self.key("ix", "f", flow), (None, None, None)
+        else:
+            index, rest = self.key("jobs"), (None, None, None)
+        exact = rest[2] is None
         out: list[JobRecord] = []
-        skip = offset
-        start = 0
+        skip = 0 if exact else offset
+        start = offset if exact else 0
         while len(out) < limit:
-            ids = await self._do("zrevrange", self.key("jobs"), start, start + PAGE - 1)
+            page = min(PAGE, limit - len(out)) if exact else PAGE
+            ids = await self._do("zrevrange", index, start, start + page - 1)
             if not ids:
                 break
-            start += PAGE
+            start += page
             for job in await self._jobs([_s(i) for i in ids]):
                 if (
                     (queue is None or job.queue == queue)
@@ -200,6 +219,8 @@ class RedisAdmin(RedisBase):
                         skip -= 1
                     elif len(out) < limit:
                         out.append(job)
+            if exact and len(ids) < page:
+                break
         return out
 
     async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
@@ -292,15 +313,20 @@ class RedisAdmin(RedisBase):
         return [j for j in await self._running_jobs() if j.started_at is not None and j.started_at < before]
 
     async def queue_counts(self) -> list[QueueCounts]:
-        """Every job read, a page at a time: Redis has no GROUP BY, so a scrape reads the whole
-        job index (bounded by retention)."""
-        now = self.clock()
-        jobs: list[JobRecord] = []
-        start = 0
-        while ids := await self._do("zrange", self.key("jobs"), start, start + PAGE - 1):
-            start += PAGE
-            jobs.extend(await self._jobs([_s(i) for i in ids]))
-        return counts_of(jobs, now)
+        """From the counts the scripts keep (``redis_lua.COUNTS``): a few reads per queue."""
+        await self._indexed()
+        rows: list[list[Any]] = []
+        for raw in await self._run("COUNTS", [num(self.clock())], retry=True):
+            queue, counts, stalls = _s(raw[0]), [int(n) for n in raw[1:6]], int(raw[6])
+            delayed, first = int(raw[7]), _s(raw[8])
+            for st, n in zip(STATUSES, counts, strict=True):
+                if n:  # (a queue's stalls go on its first row: ``counts_from_rows`` adds them up)
+                    row = [queue, st, n, 0, None, stalls]
+                    stalls = 0
+                    if st == QUEUED:
+                        row[3], row[4] = delayed, float(first) if first else None
+                    rows.append(row)
+        return counts_from_rows(rows)
 
     async def finished_counts(self, queue: str, since: float) -> tuple[int, int]:
         found = await self._call(

@@ -62,6 +62,8 @@ SCRIPTS = (
     "DELETE",
     "SCHEDULE_PUT",
     "REASSIGN",
+    "REINDEX",
+    "COUNTS",
 )
 
 
@@ -182,6 +184,12 @@ class RedisBase:
                 raise_lost_cancel(task, cancels)
                 raise StoreError(f"Redis store {self.url}: {type(e).__name__}: {_clean(e, self)}") from None
         raise AssertionError("unreachable")
+
+    async def _indexed(self) -> None:
+        """Make sure the counts and indexes are there: a store an older version wrote has none,
+        and they are made once (by whichever process looks first)."""
+        if await self._run("REINDEX", [], retry=True):
+            log.info("redis_store_reindexed", store=self.url, version=redis_lua.INDEX_VERSION)
 
     async def _do(self, command: str, *args: Any, retry: bool = True) -> Any:
         """One Redis command (``client.<command>(*args)``), as ``_call``."""

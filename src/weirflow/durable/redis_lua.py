@@ -17,6 +17,12 @@ Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
 - ``P:ev`` zset of event JSON by event id, ``P:je:ID`` list of a job's events;
 - ``P:nj:NODE`` set: the queued and running jobs assigned to ``NODE`` (what its capacity
   counts), kept by every script that changes a job's status or node;
+- the counts and indexes every script that changes a job's status keeps (``reindex``/``track``), so
+  counts and filtered lists read no job they do not answer with: ``P:cnt:Q`` hash status -> jobs of
+  queue ``Q`` (and ``stalls`` -> their stalls); zsets by ``seq``: ``P:ix:s:STATUS``,
+  ``P:ix:qs:Q:STATUS``, ``P:ix:q:Q``, ``P:ix:f:FLOW`` (``P:flows`` set of flows); ``P:q:Q:qat`` zset
+  of the queue's queued jobs by ``run_at``; ``P:ixv``: their version (missing: a store an older
+  version wrote, rebuilt once by ``REINDEX``);
 - ``P:jr:ID`` list: the durable journal; ``P:sched`` hash name -> schedule JSON;
   ``P:paused`` hash queue -> when it was paused;
   ``P:sweeper`` hash: the sweeper lock;
@@ -31,8 +37,14 @@ named beside it; the others are applied in Python and written with ``PUT``.
 
 from __future__ import annotations
 
+#: the version of the counts and indexes the scripts keep (``track``): a store whose ``P:ixv``
+#: differs is indexed again once (``REINDEX``)
+INDEX_VERSION = "1"
+
 # helpers every script starts with; ARGV[1] is always the key prefix
-COMMON = r"""
+COMMON = (
+    f"local IXV = '{INDEX_VERSION}'\n"
+    + r"""
 local P = ARGV[1]
 local function jk(id) return P .. ':j:' .. id end
 local function qk(q, what) return P .. ':q:' .. q .. ':' .. what end
@@ -43,6 +55,25 @@ local function readyk(q, node)
   return qk(q, 'ready')
 end
 local function njk(node) return P .. ':nj:' .. node end
+
+-- the counts and indexes of a job of queue ``q`` going from status ``old`` to ``new``
+-- (``nil``: not in the store), ``dstalls`` its stalls' change
+local function track(id, q, seq, old, new, run_at, dstalls)
+  local cnt = P .. ':cnt:' .. q
+  if old then
+    redis.call('HINCRBY', cnt, old, -1)
+    redis.call('ZREM', P .. ':ix:s:' .. old, id)
+    redis.call('ZREM', P .. ':ix:qs:' .. q .. ':' .. old, id)
+    if old == 'queued' then redis.call('ZREM', qk(q, 'qat'), id) end
+  end
+  if new then
+    redis.call('HINCRBY', cnt, new, 1)
+    redis.call('ZADD', P .. ':ix:s:' .. new, seq, id)
+    redis.call('ZADD', P .. ':ix:qs:' .. q .. ':' .. new, seq, id)
+    if new == 'queued' then redis.call('ZADD', qk(q, 'qat'), run_at, id) end
+  end
+  if dstalls ~= 0 then redis.call('HINCRBY', cnt, 'stalls', dstalls) end
+end
 
 local function event(job_id, queue, kind, at, data)
   local id = redis.call('INCR', P .. ':evid')
@@ -76,6 +107,7 @@ local function holds(id, worker, token)
   return st == 'running' and runs == token and w == worker
 end
 """
+)
 
 # ARGV: prefix, now, then one MessagePack array (packing a batch in one argument spares
 # the client encoding every field as an argument of its own) of jobs, each
@@ -109,6 +141,8 @@ for node, n in pairs(demand) do
   local assigned = redis.call('SCARD', njk(node))
   if assigned + n > caps[node] then return {'full', node, caps[node], assigned} end
 end
+-- a new store is indexed from its first job on
+if redis.call('EXISTS', P .. ':queues') == 0 then redis.call('SET', P .. ':ixv', IXV) end
 for _, job in ipairs(jobs) do
   local id, keyfield, q, prio, run_at, runkey, delayed, data, fields, node =
     job[1], job[2], job[3], job[4], job[5], job[6], job[7], job[8], job[9], job[10]
@@ -128,6 +162,11 @@ for _, job in ipairs(jobs) do
     end
     redis.call('ZADD', P .. ':jobs', seq, id)
     redis.call('SADD', P .. ':queues', q)
+    local flow = redis.call('HGET', jk(id), 'flow')
+    redis.call('SADD', P .. ':flows', flow)
+    redis.call('ZADD', P .. ':ix:q:' .. q, seq, id)
+    redis.call('ZADD', P .. ':ix:f:' .. flow, seq, id)
+    track(id, q, seq, nil, 'queued', run_at, 0)
     if delayed == '1' then
       redis.call('ZADD', qk(q, 'delayed'), run_at, id)
     else
@@ -195,6 +234,7 @@ if #picked > 0 then
       redis.call('SADD', njk(mynode), id)
     end
     local attempt = redis.call('HINCRBY', k, 'attempt', 1)
+    track(id, q, redis.call('HGET', k, 'seq'), 'queued', 'running', nil, 0)
     redis.call('HINCRBY', k, 'runs', 1)
     redis.call('HINCRBY', k, 'ver', 1)
     redis.call('HSET', k, 'status', 'running', 'worker_id', worker,
@@ -242,8 +282,9 @@ for _, d in ipairs(cmsgpack.unpack(ARGV[5])) do
   local id, token, outputs, letters = d[1], d[2], d[3], d[4]
   if holds(id, worker, token) then
     local k = jk(id)
-    local q, attempt, node = unpack(redis.call('HMGET', k, 'queue', 'attempt', 'node'))
+    local q, attempt, node, seq = unpack(redis.call('HMGET', k, 'queue', 'attempt', 'node', 'seq'))
     if node then redis.call('SREM', njk(node), id) end
+    track(id, q, seq, 'running', 'completed', nil, 0)
     redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now)
     if letters ~= '' then
       redis.call('HSET', k, 'dead_letters', letters)
@@ -275,8 +316,8 @@ local id, ver, now, kind, data, why, runkey = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local nset, ndel = tonumber(ARGV[9]), tonumber(ARGV[10])
 local jlen, finished = ARGV[11 + 2 * nset + ndel], ARGV[12 + 2 * nset + ndel]
 local k = jk(id)
-local st, cur, q, member, seq, oldnode = unpack(redis.call('HMGET', k, 'status', 'ver', 'queue', 'member',
-  'seq', 'node'))
+local st, cur, q, member, seq, oldnode, oldstalls = unpack(redis.call('HMGET', k, 'status', 'ver', 'queue',
+  'member', 'seq', 'node', 'stalls'))
 if not st or cur ~= ver then return 0 end
 if jlen ~= '' and redis.call('LLEN', P .. ':jr:' .. id) ~= tonumber(jlen) then return 0 end
 if oldnode and (st == 'queued' or st == 'running') then redis.call('SREM', njk(oldnode), id) end
@@ -293,8 +334,9 @@ for i = 1, 2 * nset do fields[i] = ARGV[10 + i] end
 if nset > 0 then redis.call('HSET', k, unpack(fields)) end
 for i = 1, ndel do redis.call('HDEL', k, ARGV[10 + 2 * nset + i]) end
 redis.call('HINCRBY', k, 'ver', 1)
-local new, prio, run_at, lease, fin, node = unpack(redis.call('HMGET', k, 'status', 'priority', 'run_at',
-  'lease_expires_at', 'finished_at', 'node'))
+local new, prio, run_at, lease, fin, node, stalls = unpack(redis.call('HMGET', k, 'status', 'priority',
+  'run_at', 'lease_expires_at', 'finished_at', 'node', 'stalls'))
+track(id, q, seq, st, new, run_at, tonumber(stalls or 0) - tonumber(oldstalls or 0))
 if node and (new == 'queued' or new == 'running') then redis.call('SADD', njk(node), id) end
 if new == 'queued' then
   local m = runkey .. ':' .. string.format('%015d', tonumber(seq)) .. ':' .. id
@@ -439,8 +481,12 @@ local n = 0
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
   local k = jk(id)
-  local st, fin, keyfield, q = unpack(redis.call('HMGET', k, 'status', 'finished_at', 'keyfield', 'queue'))
+  local st, fin, keyfield, q, seq, flow, stalls = unpack(redis.call('HMGET', k, 'status', 'finished_at',
+    'keyfield', 'queue', 'seq', 'flow', 'stalls'))
   if st and FIN[st] and fin == ARGV[i+1] then
+    track(id, q, seq, st, nil, nil, -tonumber(stalls or 0))
+    redis.call('ZREM', P .. ':ix:q:' .. q, id)
+    redis.call('ZREM', P .. ':ix:f:' .. flow, id)
     for _, text in ipairs(redis.call('LRANGE', P .. ':je:' .. id, 0, -1)) do
       redis.call('ZREM', P .. ':ev', text)
       local e = cjson.decode(text)
@@ -455,6 +501,56 @@ for i = 2, #ARGV, 2 do
   end
 end
 return n
+"""
+
+# ARGV: prefix. When ``P:ixv`` is not ``IXV`` (a store an older version wrote, or
+# none yet), every count and index of ``track`` is made again from the jobs (one script: no
+# change can come between; it reads every job once, so a big store waits that long once),
+# and ``P:ixv`` set (unless the store holds nothing). Returns 1 when it rebuilt.
+REINDEX = r"""
+local vkey = P .. ':ixv'
+if redis.call('GET', vkey) == IXV then return 0 end
+local statuses = {'queued', 'running', 'completed', 'failed', 'cancelled'}
+local queues = redis.call('SMEMBERS', P .. ':queues')
+if #queues == 0 and redis.call('EXISTS', P .. ':jobs') == 0 then return 0 end
+for _, st in ipairs(statuses) do redis.call('DEL', P .. ':ix:s:' .. st) end
+for _, q in ipairs(queues) do
+  redis.call('DEL', P .. ':cnt:' .. q, P .. ':ix:q:' .. q, qk(q, 'qat'))
+  for _, st in ipairs(statuses) do redis.call('DEL', P .. ':ix:qs:' .. q .. ':' .. st) end
+end
+for _, f in ipairs(redis.call('SMEMBERS', P .. ':flows')) do redis.call('DEL', P .. ':ix:f:' .. f) end
+for _, id in ipairs(redis.call('ZRANGE', P .. ':jobs', 0, -1)) do
+  local st, q, seq, flow, run_at, stalls = unpack(redis.call('HMGET', jk(id), 'status', 'queue', 'seq',
+    'flow', 'run_at', 'stalls'))
+  if st then
+    redis.call('SADD', P .. ':queues', q)
+    redis.call('SADD', P .. ':flows', flow)
+    redis.call('ZADD', P .. ':ix:q:' .. q, seq, id)
+    redis.call('ZADD', P .. ':ix:f:' .. flow, seq, id)
+    track(id, q, seq, nil, st, run_at, tonumber(stalls or 0))
+  end
+end
+redis.call('SET', vkey, IXV)
+return 1
+"""
+
+# ARGV: prefix, now. Per queue: {queue, count of each status (``STATUSES`` order), stalls,
+# delayed (queued, ``run_at`` after now), oldest due ``run_at`` or ""}.
+COUNTS = r"""
+local now = ARGV[2]
+local statuses = {'queued', 'running', 'completed', 'failed', 'cancelled'}
+local out = {}
+for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
+  local row = {q}
+  local cnt = P .. ':cnt:' .. q
+  for _, st in ipairs(statuses) do row[#row+1] = tonumber(redis.call('HGET', cnt, st) or 0) end
+  row[#row+1] = tonumber(redis.call('HGET', cnt, 'stalls') or 0)
+  row[#row+1] = redis.call('ZCOUNT', qk(q, 'qat'), '(' .. now, '+inf')
+  local first = redis.call('ZRANGEBYSCORE', qk(q, 'qat'), '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+  if #first > 0 then row[#row+1] = first[2] else row[#row+1] = '' end
+  out[#out+1] = row
+end
+return out
 """
 
 # ARGV: prefix, name, expected JSON ("" absent), new JSON ("" delete), queue.
