@@ -114,7 +114,9 @@ end
 # [id, keyfield ("" none), queue, priority, run_at, runkey, delayed ("1"/"0"), event data,
 # [field, value, ...], node ("" none), node capacity], every value text.
 # Returns id, created (1/0) per job. A job id already present (the script ran before, its
-# answer lost with the connection) answers as created: a retried submit is harmless.
+# answer lost with the connection: ids are made per call, so only a re-run of the same call
+# has them) answers as created, also when it holds its idempotency key: a retried submit is
+# harmless and tells the truth (a 201, a schedule's wake-up).
 # Jobs assigned to a node are checked first (``rules.node_demand``, ``rules.node_refusal``):
 # when a node's queued and running jobs would go past its capacity, nothing is written and
 # the answer is {"full", node, capacity, assigned}.
@@ -148,9 +150,9 @@ for _, job in ipairs(jobs) do
     job[1], job[2], job[3], job[4], job[5], job[6], job[7], job[8], job[9], job[10]
   local held = false
   if keyfield ~= '' then held = redis.call('HGET', P .. ':keys', keyfield) end
-  if held then
+  if held and held ~= id then
     out[#out+1] = held; out[#out+1] = 0
-  elseif redis.call('EXISTS', jk(id)) == 1 then
+  elseif redis.call('EXISTS', jk(id)) == 1 then  -- (its key held by this very job: made by this call)
     out[#out+1] = id; out[#out+1] = 1
   else
     local seq = redis.call('INCR', P .. ':seq')
