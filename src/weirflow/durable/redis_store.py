@@ -9,9 +9,10 @@ compare-and-set, tried again on the new state when another change came first. So
 stale token is refused atomically in every case.
 
 Redis keeps what it acknowledged only as well as its persistence is set: run it with
-``appendonly yes`` and ``appendfsync everysec`` (at most about a second of writes lost
-on power loss, nothing on a process crash) or ``appendfsync always`` (nothing lost);
-see ``docs/durability.md``.
+``appendonly yes`` and ``appendfsync always`` (nothing acknowledged lost) or
+``appendfsync everysec`` (up to about the last 2 s of acknowledged writes lost on a crash
+or power loss: while a background fsync runs, Redis postpones the AOF write up to 2 s and
+answers meanwhile); see ``docs/workers.md``.
 """
 
 from __future__ import annotations
