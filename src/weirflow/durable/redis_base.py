@@ -47,6 +47,8 @@ LISTEN_PING_S = 5.0
 LISTEN_RETRY_MAX_S = 5.0
 #: the bounds of the re-read of ``wait_finished`` while notifications are down
 RECHECK_S = (0.05, 1.0)
+#: jobs indexed per ``REINDEX`` script (Redis answers nothing else while one runs)
+REINDEX_CHUNK = 500
 SCRIPTS = (
     "SUBMIT",
     "CLAIM",
@@ -187,9 +189,15 @@ class RedisBase:
 
     async def _indexed(self) -> None:
         """Make sure the counts and indexes are there: a store an older version wrote has none,
-        and they are made once (by whichever process looks first)."""
-        if await self._run("REINDEX", [], retry=True):
-            log.info("redis_store_reindexed", store=self.url, version=redis_lua.INDEX_VERSION)
+        and they are made once, ``REINDEX_CHUNK`` jobs per script (by whichever processes
+        look first: each script goes on where the last one stopped)."""
+        more = await self._run("REINDEX", [str(REINDEX_CHUNK)], retry=True)
+        if not more:
+            return
+        log.info("redis_store_reindexing", store=self.url, version=redis_lua.INDEX_VERSION)
+        while more:
+            more = await self._run("REINDEX", [str(REINDEX_CHUNK)], retry=True)
+        log.info("redis_store_reindexed", store=self.url, version=redis_lua.INDEX_VERSION)
 
     async def _do(self, command: str, *args: Any, retry: bool = True) -> Any:
         """One Redis command (``client.<command>(*args)``), as ``_call``."""

@@ -56,23 +56,39 @@ local function readyk(q, node)
 end
 local function njk(node) return P .. ':nj:' .. node end
 
--- the counts and indexes of a job of queue ``q`` going from status ``old`` to ``new``
--- (``nil``: not in the store), ``dstalls`` its stalls' change
-local function track(id, q, seq, old, new, run_at, dstalls)
+-- the counts and indexes of a job of queue ``q`` (and ``flow``: given when it comes or goes)
+-- going from status ``old`` to ``new`` (``nil``: not in the store), ``dstalls`` its stalls' change
+local function index_now(id, q, flow, seq, old, new, run_at, dstalls)
   local cnt = P .. ':cnt:' .. q
   if old then
     redis.call('HINCRBY', cnt, old, -1)
     redis.call('ZREM', P .. ':ix:s:' .. old, id)
     redis.call('ZREM', P .. ':ix:qs:' .. q .. ':' .. old, id)
     if old == 'queued' then redis.call('ZREM', qk(q, 'qat'), id) end
+  else
+    redis.call('SADD', P .. ':flows', flow)
+    redis.call('ZADD', P .. ':ix:q:' .. q, seq, id)
+    redis.call('ZADD', P .. ':ix:f:' .. flow, seq, id)
   end
   if new then
     redis.call('HINCRBY', cnt, new, 1)
     redis.call('ZADD', P .. ':ix:s:' .. new, seq, id)
     redis.call('ZADD', P .. ':ix:qs:' .. q .. ':' .. new, seq, id)
     if new == 'queued' then redis.call('ZADD', qk(q, 'qat'), run_at, id) end
+  else
+    redis.call('ZREM', P .. ':ix:q:' .. q, id)
+    redis.call('ZREM', P .. ':ix:f:' .. flow, id)
   end
   if dstalls ~= 0 then redis.call('HINCRBY', cnt, 'stalls', dstalls) end
+end
+-- ``index_now`` once the store is indexed; while ``REINDEX`` runs (``P:ixcur``: the ``seq``
+-- it reached), only for the jobs it did (it does the others as they are when it gets there)
+local function track(id, q, flow, seq, old, new, run_at, dstalls)
+  if redis.call('GET', P .. ':ixv') ~= IXV then
+    local cur = redis.call('GET', P .. ':ixcur')
+    if not cur or tonumber(seq) > tonumber(cur) then return end
+  end
+  index_now(id, q, flow, seq, old, new, run_at, dstalls)
 end
 
 local function event(job_id, queue, kind, at, data)
@@ -164,11 +180,7 @@ for _, job in ipairs(jobs) do
     end
     redis.call('ZADD', P .. ':jobs', seq, id)
     redis.call('SADD', P .. ':queues', q)
-    local flow = redis.call('HGET', jk(id), 'flow')
-    redis.call('SADD', P .. ':flows', flow)
-    redis.call('ZADD', P .. ':ix:q:' .. q, seq, id)
-    redis.call('ZADD', P .. ':ix:f:' .. flow, seq, id)
-    track(id, q, seq, nil, 'queued', run_at, 0)
+    track(id, q, redis.call('HGET', jk(id), 'flow'), seq, nil, 'queued', run_at, 0)
     if delayed == '1' then
       redis.call('ZADD', qk(q, 'delayed'), run_at, id)
     else
@@ -236,7 +248,7 @@ if #picked > 0 then
       redis.call('SADD', njk(mynode), id)
     end
     local attempt = redis.call('HINCRBY', k, 'attempt', 1)
-    track(id, q, redis.call('HGET', k, 'seq'), 'queued', 'running', nil, 0)
+    track(id, q, nil, redis.call('HGET', k, 'seq'), 'queued', 'running', nil, 0)
     redis.call('HINCRBY', k, 'runs', 1)
     redis.call('HINCRBY', k, 'ver', 1)
     redis.call('HSET', k, 'status', 'running', 'worker_id', worker,
@@ -286,7 +298,7 @@ for _, d in ipairs(cmsgpack.unpack(ARGV[5])) do
     local k = jk(id)
     local q, attempt, node, seq = unpack(redis.call('HMGET', k, 'queue', 'attempt', 'node', 'seq'))
     if node then redis.call('SREM', njk(node), id) end
-    track(id, q, seq, 'running', 'completed', nil, 0)
+    track(id, q, nil, seq, 'running', 'completed', nil, 0)
     redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now)
     if letters ~= '' then
       redis.call('HSET', k, 'dead_letters', letters)
@@ -338,7 +350,7 @@ for i = 1, ndel do redis.call('HDEL', k, ARGV[10 + 2 * nset + i]) end
 redis.call('HINCRBY', k, 'ver', 1)
 local new, prio, run_at, lease, fin, node, stalls = unpack(redis.call('HMGET', k, 'status', 'priority',
   'run_at', 'lease_expires_at', 'finished_at', 'node', 'stalls'))
-track(id, q, seq, st, new, run_at, tonumber(stalls or 0) - tonumber(oldstalls or 0))
+track(id, q, nil, seq, st, new, run_at, tonumber(stalls or 0) - tonumber(oldstalls or 0))
 if node and (new == 'queued' or new == 'running') then redis.call('SADD', njk(node), id) end
 if new == 'queued' then
   local m = runkey .. ':' .. string.format('%015d', tonumber(seq)) .. ':' .. id
@@ -486,9 +498,7 @@ for i = 2, #ARGV, 2 do
   local st, fin, keyfield, q, seq, flow, stalls = unpack(redis.call('HMGET', k, 'status', 'finished_at',
     'keyfield', 'queue', 'seq', 'flow', 'stalls'))
   if st and FIN[st] and fin == ARGV[i+1] then
-    track(id, q, seq, st, nil, nil, -tonumber(stalls or 0))
-    redis.call('ZREM', P .. ':ix:q:' .. q, id)
-    redis.call('ZREM', P .. ':ix:f:' .. flow, id)
+    track(id, q, flow, seq, st, nil, nil, -tonumber(stalls or 0))
     for _, text in ipairs(redis.call('LRANGE', P .. ':je:' .. id, 0, -1)) do
       redis.call('ZREM', P .. ':ev', text)
       local e = cjson.decode(text)
@@ -505,34 +515,46 @@ end
 return n
 """
 
-# ARGV: prefix. When ``P:ixv`` is not ``IXV`` (a store an older version wrote, or
-# none yet), every count and index of ``track`` is made again from the jobs (one script: no
-# change can come between; it reads every job once, so a big store waits that long once),
-# and ``P:ixv`` set (unless the store holds nothing). Returns 1 when it rebuilt.
+# ARGV: prefix, chunk size. When ``P:ixv`` is not ``IXV`` (a store an older version wrote),
+# the counts and indexes of ``track`` are made again from the jobs, ``chunk`` jobs per run (a
+# run is atomic and short: Redis answers others between runs): the first run drops what
+# there was, each run indexes the next jobs by ``seq`` as they are then and keeps the ``seq``
+# it reached in ``P:ixcur`` (the other scripts keep the indexes of the jobs up to it), the
+# last one sets ``P:ixv``. Returns 1 while there is more to do. A store holding nothing is
+# left untouched.
 REINDEX = r"""
-local vkey = P .. ':ixv'
-if redis.call('GET', vkey) == IXV then return 0 end
+if redis.call('GET', P .. ':ixv') == IXV then return 0 end
 local statuses = {'queued', 'running', 'completed', 'failed', 'cancelled'}
-local queues = redis.call('SMEMBERS', P .. ':queues')
-if #queues == 0 and redis.call('EXISTS', P .. ':jobs') == 0 then return 0 end
-for _, st in ipairs(statuses) do redis.call('DEL', P .. ':ix:s:' .. st) end
-for _, q in ipairs(queues) do
-  redis.call('DEL', P .. ':cnt:' .. q, P .. ':ix:q:' .. q, qk(q, 'qat'))
-  for _, st in ipairs(statuses) do redis.call('DEL', P .. ':ix:qs:' .. q .. ':' .. st) end
+local cur = redis.call('GET', P .. ':ixcur')
+if not cur then
+  local queues = redis.call('SMEMBERS', P .. ':queues')
+  if #queues == 0 and redis.call('EXISTS', P .. ':jobs') == 0 then return 0 end
+  for _, st in ipairs(statuses) do redis.call('DEL', P .. ':ix:s:' .. st) end
+  for _, q in ipairs(queues) do
+    redis.call('DEL', P .. ':cnt:' .. q, P .. ':ix:q:' .. q, qk(q, 'qat'))
+    for _, st in ipairs(statuses) do redis.call('DEL', P .. ':ix:qs:' .. q .. ':' .. st) end
+  end
+  for _, f in ipairs(redis.call('SMEMBERS', P .. ':flows')) do redis.call('DEL', P .. ':ix:f:' .. f) end
+  cur = '0'
 end
-for _, f in ipairs(redis.call('SMEMBERS', P .. ':flows')) do redis.call('DEL', P .. ':ix:f:' .. f) end
-for _, id in ipairs(redis.call('ZRANGE', P .. ':jobs', 0, -1)) do
+local chunk = tonumber(ARGV[2])
+local ids = redis.call('ZRANGEBYSCORE', P .. ':jobs', '(' .. cur, '+inf', 'WITHSCORES', 'LIMIT', 0, chunk)
+for i = 1, #ids, 2 do
+  local id = ids[i]
   local st, q, seq, flow, run_at, stalls = unpack(redis.call('HMGET', jk(id), 'status', 'queue', 'seq',
     'flow', 'run_at', 'stalls'))
   if st then
     redis.call('SADD', P .. ':queues', q)
-    redis.call('SADD', P .. ':flows', flow)
-    redis.call('ZADD', P .. ':ix:q:' .. q, seq, id)
-    redis.call('ZADD', P .. ':ix:f:' .. flow, seq, id)
-    track(id, q, seq, nil, st, run_at, tonumber(stalls or 0))
+    index_now(id, q, flow, seq, nil, st, run_at, tonumber(stalls or 0))
   end
+  cur = ids[i + 1]
 end
-redis.call('SET', vkey, IXV)
+if #ids < 2 * chunk then
+  redis.call('SET', P .. ':ixv', IXV)
+  redis.call('DEL', P .. ':ixcur')
+  return 0
+end
+redis.call('SET', P .. ':ixcur', cur)
 return 1
 """
 
