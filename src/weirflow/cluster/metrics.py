@@ -40,6 +40,7 @@ class RegistryMetrics(Collector):
         self.failures = 0
         self.deadline_misses = 0
         self.mode_switches = 0
+        self.follow_retries = 0  # blocking reads that failed, then a confirming read did not
         self.relists = 0
         self.replays = 0
         self.rewinds = 0
@@ -69,6 +70,7 @@ class RegistryMetrics(Collector):
             "failures": self.failures,
             "deadline_misses": self.deadline_misses,
             "mode_switches": self.mode_switches,
+            "follow_retries": self.follow_retries,
             "relists": self.relists,
             "replays": self.replays,
             "rewinds": self.rewinds,
@@ -92,6 +94,11 @@ class RegistryMetrics(Collector):
             ("redis_failures", "Redis calls that failed (errors and deadline misses).", self.failures),
             ("deadline_misses", "Redis calls that ran past their deadline.", self.deadline_misses),
             ("mode_switches", "Changes of the registry's status.", self.mode_switches),
+            (
+                "follow_retries",
+                "Blocking log reads that failed and were confirmed by a read that did not block.",
+                self.follow_retries,
+            ),
             ("relists", "Full lists of the registry (start, trimmed log, lost data).", self.relists),
             ("replays", "Reconnections that replayed the log from the last revision.", self.replays),
             ("events_applied", "Log entries applied to the cache.", self.events_applied),

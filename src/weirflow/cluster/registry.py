@@ -39,6 +39,7 @@ from .calls import BreakerState, Calls, connect
 from .keys import DEFAULT_PREFIX, Keys
 from .metrics import RegistryMetrics
 from .node import Decoder, Node, pairs
+from .status_log import StatusLog
 
 log = structlog.get_logger("weirflow.cluster")
 
@@ -68,6 +69,8 @@ class Registry:
     consecutive failures open the circuit (status ``degraded``) for
     ``breaker_open_s``. ``log_maxlen``: the change log's approximate length.
     ``negative_ttl_s``: how long ``lookup`` remembers that an id is unknown.
+    ``status_log_every_s``: a change of status is logged at once, the changes that follow
+    within that long are logged together at its end (``StatusLog``).
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Registry:
         negative_ttl_s: float = 1.0,
         reservation_ttl_s: float | None = None,
         sweep_limit: int = 1_000,
+        status_log_every_s: float = 10.0,
     ) -> None:
         if ttl_s <= 0 or deadline_s <= 0 or log_maxlen < 1:
             raise InvalidNodeError("ttl_s and deadline_s must be positive, log_maxlen at least 1")
@@ -116,6 +120,7 @@ class Registry:
             on_state=self._breaker_changed,
         )
         self._status: Status = "normal"
+        self._status_log = StatusLog(self.safe_url, lambda: self._status, every_s=status_log_every_s)
         self._synced = False  # the follower is reading the log where the cache is
         self._need_list = True
         self._current_at = time.monotonic()  # when the cache was last known current
@@ -144,7 +149,7 @@ class Registry:
         starts empty instead (``status`` not ``normal``) and lists as soon as Redis answers
         (a server that shows nodes should start during an outage)."""
         self._client = connect(self.url, deadline_s=self.deadline_s)
-        self._follow_client = connect(self.url, deadline_s=self.follow_block_s + self.deadline_s)
+        self._follow_client = connect(self.url, deadline_s=self._follow_deadline_s)
         for name in ("REGISTER", "HEARTBEAT", "DRAIN", "REMOVE", "SWEEP", "LIST", "GET"):
             self._scripts[name] = self._client.register_script(getattr(scripts, name))
         await self._calls.start()
@@ -164,6 +169,7 @@ class Registry:
 
     async def close(self) -> None:
         self._closed = True
+        self._status_log.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -193,6 +199,12 @@ class Registry:
         return self._status
 
     @property
+    def _follow_deadline_s(self) -> float:
+        """The blocking read's deadline: its block, and more slack than a plain call (its answer
+        comes at the end of the block, when a busy machine may not read it at once)."""
+        return self.follow_block_s + max(self.deadline_s, self.follow_block_s / 2)
+
+    @property
     def staleness_s(self) -> float:
         """Seconds since the cache was last known to hold every change (0 while following)."""
         return time.monotonic() - self._current_at
@@ -207,7 +219,7 @@ class Registry:
         else:
             new = "normal"
         if new != self._status:
-            log.info("cluster registry status", status=new, was=self._status, url=self.safe_url)
+            self._status_log.changed(new, self._status)
             self._status = new
             self.metrics.mode_switches += 1
             self._notify()
@@ -445,7 +457,16 @@ class Registry:
                     await self._resync()
                     await self._read_log(block=False)  # catch up now, not after a quiet block
                     continue
-                await self._read_log()
+                try:
+                    await self._read_log()
+                except ClusterError as e:
+                    # A blocking read that failed (often: answered late on a busy machine) is
+                    # an outage only if Redis does not answer the probe's sweep and a
+                    # read that does not block either; meanwhile the status stays.
+                    log.debug("cluster registry: follow read failed", error=str(e), url=self.safe_url)
+                    self.metrics.follow_retries += 1
+                    await self._resync()
+                    await self._read_log(block=False)
                 backoff_s = self.deadline_s
             except ClusterError as e:
                 self._synced = False
@@ -463,7 +484,7 @@ class Registry:
         reply = await self._calls.call(
             "xread",
             lambda: client.xread({stream: after}, count=FOLLOW_BATCH, block=block_ms),
-            deadline_s=self.follow_block_s + self.deadline_s,
+            deadline_s=self._follow_deadline_s if block else self.deadline_s,
             breaker=False,
         )
         entries = reply[0][1] if reply else []
