@@ -113,6 +113,7 @@ async def test_join_pairs_items_and_dead_letters_the_unmatched() -> None:
     assert result.outputs["p.out"] == [(1, "a"), (2, "b")]
     (letter,) = result.dead_letters
     assert (letter.slot, letter.item, letter.reason) == ("p.left", 3, "unconsumed")
+    assert letter.error == "no matching item can arrive for this join"
     assert_settled(result)
 
 

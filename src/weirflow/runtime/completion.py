@@ -249,9 +249,15 @@ class Tracker:
         dead-lettered, and the job completes or the components downstream may end."""
         job = self.job
         for runner in comp.members:
+            joined = {id(q) for a in runner.acts if a.kind == "join" for q in a.queues}
             for q in runner.queues.values():
                 if q.items:
-                    q.drain("unconsumed", "no matching item can arrive for this join")
+                    why = (
+                        "no matching item can arrive for this join"
+                        if id(q) in joined
+                        else "the routine ended with the item still queued"
+                    )
+                    q.drain("unconsumed", why)
         comp.ended = True
         self.remaining -= 1
         if self.remaining == 0:
