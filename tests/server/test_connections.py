@@ -12,7 +12,7 @@ import pytest
 
 from tests.server.conftest import Live, live_server
 
-PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
 
 
 @contextmanager
@@ -51,7 +51,7 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected() -> None:
 
 def test_the_deadline_applies_again_after_each_response() -> None:
     with live_server(header_timeout_s=0.3, keep_alive_s=60) as live, slow_clients(live, 1, b"") as (s,):
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         s.settimeout(10)
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
         s.sendall(PARTIAL)  # the next request starts and never ends
@@ -60,7 +60,7 @@ def test_the_deadline_applies_again_after_each_response() -> None:
 
 def test_a_complete_request_is_not_cut_by_the_deadline() -> None:
     with live_server(header_timeout_s=0.3, keep_alive_s=60) as live, slow_clients(live, 1, b"") as (s,):
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         s.settimeout(10)
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
         assert not closed_by_server(s, within_s=0.6)  # idle between requests: keep-alive's to end

@@ -49,6 +49,26 @@ def serve(
             "--port", min=0, max=65535, help="Port (default 8000, WEIRFLOW_PORT; 0 picks a free one)."
         ),
     ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-hosts",
+            metavar="NAMES",
+            help="Host names requests may be sent to besides localhost/127.0.0.1/[::1], comma-separated "
+            "(app.example.com,*.example.com; * for any): the public name of a reverse proxy in front "
+            "(default: WEIRFLOW_ALLOWED_HOSTS). Without API keys other hosts get 421.",
+        ),
+    ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            metavar="IPS",
+            help="Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed, e.g. 127.0.0.1 (default: WEIRFLOW_FORWARDED_ALLOW_IPS; "
+            "none).",
+        ),
+    ] = None,
     log_level: Annotated[
         LogLevel, typer.Option("--log-level", help="uvicorn log level.", case_sensitive=False)
     ] = LogLevel.WARNING,
@@ -112,7 +132,14 @@ def serve(
         raise typer.Exit(USAGE_ERROR)
     try:
         settings = load_settings(
-            host=host, port=port, flows=flows, store=store, workers=workers, registry=registry
+            host=host,
+            port=port,
+            flows=flows,
+            store=store,
+            workers=workers,
+            registry=registry,
+            allowed_hosts=allowed_hosts,
+            forwarded_allow_ips=forwarded_allow_ips,
         )
         if settings.flows is None:
             raise SettingsError("no flows to serve: pass --flows DIR_OR_MODULE (or set WEIRFLOW_FLOWS)")

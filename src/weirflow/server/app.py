@@ -39,6 +39,7 @@ from .debugging import DebugService
 from .durable_jobs import StoreService
 from .errors import install_error_handlers
 from .events import EventHub
+from .hosts import HostCheckMiddleware, host_check_needed
 from .routes import ROUTERS
 from .service import JobService
 from .settings import Settings
@@ -95,6 +96,8 @@ def create_app(
             expose_headers=["Retry-After"],
             max_age=600,
         )
+    if host_check_needed(settings):  # outermost: a request for another host is answered by no one
+        app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.allowed_hosts)
     for router in ROUTERS:
         app.include_router(router)
 

@@ -1,7 +1,9 @@
 """API-key authentication: ``Authorization: Bearer KEY``, keys compared in constant time.
 
 With keys configured, every route but ``/healthz`` needs one: ``401`` without a
-key or with an unknown one, ``403`` when a ``read`` key calls a mutating route.
+key or with an unknown one, ``403`` when a ``read`` key calls a mutating route. Bad keys
+count against the client address's budget of ``/ui/login`` (``ui.login_limit``): past it
+every keyed call from that address is ``429`` with ``Retry-After``, even with a good key.
 Without an ``Authorization`` header the web UI's session cookie stands for the key
 it was opened with (``ui.sessions``; changing calls then need its CSRF token). With
 keys or without, a change a browser sends from another site is refused.
@@ -18,6 +20,7 @@ from fastapi.security import HTTPBearer
 
 from .errors import ApiError
 from .settings import Role, Settings
+from .ui.login_limit import LoginLimiter
 from .ui.sessions import check_cross_site, check_csrf, cookie_session
 
 bearer = HTTPBearer(
@@ -77,8 +80,13 @@ class RoleBearer(HTTPBearer):
                 )
             check_csrf(request, session, changing=self.changing)
             have: Role | None = session.role
-        else:
+        else:  # one budget of bad keys per client address, shared with /ui/login
+            limiter: LoginLimiter = request.app.state.ui_logins
+            client = request.client.host if request.client is not None else ""
+            limiter.check(client)  # (429 while this address has had too many bad keys)
             have = role_of(credentials.credentials, settings.api_keys)
+            if have is None:
+                limiter.failed(client)
         if have is None:
             raise UnauthorizedError("invalid API key", headers=_challenge())
         if self.role is Role.ADMIN and have is not Role.ADMIN:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -78,6 +79,56 @@ def parse_origins(value: Any) -> tuple[str, ...]:
     return tuple(origins)
 
 
+HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?")
+
+
+def parse_allowed_hosts(value: Any) -> tuple[str, ...]:
+    """``"app.example.com,*.example.org"`` -> host names (lower case) a request's ``Host`` may
+    name; ``ValueError`` for anything that is not ``*``, a name, ``*.domain`` or an IP address."""
+    if value is None or value == "":
+        return ()
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    hosts: list[str] = []
+    for n, raw in enumerate(parts, start=1):
+        host = str(raw).strip().lower().rstrip(".")
+        if host == "*":
+            hosts.append(host)
+            continue
+        try:
+            hosts.append(str(ipaddress.ip_address(host.strip("[]"))))
+            continue
+        except ValueError:
+            pass
+        name = host.removeprefix("*.")
+        if not all(HOST_LABEL.fullmatch(label) for label in name.split(".")):
+            raise ValueError(
+                f"entry {n} ({str(raw).strip()!r}) must be *, a host name (no port), *.domain "
+                "or an IP address"
+            )
+        hosts.append(host)
+    return tuple(hosts)
+
+
+def parse_forwarded_ips(value: Any) -> tuple[str, ...]:
+    """``"127.0.0.1,10.0.0.0/8"`` -> the proxies' addresses or networks (or ``*``);
+    ``ValueError`` for anything else."""
+    if value is None or value == "":
+        return ()
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    ips: list[str] = []
+    for n, raw in enumerate(parts, start=1):
+        entry = str(raw).strip()
+        if entry != "*":
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"entry {n} ({entry!r}) must be * or an IP address or network (10.0.0.0/8)"
+                ) from None
+        ips.append(entry)
+    return tuple(ips)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is a loopback address (``localhost``, ``127.0.0.0/8``, ``::1``)."""
     if host == "localhost":
@@ -127,6 +178,14 @@ class Settings(BaseSettings):
     """Bad keys one client address may try at ``/ui/login`` within ``login_window_s``; then
     ``429`` with ``Retry-After`` until the window has moved past them."""
     login_window_s: int = Field(default=60, ge=1, le=86_400)
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    """Host names (``app.example.com``, ``*.example.com``, comma-separated) a request's ``Host``
+    may name besides the loopback ones; ``*``: any. Without API keys a request naming another
+    host is refused (``421``: DNS rebinding); with keys the check applies only when set."""
+    forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = ()
+    """Addresses or networks of the reverse proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed (``127.0.0.1`` for a proxy on this machine); empty (the
+    default): none, the client address is the connection's."""
     store: str | None = Field(default=None, repr=False)
     """Durable job store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``,
     ``redis://host:port/db``) for the
@@ -148,6 +207,16 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_origins(cls, value: Any) -> tuple[str, ...]:
         return parse_origins(value)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: Any) -> tuple[str, ...]:
+        return parse_allowed_hosts(value)
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _parse_forwarded(cls, value: Any) -> tuple[str, ...]:
+        return parse_forwarded_ips(value)
 
     @field_validator("registry")
     @classmethod

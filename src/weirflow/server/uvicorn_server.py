@@ -61,6 +61,10 @@ def make_server(
         log_level=log_level,
         access_log=access_log,
         server_header=False,
+        # X-Forwarded-For/-Proto only from the proxies listed (uvicorn's own default believes
+        # 127.0.0.1, so any local process could pick the address the limit of bad keys counts)
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=list(settings.forwarded_allow_ips) or "",
         timeout_graceful_shutdown=settings.shutdown_grace_s,
         http=guarded_protocol(
             header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections

@@ -36,7 +36,7 @@ async def test_readyz_is_503_until_the_engine_runs() -> None:
     # the app's lifespan has not run: no engine yet (the live server is never in this state)
     app = create_app(Settings(), flows=SERVED)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.get("/readyz")
         assert response.status_code == 503
         assert response.json() == {"detail": "the engine is not running"}

@@ -259,8 +259,10 @@ def test_a_browser_without_sec_fetch_site_is_judged_by_its_origin(foreign: str) 
 
 def test_repeated_bad_keys_from_one_address_get_429_while_others_still_log_in() -> None:
     """Guessing keys at the login is bounded per client address (uvicorn takes the address
-    from ``X-Forwarded-For`` of a proxy on loopback, as behind nginx)."""
-    with live_server(FLOWS, api_keys=KEYS, login_failures=3, login_window_s=60) as server:
+    from ``X-Forwarded-For`` of a proxy listed in ``forwarded_allow_ips``, as behind nginx)."""
+    with live_server(
+        FLOWS, api_keys=KEYS, login_failures=3, login_window_s=60, forwarded_allow_ips="127.0.0.1"
+    ) as server:
 
         def attempt(key: str, address: str) -> httpx.Response:
             return server.client.post("/ui/login", json={"key": key}, headers={"X-Forwarded-For": address})

@@ -1,12 +1,13 @@
-"""Failed UI logins, counted per client address: after ``login_failures`` bad keys within
-``login_window_s`` from one address, ``POST /ui/login`` answers ``429`` with
-``Retry-After`` (even with a good key) until that window has moved past them. Other
-addresses are not affected.
+"""Bad keys, counted per client address: after ``login_failures`` bad keys within
+``login_window_s`` from one address, ``POST /ui/login`` and every call with
+``Authorization: Bearer KEY`` (``auth.require``) answer ``429`` with ``Retry-After``
+(even with a good key) until that window has moved past them. Other addresses are not
+affected. One budget covers both ways in, so guessing through the API gains nothing.
 
 The counting is ``limits``' moving window in memory: one server process's count (several
-processes behind one address each count their own). Behind a reverse proxy on loopback
-the address is the proxy's ``X-Forwarded-For`` (uvicorn trusts it from 127.0.0.1 only):
-see docs/deployment.md.
+processes behind one address each count their own). The address is the connection's;
+a reverse proxy's ``X-Forwarded-For`` is believed only from ``WEIRFLOW_FORWARDED_ALLOW_IPS``
+(``--forwarded-allow-ips``): see docs/deployment.md.
 """
 
 from __future__ import annotations

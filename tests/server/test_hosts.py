@@ -1,0 +1,100 @@
+"""DNS rebinding: a server without API keys answers only to loopback host names (and the
+names of ``WEIRFLOW_ALLOWED_HOSTS``); a page whose own name was re-pointed at 127.0.0.1 is
+refused even though its browser calls it same-origin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.server.conftest import ADMIN_KEY, Live, live_server
+from weirflow.server import Settings, SettingsError, load_settings
+from weirflow.server.hosts import host_allowed, host_name
+
+REBOUND = {"Sec-Fetch-Site": "same-origin"}  # what the browser sends after a rebinding
+
+
+@pytest.fixture(scope="module")
+def open_server() -> Iterator[Live]:
+    with live_server() as server:
+        yield server
+
+
+def _port(live: Live) -> int:
+    return int(live.url.rsplit(":", 1)[1])
+
+
+def test_a_rebound_page_cannot_start_or_read_jobs() -> None:
+    with live_server() as server:
+        _refused_for_a_rebound_page(server)
+
+
+def _refused_for_a_rebound_page(open_server: Live) -> None:
+    port = _port(open_server)
+    host = {"Host": f"evil.test:{port}", "Origin": f"http://evil.test:{port}", **REBOUND}
+    started = open_server.client.post("/api/jobs", json={"flow": "stream", "keep_open": True}, headers=host)
+    assert started.status_code == 421
+    assert "evil.test" in started.json()["detail"] and "WEIRFLOW_ALLOWED_HOSTS" in started.json()["detail"]
+    for path in ("/api/jobs", "/api/flows", "/metrics", "/ui", "/healthz"):
+        assert open_server.client.get(path, headers=host).status_code == 421, path
+    assert open_server.client.get("/api/jobs").json()["total"] == 0  # nothing was started
+
+
+@pytest.mark.parametrize("name", ["localhost", "127.0.0.1", "127.1.2.3", "[::1]", "LOCALHOST", "localhost."])
+def test_loopback_names_with_any_port_are_served(open_server: Live, name: str) -> None:
+    for host in (name, f"{name}:{_port(open_server)}", f"{name}:1"):
+        answer = open_server.client.get("/api/flows", headers={"Host": host, **REBOUND})
+        assert answer.status_code == 200, host
+
+
+@pytest.mark.parametrize("host", ["", "localhost:x", "[::1", "127.0.0.1:80:80"])
+def test_a_missing_or_malformed_host_is_400(open_server: Live, host: str) -> None:
+    answer = open_server.client.get("/api/flows", headers={"Host": host})
+    assert answer.status_code == 400 and "Host" in answer.json()["detail"]
+
+
+def test_allowed_hosts_admit_a_proxys_public_name_and_nothing_else() -> None:
+    with live_server(allowed_hosts="app.example.com,*.internal.example") as server:
+        for host in ("app.example.com", "APP.example.com:443", "a.b.internal.example", "127.0.0.1"):
+            assert server.client.get("/api/flows", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.test", "example.com", "internal.example.evil", "xapp.example.com"):
+            assert server.client.get("/api/flows", headers={"Host": host}).status_code == 421, host
+
+
+def test_with_keys_any_host_is_served_unless_names_are_listed() -> None:
+    bearer = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with live_server(api_keys=f"{ADMIN_KEY}:admin") as server:
+        assert (
+            server.client.get("/api/flows", headers={"Host": "weirflow.example", **bearer}).status_code == 200
+        )
+    with live_server(api_keys=f"{ADMIN_KEY}:admin", allowed_hosts="weirflow.example") as server:
+        assert (
+            server.client.get("/api/flows", headers={"Host": "weirflow.example", **bearer}).status_code == 200
+        )
+        assert server.client.get("/api/flows", headers={"Host": "other.example", **bearer}).status_code == 421
+
+
+def test_a_star_allows_any_host() -> None:
+    with live_server(allowed_hosts="*") as server:
+        assert server.client.get("/api/flows", headers={"Host": "evil.test"}).status_code == 200
+
+
+def test_allowed_hosts_come_from_the_environment_and_bad_entries_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WEIRFLOW_ALLOWED_HOSTS", "A.example.com, *.b.example ,10.0.0.5,[fd00::1]")
+    assert Settings().allowed_hosts == ("a.example.com", "*.b.example", "10.0.0.5", "fd00::1")
+    for bad in ("https://a.example.com", "a.example.com:8000", "a.*.example", "a b"):
+        monkeypatch.setenv("WEIRFLOW_ALLOWED_HOSTS", bad)
+        with pytest.raises(SettingsError, match="WEIRFLOW_ALLOWED_HOSTS: entry 1"):
+            load_settings()
+
+
+def test_host_names_are_read_as_a_browser_sends_them() -> None:
+    assert host_name("Evil.Test:8000") == "evil.test"
+    assert host_name("[::1]:8000") == "::1"
+    assert host_name("localhost.") == "localhost"
+    assert host_name("") is None and host_name("a:b") is None
+    assert host_allowed("127.9.9.9", ()) and host_allowed("::1", ())
+    assert not host_allowed("127.0.0.1.evil.test", ()) and not host_allowed("localhost.evil.test", ())
