@@ -54,6 +54,44 @@ BAD = [
         "--metrics-host '0.0.0.0': serving metrics beyond loopback needs API keys",
     ),
     (["worker", "--flows", "examples", "--store", "postgresql://wf:pw@/db"], "'postgresql://wf:***@/db'"),
+    # a bad value is named by the flag it was given as (not its WEIRFLOW_* variable)
+    (
+        ["worker", "--flows", "examples", "--grace-s", "nan"],
+        "error: --grace-s: Input should be a finite number",
+    ),
+    (
+        ["worker", "--flows", "examples", "--health-interval-s", "-1"],
+        "error: --health-interval-s: Input should",
+    ),
+    (
+        ["serve", "--flows", "examples", "--grace-s", "nan"],
+        "error: --grace-s: Input should be a finite number",
+    ),
+    (["serve", "--flows", "examples", "--warm", "-1"], "error: --warm: Input should"),
+    (["serve", "--flows", "examples", "--registry", "http://x"], "error: --registry: must be a redis://"),
+    (["worker", "--flows", "examples", "--pool", "gpu"], "--pool needs --registry URL"),
+    (
+        ["worker", "--flows", "examples", "--labels", "a=b", "--capacity", "3"],
+        "--labels, --capacity need --registry",
+    ),
+    # a Redis database that is not a number is not silently db 0
+    (
+        ["serve", "--flows", "examples", "--registry", "redis://h:1/x"],
+        "--registry: the database 'x' is not a number",
+    ),
+    (
+        ["serve", "--flows", "examples", "--store", "redis://h:1/x"],
+        "--store: store URL 'redis://h:1/x': the database",
+    ),
+    (
+        ["worker", "--flows", "examples", "--store", "redis://:pw@h:1/x"],
+        "'redis://:***@h:1/x': the database 'x'",
+    ),
+    (
+        ["worker", "--flows", "examples", "--registry", "redis://h:1/db1"],
+        "registry URL 'redis://h:1/db1': the database",
+    ),
+    (["jobs", "list", "--store", "redis://h:1/x"], "the database 'x' is not a number"),
     (["jobs", "show"], "Missing argument 'ID'"),
     (["jobs", "wait"], "Missing argument 'ID'"),
     (["jobs", "list", "--limit", "0"], "Invalid value for '--limit'"),

@@ -195,3 +195,20 @@ def test_a_sqlite_store_that_cannot_be_made_is_one_line(
     assert done.returncode == code, done.stderr  # (a worker that cannot open its store: 2)
     [line] = done.stderr.strip().splitlines()  # not "creating the store" first
     assert line.startswith("error: ") and "Not a directory" in line
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/x", "rediss://:pw@h:1/db0", "redis://h/0x"])
+def test_a_redis_database_that_is_not_a_number_is_refused_not_db_0(url: str) -> None:
+    """redis-py drops a path it cannot read and uses database 0: the store refuses it instead."""
+    with pytest.raises(wf.StoreError, match="is not a number") as refused:
+        open_store(url)
+    assert "pw" not in str(refused.value)
+    for good in ("redis://127.0.0.1:6379/3", "redis://127.0.0.1:6379", "redis://127.0.0.1:6379/"):
+        assert open_store(good) is not None
+
+
+def test_a_registry_url_whose_database_is_not_a_number_is_refused() -> None:
+    from weirflow.cluster import Registry
+
+    with pytest.raises(wf.ClusterError, match="registry URL 'redis://h:1/x': the database 'x'"):
+        Registry("redis://h:1/x")

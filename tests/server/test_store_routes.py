@@ -589,7 +589,7 @@ def test_a_bad_store_url_is_refused_naming_the_setting() -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr == (
-        "error: WEIRFLOW_STORE: store URL 'nope' is not a URL: use memory://, "
+        "error: --store: store URL 'nope' is not a URL: use memory://, "
         "sqlite:///path/weirflow.db, postgresql://... or redis://...\n"
     )
 

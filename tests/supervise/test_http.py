@@ -131,7 +131,7 @@ def test_the_cli(served: Live) -> None:
 def test_bad_supervisor_settings_are_one_line_and_exit_2() -> None:
     out = CliRunner().invoke(app, ["serve", "--flows", FLOWS, "--health-failures", "0"])
     assert out.exit_code == 2
-    assert out.output.startswith("error: WEIRFLOW_HEALTH_FAILURES:")
+    assert out.output.startswith("error: --health-failures:")
     assert out.output.count("\n") == 1
     with pytest.raises(wf.SuperviseError):
         load_supervise_settings(grace_s=-1)

@@ -132,6 +132,7 @@ def serve(
         raise typer.Exit(USAGE_ERROR)
     try:
         settings = load_settings(
+            from_flags=True,
             host=host,
             port=port,
             flows=flows,
@@ -144,6 +145,7 @@ def serve(
         if settings.flows is None:
             raise SettingsError("no flows to serve: pass --flows DIR_OR_MODULE (or set WEIRFLOW_FLOWS)")
         supervise = load_supervise_settings(
+            from_flags=True,
             health_interval_s=health_interval_s,
             health_failures=health_failures,
             grace_s=grace_s,

@@ -194,6 +194,11 @@ def worker(
 ) -> None:
     """Run durable jobs of a queue until SIGTERM or SIGINT (then finish or give back running jobs)."""
     with cli_errors():
+        if registry is None:  # (neither --registry nor WEIRFLOW_REGISTRY)
+            given = [f for f, v in (("--pool", pool), ("--labels", labels), ("--capacity", capacity)) if v]
+            if given:
+                verb = "needs" if len(given) == 1 else "need"
+                raise ValueError(f"{', '.join(given)} {verb} --registry URL (the node registry to join)")
         loaded = load(flows)
         retention = None
         if keep_completed is not None or keep_completed_count is not None or keep_failed is not None:
@@ -207,6 +212,7 @@ def worker(
                 webhook_url=alert_webhook,
             )
         settings = load_supervise_settings(
+            from_flags=True,
             grace_s=shutdown_grace,
             health_interval_s=health_interval_s,
             health_failures=health_failures,

@@ -33,6 +33,7 @@ import structlog
 
 from ..errors import ClusterError, InvalidNodeError, NodeGoneError
 from ..redact import redact_url
+from ..redis_url import redis_url_problem
 from . import scripts
 from .cache import NodeCache, Reservation
 from .calls import BreakerState, Calls, connect
@@ -94,6 +95,9 @@ class Registry:
     ) -> None:
         if ttl_s <= 0 or deadline_s <= 0 or log_maxlen < 1:
             raise InvalidNodeError("ttl_s and deadline_s must be positive, log_maxlen at least 1")
+        problem = redis_url_problem(url)
+        if problem is not None:
+            raise InvalidNodeError(f"registry URL {redact(url)!r}: {problem}")
         self.url = url
         self.safe_url = redact(url)
         self.ttl_s = ttl_s

@@ -295,12 +295,16 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
             )
         return PostgresStore(url, clock=clock, **options)
     if scheme in ("redis", "rediss", "unix"):
+        from ..redis_url import redis_url_problem
         from .redis_base import redacted
         from .redis_store import RedisStore
 
         parts = urlsplit(url)
         if scheme != "unix" and not parts.hostname:
             raise StoreError(f"store URL {redacted(url)!r}: a Redis URL needs a host (redis://host:port/db)")
+        problem = redis_url_problem(url)
+        if problem is not None:
+            raise StoreError(f"store URL {redacted(url)!r}: {problem}")
         return RedisStore(url, clock=clock, **options)
     raise StoreError(
         f"store URL {redact_url(url)!r}: unknown scheme {scheme!r} "

@@ -10,11 +10,15 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+from collections.abc import Collection
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ..redis_url import redis_url_problem
+from ..supervise.settings import setting_name
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -150,21 +154,21 @@ class Settings(BaseSettings):
     flows: str | None = None
     """Directory of flow files or importable module (``--flows`` overrides it)."""
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)
-    max_send_timeout_s: float = Field(default=30.0, ge=0)
+    max_send_timeout_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     """Cap on ``timeout_s`` of ``POST /api/jobs/{id}/input``."""
-    max_wait_s: float = Field(default=30.0, ge=0)
+    max_wait_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     """Cap on ``wait_s`` of ``GET /api/jobs/{id}/result``."""
     retry_after_s: int = Field(default=1, ge=1)
     """``Retry-After`` sent with ``429`` when a slot stayed full."""
-    pause_wait_s: float = Field(default=10.0, ge=0)
+    pause_wait_s: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     """How long ``/pause`` waits for running handler calls to reach a safe point."""
     event_buffer: int = Field(default=DEFAULT_EVENT_BUFFER, ge=1)
     """Events kept per job for ``Last-Event-ID`` replay (older ones are reported as a gap)."""
-    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    sse_heartbeat_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     keep_finished_jobs: int = Field(default=1000, ge=0)
     """Finished jobs kept for ``/result``; older ones are forgotten."""
     shutdown_grace_s: int = Field(default=10, ge=0)
-    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600, allow_inf_nan=False)
     """A request's headers must be complete within this of the connection opening (or of the
     first bytes of a later request on it); otherwise the connection is closed."""
     keep_alive_s: int = Field(default=5, ge=1, le=3600)
@@ -223,6 +227,9 @@ class Settings(BaseSettings):
     def _check_registry(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must be a redis://host:port/db URL")
+        problem = None if value is None else redis_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("store")
@@ -261,25 +268,27 @@ class Settings(BaseSettings):
         return bool(self.api_keys)
 
 
-def load_settings(**overrides: Any) -> Settings:
+def load_settings(*, from_flags: bool = False, **overrides: Any) -> Settings:
     """Settings from the environment with ``overrides`` (``None`` values ignored).
 
-    Raises ``SettingsError`` with one line per problem, naming the environment variable.
+    Raises ``SettingsError`` with one line per problem, naming the environment variable,
+    or with ``from_flags`` (the CLI, whose flags are the overrides) the flag for a value
+    given as one (``--registry``).
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
     except ValidationError as e:
-        raise SettingsError(describe_errors(e)) from None
+        raise SettingsError(describe_errors(e, given=given, from_flags=from_flags)) from None
 
 
-def describe_errors(error: ValidationError) -> str:
+def describe_errors(error: ValidationError, *, given: Collection[str] = (), from_flags: bool = False) -> str:
     problems = []
     for err in error.errors():
         msg = err["msg"].removeprefix("Value error, ")
         loc = err["loc"]
         if loc:
-            problems.append(f"WEIRFLOW_{str(loc[0]).upper()}: {msg}")
+            problems.append(f"{setting_name(str(loc[0]), given=given, from_flags=from_flags)}: {msg}")
         else:
             problems.append(msg)
     return "; ".join(problems)

@@ -4,12 +4,13 @@
 (``WEIRFLOW_HEALTH_INTERVAL_S``, ``WEIRFLOW_HEALTH_FAILURES``, ``WEIRFLOW_GRACE_S``,
 ``WEIRFLOW_WARM``, ``WEIRFLOW_MAX_RSS_MB``), lets the given values (flags) override
 it, and raises ``SuperviseSettingsError`` (a ``SuperviseError`` and a ``ValueError``)
-with one line naming the variable when a value is bad; the CLI prints that line and
+with one line naming the variable (or the flag) when a value is bad; the CLI prints that line and
 exits 2.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -28,20 +29,22 @@ class SuperviseSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WEIRFLOW_", extra="ignore", frozen=True)
 
-    health_interval_s: float = Field(default=DEFAULT_HEALTH_INTERVAL_S, gt=0, le=3600)
+    health_interval_s: float = Field(default=DEFAULT_HEALTH_INTERVAL_S, gt=0, le=3600, allow_inf_nan=False)
     """The longest wait between two health checks of a child (shorter while it fails)."""
     health_failures: int = Field(default=DEFAULT_HEALTH_FAILURES, ge=1, le=1000)
     """Consecutive failed health checks that replace a child."""
-    grace_s: float = Field(default=DEFAULT_GRACE_S, ge=0, le=3600)
+    grace_s: float = Field(default=DEFAULT_GRACE_S, ge=0, le=3600, allow_inf_nan=False)
     """How long a stopping child may take after SIGTERM before SIGKILL."""
     warm: int = Field(default=DEFAULT_WARM, ge=0, le=1000)
     """Spare child processes kept ready, flows imported."""
-    max_rss_mb: float | None = Field(default=None, gt=0)
+    max_rss_mb: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """A child whose resident memory goes past this is replaced (none: no limit)."""
 
 
-def load_supervise_settings(**overrides: Any) -> SuperviseSettings:
-    """Settings from the environment with ``overrides`` (``None`` values ignored)."""
+def load_supervise_settings(*, from_flags: bool = False, **overrides: Any) -> SuperviseSettings:
+    """Settings from the environment with ``overrides`` (``None`` values ignored); a bad
+    value's line names the variable, or with ``from_flags`` (the CLI, whose flags are the
+    overrides: ``--grace-s``) the flag for a value given as one."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return SuperviseSettings(**given)
@@ -50,6 +53,13 @@ def load_supervise_settings(**overrides: Any) -> SuperviseSettings:
         for err in e.errors():
             msg = err["msg"].removeprefix("Value error, ")
             loc = err["loc"]
-            name = f"WEIRFLOW_{str(loc[0]).upper()}" if loc else "settings"
+            name = setting_name(str(loc[0]), given=given, from_flags=from_flags) if loc else "settings"
             problems.append(f"{name}: {msg}")
         raise SuperviseSettingsError("; ".join(problems)) from None
+
+
+def setting_name(field: str, *, given: Collection[str], from_flags: bool) -> str:
+    """``--field-name`` for a value given as a flag (``from_flags``), else ``WEIRFLOW_FIELD_NAME``."""
+    if from_flags and field in given:
+        return "--" + field.replace("_", "-")
+    return f"WEIRFLOW_{field.upper()}"
