@@ -21,8 +21,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.server.conftest import ADMIN_KEY, READ_KEY, Live
-from tests.server.ui.conftest import WAIT_S, Browser, shoot
+from tests.server.conftest import ADMIN_KEY, READ_KEY, Live, live_server
+from tests.server.ui.conftest import FLOWS, KEYS, WAIT_S, Browser, shoot
 
 pytestmark = pytest.mark.slow
 
@@ -150,6 +150,33 @@ def test_log_in_with_a_key_and_open_a_flows_graph(ui_server: Live, browser: Brow
         find(driver, "#key").send_keys(ADMIN_KEY, Keys.ENTER)
         wait(driver, lambda d: "role:" in text(d, "#who"))
         assert driver.current_url == f"{ui_server.url}/ui", evil
+
+
+def offline(driver: webdriver.Chrome, on: bool) -> None:
+    """Cut (or restore) the browser's network, this server included: a real failed fetch."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    conditions = {"offline": on, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", conditions)
+
+
+def test_the_nodes_page_shows_its_registry_card_again_after_a_failed_refresh(
+    browser: Browser, redis_url: str
+) -> None:
+    with live_server(FLOWS, api_keys=KEYS, registry=redis_url) as server:
+        driver = browser()
+        log_in(driver, server, ADMIN_KEY, "/ui/nodes")
+        # (the state may flap to recovering on a loaded machine: any state will do)
+        wait(driver, lambda d: text(d, "#registry-state") and "revision" in text(d, "#registry-status"))
+        mark_page(driver)
+        offline(driver, True)
+        wait(driver, lambda d: text(d, "#nodes-list .error"))  # a refresh failed (every 2 s)
+        shoot(driver, "13b-nodes-refresh-failed")
+        offline(driver, False)
+        wait(driver, lambda d: text(d, "#registry-state") and not text(d, "#nodes-list .error"))
+        assert same_page(driver)  # no reload: the page's own next refresh drew it again
+        assert find(driver, "#registry-status").is_displayed()
+        assert "No nodes registered" in text(driver, "#nodes-list")
+        shoot(driver, "13c-nodes-after-a-failed-refresh")
 
 
 def test_start_pause_resume_and_stop_a_pipeline(ui_server: Live, browser: Browser) -> None:

@@ -18,13 +18,16 @@ export async function render(main, _params, ctx) {
     let answer;
     try { answer = await get("/api/nodes", pool.value ? { pool: pool.value } : {}); }
     catch (e) {
-      status.remove();
+      // hidden, not removed: the next refresh that succeeds draws into it and shows it again
+      // (without a registry there is nothing to show; after a blip it keeps the last answer)
+      status.hidden = e.status === 503;
       clear(box, e.status === 503 ? emptyState("No node registry on this server.",
         "Start the server with --registry redis://host:port/db (or WEIRFLOW_REGISTRY). Workers join it with weirflow worker --registry URL --pool P --capacity N.",
         e.message) : h("p", { class: "error" }, e.message));
       return false;
     }
     const r = answer.registry;
+    status.hidden = false;
     clear(status, h("h2", {}, "Registry"), h("dl", { class: "kv" },
       h("dt", {}, "status"), h("dd", { id: "registry-state" }, badge(r.status)),
       h("dt", {}, "revision"), h("dd", {}, String(r.revision)),
