@@ -51,6 +51,13 @@ CLAIM_LOCK_PREFIX = "weirflow:claim:"
 LISTEN_RETRY_MAX_S = 5.0
 #: longest a failed call waits for the pool to test its idle connections
 CHECK_S = 2.0
+#: between two connection attempts while the server cannot be reached (a retry delay)
+PROBE_EVERY_S = 0.2
+#: longest one of those attempts may take (a server that drops packets answers nothing)
+PROBE_TIMEOUT_S = 2.0
+#: longest a call waits for an unreachable server to come back before it fails: callers
+#: (the worker's heartbeat) try again at once, and get through as soon as it is back
+OUTAGE_WAIT_S = 1.0
 
 
 def json_rows(rows: Sequence[Sequence[Any]]) -> str:
@@ -118,6 +125,9 @@ class PostgresBase:
         self._submitter: asyncio.Task[None] | None = None
 
         self._takeover = rules.TakeoverTimer()
+        # while the server cannot be reached: the task that reconnects (``_reconnect``)
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # pools replaced, being closed
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -143,21 +153,7 @@ class PostgresBase:
             raise StoreOpenError(
                 f"cannot open PostgreSQL store {self._where()}: {redact_text(reason, self.url)}"
             ) from None
-        # No check (a ping) at every checkout: a connection the server dropped fails the call
-        # that got it (a ``StoreError``; the pool replaces it), and that call has every
-        # idle connection tested before it returns (``_check_pool``), so the next calls get
-        # live ones. Autocommit: a one-statement call is one round trip (``_one``), and
-        # ``conn.transaction()`` still makes a transaction of several.
-        pool: psycopg_pool.AsyncConnectionPool[Conn] = psycopg_pool.AsyncConnectionPool(
-            self.url,
-            min_size=1,
-            max_size=self.pool_size,
-            open=False,
-            timeout=self.connect_timeout_s,
-            kwargs={"autocommit": True},
-            reconnect_timeout=24 * 3600.0,
-            name="weirflow",
-        )
+        pool = self._new_pool()
         try:
             async with first:
                 await self._migrate(first)
@@ -167,6 +163,23 @@ class PostgresBase:
             reason = redact_text(" ".join(str(e).split()), self.url)
             raise StoreError(f"cannot open PostgreSQL store {self._where()}: {reason}") from e
         self._pool = pool
+
+    def _new_pool(self) -> psycopg_pool.AsyncConnectionPool[Conn]:
+        # No check (a ping) at every checkout: a connection the server dropped fails the call
+        # that got it (a ``StoreError``; the pool replaces it), and that call has the store
+        # reconnect (``_reconnect``), so the next calls get live ones. Autocommit: a
+        # one-statement call is one round trip (``_one``), and ``conn.transaction()``
+        # still makes a transaction of several.
+        return psycopg_pool.AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            timeout=self.connect_timeout_s,
+            kwargs={"autocommit": True},
+            reconnect_timeout=24 * 3600.0,
+            name="weirflow",
+        )
 
     def _where(self) -> str:
         try:
@@ -195,6 +208,13 @@ class PostgresBase:
             await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (MIGRATION_LOCK,))
 
     async def close(self) -> None:
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+            self._reconnecting = None
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         for listener in (self._listener, self._outcome_listener):
             if listener is not None:
                 listener.cancel()
@@ -214,27 +234,84 @@ class PostgresBase:
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
         """A connection (autocommit: each statement is its own transaction); driver and pool
-        errors become ``StoreError``, and a lost connection has the pool checked."""
-        if self._pool is None:
+        errors become ``StoreError``, and a lost connection has the store reconnect.
+        While the server cannot be reached, a call waits at most ``OUTAGE_WAIT_S`` for it
+        to come back (instead of the pool's checkout timeout), then fails."""
+        pool = self._pool
+        if pool is None:
             raise StoreError(f"store {self._where()} is not open")
+        reconnecting = self._reconnecting
+        if reconnecting is not None and not reconnecting.done():
+            # (asyncio.wait: neither cancels the reconnection nor raises what ended it)
+            await asyncio.wait({reconnecting}, timeout=OUTAGE_WAIT_S)
+            if not reconnecting.done():
+                raise StoreError(f"PostgreSQL store {self._where()} cannot be reached; reconnecting")
+            pool = self._pool
+            if pool is None:
+                raise StoreError(f"store {self._where()} is not open")
         try:
-            async with self._pool.connection() as conn:
+            async with pool.connection() as conn:
                 yield conn
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
-            if isinstance(e, psycopg.OperationalError):
-                await self._check_pool()
+            if isinstance(e, psycopg.OperationalError):  # (PoolTimeout and PoolClosed are too)
+                self._lost(pool, timed_out=isinstance(e, psycopg_pool.PoolTimeout))
             reason = redact_text(str(e), self.url)
             raise StoreError(f"PostgreSQL store {self._where()}: {type(e).__name__}: {reason}") from e
 
-    async def _check_pool(self) -> None:
-        """Have the pool test its idle connections and replace the dead ones (after a server
-        restart every one of them is), so that the calls after a failure get live ones. At
-        most ``CHECK_S``: a server that is down fails each test at once."""
-        pool = self._pool
-        if pool is not None:
-            with contextlib.suppress(Exception):  # (the failure being reported says enough)
-                async with asyncio.timeout(CHECK_S):
-                    await pool.check()
+    def _lost(self, pool: psycopg_pool.AsyncConnectionPool[Conn], *, timed_out: bool) -> None:
+        """A call on ``pool`` lost its connection or got none: reconnect (once at a time)."""
+        running = self._reconnecting is not None and not self._reconnecting.done()
+        if pool is self._pool and not running:
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect(pool, timed_out))
+
+    async def _reconnect(self, pool: psycopg_pool.AsyncConnectionPool[Conn], timed_out: bool) -> None:
+        """Try a connection of its own every ``PROBE_EVERY_S`` until the server answers.
+        If it answered at once, the pool tests its idle connections and replaces the dead
+        ones (after a restart every one of them is). If it did not (an outage), or the
+        pool had no connection to give (``timed_out``), the pool is replaced by a new
+        one: psycopg_pool retries a failed connection with a delay that doubles from 1 s
+        without bound, so after an outage of a few seconds the old pool would give no
+        connection for as long again, and the leases of this store's worker would expire
+        meanwhile. (Calls still on the old pool end; the ones waiting for a connection of
+        it fail with ``PoolClosed`` and are tried again by their callers.)"""
+        down = 0
+        while True:
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    probe = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                await probe.close()
+            except (psycopg.Error, OSError, TimeoutError) as e:
+                if down == 0:
+                    log.warning("store_unreachable", store=self._where(), error=redact_text(str(e), self.url))
+                down += 1
+                await asyncio.sleep(PROBE_EVERY_S)  # a retry delay: the server is down
+                continue
+            if self._pool is not pool:  # closed meanwhile
+                return
+            if not down and not timed_out:
+                with contextlib.suppress(Exception):  # (the failure being reported says enough)
+                    async with asyncio.timeout(CHECK_S):
+                        await pool.check()
+                return
+            fresh = self._new_pool()
+            try:
+                await fresh.open(wait=True, timeout=self.connect_timeout_s)
+                break
+            except BaseException as e:
+                await fresh.close()
+                if not isinstance(e, psycopg.Error | psycopg_pool.PoolTimeout):
+                    raise  # (closing)
+            down += 1  # down again: probe on
+            await asyncio.sleep(PROBE_EVERY_S)  # a retry delay
+        if self._pool is not pool:  # closed meanwhile
+            await fresh.close()
+            return
+        self._pool = fresh
+        log.warning("store_reconnected", store=self._where(), after_probes=down)
+        # closed in the background: the calls waiting for this task go on at once
+        closing = asyncio.get_running_loop().create_task(_close_quietly(pool))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         """The rows of one statement, in one round trip (its own transaction)."""
@@ -316,3 +393,8 @@ class PostgresBase:
             (list(job_ids),),
         )
         return {job_id: runs for job_id, runs in await cur.fetchall()}
+
+
+async def _close_quietly(pool: psycopg_pool.AsyncConnectionPool[Conn]) -> None:
+    with contextlib.suppress(Exception):
+        await pool.close()
