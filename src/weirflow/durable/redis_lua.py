@@ -83,11 +83,15 @@ local function index_now(id, q, flow, seq, old, new, run_at, dstalls)
 end
 -- ``index_now`` once the store is indexed; while ``REINDEX`` runs (``P:ixcur``: the ``seq``
 -- it reached), only for the jobs it did (it does the others as they are when it gets there)
+-- (read once per script: only REINDEX, which does not track, and a new store's first SUBMIT,
+-- before it tracks, change them)
+local indexed, reached = nil, nil
 local function track(id, q, flow, seq, old, new, run_at, dstalls)
-  if redis.call('GET', P .. ':ixv') ~= IXV then
-    local cur = redis.call('GET', P .. ':ixcur')
-    if not cur or tonumber(seq) > tonumber(cur) then return end
+  if indexed == nil then
+    indexed = redis.call('GET', P .. ':ixv') == IXV
+    reached = tonumber(redis.call('GET', P .. ':ixcur') or '-1')
   end
+  if not indexed and tonumber(seq) > reached then return end
   index_now(id, q, flow, seq, old, new, run_at, dstalls)
 end
 
@@ -128,7 +132,7 @@ end
 # ARGV: prefix, now, then one MessagePack array (packing a batch in one argument spares
 # the client encoding every field as an argument of its own) of jobs, each
 # [id, keyfield ("" none), queue, priority, run_at, runkey, delayed ("1"/"0"), event data,
-# [field, value, ...], node ("" none), node capacity], every value text.
+# [field, value, ...], node ("" none), node capacity, flow], every value text.
 # Returns id, created (1/0) per job. A job id already present (the script ran before, its
 # answer lost with the connection: ids are made per call, so only a re-run of the same call
 # has them) answers as created, also when it holds its idempotency key: a retried submit is
@@ -180,7 +184,7 @@ for _, job in ipairs(jobs) do
     end
     redis.call('ZADD', P .. ':jobs', seq, id)
     redis.call('SADD', P .. ':queues', q)
-    track(id, q, redis.call('HGET', jk(id), 'flow'), seq, nil, 'queued', run_at, 0)
+    track(id, q, job[12], seq, nil, 'queued', run_at, 0)
     if delayed == '1' then
       redis.call('ZADD', qk(q, 'delayed'), run_at, id)
     else
@@ -248,7 +252,7 @@ if #picked > 0 then
       redis.call('SADD', njk(mynode), id)
     end
     local attempt = redis.call('HINCRBY', k, 'attempt', 1)
-    track(id, q, nil, redis.call('HGET', k, 'seq'), 'queued', 'running', nil, 0)
+    track(id, q, nil, string.match(member, ':(%d+):[^:]+$'), 'queued', 'running', nil, 0)
     redis.call('HINCRBY', k, 'runs', 1)
     redis.call('HINCRBY', k, 'ver', 1)
     redis.call('HSET', k, 'status', 'running', 'worker_id', worker,

@@ -76,6 +76,7 @@ class RedisStore(RedisSchedules):
                     [text for pair in present.items() for text in pair],
                     spec.node or "",
                     str(spec.node_capacity or 0),
+                    job.flow,
                 ]
             )
         args = [num(now), msgpack.packb(jobs)]
