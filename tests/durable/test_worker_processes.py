@@ -224,7 +224,7 @@ def test_bad_supervisor_settings_exit_2_with_one_line(tmp_path: Path) -> None:
         "worker", "--store", url, "--flows", FLOWS_MODULE, "--processes", "2", "--health-failures", "0"
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("error: WEIRFLOW_HEALTH_FAILURES"), done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --health-failures:"), done.stderr
     env = {**os.environ, "WEIRFLOW_GRACE_S": "-1"}
     done = subprocess.run(
         [sys.executable, "-m", "weirflow", "worker", "--store", url, "--flows", FLOWS_MODULE],
