@@ -45,6 +45,7 @@ def keyed_live(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServ
     store = f"sqlite:///{tmp_path_factory.mktemp('store') / 'weirflow.db'}"
     with live_server(
         api_keys=f"{ADMIN_KEY}:admin",
+        login_failures=1_000_000,  # it sends bad keys on purpose (the lockout: test_bad_keys.py)
         max_send_timeout_s=0.5,
         max_wait_s=0.5,
         pause_wait_s=0.5,
@@ -61,8 +62,8 @@ def test_no_generated_request_gets_a_server_error(keyed_live: Live, mode: Genera
     operations = [result.ok() for result in schema.get_all_operations()]
     # +5 (UI): flow check, store summary, retry-failed, clean, record; +1 batch; +3 schedules
     # +8 pipelines: list, get, results, start, pause, resume, input, stop
-    # +3 paused durable queues: list, pause, resume
-    assert len(operations) == 60  # +1 nodes
+    # +3 paused durable queues: list, pause, resume; +1 nodes; +1 pipeline dead letters
+    assert len(operations) == 61
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and not (list(operation.iter_parameters()) or operation.body):
             continue  # nothing to get wrong

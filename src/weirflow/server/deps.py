@@ -36,10 +36,11 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "The job is in the wrong state",
         413: "Request body over the server's max_body_bytes",
         422: "InvalidRequestError request; detail names each field path",
+        429: "Too many bad API keys from this address (Retry-After says when to try again)",
         503: "The engine is not running",
     }
     out: dict[int | str, dict[str, Any]] = {}
-    for code in sorted({400, 401, 403, 413, 422, 503, *codes}):
+    for code in sorted({400, 401, 403, 413, 422, 429, 503, *codes}):
         model = ValidationFailed if code == 422 else Error
         out[code] = {"model": model, "description": described.get(code, "Error")}
     return out
