@@ -43,6 +43,20 @@ def find(driver: webdriver.Chrome, css: str) -> WebElement:
     return wait(driver, lambda d: (d.find_elements(By.CSS_SELECTOR, css) or [None])[0])
 
 
+def click(driver: webdriver.Chrome, css: str) -> None:
+    """Click the first element matching ``css``, found again if a live refresh re-rendered
+    it between the find and the click (a stale element is retried, not a failure)."""
+
+    def attempt(d: webdriver.Chrome) -> bool:
+        found = d.find_elements(By.CSS_SELECTOR, css)
+        if not found:
+            return False
+        found[0].click()
+        return True
+
+    wait(driver, attempt)
+
+
 def text(driver: webdriver.Chrome, css: str) -> str:
     found = driver.find_elements(By.CSS_SELECTOR, css)
     return found[0].text if found else ""
@@ -197,7 +211,7 @@ def test_start_pause_resume_and_stop_a_pipeline(ui_server: Live, browser: Browse
         [p] = client.get("/api/pipelines").json()
     assert (p["name"], p["state"]) == ("cam-1", "running")
     for action, state in (("pause", "paused"), ("resume", "running"), ("stop", "stopped")):
-        find(driver, f"button[data-action={action}]:not([disabled])").click()
+        click(driver, f"button[data-action={action}]:not([disabled])")
         wait(driver, lambda d, s=state: d.find_elements(By.CSS_SELECTOR, f"{row} [data-state={s}]"))
         with api(ui_server) as client:
             assert client.get(f"/api/pipelines/{p['id']}").json()["state"] == state
@@ -221,7 +235,7 @@ def test_a_streaming_job_shows_its_queue_fill_change_without_a_reload(
     fill = 'g[data-slot="clean.items"] text.dim'
     wait(driver, lambda d: text(d, fill) == "0/5")
     mark_page(driver)
-    find(driver, 'button[data-action="pause"]').click()
+    click(driver, 'button[data-action="pause"]')
     wait(driver, lambda d: "paused" in text(d, "main .badge"))
     items = find(driver, "#send-items")
     items.clear()
@@ -230,9 +244,9 @@ def test_a_streaming_job_shows_its_queue_fill_change_without_a_reload(
     wait(driver, lambda d: text(d, fill) == "3/5")  # the graph shows the queue filling
     assert "3" in text(driver, "#main table tbody tr")  # and so does the queues table
     shoot(driver, "07-job-queue-filling")
-    find(driver, 'button[data-action="resume"]').click()
+    click(driver, 'button[data-action="resume"]')
     wait(driver, lambda d: text(d, fill) == "0/5")
-    find(driver, 'button[data-action="close"]').click()
+    click(driver, 'button[data-action="close"]')
     wait(driver, lambda d: "completed" in text(d, "main .badge"))
     outputs = find(driver, '#outputs pre[data-output="sink.all"]')
     assert json.loads(outputs.text) == [["first", "x", "y", "z"]]
@@ -248,7 +262,7 @@ def test_a_connection_breakpoint_with_a_condition_edit_step_resume(ui_server: Li
         driver = browser()
         log_in(driver, ui_server, ADMIN_KEY, f"/ui/jobs/{job_id}")
         find(driver, "#bp-add")
-        find(driver, 'g[data-slot="clean.items"]').click()  # a click on the graph fills the form
+        click(driver, 'g[data-slot="clean.items"]')  # a click on the graph fills the form
         assert driver.find_element(By.ID, "bp-kind").get_attribute("value") == "slot"
         assert driver.find_element(By.ID, "bp-target").get_attribute("value") == "clean.items"
         edge = find(driver, 'g.edge[data-target="clean.out -> sink.items"]')
@@ -291,9 +305,9 @@ def test_a_connection_breakpoint_with_a_condition_edit_step_resume(ui_server: Li
         if driver.find_elements(By.ID, "resume"):
             driver.find_element(By.ID, "resume").click()
         else:
-            find(driver, 'button[data-action="resume"]').click()
+            click(driver, 'button[data-action="resume"]')
         wait(driver, lambda d: not d.find_elements(By.ID, "stopped-at"))
-        find(driver, 'button[data-action="close"]').click()
+        click(driver, 'button[data-action="close"]')
         wait(driver, lambda d: "completed" in text(d, "main .badge"))
         outputs = find(driver, '#outputs pre[data-output="sink.all"]')
         assert json.loads(outputs.text) == [["a", "B-edited", "c"]]
@@ -311,7 +325,7 @@ def test_retry_a_failed_durable_job_and_watch_its_steps_fill_in(
         job_id = client.post("/api/store/jobs", json=body).json()["id"]
     driver = browser()
     log_in(driver, ui_server, ADMIN_KEY, "/ui/durable")
-    find(driver, f'a[href="/ui/durable/{job_id}"]').click()
+    click(driver, f'a[href="/ui/durable/{job_id}"]')
     wait(driver, lambda d: "failed" in text(d, "#durable-head .badge"))
     assert "is closed" in text(driver, "#durable-error")
     assert steps(driver) == [("a", "completed"), ("b", "failed")]
