@@ -78,8 +78,11 @@ async def test_stepping_every_item_through_capacity_one_slots_always_comes_back(
     # every item crosses a -> b once: stopped there by the breakpoint or by a step
     assert kinds["connection"] == items
     if mode == "step":  # from there: a's next call, its emit, its crossing, its next call
-        assert set(kinds) <= {"connection", "routine", "event", "idle"}
-        assert kinds["routine"] >= hits and kinds["event"] >= hits - 1
+        # ``blocked``: the released item found ``b.inp`` still full (``b`` had not taken
+        # the previous item yet, a matter of thread timing); that step ends there
+        assert set(kinds) <= {"connection", "routine", "event", "idle", "blocked"}
+        assert kinds["routine"] + kinds["blocked"] >= hits
+        assert kinds["event"] + kinds["blocked"] >= hits - 1
     elif mode == "step_into":  # the item arrives at b's slot, then at c's, then c emits it out
         assert hits == items and kinds["slot"] == 2 * items and kinds["idle"] == items
     else:
