@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from ..errors import PipelineStateError
+from ..runtime.results import DeadLetter
 
 log = structlog.get_logger("weirflow.supervise")
 
@@ -30,8 +31,8 @@ DEFAULT_UNACKED_CAPACITY = 1000
 DEFAULT_DEAD_LETTERS_CAPACITY = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class PipelineDeadLetter:
+@dataclass(frozen=True)
+class PipelineDeadLetter(DeadLetter):
     """An item of a pipeline that was not processed, and why: ``reason`` is
     ``child_crashed`` (its child died or was replaced before finishing it: the item may
     have had effects, such as outputs, before that), ``child_exited`` (the child's job
@@ -40,21 +41,9 @@ class PipelineDeadLetter:
     of the pipeline (``None`` for an item the job made itself)."""
 
     seq: int | None
-    slot: str
-    item: Any
-    reason: str
-    error: str | None
-    at: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "slot": self.slot,
-            "item": self.item,
-            "reason": self.reason,
-            "error": self.error,
-            "at": self.at,
-        }
+        return {"seq": self.seq, **DeadLetter.to_dict(self)}
 
 
 class DeadLetters:
