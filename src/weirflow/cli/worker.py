@@ -54,7 +54,10 @@ def worker(
         ),
     ],
     store: StoreOption = DEFAULT_STORE,
-    queue: Annotated[str, typer.Option("--queue", help="The queue to take jobs from.")] = "default",
+    queue: Annotated[
+        str | None,
+        typer.Option("--queue", help="The queue to take jobs from (default: --pool, else 'default')."),
+    ] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Jobs at once in this worker.")] = (
         DEFAULT_CONCURRENCY
     ),
@@ -199,6 +202,9 @@ def worker(
             if given:
                 verb = "needs" if len(given) == 1 else "need"
                 raise ValueError(f"{', '.join(given)} {verb} --registry URL (the node registry to join)")
+        # ``engine.submit(..., pool=P)`` puts the job in queue ``P`` unless told another
+        # queue, so a node of pool ``P`` serves queue ``P`` unless told another queue
+        queue = queue if queue is not None else pool or "default"
         loaded = load(flows)
         retention = None
         if keep_completed is not None or keep_completed_count is not None or keep_failed is not None:
