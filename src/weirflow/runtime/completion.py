@@ -17,6 +17,7 @@ a component ending, inputs closing, a resume.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -28,17 +29,35 @@ if TYPE_CHECKING:
 class Component:
     """A strongly connected component of routines."""
 
+    __slots__ = (
+        "cyclic",
+        "downstream",
+        "ended",
+        "ending",
+        "has_on_end",
+        "locks",
+        "members",
+        "quiet",
+        "upstream",
+    )
+
     def __init__(self, members: list[RoutineRunner], cyclic: bool) -> None:
         self.members = members
         self.cyclic = cyclic
-        self.upstream: set[Component] = set()
-        self.downstream: set[Component] = set()
+        #: the components right up- and downstream (in the tracker's order)
+        self.upstream: tuple[Component, ...] = ()
+        self.downstream: tuple[Component, ...] = ()
         self.ending = False
         self.ended = False
         self.quiet: asyncio.Future[None] | None = None
+        self.has_on_end = any(r.routine.has_on_end for r in members)  # (their ``end_act``)
         # the members' locks, in one order, if a member's calls run on worker threads
-        locks = {id(r.lock): r.lock for r in members} if any(r.threaded for r in members) else {}
-        self.locks = [locks[k] for k in sorted(locks)]
+        self.locks: list[threading.Lock] = []
+        for r in members:
+            if r.threaded:
+                locks = {id(r.lock): r.lock for r in members}
+                self.locks = [locks[k] for k in sorted(locks)]
+                break
 
     def quiescent(self) -> bool:
         """Every member is idle, at one moment. Workers of a threaded member change its
@@ -50,7 +69,10 @@ class Component:
         one order cannot deadlock) nothing changes while the loop looks."""
         locks = self.locks
         if not locks:  # only the loop changes the members' counts: one look is a moment
-            return all(r.idle() for r in self.members)
+            for r in self.members:  # noqa: SIM110 - (a generator costs more, once per job)
+                if not r.idle():
+                    return False
+            return True
         for lock in locks:
             lock.acquire()
         try:
@@ -144,9 +166,10 @@ def components(runners: dict[str, RoutineRunner], topo: Topology) -> list[Compon
         for r in comp.members:
             r.component = comp
         result.append(comp)
-    for comp, (_, _, down, up) in zip(result, topo, strict=True):
-        comp.downstream = {result[i] for i in down}
-        comp.upstream = {result[i] for i in up}
+    if len(result) > 1:
+        for comp, (_, _, down, up) in zip(result, topo, strict=True):
+            comp.downstream = tuple(result[i] for i in down)
+            comp.upstream = tuple(result[i] for i in up)
     return result
 
 
@@ -165,8 +188,7 @@ class Tracker:
         from the runners, and drop the link back to the job."""
         for comp in self.components:
             comp.members = []
-            comp.upstream.clear()
-            comp.downstream.clear()
+            comp.upstream = comp.downstream = ()
         self.components = []
         del self.job
 
@@ -174,8 +196,9 @@ class Tracker:
         job = self.job
         if comp.ending or job.paused or job.finished or job.inputs_open():
             return False
-        if any(not up.ended for up in comp.upstream):
-            return False
+        for up in comp.upstream:
+            if not up.ended:
+                return False
         return comp.quiescent()
 
     def idle(self, runner: RoutineRunner) -> None:
@@ -194,7 +217,7 @@ class Tracker:
             runner.wake()  # a partial batch may be handed over now that less can arrive
         if self._can_end(comp):
             comp.ending = True
-            if any(r.end_act is not None for r in comp.members):
+            if comp.has_on_end:
                 self.job.spawn(self._end(comp))
             else:  # nothing to await: ended now, without a task
                 self._settle(comp)
@@ -249,9 +272,11 @@ class Tracker:
         dead-lettered, and the job completes or the components downstream may end."""
         job = self.job
         for runner in comp.members:
-            joined = {id(q) for a in runner.acts if a.kind == "join" for q in a.queues}
+            joined: set[int] | None = None
             for q in runner.queues.values():
                 if q.items:
+                    if joined is None:
+                        joined = {id(j) for a in runner.acts if a.kind == "join" for j in a.queues}
                     why = (
                         "no matching item can arrive for this join"
                         if id(q) in joined
@@ -263,5 +288,5 @@ class Tracker:
         if self.remaining == 0:
             job.complete()
             return
-        for down in sorted(comp.downstream, key=self.components.index):
+        for down in comp.downstream:  # (in topological order)
             self.check(down)

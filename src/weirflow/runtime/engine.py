@@ -155,10 +155,10 @@ class Engine:
             raise JobError("engine is closed")
         if isinstance(flow, str):
             flow = self.flow(flow)
-        plan_of(flow)  # validated when it is new or changed (``runtime.plan``; the job reuses it)
+        plan = plan_of(flow)  # validated when it is new or changed (``runtime.plan``)
         if job_id is not None and job_id in self.jobs:
             raise JobError(f"a job with id {job_id!r} already exists")
-        job = Job(self, flow, keep_open=keep_open, job_id=job_id, hooks=hooks)
+        job = Job(self, flow, keep_open=keep_open, job_id=job_id, hooks=hooks, plan=plan)
         self.jobs[job.id] = job
         try:
             await job.begin(dict(inputs or {}), restore)

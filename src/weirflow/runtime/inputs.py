@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JobFinishedError, SlotFullError
 from .delivery import enqueue
 from .journal import INPUT
-from .results import InputStats
+from .results import InputStats, made_from
 
 if TYPE_CHECKING:
     from .job import Job
@@ -198,9 +198,12 @@ class Inputs:
         return sum(len(f.items) - f.next for f in self.feeds) + sending
 
     def stats(self) -> InputStats:
-        return InputStats(
-            accepted=self.accepted,
-            entered=self.entered,
-            waiting=self.waiting(),
-            dead_lettered=self.dead_lettered,
+        return made_from(
+            InputStats,
+            {
+                "accepted": self.accepted,
+                "entered": self.entered,
+                "waiting": self.waiting(),
+                "dead_lettered": self.dead_lettered,
+            },
         )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -22,7 +22,7 @@ from .hooks import Hooks, HookSet, hook_failure
 from .inputs import Inputs
 from .journal import Step
 from .pausing import Pausing
-from .plan import plan_of
+from .plan import FlowPlan, plan_of
 from .process_runner import ProcessCallRunner, ProcessRunner
 from .replay import apply_restore
 from .results import (
@@ -33,6 +33,7 @@ from .results import (
     QueueStats,
     RoutineStats,
     format_traceback,
+    made_from,
 )
 from .runner import RoutineRunner
 from .slot_queue import SlotQueue
@@ -43,6 +44,18 @@ if TYPE_CHECKING:
     from ..flow.routine import Routine
     from .engine import Engine
     from .replay import Restore
+
+
+def new_job_id() -> str:
+    """A random id in ``uuid.uuid4().hex``'s form (32 hex digits, version 4, RFC 4122
+    variant), made from the random bits directly: ``uuid4`` builds a ``UUID`` object
+    and checks it, twice the cost, once per job."""
+    n = int.from_bytes(os.urandom(16))
+    return "%032x" % ((n & _ID_CLEAR) | _ID_SET)
+
+
+_ID_CLEAR = ~(0xF000 << 64) & ~(0xC000 << 48)  # the version and variant bits
+_ID_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, variant 10
 
 
 def runner_class(routine: Routine, threads: bool) -> type[RoutineRunner]:
@@ -81,10 +94,12 @@ class Job(Pausing):
         keep_open: bool = False,
         job_id: str | None = None,
         hooks: Iterable[Hooks] = (),
+        plan: FlowPlan | None = None,
     ) -> None:
+        """``plan``: the flow's ``plan_of(flow)``, when the caller has it already."""
         self.engine = engine
         self.flow = flow
-        self.id = job_id or uuid.uuid4().hex
+        self.id = job_id or new_job_id()
         self.loop = asyncio.get_running_loop()
         self.loop_thread = threading.get_ident()
         self.status = JobStatus.PENDING
@@ -98,7 +113,9 @@ class Job(Pausing):
         self.letters = DeadLetterLog(self, engine.max_dead_letters)
         self.inputs = Inputs(self, keep_open=keep_open)
         self.outputs: dict[str, list[Any]] = {path: [] for path in flow.outputs}
-        self.plan = plan = plan_of(flow)
+        self.plan = plan = plan or plan_of(flow)
+        self.finished = False  # read-only for other modules, as every public attribute here
+        self.init_pausing()  # (before the runners: they share its "not paused" future)
         self.runners: dict[str, RoutineRunner] = {}
         threads = self.journal is None
         for rp in plan.routines:
@@ -112,9 +129,7 @@ class Job(Pausing):
         }
         self.refresh_hooks()
         self.tracker = Tracker(self, self.runners, plan.components)
-        self.finished = False  # read-only for other modules, as every public attribute here
         self.end_reason: str | None = None  # the dead letters' reason once the job ended
-        self.init_pausing()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner_tasks: list[asyncio.Task[None]] = []
         self._closing: asyncio.Task[None] | None = None
@@ -211,13 +226,51 @@ class Job(Pausing):
             self._set_status(status, fatal)
         if self.journal is not None:
             self.journal.job_ending(self, status, self.error)
-        self._closing = self.loop.create_task(self._close_out())
+        if self._quiet():
+            self._close_now()
+        else:
+            self._closing = self.loop.create_task(self._close_out())
+
+    def _quiet(self) -> bool:
+        """Whether nothing of the job runs or holds an item now, so that it can be closed
+        out at once, in the caller's frame: no journal (its ``job_finished`` is awaited), no
+        task of the job's own still running, and every runner task done, or a plain
+        ``RoutineRunner`` with no call and no lane running — parked (or woken and about to
+        see the end: it holds nothing) or, for the task ending the job, at its idle point
+        (``RoutineRunner.resting``). The common end of a job, whose last runner went idle."""
+        if self.journal is not None or len(self._runner_tasks) != len(self.runners):
+            return False  # (or it has not started its runners yet)
+        for t in self._tasks:
+            if not t.done():
+                return False
+        me = asyncio.current_task()
+        for runner, t in zip(self.runners.values(), self._runner_tasks, strict=True):
+            if t.done():
+                continue
+            if type(runner) is not RoutineRunner or runner.active or runner.lanes:
+                return False
+            if t is me and not runner.resting:
+                return False
+        return True
+
+    def _close_now(self) -> None:
+        """``_close_out`` for a quiet job (``_quiet``): the same steps, with nothing to await.
+        The runner tasks still parked are woken and leave their loop on their own."""
+        reason, error = self.end_reason or "job_cancelled", self.error
+        try:
+            for runner in self.runners.values():
+                runner.wake()
+            self._stop_inputs()
+            self._drain(reason, error)
+        finally:
+            self._publish(self._make_final_result(), now=False)
 
     async def _close_out(self) -> None:
         """Stop everything, then dead-letter every item the job accepted and did not
         process: starting inputs not fed, sends waiting, queued items (calls in flight
         dead-letter their own items as they are cancelled). Always sets the result."""
         reason, error = self.end_reason or "job_cancelled", self.error
+        result: JobResult | None = None
         try:
             me = asyncio.current_task()
             tasks = [t for t in (*self._runner_tasks, *self._tasks) if t is not me and not t.done()]
@@ -231,63 +284,91 @@ class Job(Pausing):
             for t in self._tasks:
                 if t is not me:
                     t.cancel()
-            refused = JobFinishedError(f"job {self.id} is {self.status.value}; item not accepted")
-            for q in self._queues.values():
-                q.fail_putters(refused)
-            if not self._resumed.done():
-                self._resumed.set_result(None)
-            self.wake_quiet()
-            self.inputs.stop()
+            self._stop_inputs()
             if tasks:  # (a cancelled call dead-letters the items it holds)
                 await asyncio.gather(*tasks, return_exceptions=True)
-            for q in self._queues.values():
-                if q.items:
-                    q.drain(reason, error)
-            self.inputs.abandon(reason, error)
+            self._drain(reason, error)
         finally:  # whatever failed above, the job's waiters get a result
-            self._ended = time.monotonic()
-            # the runner tasks are done (or cancelled): a finished job kept for reading
-            # need not keep them, their coroutines and contexts alive for the GC to scan
-            self._runner_tasks = []
-            result = self._make_result()
-            fatal: str | None = None
-            for hook in self.hook_set.job_result:
-                try:
-                    hook(self, result)
-                except Exception as e:  # noqa: BLE001 - contained: see hooks.py
-                    fatal = self._hook_error(hook, "on_job_result", e) or fatal
-            if fatal is not None and result.status is JobStatus.COMPLETED:
-                self.end_reason, self.error = "job_failed", fatal
-                self._set_status(JobStatus.FAILED, fatal)
-                result = self._make_result()
-            self.result = result
+            result = self._make_final_result()
             try:
                 if self.journal is not None:
                     await self.journal.job_finished(self, result)
             finally:  # a failing journal must not leave the job's waiters hanging
-                self._done.set_result(result)
-                if self.engine.jobs.get(self.id) is not self:  # forgotten before its result
-                    self.release()
+                self._publish(result)
+
+    def _stop_inputs(self) -> None:
+        refused = JobFinishedError(f"job {self.id} is {self.status.value}; item not accepted")
+        for q in self._queues.values():
+            q.fail_putters(refused)
+        if not self._resumed.done():
+            self._resumed.set_result(None)
+        self.wake_quiet()
+        self.inputs.stop()
+
+    def _drain(self, reason: str, error: str | None) -> None:
+        for q in self._queues.values():
+            if q.items:
+                q.drain(reason, error)
+        self.inputs.abandon(reason, error)
+
+    def _make_final_result(self) -> JobResult:
+        """The result, once the job's parts stopped; the ``on_job_result`` hooks have seen it
+        (a ``fatal`` one that raised fails a completed job, and the result says so)."""
+        self._ended = time.monotonic()
+        # the runner tasks are done (or cancelled): a finished job kept for reading
+        # need not keep them, their coroutines and contexts alive for the GC to scan
+        self._runner_tasks = []
+        result = self._make_result()
+        fatal: str | None = None
+        for hook in self.hook_set.job_result:
+            try:
+                hook(self, result)
+            except Exception as e:  # noqa: BLE001 - contained: see hooks.py
+                fatal = self._hook_error(hook, "on_job_result", e) or fatal
+        if fatal is not None and result.status is JobStatus.COMPLETED:
+            self.end_reason, self.error = "job_failed", fatal
+            self._set_status(JobStatus.FAILED, fatal)
+            result = self._make_result()
+        self.result = result
+        return result
+
+    def _publish(self, result: JobResult, *, now: bool = True) -> None:
+        """Hand the result to the job's waiters; a job forgotten before its result is
+        released (``now``, or soon: not in the frames of the parts that ended it)."""
+        self._done.set_result(result)
+        if self.engine.jobs.get(self.id) is not self:
+            if now:
+                self.release()
+            else:
+                self.loop.call_soon(self.release)
 
     def _make_result(self) -> JobResult:
         letters = self.letters
-        return JobResult(
-            job_id=self.id,
-            status=self.status,
-            outputs={k: list(v) for k, v in self.outputs.items()},
-            error=self.error,
-            dead_letters=list(letters.kept),
-            stats=self.stats,
-            dead_letter_count=letters.count,
-            dead_letter_reasons=dict(letters.by_reason),
-            traceback=self.error_traceback,
+        return made_from(
+            JobResult,
+            {
+                "job_id": self.id,
+                "status": self.status,
+                "outputs": {k: list(v) for k, v in self.outputs.items()},
+                "error": self.error,
+                "dead_letters": list(letters.kept),
+                "stats": self.stats,
+                "dead_letter_count": letters.count,
+                "dead_letter_reasons": dict(letters.by_reason),
+                "traceback": self.error_traceback,
+            },
         )
 
     async def wait(self, timeout_s: float | None = None) -> JobResult:
         """Wait for the job to finish; ``JobTimeoutError`` if it does not within ``timeout_s``."""
+        done = self._done
+        if done.done():
+            return done.result()
+        if timeout_s is None:
+            return await asyncio.shield(done)
         try:
             async with asyncio.timeout(timeout_s):
-                return await asyncio.shield(self._done)
+                return await asyncio.shield(done)
         except TimeoutError:
             raise JobTimeoutError(f"job {self.id} did not finish within {timeout_s}s") from None
 
@@ -470,20 +551,26 @@ class Job(Pausing):
             assert self.result is not None
             return self.result.stats
         end = self._ended if self._ended is not None else time.monotonic()
-        return JobStats(
-            slots=self.queues(),
-            routines={
-                name: RoutineStats(
-                    routine=name,
-                    calls=r.calls,
-                    failures=r.failures,
-                    retries=r.retries,
-                    busy_s=r.busy_s,
-                    active=r.running_calls(),
-                )
-                for name, r in self.runners.items()
+        routines = {}
+        for name, r in self.runners.items():
+            routines[name] = made_from(
+                RoutineStats,
+                {
+                    "routine": name,
+                    "calls": r.calls,
+                    "failures": r.failures,
+                    "retries": r.retries,
+                    "busy_s": r.busy_s,
+                    "active": r.running_calls(),
+                },
+            )
+        return made_from(
+            JobStats,
+            {
+                "slots": self.queues(),
+                "routines": routines,
+                "duration_s": end - self._started,
+                "inputs": self.inputs.stats(),
+                "entry_slots": tuple(self.inputs.slots),
             },
-            duration_s=end - self._started,
-            inputs=self.inputs.stats(),
-            entry_slots=tuple(self.inputs.slots),
         )

@@ -46,6 +46,8 @@ class Pausing:
         self.paused_at: float | None = None
         self._resumed: asyncio.Future[None] = self.loop.create_future()
         self._resumed.set_result(None)
+        #: a done future: what a routine that was never paused has as its ``resumed``
+        self.done_future = self._resumed
         self._running = 0
         self._parked = 0
         self._quiet_waiters: list[asyncio.Future[None]] = []

@@ -64,9 +64,14 @@ class RoutineRunner(Lanes):
         self.policy = routine.on_error
         self.active = 0
         self.waiter: asyncio.Future[None] | None = None
+        #: at its idle point in ``run`` (no call, nothing taken): the job may close out in
+        #: this task's frame (``Job._quiet``)
+        self.resting = False
         self.init_lanes()
         self.paused = False
-        self.resumed: asyncio.Future[None] = job.loop.create_future()
+        # awaited only while the routine is paused (``pause_routine`` makes a new one);
+        # until then the job's "not paused" future, which is done
+        self.resumed: asyncio.Future[None] = job.done_future
         self.calls = 0
         self.failures = 0
         self.retries = 0
@@ -168,9 +173,15 @@ class RoutineRunner(Lanes):
                 act = self._next() if self.active < self.concurrency else None
                 if act is None:
                     if self.active == 0:
-                        job.tracker.idle(self)
+                        self.resting = True  # holding nothing: the job may close out now
+                        try:
+                            job.tracker.idle(self)
+                        finally:
+                            self.resting = False
                     for q in self.shared_queues:
                         q.consumer_stopped()
+                    if job.finished:  # (its going idle ended the job): nothing to wait for
+                        break
                     self.waiter = loop.create_future()
                     await self.waiter
                     streak = 0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JobFinishedError, SlotFullError
 from ..flow.policy import NEAR_FULL_RATIO, Overflow
-from .results import QueueStats
+from .results import QueueStats, made_from
 
 if TYPE_CHECKING:
     from ..flow.graph import SlotSpec
@@ -306,7 +306,7 @@ class SlotQueue:
         return self.blocked_s_done + sum(now - t for t in since.values())
 
     def stats(self, paused: bool) -> QueueStats:
-        return QueueStats(**self.stats_dict(paused))
+        return made_from(QueueStats, self.stats_dict(paused))
 
     def stats_dict(self, paused: bool) -> dict[str, Any]:
         """``stats`` as a plain dict (the fields of ``QueueStats``): what the HTTP API and
