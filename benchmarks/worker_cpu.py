@@ -6,10 +6,11 @@ wall time on a shared machine).
 Per round: a fresh store (a new database on a throw-away PostgreSQL server, or a SQLite
 file), N jobs of the flow submitted with ``submit_many`` (not timed), then one ``Worker``
 (``concurrency=64``, durable journal and step rows on, as ``weirflow worker`` runs it)
-in this process until every job is completed. Reported per round: jobs/s (wall) and
-``time.process_time()`` per job, which counts this process only (the PostgreSQL server's
-work is not in it; SQLite's is). Compare two trees by running it with
-``PYTHONPATH=<tree>/src``, alternating, and reading the medians.
+in this process until every job is completed. Reported per round: jobs/s (wall),
+``time.process_time()`` per job, which counts this process only (SQLite's work is in it),
+and on PostgreSQL the server's CPU per job (``worker_fleet_cpu.server_cpu_s``) beside it.
+Compare two trees by running it with ``PYTHONPATH=<tree>/src``, alternating, and reading
+the medians.
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.durable.pgserver import started_server
+from tests.durable.pgserver import PgServer, started_server
 
 import weirflow as wf
 from weirflow.durable.worker import Worker
 
 from .durable_vs import noop, steps3
+from .worker_fleet_cpu import server_cpu_s
 
 
-async def one_round(url: str, n: int, flow: wf.Flow) -> tuple[float, float]:
-    """(jobs per wall second, CPU µs per job)."""
+async def one_round(
+    url: str, n: int, flow: wf.Flow, pg: PgServer | None = None
+) -> tuple[float, float, float]:
+    """(jobs per wall second, CPU µs per job, the server's CPU µs per job or 0 without ``pg``)."""
     slot = next(iter(flow.routines)) + ".input"
     engine = wf.Engine(store=url)
     engine.register(flow)
@@ -42,6 +46,7 @@ async def one_round(url: str, n: int, flow: wf.Flow) -> tuple[float, float]:
         for start in range(0, n, 1000):
             await engine.submit_many([(flow.name, {slot: [i]}) for i in range(start, min(n, start + 1000))])
         t0, c0 = time.perf_counter(), time.process_time()
+        s0 = server_cpu_s(pg) if pg is not None else 0.0
         async with Worker(store, [flow], concurrency=64, worker_id="bench") as w:
             while True:
                 seen = w.reports  # (before the count: a report meanwhile wakes the wait)
@@ -49,9 +54,10 @@ async def one_round(url: str, n: int, flow: wf.Flow) -> tuple[float, float]:
                     break
                 await w.wait_reports(seen)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        server = server_cpu_s(pg) - s0 if pg is not None else 0.0
         done = await store.list_jobs(status="completed", limit=n + 1)
         assert len(done) == n, len(done)
-    return n / wall, cpu / n * 1e6
+    return n / wall, cpu / n * 1e6, server / n * 1e6
 
 
 def main() -> None:
@@ -64,21 +70,27 @@ def main() -> None:
     flow = noop() if args.flow == "noop" else steps3()
     tmp = Path(tempfile.mkdtemp(prefix="weirflow-wcpu-"))
     pg = started_server() if args.backend == "postgres" else None
-    rates, cpus = [], []
+    rates, cpus, servers = [], [], []
     try:
         for r in range(args.rounds):
             url = pg.new_database() if pg is not None else f"sqlite:///{tmp / f'r{r}.db'}"
-            rate, cpu = asyncio.run(one_round(url, args.jobs, flow))
+            rate, cpu, server = asyncio.run(one_round(url, args.jobs, flow, pg))
             rates.append(rate)
             cpus.append(cpu)
-            print(f"round {r + 1}: {rate:,.0f} jobs/s, {cpu:,.0f} µs CPU/job", file=sys.stderr, flush=True)
+            servers.append(server)
+            print(
+                f"round {r + 1}: {rate:,.0f} jobs/s, {cpu:,.0f} µs CPU/job, server {server:,.0f} µs CPU/job",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         if pg is not None:
             pg.destroy()
         shutil.rmtree(tmp, ignore_errors=True)
     print(
         f"{args.backend} {args.flow} {args.jobs} jobs x {args.rounds}: median {statistics.median(rates):,.0f}"
-        f" jobs/s, {statistics.median(cpus):,.0f} µs CPU/job (min {min(cpus):,.0f})"
+        f" jobs/s, {statistics.median(cpus):,.0f} µs CPU/job (min {min(cpus):,.0f}),"
+        f" server {statistics.median(servers):,.0f} µs CPU/job"
     )
 
 

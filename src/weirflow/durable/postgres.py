@@ -328,7 +328,7 @@ class PostgresStore(PostgresSchedules):
         # one statement: one round trip
         rows = await self._one(
             "WITH d AS (SELECT e->>0 AS id, (e->>1)::int AS token, e->>2 AS outputs, e->>3 AS dl"
-            " FROM json_array_elements(%s::json) AS e),"
+            " FROM jsonb_array_elements(%s::jsonb) AS e),"
             " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs::jsonb,"
             " dead_letters = d.dl::jsonb, finished_at = %s, lease_expires_at = NULL FROM d"
             " WHERE j.id = d.id AND j.runs = d.token AND j.status = 'running' AND j.worker_id = %s"

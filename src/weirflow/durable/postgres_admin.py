@@ -60,7 +60,7 @@ _RECORD_STEPS = (
 # follows it); returns the ids written
 _APPEND_JOURNAL = (
     "WITH u AS (SELECT e->>0 AS job_id, e->>1 AS record, (e->>2)::int AS token, ord"
-    " FROM json_array_elements(%s::json) WITH ORDINALITY AS x(e, ord)),"
+    " FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(e, ord)),"
     " held AS (SELECT j.id, j.runs FROM wf_jobs j WHERE j.id IN (SELECT job_id FROM u)"
     " AND j.status = 'running' ORDER BY j.id FOR SHARE),"
     " ins AS (INSERT INTO wf_journal (job_id, record) SELECT u.job_id, u.record FROM u"
