@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import re
@@ -153,6 +154,9 @@ class PostgresBase:
         # while the server cannot be reached: the task that reconnects (``_reconnect``)
         self._reconnecting: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()  # pools replaced, being closed
+        # connections out with a caller, by pool (``id``): a pool that timed out with all of
+        # them out is busy, not broken (``_conn``)
+        self._out: collections.Counter[int] = collections.Counter()
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -277,12 +281,27 @@ class PostgresBase:
                 raise StoreError(f"store {self._where()} is not open")
         try:
             async with pool.connection() as conn:
-                yield conn
+                self._out[id(pool)] += 1
+                try:
+                    yield conn
+                finally:
+                    self._given_back(pool)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
             if isinstance(e, psycopg.OperationalError):  # (PoolTimeout and PoolClosed are too)
-                self._lost(pool, timed_out=isinstance(e, psycopg_pool.PoolTimeout))
+                # A checkout timeout while every connection of the pool is out with a
+                # caller is load, not a lost server: the probe still runs (a server that
+                # is gone has the pool replaced), but a reachable one leaves the pool as
+                # it is, so the calls waiting for its connections still get them.
+                busy = self._out[id(pool)] >= self.pool_size
+                self._lost(pool, timed_out=isinstance(e, psycopg_pool.PoolTimeout) and not busy)
             reason = redact_text(str(e), self.url)
             raise StoreError(f"PostgreSQL store {self._where()}: {type(e).__name__}: {reason}") from e
+
+    def _given_back(self, pool: psycopg_pool.AsyncConnectionPool[Conn]) -> None:
+        out = self._out
+        out[id(pool)] -= 1
+        if not out[id(pool)]:
+            del out[id(pool)]
 
     def _lost(self, pool: psycopg_pool.AsyncConnectionPool[Conn], *, timed_out: bool) -> None:
         """A call on ``pool`` lost its connection or got none: reconnect (once at a time)."""
@@ -294,8 +313,10 @@ class PostgresBase:
         """Try a connection of its own every ``PROBE_EVERY_S`` until the server answers.
         If it answered at once, the pool tests its idle connections and replaces the dead
         ones (after a restart every one of them is). If it did not (an outage), or the
-        pool had no connection to give (``timed_out``), the pool is replaced by a new
-        one: psycopg_pool retries a failed connection with a delay that doubles from 1 s
+        pool had no connection to give although some of its connections were not out
+        with a caller (``timed_out``: they are being made again, after a restart; a
+        pool whose connections are all in use is only busy), the pool is replaced by a
+        new one: psycopg_pool retries a failed connection with a delay that doubles from 1 s
         without bound, so after an outage of a few seconds the old pool would give no
         connection for as long again, and the leases of this store's worker would expire
         meanwhile. (Calls still on the old pool end; the ones waiting for a connection of
