@@ -98,3 +98,19 @@ def test_host_names_are_read_as_a_browser_sends_them() -> None:
     assert host_name("") is None and host_name("a:b") is None
     assert host_allowed("127.9.9.9", ()) and host_allowed("::1", ())
     assert not host_allowed("127.0.0.1.evil.test", ()) and not host_allowed("localhost.evil.test", ())
+
+
+def test_hosts_once_allowed_or_refused_stay_so_however_many_names_come() -> None:
+    """The check remembers allowed ``Host`` values (a bounded set): asking again answers
+    the same, refused names are never remembered as allowed, and past the bound names
+    are still checked."""
+    from weirflow.server.hosts import MAX_REMEMBERED_HOSTS
+
+    with live_server() as server:
+        c = server.client
+        for _ in range(2):
+            for i in range(MAX_REMEMBERED_HOSTS + 10):
+                assert c.get("/api/flows", headers={"Host": f"127.0.0.{i % 250}:{i}"}).status_code == 200
+            for host in ("evil.test", "evil.test", "localhost:x", "localhost:x"):
+                assert c.get("/api/flows", headers={"Host": host}).status_code in (400, 421), host
+        assert c.get("/api/flows", headers={"Host": "127.0.0.1:1"}).status_code == 200

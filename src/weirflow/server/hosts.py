@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .settings import Settings, is_loopback
 
 ANY_HOST = "*"
+MAX_REMEMBERED_HOSTS = 64  # ``Host`` values a ``HostCheckMiddleware`` keeps as allowed
 
 
 def host_name(header: str) -> str | None:
@@ -66,12 +67,24 @@ class HostCheckMiddleware:
     def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...]) -> None:
         self.app = app
         self.allowed_hosts = allowed_hosts
+        # ``Host`` values seen allowed (clients send the same one or two): parsing one and
+        # matching it against 127.0.0.0/8 (``ipaddress``) cost more than the rest of this
+        # check, on every request; bounded, so that made-up names cannot grow it
+        self._allowed: set[bytes] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+        value = b""
+        for k, v in scope["headers"]:
+            if k == b"host":
+                value = v
+                break
+        if value in self._allowed:
+            await self.app(scope, receive, send)
+            return
+        raw = value.decode("latin-1")
         host = host_name(raw)
         if host is None:
             await _reply(send, 400, "missing or malformed Host header")
@@ -85,6 +98,8 @@ class HostCheckMiddleware:
                 "(--allowed-hosts)",
             )
             return
+        if len(self._allowed) < MAX_REMEMBERED_HOSTS:
+            self._allowed.add(value)
         await self.app(scope, receive, send)
 
 
