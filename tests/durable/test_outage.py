@@ -24,6 +24,7 @@ reconnect before the other worker does.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from weirflow.durable import JobSpec, Store, open_store
+from weirflow.durable import JobRecord, JobSpec, Store, open_store
 from weirflow.durable.journal import DurableJournal
 from weirflow.errors import StoreError
 
@@ -157,9 +158,43 @@ async def _both_started(*workers: WorkerProcess) -> bool:
     return all("worker_started" in w.output() for w in workers)
 
 
+@contextlib.contextmanager
+def _workers_a_and_b(
+    url: str, tmp_path: Path, *, lease_s: float
+) -> Iterator[tuple[WorkerProcess, WorkerProcess]]:
+    """Worker processes ``A`` and ``B`` on the store at ``url``, with a lease of ``lease_s``."""
+    args = ("--lease", str(lease_s))
+    with (
+        WorkerProcess(url, tmp_path / "a.log", "--worker-id", "A", *args) as a,
+        WorkerProcess(url, tmp_path / "b.log", "--worker-id", "B", *args) as b,
+    ):
+        yield a, b
+
+
+async def _said(worker: WorkerProcess, text: str) -> bool:
+    """Whether ``worker``'s log says ``text`` (another process's state)."""
+    return text in worker.output()
+
+
+async def _holder(
+    store: Store, job_id: str, a: WorkerProcess, b: WorkerProcess
+) -> tuple[JobRecord, WorkerProcess]:
+    """Job ``job_id`` as its worker holds it, and that worker (``a`` is ``A``, ``b`` is ``B``)."""
+    held = await store.get(job_id)
+    assert held is not None and held.worker_id is not None
+    return held, a if held.worker_id == "A" else b
+
+
 async def _completed(store: Store, job_id: str) -> bool:
     job = await store.get(job_id)
     return job is not None and job.status == "completed"
+
+
+async def _back_until_completed(server: PgServer, store: Store, job_id: str) -> None:
+    """The server starts again; wait until the job has completed."""
+    await asyncio.to_thread(server.start)
+    await store.open()
+    await poll_store(lambda: _completed(store, job_id), timeout_s=60)
 
 
 async def test_a_job_whose_outcome_write_races_a_short_outage_is_not_run_again(
@@ -176,32 +211,20 @@ async def test_a_job_whose_outcome_write_races_a_short_outage_is_not_run_again(
     store = await _open(url)
     try:
         job_id = await store.submit(JobSpec(flow="one", inputs={"a.item": [item]}, max_attempts=3))
-        args = ("--lease", "12.5")
-        with (
-            WorkerProcess(url, tmp_path / "a.log", "--worker-id", "A", *args) as a,
-            WorkerProcess(url, tmp_path / "b.log", "--worker-id", "B", *args) as b,
-        ):
+        with _workers_a_and_b(url, tmp_path, lease_s=12.5) as (a, b):
 
             async def started() -> bool:  # the step's log: another process's state
                 return steps_log.exists()
 
             await poll_store(lambda: _both_started(a, b), timeout_s=30)
             await poll_store(started, timeout_s=30)
-            held = await store.get(job_id)
-            assert held is not None and held.worker_id is not None
-            holder = a if held.worker_id == "A" else b
+            held, holder = await _holder(store, job_id, a, b)
             await store.close()
             back_at = time.time() + 8.0  # the server is down for 8 s
             await asyncio.to_thread(server.stop)
-
-            async def report_failed() -> bool:  # the holder's log
-                return "during=report" in holder.output()
-
-            await poll_store(report_failed, timeout_s=30)  # (the step ended during the outage)
+            await poll_store(lambda: _said(holder, "during=report"), timeout_s=30)  # (the step ended)
             await asyncio.sleep(max(0.0, back_at - time.time()))  # (a time, not a state)
-            await asyncio.to_thread(server.start)
-            await store.open()
-            await poll_store(lambda: _completed(store, job_id), timeout_s=60)
+            await _back_until_completed(server, store, job_id)
             assert a.terminate() == 0 and b.terminate() == 0
         job = await store.get(job_id)
         assert job is not None and job.outputs is not None and len(job.outputs["a.out"]) == 1
@@ -226,32 +249,21 @@ async def test_across_an_outage_longer_than_the_lease_finished_steps_never_run_a
     store = await _open(url)
     try:
         job_id = await store.submit(JobSpec(flow="steps3", inputs={"a.item": [item]}, max_attempts=3))
-        args = ("--lease", "2")
-        with (
-            WorkerProcess(url, tmp_path / "a.log", "--worker-id", "A", *args) as a,
-            WorkerProcess(url, tmp_path / "b.log", "--worker-id", "B", *args) as b,
-        ):
+        with _workers_a_and_b(url, tmp_path, lease_s=2.0) as (a, b):
 
             async def c_runs() -> bool:
                 return await _finished_in_journal(store, job_id) == {"a", "b"}
 
             await poll_store(lambda: _both_started(a, b), timeout_s=30)
             await poll_store(c_runs, timeout_s=30)
-            held = await store.get(job_id)
-            assert held is not None and held.lease_expires_at is not None and held.worker_id is not None
-            holder = a if held.worker_id == "A" else b
+            held, holder = await _holder(store, job_id, a, b)
+            assert held.lease_expires_at is not None
             await store.close()
             await asyncio.to_thread(server.stop)
-
-            async def report_failed() -> bool:  # the holder's log: another process's state
-                return "during=report" in holder.output()
-
-            await poll_store(report_failed, timeout_s=30)
+            await poll_store(lambda: _said(holder, "during=report"), timeout_s=30)
             # the server stays down until the lease has run out (a wait for a time, not a state)
             await asyncio.sleep(max(0.0, held.lease_expires_at + 1.0 - time.time()))
-            await asyncio.to_thread(server.start)
-            await store.open()
-            await poll_store(lambda: _completed(store, job_id), timeout_s=60)
+            await _back_until_completed(server, store, job_id)
             assert a.terminate() == 0 and b.terminate() == 0
         job = await store.get(job_id)
         assert job is not None and job.outputs is not None and len(job.outputs["c.out"]) == 1

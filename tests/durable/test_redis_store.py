@@ -20,6 +20,7 @@ from weirflow.durable import JobSpec, StepRecord, Store, open_store
 from weirflow.durable.redis_store import RedisStore
 from weirflow.durable.worker import Worker
 
+from ..cancelling import cancel_outcomes
 from ..redisserver import RedisServer, started_server
 from . import flows
 from .helpers import poll_store
@@ -398,23 +399,12 @@ async def test_a_cancelled_call_raises_cancelled_wherever_the_cancel_lands(redis
     store = RedisStore(redis_url)
     await store.open()
     try:
-        outcomes: Counter[str] = Counter()
-        for steps in range(30):
-            calls = (
-                lambda: store.sweep("w1", max_stalls=3, lock_ttl_s=30.0),
-                lambda: store.fire_schedules("default"),
-                lambda: store.get("nope"),
-            )
-            for call in calls:
-                task = asyncio.get_running_loop().create_task(call())
-                for _ in range(steps):
-                    await asyncio.sleep(0)
-                if task.done():
-                    outcomes["finished first"] += 1
-                    continue
-                task.cancel()
-                await asyncio.wait([task])
-                outcomes["cancelled" if task.cancelled() else f"went on: {task!r}"] += 1
+        calls = (
+            lambda: store.sweep("w1", max_stalls=3, lock_ttl_s=30.0),
+            lambda: store.fire_schedules("default"),
+            lambda: store.get("nope"),
+        )
+        outcomes = await cancel_outcomes(calls, steps=30)
         assert set(outcomes) == {"cancelled", "finished first"}, outcomes
     finally:
         await store.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.processes import running
 from tests.server.conftest import FLOW_DIR, SERVED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,15 +26,21 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _serve(*args: str, **env: str) -> subprocess.Popen[str]:
+def _weirflow(*args: str, **env: str) -> subprocess.Popen[str]:
+    """``weirflow ARGS`` run from the repository's root without the caller's ``WEIRFLOW_*``
+    settings (``env`` added), its output piped (text)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "weirflow", "serve", *args],
+        [sys.executable, "-m", "weirflow", *args],
         cwd=ROOT,
         env=_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _serve(*args: str, **env: str) -> subprocess.Popen[str]:
+    return _weirflow("serve", *args, **env)
 
 
 def _lines(stream: object) -> Iterator[str]:
@@ -75,24 +82,20 @@ def test_bad_flows_are_refused() -> None:
 
 
 def test_serves_prints_where_and_what_and_stops_on_ctrl_c() -> None:
-    with _serve("--flows", FLOW_DIR, "--port", "0") as proc:
-        try:
-            lines = _lines(proc.stdout)
-            assert next(lines) == "weirflow: serving 1 flow(s): echo"
-            listening = next(lines)
-            assert listening.startswith("weirflow: listening on http://127.0.0.1:")
-            url = listening.split()[3]
-            with httpx.Client(base_url=url, timeout=10) as client:
-                assert client.get("/healthz").status_code == 200
-                started = client.post("/api/jobs", json={"flow": "echo", "keep_open": True})
-                assert started.status_code == 201
-            proc.send_signal(signal.SIGINT)
-            assert list(lines) == ["weirflow: stopped"]
-            assert proc.wait(timeout=WAIT_S) == 0
-            assert proc.stderr is not None and proc.stderr.read() == ""
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with running(_serve("--flows", FLOW_DIR, "--port", "0")) as proc:
+        lines = _lines(proc.stdout)
+        assert next(lines) == "weirflow: serving 1 flow(s): echo"
+        listening = next(lines)
+        assert listening.startswith("weirflow: listening on http://127.0.0.1:")
+        url = listening.split()[3]
+        with httpx.Client(base_url=url, timeout=10) as client:
+            assert client.get("/healthz").status_code == 200
+            started = client.post("/api/jobs", json={"flow": "echo", "keep_open": True})
+            assert started.status_code == 201
+        proc.send_signal(signal.SIGINT)
+        assert list(lines) == ["weirflow: stopped"]
+        assert proc.wait(timeout=WAIT_S) == 0
+        assert proc.stderr is not None and proc.stderr.read() == ""
 
 
 def test_workers_without_a_store_are_refused_naming_what_was_given() -> None:
@@ -108,14 +111,10 @@ def test_workers_without_a_store_are_refused_naming_what_was_given() -> None:
 
 def test_a_new_sqlite_store_is_created_and_said_so(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
-    with _serve("--flows", FLOW_DIR, "--port", "0", "--store", f"sqlite:///{path}") as proc:
-        try:
-            assert next(_lines(proc.stdout)).startswith("weirflow: serving")
-            assert path.exists()
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=WAIT_S) == 0
-            assert proc.stderr is not None
-            assert proc.stderr.read() == f"weirflow: creating the store {path}\n"
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with running(_serve("--flows", FLOW_DIR, "--port", "0", "--store", f"sqlite:///{path}")) as proc:
+        assert next(_lines(proc.stdout)).startswith("weirflow: serving")
+        assert path.exists()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=WAIT_S) == 0
+        assert proc.stderr is not None
+        assert proc.stderr.read() == f"weirflow: creating the store {path}\n"

@@ -146,57 +146,32 @@ def gone(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_sigterm_to_weirflow_serve_stops_every_pipeline_within_grace() -> None:
-    import subprocess
-    import sys
-
     import httpx
 
-    from tests.server.test_cli_serve import ROOT, _env, _lines
+    from tests.processes import running
+    from tests.server.test_cli_serve import _lines, _serve
 
     grace_s = 1.0
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "weirflow",
-            "serve",
-            "--flows",
-            FLOWS,
-            "--port",
-            "0",
-            "--grace-s",
-            str(grace_s),
-        ],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            url = next(line for line in _lines(proc.stdout) if "listening on" in line).split()[3]
-            with httpx.Client(base_url=url, timeout=60) as client:
-                pids = []
-                for i in range(5):
-                    body = {"flow": "ticker", "inputs": {"src.start": [-1]}} if i % 2 else {"flow": "echo"}
-                    r = client.post("/api/pipelines", json=body)
-                    assert r.status_code == 201
-                    pids.append(r.json()["pid"])
-            tree = psutil.Process(proc.pid).children(recursive=True)
-            assert set(pids) <= {c.pid for c in tree}
-            t0 = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-            took_s = time.monotonic() - t0
-            assert took_s <= grace_s + 1 + 1.0  # the pipelines' bound, and the server's own exit
-            assert all(gone(pid) for pid in pids)
-            # multiprocessing's resource tracker ends once it sees its parent gone
-            _, alive = psutil.wait_procs(tree, timeout=5)
-            assert alive == []
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with running(_serve("--flows", FLOWS, "--port", "0", "--grace-s", str(grace_s))) as proc:
+        url = next(line for line in _lines(proc.stdout) if "listening on" in line).split()[3]
+        with httpx.Client(base_url=url, timeout=60) as client:
+            pids = []
+            for i in range(5):
+                body = {"flow": "ticker", "inputs": {"src.start": [-1]}} if i % 2 else {"flow": "echo"}
+                r = client.post("/api/pipelines", json=body)
+                assert r.status_code == 201
+                pids.append(r.json()["pid"])
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        assert set(pids) <= {c.pid for c in tree}
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        took_s = time.monotonic() - t0
+        assert took_s <= grace_s + 1 + 1.0  # the pipelines' bound, and the server's own exit
+        assert all(gone(pid) for pid in pids)
+        # multiprocessing's resource tracker ends once it sees its parent gone
+        _, alive = psutil.wait_procs(tree, timeout=5)
+        assert alive == []
 
 
 def test_dead_letters_of_a_crashed_child_over_http_and_the_cli(served: Live, tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -15,14 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 import weirflow as wf
+from tests.processes import running
 from tests.server.conftest import Live, live_server
-from tests.server.test_cli_serve import ROOT, _env, _lines
+from tests.server.test_cli_serve import _lines, _weirflow
 from weirflow.cli.app import app
 
 FLOWS = "tests.supervise.flows"
 ADMIN = {"Authorization": "Bearer adminkey"}
 READ = {"Authorization": "Bearer readkey"}
-CLI = (sys.executable, "-m", "weirflow")
 
 
 @pytest.fixture(scope="module")
@@ -68,34 +66,11 @@ def test_a_wait_whose_client_gave_up_consumes_nothing(served: Live) -> None:
 def test_ctrl_c_on_results_follow_exits_130_and_loses_nothing(served: Live) -> None:
     p = _echo(served)
     _send(served, p, "first")
-    with subprocess.Popen(
-        [
-            *CLI,
-            "pipelines",
-            "results",
-            p,
-            "--follow",
-            "--wait-s",
-            "10",
-            "--server",
-            served.url,
-            "--api-key",
-            "adminkey",
-        ],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            assert next(_lines(proc.stdout)) == '"first"'  # printed: it is now in its next wait
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=20) == 130
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    results = ("pipelines", "results", p, "--follow", "--wait-s", "10")
+    with running(_weirflow(*results, "--server", served.url, "--api-key", "adminkey")) as proc:
+        assert next(_lines(proc.stdout)) == '"first"'  # printed: it is now in its next wait
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130
     _send(served, p, "second")
     assert _results(served, p).json()["items"] == ["second"]
     served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})

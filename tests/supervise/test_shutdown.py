@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,13 @@ import psutil
 import pytest
 
 import weirflow as wf
+from tests.processes import running
+
+
+def _supervisor(*args: str) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+    """``tests.supervise.supervisor_script PIPELINES GRACE_S [FLOW]``, its stdout piped."""
+    script = [sys.executable, "-m", "tests.supervise.supervisor_script", *args]
+    return running(subprocess.Popen(script, stdout=subprocess.PIPE, text=True, cwd=os.getcwd()))
 
 
 def gone(pid: int) -> bool:
@@ -25,18 +33,8 @@ def gone(pid: int) -> bool:
 @pytest.mark.slow
 def test_sigterm_stops_five_pipelines_within_grace_and_leaves_no_orphan() -> None:
     grace_s = 1.0
-    with subprocess.Popen(
-        [sys.executable, "-m", "tests.supervise.supervisor_script", "5", str(grace_s)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=os.getcwd(),
-    ) as proc:
-        try:
-            check(proc, grace_s)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with _supervisor("5", str(grace_s)) as proc:
+        check(proc, grace_s)
 
 
 def check(proc: subprocess.Popen[str], grace_s: float) -> None:
@@ -61,49 +59,29 @@ def check(proc: subprocess.Popen[str], grace_s: float) -> None:
 
 @pytest.mark.slow
 def test_sigkill_of_the_supervisor_leaves_no_child_behind() -> None:
-    with subprocess.Popen(
-        [sys.executable, "-m", "tests.supervise.supervisor_script", "3", "1.0"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=os.getcwd(),
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            pids: list[int] = json.loads(proc.stdout.readline())["pids"]
-            children = [psutil.Process(pid) for pid in pids]
-            proc.kill()  # no cleanup at all: the children must notice by themselves
-            proc.wait(timeout=30)
-            _, alive = psutil.wait_procs(children, timeout=5)
-            assert alive == []
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with _supervisor("3", "1.0") as proc:
+        assert proc.stdout is not None
+        pids: list[int] = json.loads(proc.stdout.readline())["pids"]
+        children = [psutil.Process(pid) for pid in pids]
+        proc.kill()  # no cleanup at all: the children must notice by themselves
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=5)
+        assert alive == []
 
 
 @pytest.mark.slow
 def test_sigkill_of_the_supervisor_leaves_no_grandchild_of_a_process_routine() -> None:
-    with subprocess.Popen(
-        [sys.executable, "-m", "tests.supervise.supervisor_script", "1", "1.0", "square"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=os.getcwd(),
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            pids: list[int] = json.loads(proc.stdout.readline())["pids"]
-            square = psutil.Process(pids[-1])
-            grandchildren = square.children(recursive=True)
-            assert grandchildren  # the process executor's worker runs under the pipeline's child
-            tree = psutil.Process(proc.pid).children(recursive=True)
-            proc.kill()
-            proc.wait(timeout=30)
-            _, alive = psutil.wait_procs(tree, timeout=5)
-            assert alive == []
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with _supervisor("1", "1.0", "square") as proc:
+        assert proc.stdout is not None
+        pids: list[int] = json.loads(proc.stdout.readline())["pids"]
+        square = psutil.Process(pids[-1])
+        grandchildren = square.children(recursive=True)
+        assert grandchildren  # the process executor's worker runs under the pipeline's child
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        proc.kill()
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(tree, timeout=5)
+        assert alive == []
 
 
 @pytest.mark.slow
