@@ -45,18 +45,19 @@ BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 12
 OUTCOMES = ("completed", "failed", "retried", "lost", "released")
 
 
-class _Histogram:
-    """One series: counts per bucket (not cumulative) and the sum."""
+class Histogram:
+    """One series: counts per bucket of ``bounds_s`` (not cumulative) and the sum."""
 
-    __slots__ = ("buckets", "sum")
+    __slots__ = ("bounds_s", "buckets", "sum")
 
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(BUCKETS_S) + 1)
+    def __init__(self, bounds_s: tuple[float, ...] = BUCKETS_S) -> None:
+        self.bounds_s = bounds_s
+        self.buckets = [0] * (len(bounds_s) + 1)
         self.sum = 0.0
 
     def observe(self, value_s: float) -> None:
         value_s = max(0.0, value_s)
-        self.buckets[bisect_left(BUCKETS_S, value_s)] += 1
+        self.buckets[bisect_left(self.bounds_s, value_s)] += 1
         self.sum += value_s
 
     def add(self, buckets: list[int], total_s: float) -> None:
@@ -67,7 +68,7 @@ class _Histogram:
     def cumulative(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         total = 0
-        for bound, n in zip((*BUCKETS_S, float("inf")), self.buckets, strict=True):
+        for bound, n in zip((*self.bounds_s, float("inf")), self.buckets, strict=True):
             total += n
             out.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
         return out
@@ -81,8 +82,8 @@ class QueueMetrics(Collector):
         self.store: Store | None = None
         self.workers: list[WorkerCore] = []
         self.attempts: dict[tuple[str, str, str], int] = {}  # (queue, flow, outcome)
-        self.latency: dict[str, _Histogram] = {}  # by queue
-        self.durations: dict[tuple[str, str], _Histogram] = {}  # (queue, outcome)
+        self.latency: dict[str, Histogram] = {}  # by queue
+        self.durations: dict[tuple[str, str], Histogram] = {}  # (queue, outcome)
         self._started: dict[str, tuple[str, str, float]] = {}  # job id -> (queue, flow, claimed at)
         self._counts: list[QueueCounts] = []
         self._now = 0.0
@@ -106,7 +107,7 @@ class QueueMetrics(Collector):
     def claimed(self, record: JobRecord) -> None:
         """``record`` was claimed (its ``started_at`` set by the store)."""
         at = record.started_at if record.started_at is not None else record.run_at
-        self.latency.setdefault(record.queue, _Histogram()).observe(at - record.run_at)
+        self.latency.setdefault(record.queue, Histogram()).observe(at - record.run_at)
         self._started[record.id] = (record.queue, record.flow, at)
 
     def finished(self, job_id: str, outcome: str, now: float) -> None:
@@ -118,7 +119,7 @@ class QueueMetrics(Collector):
         queue, flow, at = started
         key = (queue, flow, outcome)
         self.attempts[key] = self.attempts.get(key, 0) + 1
-        self.durations.setdefault((queue, outcome), _Histogram()).observe(now - at)
+        self.durations.setdefault((queue, outcome), Histogram()).observe(now - at)
 
     # -- across processes (``weirflow worker --processes N``) -------------------------------
 
@@ -137,9 +138,9 @@ class QueueMetrics(Collector):
             key = (queue, flow, outcome)
             self.attempts[key] = self.attempts.get(key, 0) + int(n)
         for queue, buckets, total in snapshot.get("latency", []):
-            self.latency.setdefault(queue, _Histogram()).add(buckets, total)
+            self.latency.setdefault(queue, Histogram()).add(buckets, total)
         for queue, outcome, buckets, total in snapshot.get("durations", []):
-            self.durations.setdefault((queue, outcome), _Histogram()).add(buckets, total)
+            self.durations.setdefault((queue, outcome), Histogram()).add(buckets, total)
         if workers:
             for queue, worker_id, running, concurrency in snapshot.get("workers", []):
                 self.reported_workers.append((queue, worker_id, int(running), int(concurrency)))

@@ -64,15 +64,20 @@ def parse_api_keys(value: Any) -> dict[str, Role]:
     return keys
 
 
+def _entries(value: Any) -> list[tuple[int, str]]:
+    """The entries of a list setting (a comma-separated string, or a list), stripped and
+    numbered from 1 for the messages; none for ``None`` or ``""``."""
+    if value is None or value == "":
+        return []
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return [(n, str(raw).strip()) for n, raw in enumerate(parts, start=1)]
+
+
 def parse_origins(value: Any) -> tuple[str, ...]:
     """``"https://a.example,http://localhost:3000"`` -> a tuple of origins; ``ValueError`` for
     anything that is not ``*`` or ``scheme://host[:port]`` with no path."""
-    if value is None or value == "":
-        return ()
-    parts = value.split(",") if isinstance(value, str) else list(value)
     origins: list[str] = []
-    for n, raw in enumerate(parts, start=1):
-        origin = str(raw).strip()
+    for n, origin in _entries(value):
         if origin == "*":
             origins.append(origin)
             continue
@@ -89,12 +94,9 @@ HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?")
 def parse_allowed_hosts(value: Any) -> tuple[str, ...]:
     """``"app.example.com,*.example.org"`` -> host names (lower case) a request's ``Host`` may
     name; ``ValueError`` for anything that is not ``*``, a name, ``*.domain`` or an IP address."""
-    if value is None or value == "":
-        return ()
-    parts = value.split(",") if isinstance(value, str) else list(value)
     hosts: list[str] = []
-    for n, raw in enumerate(parts, start=1):
-        host = str(raw).strip().lower().rstrip(".")
+    for n, entry in _entries(value):
+        host = entry.lower().rstrip(".")
         if host == "*":
             hosts.append(host)
             continue
@@ -106,8 +108,7 @@ def parse_allowed_hosts(value: Any) -> tuple[str, ...]:
         name = host.removeprefix("*.")
         if not all(HOST_LABEL.fullmatch(label) for label in name.split(".")):
             raise ValueError(
-                f"entry {n} ({str(raw).strip()!r}) must be *, a host name (no port), *.domain "
-                "or an IP address"
+                f"entry {n} ({entry!r}) must be *, a host name (no port), *.domain or an IP address"
             )
         hosts.append(host)
     return tuple(hosts)
@@ -116,12 +117,8 @@ def parse_allowed_hosts(value: Any) -> tuple[str, ...]:
 def parse_forwarded_ips(value: Any) -> tuple[str, ...]:
     """``"127.0.0.1,10.0.0.0/8"`` -> the proxies' addresses or networks (or ``*``);
     ``ValueError`` for anything else."""
-    if value is None or value == "":
-        return ()
-    parts = value.split(",") if isinstance(value, str) else list(value)
     ips: list[str] = []
-    for n, raw in enumerate(parts, start=1):
-        entry = str(raw).strip()
+    for n, entry in _entries(value):
         if entry != "*":
             try:
                 ipaddress.ip_network(entry, strict=False)

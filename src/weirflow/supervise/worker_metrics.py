@@ -23,14 +23,13 @@ supervisor at scrape time (``watch_store``), as for one worker.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ..durable.metrics import QueueMetrics
+from ..durable.metrics import Histogram, QueueMetrics
 
 if TYPE_CHECKING:
     from .workers import WorkerChildInfo
@@ -38,25 +37,6 @@ if TYPE_CHECKING:
 #: health-check round trips: from a fraction of a millisecond to the longest deadline
 RTT_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STATES = ("starting", "running", "unhealthy", "restarting", "stopping", "stopped", "failed")
-
-
-class _Rtts:
-    __slots__ = ("buckets", "sum")
-
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(RTT_BUCKETS_S) + 1)
-        self.sum = 0.0
-
-    def observe(self, rtt_s: float) -> None:
-        self.buckets[bisect_left(RTT_BUCKETS_S, rtt_s)] += 1
-        self.sum += rtt_s
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out, total = [], 0
-        for bound, n in zip((*RTT_BUCKETS_S, float("inf")), self.buckets, strict=True):
-            total += n
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(total)))
-        return out
 
 
 class WorkerGroupMetrics(QueueMetrics):
@@ -69,7 +49,7 @@ class WorkerGroupMetrics(QueueMetrics):
         self._past = QueueMetrics()  # what the slots' ended children counted
         self.restarts: dict[tuple[int, str], int] = {}
         self.health_failures: dict[int, int] = {}
-        self.rtts: dict[int, _Rtts] = {}
+        self.rtts: dict[int, Histogram] = {}
 
     # -- reported by the supervisor --------------------------------------------------------
 
@@ -88,7 +68,7 @@ class WorkerGroupMetrics(QueueMetrics):
         self.restarts[key] = self.restarts.get(key, 0) + 1
 
     def health_ok(self, slot: int, rtt_s: float) -> None:
-        self.rtts.setdefault(slot, _Rtts()).observe(rtt_s)
+        self.rtts.setdefault(slot, Histogram(RTT_BUCKETS_S)).observe(rtt_s)
 
     def health_failed(self, slot: int) -> None:
         self.health_failures[slot] = self.health_failures.get(slot, 0) + 1
