@@ -71,7 +71,7 @@ def _fastapi_only(app: FastAPI) -> None:
 
 def test_start_answers_are_fastapis(keyed: Live) -> None:
     app = keyed.server.config.app
-    route = next(r for r in control.router.routes if getattr(r, "path", None) == "/api/jobs")
+    route = next(r for r in control.start_router.routes if getattr(r, "path", None) == "/api/jobs")
     assert isinstance(route, DirectRoute) and direct_shape(route) is not None
     c = keyed.client
     direct = [_answer(c.post("/api/jobs", content=body, headers=h)) for body, h in REQUESTS]

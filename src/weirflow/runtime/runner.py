@@ -130,7 +130,10 @@ class RoutineRunner(Lanes):
         return self.active
 
     def has_work(self) -> bool:
-        return any(a.has_work() for a in self.acts)
+        acts = self.acts
+        if len(acts) == 1:  # (most routines: no generator to make, asked a few times per job)
+            return acts[0].has_work()
+        return any(a.has_work() for a in acts)
 
     def makes_room(self) -> bool:
         """Whether a handler call waits for room in one of this routine's slots."""

@@ -26,8 +26,10 @@ from . import (
 
 # The job routes first: the app matches a request against each router in turn, and
 # starting jobs and reading their queues are the hot requests (no path of the others
-# can match theirs: /api/jobs is theirs alone, so the order changes no answer).
+# can match theirs: /api/jobs is theirs alone, so the order changes no answer). The
+# start of a job first of all, in a router of its own (GET /api/jobs is another method).
 ROUTERS: list[APIRouter] = [
+    control.start_router,
     jobs.router,
     control.router,
     health.router,
