@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import math
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import pytest
+
 import weirflow as wf
 from weirflow.durable import JobSpec, Store
 from weirflow.durable.worker import Worker
+from weirflow.durable.worker_jobs import json_safe
 from weirflow.runtime.replay import LogJournal
 
 from . import flows
@@ -187,3 +197,46 @@ async def test_a_worker_keeps_the_engines_own_journal_and_adds_the_durable_one(
     assert "start" in kinds and "done" in kinds  # the engine's journal heard every record
     assert await store.read_journal(job_id) != []  # and so did the durable one
     assert [(s.routine, s.status) for s in await store.steps(job_id)] == [("a", "completed"), ("b", "failed")]
+
+
+class _Colour(enum.Enum):
+    RED = 1
+
+
+class _Level(enum.IntEnum):
+    HIGH = 2
+
+
+class _Name(str):
+    pass
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, "x", None, True, -0.0]},
+        {"a": [{"k": [1e16, 5e-324, 2**64 - 1, -(2**63)]}]},
+        {"a": [(1, 2)]},
+        {"a": [uuid.UUID(int=5)]},
+        {"a": [_Colour.RED, _Level.HIGH, _Name("n")]},
+        {"a": [math.nan, math.inf]},
+        {"a": [2**64, -(2**70)]},
+        {1: [1], "b": [{1.5: 2, True: 3, None: 4}]},
+        {"a": [datetime.datetime(2020, 1, 1), _Point(1), decimal.Decimal("1.5"), b"x", {1, 2}]},
+        {"a": ["\ud800"]},
+    ],
+)
+def test_outputs_are_stored_as_the_json_module_reads_them_back(value: dict[Any, Any]) -> None:
+    """A worker's outputs (and dead letters) as stored: what ``json.dumps(default=repr)``
+    read back gives, also where the fast orjson copy must not be used (a UUID or an enum
+    orjson writes as a value, NaN it writes as null, a tuple, a subclass, a key or an
+    integer it cannot hold)."""
+    expected = json.loads(json.dumps(value, default=repr))
+    got = json_safe(value)
+    assert repr(got) == repr(expected)  # (repr: NaN is not equal to itself)
+    assert [type(v) for v in got.get("a", [])] == [type(v) for v in expected.get("a", [])]
