@@ -130,6 +130,23 @@ stubborn.add("s", Stubborn())
 stubborn.output("s.out")
 
 
+def _mark(item: dict[str, Any], what: str) -> None:
+    from pathlib import Path
+
+    with Path(item["log"]).open("a", encoding="utf-8") as f:
+        f.write(f"{what}:{item['i']}\n")
+
+
+def _maybe_die(item: dict[str, Any], when: str) -> None:
+    import os
+    import signal
+    from pathlib import Path
+
+    if item.get("kill") == when and not Path(item["once"]).exists():
+        Path(item["once"]).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class Work(wf.Routine):
     """For ``{"i", "log", "kill", "once"}``: appends ``start:i`` to ``log``, emits ``i`` and
     appends ``done:i`` as its last act. With ``kill`` (once, the ``once`` file marks it),
@@ -141,26 +158,32 @@ class Work(wf.Routine):
 
     @inp.handler
     async def run(self, item: dict[str, Any], ctx: wf.Context) -> None:
-        import os
-        import signal
-        from pathlib import Path
-
-        def mark(what: str) -> None:
-            with Path(item["log"]).open("a", encoding="utf-8") as f:
-                f.write(f"{what}:{item['i']}\n")
-
-        def maybe_die(when: str) -> None:
-            if item.get("kill") == when and not Path(item["once"]).exists():
-                Path(item["once"]).touch()
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        mark("start")
-        maybe_die("during")
+        _mark(item, "start")
+        _maybe_die(item, "during")
         await ctx.emit(self.out, item["i"])
-        maybe_die("after_emit")
-        mark("done")
+        _maybe_die(item, "after_emit")
+        _mark(item, "done")
+
+
+class DefWork(wf.Routine):
+    """``Work`` with a plain ``def`` handler: it runs on a worker thread of the child."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    def run(self, item: dict[str, Any], ctx: wf.Context) -> None:
+        _mark(item, "start")
+        _maybe_die(item, "during")
+        ctx.emit(self.out, item["i"])
+        _maybe_die(item, "after_emit")
+        _mark(item, "done")
 
 
 work = wf.Flow("work")
 work.add("w", Work())
 work.output("w.out")
+
+work_def = wf.Flow("work_def")
+work_def.add("w", DefWork())
+work_def.output("w.out")

@@ -66,16 +66,45 @@ def check_every_item_is_accounted_for(
     return dead
 
 
-@pytest.mark.parametrize("when", ["during", "after_emit"])
+def kill_grid() -> list[Any]:
+    """(flow, when, burst): the handler ``async def`` (``work``) or plain ``def`` on a worker
+    thread (``work_def``); the kill ``during`` the handler or ``after_emit``; the items sent
+    one by one, or all queued first (sent while paused, then resumed: the handler takes
+    them in a row). The plain run keeps one mode per handler kind, the rest is ``slow``."""
+    grid = []
+    for flow in ("work", "work_def"):
+        for burst in (False, True):
+            for when in ("during", "after_emit"):
+                slow = burst != (flow == "work_def")
+                extra = [pytest.mark.slow] if slow else []
+                grid.append(
+                    pytest.param(
+                        flow,
+                        when,
+                        burst,
+                        marks=extra,
+                        id=f"{flow}-{when}-{'burst' if burst else 'one_by_one'}",
+                    )
+                )
+    return grid
+
+
+@pytest.mark.parametrize(("flow", "when", "burst"), kill_grid())
 async def test_a_child_killed_in_a_handler_leaves_every_sent_item_finished_or_dead_lettered(
-    supervisor: Make, tmp_path: Path, when: str
+    supervisor: Make, tmp_path: Path, flow: str, when: str, burst: bool
 ) -> None:
     async with supervisor() as sup:
-        p = await sup.start("work", restart="temporary")  # one life: its end is final
+        p = await sup.start(flow, restart="temporary")  # one life: its end is final
         items = [item(i, tmp_path, kill=when if i == 3 else None) for i in range(8)]
+        if burst:
+            await sup.pause(p.id)
         accepted = await send_all(sup, p.id, items)
+        if burst:
+            assert accepted == list(range(8))
+            await sup.resume(p.id)
         await sup.wait_state(p.id, "stopped", timeout_s=30)
         dead = check_every_item_is_accounted_for(sup, p.id, accepted, tmp_path)
+        # every item whose handler returned before the kill is acknowledged, not dead-lettered
         assert 3 in dead and {0, 1, 2} <= set(marks(tmp_path / "work.log", "done"))
         outputs = await sup.results(p.id, max_items=100)
         # the victim's output got out before its kill: the dead letter says its child

@@ -83,9 +83,17 @@ class Hooks:
 
     ``fatal``: when ``True``, an exception from one of this hook's methods fails the
     job (with an error naming the hook) instead of being logged and counted only.
+    ``ends_now``: see below.
     """
 
     fatal: bool = False
+    #: when ``True``, ``on_handler_end`` hears of every call of a plain ``def`` (or process)
+    #: routine before its worker thread goes on to the next item: the worker hands the end
+    #: to the loop and waits until the hooks were called. Else a worker hands ends over in
+    #: batches (every ``threads.END_BATCH`` calls, or when it goes idle), which costs
+    #: nothing per call; set it for a hook whose record of an end must not lag (a
+    #: pipeline's acknowledgements: a crash must not take back what had finished).
+    ends_now: bool = False
 
     def watches(self, point: str, target: str) -> bool:
         """Whether this hook wants item hook point ``point`` at ``target``.
@@ -145,6 +153,7 @@ class HookSet:
         self.enqueue = self.by_point["on_enqueue"]
         self.handler_start = self.by_point["on_handler_start"]
         self.handler_end = self.by_point["on_handler_end"]
+        self.ends_now = any(fn.__self__.ends_now for fn in self.handler_end)
         self.job_status = self.by_point["on_job_status"]
         self.job_result = self.by_point["on_job_result"]
         self.dead_letter = self.by_point["on_dead_letter"]

@@ -8,7 +8,8 @@ items, not one; its emits append to the target slots under their locks and retur
 at once while there is room (``SharedSlotQueue.put_from_thread``). The event loop
 hears from a worker only when something changes for it: the routine goes idle
 (completion), a call fails for good (the error policy's end), a hook must see the
-call start, a pause waits for the call to reach a safe point.
+call start (or each call's end: ``Hooks.ends_now``), a pause waits for the call to reach
+a safe point.
 
 Counting for ``pause``: ``busy`` (calls running on workers) and ``parked`` (of
 those, waiting at a safe point) are kept under the routine's lock, and the job
@@ -320,6 +321,9 @@ class ThreadRunner(RoutineRunner):
                 times: list[float] = []
                 try:
                     times = self._run_calls(act, calls, ctx, ends)
+                    if ends and self.job.hook_set.ends_now:  # (supfix) see _post_ends_now
+                        self._post_ends_now(ends)
+                        ends = []
                 finally:
                     lock.acquire()
                     for call, dt in zip(calls, times, strict=False):
@@ -349,6 +353,28 @@ class ThreadRunner(RoutineRunner):
         hooks = self.job.hook_set.handler_end
         if hooks:
             self.job.loop.call_soon_threadsafe(self._ends_on_loop, hooks, ends)
+
+    def _post_ends_now(self, ends: Ends) -> None:
+        """Hand ``ends`` to the loop and wait until the hooks were called (a hook with
+        ``ends_now``: a pipeline child writes its acknowledgements to the pipe there, so an
+        item whose handler returned is acknowledged before this worker takes the next one,
+        and a kill of the process cannot take it back). Called without the lock, right
+        after the calls, before they are settled: one round trip to the loop per call, paid
+        only while such a hook is attached (the batched ``_post_ends`` otherwise)."""
+        hooks = self.job.hook_set.handler_end
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self._ends_on_loop(hooks, ends)
+            finally:
+                done.set()
+
+        try:
+            self.job.loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop is closed: nobody is left to tell
+            return
+        done.wait()  # (as ``_on_loop``: a loop that runs runs ``run``)
 
     def _ends_on_loop(self, hooks: list[Any], ends: Ends) -> None:
         job = self.job

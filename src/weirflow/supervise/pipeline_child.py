@@ -165,6 +165,11 @@ class _Ends(Hooks):
     chain's rate, ``benchmarks/pipeline_acks.py``), which a pipeline that is never sent
     anything need not pay."""
 
+    #: a plain ``def`` routine's worker thread waits until each end is here: batched, the
+    #: acknowledgements of up to ``threads.END_BATCH`` finished items would still be in
+    #: the child when it is killed, and those items dead-lettered although they finished
+    ends_now = True
+
     def __init__(self, acks: _Acks) -> None:
         self.acks = acks
 
