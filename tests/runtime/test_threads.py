@@ -445,3 +445,79 @@ async def test_a_thread_blocked_on_a_join_slot_with_room_goes_on_when_the_join_w
     assert result.status is wf.JobStatus.COMPLETED
     assert_settled(result)
     assert result.dead_letter_reasons == {"unconsumed": 1}  # the last b has no a
+
+
+class Pass(wf.Routine):
+    inp = wf.Slot(capacity=50)
+    out = wf.Event()
+
+    @inp.handler
+    def forward(self, item: int, ctx: wf.Context) -> None:
+        ctx.emit(self.out, item)
+
+
+async def test_def_routines_making_calls_in_a_row_keep_every_count_exact_at_every_look() -> None:
+    """A chain of ``def`` routines whose workers make calls in a row (one lock per item
+    settles the call that ended and takes the next): at every look from the loop while
+    it runs, every slot balances and holds no more items in flight than calls can run."""
+    flow = wf.Flow("rows")
+    for i in range(3):
+        flow.add(f"p{i}", Pass())
+    flow.add("c", Collect())
+    flow.connect("p0.out", "p1.inp")
+    flow.connect("p1.out", "p2.inp")
+    flow.connect("p2.out", "c.inp")
+    flow.output("c.seen")
+    looks = 0
+    async with wf.Engine() as e:
+        job = await e.start(flow, {"p0.inp": list(range(5000))})
+        while not job.finished:
+            stats = job.queues()
+            assert_balanced(stats)
+            for i in range(3):
+                assert stats[f"p{i}.inp"].in_flight <= 1, stats
+            looks += 1
+            await asyncio.sleep(0)  # (a look per turn of the loop, not a wait for a state)
+        result = await job.wait(timeout_s=30)
+    assert looks > 1
+    assert result.outputs["c.seen"] == [list(range(5000))]
+    assert_settled(result)
+
+
+async def test_a_handler_start_hook_added_while_a_def_routine_runs_sees_every_later_call() -> None:
+    """Hooks attached while a worker makes calls in a row apply from the next call on."""
+    at_five, added = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    class Wait(wf.Routine):
+        inp = wf.Slot(capacity=100)
+        out = wf.Event()
+
+        @inp.handler
+        def step(self, item: int, ctx: wf.Context) -> None:
+            if item == 5:
+                at_five.set()
+                added.wait(WAIT_S)
+            ctx.emit(self.out, item)
+
+    class Watch(wf.Hooks):
+        def watches(self, point: str, target: str) -> bool:
+            return point == "on_handler_start" and target == "w"
+
+        async def on_handler_start(self, point: wf.HookPoint) -> None:
+            seen.append(point.item)
+
+    flow = wf.Flow("late_hook")
+    flow.add("w", Wait())
+    flow.add("c", Collect())
+    flow.connect("w.out", "c.inp")
+    flow.output("c.seen")
+    async with wf.Engine() as e:
+        job = await e.start(flow, {"w.inp": list(range(20))})
+        assert await asyncio.to_thread(at_five.wait, WAIT_S)
+        job.add_hooks(Watch())
+        added.set()
+        result = await job.wait(timeout_s=30)
+    assert seen == list(range(6, 20))
+    assert result.outputs["c.seen"] == [list(range(20))]
+    assert_settled(result)

@@ -120,6 +120,8 @@ def _send(
 class ProcessRunner(ThreadRunner):
     """A process routine in a job without a journal: batches per child request."""
 
+    runs_in_a_row = False  # its turns send batches to a child
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.children: set[_Child] = set()  # children running this routine's calls now

@@ -59,6 +59,9 @@ class RoutineRunner(Lanes):
         self.acts = [BoundActivation(self, a) for a in routine.activations]
         self.end_act = BoundActivation(self, None) if routine.has_on_end else None
         self.routes: dict[str, Route] = {}  # by event name (delivery.build_routes)
+        #: by event name, the routes whose slots are all shared, and those slots: where a
+        #: worker thread's emit goes straight in (``shared_queue.emit_from_thread``)
+        self.thread_routes: dict[str, tuple[Route, tuple[SharedSlotQueue, ...]]] = {}
         self.watch_start = False  # a hook watches this routine's handler starts (delivery.wire)
         self.concurrency = routine.concurrency
         self.policy = routine.on_error
@@ -90,6 +93,7 @@ class RoutineRunner(Lanes):
         for route in self.routes.values():
             route.release()
         self.routes = {}
+        self.thread_routes = {}
         self.queues = {}
         self.shared_queues = []
         self.acts = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import JobFinishedError, SlotFullError, WeirflowError
 from ..flow.policy import Overflow
@@ -74,7 +74,17 @@ class Waiters:
 class SharedSlotQueue(SlotQueue):
     """A slot queue whose changes take ``lock``; threads put with ``put_from_thread``."""
 
-    __slots__ = ("_room_mark", "_wake_posted", "lock", "loop", "loop_thread", "room", "waiting")
+    __slots__ = (
+        "_leave_full",
+        "_leave_near",
+        "_room_mark",
+        "_wake_posted",
+        "lock",
+        "loop",
+        "loop_thread",
+        "room",
+        "waiting",
+    )
 
     shared = True
 
@@ -91,6 +101,9 @@ class SharedSlotQueue(SlotQueue):
         # stops), not at every item taken: one wake-up then lets a run of items in
         self._room_mark = spec.capacity - max(1, spec.capacity // 4)
         self._wake_posted = False  # a wake-up of the loop's putters is on its way
+        # the sizes at which a take leaves the near-full and the full state (``take_locked``)
+        self._leave_near = self._near - self._gap
+        self._leave_full = self.capacity - self._gap
 
     # -- putting (caller holds the lock for the ``_locked`` methods) ------------------
 
@@ -266,7 +279,7 @@ class SharedSlotQueue(SlotQueue):
         n = len(self.items)
         if n <= self._room_mark:
             self._wake_room_locked()
-        if n == self._near - self._gap or n == self.capacity - self._gap:
+        if n == self._leave_near or n == self._leave_full:
             self._post_fill()
         return item
 
@@ -360,6 +373,15 @@ def emit_from_thread(runner: RoutineRunner, event: Event | str, item: Any, ctx: 
     """``ctx.emit`` in a worker thread: straight into shared slots with room, through the
     loop where hooks or a journal must see the item (``delivery.Route``)."""
     name = event if type(event) is str else event.name  # type: ignore[union-attr]
+    direct = runner.thread_routes.get(name)
+    if direct is not None:
+        known, queues = direct
+        if known.plain and not runner.job.finished:
+            for q in queues:
+                q.put_from_thread(item, runner)
+            if known.output is not None:
+                known.output.append(item)
+            return
     route = runner.routes.get(name)
     if route is None:
         if runner.job.finished:  # (a released job's runners have no routes left)
@@ -370,7 +392,12 @@ def emit_from_thread(runner: RoutineRunner, event: Event | str, item: Any, ctx: 
     job = runner.job
     if job.finished:
         raise JobFinishedError(f"job {job.id} is {job.status.value}; emit refused")
-    if route.plain and all(c.queue.shared for c in route.connections):
+    shared = direct is not None or all(c.queue.shared for c in route.connections)
+    if direct is None and shared:
+        # remembered: whether every slot is shared does not change; ``plain`` may (hooks)
+        queues = tuple(cast(SharedSlotQueue, c.queue) for c in route.connections)
+        runner.thread_routes[name] = (route, queues)
+    if route.plain and shared:
         for c in route.connections:
             c.queue.put_from_thread(item, runner)  # type: ignore[attr-defined]
         if route.output is not None:

@@ -271,8 +271,25 @@ class ThreadRunner(RoutineRunner):
         if job.paused or job.quiet_wanted():
             job.loop.call_soon_threadsafe(job.wake_quiet)
 
+    def _idle_matters_locked(self) -> bool:
+        """Whether the loop must hear now that this routine went idle: its component may
+        end (nothing upstream or at the inputs can still feed it) or is ending (``on_end``
+        waits for it to go quiet). Else the moment that makes the end possible (an upstream
+        component ending, the inputs settling, a resume) checks the component itself, and
+        that check takes this lock, so it sees this routine idle: a post per run of items
+        (a wake-up of the loop each) would only make the loop look for nothing."""
+        job = self.job
+        if job.finished:
+            return False
+        comp = self.component
+        if comp is None or comp.ending:
+            return True
+        if job.paused or job.inputs_open():
+            return False
+        return all(up.ended for up in comp.upstream)
+
     def _post_idle_locked(self) -> None:
-        if not self.idle_posted:
+        if not self.idle_posted and self._idle_matters_locked():
             self.idle_posted = True
             self.job.loop.call_soon_threadsafe(self._idle_on_loop)
 
@@ -312,6 +329,9 @@ class ThreadRunner(RoutineRunner):
                     if not notified and not (self._may_take_locked() and self.has_work()):
                         break
                     continue
+                if self.runs_in_a_row and act.kind == "each" and self._in_a_row_ok():
+                    self._run_in_a_row_locked(act, ctx, ends)
+                    continue
                 calls = self._take_calls_locked(act)
                 self.live.update(calls)
                 self.busy += 1
@@ -348,6 +368,88 @@ class ThreadRunner(RoutineRunner):
             if self.busy == 0 and self.active == 0 and not self.stopping:
                 self._post_idle_locked()
             lock.release()
+
+    #: whether a worker may make calls in a row (``_run_in_a_row_locked``); a process
+    #: runner sends batches instead
+    runs_in_a_row = True
+
+    def _in_a_row_ok(self) -> bool:
+        """One ``each`` activation and nothing that watches a call's start or end."""
+        return len(self.acts) == 1 and not self.watch_start and not self.job.hook_set.handler_end
+
+    def _run_in_a_row_locked(self, act: BoundActivation, ctx: Context, ends: Ends) -> None:
+        """Calls of an ``each`` handler in a row while items are queued (the lock held on
+        entry and on return; let go during each call).
+
+        The general turn of ``_work`` costs a ``_Call``, a list of them, the readiness and
+        pause checks as method calls and the settlement loop per item: about four times
+        the handler call and its emit on the 5-routine forwarding chain. Here one lock
+        acquisition settles the call that ended and takes the next item, and the checks
+        are attribute reads. The counts are those of the general turn at every moment
+        the lock is let go: the item taken is in flight (one per running call) until its
+        call settles it. It stops (back to the general turn, which checks everything)
+        when the slot is empty, the job or the routine pauses or ends, ``on_end`` runs,
+        or hooks change; a failed call goes through ``_call_on_thread`` (retries, the
+        error policy) and the run goes on after it."""
+        job = self.job
+        lock = self.lock
+        q: Any = act.queues[0]  # a SharedSlotQueue: its ``_locked`` methods
+        items = q.items
+        fn = act.fn
+        wants_ctx = act.wants_ctx
+        hooks = job.hook_set
+        perf_counter = time.perf_counter
+        call = _Call([])
+        self.live.add(call)
+        self.busy += 1
+        if self.sleeping == 0 and self.workers < self.concurrency:
+            self._kick_locked()  # more items than workers: bring in another
+        ctx.attempt = 1
+        locked = True
+        try:
+            while True:
+                item = q.take_locked()
+                call.taken = [(q, item)]
+                call.settled = False
+                locked = False
+                lock.release()
+                t0 = perf_counter()
+                try:
+                    if wants_ctx:
+                        fn(item, ctx)
+                    else:
+                        fn(item)
+                    dt = perf_counter() - t0
+                except Exception as e:  # noqa: BLE001 - the error policy decides, in _call_on_thread
+                    dt = self._call_on_thread(act, call, ctx, ends, (e, perf_counter() - t0))
+                    ctx.attempt = 1
+                lock.acquire()
+                locked = True
+                if call.settled:  # the job's end settled it (``_stop``); or the policy did
+                    if job.finished or self.stopping:
+                        break
+                else:
+                    call.settled = True
+                    q.settle_locked(1, False)
+                    self.calls += 1
+                    self.busy_s += dt
+                if (
+                    not items
+                    or job.finished
+                    or job.paused
+                    or self.stopping
+                    or self.paused
+                    or self.active
+                    or self.watch_start
+                    or job.hook_set is not hooks
+                ):
+                    break
+        finally:
+            if not locked:
+                lock.acquire()
+            self.live.discard(call)
+            self.busy -= 1
+            self._quiet_changed_locked()
 
     def _post_ends(self, ends: Ends) -> None:
         hooks = self.job.hook_set.handler_end
@@ -418,15 +520,23 @@ class ThreadRunner(RoutineRunner):
         """Run the calls taken; per call the duration of its success, or -1 (settled)."""
         return [self._call_on_thread(act, calls[0], ctx, ends)]
 
-    def _call_on_thread(self, act: BoundActivation, call: _Call, ctx: Context, ends: Ends) -> float:
+    def _call_on_thread(
+        self,
+        act: BoundActivation,
+        call: _Call,
+        ctx: Context,
+        ends: Ends,
+        first: tuple[Exception, float] | None = None,
+    ) -> float:
         """One call with its retries, on this worker's thread. Returns the last attempt's
         duration if it succeeded (the caller settles the items), else -1 once the items
-        are settled (or the job's end will settle them)."""
+        are settled (or the job's end will settle them). ``first``: the first attempt
+        already ran (``_run_in_a_row_locked``), raising this error after this long."""
         error: Exception | None = None
         try:
             job = self.job
             attempt = 1
-            if self.watch_start:
+            if self.watch_start and first is None:
                 point = HookPoint(
                     "handler_start",
                     job,
@@ -448,14 +558,18 @@ class ThreadRunner(RoutineRunner):
                 else:
                     args = (*act.args(taken), ctx) if act.wants_ctx else act.args(taken)
                 ctx.attempt = attempt
-                t0 = time.perf_counter()
-                try:
-                    fn(*args)
-                except Exception as e:  # noqa: BLE001 - the error policy decides
-                    error = e
+                if first is not None:
+                    error, dt = first
+                    first = None
                 else:
-                    error = None
-                dt = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    try:
+                        fn(*args)
+                    except Exception as e:  # noqa: BLE001 - the error policy decides
+                        error = e
+                    else:
+                        error = None
+                    dt = time.perf_counter() - t0
                 if track_ends:
                     ends.append((act.point_item(taken), error, dt))
                 if error is None:
@@ -487,6 +601,7 @@ class ThreadRunner(RoutineRunner):
                     return -1.0
         finally:  # the error's traceback holds this frame: leave no cycle behind
             error = None
+            first = None
 
     async def _start_hooks(self, act: BoundActivation, call: _Call, point: HookPoint) -> None:
         await hold(self.job, self.job.hook_set.handler_start, point, parks=True)
