@@ -16,7 +16,11 @@ the ratio of the medians:
 - ``cpu``: a 5-routine chain whose handlers each do about 50 us of pure-Python work,
   with ``executor = "process"`` (``max_processes=2``), against the single-core loop
   calling the same five functions; the process run's outputs are checked equal to the
-  in-process run's.
+  in-process run's;
+- ``cpu_c2``: the same with ``concurrency = 2`` on each routine. Consecutive process
+  routines run inside one child request (``runtime.process_runner.Chain``), so with
+  ``concurrency = 1`` one request is in flight at a time and one child works; with 2,
+  both children do.
 """
 
 from __future__ import annotations
@@ -75,6 +79,12 @@ class Spin(wf.Routine):
 
 class ProcessSpin(Spin):
     executor = "process"
+
+
+class ProcessSpin2(ProcessSpin):
+    """Two calls at once per routine: two requests of the chain in flight, one per child."""
+
+    concurrency = 2
 
 
 class Keep(wf.Routine):
@@ -274,11 +284,20 @@ def pairs(sizes: Sizes, rounds: int) -> list[tuple[str, str, int, Side, str, int
             sizes.cpu,
             lambda: cpu_loop(sizes.cpu, rounds),
         ),
+        (
+            "cpu_c2",
+            "process_concurrency_2",
+            sizes.cpu,
+            lambda: asyncio.run(cpu_weirflow(sizes.cpu, rounds, ProcessSpin2))[0],
+            "single_core_loop",
+            sizes.cpu,
+            lambda: cpu_loop(sizes.cpu, rounds),
+        ),
     ]
     return out
 
 
-TARGETS = {"def_chain": 0.5, "chain_gen": 10.0, "sleep16": 10.0, "io16": 0.9, "cpu": 1.7}
+TARGETS = {"def_chain": 0.5, "chain_gen": 10.0, "sleep16": 10.0, "io16": 0.9, "cpu": 1.7, "cpu_c2": 1.7}
 
 
 def log(msg: str) -> None:
@@ -306,8 +325,9 @@ def collect(sizes: Sizes) -> dict[str, Any]:
                 log(f"  round {rnd + 1}/{sizes.rounds} {name:<10} {label:<18} {rate:>12,.0f} items/s")
     # the process executor's outputs equal the in-process run's
     _, there = asyncio.run(cpu_weirflow(min(sizes.cpu, 200), rounds))
+    _, wide = asyncio.run(cpu_weirflow(min(sizes.cpu, 200), rounds, ProcessSpin2))
     _, here = asyncio.run(cpu_weirflow(min(sizes.cpu, 200), rounds, Spin))
-    if there != here:
+    if there != here or sorted(wide) != sorted(here):
         raise RuntimeError("the process executor's outputs differ from the in-process run's")
     results: dict[str, Any] = {}
     for name, side, _, _, base, _, _ in table:

@@ -8,7 +8,8 @@ round runs, each in a fresh subprocess and in an order that flips every round:
   ``git archive COMMIT src | tar -x -C DIR``), and the ``async`` chain (this checkout);
 - ``cpu``: the 5-routine chain of ~50 us pure-Python handlers with ``executor =
   "process"`` (2,000 items, ``max_processes=2``) with this checkout and ``OTHER_SRC``,
-  and the single-core loop.
+  the same with ``concurrency = 2`` on each routine (this checkout: ``process_c2``), and
+  the single-core loop.
 
 Each side reports the CPU time its process used per item (``time.process_time``: every
 thread of the process) and its items/s; a process-executor side also reports the CPU
@@ -40,7 +41,7 @@ print((time.process_time() - t) / {n} * 1e6, {n} / (time.perf_counter() - w), 0.
 
 CPU_PROCESS = """import asyncio, multiprocessing, os, time
 import weirflow as wf
-from benchmarks.executors import ProcessSpin, spin_chain
+from benchmarks.executors import {cls}, spin_chain
 
 def ticks():
     out = 0
@@ -51,7 +52,7 @@ def ticks():
     return out / os.sysconf("SC_CLK_TCK")
 
 async def main():
-    flow = spin_chain(ProcessSpin, {rounds})
+    flow = spin_chain({cls}, {rounds})
     async with wf.Engine(max_processes=2) as engine:
         await asyncio.to_thread(engine.processes.warm, flow.routines.values())
         c0, t, w = ticks(), time.process_time(), time.perf_counter()
@@ -105,10 +106,11 @@ def main() -> None:
         sides["async"] = (here, CHAIN.format(n=CHAIN_ITEMS, threaded=False))
         pairs["def_chain"] = ([k for k in sides if k.startswith("def")], "async")
     if args.only in (None, "cpu"):
-        process = CPU_PROCESS.format(n=CPU_ITEMS, rounds=rounds)
+        process = CPU_PROCESS.format(n=CPU_ITEMS, rounds=rounds, cls="ProcessSpin")
         sides["process"] = (here, process)
         if args.other_src:
             sides["process_other"] = (args.other_src, process)
+        sides["process_c2"] = (here, CPU_PROCESS.format(n=CPU_ITEMS, rounds=rounds, cls="ProcessSpin2"))
         sides["one_core"] = (here, CPU_LOOP.format(n=CPU_ITEMS, rounds=rounds))
         pairs["cpu"] = ([k for k in sides if k.startswith("process")], "one_core")
     got: dict[str, list[tuple[float, float, float]]] = {k: [] for k in sides}

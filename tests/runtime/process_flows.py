@@ -92,6 +92,32 @@ class Slow(wf.Routine):
         ctx.emit(self.out, n)
 
 
+class SlowLetters(Slow):
+    """``Slow`` whose failures are dead letters: a request of the routine before it does not
+    take it along (``process_runner.Chain``), so the items wait in its slot."""
+
+    on_error = wf.ErrorPolicy(then="dead_letter")
+
+
+class FailOn(wf.Routine):
+    """Forwards its items; raises on ``victim`` (kills its own process if ``kill``)."""
+
+    executor = "process"
+    inp = wf.Slot()
+    out = wf.Event()
+
+    def __init__(self, *, victim: int, kill: bool = False) -> None:
+        super().__init__(victim=victim, kill=kill)
+
+    @inp.handler
+    def handle(self, n: int, ctx: wf.Context) -> None:
+        if n == self.victim:
+            if self.kill:
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise ValueError(f"bad {n}")
+        ctx.emit(self.out, n)
+
+
 class Tell(wf.Routine):
     """On its first attempt at item 1: writes its pid to the FIFO ``fifo``, then waits
     forever (to be killed)."""

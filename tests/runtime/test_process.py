@@ -17,11 +17,13 @@ from tests.conftest import assert_settled
 from tests.runtime.flows import Collect
 from tests.runtime.process_flows import (
     Count,
+    FailOn,
     Fails,
     KillOnce,
     Meet,
     ProcessWork,
     Slow,
+    SlowLetters,
     Square,
     Tell,
     Work,
@@ -155,12 +157,67 @@ async def test_error_policies_and_accounting_across_the_boundary() -> None:
 
 
 async def test_backpressure_across_the_boundary() -> None:
-    """A process routine feeding a capacity-2 process routine: the producer waits at the
-    full slot (no item dropped, the slot never over capacity)."""
-    result, _ = await run(chain(Square(), Slow()), {"r0.inp": list(range(200))})
+    """A process routine feeding a capacity-2 process routine that its requests do not take
+    along (a dead-letter policy): the producer waits at the full slot (no item dropped,
+    the slot never over capacity). Taken along (``Slow``: the default policy), the items
+    never wait in that slot at all."""
+    result, _ = await run(chain(Square(), SlowLetters()), {"r0.inp": list(range(200))})
     assert result.outputs["c.seen"] == [[n * n for n in range(200)]]
     s = result.stats.slots["r1.inp"]
     assert s.high_water <= 2 and s.blocked_s > 0
+    assert_settled(result)
+
+    result, _ = await run(chain(Square(), Slow()), {"r0.inp": list(range(200))})
+    assert result.outputs["c.seen"] == [[n * n for n in range(200)]]
+    s = result.stats.slots["r1.inp"]
+    assert s.high_water <= 2 and (s.enqueued, s.processed) == (200, 200)
+    assert_settled(result)
+
+
+async def test_a_process_chain_runs_in_one_request_with_every_slot_counted() -> None:
+    """Consecutive process routines run inside one child request (``Chain``): the results
+    equal the in-process run's, each routine counts its calls, and each slot between them
+    counts every item as enqueued and processed although none waited there (before, every
+    item went back to the parent between them and queued in each slot)."""
+    items = list(range(300))
+    procs = chain(ProcessWork(rounds=50), ProcessWork(rounds=50), ProcessWork(rounds=50))
+    here = chain(Work(rounds=50), Work(rounds=50), Work(rounds=50))
+    result, _ = await run(procs, {"r0.inp": items})
+    expected, _ = await run(here, {"r0.inp": items})
+    assert result.status is wf.JobStatus.COMPLETED, result.error
+    assert result.outputs == expected.outputs
+    for name in ("r1", "r2"):
+        s = result.stats.slots[f"{name}.inp"]
+        assert (s.enqueued, s.processed, s.high_water) == (300, 300, 0), s
+        assert result.stats.routines[name].calls == 300
+    assert_settled(result)
+
+
+async def test_a_later_stage_of_a_process_chain_that_fails_fails_the_job_naming_it() -> None:
+    result, _ = await run(chain(Square(), FailOn(victim=25)), {"r0.inp": list(range(100))})
+    assert result.status is wf.JobStatus.FAILED
+    assert result.error == "routine 'r1' failed: ValueError: bad 25"
+    assert [(d.slot, d.item, d.reason) for d in result.dead_letters if d.slot == "r1.inp"] == [
+        ("r1.inp", 25, "handler_failed")
+    ]
+    assert result.stats.routines["r1"].failures == 1
+    assert_settled(result)
+
+
+async def test_a_child_killed_in_a_later_stage_of_a_process_chain_fails_the_job_naming_it() -> None:
+    result, _ = await run(chain(Square(), FailOn(victim=25, kill=True)), {"r0.inp": list(range(100))})
+    assert result.status is wf.JobStatus.FAILED
+    assert (result.error or "").startswith("routine 'r1' failed: WorkerDiedError:")
+    assert "signal 9" in (result.error or "")
+    assert_settled(result)
+
+
+async def test_a_later_stage_of_a_process_chain_keeps_its_state() -> None:
+    items = list(range(1000))
+    result, job = await run(chain(Square(), Count()), {"r0.inp": items})
+    assert result.status is wf.JobStatus.COMPLETED, result.error
+    assert job.routine_state("r1")["n"] == 1000
+    assert sorted(result.outputs["c.seen"][0]) == sorted(n * n for n in items)
     assert_settled(result)
 
 
@@ -260,3 +317,31 @@ def test_a_child_closed_by_two_threads_at_once_closes_its_pipe_once() -> None:
     finally:
         pool.close()
     assert errors == []
+
+
+async def test_pause_waits_for_a_process_chain_and_resume_goes_on() -> None:
+    """A pause while requests run whole chains returns once they are back: no call of any
+    stage runs, every slot balances; resuming finishes every item."""
+    arrived = asyncio.Event()
+
+    class First(wf.Hooks):
+        def watches(self, point: str, target: str) -> bool:
+            return point == "on_enqueue" and target == "c.inp"
+
+        async def on_enqueue(self, point: wf.HookPoint) -> None:
+            arrived.set()
+
+    flow = chain(ProcessWork(rounds=3000), ProcessWork(rounds=3000), ProcessWork(rounds=3000))
+    async with wf.Engine(max_processes=2, hooks=[First()]) as e:
+        job = await e.start(flow, {"r0.inp": list(range(400))})
+        await asyncio.wait_for(arrived.wait(), 60)
+        point = await job.pause(timeout_s=60)
+        for path, s in point.queues.items():
+            assert s.in_flight == 0, (path, s)
+            assert s.enqueued == s.processed + s.size + s.dead_lettered, (path, s)
+        assert point.queues["r1.inp"].processed == point.queues["r2.inp"].processed > 0
+        assert job.queues()["r2.inp"].processed == point.queues["r2.inp"].processed  # none ran
+        await job.resume()
+        result = await job.wait(timeout_s=60)
+    assert result.outputs["c.seen"] == [[spin(spin(spin(n, 3000), 3000), 3000) for n in range(400)]]
+    assert_settled(result)

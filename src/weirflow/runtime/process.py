@@ -39,6 +39,13 @@ if TYPE_CHECKING:
 
 #: calls sent to a child in one request, at most
 MAX_BATCH = 64
+#: ``progress`` of a child: the index of the call it is in, plus this times the stage of a
+#: process chain (0: the request's own routine; see ``process_runner.Chain``)
+STAGE = 65536
+
+#: what a request's results are: per call, whether it succeeded, what it emitted, its
+#: error, its duration
+Results = list[tuple[bool, list[tuple[str, Any]], BaseException | None, float]]
 
 
 class ChildContext:
@@ -92,8 +99,52 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="weirflow-parent-watch", daemon=True).start()
 
 
+class _StageError(Exception):
+    """A call of a later stage of a process chain raised (``_run_stages``)."""
+
+    def __init__(self, stage: int, item: Any, error: BaseException, dt: float) -> None:
+        self.stage, self.item, self.error, self.dt = stage, item, error, dt
+
+
+def _run_stages(
+    stages: list[tuple[Any, bool, ChildContext]],
+    emitted: list[tuple[str, Any]],
+    stats: list[list[float]],
+    progress: Synchronized[int],
+    i: int,
+) -> list[tuple[str, Any]]:
+    """Run what one call of the request's routine emitted through the later stages of its
+    process chain (each stage's calls in the order the items came, as the slots between
+    them would have served them); what the last stage emitted. A failure stops it."""
+    items = emitted
+    for j, (fn, wants_ctx, ctx) in enumerate(stages, start=1):
+        progress.value = i + STAGE * j
+        out: list[tuple[str, Any]] = []
+        for _, item in items:
+            ctx.emitted = out
+            t0 = time.perf_counter()
+            try:
+                if wants_ctx:
+                    fn(item, ctx)
+                else:
+                    fn(item)
+            except Exception as e:  # noqa: BLE001 - the parent's error policy decides
+                raise _StageError(j, item, _portable(e), time.perf_counter() - t0) from None
+            counts = stats[j - 1]
+            counts[0] += 1
+            counts[1] += time.perf_counter() - t0
+        items = out
+    return items
+
+
 def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None:
-    """A child's loop: run each batch it is sent, reply with the results."""
+    """A child's loop: run each batch it is sent, reply with the results.
+
+    A request may name a process chain (``process_runner.Chain``): routines whose calls
+    run here, one after the other, on what the request's routine emits. The reply then
+    also carries, per later stage, its calls and busy time and its state, and the first
+    call of a later stage that failed (its stage, item and error): the calls up to the
+    one whose subtree failed are complete; what that subtree emitted is dropped."""
     _exit_with_parent()
     routines: dict[str, Any] = {}
     while True:
@@ -101,17 +152,24 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
             data = conn.recv_bytes()
         except (EOFError, OSError):  # the parent is gone
             return
-        key, blob, method, wants_ctx, job_id, name, events, state, calls_data = pickle.loads(data)  # noqa: S301 - from our parent
+        key, blob, method, wants_ctx, job_id, name, events, state, calls_data, chain = pickle.loads(data)  # noqa: S301 - from our parent
         calls = pickle.loads(calls_data)  # noqa: S301 - from our parent
-        results: list[tuple[bool, list[tuple[str, Any]], BaseException | None, float]] = []
+        results: Results = []
         ctx = ChildContext(job_id, name, events, state)
+        stages: list[tuple[Any, bool, ChildContext]] = []
         try:
             if key not in routines:
                 routines[key] = pickle.loads(blob)  # noqa: S301 - from our parent
             fn = getattr(routines[key], method)
+            for k, b, m, w, n, ev, st in chain:
+                if k not in routines:
+                    routines[k] = pickle.loads(b)  # noqa: S301 - from our parent
+                stages.append((getattr(routines[k], m), w, ChildContext(job_id, n, ev, st)))
         except Exception as e:  # noqa: BLE001 - reported as the first call's failure
             results.append((False, [], _portable(e), 0.0))
             calls = []
+        stats: list[list[float]] = [[0, 0.0] for _ in stages]
+        failed: tuple[int, Any, BaseException, float] | None = None
         for i, (attempt, args) in enumerate(calls):
             progress.value = i
             ctx.attempt = attempt
@@ -126,12 +184,39 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
             except Exception as e:  # noqa: BLE001 - the parent's error policy decides
                 results.append((False, [], _portable(e), time.perf_counter() - t0))
                 break
-            results.append((True, emitted, None, time.perf_counter() - t0))
+            dt = time.perf_counter() - t0
+            if stages:
+                try:
+                    emitted = _run_stages(stages, emitted, stats, progress, i)
+                except _StageError as f:
+                    failed = (f.stage, f.item, f.error, f.dt)
+                    results.append((True, [], None, dt))
+                    break
+            results.append((True, emitted, None, dt))
+        later = (stats, [c.state for _, _, c in stages], failed) if chain else None
         try:
-            out = pickle.dumps((results, ctx.state))
+            out = pickle.dumps((results, ctx.state, later), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - find the call whose emits cannot travel
-            out = pickle.dumps(_salvage(results, ctx.state))
+            kept, left = _salvage(results, ctx.state)
+            if later is not None:  # (the chain's states and failure: as far as they travel)
+                later = _portable_later(later, len(kept) < len(results))
+            out = pickle.dumps((kept, left, later))
         conn.send_bytes(out)
+
+
+def _portable_later(later: tuple[Any, Any, Any], cut: bool) -> tuple[Any, Any, Any]:
+    stats, states, failed = later
+    try:
+        pickle.dumps(states)
+    except Exception:  # noqa: BLE001
+        states = [None] * len(states)
+    if failed is not None:
+        try:
+            pickle.dumps(failed)
+        except Exception:  # noqa: BLE001 - the item that failed cannot travel: its text does
+            stage, item, error, dt = failed
+            failed = (stage, RemoteError(f"unpicklable item: {item!r}"), error, dt)
+    return stats, states, None if cut else failed
 
 
 def _salvage(
@@ -276,7 +361,7 @@ class ProcessPool:
                 empty = pickle.dumps([])
                 for child in children:
                     if key not in child.known:
-                        data: tuple[Any, ...] = (key, blob, method, False, "", "", frozenset(), {}, empty)
+                        data: tuple[Any, ...] = (key, blob, method, False, "", "", frozenset(), {}, empty, ())
                         child.call(pickle.dumps(data))
                         child.known.add(key)
         finally:

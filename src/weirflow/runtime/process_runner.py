@@ -23,13 +23,13 @@ import asyncio
 import pickle
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import UnpicklableError, WorkerDiedError
+from ..errors import RemoteError, UnpicklableError, WorkerDiedError
 from .activation import BoundActivation
-from .process import MAX_BATCH
+from .process import MAX_BATCH, STAGE, Results
 from .runner import RoutineRunner
-from .shared_queue import emit_from_thread
+from .shared_queue import SharedSlotQueue, emit_from_thread
 from .threads import ThreadRunner, _Call
 
 if TYPE_CHECKING:
@@ -37,9 +37,14 @@ if TYPE_CHECKING:
     from .process import _Child
 
 Ends = list[tuple[Any, BaseException | None, float]]
-Results = list[tuple[bool, list[tuple[str, Any]], BaseException | None, float]]
 
 UNPICKLABLE = "unpicklable"
+#: held while a process routine's request applies the states it left (its own and its
+#: chain's: ``Chain.settles``), so that every state a reply carries is checked and applied
+#: in one step, whatever other requests return meanwhile
+SETTLING = threading.Lock()
+#: the item of a later stage's call whose child died: it died with the child
+_DIED = RemoteError("the item died with its worker process")
 
 
 class StateTurns:
@@ -63,6 +68,11 @@ class StateTurns:
     def start(self, state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """A request starts: (the version it starts from, the state it is sent)."""
         return self.version, dict(state)
+
+    def would_settle(self, started: tuple[int, dict[str, Any]], left: dict[str, Any] | None) -> bool:
+        """Whether ``settle`` would apply ``left`` (or find nothing to apply) now."""
+        version, sent = started
+        return left is None or version == self.version or _same(left, sent)
 
     def settle(
         self, state: dict[str, Any], started: tuple[int, dict[str, Any]], left: dict[str, Any] | None
@@ -94,10 +104,12 @@ def _send(
     calls: bytes,
     busy: set[_Child] | None = None,
     state: dict[str, Any] | None = None,
+    chain: Chain | None = None,
 ) -> Any:
     """Run the pickled ``calls`` on a child of the pool (blocking), sending ``state`` (by
-    default the routine's); the child's reply. Raises what pickling the routine or its
-    state raises, or ``WorkerDiedError``."""
+    default the routine's), and their emits through the later stages of ``chain`` if
+    given; the child's reply. Raises what pickling the routine or its state raises, or
+    ``WorkerDiedError``."""
     pool = runner.job.engine.processes
     key, blob = pool.routine_key(runner.routine)
     child = pool.checkout()
@@ -107,14 +119,123 @@ def _send(
         known = key in child.known  # the routine is unpickled there already: not sent again
         head = (key, None if known else blob, act.method, act.wants_ctx, runner.job.id, runner.name)
         sent = dict(runner.state) if state is None else state
-        data = pickle.dumps((*head, frozenset(runner.routine.events), sent, calls))
+        later = () if chain is None else chain.request(pool, child.known)
+        data = pickle.dumps(
+            (*head, frozenset(runner.routine.events), sent, calls, later), protocol=pickle.HIGHEST_PROTOCOL
+        )
         reply = child.call(data)
         child.known.add(key)
+        if chain is not None:
+            child.known.update(chain.keys)
         return reply
     finally:
         if busy is not None:
             busy.discard(child)
         pool.checkin(child)
+
+
+def _chain_stage(runner: ProcessRunner) -> ProcessRunner | None:
+    """The process routine that ``runner``'s calls may hand their emits to inside their child
+    request (``Chain``), judged on the flow alone: ``runner`` has one event, wired to one
+    slot and no flow output; that slot is the only slot of a routine run by a
+    ``ProcessRunner`` with one ``each`` handler, whose error policy fails the job at the
+    first failure (no retry, no dead letter: what a failed call of a later stage needs is
+    then the job's end, which settles everything its request held)."""
+    events = runner.routine.events
+    if len(events) != 1:
+        return None
+    route = runner.routes.get(next(iter(events)))
+    if route is None or route.output is not None or len(route.connections) != 1:
+        return None
+    q = route.connections[0].queue
+    nxt = q.runner
+    if type(nxt) is not ProcessRunner or not isinstance(q, SharedSlotQueue):
+        return None
+    acts = nxt.acts
+    if len(acts) != 1 or acts[0].kind != "each" or len(nxt.queues) != 1 or len(nxt.routine.events) > 1:
+        return None
+    policy = nxt.policy
+    if policy.retries != 0 or policy.then != "fail_job":
+        return None
+    return nxt
+
+
+class Chain:
+    """Process routines whose calls run inside one child request after the request's own
+    routine's (a *process chain*), instead of going back to the parent between them: the
+    items between them never sit in their slots (each such slot counts them as enqueued
+    and processed when the reply is applied), and the later routines' calls count as
+    running calls of theirs while the request is out (their ``busy``), so ``pause``
+    waits for them and their own workers take nothing meanwhile (``chained``). A later
+    routine's state is sent with the request; what it left is applied on the reply's
+    return, checked first with the request's own (``SETTLING``): if another request
+    changed one of them meanwhile, the whole request runs again (``StateTurns``).
+
+    A stage joins a request only while nothing watches the route into it or its calls
+    (hooks: on_emit, on_route, on_enqueue, on_handler_start/end), it is not paused (nor
+    the job), none of its own calls runs, fewer requests than its ``concurrency`` hold
+    it, and its state has not started taking turns: that is checked, and the stage
+    marked, under its lock. A failed call of a later stage fails the job (its policy:
+    ``_chain_stage``) naming that routine, and the item it failed on is its dead letter;
+    a child dying during a later stage's call fails the job the same way (that call's
+    item died with the child: the request's own item is settled by the job's end)."""
+
+    __slots__ = ("keys", "stages", "started")
+
+    def __init__(self, stages: list[ProcessRunner], started: list[tuple[int, dict[str, Any]]]) -> None:
+        self.stages = stages
+        self.started = started
+        self.keys: list[str] = []
+
+    def request(self, pool: Any, known: set[str]) -> tuple[Any, ...]:
+        """The later stages as a request carries them (a routine the child has not seen
+        goes with its pickle)."""
+        out = []
+        for runner, started in zip(self.stages, self.started, strict=True):
+            key, blob = pool.routine_key(runner.routine)
+            self.keys.append(key)
+            act = runner.acts[0]
+            events = frozenset(runner.routine.events)
+            blob_sent = None if key in known else blob
+            out.append((key, blob_sent, act.method, act.wants_ctx, runner.name, events, started[1]))
+        return tuple(out)
+
+    def settles(self, later: Any) -> bool:
+        """Whether every state the later stages left can be applied (``SETTLING`` held)."""
+        for runner, started, state in zip(self.stages, self.started, later[1], strict=True):
+            with runner.lock:
+                if not runner.turns.would_settle(started, state):
+                    return False
+        return True
+
+    def apply(self, later: Any) -> tuple[int, Any, BaseException, float] | None:
+        """Count what the later stages did and apply their states (the reply's part for
+        them; ``settles`` said yes, ``SETTLING`` held); the failure, if any."""
+        stats, states, failed = later
+        for i, runner in enumerate(self.stages):
+            calls, busy_s = stats[i]
+            q = cast(SharedSlotQueue, runner.acts[0].queues[0])
+            with runner.lock:
+                if calls:
+                    q.passed_through_locked(int(calls))
+                    runner.calls += int(calls)
+                    runner.busy_s += busy_s
+                runner.turns.settle(runner.state, self.started[i], states[i])
+        return cast("tuple[int, Any, BaseException, float] | None", failed)
+
+    def release(self) -> None:
+        """The request is done: the later stages' own workers may take again."""
+        for runner in self.stages:
+            with runner.lock:
+                runner.busy -= 1
+                runner.chained -= 1
+                runner.cond.notify_all()
+                runner.kick_after_chain_locked()
+
+
+#: what ``ProcessRunner._run_batch`` returns: the calls the results are for, the results,
+#: the later stages that ran in the request (``Chain``) and the failure of one of their calls
+Batch = tuple[list[int], Results, "Chain | None", "tuple[int, Any, BaseException, float] | None"]
 
 
 class ProcessRunner(ThreadRunner):
@@ -127,6 +248,58 @@ class ProcessRunner(ThreadRunner):
         self.children: set[_Child] = set()  # children running this routine's calls now
         self.turns = StateTurns()  # under self.lock
         self.turn = threading.Lock()  # held by the request whose turn it is (turns.serial)
+        self.chained = 0  # requests of other routines that run its calls now (``Chain``)
+        self._stage: ProcessRunner | bool | None = False  # ``_chain_stage(self)``, once known
+
+    def _may_take_locked(self) -> bool:
+        return not self.chained and super()._may_take_locked()
+
+    def kick_after_chain_locked(self) -> None:
+        """A request that ran this routine's calls (``Chain``) returned: a waiting ``pause``
+        may return, queued items may be taken, and the routine may have gone idle."""
+        self._quiet_changed_locked()
+        self._kick_locked()
+        if self.busy == 0 and self.active == 0 and not self.has_work() and not self.stopping:
+            self._post_idle_locked()
+
+    #: later stages a request takes along, at most
+    MAX_STAGES = 16
+
+    def _join_chain(self) -> Chain | None:
+        """The routines after this one that this request runs too (``Chain``), marked as
+        running under their locks; ``None`` if none may join now."""
+        job = self.job
+        if job.hook_set.handler_end or job.paused:
+            return None
+        stages: list[ProcessRunner] = []
+        started: list[tuple[int, dict[str, Any]]] = []
+        prev: ProcessRunner = self
+        while len(stages) < self.MAX_STAGES:
+            if prev._stage is False:
+                prev._stage = _chain_stage(prev)
+            stage = prev._stage
+            if not isinstance(stage, ProcessRunner) or stage is self or stage in stages:
+                break
+            route = next(iter(prev.routes.values()))
+            if not route.plain:
+                break
+            with stage.lock:
+                if (
+                    stage.busy > stage.chained  # its own calls run: they settle its state
+                    or stage.busy >= stage.concurrency
+                    or stage.paused
+                    or stage.stopping
+                    or stage.watch_start
+                    or stage.turns.serial
+                    or job.finished
+                ):
+                    break
+                stage.chained += 1
+                stage.busy += 1
+                started.append(stage.turns.start(stage.state))
+            stages.append(stage)
+            prev = stage
+        return Chain(stages, started) if stages else None
 
     def _take_calls_locked(self, act: BoundActivation) -> list[_Call]:
         if act.kind != "each":
@@ -147,81 +320,148 @@ class ProcessRunner(ThreadRunner):
         times = [-1.0] * len(calls)
         attempts = [1] * len(calls)
         pending = list(range(len(calls)))
-        track_ends = bool(job.hook_set.handler_end)
         while pending:
             if job.finished or self.stopping:
                 return times
             ran = self._run_batch(act, calls, attempts, pending)
             if ran is None:
                 continue  # it changed a state that changed meanwhile: run it again
-            batch, results = ran
-            finished: set[int] = {i for i in pending if calls[i].settled}  # unpicklable
-            for i, (ok, emitted, error, dt) in zip(batch, results, strict=False):
-                if ok:
-                    try:
-                        for event, item in emitted:
-                            emit_from_thread(self, event, item, ctx)
-                    except Exception as e:  # noqa: BLE001 - an emit's failure is the call's
-                        ok, error = False, e
-                call = calls[i]
-                if track_ends:
-                    ends.append((act.point_item(call.taken), error, dt))
-                if ok:
-                    times[i] = dt
-                    finished.add(i)
-                    continue
-                err = error if isinstance(error, Exception) else WorkerDiedError(str(error))
-                with self.lock:
-                    self.busy_s += dt
-                    self.calls += 1
-                    self.failures += 1
-                if call.settled:
+            batch, results, chain, failed = ran
+            try:
+                if self._apply(
+                    act, calls, ctx, ends, times, attempts, pending, batch, results, chain, failed
+                ):
                     return times
-                delay = self._retry_delay(err, attempts[i])
-                if delay is None:
-                    self._on_loop(call, self._give_up(call, err, attempts[i]))
-                    finished.add(i)
-                else:
-                    with self.lock:
-                        self.retries += 1
-                    attempts[i] += 1
-                    self._backoff(delay)
-                break  # the calls after a failure did not run: they go in the next request
-            pending = [i for i in pending if i not in finished]
+            finally:
+                if chain is not None:
+                    chain.release()
         return times
+
+    def _apply(
+        self,
+        act: BoundActivation,
+        calls: list[_Call],
+        ctx: Context,
+        ends: Ends,
+        times: list[float],
+        attempts: list[int],
+        pending: list[int],
+        batch: list[int],
+        results: Results,
+        chain: Chain | None,
+        failed: tuple[int, Any, BaseException, float] | None,
+    ) -> bool:
+        """Apply one request's results (emits, then the error policy of a failed call);
+        ``pending`` keeps the calls still to run. Whether the turn must end now."""
+        job = self.job
+        track_ends = bool(job.hook_set.handler_end)
+        emitter: RoutineRunner = self if chain is None else chain.stages[-1]
+        finished: set[int] = {i for i in pending if calls[i].settled}  # unpicklable
+        for n, (i, (ok, emitted, error, dt)) in enumerate(zip(batch, results, strict=False)):
+            if ok:
+                try:
+                    for event, item in emitted:
+                        emit_from_thread(emitter, event, item, ctx)
+                except Exception as e:  # noqa: BLE001 - an emit's failure is the call's
+                    ok, error = False, e
+            if ok and failed is not None and n == len(results) - 1 and chain is not None:
+                self._chain_failed(calls[i], chain, failed)
+            call = calls[i]
+            if track_ends:
+                ends.append((act.point_item(call.taken), error, dt))
+            if ok:
+                times[i] = dt
+                finished.add(i)
+                continue
+            err = error if isinstance(error, Exception) else WorkerDiedError(str(error))
+            with self.lock:
+                self.busy_s += dt
+                self.calls += 1
+                self.failures += 1
+            if call.settled:
+                return True
+            delay = self._retry_delay(err, attempts[i])
+            if delay is None:
+                self._on_loop(call, self._give_up(call, err, attempts[i]))
+                finished.add(i)
+            else:
+                with self.lock:
+                    self.retries += 1
+                attempts[i] += 1
+                self._backoff(delay)
+            break  # the calls after a failure did not run: they go in the next request
+        pending[:] = [i for i in pending if i not in finished]
+        return False
+
+    def _chain_failed(self, call: _Call, chain: Chain, failed: tuple[int, Any, BaseException, float]) -> None:
+        """A later stage's call failed in this request (``Chain``): its policy fails the job
+        (``_chain_stage``), and the item it failed on is its dead letter (unless it died
+        with the child)."""
+        stage, item, error, dt = failed
+        runner = chain.stages[stage - 1]
+        with runner.lock:
+            runner.calls += 1
+            runner.failures += 1
+            runner.busy_s += dt
+        self._on_loop(call, runner.fail_chained(item, error))
+
+    async def fail_chained(self, item: Any, error: BaseException) -> None:
+        """On the loop: a call of this routine in another's request failed (``Chain``)."""
+        from ..errors import Retry
+
+        text = f"{type(error).__name__}: {error}"
+        if isinstance(error, Retry):
+            text = f"Retry: retries exhausted after 1 attempt(s) ({error})"
+        self.job.fail(f"routine {self.name!r} failed: {text}")
+        if item is not _DIED:
+            self.acts[0].queues[0].refuse(item, "handler_failed", text)
 
     def _run_batch(
         self, act: BoundActivation, calls: list[_Call], attempts: list[int], pending: list[int]
-    ) -> tuple[list[int], Results] | None:
+    ) -> Batch | None:
         """Send the pending calls to a child and apply the state they left: (the calls the
-        results are for, the results), or ``None`` if they must run again (see
-        ``StateTurns``)."""
+        results are for, the results, the later stages that ran in the request and the
+        failure of one of theirs), or ``None`` if they must run again (see
+        ``StateTurns``). The caller releases the chain."""
         args = {i: act.args(calls[i].taken) for i in pending}
         try:
-            data = pickle.dumps([(attempts[i], args[i]) for i in pending])
+            data = pickle.dumps([(attempts[i], args[i]) for i in pending], protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - find which items cannot be pickled
             self._drop_unpicklable(calls, pending, args)
-            return [], []
+            return [], [], None, None
         with self.lock:
             serial = self.turns.serial
         if serial:
             self.turn.acquire()  # a call waiting for its turn is in flight, as in its child
+        chain = self._join_chain() if act.kind == "each" else None
+        keep = False
         try:
             with self.lock:
                 started = self.turns.start(self.state)
             try:
-                results, state = _send(self, act, data, self.children, started[1])
+                results, state, later = _send(self, act, data, self.children, started[1], chain)
             except WorkerDiedError as e:
+                stage, index = divmod(e.index, STAGE)
+                if stage and chain is not None:  # in a later stage's call: that call failed
+                    keep = True
+                    return pending[index : index + 1], [(True, [], None, 0.0)], chain, (stage, _DIED, e, 0.0)
                 # the calls before the one it was in ran, but their results died with it: they
                 # stay pending and run again; the one it was in failed this attempt
-                return pending[e.index : e.index + 1], [(False, [], e, 0.0)]
+                return pending[index : index + 1], [(False, [], e, 0.0)], None, None
             except Exception as e:  # noqa: BLE001 - the routine's state cannot be pickled
-                return pending[:1], [(False, [], e, 0.0)]
-            with self.lock:
-                if not self.turns.settle(self.state, started, state):
-                    return None
-            return pending, results
+                return pending[:1], [(False, [], e, 0.0)], None, None
+            with SETTLING:
+                if chain is not None and not chain.settles(later):
+                    return None  # a later stage's state changed meanwhile: run it all again
+                with self.lock:
+                    if not self.turns.settle(self.state, started, state):
+                        return None
+                failed = chain.apply(later) if chain is not None else None
+            keep = True
+            return pending, results, chain, failed
         finally:
+            if chain is not None and not keep:
+                chain.release()
             if serial:
                 self.turn.release()
 
@@ -280,7 +520,7 @@ class ProcessCallRunner(RoutineRunner):
                 await self.turn.acquire()
             try:
                 started = self.turns.start(self.state)
-                results, state = await loop.run_in_executor(pool, _send, self, act, data, None, started[1])
+                results, state, _ = await loop.run_in_executor(pool, _send, self, act, data, None, started[1])
                 if self.turns.settle(self.state, started, state):
                     break
             finally:

@@ -330,6 +330,13 @@ class SharedSlotQueue(SlotQueue):
             self.dead_lettered += 1
         self.job.letters.add(self.path, item, reason, error)
 
+    def passed_through_locked(self, n: int) -> None:
+        """``n`` items arrived here and were processed without being queued: a process
+        chain ran this slot's routine on them inside one child request
+        (``process_runner.Chain``)."""
+        self.enqueued += n
+        self.processed += n
+
     def settle_locked(self, n: int, dead: bool) -> None:
         self.in_flight -= n
         if dead:
