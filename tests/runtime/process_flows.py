@@ -48,6 +48,10 @@ class ProcessWork(Work):
     executor = "process"
 
 
+class WideWork(ProcessWork):
+    concurrency = 2
+
+
 class KillOnce(wf.Routine):
     """Kills its own process (SIGKILL) on ``victim`` at the first attempt."""
 

@@ -26,6 +26,7 @@ from tests.runtime.process_flows import (
     SlowLetters,
     Square,
     Tell,
+    WideWork,
     Work,
     spin,
 )
@@ -45,8 +46,10 @@ def chain(*routines: wf.Routine) -> wf.Flow:
     return flow
 
 
-async def run(flow: wf.Flow, inputs: dict[str, Any], **engine: Any) -> tuple[wf.JobResult, wf.Job]:
-    async with wf.Engine(max_processes=2, **engine) as e:
+async def run(
+    flow: wf.Flow, inputs: dict[str, Any], *, processes: int = 2, **engine: Any
+) -> tuple[wf.JobResult, wf.Job]:
+    async with wf.Engine(max_processes=processes, **engine) as e:
         job = await e.start(flow, inputs)
         return await job.wait(timeout_s=60), job
 
@@ -167,10 +170,10 @@ async def test_backpressure_across_the_boundary() -> None:
     assert s.high_water <= 2 and s.blocked_s > 0
     assert_settled(result)
 
-    result, _ = await run(chain(Square(), Slow()), {"r0.inp": list(range(200))})
+    result, _ = await run(chain(Square(), Slow()), {"r0.inp": list(range(200))}, processes=1)
     assert result.outputs["c.seen"] == [[n * n for n in range(200)]]
     s = result.stats.slots["r1.inp"]
-    assert s.high_water <= 2 and (s.enqueued, s.processed) == (200, 200)
+    assert s.high_water == 0 and (s.enqueued, s.processed) == (200, 200)
     assert_settled(result)
 
 
@@ -186,15 +189,31 @@ async def test_a_process_chain_runs_in_one_request_with_every_slot_counted() -> 
     expected, _ = await run(here, {"r0.inp": items})
     assert result.status is wf.JobStatus.COMPLETED, result.error
     assert result.outputs == expected.outputs
+    # 3 routines of concurrency 1 on 2 children: a request takes r1 along, r2 sends its own
+    # (two segments, so that both children work)
+    s = result.stats.slots["r1.inp"]
+    assert (s.enqueued, s.processed, s.high_water) == (300, 300, 0), s
+    for name in ("r1", "r2"):
+        assert result.stats.routines[name].calls == 300
+        assert result.stats.slots[f"{name}.inp"].processed == 300
+    assert result.stats.slots["r2.inp"].high_water > 0
+    assert_settled(result)
+
+
+async def test_a_process_chain_of_wide_routines_is_taken_along_whole() -> None:
+    """With ``concurrency = 2`` on 2 children, each request runs the whole chain."""
+    flow = chain(WideWork(rounds=50), WideWork(rounds=50), WideWork(rounds=50))
+    result, _ = await run(flow, {"r0.inp": list(range(300))})
+    assert sorted(result.outputs["c.seen"][0]) == sorted(spin(spin(spin(n, 50), 50), 50) for n in range(300))
     for name in ("r1", "r2"):
         s = result.stats.slots[f"{name}.inp"]
         assert (s.enqueued, s.processed, s.high_water) == (300, 300, 0), s
-        assert result.stats.routines[name].calls == 300
     assert_settled(result)
 
 
 async def test_a_later_stage_of_a_process_chain_that_fails_fails_the_job_naming_it() -> None:
-    result, _ = await run(chain(Square(), FailOn(victim=25)), {"r0.inp": list(range(100))})
+    # (one child: a request takes the whole chain along)
+    result, _ = await run(chain(Square(), FailOn(victim=25)), {"r0.inp": list(range(100))}, processes=1)
     assert result.status is wf.JobStatus.FAILED
     assert result.error == "routine 'r1' failed: ValueError: bad 25"
     assert [(d.slot, d.item, d.reason) for d in result.dead_letters if d.slot == "r1.inp"] == [
@@ -205,7 +224,8 @@ async def test_a_later_stage_of_a_process_chain_that_fails_fails_the_job_naming_
 
 
 async def test_a_child_killed_in_a_later_stage_of_a_process_chain_fails_the_job_naming_it() -> None:
-    result, _ = await run(chain(Square(), FailOn(victim=25, kill=True)), {"r0.inp": list(range(100))})
+    flow = chain(Square(), FailOn(victim=25, kill=True))
+    result, _ = await run(flow, {"r0.inp": list(range(100))}, processes=1)
     assert result.status is wf.JobStatus.FAILED
     assert (result.error or "").startswith("routine 'r1' failed: WorkerDiedError:")
     assert "signal 9" in (result.error or "")
@@ -213,8 +233,10 @@ async def test_a_child_killed_in_a_later_stage_of_a_process_chain_fails_the_job_
 
 
 async def test_a_later_stage_of_a_process_chain_keeps_its_state() -> None:
+    """A stage's state goes with the request and comes back with its reply (once it has
+    changed, the stage's requests take turns and it is no longer taken along)."""
     items = list(range(1000))
-    result, job = await run(chain(Square(), Count()), {"r0.inp": items})
+    result, job = await run(chain(Square(), Count()), {"r0.inp": items}, processes=1)
     assert result.status is wf.JobStatus.COMPLETED, result.error
     assert job.routine_state("r1")["n"] == 1000
     assert sorted(result.outputs["c.seen"][0]) == sorted(n * n for n in items)
@@ -339,7 +361,7 @@ async def test_pause_waits_for_a_process_chain_and_resume_goes_on() -> None:
         for path, s in point.queues.items():
             assert s.in_flight == 0, (path, s)
             assert s.enqueued == s.processed + s.size + s.dead_lettered, (path, s)
-        assert point.queues["r1.inp"].processed == point.queues["r2.inp"].processed > 0
+        assert point.queues["r0.inp"].processed == point.queues["r1.inp"].processed > 0
         assert job.queues()["r2.inp"].processed == point.queues["r2.inp"].processed  # none ran
         await job.resume()
         result = await job.wait(timeout_s=60)
