@@ -163,7 +163,7 @@ def _chain_stage(runner: ProcessRunner) -> ProcessRunner | None:
 
 def _spans(runners: Iterable[RoutineRunner], processes: int) -> None:
     """Work out, for every process routine of a job, the next one its requests may take
-    along (``_chain_stage``) and how many (``_span``).
+    along (``_chain_stage``) and how many (``span``).
 
     A request runs its stages one after the other in one child, so a chain of routines
     taken along whole by one request keeps one child busy per request in flight: with
@@ -173,18 +173,18 @@ def _spans(runners: Iterable[RoutineRunner], processes: int) -> None:
     end of its segment; the next segment's first routine sends its own requests)."""
     procs = [r for r in runners if isinstance(r, ProcessRunner)]
     for r in procs:
-        r._stage = _chain_stage(r)
-    later = {id(r._stage) for r in procs if isinstance(r._stage, ProcessRunner)}
+        r.next_stage = _chain_stage(r)
+    later = {id(r.next_stage) for r in procs if isinstance(r.next_stage, ProcessRunner)}
     for head in procs:
         if id(head) in later:
             continue  # not the first routine of its chain
         chain = [head]
-        while isinstance(nxt := chain[-1]._stage, ProcessRunner) and nxt not in chain:
+        while isinstance(nxt := chain[-1].next_stage, ProcessRunner) and nxt not in chain:
             chain.append(nxt)
         wide = min(r.concurrency for r in chain)
         per = max(1, -(-len(chain) * wide // processes))  # routines per segment, rounded up
         for i, r in enumerate(chain):
-            r._span = min(ProcessRunner.MAX_STAGES, per - 1 - i % per)
+            r.span = min(ProcessRunner.MAX_STAGES, per - 1 - i % per)
     # (the routines of a cycle of process routines have no head: their span stays 0)
 
 
@@ -277,8 +277,8 @@ class ProcessRunner(ThreadRunner):
         self.turns = StateTurns()  # under self.lock
         self.turn = threading.Lock()  # held by the request whose turn it is (turns.serial)
         self.chained = 0  # requests of other routines that run its calls now (``Chain``)
-        self._stage: ProcessRunner | bool | None = False  # ``_chain_stage(self)``, once known
-        self._span = 0  # how many later stages its requests take along at most (``_spans``)
+        self.next_stage: ProcessRunner | bool | None = False  # ``_chain_stage(self)``, once known
+        self.span = 0  # how many later stages its requests take along at most (``_spans``)
 
     def _may_take_locked(self) -> bool:
         return not self.chained and super()._may_take_locked()
@@ -300,13 +300,13 @@ class ProcessRunner(ThreadRunner):
         job = self.job
         if job.hook_set.handler_end or job.paused:
             return None
-        if self._stage is False:
+        if self.next_stage is False:
             _spans(job.runners.values(), job.engine.max_processes)
         stages: list[ProcessRunner] = []
         started: list[tuple[int, dict[str, Any]]] = []
         prev: ProcessRunner = self
-        while len(stages) < self._span:
-            stage = prev._stage
+        while len(stages) < self.span:
+            stage = prev.next_stage
             if not isinstance(stage, ProcessRunner) or stage is self or stage in stages:
                 break
             route = next(iter(prev.routes.values()))
