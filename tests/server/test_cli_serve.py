@@ -118,3 +118,27 @@ def test_a_new_sqlite_store_is_created_and_said_so(tmp_path: Path) -> None:
         assert proc.wait(timeout=WAIT_S) == 0
         assert proc.stderr is not None
         assert proc.stderr.read() == f"weirflow: creating the store {path}\n"
+
+
+@pytest.mark.parametrize("bad", ["[::1", "[fd00::1]:8080", "[10.0.0.5]", "a.example.com:80"])
+def test_a_malformed_allowed_host_is_one_line_naming_the_flag(bad: str) -> None:
+    proc = _serve("--flows", SERVED, "--allowed-hosts", f"a.example.com,{bad}")
+    out, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 2 and out == ""
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: --allowed-hosts: entry 2 ({bad!r}) must be"), err
+
+
+def test_allowed_hosts_given_as_ip_literals_admit_their_host_headers() -> None:
+    with running(
+        _serve("--flows", FLOW_DIR, "--port", "0", "--allowed-hosts", "[FD00:0::1],Proxy.Example.")
+    ) as proc:
+        lines = _lines(proc.stdout)
+        next(lines)
+        url = next(lines).split()[3]
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for host in ("[fd00::0001]:8443", "[fd00::1]", "proxy.example", "PROXY.example.:443"):
+                assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+            assert client.get("/healthz", headers={"Host": "[fd00::2]:8443"}).status_code == 421
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=WAIT_S) == 0

@@ -114,3 +114,78 @@ def test_hosts_once_allowed_or_refused_stay_so_however_many_names_come() -> None
             for host in ("evil.test", "evil.test", "localhost:x", "localhost:x"):
                 assert c.get("/api/flows", headers={"Host": host}).status_code in (400, 421), host
         assert c.get("/api/flows", headers={"Host": "127.0.0.1:1"}).status_code == 200
+
+
+# -- IP literals, case and trailing dots: one form on both sides of the comparison ----------
+
+
+@pytest.mark.parametrize(
+    ("entry", "kept"),
+    [
+        ("[::1]", "::1"),
+        ("::1", "::1"),
+        ("[FD00:0:0::0001]", "fd00::1"),
+        ("FD00::1", "fd00::1"),
+        ("10.0.0.5.", "10.0.0.5"),
+        ("App.Example.COM.", "app.example.com"),
+        ("*.Internal.Example.", "*.internal.example"),
+    ],
+)
+def test_an_allowed_entry_is_kept_in_one_form(entry: str, kept: str) -> None:
+    assert Settings(allowed_hosts=entry).allowed_hosts == (kept,)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["[::1", "::1]", "[[::1]]", "[10.0.0.5]", "[fd00::1]:8080", "[app.example.com]", "a.example.com..", "[]"],
+)
+def test_a_malformed_ip_entry_is_refused(bad: str) -> None:
+    with pytest.raises(SettingsError, match=r"WEIRFLOW_ALLOWED_HOSTS: entry 2 \("):
+        load_settings(allowed_hosts=f"app.example.com,{bad}")
+
+
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [
+        ("[::1]", "::1"),
+        ("[::1]:8080", "::1"),
+        ("[FD00:0::0001]:80", "fd00::1"),
+        ("10.0.0.5.:80", "10.0.0.5"),
+        ("App.Example.COM.:443", "app.example.com"),
+    ],
+)
+def test_a_host_header_is_read_in_the_entries_form(header: str, host: str) -> None:
+    assert host_name(header) == host
+
+
+@pytest.mark.parametrize(
+    "header", ["::1", "fd00::1:80", "[10.0.0.5]", "[v1.fe]", "[::1]x", "[::1].", "localhost:\u00b2", "."]
+)
+def test_a_host_header_that_is_no_host_is_malformed(header: str) -> None:
+    assert host_name(header) is None
+
+
+def test_ip_literals_in_allowed_hosts_and_host_headers_compare_as_addresses() -> None:
+    allowed = "[FD00:0::1],10.0.0.5,App.Example.com.,*.internal.example"
+    with live_server(allowed_hosts=allowed) as server:
+        for host in (
+            "[fd00::1]",
+            "[fd00::0001]:8080",
+            "[FD00:0:0:0:0:0:0:1]:1",
+            "10.0.0.5:80",
+            "app.example.com.",
+            "APP.EXAMPLE.COM:8000",
+            "A.Internal.Example.",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:8080",  # loopback too, written as an IPv4-mapped address
+        ):
+            assert server.client.get("/api/flows", headers={"Host": host}).status_code == 200, host
+        for host in ("[fd00::2]", "[fd00::1:0]", "10.0.0.6", "app.example.com..", "[::ffff:10.0.0.5]"):
+            assert server.client.get("/api/flows", headers={"Host": host}).status_code == 421, host
+        for host in ("fd00::1", "[10.0.0.5]", "[fd00::1"):
+            assert server.client.get("/api/flows", headers={"Host": host}).status_code == 400, host
+
+
+def test_a_wildcard_never_matches_an_ip_address() -> None:
+    assert host_allowed("a.0.0.5", ("*.0.0.5",))
+    assert not host_allowed("10.0.0.5", ("*.0.0.5",))

@@ -55,7 +55,8 @@ def serve(
             "--allowed-hosts",
             metavar="NAMES",
             help="Host names requests may be sent to besides localhost/127.0.0.1/[::1], comma-separated "
-            "(app.example.com,*.example.com; * for any): the public name of a reverse proxy in front "
+            "(app.example.com,*.example.com,[fd00::1], no port; * for any): the public name of a reverse "
+            "proxy in front "
             "(default: WEIRFLOW_ALLOWED_HOSTS). Without API keys other hosts get 421.",
         ),
     ] = None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import re
 from collections.abc import Collection
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -19,6 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ..redis_url import redis_url_problem
 from ..supervise.settings import setting_name
+from .hosts import allowed_host_entry
+from .hosts import is_loopback as is_loopback  # (re-exported: the worker metrics server checks it too)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -88,29 +89,16 @@ def parse_origins(value: Any) -> tuple[str, ...]:
     return tuple(origins)
 
 
-HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?")
-
-
 def parse_allowed_hosts(value: Any) -> tuple[str, ...]:
-    """``"app.example.com,*.example.org"`` -> host names (lower case) a request's ``Host`` may
-    name; ``ValueError`` for anything that is not ``*``, a name, ``*.domain`` or an IP address."""
+    """``"app.example.com,*.example.org,[fd00::1]"`` -> the entries in the form ``Host``
+    headers are compared in (``hosts.allowed_host_entry``); ``ValueError`` naming the first
+    bad entry."""
     hosts: list[str] = []
     for n, entry in _entries(value):
-        host = entry.lower().rstrip(".")
-        if host == "*":
-            hosts.append(host)
-            continue
         try:
-            hosts.append(str(ipaddress.ip_address(host.strip("[]"))))
-            continue
-        except ValueError:
-            pass
-        name = host.removeprefix("*.")
-        if not all(HOST_LABEL.fullmatch(label) for label in name.split(".")):
-            raise ValueError(
-                f"entry {n} ({entry!r}) must be *, a host name (no port), *.domain or an IP address"
-            )
-        hosts.append(host)
+            hosts.append(allowed_host_entry(entry))
+        except ValueError as e:
+            raise ValueError(f"entry {n} {e}") from None
     return tuple(hosts)
 
 
@@ -128,16 +116,6 @@ def parse_forwarded_ips(value: Any) -> tuple[str, ...]:
                 ) from None
         ips.append(entry)
     return tuple(ips)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Settings(BaseSettings):
