@@ -68,6 +68,12 @@ BAD = [
         "error: --grace-s: Input should be a finite number",
     ),
     (["serve", "--flows", "examples", "--warm", "-1"], "error: --warm: Input should"),
+    (
+        ["serve", "--flows", "examples", "--keep-finished", "-1"],
+        "error: --keep-finished: Input should be greater than or equal to 0",
+    ),
+    (["serve", "--flows", "examples", "--keep-finished", "1.5"], "Invalid value for '--keep-finished'"),
+    (["serve", "--flows", "examples", "--keep-finished", "many"], "Invalid value for '--keep-finished'"),
     (["serve", "--flows", "examples", "--registry", "http://x"], "error: --registry: must be a redis://"),
     (["worker", "--flows", "examples", "--pool", "gpu"], "--pool needs --registry URL"),
     (

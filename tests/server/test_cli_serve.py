@@ -142,3 +142,27 @@ def test_allowed_hosts_given_as_ip_literals_admit_their_host_headers() -> None:
             assert client.get("/healthz", headers={"Host": "[fd00::2]:8443"}).status_code == 421
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=WAIT_S) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--keep-finished", "0"], {}), ([], {"WEIRFLOW_KEEP_FINISHED": "0"})],
+    ids=["flag", "env"],
+)
+def test_keep_finished_bounds_the_finished_pipelines_a_server_keeps(
+    args: list[str], env: dict[str, str]
+) -> None:
+    """``--keep-finished 0``: a stopped pipeline is forgotten when the next one starts (the
+    default keeps 100)."""
+    with running(_serve("--flows", "tests.supervise.flows", "--port", "0", *args, **env)) as proc:
+        lines = _lines(proc.stdout)
+        next(lines)
+        url = next(lines).split()[3]
+        with httpx.Client(base_url=url, timeout=WAIT_S) as client:
+            first = client.post("/api/pipelines", json={"flow": "echo"}).json()["id"]
+            assert client.delete(f"/api/pipelines/{first}").json()["state"] == "stopped"
+            second = client.post("/api/pipelines", json={"flow": "echo"}).json()["id"]
+            assert [p["id"] for p in client.get("/api/pipelines").json()] == [second]
+            assert client.get(f"/api/pipelines/{first}").status_code == 404
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=WAIT_S) == 0

@@ -33,6 +33,8 @@ def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("WEIRFLOW_GRACE_S", "-1"),
         ("WEIRFLOW_WARM", "-2"),
         ("WEIRFLOW_MAX_RSS_MB", "0"),
+        ("WEIRFLOW_KEEP_FINISHED", "-1"),
+        ("WEIRFLOW_KEEP_FINISHED", "some"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(

@@ -122,6 +122,15 @@ def serve(
         float | None,
         typer.Option("--max-rss-mb", help="Pipelines: replace a child past this resident memory (none)."),
     ] = None,
+    keep_finished: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-finished",
+            metavar="N",
+            help="Pipelines: finished (stopped or failed) ones kept for GET /api/pipelines; when "
+            "one more starts, the oldest are forgotten (default: WEIRFLOW_KEEP_FINISHED or 100).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (jobs, queues, live events, metrics) for a set of flows."""
     from ..server import SettingsError, create_app, load_settings, make_server
@@ -152,6 +161,7 @@ def serve(
             grace_s=grace_s,
             warm=warm,
             max_rss_mb=max_rss_mb,
+            keep_finished=keep_finished,
         )
         app = create_app(settings, supervise=supervise)
     except (SettingsError, SuperviseSettingsError, FlowError) as e:

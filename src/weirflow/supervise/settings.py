@@ -2,8 +2,8 @@
 
 ``load_supervise_settings(health_interval_s=..., ...)`` reads the environment
 (``WEIRFLOW_HEALTH_INTERVAL_S``, ``WEIRFLOW_HEALTH_FAILURES``, ``WEIRFLOW_GRACE_S``,
-``WEIRFLOW_WARM``, ``WEIRFLOW_MAX_RSS_MB``), lets the given values (flags) override
-it, and raises ``SuperviseSettingsError`` (a ``SuperviseError`` and a ``ValueError``)
+``WEIRFLOW_WARM``, ``WEIRFLOW_MAX_RSS_MB``, ``WEIRFLOW_KEEP_FINISHED``), lets the given
+values (flags) override it, and raises ``SuperviseSettingsError`` (a ``SuperviseError`` and a ``ValueError``)
 with one line naming the variable (or the flag) when a value is bad; the CLI prints that line and
 exits 2.
 """
@@ -22,6 +22,9 @@ DEFAULT_HEALTH_INTERVAL_S = 1.0
 DEFAULT_HEALTH_FAILURES = 3
 DEFAULT_GRACE_S = 10.0
 DEFAULT_WARM = 0
+#: finished (stopped or failed) pipelines kept for ``get``/``pipelines`` before the oldest
+#: are forgotten, as ``keep_finished_jobs`` does for jobs
+DEFAULT_KEEP_FINISHED = 100
 
 
 class SuperviseSettings(BaseSettings):
@@ -39,6 +42,8 @@ class SuperviseSettings(BaseSettings):
     """Spare child processes kept ready, flows imported."""
     max_rss_mb: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """A child whose resident memory goes past this is replaced (none: no limit)."""
+    keep_finished: int = Field(default=DEFAULT_KEEP_FINISHED, ge=0, le=1_000_000)
+    """Finished (stopped or failed) pipelines kept; when one more starts, the oldest go."""
 
 
 def load_supervise_settings(*, from_flags: bool = False, **overrides: Any) -> SuperviseSettings:

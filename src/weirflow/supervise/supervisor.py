@@ -45,9 +45,6 @@ from .settings import SuperviseSettings, load_supervise_settings
 DEFAULT_PAUSE_TIMEOUT_S = 10.0
 #: ``close()``: the part of its extra second kept for killing what did not stop in time
 CLOSE_KILL_S = 0.25
-#: finished (stopped or failed) pipelines kept for ``get``/``pipelines`` before the oldest
-#: are forgotten, as ``keep_finished_jobs`` does for jobs
-DEFAULT_KEEP_FINISHED = 100
 
 
 class Supervisor:
@@ -76,7 +73,7 @@ class Supervisor:
         backoff_max_s: float = 10.0,
         stable_s: float = 30.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-        keep_finished: int = DEFAULT_KEEP_FINISHED,
+        keep_finished: int | None = None,
     ) -> None:
         self.settings = settings or load_supervise_settings(
             warm=warm,
@@ -92,6 +89,8 @@ class Supervisor:
         ):
             if value < 1:
                 raise InvalidCommand(f"{option} must be at least 1")
+        if keep_finished is None:
+            keep_finished = self.settings.keep_finished  # (``WEIRFLOW_KEEP_FINISHED``, ``--keep-finished``)
         if keep_finished < 0:
             raise InvalidCommand("keep_finished must be at least 0")
         self.keep_finished = keep_finished

@@ -218,6 +218,50 @@ def test_start_pause_resume_and_stop_a_pipeline(ui_server: Live, browser: Browse
     assert same_page(driver)
 
 
+def test_remove_a_finished_pipeline_from_the_pipelines_page(ui_server: Live, browser: Browser) -> None:
+    with api(ui_server) as client:
+        live, done = (client.post("/api/pipelines", json={"flow": "stream", "name": n}).json() for n in "ab")
+        assert client.delete(f"/api/pipelines/{done['id']}").json()["state"] == "stopped"
+        driver = browser()
+        log_in(driver, ui_server, ADMIN_KEY, "/ui/pipelines")
+        remove = f"button[data-action=remove][data-pipeline='{done['id']}']"
+        find(driver, remove)
+        # only a finished pipeline has one: the running one can be stopped, not removed
+        assert (
+            driver.find_elements(By.CSS_SELECTOR, f"[data-pipeline='{live['id']}'][data-action=remove]") == []
+        )
+        assert find(driver, f"button[data-action=stop][data-pipeline='{live['id']}']").is_enabled()
+        mark_page(driver)
+        shoot(driver, "12b-pipelines-finished")
+        click(driver, remove)
+        wait(driver, lambda d: d.switch_to.alert).accept()
+        wait(
+            driver, lambda d: done["id"] not in text(d, "#pipelines") and live["id"] in text(d, "#pipelines")
+        )
+        assert client.get(f"/api/pipelines/{done['id']}").status_code == 404
+        assert client.get(f"/api/pipelines/{live['id']}").json()["state"] == "running"
+        assert same_page(driver)
+        shoot(driver, "12c-pipelines-removed")
+
+        assert client.delete(f"/api/pipelines/{live['id']}").json()["state"] == "stopped"
+        reader = browser()  # a read key sees the finished pipeline, no button, and cannot remove it
+        log_in(reader, ui_server, READ_KEY, "/ui/pipelines")
+        wait(reader, lambda d: d.find_elements(By.CSS_SELECTOR, "#pipelines [data-state=stopped]"))
+        assert reader.find_elements(By.CSS_SELECTOR, ACTIONS) == []
+        forged = reader.execute_async_script(
+            """const done = arguments[arguments.length - 1];
+            (async () => {
+              const csrf = (await (await fetch("/ui/session")).json()).csrf;
+              const r = await fetch(arguments[0], {method: "DELETE", credentials: "same-origin",
+                                                   headers: {"X-CSRF-Token": csrf}});
+              done(r.status);
+            })();""",
+            f"/api/pipelines/{live['id']}?forget=true",
+        )
+        assert forged == 403
+        assert client.get(f"/api/pipelines/{live['id']}").json()["state"] == "stopped"
+
+
 def test_a_streaming_job_shows_its_queue_fill_change_without_a_reload(
     ui_server: Live, browser: Browser
 ) -> None:

@@ -1,5 +1,5 @@
 // Supervised pipelines (/api/pipelines): state, pid, restarts, last exit, health, RSS,
-// with start, pause, resume and stop. Re-read every second.
+// with start, pause, resume and stop, and remove for a finished one. Re-read every second.
 import { get, post, api, canAct } from "./api.js";
 import { h, clear, table, num, field, select, toast, ago, when } from "./dom.js";
 
@@ -16,8 +16,14 @@ export async function render(main, _params, ctx) {
     "data-action": path, "data-pipeline": p.id,
     onclick: async () => {
       try {
-        if (path === "stop") await api("DELETE", `/api/pipelines/${encodeURIComponent(p.id)}`);
-        else await post(`/api/pipelines/${encodeURIComponent(p.id)}/${path}`);
+        const url = `/api/pipelines/${encodeURIComponent(p.id)}`;
+        if (path === "stop") await api("DELETE", url);
+        else if (path === "remove") {
+          const unread = p.results ? ` and its ${p.results} unread result(s)` : "";
+          if (!confirm(`Remove the ${p.state} pipeline ${p.id}${unread}?`)) return;
+          await api("DELETE", url, undefined, { query: { forget: "true" } });
+          toast(`pipeline ${p.id} removed`);
+        } else await post(`/api/pipelines/${encodeURIComponent(p.id)}/${path}`);
         load();
       } catch (e) { toast(e.message, true); }
     } }, label);
@@ -28,6 +34,13 @@ export async function render(main, _params, ctx) {
     if (sig === shown) return;
     shown = sig;
     const live = (p) => ["running", "paused", "unhealthy"].includes(p.state);
+    const finished = (p) => ["stopped", "failed"].includes(p.state);
+    // a finished pipeline can only be removed (its results buffer goes with it); a live one
+    // paused, resumed or stopped
+    const actions = (p) => finished(p)
+      ? h("div", { class: "actions" }, act(p, "Remove", "remove", true, "danger"))
+      : h("div", { class: "actions" }, act(p, "Pause", "pause", live(p) && p.state !== "paused"),
+        act(p, "Resume", "resume", p.state === "paused"), act(p, "Stop", "stop", true, "danger"));
     const rows = list.map((p) => [
       h("code", {}, p.id), p.name, p.flow, h("span", { class: `badge p-${p.state}`, "data-state": p.state }, p.state), p.pid || "—",
       num(p.restarts),
@@ -37,8 +50,7 @@ export async function render(main, _params, ctx) {
       p.health.rtt_ms.p50 === null ? "—" : `${p.health.rtt_ms.p50} / ${p.health.rtt_ms.p99} ms`,
       p.rss_mb === null ? "—" : `${p.rss_mb} MiB${p.max_rss_mb ? ` / ${p.max_rss_mb}` : ""}`,
       num(p.results),
-      canAct() ? h("div", { class: "actions" }, act(p, "Pause", "pause", live(p) && p.state !== "paused"),
-        act(p, "Resume", "resume", p.state === "paused"), act(p, "Stop", "stop", !["stopped", "failed"].includes(p.state), "danger")) : "",
+      canAct() ? actions(p) : "",
     ]);
     clear(box, h("p", { class: "muted" }, `${list.length} pipeline(s)`),
       table(["id", "name", "flow", "state", "pid", "restarts#", "last exit", "health", "rtt p50 / p99", "RSS", "results#", ""], rows,
