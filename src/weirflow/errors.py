@@ -68,6 +68,12 @@ class StoreError(WeirflowError):
     """The durable store failed or holds something unexpected."""
 
 
+class StoreRefusedError(StoreError):
+    """The store refused a write for what it was asked to hold (PostgreSQL: a data or
+    integrity error), not for being unreachable: the same write fails again, so a worker
+    does not retry it (the job it was for fails with the reason, or is given up)."""
+
+
 class StoreOpenError(StoreError):
     """The store could not be opened at all: an unknown host, a missing database or role, a
     refused password or connection. Retrying does not help until its settings or its

@@ -203,6 +203,34 @@ class JobRecord:
 JOB_COLUMNS = tuple(JobRecord.__dataclass_fields__)
 
 
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str | None) -> str | None:
+    """``text`` as every store keeps it in what it reports about a job (a step's message,
+    error and traceback, a job's error and error detail, a dead letter's error): NUL and
+    unpaired surrogates, which PostgreSQL cannot hold in text or JSON, become U+FFFD, the
+    same on every backend (so what a store reports does not depend on which it is). A
+    job's data (inputs, outputs, items, state) is never changed: ``weirflow.storable``
+    refuses such strings in it at the door."""
+    if text is None or _UNSTORABLE_TEXT.search(text) is None:
+        return text
+    return _UNSTORABLE_TEXT.sub("\ufffd", text)
+
+
+def storable_letters(letters: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """Dead letters (``DeadLetter.to_dict``) with their ``error`` as ``storable_text`` has it."""
+    if not letters:
+        return letters
+    out = []
+    for letter in letters:
+        error = letter.get("error")
+        if isinstance(error, str) and _UNSTORABLE_TEXT.search(error) is not None:
+            letter = {**letter, "error": storable_text(error)}
+        out.append(letter)
+    return out
+
+
 @dataclass
 class StepRecord:
     """One handler call of a job, for display (``weirflow jobs steps``): one row per
@@ -228,6 +256,17 @@ class StepRecord:
     error: str | None = None
     worker: str | None = None
     traceback: str | None = None
+
+    def __post_init__(self) -> None:  # (text every store can hold: ``storable_text``)
+        message, error, tb = self.message, self.error, self.traceback
+        if (
+            _UNSTORABLE_TEXT.search(message) is not None
+            or (error is not None and _UNSTORABLE_TEXT.search(error) is not None)
+            or (tb is not None and _UNSTORABLE_TEXT.search(tb) is not None)
+        ):
+            self.message = storable_text(message) or ""
+            self.error = storable_text(error)
+            self.traceback = storable_text(tb)
 
     def to_dict(self) -> dict[str, Any]:
         """The shape of API.md's ``jobs show --json`` steps."""

@@ -18,7 +18,7 @@ import psycopg.types.json
 import psycopg_pool
 import structlog
 
-from ..errors import StoreError, StoreOpenError
+from ..errors import StoreError, StoreOpenError, StoreRefusedError
 from ..redact import redact_text
 from ..storable import pg_json
 from . import rules
@@ -295,7 +295,11 @@ class PostgresBase:
                 busy = self._out[id(pool)] >= self.pool_size
                 self._lost(pool, timed_out=isinstance(e, psycopg_pool.PoolTimeout) and not busy)
             reason = redact_text(str(e), self.url)
-            raise StoreError(f"PostgreSQL store {self._where()}: {type(e).__name__}: {reason}") from e
+            # a value the server cannot hold (a data or integrity error) fails again: say so
+            kind = (
+                StoreRefusedError if isinstance(e, psycopg.DataError | psycopg.IntegrityError) else StoreError
+            )
+            raise kind(f"PostgreSQL store {self._where()}: {type(e).__name__}: {reason}") from e
 
     def _given_back(self, pool: psycopg_pool.AsyncConnectionPool[Conn]) -> None:
         out = self._out
@@ -398,9 +402,18 @@ class PostgresBase:
         await self._event(conn, job.id, job.queue, kind, now, data)
         if job.status != RUNNING:
             why = rules.interrupted_why(kind, data, worker)
+            taken = False
             if takeover:
-                await self._take_steps(conn, job, worker, now, why)
-            else:
+                # in a savepoint: step rows it cannot write (a journal this weirflow cannot
+                # read as it wrote it, a value the server refuses) must not stop the
+                # takeover (a sweep takes every expired job of the store in one transaction)
+                try:
+                    async with conn.transaction():
+                        await self._take_steps(conn, job, worker, now, why)
+                    taken = True
+                except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as e:
+                    log.warning("takeover_steps_not_written", job=job.id, error=f"{type(e).__name__}: {e}")
+            if not taken:
                 await conn.execute(
                     "UPDATE wf_steps SET status = 'interrupted', completed_at = %s, error = %s"
                     " WHERE job_id = %s AND status = 'running'",

@@ -36,7 +36,19 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import JobError, NodeFullError
-from .models import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobSpec, Rate, Retention
+from .models import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    JobRecord,
+    JobSpec,
+    Rate,
+    Retention,
+    storable_letters,
+    storable_text,
+)
 
 #: a claim looks for expired leases of its queue at most this often (store clock)
 TAKEOVER_CHECK_S = 0.5
@@ -164,7 +176,7 @@ def completed(
     """A completion by the worker that holds the job (checked with ``holds``)."""
     job.status = COMPLETED
     job.outputs = outputs
-    job.dead_letters = dead_letters
+    job.dead_letters = storable_letters(dead_letters)
     job.finished_at = now
     job.lease_expires_at = None
     return "completed", {"attempt": job.attempt}
@@ -289,7 +301,10 @@ def after_failure(
     """Fail the current attempt: back to ``queued`` after the job's backoff while attempts
     remain (and ``retry``), else ``failed``. ``detail`` (the failure's traceback) is kept
     on the job and in the event; ``dead_letters`` on a failed job. Returns the event kind
-    and its data."""
+    and its data. Their text is kept as every store can hold it (``storable_text``)."""
+    error = storable_text(error) or ""
+    detail = storable_text(detail)
+    dead_letters = storable_letters(dead_letters)
     job.error = error
     job.error_detail = detail
     job.lease_expires_at = None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..errors import JobError, StoreError
+from ..errors import JobError, StoreError, StoreRefusedError
 from ..runtime.journal import Journal, Step
 from .journal import decoded
 from .models import COMPLETED, FAILED, INTERRUPTED, RUNNING, StepRecord
@@ -154,6 +154,8 @@ class StepJournal(Journal):
             made = {key: self._row(key, what) for key, what in rows.items()}
             try:
                 refused = await self.store.record_steps(list(made.values()))
+            except StoreRefusedError:  # a row the store cannot hold: the others still go in
+                refused = await self._job_by_job(made)
             except StoreError as e:
                 log.warning("steps_not_recorded", rows=len(rows), error=str(e))
                 for key, row in made.items():  # (as they were: a later record replaces them)
@@ -163,6 +165,29 @@ class StepJournal(Journal):
                 self.forget(job_id)
                 if self.on_lost is not None:
                     self.on_lost(job_id)
+
+    async def _job_by_job(self, made: dict[RowKey, StepRecord]) -> list[str]:
+        """Write ``made`` one job at a time, after the store refused the batch for what it
+        holds: the rows of a job it refuses again are dropped, with a log (they are for
+        display; the job's outcome is still written), the others are written."""
+        by_job: dict[str, dict[RowKey, StepRecord]] = {}
+        for key, row in made.items():
+            by_job.setdefault(key[0], {})[key] = row
+        refused: list[str] = []
+        pending = list(by_job.items())
+        while pending:
+            job_id, rows = pending[0]
+            try:
+                refused += await self.store.record_steps(list(rows.values()))
+            except StoreRefusedError as e:
+                log.warning("steps_not_stored", job=job_id, rows=len(rows), error=str(e))
+            except StoreError:
+                for _, left in pending:  # (as in ``flush``: kept for the next one)
+                    for key, row in left.items():
+                        self._rows.setdefault(key, row)
+                raise
+            pending.pop(0)
+        return refused
 
     async def close(self) -> None:
         """Stop the timer and write what is left (best effort)."""

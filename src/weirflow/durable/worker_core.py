@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from ..errors import LeaseLostError, StoreError
+from ..errors import LeaseLostError, StoreError, StoreRefusedError
 from ..flow.graph import Flow
 from ..runtime.engine import Engine
 from ..runtime.job import Job
@@ -144,13 +144,14 @@ class WorkerCore:
         self._reports_changed = asyncio.Condition()
 
     async def _retrying(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``fn(*args)``, retried with backoff while the store fails (until ``stop()``)."""
+        """``fn(*args)``, retried with backoff while the store fails (until ``stop()``); a
+        write the store refuses for what it holds (``StoreRefusedError``) is not retried."""
         delay = RECONNECT_MIN_S
         while True:
             try:
                 return await fn(*args)
-            except LeaseLostError:
-                raise  # not the store failing: the job is not ours any more
+            except (LeaseLostError, StoreRefusedError):
+                raise  # not the store failing: the job is not ours any more, or the write never goes in
             except StoreError as e:
                 if self._stopping.is_set() and what != "report":
                     raise

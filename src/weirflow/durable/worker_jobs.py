@@ -16,7 +16,7 @@ from ..flow.graph import Flow
 from ..runtime.job import Job
 from ..runtime.replay import Restore, restore_from
 from ..runtime.results import JobResult, JobStatus, format_traceback
-from .models import JobRecord
+from .models import JobRecord, storable_letters
 from .steps import reconciled
 from .worker_core import log
 from .worker_leases import Leases
@@ -108,11 +108,12 @@ class Running(Reporting, Leases):
 
 
 def _letters(result: JobResult) -> list[dict[str, Any]]:
-    """The job's dead letters as stored: JSON values, items that are not as their ``repr``."""
+    """The job's dead letters as stored: JSON values, items that are not as their ``repr``,
+    errors as every store can hold them (``storable_letters``)."""
     if not result.dead_letters:
         return []
     letters: list[dict[str, Any]] = json_safe([d.to_dict() for d in result.dead_letters])
-    return letters
+    return storable_letters(letters) or []
 
 
 def _json_safe(outputs: dict[str, list[Any]]) -> dict[str, Any]:

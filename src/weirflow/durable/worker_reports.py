@@ -8,8 +8,8 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import LeaseLostError
-from .models import QUEUED, JobRecord
+from ..errors import LeaseLostError, StoreRefusedError
+from .models import QUEUED, Done, JobRecord
 from .worker_core import WorkerCore, log
 
 
@@ -25,25 +25,40 @@ class Reporting(WorkerCore):
     ) -> None:
         self._reporting.add(job_id)
         fail = functools.partial(self.store.fail, retry=retry, detail=detail, dead_letters=dead_letters)
-        task = asyncio.get_running_loop().create_task(self._fail(job_id, error, fail))
+        plain = functools.partial(self.store.fail, retry=retry)
+        task = asyncio.get_running_loop().create_task(self._fail(job_id, error, fail, plain))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fail(self, job_id: str, error: str, fail: Callable[..., Awaitable[JobRecord]]) -> None:
+    async def _fail(
+        self,
+        job_id: str,
+        error: str,
+        fail: Callable[..., Awaitable[JobRecord]],
+        plain: Callable[..., Awaitable[JobRecord]],
+    ) -> None:
+        """Write a failure; ``plain`` (without its detail and dead letters) if the store
+        refuses ``fail`` for what it holds, and give the job up (its lease lapses) if it
+        refuses that too."""
         try:
-            if self.journal is not None:
-                await self._retrying("report", self.journal.flush)
-            if self.durable is not None:  # a retry resumes from what the journal holds
-                await self._retrying("report", self.durable.flush)
+            await self._flush_journals()
             if job_id in self._lost:
                 return
             token = self._tokens.get(job_id)
             if token is None:
                 return
             try:
-                record = await self._retrying("report", fail, job_id, self.worker_id, token, error)
+                try:
+                    record = await self._retrying("report", fail, job_id, self.worker_id, token, error)
+                except StoreRefusedError as e:
+                    log.warning("failure_not_stored", worker=self.worker_id, job=job_id, error=str(e))
+                    why = f"{error} (its failure could not be stored as it was: {e})"
+                    record = await self._retrying("report", plain, job_id, self.worker_id, token, why)
             except LeaseLostError as e:
                 self._lease_lost(job_id, str(e))
+                return
+            except StoreRefusedError as e:
+                log.error("outcome_not_stored", worker=self.worker_id, job=job_id, error=str(e))
                 return
         finally:
             self._reported([job_id])
@@ -79,21 +94,61 @@ class Reporting(WorkerCore):
             self._report_wake.clear()
             while self._done:
                 batch, self._done = self._done, []
-                if self.journal is not None:  # the steps first: a completed job has its steps
-                    await self._retrying("report", self.journal.flush)
-                if self.durable is not None:
-                    await self._retrying("report", self.durable.flush)
+                await self._flush_journals()  # the steps first: a completed job has its steps
                 held = [d for d in batch if d[0] not in self._lost]
-                refused = await self._retrying("report", self.store.complete, self.worker_id, held)
+                refused, failed = await self._complete(held)
                 for job_id in refused:
                     self._lease_lost(job_id, "its outcome was refused")
-                self.completed += len(held) - len(refused)
+                self.completed += len(held) - len(refused) - len(failed)
+                self.failed += len(failed)
                 for job_id, *_ in held:
-                    if job_id not in refused:
+                    if job_id in failed:
+                        self._outcome(job_id, "failed")
+                    elif job_id not in refused:
                         self._outcome(job_id, "completed")
                 self._reported([d[0] for d in batch])
                 for d in batch:
                     self._forget(d[0])
+
+    async def _flush_journals(self) -> None:
+        """Write the step rows and the journal (what a job's outcome must come after)."""
+        if self.journal is not None:
+            await self._retrying("report", self.journal.flush)
+        if self.durable is not None:  # a retry resumes from what the journal holds
+            try:
+                await self._retrying("report", self.durable.flush)
+            except StoreRefusedError as e:  # (the journal drops what was refused)
+                log.warning("journal_not_stored", worker=self.worker_id, error=str(e))
+
+    async def _complete(self, held: list[Done]) -> tuple[list[str], set[str]]:
+        """Write the completions ``held``: the ids refused (not this worker's any more) and
+        those failed instead. A batch the store refuses for what it holds is written job
+        by job, and a job whose outcome it refuses fails with the reason (or, refused
+        too, is given up: its lease lapses), so one such job never holds up the others."""
+        try:
+            return await self._retrying("report", self.store.complete, self.worker_id, held), set()
+        except StoreRefusedError as e:
+            if len(held) > 1:
+                refused: list[str] = []
+                failed: set[str] = set()
+                for done in held:
+                    one_refused, one_failed = await self._complete([done])
+                    refused += one_refused
+                    failed |= one_failed
+                return refused, failed
+            job_id, token = held[0][0], held[0][1]
+            log.warning("outcome_not_stored", worker=self.worker_id, job=job_id, error=str(e))
+            fail = functools.partial(self.store.fail, retry=False)
+            try:
+                await self._retrying(
+                    "report", fail, job_id, self.worker_id, token, f"its outcome cannot be stored: {e}"
+                )
+            except LeaseLostError:
+                return [job_id], set()
+            except StoreRefusedError as again:
+                log.error("outcome_not_stored", worker=self.worker_id, job=job_id, error=str(again))
+                return [job_id], set()
+            return [], {job_id}
 
     def _reported(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
