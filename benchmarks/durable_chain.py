@@ -32,6 +32,8 @@ from weirflow.durable.journal import DurableJournal
 
 from .flows import chain
 
+#: issue 9 §9: the durable chain at least half as fast as in memory (an earlier target was 0.25)
+TARGET = 0.5
 STAGES = 3
 HEAD, TAIL = "r0.inp", f"r{STAGES - 1}.inp"
 
@@ -127,8 +129,8 @@ def main() -> None:
     print(f"durable journal, {STAGES}-routine chain, {args.items:,} items (medians of {args.repeats}):")
     for side, rate in results["median_items_per_s"].items():
         ratio = results["ratio_to_memory"].get(side)
-        met = "met" if ratio and ratio >= 0.25 else "NOT met"
-        extra = f"  ratio {ratio:.2f} (target >= 0.25: {met})" if ratio else ""
+        met = "met" if ratio and ratio >= TARGET else "NOT met"
+        extra = f"  ratio {ratio:.2f} (target >= {TARGET}: {met})" if ratio else ""
         print(f"  {side:<9} {rate:>10,.0f} items/s{extra}")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
