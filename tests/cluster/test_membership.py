@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 
-from weirflow.cluster import Membership, Registry
+import pytest
+
+from tests.redisserver import RedisServer
+from weirflow.cluster import ClusterError, Membership, Registry
 
 Make = Callable[..., Registry]
 
@@ -113,3 +117,41 @@ async def test_a_leave_during_start_removes_the_node_wherever_it_lands(
             await member.stop()  # what the worker does once its run ends
         assert member._task is None, steps  # no heartbeat goes on
         assert not await live_after(redis_url, registries, f"l{steps}"), steps
+
+
+async def test_a_start_while_redis_does_not_answer_for_a_moment_registers_once_it_does(
+    own_server: RedisServer, registries: Make
+) -> None:
+    """``weirflow worker --registry`` starting while Redis answers late (a loaded machine):
+    the first list misses its deadline, the start tries again and the node registers; a
+    Redis that stays away still fails the start, within ``start_timeout_s``."""
+    url = own_server.url(0)
+    member = Membership(registries(url, deadline_s=0.1), "late", pool="p", capacity=1, running=lambda: 0)
+    own_server.pause()
+    try:
+        starting = asyncio.get_running_loop().create_task(member.start())
+        await asyncio.sleep(0.5)  # (how long Redis does not answer: the test's outage)
+        assert not starting.done()
+    finally:
+        own_server.cont()
+    try:
+        async with asyncio.timeout(10.0):
+            await starting
+        assert member.node is not None and member.node.state == "up"
+        watcher = registries(url)
+        await watcher.start()
+        assert watcher.get("late") is not None
+    finally:
+        await member.stop()
+
+    gone = Membership(
+        registries(url, deadline_s=0.1), "never", pool="p", capacity=1, running=lambda: 0, start_timeout_s=1.0
+    )
+    own_server.pause()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ClusterError):
+            await gone.start()
+        assert time.monotonic() - t0 < 1.0 + 1.0  # the timeout, and one last call's deadline
+    finally:
+        own_server.cont()

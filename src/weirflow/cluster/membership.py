@@ -6,6 +6,12 @@ cluster. A heartbeat goes out every ``interval_s`` (a third of the ttl, at most 
 with jitter); a node found gone (it expired while Redis or this process was stalled)
 registers again; a heartbeat that fails (Redis unreachable, the registry degraded) is
 logged and the next tick tries again, so an outage never stops the worker.
+
+At start, the registry's first list and the register are tried again with a backoff for
+up to ``start_timeout_s`` (5 s) while Redis answers late (calls miss their deadline: a
+loaded machine, a list of many nodes), so a moment of slowness does not end a worker
+that is starting; a Redis that refuses connections, or stays slow, ends it with
+``ClusterError``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
@@ -22,6 +28,9 @@ from .node import Node
 from .registry import Registry
 
 log = structlog.get_logger("weirflow.cluster")
+
+#: how long a start tries to list the registry and register the node
+DEFAULT_START_TIMEOUT_S = 5.0
 
 
 class Membership:
@@ -38,8 +47,10 @@ class Membership:
         labels: Mapping[str, str] | None = None,
         address: str = "",
         interval_s: float | None = None,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
     ) -> None:
         self.registry = registry
+        self.start_timeout_s = start_timeout_s
         self.node_id = node_id
         self.pool = pool
         self.capacity = capacity
@@ -55,7 +66,8 @@ class Membership:
         self._rng = random.Random()
 
     async def start(self) -> None:
-        """Start the registry, register the node (``ClusterError`` if Redis cannot be reached).
+        """Start the registry, register the node (``ClusterError`` if Redis cannot be reached
+        within ``start_timeout_s``).
 
         The registering runs in a task of its own that a cancel of ``start`` does not
         interrupt (it is bounded by the registry's deadline): a register cut off half-way
@@ -71,9 +83,11 @@ class Membership:
             raise
 
     async def _start(self) -> None:
-        await self.registry.start()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.start_timeout_s
+        await self._retrying(self.registry.start, until)
         try:
-            await self._register()
+            await self._retrying(self._register, until)
         except ClusterError:
             # the register may have been applied all the same (an answer that came too late)
             await self._remove()
@@ -81,6 +95,28 @@ class Membership:
             raise
         if self._leaving is None:  # (a leave() during the start removes the node instead)
             self._task = asyncio.create_task(self._beat(), name=f"weirflow-node-{self.node_id}")
+
+    async def _retrying(self, step: Callable[[], Awaitable[object]], until: float) -> None:
+        """``step()``, tried again after a ``ClusterError`` (with a backoff) until ``until``
+        (loop time) or a ``leave()``, as long as calls miss their deadline (Redis is slow);
+        a refused connection fails at once."""
+        loop = asyncio.get_running_loop()
+        delay_s = 0.1
+        misses = self.registry.metrics.deadline_misses
+        while True:
+            try:
+                await step()
+                return
+            except ClusterError as e:
+                # (only a Redis that answers late: one that refuses connections is not there)
+                late = self.registry.metrics.deadline_misses > misses
+                if not late or self._leaving is not None or loop.time() + delay_s > until:
+                    raise
+                log.warning("cluster node start failed, trying again", node=self.node_id, error=str(e))
+            await asyncio.sleep(delay_s * self._rng.uniform(0.8, 1.0))  # a backoff
+            delay_s = min(delay_s * 2, 1.0)
+            if self._leaving is not None:
+                raise ClusterError(f"cluster node {self.node_id!r} left while it was starting")
 
     async def _register(self) -> None:
         self.node = await self.registry.register(
