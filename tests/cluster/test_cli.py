@@ -71,3 +71,53 @@ def test_bad_node_options_and_an_unreachable_registry_are_one_error_line(tmp_pat
     assert worker.returncode == 1
     assert "hunter2-secret" not in worker.stderr + worker.stdout
     assert one_error_line(worker.stderr.split("\n", 1)[1])  # after the worker's banner line
+
+
+@pytest.mark.slow  # several commands: seconds on 2 cores
+async def test_jobs_submit_with_a_pool_assigns_the_job_to_a_node_through_the_registry(
+    tmp_path: Path, redis_url: str, registries: Make
+) -> None:
+    reg = registries(redis_url)
+    await reg.start()
+    await reg.register("a1", pool="gpu", capacity=1, labels={"zone": "a"})
+    await reg.register("b1", pool="gpu", capacity=1, labels={"zone": "b"})
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    args = ("--store", store, "--registry", redis_url, "--pool", "gpu")
+
+    def submitted(*more: str) -> dict[str, object]:
+        done = cli("jobs", "submit", "one", "-i", "a.item={}", *args, *more)
+        assert done.returncode == 0, done.stderr
+        shown = cli("jobs", "list", "--store", store, "--json")
+        (job,) = [j for j in json.loads(shown.stdout) if j["id"] == done.stdout.strip()]
+        return dict(job)
+
+    first = submitted("--labels", "zone=b")
+    assert (first["node"], first["queue"]) == ("b1", "gpu")  # the pool's queue
+    second = submitted("--labels", "zone=b", "--queue", "elsewhere")  # b1 is full: unassigned
+    assert (second["node"], second["queue"]) == (None, "elsewhere")
+    third = submitted()
+    assert third["node"] == "a1"
+
+    url = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    down = cli(
+        "jobs", "submit", "one", "-i", "a.item={}", "--store", store, "--registry", url, "--pool", "gpu"
+    )
+    assert down.returncode == 0, down.stderr  # queued unassigned, as engine.submit does
+    assert "queued unassigned" in down.stderr and "hunter2-secret" not in down.stderr + down.stdout
+
+
+@pytest.mark.slow  # three commands
+def test_jobs_submit_with_a_pool_but_no_registry_is_one_error_line(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    for flags, says in (
+        (["--pool", "gpu"], "--pool needs --registry"),
+        (["--labels", "zone=a"], "give --pool too"),
+        (
+            ["--pool", "gpu", "--registry", "redis://127.0.0.1:1/0", "--labels", "nolabel"],
+            "--labels 'nolabel'",
+        ),
+    ):
+        done = cli("jobs", "submit", "one", "-i", "a.item={}", "--store", store, *flags)
+        assert done.returncode == 2 and says in one_error_line(done.stderr), (flags, done.stderr)
+        assert done.stdout == ""
+    assert not (tmp_path / "w.db").exists()  # nothing submitted

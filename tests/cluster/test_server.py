@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
+
+import weirflow as wf
 from tests.redisserver import free_port
 from tests.server.conftest import live_server
 from weirflow.cluster import Registry
 
 Make = Callable[..., Registry]
+FLOWS = "tests.durable.flows"
 
 
 async def test_the_server_lists_the_registry_nodes_and_reports_its_status(
@@ -69,3 +74,82 @@ def test_a_password_in_the_registry_url_query_string_is_not_shown() -> None:
         assert "pw-hunter2" not in answer.text
         assert answer.json()["registry"]["url"] == url.replace("pw-hunter2", "***")
         assert "pw-hunter2" not in live.client.get("/readyz").text
+
+
+async def test_store_jobs_with_a_pool_go_to_the_registry_nodes(
+    redis_url: str, registries: Make, tmp_path: Path
+) -> None:
+    """``POST /api/store/jobs`` (and ``/batch``) with ``pool``/``labels`` on a server with
+    ``--registry``: each job is assigned to a matching node with room (queued unassigned
+    when none has), its queue the pool's unless given."""
+    reg = registries(redis_url)
+    await reg.start()
+    await reg.register("a1", pool="gpu", capacity=2, labels={"zone": "a"})
+    await reg.register("b1", pool="gpu", capacity=3, labels={"zone": "b"})
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    with live_server(FLOWS, registry=redis_url, store=store) as live:
+        body = {"flow": "one", "inputs": {"a.item": [{}]}, "pool": "gpu", "labels": {"zone": "a"}}
+        first = live.client.post("/api/store/jobs", json=body)
+        assert first.status_code == 201, first.text
+        own_queue = live.client.post("/api/store/jobs", json={**body, "queue": "elsewhere"}).json()
+        full = live.client.post("/api/store/jobs", json=body).json()  # a1 holds 2 of 2
+        listed = {
+            j["id"]: (j["node"], j["queue"]) for j in live.client.get("/api/store/jobs").json()["items"]
+        }
+        assert [listed[j["id"]] for j in (first.json(), own_queue, full)] == [
+            ("a1", "gpu"),
+            ("a1", "elsewhere"),
+            (None, "gpu"),
+        ]
+        assert first.json()["node"] == "a1"
+
+        batch = live.client.post(
+            "/api/store/jobs/batch",
+            json={
+                "jobs": [{**body, "labels": {"zone": "b"}}] * 4
+                + [{"flow": "one", "inputs": {"a.item": [{}]}}]
+            },
+        )
+        assert batch.status_code == 201, batch.text
+        nodes = [live.client.get(f"/api/store/jobs/{i}").json()["node"] for i in batch.json()["ids"]]
+        assert nodes == ["b1", "b1", "b1", None, None]  # b1's 3 slots; then none with room; no pool
+
+
+async def test_a_pool_on_a_server_without_a_registry_is_a_422_naming_it(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    with live_server(FLOWS, store=store) as live:
+        job = {"flow": "one", "inputs": {"a.item": [{}]}}
+        answer = live.client.post("/api/store/jobs", json={**job, "pool": "gpu"})
+        assert answer.status_code == 422 and "--registry" in answer.json()["detail"], answer.text
+        assert answer.json()["detail"].startswith("body.pool: ")
+        labels = live.client.post("/api/store/jobs", json={**job, "labels": {"zone": "a"}})
+        assert labels.status_code == 422 and labels.json()["detail"].startswith("body.labels: "), labels.text
+        batch = live.client.post("/api/store/jobs/batch", json={"jobs": [job, {**job, "pool": "gpu"}]})
+        assert batch.status_code == 422 and batch.json()["detail"].startswith("body.jobs.1.pool: ")
+        assert live.client.get("/api/store/jobs").json()["items"] == []  # nothing queued
+
+
+async def test_the_client_submits_to_a_pool(redis_url: str, registries: Make, tmp_path: Path) -> None:
+    reg = registries(redis_url)
+    await reg.start()
+    await reg.register("a1", pool="gpu", capacity=3, labels={"zone": "a"})
+    await reg.register("b1", pool="gpu", capacity=3, labels={"zone": "b"})
+    with live_server(FLOWS, registry=redis_url, store=f"sqlite:///{tmp_path / 'w.db'}") as live:
+        with wf.Client(live.url) as client:
+            job = client.submit("one", {"a.item": [{}]}, pool="gpu", labels={"zone": "b"}, priority=2)
+            assert job.node == "b1"
+            batch = client.submit_many([("one", {"a.item": [{}]})] * 3, pool="gpu", labels={"zone": "a"})
+            assert batch.created == [True] * 3
+            assert [client.store_job(i).node for i in batch.ids] == ["a1"] * 3
+        async with wf.AsyncClient(live.url) as aclient:
+            late = await aclient.submit("one", {"a.item": [{}]}, pool="gpu")
+            assert late.node == "b1"  # a1 is full, b1 has 2 free
+            more = await aclient.submit_many([("one", {"a.item": [{}]})], pool="gpu", labels={"zone": "b"})
+            assert (await aclient.store_job(more.ids[0])).node == "b1"
+    with (
+        live_server(FLOWS, store=f"sqlite:///{tmp_path / 'other.db'}") as live,
+        wf.Client(live.url) as client,
+    ):
+        with pytest.raises(wf.RequestError) as refused:
+            client.submit("one", {"a.item": [{}]}, pool="gpu")
+        assert refused.value.status == 422 and "--registry" in str(refused.value)

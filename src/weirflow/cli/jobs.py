@@ -23,6 +23,7 @@ from rich.table import Table
 from ..durable.models import (
     COMPLETED,
     DEFAULT_BACKOFF,
+    DEFAULT_QUEUE,
     FINISHED,
     STATUSES,
     JobInfo,
@@ -123,15 +124,35 @@ def submit(
             "--flows", metavar="DIR_OR_MODULE", help="Check the flow and its slots before submitting."
         ),
     ] = None,
-    queue: Annotated[str, typer.Option("--queue")] = "default",
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="default: the --pool's name, else 'default'.")
+    ] = None,
     attempts: Annotated[int, typer.Option("--attempts", min=1)] = 3,
     priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
     delay: Annotated[float, typer.Option("--delay", metavar="S", min=0)] = 0.0,
     timeout: Annotated[float | None, typer.Option("--timeout", metavar="S")] = None,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", metavar="KEY")] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            envvar="WEIRFLOW_REGISTRY",
+            metavar="URL",
+            help="redis://host:port/db: the cluster's node registry, for --pool (docs/cluster.md).",
+        ),
+    ] = None,
+    pool: Annotated[
+        str | None,
+        typer.Option("--pool", help="Assign the job to the least loaded node of this pool with room."),
+    ] = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option("--labels", metavar="K=V", help="With --pool: only nodes with this label (repeat)."),
+    ] = None,
 ) -> None:
     """Queue a job of FLOW; prints its id."""
     with cli_errors():
+        place = _place(registry, pool, labels or [])
         if flows is not None:
             known = {f.name: f for f in load(flows)}
             if flow in known:
@@ -150,7 +171,7 @@ def submit(
         spec = JobSpec(
             flow=flow,
             inputs=dict(inputs),
-            queue=queue,
+            queue=queue or pool or DEFAULT_QUEUE,
             max_attempts=attempts,
             backoff=DEFAULT_BACKOFF,
             delay_s=delay,
@@ -158,7 +179,34 @@ def submit(
             idempotency_key=idempotency_key,
             timeout_s=timeout,
         )
-        print(_with_store(store, lambda s: s.submit(spec), create=True))
+        if place is None:
+            print(_with_store(store, lambda s: s.submit(spec), create=True))
+            return
+        from .nodes import submit_to_pool
+
+        url, pool_name, wanted = place
+        print(
+            _with_store(
+                store, lambda s: submit_to_pool(url, s, spec, pool=pool_name, labels=wanted), create=True
+            )
+        )
+
+
+def _place(
+    registry: str | None, pool: str | None, labels: list[str]
+) -> tuple[str, str, dict[str, str]] | None:
+    """``(registry URL, pool, labels)`` for a submit with ``--pool``; ``None`` without."""
+    from .nodes import parse_labels
+
+    if pool is None:
+        if labels:
+            raise InputError("--labels picks among the nodes of a pool: give --pool too")
+        return None
+    if not pool:
+        raise InputError("--pool must not be empty")
+    if registry is None:
+        raise InputError("--pool needs --registry URL (the node registry to dispatch the job through)")
+    return registry, pool, parse_labels(labels)
 
 
 @jobs_app.command("list")

@@ -22,6 +22,8 @@ from .jobs import JsonOption, _console, _print_json
 
 if TYPE_CHECKING:
     from ..cluster import Membership, Node
+    from ..durable.models import JobSpec
+    from ..durable.store import Store
     from ..durable.worker import Worker
 
 nodes_app = typer.Typer(
@@ -71,6 +73,27 @@ def node_membership(
         labels=parse_labels(labels),
         running=lambda: len(worker.running),
     )
+
+
+async def submit_to_pool(url: str, store: Store, spec: JobSpec, *, pool: str, labels: dict[str, str]) -> str:
+    """``weirflow jobs submit --pool``: ``spec`` assigned to a node of ``pool`` through the
+    registry at ``url`` (``Dispatcher.submit``); its id. A registry that does not answer
+    is said on stderr, and the job is queued unassigned, as ``engine.submit`` does."""
+    from ..cluster import Dispatcher, Registry
+
+    reg = Registry(url, deadline_s=CLI_DEADLINE_S, probe_interval_s=3600)
+    dispatcher = Dispatcher(reg, owns=True)
+    await dispatcher.open()
+    try:
+        if reg.status != "normal":
+            print(
+                f"warning: the registry {reg.safe_url} did not answer: the job is queued unassigned",
+                file=sys.stderr,
+            )
+        job_id, _ = await dispatcher.submit(store, spec, pool=pool, labels=labels)
+        return job_id
+    finally:
+        await dispatcher.close()
 
 
 async def _list(url: str) -> list[Node]:

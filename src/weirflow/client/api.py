@@ -3,6 +3,7 @@ answer is read into (the server's own response models, so both sides agree)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ from ..server.models import (
     JobResultInfo,
     ResumedJob,
 )
-from ..server.store_models import StoreEvent, StoreJob, StoreJobPage, StoreStep
+from ..server.store_models import StoreEvent, StoreJob, StoreJobIds, StoreJobPage, StoreStep
 from .calls import Call, Inputs, field, items, model, models, nothing, query
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "RoutineState",
     "StoreEvent",
     "StoreJob",
+    "StoreJobIds",
     "StoreJobPage",
     "StoreStep",
 ]
@@ -176,6 +178,21 @@ def set_state(job_id: str, key: str, value: Any, routine: str | None) -> Call[Ro
 def submit(flow: str, inputs: Inputs | None, options: dict[str, Any]) -> Call[StoreJob]:
     body = {"flow": flow, "inputs": items(inputs), **options}
     return Call("POST", "/api/store/jobs", model(StoreJob), json=body)
+
+
+def submit_many(jobs: Sequence[tuple[str, Inputs | None]], options: dict[str, Any]) -> Call[StoreJobIds]:
+    body = {"jobs": [{"flow": flow, "inputs": items(inputs), **options} for flow, inputs in jobs]}
+    return Call("POST", "/api/store/jobs/batch", model(StoreJobIds), json=body)
+
+
+def placed(pool: str | None, labels: Mapping[str, str] | None, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``pool`` and ``labels`` when given (a server with ``--registry``
+    assigns the job to a node of the pool)."""
+    if pool is not None:
+        options["pool"] = pool
+    if labels is not None:
+        options["labels"] = dict(labels)
+    return options
 
 
 def store_job(job_id: str) -> Call[StoreJob]:

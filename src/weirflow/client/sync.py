@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from .api import (
     RoutineState,
     StoreEvent,
     StoreJob,
+    StoreJobIds,
     StoreJobPage,
     StoreStep,
 )
@@ -246,10 +247,33 @@ class Client:
         return self.call(api.set_state(job_id, key, value, routine))
 
     # -- durable jobs
-    def submit(self, flow: str, inputs: Inputs | None = None, **options: Any) -> StoreJob:
+    def submit(
+        self,
+        flow: str,
+        inputs: Inputs | None = None,
+        *,
+        pool: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> StoreJob:
         """Submit a durable job (options as ``POST /api/store/jobs``: ``queue``, ``attempts``,
-        ``delay_s``, ``priority``, ``idempotency_key``, ``timeout_s``, ``backoff``)."""
-        return self.call(api.submit(flow, inputs, options))
+        ``delay_s``, ``priority``, ``idempotency_key``, ``timeout_s``, ``backoff``).
+        ``pool`` (and ``labels``): assign it to a node of that pool with room, on a server
+        started with ``--registry`` (docs/cluster.md)."""
+        return self.call(api.submit(flow, inputs, api.placed(pool, labels, options)))
+
+    def submit_many(
+        self,
+        jobs: Sequence[tuple[str, Inputs | None]],
+        *,
+        pool: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> StoreJobIds:
+        """Submit ``(flow, inputs)`` pairs in one transaction (``POST /api/store/jobs/batch``),
+        each with the options given (as ``submit``'s, ``pool`` and ``labels`` included):
+        ``ids`` and ``created`` in order."""
+        return self.call(api.submit_many(jobs, api.placed(pool, labels, options)))
 
     def store_job(self, job_id: str) -> StoreJob:
         return self.call(api.store_job(job_id))

@@ -30,19 +30,24 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import structlog
 
 from ..durable.models import JobSpec
 from ..durable.store import Store
 from ..errors import NodeFullError, StoreError
+from .cache import Reservation
 from .registry import Registry
 
 log = structlog.get_logger("weirflow.cluster")
 
 #: how many nodes one submit tries before it queues the job unassigned
 DEFAULT_MAX_TRIES = 8
+
+#: where a job of a batch goes: ``(pool, labels)``
+Place = tuple[str, Mapping[str, str] | None]
 
 
 class Dispatcher:
@@ -109,6 +114,60 @@ class Dispatcher:
             return out
         self.unassigned += 1
         return await store.submit_once(spec)
+
+    async def submit_many(
+        self, store: Store, specs: Sequence[JobSpec], places: Sequence[Place | None]
+    ) -> list[tuple[str, bool]]:
+        """``Store.submit_many`` of ``specs`` in one transaction, each spec ``i`` with a
+        ``places[i] = (pool, labels)`` assigned to a node as ``submit`` does (``None``: as
+        given). Every job takes a reservation of its own, so a batch spreads over the
+        pool's nodes by load; the store checks each node's share of the batch against its
+        capacity. A refusal (``NodeFullError``: nothing written) tells how many jobs the
+        node still has room for: the batch is placed again with at most that many on it
+        (none: the node is skipped, as by ``submit``). Jobs that find no node with room are
+        queued unassigned. Returns ``(id, created)`` in order."""
+        if len(specs) != len(places):
+            raise ValueError("submit_many needs one place (or None) per spec")
+        skip = self._still_full() if self._full else set()
+        room: dict[str, int] = {}  # node id -> jobs the store said it has room for
+        for _ in range(self.max_tries):
+            held: list[Reservation] = []
+            placed: list[JobSpec] = []
+            share: Counter[str] = Counter()
+            exclude = set(skip)
+            try:
+                for spec, place in zip(specs, places, strict=True):
+                    r = None if place is None else self.registry.reserve(place[0], place[1], exclude=exclude)
+                    if r is None:
+                        placed.append(spec)
+                        continue
+                    node = r.node
+                    held.append(r)
+                    placed.append(dataclasses.replace(spec, node=node.id, node_capacity=node.capacity))
+                    share[node.id] += 1
+                    if share[node.id] >= room.get(node.id, node.capacity):
+                        exclude.add(node.id)
+                try:
+                    out = await store.submit_many(placed)
+                except NodeFullError as e:
+                    if e.node not in share:
+                        raise  # (a spec that came assigned to a node: the caller's, not ours)
+                    self.refused += 1
+                    room[e.node] = max(0, e.capacity - e.assigned)
+                    if room[e.node] == 0:
+                        known = self.registry.get(e.node)
+                        if known is not None:
+                            self._full[e.node] = known.revision
+                        skip.add(e.node)
+                    continue
+            finally:
+                for r in held:
+                    r.release()  # (the store holds the assignments now, or refused them)
+            self.placed += len(held)
+            self.unassigned += sum(place is not None for place in places) - len(held)
+            return out
+        self.unassigned += sum(place is not None for place in places)
+        return await store.submit_many(specs)
 
 
 class Reassigner:

@@ -6,7 +6,7 @@ and never imports this package.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import JobError, JobTimeoutError
@@ -30,6 +30,13 @@ class Placer(Protocol):
     async def submit(
         self, store: Store, spec: JobSpec, *, pool: str, labels: Mapping[str, str] | None = None
     ) -> tuple[str, bool]: ...
+
+    async def submit_many(
+        self,
+        store: Store,
+        specs: Sequence[JobSpec],
+        places: Sequence[tuple[str, Mapping[str, str] | None] | None],
+    ) -> list[tuple[str, bool]]: ...
 
 
 class DurableClient:
@@ -69,35 +76,57 @@ class DurableClient:
         queue: str | None = None,
         **options: Any,
     ) -> str:
-        if pool is None:
-            if labels:
-                raise JobError("labels= picks among the nodes of a pool: give pool= too")
+        if not self._dispatched(pool, labels):
             spec = self.spec(flow, inputs, queue=queue or DEFAULT_QUEUE, **options)
             store = await self.open()
             return await store.submit(spec)
-        if not isinstance(pool, str) or not pool:
-            raise JobError("pool must be a non-empty string")
-        if self.placer is None:
-            raise JobError("pool= needs the cluster's registry: wf.Engine(store=..., registry='redis://...')")
+        assert pool is not None and self.placer is not None
         spec = self.spec(flow, inputs, queue=queue or pool, **options)
         store = await self.open()
         job_id, _ = await self.placer.submit(store, spec, pool=pool, labels=dict(labels or {}))
         return job_id
 
+    def _dispatched(self, pool: str | None, labels: Mapping[str, str] | None) -> bool:
+        """Whether a submit with ``pool`` goes through the placer (``JobError`` for a bad
+        ``pool``, ``labels`` without one, or a pool without a registry)."""
+        if pool is None:
+            if labels:
+                raise JobError("labels= picks among the nodes of a pool: give pool= too")
+            return False
+        if not isinstance(pool, str) or not pool:
+            raise JobError("pool must be a non-empty string")
+        if self.placer is None:
+            raise JobError("pool= needs the cluster's registry: wf.Engine(store=..., registry='redis://...')")
+        return True
+
     async def submit_many(
-        self, jobs: Iterable[JobSpec | tuple[str, dict[str, Any] | None]], **options: Any
+        self,
+        jobs: Iterable[JobSpec | tuple[str, dict[str, Any] | None]],
+        *,
+        pool: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        queue: str | None = None,
+        **options: Any,
     ) -> list[str]:
         """Each of ``jobs`` checked (its flow registered, its slots the flow's), then all
         submitted in one transaction; ids in order. ``options`` are ``submit``'s, for the
-        ``(flow, inputs)`` pairs; a ``JobSpec`` carries its own."""
+        ``(flow, inputs)`` pairs; a ``JobSpec`` carries its own. With ``pool`` every job is
+        assigned to a node of it as ``submit`` does (the pairs' queue is then ``pool``
+        unless ``queue`` is given)."""
+        dispatched = self._dispatched(pool, labels)
+        default_queue = queue or (pool if dispatched and pool else DEFAULT_QUEUE)
         specs = [
             self.spec(job.flow, job.inputs, spec=job)
             if isinstance(job, JobSpec)
-            else self.spec(*job, **options)
+            else self.spec(*job, queue=default_queue, **options)
             for job in jobs
         ]
         store = await self.open()
-        return [job_id for job_id, _ in await store.submit_many(specs)]
+        if not dispatched:
+            return [job_id for job_id, _ in await store.submit_many(specs)]
+        assert pool is not None and self.placer is not None
+        place = (pool, dict(labels or {}))
+        return [job_id for job_id, _ in await self.placer.submit_many(store, specs, [place] * len(specs))]
 
     def spec(
         self,

@@ -275,12 +275,14 @@ class Engine:
         self,
         jobs: Iterable[Any],
         *,
-        queue: str = "default",
+        queue: str | None = None,
         attempts: int = 3,
         backoff: Backoff | None = None,
         delay_s: float = 0.0,
         priority: int = 0,
         timeout_s: float | None = None,
+        pool: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[str]:
         """Queue many durable jobs in one transaction (PostgreSQL: one statement and one
         ``NOTIFY``); returns their ids in order.
@@ -291,9 +293,16 @@ class Engine:
         bad job (an unknown flow or slot, inputs a store cannot hold) raises and queues
         none. A job whose idempotency key (per queue) is held, by an earlier job or an
         earlier one of the list, gets that job's id.
+
+        ``pool`` (and ``labels``) assign every job to a node as ``submit`` does: each job
+        is reserved on a node with room, the store checks each node's share of the batch
+        against its capacity, and jobs no node has room for are queued unassigned. The
+        pairs' queue is ``pool`` unless ``queue`` is given, else ``"default"``.
         """
         return await self._store_client().submit_many(
             jobs,
+            pool=pool,
+            labels=labels,
             queue=queue,
             attempts=attempts,
             backoff=backoff,

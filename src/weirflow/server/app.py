@@ -141,8 +141,13 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
             stack.callback(delattr, app.state, "supervisor")
             metrics.registry.register(supervisor.metrics)
             if settings.store is not None:
+                dispatcher = None
+                if settings.registry is not None:  # jobs submitted with a pool go to its nodes
+                    from ..cluster import Dispatcher
+
+                    dispatcher = Dispatcher(app.state.registry)
                 store_service = await stack.enter_async_context(
-                    StoreService.opened(settings.store, engine.flows)
+                    StoreService.opened(settings.store, engine.flows, dispatcher=dispatcher)
                 )
                 app.state.store_service = store_service
                 stack.callback(delattr, app.state, "store_service")

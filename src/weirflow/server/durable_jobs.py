@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..durable.models import (
     DEFAULT_BACKOFF,
@@ -34,41 +34,79 @@ from .errors import ConflictError, InvalidRequestError, NotFoundError, Unavailab
 from .jsonsafe import jsonable
 from .store_models import AddSchedule, SubmitStoreJob, SubmitStoreJobs
 
+if TYPE_CHECKING:
+    from ..cluster.dispatch import Dispatcher
+
 T = TypeVar("T")
 
 
 class StoreService:
     """The server's durable store and the flows jobs may be submitted for."""
 
-    def __init__(self, store: Store, flows: Mapping[str, Flow]) -> None:
+    def __init__(
+        self, store: Store, flows: Mapping[str, Flow], *, dispatcher: Dispatcher | None = None
+    ) -> None:
         self.store = store
         self.flows = flows
+        self.dispatcher = dispatcher
 
     @classmethod
     @asynccontextmanager
-    async def opened(cls, url: str, flows: Mapping[str, Flow]) -> AsyncIterator[StoreService]:
-        """The service over the store at ``url``, open for the block (closed after)."""
+    async def opened(
+        cls, url: str, flows: Mapping[str, Flow], *, dispatcher: Dispatcher | None = None
+    ) -> AsyncIterator[StoreService]:
+        """The service over the store at ``url``, open for the block (closed after); with a
+        ``dispatcher`` (``--registry``), jobs submitted with a ``pool`` go to its nodes."""
         store = open_store(url)
         await store.open()
         try:
-            yield cls(store, flows)
+            yield cls(store, flows, dispatcher=dispatcher)
         finally:
             await store.close()
 
     # -- submitting ---------------------------------------------------------------------
 
     async def submit(self, body: SubmitStoreJob) -> tuple[JobInfo, bool]:
-        """Queue a job; returns it and whether this call created it (``False``: an earlier
-        submit with the same idempotency key did)."""
-        job_id, created = await self._call(self.store.submit_once, self._spec(body, ["body"]))
+        """Queue a job (assigned to a node of ``body.pool`` with a registry); returns it and
+        whether this call created it (``False``: an earlier submit with the same
+        idempotency key did)."""
+        spec = self._spec(body, ["body"])
+        place = self._place(body, ["body"])
+        if place is None:
+            job_id, created = await self._call(self.store.submit_once, spec)
+        else:
+            assert self.dispatcher is not None
+            job_id, created = await self._call(
+                self.dispatcher.submit, self.store, spec, pool=place[0], labels=place[1]
+            )
         record = await self._record(job_id)
         return JobInfo.of(record, await self._call(self.store.steps, job_id)), created
 
     async def submit_many(self, body: SubmitStoreJobs) -> list[tuple[str, bool]]:
         """Queue every job of the batch in one transaction, or none (the first bad one is a
-        ``422`` naming it: ``body.jobs.3.flow``); ``(id, created)`` in order."""
+        ``422`` naming it: ``body.jobs.3.flow``); ``(id, created)`` in order. Jobs with a
+        ``pool`` are assigned to its nodes (``Dispatcher.submit_many``)."""
         specs = [self._spec(job, ["body", "jobs", n]) for n, job in enumerate(body.jobs)]
-        return await self._call(self.store.submit_many, specs)
+        places = [self._place(job, ["body", "jobs", n]) for n, job in enumerate(body.jobs)]
+        if all(place is None for place in places):
+            return await self._call(self.store.submit_many, specs)
+        assert self.dispatcher is not None
+        return await self._call(self.dispatcher.submit_many, self.store, specs, places)
+
+    def _place(self, body: SubmitStoreJob, loc: list[str | int]) -> tuple[str, dict[str, str]] | None:
+        """Where ``body`` asks its job to go, ``(pool, labels)``, or ``None`` (no pool)."""
+        if body.pool is None:
+            if body.labels:
+                raise InvalidRequestError(
+                    [*loc, "labels"], "labels pick among the nodes of a pool: give pool too"
+                )
+            return None
+        if self.dispatcher is None:
+            raise InvalidRequestError(
+                [*loc, "pool"],
+                "this server has no node registry to dispatch jobs to: start it with --registry redis://host:port/db",
+            )
+        return body.pool, dict(body.labels or {})
 
     def _spec(self, body: SubmitStoreJob, loc: list[str | int]) -> JobSpec:
         """The job ``body`` asks for (at ``loc`` in the request), checked against the flows."""
@@ -85,10 +123,12 @@ class StoreService:
                 )
         b = body.backoff
         backoff = Backoff(b.initial_s, b.factor, b.max_s, b.jitter) if b is not None else DEFAULT_BACKOFF
+        # (a job with a pool goes to the pool's queue unless the body names one)
+        queue = body.pool if body.pool is not None and "queue" not in body.model_fields_set else body.queue
         return JobSpec(
             flow=flow.name,
             inputs=dict(body.inputs),
-            queue=body.queue,
+            queue=queue,
             max_attempts=body.attempts,
             backoff=backoff,
             delay_s=body.delay_s,

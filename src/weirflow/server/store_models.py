@@ -27,6 +27,9 @@ INT4 = 2**31 - 1
 #: a name the store keeps as text: 1-200 characters, no NUL (PostgreSQL text cannot hold it)
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=r"^[^\x00]*$")]
 Seconds = Annotated[float, Field(ge=0, le=MAX_DELAY_S, allow_inf_nan=False)]
+#: a node label's value (``weirflow worker --labels k=v``)
+LabelValue = Annotated[str, Field(max_length=MAX_NAME, pattern=r"^[^\x00]*$")]
+MAX_LABELS = 64
 
 # -- requests -------------------------------------------------------------------------
 
@@ -55,6 +58,14 @@ class SubmitStoreJob(RequestBody):
     )
     timeout_s: float | None = Field(
         default=None, gt=0, le=MAX_DELAY_S, allow_inf_nan=False, description="Per attempt."
+    )
+    pool: Name | None = Field(
+        default=None,
+        description="Assign the job to the least loaded node of this pool with room (a server "
+        "started with --registry; docs/cluster.md); the queue is then the pool's name unless given.",
+    )
+    labels: Annotated[dict[Name, LabelValue], Field(max_length=MAX_LABELS)] | None = Field(
+        default=None, description="With pool: only nodes carrying every one of these labels."
     )
 
 
