@@ -28,7 +28,8 @@ async def test_a_worker_with_a_registry_is_a_node_with_its_running_count(
     watcher = registries(redis_url)
     await watcher.start()
     store = f"sqlite:///{tmp_path / 'w.db'}"
-    slow = cli("jobs", "submit", "one", "-i", 'a.item={"sleep_s": 60}', "--store", store)
+    # (queue gpu: the queue a worker of pool gpu serves when given no --queue)
+    slow = cli("jobs", "submit", "one", "-i", 'a.item={"sleep_s": 60}', "--store", store, "--queue", "gpu")
     assert slow.returncode == 0, slow.stderr
     args = ("--registry", redis_url, "--pool", "gpu", "--labels", "zone=a", "--capacity", "2")
     with WorkerProcess(store, tmp_path / "w.log", "--shutdown-grace", "0.2", *args) as worker:
