@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -120,6 +121,25 @@ class FailOn(wf.Routine):
                 os.kill(os.getpid(), signal.SIGKILL)
             raise ValueError(f"bad {n}")
         ctx.emit(self.out, n)
+
+
+class RetrySquare(Square):
+    on_error = wf.ErrorPolicy(retries=2, backoff=wf.Backoff(initial_s=0.0, jitter=False))
+
+
+class EmitLock(wf.Routine):
+    """Forwards its items; for ``victim`` it emits a lock, which cannot be pickled back."""
+
+    executor = "process"
+    inp = wf.Slot()
+    out = wf.Event()
+
+    def __init__(self, *, victim: int) -> None:
+        super().__init__(victim=victim)
+
+    @inp.handler
+    def handle(self, n: int, ctx: wf.Context) -> None:
+        ctx.emit(self.out, threading.Lock() if n == self.victim else n)
 
 
 class Tell(wf.Routine):

@@ -17,11 +17,13 @@ from tests.conftest import assert_settled
 from tests.runtime.flows import Collect
 from tests.runtime.process_flows import (
     Count,
+    EmitLock,
     FailOn,
     Fails,
     KillOnce,
     Meet,
     ProcessWork,
+    RetrySquare,
     Slow,
     SlowLetters,
     Square,
@@ -229,6 +231,23 @@ async def test_a_child_killed_in_a_later_stage_of_a_process_chain_fails_the_job_
     assert result.status is wf.JobStatus.FAILED
     assert (result.error or "").startswith("routine 'r1' failed: WorkerDiedError:")
     assert "signal 9" in (result.error or "")
+    assert_settled(result)
+
+
+async def test_a_later_stage_whose_emit_cannot_travel_back_fails_the_job_naming_it() -> None:
+    """The chain's last routine emits what cannot be pickled: its call failed (it used to be
+    reported as a failure of the request's first routine, and with a retry policy there
+    the calls after it ran the chain again, counted twice)."""
+    flow = chain(RetrySquare(), EmitLock(victim=25))
+    result, _ = await run(flow, {"r0.inp": list(range(100))}, processes=1)
+    assert result.status is wf.JobStatus.FAILED
+    assert (result.error or "").startswith(
+        "routine 'r1' failed: RemoteError: cannot send what the handler emitted back from its process"
+    ), result.error
+    s = result.stats.slots["r1.inp"]
+    assert s.enqueued == s.processed + s.dead_lettered + s.size + s.in_flight
+    assert s.processed <= 100 and result.stats.routines["r1"].calls <= 100
+    assert result.stats.routines["r0"].failures == 0
     assert_settled(result)
 
 

@@ -99,6 +99,11 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="weirflow-parent-watch", daemon=True).start()
 
 
+class NoItem:
+    """In the failure of a later stage's call (``process_runner.Chain``): the item it was
+    called with did not come back (it cannot be pickled, or it died with the child)."""
+
+
 class _StageError(Exception):
     """A call of a later stage of a process chain raised (``_run_stages``)."""
 
@@ -169,6 +174,7 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
             results.append((False, [], _portable(e), 0.0))
             calls = []
         stats: list[list[float]] = [[0, 0.0] for _ in stages]
+        marks: list[list[list[float]]] = []  # the later stages' counts after each call
         failed: tuple[int, Any, BaseException, float] | None = None
         for i, (attempt, args) in enumerate(calls):
             progress.value = i
@@ -192,20 +198,39 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
                     failed = (f.stage, f.item, f.error, f.dt)
                     results.append((True, [], None, dt))
                     break
+                finally:
+                    marks.append([c[:] for c in stats])
             results.append((True, emitted, None, dt))
         later = (stats, [c.state for _, _, c in stages], failed) if chain else None
         try:
             out = pickle.dumps((results, ctx.state, later), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - find the call whose emits cannot travel
-            kept, left = _salvage(results, ctx.state)
-            if later is not None:  # (the chain's states and failure: as far as they travel)
-                later = _portable_later(later, len(kept) < len(results))
+            if later is None:
+                kept, left = _salvage(results, ctx.state)
+            else:
+                kept, left, later = _salvage_chain(results, ctx.state, later, marks, len(stages))
             out = pickle.dumps((kept, left, later))
         conn.send_bytes(out)
 
 
-def _portable_later(later: tuple[Any, Any, Any], cut: bool) -> tuple[Any, Any, Any]:
+def _salvage_chain(
+    results: Results, state: dict[str, Any], later: tuple[Any, Any, Any], marks: list[Any], n_stages: int
+) -> tuple[Results, dict[str, Any] | None, tuple[Any, Any, Any]]:
+    """``_salvage`` for a request with a process chain: what the chain's last stage emitted
+    for a call cannot travel, so that stage's call failed (the reply's failure; the
+    results and the stages' counts end with that call); or what cannot travel is a state,
+    or the item of the failure: sent as ``None`` (not applied) and ``NoItem``."""
     stats, states, failed = later
+    kept: Results = []
+    for k, (ok, emitted, error, dt) in enumerate(results):
+        try:
+            pickle.dumps(emitted)
+        except Exception as e:  # noqa: BLE001
+            text = f"cannot send what the handler emitted back from its process: {type(e).__name__}: {e}"
+            kept.append((True, [], None, dt))
+            stats, failed = marks[k], (n_stages, NoItem(), RemoteError(text), 0.0)
+            break
+        kept.append((ok, emitted, error, dt))
     try:
         pickle.dumps(states)
     except Exception:  # noqa: BLE001
@@ -213,10 +238,13 @@ def _portable_later(later: tuple[Any, Any, Any], cut: bool) -> tuple[Any, Any, A
     if failed is not None:
         try:
             pickle.dumps(failed)
-        except Exception:  # noqa: BLE001 - the item that failed cannot travel: its text does
-            stage, item, error, dt = failed
-            failed = (stage, RemoteError(f"unpicklable item: {item!r}"), error, dt)
-    return stats, states, None if cut else failed
+        except Exception:  # noqa: BLE001 - the item that failed cannot travel
+            failed = (failed[0], NoItem(), _portable(failed[2]), failed[3])
+    try:
+        pickle.dumps(state)
+    except Exception:  # noqa: BLE001
+        return kept, None, (stats, states, failed)
+    return kept, state, (stats, states, failed)
 
 
 def _salvage(

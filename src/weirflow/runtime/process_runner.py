@@ -26,9 +26,9 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import RemoteError, UnpicklableError, WorkerDiedError
+from ..errors import UnpicklableError, WorkerDiedError
 from .activation import BoundActivation
-from .process import MAX_BATCH, STAGE, Results
+from .process import MAX_BATCH, STAGE, NoItem, Results
 from .runner import RoutineRunner
 from .shared_queue import SharedSlotQueue, emit_from_thread
 from .threads import ThreadRunner, _Call
@@ -44,8 +44,6 @@ UNPICKLABLE = "unpicklable"
 #: chain's: ``Chain.settles``), so that every state a reply carries is checked and applied
 #: in one step, whatever other requests return meanwhile
 SETTLING = threading.Lock()
-#: the item of a later stage's call whose child died: it died with the child
-_DIED = RemoteError("the item died with its worker process")
 
 
 class StateTurns:
@@ -442,7 +440,7 @@ class ProcessRunner(ThreadRunner):
         if isinstance(error, Retry):
             text = f"Retry: retries exhausted after 1 attempt(s) ({error})"
         self.job.fail(f"routine {self.name!r} failed: {text}")
-        if item is not _DIED:
+        if not isinstance(item, NoItem):
             self.acts[0].queues[0].refuse(item, "handler_failed", text)
 
     def _run_batch(
@@ -473,7 +471,12 @@ class ProcessRunner(ThreadRunner):
                 stage, index = divmod(e.index, STAGE)
                 if stage and chain is not None:  # in a later stage's call: that call failed
                     keep = True
-                    return pending[index : index + 1], [(True, [], None, 0.0)], chain, (stage, _DIED, e, 0.0)
+                    return (
+                        pending[index : index + 1],
+                        [(True, [], None, 0.0)],
+                        chain,
+                        (stage, NoItem(), e, 0.0),
+                    )
                 # the calls before the one it was in ran, but their results died with it: they
                 # stay pending and run again; the one it was in failed this attempt
                 return pending[index : index + 1], [(False, [], e, 0.0)], None, None
