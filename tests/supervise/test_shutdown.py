@@ -47,11 +47,13 @@ def check(proc: subprocess.Popen[str], grace_s: float) -> None:
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     line = proc.stdout.readline()
-    assert proc.wait(timeout=30) == 0
+    # timed from the signal to the script's word that its supervisor has closed, every child
+    # ended by then: what the script does after (asyncio.run's teardown, the interpreter's
+    # exit: 0.3-0.6 s at load 12-15) is no part of the bound, nor is the wait for it
     took_s = time.monotonic() - t0
-    assert json.loads(line)["shutdown_s"] <= grace_s + 1
-    assert took_s <= grace_s + 1 + 1.0  # and the interpreter's own exit
     assert all(gone(pid) for pid in pids)
+    assert json.loads(line)["shutdown_s"] <= took_s <= grace_s + 1
+    assert proc.wait(timeout=30) == 0
     # multiprocessing's resource tracker ends once it sees its parent gone
     _, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == []
