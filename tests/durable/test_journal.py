@@ -155,11 +155,15 @@ class HeldStore:
         self.batches: list[int] = []  # records per append
 
     async def append_journal(
-        self, rows: Sequence[tuple[str, str]], *, tokens: Mapping[str, int] | None = None
+        self,
+        rows: Sequence[tuple[str, str]],
+        *,
+        tokens: Mapping[str, int] | None = None,
+        batches: Mapping[str, int] | None = None,
     ) -> list[str]:
         await self.release.wait()
         self.batches.append(sum(text.count("\n") + 1 for _, text in rows))
-        return await self.store.append_journal(rows, tokens=tokens)
+        return await self.store.append_journal(rows, tokens=tokens, batches=batches)
 
     async def read_journal(self, job_id: str) -> list[str]:
         return await self.store.read_journal(job_id)
@@ -228,10 +232,14 @@ class Entered(HeldStore):
         self.entered = asyncio.Event()
 
     async def append_journal(
-        self, rows: Sequence[tuple[str, str]], *, tokens: Mapping[str, int] | None = None
+        self,
+        rows: Sequence[tuple[str, str]],
+        *,
+        tokens: Mapping[str, int] | None = None,
+        batches: Mapping[str, int] | None = None,
     ) -> list[str]:
         self.entered.set()
-        return await super().append_journal(rows, tokens=tokens)
+        return await super().append_journal(rows, tokens=tokens, batches=batches)
 
 
 @pytest.mark.parametrize("store_url", ["memory"], indirect=True)

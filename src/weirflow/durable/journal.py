@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 import structlog
 
-from ..errors import JobError, UnstorableError
+from ..errors import JobError, StoreRefusedError, UnstorableError
 from ..runtime import records
 from ..runtime.journal import Journal, Step
 from ..runtime.records import Codec, Record
@@ -51,11 +51,16 @@ class JournalStore(Protocol):
     """What the journal needs of a store."""
 
     async def append_journal(
-        self, rows: Sequence[tuple[str, str]], *, tokens: Mapping[str, int] | None = None
+        self,
+        rows: Sequence[tuple[str, str]],
+        *,
+        tokens: Mapping[str, int] | None = None,
+        batches: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Append ``(job_id, record_json)`` rows, in order, in one transaction; with
-        ``tokens``, only the rows of jobs still running under their token. Returns the
-        job ids refused."""
+        ``tokens``, only the rows of jobs still running under their token; with
+        ``batches`` (job id: its batch number within the claim), not a job's batch the
+        store holds already. Returns the job ids refused."""
 
     async def read_journal(self, job_id: str) -> list[str]:
         """Every record of ``job_id`` in the order appended."""
@@ -103,6 +108,10 @@ class DurableJournal(Journal):
         self.store = store
         self.on_lost = on_lost
         self._tokens: dict[str, int] | None = {} if fenced else None  # job id -> token
+        self._batch_no: dict[str, int] = {}  # job id -> its last batch number in this claim
+        # the batch whose append failed, as it was sent (its rows, their job's token and
+        # batch number), and the records it holds: sent again, first, by the next flush
+        self._unsent: tuple[dict[str, str], dict[str, tuple[int, int]], int] | None = None
         self.drop_completed = drop_completed
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
@@ -128,12 +137,14 @@ class DurableJournal(Journal):
         if self._tokens is None:
             self._tokens = {}
         self._tokens[job_id] = token
+        self._batch_no[job_id] = 0
 
     def forget(self, job_id: str) -> None:
         """The worker is done with ``job_id``: nothing more of it is written (records that
         a handler still running makes from now on are dropped)."""
         if self._tokens is not None:
             self._tokens.pop(job_id, None)
+        self._batch_no.pop(job_id, None)
 
     def _lose(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
@@ -259,35 +270,77 @@ class DurableJournal(Journal):
 
     async def flush(self) -> None:
         """Commit everything buffered so far: one row per job per batch, its records
-        newline-separated (JSON text has no raw newlines), in one transaction."""
+        newline-separated (JSON text has no raw newlines), in one transaction.
+
+        Fenced, each job's batches are numbered within its claim (``begin``), and a batch
+        whose append failed is sent again as it was, with its numbers, before anything
+        newer: when the store had committed it and only its reply was lost, the store
+        skips it (``append_journal(batches=...)``) instead of holding its records twice
+        (a replay would deliver them twice). A batch the store refuses for what it holds
+        (``StoreRefusedError``) is sent job by job; a job refused again loses its records
+        and is given up (``on_lost``), the others are written."""
         async with self._lock:
             while True:
-                if self._pending is not None:  # (each pass: a step may have started meanwhile)
-                    self._release()
-                if not self._buffer:
+                if self._unsent is None and not self._next_batch():
                     break
-                batch, self._buffer = self._buffer, []
-                rows: dict[str, list[bytes]] = {}
-                for job_id, text in batch:
-                    rows.setdefault(job_id, []).append(text)
+                assert self._unsent is not None
+                texts, numbers, records = self._unsent
                 tokens = self._tokens
                 held: dict[str, int] | None = None
-                if tokens is not None:  # only the jobs held: others' records are dropped
-                    held = {j: tokens[j] for j in rows if j in tokens}
-                    if len(held) < len(rows):
-                        rows = {j: texts for j, texts in rows.items() if j in held}
+                batches: dict[str, int] | None = None
+                if tokens is not None:  # only the jobs still held under the batch's token
+                    held = {j: tokens[j] for j in texts if j in tokens and tokens[j] == numbers[j][0]}
+                    batches = {j: numbers[j][1] for j in held}
+                rows = [(j, text) for j, text in texts.items() if held is None or j in held]
                 try:
-                    refused = await self.store.append_journal(
-                        [(job_id, b"\n".join(texts).decode()) for job_id, texts in rows.items()],
-                        tokens=held,
-                    )
+                    refused = await self.store.append_journal(rows, tokens=held, batches=batches)
+                except StoreRefusedError:
+                    refused = await self._job_by_job(rows, held, batches)
                 except Exception as e:  # kept for the owner of the job to see; re-raised
                     self.error = e
-                    self._buffer[:0] = batch  # keep them: the next flush tries again
-                    raise
-                self.committed += len(batch)
+                    raise  # (``_unsent`` stays: the next flush sends it again)
+                self._unsent = None
+                self.committed += records
                 if refused:
                     self._lose(refused)
+
+    def _next_batch(self) -> bool:
+        """Make the buffered records the next batch to send (``_unsent``); ``False`` if
+        there are none."""
+        if self._pending is not None:  # (each pass: a step may have started meanwhile)
+            self._release()
+        if not self._buffer:
+            return False
+        batch, self._buffer = self._buffer, []
+        rows: dict[str, list[bytes]] = {}
+        for job_id, text in batch:
+            rows.setdefault(job_id, []).append(text)
+        tokens = self._tokens
+        numbers: dict[str, tuple[int, int]] = {}
+        if tokens is not None:  # only the jobs held: others' records are dropped
+            if any(j not in tokens for j in rows):
+                rows = {j: texts for j, texts in rows.items() if j in tokens}
+            for job_id in rows:
+                n = self._batch_no.get(job_id, 0) + 1
+                self._batch_no[job_id] = n
+                numbers[job_id] = (tokens[job_id], n)
+        texts = {job_id: b"\n".join(lines).decode() for job_id, lines in rows.items()}
+        self._unsent = (texts, numbers, len(batch))
+        return True
+
+    async def _job_by_job(
+        self, rows: list[tuple[str, str]], held: dict[str, int] | None, batches: dict[str, int] | None
+    ) -> list[str]:
+        refused: list[str] = []
+        for job_id, text in rows:
+            one = None if held is None else {job_id: held[job_id]}
+            number = None if batches is None else {job_id: batches[job_id]}
+            try:
+                refused += await self.store.append_journal([(job_id, text)], tokens=one, batches=number)
+            except StoreRefusedError as e:
+                log.error("journal_not_stored", job=job_id, error=str(e))
+                refused.append(job_id)
+        return refused
 
     async def job_finished(self, job: Job, result: JobResult) -> None:
         """A completed job's records not yet committed are dropped: once its outcome is

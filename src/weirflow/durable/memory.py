@@ -11,7 +11,7 @@ import itertools
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import JobError, LeaseLostError, StoreError
@@ -57,6 +57,7 @@ class MemoryStore:
         self._claims: dict[str, deque[float]] = {}
         self._sweeper: tuple[str, float] | None = None
         self._journal: dict[str, list[str]] = {}
+        self._last_batch: dict[str, tuple[int, int]] = {}  # job id -> (token, batch) appended last
         self._wakeups = Wakeups()
         self._outcomes = Outcomes()
         self._schedules: dict[str, Schedule] = {}
@@ -403,6 +404,7 @@ class MemoryStore:
             for key in [k for k in self._steps if k[0] == job_id]:
                 del self._steps[key]
             self._journal.pop(job_id, None)
+            self._last_batch.pop(job_id, None)
             deleted += 1
         if deleted:
             self._events = [e for e in self._events if e.job_id is None or e.job_id in self._jobs]
@@ -443,7 +445,11 @@ class MemoryStore:
         return await self._outcomes.wait_finished(self.get, job_id, timeout_s)
 
     async def append_journal(
-        self, rows: Sequence[tuple[str, str]], *, tokens: Leases | None = None
+        self,
+        rows: Sequence[tuple[str, str]],
+        *,
+        tokens: Leases | None = None,
+        batches: Mapping[str, int] | None = None,
     ) -> list[str]:
         refused: set[str] = set()
         if tokens is not None:
@@ -451,8 +457,18 @@ class MemoryStore:
         missing = {job_id for job_id, _ in rows if job_id not in self._jobs} - refused
         if missing:
             raise StoreError(f"journal records for jobs not in the store: {', '.join(sorted(missing))}")
+        skip = set(refused)
+        if tokens is not None and batches:
+            for job_id, n in batches.items():
+                last = self._last_batch.get(job_id)
+                if job_id in skip or job_id not in tokens:
+                    continue
+                if last is not None and last[0] == tokens[job_id] and last[1] >= n:
+                    skip.add(job_id)  # held already (a batch sent again)
+                else:
+                    self._last_batch[job_id] = (tokens[job_id], n)
         for job_id, record in rows:
-            if job_id not in refused:
+            if job_id not in skip:
                 self._journal.setdefault(job_id, []).append(record)
         return sorted(refused)
 

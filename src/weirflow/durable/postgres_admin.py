@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -57,15 +57,25 @@ _RECORD_STEPS = (
 )
 
 # the journal rows of jobs running under their tokens, in the order given (``ord``: ``pos``
-# follows it); returns the ids written
+# follows it), but not a batch the job's last row says is held already (``batches``);
+# returns the ids held (written or skipped)
 _APPEND_JOURNAL = (
-    "WITH u AS (SELECT e->>0 AS job_id, e->>1 AS record, (e->>2)::int AS token, ord"
+    "WITH u AS (SELECT e->>0 AS job_id, e->>1 AS record, (e->>2)::int AS token, (e->>3)::int AS batch, ord"
     " FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(e, ord)),"
     " held AS (SELECT j.id, j.runs FROM wf_jobs j WHERE j.id IN (SELECT job_id FROM u)"
     " AND j.status = 'running' ORDER BY j.id FOR SHARE),"
-    " ins AS (INSERT INTO wf_journal (job_id, record) SELECT u.job_id, u.record FROM u"
-    " JOIN held ON held.id = u.job_id AND held.runs = u.token ORDER BY u.ord RETURNING job_id)"
-    " SELECT DISTINCT job_id FROM ins"
+    " ok AS (SELECT u.* FROM u JOIN held ON held.id = u.job_id AND held.runs = u.token),"
+    " ins AS (INSERT INTO wf_journal (job_id, record, run, batch)"
+    " SELECT ok.job_id, ok.record, ok.token, ok.batch FROM ok WHERE ok.batch IS NULL"
+    " OR NOT EXISTS (SELECT 1 FROM (SELECT l.run, l.batch FROM wf_journal l"
+    " WHERE l.job_id = ok.job_id ORDER BY l.pos DESC LIMIT 1) AS last"
+    " WHERE last.run = ok.token AND last.batch >= ok.batch) ORDER BY ok.ord)"
+    " SELECT DISTINCT job_id FROM ok"
+)
+# the last journal row's run and batch of each job (the batches it holds already)
+_LAST_BATCHES = (
+    "SELECT DISTINCT ON (job_id) job_id, run, batch FROM wf_journal WHERE job_id = ANY(%s)"
+    " ORDER BY job_id, pos DESC"
 )
 # above this (records' total characters) a worker's flush is plain inserts (see there)
 ONE_STATEMENT_JOURNAL_CHARS = 64 * 1024
@@ -251,15 +261,24 @@ class PostgresAdmin(PostgresBase):
     # -- the durable journal ----------------------------------------------------------------
 
     async def append_journal(
-        self, rows: Sequence[tuple[str, str]], *, tokens: Leases | None = None
+        self,
+        rows: Sequence[tuple[str, str]],
+        *,
+        tokens: Leases | None = None,
+        batches: Mapping[str, int] | None = None,
     ) -> list[str]:
         if not rows:
             return []
+        numbers: Mapping[str, int] = batches if batches and tokens is not None else {}
+        token_of: Mapping[str, int] = tokens if tokens is not None else {}
         if tokens is not None and sum(len(r) for _, r in rows) <= ONE_STATEMENT_JOURNAL_CHARS:
             # a worker's flush of small jobs: one statement, one round trip — the fencing
-            # check (job rows locked ``FOR SHARE``, in id order as ``_running`` does) and the
-            # inserts in the order given (the rows as one JSON text: ``json_rows``)
-            written = await self._one(_APPEND_JOURNAL, (json_rows([(j, r, tokens.get(j)) for j, r in rows]),))
+            # check (job rows locked ``FOR SHARE``, in id order as ``_running`` does), the
+            # batches held already skipped, and the inserts in the order given (the rows
+            # as one JSON text: ``json_rows``)
+            written = await self._one(
+                _APPEND_JOURNAL, (json_rows([(j, r, tokens.get(j), numbers.get(j)) for j, r in rows]),)
+            )
             kept = {r[0] for r in written}
             return sorted({job_id for job_id, _ in rows if job_id not in kept})
         refused: set[str] = set()
@@ -274,9 +293,23 @@ class PostgresAdmin(PostgresBase):
                     job_id for job_id, _ in batch if job_id not in runs or runs[job_id] != tokens.get(job_id)
                 }
                 batch = [row for row in batch if row[0] not in refused]
+            if numbers and batch:
+                cur = await conn.execute(_LAST_BATCHES, (sorted({job_id for job_id, _ in batch}),))
+                held = {
+                    job_id
+                    for job_id, run, n in await cur.fetchall()
+                    if n is not None
+                    and job_id in numbers
+                    and run == token_of.get(job_id)
+                    and n >= numbers[job_id]
+                }
+                batch = [row for row in batch if row[0] not in held]
             if batch:
                 async with conn.cursor() as cur:
-                    await cur.executemany("INSERT INTO wf_journal (job_id, record) VALUES (%s, %s)", batch)
+                    await cur.executemany(
+                        "INSERT INTO wf_journal (job_id, record, run, batch) VALUES (%s, %s, %s, %s)",
+                        [(j, r, token_of.get(j), numbers.get(j)) for j, r in batch],
+                    )
         return sorted(refused)
 
     async def read_journal(self, job_id: str) -> list[str]:

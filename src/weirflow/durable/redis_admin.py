@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -356,12 +356,23 @@ class RedisAdmin(RedisBase):
     # -- the durable journal ----------------------------------------------------------------
 
     async def append_journal(
-        self, rows: Sequence[tuple[str, str]], *, tokens: Leases | None = None
+        self,
+        rows: Sequence[tuple[str, str]],
+        *,
+        tokens: Leases | None = None,
+        batches: Mapping[str, int] | None = None,
     ) -> list[str]:
         if not rows:
             return []
+        numbers = batches if batches and tokens is not None else {}
         packed = [
-            [job_id, "" if tokens is None else str(tokens.get(job_id, -1)), record] for job_id, record in rows
+            [
+                job_id,
+                "" if tokens is None else str(tokens.get(job_id, -1)),
+                record,
+                str(numbers[job_id]) if job_id in numbers else "",
+            ]
+            for job_id, record in rows
         ]
         args = ["0" if tokens is None else "1", msgpack.packb(packed)]
         try:

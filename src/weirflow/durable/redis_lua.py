@@ -409,19 +409,30 @@ return moved
 """
 
 # ARGV: prefix, fenced ("1": tokens given), then a MessagePack array of [id, token (""
-# unfenced), record]. Fenced: a job's rows are written only while it runs under its token
-# (``rules.runs_under``); unfenced: a job not in the store fails the whole batch. Returns
-# the refused ids.
+# unfenced), record, batch number ("" none)]. Fenced: a job's rows are written only while it
+# runs under its token (``rules.runs_under``), and not when its last batch (job fields
+# ``jbr``/``jbn``) is of that token and numbered as high (a batch sent again); unfenced: a
+# job not in the store fails the whole batch. Returns the refused ids.
 APPEND = r"""
 local fenced = ARGV[2] == '1'
 local rows = cmsgpack.unpack(ARGV[3])
 local refused, seen = {}, {}
 for _, row in ipairs(rows) do
-  local id, token = row[1], row[2]
+  local id, token, batch = row[1], row[2], row[4]
   if seen[id] == nil then
     if fenced then
       seen[id] = runs_under(id, token)
-      if not seen[id] then refused[#refused+1] = id end
+      if not seen[id] then
+        refused[#refused+1] = id
+      elseif batch ~= '' then
+        -- the job's last batch (jbr: its token, jbn: its number): one held already is skipped
+        local last = redis.call('HMGET', jk(id), 'jbr', 'jbn')
+        if last[1] == token and last[2] and tonumber(last[2]) >= tonumber(batch) then
+          seen[id] = false
+        else
+          redis.call('HSET', jk(id), 'jbr', token, 'jbn', batch)
+        end
+      end
     else
       seen[id] = redis.call('EXISTS', jk(id)) == 1
       if not seen[id] then return {err = 'journal records for jobs not in the store: ' .. id} end

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -38,10 +38,14 @@ from .store import DEFAULT_MAX_STALLS, SWEEPER_LOCK_TTL_S, Leases
 log = structlog.get_logger("weirflow.durable")
 
 
-_INSERT_JOURNAL = "INSERT INTO wf_journal (job_id, record) VALUES (?, ?)"
+_INSERT_JOURNAL = "INSERT INTO wf_journal (job_id, record, run, batch) VALUES (?, ?, ?, ?)"
+# one job's batch, if the job runs under the token and its last row is not of this batch
+# (``batch`` NULL: no check): 0 rows written is a refusal or a batch held already
 _INSERT_FENCED = (
-    "INSERT INTO wf_journal (job_id, record) SELECT ?, ?"
-    " WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = ? AND status = 'running' AND runs = ?)"
+    "INSERT INTO wf_journal (job_id, record, run, batch) SELECT ?1, ?2, ?3, ?4"
+    " WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = ?1 AND status = 'running' AND runs = ?3)"
+    " AND NOT EXISTS (SELECT 1 FROM (SELECT run, batch FROM wf_journal WHERE job_id = ?1"
+    " ORDER BY pos DESC LIMIT 1) AS last WHERE ?4 IS NOT NULL AND last.run = ?3 AND last.batch >= ?4)"
 )
 CHECKPOINT_BYTES = 4 << 20  # journal text appended between two WAL checkpoints
 CHECKPOINT_WAIT_S = 0.1  # how long a checkpoint waits for readers and writers to finish
@@ -50,6 +54,23 @@ CHECKPOINT_RETRY_S = 1.0  # between checkpoints while a reader elsewhere keeps t
 INLINE_MAX_BYTES = 1 << 20
 #: bounds of the re-read that sees other processes' changes (``wait_finished``)
 RECHECK_S = (0.05, 1.0)
+
+
+def _held_batches(conn: Conn, batches: dict[str, int], tokens: dict[str, int]) -> set[str]:
+    """The jobs of ``batches`` whose last journal row is of that batch (or a later one)
+    under their token: a batch sent again, skipped (in the caller's transaction)."""
+    ids = list(batches)
+    marks = ", ".join("?" * len(ids))
+    last = conn.execute(
+        "SELECT job_id, run, batch FROM wf_journal WHERE pos IN"
+        f" (SELECT max(pos) FROM wf_journal WHERE job_id IN ({marks}) GROUP BY job_id)",
+        ids,
+    ).fetchall()
+    return {
+        job_id
+        for job_id, run, batch in last
+        if batch is not None and run == tokens.get(job_id) and batch >= batches[job_id]
+    }
 
 
 class SqliteAdmin(SqliteBase):
@@ -261,7 +282,11 @@ class SqliteAdmin(SqliteBase):
     # -- the durable journal ----------------------------------------------------------------
 
     async def append_journal(
-        self, rows: Sequence[tuple[str, str]], *, tokens: Leases | None = None
+        self,
+        rows: Sequence[tuple[str, str]],
+        *,
+        tokens: Leases | None = None,
+        batches: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Inline when the batch is small and the write lock is free at once, else on the
         store thread (see the ``sqlite`` module)."""
@@ -269,10 +294,11 @@ class SqliteAdmin(SqliteBase):
             return []
         batch = list(rows)
         held = dict(tokens) if tokens is not None else None
+        numbers = dict(batches) if batches and tokens is not None else {}
         size = sum(len(record) for _, record in batch)
-        refused = self._append_inline(batch, held) if size <= INLINE_MAX_BYTES else None
+        refused = self._append_inline(batch, held, numbers) if size <= INLINE_MAX_BYTES else None
         if refused is None:
-            refused = await self._tx(self._append_journal, batch, held)
+            refused = await self._tx(self._append_journal, batch, held, numbers)
         self._unchecked += size
         if (
             self._unchecked >= CHECKPOINT_BYTES
@@ -283,7 +309,9 @@ class SqliteAdmin(SqliteBase):
             self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
         return refused
 
-    def _append_inline(self, rows: list[tuple[str, str]], tokens: dict[str, int] | None) -> list[str] | None:
+    def _append_inline(
+        self, rows: list[tuple[str, str]], tokens: dict[str, int] | None, batches: dict[str, int]
+    ) -> list[str] | None:
         """Append on this thread and return the refused job ids; ``None`` if another
         connection holds the write lock."""
         conn = self._journal_conn
@@ -291,15 +319,20 @@ class SqliteAdmin(SqliteBase):
             return None
         try:
             if len(rows) == 1 and tokens is None:  # one statement: a transaction of its own
-                conn.execute(_INSERT_JOURNAL, rows[0])
+                conn.execute(_INSERT_JOURNAL, (*rows[0], None, None))
                 refused = []
             elif len(rows) == 1 and tokens is not None:
                 (job_id, record), token = rows[0], tokens.get(rows[0][0], -1)
-                written = conn.execute(_INSERT_FENCED, (job_id, record, job_id, token)).rowcount
-                refused = [] if written else [job_id]
+                n = batches.get(job_id)
+                written = conn.execute(_INSERT_FENCED, (job_id, record, token, n)).rowcount
+                refused = (
+                    []
+                    if written or (n is not None and self._running(conn, {job_id}).get(job_id) == token)
+                    else [job_id]
+                )
             else:
                 conn.execute("BEGIN IMMEDIATE")
-                refused = self._append_journal(conn, rows, tokens)
+                refused = self._append_journal(conn, rows, tokens, batches)
                 conn.execute("COMMIT")
         except BaseException as e:
             if conn.in_transaction:
@@ -312,7 +345,11 @@ class SqliteAdmin(SqliteBase):
         return refused
 
     def _append_journal(
-        self, conn: Conn, rows: list[tuple[str, str]], tokens: dict[str, int] | None
+        self,
+        conn: Conn,
+        rows: list[tuple[str, str]],
+        tokens: dict[str, int] | None,
+        batches: dict[str, int] | None = None,
     ) -> list[str]:
         refused: set[str] = set()
         if tokens is not None:
@@ -320,9 +357,13 @@ class SqliteAdmin(SqliteBase):
             refused = {
                 job_id for job_id, _ in rows if job_id not in runs or runs[job_id] != tokens.get(job_id)
             }
-            if refused:
-                rows = [row for row in rows if row[0] not in refused]
-        conn.executemany(_INSERT_JOURNAL, rows)
+        held = _held_batches(conn, batches, tokens) if batches and tokens is not None else set()
+        skip = refused | held
+        if skip:
+            rows = [row for row in rows if row[0] not in skip]
+        numbers = batches or {}
+        token_of: dict[str, int] = tokens if tokens is not None else {}
+        conn.executemany(_INSERT_JOURNAL, [(j, r, token_of.get(j), numbers.get(j)) for j, r in rows])
         return sorted(refused)
 
     async def _checkpoint_wal(self) -> None:
