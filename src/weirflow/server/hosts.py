@@ -109,7 +109,8 @@ def is_loopback(host: str) -> bool:
 
 def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
     """Whether ``host`` (in the compared form) is a loopback name or matches one of
-    ``patterns`` (``name``, ``*.domain``: names only, an IP address)."""
+    ``patterns`` (a name or address, or ``*.domain``, which matches names only, never an
+    IP address)."""
     if is_loopback(host):
         return True
     is_ip = _ip(host) is not None
