@@ -13,7 +13,7 @@ import weirflow as wf
 from weirflow.cluster import Registry
 from weirflow.cluster.node import decode
 
-from ..redisserver import started_server
+from ..redisserver import RedisServer, started_server
 
 Make = Callable[..., Registry]
 
@@ -281,3 +281,26 @@ async def test_callers_that_give_up_do_not_open_the_breaker(redis_url: str, regi
     assert reg._calls.state == "closed" and reg.status == "normal"  # Redis answered nothing wrong
     beat = await reg.heartbeat("n1", running=1)
     assert beat.running == 1
+
+
+async def test_the_status_is_starting_until_the_first_list(own_server: RedisServer, registries: Make) -> None:
+    """A registry that has not listed yet says ``starting`` (not ``normal``): its cache is
+    empty, ``select`` answers None and ``nodes`` nothing, with no I/O; the first list
+    makes it ``normal`` with every node."""
+    url = own_server.url(0)
+    admin = registries(url)
+    await admin.start()
+    await admin.register("n1", pool="p", capacity=2)
+    fresh = registries(url, deadline_s=0.1)
+    assert fresh.status == "starting"  # not started: never listed
+    assert fresh.select("p") is None and fresh.nodes() == [] and fresh.get("n1") is None
+    own_server.pause()
+    try:
+        await fresh.start(require=False)  # Redis does not answer: it starts empty
+        assert fresh.status == "starting" and fresh.status_report()["status"] == "starting"
+        assert fresh.select("p") is None and fresh.nodes() == []
+    finally:
+        own_server.cont()
+    await fresh.wait_status("normal", timeout_s=10)
+    assert fresh.select("p") == admin.get("n1")
+    assert fresh.metrics.relists == 1

@@ -119,6 +119,6 @@ class RegistryMetrics(Collector):
             status = GaugeMetricFamily(
                 "weirflow_cluster_status", "1 for the registry's current status.", labels=("status",)
             )
-            for s in ("normal", "degraded", "recovering"):
+            for s in ("normal", "degraded", "recovering", "starting"):
                 status.add_metric((s,), 1.0 if reg.status == s else 0.0)
             yield status

@@ -12,10 +12,11 @@ or the data set is not the one it listed (Redis lost its data). A probe runs the
 sweep every ``probe_interval_s``: it expires due nodes (their tombstones come back
 through the log) and detects an outage within two intervals.
 
-Status: ``degraded`` while the breaker is open (writes fail at once with
-``ClusterError``; reads are served from the cache, ``staleness_s`` grows),
-``recovering`` from the first call let through until the follower has caught up,
-``normal`` otherwise.
+Status: ``starting`` until the first list has filled the cache (reads answer from an
+empty cache: ``select`` returns None, ``nodes`` is empty), ``degraded`` while the
+breaker is open (writes fail at once with ``ClusterError``; reads are served from the
+cache, ``staleness_s`` grows), ``recovering`` from the first call let through until the
+follower has caught up, ``normal`` otherwise.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from .status_log import StatusLog
 
 log = structlog.get_logger("weirflow.cluster")
 
-Status = Literal["normal", "degraded", "recovering"]
+Status = Literal["normal", "degraded", "recovering", "starting"]
+STATUSES: tuple[Status, ...] = ("normal", "degraded", "recovering", "starting")
 #: what the sweep tells of the server: revision, first log entry, epoch, an entry of the log
 Where = tuple[int, int, str | None, dict[str, str] | None]
 
@@ -123,9 +125,10 @@ class Registry:
             open_s=breaker_open_s,
             on_state=self._breaker_changed,
         )
-        self._status: Status = "normal"
+        self._status: Status = "starting"  # (until the first list: see ``_update_status``)
         self._status_log = StatusLog(self.safe_url, lambda: self._status, every_s=status_log_every_s)
         self._synced = False  # the follower is reading the log where the cache is
+        self._listed = False  # a list has filled the cache (until then: status "starting")
         self._need_list = True
         self._current_at = time.monotonic()  # when the cache was last known current
         self._changed = asyncio.Event()  # set (and replaced) at every change of revision or status
@@ -216,7 +219,9 @@ class Registry:
     def _update_status(self) -> None:
         state = self._calls.state
         new: Status
-        if state == "opened":
+        if not self._listed:
+            new = "starting"  # never listed: the cache is empty, whatever the breaker says
+        elif state == "opened":
             new = "degraded"
         elif state == "half-opened" or not self._synced:
             new = "recovering"
@@ -403,6 +408,7 @@ class Registry:
         self.epoch = epoch
         self._tip = pairs(tip) if tip else None
         self._need_list = False
+        self._listed = True
         self.metrics.relists += 1
         self._mark_current()
         self._notify()

@@ -24,7 +24,7 @@ class NodeModel(BaseModel):
 
 class RegistryStatus(BaseModel):
     url: str = Field(description="The registry's Redis URL, without its password")
-    status: Literal["normal", "degraded", "recovering"]
+    status: Literal["normal", "degraded", "recovering", "starting"]
     revision: int
     staleness_s: float = Field(description="Seconds since the cache was last known to hold every change")
     nodes: int

@@ -23,7 +23,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=Readiness, responses=errors(), dependencies=[Depends(require_read)])
 async def readyz(service: Service, request: Request) -> dict[str, Any]:
     """The engine runs (``503`` while starting or stopping); lists jobs with full slots, and the
-    node registry's status (``normal``, ``degraded``, ``recovering``) with ``--registry``."""
+    node registry's status (``normal``, ``degraded``, ``recovering``, ``starting``) with ``--registry``."""
     ready = service.readiness()
     reg = getattr(request.app.state, "registry", None)
     if reg is not None:

@@ -34,8 +34,9 @@ export async function render(main, _params, ctx) {
       h("dt", {}, "staleness"), h("dd", {}, `${r.staleness_s.toFixed(1)} s`),
       h("dt", {}, "nodes"), h("dd", {}, String(r.nodes)),
       h("dt", {}, "redis"), h("dd", { class: "mono" }, r.url)),
-    r.status === "normal" ? null : h("p", { class: "muted small" },
-      "Redis is not answering as it should: the list below is this server's cache, as of the staleness above."));
+    r.status === "normal" ? null : h("p", { class: "muted small" }, r.status === "starting"
+      ? "The registry has not listed the nodes yet (Redis has not answered since the server started)."
+      : "Redis is not answering as it should: the list below is this server's cache, as of the staleness above."));
     const rows = answer.nodes.map((n) => {
       const load = n.capacity ? n.running / n.capacity : 1;
       return [h("span", { class: "mono" }, n.id), n.pool, badge(n.state), num(`${n.running}/${n.capacity}`),
