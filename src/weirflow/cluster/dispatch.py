@@ -21,6 +21,16 @@ each job moves once. It keeps doing so for ``linger_s`` after it first saw the n
 so that a job assigned to the node by a dispatcher whose cache had not heard of its end
 yet is given back too. Running jobs of a gone node are the lease expiry's: the sweeper
 or the next claim requeues them (unassigned) when their leases run out.
+
+A node the registry does not know at all (its tombstone left Redis and every cache
+``tombstone_ttl_s`` after its end, say while no worker ran) is gone too: about every
+``unknown_interval_s`` the reassigner asks the store which nodes jobs are assigned to
+(``Store.assigned_nodes``) and reassigns those absent from its cache, live or tombstone,
+for ``unknown_grace_s`` (the registry's ttl) in a row. Absence counts only while the
+registry is ``normal`` (its cache then holds every record Redis has, within the log's
+lag): a node registered a moment ago, and assigned jobs by a dispatcher that heard of it
+first, is in the cache long before the grace is over; one that was never seen, or whose
+record Redis forgot, is not coming back under that record.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import dataclasses
 import functools
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
@@ -182,19 +192,59 @@ class Reassigner:
         node_id: str | None = None,
         interval_s: float | None = None,
         linger_s: float | None = None,
+        unknown_interval_s: float | None = None,
+        unknown_grace_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.store = store
         self.node_id = node_id
         self.interval_s = interval_s if interval_s is not None else min(registry.ttl_s / 3, 1.0)
         self.linger_s = linger_s if linger_s is not None else max(10.0, registry.ttl_s)
+        self.unknown_interval_s = unknown_interval_s if unknown_interval_s is not None else registry.ttl_s
+        self.unknown_grace_s = unknown_grace_s if unknown_grace_s is not None else registry.ttl_s
+        self.clock = clock
         self.reassigned = 0  # jobs this reassigner gave back
-        self._seen: dict[tuple[str, int], float] = {}  # (node, revision) -> first seen gone (monotonic)
+        self._seen: dict[tuple[str, int], float] = {}  # (node, revision) -> first seen gone (clock)
+        self._unknown: dict[str, float] = {}  # node -> since when it is unknown to a normal registry
+        self._next_unknown_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> list[str]:
-        """One pass: reassign each gone node seen gone for less than ``linger_s``."""
-        now = time.monotonic()
+        """One pass: reassign each gone node seen gone for less than ``linger_s``, and
+        (every ``unknown_interval_s``) each node the registry has not known for
+        ``unknown_grace_s``."""
+        moved = await self._gone_once()
+        now = self.clock()
+        if self._next_unknown_at is None or now >= self._next_unknown_at:
+            self._next_unknown_at = now + self.unknown_interval_s
+            moved += await self._unknown_once(now)
+        return moved
+
+    async def _unknown_once(self, now: float) -> list[str]:
+        if self.registry.status != "normal":
+            self._unknown.clear()  # (absence counts only while the cache is complete)
+            return []
+        records = self.registry.cache.records
+        unknown = {n for n in await self.store.assigned_nodes() if n not in records and n != self.node_id}
+        if self.registry.status != "normal":  # (it may have changed while the store answered)
+            self._unknown.clear()
+            return []
+        for node_id in [n for n in self._unknown if n not in unknown]:
+            del self._unknown[node_id]
+        moved: list[str] = []
+        for node_id in sorted(unknown):
+            if now - self._unknown.setdefault(node_id, now) < self.unknown_grace_s:
+                continue
+            ids = await self.store.reassign(node_id)
+            if ids:
+                log.info("cluster node unknown to the registry: jobs reassigned", node=node_id, jobs=len(ids))
+            moved += ids
+        self.reassigned += len(moved)
+        return moved
+
+    async def _gone_once(self) -> list[str]:
+        now = self.clock()
         current: set[tuple[str, int]] = set()
         moved: list[str] = []
         for node in self.registry.gone():

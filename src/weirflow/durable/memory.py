@@ -216,6 +216,11 @@ class MemoryStore:
                     moved.append(job.id)
         return moved
 
+    async def assigned_nodes(self) -> list[str]:
+        return sorted(
+            {j.node for j in self._jobs.values() if j.node is not None and j.status in (QUEUED, RUNNING)}
+        )
+
     def _held(self, job_id: str, worker_id: str, token: int) -> JobRecord | None:
         job = self._jobs.get(job_id)
         return job if rules.holds(job, worker_id, token) else None

@@ -168,6 +168,14 @@ class PostgresAdmin(PostgresBase):
         self._wakeups.notify(queue)
         return True
 
+    async def assigned_nodes(self) -> list[str]:
+        # (the partial index wf_jobs_node on (node, status) answers it)
+        rows = await self._fetch(
+            "SELECT DISTINCT node FROM wf_jobs WHERE node IS NOT NULL AND status IN ('queued', 'running')"
+            " ORDER BY node"
+        )
+        return [r[0] for r in rows]
+
     async def paused_queues(self) -> list[str]:
         rows = await self._fetch("SELECT queue FROM wf_paused_queues ORDER BY queue")
         return [r[0] for r in rows]

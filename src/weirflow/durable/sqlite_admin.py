@@ -161,6 +161,14 @@ class SqliteAdmin(SqliteBase):
         self._event(conn, None, queue, kind, self.clock(), data)
         return True
 
+    async def assigned_nodes(self) -> list[str]:
+        rows = await self._call(
+            self._read,
+            "SELECT DISTINCT node FROM wf_jobs WHERE node IS NOT NULL AND status IN ('queued', 'running')"
+            " ORDER BY node",
+        )
+        return [r[0] for r in rows]
+
     async def paused_queues(self) -> list[str]:
         rows = await self._call(self._read, "SELECT queue FROM wf_paused_queues ORDER BY queue")
         return [r[0] for r in rows]

@@ -112,6 +112,10 @@ class Store(Protocol):
         node at once, each job is given back once (the others get ``[]``). Running jobs
         stay: their lease expiry hands them back."""
 
+    async def assigned_nodes(self) -> list[str]:
+        """The node ids that queued or running jobs are assigned to, sorted (the cluster's
+        ``Reassigner`` gives back the queued jobs of those its registry does not know)."""
+
     async def renew(self, worker_id: str, leases: Leases, lease_s: float) -> list[str]:
         """Extend the leases ``worker_id`` holds (job id -> token); returns the ids it still
         holds (a job cancelled or taken over meanwhile is missing)."""
