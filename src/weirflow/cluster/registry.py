@@ -228,9 +228,12 @@ class Registry:
         else:
             new = "normal"
         if new != self._status:
-            self._status_log.changed(new, self._status)
+            if self._status != "starting":  # (the first list is the start, not a switch of mode)
+                self._status_log.changed(new, self._status)
+                self.metrics.mode_switches += 1
+            elif self._tasks:  # listed after a start that could not: say so once
+                log.info("cluster registry listed", url=self.safe_url, revision=self.revision, status=new)
             self._status = new
-            self.metrics.mode_switches += 1
             self._notify()
 
     def _breaker_changed(self, state: BreakerState) -> None:
