@@ -1,7 +1,9 @@
 """``weirflow worker --metrics-port N [--metrics-host H]``: the worker's Prometheus metrics.
 
 Loopback by default; another address needs API keys (``WEIRFLOW_API_KEYS``, as for
-``weirflow serve``), and scrapes then send ``Authorization: Bearer KEY``. The HTTP stack is
+``weirflow serve``), and scrapes then send ``Authorization: Bearer KEY``. Without keys,
+as a keyless ``weirflow serve``, only requests naming a loopback host in ``Host`` are
+answered (``421`` otherwise: DNS rebinding). The HTTP stack is
 imported only when a port is given.
 """
 
@@ -33,6 +35,24 @@ def metrics_keys(host: str) -> dict[str, object]:
     return keys
 
 
+def loopback_hosts_only(raw: str) -> tuple[int, str] | None:
+    """The check of a keyless ``weirflow serve`` (``server/hosts.py``): a request must name a
+    loopback host (``localhost``, ``127.0.0.0/8``, ``[::1]``, any port) in ``Host``, so a web
+    page cannot read the metrics by DNS rebinding (its own name re-pointed at 127.0.0.1):
+    ``421`` otherwise, ``400`` without a readable ``Host``."""
+    from ..server.hosts import host_allowed, host_name
+
+    host = host_name(raw)
+    if host is None:
+        return 400, "missing or malformed Host header"
+    if not host_allowed(host, ()):
+        return 421, (
+            f"this metrics server does not answer to the host {raw.strip()[:100]!r}: "
+            "it answers to localhost, 127.0.0.1 and [::1] (set WEIRFLOW_API_KEYS to serve others)"
+        )
+    return None
+
+
 @asynccontextmanager
 async def metrics_served(
     metrics: QueueMetrics, *, host: str, port: int | None, keys: dict[str, object]
@@ -45,7 +65,9 @@ async def metrics_served(
     from ..durable.metrics_http import start_metrics_server
 
     try:
-        server, task, url = await start_metrics_server(metrics, host=host, port=port, api_keys=keys)
+        server, task, url = await start_metrics_server(
+            metrics, host=host, port=port, api_keys=keys, host_check=None if keys else loopback_hosts_only
+        )
     except OSError as e:  # (the port is taken, the address is not this machine's)
         why = e.strerror or str(e)
         raise InputError(f"--metrics-port {port}: cannot listen on {host}:{port}: {why}") from None

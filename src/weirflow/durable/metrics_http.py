@@ -27,8 +27,16 @@ Scope = MutableMapping[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def metrics_app(metrics: QueueMetrics, api_keys: Mapping[str, object]) -> Callable[..., Awaitable[None]]:
-    """The ASGI app: ``GET /metrics`` (with a key when ``api_keys`` is not empty), else 404."""
+#: why a request's ``Host`` header is refused, as ``(status, message)``; ``None``: it is not
+HostCheck = Callable[[str], "tuple[int, str] | None"]
+
+
+def metrics_app(
+    metrics: QueueMetrics, api_keys: Mapping[str, object], *, host_check: HostCheck | None = None
+) -> Callable[..., Awaitable[None]]:
+    """The ASGI app: ``GET /metrics`` (with a key when ``api_keys`` is not empty), else 404;
+    ``host_check`` refuses requests by their ``Host`` header first (``weirflow worker``
+    passes the HTTP server's check when keyless: see ``cli/worker_metrics.py``)."""
     keys = [k.encode() for k in api_keys]
 
     def allowed(scope: Scope) -> bool:
@@ -44,6 +52,12 @@ def metrics_app(metrics: QueueMetrics, api_keys: Mapping[str, object]) -> Callab
     async def app(scope: Scope, receive: Any, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if host_check is not None:
+            raw = next((v for k, v in scope.get("headers", []) if k == b"host"), b"").decode("latin-1")
+            refused = host_check(raw)
+            if refused is not None:
+                await _answer(send, refused[0], refused[1].encode() + b"\n")
+                return
         if scope["path"] != "/metrics" or scope["method"] not in ("GET", "HEAD"):
             await _answer(send, 404, b"not found: the metrics are at GET /metrics\n")
         elif not allowed(scope):
@@ -78,7 +92,12 @@ class MetricsServer(uvicorn.Server):
 
 
 async def start_metrics_server(
-    metrics: QueueMetrics, *, host: str, port: int, api_keys: Mapping[str, object]
+    metrics: QueueMetrics,
+    *,
+    host: str,
+    port: int,
+    api_keys: Mapping[str, object],
+    host_check: HostCheck | None = None,
 ) -> tuple[MetricsServer, asyncio.Task[None], str]:
     """Listen on ``host``:``port`` (0: a free port); returns the server once it listens, the
     task serving it (set ``server.should_exit`` and await it to stop) and its URL.
@@ -93,7 +112,11 @@ async def start_metrics_server(
         else f"http://{bound_host}:{bound_port}/metrics"
     )
     config = uvicorn.Config(
-        metrics_app(metrics, api_keys), lifespan="off", ws="none", log_level="warning", access_log=False
+        metrics_app(metrics, api_keys, host_check=host_check),
+        lifespan="off",
+        ws="none",
+        log_level="warning",
+        access_log=False,
     )
     server = MetricsServer(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="weirflow:metrics")
