@@ -160,10 +160,11 @@ class HeldStore:
         *,
         tokens: Mapping[str, int] | None = None,
         batches: Mapping[str, int] | None = None,
+        resent: bool = False,
     ) -> list[str]:
         await self.release.wait()
         self.batches.append(sum(text.count("\n") + 1 for _, text in rows))
-        return await self.store.append_journal(rows, tokens=tokens, batches=batches)
+        return await self.store.append_journal(rows, tokens=tokens, batches=batches, resent=resent)
 
     async def read_journal(self, job_id: str) -> list[str]:
         return await self.store.read_journal(job_id)
@@ -237,9 +238,10 @@ class Entered(HeldStore):
         *,
         tokens: Mapping[str, int] | None = None,
         batches: Mapping[str, int] | None = None,
+        resent: bool = False,
     ) -> list[str]:
         self.entered.set()
-        return await super().append_journal(rows, tokens=tokens, batches=batches)
+        return await super().append_journal(rows, tokens=tokens, batches=batches, resent=resent)
 
 
 @pytest.mark.parametrize("store_url", ["memory"], indirect=True)

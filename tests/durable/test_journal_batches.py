@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import Any
 
 import weirflow as wf
 from weirflow.durable import JobSpec, Store
@@ -29,12 +30,14 @@ async def test_a_batch_sent_again_is_written_once(store: Store, clock: FakeClock
     tokens = {j.id: j.token for j in (await store.claim("default", "w1", limit=2, lease_s=30)).jobs}
     assert await store.append_journal([(a, "a1"), (b, "b1")], tokens=tokens, batches={a: 1, b: 1}) == []
     # a's batch 1 again (its reply was lost), with b's next one: a is skipped, not refused
-    assert await store.append_journal([(a, "a1"), (b, "b2")], tokens=tokens, batches={a: 1, b: 2}) == []
-    assert await store.append_journal([(a, "a2")], tokens={a: tokens[a]}, batches={a: 2}) == []
-    assert await store.append_journal([(a, "a2")], tokens={a: tokens[a]}, batches={a: 2}) == []
+    resend = [(a, "a1"), (b, "b2")]
+    assert await store.append_journal(resend, tokens=tokens, batches={a: 1, b: 2}, resent=True) == []
+    mine = {a: tokens[a]}
+    assert await store.append_journal([(a, "a2")], tokens=mine, batches={a: 2}) == []
+    assert await store.append_journal([(a, "a2")], tokens=mine, batches={a: 2}, resent=True) == []
     big = "x" * 100_000  # (the PostgreSQL store writes big batches another way)
-    assert await store.append_journal([(a, big)], tokens={a: tokens[a]}, batches={a: 3}) == []
-    assert await store.append_journal([(a, big)], tokens={a: tokens[a]}, batches={a: 3}) == []
+    assert await store.append_journal([(a, big)], tokens=mine, batches={a: 3}) == []
+    assert await store.append_journal([(a, big)], tokens=mine, batches={a: 3}, resent=True) == []
     assert await store.read_journal(a) == ["a1", "a2", big]
     assert await store.read_journal(b) == ["b1", "b2"]
     # the next claim numbers its batches from 1 again: they are new
@@ -43,7 +46,7 @@ async def test_a_batch_sent_again_is_written_once(store: Store, clock: FakeClock
     assert await store.append_journal([(a, "a1 of w2")], tokens={a: again.token}, batches={a: 1}) == []
     assert await store.read_journal(a) == ["a1", "a2", big, "a1 of w2"]
     # and a stale worker's batch is refused as before, whatever its number
-    refused = await store.append_journal([(a, "late")], tokens={a: tokens[a]}, batches={a: 4})
+    refused = await store.append_journal([(a, "late")], tokens={a: tokens[a]}, batches={a: 4}, resent=True)
     assert refused == [a]
     assert await store.read_journal(a) == ["a1", "a2", big, "a1 of w2"]
 
@@ -85,7 +88,7 @@ async def test_a_journal_batch_whose_reply_is_lost_is_replayed_once(
         assert result.outputs == {"b.output": [4, 8, 12]}
         # a takeover now replays the journal (without its end, as after a crash before the
         # outcome was written): the outputs hold each item once
-        records = [r for r in await journal.records_of(job_id) if r["t"] != "end"]
+        records: list[Any] = [r for r in await journal.records_of(job_id) if r["t"] != "end"]
         async with wf.Engine() as engine:
             job = await engine.start(chain, {"a.input": [1, 2, 3]}, restore=restore_from(records, chain))
             replayed = await job.wait(timeout_s=10)

@@ -243,10 +243,14 @@ class Yielding:
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    async def append_journal(self, rows: Any, *, tokens: Any = None, batches: Any = None) -> list[str]:
+    async def append_journal(
+        self, rows: Any, *, tokens: Any = None, batches: Any = None, resent: bool = False
+    ) -> list[str]:
         for _ in range(3):
             await asyncio.sleep(0)
-        refused: list[str] = await self.store.append_journal(rows, tokens=tokens, batches=batches)
+        refused: list[str] = await self.store.append_journal(
+            rows, tokens=tokens, batches=batches, resent=resent
+        )
         return refused
 
     async def read_journal(self, job_id: str) -> list[str]:

@@ -56,11 +56,13 @@ class JournalStore(Protocol):
         *,
         tokens: Mapping[str, int] | None = None,
         batches: Mapping[str, int] | None = None,
+        resent: bool = False,
     ) -> list[str]:
         """Append ``(job_id, record_json)`` rows, in order, in one transaction; with
         ``tokens``, only the rows of jobs still running under their token; with
-        ``batches`` (job id: its batch number within the claim), not a job's batch the
-        store holds already. Returns the job ids refused."""
+        ``batches`` (job id: its batch number within the claim) the rows carry it, and
+        ``resent`` (the batch's append failed before) skips a job's batch the store holds
+        already. Returns the job ids refused."""
 
     async def read_journal(self, job_id: str) -> list[str]:
         """Every record of ``job_id`` in the order appended."""
@@ -112,6 +114,7 @@ class DurableJournal(Journal):
         # the batch whose append failed, as it was sent (its rows, their job's token and
         # batch number), and the records it holds: sent again, first, by the next flush
         self._unsent: tuple[dict[str, str], dict[str, tuple[int, int]], int] | None = None
+        self._resending = False  # ``_unsent`` was sent before (its append failed)
         self.drop_completed = drop_completed
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
@@ -292,14 +295,19 @@ class DurableJournal(Journal):
                     held = {j: tokens[j] for j in texts if j in tokens and tokens[j] == numbers[j][0]}
                     batches = {j: numbers[j][1] for j in held}
                 rows = [(j, text) for j, text in texts.items() if held is None or j in held]
+                resent = self._resending
                 try:
-                    refused = await self.store.append_journal(rows, tokens=held, batches=batches)
+                    refused = await self.store.append_journal(
+                        rows, tokens=held, batches=batches, resent=resent
+                    )
                 except StoreRefusedError:
                     refused = await self._job_by_job(rows, held, batches)
                 except Exception as e:  # kept for the owner of the job to see; re-raised
                     self.error = e
+                    self._resending = True
                     raise  # (``_unsent`` stays: the next flush sends it again)
                 self._unsent = None
+                self._resending = False
                 self.committed += records
                 if refused:
                     self._lose(refused)
@@ -336,7 +344,9 @@ class DurableJournal(Journal):
             one = None if held is None else {job_id: held[job_id]}
             number = None if batches is None else {job_id: batches[job_id]}
             try:
-                refused += await self.store.append_journal([(job_id, text)], tokens=one, batches=number)
+                refused += await self.store.append_journal(
+                    [(job_id, text)], tokens=one, batches=number, resent=self._resending
+                )
             except StoreRefusedError as e:
                 log.error("journal_not_stored", job=job_id, error=str(e))
                 refused.append(job_id)

@@ -455,6 +455,7 @@ class MemoryStore:
         *,
         tokens: Leases | None = None,
         batches: Mapping[str, int] | None = None,
+        resent: bool = False,
     ) -> list[str]:
         refused: set[str] = set()
         if tokens is not None:
@@ -468,7 +469,7 @@ class MemoryStore:
                 last = self._last_batch.get(job_id)
                 if job_id in skip or job_id not in tokens:
                     continue
-                if last is not None and last[0] == tokens[job_id] and last[1] >= n:
+                if resent and last is not None and last[0] == tokens[job_id] and last[1] >= n:
                     skip.add(job_id)  # held already (a batch sent again)
                 else:
                     self._last_batch[job_id] = (tokens[job_id], n)

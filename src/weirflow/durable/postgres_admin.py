@@ -57,9 +57,19 @@ _RECORD_STEPS = (
 )
 
 # the journal rows of jobs running under their tokens, in the order given (``ord``: ``pos``
-# follows it), but not a batch the job's last row says is held already (``batches``);
-# returns the ids held (written or skipped)
+# follows it), with their batch numbers; returns the ids held
 _APPEND_JOURNAL = (
+    "WITH u AS (SELECT e->>0 AS job_id, e->>1 AS record, (e->>2)::int AS token, (e->>3)::int AS batch, ord"
+    " FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(e, ord)),"
+    " held AS (SELECT j.id, j.runs FROM wf_jobs j WHERE j.id IN (SELECT job_id FROM u)"
+    " AND j.status = 'running' ORDER BY j.id FOR SHARE),"
+    " ins AS (INSERT INTO wf_journal (job_id, record, run, batch) SELECT u.job_id, u.record, u.token, u.batch"
+    " FROM u JOIN held ON held.id = u.job_id AND held.runs = u.token ORDER BY u.ord RETURNING job_id)"
+    " SELECT DISTINCT job_id FROM ins"
+)
+# the same, resent: not a batch the job's last row says is held already; returns the ids
+# held (written or skipped)
+_APPEND_JOURNAL_ONCE = (
     "WITH u AS (SELECT e->>0 AS job_id, e->>1 AS record, (e->>2)::int AS token, (e->>3)::int AS batch, ord"
     " FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(e, ord)),"
     " held AS (SELECT j.id, j.runs FROM wf_jobs j WHERE j.id IN (SELECT job_id FROM u)"
@@ -274,6 +284,7 @@ class PostgresAdmin(PostgresBase):
         *,
         tokens: Leases | None = None,
         batches: Mapping[str, int] | None = None,
+        resent: bool = False,
     ) -> list[str]:
         if not rows:
             return []
@@ -285,7 +296,8 @@ class PostgresAdmin(PostgresBase):
             # batches held already skipped, and the inserts in the order given (the rows
             # as one JSON text: ``json_rows``)
             written = await self._one(
-                _APPEND_JOURNAL, (json_rows([(j, r, tokens.get(j), numbers.get(j)) for j, r in rows]),)
+                _APPEND_JOURNAL_ONCE if resent and numbers else _APPEND_JOURNAL,
+                (json_rows([(j, r, tokens.get(j), numbers.get(j)) for j, r in rows]),),
             )
             kept = {r[0] for r in written}
             return sorted({job_id for job_id, _ in rows if job_id not in kept})
@@ -301,7 +313,7 @@ class PostgresAdmin(PostgresBase):
                     job_id for job_id, _ in batch if job_id not in runs or runs[job_id] != tokens.get(job_id)
                 }
                 batch = [row for row in batch if row[0] not in refused]
-            if numbers and batch:
+            if resent and numbers and batch:
                 cur = await conn.execute(_LAST_BATCHES, (sorted({job_id for job_id, _ in batch}),))
                 held = {
                     job_id

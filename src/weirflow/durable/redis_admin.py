@@ -377,6 +377,7 @@ class RedisAdmin(RedisBase):
         *,
         tokens: Leases | None = None,
         batches: Mapping[str, int] | None = None,
+        resent: bool = False,
     ) -> list[str]:
         if not rows:
             return []
@@ -390,7 +391,7 @@ class RedisAdmin(RedisBase):
             ]
             for job_id, record in rows
         ]
-        args = ["0" if tokens is None else "1", msgpack.packb(packed)]
+        args = ["0" if tokens is None else "1", msgpack.packb(packed), "1" if resent else "0"]
         try:
             refused = await self._run("APPEND", args)
         except StoreError as e:

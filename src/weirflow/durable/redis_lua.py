@@ -410,12 +410,15 @@ return moved
 
 # ARGV: prefix, fenced ("1": tokens given), then a MessagePack array of [id, token (""
 # unfenced), record, batch number ("" none)]. Fenced: a job's rows are written only while it
-# runs under its token (``rules.runs_under``), and not when its last batch (job fields
-# ``jbr``/``jbn``) is of that token and numbered as high (a batch sent again); unfenced: a
-# job not in the store fails the whole batch. Returns the refused ids.
+# runs under its token (``rules.runs_under``), and, resent ("1" after the rows), not when its
+# last batch (job field ``jb``: "token:number") is of that token and numbered as high (a
+# batch sent again); unfenced: a job not in the store fails the whole batch. Returns the
+# refused ids.
 APPEND = r"""
 local fenced = ARGV[2] == '1'
 local rows = cmsgpack.unpack(ARGV[3])
+local resent = ARGV[4] == '1'
+
 local refused, seen = {}, {}
 for _, row in ipairs(rows) do
   local id, token, batch = row[1], row[2], row[4]
@@ -425,13 +428,15 @@ for _, row in ipairs(rows) do
       if not seen[id] then
         refused[#refused+1] = id
       elseif batch ~= '' then
-        -- the job's last batch (jbr: its token, jbn: its number): one held already is skipped
-        local last = redis.call('HMGET', jk(id), 'jbr', 'jbn')
-        if last[1] == token and last[2] and tonumber(last[2]) >= tonumber(batch) then
-          seen[id] = false
-        else
-          redis.call('HSET', jk(id), 'jbr', token, 'jbn', batch)
+        -- the job's last batch (jb: "token:number"): resent, one held already is skipped
+        if resent then
+          local last = redis.call('HGET', jk(id), 'jb')
+          if last then
+            local t, n = string.match(last, '^(.*):(%d+)$')
+            if t == token and tonumber(n) >= tonumber(batch) then seen[id] = false end
+          end
         end
+        if seen[id] then redis.call('HSET', jk(id), 'jb', token .. ':' .. batch) end
       end
     else
       seen[id] = redis.call('EXISTS', jk(id)) == 1

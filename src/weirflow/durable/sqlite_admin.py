@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,13 +40,16 @@ log = structlog.get_logger("weirflow.durable")
 
 
 _INSERT_JOURNAL = "INSERT INTO wf_journal (job_id, record, run, batch) VALUES (?, ?, ?, ?)"
-# one job's batch, if the job runs under the token and its last row is not of this batch
-# (``batch`` NULL: no check): 0 rows written is a refusal or a batch held already
+# one job's batch, if the job runs under the token
 _INSERT_FENCED = (
     "INSERT INTO wf_journal (job_id, record, run, batch) SELECT ?1, ?2, ?3, ?4"
     " WHERE EXISTS (SELECT 1 FROM wf_jobs WHERE id = ?1 AND status = 'running' AND runs = ?3)"
-    " AND NOT EXISTS (SELECT 1 FROM (SELECT run, batch FROM wf_journal WHERE job_id = ?1"
-    " ORDER BY pos DESC LIMIT 1) AS last WHERE ?4 IS NOT NULL AND last.run = ?3 AND last.batch >= ?4)"
+)
+# the same, resent: not if its last row is of this batch (0 rows written is then a
+# refusal or a batch held already)
+_INSERT_FENCED_ONCE = (
+    _INSERT_FENCED + " AND NOT EXISTS (SELECT 1 FROM wf_journal WHERE pos = (SELECT max(pos) FROM wf_journal"
+    " WHERE job_id = ?1) AND ?4 IS NOT NULL AND run = ?3 AND batch >= ?4)"
 )
 CHECKPOINT_BYTES = 4 << 20  # journal text appended between two WAL checkpoints
 CHECKPOINT_WAIT_S = 0.1  # how long a checkpoint waits for readers and writers to finish
@@ -60,11 +64,11 @@ def _held_batches(conn: Conn, batches: dict[str, int], tokens: dict[str, int]) -
     """The jobs of ``batches`` whose last journal row is of that batch (or a later one)
     under their token: a batch sent again, skipped (in the caller's transaction)."""
     ids = list(batches)
-    marks = ", ".join("?" * len(ids))
+    # (one max(pos) per job: each an index lookup, where a GROUP BY reads all its rows)
     last = conn.execute(
-        "SELECT job_id, run, batch FROM wf_journal WHERE pos IN"
-        f" (SELECT max(pos) FROM wf_journal WHERE job_id IN ({marks}) GROUP BY job_id)",
-        ids,
+        "SELECT l.job_id, l.run, l.batch FROM json_each(?) AS j JOIN wf_journal AS l"
+        " ON l.pos = (SELECT max(pos) FROM wf_journal WHERE job_id = j.value)",
+        (json.dumps(ids),),
     ).fetchall()
     return {
         job_id
@@ -295,6 +299,7 @@ class SqliteAdmin(SqliteBase):
         *,
         tokens: Leases | None = None,
         batches: Mapping[str, int] | None = None,
+        resent: bool = False,
     ) -> list[str]:
         """Inline when the batch is small and the write lock is free at once, else on the
         store thread (see the ``sqlite`` module)."""
@@ -304,9 +309,9 @@ class SqliteAdmin(SqliteBase):
         held = dict(tokens) if tokens is not None else None
         numbers = dict(batches) if batches and tokens is not None else {}
         size = sum(len(record) for _, record in batch)
-        refused = self._append_inline(batch, held, numbers) if size <= INLINE_MAX_BYTES else None
+        refused = self._append_inline(batch, held, numbers, resent) if size <= INLINE_MAX_BYTES else None
         if refused is None:
-            refused = await self._tx(self._append_journal, batch, held, numbers)
+            refused = await self._tx(self._append_journal, batch, held, numbers, resent)
         self._unchecked += size
         if (
             self._unchecked >= CHECKPOINT_BYTES
@@ -318,7 +323,11 @@ class SqliteAdmin(SqliteBase):
         return refused
 
     def _append_inline(
-        self, rows: list[tuple[str, str]], tokens: dict[str, int] | None, batches: dict[str, int]
+        self,
+        rows: list[tuple[str, str]],
+        tokens: dict[str, int] | None,
+        batches: dict[str, int],
+        resent: bool = False,
     ) -> list[str] | None:
         """Append on this thread and return the refused job ids; ``None`` if another
         connection holds the write lock."""
@@ -332,15 +341,15 @@ class SqliteAdmin(SqliteBase):
             elif len(rows) == 1 and tokens is not None:
                 (job_id, record), token = rows[0], tokens.get(rows[0][0], -1)
                 n = batches.get(job_id)
-                written = conn.execute(_INSERT_FENCED, (job_id, record, token, n)).rowcount
-                refused = (
-                    []
-                    if written or (n is not None and self._running(conn, {job_id}).get(job_id) == token)
-                    else [job_id]
-                )
+                once = resent and n is not None
+                written = conn.execute(
+                    _INSERT_FENCED_ONCE if once else _INSERT_FENCED, (job_id, record, token, n)
+                ).rowcount
+                held_already = once and not written and self._running(conn, {job_id}).get(job_id) == token
+                refused = [] if written or held_already else [job_id]
             else:
                 conn.execute("BEGIN IMMEDIATE")
-                refused = self._append_journal(conn, rows, tokens, batches)
+                refused = self._append_journal(conn, rows, tokens, batches, resent)
                 conn.execute("COMMIT")
         except BaseException as e:
             if conn.in_transaction:
@@ -358,6 +367,7 @@ class SqliteAdmin(SqliteBase):
         rows: list[tuple[str, str]],
         tokens: dict[str, int] | None,
         batches: dict[str, int] | None = None,
+        resent: bool = False,
     ) -> list[str]:
         refused: set[str] = set()
         if tokens is not None:
@@ -365,7 +375,7 @@ class SqliteAdmin(SqliteBase):
             refused = {
                 job_id for job_id, _ in rows if job_id not in runs or runs[job_id] != tokens.get(job_id)
             }
-        held = _held_batches(conn, batches, tokens) if batches and tokens is not None else set()
+        held = _held_batches(conn, batches, tokens) if resent and batches and tokens is not None else set()
         skip = refused | held
         if skip:
             rows = [row for row in rows if row[0] not in skip]

@@ -258,15 +258,19 @@ class Store(Protocol):
         *,
         tokens: Leases | None = None,
         batches: Mapping[str, int] | None = None,
+        resent: bool = False,
     ) -> list[str]:
         """Append ``(job_id, record_json)`` rows, in order, in one transaction, and return
         the job ids refused. With ``tokens`` (a worker's writes) the rows of a job are
         written only while it runs under its token there; without, a job id the store
         does not hold is a ``StoreError`` (nothing of the batch is written). With
         ``batches`` (and ``tokens``: job id -> the number of this batch of its rows
-        within its claim, from 1), a job's rows are skipped, and the job not refused,
-        when the last batch the store holds of it is of the same token and numbered as
-        high or higher: a batch sent again after its reply was lost is written once."""
+        within its claim, from 1) the store keeps each job's last batch number; with
+        ``resent`` too (the batch's append failed before: it may have committed), a
+        job's rows are skipped, and the job not refused, when the last batch the store
+        holds of it is of the same token and numbered as high or higher: a batch sent
+        again after its reply was lost is written once. (Only a resend pays for the
+        check.)"""
 
     async def read_journal(self, job_id: str) -> list[str]:
         """Every record of ``job_id`` in the order appended."""
