@@ -352,8 +352,9 @@ class DurableJournal(Journal):
                 refused.append(job_id)
         return refused
 
-    async def job_finished(self, job: Job, result: JobResult) -> None:
-        """A completed job's records not yet committed are dropped: once its outcome is
+    def job_finished_now(self, job: Job, result: JobResult) -> None:
+        """(Plain: nothing to await, so the job closes in the frame that ended it.)
+        A completed job's records not yet committed are dropped: once its outcome is
         stored nobody replays them (short jobs then write no journal at all; should the
         process die before the outcome is stored, the job resumes from its last committed
         step). Other jobs' last records go with the next batch: whoever reports an

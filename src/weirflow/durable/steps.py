@@ -132,7 +132,8 @@ class StepJournal(Journal):
     def step_completed(self, job: Job, step: Step) -> None:
         self._record(job, step, step.status)
 
-    async def job_finished(self, job: Job, result: JobResult) -> None:
+    def job_finished_now(self, job: Job, result: JobResult) -> None:
+        # (plain: nothing to await, so the job closes in the frame that ended it)
         # the rows stay buffered: the worker flushes them with the batch of outcomes it
         # writes next, so a job's steps are in the store before its outcome is
         self._attempts.pop(job.id, None)

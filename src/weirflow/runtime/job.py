@@ -233,13 +233,17 @@ class Job(Pausing):
 
     def _quiet(self) -> bool:
         """Whether nothing of the job runs or holds an item now, so that it can be closed
-        out at once, in the caller's frame: no journal (its ``job_finished`` is awaited), no
-        task of the job's own still running, and every runner task done, or a plain
-        ``RoutineRunner`` with no call and no lane running — parked (or woken and about to
-        see the end: it holds nothing) or, for the task ending the job, at its idle point
+        out at once, in the caller's frame: no journal, or one whose ``job_finished`` needs
+        no await (``Journal.finish_awaits``; it hears ``job_finished_now``), no task of the
+        job's own still running, and every runner task done, or a plain ``RoutineRunner``
+        with no call and no lane running — parked (or woken and about to see the end: it
+        holds nothing) or, for the task ending the job, at its idle point
         (``RoutineRunner.resting``). The common end of a job, whose last runner went idle."""
-        if self.journal is not None or len(self._runner_tasks) != len(self.runners):
-            return False  # (or it has not started its runners yet)
+        if len(self._runner_tasks) != len(self.runners):
+            return False  # it has not started its runners yet
+        journal = self.journal
+        if journal is not None and journal.finish_awaits():
+            return False
         for t in self._tasks:
             if not t.done():
                 return False
@@ -254,8 +258,9 @@ class Job(Pausing):
         return True
 
     def _close_now(self) -> None:
-        """``_close_out`` for a quiet job (``_quiet``): the same steps, with nothing to await.
-        The runner tasks still parked are woken and leave their loop on their own."""
+        """``_close_out`` for a quiet job (``_quiet``): the same steps, with nothing to await
+        (a journal hears ``job_finished_now``, last, as it would ``job_finished``). The
+        runner tasks still parked are woken and leave their loop on their own."""
         reason, error = self.end_reason or "job_cancelled", self.error
         try:
             for runner in self.runners.values():
@@ -263,7 +268,12 @@ class Job(Pausing):
             self._stop_inputs()
             self._drain(reason, error)
         finally:
-            self._publish(self._make_final_result(), now=False)
+            result = self._make_final_result()
+            try:
+                if self.journal is not None:
+                    self.journal.job_finished_now(self, result)
+            finally:  # a failing journal must not leave the job's waiters hanging
+                self._publish(result, now=False)
 
     async def _close_out(self) -> None:
         """Stop everything, then dead-letter every item the job accepted and did not

@@ -141,7 +141,22 @@ class Journal:
         slot's queue (otherwise it never entered it, or was in a step)."""
 
     async def job_finished(self, job: Job, result: JobResult) -> None:
-        """The job reached a final status."""
+        """The job reached a final status and its result is made (``job.wait()`` returns it
+        once this returns). A journal with nothing to await here overrides
+        ``job_finished_now`` instead (this calls it), which lets the job close in the frame
+        that ended it, with no task (``finish_awaits``)."""
+        self.job_finished_now(job, result)
+
+    def job_finished_now(self, job: Job, result: JobResult) -> None:
+        """``job_finished`` as a plain method (it must not block): called in its place, in the
+        frame that closes the job, unless ``finish_awaits``. Comes after every other record
+        of the job, as ``job_finished`` does."""
+
+    def finish_awaits(self) -> bool:
+        """Whether the runtime must await ``job_finished`` at a job's end: it is overridden.
+        Otherwise the runtime may call ``job_finished_now`` where the job closes, and a
+        job that nothing else holds closes at once (``Job._quiet``). Asked once per job."""
+        return type(self).job_finished is not Journal.job_finished
 
     def lagging(self) -> Awaitable[None] | None:
         """What a routine awaits before its next call when this journal has fallen
@@ -168,6 +183,7 @@ def is_active(journal: Journal | None) -> bool:
             "step_completed",
             "dead_lettered",
             "job_finished",
+            "job_finished_now",
         )
     )
 
@@ -215,8 +231,15 @@ class Journals(Journal):
             j.dead_lettered(job, letter, from_queue=from_queue)
 
     async def job_finished(self, job: Job, result: JobResult) -> None:
-        for j in self.journals:
+        for j in self.journals:  # (each calls its ``job_finished_now`` unless it awaits)
             await j.job_finished(job, result)
+
+    def job_finished_now(self, job: Job, result: JobResult) -> None:
+        for j in self.journals:
+            j.job_finished_now(job, result)
+
+    def finish_awaits(self) -> bool:
+        return any(j.finish_awaits() for j in self.journals)
 
     def lagging(self) -> Awaitable[None] | None:
         for j in self.journals:
