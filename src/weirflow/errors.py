@@ -225,6 +225,33 @@ class PipelineStateError(SuperviseError):
         self.state = state
 
 
+class SendWindowFullError(PipelineStateError, SlotFullError):
+    """A pipeline's send window stayed full: ``unacked`` items sent to it are not
+    processed yet, and at most ``capacity`` (the supervisor's ``unacked_capacity``) may
+    wait (``weirflow.supervise.sends``). ``state`` is ``full``, as when the pipeline's
+    slot stayed full; it is also a ``SlotFullError`` (``slot`` the item was for,
+    ``capacity`` the limit that was hit), so one ``except SlotFullError`` retry loop
+    serves both (HTTP 429)."""
+
+    status = 429
+
+    def __init__(self, slot: str, unacked: int, capacity: int, waited_s: float | None = None) -> None:
+        waited = "" if waited_s is None else f" after waiting {waited_s:.3g}s"
+        Exception.__init__(
+            self,
+            f"the pipeline's send window is full{waited}: {unacked} sent item(s) are not "
+            f"processed yet (unacked_capacity {capacity})",
+        )
+        self.state = "full"
+        self.slot = slot
+        self.unacked = unacked
+        self.capacity = capacity
+        self.waited_s = waited_s
+
+    def __reduce__(self) -> tuple[type[SendWindowFullError], tuple[str, int, int, float | None]]:
+        return (SendWindowFullError, (self.slot, self.unacked, self.capacity, self.waited_s))
+
+
 class CommandTimeout(SuperviseError, TimeoutError):  # noqa: N818 - the contract's name (API.md)
     """A child did not answer a command within its deadline (HTTP 504)."""
 

@@ -114,6 +114,32 @@ def test_a_full_pipeline_slot_is_slot_full_error_in_the_client(served: Live) -> 
         served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
 
 
+def test_a_full_send_window_is_named_with_its_own_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "stuck" holds its first item for ever and has room for one more in its slot (capacity 1):
+    # with a send window of 2, the third item is refused by the window, not by the slot
+    monkeypatch.setenv("WEIRFLOW_UNACKED_CAPACITY", "2")
+    with live_server(flows=FLOWS) as live:
+        p = live.client.post("/api/pipelines", json={"flow": "stuck"}).json()["id"]
+        r = live.client.post(
+            f"/api/pipelines/{p}/input", json={"slot": "s.inp", "items": [1, 2, 3], "timeout_s": 0.5}
+        )
+        assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+        body = r.json()
+        assert (body["error"], body["capacity"], body["unacked"], body["accepted"]) == (
+            "SendWindowFullError",
+            2,
+            2,
+            2,
+        )
+        assert "send window is full" in body["detail"] and "unacked_capacity 2" in body["detail"]
+        with wf.Client(live.url) as client, pytest.raises(wf.SlotFullError) as full:  # one retry loop
+            client.send_pipeline(p, "s.inp", 3, timeout_s=0.2)
+        e = full.value
+        assert isinstance(e, wf.SendWindowFullError) and isinstance(e, wf.PipelineStateError)
+        assert (e.status, e.slot, e.capacity, e.unacked, e.state) == (429, "s.inp", 2, 2, "full")  # type: ignore[attr-defined]
+        live.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
 def test_a_finished_pipeline_can_be_removed_a_running_one_cannot(served: Live) -> None:
     p = _echo(served)
     r = served.client.delete(f"/api/pipelines/{p}", params={"forget": "true"})

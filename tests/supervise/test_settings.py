@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+import weirflow as wf
 from weirflow.errors import SuperviseError
 from weirflow.supervise import load_supervise_settings
 
@@ -25,6 +26,13 @@ def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.warm == 3
 
 
+def test_the_send_window_bound_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_supervise_settings().unacked_capacity == 1000
+    monkeypatch.setenv("WEIRFLOW_UNACKED_CAPACITY", "7")
+    assert wf.Supervisor(flows="tests.supervise.flows").unacked_capacity == 7  # weirflow serve's
+    assert wf.Supervisor(flows="tests.supervise.flows", unacked_capacity=3).unacked_capacity == 3
+
+
 @pytest.mark.parametrize(
     ("var", "value"),
     [
@@ -35,6 +43,7 @@ def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("WEIRFLOW_MAX_RSS_MB", "0"),
         ("WEIRFLOW_KEEP_FINISHED", "-1"),
         ("WEIRFLOW_KEEP_FINISHED", "some"),
+        ("WEIRFLOW_UNACKED_CAPACITY", "0"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(

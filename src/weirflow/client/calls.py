@@ -83,6 +83,10 @@ def error_for(status: int, body: Any) -> RequestError:
         exc.slot = data.get("slot")  # type: ignore[attr-defined]
         exc.capacity = data.get("capacity")  # type: ignore[attr-defined]
         exc.waited_s = None  # type: ignore[attr-defined]
+    if issubclass(kind, errors.SendWindowFullError):  # the pipeline's send window, not its slot
+        exc.unacked = data.get("unacked")  # type: ignore[attr-defined]
+    if issubclass(kind, errors.PipelineStateError):
+        exc.state = data.get("state") or ("full" if status == 429 else "")  # type: ignore[attr-defined]
     if issubclass(kind, ConditionError):
         exc.line, exc.column = data.get("line"), data.get("column")  # type: ignore[attr-defined]
     if issubclass(kind, errors.FlowError):

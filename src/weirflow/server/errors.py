@@ -134,6 +134,9 @@ async def _supervise_error(request: Request, exc: Exception) -> JSONResponse:
     accepted = getattr(exc, "accepted", None)
     if accepted is not None:
         body["accepted"] = accepted
+    state = getattr(exc, "state", None)  # a PipelineStateError's: ``paused``, ``full``...
+    if state:
+        body["state"] = state
     if exc.status == 422:  # the shape of every 422
         body["errors"] = [{"loc": ["body"], "msg": str(exc), "type": "value"}]
     return _json(exc.status, body)

@@ -479,7 +479,7 @@ class Pipeline:
         self._live_child("send")
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
-        await self.window.reserve(timeout_s)  # at most unacked_capacity items not finished
+        await self.window.reserve(timeout_s, slot=slot)  # at most unacked_capacity items not finished
         try:
             child = self._live_child("send")
         except BaseException:

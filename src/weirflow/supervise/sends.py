@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from ..errors import PipelineStateError
+from ..errors import SendWindowFullError
 from ..runtime.results import DeadLetter
 
 log = structlog.get_logger("weirflow.supervise")
@@ -101,9 +101,15 @@ class SendWindow:
     def __len__(self) -> int:
         return len(self.pending)
 
-    async def reserve(self, timeout_s: float | None) -> None:
-        """Take a place, waiting up to ``timeout_s`` for one (``PipelineStateError`` with
-        state ``full`` then); give it back with ``add`` or ``unreserve``."""
+    @property
+    def waiting(self) -> int:
+        """Sends waiting for a place now."""
+        return len(self._waiters)
+
+    async def reserve(self, timeout_s: float | None, *, slot: str = "") -> None:
+        """Take a place, waiting up to ``timeout_s`` for one (``SendWindowFullError``, a
+        ``PipelineStateError`` with state ``full``, for an item for ``slot``, then); give
+        it back with ``add`` or ``unreserve``."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
         while len(self.pending) + self.reserved >= self.capacity:
@@ -112,10 +118,12 @@ class SendWindow:
             try:
                 await asyncio.wait_for(fut, None if deadline is None else max(0.0, deadline - loop.time()))
             except TimeoutError:
-                raise PipelineStateError(
-                    f"{len(self.pending)} sent items are not processed yet (at most {self.capacity})",
-                    "full",
-                ) from None
+                raise SendWindowFullError(slot, len(self.pending), self.capacity, timeout_s) from None
+            finally:
+                # timed out or cancelled: not left behind (a stuck pipeline retried on each
+                # 429 would keep one future per retry until its next acknowledgement)
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
         self.reserved += 1
 
     def unreserve(self) -> None:

@@ -2,9 +2,10 @@
 
 ``load_supervise_settings(health_interval_s=..., ...)`` reads the environment
 (``WEIRFLOW_HEALTH_INTERVAL_S``, ``WEIRFLOW_HEALTH_FAILURES``, ``WEIRFLOW_GRACE_S``,
-``WEIRFLOW_WARM``, ``WEIRFLOW_MAX_RSS_MB``, ``WEIRFLOW_KEEP_FINISHED``), lets the given
-values (flags) override it, and raises ``SuperviseSettingsError`` (a ``SuperviseError`` and a ``ValueError``)
-with one line naming the variable (or the flag) when a value is bad; the CLI prints that line and
+``WEIRFLOW_WARM``, ``WEIRFLOW_MAX_RSS_MB``, ``WEIRFLOW_KEEP_FINISHED``,
+``WEIRFLOW_UNACKED_CAPACITY``), lets the given values (flags) override it, and raises
+``SuperviseSettingsError`` (a ``SuperviseError`` and a ``ValueError``) with one line
+naming the variable (or the flag) when a value is bad; the CLI prints that line and
 exits 2.
 """
 
@@ -17,6 +18,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import SuperviseSettingsError
+from .sends import DEFAULT_UNACKED_CAPACITY
 
 DEFAULT_HEALTH_INTERVAL_S = 1.0
 DEFAULT_HEALTH_FAILURES = 3
@@ -44,6 +46,9 @@ class SuperviseSettings(BaseSettings):
     """A child whose resident memory goes past this is replaced (none: no limit)."""
     keep_finished: int = Field(default=DEFAULT_KEEP_FINISHED, ge=0, le=1_000_000)
     """Finished (stopped or failed) pipelines kept; when one more starts, the oldest go."""
+    unacked_capacity: int = Field(default=DEFAULT_UNACKED_CAPACITY, ge=1, le=10_000_000)
+    """Items sent to a pipeline that may wait to be finished (its send window); past it a
+    send waits, then ``SendWindowFullError`` (HTTP 429)."""
 
 
 def load_supervise_settings(*, from_flags: bool = False, **overrides: Any) -> SuperviseSettings:

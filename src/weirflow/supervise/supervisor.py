@@ -35,7 +35,6 @@ from .restart import DEFAULT_INTENSITY, DEFAULT_PERIOD_S, RestartTracker
 from .results import DEFAULT_RESULTS_CAPACITY, ResultsBuffer
 from .sends import (
     DEFAULT_DEAD_LETTERS_CAPACITY,
-    DEFAULT_UNACKED_CAPACITY,
     DeadLetters,
     PipelineDeadLetter,
     SendWindow,
@@ -65,7 +64,7 @@ class Supervisor:
         max_rss_mb: float | None = None,
         settings: SuperviseSettings | None = None,
         results_capacity: int = DEFAULT_RESULTS_CAPACITY,
-        unacked_capacity: int = DEFAULT_UNACKED_CAPACITY,
+        unacked_capacity: int | None = None,
         dead_letters_capacity: int = DEFAULT_DEAD_LETTERS_CAPACITY,
         intensity: int = DEFAULT_INTENSITY,
         period_s: float = DEFAULT_PERIOD_S,
@@ -82,6 +81,8 @@ class Supervisor:
             grace_s=grace_s,
             max_rss_mb=max_rss_mb,
         )
+        if unacked_capacity is None:
+            unacked_capacity = self.settings.unacked_capacity
         for option, value in (
             ("results_capacity", results_capacity),
             ("unacked_capacity", unacked_capacity),

@@ -4,7 +4,9 @@ The app's ``Supervisor`` (``app.state.supervisor``) does the work; these routes
 translate. Its typed errors answer with their status and a message:
 ``PipelineNotFound`` 404, ``InvalidCommand`` 422, ``PipelineStateError`` 409,
 ``CommandTimeout`` 504 (``server.errors``); a slot that stayed full is ``429``
-with ``accepted`` and ``Retry-After``, as for jobs.
+with ``accepted`` and ``Retry-After``, as for jobs, and so is a full send window
+(``SendWindowFullError``: ``capacity`` is then the window's ``unacked_capacity``, with
+``unacked``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from ...errors import PipelineStateError, SlotFullError, SuperviseError
+from ...errors import PipelineStateError, SendWindowFullError, SlotFullError, SuperviseError
 from ...supervise import Supervisor
 from ..auth import require_admin, require_admin_change, require_read
 from ..deps import errors
@@ -154,6 +156,18 @@ async def pipeline_input(pipeline_id: str, body: PipelineInput, sup: Sup) -> dic
     for accepted, item in enumerate(body.items):
         try:
             await sup.send(pipeline_id, body.slot, item, timeout_s=max(0.0, deadline - time.monotonic()))
+        except SendWindowFullError as e:
+            # the limit hit is the pipeline's send window (``unacked_capacity``), not the
+            # slot's: named as such; a SlotFullError too, for the same retry loop
+            raise SlotStayedFullError(
+                f"{e}; {accepted} of {len(body.items)} item(s) accepted, the rest were not",
+                headers={"Retry-After": "1"},
+                accepted=accepted,
+                slot=body.slot,
+                capacity=e.capacity,
+                unacked=e.unacked,
+                retry_after_s=1,
+            ) from e
         except PipelineStateError as e:
             if e.state == "full":
                 # named SlotFullError (its cause), as a job's full slot is: one retry loop
