@@ -5,7 +5,11 @@ removed. A live server with real pipeline processes."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -59,7 +63,7 @@ def test_a_wait_whose_client_gave_up_consumes_nothing(served: Live) -> None:
         impatient.get(f"/api/pipelines/{p}/results", params={"wait_s": 10})
     # the abandoned wait is still running on the server when this output arrives
     _send(served, p, "kept")
-    assert _results(served, p).json() == {"items": ["kept"], "remaining": 0}
+    assert _results(served, p).json() == {"items": ["kept"], "remaining": 0, "offset": 0}
     served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
 
 
@@ -76,13 +80,57 @@ def test_ctrl_c_on_results_follow_exits_130_and_loses_nothing(served: Live) -> N
     served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
 
 
+def test_ctrl_c_while_results_prints_a_page_consumes_only_what_was_printed(served: Live) -> None:
+    # ten outputs of 30 kB: one page, but more than the pipe to this test holds, which reads
+    # one line and then nothing: the command is blocked printing the page when Ctrl-C comes
+    p = _echo(served)
+    sent = [f"{i:02d}" + "x" * 30_000 for i in range(10)]
+    _send(served, p, *sent)
+    while _results(served, p, peek="true").json()["remaining"] < len(sent):
+        _results(served, p, peek="true", wait_s=1)  # (each waits for a new output)
+    results = ("pipelines", "results", p, "--follow", "--wait-s", "10")
+    with running(_weirflow(*results, "--server", served.url, "--api-key", "adminkey")) as proc:
+        first = _one_line(proc)
+        assert json.loads(first.split("\n")[0]) == sent[0]
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 130
+    lines = (first + rest).split("\n")
+    assert lines[-1] == ""  # whole lines only: the line in hand was finished
+    printed = [json.loads(line) for line in lines[:-1]]
+    assert 1 <= len(printed) < len(sent) and printed == sent[: len(printed)]
+    # what was printed was consumed, what was not is still there: nothing lost, nothing twice
+    assert _results(served, p, wait_s=0).json()["items"] == sent[len(printed) :]
+    served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
+def _one_line(proc: subprocess.Popen[str]) -> str:
+    """The command's output up to its first newline (and what came with it), read from the
+    pipe itself, the rest left in it (``communicate`` reads the pipe, not a file's buffer)."""
+    got: list[bytes] = []
+
+    def read() -> None:
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
+        while not got or b"\n" not in got[-1]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            got.append(b"".join(got[-1:]) + chunk if got else chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    assert got and b"\n" in got[-1], "the command printed no line"
+    return got[-1].decode()
+
+
 def test_a_read_key_peeks_but_cannot_consume(served: Live) -> None:
     p = _echo(served)
     _send(served, p, "x1")
     for _ in range(2):  # looking twice finds it twice
         peeked = _results(served, p, peek="true", **READ)
         assert peeked.status_code == 200
-        assert peeked.json() == {"items": ["x1"], "remaining": 1}
+        assert peeked.json() == {"items": ["x1"], "remaining": 1, "offset": 0}
     refused = _results(served, p, **READ)
     assert refused.status_code == 403
     assert "'admin'" in refused.json()["detail"]
@@ -91,7 +139,7 @@ def test_a_read_key_peeks_but_cannot_consume(served: Live) -> None:
         with pytest.raises(wf.RequestError) as e:
             reader.pipeline_results(p)
         assert e.value.status == 403
-    assert _results(served, p).json() == {"items": ["x1"], "remaining": 0}  # all there for the admin
+    assert _results(served, p).json() == {"items": ["x1"], "remaining": 0, "offset": 0}  # all there
     served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
 
 

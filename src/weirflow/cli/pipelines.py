@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.table import Table
@@ -22,6 +23,9 @@ from rich.table import Table
 from ..errors import RequestError
 from .inputs import InputError
 from .jobs import JsonOption, _console, _inputs_without_flow, _print_json
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 T = TypeVar("T")
 
@@ -245,13 +249,60 @@ def results(
 
     with _errors(), Client(server, api_key=api_key) as client:
         try:
+            # consuming needs an admin key: find out before printing anything (takes nothing)
+            client.pipeline_results(pipeline_id, before=0)
             while True:
-                page = client.pipeline_results(pipeline_id, max_items=max_items, wait_s=wait_s)
-                for item in page.items:
-                    print(json.dumps(item, ensure_ascii=False, default=repr), flush=True)
-                if not follow and not page.remaining:
+                if not _print_a_page(client, pipeline_id, max_items, wait_s) and not follow:
                     return
         except KeyboardInterrupt:
-            # what was not printed was not consumed (the server takes nothing for a client
-            # that went away), and a script can tell an interrupt from the end of the outputs
+            # what was printed was consumed, what was not was not (see _print_a_page), and a
+            # script can tell an interrupt from the end of the outputs
             raise typer.Exit(130) from None
+
+
+def _print_a_page(client: Client, pipeline_id: str, max_items: int, wait_s: float) -> int:
+    """Peek at up to ``max_items`` outputs, print them, then consume exactly those printed
+    (``before``); how many are left. Consuming first would lose a page an interrupt cuts
+    short. An interrupt while waiting for the page stops at once (nothing was taken); one
+    while it is printed lets the line in hand finish and the lines printed be consumed,
+    then stops (a second one stops at once: a reader that does not read any more)."""
+    page = client.pipeline_results(pipeline_id, max_items=max_items, wait_s=wait_s, peek=True)
+    with _interrupt_deferred() as interrupted:
+        printed = 0
+        try:
+            for item in page.items:
+                if interrupted:
+                    break
+                print(json.dumps(item, ensure_ascii=False, default=repr), flush=True)
+                printed += 1
+        finally:
+            left = page.remaining
+            if printed:
+                done = client.pipeline_results(pipeline_id, max_items=printed, before=page.offset + printed)
+                left = done.remaining
+    return left
+
+
+@contextmanager
+def _interrupt_deferred() -> Iterator[list[int]]:
+    """SIGINT in the block is noted (the list yielded is non-empty then) and raised as
+    ``KeyboardInterrupt`` at its end; a second one is raised at once. Not the main thread
+    (no signal handler can be set): as usual."""
+    interrupts: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        interrupts.append(signum)
+        if len(interrupts) > 1:
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, note)
+    except ValueError:
+        yield interrupts
+        return
+    try:
+        yield interrupts
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupts:
+        raise KeyboardInterrupt

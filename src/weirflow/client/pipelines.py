@@ -43,8 +43,10 @@ def send(pipeline_id: str, slot: str, values: list[Any], timeout_s: float) -> Ca
     return Call("POST", _pipeline(pipeline_id, "/input"), field("accepted"), json=body)
 
 
-def results(pipeline_id: str, max_items: int, wait_s: float, peek: bool = False) -> Call[PipelineResults]:
-    params = query(max=max_items, wait_s=wait_s, peek="true" if peek else None)
+def results(
+    pipeline_id: str, max_items: int, wait_s: float, peek: bool = False, before: int | None = None
+) -> Call[PipelineResults]:
+    params = query(max=max_items, wait_s=wait_s, peek="true" if peek else None, before=before)
     return Call("GET", _pipeline(pipeline_id, "/results"), model(PipelineResults), params=params)
 
 

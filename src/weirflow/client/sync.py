@@ -331,10 +331,18 @@ class Client:
         return self.call(call, timeout_s=timeout_s + 10)
 
     def pipeline_results(
-        self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0, peek: bool = False
+        self,
+        pipeline_id: str,
+        *,
+        max_items: int = 100,
+        wait_s: float = 0.0,
+        peek: bool = False,
+        before: int | None = None,
     ) -> PipelineResults:
-        """Consume (an admin key) up to ``max_items`` outputs; ``peek``: only look (any key)."""
-        call = pipeline_calls.results(pipeline_id, max_items, wait_s, peek)
+        """Consume (an admin key) up to ``max_items`` outputs; ``peek``: only look (any key).
+        ``before``: consume only the outputs below that position (``offset`` of a peek plus
+        how many of its items were handled); asking again takes nothing more."""
+        call = pipeline_calls.results(pipeline_id, max_items, wait_s, peek, before)
         return self.call(call, timeout_s=wait_s + 10)
 
     def pipeline_dead_letters(self, pipeline_id: str) -> PipelineDeadLetters:

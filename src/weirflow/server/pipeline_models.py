@@ -68,7 +68,13 @@ class PipelineOut(BaseModel):
 
 class PipelineResults(BaseModel):
     items: list[Any]
-    remaining: int
+    remaining: int = Field(description="Outputs left in the buffer after this answer.")
+    offset: int = Field(
+        default=0,
+        description="The position of items[0] (outputs are numbered from 0, the pipeline's "
+        "first); with no items, the position of the next one. ?before=offset+n consumes "
+        "exactly the first n items of a peek.",
+    )
 
 
 class PipelineDeadLetterOut(BaseModel):

@@ -499,8 +499,13 @@ class Pipeline:
             self.window.forget(seq)  # refused (unknown slot, full, too large): the caller has it
             raise
 
-    async def take_results(self, max_items: int, wait_s: float) -> list[tuple[str, Any]]:
-        items = await self.results.take(max_items, wait_s)
+    async def take_results(
+        self, max_items: int, wait_s: float, before: int | None = None
+    ) -> list[tuple[str, Any]]:
+        if before is None:
+            items = await self.results.take(max_items, wait_s)
+        else:
+            items = self.results.take_before(before, max_items)
         child = self.child
         if items and child is not None and child.alive:
             with contextlib.suppress(SuperviseError, OSError):

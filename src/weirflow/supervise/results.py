@@ -8,6 +8,13 @@ returns how many places it freed, for the supervisor to give back as credit;
 ``wait`` waits for an item without taking it and ``peek`` looks without consuming,
 so that a consumer over HTTP takes only once it knows its client is still there
 (``server.routes.pipelines``).
+
+Every item has a position: 0 for the pipeline's first output, counting on across its
+restarts. ``offset`` is the position of the oldest item waiting, and ``take_before``
+consumes the items below a position: a consumer that peeked, then handled (printed,
+stored) items, consumes exactly those, and asking again takes nothing more — an
+interrupted consumer loses nothing, it may only see again what it had not confirmed
+(``weirflow pipelines results`` does that).
 """
 
 from __future__ import annotations
@@ -61,6 +68,17 @@ class ResultsBuffer:
                 if fut in self._waiters:  # timed out or cancelled: not left behind
                     self._waiters.remove(fut)
         return bool(self.items)
+
+    @property
+    def offset(self) -> int:
+        """The position of the oldest item waiting (how many were ever consumed)."""
+        return self.total - len(self.items)
+
+    def take_before(self, position: int, max_items: int) -> list[tuple[str, Any]]:
+        """The items waiting below ``position`` (at most ``max_items``), oldest first,
+        consumed; none once they are gone (asking twice takes nothing more)."""
+        n = max(0, min(position - self.offset, max_items, len(self.items)))
+        return [self.items.popleft() for _ in range(n)]
 
     def peek(self, max_items: int) -> list[tuple[str, Any]]:
         """Up to ``max_items`` items, oldest first, left in the buffer."""

@@ -288,18 +288,33 @@ class Supervisor:
         ``dead_letters`` (its child ended first), never lost without a record."""
         await self._get(pipeline_id).send(slot, item, timeout_s)
 
-    async def results(self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0) -> list[Any]:
+    async def results(
+        self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0, before: int | None = None
+    ) -> list[Any]:
         """Consume up to ``max_items`` outputs, oldest first, waiting up to ``wait_s`` for
-        the first one. Consuming makes room: a pipeline blocked on a full buffer goes on."""
-        return [item for _, item in await self.results_of(pipeline_id, max_items=max_items, wait_s=wait_s)]
+        the first one. Consuming makes room: a pipeline blocked on a full buffer goes on.
+
+        ``before``: consume only the outputs at positions below it (nothing is waited
+        for): a consumer that peeked (``peek_results``, ``results_offset``) and handled
+        some consumes exactly those; asking again takes nothing more."""
+        items = await self.results_of(pipeline_id, max_items=max_items, wait_s=wait_s, before=before)
+        return [item for _, item in items]
 
     async def results_of(
-        self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0
+        self, pipeline_id: str, *, max_items: int = 100, wait_s: float = 0.0, before: int | None = None
     ) -> list[tuple[str, Any]]:
         """As ``results``, each item with the output it came from (``(output, item)``)."""
         if max_items < 1:
             raise InvalidCommand("max_items must be at least 1")
-        return await self._get(pipeline_id).take_results(max_items, max(0.0, wait_s))
+        if before is not None and before < 0:
+            raise InvalidCommand("before must be at least 0")
+        return await self._get(pipeline_id).take_results(max_items, max(0.0, wait_s), before)
+
+    def results_offset(self, pipeline_id: str) -> int:
+        """The position of the oldest output waiting in the pipeline's results buffer:
+        outputs are numbered from 0 (its first output ever, across restarts), so this is
+        also how many were consumed. ``peek_results`` returns the outputs from here on."""
+        return self._get(pipeline_id).results.offset
 
     def dead_letters(self, pipeline_id: str) -> list[PipelineDeadLetter]:
         """The pipeline's dead letters, oldest first (the newest ``dead_letters_capacity``;

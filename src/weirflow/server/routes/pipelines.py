@@ -18,7 +18,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from ...errors import PipelineStateError, SendWindowFullError, SlotFullError, SuperviseError
+from ...errors import (
+    InvalidCommand,
+    PipelineStateError,
+    SendWindowFullError,
+    SlotFullError,
+    SuperviseError,
+)
 from ...supervise import Supervisor
 from ..auth import require_admin, require_admin_change, require_read
 from ..deps import errors
@@ -60,7 +66,7 @@ async def get_pipeline(pipeline_id: str, sup: Sup) -> dict[str, Any]:
     return sup.get(pipeline_id).to_dict()
 
 
-@read.get("/{pipeline_id}/results", response_model=PipelineResults, responses=errors(403, 404))
+@read.get("/{pipeline_id}/results", response_model=PipelineResults, responses=errors(403, 404, 422))
 async def pipeline_results(
     pipeline_id: str,
     request: Request,
@@ -68,24 +74,42 @@ async def pipeline_results(
     max_items: Annotated[int, Query(alias="max", ge=1, le=10_000)] = 100,
     wait_s: Annotated[float, Query(ge=0, le=30, allow_inf_nan=False)] = 0.0,
     peek: bool = False,
+    before: Annotated[int | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
     """Consume up to ``max`` outputs, oldest first, waiting up to ``wait_s`` for the first
-    (an ``admin`` call: consuming changes the pipeline). ``peek=true`` returns them without
-    consuming, for any key.
+    (an ``admin`` call: consuming is a write, it changes the pipeline). ``peek=true``
+    returns them without consuming, for any key.
 
     The wait takes nothing: items are taken only once it is over and the client is still
     connected, so a client that goes away while it waits (a Ctrl-C, a client timeout, a
-    proxy's cut-off) leaves every output in the buffer for the next call."""
+    proxy's cut-off) leaves every output in the buffer for the next call.
+
+    ``offset`` is the position of the first item answered (outputs are numbered from 0).
+    ``before=N`` consumes only the outputs below position N, with no wait: a client that
+    peeked and handled n items confirms them with ``before=offset+n``, and a repeated
+    confirmation takes nothing more — nothing is lost to an answer that does not arrive."""
+    if peek and before is not None:
+        raise InvalidCommand("peek=true takes nothing; before=N consumes: give one of them")
     if not peek:
         await require_admin_change(request)
     sup.get(pipeline_id)  # 404 before waiting
+    if before is not None:
+        offset = sup.results_offset(pipeline_id)
+        items = await sup.results(pipeline_id, max_items=max_items, before=before)
+        return {"items": items, "remaining": sup.remaining(pipeline_id), "offset": offset}
     if not await _waited_for(request, sup.wait_results(pipeline_id, wait_s=wait_s)):
-        return {"items": [], "remaining": sup.remaining(pipeline_id)}  # nobody reads this
+        # nobody reads this
+        return {
+            "items": [],
+            "remaining": sup.remaining(pipeline_id),
+            "offset": sup.results_offset(pipeline_id),
+        }
+    offset = sup.results_offset(pipeline_id)
     if peek:
         items = [item for _, item in sup.peek_results(pipeline_id, max_items=max_items)]
     else:
         items = await sup.results(pipeline_id, max_items=max_items)
-    return {"items": items, "remaining": sup.remaining(pipeline_id)}
+    return {"items": items, "remaining": sup.remaining(pipeline_id), "offset": offset}
 
 
 @read.get("/{pipeline_id}/dead-letters", response_model=PipelineDeadLetters, responses=errors(404))
