@@ -48,9 +48,16 @@ def _send(live: Live, pipeline_id: str, *items: object) -> None:
 
 
 def _results(
-    live: Live, pipeline_id: str, wait_s: float = 5.0, peek: str = "false", **headers: str
+    live: Live,
+    pipeline_id: str,
+    wait_s: float = 5.0,
+    peek: str = "false",
+    before: str | None = None,
+    **headers: str,
 ) -> httpx.Response:
     params: dict[str, str | float] = {"wait_s": wait_s, "peek": peek}
+    if before is not None:
+        params["before"] = before
     return live.client.get(f"/api/pipelines/{pipeline_id}/results", params=params, headers=headers)
 
 
@@ -140,6 +147,42 @@ def test_a_read_key_peeks_but_cannot_consume(served: Live) -> None:
             reader.pipeline_results(p)
         assert e.value.status == 403
     assert _results(served, p).json() == {"items": ["x1"], "remaining": 0, "offset": 0}  # all there
+    served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
+def test_results_on_the_command_line_prints_and_consumes_with_an_admin_key_only(served: Live) -> None:
+    p = _echo(served)
+    _send(served, p, "a", "b", "c")
+    while _results(served, p, peek="true").json()["remaining"] < 3:
+        _results(served, p, peek="true", wait_s=1)
+    runner = CliRunner()
+    args = ["pipelines", "results", p, "--max", "2", "--wait-s", "0", "--server", served.url]
+    refused = runner.invoke(app, [*args, "--api-key", "readkey"])
+    assert refused.exit_code == 2 and refused.stdout == ""  # found out before printing anything
+    assert refused.output.startswith("error: ") and refused.output.count("\n") == 1
+    out = runner.invoke(app, [*args, "--api-key", "adminkey"])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.split() == ['"a"', '"b"', '"c"']  # two pages, each consumed once printed
+    after = _results(served, p, peek="true").json()
+    assert after == {"items": [], "remaining": 0, "offset": 3}
+    served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
+
+
+def test_a_consumer_confirms_what_it_peeked_and_a_second_confirmation_takes_nothing(served: Live) -> None:
+    p = _echo(served)
+    _send(served, p, "a", "b", "c")
+    with wf.Client(served.url, api_key="adminkey") as client:
+        page = client.pipeline_results(p, peek=True, wait_s=5)
+        while page.remaining < 3:
+            page = client.pipeline_results(p, peek=True, wait_s=1)
+        assert (page.items, page.offset) == (["a", "b", "c"], 0)
+        for _ in range(2):  # the answer of the first was lost, say: asking again changes nothing
+            done = client.pipeline_results(p, max_items=2, before=page.offset + 2)
+        assert (done.items, done.remaining, done.offset) == ([], 1, 2)
+        rest = client.pipeline_results(p, peek=True)
+        assert (rest.items, rest.offset) == (["c"], 2)
+    r = _results(served, p, peek="true", before="1")  # (peek and before)
+    assert r.status_code == 422
     served.client.delete(f"/api/pipelines/{p}", params={"grace_s": 0.2})
 
 

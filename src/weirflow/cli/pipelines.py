@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import select
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -273,7 +274,7 @@ def _print_a_page(client: Client, pipeline_id: str, max_items: int, wait_s: floa
             for item in page.items:
                 if interrupted:
                     break
-                print(json.dumps(item, ensure_ascii=False, default=repr), flush=True)
+                _write_line(json.dumps(item, ensure_ascii=False, default=repr))
                 printed += 1
         finally:
             left = page.remaining
@@ -281,6 +282,29 @@ def _print_a_page(client: Client, pipeline_id: str, max_items: int, wait_s: floa
                 done = client.pipeline_results(pipeline_id, max_items=printed, before=page.offset + printed)
                 left = done.remaining
     return left
+
+
+def _write_line(text: str) -> None:
+    """``text`` and a newline on stdout, all of it, flushed. Written by hand rather than with
+    ``print``: when stdout's binary layer is unbuffered (``PYTHONUNBUFFERED=1``, common in
+    containers, or ``python -u``), ``print`` hands the text to the raw file in one call and
+    ignores how much of it was written, so a write that a signal (the Ctrl-C this command
+    defers) cuts short drops the rest of the line. This writes until all of it is out."""
+    out = sys.stdout
+    out.flush()
+    binary = getattr(out, "buffer", None)
+    if binary is None:  # a text-only stream
+        out.write(text + "\n")
+        out.flush()
+        return
+    data = memoryview((text + "\n").encode(out.encoding or "utf-8", out.errors or "strict"))
+    while data:
+        n = binary.write(data)
+        if n is None:  # a non-blocking stdout that is full: wait until it takes more
+            select.select([], [binary.fileno()], [])
+            continue
+        data = data[n:]
+    binary.flush()
 
 
 @contextmanager
