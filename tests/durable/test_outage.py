@@ -272,7 +272,9 @@ async def test_across_an_outage_longer_than_the_lease_finished_steps_never_run_a
         c = _calls(steps_log, "c")
         for (_, end), (start, _) in itertools.pairwise(c):
             assert end <= start, c  # never two attempts at once
-        assert len(c) == 1 or job.stalls == 1  # run again only after a takeover
+        # run again only after a takeover: each re-run of ``c`` needs one (a CI run saw two
+        # takeovers as the server came back, with ``c`` run twice)
+        assert len(c) - 1 <= job.stalls, (c, job.stalls)
         rows = {row.routine: (row.status, row.attempt) for row in await store.steps(job_id)}
         assert rows == {"a": ("completed", 1), "b": ("completed", 1), "c": ("completed", len(c))}
     finally:
