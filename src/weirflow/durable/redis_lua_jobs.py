@@ -1,0 +1,286 @@
+"""The Redis store's scripts of a job's lifecycle: submit, claim, renew, complete, the
+compare-and-set ``PUT`` of the rules' other changes, and the reassignment of a node's jobs.
+
+Each runs after ``redis_lua.COMMON`` (key layout and helpers there).
+"""
+
+from __future__ import annotations
+
+# ARGV: prefix, now, then one MessagePack array (packing a batch in one argument spares
+# the client encoding every field as an argument of its own) of jobs, each
+# [id, keyfield ("" none), queue, priority, run_at, runkey, delayed ("1"/"0"), event data,
+# [field, value, ...], node ("" none), node capacity, flow], every value text.
+# Returns id, created (1/0) per job. A job id already present (the script ran before, its
+# answer lost with the connection: ids are made per call, so only a re-run of the same call
+# has them) answers as created, also when it holds its idempotency key: a retried submit is
+# harmless and tells the truth (a 201, a schedule's wake-up).
+# Jobs assigned to a node are checked first (``rules.node_demand``, ``rules.node_refusal``):
+# when a node's queued and running jobs would go past its capacity, nothing is written and
+# the answer is {"full", node, capacity, assigned}.
+SUBMIT = r"""
+local now = ARGV[2]
+local out = {}
+local woken = {}
+local jobs = cmsgpack.unpack(ARGV[3])
+local demand, caps, keys = {}, {}, {}
+for _, job in ipairs(jobs) do
+  local id, keyfield, node = job[1], job[2], job[10]
+  local makes = redis.call('EXISTS', jk(id)) == 0
+  if keyfield ~= '' then
+    makes = makes and not keys[keyfield] and not redis.call('HGET', P .. ':keys', keyfield)
+    keys[keyfield] = true
+  end
+  if makes and node ~= '' then
+    demand[node] = (demand[node] or 0) + 1
+    local cap = tonumber(job[11])
+    if not caps[node] or cap < caps[node] then caps[node] = cap end
+  end
+end
+for node, n in pairs(demand) do
+  local assigned = redis.call('SCARD', njk(node))
+  if assigned + n > caps[node] then return {'full', node, caps[node], assigned} end
+end
+-- a new store is indexed from its first job on
+if redis.call('EXISTS', P .. ':queues') == 0 then redis.call('SET', P .. ':ixv', IXV) end
+for _, job in ipairs(jobs) do
+  local id, keyfield, q, prio, run_at, runkey, delayed, data, fields, node =
+    job[1], job[2], job[3], job[4], job[5], job[6], job[7], job[8], job[9], job[10]
+  local held = false
+  if keyfield ~= '' then held = redis.call('HGET', P .. ':keys', keyfield) end
+  if held and held ~= id then
+    out[#out+1] = held; out[#out+1] = 0
+  elseif redis.call('EXISTS', jk(id)) == 1 then  -- (its key held by this very job: made by this call)
+    out[#out+1] = id; out[#out+1] = 1
+  else
+    local seq = redis.call('INCR', P .. ':seq')
+    local member = runkey .. ':' .. string.format('%015d', seq) .. ':' .. id
+    redis.call('HSET', jk(id), 'seq', seq, 'member', member, 'ver', 0, unpack(fields))
+    if keyfield ~= '' then
+      redis.call('HSET', jk(id), 'keyfield', keyfield)
+      redis.call('HSET', P .. ':keys', keyfield, id)
+    end
+    redis.call('ZADD', P .. ':jobs', seq, id)
+    redis.call('SADD', P .. ':queues', q)
+    track(id, q, job[12], seq, nil, 'queued', run_at, 0)
+    if delayed == '1' then
+      redis.call('ZADD', qk(q, 'delayed'), run_at, id)
+    else
+      redis.call('ZADD', readyk(q, node), -tonumber(prio), member)
+    end
+    if node ~= '' then redis.call('SADD', njk(node), id) end
+    event(id, q, 'queued', now, data)
+    woken[q] = true
+    out[#out+1] = id; out[#out+1] = 1
+  end
+end
+for q, _ in pairs(woken) do redis.call('PUBLISH', P .. ':n:jobs', q) end
+return out
+"""
+
+# ARGV: prefix, queue, worker, now, lease_until, limit, concurrency ("" none),
+# rate limit ("" none), when a claim made now leaves the rate window (``rules.in_rate_window``:
+# the rate zset is scored by that time, so "oldest" is the earliest such time), the
+# claiming node ("" none).
+# Takes up to ``limit`` due jobs by priority, run_at, seq (``rules.ready_order``), the node's
+# own first, then unassigned ones, each changed as ``rules.claimed`` does, within
+# ``rules.claim_allowance``.
+# Returns {running, recent, oldest or "", next delayed run_at or "", job hashes...}.
+CLAIM = r"""
+local q, worker, now, lease, limit = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local mynode = ARGV[10]
+if redis.call('HEXISTS', P .. ':paused', q) == 1 then return {0, 0, '', '', 'paused'} end
+local due = redis.call('ZRANGEBYSCORE', qk(q, 'delayed'), '-inf', now)
+for _, id in ipairs(due) do
+  local prio, member, node = unpack(redis.call('HMGET', jk(id), 'priority', 'member', 'node'))
+  redis.call('ZREM', qk(q, 'delayed'), id)
+  if member then redis.call('ZADD', readyk(q, node), -tonumber(prio), member) end
+end
+local allowed = limit
+local running = redis.call('ZCARD', qk(q, 'running'))
+if ARGV[7] ~= '' then allowed = math.min(allowed, tonumber(ARGV[7]) - running) end
+local recent, oldest = 0, ''
+if ARGV[8] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', qk(q, 'rate'), '-inf', now)
+  recent = redis.call('ZCARD', qk(q, 'rate'))
+  local first = redis.call('ZRANGE', qk(q, 'rate'), 0, 0, 'WITHSCORES')
+  if #first > 0 then oldest = first[2] end
+  allowed = math.min(allowed, tonumber(ARGV[8]) - recent)
+end
+local out = {running, recent, oldest, ''}
+local picked = {}
+if allowed > 0 and mynode ~= '' then
+  for _, m in ipairs(redis.call('ZRANGE', readyk(q, mynode), 0, allowed - 1)) do
+    picked[#picked+1] = {readyk(q, mynode), m}
+  end
+end
+if allowed > #picked then
+  for _, m in ipairs(redis.call('ZRANGE', qk(q, 'ready'), 0, allowed - #picked - 1)) do
+    picked[#picked+1] = {qk(q, 'ready'), m}
+  end
+end
+if #picked > 0 then
+  for _, pick in ipairs(picked) do
+    local member = pick[2]
+    local id = string.match(member, '[^:]+$')
+    redis.call('ZREM', pick[1], member)
+    local k = jk(id)
+    if mynode ~= '' and not redis.call('HGET', k, 'node') then
+      redis.call('HSET', k, 'node', mynode)
+      redis.call('SADD', njk(mynode), id)
+    end
+    local attempt = redis.call('HINCRBY', k, 'attempt', 1)
+    track(id, q, nil, string.match(member, ':(%d+):[^:]+$'), 'queued', 'running', nil, 0)
+    redis.call('HINCRBY', k, 'runs', 1)
+    redis.call('HINCRBY', k, 'ver', 1)
+    redis.call('HSET', k, 'status', 'running', 'worker_id', worker,
+      'lease_expires_at', lease, 'started_at', now)
+    redis.call('ZADD', qk(q, 'running'), lease, id)
+    if ARGV[8] ~= '' then
+      local n = redis.call('INCR', P .. ':ratec')
+      redis.call('ZADD', qk(q, 'rate'), ARGV[9], n)
+    end
+    event(id, q, 'running', now, '{"attempt":' .. attempt .. ',"worker":' .. cjson.encode(worker) .. '}')
+    out[#out+1] = redis.call('HGETALL', k)
+  end
+end
+local nxt = redis.call('ZRANGE', qk(q, 'delayed'), 0, 0, 'WITHSCORES')
+if #nxt > 0 then out[4] = nxt[2] end
+return out
+"""
+
+# ARGV: prefix, worker, lease_until, then id, token pairs (``rules.holds``). Returns the held ids.
+# A renewal bumps ``ver`` like every change: a ``PUT`` computed from the job read before it
+# (the sweeper's takeover of a lease it saw expired, a manual retry of a stalled job) is
+# refused and decided again on the renewed lease, so a job is never both held and taken.
+RENEW = r"""
+local worker, lease = ARGV[2], ARGV[3]
+local held = {}
+for i = 4, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i+1]
+  if holds(id, worker, token) then
+    redis.call('HSET', jk(id), 'lease_expires_at', lease)
+    redis.call('HINCRBY', jk(id), 'ver', 1)
+    local q = redis.call('HGET', jk(id), 'queue')
+    redis.call('ZADD', qk(q, 'running'), lease, id)
+    held[#held+1] = id
+  end
+end
+return held
+"""
+
+# ARGV: prefix, worker, now, why, then a MessagePack array of [id, token, outputs,
+# dead_letters ("" none)]. ``rules.holds`` then ``rules.completed``. Returns the refused ids.
+COMPLETE = r"""
+local worker, now, why = ARGV[2], ARGV[3], ARGV[4]
+local refused = {}
+for _, d in ipairs(cmsgpack.unpack(ARGV[5])) do
+  local id, token, outputs, letters = d[1], d[2], d[3], d[4]
+  if holds(id, worker, token) then
+    local k = jk(id)
+    local q, attempt, node, seq = unpack(redis.call('HMGET', k, 'queue', 'attempt', 'node', 'seq'))
+    if node then redis.call('SREM', njk(node), id) end
+    track(id, q, nil, seq, 'running', 'completed', nil, 0)
+    redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now)
+    if letters ~= '' then
+      redis.call('HSET', k, 'dead_letters', letters)
+    else
+      redis.call('HDEL', k, 'dead_letters')
+    end
+    redis.call('HDEL', k, 'lease_expires_at')
+    redis.call('HINCRBY', k, 'ver', 1)
+    redis.call('ZREM', qk(q, 'running'), id)
+    redis.call('ZADD', P .. ':done', now, id)
+    event(id, q, 'completed', now, '{"attempt":' .. attempt .. '}')
+    interrupt(id, now, why)
+    redis.call('PUBLISH', P .. ':n:done', id)
+  else
+    refused[#refused+1] = id
+  end
+end
+return refused
+"""
+
+# A change computed in Python by a rule, written if the job is unchanged since it was read.
+# ARGV: prefix, id, expected ver, now, kind, event data, why (interrupted steps), runkey,
+# n_set, n_del, then n_set field/value pairs, then n_del field names, then the journal's
+# length ("" unchecked) and a MessagePack array ("" none) of [field, JSON] step rows the
+# journal finished, written after the other running steps are interrupted.
+# Returns 1, or 0 when the job (or its journal) changed meanwhile (the caller reads it again).
+PUT = r"""
+local id, ver, now, kind, data, why, runkey = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local nset, ndel = tonumber(ARGV[9]), tonumber(ARGV[10])
+local jlen, finished = ARGV[11 + 2 * nset + ndel], ARGV[12 + 2 * nset + ndel]
+local k = jk(id)
+local st, cur, q, member, seq, oldnode, oldstalls = unpack(redis.call('HMGET', k, 'status', 'ver', 'queue',
+  'member', 'seq', 'node', 'stalls'))
+if not st or cur ~= ver then return 0 end
+if jlen ~= '' and redis.call('LLEN', P .. ':jr:' .. id) ~= tonumber(jlen) then return 0 end
+if oldnode and (st == 'queued' or st == 'running') then redis.call('SREM', njk(oldnode), id) end
+if st == 'queued' then
+  redis.call('ZREM', readyk(q, oldnode), member)
+  redis.call('ZREM', qk(q, 'delayed'), id)
+elseif st == 'running' then
+  redis.call('ZREM', qk(q, 'running'), id)
+elseif FIN[st] then
+  redis.call('ZREM', P .. ':done', id)
+end
+local fields = {}
+for i = 1, 2 * nset do fields[i] = ARGV[10 + i] end
+if nset > 0 then redis.call('HSET', k, unpack(fields)) end
+for i = 1, ndel do redis.call('HDEL', k, ARGV[10 + 2 * nset + i]) end
+redis.call('HINCRBY', k, 'ver', 1)
+local new, prio, run_at, lease, fin, node, stalls = unpack(redis.call('HMGET', k, 'status', 'priority',
+  'run_at', 'lease_expires_at', 'finished_at', 'node', 'stalls'))
+track(id, q, nil, seq, st, new, run_at, tonumber(stalls or 0) - tonumber(oldstalls or 0))
+if node and (new == 'queued' or new == 'running') then redis.call('SADD', njk(node), id) end
+if new == 'queued' then
+  local m = runkey .. ':' .. string.format('%015d', tonumber(seq)) .. ':' .. id
+  redis.call('HSET', k, 'member', m)
+  if tonumber(run_at) > tonumber(now) then
+    redis.call('ZADD', qk(q, 'delayed'), run_at, id)
+  else
+    redis.call('ZADD', readyk(q, node), -tonumber(prio), m)
+  end
+  redis.call('PUBLISH', P .. ':n:jobs', q)
+elseif new == 'running' then
+  redis.call('ZADD', qk(q, 'running'), lease, id)
+elseif FIN[new] then
+  redis.call('ZADD', P .. ':done', fin, id)
+  redis.call('PUBLISH', P .. ':n:done', id)
+end
+event(id, q, kind, now, data)
+if new ~= 'running' then interrupt(id, now, why) end
+if finished ~= '' then
+  for _, row in ipairs(cmsgpack.unpack(finished)) do
+    redis.call('HSET', P .. ':s:' .. id, row[1], row[2])
+    redis.call('HDEL', P .. ':sx:' .. id, row[1])
+    redis.call('SREM', P .. ':sr:' .. id, row[1])
+  end
+end
+return 1
+"""
+
+# ARGV: prefix, node, now. ``rules.reassigned`` of each queued job assigned to the node: back
+# to its queue's ready set (a delayed one stays delayed, unassigned). Returns their ids.
+REASSIGN = r"""
+local node, now = ARGV[2], ARGV[3]
+local moved = {}
+for _, id in ipairs(redis.call('SMEMBERS', njk(node))) do
+  local k = jk(id)
+  local st, q, member, prio = unpack(redis.call('HMGET', k, 'status', 'queue', 'member', 'priority'))
+  if st == 'queued' then
+    if redis.call('ZREM', readyk(q, node), member) == 1 then
+      redis.call('ZADD', qk(q, 'ready'), -tonumber(prio), member)
+    end
+    redis.call('HDEL', k, 'node')
+    redis.call('HINCRBY', k, 'ver', 1)
+    redis.call('SREM', njk(node), id)
+    event(id, q, 'reassigned', now, '{"node":' .. cjson.encode(node) .. '}')
+    redis.call('PUBLISH', P .. ':n:jobs', q)
+    moved[#moved+1] = id
+  elseif st ~= 'running' then
+    redis.call('SREM', njk(node), id)
+  end
+end
+return moved
+"""

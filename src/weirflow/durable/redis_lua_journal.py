@@ -1,0 +1,77 @@
+"""The Redis store's scripts of a running job's durable journal and its step rows, both
+fenced by the job's run token (``rules.runs_under``).
+
+Each runs after ``redis_lua.COMMON`` (key layout and helpers there).
+"""
+
+from __future__ import annotations
+
+# ARGV: prefix, fenced ("1": tokens given), then a MessagePack array of [id, token (""
+# unfenced), record, batch number ("" none)]. Fenced: a job's rows are written only while it
+# runs under its token (``rules.runs_under``), and, resent ("1" after the rows), not when its
+# last batch (job field ``jb``: "token:number") is of that token and numbered as high (a
+# batch sent again); unfenced: a job not in the store fails the whole batch. Returns the
+# refused ids.
+APPEND = r"""
+local fenced = ARGV[2] == '1'
+local rows = cmsgpack.unpack(ARGV[3])
+local resent = ARGV[4] == '1'
+
+local refused, seen = {}, {}
+for _, row in ipairs(rows) do
+  local id, token, batch = row[1], row[2], row[4]
+  if seen[id] == nil then
+    if fenced then
+      seen[id] = runs_under(id, token)
+      if not seen[id] then
+        refused[#refused+1] = id
+      elseif batch ~= '' then
+        -- the job's last batch (jb: "token:number"): resent, one held already is skipped
+        if resent then
+          local last = redis.call('HGET', jk(id), 'jb')
+          if last then
+            local t, n = string.match(last, '^(.*):(%d+)$')
+            if t == token and tonumber(n) >= tonumber(batch) then seen[id] = false end
+          end
+        end
+        if seen[id] then redis.call('HSET', jk(id), 'jb', token .. ':' .. batch) end
+      end
+    else
+      seen[id] = redis.call('EXISTS', jk(id)) == 1
+      if not seen[id] then return {err = 'journal records for jobs not in the store: ' .. id} end
+    end
+  end
+end
+for _, row in ipairs(rows) do
+  if seen[row[1]] then redis.call('RPUSH', P .. ':jr:' .. row[1], row[3]) end
+end
+return refused
+"""
+
+# ARGV: prefix, id, token ("" none). Returns 0 when refused (not running under token).
+CLEAR_JOURNAL = r"""
+if ARGV[3] ~= '' and not runs_under(ARGV[2], ARGV[3]) then return 0 end
+redis.call('DEL', P .. ':jr:' .. ARGV[2])
+return 1
+"""
+
+# ARGV: prefix, then a MessagePack array of [id, run, field, json, status]
+# (``rules.runs_under``). Returns the refused ids.
+STEPS = r"""
+local refused = {}
+for _, step in ipairs(cmsgpack.unpack(ARGV[2])) do
+  local id, run, f, text, st = step[1], step[2], step[3], step[4], step[5]
+  if runs_under(id, run) then
+    redis.call('HSET', P .. ':s:' .. id, f, text)
+    redis.call('HDEL', P .. ':sx:' .. id, f)
+    if st == 'running' then
+      redis.call('SADD', P .. ':sr:' .. id, f)
+    else
+      redis.call('SREM', P .. ':sr:' .. id, f)
+    end
+  else
+    refused[#refused+1] = id
+  end
+end
+return refused
+"""
