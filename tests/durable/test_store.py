@@ -694,6 +694,15 @@ async def test_postgres_reads_integers_past_64_bits_exactly(store: Store, store_
     assert job is not None
     assert job.inputs == {"a.item": [2**64, -99999999999999999999, 0.5, "x"]}
     assert [type(v) for v in job.inputs["a.item"]] == [int, int, float, str]
+    # 19 digits below -2**63, alone in the text (orjson reads it as a float without error)
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE wf_jobs SET inputs = %s::jsonb WHERE id = %s",
+            ('{"a.item": [-9223372036854775809, -9223372036854775808, 1]}', job_id),
+        )
+    job = await store.get(job_id)
+    assert job is not None and job.inputs == {"a.item": [-(2**63) - 1, -(2**63), 1]}
+    assert [type(v) for v in job.inputs["a.item"]] == [int, int, int]
 
 
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)

@@ -63,7 +63,9 @@ PROBE_TIMEOUT_S = 2.0
 OUTAGE_WAIT_S = 1.0
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+#: every integer orjson cannot read exactly (outside [-2**63, 2**64)) has a run of at
+#: least 19 digits: 20 past 2**64, 19 just below -2**63 (which orjson reads as a float)
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def json_rows(rows: Sequence[Sequence[Any]]) -> str:
@@ -83,7 +85,7 @@ def json_rows(rows: Sequence[Sequence[Any]]) -> str:
 def json_loads(data: bytes | bytearray | memoryview | str) -> Any:
     """A ``json``/``jsonb`` value from the server, read by orjson (in C; the json module's
     ``loads`` was most of the time psycopg spent reading a claimed job's row). orjson reads
-    an integer past 64 bits as a float: text with a run of 20 digits (every such integer
+    an integer past 64 bits as a float: text with a run of 19 digits (every such integer
     has one) is read by the json module, which keeps it exact, as is what orjson refuses."""
     raw = data.encode() if isinstance(data, str) else bytes(data)
     if _LONG_DIGITS.search(raw) is None:
