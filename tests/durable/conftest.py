@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import conftest as cluster_fixtures
 from weirflow.durable import Store, open_store
 
 from .pgserver import PgServer, started_server
@@ -87,6 +88,21 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh store URL for worker processes, on SQLite, PostgreSQL and Redis."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'weirflow.db'}"
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    server: PgServer = request.getfixturevalue("pg")
+    return server.new_database()
+
+
+# ``make(url, **options)``: a registry closed at the end of the test; the cluster tests'
+# own fixture, so that both folders build registries the same way.
+registries = cluster_fixtures.registries
+
+
+@pytest.fixture(params=["redis", "postgres"])
+def job_store(request: pytest.FixtureRequest) -> str:
+    """The URL of a fresh store on a real Redis or a real PostgreSQL (the stores the
+    cluster dispatches on)."""
     if request.param == "redis":
         return str(request.getfixturevalue("redis_url"))
     server: PgServer = request.getfixturevalue("pg")

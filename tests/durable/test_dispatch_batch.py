@@ -4,7 +4,7 @@ nodes in one transaction, on real Redis and PostgreSQL stores (docs/cluster.md).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -15,29 +15,6 @@ from weirflow.durable import JobSpec, Store
 from weirflow.errors import JobError
 
 Make = Callable[..., Registry]
-
-
-@pytest.fixture
-async def registries() -> AsyncIterator[Make]:
-    made: list[Registry] = []
-
-    def make(url: str, **options: object) -> Registry:
-        options.setdefault("deadline_s", 1.0)
-        reg = Registry(url, **options)  # type: ignore[arg-type]
-        made.append(reg)
-        return reg
-
-    yield make
-    for reg in made:
-        await reg.close()
-
-
-@pytest.fixture(params=["redis", "postgres"])
-def job_store(request: pytest.FixtureRequest) -> str:
-    """The URL of a fresh store on a real Redis or a real PostgreSQL."""
-    if request.param == "redis":
-        return str(request.getfixturevalue("redis_url"))
-    return str(request.getfixturevalue("pg").new_database())
 
 
 async def assigned(store: Store) -> Counter[str | None]:

@@ -25,28 +25,9 @@ class Clock:
 
 
 @pytest.fixture
-async def registries() -> AsyncIterator[Make]:
-    made: list[Registry] = []
-
-    def make(url: str, **options: object) -> Registry:
-        options.setdefault("deadline_s", 1.0)
-        reg = Registry(url, **options)  # type: ignore[arg-type]
-        made.append(reg)
-        return reg
-
-    yield make
-    for reg in made:
-        await reg.close()
-
-
-@pytest.fixture(params=["redis", "postgres"])
-async def job_store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+async def opened_store(job_store: str) -> AsyncIterator[Store]:
     """A fresh, open store on a real Redis or a real PostgreSQL."""
-    if request.param == "redis":
-        url = str(request.getfixturevalue("redis_url"))
-    else:
-        url = str(request.getfixturevalue("pg").new_database())
-    store = open_store(url)
+    store = open_store(job_store)
     await store.open()
     yield store
     await store.close()
@@ -57,20 +38,20 @@ def on(node: str) -> JobSpec:
 
 
 async def test_jobs_of_a_node_the_registry_never_knew_are_reassigned_after_the_grace(
-    job_store: Store, redis_url: str, registries: Make
+    opened_store: Store, redis_url: str, registries: Make
 ) -> None:
     admin = registries(redis_url)
     await admin.start()
     await admin.register("live", pool="gpu", capacity=10)
-    ghost = [await job_store.submit(on("ghost")) for _ in range(2)]  # a node long forgotten
-    kept = [await job_store.submit(on("live")), await job_store.submit(on("fresh"))]
-    assert await job_store.assigned_nodes() == ["fresh", "ghost", "live"]
+    ghost = [await opened_store.submit(on("ghost")) for _ in range(2)]  # a node long forgotten
+    kept = [await opened_store.submit(on("live")), await opened_store.submit(on("fresh"))]
+    assert await opened_store.assigned_nodes() == ["fresh", "ghost", "live"]
 
     reg = registries(redis_url, ttl_s=5)
     await reg.start()
     await reg.wait_revision(admin.revision, timeout_s=5)
     clock = Clock()
-    reassigner = Reassigner(reg, job_store, clock=clock)  # (grace and interval: the ttl, 5 s)
+    reassigner = Reassigner(reg, opened_store, clock=clock)  # (grace and interval: the ttl, 5 s)
     assert await reassigner.run_once() == []  # ghost and fresh: unknown from now on
     clock.now += 4.0
     assert await reassigner.run_once() == []  # (not asked again before the interval)
@@ -82,28 +63,28 @@ async def test_jobs_of_a_node_the_registry_never_knew_are_reassigned_after_the_g
     assert sorted(await reassigner.run_once()) == sorted(ghost)
     assert reassigner.reassigned == 2
     for job_id in ghost:
-        record = await job_store.get(job_id)
+        record = await opened_store.get(job_id)
         assert record is not None and (record.status, record.node) == ("queued", None)
-        assert [e.data for e in await job_store.events(job_id=job_id, kind="reassigned")] == [
+        assert [e.data for e in await opened_store.events(job_id=job_id, kind="reassigned")] == [
             {"node": "ghost"}
         ]
     for job_id, node_id in zip(kept, ("live", "fresh"), strict=True):
-        record = await job_store.get(job_id)
+        record = await opened_store.get(job_id)
         assert record is not None and record.node == node_id
     clock.now += 10.0
     assert await reassigner.run_once() == []  # nothing left on ghost; the others are known
-    assert await job_store.assigned_nodes() == ["fresh", "live"]
+    assert await opened_store.assigned_nodes() == ["fresh", "live"]
 
 
 async def test_absence_counts_only_while_the_registry_is_normal(
-    job_store: Store, redis_url: str, registries: Make
+    opened_store: Store, redis_url: str, registries: Make
 ) -> None:
     """A registry that has not listed (``starting``) knows nothing: it must not take every
     node's jobs for a gone node's, however long it stays so."""
-    await job_store.submit(on("somewhere"))
+    await opened_store.submit(on("somewhere"))
     reg = registries(redis_url, ttl_s=5)  # not started: never listed
     clock = Clock()
-    reassigner = Reassigner(reg, job_store, clock=clock)
+    reassigner = Reassigner(reg, opened_store, clock=clock)
     for _ in range(3):
         assert await reassigner.run_once() == []
         clock.now += 10.0
