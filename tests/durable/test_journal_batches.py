@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import weirflow as wf
 from weirflow.durable import JobSpec, Store
@@ -95,3 +95,51 @@ async def test_a_journal_batch_whose_reply_is_lost_is_replayed_once(
         assert sorted(replayed.outputs["b.output"]) == [4, 8, 12]
     finally:
         await store.close()
+
+
+class _Faults:
+    """The store, with faults injected on its journal appends (one per call, in order:
+    an exception type to raise instead of appending, or ``None`` to append)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.faults: list[type[Exception] | None] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def append_journal(self, rows: Any, **kw: Any) -> list[str]:
+        if self.faults and (fault := self.faults.pop(0)) is not None:
+            raise fault("injected")
+        return await self.store.append_journal(rows, **kw)
+
+
+async def test_a_batch_refused_then_cut_short_job_by_job_is_written_once(store: Store) -> None:
+    """The store refuses a batch for what it holds, so the journal sends it job by job;
+    the server goes away after the first job's append. The next flush sends the batch
+    again as a resent one: the job already written is skipped, not written twice."""
+    a = await store.submit(JobSpec("chain", {}))
+    b = await store.submit(JobSpec("chain", {}))
+    tokens = {j.id: j.token for j in (await store.claim("default", "w1", limit=2, lease_s=30)).jobs}
+    faulty = _Faults(store)
+    # (no flush of its own before the one below: one batch holds both jobs' records)
+    journal = DurableJournal(
+        cast(Store, faulty), fenced=True, drop_completed=False, max_batch=10_000, max_delay_s=60
+    )
+    async with wf.Engine(journal=journal) as engine:
+        for job_id, x in ((a, 1), (b, 2)):
+            journal.begin(job_id, tokens[job_id])
+            job = await engine.start(chain, {"a.input": [x]}, job_id=job_id)
+            assert (await job.wait(timeout_s=10)).outputs == {"b.output": [4 * x]}
+        # the batch refused; a written alone; b's append meets an outage
+        faulty.faults = [wf.StoreRefusedError, None, StoreError]
+        with contextlib.suppress(StoreError):
+            await journal.flush()
+        await journal.flush()  # the store is back
+        await journal.close()
+    for job_id, x in ((a, 1), (b, 2)):
+        records = [r for r in await journal.records_of(job_id) if r["t"] != "end"]
+        async with wf.Engine() as engine:
+            job = await engine.start(chain, {"a.input": [x]}, restore=restore_from(records, chain))
+            replayed = await job.wait(timeout_s=10)
+        assert replayed.outputs == {"b.output": [4 * x]}, (job_id, records)

@@ -297,12 +297,15 @@ class DurableJournal(Journal):
                 rows = [(j, text) for j, text in texts.items() if held is None or j in held]
                 resent = self._resending
                 try:
-                    refused = await self.store.append_journal(
-                        rows, tokens=held, batches=batches, resent=resent
-                    )
-                except StoreRefusedError:
-                    refused = await self._job_by_job(rows, held, batches)
+                    try:
+                        refused = await self.store.append_journal(
+                            rows, tokens=held, batches=batches, resent=resent
+                        )
+                    except StoreRefusedError:
+                        refused = await self._job_by_job(rows, held, batches)
                 except Exception as e:  # kept for the owner of the job to see; re-raised
+                    # (job by job too: the jobs already written alone are skipped when
+                    # the batch goes again, as a resent one)
                     self.error = e
                     self._resending = True
                     raise  # (``_unsent`` stays: the next flush sends it again)
