@@ -199,6 +199,27 @@ async def test_cancel_releases_blocked_senders_with_an_error() -> None:
     assert_settled(result)
 
 
+async def test_cancel_ends_the_task_of_a_paused_routine() -> None:
+    """A routine paused (``pause_routine``) with an item waiting for it: its runner waits
+    for the routine's resume. Cancelling the job ends that task too (it held nothing, so
+    the job may close out at once: the task must not be left waiting for the life of the
+    loop, holding the job)."""
+    flow = wf.Flow("paused")
+    flow.add("c", Collect())
+    async with wf.Engine() as engine:
+        job = await engine.start(flow, keep_open=True)
+        [task] = [t for t in asyncio.all_tasks() if t.get_name() == f"weirflow:{job.id}:c"]
+        job.pause_routine("c")
+        await job.send("c.inp", 1)
+        await asyncio.sleep(0)  # (a yield: the woken runner runs to its wait for the resume)
+        assert job.runner("c").waiter is None  # not parked: waiting for the resume
+        result = await job.cancel()
+        assert [(d.item, d.reason) for d in result.dead_letters] == [(1, "job_cancelled")]
+        await asyncio.wait({task}, timeout=5)
+        assert task.done(), task
+    assert_settled(result)
+
+
 async def _run(flow: wf.Flow, inputs: dict[str, Any]) -> wf.JobResult:
     async with wf.Engine() as engine:
         job = await engine.start(flow, inputs)

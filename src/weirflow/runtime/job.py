@@ -236,8 +236,9 @@ class Job(Pausing):
         out at once, in the caller's frame: no journal, or one whose ``job_finished`` needs
         no await (``Journal.finish_awaits``; it hears ``job_finished_now``), no task of the
         job's own still running, and every runner task done, or a plain ``RoutineRunner``
-        with no call and no lane running — parked (or woken and about to see the end: it
-        holds nothing) or, for the task ending the job, at its idle point
+        with no call and no lane running and not paused (``pause_routine``: its task waits
+        for the resume, which the close-out cancels) — parked (or woken and about to see
+        the end: it holds nothing) or, for the task ending the job, at its idle point
         (``RoutineRunner.resting``). The common end of a job, whose last runner went idle."""
         if len(self._runner_tasks) != len(self.runners):
             return False  # it has not started its runners yet
@@ -251,8 +252,8 @@ class Job(Pausing):
         for runner, t in zip(self.runners.values(), self._runner_tasks, strict=True):
             if t.done():
                 continue
-            if type(runner) is not RoutineRunner or runner.active or runner.lanes:
-                return False
+            if type(runner) is not RoutineRunner or runner.active or runner.lanes or runner.paused:
+                return False  # (a paused routine's task waits for its resume: cancelled)
             if t is me and not runner.resting:
                 return False
         return True
