@@ -1,6 +1,7 @@
-"""The Redis store's counts and indexes (``redis_lua.track``): ``queue_counts`` and filtered or
-offset job lists read only what they answer with, and say the same as a full recount after any
-mix of changes, including takeovers, retries, retention and a store an older version wrote."""
+"""The Redis store's counts and indexes (``redis_lua.track``, ``nj_add``/``nj_rem``): ``queue_counts``,
+filtered or offset job lists and ``assigned_nodes`` read only what they answer with, and say the
+same as a full recount after any mix of changes, including takeovers, retries, reassignments,
+retention and a store an older version wrote."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .conftest import FakeClock
 
 QUEUES = ("a", "b")
 FLOWS = ("f1", "f2")
+NODES = ("n1", "n:2")
 OPS = (
     "submit",
     "submit_delayed",
@@ -70,6 +72,8 @@ async def _all_jobs(store: RedisStore) -> list[Any]:
 async def _check(store: RedisStore, rnd: random.Random, now: float) -> None:
     jobs = await _all_jobs(store)
     assert await store.queue_counts() == counts_of(jobs, now)
+    assigned = {j.node for j in jobs if j.node is not None and j.status in (QUEUED, RUNNING)}
+    assert await store.assigned_nodes() == sorted(assigned)
     newest = [j.id for j in await store.list_jobs(limit=10_000)]
     by_id = {j.id: j for j in jobs}
     assert sorted(newest) == sorted(by_id)
@@ -99,7 +103,7 @@ async def _play(url: str, seed: int, ops: list[str]) -> None:
         for n, op in enumerate(ops):
             queue = rnd.choice(QUEUES)
             if op in ("submit", "submit_delayed"):
-                node = rnd.choice((None, None, "n1"))
+                node = rnd.choice((None, None, *NODES))
                 await store.submit_once(
                     JobSpec(
                         flow=rnd.choice(FLOWS),
@@ -117,7 +121,7 @@ async def _play(url: str, seed: int, ops: list[str]) -> None:
             elif op == "claim":
                 worker = rnd.choice(("w1", "w2"))
                 claim = await store.claim(
-                    queue, worker, limit=rnd.randrange(1, 4), lease_s=10.0, node=rnd.choice((None, "n1"))
+                    queue, worker, limit=rnd.randrange(1, 4), lease_s=10.0, node=rnd.choice((None, *NODES))
                 )
                 for job in claim.jobs:
                     held[job.id] = (worker, job.runs)
@@ -152,7 +156,7 @@ async def _play(url: str, seed: int, ops: list[str]) -> None:
             elif op == "clean":
                 await store.clean(Retention(keep_completed_count=rnd.randrange(3), keep_failed_s=1.0))
             elif op == "reassign":
-                await store.reassign("n1")
+                await store.reassign(rnd.choice(NODES))
             elif op == "drop_index":
                 await _drop_index(store)
             elif op == "reindex_step":  # part of the rebuild, the other changes going on around it
@@ -184,12 +188,13 @@ async def _commands(client: aioredis.Redis) -> int:
     return sum(int(v["calls"]) for v in stats.values())
 
 
-@pytest.mark.parametrize("what", ["counts", "failed", "offset", "queue"])
+@pytest.mark.parametrize("what", ["counts", "failed", "offset", "queue", "assigned"])
 async def test_counts_and_filtered_lists_read_no_job_they_do_not_answer_with(
     redis_url: str, what: str
 ) -> None:
-    """The commands Redis runs for a count, a filtered list or a deep offset are as many with
-    600 jobs in the store as with 30 (they read every job before)."""
+    """The commands Redis runs for a count, a filtered list, a deep offset or the assigned nodes
+    are as many with 600 jobs in the store as with 30 (they read every job before; the assigned
+    nodes were found by a SCAN of the keyspace)."""
     client = aioredis.Redis.from_url(redis_url)
     store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
     await store.open()
@@ -199,6 +204,8 @@ async def test_counts_and_filtered_lists_read_no_job_they_do_not_answer_with(
             if not spent:  # 10 jobs in b, 3 of a's failed
                 await store.submit_many([JobSpec(flow="f1", inputs={}, queue="b") for _ in range(10)])
                 await store.submit_many([JobSpec(flow="f1", inputs={}, queue="a") for _ in range(20)])
+                if what == "assigned":
+                    await store.submit(JobSpec(flow="f1", inputs={}, queue="c", node="n1", node_capacity=5))
                 for job in (await store.claim("a", "w", limit=3, lease_s=60.0)).jobs:
                     await store.fail(job.id, "w", job.runs, "boom", retry=False)
             else:
@@ -211,8 +218,10 @@ async def test_counts_and_filtered_lists_read_no_job_they_do_not_answer_with(
                 assert len(await store.list_jobs(status="failed", limit=100)) == 3
             elif what == "offset":
                 assert len(await store.list_jobs(offset=total - 5, limit=10)) == 5
-            else:
+            elif what == "queue":
                 assert len(await store.list_jobs(queue="b", limit=100)) == 10
+            else:
+                assert await store.assigned_nodes() == ["n1"]
             spent.append(await _commands(client) - before)
         assert spent[1] == spent[0], spent
     finally:

@@ -46,8 +46,6 @@ Change = tuple[str, dict[str, Any]]
 PUT_TRIES = 50
 #: jobs read per round trip when listing
 PAGE = 500
-#: keys a SCAN step of ``assigned_nodes`` asks for
-SCAN_COUNT = 1000
 
 
 class RedisAdmin(RedisBase):
@@ -272,18 +270,10 @@ class RedisAdmin(RedisBase):
         return resumed
 
     async def assigned_nodes(self) -> list[str]:
-        # The scripts keep a set of each node's queued and running jobs (``P:nj:NODE``, gone
-        # once empty): listed by SCAN, a call at a time, so Redis is never held (the
-        # Reassigner asks about once per registry ttl)
-        head = self.key("nj", "")
-        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in head) + "*"
-        found: set[str] = set()
-        cursor = 0
-        while True:
-            cursor, keys = await self._do("scan", cursor, pattern, SCAN_COUNT)
-            found.update(_s(k)[len(head) :] for k in keys)
-            if int(cursor) == 0:
-                return sorted(found)
+        # The scripts keep the set of nodes with queued or running jobs (``P:ix:nodes``, beside
+        # each node's set of them, ``P:nj:NODE``): one read, as many nodes as there are
+        await self._indexed()
+        return sorted(_s(n) for n in await self._do("smembers", self.key("ix", "nodes")))
 
     async def paused_queues(self) -> list[str]:
         return sorted(_s(q) for q in await self._do("hkeys", self.key("paused")))

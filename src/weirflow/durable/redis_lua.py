@@ -16,7 +16,8 @@ Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
   step -> ``{"status": "interrupted", ...}`` (set when the job left ``running``);
 - ``P:ev`` zset of event JSON by event id, ``P:je:ID`` list of a job's events;
 - ``P:nj:NODE`` set: the queued and running jobs assigned to ``NODE`` (what its capacity
-  counts), kept by every script that changes a job's status or node;
+  counts), kept by every script that changes a job's status or node (``nj_add``/``nj_rem``), and
+  ``P:ix:nodes`` set: the nodes whose ``P:nj:NODE`` is not empty (``assigned_nodes``);
 - the counts and indexes every script that changes a job's status keeps (``reindex``/``track``), so
   counts and filtered lists read no job they do not answer with: ``P:cnt:Q`` hash status -> jobs of
   queue ``Q`` (and ``stalls`` -> their stalls); zsets by ``seq``: ``P:ix:s:STATUS``,
@@ -68,8 +69,8 @@ __all__ = [
 ]
 
 #: the version of the counts and indexes the scripts keep (``track``): a store whose ``P:ixv``
-#: differs is indexed again once (``REINDEX``)
-INDEX_VERSION = "1"
+#: differs is indexed again once (``REINDEX``); "2" added ``P:ix:nodes``
+INDEX_VERSION = "2"
 
 # helpers every script starts with; ARGV[1] is always the key prefix
 COMMON = (
@@ -85,6 +86,15 @@ local function readyk(q, node)
   return qk(q, 'ready')
 end
 local function njk(node) return P .. ':nj:' .. node end
+-- a job joins or leaves its node's set; ``P:ix:nodes`` holds the nodes whose set is not empty
+local function nj_add(node, id)
+  if redis.call('SADD', njk(node), id) == 1 then redis.call('SADD', P .. ':ix:nodes', node) end
+end
+local function nj_rem(node, id)
+  if redis.call('SREM', njk(node), id) == 1 and redis.call('EXISTS', njk(node)) == 0 then
+    redis.call('SREM', P .. ':ix:nodes', node)
+  end
+end
 
 -- the counts and indexes of a job of queue ``q`` (and ``flow``: given when it comes or goes)
 -- going from status ``old`` to ``new`` (``nil``: not in the store), ``dstalls`` its stalls' change

@@ -69,7 +69,8 @@ return n
 # there was, each run indexes the next jobs by ``seq`` as they are then and keeps the ``seq``
 # it reached in ``P:ixcur`` (the other scripts keep the indexes of the jobs up to it), the
 # last one sets ``P:ixv``. Returns 1 while there is more to do. A store holding nothing is
-# left untouched.
+# left untouched. ``P:ix:nodes`` is kept by ``nj_add``/``nj_rem`` for every job throughout (it
+# never names a node without jobs), and gains the node of each job a run reaches.
 REINDEX = r"""
 if redis.call('GET', P .. ':ixv') == IXV then return 0 end
 local statuses = {'queued', 'running', 'completed', 'failed', 'cancelled'}
@@ -83,17 +84,21 @@ if not cur then
     for _, st in ipairs(statuses) do redis.call('DEL', P .. ':ix:qs:' .. q .. ':' .. st) end
   end
   for _, f in ipairs(redis.call('SMEMBERS', P .. ':flows')) do redis.call('DEL', P .. ':ix:f:' .. f) end
+  redis.call('DEL', P .. ':ix:nodes')
   cur = '0'
 end
 local chunk = tonumber(ARGV[2])
 local ids = redis.call('ZRANGEBYSCORE', P .. ':jobs', '(' .. cur, '+inf', 'WITHSCORES', 'LIMIT', 0, chunk)
 for i = 1, #ids, 2 do
   local id = ids[i]
-  local st, q, seq, flow, run_at, stalls = unpack(redis.call('HMGET', jk(id), 'status', 'queue', 'seq',
-    'flow', 'run_at', 'stalls'))
+  local st, q, seq, flow, run_at, stalls, node = unpack(redis.call('HMGET', jk(id), 'status', 'queue', 'seq',
+    'flow', 'run_at', 'stalls', 'node'))
   if st then
     redis.call('SADD', P .. ':queues', q)
     index_now(id, q, flow, seq, nil, st, run_at, tonumber(stalls or 0))
+    if node and redis.call('SISMEMBER', njk(node), id) == 1 then
+      redis.call('SADD', P .. ':ix:nodes', node)
+    end
   end
   cur = ids[i + 1]
 end

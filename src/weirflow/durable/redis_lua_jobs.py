@@ -67,7 +67,7 @@ for _, job in ipairs(jobs) do
     else
       redis.call('ZADD', readyk(q, node), -tonumber(prio), member)
     end
-    if node ~= '' then redis.call('SADD', njk(node), id) end
+    if node ~= '' then nj_add(node, id) end
     event(id, q, 'queued', now, data)
     woken[q] = true
     out[#out+1] = id; out[#out+1] = 1
@@ -126,7 +126,7 @@ if #picked > 0 then
     local k = jk(id)
     if mynode ~= '' and not redis.call('HGET', k, 'node') then
       redis.call('HSET', k, 'node', mynode)
-      redis.call('SADD', njk(mynode), id)
+      nj_add(mynode, id)
     end
     local attempt = redis.call('HINCRBY', k, 'attempt', 1)
     track(id, q, nil, string.match(member, ':(%d+):[^:]+$'), 'queued', 'running', nil, 0)
@@ -178,7 +178,7 @@ for _, d in ipairs(cmsgpack.unpack(ARGV[5])) do
   if holds(id, worker, token) then
     local k = jk(id)
     local q, attempt, node, seq = unpack(redis.call('HMGET', k, 'queue', 'attempt', 'node', 'seq'))
-    if node then redis.call('SREM', njk(node), id) end
+    if node then nj_rem(node, id) end
     track(id, q, nil, seq, 'running', 'completed', nil, 0)
     redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now)
     if letters ~= '' then
@@ -215,7 +215,7 @@ local st, cur, q, member, seq, oldnode, oldstalls = unpack(redis.call('HMGET', k
   'member', 'seq', 'node', 'stalls'))
 if not st or cur ~= ver then return 0 end
 if jlen ~= '' and redis.call('LLEN', P .. ':jr:' .. id) ~= tonumber(jlen) then return 0 end
-if oldnode and (st == 'queued' or st == 'running') then redis.call('SREM', njk(oldnode), id) end
+if oldnode and (st == 'queued' or st == 'running') then nj_rem(oldnode, id) end
 if st == 'queued' then
   redis.call('ZREM', readyk(q, oldnode), member)
   redis.call('ZREM', qk(q, 'delayed'), id)
@@ -232,7 +232,7 @@ redis.call('HINCRBY', k, 'ver', 1)
 local new, prio, run_at, lease, fin, node, stalls = unpack(redis.call('HMGET', k, 'status', 'priority',
   'run_at', 'lease_expires_at', 'finished_at', 'node', 'stalls'))
 track(id, q, nil, seq, st, new, run_at, tonumber(stalls or 0) - tonumber(oldstalls or 0))
-if node and (new == 'queued' or new == 'running') then redis.call('SADD', njk(node), id) end
+if node and (new == 'queued' or new == 'running') then nj_add(node, id) end
 if new == 'queued' then
   local m = runkey .. ':' .. string.format('%015d', tonumber(seq)) .. ':' .. id
   redis.call('HSET', k, 'member', m)
@@ -274,12 +274,12 @@ for _, id in ipairs(redis.call('SMEMBERS', njk(node))) do
     end
     redis.call('HDEL', k, 'node')
     redis.call('HINCRBY', k, 'ver', 1)
-    redis.call('SREM', njk(node), id)
+    nj_rem(node, id)
     event(id, q, 'reassigned', now, '{"node":' .. cjson.encode(node) .. '}')
     redis.call('PUBLISH', P .. ':n:jobs', q)
     moved[#moved+1] = id
   elseif st ~= 'running' then
-    redis.call('SREM', njk(node), id)
+    nj_rem(node, id)
   end
 end
 return moved
