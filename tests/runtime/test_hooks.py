@@ -124,3 +124,46 @@ async def test_job_level_hooks_and_bad_hooks() -> None:
     assert {p[3] for p in rec.points if p[0] == "enqueue"} == {2}
     with pytest.raises(TypeError, match=r"wf\.Hooks"):
         wf.Engine(hooks=[object()])  # type: ignore[list-item]
+
+
+class _StaticEnds(wf.Hooks):
+    ends: list[Any] = []
+
+    @staticmethod
+    def on_handler_end(job: Any, routine: str, item: Any, error: Any, duration_s: float) -> None:
+        _StaticEnds.ends.append(item)
+
+
+class _ClassEmits(wf.Hooks):
+    emitted: list[Any] = []
+
+    @classmethod
+    async def on_emit(cls, point: wf.HookPoint) -> None:
+        cls.emitted.append(point.item)
+
+
+class _FatalStatic(wf.Hooks):
+    fatal = True
+
+    @staticmethod
+    async def on_handler_start(point: wf.HookPoint) -> None:
+        raise RuntimeError("no")
+
+
+async def test_hooks_that_are_static_or_class_methods() -> None:
+    """A point overridden by a staticmethod or a classmethod is a hook like any other:
+    it runs at its point (it once made ``engine.start`` raise ``AttributeError``), and
+    a fatal one fails the job with an error that names its class."""
+    _StaticEnds.ends, _ClassEmits.emitted = [], []
+    flow = wf.Flow("static-hooks").add("a", Forward())
+    flow.output("a.out")
+    async with wf.Engine() as engine:
+        job = await engine.start(flow, {"a.inp": [1, 2]}, hooks=[_StaticEnds(), _ClassEmits()])
+        result = await job.wait(timeout_s=5)
+        assert result.status is wf.JobStatus.COMPLETED and result.outputs == {"a.out": [1, 2]}
+        assert _StaticEnds.ends == [1, 2] and _ClassEmits.emitted == [1, 2]
+        job = await engine.start(flow, {"a.inp": [1]}, hooks=[_FatalStatic()])
+        failed = await job.wait(timeout_s=5)
+    assert failed.status is wf.JobStatus.FAILED
+    assert failed.error is not None and "_FatalStatic.on_handler_start" in failed.error
+    assert_settled(failed)

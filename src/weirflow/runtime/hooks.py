@@ -30,6 +30,7 @@ every other unfinished item. Either way ``job.wait()`` returns.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +147,7 @@ class HookSet:
         for point in ITEM_POINTS + NOTIFY_POINTS:
             base = getattr(Hooks, point)
             self.by_point[point] = [
-                getattr(h, point) for h in self.hooks if getattr(type(h), point) is not base
+                _bound(getattr(h, point), h) for h in self.hooks if getattr(type(h), point) is not base
             ]
         self.emit = self.by_point["on_emit"]
         self.route = self.by_point["on_route"]
@@ -163,6 +164,20 @@ class HookSet:
         """Whether any hook overriding ``point`` watches ``target``."""
         fns = self.by_point[point]
         return bool(fns) and any(fn.__self__.watches(point, target) for fn in fns)
+
+
+def _bound(fn: Any, hook: Hooks) -> Any:
+    """``fn`` (a hook's override of a point) as a method bound to ``hook``, whose
+    ``__self__`` says which hook it is (``ends_now``, ``watches``, ``fatal``, the class
+    name in the log): a staticmethod, a classmethod or a callable class attribute is
+    called through a bound wrapper."""
+    if getattr(fn, "__self__", None) is hook:
+        return fn
+
+    def call(_hook: Hooks, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return types.MethodType(call, hook)
 
 
 def hook_failure(
