@@ -146,3 +146,38 @@ def test_a_bad_argument_in_a_real_process_is_one_line() -> None:
     )
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Invalid value for '--log-level'" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("registry", "message"),
+    [("notaurl", "must be a redis://"), ("redis://:pw@h:1/x", "'redis://:***@h:1/x': the database 'x'")],
+)
+def test_a_submit_with_a_bad_registry_url_creates_no_store(
+    registry: str,
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``jobs submit --pool P --registry URL`` with a URL that cannot work is refused before
+    the store is opened: exit 2, one line, and no store file made."""
+    db = tmp_path / "x.db"
+    args = [
+        "jobs",
+        "submit",
+        "wordcount",
+        "--store",
+        f"sqlite:///{db}",
+        "--registry",
+        registry,
+        "--pool",
+        "p",
+    ]
+    monkeypatch.setattr(sys, "argv", ["weirflow", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: --registry"), err
+    assert message in err and "pw" not in err, err
+    assert not db.exists()
