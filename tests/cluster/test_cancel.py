@@ -8,10 +8,11 @@ worker's shutdown would hang."""
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from weirflow.cluster import Membership, Registry
+
+from ..cancelling import cancel_outcomes
 
 Make = Callable[..., Registry]
 
@@ -22,24 +23,13 @@ async def test_a_cancelled_registry_call_raises_cancelled_wherever_the_cancel_la
     reg = registries(redis_url)
     await reg.start()
     await reg.register("n", pool="p", capacity=1)
-    outcomes: Counter[str] = Counter()
     calls: tuple[Callable[[], Awaitable[object]], ...] = (
         lambda: reg.heartbeat("n", running=0),
         lambda: reg.register("m", pool="p", capacity=1),
         lambda: reg._sweep(reg.revision),
         lambda: reg._read_log(block=False),
     )
-    for steps in range(40):
-        for call in calls:
-            task = asyncio.get_running_loop().create_task(call())  # type: ignore[arg-type]
-            for _ in range(steps):
-                await asyncio.sleep(0)
-            if task.done():
-                outcomes["finished first"] += 1
-                continue
-            task.cancel()
-            await asyncio.wait([task])
-            outcomes["cancelled" if task.cancelled() else f"went on: {task!r}"] += 1
+    outcomes = await cancel_outcomes(calls, steps=40)
     assert outcomes["cancelled"] and set(outcomes) <= {"cancelled", "finished first"}, outcomes
 
 
