@@ -457,6 +457,31 @@ async def test_retention(store: Store, clock: FakeClock) -> None:
     assert old_failed not in {j.id for j in await store.list_jobs()}
 
 
+async def test_a_purged_job_takes_its_steps_journal_and_events_with_it(
+    store: Store, clock: FakeClock
+) -> None:
+    old, kept = await store.submit(spec()), await store.submit(spec())
+    await claim_ids(store, 10)
+    for job_id in (old, kept):
+        await store.record_steps([StepRecord(job_id, "a", 1, "completed")])
+        assert await store.append_journal([(job_id, '{"r": 1}')], tokens={job_id: 1}) == []
+        await store.complete("w1", [(job_id, 1, {})])
+        clock.advance(100 if job_id == old else 10)
+    report = await store.sweep("s", retention=Retention(keep_completed_s=50))
+    assert report is not None and report.deleted == 1
+    assert await store.steps(old) == [] and await store.read_journal(old) == []
+    assert await store.events(job_id=old) == []
+    assert len(await store.steps(kept)) == 1 and await store.read_journal(kept) == ['{"r": 1}']
+    assert [e.kind for e in await store.events(job_id=kept)] == ["queued", "running", "completed"]
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+async def test_an_event_for_a_job_the_store_does_not_hold_is_refused(store: Store) -> None:
+    with pytest.raises(wf.StoreRefusedError):
+        await store.add_event("no-such-job", "default", "alert.long_running", {})
+    assert await store.events(job_id="no-such-job") == []
+
+
 async def test_clean_applies_retention_now_even_while_a_sweeper_holds_the_lock(
     store: Store, clock: FakeClock
 ) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from ..errors import LeaseLostError
+from ..errors import LeaseLostError, StoreRefusedError
 from . import rules
 from .models import (
     FAILED,
@@ -138,6 +138,10 @@ class PostgresAdmin(PostgresBase):
 
     async def add_event(self, job_id: str | None, queue: str, kind: str, data: dict[str, Any]) -> None:
         async with self._tx() as conn:
+            if job_id is not None:  # (no foreign key: the job's row is held while its event goes in)
+                cur = await conn.execute("SELECT 1 FROM wf_jobs WHERE id = %s FOR KEY SHARE", (job_id,))
+                if await cur.fetchone() is None:
+                    raise StoreRefusedError(f"no job {job_id!r} to add an event to")
             await self._event(conn, job_id, queue, kind, self.clock(), data)
 
     async def events(
@@ -313,6 +317,14 @@ class PostgresAdmin(PostgresBase):
                     job_id for job_id, _ in batch if job_id not in runs or runs[job_id] != tokens.get(job_id)
                 }
                 batch = [row for row in batch if row[0] not in refused]
+            else:  # (no foreign key since 0014: the jobs' rows are held while their records go in)
+                ids = sorted({job_id for job_id, _ in batch})
+                cur = await conn.execute(
+                    "SELECT id FROM wf_jobs WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", (ids,)
+                )
+                missing = set(ids) - {r[0] for r in await cur.fetchall()}
+                if missing:
+                    raise StoreRefusedError(f"no job {min(missing)!r} to append journal records to")
             if resent and numbers and batch:
                 cur = await conn.execute(_LAST_BATCHES, (sorted({job_id for job_id, _ in batch}),))
                 held = {
