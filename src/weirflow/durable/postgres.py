@@ -323,7 +323,7 @@ class PostgresStore(PostgresSchedules):
             return []
         now = self.clock()
         parts = [done_parts(d) for d in done]
-        rows = [(p[0], p[1], pg_json(p[2]), None if p[3] is None else pg_json(p[3])) for p in parts]
+        values = [(p[0], p[1], pg_json(p[2]), None if p[3] is None else pg_json(p[3])) for p in parts]
         why = rules.interrupted_why("completed", {}, worker_id)
         # one statement: one round trip
         rows = await self._one(
@@ -339,9 +339,7 @@ class PostgresStore(PostgresSchedules):
             " FROM done WHERE s.job_id = done.id AND s.status = 'running')"
             " SELECT id, pg_notify(%s, id) FROM done",
             (
-                json_rows(
-                    [(p[0], p[1], pg_json(p[2]), None if p[3] is None else pg_json(p[3])) for p in parts]
-                ),
+                json_rows(values),
                 now,
                 worker_id,
                 now,
