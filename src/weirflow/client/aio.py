@@ -258,7 +258,7 @@ class AsyncClient:
         ``delay_s``, ``priority``, ``idempotency_key``, ``timeout_s``, ``backoff``).
         ``pool`` (and ``labels``): assign it to a node of that pool with room, on a server
         started with ``--registry`` (docs/cluster.md)."""
-        return await self.call(api.submit(flow, inputs, api.placed(pool, labels, options)))
+        return await self.call(api.submit(flow, inputs, options, pool=pool, labels=labels))
 
     async def submit_many(
         self,
@@ -271,7 +271,7 @@ class AsyncClient:
         """Submit ``(flow, inputs)`` pairs in one transaction (``POST /api/store/jobs/batch``),
         each with the options given (as ``submit``'s, ``pool`` and ``labels`` included):
         ``ids`` and ``created`` in order."""
-        return await self.call(api.submit_many(jobs, api.placed(pool, labels, options)))
+        return await self.call(api.submit_many(jobs, options, pool=pool, labels=labels))
 
     async def store_job(self, job_id: str) -> StoreJob:
         return await self.call(api.store_job(job_id))

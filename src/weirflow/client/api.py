@@ -175,17 +175,37 @@ def set_state(job_id: str, key: str, value: Any, routine: str | None) -> Call[Ro
 # -- durable jobs ---------------------------------------------------------------------------
 
 
-def submit(flow: str, inputs: Inputs | None, options: dict[str, Any]) -> Call[StoreJob]:
-    body = {"flow": flow, "inputs": items(inputs), **options}
+def submit(
+    flow: str,
+    inputs: Inputs | None,
+    options: dict[str, Any],
+    *,
+    pool: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Call[StoreJob]:
+    body = _job_body(flow, inputs, _placed(pool, labels, options))
     return Call("POST", "/api/store/jobs", model(StoreJob), json=body)
 
 
-def submit_many(jobs: Sequence[tuple[str, Inputs | None]], options: dict[str, Any]) -> Call[StoreJobIds]:
-    body = {"jobs": [{"flow": flow, "inputs": items(inputs), **options} for flow, inputs in jobs]}
+def submit_many(
+    jobs: Sequence[tuple[str, Inputs | None]],
+    options: dict[str, Any],
+    *,
+    pool: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Call[StoreJobIds]:
+    """One request for the batch: every job with the same options (``pool`` and ``labels``
+    included)."""
+    placed = _placed(pool, labels, options)
+    body = {"jobs": [_job_body(flow, inputs, placed) for flow, inputs in jobs]}
     return Call("POST", "/api/store/jobs/batch", model(StoreJobIds), json=body)
 
 
-def placed(pool: str | None, labels: Mapping[str, str] | None, options: dict[str, Any]) -> dict[str, Any]:
+def _job_body(flow: str, inputs: Inputs | None, options: dict[str, Any]) -> dict[str, Any]:
+    return {"flow": flow, "inputs": items(inputs), **options}
+
+
+def _placed(pool: str | None, labels: Mapping[str, str] | None, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` with ``pool`` and ``labels`` when given (a server with ``--registry``
     assigns the job to a node of the pool)."""
     if pool is not None:

@@ -260,7 +260,7 @@ class Client:
         ``delay_s``, ``priority``, ``idempotency_key``, ``timeout_s``, ``backoff``).
         ``pool`` (and ``labels``): assign it to a node of that pool with room, on a server
         started with ``--registry`` (docs/cluster.md)."""
-        return self.call(api.submit(flow, inputs, api.placed(pool, labels, options)))
+        return self.call(api.submit(flow, inputs, options, pool=pool, labels=labels))
 
     def submit_many(
         self,
@@ -273,7 +273,7 @@ class Client:
         """Submit ``(flow, inputs)`` pairs in one transaction (``POST /api/store/jobs/batch``),
         each with the options given (as ``submit``'s, ``pool`` and ``labels`` included):
         ``ids`` and ``created`` in order."""
-        return self.call(api.submit_many(jobs, api.placed(pool, labels, options)))
+        return self.call(api.submit_many(jobs, options, pool=pool, labels=labels))
 
     def store_job(self, job_id: str) -> StoreJob:
         return self.call(api.store_job(job_id))
