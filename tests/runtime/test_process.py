@@ -187,19 +187,74 @@ async def test_a_process_chain_runs_in_one_request_with_every_slot_counted() -> 
     items = list(range(300))
     procs = chain(ProcessWork(rounds=50), ProcessWork(rounds=50), ProcessWork(rounds=50))
     here = chain(Work(rounds=50), Work(rounds=50), Work(rounds=50))
+    result, _ = await run(procs, {"r0.inp": items}, processes=1)
+    expected, _ = await run(here, {"r0.inp": items})
+    assert result.status is wf.JobStatus.COMPLETED, result.error
+    assert result.outputs == expected.outputs
+    # one child: the whole chain is one segment, every request takes r1 and r2 along
+    for name in ("r1", "r2"):
+        s = result.stats.slots[f"{name}.inp"]
+        assert (s.enqueued, s.processed, s.high_water) == (300, 300, 0), s
+        assert result.stats.routines[name].calls == 300
+    assert_settled(result)
+
+
+async def test_a_chain_of_five_is_cut_so_that_no_segment_holds_more_than_its_share() -> None:
+    """5 routines of concurrency 1 on 2 children: cut by count into 2 segments (3 + 2),
+    one request in flight each, the 3-routine segment held the chain to 5/3 of one core.
+    Now no segment holds more than half the chain's work (2 + 2 + 1 here, the items in
+    order through every routine), so some routines are taken along and some send their
+    own requests; the results equal the in-process run's, in order."""
+    items = list(range(400))
+    procs = chain(*(ProcessWork(rounds=2000) for _ in range(5)))
+    here = chain(*(Work(rounds=2000) for _ in range(5)))
     result, _ = await run(procs, {"r0.inp": items})
     expected, _ = await run(here, {"r0.inp": items})
     assert result.status is wf.JobStatus.COMPLETED, result.error
     assert result.outputs == expected.outputs
-    # 3 routines of concurrency 1 on 2 children: a request takes r1 along, r2 sends its own
-    # (two segments, so that both children work)
-    s = result.stats.slots["r1.inp"]
-    assert (s.enqueued, s.processed, s.high_water) == (300, 300, 0), s
-    for name in ("r1", "r2"):
-        assert result.stats.routines[name].calls == 300
-        assert result.stats.slots[f"{name}.inp"].processed == 300
-    assert result.stats.slots["r2.inp"].high_water > 0
+    later = [result.stats.slots[f"r{i}.inp"] for i in range(1, 5)]
+    heads = [s.slot for s in later if s.high_water > 0]  # items waited there: a segment's first
+    assert 2 <= len(heads) <= 3, later  # 3 segments (by count, then by measured cost)
+    for s in later:
+        assert (s.enqueued, s.processed) == (400, 400), s
     assert_settled(result)
+
+
+class _Stage:
+    """What ``_cut`` reads of a process routine: concurrency and measured costs."""
+
+    def __init__(self, cpu_us: float, *, concurrency: int = 1, hop_us: float = 0.0) -> None:
+        self.concurrency = concurrency
+        self.cpu_calls, self.cpu_s = 100, cpu_us * 1e-6 * 100
+        self.hop_items, self.hop_s = 100, hop_us * 1e-6 * 100
+        self.span = -1
+        self.cut_at_calls = 0
+
+
+def _segments(costs: list[float], processes: int = 2, **kw: Any) -> list[int]:
+    from weirflow.runtime.process_runner import _cut
+
+    stages = [_Stage(c, **kw) for c in costs]
+    _cut(stages, processes)  # type: ignore[arg-type]
+    sizes, i = [], 0
+    while i < len(stages):
+        sizes.append(stages[i].span + 1)
+        i += stages[i].span + 1
+    return sizes
+
+
+def test_a_chain_is_cut_by_what_its_stages_cost() -> None:
+    # equal stages, concurrency 1, 2 children: no segment above half the work
+    assert sorted(_segments([50] * 5)) == [1, 2, 2]
+    assert _segments([50] * 4) == [2, 2]
+    # one heavy stage goes alone, the rest together (by count: 4+1 | 1+1+1 held it to 5/8)
+    assert _segments([200, 50, 50, 50, 50]) == [1, 4]
+    # concurrency 2: two requests in flight per segment, the whole chain in each
+    assert _segments([50] * 5, concurrency=2) == [5]
+    # handlers cheaper than a hop through the parent: one segment
+    assert _segments([2] * 3, hop_us=10) == [3]
+    # one child: one segment
+    assert _segments([50] * 5, processes=1) == [5]
 
 
 async def test_a_process_chain_of_wide_routines_is_taken_along_whole() -> None:
@@ -373,7 +428,8 @@ async def test_pause_waits_for_a_process_chain_and_resume_goes_on() -> None:
             arrived.set()
 
     flow = chain(ProcessWork(rounds=3000), ProcessWork(rounds=3000), ProcessWork(rounds=3000))
-    async with wf.Engine(max_processes=2, hooks=[First()]) as e:
+    # (one child: the chain is one segment, taken along whole by every request of r0)
+    async with wf.Engine(max_processes=1, hooks=[First()]) as e:
         job = await e.start(flow, {"r0.inp": list(range(400))})
         await asyncio.wait_for(arrived.wait(), 60)
         point = await job.pause(timeout_s=60)

@@ -521,3 +521,56 @@ async def test_a_handler_start_hook_added_while_a_def_routine_runs_sees_every_la
     assert seen == list(range(6, 20))
     assert result.outputs["c.seen"] == [list(range(20))]
     assert_settled(result)
+
+
+async def test_a_def_routine_whose_part_ended_burns_no_cpu_while_the_rest_works() -> None:
+    """A worker that has gone idle after its component ended told the loop so once; the
+    loop's answer woke it, it found nothing, told the loop again, and so on until the job's
+    end: two threads trading wake-ups at full speed while a later routine worked (in the
+    5-routine process benchmark, 10,000 loop wake-ups for 20,000 items). Here the first
+    routine is done and the second holds its first item for a second: the process spends
+    next to no CPU meanwhile."""
+    done = threading.Event()
+    entered = threading.Event()
+    release = threading.Event()
+
+    class First(wf.Routine):
+        inp = wf.Slot()
+        out = wf.Event()
+
+        @inp.handler
+        def first(self, n: int, ctx: wf.Context) -> None:
+            ctx.emit(self.out, n)
+            if n == 3:
+                done.set()
+
+    class Hold(wf.Routine):
+        inp = wf.Slot()
+        out = wf.Event()
+
+        @inp.handler
+        def hold(self, n: int, ctx: wf.Context) -> None:
+            if n == 1:
+                entered.set()
+                release.wait(WAIT_S)
+            ctx.emit(self.out, n)
+
+    flow = wf.Flow("idle-after-end")
+    flow.add("a", First())
+    flow.add("b", Hold())
+    flow.add("c", Collect())
+    flow.connect("a.out", "b.inp")
+    flow.connect("b.out", "c.inp")
+    flow.output("c.seen")
+    async with wf.Engine() as e:
+        job = await e.start(flow, {"a.inp": [1, 2, 3]})
+        assert await asyncio.to_thread(done.wait, WAIT_S)
+        assert await asyncio.to_thread(entered.wait, WAIT_S)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(1.0)  # the window measured, not a wait for a state
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        release.set()
+        result = await job.wait(timeout_s=30)
+    assert result.outputs["c.seen"] == [[1, 2, 3]]
+    assert cpu < 0.1 * wall, f"{cpu:.3f} s of CPU in {wall:.3f} s with every routine idle or waiting"
+    assert_settled(result)

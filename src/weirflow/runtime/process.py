@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import select
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ import uuid
 import weakref
 from collections.abc import Iterable
 from multiprocessing import connection
+from time import thread_time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RemoteError, WeirflowError, WorkerDiedError
@@ -125,6 +127,7 @@ def _run_stages(
     for j, (fn, wants_ctx, ctx) in enumerate(stages, start=1):
         progress.value = i + STAGE * j
         out: list[tuple[str, Any]] = []
+        c0 = thread_time()
         for _, item in items:
             ctx.emitted = out
             t0 = time.perf_counter()
@@ -138,6 +141,7 @@ def _run_stages(
             counts = stats[j - 1]
             counts[0] += 1
             counts[1] += time.perf_counter() - t0
+        stats[j - 1][2] += thread_time() - c0
         items = out
     return items
 
@@ -173,7 +177,8 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
         except Exception as e:  # noqa: BLE001 - reported as the first call's failure
             results.append((False, [], _portable(e), 0.0))
             calls = []
-        stats: list[list[float]] = [[0, 0.0] for _ in stages]
+        stats: list[list[float]] = [[0, 0.0, 0.0] for _ in stages]  # calls, busy, CPU
+        cpu = 0.0  # CPU time of the request's own routine's calls (``process_runner._cut``)
         marks: list[list[list[float]]] = []  # the later stages' counts after each call
         failed: tuple[int, Any, BaseException, float] | None = None
         for i, (attempt, args) in enumerate(calls):
@@ -181,6 +186,7 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
             ctx.attempt = attempt
             emitted: list[tuple[str, Any]] = []
             ctx.emitted = emitted
+            c0 = thread_time()
             t0 = time.perf_counter()
             try:
                 if wants_ctx:
@@ -191,6 +197,7 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
                 results.append((False, [], _portable(e), time.perf_counter() - t0))
                 break
             dt = time.perf_counter() - t0
+            cpu += thread_time() - c0
             if stages:
                 try:
                     emitted = _run_stages(stages, emitted, stats, progress, i)
@@ -203,13 +210,13 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
             results.append((True, emitted, None, dt))
         later = (stats, [c.state for _, _, c in stages], failed) if chain else None
         try:
-            out = pickle.dumps((results, ctx.state, later), protocol=pickle.HIGHEST_PROTOCOL)
+            out = pickle.dumps((results, ctx.state, later, cpu), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - find the call whose emits cannot travel
             if later is None:
                 kept, left = _salvage(results, ctx.state)
             else:
                 kept, left, later = _salvage_chain(results, ctx.state, later, marks, len(stages))
-            out = pickle.dumps((kept, left, later))
+            out = pickle.dumps((kept, left, later, cpu))
         conn.send_bytes(out)
 
 
@@ -280,6 +287,11 @@ class _Child:
         self.process.start()
         child_conn.close()
         self.known: set[str] = set()  # routines this child has unpickled
+        # the reply or the child's end, whichever comes first: one poll object for the
+        # child's life (``connection.wait`` builds a selector and registers both at each call)
+        self._poll = select.poll()
+        self._poll.register(self.conn.fileno(), select.POLLIN)
+        self._poll.register(self.process.sentinel, select.POLLIN)
         self._closing = threading.Lock()
         self._closed = False
 
@@ -290,8 +302,8 @@ class _Child:
         except OSError:
             self.process.join(1.0)
             raise WorkerDiedError(self._death(), self.progress.value) from None
-        ready = connection.wait([self.conn, self.process.sentinel])
-        if self.conn in ready or self.conn.poll():
+        self._poll.poll()
+        if self.conn.poll():
             try:
                 return pickle.loads(self.conn.recv_bytes())  # noqa: S301 - from our child
             except (EOFError, OSError):

@@ -44,6 +44,8 @@ UNPICKLABLE = "unpicklable"
 #: chain's: ``Chain.settles``), so that every state a reply carries is checked and applied
 #: in one step, whatever other requests return meanwhile
 SETTLING = threading.Lock()
+#: held while a job's process chains are found and cut (``_spans``, ``_cut``)
+CUTTING = threading.Lock()
 
 
 class StateTurns:
@@ -161,14 +163,7 @@ def _chain_stage(runner: ProcessRunner) -> ProcessRunner | None:
 
 def _spans(runners: Iterable[RoutineRunner], processes: int) -> None:
     """Work out, for every process routine of a job, the next one its requests may take
-    along (``_chain_stage``) and how many (``span``).
-
-    A request runs its stages one after the other in one child, so a chain of routines
-    taken along whole by one request keeps one child busy per request in flight: with
-    ``concurrency = 1`` one child for the whole chain, where the stages going through
-    the parent one by one kept ``processes`` children busy. So a chain is cut into
-    ``processes / concurrency`` segments (a request takes along the stages up to the
-    end of its segment; the next segment's first routine sends its own requests)."""
+    along (``_chain_stage``), and cut each chain into segments (``_cut``)."""
     procs = [r for r in runners if isinstance(r, ProcessRunner)]
     for r in procs:
         r.next_stage = _chain_stage(r)
@@ -179,11 +174,74 @@ def _spans(runners: Iterable[RoutineRunner], processes: int) -> None:
         chain = [head]
         while isinstance(nxt := chain[-1].next_stage, ProcessRunner) and nxt not in chain:
             chain.append(nxt)
-        wide = min(r.concurrency for r in chain)
-        per = max(1, -(-len(chain) * wide // processes))  # routines per segment, rounded up
-        for i, r in enumerate(chain):
-            r.span = min(ProcessRunner.MAX_STAGES, per - 1 - i % per)
+        for r in chain:
+            r.chain_head = head
+        head.chain = chain
+        _cut(chain, processes)
     # (the routines of a cycle of process routines have no head: their span stays 0)
+
+
+#: the parent's CPU per item and per segment of a chain (a hop through the parent:
+#: pickling, the pipe, applying the reply, the slot), until measured (``ProcessRunner.hop``)
+HOP_S = 10e-6
+
+
+def _cut(chain: list[ProcessRunner], processes: int) -> None:
+    """Cut a process chain into segments, each run by requests of its first routine (a
+    request takes along the stages up to the end of its segment: ``span``).
+
+    A request runs its stages one after the other in one child, and holds each of them
+    (``concurrency = 1``: one call at a time, in order) until it returns, so a segment
+    whose calls cost ``s`` per item lets at most ``concurrency / s`` items through per
+    second; and every item costs the children the whole chain's ``C`` plus the parent
+    ``h`` per segment, on ``processes`` cores. The time per item is then about
+    ``max(max(s) / concurrency, (C + k * h) / processes)`` with ``k`` segments: the cut is
+    the one with the least, the per-stage costs measured (the busy time of each
+    routine's calls, counted as ``1`` each until every stage has some) and ``h`` measured
+    on the parent's worker threads (``HOP_S`` until then). Cutting by count into
+    ``processes / concurrency`` segments capped 5 routines of concurrency 1 on 2 children
+    at 5/3 of one core (3 + 2): here they are cut 2 + 2 + 1 (three requests in flight,
+    one per segment, on two children: a child freed by one segment takes the next
+    segment's request while the parent applies the reply)."""
+    n = len(chain)
+    wide = min(r.concurrency for r in chain)
+    measured = all(r.cpu_calls > 0 and r.cpu_s > 0 for r in chain)
+    costs = [r.cpu_s / r.cpu_calls for r in chain] if measured else [1.0] * n
+    hops = [r.hop_items for r in chain if r.hop_items]
+    hop = 0.0  # (costs of 1 each: unknown against a hop's seconds)
+    if measured:
+        hop = sum(r.hop_s for r in chain) / sum(hops) if hops else HOP_S
+    total = sum(costs)
+    limit = ProcessRunner.MAX_STAGES + 1  # routines per segment, at most
+    # best[k][i]: the least largest segment cost cutting chain[:i] into k segments
+    inf = float("inf")
+    best = [[inf] * (n + 1) for _ in range(n + 1)]
+    cut = [[0] * (n + 1) for _ in range(n + 1)]
+    best[0][0] = 0.0
+    for k in range(1, n + 1):
+        for i in range(1, n + 1):
+            for j in range(max(k - 1, i - limit), i):
+                worst = max(best[k - 1][j], sum(costs[j:i]))
+                if worst < best[k][i]:
+                    best[k][i], cut[k][i] = worst, j
+    pick, least = 1, inf
+    for k in range(1, n + 1):
+        t = max(best[k][n] / wide, (total + k * hop) / processes)
+        if t < least * (1 - 1e-9):
+            pick, least = k, t
+    ends = []
+    i = n
+    for k in range(pick, 0, -1):
+        ends.append(i)
+        i = cut[k][i]
+    start = 0
+    for end in reversed(ends):
+        for k in range(start, end):
+            chain[k].span = end - 1 - k
+        start = end
+
+    head = chain[0]
+    head.cut_at_calls = 2 * head.cpu_calls if measured else head.cpu_calls + MAX_BATCH
 
 
 class Chain:
@@ -239,13 +297,15 @@ class Chain:
         them; ``settles`` said yes, ``SETTLING`` held); the failure, if any."""
         stats, states, failed = later
         for i, runner in enumerate(self.stages):
-            calls, busy_s = stats[i]
+            calls, busy_s, cpu_s = stats[i]
             q = cast(SharedSlotQueue, runner.acts[0].queues[0])
             with runner.lock:
                 if calls:
                     q.passed_through_locked(int(calls))
                     runner.calls += int(calls)
                     runner.busy_s += busy_s
+                    runner.cpu_s += cpu_s
+                    runner.cpu_calls += int(calls)
                 runner.turns.settle(runner.state, self.started[i], states[i])
         return cast("tuple[int, Any, BaseException, float] | None", failed)
 
@@ -257,6 +317,37 @@ class Chain:
                 runner.chained -= 1
                 runner.cond.notify_all()
                 runner.kick_after_chain_locked()
+
+
+def _put_all(emitter: RoutineRunner, results: Results) -> bool:
+    """Make every emit of a request's calls at once, if they all succeeded and emitted into
+    one plain route whose slots are shared and have room for them all (one lock per slot
+    for the batch, where ``emit_from_thread`` takes it per item); else nothing is emitted
+    (``False``: the calls' emits are made one by one, with the usual waits and failures)."""
+    items: list[Any] = []
+    name = None
+    for ok, emitted, _, _ in results:
+        if not ok:
+            return False
+        for event, item in emitted:
+            if name is None:
+                name = event
+            elif event != name:
+                return False
+            items.append(item)
+    if name is None:
+        return True  # nothing emitted
+    direct = emitter.thread_routes.get(name)
+    if direct is None:
+        return False
+    route, queues = direct
+    if not route.plain or emitter.job.finished or len(queues) != 1:
+        return False
+    if not queues[0].put_all_from_thread(items):
+        return False
+    if route.output is not None:
+        route.output.extend(items)
+    return True
 
 
 #: what ``ProcessRunner._run_batch`` returns: the calls the results are for, the results,
@@ -276,7 +367,14 @@ class ProcessRunner(ThreadRunner):
         self.turn = threading.Lock()  # held by the request whose turn it is (turns.serial)
         self.chained = 0  # requests of other routines that run its calls now (``Chain``)
         self.next_stage: ProcessRunner | bool | None = False  # ``_chain_stage(self)``, once known
-        self.span = 0  # how many later stages its requests take along at most (``_spans``)
+        self.span = 0  # how many later stages its requests take along at most (``_cut``)
+        self.chain_head: ProcessRunner | None = None  # the first routine of its chain (``_spans``)
+        self.chain: list[ProcessRunner] = []  # (of a chain's head) its routines, in order
+        self.cut_at_calls = 0  # (of a chain's head) cut the chain again at this many calls
+        self.hop_s = 0.0  # CPU time of this routine's worker threads around its requests
+        self.hop_items = 0  # the items those requests carried
+        self.cpu_s = 0.0  # CPU time of its calls in children (``_cut``; ``busy_s`` is wall time)
+        self.cpu_calls = 0  # the calls ``cpu_s`` is for
 
     def _may_take_locked(self) -> bool:
         return not self.chained and super()._may_take_locked()
@@ -299,7 +397,14 @@ class ProcessRunner(ThreadRunner):
         if job.hook_set.handler_end or job.paused:
             return None
         if self.next_stage is False:
-            _spans(job.runners.values(), job.engine.max_processes)
+            with CUTTING:
+                if self.next_stage is False:
+                    _spans(job.runners.values(), job.engine.max_processes)
+        head = self.chain_head
+        if head is not None and head.cpu_calls >= head.cut_at_calls and head.chain:
+            with CUTTING:  # cut again on what the calls cost so far (``_cut``)
+                if head.cpu_calls >= head.cut_at_calls:
+                    _cut(head.chain, job.engine.max_processes)
         stages: list[ProcessRunner] = []
         started: list[tuple[int, dict[str, Any]]] = []
         prev: ProcessRunner = self
@@ -312,7 +417,8 @@ class ProcessRunner(ThreadRunner):
                 break
             with stage.lock:
                 if (
-                    stage.busy > stage.chained  # its own calls run: they settle its state
+                    stage.acts[0].queues[0].items  # items wait there: they go first, in order
+                    or stage.busy > stage.chained  # its own calls run: they settle its state
                     or stage.busy >= stage.concurrency
                     or stage.paused
                     or stage.stopping
@@ -323,6 +429,7 @@ class ProcessRunner(ThreadRunner):
                     break
                 stage.chained += 1
                 stage.busy += 1
+                stage.idle_told = False
                 started.append(stage.turns.start(stage.state))
             stages.append(stage)
             prev = stage
@@ -343,6 +450,18 @@ class ProcessRunner(ThreadRunner):
             child.kill()
 
     def _run_calls(self, act: BoundActivation, calls: list[_Call], ctx: Context, ends: Ends) -> list[float]:
+        t0 = time.thread_time()
+        try:
+            return self._run_requests(act, calls, ctx, ends)
+        finally:  # what a hop through the parent costs it (``_cut``)
+            dt = time.thread_time() - t0
+            with self.lock:
+                self.hop_s += dt
+                self.hop_items += len(calls)
+
+    def _run_requests(
+        self, act: BoundActivation, calls: list[_Call], ctx: Context, ends: Ends
+    ) -> list[float]:
         job = self.job
         times = [-1.0] * len(calls)
         attempts = [1] * len(calls)
@@ -384,8 +503,9 @@ class ProcessRunner(ThreadRunner):
         track_ends = bool(job.hook_set.handler_end)
         emitter: RoutineRunner = self if chain is None else chain.stages[-1]
         finished: set[int] = {i for i in pending if calls[i].settled}  # unpicklable
+        put = failed is None and _put_all(emitter, results)
         for n, (i, (ok, emitted, error, dt)) in enumerate(zip(batch, results, strict=False)):
-            if ok:
+            if ok and not put:
                 try:
                     for event, item in emitted:
                         emit_from_thread(emitter, event, item, ctx)
@@ -466,7 +586,7 @@ class ProcessRunner(ThreadRunner):
             with self.lock:
                 started = self.turns.start(self.state)
             try:
-                results, state, later = _send(self, act, data, self.children, started[1], chain)
+                results, state, later, cpu_s = _send(self, act, data, self.children, started[1], chain)
             except WorkerDiedError as e:
                 stage, index = divmod(e.index, STAGE)
                 if stage and chain is not None:  # in a later stage's call: that call failed
@@ -488,6 +608,8 @@ class ProcessRunner(ThreadRunner):
                 with self.lock:
                     if not self.turns.settle(self.state, started, state):
                         return None
+                    self.cpu_s += cpu_s
+                    self.cpu_calls += len(results)
                 failed = chain.apply(later) if chain is not None else None
             keep = True
             return pending, results, chain, failed
@@ -552,7 +674,8 @@ class ProcessCallRunner(RoutineRunner):
                 await self.turn.acquire()
             try:
                 started = self.turns.start(self.state)
-                results, state, _ = await loop.run_in_executor(pool, _send, self, act, data, None, started[1])
+                sent = started[1]
+                results, state, _, _ = await loop.run_in_executor(pool, _send, self, act, data, None, sent)
                 if self.turns.settle(self.state, started, state):
                     break
             finally:

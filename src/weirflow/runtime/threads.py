@@ -102,6 +102,7 @@ class ThreadRunner(RoutineRunner):
         self.live: set[_Call] = set()
         self.stopping = False
         self.idle_posted = False
+        self.idle_told = False  # the loop was told this routine went idle; no call since
         self.crew = job.engine.crew
 
     # -- what the loop sees ---------------------------------------------------------------
@@ -247,8 +248,13 @@ class ThreadRunner(RoutineRunner):
         return all(up.ended for up in comp.upstream)
 
     def _post_idle_locked(self) -> None:
-        if not self.idle_posted and self._idle_matters_locked():
+        """Tell the loop this routine went idle, once per idle spell: the loop's answer
+        (``wake``) wakes the workers, and one that finds nothing to do does not tell it
+        again until a call has run (it did: the two threads traded wake-ups at full speed
+        until the job's end, with the routine's component ended and a later one working)."""
+        if not self.idle_posted and not self.idle_told and self._idle_matters_locked():
             self.idle_posted = True
+            self.idle_told = True
             self.job.loop.call_soon_threadsafe(self._idle_on_loop)
 
     def _idle_on_loop(self) -> None:
@@ -293,6 +299,7 @@ class ThreadRunner(RoutineRunner):
                 calls = self._take_calls_locked(act)
                 self.live.update(calls)
                 self.busy += 1
+                self.idle_told = False
                 if self.sleeping == 0 and self.workers < self.concurrency:
                     self._kick_locked()  # more items than workers: bring in another
                 lock.release()
@@ -360,6 +367,7 @@ class ThreadRunner(RoutineRunner):
         call = _Call([])
         self.live.add(call)
         self.busy += 1
+        self.idle_told = False
         if self.sleeping == 0 and self.workers < self.concurrency:
             self._kick_locked()  # more items than workers: bring in another
         ctx.attempt = 1
