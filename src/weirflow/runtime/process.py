@@ -127,7 +127,6 @@ def _run_stages(
     for j, (fn, wants_ctx, ctx) in enumerate(stages, start=1):
         progress.value = i + STAGE * j
         out: list[tuple[str, Any]] = []
-        c0 = thread_time()
         for _, item in items:
             ctx.emitted = out
             t0 = time.perf_counter()
@@ -141,7 +140,6 @@ def _run_stages(
             counts = stats[j - 1]
             counts[0] += 1
             counts[1] += time.perf_counter() - t0
-        stats[j - 1][2] += thread_time() - c0
         items = out
     return items
 
@@ -178,7 +176,8 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
             results.append((False, [], _portable(e), 0.0))
             calls = []
         stats: list[list[float]] = [[0, 0.0, 0.0] for _ in stages]  # calls, busy, CPU
-        cpu = 0.0  # CPU time of the request's own routine's calls (``process_runner._cut``)
+        busy = 0.0  # the request's own routine's calls, wall clock
+        c0, w0 = thread_time(), time.perf_counter()
         marks: list[list[list[float]]] = []  # the later stages' counts after each call
         failed: tuple[int, Any, BaseException, float] | None = None
         for i, (attempt, args) in enumerate(calls):
@@ -186,7 +185,6 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
             ctx.attempt = attempt
             emitted: list[tuple[str, Any]] = []
             ctx.emitted = emitted
-            c0 = thread_time()
             t0 = time.perf_counter()
             try:
                 if wants_ctx:
@@ -197,7 +195,7 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
                 results.append((False, [], _portable(e), time.perf_counter() - t0))
                 break
             dt = time.perf_counter() - t0
-            cpu += thread_time() - c0
+            busy += dt
             if stages:
                 try:
                     emitted = _run_stages(stages, emitted, stats, progress, i)
@@ -208,6 +206,14 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
                 finally:
                     marks.append([c[:] for c in stats])
             results.append((True, emitted, None, dt))
+        # CPU time per routine (``process_runner._cut``), from the wall-clock times: a
+        # thread-CPU clock read per call costs a system call each, so the request's whole
+        # CPU time is shared out in proportion (time the child was not running is spread
+        # over the calls alike)
+        share = (thread_time() - c0) / max(time.perf_counter() - w0, 1e-9)
+        cpu = busy * share
+        for counts in stats:
+            counts[2] = counts[1] * share
         later = (stats, [c.state for _, _, c in stages], failed) if chain else None
         try:
             out = pickle.dumps((results, ctx.state, later, cpu), protocol=pickle.HIGHEST_PROTOCOL)
