@@ -123,8 +123,15 @@ class Inputs:
         q = feed.queue
         items = feed.items
         end = len(items)
+        run = journal is None and q.shared  # runs of items under one lock (``append_run``)
         try:
             while feed.next < end:
+                if run and not q.watched and not job.finished:
+                    k = q.append_run(items, feed.next)  # type: ignore[attr-defined]
+                    if k:
+                        feed.next += k
+                        self.entered += k
+                        continue
                 item = items[feed.next]
                 if not q.watched and not job.finished and q.try_append(item):
                     # room and nothing watching: no coroutine per item

@@ -244,6 +244,30 @@ class SharedSlotQueue(SlotQueue):
         finally:
             parker.park_from_thread(-1)
 
+    def append_run(self, items: list[Any], start: int) -> int:
+        """Queue ``items[start:]``, in order, as far as there is room, under one lock (the
+        starting inputs: ``Inputs.feed``); how many. None while emitters wait for room
+        (they are first in line) or the job has ended."""
+        with self.lock:
+            queued = self.items
+            before = len(queued)
+            room = self.capacity - before
+            if room <= 0 or self.putters or self.waiting or self.job.finished:
+                return 0
+            run = items[start : start + room]
+            queued.extend(run)
+            k = len(run)
+            self.enqueued += k
+            n = before + k
+            if n > self.high_water:
+                self.high_water = n
+            if before < self._near <= n or n == self.capacity:
+                self._post_fill()
+            runner = self.runner
+            for _ in range(min(k, runner.concurrency)):
+                runner.on_item()
+            return k
+
     def put_all_from_thread(self, items: list[Any]) -> bool:
         """Queue every one of ``items`` from a worker thread, in order, under one lock, if
         they all fit now and nothing waits for room (``put_from_thread``'s fast path for a
