@@ -33,6 +33,7 @@ from ..durable.models import (
 )
 from ..durable.store import Store, open_store, sqlite_file
 from ..errors import JobError, JobTimeoutError
+from .cluster_options import labels_option, pool_option, registry_option
 from .durable_common import DEFAULT_STORE, FAILURE, StoreOption, cli_errors, load
 from .inputs import InputError, parse_inputs, parse_value
 
@@ -132,22 +133,12 @@ def submit(
     delay: Annotated[float, typer.Option("--delay", metavar="S", min=0)] = 0.0,
     timeout: Annotated[float | None, typer.Option("--timeout", metavar="S")] = None,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", metavar="KEY")] = None,
-    registry: Annotated[
-        str | None,
-        typer.Option(
-            "--registry",
-            envvar="WEIRFLOW_REGISTRY",
-            metavar="URL",
-            help="redis://host:port/db: the cluster's node registry, for --pool (docs/cluster.md).",
-        ),
-    ] = None,
+    registry: Annotated[str | None, registry_option("the cluster's node registry, for --pool")] = None,
     pool: Annotated[
-        str | None,
-        typer.Option("--pool", help="Assign the job to the least loaded node of this pool with room."),
+        str | None, pool_option("Assign the job to the least loaded node of this pool with room.")
     ] = None,
     labels: Annotated[
-        list[str] | None,
-        typer.Option("--labels", metavar="K=V", help="With --pool: only nodes with this label (repeat)."),
+        list[str] | None, labels_option("With --pool: only nodes with this label (repeat).")
     ] = None,
 ) -> None:
     """Queue a job of FLOW; prints its id."""

@@ -28,6 +28,7 @@ from ..redact import redact_url
 from ..supervise.settings import load_supervise_settings
 from ..supervise.worker_metrics import WorkerGroupMetrics
 from ..supervise.workers import WorkerSupervisor
+from .cluster_options import labels_option, pool_option, registry_option
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
 from .nodes import node_membership
 from .worker_metrics import metrics_keys, metrics_served
@@ -152,22 +153,9 @@ def worker(
         bool,
         typer.Option("--schedules/--no-schedules", help="Fire the queue's schedules' ticks."),
     ] = True,
-    registry: Annotated[
-        str | None,
-        typer.Option(
-            "--registry",
-            envvar="WEIRFLOW_REGISTRY",
-            metavar="URL",
-            help="redis://host:port/db: register this worker as a node of the cluster (docs/cluster.md).",
-        ),
-    ] = None,
-    pool: Annotated[
-        str | None, typer.Option("--pool", help="The node's pool (default: the queue's name).")
-    ] = None,
-    labels: Annotated[
-        list[str] | None,
-        typer.Option("--labels", metavar="K=V", help="A label of the node (repeat for more)."),
-    ] = None,
+    registry: Annotated[str | None, registry_option("register this worker as a node of the cluster")] = None,
+    pool: Annotated[str | None, pool_option("The node's pool (default: the queue's name).")] = None,
+    labels: Annotated[list[str] | None, labels_option("A label of the node (repeat for more).")] = None,
     capacity: Annotated[
         int | None,
         typer.Option(
