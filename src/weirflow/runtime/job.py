@@ -545,13 +545,26 @@ class Job(Pausing):
 
     def queue_stats(self, slot: str) -> QueueStats:
         """One slot's statistics now (``UnknownSlotError`` for a slot the flow lacks)."""
+        if self.released:
+            return self._released_slot(slot)
         q = self.queue(slot)
         return q.stats(self.paused or q.runner.paused)
 
     def queued_items(self, slot: str, limit: int = 10) -> list[Any]:
         """The first ``limit`` items waiting in ``slot``."""
+        if self.released:  # a finished job's queues were drained (dead-lettered)
+            self._released_slot(slot)
+            return []
         q = self.queue(slot)
         return [item for _, item in zip(range(limit), q.items, strict=False)]
+
+    def _released_slot(self, slot: str) -> QueueStats:
+        assert self.result is not None
+        slots = self.result.stats.slots
+        if slot not in slots:
+            known = ", ".join(slots)
+            raise UnknownSlotError(f"flow {self.flow.name!r} has no slot {slot!r} (slots: {known})")
+        return slots[slot]
 
     def routine_state(self, routine: str) -> dict[str, Any]:
         return self.runner(routine).state

@@ -66,11 +66,21 @@ class DebugService:
         return DebugSession(job) if job.finished else self.debugger.session(job_id)
 
     def job_finished(self, job: Job) -> None:
-        """After a job's result is ready: forget old jobs, and the sessions of forgotten ones."""
+        """After a job's result is ready: forget old jobs, and the sessions of forgotten ones.
+
+        A finished job without a debug session is released now (``Job.release``): what the
+        routes read of a finished job (its status, result, dead letters, final queues) it
+        answers from its result, and the parts it ran with are freed at once by reference
+        counting, instead of being kept (some 50 objects per job, for ``keep_finished_jobs``
+        jobs) for the cyclic GC to scan again and again. A job with a session keeps them
+        until it is forgotten (the session may still read them)."""
+        if job.id not in self.debugger.sessions:
+            job.release()
         self.jobs.forget_old_jobs(job)
         self._wake(job.id)
-        for job_id in [j for j in self.debugger.sessions if j not in self.jobs.engine.jobs]:
-            self.debugger.forget(job_id)
+        if self.debugger.sessions:
+            for job_id in [j for j in self.debugger.sessions if j not in self.jobs.engine.jobs]:
+                self.debugger.forget(job_id)
 
     def _on_hit(self, session: DebugSession, hit: Hit) -> None:
         job, bp = session.job, hit.breakpoint

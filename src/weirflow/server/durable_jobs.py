@@ -5,8 +5,10 @@ The same operations as ``weirflow jobs`` over the server's store (``--store`` /
 server's flows (checked here: the flow and its slots); workers (``weirflow worker``)
 run them. Errors: an unknown job is ``NotFoundError``; a flow, slot or item the
 job cannot have is ``InvalidRequestError``; a job in the wrong state for a retry or
-a cancel is ``ConflictError`` with the store's rule; the store failing is
-``UnavailableError``.
+a cancel is ``ConflictError`` with the store's rule; the store refusing a write for what it
+was asked to hold (``StoreRefusedError``: PostgreSQL's data and integrity errors, e.g. a
+constraint of the database's own) is ``StoreRefusedAnswerError`` (``422``: the same request fails
+again); the store failing otherwise is ``UnavailableError`` (``503``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,16 @@ from ..durable.models import (
 )
 from ..durable.schedules import Schedule
 from ..durable.store import Store, open_store
-from ..errors import JobError, ScheduleError, StoreError, UnstorableError
+from ..errors import JobError, ScheduleError, StoreError, StoreRefusedError, UnstorableError
 from ..flow.graph import Flow
 from ..flow.policy import Backoff
-from .errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
+from .errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    StoreRefusedAnswerError,
+    UnavailableError,
+)
 from .jsonsafe import jsonable
 from .store_models import AddSchedule, SubmitStoreJob, SubmitStoreJobs
 
@@ -252,6 +260,8 @@ class StoreService:
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         try:
             return await fn(*args, **kwargs)
+        except StoreRefusedError as e:  # (first: it is a StoreError) the request's fault, not the store's
+            raise StoreRefusedAnswerError(f"the store refused the write: {e}") from e
         except StoreError as e:
             raise UnavailableError(f"the store failed: {e}") from None
 

@@ -61,6 +61,16 @@ class InvalidRequestError(ApiError):
         super().__init__(f"{path}: {message}", errors=[{"loc": list(loc), "msg": message, "type": "value"}])
 
 
+class StoreRefusedAnswerError(InvalidRequestError):
+    """The durable store refused to hold what the request asked it to write
+    (``wf.StoreRefusedError``: sending it again fails again): ``422`` with the store's message,
+    ``error: StoreRefusedError``. A store that failed or is unreachable is a ``503`` instead."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(["body"], message)
+        self.extra["errors"][0]["type"] = "store_refused"
+
+
 class InvalidConditionError(InvalidRequestError):
     """A CEL condition or expression failed to compile (``line``/``column`` say where) or to run."""
 
