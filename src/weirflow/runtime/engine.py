@@ -3,6 +3,7 @@ hooks and journal. Nothing in weirflow is process-wide: pass the engine around."
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -174,13 +175,10 @@ class Engine:
         extra = tuple(extra)
         if extra:
             return HookSet([*self.hooks, *extra])
-        key = tuple(self.hooks)
+        hooks = self.hooks
         cached = self._hook_set
-        if (
-            cached is None
-            or len(cached[0]) != len(key)
-            or any(a is not b for a, b in zip(cached[0], key, strict=True))
-        ):
+        if cached is None or len(cached[0]) != len(hooks) or not all(map(operator.is_, cached[0], hooks)):
+            key = tuple(hooks)
             cached = self._hook_set = (key, HookSet(list(key)))
         return cached[1]
 

@@ -119,9 +119,10 @@ class Job(Pausing):
         self.runners: dict[str, RoutineRunner] = {}
         threads = self.journal is None
         for rp in plan.routines:
-            self.runners[rp.name] = runner_class(rp.routine, threads)(
-                self, rp.name, rp.routine, flow, rp.shared if threads else ()
-            )
+            if threads:
+                self.runners[rp.name] = rp.threaded_class(self, rp.name, rp.routine, flow, rp.shared)
+            else:
+                self.runners[rp.name] = runner_class(rp.routine, False)(self, rp.name, rp.routine, flow)
         self._thread_runners = [r for r in self.runners.values() if isinstance(r, ThreadRunner)]
         build_routes(self)
         self._queues: dict[str, SlotQueue] = {
@@ -308,9 +309,12 @@ class Job(Pausing):
                 self._publish(result)
 
     def _stop_inputs(self) -> None:
-        refused = JobFinishedError(f"job {self.id} is {self.status.value}; item not accepted")
+        refused: JobFinishedError | None = None  # (made only when there is someone to tell)
         for q in self._queues.values():
-            q.fail_putters(refused)
+            if q.putters or type(q) is not SlotQueue:  # (a shared queue wakes its threads too)
+                if refused is None:
+                    refused = JobFinishedError(f"job {self.id} is {self.status.value}; item not accepted")
+                q.fail_putters(refused)
         if not self._resumed.done():
             self._resumed.set_result(None)
         self.wake_quiet()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..flow.graph import Flow, SlotSpec
     from ..flow.routine import Routine
+    from .runner import RoutineRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,9 @@ class RoutinePlan:
     #: by event: the flow output it feeds (``"routine.event"`` or ``None``) and the
     #: ``(routine, slot)`` pairs it is connected to, in the flow's order
     routes: tuple[tuple[str, str | None, tuple[tuple[str, str], ...]], ...]
+    #: how it runs in a job without a journal (``job.runner_class(routine, True)``, which
+    #: looks at every activation: once per flow, not once per job)
+    threaded_class: type[RoutineRunner]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +73,7 @@ def plan_of(flow: Flow) -> FlowPlan:
 
 def _make(flow: Flow, key: tuple[Any, ...]) -> FlowPlan:
     from .completion import topology
-    from .job import shared_slots
+    from .job import runner_class, shared_slots
 
     shared = shared_slots(flow)
     outputs = set(flow.outputs)
@@ -92,6 +96,7 @@ def _make(flow: Flow, key: tuple[Any, ...]) -> FlowPlan:
                 slots=slots,
                 shared=frozenset(p for _, p, _ in slots if p in shared),
                 routes=tuple(routes),
+                threaded_class=runner_class(routine, True),
             )
         )
     frozen_edges = frozenset(edges)
