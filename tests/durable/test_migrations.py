@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from weirflow.durable import JobSpec, open_store
+from weirflow.durable import JobSpec, Retention, open_store
 from weirflow.durable.migrations import VERSION_TABLE, migrations, pending, sqlite_statements
 from weirflow.durable.schedules import Schedule
 
@@ -86,3 +86,40 @@ async def test_an_older_postgres_database_is_upgraded(pg: PgServer) -> None:
     async with await psycopg.AsyncConnection.connect(url) as conn:
         cur = await conn.execute(f"SELECT version FROM {VERSION_TABLE} ORDER BY version")
         assert [r[0] for r in await cur.fetchall()] == [m.version for m in migrations(backend)]
+
+
+async def test_a_postgres_database_from_before_0014_still_purges_a_job_with_its_rows(pg: PgServer) -> None:
+    # made with the foreign keys (ON DELETE CASCADE) that 0014 replaces with a trigger
+    url = pg.new_database()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(
+            f"CREATE TABLE {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
+        )
+        for mg in migrations("postgres"):
+            if mg.version < 14:
+                await conn.execute(mg.sql.encode())
+                await conn.execute(f"INSERT INTO {VERSION_TABLE} VALUES (%s, %s)", (mg.version, time.time()))
+        await conn.execute(
+            "INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, run_at, created_at,"
+            " finished_at) VALUES ('old', 'f', '{}', 'default', 'completed', 1, '{}', 0, 0, 0)"
+        )
+        await conn.execute(
+            "INSERT INTO wf_steps (job_id, run, routine, seq, status, attempt)"
+            " VALUES ('old', 1, 'a', 1, 'completed', 1)"
+        )
+        await conn.execute("INSERT INTO wf_journal (job_id, record) VALUES ('old', '{}')")
+        await conn.execute(
+            "INSERT INTO wf_events (job_id, queue, kind, at) VALUES ('old', 'default', 'completed', 0)"
+        )
+    store = open_store(url)
+    await store.open()
+    try:
+        kept = await store.submit(JobSpec(flow="f", inputs={}))
+        assert len(await store.steps("old")) == 1 and await store.read_journal("old") == ["{}"]
+        report = await store.sweep("s", retention=Retention(keep_completed_s=1))
+        assert report is not None and report.deleted == 1
+        assert await store.steps("old") == [] and await store.read_journal("old") == []
+        assert await store.events(job_id="old") == []
+        assert [e.kind for e in await store.events(job_id=kept)] == ["queued"]
+    finally:
+        await store.close()
