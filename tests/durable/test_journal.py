@@ -181,7 +181,7 @@ class Watched(DurableJournal):
     def lagging(self) -> Awaitable[None] | None:
         lag = super().lagging()
         if lag is not None and self.buffered_at_wait is None:
-            self.buffered_at_wait = len(self._buffer)
+            self.buffered_at_wait = self.buffered
             assert isinstance(self.store, HeldStore)
             self.store.release.set()
         return lag

@@ -33,6 +33,7 @@ from ..runtime import records
 from ..runtime.journal import Journal, Step
 from ..runtime.records import Codec, Record
 from ..runtime.results import JobStatus
+from ..storable import INT_END, INT_MIN
 
 if TYPE_CHECKING:
     from ..runtime.job import Job
@@ -118,12 +119,21 @@ class DurableJournal(Journal):
         self.drop_completed = drop_completed
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
-        self._buffer: list[tuple[str, bytes]] = []
+        # what is buffered: each job's records in order (rows of one job, not a list of
+        # pairs: no object per record, and a job's end drops its own at once), their count,
+        # and the last job's list (records come in runs of one job)
+        self._rows: dict[str, list[bytes]] = {}
+        self._count = 0
+        self._last_id = ""
+        self._last: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._checked: tuple[Any, bytes] | None = None  # the last item check() encoded
         self._codec = Codec()
+        # the lines of whole steps of the commonest shapes, all but their numbers and item
+        # (``_whole``): one format per step instead of one per part
+        self._shapes: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
         # the step whose start is held back, its job, and its enqueues so far:
         # (slot as JSON, index in step.emitted, item as JSON)
         self._pending: Step | None = None
@@ -157,9 +167,17 @@ class DurableJournal(Journal):
 
     # -- the runtime's calls ------------------------------------------------------------
 
+    @property
+    def buffered(self) -> int:
+        """How many records wait to be committed (the step held back not counted)."""
+        return self._count
+
     def check(self, item: Any) -> None:
         """Refuse an item a durable job cannot record (called before it is enqueued)."""
-        self._checked = (item, records.dumps(item, "item"))
+        if type(item) is int and INT_MIN <= item < INT_END:  # (records.dumps' first case, inlined)
+            self._checked = (item, orjson.dumps(item))
+        else:
+            self._checked = (item, records.dumps(item, "item"))
 
     def _item(self, item: Any) -> bytes:
         checked = self._checked
@@ -181,7 +199,10 @@ class DurableJournal(Journal):
             return
         codec = self._codec
         if origin is self._pending and origin is not None:
-            emitted, k = origin.emitted, origin.position(item)
+            k = origin.emit_at
+            if k < 0:
+                k = origin.position(item)
+            emitted = origin.emitted
             if emitted and emitted[k][1] is item:  # what it emitted (not a hook's): held back with it
                 self._pending_enq.append((codec.names[slot], k, encoded))
                 return
@@ -190,9 +211,8 @@ class DurableJournal(Journal):
     def step_started(self, job: Job, step: Step) -> None:
         if self._pending is not None:
             self._release()
-        self._pending = step
+        self._pending = step  # (``_pending_enq`` is empty: it is whenever nothing is held back)
         self._pending_job = job.id
-        self._pending_enq = []
         if self._timer is None:  # a flush commits the start of a step still running then
             self._timer = job.loop.call_later(self.max_delay_s, self._flush_soon, True)
 
@@ -202,25 +222,70 @@ class DurableJournal(Journal):
         assert step is not None
         self._pending = None
         job_id = self._pending_job
-        buffer = self._buffer
         codec = self._codec
-        buffer.append((job_id, codec.start(codec.head(step))))
+        lines = [codec.start(codec.head(step))]
         routine = codec.names[step.routine]
         for slot, k, item in self._pending_enq:
-            buffer.append((job_id, codec.enq(slot, item, codec.emitted_by(routine, step.seq, k))))
+            lines.append(codec.enq(slot, item, codec.emitted_by(routine, step.seq, k)))
         self._pending_enq = []
+        self._rows_of(job_id).extend(lines)
+        self._count += len(lines)
 
     def step_completed(self, job: Job, step: Step) -> None:
-        folded = step is self._pending  # nothing between its start and now: one record
-        try:
-            line = self._codec.finished(step, self._pending_enq if folded else None, self._item)
-        except UnstorableError as e:
-            job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
-            return
-        if folded:
+        if step is self._pending:  # nothing between its start and now: one record
+            sent = self._pending_enq
+            line = self._whole(step, sent)
+            if line is None:
+                try:
+                    line = self._codec.finished(step, sent, self._item)
+                except UnstorableError as e:
+                    job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
+                    return
             self._pending = None
-            self._pending_enq = []
+            if sent:
+                self._pending_enq = []
+        else:
+            try:
+                line = self._codec.finished(step, None, self._item)
+            except UnstorableError as e:
+                job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
+                return
         self._add(job, line)
+
+    def _whole(self, step: Step, sent: list[tuple[bytes, int, bytes]]) -> bytes | None:
+        """The line ``Codec.finished`` makes of a whole step that completed with no state,
+        took one item and emitted at most one, sent to one slot (a chain's steps), from
+        the constant parts of the first such line of its routine, slots and event;
+        ``None`` for any other step. (The emitted item's bytes are those of its enqueue:
+        ``enqueued`` held it back only if it is the item emitted.)"""
+        if step.state or step.status != "completed" or not step.final or step.on_end or step.error is not None:
+            return None
+        taken, out = step.consumed, step.emitted
+        if len(taken) != 1 or len(out) != len(sent) or len(out) > 1:
+            return None
+        shapes = self._shapes
+        if not out:
+            key: tuple[Any, ...] = (step.routine, taken[0][0])
+            shape = shapes.get(key)
+            if shape is None:
+                shape = shapes[key] = self._shape(step, b"", b"]]")
+            return b"%b%d,%d%b" % (shape[0], step.seq, step.attempt, shape[1])
+        slot, k, item = sent[0]
+        if k:
+            return None
+        key = (step.routine, taken[0][0], slot, out[0][0])
+        shape = shapes.get(key)
+        if shape is None:
+            names = self._codec.names
+            shape = shapes[key] = self._shape(step, b"[%b,0]" % slot, b"[%b," % names[out[0][0]])
+        return b"%b%d,%d%b%b]]]" % (shape[0], step.seq, step.attempt, shape[1], item)
+
+    def _shape(self, step: Step, enq: bytes, emitted: bytes) -> tuple[bytes, bytes]:
+        """``_whole``'s constant parts for steps like ``step``: what comes before its numbers
+        (``[3,routine,``), and what comes after them up to the emitted item, if any
+        (``,[slot],[enq],{},[emitted``)."""
+        names = self._codec.names
+        return b"[3,%b," % names[step.routine], b",[%b],[%b],{},[%b" % (names[step.consumed[0][0]], enq, emitted)
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         try:
@@ -230,12 +295,26 @@ class DurableJournal(Journal):
         of_input = job.letters.refusing_input
         self._add(job, Codec.dead_letter(letter, item, queued=from_queue, of_input=of_input))
 
+    def _rows_of(self, job_id: str) -> list[bytes]:
+        """``job_id``'s list of buffered records (made if need be), kept as the last one."""
+        if job_id == self._last_id:
+            return self._last
+        rows = self._rows.get(job_id)
+        if rows is None:
+            rows = self._rows[job_id] = []
+        self._last_id, self._last = job_id, rows
+        return rows
+
     def _add(self, job: Job, text: bytes) -> None:
         if self._pending is not None:
             self._release()
-        buffer = self._buffer
-        buffer.append((job.id, text))
-        if len(buffer) >= self.max_batch:  # (a flush under way takes these too)
+        job_id = job.id
+        if job_id == self._last_id:
+            self._last.append(text)
+        else:
+            self._rows_of(job_id).append(text)
+        self._count += 1
+        if self._count >= self.max_batch:  # (a flush under way takes these too)
             flushing = self._flushing
             if flushing is None or flushing.done():
                 self._flush_soon(now=True)
@@ -252,7 +331,7 @@ class DurableJournal(Journal):
         the GIL back within microseconds whenever it polls, so a thread that wants it
         could otherwise wait until the job ends."""
         flushing = self._flushing
-        if flushing is not None and len(self._buffer) >= LAG_BATCHES * self.max_batch and not flushing.done():
+        if flushing is not None and self._count >= LAG_BATCHES * self.max_batch and not flushing.done():
             return asyncio.shield(flushing)
         return None
 
@@ -267,7 +346,7 @@ class DurableJournal(Journal):
         try:
             await self.flush()
         except Exception as e:  # noqa: BLE001 - the store may be restarting: keep the records, try again
-            log.warning("journal_not_committed", error=f"{type(e).__name__}: {e}", buffered=len(self._buffer))
+            log.warning("journal_not_committed", error=f"{type(e).__name__}: {e}", buffered=self._count)
             if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._flush_soon, True)
 
@@ -320,12 +399,10 @@ class DurableJournal(Journal):
         there are none."""
         if self._pending is not None:  # (each pass: a step may have started meanwhile)
             self._release()
-        if not self._buffer:
+        if not self._count:
             return False
-        batch, self._buffer = self._buffer, []
-        rows: dict[str, list[bytes]] = {}
-        for job_id, text in batch:
-            rows.setdefault(job_id, []).append(text)
+        rows, count = self._rows, self._count
+        self._rows, self._count, self._last_id, self._last = {}, 0, "", []
         tokens = self._tokens
         numbers: dict[str, tuple[int, int]] = {}
         if tokens is not None:  # only the jobs held: others' records are dropped
@@ -336,7 +413,7 @@ class DurableJournal(Journal):
                 self._batch_no[job_id] = n
                 numbers[job_id] = (tokens[job_id], n)
         texts = {job_id: b"\n".join(lines).decode() for job_id, lines in rows.items()}
-        self._unsent = (texts, numbers, len(batch))
+        self._unsent = (texts, numbers, count)
         return True
 
     async def _job_by_job(
@@ -366,10 +443,14 @@ class DurableJournal(Journal):
         if result.status is JobStatus.COMPLETED and self.drop_completed:
             if self._pending is not None and self._pending_job == job.id:
                 self._pending = None
-            kept = [row for row in self._buffer if row[0] != job.id]
-            self.dropped += len(self._buffer) - len(kept)
-            self._buffer = kept
-        elif self._buffer and self._timer is None:
+                self._pending_enq = []
+            rows = self._rows.pop(job.id, None)
+            if rows is not None:
+                self._count -= len(rows)
+                self.dropped += len(rows)
+                if self._last_id == job.id:
+                    self._last_id, self._last = "", []
+        elif self._count and self._timer is None:
             self._flush_soon(now=True)
 
     async def close(self) -> None:
