@@ -134,8 +134,25 @@ class Fan(wf.Routine):
         await ctx.emit(self.log, [ctx.routine, n])
 
 
+class Pass(wf.Routine):
+    """No state, one emit to ``out`` at most: passes ``n - 1`` on while ``n > 1``, passes 0
+    and logs at 1, does nothing at 0 (steps the durable journal writes as runs)."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+    log = wf.Event()
+
+    @inp.handler
+    async def step(self, n: int, ctx: wf.Context) -> None:
+        if n > 0:
+            await ctx.emit(self.out, n - 1)
+        if n == 1:
+            await ctx.emit(self.log, [ctx.routine, n])
+
+
 KINDS: dict[str, type[wf.Routine]] = {
     "fan": Fan,
+    "pass": Pass,
     "twice": Twice,
     "sync": Sync,
     "wide": Wide,
@@ -154,9 +171,9 @@ class Shape:
 
 
 @st.composite
-def shapes(draw: Any, max_items: int = 4) -> Shape:
+def shapes(draw: Any, max_items: int = 4, kinds_from: list[str] | None = None) -> Shape:
     n = draw(st.integers(2, 4))
-    kinds = draw(st.lists(st.sampled_from(sorted(KINDS)), min_size=n, max_size=n))
+    kinds = draw(st.lists(st.sampled_from(kinds_from or sorted(KINDS)), min_size=n, max_size=n))
     pairs = [(i, j) for i in range(n) for j in range(n)]
     edges = draw(st.lists(st.sampled_from(pairs), unique=True, max_size=5))
     edges = [e for e in edges if sum(1 for a, _ in edges if a == e[0]) <= 2]
@@ -278,7 +295,9 @@ class Yielding:
         await self.store.clear_journal(job_id, token=token)
 
 
-async def every_durable_cut(shape: Shape) -> None:
+async def every_durable_cut(shape: Shape) -> list[str]:
+    """Cuts the committed journal everywhere, resumes from each cut; returns the lines the
+    store held."""
     flow, inputs = build(shape), inputs_of(shape)
     store = open_store("memory://")
     await store.open()
@@ -293,6 +312,7 @@ async def every_durable_cut(shape: Shape) -> None:
     for cut in range(len(records) + 1):
         _, seen = await run(flow, inputs, records[:cut], LogJournal())
         assert seen == reference, cut
+    return [line for row in await store.read_journal(job_id) for line in row.split("\n")]
 
 
 @TIMEOUT
@@ -308,3 +328,21 @@ def test_resuming_from_every_cut_of_a_durable_journal_gives_the_uninterrupted_ru
 @given(shapes())
 def test_resuming_from_every_cut_of_a_durable_journal_many_flows(shape: Shape) -> None:
     run_bounded(lambda: every_durable_cut(shape), shape, limit_s=REPLAY_LIMIT_S)
+
+
+@TIMEOUT
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shapes(max_items=4, kinds_from=["pass", "pass", "twice", "flaky", "fan"]))
+def test_resuming_from_every_cut_of_a_durable_journal_with_runs_of_steps(shape: Shape) -> None:
+    """Flows of mostly stateless one-emit routines, whose steps in a row the durable
+    journal writes as one record (``[4, ...]``, ``[5, ...]``), cut inside those too."""
+    run_bounded(lambda: every_durable_cut(shape), shape, limit_s=REPLAY_LIMIT_S)
+
+
+def test_a_chain_of_runs_resumes_from_every_cut() -> None:
+    """A chain of stateless forwarders: the store holds runs of steps, in both forms (with
+    an emit and without), and every cut inside them resumes to the uninterrupted run."""
+    shape = Shape(["pass", "pass", "twice"], [(0, 1), (1, 2)], [10_000, 10_000, 10_000], {0: [3, 3, 0, 2, 3]})
+    lines = asyncio.run(asyncio.wait_for(every_durable_cut(shape), REPLAY_LIMIT_S))
+    assert any(line.startswith("[5,") for line in lines), lines
+    assert any(line.startswith("[4,") for line in lines), lines

@@ -16,7 +16,10 @@ committed can always be replayed.
 
 What the store holds: one line of JSON per record, in the text form of
 ``weirflow.runtime.records`` (the schema and its codec), a step written as one
-compact record where nothing else happened between its start and its end.
+compact record where nothing else happened between its start and its end, and whole
+steps in a row of a routine, alike, as one record for them all (journals written
+before those runs still read and resume; a version before them refuses one that
+holds a run, with a ``JobError``).
 """
 
 from __future__ import annotations
@@ -72,6 +75,26 @@ class JournalStore(Protocol):
         """Forget ``job_id``'s records (a retry from the start)."""
 
 
+class _Run:
+    """Whole steps in a row of one routine of a job, alike (``DurableJournal._in_run``):
+    the same slot taken, the same event emitted to the same slot (``event`` ``None``:
+    nothing emitted), numbered from ``next_seq - len(items)``; ``items`` holds what each
+    emitted (``None`` if nothing): an int, str or float as it is (immutable), anything
+    else as it was encoded at its emit (``orjson.Fragment``)."""
+
+    __slots__ = ("attempt", "consumed", "event", "items", "job_id", "next_seq", "routine", "slot")
+
+    def __init__(self, job_id: str, step: Step, slot: bytes, event: str | None, item: Any) -> None:
+        self.job_id = job_id
+        self.routine = step.routine
+        self.attempt = step.attempt
+        self.consumed = step.consumed[0][0]
+        self.slot = slot
+        self.event = event
+        self.next_seq = step.seq + 1
+        self.items = [item]
+
+
 class DurableJournal(Journal):
     """Buffers each job's records and commits them in batches to a ``JournalStore``.
 
@@ -96,6 +119,13 @@ class DurableJournal(Journal):
     step's start writes the held-back ``start`` and ``enq`` records first, in their
     place, so what is committed is still a prefix of the job's records in causal
     order, and a step still running at a flush has its ``start`` committed.
+
+    Whole steps in a row of one routine that are alike (one item taken from the same
+    slot, no state, nothing or one item emitted on the same event to the same slot, as a
+    chain's are) go one step further: they are kept as a run (``_Run``: their numbers and
+    items) and written as one record, ``[4, ...]`` or ``[5, ...]`` (``records``), when
+    anything else is recorded, the run breaks, or a flush comes, so the items of a run are
+    encoded by one call, and nothing is formatted per step.
     """
 
     def __init__(
@@ -131,9 +161,7 @@ class DurableJournal(Journal):
         self._lock = asyncio.Lock()
         self._checked: tuple[Any, bytes] | None = None  # the last item check() encoded
         self._codec = Codec()
-        # the lines of whole steps of the commonest shapes, all but their numbers and item
-        # (``_whole``): one format per step instead of one per part
-        self._shapes: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        self._run: _Run | None = None  # the whole steps in a row not yet written as one line
         # the step whose start is held back, its job, and its enqueues so far:
         # (slot as JSON, index in step.emitted, item as JSON)
         self._pending: Step | None = None
@@ -220,6 +248,8 @@ class DurableJournal(Journal):
         """Write the held-back step's ``start`` and ``enq`` records, in their place."""
         step = self._pending
         assert step is not None
+        if self._run is not None:  # (it ran before the held-back step started)
+            self._seal()
         self._pending = None
         job_id = self._pending_job
         codec = self._codec
@@ -234,13 +264,28 @@ class DurableJournal(Journal):
     def step_completed(self, job: Job, step: Step) -> None:
         if step is self._pending:  # nothing between its start and now: one record
             sent = self._pending_enq
-            line = self._whole(step, sent)
-            if line is None:
-                try:
-                    line = self._codec.finished(step, sent, self._item)
-                except UnstorableError as e:
-                    job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
-                    return
+            if (
+                len(step.consumed) == 1
+                and len(sent) == len(step.emitted) < 2
+                and not step.state
+                and step.status == "completed"
+                and step.final
+                and step.error is None
+                and not step.on_end
+                and self._in_run(job.id, step, sent)
+            ):
+                self._pending = None
+                if sent:
+                    self._pending_enq = []
+                self._count += 1
+                if self._count >= self.max_batch:
+                    self._full()
+                return
+            try:
+                line = self._codec.finished(step, sent, self._item)
+            except UnstorableError as e:
+                job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
+                return
             self._pending = None
             if sent:
                 self._pending_enq = []
@@ -252,40 +297,57 @@ class DurableJournal(Journal):
                 return
         self._add(job, line)
 
-    def _whole(self, step: Step, sent: list[tuple[bytes, int, bytes]]) -> bytes | None:
-        """The line ``Codec.finished`` makes of a whole step that completed with no state,
-        took one item and emitted at most one, sent to one slot (a chain's steps), from
-        the constant parts of the first such line of its routine, slots and event;
-        ``None`` for any other step. (The emitted item's bytes are those of its enqueue:
-        ``enqueued`` held it back only if it is the item emitted.)"""
-        if step.state or step.status != "completed" or not step.final or step.on_end or step.error is not None:
-            return None
-        taken, out = step.consumed, step.emitted
-        if len(taken) != 1 or len(out) != len(sent) or len(out) > 1:
-            return None
-        shapes = self._shapes
-        if not out:
-            key: tuple[Any, ...] = (step.routine, taken[0][0])
-            shape = shapes.get(key)
-            if shape is None:
-                shape = shapes[key] = self._shape(step, b"", b"]]")
-            return b"%b%d,%d%b" % (shape[0], step.seq, step.attempt, shape[1])
-        slot, k, item = sent[0]
-        if k:
-            return None
-        key = (step.routine, taken[0][0], slot, out[0][0])
-        shape = shapes.get(key)
-        if shape is None:
-            names = self._codec.names
-            shape = shapes[key] = self._shape(step, b"[%b,0]" % slot, b"[%b," % names[out[0][0]])
-        return b"%b%d,%d%b%b]]]" % (shape[0], step.seq, step.attempt, shape[1], item)
+    def _in_run(self, job_id: str, step: Step, sent: list[tuple[bytes, int, bytes]]) -> bool:
+        """Add a whole step that took one item and emitted at most one, to one slot, and
+        completed with no state to the open run of such steps (``records``: ``[4, ...]``,
+        ``[5, ...]``) when it continues it, else open a new run with it (the open one is
+        written first); ``False`` (nothing done) if it emitted to another position."""
+        if sent:
+            slot, k, encoded = sent[0]
+            if k:
+                return False
+            event: str | None = step.emitted[0][0]
+            item = step.emitted[0][1]  # (the item enqueued: ``enqueued`` held it back for that)
+            kind = type(item)
+            if kind is not int and kind is not str and kind is not float:
+                # as encoded at the emit, copied: bytes orjson made, kept, cost far more to
+                # allocate than a small copy (its buffers are large, then shrunk)
+                item = orjson.Fragment(b"%b" % encoded)
+            # (else immutable, and accepted by ``check``: orjson writes it as it did there)
+        else:
+            slot, event, item = b"", None, None
+        run = self._run
+        if (
+            run is not None
+            and run.next_seq == step.seq
+            and run.routine == step.routine
+            and run.job_id == job_id
+            and run.attempt == step.attempt
+            and run.event == event
+            and run.slot == slot
+            and run.consumed == step.consumed[0][0]
+        ):
+            run.next_seq += 1
+            run.items.append(item)
+            return True
+        if run is not None:
+            self._seal()
+        self._run = _Run(job_id, step, slot, event, item)
+        return True
 
-    def _shape(self, step: Step, enq: bytes, emitted: bytes) -> tuple[bytes, bytes]:
-        """``_whole``'s constant parts for steps like ``step``: what comes before its numbers
-        (``[3,routine,``), and what comes after them up to the emitted item, if any
-        (``,[slot],[enq],{},[emitted``)."""
+    def _seal(self) -> None:
+        """Write the open run of whole steps as its line (``[4, ...]`` or ``[5, ...]``)."""
+        run = self._run
+        assert run is not None
+        self._run = None
         names = self._codec.names
-        return b"[3,%b," % names[step.routine], b",[%b],[%b],{},[%b" % (names[step.consumed[0][0]], enq, emitted)
+        n = len(run.items)
+        head = b"%b,%d,%d,%b" % (names[run.routine], run.attempt, run.next_seq - n, names[run.consumed])
+        if run.event is None:
+            line = b"[4,%b,%d]" % (head, n)
+        else:  # one encoder call for the run's items
+            line = b"[5,%b,%b,%b,%b]" % (head, run.slot, names[run.event], orjson.dumps(run.items))
+        self._rows_of(run.job_id).append(line)
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         try:
@@ -308,18 +370,24 @@ class DurableJournal(Journal):
     def _add(self, job: Job, text: bytes) -> None:
         if self._pending is not None:
             self._release()
+        if self._run is not None:
+            self._seal()
         job_id = job.id
         if job_id == self._last_id:
             self._last.append(text)
         else:
             self._rows_of(job_id).append(text)
         self._count += 1
-        if self._count >= self.max_batch:  # (a flush under way takes these too)
-            flushing = self._flushing
-            if flushing is None or flushing.done():
-                self._flush_soon(now=True)
+        if self._count >= self.max_batch:
+            self._full()
         elif self._timer is None:  # the first record since the last flush started
             self._timer = job.loop.call_later(self.max_delay_s, self._flush_soon, True)
+
+    def _full(self) -> None:
+        """A full batch is buffered: commit it now (a flush under way takes these too)."""
+        flushing = self._flushing
+        if flushing is None or flushing.done():
+            self._flush_soon(now=True)
 
     def lagging(self) -> Awaitable[None] | None:
         """The batch being committed, while ``LAG_BATCHES`` full ones wait behind it.
@@ -399,6 +467,8 @@ class DurableJournal(Journal):
         there are none."""
         if self._pending is not None:  # (each pass: a step may have started meanwhile)
             self._release()
+        if self._run is not None:
+            self._seal()
         if not self._count:
             return False
         rows, count = self._rows, self._count
@@ -444,6 +514,11 @@ class DurableJournal(Journal):
             if self._pending is not None and self._pending_job == job.id:
                 self._pending = None
                 self._pending_enq = []
+            run = self._run
+            if run is not None and run.job_id == job.id:
+                self._run = None
+                self._count -= len(run.items)
+                self.dropped += len(run.items)
             rows = self._rows.pop(job.id, None)
             if rows is not None:
                 self._count -= len(rows)

@@ -18,7 +18,17 @@ written by ``Codec`` and read back by ``decode``:
     between them;
 
   ``done`` and whole steps end with ``status, final, on_end, error`` unless they are
-  ``"completed", true, false, null``.
+  ``"completed", true, false, null``;
+  - ``[4, routine, attempt, seq, consumed, n]``: ``n`` whole steps of ``routine`` in a
+    row, numbered ``seq``, ``seq + 1``, ...: each took one item from the slot
+    ``consumed``, emitted nothing and completed with no state;
+  - ``[5, routine, attempt, seq, consumed, slot, event, items]``: whole steps in a
+    row likewise, one per item of ``items``: each took one item from ``consumed``,
+    emitted its item on ``event``, which went to ``slot`` (``by`` ``[routine, seq, 0]``),
+    and completed with no state (a chain's steps: one record for a run of them).
+
+  (Runs, 4 and 5, are written since the journal of December 2026; a version before
+  them refuses a journal that holds one, ``UnknownRecordError``, rather than misread it.)
 
 An ``enq``'s ``by`` says where the item came from: ``"input"`` (``INPUT``), ``None``
 (a ``send``) or ``[routine, seq, k]``: the ``k``-th emit of that step (journals of
@@ -160,7 +170,7 @@ def end(status: JobStatus, error: str | None) -> EndRecord:
 
 # -- the text form -------------------------------------------------------------------------
 
-ENQ, START, DONE, STEP = 0, 1, 2, 3
+ENQ, START, DONE, STEP, RUN, EMIT_RUN = 0, 1, 2, 3, 4, 5
 RESUME_LINE = b'{"t":"resume"}'
 _DEFAULT_END = ("completed", True, False, None)  # status, final, on_end, error when not written
 
@@ -307,12 +317,15 @@ def decode(line: str | bytes, out: list[Record]) -> None:
             raise UnknownRecordError(line)
         out.append(rec)  # type: ignore[arg-type]  # (the object form, as written)
         return
-    if type(rec) is not list or not rec or rec[0] not in (0, 1, 2, 3):
+    if type(rec) is not list or not rec or rec[0] not in (0, 1, 2, 3, 4, 5):
         raise UnknownRecordError(line)
     kind = rec[0]
     if kind == ENQ:
         _, slot, item, by = rec
         out.append({"t": "enq", "slot": slot, "item": item, "by": by})
+        return
+    if kind >= RUN:
+        _runs(rec, out)
         return
     routine, seq, attempt = rec[1:4]
     if kind == START:
@@ -341,3 +354,33 @@ def decode(line: str | bytes, out: list[Record]) -> None:
             "error": error,
         }
     )
+
+
+def _runs(rec: list[Any], out: list[Record]) -> None:
+    """The records of a run of whole steps (``[4, ...]``, ``[5, ...]``), as ``[3, ...]``
+    records of each of them would decode."""
+    if rec[0] == RUN:
+        _, routine, attempt, seq, consumed, n = rec
+        emits: list[Any] = [None] * n
+        slot = event = None
+    else:
+        _, routine, attempt, seq, consumed, slot, event, emits = rec
+    for i, item in enumerate(emits):
+        s = seq + i
+        out.append({"t": "start", "routine": routine, "seq": s, "attempt": attempt, "consumed": [consumed]})
+        if slot is not None:
+            out.append({"t": "enq", "slot": slot, "item": item, "by": [routine, s, 0]})
+        out.append(
+            {
+                "t": "done",
+                "routine": routine,
+                "seq": s,
+                "attempt": attempt,
+                "status": "completed",
+                "final": True,
+                "on_end": False,
+                "state": {},
+                "emitted": [] if slot is None else [[event, item]],
+                "error": None,
+            }
+        )
