@@ -224,8 +224,10 @@ class Codec:
         return dumps(item, "item")
 
     def origin(self, by: Step | str | None, item: Any) -> bytes:
-        if isinstance(by, str) or by is None:
-            return orjson.dumps(by)
+        if by is None:
+            return b"null"
+        if isinstance(by, str):  # (``INPUT``: a name, encoded once)
+            return self.names[by]
         return b"[%b,%d,%d]" % (self.names[by.routine], by.seq, by.position(item))
 
     def enq(self, slot: bytes, item: bytes, by: bytes) -> bytes:
