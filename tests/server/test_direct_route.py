@@ -11,8 +11,10 @@ import pytest
 from fastapi import FastAPI
 
 from tests.server.conftest import ADMIN_KEY, READ_KEY, Live, live_server
+from weirflow.server.app import create_app
 from weirflow.server.direct_route import DirectRoute, direct_shape
 from weirflow.server.routes import control
+from weirflow.server.settings import Settings
 
 JSON = {"content-type": "application/json"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -84,3 +86,42 @@ def test_start_answers_are_fastapis(keyed: Live) -> None:
         assert mine == theirs, (body, headers)
     statuses = [status for status, _, _ in direct]
     assert statuses.count(201) == 3 and {401, 403, 404, 422} <= set(statuses), statuses
+
+
+async def _post_disconnected(app: FastAPI) -> list[int]:
+    """``POST /api/jobs`` whose client went away before its body came: the statuses sent."""
+    sent: list[int] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/jobs",
+        "raw_path": b"/api/jobs",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}  # (a server's receive keeps saying so)
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            sent.append(message["status"])
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_client_gone_before_its_body_gets_fastapis_answer() -> None:
+    app = create_app(Settings(), flows="tests.server.flows.served")
+    async with app.router.lifespan_context(app):
+        direct = await _post_disconnected(app)
+        _fastapi_only(app)
+        fastapi = await _post_disconnected(app)
+    assert direct == fastapi == [400]
