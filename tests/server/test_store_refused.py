@@ -25,22 +25,28 @@ CONSTRAINTS = (
     f"ALTER TABLE wf_jobs ADD CONSTRAINT dba_queue CHECK (queue <> '{REFUSED}')",
     f"ALTER TABLE wf_paused_queues ADD CONSTRAINT dba_paused CHECK (queue <> '{REFUSED}')",
     f"ALTER TABLE wf_schedules ADD CONSTRAINT dba_schedule CHECK (name <> '{REFUSED}')",
+    # a job the database's own table refers to may not be deleted
+    "CREATE TABLE dba_hold (job TEXT REFERENCES wf_jobs (id) ON DELETE RESTRICT)",
 )
 
 
 @pytest.fixture(scope="module")
-def refusing() -> Iterator[Live]:
-    """A server over a PostgreSQL database whose tables refuse the value ``REFUSED``."""
+def pg_url() -> Iterator[str]:
     pg = started_server()
     try:
-        url = pg.new_database()
-        with live_server(FLOWS, store=url) as server:  # (its start applied the migrations)
-            with psycopg.connect(url, autocommit=True) as conn:
-                for sql in CONSTRAINTS:
-                    conn.execute(sql)
-            yield server
+        yield pg.new_database()
     finally:
         pg.destroy()
+
+
+@pytest.fixture(scope="module")
+def refusing(pg_url: str) -> Iterator[Live]:
+    """A server over a PostgreSQL database whose tables refuse the value ``REFUSED``."""
+    with live_server(FLOWS, store=pg_url) as server:  # (its start applied the migrations)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            for sql in CONSTRAINTS:
+                conn.execute(sql)
+        yield server
 
 
 def job(**body: Any) -> dict[str, Any]:
@@ -58,6 +64,19 @@ REFUSED_WRITES = [
         id="schedule",
     ),
 ]
+
+
+def test_a_delete_the_store_refuses_is_a_422_and_deletes_nothing(refusing: Live, pg_url: str) -> None:
+    client = refusing.client
+    held = client.post("/api/store/jobs", json=job(queue="held")).json()["id"]
+    assert client.post(f"/api/store/jobs/{held}/cancel").status_code == 200
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dba_hold VALUES (%s)", (held,))
+    response = client.post("/api/store/clean", json={"status": "failed", "older_than_s": 0})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "StoreRefusedError"
+    assert "ForeignKeyViolation" in response.json()["detail"]
+    assert client.get(f"/api/store/jobs/{held}").json()["status"] == "cancelled"
 
 
 @pytest.mark.parametrize(("method", "path", "body"), REFUSED_WRITES)

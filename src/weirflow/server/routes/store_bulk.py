@@ -16,10 +16,10 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from ...durable.models import Retention, unstorable
-from ...errors import StoreError
+from ...errors import StoreError, StoreRefusedError
 from ..auth import require_admin, require_read
 from ..durable_jobs import record_view
-from ..errors import ConflictError, NotFoundError, UnavailableError
+from ..errors import ConflictError, NotFoundError, StoreRefusedAnswerError, UnavailableError
 from ..models import RequestBody
 from ..store_models import MAX_DELAY_S, MAX_NAME
 from .store import StoreDep, answers
@@ -71,6 +71,8 @@ class Cleaned(BaseModel):
 async def _store(call: Awaitable[T]) -> T:
     try:
         return await call
+    except StoreRefusedError as e:  # (as ``StoreService._call``: the request's fault, 422)
+        raise StoreRefusedAnswerError(f"the store refused the write: {e}") from e
     except StoreError as e:
         raise UnavailableError(f"the store failed: {e}") from None
 
@@ -129,7 +131,7 @@ async def retry_failed(queue: QueueName, store: StoreDep) -> dict[str, Any]:
     for job_id in ids[:MAX_BULK_JOBS]:
         try:
             await store.retry(job_id, False)
-        except (ConflictError, NotFoundError) as e:  # changed or deleted meanwhile: the others go on
+        except (ConflictError, NotFoundError, StoreRefusedAnswerError) as e:  # the others go on
             refused.append({"id": job_id, "error": e.detail})
         else:
             retried.append(job_id)
