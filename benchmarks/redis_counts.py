@@ -31,6 +31,7 @@ from weirflow.durable.redis_store import RedisStore
 
 PAGE = 500
 NO_TRACK = "local function track(id, q, flow, seq, old, new, run_at, dstalls)\n  do return end\n"
+NO_TRACK_MANY = "local function track_many(q, moved, old, new)\n  do return end\n"
 
 
 async def _all(store: RedisStore) -> list[Any]:
@@ -72,8 +73,8 @@ def _without_track(store: RedisStore) -> None:
     """The store's scripts with ``track`` a no-op (the hot path without the index upkeep)."""
     common = redis_lua.COMMON.replace(
         "local function track(id, q, flow, seq, old, new, run_at, dstalls)\n", NO_TRACK
-    )
-    assert common != redis_lua.COMMON
+    ).replace("local function track_many(q, moved, old, new)\n", NO_TRACK_MANY)
+    assert common.count("do return end") == 2
     client = store._redis
     assert client is not None
     store._scripts = {name: client.register_script(common + getattr(redis_lua, name)) for name in SCRIPTS}

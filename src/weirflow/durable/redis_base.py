@@ -248,8 +248,9 @@ class RedisBase:
                     if msg.get("type") != "message":
                         continue
                     payload = msg["data"].decode() if isinstance(msg["data"], bytes) else str(msg["data"])
-                    if msg["channel"] == done_channel:
-                        self._outcomes.notify(payload)
+                    if msg["channel"] == done_channel:  # (the ids of a batch, space separated)
+                        for job_id in payload.split(" "):
+                            self._outcomes.notify(job_id)
                     elif (target := by_name.get(msg["channel"])) is not None:
                         target.notify(payload)
             except (redis.exceptions.RedisError, TimeoutError, OSError) as e:

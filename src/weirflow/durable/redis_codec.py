@@ -7,8 +7,11 @@ and shortest), so a time read back is the time written.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import orjson
 
 from .models import (
     JOB_COLUMNS,
@@ -68,31 +71,41 @@ def mutable_fields(job: JobRecord) -> tuple[dict[str, str], list[str]]:
     return job_fields(job, MUTABLE)
 
 
+def _decoder(name: str) -> Callable[[str], Any]:
+    if name in _JSON:
+        return json.loads
+    if name == "backoff":
+        return backoff_from
+    if name == "from_start":
+        return lambda text: text == "1"
+    if name in _FLOATS:
+        return float
+    if name in _INTS:
+        return int
+    return str
+
+
+#: per column: its name, how its text is read, and its value when absent (a claim reads
+#: every job it takes: one lookup per column, not a chain of tests)
+_DECODERS = tuple((name, _decoder(name), False if name == "from_start" else None) for name in JOB_COLUMNS)
+
+
 def job_from_hash(raw: Mapping[Any, Any]) -> JobRecord:
-    h = {_text(k): _text(v) for k, v in raw.items()}
+    return _job({_text(k): _text(v) for k, v in raw.items()})
+
+
+def job_from_flat(flat: list[Any]) -> JobRecord:
+    """A job from an ``HGETALL`` answered inside a script (a flat list)."""
+    texts = [_text(x) for x in flat]
+    return _job(dict(zip(texts[::2], texts[1::2], strict=True)))
+
+
+def _job(h: dict[str, str]) -> JobRecord:
     d: dict[str, Any] = {}
-    for name in JOB_COLUMNS:
+    for name, decode, absent in _DECODERS:
         text = h.get(name)
-        if text is None:
-            d[name] = False if name == "from_start" else None
-        elif name in _JSON:
-            d[name] = json.loads(text)
-        elif name == "backoff":
-            d[name] = backoff_from(text)
-        elif name == "from_start":
-            d[name] = text == "1"
-        elif name in _FLOATS:
-            d[name] = float(text)
-        elif name in _INTS:
-            d[name] = int(text)
-        else:
-            d[name] = text
+        d[name] = absent if text is None else decode(text)
     return JobRecord(**d)
-
-
-def pairs(flat: list[Any]) -> dict[str, str]:
-    """An ``HGETALL`` answered inside a script (a flat list) as a dict."""
-    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def step_field(step: StepRecord) -> str:
@@ -100,7 +113,16 @@ def step_field(step: StepRecord) -> str:
 
 
 def step_text(step: StepRecord) -> str:
-    return json.dumps({name: getattr(step, name) for name in STEP_COLUMNS})
+    """The step as JSON: by orjson (a step row per handler call: the hot path), but for what
+    it would write otherwise than the json module (a progress that is not finite: ``null``
+    instead of ``NaN``; text it refuses, such as a lone surrogate)."""
+    row = {name: getattr(step, name) for name in STEP_COLUMNS}
+    if math.isfinite(step.progress):
+        try:
+            return orjson.dumps(row).decode()  # (text: the scripts' MessagePack has no bin type)
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(row)
 
 
 def step_from(text: str | bytes, override: str | bytes | None) -> StepRecord:

@@ -27,8 +27,8 @@ Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
 - ``P:jr:ID`` list: the durable journal; ``P:sched`` hash name -> schedule JSON;
   ``P:paused`` hash queue -> when it was paused;
   ``P:sweeper`` hash: the sweeper lock;
-- channels ``P:n:jobs`` (a queue got ready jobs), ``P:n:done`` (a job finished),
-  ``P:n:sched`` (a queue's schedules changed).
+- channels ``P:n:jobs`` (a queue got ready jobs), ``P:n:done`` (jobs finished: their ids, space
+  separated), ``P:n:sched`` (a queue's schedules changed).
 
 Numbers that must stay exact (times, floats) are computed in Python and passed as text:
 Lua's numbers print with 14 digits. Values Lua needs to compare are parsed with
@@ -133,6 +133,63 @@ local function track(id, q, flow, seq, old, new, run_at, dstalls)
   end
   if not indexed and tonumber(seq) > reached then return end
   index_now(id, q, flow, seq, old, new, run_at, dstalls)
+end
+
+-- ``cmd key ...`` with the items of ``list`` as its last arguments, a chunk at a time (Lua's
+-- ``unpack`` has a limit; 4,000 is even, so pairs stay whole)
+local function many(cmd, key, list)
+  for i = 1, #list, 4000 do redis.call(cmd, key, unpack(list, i, math.min(#list, i + 3999))) end
+end
+-- ``track`` of the jobs ``moved`` (``{id, seq}`` each) of queue ``q`` from status ``old`` to ``new``
+-- (neither ``nil`` nor ``queued``: no flow, ``run_at`` or stalls change): one command per index
+-- for them all instead of one per job
+local function track_many(q, moved, old, new)
+  if indexed == nil then
+    indexed = redis.call('GET', P .. ':ixv') == IXV
+    reached = tonumber(redis.call('GET', P .. ':ixcur') or '-1')
+  end
+  local ids, scored = {}, {}
+  for _, m in ipairs(moved) do
+    if indexed or tonumber(m[2]) <= reached then
+      ids[#ids+1] = m[1]
+      scored[#scored+1] = m[2]; scored[#scored+1] = m[1]
+    end
+  end
+  if #ids == 0 then return end
+  local cnt = P .. ':cnt:' .. q
+  redis.call('HINCRBY', cnt, old, -#ids)
+  redis.call('HINCRBY', cnt, new, #ids)
+  many('ZREM', P .. ':ix:s:' .. old, ids)
+  many('ZREM', P .. ':ix:qs:' .. q .. ':' .. old, ids)
+  if old == 'queued' then many('ZREM', qk(q, 'qat'), ids) end
+  many('ZADD', P .. ':ix:s:' .. new, scored)
+  many('ZADD', P .. ':ix:qs:' .. q .. ':' .. new, scored)
+end
+
+-- ``event`` of each of ``list`` (``{job_id, queue, kind, data}``, all at ``at``), numbered in
+-- their order: one command per set for them all, but the job's own list
+local function events(list, at)
+  local n = #list
+  if n == 0 then return end
+  local first = redis.call('INCRBY', P .. ':evid', n) - n
+  local all, fin, names = {}, {}, {}
+  for i, e in ipairs(list) do
+    local job_id, queue, kind = e[1], e[2], e[3]
+    local id = first + i
+    if not names[queue] then names[queue] = cjson.encode(queue) end
+    if not names[kind] then names[kind] = cjson.encode(kind) end
+    local text = '{"id":' .. id .. ',"job_id":' .. cjson.encode(job_id) .. ',"queue":' .. names[queue] ..
+      ',"kind":' .. names[kind] .. ',"at":' .. at .. ',"data":' .. e[4] .. '}'
+    all[#all+1] = id; all[#all+1] = text
+    redis.call('RPUSH', P .. ':je:' .. job_id, text)
+    if kind == 'completed' or kind == 'failed' or kind == 'retrying' then
+      if not fin[queue] then fin[queue] = {} end
+      local f = fin[queue]
+      f[#f+1] = at; f[#f+1] = id .. ':' .. kind
+    end
+  end
+  many('ZADD', P .. ':ev', all)
+  for queue, f in pairs(fin) do many('ZADD', P .. ':fin:' .. queue, f) end
 end
 
 local function event(job_id, queue, kind, at, data)

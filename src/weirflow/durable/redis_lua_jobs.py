@@ -119,29 +119,40 @@ if allowed > #picked then
   end
 end
 if #picked > 0 then
+  local members, moved, leases, evs, rates = {}, {}, {}, {}, {}
+  for _, pick in ipairs(picked) do
+    if not members[pick[1]] then members[pick[1]] = {} end
+    local m = members[pick[1]]
+    m[#m+1] = pick[2]
+  end
+  for key, m in pairs(members) do many('ZREM', key, m) end
+  local wjson = cjson.encode(worker)
   for _, pick in ipairs(picked) do
     local member = pick[2]
     local id = string.match(member, '[^:]+$')
-    redis.call('ZREM', pick[1], member)
     local k = jk(id)
-    if mynode ~= '' and not redis.call('HGET', k, 'node') then
-      redis.call('HSET', k, 'node', mynode)
+    local attempt, runs, ver, node = unpack(redis.call('HMGET', k, 'attempt', 'runs', 'ver', 'node'))
+    attempt = tonumber(attempt or 0) + 1
+    local fields = {'status', 'running', 'worker_id', worker, 'lease_expires_at', lease, 'started_at', now,
+      'attempt', attempt, 'runs', tonumber(runs or 0) + 1, 'ver', tonumber(ver or 0) + 1}
+    if mynode ~= '' and not node then
+      fields[#fields+1] = 'node'; fields[#fields+1] = mynode
       nj_add(mynode, id)
     end
-    local attempt = redis.call('HINCRBY', k, 'attempt', 1)
-    track(id, q, nil, string.match(member, ':(%d+):[^:]+$'), 'queued', 'running', nil, 0)
-    redis.call('HINCRBY', k, 'runs', 1)
-    redis.call('HINCRBY', k, 'ver', 1)
-    redis.call('HSET', k, 'status', 'running', 'worker_id', worker,
-      'lease_expires_at', lease, 'started_at', now)
-    redis.call('ZADD', qk(q, 'running'), lease, id)
-    if ARGV[8] ~= '' then
-      local n = redis.call('INCR', P .. ':ratec')
-      redis.call('ZADD', qk(q, 'rate'), ARGV[9], n)
-    end
-    event(id, q, 'running', now, '{"attempt":' .. attempt .. ',"worker":' .. cjson.encode(worker) .. '}')
-    out[#out+1] = redis.call('HGETALL', k)
+    redis.call('HSET', k, unpack(fields))
+    moved[#moved+1] = {id, string.match(member, ':(%d+):[^:]+$')}
+    leases[#leases+1] = lease; leases[#leases+1] = id
+    evs[#evs+1] = {id, q, 'running', '{"attempt":' .. attempt .. ',"worker":' .. wjson .. '}'}
   end
+  track_many(q, moved, 'queued', 'running')
+  many('ZADD', qk(q, 'running'), leases)
+  if ARGV[8] ~= '' then
+    local last = redis.call('INCRBY', P .. ':ratec', #picked)
+    for i = 1, #picked do rates[#rates+1] = ARGV[9]; rates[#rates+1] = last - #picked + i end
+    many('ZADD', qk(q, 'rate'), rates)
+  end
+  events(evs, now)
+  for _, m in ipairs(moved) do out[#out+1] = redis.call('HGETALL', jk(m[1])) end
 end
 local nxt = redis.call('ZRANGE', qk(q, 'delayed'), 0, 0, 'WITHSCORES')
 if #nxt > 0 then out[4] = nxt[2] end
@@ -172,31 +183,43 @@ return held
 # dead_letters ("" none)]. ``rules.holds`` then ``rules.completed``. Returns the refused ids.
 COMPLETE = r"""
 local worker, now, why = ARGV[2], ARGV[3], ARGV[4]
-local refused = {}
+local refused, byq, done, evs, ids = {}, {}, {}, {}, {}
 for _, d in ipairs(cmsgpack.unpack(ARGV[5])) do
   local id, token, outputs, letters = d[1], d[2], d[3], d[4]
-  if holds(id, worker, token) then
-    local k = jk(id)
-    local q, attempt, node, seq = unpack(redis.call('HMGET', k, 'queue', 'attempt', 'node', 'seq'))
+  local k = jk(id)
+  local st, runs, w, q, attempt, node, seq, ver = unpack(redis.call('HMGET', k, 'status', 'runs', 'worker_id',
+    'queue', 'attempt', 'node', 'seq', 'ver'))
+  if st == 'running' and runs == token and w == worker then  -- (``holds``)
     if node then nj_rem(node, id) end
-    track(id, q, nil, seq, 'running', 'completed', nil, 0)
-    redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now)
+    ver = tonumber(ver or 0) + 1
     if letters ~= '' then
-      redis.call('HSET', k, 'dead_letters', letters)
+      redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now, 'ver', ver,
+        'dead_letters', letters)
+      redis.call('HDEL', k, 'lease_expires_at')
     else
-      redis.call('HDEL', k, 'dead_letters')
+      redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now, 'ver', ver)
+      redis.call('HDEL', k, 'dead_letters', 'lease_expires_at')
     end
-    redis.call('HDEL', k, 'lease_expires_at')
-    redis.call('HINCRBY', k, 'ver', 1)
-    redis.call('ZREM', qk(q, 'running'), id)
-    redis.call('ZADD', P .. ':done', now, id)
-    event(id, q, 'completed', now, '{"attempt":' .. attempt .. '}')
+    if not byq[q] then byq[q] = {moved = {}, ids = {}} end
+    local g = byq[q]
+    g.moved[#g.moved+1] = {id, seq}
+    g.ids[#g.ids+1] = id
+    done[#done+1] = now; done[#done+1] = id
+    evs[#evs+1] = {id, q, 'completed', '{"attempt":' .. attempt .. '}'}
+    ids[#ids+1] = id
     interrupt(id, now, why)
-    redis.call('PUBLISH', P .. ':n:done', id)
   else
     refused[#refused+1] = id
   end
 end
+for q, g in pairs(byq) do
+  track_many(q, g.moved, 'running', 'completed')
+  many('ZREM', qk(q, 'running'), g.ids)
+end
+many('ZADD', P .. ':done', done)
+events(evs, now)
+-- one message for the batch: the ids, space separated (``RedisBase._listen``)
+if #ids > 0 then redis.call('PUBLISH', P .. ':n:done', table.concat(ids, ' ')) end
 return refused
 """
 

@@ -58,20 +58,33 @@ return 1
 # ARGV: prefix, then a MessagePack array of [id, run, field, json, status]
 # (``rules.runs_under``). Returns the refused ids.
 STEPS = r"""
-local refused = {}
+local refused, held, order, rows = {}, {}, {}, {}
 for _, step in ipairs(cmsgpack.unpack(ARGV[2])) do
-  local id, run, f, text, st = step[1], step[2], step[3], step[4], step[5]
-  if runs_under(id, run) then
-    redis.call('HSET', P .. ':s:' .. id, f, text)
-    redis.call('HDEL', P .. ':sx:' .. id, f)
-    if st == 'running' then
-      redis.call('SADD', P .. ':sr:' .. id, f)
-    else
-      redis.call('SREM', P .. ':sr:' .. id, f)
-    end
+  local id, run, f = step[1], step[2], step[3]
+  local key = id .. ':' .. run
+  if held[key] == nil then held[key] = runs_under(id, run) end
+  if held[key] then
+    -- a job's rows are written together, the last of a step's rows in the batch winning
+    if not rows[id] then rows[id] = {fields = {}, by = {}}; order[#order+1] = id end
+    local r = rows[id]
+    if not r.by[f] then r.fields[#r.fields+1] = f end
+    r.by[f] = step
   else
     refused[#refused+1] = id
   end
+end
+for _, id in ipairs(order) do
+  local r = rows[id]
+  local set, running, other = {}, {}, {}
+  for _, f in ipairs(r.fields) do
+    local step = r.by[f]
+    set[#set+1] = f; set[#set+1] = step[4]
+    if step[5] == 'running' then running[#running+1] = f else other[#other+1] = f end
+  end
+  many('HSET', P .. ':s:' .. id, set)
+  many('HDEL', P .. ':sx:' .. id, r.fields)
+  many('SADD', P .. ':sr:' .. id, running)
+  many('SREM', P .. ':sr:' .. id, other)
 end
 return refused
 """

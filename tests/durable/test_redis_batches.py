@@ -1,0 +1,108 @@
+"""The Redis store's batch scripts: a claim, a completion batch and a batch of step rows each
+change many jobs in one script, with one command per set or index for them all; what a
+caller sees is as when they were written one job at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+
+from weirflow.durable import JobSpec, StepRecord
+from weirflow.durable.redis_store import RedisStore
+
+
+def _store(url: str) -> RedisStore:
+    return RedisStore(url, prefix=f"t{uuid.uuid4().hex[:8]}")
+
+
+async def test_a_completion_batch_wakes_every_waiter_of_another_process(redis_url: str) -> None:
+    """The outcomes of a batch are published in one message; a store waiting on each of its
+    jobs hears of every one (not only of a job alone in its message)."""
+    worker, client = _store(redis_url), RedisStore(redis_url, prefix="")
+    client.prefix = worker.prefix
+    await worker.open()
+    await client.open()
+    try:
+        ids = [i for i, _ in await worker.submit_many([JobSpec("f", {}) for _ in range(3)])]
+        await client.listening()
+        waits = [asyncio.ensure_future(client.wait_finished(i, None)) for i in ids]  # (no re-reads)
+        jobs = (await worker.claim("default", "w", limit=3, lease_s=30)).jobs
+        assert await worker.complete("w", [(j.id, j.token, {"n": 1}) for j in jobs]) == []
+        done = await asyncio.wait_for(asyncio.gather(*waits), 20.0)
+        assert [j.status if j else None for j in done] == ["completed"] * 3
+    finally:
+        await worker.close()
+        await client.close()
+
+
+async def test_a_claim_and_a_completion_of_many_jobs_leave_each_as_one_at_a_time_would(
+    redis_url: str,
+) -> None:
+    """Attempts, tokens, events (numbered in order), counts and indexes after a batch."""
+    store = _store(redis_url)
+    await store.open()
+    try:
+        ids = [i for i, _ in await store.submit_many([JobSpec("f", {}, priority=p) for p in (0, 1, 2)])]
+        jobs = (await store.claim("default", "w", limit=5, lease_s=30)).jobs
+        assert [j.id for j in jobs] == ids[::-1]  # highest priority first
+        assert [(j.status, j.attempt, j.token, j.worker_id) for j in jobs] == [("running", 1, 1, "w")] * 3
+        (c,) = await store.queue_counts()
+        assert (c.jobs["queued"], c.jobs["running"]) == (0, 3)
+        done = [(j.id, j.token, {"n": k}) for k, j in enumerate(jobs)]
+        assert await store.complete("w", [*done, (ids[0], 1, {})]) == [ids[0]]  # (already done)
+        for k, j in enumerate(jobs):
+            got = await store.get(j.id)
+            assert got is not None and got.status == "completed" and got.outputs == {"n": k}
+            assert got.lease_expires_at is None
+        events = await store.events()
+        assert [e.id for e in events] == sorted(e.id for e in events)
+        assert [(e.job_id, e.kind) for e in events[3:]] == [(j.id, "running") for j in jobs] + [
+            (j.id, "completed") for j in jobs
+        ]
+        (c,) = await store.queue_counts()
+        assert (c.jobs["running"], c.jobs["completed"]) == (0, 3)
+        assert len(await store.list_jobs(status="completed", limit=10)) == 3
+        assert await store.finished_counts("default", 0) == (0, 3)
+        # claimed again after a cancel and a retry: a new token (its attempts start again)
+        other = await store.submit(JobSpec("f", {}, max_attempts=3))
+        (first,) = (await store.claim("default", "w", limit=5, lease_s=30)).jobs
+        await store.cancel(other)
+        await store.retry(other)
+        (again,) = (await store.claim("default", "w2", limit=5, lease_s=30)).jobs
+        assert (first.token, first.attempt) == (1, 1)
+        assert (again.id, again.attempt, again.token, again.worker_id) == (other, 1, 2, "w2")
+    finally:
+        await store.close()
+
+
+async def test_a_batch_of_step_rows_keeps_the_last_row_of_each_step(redis_url: str) -> None:
+    """A step's running row then its completed row in one batch: it is completed (and not
+    marked interrupted when the job is cancelled); another run's rows are refused; a row
+    orjson would write otherwise (a progress that is not a number, a lone surrogate) reads
+    back as it was."""
+    store = _store(redis_url)
+    await store.open()
+    try:
+        job_id = await store.submit(JobSpec("f", {}))
+        (job,) = (await store.claim("default", "w", limit=1, lease_s=30)).jobs
+        run = job.token
+
+        def row(routine: str, status: str, *, progress: float = 0.0, worker: str = "w") -> StepRecord:
+            done = 2.0 if status == "completed" else None
+            return StepRecord(
+                job_id, routine, 1, status, run=run, progress=progress, completed_at=done, worker=worker
+            )
+
+        odd = row("c", "running", progress=math.nan, worker="w\udc80")
+        rows = [row("a", "running"), row("b", "running"), row("a", "completed"), odd]
+        stale = StepRecord(job_id, "z", 1, "running", run=run + 1)
+        assert await store.record_steps([*rows, stale]) == [job_id]
+        await store.cancel(job_id)
+        steps = {s.routine: s for s in await store.steps(job_id)}
+        assert sorted(steps) == ["a", "b", "c"]
+        assert (steps["a"].status, steps["a"].completed_at) == ("completed", 2.0)
+        assert steps["b"].status == steps["c"].status == "interrupted"
+        assert math.isnan(steps["c"].progress) and steps["c"].worker == "w\udc80"
+    finally:
+        await store.close()
