@@ -8,7 +8,10 @@ import asyncio
 import math
 import uuid
 
+import redis.asyncio as aioredis
+
 from weirflow.durable import JobSpec, StepRecord
+from weirflow.durable.models import Retention
 from weirflow.durable.redis_store import RedisStore
 
 
@@ -106,3 +109,30 @@ async def test_a_batch_of_step_rows_keeps_the_last_row_of_each_step(redis_url: s
         assert math.isnan(steps["c"].progress) and steps["c"].worker == "w\udc80"
     finally:
         await store.close()
+
+
+async def test_a_jobs_events_are_listed_and_deleted_whether_its_list_holds_refs_or_texts(
+    redis_url: str,
+) -> None:
+    """A job's list holds its events' ids and kinds (their texts are in the store's event
+    set); one an older version wrote holds the texts: both read the same and go with the job."""
+    store = _store(redis_url)
+    await store.open()
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        ids = [i for i, _ in await store.submit_many([JobSpec("f", {}) for _ in range(2)])]
+        jobs = (await store.claim("default", "w", limit=2, lease_s=30)).jobs
+        await store.complete("w", [(j.id, j.token, {}) for j in jobs])
+        before = {i: await store.events(job_id=i) for i in ids}
+        assert [e.kind for e in before[ids[0]]] == ["queued", "running", "completed"]
+        old = store.key("je", ids[1])  # as an older version wrote it
+        texts = [t for t in await client.zrange(store.key("ev"), 0, -1) if ids[1].encode() in t]
+        await client.delete(old)
+        await client.rpush(old, *texts)
+        assert {i: await store.events(job_id=i) for i in ids} == before
+        assert await store.clean(Retention(keep_completed_count=0)) == 2
+        assert await store.events() == []
+        assert await client.zcard(store.key("fin", "default")) == 0
+    finally:
+        await store.close()
+        await client.aclose()

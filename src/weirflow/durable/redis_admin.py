@@ -250,11 +250,32 @@ class RedisAdmin(RedisBase):
         self, *, job_id: str | None = None, kind: str | None = None, since: float | None = None
     ) -> list[EventRecord]:
         if job_id is not None:
-            texts = await self._call(lambda r: r.lrange(self.key("je", job_id), 0, -1), retry=True)
+            texts = await self._job_events(job_id)
         else:
             texts = await self._call(lambda r: r.zrange(self.key("ev"), 0, -1), retry=True)
         found = [event_from(t) for t in texts]
         return [e for e in found if (kind is None or e.kind == kind) and (since is None or e.at >= since)]
+
+    async def _job_events(self, job_id: str) -> list[bytes]:
+        """The texts of a job's events: its list holds ``id:kind`` (a store an older version
+        wrote: the texts), the texts are in ``P:ev`` by id (one more round trip; an event
+        deleted in between, with its job, is left out)."""
+        refs = await self._call(lambda r: r.lrange(self.key("je", job_id), 0, -1), retry=True)
+        ids = [ref.split(b":", 1)[0] for ref in refs if not ref.startswith(b"{")]
+        if not ids:
+            return list(refs)
+
+        async def read(r: Any) -> list[Any]:
+            async with r.pipeline(transaction=False) as p:
+                for i in ids:
+                    p.zrangebyscore(self.key("ev"), i, i)
+                return list(await p.execute())
+
+        found = iter(await self._call(read, retry=True))
+        texts: list[bytes] = []
+        for ref in refs:
+            texts += [ref] if ref.startswith(b"{") else next(found)
+        return texts
 
     # -- paused queues -------------------------------------------------------------------
 

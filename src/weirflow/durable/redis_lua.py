@@ -14,7 +14,9 @@ Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
   lease expiry; ``P:q:Q:rate`` zset of claim times; ``P:fin:Q`` zset of outcome events;
 - ``P:s:ID`` hash step -> step JSON, ``P:sr:ID`` set of running steps, ``P:sx:ID`` hash
   step -> ``{"status": "interrupted", ...}`` (set when the job left ``running``);
-- ``P:ev`` zset of event JSON by event id, ``P:je:ID`` list of a job's events;
+- ``P:ev`` zset of event JSON by event id, ``P:je:ID`` list of a job's events as ``ID:KIND``
+  (the event's id and kind: its text is in ``P:ev``; a store an older version wrote holds
+  the text here too);
 - ``P:nj:NODE`` set: the queued and running jobs assigned to ``NODE`` (what its capacity
   counts), kept by every script that changes a job's status or node (``nj_add``/``nj_rem``), and
   ``P:ix:nodes`` set: the nodes whose ``P:nj:NODE`` is not empty (``assigned_nodes``);
@@ -167,7 +169,7 @@ local function track_many(q, moved, old, new)
 end
 
 -- ``event`` of each of ``list`` (``{job_id, queue, kind, data}``, all at ``at``), numbered in
--- their order: one command per set for them all, but the job's own list
+-- their order: one command per set for them all, but the job's own list (``id:kind``)
 local function events(list, at)
   local n = #list
   if n == 0 then return end
@@ -181,7 +183,7 @@ local function events(list, at)
     local text = '{"id":' .. id .. ',"job_id":' .. cjson.encode(job_id) .. ',"queue":' .. names[queue] ..
       ',"kind":' .. names[kind] .. ',"at":' .. at .. ',"data":' .. e[4] .. '}'
     all[#all+1] = id; all[#all+1] = text
-    redis.call('RPUSH', P .. ':je:' .. job_id, text)
+    redis.call('RPUSH', P .. ':je:' .. job_id, id .. ':' .. kind)
     if kind == 'completed' or kind == 'failed' or kind == 'retrying' then
       if not fin[queue] then fin[queue] = {} end
       local f = fin[queue]
@@ -199,7 +201,7 @@ local function event(job_id, queue, kind, at, data)
   local text = '{"id":' .. id .. ',"job_id":' .. jid .. ',"queue":' .. cjson.encode(queue) ..
     ',"kind":' .. cjson.encode(kind) .. ',"at":' .. at .. ',"data":' .. data .. '}'
   redis.call('ZADD', P .. ':ev', id, text)
-  if job_id then redis.call('RPUSH', P .. ':je:' .. job_id, text) end
+  if job_id then redis.call('RPUSH', P .. ':je:' .. job_id, id .. ':' .. kind) end
   if kind == 'completed' or kind == 'failed' or kind == 'retrying' then
     redis.call('ZADD', P .. ':fin:' .. queue, at, id .. ':' .. kind)
   end

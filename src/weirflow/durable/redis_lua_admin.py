@@ -47,10 +47,16 @@ for i = 2, #ARGV, 2 do
     'keyfield', 'queue', 'seq', 'flow', 'stalls'))
   if st and FIN[st] and fin == ARGV[i+1] then
     track(id, q, flow, seq, st, nil, nil, -tonumber(stalls or 0))
-    for _, text in ipairs(redis.call('LRANGE', P .. ':je:' .. id, 0, -1)) do
-      redis.call('ZREM', P .. ':ev', text)
-      local e = cjson.decode(text)
-      redis.call('ZREM', P .. ':fin:' .. q, e['id'] .. ':' .. e['kind'])
+    for _, ref in ipairs(redis.call('LRANGE', P .. ':je:' .. id, 0, -1)) do
+      if string.sub(ref, 1, 1) == '{' then  -- (the event's text: a store an older version wrote)
+        local e = cjson.decode(ref)
+        redis.call('ZREM', P .. ':ev', ref)
+        ref = e['id'] .. ':' .. e['kind']
+      else
+        local eid = string.match(ref, '^(%d+):')
+        redis.call('ZREMRANGEBYSCORE', P .. ':ev', eid, eid)
+      end
+      redis.call('ZREM', P .. ':fin:' .. q, ref)
     end
     if keyfield then redis.call('HDEL', P .. ':keys', keyfield) end
     redis.call('DEL', k, P .. ':je:' .. id, P .. ':s:' .. id, P .. ':sr:' .. id, P .. ':sx:' .. id,
