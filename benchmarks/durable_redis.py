@@ -17,7 +17,9 @@ dramatiq: ``actor.send`` one by one), then W worker processes started and timed 
 the first job's start to the last job's end as the store's events (weirflow) or the
 jobs themselves (arq, dramatiq) record them, so start-up is not counted. weirflow:
 ``weirflow worker --concurrency 64``; arq: ``max_jobs = 64``; dramatiq: ``-p W -t 16``.
-Reported: the median of the rounds and the ratios of the medians.
+Reported: the median of the rounds and the ratios of the medians, and the CPU time
+``redis-server`` spent per job on each side on Redis (submits and processing, read from
+the server's process: ``psutil``, a dependency of weirflow).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from tests.durable.pgserver import started_server as started_pg
 from tests.redisserver import started_server as started_redis
 
@@ -43,6 +46,8 @@ from weirflow.durable import JobSpec, open_store
 from . import durable_arq, durable_jobs, durable_vs
 
 BATCH = 1000
+#: the suffix of a side's redis-server CPU time per job (submit and processing), in µs
+CPU = "_redis_server_cpu_us_per_job"
 
 
 async def weirflow_side(url: str, n: int, workers: int, tmp: Path) -> tuple[float, float]:
@@ -71,10 +76,18 @@ async def dramatiq_side(port: int, n: int, workers: int, tmp: Path) -> tuple[flo
 async def one_round(redis: Any, pg: Any, n: int, workers: int, tmp: Path, turn: int) -> dict[str, float]:
     row: dict[str, float] = {}
 
+    server = psutil.Process(redis.pid)
+
+    def cpu_s() -> float:
+        times = server.cpu_times()
+        return float(times.user + times.system)
+
     async def on_redis() -> None:
+        start = cpu_s()
         row["redis_store_submit"], row["redis_store_process"] = await weirflow_side(
             redis.new_database(), n, workers, tmp
         )
+        row[f"redis_store{CPU}"] = (cpu_s() - start) / n * 1e6
 
     async def on_postgres() -> None:
         row["postgres_store_submit"], row["postgres_store_process"] = await weirflow_side(
@@ -82,10 +95,14 @@ async def one_round(redis: Any, pg: Any, n: int, workers: int, tmp: Path, turn: 
         )
 
     async def arq() -> None:
+        start = cpu_s()
         row["arq_submit"], row["arq_process"] = await durable_arq._measure(redis.port, n, workers, tmp)
+        row[f"arq{CPU}"] = (cpu_s() - start) / n * 1e6
 
     async def dramatiq() -> None:
+        start = cpu_s()
         row["dramatiq_submit"], row["dramatiq_process"] = await dramatiq_side(redis.port, n, workers, tmp)
+        row[f"dramatiq{CPU}"] = (cpu_s() - start) / n * 1e6
 
     sides = [on_redis, on_postgres, arq, dramatiq]
     for side in sides[turn % 4 :] + sides[: turn % 4]:
@@ -119,6 +136,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             / med["postgres_store_process"],
             "redis store / dramatiq (submit)": med["redis_store_submit"] / med["dramatiq_submit"],
             "redis store / postgres store (submit)": med["redis_store_submit"] / med["postgres_store_submit"],
+            "redis-server CPU per job: redis store / dramatiq": med[f"redis_store{CPU}"]
+            / med[f"dramatiq{CPU}"],
         },
     }
 
@@ -131,9 +150,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
-    print("| measurement | jobs/s (median) |\n|---|---:|")
+    print("| measurement | median |\n|---|---:|")
     for k, v in result["median"].items():
-        print(f"| {k} | {v:,.0f} |")
+        print(f"| {k} | {v:,.0f} |" if k.endswith(CPU) else f"| {k} (jobs/s) | {v:,.0f} |")
     print("\n| ratio | value |\n|---|---:|")
     for k, v in result["ratios"].items():
         print(f"| {k} | {v:.2f} |")
