@@ -10,19 +10,10 @@ from typing import Any
 import pytest
 
 import weirflow as wf
+from tests.runtime.flows import Double
 from weirflow.durable import JobSpec, Store
 from weirflow.durable.journal import LAG_BATCHES, DurableJournal
 from weirflow.runtime import LogJournal, restore_from
-
-
-class Double(wf.Routine):
-    inp = wf.Slot()
-    out = wf.Event()
-
-    @inp.handler
-    async def double(self, n: Any, ctx: wf.Context) -> None:
-        ctx.state["last"] = n
-        await ctx.emit(self.out, n * 2)
 
 
 def flow() -> wf.Flow:

@@ -9,29 +9,10 @@ import json
 from typing import Any
 
 import weirflow as wf
+from tests.runtime.flows import Boom, Double
 from weirflow.durable import JobSpec, Store
 from weirflow.durable.journal import DurableJournal
 from weirflow.runtime import LogJournal, restore_from
-
-
-class Double(wf.Routine):
-    inp = wf.Slot()
-    out = wf.Event()
-
-    @inp.handler
-    async def double(self, n: Any, ctx: wf.Context) -> None:
-        ctx.state["last"] = n
-        await ctx.emit(self.out, n * 2)
-
-
-class Boom(wf.Routine):
-    """Fails every call; the default policy (``fail_job``) fails the job."""
-
-    inp = wf.Slot()
-
-    @inp.handler
-    async def take(self, item: Any, ctx: wf.Context) -> None:
-        raise ValueError(f"no {item}")
 
 
 class Noting(DurableJournal):

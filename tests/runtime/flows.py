@@ -61,6 +61,28 @@ class SyncForward(wf.Routine):
         ctx.emit(self.out, item)
 
 
+class Double(wf.Routine):
+    """Emits twice what it takes; keeps the last in ``ctx.state["last"]``."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+
+    @inp.handler
+    async def double(self, n: Any, ctx: wf.Context) -> None:
+        ctx.state["last"] = n
+        await ctx.emit(self.out, n * 2)
+
+
+class Boom(wf.Routine):
+    """Fails every call; the default policy (``fail_job``) fails the job."""
+
+    inp = wf.Slot()
+
+    @inp.handler
+    async def take(self, item: Any, ctx: wf.Context) -> None:
+        raise ValueError(f"no {item}")
+
+
 def burst_flow(capacity: int, overflow: str, *, catch: bool = False, slow: bool = True) -> wf.Flow:
     flow = wf.Flow(f"burst-{overflow}")
     flow.add("src", Burst(catch=catch))

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import weirflow as wf
+from tests.runtime.flows import Boom
 from weirflow.runtime import LogJournal, restore_from
 
 
@@ -19,16 +20,6 @@ class Forward(wf.Routine):
     async def take(self, item: Any, ctx: wf.Context) -> None:
         ctx.state["last"] = item
         await ctx.emit(self.out, item)
-
-
-class Boom(wf.Routine):
-    """Fails every call; the default policy (``fail_job``) fails the job."""
-
-    inp = wf.Slot()
-
-    @inp.handler
-    async def take(self, item: Any, ctx: wf.Context) -> None:
-        raise ValueError(f"no {item}")
 
 
 def _chain() -> wf.Flow:
