@@ -21,6 +21,7 @@ from .delivery import build_routes, wire
 from .hooks import Hooks, HookSet, hook_failure
 from .inputs import Inputs
 from .journal import Step
+from .observing import Observing
 from .pausing import Pausing
 from .plan import FlowPlan, plan_of
 from .process_runner import ProcessCallRunner, ProcessRunner
@@ -28,10 +29,7 @@ from .replay import apply_restore
 from .results import (
     DeadLetter,
     JobResult,
-    JobStats,
     JobStatus,
-    QueueStats,
-    RoutineStats,
     format_traceback,
     made_from,
 )
@@ -79,7 +77,7 @@ def shared_slots(flow: Flow) -> set[str]:
     return shared
 
 
-class Job(Pausing):
+class Job(Observing, Pausing):
     """A running flow. Create with ``await engine.start(flow, inputs)``.
 
     Slot queues, routine state and statistics belong to the job: two jobs of
@@ -528,77 +526,3 @@ class Job(Pausing):
             return self.runners[routine]
         except KeyError:
             raise UnknownSlotError(f"flow {self.flow.name!r} has no routine {routine!r}") from None
-
-    # -- observing ----------------------------------------------------------------------
-
-    def queues(self) -> dict[str, QueueStats]:
-        """Every slot's statistics now."""
-        if self.released:
-            assert self.result is not None
-            return dict(self.result.stats.slots)
-        paused = self.paused
-        return {path: q.stats(paused or q.runner.paused) for path, q in self._queues.items()}
-
-    def queue_dicts(self) -> dict[str, dict[str, Any]]:
-        """``queues()`` as plain dicts (the fields of ``QueueStats``), cheaper to build: for
-        answers that are encoded straight to JSON."""
-        if self.released:
-            return {path: s.to_dict() for path, s in self.queues().items()}
-        paused = self.paused
-        return {path: q.stats_dict(paused or q.runner.paused) for path, q in self._queues.items()}
-
-    def queue_stats(self, slot: str) -> QueueStats:
-        """One slot's statistics now (``UnknownSlotError`` for a slot the flow lacks)."""
-        if self.released:
-            return self._released_slot(slot)
-        q = self.queue(slot)
-        return q.stats(self.paused or q.runner.paused)
-
-    def queued_items(self, slot: str, limit: int = 10) -> list[Any]:
-        """The first ``limit`` items waiting in ``slot``."""
-        if self.released:  # a finished job's queues were drained (dead-lettered)
-            self._released_slot(slot)
-            return []
-        q = self.queue(slot)
-        return [item for _, item in zip(range(limit), q.items, strict=False)]
-
-    def _released_slot(self, slot: str) -> QueueStats:
-        assert self.result is not None
-        slots = self.result.stats.slots
-        if slot not in slots:
-            known = ", ".join(slots)
-            raise UnknownSlotError(f"flow {self.flow.name!r} has no slot {slot!r} (slots: {known})")
-        return slots[slot]
-
-    def routine_state(self, routine: str) -> dict[str, Any]:
-        return self.runner(routine).state
-
-    @property
-    def stats(self) -> JobStats:
-        if self.released:
-            assert self.result is not None
-            return self.result.stats
-        end = self._ended if self._ended is not None else time.monotonic()
-        routines = {}
-        for name, r in self.runners.items():
-            routines[name] = made_from(
-                RoutineStats,
-                {
-                    "routine": name,
-                    "calls": r.calls,
-                    "failures": r.failures,
-                    "retries": r.retries,
-                    "busy_s": r.busy_s,
-                    "active": r.running_calls(),
-                },
-            )
-        return made_from(
-            JobStats,
-            {
-                "slots": self.queues(),
-                "routines": routines,
-                "duration_s": end - self._started,
-                "inputs": self.inputs.stats(),
-                "entry_slots": tuple(self.inputs.slots),
-            },
-        )
