@@ -1,4 +1,5 @@
-"""``Context``: what a handler sees of its job — emit, state, attempt, progress."""
+"""``Context``: what a handler sees of its job — emit, state, attempt, progress; and
+``ThreadContext``, a worker thread's (``runtime.threads``)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,24 @@ class Context:
                 job.step_progress(step)
             else:
                 self._loop.call_soon_threadsafe(job.step_progress, step)
+
+
+class ThreadContext(Context):
+    """``Context`` of a worker: an emit into a route whose slots are all shared goes straight
+    in (``emit_from_thread``'s first case, without its call: every item's path)."""
+
+    __slots__ = ()
+
+    def emit(self, event: Event | str, item: Any) -> Any:
+        runner = self._runner
+        direct = runner.thread_routes.get(event if type(event) is str else event.name)  # type: ignore[union-attr]
+        if direct is not None and direct[0].plain and threading.get_ident() != self._loop_thread:
+            if runner.job.finished:
+                return super().emit(event, item)  # (refused there)
+            for q in direct[1]:
+                q.put_from_thread(item, runner)
+            out = direct[0].output
+            if out is not None:
+                out.append(item)
+            return None
+        return super().emit(event, item)

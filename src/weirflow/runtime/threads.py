@@ -30,7 +30,7 @@ from collections.abc import Collection, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .activation import BoundActivation, Taken
-from .context import Context
+from .context import Context, ThreadContext
 from .crew import ThreadCrew as ThreadCrew  # (engine.py imports it from here)
 from .delivery import hold
 from .hooks import HookPoint
@@ -39,7 +39,7 @@ from .shared_queue import Waiters
 
 if TYPE_CHECKING:
     from ..flow.graph import Flow
-    from ..flow.routine import Event, Routine
+    from ..flow.routine import Routine
     from .job import Job
 
 #: how long a worker with nothing to do keeps its thread before giving it back
@@ -49,27 +49,6 @@ END_BATCH = 256
 
 #: per call that ended on a worker thread: its item, its error, its duration
 Ends = list[tuple[Any, BaseException | None, float]]
-
-
-class ThreadContext(Context):
-    """``Context`` of a worker: an emit into a route whose slots are all shared goes straight
-    in (``emit_from_thread``'s first case, without its call: every item's path)."""
-
-    __slots__ = ()
-
-    def emit(self, event: Event | str, item: Any) -> Any:
-        runner = self._runner
-        direct = runner.thread_routes.get(event if type(event) is str else event.name)  # type: ignore[union-attr]
-        if direct is not None and direct[0].plain and threading.get_ident() != self._loop_thread:
-            if runner.job.finished:
-                return super().emit(event, item)  # (refused there)
-            for q in direct[1]:
-                q.put_from_thread(item, runner)
-            out = direct[0].output
-            if out is not None:
-                out.append(item)
-            return None
-        return super().emit(event, item)
 
 
 class _Call:
