@@ -5,11 +5,9 @@ same as before."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import threading
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -69,16 +67,6 @@ FLOWS = {
     "dead letters, def (worker threads)": lambda: _chain("s", SyncFlaky(), Collect()),
     "cancelled": lambda: _chain("c", Forward(), Stuck()),
 }
-
-
-@pytest.fixture
-def no_cyclic_gc() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @pytest.mark.parametrize("kind", list(FLOWS))

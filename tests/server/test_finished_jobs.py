@@ -10,9 +10,8 @@ pauses)."""
 
 from __future__ import annotations
 
-import gc
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,16 +20,6 @@ import pytest
 from tests.server.conftest import SERVED
 from weirflow.server.app import create_app
 from weirflow.server.settings import Settings
-
-
-@pytest.fixture
-def no_cyclic_gc() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @pytest.fixture
