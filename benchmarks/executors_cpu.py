@@ -8,8 +8,8 @@ round runs, each in a fresh subprocess and in an order that flips every round:
   ``git archive COMMIT src | tar -x -C DIR``), and the ``async`` chain (this checkout);
 - ``cpu``: the 5-routine chain of ~50 us pure-Python handlers with ``executor =
   "process"`` (2,000 items, ``max_processes=2``) with this checkout and ``OTHER_SRC``,
-  the same with ``concurrency = 2`` on each routine (this checkout: ``process_c2``), and
-  the single-core loop.
+  the same with ``concurrency = 2`` on each routine (``process_c2``, and
+  ``process_c2_other`` with ``OTHER_SRC``), and the single-core loop.
 
 Each side reports the CPU time its process used per item (``time.process_time``: every
 thread of the process) and its items/s; a process-executor side also reports the CPU
@@ -110,7 +110,10 @@ def main() -> None:
         sides["process"] = (here, process)
         if args.other_src:
             sides["process_other"] = (args.other_src, process)
-        sides["process_c2"] = (here, CPU_PROCESS.format(n=CPU_ITEMS, rounds=rounds, cls="ProcessSpin2"))
+        process_c2 = CPU_PROCESS.format(n=CPU_ITEMS, rounds=rounds, cls="ProcessSpin2")
+        sides["process_c2"] = (here, process_c2)
+        if args.other_src:
+            sides["process_c2_other"] = (args.other_src, process_c2)
         sides["one_core"] = (here, CPU_LOOP.format(n=CPU_ITEMS, rounds=rounds))
         pairs["cpu"] = ([k for k in sides if k.startswith("process")], "one_core")
     got: dict[str, list[tuple[float, float, float]]] = {k: [] for k in sides}
