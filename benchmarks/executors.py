@@ -18,8 +18,8 @@ the ratio of the medians:
   calling the same five functions; the process run's outputs are checked equal to the
   in-process run's;
 - ``cpu_c2``: the same with ``concurrency = 2`` on each routine. Consecutive process
-  routines run inside one child request (``runtime.process_runner.Chain``); the chain is
-  cut into parts by what its routines cost (``process_runner._cut``): with ``concurrency
+  routines run inside one child request (``runtime.process_chain.Chain``); the chain is
+  cut into parts by what its routines cost (``process_chain.cut``): with ``concurrency
   = 1`` 2 + 2 + 1 routines, one request in flight per part, over the two children; with
   2, each of two requests in flight runs the whole chain.
 """

@@ -99,7 +99,7 @@ class Slow(wf.Routine):
 
 class SlowLetters(Slow):
     """``Slow`` whose failures are dead letters: a request of the routine before it does not
-    take it along (``process_runner.Chain``), so the items wait in its slot."""
+    take it along (``process_chain.Chain``), so the items wait in its slot."""
 
     on_error = wf.ErrorPolicy(then="dead_letter")
 

@@ -232,7 +232,7 @@ class _Stage:
 
 
 def _segments(costs: list[float], processes: int = 2, **kw: Any) -> list[int]:
-    from weirflow.runtime.process_runner import _cut
+    from weirflow.runtime.process_chain import cut as _cut
 
     stages = [_Stage(c, **kw) for c in costs]
     _cut(stages, processes)  # type: ignore[arg-type]

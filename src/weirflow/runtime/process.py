@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 #: calls sent to a child in one request, at most
 MAX_BATCH = 64
 #: ``progress`` of a child: the index of the call it is in, plus this times the stage of a
-#: process chain (0: the request's own routine; see ``process_runner.Chain``)
+#: process chain (0: the request's own routine; see ``process_chain.Chain``)
 STAGE = 65536
 
 #: what a request's results are: per call, whether it succeeded, what it emitted, its
@@ -102,7 +102,7 @@ def _exit_with_parent() -> None:
 
 
 class NoItem:
-    """In the failure of a later stage's call (``process_runner.Chain``): the item it was
+    """In the failure of a later stage's call (``process_chain.Chain``): the item it was
     called with did not come back (it cannot be pickled, or it died with the child)."""
 
 
@@ -147,7 +147,7 @@ def _run_stages(
 def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None:
     """A child's loop: run each batch it is sent, reply with the results.
 
-    A request may name a process chain (``process_runner.Chain``): routines whose calls
+    A request may name a process chain (``process_chain.Chain``): routines whose calls
     run here, one after the other, on what the request's routine emits. The reply then
     also carries, per later stage, its calls and busy time and its state, and the first
     call of a later stage that failed (its stage, item and error): the calls up to the
@@ -206,7 +206,7 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
                 finally:
                     marks.append([c[:] for c in stats])
             results.append((True, emitted, None, dt))
-        # CPU time per routine (``process_runner._cut``), from the wall-clock times: a
+        # CPU time per routine (``process_chain.cut``), from the wall-clock times: a
         # thread-CPU clock read per call costs a system call each, so the request's whole
         # CPU time is shared out in proportion (time the child was not running is spread
         # over the calls alike)

@@ -378,7 +378,7 @@ class SharedSlotQueue(SlotQueue):
     def passed_through_locked(self, n: int) -> None:
         """``n`` items arrived here and were processed without being queued: a process
         chain ran this slot's routine on them inside one child request
-        (``process_runner.Chain``)."""
+        (``process_chain.Chain``)."""
         self.enqueued += n
         self.processed += n
 
