@@ -124,3 +124,19 @@ async def test_a_journal_written_before_runs_resumes_and_goes_on_in_runs(store: 
     # the whole journal, old lines and new, resumes to nothing left to do
     again = restore_from(await durable.records_of(job_id), flow)
     assert not any(again.queues.values())
+
+
+@pytest.mark.parametrize("store_url", ["memory"], indirect=True)
+async def test_a_completed_job_drops_its_open_run_with_its_other_records(store: Store) -> None:
+    """(A run's line stands for all its steps: the count of what is buffered stays right,
+    and with it when a batch is full and when routines wait for the journal.)"""
+    job_id = await store.submit(JobSpec(flow="chain", inputs={}))
+    durable = DurableJournal(store, max_delay_s=60)  # nothing is flushed by time
+    seen: list[Any] = []
+    async with wf.Engine(journal=durable) as engine:
+        job = await engine.start(chain(Forward(), seen), {"a.inp": [1, 2, 3]}, job_id=job_id)
+        assert (await job.wait(timeout_s=10)).status is wf.JobStatus.COMPLETED
+        await durable.flush()
+    assert await store.read_journal(job_id) == []  # its outcome says it all
+    assert durable.committed == 0 and durable.buffered == 0
+    assert durable.dropped == 3 + 3 * 3 + 1  # the fed inputs, each step of the runs, its end

@@ -162,6 +162,9 @@ class DurableJournal(Journal):
         self._checked: tuple[Any, bytes] | None = None  # the last item check() encoded
         self._codec = Codec()
         self._run: _Run | None = None  # the whole steps in a row not yet written as one line
+        # by job, how many more records its buffered lines stand for than there are lines
+        # (a run's line stands for each of its steps): what a job's end drops
+        self._in_runs: dict[str, int] = {}
         # the step whose start is held back, its job, and its enqueues so far:
         # (slot as JSON, index in step.emitted, item as JSON)
         self._pending: Step | None = None
@@ -348,6 +351,8 @@ class DurableJournal(Journal):
         else:  # one encoder call for the run's items
             line = b"[5,%b,%b,%b,%b]" % (head, run.slot, names[run.event], orjson.dumps(run.items))
         self._rows_of(run.job_id).append(line)
+        if n > 1:
+            self._in_runs[run.job_id] = self._in_runs.get(run.job_id, 0) + n - 1
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         try:
@@ -473,6 +478,7 @@ class DurableJournal(Journal):
             return False
         rows, count = self._rows, self._count
         self._rows, self._count, self._last_id, self._last = {}, 0, "", []
+        self._in_runs = {}
         tokens = self._tokens
         numbers: dict[str, tuple[int, int]] = {}
         if tokens is not None:  # only the jobs held: others' records are dropped
@@ -521,8 +527,9 @@ class DurableJournal(Journal):
                 self.dropped += len(run.items)
             rows = self._rows.pop(job.id, None)
             if rows is not None:
-                self._count -= len(rows)
-                self.dropped += len(rows)
+                n = len(rows) + self._in_runs.pop(job.id, 0)
+                self._count -= n
+                self.dropped += n
                 if self._last_id == job.id:
                     self._last_id, self._last = "", []
         elif self._count and self._timer is None:
