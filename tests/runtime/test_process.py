@@ -202,9 +202,11 @@ async def test_a_process_chain_runs_in_one_request_with_every_slot_counted() -> 
 async def test_a_chain_of_five_is_cut_so_that_no_segment_holds_more_than_its_share() -> None:
     """5 routines of concurrency 1 on 2 children: cut by count into 2 segments (3 + 2),
     one request in flight each, the 3-routine segment held the chain to 5/3 of one core.
-    Now no segment holds more than half the chain's work (2 + 2 + 1 here, the items in
-    order through every routine), so some routines are taken along and some send their
-    own requests; the results equal the in-process run's, in order."""
+    Now the chain is cut by measured cost (2 + 2 + 1 for equal costs: the cut itself is
+    checked on fixed costs below), so some routines are taken along and some send their
+    own requests, and the cut may move as the costs are measured again; whatever the cut,
+    the items go in order through every routine and the results equal the in-process
+    run's, in order."""
     items = list(range(400))
     procs = chain(*(ProcessWork(rounds=2000) for _ in range(5)))
     here = chain(*(Work(rounds=2000) for _ in range(5)))
@@ -212,9 +214,9 @@ async def test_a_chain_of_five_is_cut_so_that_no_segment_holds_more_than_its_sha
     expected, _ = await run(here, {"r0.inp": items})
     assert result.status is wf.JobStatus.COMPLETED, result.error
     assert result.outputs == expected.outputs
+    # (how many segments the run used depends on the costs measured while it ran: a
+    # machine under load can make 2 or 4 the better cut, so it is not asserted here)
     later = [result.stats.slots[f"r{i}.inp"] for i in range(1, 5)]
-    heads = [s.slot for s in later if s.high_water > 0]  # items waited there: a segment's first
-    assert 2 <= len(heads) <= 3, later  # 3 segments (by count, then by measured cost)
     for s in later:
         assert (s.enqueued, s.processed) == (400, 400), s
     assert_settled(result)
