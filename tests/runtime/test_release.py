@@ -188,3 +188,18 @@ async def test_a_send_to_a_forgotten_job_is_refused_as_finished() -> None:
         assert job.released
         with pytest.raises(wf.JobFinishedError, match=r"send to r0\.inp"):
             await job.send("r0.inp", 2)
+
+
+async def test_the_state_of_a_forgotten_job_is_refused_as_finished() -> None:
+    """``routine_state`` after ``forget``: the job has finished (not "no routine"), and a
+    routine the flow lacks is still ``UnknownSlotError``."""
+    async with wf.Engine() as engine:
+        job = await engine.start(_chain("r", Forward(), Collect()), {"r0.inp": [1]})
+        await job.wait(timeout_s=10)
+        assert job.routine_state("r1") is not None
+        engine.forget(job.id)
+        assert job.released
+        with pytest.raises(wf.JobFinishedError, match="released"):
+            job.routine_state("r1")
+        with pytest.raises(wf.UnknownSlotError):
+            job.routine_state("nope")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UnknownSlotError
+from ..errors import JobFinishedError, UnknownSlotError
 from .results import JobResult, JobStats, QueueStats, RoutineStats, made_from
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ class Observing:
     """What a ``Job`` answers about itself while it runs and after."""
 
     # provided by Job
+    id: str
     flow: Flow
     released: bool
     result: JobResult | None
@@ -78,6 +79,10 @@ class Observing:
         return slots[slot]
 
     def routine_state(self, routine: str) -> dict[str, Any]:
+        """``routine``'s ``ctx.state`` (the live dict). A released job (``Job.release``) no
+        longer holds its routines' state: ``JobFinishedError`` for a routine of the flow."""
+        if self.released and routine in self.flow.routines:
+            raise JobFinishedError(f"job {self.id} was released: the state of {routine!r} is gone")
         return self.runner(routine).state
 
     @property
