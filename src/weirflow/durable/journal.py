@@ -265,39 +265,35 @@ class DurableJournal(Journal):
         self._count += len(lines)
 
     def step_completed(self, job: Job, step: Step) -> None:
-        if step is self._pending:  # nothing between its start and now: one record
-            sent = self._pending_enq
-            if (
-                len(step.consumed) == 1
-                and len(sent) == len(step.emitted) < 2
-                and not step.state
-                and step.status == "completed"
-                and step.final
-                and step.error is None
-                and not step.on_end
-                and self._in_run(job.id, step, sent)
-            ):
-                self._pending = None
-                if sent:
-                    self._pending_enq = []
-                self._count += 1
-                if self._count >= self.max_batch:
-                    self._full()
-                return
-            try:
-                line = self._codec.finished(step, sent, self._item)
-            except UnstorableError as e:
-                job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
-                return
+        folded = step is self._pending  # nothing between its start and now: one record
+        sent = self._pending_enq if folded else None
+        if (
+            sent is not None
+            and len(step.consumed) == 1
+            and len(sent) == len(step.emitted) < 2
+            and not step.state
+            and step.status == "completed"
+            and step.final
+            and step.error is None
+            and not step.on_end
+            and self._in_run(job.id, step, sent)
+        ):
             self._pending = None
             if sent:
                 self._pending_enq = []
-        else:
-            try:
-                line = self._codec.finished(step, None, self._item)
-            except UnstorableError as e:
-                job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
-                return
+            self._count += 1
+            if self._count >= self.max_batch:
+                self._full()
+            return
+        try:
+            line = self._codec.finished(step, sent, self._item)
+        except UnstorableError as e:
+            job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
+            return
+        if folded:
+            self._pending = None
+            if sent:
+                self._pending_enq = []
         self._add(job, line)
 
     def _in_run(self, job_id: str, step: Step, sent: list[tuple[bytes, int, bytes]]) -> bool:
