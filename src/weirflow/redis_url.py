@@ -17,3 +17,11 @@ def redis_url_problem(url: str) -> str | None:
     if db and not db.isdigit():
         return f"the database {db!r} is not a number (redis://host:port/db, db 0-15 by default)"
     return None
+
+
+def registry_url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as a node registry's (a ``redis://``, ``rediss://`` or
+    ``unix://`` URL, its database as ``redis_url_problem`` checks it), or ``None``."""
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        return "must be a redis://host:port/db URL"
+    return redis_url_problem(url)

@@ -198,14 +198,10 @@ def _place(
     if registry is None:
         raise InputError("--pool needs --registry URL (the node registry to dispatch the job through)")
     # checked before any store is opened (or made): a refused command creates nothing
-    from urllib.parse import urlsplit
-
     from ..cluster.registry import redact
-    from ..redis_url import redis_url_problem
+    from ..redis_url import registry_url_problem
 
-    if urlsplit(registry).scheme not in ("redis", "rediss", "unix"):
-        raise InputError(f"--registry {redact(registry)!r}: must be a redis://, rediss:// or unix:// URL")
-    problem = redis_url_problem(registry)
+    problem = registry_url_problem(registry)
     if problem is not None:
         raise InputError(f"--registry {redact(registry)!r}: {problem}")
     return registry, pool, parse_labels(labels)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ..redis_url import redis_url_problem
+from ..redis_url import registry_url_problem
 from ..supervise.settings import setting_name
 from .hosts import allowed_host_entry
 from .hosts import is_loopback as is_loopback  # (re-exported: the worker metrics server checks it too)
@@ -200,9 +200,7 @@ class Settings(BaseSettings):
     @field_validator("registry")
     @classmethod
     def _check_registry(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must be a redis://host:port/db URL")
-        problem = None if value is None else redis_url_problem(value)
+        problem = None if value is None else registry_url_problem(value)
         if problem is not None:
             raise ValueError(problem)
         return value
