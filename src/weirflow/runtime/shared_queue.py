@@ -249,45 +249,40 @@ class SharedSlotQueue(SlotQueue):
         starting inputs: ``Inputs.feed``); how many. None while emitters wait for room
         (they are first in line) or the job has ended."""
         with self.lock:
-            queued = self.items
-            before = len(queued)
-            room = self.capacity - before
+            room = self.capacity - len(self.items)
             if room <= 0 or self.putters or self.waiting or self.job.finished:
                 return 0
             run = items[start : start + room]
-            queued.extend(run)
-            k = len(run)
-            self.enqueued += k
-            n = before + k
-            if n > self.high_water:
-                self.high_water = n
-            if before < self._near <= n or n == self.capacity:
-                self._post_fill()
-            runner = self.runner
-            for _ in range(min(k, runner.concurrency)):
-                runner.on_item()
-            return k
+            self._extend_locked(run)
+            return len(run)
 
     def put_all_from_thread(self, items: list[Any]) -> bool:
         """Queue every one of ``items`` from a worker thread, in order, under one lock, if
         they all fit now and nothing waits for room (``put_from_thread``'s fast path for a
         whole batch: a process request's emits); ``False``, with nothing queued, if not."""
         with self.lock:
-            queued = self.items
-            before = len(queued)
-            n = before + len(items)
-            if n > self.capacity or self.putters or self.waiting or self.job.finished:
+            fits = len(self.items) + len(items) <= self.capacity
+            if not fits or self.putters or self.waiting or self.job.finished:
                 return False
-            queued.extend(items)
-            self.enqueued += len(items)
-            if n > self.high_water:
-                self.high_water = n
-            if before < self._near <= n or n == self.capacity:
-                self._post_fill()
-            runner = self.runner
-            for _ in range(min(len(items), runner.concurrency)):
-                runner.on_item()
+            self._extend_locked(items)
             return True
+
+    def _extend_locked(self, run: list[Any]) -> None:
+        """Queue ``run``, which fits (lock held): the counts, the fill state, the consumer
+        told (``append_run``, ``put_all_from_thread``)."""
+        queued = self.items
+        before = len(queued)
+        queued.extend(run)
+        k = len(run)
+        self.enqueued += k
+        n = before + k
+        if n > self.high_water:
+            self.high_water = n
+        if before < self._near <= n or n == self.capacity:
+            self._post_fill()
+        runner = self.runner
+        for _ in range(min(k, runner.concurrency)):
+            runner.on_item()
 
     def room_given(self) -> bool:
         """``SlotQueue.room_given``, and: a thread waits while there is room (it is about to
