@@ -5,7 +5,8 @@ Behaviour comes from the job's inputs, so worker processes need no shared state:
 ``{"a.item": {"sleep_s": 0.5, "fail": true, "log": "/tmp/x"}}``. With ``log``,
 every step appends ``job:routine:attempt`` to that file (the crash tests count them);
 with ``times``, ``start:job:routine:attempt:pid:t`` and ``end:job:routine:attempt:pid:t0:t1``
-instead. ``sleeps`` gives a routine its own sleep (``{"b": 2.0}``), ``first_sleep_s``
+instead, and with ``stops`` also ``stop:job:routine:attempt:pid:t0:t1`` when an async
+step is cancelled. ``sleeps`` gives a routine its own sleep (``{"b": 2.0}``), ``first_sleep_s``
 the first attempt of every step (with ``first_sleep_once: PATH``, only the first call,
 whatever its attempt: a step killed before its start was committed runs as attempt 1
 again). ``kill`` makes the worker process
@@ -65,6 +66,12 @@ def _log_end(item: dict[str, Any], ctx: wf.Context, t0: float) -> None:
             f.write(f"end:{ctx.job_id}:{ctx.routine}:{ctx.attempt}:{os.getpid()}:{t0}:{time.time()}\n")
 
 
+def _log_stop(item: dict[str, Any], ctx: wf.Context, t0: float) -> None:
+    if item.get("log") and item.get("stops"):
+        with Path(item["log"]).open("a", encoding="utf-8") as f:
+            f.write(f"stop:{ctx.job_id}:{ctx.routine}:{ctx.attempt}:{os.getpid()}:{t0}:{time.time()}\n")
+
+
 class Stage(wf.Routine):
     """Reports progress in steps, may sleep, may fail; passes its item on."""
 
@@ -78,7 +85,11 @@ class Stage(wf.Routine):
         await _maybe_die(item, ctx, "start")
         ctx.progress(40, f"{ctx.routine} working")
         if sleep_s := _sleep_s(item, ctx):
-            await asyncio.sleep(sleep_s)
+            try:
+                await asyncio.sleep(sleep_s)
+            except asyncio.CancelledError:
+                _log_stop(item, ctx, t0)
+                raise
         if item.get("fail") is True or item.get("fail") == ctx.routine:
             raise ValueError(f"{ctx.routine} failed on purpose")
         ctx.progress(90, f"{ctx.routine} nearly done")

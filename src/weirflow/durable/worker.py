@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from ..errors import StoreError, StoreOpenError
 from ..redact import redact_url
@@ -97,7 +98,7 @@ class Worker(Running, Upkeep, Shutdown):
                 log.info("jobs_recovered", worker=self.worker_id, jobs=recovered)
             store = redact_url(self.store.url)
             log.info("worker_started", worker=self.worker_id, queue=self.queue, store=store)
-            loops = [self._heartbeat(), self._reporter(), self._sweeper()]
+            loops = [self._heartbeat(), self._lease_watch(), self._reporter(), self._sweeper()]
             if self.schedules:
                 loops.append(self._scheduler())
             for coro in loops:
@@ -144,6 +145,7 @@ class Worker(Running, Upkeep, Shutdown):
                 self._slot_free.clear()
                 await first_done(self._slot_free.wait(), self._stopping.wait())
                 continue
+            sent = time.monotonic()  # (the lease runs from no earlier than this)
             try:
                 claim = await self.store.claim(
                     self.queue,
@@ -170,6 +172,7 @@ class Worker(Running, Upkeep, Shutdown):
                     self.metrics.claimed(record)
                 self.running[record.id] = None
                 self._tokens[record.id] = record.token
+                self._lease_from[record.id] = sent
                 if self.durable is not None:
                     self.durable.begin(record.id, record.token)
                 task = asyncio.get_running_loop().create_task(
@@ -178,6 +181,8 @@ class Worker(Running, Upkeep, Shutdown):
                 self._job_tasks.add(task)
                 task.add_done_callback(self._job_tasks.discard)
             if claim.jobs:
+                if self._lease_watch_idle:
+                    self._leases_changed.set()
                 idle = self.poll_min_s
             if len(claim.jobs) < free:
                 wait = idle if claim.wait_s is None else min(max(claim.wait_s, 0.001), self.poll_max_s)

@@ -126,6 +126,11 @@ class WorkerCore:
         self._reporting: set[str] = set()  # finished here, outcome not yet in the store
         self._done: list[Done] = []
         self._tokens: dict[str, int] = {}  # the fencing token of each job held
+        # when the request that last granted each lease held here was sent (monotonic):
+        # the store's lease cannot run out before that time plus ``lease_s``
+        self._lease_from: dict[str, float] = {}
+        self._leases_changed = asyncio.Event()  # set by a claim while the watch is idle
+        self._lease_watch_idle = False
         self._lost: set[str] = set()
         self.lost = 0  # jobs this worker lost (taken over, cancelled) while it held them
         self.cut_short = False  # the grace period ended with jobs still running
@@ -203,6 +208,7 @@ class WorkerCore:
     def _forget(self, job_id: str) -> None:
         """This worker is done with ``job_id`` (reported, given back or lost)."""
         self._tokens.pop(job_id, None)
+        self._lease_from.pop(job_id, None)
         if self.durable is not None:
             self.durable.forget(job_id)
         if self.journal is not None:

@@ -1,14 +1,19 @@
 """Leases of a ``Worker``'s jobs: the heartbeat that renews them (independent of job
-code), and their release, which gives jobs back at once after committing what the next
-worker resumes from."""
+code), the watch that stops a job here once its lease could have run out in the store,
+and their release, which gives jobs back at once after committing what the next worker
+resumes from."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from ..errors import StoreError
 from .worker_core import RECONNECT_MIN_S, WorkerCore, log
+
+#: the longest margin ``lease_margin_s`` takes, whatever the lease
+LEASE_MARGIN_MAX_S = 0.5
 
 
 class Leases(WorkerCore):
@@ -19,6 +24,7 @@ class Leases(WorkerCore):
             held = self._held()
             if not held:
                 continue
+            sent = time.monotonic()  # (a renewed lease runs from no earlier than this)
             try:
                 kept = set(await self.store.renew(self.worker_id, held, self.lease_s))
             except StoreError as e:
@@ -27,9 +33,55 @@ class Leases(WorkerCore):
                 log.warning("heartbeat_failed", worker=self.worker_id, error=str(e), retry_in_s=delay)
                 continue
             delay = self.heartbeat_s
+            lease_from = self._lease_from
+            for job_id in kept:
+                if job_id in lease_from:
+                    lease_from[job_id] = sent
             for job_id in held:
                 if job_id not in kept:  # cancelled in the store, or taken over: stop it here
                     self._lease_lost(job_id, "its lease was not renewed")
+
+    def lease_margin_s(self) -> float:
+        """How long before its lease could run out in the store a job running here is
+        stopped (the time its cancellation takes, with room for a loaded machine)."""
+        return min(self.lease_s / 10, LEASE_MARGIN_MAX_S)
+
+    async def _lease_watch(self) -> None:
+        """Stop a job still running here once its lease could have run out in the store:
+        no renewal confirmed within ``lease_s`` (less ``lease_margin_s``) of when the
+        request that granted it was sent. From then on another worker may take the job
+        over, and two attempts of a job must never run at once; the store cannot tell a
+        worker cut off from it (an outage, a partition, a renewal stuck in a pool that is
+        reconnecting) from a dead one, so this worker must notice by itself, not only when
+        the store answers. A job that has finished and only waits for its outcome to be
+        written is not stopped: that write is fenced, and refused if the job was taken."""
+        span = self.lease_s - self.lease_margin_s()
+        changed = self._leases_changed
+        while True:
+            changed.clear()
+            now = time.monotonic()
+            earliest: float | None = None
+            for job_id, sent in list(self._lease_from.items()):
+                if job_id in self._lost or job_id not in self.running:
+                    continue
+                job = self.running[job_id]
+                if job is not None and job.finished:
+                    continue
+                if sent + span <= now:
+                    why = f"no renewal of its {self.lease_s:g}s lease reached the store in time"
+                    self._lease_lost(job_id, why)
+                elif earliest is None or sent < earliest:
+                    earliest = sent
+            if earliest is None:
+                self._lease_watch_idle = True  # (the next claim wakes it)
+                try:
+                    await changed.wait()
+                finally:
+                    self._lease_watch_idle = False
+            else:
+                # a wait for a time: the earliest end of a lease held here (a claim cannot
+                # make it earlier: a new lease ends after every lease already held)
+                await asyncio.sleep(earliest + span - now)
 
     async def _give_back(self, tokens: dict[str, int]) -> None:
         """Release the jobs of ``tokens`` (job id: fencing token) at once, after committing
