@@ -310,11 +310,14 @@ class PostgresStore(PostgresSchedules):
     async def renew(self, worker_id: str, leases: Leases, lease_s: float) -> list[str]:
         if not leases:
             return []
+        # the rows locked in id order, as every statement that locks several job rows does:
+        # in another order it deadlocks with this worker's own journal and step-row writes
         rows = await self._fetch(
-            "UPDATE wf_jobs j SET lease_expires_at = %s FROM unnest(%s::text[], %s::int[]) AS l(id, token)"
-            " WHERE j.id = l.id AND j.runs = l.token AND j.status = 'running' AND j.worker_id = %s"
-            " RETURNING j.id",
-            (self.clock() + lease_s, list(leases), list(leases.values()), worker_id),
+            "WITH l AS (SELECT j.id FROM wf_jobs j JOIN unnest(%s::text[], %s::int[]) AS u(id, token)"
+            " ON j.id = u.id WHERE j.runs = u.token AND j.status = 'running' AND j.worker_id = %s"
+            " ORDER BY j.id FOR NO KEY UPDATE OF j)"
+            " UPDATE wf_jobs j SET lease_expires_at = %s FROM l WHERE j.id = l.id RETURNING j.id",
+            (list(leases), list(leases.values()), worker_id, self.clock() + lease_s),
         )
         return [r[0] for r in rows]
 
@@ -329,9 +332,12 @@ class PostgresStore(PostgresSchedules):
         rows = await self._one(
             "WITH d AS (SELECT e->>0 AS id, (e->>1)::int AS token, e->>2 AS outputs, e->>3 AS dl"
             " FROM jsonb_array_elements(%s::jsonb) AS e),"
+            # (locked in id order: see ``renew``)
+            " lk AS (SELECT j.id FROM wf_jobs j JOIN d ON j.id = d.id WHERE j.runs = d.token"
+            " AND j.status = 'running' AND j.worker_id = %s ORDER BY j.id FOR NO KEY UPDATE OF j),"
             " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs::jsonb,"
             " dead_letters = d.dl::jsonb, finished_at = %s, lease_expires_at = NULL FROM d"
-            " WHERE j.id = d.id AND j.runs = d.token AND j.status = 'running' AND j.worker_id = %s"
+            " JOIN lk ON lk.id = d.id WHERE j.id = d.id"
             " RETURNING j.id, j.queue, j.attempt),"
             " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
             " SELECT id, queue, 'completed', %s, jsonb_build_object('attempt', attempt) FROM done),"
@@ -340,8 +346,8 @@ class PostgresStore(PostgresSchedules):
             " SELECT id, pg_notify(%s, id) FROM done",
             (
                 json_rows(values),
-                now,
                 worker_id,
+                now,
                 now,
                 now,
                 why,

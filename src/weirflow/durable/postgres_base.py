@@ -14,6 +14,7 @@ from typing import Any, Self
 
 import orjson
 import psycopg
+import psycopg.errors
 import psycopg.types.json
 import psycopg_pool
 import structlog
@@ -289,7 +290,10 @@ class PostgresBase:
                 finally:
                     self._given_back(pool)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
-            if isinstance(e, psycopg.OperationalError):  # (PoolTimeout and PoolClosed are too)
+            # (PoolTimeout and PoolClosed are OperationalErrors too; a deadlock or a
+            # serialization failure is one, but says nothing about the connection)
+            lost = isinstance(e, psycopg.OperationalError)
+            if lost and not isinstance(e, psycopg.errors.TransactionRollback):
                 # A checkout timeout while every connection of the pool is out with a
                 # caller is load, not a lost server: the probe still runs (a server that
                 # is gone has the pool replaced), but a reachable one leaves the pool as
@@ -442,7 +446,8 @@ class PostgresBase:
         self, conn: Conn, where: str, params: Sequence[Any], *, skip_locked: bool = False
     ) -> list[JobRecord]:
         lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
-        cur = await conn.execute(f"SELECT {JOB_SELECT} FROM wf_jobs WHERE {where} {lock}", params)
+        # (in id order, as every statement that locks several job rows: no deadlock)
+        cur = await conn.execute(f"SELECT {JOB_SELECT} FROM wf_jobs WHERE {where} ORDER BY id {lock}", params)
         return [job_from_row(r) for r in await cur.fetchall()]
 
     @staticmethod
