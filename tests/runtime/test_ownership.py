@@ -117,7 +117,12 @@ async def test_each_connection_gets_its_delivery_function_when_wired() -> None:
     async with wf.Engine(journal=LogJournal()) as engine:
         job = await engine.start(_flow(), keep_open=True)
         route = job.runners["a"].routes["out"]
-        assert route.emit == route.emit_watched
+        assert route.emit == route.emit_journaled  # (each connection's journaled, inlined)
         assert [c.deliver for c in route.connections] == [c.journaled for c in route.connections]
+        hook = WatchC()
+        job.add_hooks(hook)
+        assert route.emit == route.emit_watched  # one connection is hooked now
+        job.remove_hooks(hook)
+        assert route.emit == route.emit_journaled
         await job.close_input()
         await job.wait(timeout_s=10)

@@ -128,6 +128,8 @@ class DurableJournal(Journal):
     encoded by one call, and nothing is formatted per step.
     """
 
+    keeps_steps = False  # (every record is encoded or copied when it is made)
+
     def __init__(
         self,
         store: JournalStore,
@@ -169,7 +171,7 @@ class DurableJournal(Journal):
         # (slot as JSON, index in step.emitted, item as JSON)
         self._pending: Step | None = None
         self._pending_job = ""
-        self._pending_enq: list[tuple[bytes, int, bytes]] = []
+        self._pending_enq: list[tuple[bytes, int, bytes | int]] = []  # (an int item as it is)
         self.error: BaseException | None = None
         self.committed = 0  # records written to the store
         self.dropped = 0  # records of completed jobs that never needed writing
@@ -205,10 +207,9 @@ class DurableJournal(Journal):
 
     def check(self, item: Any) -> None:
         """Refuse an item a durable job cannot record (called before it is enqueued)."""
-        if type(item) is int and INT_MIN <= item < INT_END:  # (records.dumps' first case, inlined)
-            self._checked = (item, orjson.dumps(item))
-        else:
-            self._checked = (item, records.dumps(item, "item"))
+        if type(item) is int and INT_MIN <= item < INT_END:
+            return  # (always recordable: written where it is recorded, ``enqueued``)
+        self._checked = (item, records.dumps(item, "item"))
 
     def _item(self, item: Any) -> bytes:
         checked = self._checked
@@ -223,11 +224,15 @@ class DurableJournal(Journal):
         self._add(job, Codec.end(status, error))
 
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
-        try:
-            encoded = self._item(item)
-        except UnstorableError as e:  # not checked at the door (an input stored before it was)
-            job.fail(f"the durable journal cannot record an item of {slot}: {e}")
-            return
+        encoded: bytes | int
+        if type(item) is int and INT_MIN <= item < INT_END:
+            encoded = item  # (an int is its own record: written as ``b"%d"`` when needed)
+        else:
+            try:
+                encoded = self._item(item)
+            except UnstorableError as e:  # not checked at the door (an input stored before it was)
+                job.fail(f"the durable journal cannot record an item of {slot}: {e}")
+                return
         codec = self._codec
         if origin is self._pending and origin is not None:
             k = origin.emit_at
@@ -237,7 +242,9 @@ class DurableJournal(Journal):
             if emitted and emitted[k][1] is item:  # what it emitted (not a hook's): held back with it
                 self._pending_enq.append((codec.names[slot], k, encoded))
                 return
-        self._add(job, codec.enq(codec.names[slot], encoded, codec.origin(origin, item)))
+        text = b"%d" % encoded if type(encoded) is int else encoded
+        assert type(text) is bytes
+        self._add(job, codec.enq(codec.names[slot], text, codec.origin(origin, item)))
 
     def step_started(self, job: Job, step: Step) -> None:
         if self._pending is not None:
@@ -259,7 +266,9 @@ class DurableJournal(Journal):
         lines = [codec.start(codec.head(step))]
         routine = codec.names[step.routine]
         for slot, k, item in self._pending_enq:
-            lines.append(codec.enq(slot, item, codec.emitted_by(routine, step.seq, k)))
+            encoded = b"%d" % item if type(item) is int else item
+            assert type(encoded) is bytes
+            lines.append(codec.enq(slot, encoded, codec.emitted_by(routine, step.seq, k)))
         self._pending_enq = []
         self._rows_of(job_id).extend(lines)
         self._count += len(lines)
@@ -296,7 +305,7 @@ class DurableJournal(Journal):
                 self._pending_enq = []
         self._add(job, line)
 
-    def _in_run(self, job_id: str, step: Step, sent: list[tuple[bytes, int, bytes]]) -> bool:
+    def _in_run(self, job_id: str, step: Step, sent: list[tuple[bytes, int, bytes | int]]) -> bool:
         """Add a whole step that took one item and emitted at most one, to one slot, and
         completed with no state to the open run of such steps (``records``: ``[4, ...]``,
         ``[5, ...]``) when it continues it, else open a new run with it (the open one is
@@ -311,6 +320,7 @@ class DurableJournal(Journal):
             if kind is not int and kind is not str and kind is not float:
                 # as encoded at the emit, copied: bytes orjson made, kept, cost far more to
                 # allocate than a small copy (its buffers are large, then shrunk)
+                assert type(encoded) is bytes
                 item = orjson.Fragment(b"%b" % encoded)
             # (else immutable, and accepted by ``check``: orjson writes it as it did there)
         else:

@@ -200,6 +200,34 @@ class Route:
         if out is not None:
             out.append(item)
 
+    async def emit_journaled(self, item: Any, ctx: Context) -> None:
+        """A journal records this emit and nothing else watches it: ``emit_watched`` with
+        each connection's ``journaled`` inlined (no coroutine per connection)."""
+        job = self.job
+        journal = job.journal
+        assert journal is not None
+        journal.check(item)
+        step = ctx.step
+        connections = self.connections
+        at = -1
+        if step is not None:
+            emitted = step.emitted
+            emitted.append((self.event, item))
+            at = len(emitted) - 1  # its position, whatever emits while this one waits
+            if step.delivered is not None:  # a rerun: not again where it already went
+                kept = undelivered(step, self.queues, item)
+                connections = tuple(c for c in connections if c.queue in kept)
+        for c in connections:
+            q = c.queue
+            if not q.try_append(item) and not await q.put(item, q.block_timeout_s, True):
+                continue  # dropped by the slot's policy (and dead-lettered)
+            if step is not None:
+                step.emit_at = at
+            journal.enqueued(job, q.path, item, step)
+        out = self.output
+        if out is not None:
+            out.append(item)
+
     async def emit_watched(self, item: Any, ctx: Context) -> None:
         """A journal records this emit, or a hook watches it or one of its connections."""
         job = self.job
@@ -261,7 +289,9 @@ def wire(job: Job) -> None:
                 else:
                     c.deliver = c.journaled if journal else c.plain
             route.plain = plain
-            if not plain:
+            if not plain and not route.watched and all(c.deliver == c.journaled for c in route.connections):
+                route.emit = route.emit_journaled
+            elif not plain:
                 route.emit = route.emit_watched
             else:
                 route.emit = route.emit_each if route.shared else route.emit_plain

@@ -106,6 +106,11 @@ class Journal:
     job really passed through.
     """
 
+    #: whether this journal may hold on to a ``Step`` after ``step_completed`` returned
+    #: (one that never does lets the runtime reuse one ``Step`` object for the calls a
+    #: routine makes in a row: ``runtime.journal_run``)
+    keeps_steps = True
+
     async def job_started(self, job: Job) -> None:
         """The job was created and is about to run."""
 
@@ -193,6 +198,7 @@ class Journals(Journal):
 
     def __init__(self, *journals: Journal) -> None:
         self.journals = [j for j in journals if is_active(j)]
+        self.keeps_steps = any(j.keeps_steps for j in self.journals)
 
     async def job_started(self, job: Job) -> None:
         for j in self.journals:

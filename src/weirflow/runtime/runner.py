@@ -15,6 +15,7 @@ from .delivery import hold
 from .gil import let_threads_in
 from .hooks import HookPoint
 from .journal import Step
+from .journal_run import JournaledCalls
 from .lanes import FAIR_SHARE_CALLS, Lanes
 from .replay import rerun_ended
 from .results import format_traceback
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from .replay import Rerun
 
 
-class RoutineRunner(Lanes):
+class RoutineRunner(Lanes, JournaledCalls):
     """Runs one routine of one job: waits for ready activations and calls handlers."""
 
     #: whether its calls run on worker threads, which change its counts (``ThreadRunner``)
@@ -229,10 +230,12 @@ class RoutineRunner(Lanes):
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 elif act.kind == "each" and act.is_async and not self.watch_start:
-                    if journal is None and len(self.acts) == 1 and not job.hook_set.handler_end:
+                    if len(self.acts) > 1 or job.hook_set.handler_end:
+                        await self._call_fast(act)
+                    elif journal is None:
                         streak += await self._run_plain(act, FAIR_SHARE_CALLS - streak) - 1
                     else:
-                        await self._call_fast(act)
+                        streak += await self._run_journaled(act, FAIR_SHARE_CALLS - streak) - 1
                 elif job.journal is not None:
                     taken = act.take_resumed()
                     await self._call(act, taken, attempt=act.first_attempt, rerun=act.rerun)

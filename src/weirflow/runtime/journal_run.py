@@ -1,0 +1,144 @@
+"""Journaled calls in a row: a routine of a durable job makes its calls one after
+another in one frame while items wait, each call still a step of its own in the
+journal (its start before the handler runs, its end after), as the in-memory runner
+does without a journal (``RoutineRunner._run_plain``).
+
+One call per turn of the runner's loop (``_call_fast``) cost a turn of that loop (the
+pause, lag and readiness checks, a coroutine) and a new ``Step`` per call; a run of
+calls pays those once. When the journal keeps no ``Step`` past ``step_completed``
+(``Journal.keeps_steps``, the durable journal's case), one ``Step`` is reset for each
+call instead of made anew. ``JournaledCalls`` is a base class of ``RoutineRunner``:
+the run is part of the runner, kept here as one concept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from .journal import Step
+
+if TYPE_CHECKING:
+    from .activation import BoundActivation, Taken
+    from .context import Context
+    from .job import Job
+
+
+class JournaledCalls:
+    """The journaled run of calls of a ``RoutineRunner``."""
+
+    # provided by RoutineRunner
+    job: Job
+    name: str
+    state: dict[str, Any]
+    ctx: Context
+    seq: int
+    active: int
+    calls: int
+    busy_s: float
+    paused: bool
+
+    if TYPE_CHECKING:
+
+        def _settle(self, taken: Taken, dead: tuple[str, str | None] | None) -> None: ...
+        async def _call_fast(self, act: BoundActivation) -> None: ...
+        async def _call(
+            self,
+            act: BoundActivation,
+            taken: Taken,
+            first_error: Exception | None = None,
+            counted: bool = False,
+            attempt: int = 1,
+            first_step: Step | None = None,
+        ) -> None: ...
+
+    async def _run_journaled(self, act: BoundActivation, budget: int) -> int:
+        """Calls in a row, in one frame, while items wait, with a journal: one slot, an
+        async handler, no hook on handler starts or ends, no call a crash interrupted
+        (those go one at a time through ``_call_fast``). Each call is a step: numbered,
+        its start told to the journal before the handler runs, its end after, exactly as
+        ``_call_fast`` does. Stops when the slot is empty, the job or the routine pauses
+        or finishes, the journal lags (``Journal.lagging``: the runner's loop waits for
+        it), a call fails (handed to ``_call`` with its step, for the error policy), hooks
+        are attached or removed, or after ``budget`` calls; returns how many it made."""
+        job = self.job
+        journal = job.journal
+        assert journal is not None
+        q = act.queues[0]
+        if q.rerun_attempts:  # restored items carry their attempts and what they delivered
+            await self._call_fast(act)
+            return 1
+        items = q.items
+        fn = act.fn
+        ctx = self.ctx
+        ctx.attempt = 1
+        wants_ctx = act.wants_ctx
+        name, slot = self.name, q.name
+        reuse = not journal.keeps_steps
+        step: Step | None = None
+        failed: tuple[Any, Exception, Step] | None = None
+        hooks = job.hook_set
+        n = 0
+        self.active = 1
+        job.call_started()
+        t0 = time.perf_counter()
+        try:
+            while True:
+                item = q.take()
+                n += 1
+                self.seq += 1
+                if step is None or not reuse:
+                    step = Step(name, self.seq, 1, [(slot, item)])
+                else:  # (the journal kept nothing of the last call's: Step.__init__, the fields that change)
+                    step.seq = self.seq
+                    step.consumed = [(slot, item)]
+                    step.emitted = []
+                    step.status = "running"
+                    step.final = False
+                    step.started_at = time.time()
+                    step.completed_at = None
+                    step.emit_at = -1
+                    if step.progress is not None:
+                        step.progress, step.message = None, ""
+                ctx.step = step
+                journal.step_started(job, step)
+                try:
+                    if wants_ctx:
+                        await fn(item, ctx)
+                    else:
+                        await fn(item)
+                except asyncio.CancelledError:
+                    self._settle([(q, item)], (job.end_reason or "job_cancelled", None))
+                    raise
+                except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
+                    failed = (item, e, step)
+                    break
+                q.settle(1, False)
+                self.calls += 1
+                # the step ends (RoutineRunner._step_done, inlined: no rerun here)
+                step.status = "completed"
+                step.final = True
+                state = self.state
+                if state:
+                    step.state = dict(state)
+                elif step.state:
+                    step.state = {}
+                step.completed_at = time.time()
+                ctx.step = None
+                journal.step_completed(job, step)
+                if not items or n >= budget or job.finished or job.paused or self.paused:
+                    break
+                if job.hook_set is not hooks or journal.lagging() is not None:
+                    break
+        finally:
+            self.active = 0
+            job.call_ended()
+            self.busy_s += time.perf_counter() - t0
+        if failed is not None:
+            self.calls += 1
+            try:
+                await self._call(act, [(q, failed[0])], first_error=failed[1], attempt=1, first_step=failed[2])
+            finally:  # the error's traceback holds this frame: leave no cycle behind
+                failed = None
+        return n
