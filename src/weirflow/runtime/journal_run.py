@@ -138,7 +138,8 @@ class JournaledCalls:
         if failed is not None:
             self.calls += 1
             try:
-                await self._call(act, [(q, failed[0])], first_error=failed[1], attempt=1, first_step=failed[2])
+                item, error, step = failed
+                await self._call(act, [(q, item)], first_error=error, attempt=1, first_step=step)
             finally:  # the error's traceback holds this frame: leave no cycle behind
-                failed = None
+                failed = error = None  # type: ignore[assignment]
         return n
