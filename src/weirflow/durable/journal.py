@@ -33,7 +33,7 @@ import structlog
 
 from ..errors import JobError, StoreRefusedError, UnstorableError
 from ..runtime import records
-from ..runtime.journal import Journal, Step
+from ..runtime.journal import INPUT, Journal, Step
 from ..runtime.records import Codec, Record
 from ..runtime.results import JobStatus
 from ..storable import INT_END, INT_MIN
@@ -76,7 +76,7 @@ class JournalStore(Protocol):
 
 
 class _Run:
-    """Whole steps in a row of one routine of a job, alike (``DurableJournal._in_run``):
+    """Whole steps in a row of one routine of a job, alike (``DurableJournal.step_completed``):
     the same slot taken, the same event emitted to the same slot (``event`` ``None``:
     nothing emitted), numbered from ``next_seq - len(items)``; ``items`` holds what each
     emitted (``None`` if nothing): an int, str or float as it is (immutable), anything
@@ -224,27 +224,62 @@ class DurableJournal(Journal):
         self._add(job, Codec.end(status, error))
 
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
-        encoded: bytes | int
-        if type(item) is int and INT_MIN <= item < INT_END:
-            encoded = item  # (an int is its own record: written as ``b"%d"`` when needed)
-        else:
-            try:
-                encoded = self._item(item)
-            except UnstorableError as e:  # not checked at the door (an input stored before it was)
-                job.fail(f"the durable journal cannot record an item of {slot}: {e}")
-                return
-        codec = self._codec
-        if origin is self._pending and origin is not None:
+        if origin is self._pending and origin is not None:  # (first: every emit of a chain's)
             k = origin.emit_at
             if k < 0:
                 k = origin.position(item)
             emitted = origin.emitted
             if emitted and emitted[k][1] is item:  # what it emitted (not a hook's): held back with it
-                self._pending_enq.append((codec.names[slot], k, encoded))
+                # (an int as it is: written as ``b"%d"`` when needed; the rest as ``check`` encoded it)
+                if type(item) is int and INT_MIN <= item < INT_END:
+                    self._pending_enq.append((self._codec.names[slot], k, item))
+                    return
+                try:
+                    encoded = self._item(item)
+                except UnstorableError as e:  # (changed since its emit's check)
+                    job.fail(f"the durable journal cannot record an item of {slot}: {e}")
+                    return
+                self._pending_enq.append((self._codec.names[slot], k, encoded))
                 return
-        text = b"%d" % encoded if type(encoded) is int else encoded
-        assert type(text) is bytes
+        if type(item) is int and INT_MIN <= item < INT_END:
+            text = b"%d" % item
+        else:
+            try:
+                text = self._item(item)
+            except UnstorableError as e:  # not checked at the door (an input stored before it was)
+                job.fail(f"the durable journal cannot record an item of {slot}: {e}")
+                return
+        codec = self._codec
         self._add(job, codec.enq(codec.names[slot], text, codec.origin(origin, item)))
+
+    def inputs_enqueued(self, job: Job, slot: str, items: Sequence[Any]) -> bool:
+        """The ``enq`` records of starting inputs, made in one pass (ints as they are, the
+        rest encoded, an input that cannot be recorded: ``False``, nothing recorded, so
+        that ``enqueued`` fails the job on it in its place)."""
+        if self._pending is not None:
+            self._release()
+        if self._run is not None:
+            self._seal()
+        codec = self._codec
+        head = b"[0,%b," % codec.names[slot]
+        tail = b",%b]" % codec.names[INPUT]
+        lines: list[bytes] = []
+        for item in items:
+            if type(item) is int and INT_MIN <= item < INT_END:
+                lines.append(b"%b%d%b" % (head, item, tail))
+            else:
+                try:
+                    encoded = records.dumps(item, "item")
+                except UnstorableError:
+                    return False
+                lines.append(b"%b%b%b" % (head, encoded, tail))
+        self._rows_of(job.id).extend(lines)
+        self._count += len(lines)
+        if self._count >= self.max_batch:
+            self._full()
+        elif self._timer is None:
+            self._timer = job.loop.call_later(self.max_delay_s, self._flush_soon, True)
+        return True
 
     def step_started(self, job: Job, step: Step) -> None:
         if self._pending is not None:
@@ -278,22 +313,60 @@ class DurableJournal(Journal):
         sent = self._pending_enq if folded else None
         if (
             sent is not None
-            and len(step.consumed) == 1
             and len(sent) == len(step.emitted) < 2
-            and not step.state
             and step.status == "completed"
             and step.final
+            and not step.state
             and step.error is None
             and not step.on_end
-            and self._in_run(job.id, step, sent)
+            and len(step.consumed) == 1
         ):
-            self._pending = None
-            if sent:
-                self._pending_enq = []
-            self._count += 1
-            if self._count >= self.max_batch:
-                self._full()
-            return
+            # a whole step that took one item, emitted at most one (to one slot) and has no
+            # state: it joins the open run of such steps when it continues it, else opens a
+            # new one (the open one written first) (one function: every step of a chain's)
+            value: Any = None  # what the run keeps of its emitted item
+            event: str | None = None
+            if not sent:
+                slot = b""
+            else:
+                slot, k, kept = sent[0]
+                if k:  # (to another position: not a run's)
+                    slot = b""
+                else:
+                    event, value = step.emitted[0]  # (the item enqueued: ``enqueued`` held it back)
+                    kind = type(value)
+                    if kind is not int and kind is not str and kind is not float:
+                        # as encoded at the emit, copied: bytes orjson made, kept, cost far more
+                        # to allocate than a small copy (its buffers are large, then shrunk)
+                        # (else immutable, and accepted by ``check``: orjson writes it as it did)
+                        assert type(kept) is bytes
+                        value = orjson.Fragment(b"%b" % kept)
+            if slot or not sent:
+                run = self._run
+                job_id = job.id
+                if (
+                    run is not None
+                    and run.next_seq == step.seq
+                    and run.event == event
+                    and run.slot == slot
+                    and run.routine == step.routine
+                    and run.job_id == job_id
+                    and run.attempt == step.attempt
+                    and run.consumed == step.consumed[0][0]
+                ):
+                    run.next_seq += 1
+                    run.items.append(value)
+                else:
+                    if run is not None:
+                        self._seal()
+                    self._run = _Run(job_id, step, slot, event, value)
+                self._pending = None
+                if sent:
+                    self._pending_enq = []
+                self._count += 1
+                if self._count >= self.max_batch:
+                    self._full()
+                return
         try:
             line = self._codec.finished(step, sent, self._item)
         except UnstorableError as e:
@@ -304,45 +377,6 @@ class DurableJournal(Journal):
             if sent:
                 self._pending_enq = []
         self._add(job, line)
-
-    def _in_run(self, job_id: str, step: Step, sent: list[tuple[bytes, int, bytes | int]]) -> bool:
-        """Add a whole step that took one item and emitted at most one, to one slot, and
-        completed with no state to the open run of such steps (``records``: ``[4, ...]``,
-        ``[5, ...]``) when it continues it, else open a new run with it (the open one is
-        written first); ``False`` (nothing done) if it emitted to another position."""
-        if sent:
-            slot, k, encoded = sent[0]
-            if k:
-                return False
-            event: str | None = step.emitted[0][0]
-            item = step.emitted[0][1]  # (the item enqueued: ``enqueued`` held it back for that)
-            kind = type(item)
-            if kind is not int and kind is not str and kind is not float:
-                # as encoded at the emit, copied: bytes orjson made, kept, cost far more to
-                # allocate than a small copy (its buffers are large, then shrunk)
-                assert type(encoded) is bytes
-                item = orjson.Fragment(b"%b" % encoded)
-            # (else immutable, and accepted by ``check``: orjson writes it as it did there)
-        else:
-            slot, event, item = b"", None, None
-        run = self._run
-        if (
-            run is not None
-            and run.next_seq == step.seq
-            and run.routine == step.routine
-            and run.job_id == job_id
-            and run.attempt == step.attempt
-            and run.event == event
-            and run.slot == slot
-            and run.consumed == step.consumed[0][0]
-        ):
-            run.next_seq += 1
-            run.items.append(item)
-            return True
-        if run is not None:
-            self._seal()
-        self._run = _Run(job_id, step, slot, event, item)
-        return True
 
     def _seal(self) -> None:
         """Write the open run of whole steps as its line (``[4, ...]`` or ``[5, ...]``)."""

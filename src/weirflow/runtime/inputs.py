@@ -103,6 +103,9 @@ class Inputs:
         if q.watched or q.putters or job.finished or len(items) > q.capacity - len(q.items):
             return False
         journal = job.journal
+        if journal is not None and len(items) > 1 and self._fed_run(feed, len(items)):
+            self._done()
+            return True
         for item in items:
             q.append(item)
             feed.next += 1
@@ -112,6 +115,23 @@ class Inputs:
                 if job.finished:  # (the journal failed it): the rest as ``feed`` does it
                     return False
         self._done()
+        return True
+
+    def _fed_run(self, feed: _Feed, k: int) -> bool:
+        """Append the next ``k`` starting inputs of ``feed`` (they fit, nothing watches the
+        slot) and have the journal record them in one call (``Journal.inputs_enqueued``);
+        ``False`` (nothing done) if it would not take them so."""
+        job, q = self.job, feed.queue
+        journal = job.journal
+        assert journal is not None
+        start = feed.next
+        run = feed.items[start : start + k]
+        if not journal.inputs_enqueued(job, q.path, run):
+            return False
+        for item in run:  # (in the same frame as their records: nothing runs in between)
+            q.append(item)
+        feed.next += k
+        self.entered += k
         return True
 
     async def feed(self, feed: _Feed) -> None:
@@ -131,6 +151,10 @@ class Inputs:
                     if k:
                         feed.next += k
                         self.entered += k
+                        continue
+                if journal is not None and not q.watched and not q.putters and not job.finished:
+                    k = min(end - feed.next, q.capacity - len(q.items))
+                    if k > 1 and self._fed_run(feed, k):
                         continue
                 item = items[feed.next]
                 if not q.watched and not job.finished and q.try_append(item):

@@ -12,7 +12,7 @@ in batches awaits the batch that holds the record.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +130,15 @@ class Journal:
         """``item`` was appended to ``slot``. ``origin`` is the ``Step`` that emitted it,
         ``INPUT`` for an initial input, ``None`` for a ``send``."""
 
+    def inputs_enqueued(self, job: Job, slot: str, items: Sequence[Any]) -> bool:
+        """``items`` are appended to ``slot``, in this order, as starting inputs, as soon as
+        this returns ``True`` (in the same frame: nothing else is recorded in between):
+        ``enqueued(job, slot, item, INPUT)`` for each, in one call. ``False`` when this
+        journal records nothing of them (this default; or one of them cannot be recorded):
+        the caller then feeds them one by one, calling ``enqueued``. Only the runtime's own
+        journals override it (a journal that overrides ``enqueued`` needs nothing more)."""
+        return False
+
     def step_started(self, job: Job, step: Step) -> None:
         """An attempt starts; on the first attempt its ``consumed`` items just left the
         front of their slots."""
@@ -219,6 +228,13 @@ class Journals(Journal):
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
         for j in self.journals:
             j.enqueued(job, slot, item, origin)
+
+    def inputs_enqueued(self, job: Job, slot: str, items: Sequence[Any]) -> bool:
+        # (in one call only when a single one of them records enqueues: no partial record)
+        told = [j for j in self.journals if type(j).enqueued is not Journal.enqueued]
+        if not told:
+            return True
+        return len(told) == 1 and told[0].inputs_enqueued(job, slot, items)
 
     def step_started(self, job: Job, step: Step) -> None:
         for j in self.journals:
