@@ -141,6 +141,8 @@ class LogJournal(Journal):
     and commit them in batches.
     """
 
+    keeps_steps = False  # (each record is a copy)
+
     def __init__(self) -> None:
         self.records: list[Record] = []
 

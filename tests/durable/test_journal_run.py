@@ -1,0 +1,167 @@
+"""Journaled calls in a row (``runtime.journal_run``): a routine of a durable job makes its
+calls one after another in one frame, one ``Step`` reset per call when the journal keeps
+none. The journal it writes is the journal of one call at a time (what a job with an
+``on_handler_end`` hook still makes: ``_call_fast``), record for record, through state,
+emits of none, one and two items, failures with a retry, and what a handler changes of a
+step (its progress); and a journal that keeps its steps gets a new one for each call."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import weirflow as wf
+from weirflow.durable import JobSpec, Store
+from weirflow.durable.journal import DurableJournal, decoded
+from weirflow.runtime import Journal, LogJournal
+from weirflow.runtime.journal import Step
+
+N = 60
+POLICY = wf.ErrorPolicy(retries=1, backoff=wf.Backoff(initial_s=0, jitter=False), then="dead_letter")
+
+
+class Mixed(wf.Routine):
+    """Emits nothing, one or two items; keeps a count in its state now and then; fails
+    once on some items (then succeeds on the retry); reports progress on others."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+    on_error = POLICY
+    failed: set[int]
+
+    @inp.handler
+    async def take(self, item: int, ctx: wf.Context) -> None:
+        if item % 7 == 3 and item not in self.failed:
+            self.failed.add(item)
+            raise ValueError(f"first attempt of {item}")
+        if item % 5 == 1:
+            ctx.progress(50, f"half of {item}")
+        if item % 11 == 4:
+            ctx.state["n"] = ctx.state.get("n", 0) + 1
+        elif item % 11 == 5:
+            ctx.state.clear()
+        for k in range(item % 3):
+            await ctx.emit(self.out, [item, k] if item % 4 == 0 else item * 10 + k)
+
+
+class Forward(wf.Routine):
+    inp = wf.Slot(capacity=4)  # (smaller than the run: its emits wait for room)
+    out = wf.Event()
+
+    @inp.handler
+    async def forward(self, item: Any, ctx: wf.Context) -> None:
+        await ctx.emit(self.out, item)
+
+
+class Sink(wf.Routine):
+    inp = wf.Slot()
+
+    @inp.handler
+    async def take(self, item: Any, ctx: wf.Context) -> None:
+        pass
+
+
+class Ends(wf.Hooks):
+    """Watches handler ends: the runner makes one call per turn of its loop then."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_handler_end(
+        self, job: Any, routine: str, item: Any, error: BaseException | None, duration_s: float
+    ) -> None:
+        self.calls += 1
+
+
+class Steps(Journal):
+    """Keeps every ``Step`` it is told of (``keeps_steps``: the default)."""
+
+    def __init__(self) -> None:
+        self.started: list[Step] = []
+
+    def step_started(self, job: Any, step: Step) -> None:
+        self.started.append(step)
+
+
+def _flow() -> wf.Flow:
+    f = wf.Flow("mixed")
+    f.add("a", Mixed(failed=set()))
+    f.add("b", Forward())
+    f.add("c", Sink())
+    f.connect("a.out", "b.inp")
+    f.connect("b.out", "c.inp")
+    return f
+
+
+async def _journal(store: Store, hooks: list[wf.Hooks], extra: Journal | None = None) -> list[Any]:
+    job_id = await store.submit(JobSpec(flow="mixed", inputs={}))
+    durable = DurableJournal(store, drop_completed=False)
+    log = LogJournal()
+    journals = [durable, log] if extra is None else [durable, log, extra]
+    async with wf.Engine(journal=wf.Journals(*journals)) as engine:
+        job = await engine.start(_flow(), {"a.inp": list(range(N))}, job_id=job_id, hooks=hooks)
+        result = await job.wait(timeout_s=30)
+        assert result.status is wf.JobStatus.COMPLETED, result.error
+        await durable.flush()
+    records = decoded(job_id, await store.read_journal(job_id))
+    assert records == json.loads(json.dumps(log.records))  # (what is stored is what was recorded)
+    return records
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+async def test_calls_in_a_row_write_the_journal_of_one_call_at_a_time(store: Store) -> None:
+    ends = Ends()
+    one_at_a_time = await _journal(store, [ends])
+    assert ends.calls > N  # (the hook saw every call: the runner made them one per turn)
+    in_a_row = await _journal(store, [])
+    assert in_a_row == one_at_a_time
+    kinds = {r["t"] for r in in_a_row}
+    assert kinds == {"enq", "start", "done", "end"}
+    assert any(r["t"] == "done" and r["status"] == "failed" for r in in_a_row)  # (the retries)
+    assert any(r["t"] == "done" and r["state"] for r in in_a_row)
+
+
+@pytest.mark.parametrize("store_url", ["memory"], indirect=True)
+async def test_a_journal_that_keeps_its_steps_gets_a_new_step_for_each_call(store: Store) -> None:
+    steps = Steps()
+    await _journal(store, [], extra=steps)
+    assert len({id(s) for s in steps.started}) == len(steps.started)
+    calls = {(s.routine, s.seq, s.attempt) for s in steps.started}
+    assert len(calls) == len(steps.started)
+    a = sorted(s.seq for s in steps.started if s.routine == "a" and s.attempt == 1)
+    assert a == list(range(1, N + 1))
+    assert all(s.status in ("completed", "failed") and s.final in (True, False) for s in steps.started)
+    assert all(s.consumed[0][1] == s.seq - 1 for s in steps.started if s.routine == "a")
+
+
+KINDS: list[Any] = [1, -(2**63), 2**64 - 1, "a", "é\\u0000 \n", 1.5, -0.0, True, None, [1, "x"], {"k": []}]
+ITEMS = KINDS * 3
+
+
+def _forwards() -> wf.Flow:
+    f = wf.Flow("forwards")
+    f.add("b", Forward())
+    f.add("c", Sink())
+    f.connect("b.out", "c.inp")
+    return f
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+async def test_a_durable_journal_alone_records_what_a_log_journal_does(store: Store) -> None:
+    """Alone, the durable journal takes starting inputs in runs (``inputs_enqueued``) and its
+    routines reuse one step per run of calls: the same records as a ``LogJournal``'s."""
+    job_id = await store.submit(JobSpec(flow="forwards", inputs={}))
+    durable = DurableJournal(store, drop_completed=False)
+    async with wf.Engine(journal=durable) as engine:
+        job = await engine.start(_forwards(), {"b.inp": ITEMS}, job_id=job_id)
+        assert (await job.wait(timeout_s=30)).status is wf.JobStatus.COMPLETED
+        await durable.flush()
+    log = LogJournal()
+    async with wf.Engine(journal=log) as engine:
+        job = await engine.start(_forwards(), {"b.inp": ITEMS})
+        assert (await job.wait(timeout_s=30)).status is wf.JobStatus.COMPLETED
+    records = decoded(job_id, await store.read_journal(job_id))
+    assert records == json.loads(json.dumps(log.records))
+    assert sum(r["t"] == "enq" and r["by"] == "input" for r in records) == len(ITEMS)
