@@ -217,9 +217,12 @@ class Route:
             if step.delivered is not None:  # a rerun: not again where it already went
                 kept = undelivered(step, self.queues, item)
                 connections = tuple(c for c in connections if c.queue in kept)
+        shared = self.shared
         for c in connections:
             q = c.queue
-            if not q.try_append(item) and not await q.put(item, q.block_timeout_s, True):
+            if not shared and len(q.items) < q.capacity and not q.putters:  # (try_append, inlined)
+                q.append(item)
+            elif not q.try_append(item) and not await q.put(item, q.block_timeout_s, True):
                 continue  # dropped by the slot's policy (and dead-lettered)
             if step is not None:
                 step.emit_at = at
