@@ -67,7 +67,7 @@ async def test_a_member_found_gone_registers_again(redis_url: str, registries: M
 
 async def live_after(redis_url: str, registries: Make, node_id: str) -> bool:
     """Whether Redis lists ``node_id`` as live (a registry started now lists what Redis holds)."""
-    fresh = registries(redis_url)
+    fresh = registries(redis_url, deadline_s=5.0)  # (often just after Redis resumed, on a busy machine)
     await fresh.start()
     try:
         return fresh.get(node_id) is not None
@@ -119,6 +119,35 @@ async def test_a_leave_during_start_removes_the_node_wherever_it_lands(
         assert not await live_after(redis_url, registries, f"l{steps}"), steps
 
 
+async def test_a_leave_during_a_start_that_redis_answers_late_ends_the_start_without_error(
+    own_server: RedisServer, registries: Make
+) -> None:
+    """SIGTERM while ``weirflow worker --registry`` is still trying to list or register
+    because Redis answers late: the start ends as it does when the signal comes during a
+    quick start (no error: the worker was told to stop), no node is left registered and no
+    heartbeat runs."""
+    url = own_server.url(0)
+    for pause_s in (0.05, 0.35):  # a leave during the first call, or during a later try
+        member = Membership(
+            registries(url, deadline_s=0.1), f"n{pause_s}", pool="p", capacity=1, running=lambda: 0
+        )
+        own_server.pause()
+        try:
+            starting = asyncio.get_running_loop().create_task(member.start())
+            await asyncio.sleep(pause_s)
+            leaving = asyncio.get_running_loop().create_task(member.leave())  # the signal handler
+            async with asyncio.timeout(10.0):
+                await asyncio.wait([starting])
+        finally:
+            own_server.cont()
+        async with asyncio.timeout(10.0):
+            await starting  # no ClusterError
+            await leaving
+            await member.stop()
+        assert member._task is None
+        assert not await live_after(url, registries, f"n{pause_s}")
+
+
 async def test_a_start_while_redis_does_not_answer_for_a_moment_registers_once_it_does(
     own_server: RedisServer, registries: Make
 ) -> None:
@@ -138,7 +167,7 @@ async def test_a_start_while_redis_does_not_answer_for_a_moment_registers_once_i
         async with asyncio.timeout(10.0):
             await starting
         assert member.node is not None and member.node.state == "up"
-        watcher = registries(url)
+        watcher = registries(url, deadline_s=5.0)  # (Redis has just resumed, on a busy machine)
         await watcher.start()
         assert watcher.get("late") is not None
     finally:

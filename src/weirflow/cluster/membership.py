@@ -63,6 +63,7 @@ class Membership:
         self._task: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
         self._leaving: asyncio.Task[None] | None = None
+        self._registering = False  # the start got as far as registering (a node may be listed)
         self._rng = random.Random()
 
     async def start(self) -> None:
@@ -85,9 +86,12 @@ class Membership:
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         until = loop.time() + self.start_timeout_s
-        await self._retrying(self.registry.start, until)
+        if not await self._retrying(self.registry.start, until):
+            return  # left while listing: nothing registered
+        self._registering = True
         try:
-            await self._retrying(self._register, until)
+            if not await self._retrying(self._register, until):
+                return  # left while registering: ``_leave`` removes what may have landed
         except ClusterError:
             # the register may have been applied all the same (an answer that came too late)
             await self._remove()
@@ -96,27 +100,31 @@ class Membership:
         if self._leaving is None:  # (a leave() during the start removes the node instead)
             self._task = asyncio.create_task(self._beat(), name=f"weirflow-node-{self.node_id}")
 
-    async def _retrying(self, step: Callable[[], Awaitable[object]], until: float) -> None:
+    async def _retrying(self, step: Callable[[], Awaitable[object]], until: float) -> bool:
         """``step()``, tried again after a ``ClusterError`` (with a backoff) until ``until``
-        (loop time) or a ``leave()``, as long as calls miss their deadline (Redis is slow);
-        a refused connection fails at once."""
+        (loop time), as long as calls miss their deadline (Redis is slow); a refused
+        connection fails at once. False if a ``leave()`` came while it was being tried
+        again: the start is given up, as a leave after it would have undone it (a worker's
+        SIGTERM during a slow start is a stop, not a failed start)."""
         loop = asyncio.get_running_loop()
         delay_s = 0.1
         misses = self.registry.metrics.deadline_misses
         while True:
             try:
                 await step()
-                return
+                return True
             except ClusterError as e:
                 # (only a Redis that answers late: one that refuses connections is not there)
                 late = self.registry.metrics.deadline_misses > misses
-                if not late or self._leaving is not None or loop.time() + delay_s > until:
+                if late and self._leaving is not None:
+                    return False
+                if not late or loop.time() + delay_s > until:
                     raise
                 log.warning("cluster node start failed, trying again", node=self.node_id, error=str(e))
             await asyncio.sleep(delay_s * self._rng.uniform(0.8, 1.0))  # a backoff
             delay_s = min(delay_s * 2, 1.0)
             if self._leaving is not None:
-                raise ClusterError(f"cluster node {self.node_id!r} left while it was starting")
+                return False
 
     async def _register(self) -> None:
         self.node = await self.registry.register(
@@ -164,6 +172,8 @@ class Membership:
         await asyncio.wait([self._starting])  # a register in flight is applied first, then removed
         if self._starting.cancelled() or self._starting.exception() is not None:
             return  # it failed, and removed what it may have registered
+        if not self._registering:
+            return  # given up while listing: nothing was registered
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
