@@ -75,3 +75,22 @@ async def test_a_cancelled_probe_does_not_close_a_half_open_breaker(
         await calls.call("ping", client.ping)  # type: ignore[attr-defined]
     states.append(calls.state)
     assert states == ["half-opened", "opened"]  # the failing probe opens it again at once
+
+
+async def test_redis_pys_own_socket_timeout_is_a_missed_deadline(own_server: RedisServer) -> None:
+    """redis-py's socket timeout is set to the deadline too, and on a busy machine it can
+    fire before the call's own: that is the deadline missed all the same (the membership's
+    start tries again on a missed deadline; it gave up on 'TimeoutError: Timeout reading')."""
+    metrics = RegistryMetrics()
+    calls = Calls(metrics=metrics, deadline_s=5.0, threshold=2, open_s=OPEN_S, on_state=lambda _: None)
+    await calls.start()
+    client = connect(own_server.url(), deadline_s=DEADLINE_S)  # its socket timeout first, always
+    try:
+        await calls.call("ping", client.ping)
+        own_server.pause()
+        with pytest.raises(ClusterError, match="no answer within"):
+            await calls.call("ping", client.ping)
+        assert metrics.deadline_misses == 1
+    finally:
+        own_server.cont()
+        await client.aclose(close_connection_pool=True)

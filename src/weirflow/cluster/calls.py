@@ -23,6 +23,7 @@ from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as SocketTimeout
 
 from ..cancels import keeping_cancels, promptly
 from ..errors import ClusterError
@@ -118,13 +119,15 @@ class Calls:
                 await self._deliver(brk)  # no outcome: the breaker's count stays as it was
                 raise
             except BaseException as e:
-                missed = isinstance(e, TimeoutError)
-                failed = isinstance(e, RedisError | OSError)
+                missed = isinstance(e, TimeoutError | SocketTimeout)
+                failed = isinstance(e, RedisError | OSError) and not missed
                 await brk.__aexit__(type(e), e, e.__traceback__)
                 raise
             await brk.__aexit__(None, None, None)
             return result
-        except TimeoutError:
+        except (TimeoutError, SocketTimeout):
+            # (redis-py's socket timeout is the deadline too: whichever of the two fires first
+            # on a busy machine, the call missed its deadline)
             raise ClusterError(f"redis {what}: no answer within {deadline:.3g}s") from None
         except ResponseError as e:
             raise ClusterError(f"redis {what}: {e}") from None
@@ -149,7 +152,7 @@ class Calls:
             with keeping_cancels():  # the caller's cancel, even if redis-py dropped it
                 async with asyncio.timeout(deadline):
                     return await promptly(fn())  # a blocking read: a cancel ends it at once
-        except TimeoutError:
+        except (TimeoutError, SocketTimeout):
             missed = True
             raise ClusterError(f"redis {what}: no answer within {deadline:.3g}s") from None
         except ResponseError as e:
