@@ -443,8 +443,10 @@ class DurableJournal(Journal):
         (the SQLite store's, when the write lock was taken): a busy event loop takes
         the GIL back within microseconds whenever it polls, so a thread that wants it
         could otherwise wait until the job ends."""
+        if self._count < LAG_BATCHES * self.max_batch:  # (first: asked before every call)
+            return None
         flushing = self._flushing
-        if flushing is not None and self._count >= LAG_BATCHES * self.max_batch and not flushing.done():
+        if flushing is not None and not flushing.done():
             return asyncio.shield(flushing)
         return None
 

@@ -96,7 +96,8 @@ class JournaledCalls:
                     step.emitted = []
                     step.status = "running"
                     step.final = False
-                    step.started_at = time.time()
+                    # (the last call's end: nothing ran since, so one clock read per call)
+                    step.started_at = step.completed_at or time.time()
                     step.completed_at = None
                     step.emit_at = -1
                     if step.progress is not None:
