@@ -13,6 +13,10 @@ runs wrk (one thread, ``--connections``) against each for two requests:
 Reports requests/s and p99 of each side, and the ratios weirflow / floor.
 Targets: throughput >= 0.6 x the floor, p99 <= 3 x the floor's.
 
+``--trees A,B``: serve each tree's ``src`` (e.g. a ``git archive`` of an older commit)
+instead of this checkout, all against the same floor, interleaved in each round (before
+and after in one run); ``--only start`` or ``--only queues`` measures one request.
+
 Also the server's CPU time per request (its process's user + system time over the wrk
 run, from ``/proc``, divided by the requests answered) and the ratio floor / weirflow:
 on a machine whose cores are shared with other work, requests/s measures the share of
@@ -68,9 +72,13 @@ def _listening(proc: subprocess.Popen[str], marker: str) -> str:
     raise RuntimeError("the server did not start")
 
 
-def serve_weirflow() -> tuple[subprocess.Popen[str], str]:
+def serve_weirflow(tree: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``weirflow serve`` of this checkout, or of ``tree``'s ``src`` (e.g. a ``git archive``)."""
     cmd = [sys.executable, "-m", "weirflow", "serve", "--flows", "benchmarks.http_api", "--port", "0"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
+    env = _env()
+    if tree is not None:
+        env["PYTHONPATH"] = f"{tree / 'src'}{os.pathsep}{ROOT}"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     return proc, _listening(proc, "listening on")
 
 
@@ -128,45 +136,70 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--trees",
+        default="",
+        help="comma-separated trees whose src/ to serve, each against the same floor (default: this one)",
+    )
+    parser.add_argument("--only", choices=["queues", "start"], help="measure one request only")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    trees: list[Path | None] = [Path(t).resolve() for t in args.trees.split(",") if t] or [None]
+    names = [str(t) if t is not None else "weirflow" for t in trees]
     procs: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp, "post.lua")
         lua = f"wrk.method = 'POST'\nwrk.body = '{START_BODY}'\n"
         script.write_text(lua + "wrk.headers['Content-Type'] = 'application/json'\n")
         try:
-            weir, weir_url = serve_weirflow()
             floor, floor_url = serve_floor()
-            procs += [weir, floor]
-            job = paused_queues_job(weir_url)
-            cases = {
-                "GET queues (100 slots)": (f"{weir_url}/api/jobs/{job}/queues", f"{floor_url}/queues", None),
-                "POST start (1 routine)": (f"{weir_url}/api/jobs", f"{floor_url}/start", str(script)),
-            }
-            runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+            procs.append(floor)
+            servers = []
+            for tree in trees:
+                proc, url = serve_weirflow(tree)
+                procs.append(proc)
+                servers.append((proc, url, paused_queues_job(url)))
+            cases: dict[str, list[tuple[str, str, int]]] = {}
+            if args.only != "start":
+                cases["GET queues (100 slots)"] = [
+                    *(
+                        (n, f"{url}/api/jobs/{job}/queues", p.pid)
+                        for n, (p, url, job) in zip(names, servers, strict=True)
+                    ),
+                    ("floor", f"{floor_url}/queues", floor.pid),
+                ]
+            if args.only != "queues":
+                cases["POST start (1 routine)"] = [
+                    *((n, f"{url}/api/jobs", p.pid) for n, (p, url, _) in zip(names, servers, strict=True)),
+                    ("floor", f"{floor_url}/start", floor.pid),
+                ]
+            runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
             for r in range(args.rounds):
-                for name, (w_url, f_url, lua) in cases.items():
-                    sides = [("weirflow", w_url, weir.pid), ("floor", f_url, floor.pid)]
+                for name, sides in cases.items():
+                    lua_script = str(script) if name.startswith("POST") else None
                     for side, url, pid in sides if r % 2 == 0 else sides[::-1]:
                         runs.setdefault((name, side), []).append(
-                            wrk(url, args.seconds, args.connections, lua, pid)
+                            wrk(url, args.seconds, args.connections, lua_script, pid)
                         )
         finally:
             for p in procs:
                 p.send_signal(signal.SIGINT)
                 p.wait(30)
     for name in cases:
-        w, f = runs[(name, "weirflow")], runs[(name, "floor")]
-        w_rps, f_rps = statistics.median(x[0] for x in w), statistics.median(x[0] for x in f)
-        w_p99, f_p99 = statistics.median(x[1] for x in w), statistics.median(x[1] for x in f)
-        w_cpu, f_cpu = statistics.median(x[2] for x in w), statistics.median(x[2] for x in f)
-        print(
-            f"{name}: weirflow {w_rps:8.0f}/s p99 {w_p99:7.2f} ms | floor {f_rps:8.0f}/s p99 {f_p99:7.2f} ms"
-            f" | throughput {w_rps / f_rps:.2f} x (target >= 0.6), p99 {w_p99 / f_p99:.2f} x (target <= 3)"
-            f" | CPU per request: weirflow {w_cpu:.3f} ms, floor {f_cpu:.3f} ms, {f_cpu / w_cpu:.2f} x"
-        )
+        f = runs[(name, "floor")]
+        f_rps, f_p99, f_cpu = (statistics.median(x[i] for x in f) for i in range(3))
+        for side in names:
+            w = runs[(name, side)]
+            w_rps, w_p99, w_cpu = (statistics.median(x[i] for x in w) for i in range(3))
+            label = name if len(names) == 1 else f"{name} [{side}]"
+            print(
+                f"{label}: weirflow {w_rps:8.0f}/s p99 {w_p99:7.2f} ms"
+                f" | floor {f_rps:8.0f}/s p99 {f_p99:7.2f} ms"
+                f" | throughput {w_rps / f_rps:.2f} x (target >= 0.6), p99 {w_p99 / f_p99:.2f} x"
+                f" (target <= 3) | CPU per request: weirflow {w_cpu:.3f} ms, floor {f_cpu:.3f} ms,"
+                f" {f_cpu / w_cpu:.2f} x"
+            )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -60,3 +62,26 @@ def test_a_body_under_the_cap_is_read(small: Live) -> None:
 def test_413_also_on_routes_that_take_no_body(small: Live) -> None:
     response = small.client.request("GET", "/api/flows", content=b"x" * (LIMIT + 1))
     assert response.status_code == 413
+
+
+def test_a_small_declared_length_does_not_let_a_chunked_body_past_the_cap(small: Live) -> None:
+    # Transfer-Encoding frames the body, whatever Content-Length says (HTTP/1.1): the cap
+    # counts what is read
+    body = _body(4 * LIMIT)
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(c), c) for c in (body[i : i + 256] for i in range(0, len(body), 256))
+    )
+    head = (
+        b"POST /api/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    parts = urlsplit(small.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as s:
+        s.sendall(head + chunks + b"0\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            got = s.recv(4096)
+            if not got:
+                break
+            answer += got
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

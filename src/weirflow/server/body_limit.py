@@ -2,7 +2,9 @@
 
 A declared ``Content-Length`` over the cap is refused before anything is read;
 a body without one (chunked) is counted while it is read, and reading stops at
-the first chunk past the cap.
+the first chunk past the cap. A body of a declared length within the cap, not
+chunked, is passed on as it is: the server frames it by that length (HTTP/1.1),
+so it cannot grow past it, and the request pays for no wrapper.
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, chunked = _framing(scope)
         if declared == -1:
             await _reply(send, 400, "Content-Length is not a non-negative integer")
             return
         if declared is not None and declared > self.max_bytes:
             await _reply(send, 413, f"request body is larger than {self.max_bytes} bytes")
+            return
+        if declared is not None and not chunked:  # (framed by its length: see the module doc)
+            await self.app(scope, receive, send)
             return
         received = 0
         started = False
@@ -62,16 +67,23 @@ class BodyLimitMiddleware:
             await _reply(send, 413, str(e.detail))
 
 
-def _content_length(scope: Scope) -> int | None:
-    """The declared length, ``None`` if absent, ``-1`` if malformed."""
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared length (``None`` if absent, ``-1`` if malformed), and whether the body is
+    sent with a ``Transfer-Encoding`` (chunked: then the length is not what frames it)."""
+    declared: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
                 n = int(value)
             except ValueError:
-                return -1
-            return n if n >= 0 else -1
-    return None
+                return -1, chunked
+            declared = n if n >= 0 else -1
+            if declared == -1:
+                return declared, chunked
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:
