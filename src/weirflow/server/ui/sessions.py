@@ -135,8 +135,16 @@ def check_cross_site(request: Request, allowed_origins: tuple[str, ...], *, chan
     changes something (it consumes) is judged as a change."""
     if request.method in SAFE_METHODS and not changing:
         return
-    site = request.headers.get("sec-fetch-site")
-    origin = request.headers.get("origin")
+    site: str | None = None
+    origin: str | None = None
+    # (the two headers from the raw list in one pass, first of each, as ``request.headers``
+    # would give them: building that mapping cost more than the check, on every change)
+    for name, value in request.scope["headers"]:
+        if name == b"sec-fetch-site":
+            if site is None:
+                site = value.decode("latin-1")
+        elif name == b"origin" and origin is None:
+            origin = value.decode("latin-1")
     if site is not None:
         if site.strip().lower() in TRUSTED_FETCH_SITES:
             return
