@@ -24,7 +24,10 @@ SERVED = "tests.server.flows.served"
 FLOW_DIR = "tests/server/flows"
 ADMIN_KEY = "admin-key-0123"
 READ_KEY = "read-key-4567"
-START_TIMEOUT_S = 10
+START_TIMEOUT_S = 30
+# a failure bound for one request, not a speed claim: a pipeline's start spawns a process,
+# which took over 10 s at load 15-17 (the supervise HTTP tests timed out there)
+CLIENT_TIMEOUT_S = 60
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Live:
     server: Server
 
     def new_client(self, **headers: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, headers=headers)
+        return httpx.Client(base_url=self.url, timeout=CLIENT_TIMEOUT_S, headers=headers)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -61,7 +64,7 @@ def live_server(
     try:
         if not bound.wait(START_TIMEOUT_S):
             raise RuntimeError("the live server did not start")
-        with httpx.Client(base_url=server.urls[0], timeout=10, headers=headers or {}) as client:
+        with httpx.Client(base_url=server.urls[0], timeout=CLIENT_TIMEOUT_S, headers=headers or {}) as client:
             yield Live(server.urls[0], client, server)
     finally:
         server.should_exit = True

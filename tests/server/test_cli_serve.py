@@ -18,7 +18,7 @@ from tests.processes import running
 from tests.server.conftest import FLOW_DIR, SERVED
 
 ROOT = Path(__file__).resolve().parents[2]
-WAIT_S = 20
+WAIT_S = 60  # a failure bound: `weirflow serve` took over 20 s to listen at load 15-17
 
 
 def _env(**extra: str) -> dict[str, str]:
