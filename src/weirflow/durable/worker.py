@@ -34,6 +34,7 @@ import time
 
 from ..errors import StoreError, StoreOpenError
 from ..redact import redact_url
+from .models import JobRecord
 from .worker_core import (
     DEFAULT_CONCURRENCY,
     RECONNECT_MAX_S,
@@ -133,6 +134,54 @@ class Worker(Running, Upkeep, Shutdown):
 
     # -- claiming -----------------------------------------------------------------------
 
+    def _hold(self, record: JobRecord, sent: float) -> None:
+        """This worker holds ``record``'s job from its claim (sent at ``sent``) on."""
+        self.running[record.id] = None
+        self._tokens[record.id] = record.token
+        self._lease_from[record.id] = sent
+        if self.durable is not None:
+            self.durable.begin(record.id, record.token)
+
+    def _still_here(self, job_id: str) -> bool:
+        """An earlier run of ``job_id`` in this worker is not over: running, or its
+        outcome not yet written."""
+        return job_id in self.running or job_id in self._reporting or job_id in self._tokens
+
+    async def _run_again(self, record: JobRecord, sent: float) -> None:
+        """A claim of a job this worker still runs: its lease ran out here (a clock that
+        jumped ahead, renewals that did not get through) and the store gave the job back
+        to this worker's own claim, under a new token. The earlier run is over for the
+        store: stop it here, as a lost one, and start the new run once nothing of the old
+        one is left (its task, its token, its outcome), so that the two never run at once
+        and nothing of the old run is written under the new claim's token."""
+        job_id, token = record.id, record.token
+        self._lease_lost(job_id, f"this worker claimed it again (run {token}): its lease had run out")
+        self._claimed_again[job_id] = token  # (a later claim of it again replaces this one)
+        gone = self._gone.setdefault(job_id, asyncio.Event())
+        try:
+            while self._still_here(job_id) and self._claimed_again.get(job_id) == token:
+                gone.clear()
+                await gone.wait()
+        finally:
+            latest = self._claimed_again.get(job_id) == token
+            if latest:
+                del self._claimed_again[job_id]
+                self._gone.pop(job_id, None)
+        if not latest:
+            return  # claimed again since, under a newer token: that claim runs it
+        self._lost.discard(job_id)  # (what the earlier run left: nothing of it runs now)
+        if self.durable is not None:  # the records it made since are dropped, not written
+            with contextlib.suppress(StoreError):
+                await self.durable.flush()
+        if self._stopping.is_set():  # shutting down: the claim goes back at once
+            with contextlib.suppress(StoreError):
+                await self.store.release({job_id: token}, self.worker_id)
+            return
+        log.info("job_claimed_again", worker=self.worker_id, job=job_id, token=token)
+        self._hold(record, sent)
+        self._leases_changed.set()  # (its lease is older than the ones the watch waits on)
+        await self._run_job(record)
+
     async def _claim_loop(self) -> None:
         idle = self.poll_min_s
         delay = RECONNECT_MIN_S
@@ -140,7 +189,7 @@ class Worker(Running, Upkeep, Shutdown):
             slots = (
                 self.concurrency if self.node_capacity is None else min(self.concurrency, self.node_capacity)
             )
-            free = slots - len(self.running)
+            free = slots - len(self.running) - len(self._claimed_again)
             if free <= 0:
                 self._slot_free.clear()
                 await first_done(self._slot_free.wait(), self._stopping.wait())
@@ -170,14 +219,12 @@ class Worker(Running, Upkeep, Shutdown):
             for record in claim.jobs:
                 if self.metrics is not None:
                     self.metrics.claimed(record)
-                self.running[record.id] = None
-                self._tokens[record.id] = record.token
-                self._lease_from[record.id] = sent
-                if self.durable is not None:
-                    self.durable.begin(record.id, record.token)
-                task = asyncio.get_running_loop().create_task(
-                    self._run_job(record), name=f"weirflow:run:{record.id}"
-                )
+                if self._still_here(record.id):
+                    run = self._run_again(record, sent)
+                else:
+                    self._hold(record, sent)
+                    run = self._run_job(record)
+                task = asyncio.get_running_loop().create_task(run, name=f"weirflow:run:{record.id}")
                 self._job_tasks.add(task)
                 task.add_done_callback(self._job_tasks.discard)
             if claim.jobs:

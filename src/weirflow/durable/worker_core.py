@@ -129,6 +129,9 @@ class WorkerCore:
         # when the request that last granted each lease held here was sent (monotonic):
         # the store's lease cannot run out before that time plus ``lease_s``
         self._lease_from: dict[str, float] = {}
+        # claims of jobs whose earlier run here is not over yet, and what they wait on
+        self._claimed_again: dict[str, int] = {}  # job id: the token of its latest claim
+        self._gone: dict[str, asyncio.Event] = {}
         self._leases_changed = asyncio.Event()  # set by a claim while the watch is idle
         self._lease_watch_idle = False
         self._lost: set[str] = set()
@@ -194,7 +197,14 @@ class WorkerCore:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if job_id not in self.running and job_id in self._reporting:
+            waiting = len(self._done)
             self._done = [d for d in self._done if d[0] != job_id]
+            if len(self._done) < waiting:  # its completion, not written yet, never will be
+                self._reporting.discard(job_id)
+                self._lost.discard(job_id)
+                self._forget(job_id)
+                if not self._reporting and not self._done:
+                    self._reports_idle.set()
 
     def _outcome(self, job_id: str, outcome: str) -> None:
         """Count the end of ``job_id``'s attempt here (``weirflow.durable.metrics``)."""
@@ -209,6 +219,9 @@ class WorkerCore:
         """This worker is done with ``job_id`` (reported, given back or lost)."""
         self._tokens.pop(job_id, None)
         self._lease_from.pop(job_id, None)
+        gone = self._gone.get(job_id)
+        if gone is not None:  # a claim of it again waits for this (``Worker._run_again``)
+            gone.set()
         if self.durable is not None:
             self.durable.forget(job_id)
         if self.journal is not None:

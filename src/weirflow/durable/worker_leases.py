@@ -80,8 +80,11 @@ class Leases(WorkerCore):
                     self._lease_watch_idle = False
             else:
                 # a wait for a time: the earliest end of a lease held here (a claim cannot
-                # make it earlier: a new lease ends after every lease already held)
-                await asyncio.sleep(earliest + span - now)
+                # make it earlier: a new lease ends after every lease already held; a claim
+                # that waited for this worker's earlier run of its job sets ``changed``)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(earliest + span - now):
+                        await changed.wait()
 
     async def _give_back(self, tokens: dict[str, int]) -> None:
         """Release the jobs of ``tokens`` (job id: fencing token) at once, after committing
