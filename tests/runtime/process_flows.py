@@ -194,3 +194,38 @@ class Meet(wf.Routine):
         with open(self.fifo, "w" if n == 0 else "r"):
             pass
         ctx.emit(self.out, n)
+
+
+class InOrder(wf.Routine):
+    """Forwards its items after ``spin(n, rounds)`` of work, checking in ``ctx.state`` that they come in
+    order and that no other call of it runs meanwhile (an exclusive ``flock`` on
+    ``lock_path``, held during the call, across processes); records the processes it ran in."""
+
+    executor = "process"
+    inp = wf.Slot()
+    out = wf.Event()
+
+    def __init__(self, *, rounds: int, lock_path: str) -> None:
+        super().__init__(rounds=rounds, lock_path=lock_path)
+
+    @inp.handler
+    def handle(self, n: int, ctx: wf.Context) -> None:
+        import fcntl
+
+        with open(self.lock_path, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError("two calls at once") from None
+            try:
+                if n <= ctx.state.get("last", -1):
+                    raise RuntimeError(f"{n} after {ctx.state['last']}")
+                ctx.state["last"] = n
+                ctx.state["n"] = ctx.state.get("n", 0) + 1
+                pids = ctx.state.setdefault("pids", [])
+                if os.getpid() not in pids:
+                    pids.append(os.getpid())
+                spin(n, self.rounds)
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        ctx.emit(self.out, n)

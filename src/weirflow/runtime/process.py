@@ -152,14 +152,23 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
     also carries, per later stage, its calls and busy time and its state, and the first
     call of a later stage that failed (its stage, item and error): the calls up to the
     one whose subtree failed are complete; what that subtree emitted is dropped."""
+    from .process_wave import TURN, WAVE, reader, run_wave
+
     _exit_with_parent()
     routines: dict[str, Any] = {}
+    inbox = reader(conn)
     while True:
-        try:
-            data = conn.recv_bytes()
-        except (EOFError, OSError):  # the parent is gone
+        data = inbox.get()
+        if data is None:  # the parent is gone
             return
-        key, blob, method, wants_ctx, job_id, name, events, state, calls_data, chain = pickle.loads(data)  # noqa: S301 - from our parent
+        request = pickle.loads(data)  # noqa: S301 - from our parent
+        if request[0] == WAVE:
+            if not run_wave(conn, inbox, progress, routines, request):
+                return
+            continue
+        if request[0] == TURN:  # for a wave request that failed here (the parent stops it)
+            continue
+        key, blob, method, wants_ctx, job_id, name, events, state, calls_data, chain = request
         calls = pickle.loads(calls_data)  # noqa: S301 - from our parent
         results: Results = []
         ctx = ChildContext(job_id, name, events, state)
@@ -385,6 +394,20 @@ class ProcessPool:
                 raise WorkerDiedError("the engine's process pool is closed")
             self._all.add(child)
         return child
+
+    def try_checkout(self) -> _Child | None:
+        """``checkout`` if a child is free or may be started now; else ``None`` at once."""
+        with self._cond:
+            if self._closed:
+                raise WorkerDiedError("the engine's process pool is closed")
+            while self._idle:
+                child = self._idle.pop()
+                if child.alive():
+                    return child
+                self._all.discard(child)
+            if len(self._all) >= self.max_processes:
+                return None
+        return self.checkout()
 
     def checkin(self, child: _Child) -> None:
         """Give ``child`` back; a dead one is dropped and its place freed for a new one."""

@@ -30,6 +30,7 @@ from ..errors import UnpicklableError, WorkerDiedError
 from .activation import BoundActivation
 from .process import MAX_BATCH, STAGE, NoItem, Results
 from .process_chain import Chain, cut
+from .process_wave import Wave, wave_stages_locked
 from .runner import RoutineRunner
 from .shared_queue import SharedSlotQueue, emit_from_thread
 from .threads import ThreadRunner, _Call
@@ -238,9 +239,43 @@ class ProcessRunner(ThreadRunner):
         self.hop_items = 0  # the items those requests carried
         self.cpu_s = 0.0  # CPU time of its calls in children (``process_chain.cut``; ``busy_s`` is wall time)
         self.cpu_calls = 0  # the calls ``cpu_s`` is for
+        self.wave_off = False  # a wave met what it cannot send: batches take the usual path
 
     def _may_take_locked(self) -> bool:
         return not self.chained and super()._may_take_locked()
+
+    runs_waves = True
+
+    def _run_wave_locked(self, act: BoundActivation, ctx: Context) -> bool:
+        """With ``concurrency = 1``, two children or more and the default error policy, the
+        first routine of a process chain sends every batch through the whole chain, several
+        batches in flight at once, each routine's turn passed between them
+        (``process_wave``); whether it did (it returns once nothing is in flight)."""
+        job = self.job
+        if (
+            self.wave_off
+            or act.kind != "each"
+            or len(self.acts) != 1
+            or self.concurrency != 1
+            or job.engine.max_processes < 2
+            or self.policy.retries != 0
+            or self.policy.then != "fail_job"
+            or self.watch_start
+            or job.hook_set.handler_end
+        ):
+            return False
+        if self.next_stage is False:
+            with CUTTING:
+                if self.next_stage is False:
+                    _spans(job.runners.values(), job.engine.max_processes)
+        if self.chain_head is not self or len(self.chain) < 2 or wave_stages_locked(self) is None:
+            return False
+        self.lock.release()
+        try:
+            Wave(self, act, ctx).run()
+        finally:
+            self.lock.acquire()
+        return True
 
     def kick_after_chain_locked(self) -> None:
         """A request that ran this routine's calls (``Chain``) returned: a waiting ``pause``

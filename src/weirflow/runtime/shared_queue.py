@@ -323,6 +323,12 @@ class SharedSlotQueue(SlotQueue):
             self._post_fill()
         return item
 
+    def untake_locked(self, items: list[Any]) -> None:
+        """Put ``items``, taken last and not used, back at the front, in order."""
+        for item in reversed(items):
+            self.items.appendleft(item)
+        self.in_flight -= len(items)
+
     def take(self) -> Any:
         with self.lock:
             return self.take_locked()

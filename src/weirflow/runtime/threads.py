@@ -275,6 +275,8 @@ class ThreadRunner(RoutineRunner):
                 if self.runs_in_a_row and act.kind == "each" and self._in_a_row_ok():
                     self._run_in_a_row_locked(act, ctx, ends)
                     continue
+                if self.runs_waves and self._run_wave_locked(act, ctx):
+                    continue
                 calls = self._take_calls_locked(act)
                 self.live.update(calls)
                 self.busy += 1
@@ -316,6 +318,14 @@ class ThreadRunner(RoutineRunner):
     #: whether a worker may make calls in a row (``_run_in_a_row_locked``); a process
     #: runner sends batches instead
     runs_in_a_row = True
+    #: whether a worker may run its routine's process chain as a wave
+    #: (``process_wave``; ``ProcessRunner._run_wave_locked``)
+    runs_waves = False
+
+    def _run_wave_locked(self, act: BoundActivation, ctx: Context) -> bool:
+        """Run a wave of requests if this routine's chain may (lock held on entry and on
+        return); whether it did."""
+        return False
 
     def _in_a_row_ok(self) -> bool:
         """One ``each`` activation and nothing that watches a call's start or end."""
