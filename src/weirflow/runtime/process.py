@@ -326,6 +326,10 @@ class _Child:
         self.process.join(1.0)
         raise WorkerDiedError(self._death(), self.progress.value)
 
+    def death(self) -> str:
+        """How the child died (for ``WorkerDiedError``)."""
+        return self._death()
+
     def _death(self) -> str:
         code = self.process.exitcode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"

@@ -246,6 +246,20 @@ class ProcessRunner(ThreadRunner):
 
     runs_waves = True
 
+    def wave_failed(self, call: _Call, runner: ProcessRunner, item: Any, error: Exception) -> None:
+        """A call of ``runner`` (this routine or a later one of its chain) failed in one of
+        this routine's wave requests (``process_wave``): on the loop, the job fails naming
+        it and the item is its dead letter (``call`` holds it, if ``runner`` is this one)."""
+        if runner is self:
+            self._on_loop(call, self._give_up(call, error, 1))
+        else:
+            self._on_loop(call, runner.fail_chained(item, error))
+
+    def wave_call_ended_locked(self) -> None:
+        """A wave request of this routine ended (``busy`` counted down): a waiting ``pause``
+        may return now."""
+        self._quiet_changed_locked()
+
     def _run_wave_locked(self, act: BoundActivation, ctx: Context) -> bool:
         """With ``concurrency = 1``, two children or more and the default error policy, the
         first routine of a process chain sends every batch through the whole chain, several

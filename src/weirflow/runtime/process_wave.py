@@ -443,7 +443,7 @@ class Wave:
             except Exception as e:  # noqa: BLE001 - an emit's failure is the last routine's call's
                 if not self.job.finished:
                     last = self.runners[-1]
-                    head._on_loop(req.call, last.fail_chained(NoItem(), e))
+                    head.wave_failed(req.call, last, NoItem(), e)
             call = req.call
             with head.lock:
                 if not call.settled:
@@ -455,7 +455,7 @@ class Wave:
                     head.busy_s += req.busy0
                 head.live.discard(call)
                 head.busy -= 1
-                head._quiet_changed_locked()
+                head.wave_call_ended_locked()
             req.chain.release()
 
     def _emit(self, items: list[Any]) -> None:
@@ -483,7 +483,7 @@ class Wave:
             self._abandon()
             return
         j, index = divmod(child.progress.value, STAGE)
-        self._fail(req, j, index, NoItem(), WorkerDiedError(child._death(), index), 0.0)
+        self._fail(req, j, index, NoItem(), WorkerDiedError(child.death(), index), 0.0)
 
     def _fail(self, req: _Request, j: int, index: int, item: Any, error: BaseException, dt: float) -> None:
         """A call of routine ``j`` failed in ``req``'s batch: the job fails naming that
@@ -506,9 +506,9 @@ class Wave:
                     one = self._new_call([call.taken.pop(index)])
                     head.live.add(one)
             if one is not None:
-                head._on_loop(one, head._give_up(one, err, 1))
+                head.wave_failed(one, head, None, err)
         else:
-            head._on_loop(req.call, runner.fail_chained(item, err))
+            head.wave_failed(req.call, runner, item, err)
         self._abandon()
 
     def _drop(self, req: _Request) -> None:
@@ -527,7 +527,7 @@ class Wave:
                 head.children.discard(child)
         with head.lock:
             head.busy -= 1
-            head._quiet_changed_locked()
+            head.wave_call_ended_locked()
         req.chain.release()
 
     def _abandon(self) -> None:
