@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 import weirflow as wf
+from tests.looplag import loop_lag
 from weirflow.supervise.framing import HEADER
 
 Make = Callable[..., AbstractAsyncContextManager[wf.Supervisor]]
@@ -95,16 +96,16 @@ async def test_a_hung_child_is_replaced_while_the_others_stay_healthy(supervisor
         hung = ps[1]
         deadline_s = sup.get(hung.id).health["deadline_s"]
         replaced = asyncio.ensure_future(sup.wait_state(hung.id, "restarting", timeout_s=30))
-        t0 = time.monotonic()
-        os.kill(hung.pid or -1, signal.SIGSTOP)
-        try:
-            await replaced
-        finally:
-            with_pid = hung.pid or -1
-            if psutil.pid_exists(with_pid):
-                os.kill(with_pid, signal.SIGCONT)
-        took_s = time.monotonic() - t0
-        assert took_s <= interval_s * failures + deadline_s + 1
+        async with loop_lag() as lag:
+            os.kill(hung.pid or -1, signal.SIGSTOP)
+            try:
+                await replaced
+            finally:
+                with_pid = hung.pid or -1
+                if psutil.pid_exists(with_pid):
+                    os.kill(with_pid, signal.SIGCONT)
+        # the supervisor's own wait (the time this process could not run aside: tests/looplag.py)
+        assert lag.own_s <= interval_s * failures + deadline_s + 1, (lag.elapsed_s, lag.late_s)
         info = sup.get(hung.id)
         assert info.last_exit is not None
         assert info.last_exit["reason"].startswith("unhealthy: 3 health checks failed")
@@ -114,8 +115,10 @@ async def test_a_hung_child_is_replaced_while_the_others_stay_healthy(supervisor
             assert o.state == "running"
             assert o.health["failures"] == 0
             # checked on schedule the whole time: the last healthy answer is recent
-            assert now - o.health["last_ok_at"] <= interval_s + o.health["deadline_s"] + 0.5
-        assert sup.metrics.health_failures["echo"] == failures
+            assert now - o.health["last_ok_at"] <= interval_s + o.health["deadline_s"] + 0.5 + lag.max_late_s
+        # the hung child's failed checks are counted (a healthy child's check may also miss once
+        # on a loaded machine and pass at the next one: 4 here once at load 8-10)
+        assert sup.metrics.health_failures["echo"] >= failures
         running = await sup.wait_state(hung.id, "running", timeout_s=20)
         assert running.restarts == 1
         assert sup.metrics.restarts == {("echo", "unhealthy"): 1}
