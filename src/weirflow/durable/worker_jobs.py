@@ -7,23 +7,78 @@ import contextlib
 import functools
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from ..errors import JobError, JobTimeoutError, LeaseLostError
 from ..flow.graph import Flow
 from ..runtime.job import Job
+from ..runtime.plan import FlowPlan, plan_of
 from ..runtime.replay import Restore, restore_from
 from ..runtime.results import JobResult, JobStatus, format_traceback
 from .models import JobRecord, storable_letters
 from .steps import reconciled
 from .worker_core import log
+from .worker_lane import LaneJob, LanePlan, lane_plan
 from .worker_leases import Leases
 from .worker_reports import Reporting
 
+_NO_ITEM = object()
+
 
 class Running(Reporting, Leases):
+    #: run simple jobs (a one-routine flow of one async ``each`` handler, one input item, no
+    #: replay) without a runtime ``Job`` (``worker_lane``): the same journal, step rows,
+    #: outcome, dead letters, timeout and cancellation; ``False`` builds a ``Job`` for each
+    simple_lane = True
+    lane_runs = 0  # jobs this worker ran in the lane
+    _lanes: dict[str, tuple[FlowPlan, LanePlan | None]] | None = None
+
+    def _lane_for(self, flow: Flow, record: JobRecord) -> tuple[LanePlan, Any] | None:
+        """The lane's plan and the job's one input item, if the lane may run it."""
+        engine = self.engine
+        if (
+            not self.simple_lane
+            or not self._owns_engine
+            or engine.hooks
+            or engine.closed
+            or self._engine_journal is not None
+            or engine.journal is None
+            or len(record.inputs) != 1
+        ):
+            return None
+        plan = plan_of(flow)  # (validated when new or changed, as ``Engine.start`` does)
+        lanes = self._lanes
+        if lanes is None:
+            lanes = self._lanes = {}
+        cached = lanes.get(flow.name)
+        if cached is None or cached[0] is not plan:
+            cached = lanes[flow.name] = (plan, lane_plan(flow, plan))
+        lane = cached[1]
+        if lane is None:
+            return None
+        items = record.inputs.get(lane.path, _NO_ITEM)
+        if items is _NO_ITEM:
+            return None
+        if isinstance(items, list | tuple):
+            if len(items) != 1:
+                return None
+            return lane, items[0]
+        return lane, items
+
+    async def _run_lane(self, record: JobRecord, lane: LanePlan, item: Any) -> JobResult | None:
+        """Run the job in the lane (``worker_lane``); ``None`` when its timeout cancelled it."""
+        self.lane_runs += 1
+        lane_job = LaneJob(self.engine, lane, record.id, item)
+
+        def started(job: LaneJob) -> bool:
+            self.running[record.id] = cast(Job, job)  # (the worker reads what both have)
+            return record.id in self._lost  # cancelled in the store before it started here
+
+        result = await lane_job.run(record.timeout_s, started)
+        return None if lane_job.timed_out else result
+
     async def _run_job(self, record: JobRecord) -> None:
         job: Job | None = None
         try:
@@ -35,15 +90,20 @@ class Running(Reporting, Leases):
                 await self._released.wait()
                 self._reported([])
                 return
-            job = await self.engine.start(flow, record.inputs, job_id=record.id, restore=restore)
-            self.running[record.id] = job
-            if record.id in self._lost:  # cancelled in the store before it started here
-                await job.cancel()
-            try:
-                result: JobResult | None = await job.wait(record.timeout_s)
-            except JobTimeoutError:
-                await job.cancel(reason="job_timeout", error=f"timed out after {record.timeout_s:g}s")
-                result = None
+            simple = self._lane_for(flow, record) if restore is None else None
+            result: JobResult | None
+            if simple is not None:
+                result = await self._run_lane(record, *simple)
+            else:
+                job = await self.engine.start(flow, record.inputs, job_id=record.id, restore=restore)
+                self.running[record.id] = job
+                if record.id in self._lost:  # cancelled in the store before it started here
+                    await job.cancel()
+                try:
+                    result = await job.wait(record.timeout_s)
+                except JobTimeoutError:
+                    await job.cancel(reason="job_timeout", error=f"timed out after {record.timeout_s:g}s")
+                    result = None
             if record.id in self._lost:
                 self._lost.discard(record.id)
                 self._reported([])
