@@ -36,6 +36,18 @@ class Emits(wf.Routine):
         await ctx.emit("out", [len(ctx.job_id)])
 
 
+class FromThread(wf.Routine):
+    """Emits from a thread of its own (the emit goes through the loop)."""
+
+    item = wf.Slot()
+    out = wf.Event()
+
+    @item.handler
+    async def run(self, item: Any, ctx: wf.Context) -> None:
+        await asyncio.to_thread(ctx.emit, self.out, item)
+        await asyncio.to_thread(ctx.emit, "out", [item])
+
+
 class Flaky(wf.Routine):
     """Fails its first two attempts, then emits its attempt."""
 
@@ -107,6 +119,7 @@ def _flow(name: str, routine: wf.Routine) -> wf.Flow:
 
 FLOWS = [
     _flow("emits", Emits()),
+    _flow("from_thread", FromThread()),
     _flow("flaky", Flaky()),
     _flow("retries", Retries()),
     _flow("broken", BrokenCtx()),
@@ -194,7 +207,10 @@ class Recorder(Journal):
         return self.inner.lagging()
 
 
-_OWN_FRAME = re.compile(r'  File "[^"]*(runtime/runner|runtime/delivery|durable/worker_lane)\.py".*\n.*\n')
+_OWN_FRAME = re.compile(
+    r'  File "[^"]*(runtime/runner|runtime/delivery|runtime/context|durable/worker_lane)\.py".*\n'
+    r".*\n( *[~^]+\n)?"
+)
 
 
 def _trace(text: str | None) -> str | None:
@@ -293,6 +309,7 @@ def _finished(store: Store, job_id: str) -> Any:
 
 CASES = [
     pytest.param("emits", 7, {}, id="emits-state-progress"),
+    pytest.param("from_thread", {"a": 1}, {}, id="emits-from-a-thread"),
     pytest.param("flaky", 1, {}, id="retried-then-completed"),
     pytest.param("retries", 1, {}, id="retry-exhausted-dead-letter"),
     pytest.param("broken", "plain", {}, id="error-dead-letter"),

@@ -57,7 +57,9 @@ class LanePlan:
     """What the lane needs of a flow (made once per flow plan)."""
 
     __slots__ = (
+        "_slot_stats",
         "capacity",
+        "entry_slots",
         "events",
         "fn",
         "name",
@@ -86,6 +88,37 @@ class LanePlan:
         #: by event name: the flow output it feeds (``routine.event``), or ``None``
         self.events: dict[str, str | None] = {ev: output for ev, output, _ in rp.routes}
         self.outputs = tuple(flow.outputs)
+        self.entry_slots = (self.path,)
+        #: the slot's statistics at a job's end, by (processed, dead-lettered): its one item
+        #: went one way or the other (frozen: shared by the results)
+        self._slot_stats: dict[tuple[int, int], QueueStats] = {}
+
+    def slot_stats(self, processed: int, dead_lettered: int) -> QueueStats:
+        """The slot's ``QueueStats`` once a job ended: its item entered, and was processed or
+        dead-lettered (``Job.queues()`` of the runtime's ``Job`` then)."""
+        key = (processed, dead_lettered)
+        stats = self._slot_stats.get(key)
+        if stats is None:
+            stats = self._slot_stats[key] = made_from(
+                QueueStats,
+                {
+                    "slot": self.path,
+                    "size": 0,
+                    "capacity": self.capacity,
+                    "usage": 0.0,
+                    "high_water": 1,
+                    "enqueued": 1,
+                    "processed": processed,
+                    "in_flight": 0,
+                    "dead_lettered": dead_lettered,
+                    "blocked_emitters": 0,
+                    "blocked_s": 0.0,
+                    "state": "ok",
+                    "overflow": self.overflow,
+                    "paused": False,
+                },
+            )
+        return stats
 
 
 def lane_plan(flow: Flow, plan: FlowPlan) -> LanePlan | None:
@@ -142,6 +175,35 @@ class LaneRunner:
             step.emitted.append((event, item))
         if output is not None:
             job.outputs[output].append(item)
+
+
+class LaneContext(Context):
+    """``Context`` of a lane job: an emit from another thread than the loop's goes through
+    the loop, as ``shared_queue.emit_from_thread`` sends a journaled route's emit there."""
+
+    __slots__ = ()
+
+    def emit(self, event: Event | str, item: Any) -> Any:
+        runner = cast(LaneRunner, self._runner)
+        if threading.get_ident() == self._loop_thread:
+            return runner.emit(event, item, self)
+        name = event if type(event) is str else event.name  # type: ignore[union-attr]
+        job = runner.job
+        events = job.lane.events
+        if name not in events:
+            if job.finished:
+                raise JobFinishedError(f"job {job.id} is {job.status.value}; emit refused")
+            raise WeirflowError(
+                f"routine {runner.name!r} has no event {name!r} (events: {', '.join(events) or 'none'})"
+            )
+        if job.finished:
+            raise JobFinishedError(f"job {job.id} is {job.status.value}; emit refused")
+
+        async def on_loop() -> None:  # (the job may end before this runs: emit checks there)
+            await runner.emit(event, item, self)
+
+        asyncio.run_coroutine_threadsafe(on_loop(), job.loop).result()
+        return None
 
 
 class LaneJob:
@@ -290,7 +352,7 @@ class LaneJob:
             item = self.item
             self.queued = False
             self.taken = True
-            ctx = Context(cast("Any", runner))
+            ctx = LaneContext(cast("Any", runner))
             attempt = 1
             while True:
                 ctx.attempt = attempt
@@ -377,25 +439,7 @@ class LaneJob:
         lane = self.lane
         letters = self.letters
         dead = letters.by_reason
-        queue = made_from(
-            QueueStats,
-            {
-                "slot": lane.path,
-                "size": 0,
-                "capacity": lane.capacity,
-                "usage": 0.0,
-                "high_water": 1,
-                "enqueued": 1,
-                "processed": self.processed,
-                "in_flight": 0,
-                "dead_lettered": letters.count,
-                "blocked_emitters": 0,
-                "blocked_s": 0.0,
-                "state": "ok",
-                "overflow": lane.overflow,
-                "paused": False,
-            },
-        )
+        queue = lane.slot_stats(self.processed, letters.count)
         routine = made_from(
             RoutineStats,
             {
@@ -413,10 +457,8 @@ class LaneJob:
                 "slots": {lane.path: queue},
                 "routines": {lane.name: routine},
                 "duration_s": time.monotonic() - self._started,
-                "inputs": made_from(
-                    InputStats, {"accepted": 1, "entered": 1, "waiting": 0, "dead_lettered": 0}
-                ),
-                "entry_slots": (lane.path,),
+                "inputs": _ONE_INPUT,
+                "entry_slots": lane.entry_slots,
             },
         )
         return made_from(
@@ -433,6 +475,9 @@ class LaneJob:
                 "traceback": self.error_traceback,
             },
         )
+
+
+_ONE_INPUT = made_from(InputStats, {"accepted": 1, "entered": 1, "waiting": 0, "dead_lettered": 0})
 
 
 def _retry_delay(policy: ErrorPolicy, error: Exception, attempt: int) -> float | None:
