@@ -208,7 +208,8 @@ class Recorder(Journal):
 
 
 _OWN_FRAME = re.compile(
-    r'  File "[^"]*(runtime/runner|runtime/delivery|runtime/context|durable/worker_lane)\.py".*\n'
+    r'  File "[^"]*(runtime/runner|runtime/journal_run|runtime/delivery|runtime/context'
+    r'|durable/worker_lane)\.py".*\n'
     r".*\n( *[~^]+\n)?"
 )
 
