@@ -33,6 +33,14 @@ class StatusLog:
     def changed(self, new: str, was: str) -> None:
         now = time.monotonic()
         if self._logged_at is None or now - self._logged_at >= self.every_s:
+            if self._held:
+                # the window is over but its summary's timer has not run yet (the loop was
+                # busy): the held changes go out with this one, not lost
+                if self._flush is not None:
+                    self._flush.cancel()
+                    self._flush = None
+                self._write(new, was=self._logged, changes=self._held + 1)
+                return
             self._write(new, was=was, changes=1)
             return
         self._held += 1
