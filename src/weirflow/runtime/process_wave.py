@@ -38,7 +38,7 @@ from time import thread_time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RemoteError, WorkerDiedError
-from .process import STAGE, ChildContext, NoItem, _portable
+from .process import MAX_BATCH, STAGE, ChildContext, NoItem, _portable
 from .process_chain import Chain
 from .shared_queue import emit_from_thread
 
@@ -56,10 +56,11 @@ if TYPE_CHECKING:
 WAVE = "wave"
 TURN = "turn"
 #: items per wave request, at most, and in its first request (doubled at each request up
-#: to the most): a wave's message per routine and batch costs the parent a thread wake-up
-#: and a few system calls, so batches are larger than ``MAX_BATCH``; the first ones are
-#: small so that every child has work early
-WAVE_BATCH = 256
+#: to the most). Each routine's turn costs the parent a thread wake-up and a few system
+#: calls per batch (256-item batches cost it 10-11 us per item, 64-item ones 15-20), but
+#: larger batches made the wave slower by the wall clock in every paired run on the loaded
+#: machine (a turn that waits costs a whole routine's batch): 64 it is
+WAVE_BATCH = MAX_BATCH
 FIRST_BATCH = 16
 
 
