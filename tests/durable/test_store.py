@@ -422,6 +422,34 @@ async def test_manual_retry(store: Store, clock: FakeClock) -> None:
     assert after is not None and after.status == "queued"
 
 
+async def test_clearing_the_journal_consumes_a_from_start_retry(store: Store, clock: FakeClock) -> None:
+    """The run a from-start retry started clears the journal once; a later takeover of that
+    run resumes its journal (completed steps are not run again), it does not start over."""
+    job_id = await store.submit(spec(max_attempts=5))
+    [first] = (await store.claim("default", "w1", limit=1, lease_s=30)).jobs
+    await store.append_journal([(job_id, "first run")], tokens={job_id: first.token})
+    await store.fail(job_id, "w1", first.token, "boom", retry=False)
+    assert (await store.retry(job_id, from_start=True)).from_start
+    [again] = (await store.claim("default", "w1", limit=1, lease_s=30)).jobs
+    assert again.from_start
+    with pytest.raises(wf.LeaseLostError):  # a stale holder neither clears nor consumes it
+        await store.clear_journal(job_id, token=first.token)
+    still = await store.get(job_id)
+    assert still is not None and still.from_start
+    assert await store.read_journal(job_id) == ["first run"]
+    await store.clear_journal(job_id, token=again.token)
+    cleared = await store.get(job_id)
+    assert cleared is not None and not cleared.from_start
+    await store.append_journal([(job_id, "from-start run")], tokens={job_id: again.token})
+    clock.advance(31)  # the new run's worker dies: the next one resumes its journal
+    [taken] = (await store.claim("default", "w2", limit=1, lease_s=30)).jobs
+    assert (taken.token, taken.from_start) == (again.token + 1, False)
+    assert await store.read_journal(job_id) == ["from-start run"]
+    assert await store.complete("w2", [(job_id, taken.token, {})]) == []
+    done = await store.get(job_id)
+    assert done is not None and (done.status, done.from_start) == ("completed", False)
+
+
 async def test_retention(store: Store, clock: FakeClock) -> None:
     def finish(job_id: str, ok: bool) -> object:
         if ok:

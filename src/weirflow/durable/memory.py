@@ -485,6 +485,9 @@ class MemoryStore:
         if token is not None and not self._current(job_id, token):
             raise LeaseLostError([job_id], f"not running under token {token}")
         self._journal.pop(job_id, None)
+        job = self._jobs.get(job_id)
+        if job is not None:  # the from-start retry is consumed with its journal
+            job.from_start = False
 
     # -- schedules ---------------------------------------------------------------------------
 

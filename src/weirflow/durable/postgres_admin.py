@@ -353,6 +353,10 @@ class PostgresAdmin(PostgresBase):
             if token is not None and (await self._running(conn, [job_id])).get(job_id) != token:
                 raise LeaseLostError([job_id], f"not running under token {token}")
             await conn.execute("DELETE FROM wf_journal WHERE job_id = %s", (job_id,))
+            # the from-start retry is consumed with its journal: a later takeover resumes the new run's
+            await conn.execute(
+                "UPDATE wf_jobs SET from_start = false WHERE id = %s AND from_start", (job_id,)
+            )
 
     # -- waking idle workers ---------------------------------------------------------------
 

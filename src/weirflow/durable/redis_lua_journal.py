@@ -52,6 +52,11 @@ return refused
 CLEAR_JOURNAL = r"""
 if ARGV[3] ~= '' and not runs_under(ARGV[2], ARGV[3]) then return 0 end
 redis.call('DEL', P .. ':jr:' .. ARGV[2])
+-- the from-start retry is consumed with its journal: a later takeover resumes the new run's journal
+if redis.call('HGET', jk(ARGV[2]), 'from_start') == '1' then
+  redis.call('HSET', jk(ARGV[2]), 'from_start', '0')
+  redis.call('HINCRBY', jk(ARGV[2]), 'ver', 1)
+end
 return 1
 """
 

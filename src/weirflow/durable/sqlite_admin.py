@@ -427,3 +427,5 @@ class SqliteAdmin(SqliteBase):
         if token is not None and self._running(conn, {job_id}).get(job_id) != token:
             raise LeaseLostError([job_id], f"not running under token {token}")
         conn.execute("DELETE FROM wf_journal WHERE job_id = ?", (job_id,))
+        # the from-start retry is consumed with its journal: a later takeover resumes the new run's
+        conn.execute("UPDATE wf_jobs SET from_start = 0 WHERE id = ? AND from_start <> 0", (job_id,))

@@ -276,8 +276,10 @@ class Store(Protocol):
         """Every record of ``job_id`` in the order appended."""
 
     async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
-        """Forget ``job_id``'s records (a retry from the start); with ``token``, only while
-        the job runs under it (else ``LeaseLostError``)."""
+        """Forget ``job_id``'s records (a retry from the start) and, in the same atomic
+        step, its ``from_start`` (consumed: a later takeover of this run resumes its
+        journal); with ``token``, only while the job runs under it (else
+        ``LeaseLostError``, and neither changes)."""
 
 
 def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Store:
