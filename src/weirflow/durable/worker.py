@@ -34,6 +34,7 @@ import time
 
 from ..errors import StoreError, StoreOpenError
 from ..redact import redact_url
+from . import engine_journals
 from .models import JobRecord
 from .worker_core import (
     DEFAULT_CONCURRENCY,
@@ -117,7 +118,7 @@ class Worker(Running, Upkeep, Shutdown):
             if self.durable is not None:
                 with contextlib.suppress(Exception):  # the store may be gone: logged by the journal
                     await self.durable.close()
-            self.engine.journal = self._engine_journal
+            engine_journals.detach(self.engine, self._attached)
             if self._owns_engine:
                 await self.engine.close()
             if self._owns_store:

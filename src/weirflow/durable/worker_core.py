@@ -24,7 +24,8 @@ from ..errors import LeaseLostError, StoreError, StoreRefusedError
 from ..flow.graph import Flow
 from ..runtime.engine import Engine
 from ..runtime.job import Job
-from ..runtime.journal import Journals
+from ..runtime.journal import Journal
+from . import engine_journals
 from .alerts import AlertRules, Alerts
 from .journal import DurableJournal
 from .metrics import QueueMetrics
@@ -117,11 +118,10 @@ class WorkerCore:
             self.journal = StepJournal(self.store, worker_id=self.worker_id, on_lost=self._lease_lost)
         if durable:
             self.durable = DurableJournal(self.store, fenced=True, on_lost=self._lease_lost)
-        # an engine's own journal (a LogJournal, say) is kept: every journal hears every record
-        self._engine_journal = self.engine.journal  # (put back when the worker stops)
-        journals = [j for j in (self.engine.journal, self.journal, self.durable) if j is not None]
-        if journals:
-            self.engine.journal = journals[0] if len(journals) == 1 else Journals(*journals)
+        # an engine's own journal (a LogJournal, say) is kept: every journal hears every record;
+        # so are those of other workers on this engine (each detaches only its own at its stop)
+        self._attached: list[Journal] = [j for j in (self.journal, self.durable) if j is not None]
+        engine_journals.attach(self.engine, self._attached)
         self.running: dict[str, Job | None] = {}  # claimed: the runtime job once started
         self._reporting: set[str] = set()  # finished here, outcome not yet in the store
         self._done: list[Done] = []
