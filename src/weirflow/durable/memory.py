@@ -11,7 +11,7 @@ import itertools
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ..errors import JobError, LeaseLostError, StoreError
@@ -282,6 +282,16 @@ class MemoryStore:
             kind, data = rules.after_release(job, self.clock())
             self._change(job, kind, data, worker_id)
         return refused
+
+    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
+        keep = set(held)
+        found = []
+        for job in list(self._jobs.values()):
+            if job.status == RUNNING and job.worker_id == worker_id and job.id not in keep:
+                kind, data = rules.after_release(job, self.clock())
+                self._change(job, kind, data, worker_id)
+                found.append(job.id)
+        return found
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         now = self.clock()

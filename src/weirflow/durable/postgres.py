@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..errors import JobError, LeaseLostError, StoreError
@@ -396,6 +396,15 @@ class PostgresStore(PostgresSchedules):
                     await self._change(conn, job, *rules.after_release(job, self.clock()), worker_id)
                     released.add(job.id)
         return [job_id for job_id in leases if job_id not in released]
+
+    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
+        async with self._tx() as conn:
+            jobs = await self._locked(
+                conn, "status = 'running' AND worker_id = %s AND NOT (id = ANY(%s))", (worker_id, list(held))
+            )
+            for job in jobs:
+                await self._change(conn, job, *rules.after_release(job, self.clock()), worker_id)
+        return [j.id for j in jobs]
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         async with self._tx() as conn:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgpack
@@ -196,6 +196,22 @@ class RedisStore(RedisSchedules):
             if await self._change(job_id, rule) is None:
                 refused.append(job_id)
         return refused
+
+    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
+        keep = set(held)
+        found = []
+        for job in await self._running_jobs():
+            if job.worker_id != worker_id or job.id in keep:
+                continue
+
+            def rule(j: JobRecord, token: int = job.token) -> Change | None:
+                if not rules.holds(j, worker_id, token):
+                    return None
+                return rules.after_release(j, self.clock())
+
+            if await self._change(job.id, rule) is not None:
+                found.append(job.id)
+        return found
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         found = []

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..errors import LeaseLostError
@@ -348,6 +348,25 @@ class SqliteStore(SqliteSchedules):
                 continue
             self._change(conn, job, *rules.after_release(job, self.clock()), worker_id)
         return refused
+
+    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
+        found: list[str] = await self._tx(self._release_unheld, worker_id, set(held))
+        if found:
+            for queue in set(await self._queues_of(found)):
+                self._wakeups.notify(queue)
+        return found
+
+    def _release_unheld(self, conn: Conn, worker_id: str, held: set[str]) -> list[str]:
+        rows = conn.execute(
+            f"SELECT {JOB_SELECT} FROM wf_jobs WHERE status = 'running' AND worker_id = ?",
+            (worker_id,),
+        ).fetchall()
+        found = []
+        for job in (job_from_row(r) for r in rows):
+            if job.id not in held:
+                self._change(conn, job, *rules.after_release(job, self.clock()), worker_id)
+                found.append(job.id)
+        return found
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         return await self._tx(self._recover, worker_id, max_stalls)

@@ -22,7 +22,7 @@ change a job that another worker took over.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -144,6 +144,11 @@ class Store(Protocol):
     async def release(self, leases: Leases, worker_id: str) -> list[str]:
         """Give running jobs back to the queue at once (shutdown); attempts do not count.
         Returns the ids refused (not held under that token)."""
+
+    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
+        """Give back, as ``release`` does (the attempt does not count, no stall), every job
+        running under ``worker_id`` that is not in ``held``: those of a claim whose reply
+        the worker never got (the store ran it, the call failed). Returns their ids."""
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         """Requeue (as stalled) the jobs a previous run of ``worker_id`` left running."""

@@ -183,9 +183,26 @@ class Worker(Running, Upkeep, Shutdown):
         self._leases_changed.set()  # (its lease is older than the ones the watch waits on)
         await self._run_job(record)
 
+    async def _release_unheld(self) -> None:
+        """Give back the jobs the store says run here that this worker does not hold: a
+        claim whose reply was lost took them (their attempt is not counted: they never ran)."""
+        # (what ``_still_here`` counts, and a job claimed again here that waits to run)
+        held = {*self._tokens, *self.running, *self._reporting, *self._claimed_again}
+        given = await self.store.release_unheld(self.worker_id, held)
+        if given:
+            log.info("unheld_released", worker=self.worker_id, jobs=given)
+
     async def _claim_loop(self) -> None:
+        unsure = await self._claiming()
+        if unsure:  # stopping after a failed claim: what it took goes back too, if it can
+            with contextlib.suppress(StoreError):
+                await self._release_unheld()
+
+    async def _claiming(self) -> bool:
+        """Claim and start jobs until ``stop()``; ``True`` if the last claim failed."""
         idle = self.poll_min_s
         delay = RECONNECT_MIN_S
+        unsure = False  # a claim failed: the jobs it may have taken are not known here
         while not self._stopping.is_set():
             slots = (
                 self.concurrency if self.node_capacity is None else min(self.concurrency, self.node_capacity)
@@ -195,8 +212,11 @@ class Worker(Running, Upkeep, Shutdown):
                 self._slot_free.clear()
                 await first_done(self._slot_free.wait(), self._stopping.wait())
                 continue
-            sent = time.monotonic()  # (the lease runs from no earlier than this)
             try:
+                if unsure:  # the last claim failed: the store may have run it all the same
+                    await self._release_unheld()
+                    unsure = False
+                sent = time.monotonic()  # (the lease runs from no earlier than this)
                 claim = await self.store.claim(
                     self.queue,
                     self.worker_id,
@@ -208,6 +228,7 @@ class Worker(Running, Upkeep, Shutdown):
                     node=self.node,
                 )
             except StoreError as e:
+                unsure = True  # its reply may be what was lost (the store ran it): give back what it took
                 log.warning(
                     "store_unavailable", worker=self.worker_id, during="claim", error=str(e), retry_in_s=delay
                 )
@@ -237,3 +258,4 @@ class Worker(Running, Upkeep, Shutdown):
                 await first_done(self.store.wait_for_jobs(self.queue, wait), self._stopping.wait())
                 if not claim.jobs:
                     idle = min(self.poll_max_s, idle * 2)
+        return unsure
