@@ -120,6 +120,7 @@ class WorkerCore:
             self.durable = DurableJournal(self.store, fenced=True, on_lost=self._lease_lost)
         # an engine's own journal (a LogJournal, say) is kept: every journal hears every record;
         # so are those of other workers on this engine (each detaches only its own at its stop)
+        self._engine_journal = self.engine.journal  # (what it had before: the lane runs only without one)
         self._attached: list[Journal] = [j for j in (self.journal, self.durable) if j is not None]
         engine_journals.attach(self.engine, self._attached)
         self.running: dict[str, Job | None] = {}  # claimed: the runtime job once started
