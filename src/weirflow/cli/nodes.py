@@ -38,7 +38,11 @@ RegistryOption = Annotated[
     str,
     typer.Option("--registry", envvar="WEIRFLOW_REGISTRY", metavar="URL", help="redis://host:port/db."),
 ]
-CLI_DEADLINE_S = 1.0
+#: each registry call of a one-shot command: a command can wait a little longer than a
+#: server's 0.1 s (1 s missed a fresh connection's first list on a busy machine, and
+#: `jobs submit --pool` then queued its job unassigned); a registry that is down costs
+#: a command at most this, then it says so and goes on
+CLI_DEADLINE_S = 3.0
 
 
 def parse_labels(options: list[str]) -> dict[str, str]:
