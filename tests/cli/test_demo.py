@@ -45,4 +45,3 @@ def test_demo_flow_runs_in_process_and_pushes_back() -> None:
         slot = result.stats.slots[path]
         assert slot.high_water == slot.capacity
         assert slot.blocked_s > 0
-    assert result.stats.duration_s < 2.0
