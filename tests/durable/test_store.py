@@ -450,21 +450,28 @@ async def test_clearing_the_journal_consumes_a_from_start_retry(store: Store, cl
     assert done is not None and (done.status, done.from_start) == ("completed", False)
 
 
-async def test_release_unheld_gives_back_a_lost_claims_jobs(store: Store) -> None:
+async def test_release_unheld_gives_back_a_lost_claims_jobs(store: Store, clock: FakeClock) -> None:
     """A claim whose reply the worker never got: the jobs it took go back, their attempt
     not counted (they never ran); the jobs the worker holds and other workers' stay."""
+    stopped = await store.submit(spec(max_attempts=1))
+    [earlier] = (await store.claim("default", "w1", limit=1, lease_s=30)).jobs
+    assert earlier.id == stopped  # claimed before: w1 ran it, then stopped it (its attempt ran)
+    clock.advance(1)
+    since = clock.now  # the lost claim was sent then
     kept, lost, other = [await store.submit(spec(max_attempts=1)) for _ in range(3)]
     mine = {j.id: j for j in (await store.claim("default", "w1", limit=2, lease_s=30)).jobs}
     [theirs] = (await store.claim("default", "w2", limit=1, lease_s=30)).jobs
     held, unheld = sorted(mine)  # the worker got the reply of the claim of one of them only
     assert theirs.id not in mine and {held, unheld} | {theirs.id} == {kept, lost, other}
-    assert await store.release_unheld("w1", [held]) == [unheld]
+    assert await store.release_unheld("w1", [held], claimed_since=since) == [unheld]
+    left = await store.get(stopped)
+    assert left is not None and (left.status, left.attempt) == ("running", 1)
     job = await store.get(unheld)
     assert job is not None and (job.status, job.attempt, job.stalls) == ("queued", 0, 0)
     for still in (held, theirs.id):
         running = await store.get(still)
         assert running is not None and running.status == "running"
-    assert await store.release_unheld("w1", [held]) == []
+    assert await store.release_unheld("w1", [held], claimed_since=since) == []
     [again] = (await store.claim("default", "w3", limit=1, lease_s=30)).jobs
     assert (again.id, again.attempt) == (unheld, 1)  # its one attempt is still to run
     assert await store.complete("w3", [(unheld, again.token, {})]) == []

@@ -283,11 +283,14 @@ class MemoryStore:
             self._change(job, kind, data, worker_id)
         return refused
 
-    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
+    async def release_unheld(
+        self, worker_id: str, held: Collection[str], *, claimed_since: float
+    ) -> list[str]:
         keep = set(held)
         found = []
         for job in list(self._jobs.values()):
-            if job.status == RUNNING and job.worker_id == worker_id and job.id not in keep:
+            mine = job.status == RUNNING and job.worker_id == worker_id
+            if mine and job.id not in keep and _since(job, claimed_since):
                 kind, data = rules.after_release(job, self.clock())
                 self._change(job, kind, data, worker_id)
                 found.append(job.id)
@@ -538,3 +541,7 @@ class MemoryStore:
 
     async def wait_for_schedules(self, queue: str, timeout_s: float) -> None:
         await self._schedule_wakeups.wait(queue, timeout_s)
+
+
+def _since(job: JobRecord, claimed_since: float) -> bool:
+    return job.started_at is not None and job.started_at >= claimed_since

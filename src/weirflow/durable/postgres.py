@@ -397,10 +397,14 @@ class PostgresStore(PostgresSchedules):
                     released.add(job.id)
         return [job_id for job_id in leases if job_id not in released]
 
-    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
+    async def release_unheld(
+        self, worker_id: str, held: Collection[str], *, claimed_since: float
+    ) -> list[str]:
         async with self._tx() as conn:
             jobs = await self._locked(
-                conn, "status = 'running' AND worker_id = %s AND NOT (id = ANY(%s))", (worker_id, list(held))
+                conn,
+                "status = 'running' AND worker_id = %s AND started_at >= %s AND NOT (id = ANY(%s))",
+                (worker_id, claimed_since, list(held)),
             )
             for job in jobs:
                 await self._change(conn, job, *rules.after_release(job, self.clock()), worker_id)

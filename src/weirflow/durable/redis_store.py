@@ -197,12 +197,16 @@ class RedisStore(RedisSchedules):
                 refused.append(job_id)
         return refused
 
-    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
+    async def release_unheld(
+        self, worker_id: str, held: Collection[str], *, claimed_since: float
+    ) -> list[str]:
         keep = set(held)
         found = []
         for job in await self._running_jobs():
             if job.worker_id != worker_id or job.id in keep:
                 continue
+            if job.started_at is None or job.started_at < claimed_since:
+                continue  # (claimed before: not a lost claim's)
 
             def rule(j: JobRecord, token: int = job.token) -> Change | None:
                 if not rules.holds(j, worker_id, token):

@@ -349,17 +349,20 @@ class SqliteStore(SqliteSchedules):
             self._change(conn, job, *rules.after_release(job, self.clock()), worker_id)
         return refused
 
-    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
-        found: list[str] = await self._tx(self._release_unheld, worker_id, set(held))
+    async def release_unheld(
+        self, worker_id: str, held: Collection[str], *, claimed_since: float
+    ) -> list[str]:
+        found: list[str] = await self._tx(self._release_unheld, worker_id, set(held), claimed_since)
         if found:
             for queue in set(await self._queues_of(found)):
                 self._wakeups.notify(queue)
         return found
 
-    def _release_unheld(self, conn: Conn, worker_id: str, held: set[str]) -> list[str]:
+    def _release_unheld(self, conn: Conn, worker_id: str, held: set[str], claimed_since: float) -> list[str]:
         rows = conn.execute(
-            f"SELECT {JOB_SELECT} FROM wf_jobs WHERE status = 'running' AND worker_id = ?",
-            (worker_id,),
+            f"SELECT {JOB_SELECT} FROM wf_jobs"
+            " WHERE status = 'running' AND worker_id = ? AND started_at >= ?",
+            (worker_id, claimed_since),
         ).fetchall()
         found = []
         for job in (job_from_row(r) for r in rows):

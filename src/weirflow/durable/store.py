@@ -145,10 +145,14 @@ class Store(Protocol):
         """Give running jobs back to the queue at once (shutdown); attempts do not count.
         Returns the ids refused (not held under that token)."""
 
-    async def release_unheld(self, worker_id: str, held: Collection[str]) -> list[str]:
+    async def release_unheld(
+        self, worker_id: str, held: Collection[str], *, claimed_since: float
+    ) -> list[str]:
         """Give back, as ``release`` does (the attempt does not count, no stall), every job
-        running under ``worker_id`` that is not in ``held``: those of a claim whose reply
-        the worker never got (the store ran it, the call failed). Returns their ids."""
+        running under ``worker_id``, claimed at or after ``claimed_since`` (the store's
+        clock), that is not in ``held``: those of a claim whose reply the worker never got
+        (the store ran it, the call failed; a job claimed before, which the worker has
+        stopped, is not one: its attempt ran). Returns their ids."""
 
     async def recover(self, worker_id: str, max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         """Requeue (as stalled) the jobs a previous run of ``worker_id`` left running."""

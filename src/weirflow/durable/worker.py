@@ -183,26 +183,29 @@ class Worker(Running, Upkeep, Shutdown):
         self._leases_changed.set()  # (its lease is older than the ones the watch waits on)
         await self._run_job(record)
 
-    async def _release_unheld(self) -> None:
+    async def _release_unheld(self, claimed_since: float) -> None:
         """Give back the jobs the store says run here that this worker does not hold: a
         claim whose reply was lost took them (their attempt is not counted: they never ran)."""
         # (what ``_still_here`` counts, and a job claimed again here that waits to run)
         held = {*self._tokens, *self.running, *self._reporting, *self._claimed_again}
-        given = await self.store.release_unheld(self.worker_id, held)
+        given = await self.store.release_unheld(self.worker_id, held, claimed_since=claimed_since)
         if given:
             log.info("unheld_released", worker=self.worker_id, jobs=given)
 
     async def _claim_loop(self) -> None:
         unsure = await self._claiming()
-        if unsure:  # stopping after a failed claim: what it took goes back too, if it can
+        if unsure is not None:  # stopping after a failed claim: what it took goes back too, if it can
             with contextlib.suppress(StoreError):
-                await self._release_unheld()
+                await self._release_unheld(unsure)
 
-    async def _claiming(self) -> bool:
-        """Claim and start jobs until ``stop()``; ``True`` if the last claim failed."""
+    async def _claiming(self) -> float | None:
+        """Claim and start jobs until ``stop()``; if the last claims failed, when (the
+        store's clock) the first of them was sent."""
         idle = self.poll_min_s
         delay = RECONNECT_MIN_S
-        unsure = False  # a claim failed: the jobs it may have taken are not known here
+        # a claim failed (sent then, by the store's clock): the jobs it may have taken are
+        # not known here
+        unsure: float | None = None
         while not self._stopping.is_set():
             slots = (
                 self.concurrency if self.node_capacity is None else min(self.concurrency, self.node_capacity)
@@ -213,9 +216,10 @@ class Worker(Running, Upkeep, Shutdown):
                 await first_done(self._slot_free.wait(), self._stopping.wait())
                 continue
             try:
-                if unsure:  # the last claim failed: the store may have run it all the same
-                    await self._release_unheld()
-                    unsure = False
+                if unsure is not None:  # the last claim failed: the store may have run it all the same
+                    await self._release_unheld(unsure)
+                    unsure = None
+                claimed_since = self.store.clock()
                 sent = time.monotonic()  # (the lease runs from no earlier than this)
                 claim = await self.store.claim(
                     self.queue,
@@ -228,7 +232,8 @@ class Worker(Running, Upkeep, Shutdown):
                     node=self.node,
                 )
             except StoreError as e:
-                unsure = True  # its reply may be what was lost (the store ran it): give back what it took
+                # its reply may be what was lost (the store ran it): give back what it took
+                unsure = claimed_since if unsure is None else unsure
                 log.warning(
                     "store_unavailable", worker=self.worker_id, during="claim", error=str(e), retry_in_s=delay
                 )
