@@ -21,6 +21,7 @@ from .delivery import build_routes, wire
 from .hooks import Hooks, HookSet, hook_failure
 from .inputs import Inputs
 from .journal import Step
+from .lingering import Lingering
 from .observing import Observing
 from .pausing import Pausing
 from .plan import FlowPlan, plan_of
@@ -77,7 +78,7 @@ def shared_slots(flow: Flow) -> set[str]:
     return shared
 
 
-class Job(Observing, Pausing):
+class Job(Observing, Pausing, Lingering):
     """A running flow. Create with ``await engine.start(flow, inputs)``.
 
     Slot queues, routine state and statistics belong to the job: two jobs of
@@ -114,6 +115,7 @@ class Job(Observing, Pausing):
         self.plan = plan = plan or plan_of(flow)
         self.finished = False  # read-only for other modules, as every public attribute here
         self.init_pausing()  # (before the runners: they share its "not paused" future)
+        self.init_lingering()
         self.runners: dict[str, RoutineRunner] = {}
         threads = self.journal is None
         for rp in plan.routines:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UnpicklableError, WorkerDiedError
 from .activation import BoundActivation
+from .lingering import call_in_pool
 from .process import MAX_BATCH, STAGE, NoItem, Results
 from .process_chain import Chain, cut
 from .process_wave import Wave, wave_stages_locked
@@ -48,6 +49,25 @@ UNPICKLABLE = "unpicklable"
 SETTLING = threading.Lock()
 #: held while a job's process chains are found and cut (``_spans``, ``process_chain.cut``)
 CUTTING = threading.Lock()
+
+
+class Children(set["_Child"]):
+    """Children running some calls now (``_send`` adds and discards them). Once
+    ``kill_all`` was called, a child added is killed at once: a call that checked its
+    child out as the job ended must not run there (a set's ``add`` and ``list`` are atomic
+    under the GIL, so either the killer sees the child or the adder sees ``killed``)."""
+
+    killed = False
+
+    def add(self, child: _Child) -> None:
+        super().add(child)
+        if self.killed:
+            child.kill()
+
+    def kill_all(self) -> None:
+        self.killed = True
+        for child in list(self):
+            child.kill()
 
 
 class StateTurns:
@@ -226,7 +246,7 @@ class ProcessRunner(ThreadRunner):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.children: set[_Child] = set()  # children running this routine's calls now
+        self.children = Children()  # children running this routine's calls now
         self.turns = StateTurns()  # under self.lock
         self.turn = threading.Lock()  # held by the request whose turn it is (turns.serial)
         self.chained = 0  # requests of other routines that run its calls now (``Chain``)
@@ -353,10 +373,8 @@ class ProcessRunner(ThreadRunner):
 
     def _stop(self) -> None:
         super()._stop()
-        with self.lock:
-            children = list(self.children)
-        for child in children:  # their calls were settled as the job's end: stop them
-            child.kill()
+        with self.lock:  # their calls were settled as the job's end: stop them
+            self.children.kill_all()
 
     def _run_calls(self, act: BoundActivation, calls: list[_Call], ctx: Context, ends: Ends) -> list[float]:
         t0 = time.thread_time()
@@ -575,8 +593,7 @@ class ProcessCallRunner(RoutineRunner):
             data = pickle.dumps([(ctx.attempt, items)])
         except Exception as e:
             raise UnpicklableError(f"cannot be sent to the routine's process: {type(e).__name__}: {e}") from e
-        loop = self.job.loop
-        pool = self.job.engine.pool
+        children = Children()  # the child running this call: killed if the job ends meanwhile
         while True:  # again while it changed a state that another call changed meanwhile
             serial = self.turns.serial
             if serial:
@@ -584,7 +601,9 @@ class ProcessCallRunner(RoutineRunner):
             try:
                 started = self.turns.start(self.state)
                 sent = started[1]
-                results, state, _, _ = await loop.run_in_executor(pool, _send, self, act, data, None, sent)
+                results, state, _, _ = await call_in_pool(
+                    self.job, _send, self, act, data, children, sent, on_cancel=children.kill_all
+                )
                 if self.turns.settle(self.state, started, state):
                     break
             finally:

@@ -17,6 +17,7 @@ from .hooks import HookPoint
 from .journal import Step
 from .journal_run import JournaledCalls
 from .lanes import FAIR_SHARE_CALLS, Lanes
+from .lingering import call_in_pool
 from .replay import rerun_ended
 from .results import format_traceback
 from .shared_queue import SharedSlotQueue
@@ -531,8 +532,9 @@ class RoutineRunner(Lanes, JournaledCalls):
                 self.wake()
 
     async def _invoke_sync(self, act: BoundActivation, args: tuple[Any, ...], ctx: Context) -> None:
-        """Call a plain ``def`` handler (or ``on_end``) in the engine's thread pool."""
-        await self.job.loop.run_in_executor(self.job.engine.pool, act.fn, *args)
+        """Call a plain ``def`` handler (or ``on_end``) in the engine's thread pool (cancelled
+        as the job ends, a call that runs lingers until it returns: ``lingering``)."""
+        await call_in_pool(self.job, act.fn, *args)
 
     def _step_begin(self, ctx: Context, seq: int, attempt: int, taken: Taken, on_end: bool = False) -> Step:
         """Record that an attempt starts: a new call gets the next ``seq``; a retry (``seq``

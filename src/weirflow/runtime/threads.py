@@ -78,6 +78,7 @@ class ThreadRunner(RoutineRunner):
         self.sleeping = 0  # of which: waiting on ``cond``
         self.busy = 0  # calls running on workers
         self.parked = 0  # of which: waiting at a safe point
+        self.lingering = 0  # of the busy ones, those the job was told still run after its end
         self.live: set[_Call] = set()
         self.stopping = False
         self.idle_posted = False
@@ -158,6 +159,9 @@ class ThreadRunner(RoutineRunner):
                     call.done.set()
             self.live.clear()
             self.cond.notify_all()
+            if self.busy > self.lingering:  # they run on after the job's end (``lingering``)
+                job.call_lingers(self.busy - self.lingering)
+                self.lingering = self.busy
         for path, item in dead:
             job.letters.add(path, item, reason, None)
 
@@ -208,6 +212,9 @@ class ThreadRunner(RoutineRunner):
         job = self.job
         if job.paused or job.quiet_wanted():
             job.loop.call_soon_threadsafe(job.wake_quiet)
+        if self.lingering > self.busy:  # calls that outlived the job's end returned
+            job.post_lingering_ended(self.lingering - self.busy)
+            self.lingering = self.busy
 
     def _idle_matters_locked(self) -> bool:
         """Whether the loop must hear now that this routine went idle: its component may
