@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ from ..runtime.replay import Restore, restore_from
 from ..runtime.results import JobResult, JobStatus, format_traceback
 from .models import JobRecord, storable_letters
 from .steps import reconciled
-from .worker_core import log
+from .worker_core import first_done, log
 from .worker_lane import LaneJob, LanePlan, lane_plan
 from .worker_leases import Leases
 from .worker_reports import Reporting
@@ -92,6 +93,7 @@ class Running(Reporting, Leases):
                 return
             simple = self._lane_for(flow, record) if restore is None else None
             result: JobResult | None
+            waited = False  # for handler calls that outlived the job's end
             if simple is not None:
                 result = await self._run_lane(record, *simple)
             else:
@@ -104,8 +106,15 @@ class Running(Reporting, Leases):
                 except JobTimeoutError:
                     await job.cancel(reason="job_timeout", error=f"timed out after {record.timeout_s:g}s")
                     result = None
+                if job.lingering:  # the attempt is not over while its handler calls run
+                    await self._calls_end(record.id, job)
+                    waited = True
             if record.id in self._lost:
                 self._lost.discard(record.id)
+                self._reported([])
+                return
+            if waited and self.cut_short and (result is None or result.status is JobStatus.CANCELLED):
+                await self._released.wait()  # given back by the shutdown meanwhile
                 self._reported([])
                 return
             if result is None:
@@ -136,6 +145,23 @@ class Running(Reporting, Leases):
             if job is not None and job.finished:
                 with contextlib.suppress(JobError):
                     self.engine.forget(job.id)
+
+    async def _calls_end(self, job_id: str, job: Job) -> None:
+        """Wait until the handler calls of ``job`` that outlived its end (a timeout, a lost
+        lease, a cancel) have returned or were killed, before its outcome is reported and its
+        slot freed: a plain ``def`` call's thread cannot be stopped, and the next attempt
+        must not run beside it. The lease stays held (renewed) meanwhile; a shutdown that
+        gives the job back ends the wait (its grace path ends the process or waits itself)."""
+        started = time.monotonic()
+        calls = job.lingering
+        await first_done(job.wait_calls_ended(), self._released.wait())
+        log.warning(
+            "calls_still_running",
+            worker=self.worker_id,
+            job=job_id,
+            calls=calls,
+            waited_s=round(time.monotonic() - started, 3),
+        )
 
     async def _restore(self, record: JobRecord, flow: Flow) -> Restore | None:
         """Where a job taken over (after a crash, a stall or a retry) resumes: its journal's
