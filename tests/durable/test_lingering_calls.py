@@ -78,9 +78,8 @@ async def test_a_timed_out_attempt_ends_before_its_retry_starts(url: str, tmp_pa
     store = open_store(url)
     await store.open()
     try:
-        job_id = await store.submit(
-            JobSpec(flow=flow, inputs={f"{routine}.item": [item]}, timeout_s=3.0, max_attempts=2)
-        )
+        spec = JobSpec(flow=flow, inputs={f"{routine}.item": [item]}, timeout_s=LIMIT_S[kind], max_attempts=2)
+        job_id = await store.submit(spec)
         # a lease shorter than the step: the worker must keep renewing it while it waits
         with WorkerProcess(url, tmp_path / "a.log", "--worker-id", "A", "--lease", "2") as a:
             await _check_no_overlap(kind, log, store, job_id, a)

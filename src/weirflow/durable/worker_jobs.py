@@ -106,6 +106,9 @@ class Running(Reporting, Leases):
                 except JobTimeoutError:
                     await job.cancel(reason="job_timeout", error=f"timed out after {record.timeout_s:g}s")
                     result = None
+                if job.lingering and record.id in self._lost:
+                    await self._lost_calls_end(record, job)
+                    return
                 if job.lingering:  # the attempt is not over while its handler calls run
                     await self._calls_end(record.id, job)
                     waited = True
@@ -138,11 +141,12 @@ class Running(Reporting, Leases):
         except Exception as e:  # noqa: BLE001 - any other failure to run is a failed attempt
             self._report_failure(record.id, f"{type(e).__name__}: {e}", detail=format_traceback(e))
         finally:
-            self.running.pop(record.id, None)
-            if record.id not in self._reporting:
-                self._forget(record.id)
+            if self._tokens.get(record.id, record.token) == record.token:  # (not claimed again)
+                self.running.pop(record.id, None)
+                if record.id not in self._reporting:
+                    self._forget(record.id)
             self._slot_free.set()
-            if job is not None and job.finished:
+            if job is not None and job.finished and self.engine.jobs.get(job.id) is job:
                 with contextlib.suppress(JobError):
                     self.engine.forget(job.id)
 
@@ -162,6 +166,24 @@ class Running(Reporting, Leases):
             calls=calls,
             waited_s=round(time.monotonic() - started, 3),
         )
+
+    async def _lost_calls_end(self, record: JobRecord, job: Job) -> None:
+        """A lost job whose handler calls still run: let go of it at once (it is not ours:
+        a claim of it, by any worker, is a new run), but keep its slot busy until those
+        calls ended, so that this worker does not run more at once than it may (and, with
+        one slot, does not take the job again while its old call runs)."""
+        self._lost.discard(record.id)
+        self._reported([])
+        self.running.pop(record.id, None)
+        self._forget(record.id)
+        with contextlib.suppress(JobError):
+            self.engine.forget(job.id)
+        slot = f"{record.id} (calls still running)"  # (never a job id: ids have no space)
+        self.running[slot] = None
+        try:
+            await self._calls_end(record.id, job)
+        finally:
+            self.running.pop(slot, None)
 
     async def _restore(self, record: JobRecord, flow: Flow) -> Restore | None:
         """Where a job taken over (after a crash, a stall or a retry) resumes: its journal's
