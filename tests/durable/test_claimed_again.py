@@ -9,13 +9,21 @@ attempts left.)"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
+import weirflow as wf
 from weirflow.durable import JobSpec, Store, open_store
+from weirflow.durable.models import StepRecord
+from weirflow.durable.sqlite import SqliteStore
+from weirflow.durable.store import Leases
 from weirflow.durable.worker import Worker
+from weirflow.errors import StoreOpenError
 
 from . import flows
 from .helpers import job_is, poll_store
@@ -81,3 +89,112 @@ async def test_a_worker_that_claims_its_own_running_job_again_stops_the_first_ru
         assert (step.status, step.attempt) == ("completed", 2)
     finally:
         await store.close()
+
+
+class _Slow(wf.Routine):
+    """Its first call runs for half a minute (until the worker stops it), the next for 1 s."""
+
+    item = wf.Slot()
+    out = wf.Event()
+    calls: ClassVar[list[int]] = []
+    cancelled: ClassVar[list[int]] = []
+    entered: ClassVar[dict[int, asyncio.Event]] = {}
+
+    @item.handler
+    async def run(self, item: Any, ctx: wf.Context) -> None:
+        self.calls.append(ctx.attempt)
+        n = len(self.calls)
+        if n in self.entered:
+            self.entered[n].set()
+        try:
+            await asyncio.sleep(30 if n == 1 else 1.0)
+        except asyncio.CancelledError:
+            self.cancelled.append(n)
+            raise
+        await ctx.emit(self.out, n)
+
+
+_SLOW = wf.Flow("slow")
+_SLOW.add("r", _Slow())
+_SLOW.output("r.out")
+
+
+class _HeldStore(SqliteStore):
+    """A real SQLite store whose next ``held`` call (``renew`` or ``record_steps``) waits at
+    a gate before it runs: a write sent under the earlier run's token whose refusal comes
+    back late (a slow network)."""
+
+    held = "renew"
+    gate: asyncio.Event | None = None
+    at_gate: asyncio.Event | None = None
+
+    async def _wait(self, what: str) -> None:
+        if what == self.held and self.gate is not None:
+            gate, self.gate = self.gate, None
+            assert self.at_gate is not None
+            self.at_gate.set()
+            await gate.wait()
+
+    async def renew(self, worker_id: str, leases: Leases, lease_s: float) -> list[str]:
+        await self._wait("renew")
+        return await super().renew(worker_id, leases, lease_s)
+
+    async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
+        await self._wait("record_steps")
+        return await super().record_steps(steps)
+
+
+@pytest.mark.parametrize("held", ["renew", "record_steps"])
+async def test_a_late_refusal_for_the_earlier_run_does_not_stop_the_run_claimed_again(
+    tmp_path: Path, held: str
+) -> None:
+    _Slow.calls.clear()
+    _Slow.cancelled.clear()
+    _Slow.entered.clear()
+    _Slow.entered.update({1: asyncio.Event(), 2: asyncio.Event()})
+    clock = JumpingClock()
+    store = _HeldStore(str(tmp_path / "wf.db"), clock=clock)
+    store.held = held
+    await store.open()
+    try:
+        job_id = await store.submit(JobSpec(flow="slow", inputs={"r.item": [1]}, max_attempts=5))
+        async with Worker(
+            store, [_SLOW], worker_id="W", lease_s=2.0, heartbeat_s=0.4, concurrency=2, poll_max_s=0.2
+        ) as w:
+            async with asyncio.timeout(20):
+                await _Slow.entered[1].wait()
+            store.gate, store.at_gate = asyncio.Event(), asyncio.Event()
+            gate = store.gate
+            async with asyncio.timeout(20):
+                await store.at_gate.wait()  # a write under the first run's token is on its way
+            clock.ahead_s = 60.0  # the lease runs out in the store: the worker claims it again
+            if held == "renew":  # (the heartbeat's write: the new run does not wait for it)
+                async with asyncio.timeout(20):
+                    await _Slow.entered[2].wait()  # the new run's call started
+            else:  # a journal write under way: the new run starts once it has come back
+                await poll_store(lambda: _claimed(store, job_id, 2), timeout_s=20)
+            gate.set()  # the held write reaches the store: refused (the earlier token)
+            await poll_store(lambda: job_is(store, job_id, "completed", "failed"), timeout_s=30)
+            w.stop()
+        job = await store.get(job_id)
+        assert job is not None and job.status == "completed" and job.outputs == {"r.out": [2]}
+        assert _Slow.cancelled == [1]  # the new run's call was not stopped
+        assert [e.kind for e in await store.events(job_id=job_id)].count("stalled") == 1
+    finally:
+        await store.close()
+
+
+async def _claimed(store: Store, job_id: str, token: int) -> bool:
+    job = await store.get(job_id)
+    return job is not None and job.token == token
+
+
+async def test_a_worker_whose_store_cannot_be_opened_leaves_the_engines_journal_as_it_was() -> None:
+    engine = wf.Engine()
+    try:
+        worker = Worker("postgresql://nobody@127.0.0.1:1/none", engine)
+        with pytest.raises(StoreOpenError):
+            await worker.run()
+        assert engine.journal is None  # (it had the worker's step rows and durable journal)
+    finally:
+        await engine.close()

@@ -90,9 +90,11 @@ class Worker(Running, Upkeep, Shutdown):
             # exits 2); reconnecting is for a store that was open and went away
             try:
                 await self.store.open()
-            except StoreOpenError:
-                raise
             except StoreError as e:
+                # the engine's journals as they were: its jobs are not this worker's
+                engine_journals.detach(self.engine, self._attached)
+                if isinstance(e, StoreOpenError):
+                    raise
                 raise StoreOpenError(str(e)) from e
         try:
             recovered = await self._retrying("recover", self.store.recover, self.worker_id, self.max_stalls)
@@ -171,9 +173,12 @@ class Worker(Running, Upkeep, Shutdown):
         if not latest:
             return  # claimed again since, under a newer token: that claim runs it
         self._lost.discard(job_id)  # (what the earlier run left: nothing of it runs now)
-        if self.durable is not None:  # the records it made since are dropped, not written
-            with contextlib.suppress(StoreError):
-                await self.durable.flush()
+        # the records it made since are dropped, not written, and a write of them still under
+        # way (refused: the earlier run's token) ends before the new run is begun
+        for journal in (self.durable, self.journal):
+            if journal is not None:
+                with contextlib.suppress(StoreError):
+                    await journal.flush()
         if self._stopping.is_set():  # shutting down: the claim goes back at once
             with contextlib.suppress(StoreError):
                 await self.store.release({job_id: token}, self.worker_id)

@@ -37,8 +37,11 @@ class Leases(WorkerCore):
             for job_id in kept:
                 if job_id in lease_from:
                     lease_from[job_id] = sent
-            for job_id in held:
-                if job_id not in kept:  # cancelled in the store, or taken over: stop it here
+            tokens = self._tokens
+            for job_id, token in held.items():
+                # cancelled in the store, or taken over: stop it here (unless this worker
+                # claimed it again meanwhile: the refusal was for the earlier run's token)
+                if job_id not in kept and tokens.get(job_id) == token:
                     self._lease_lost(job_id, "its lease was not renewed")
 
     def lease_margin_s(self) -> float:
