@@ -181,11 +181,17 @@ class LaneContext(Context):
     """``Context`` of a lane job: an emit from another thread than the loop's goes through
     the loop, as ``shared_queue.emit_from_thread`` sends a journaled route's emit there."""
 
-    __slots__ = ()
+    __slots__ = ("lane_runner", "loop_thread")
+
+    def __init__(self, runner: LaneRunner) -> None:
+        super().__init__(cast("Any", runner))
+        # (its own references: Context's are the runtime's private parts)
+        self.lane_runner = runner
+        self.loop_thread = runner.job.loop_thread
 
     def emit(self, event: Event | str, item: Any) -> Any:
-        runner = cast(LaneRunner, self._runner)
-        if threading.get_ident() == self._loop_thread:
+        runner = self.lane_runner
+        if threading.get_ident() == self.loop_thread:
             return runner.emit(event, item, self)
         name = event if type(event) is str else event.name  # type: ignore[union-attr]
         job = runner.job
@@ -352,7 +358,7 @@ class LaneJob:
             item = self.item
             self.queued = False
             self.taken = True
-            ctx = LaneContext(cast("Any", runner))
+            ctx = LaneContext(runner)
             attempt = 1
             while True:
                 ctx.attempt = attempt
