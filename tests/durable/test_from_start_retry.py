@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from weirflow.durable import JobSpec, Store, open_store
-from weirflow.durable.journal import decoded
+from weirflow.durable.journal import DurableJournal, decoded
 from weirflow.runtime.replay import restore_from
 
 from .flows import steps3
@@ -35,6 +35,9 @@ async def test_a_crash_after_a_from_start_retry_resumes_the_new_run(url: str, tm
             # the from-start run has done a again (what from_start asks), committed it, and is in b
             await poll_store(lambda: _ran(steps_log, "b:", 2), timeout_s=60)
             await poll_store(lambda: _steps_done(store, job_id, 1), timeout_s=60)
+            # and its journal holds b's start (a start is committed with the next flush: a
+            # kill before it makes B's run of b attempt 1 again)
+            await poll_store(lambda: _journal_started(store, job_id, "b"), timeout_s=60)
             assert not await _ran(steps_log, "c:", 1)  # (b runs 3 s: the kill comes during it)
             a.kill()  # kill -9 during b
         with WorkerProcess(url, tmp_path / "b.log", "--worker-id", "B", "--lease", "2") as b:
@@ -58,6 +61,11 @@ async def _ran(log: Path, prefix: str, n: int) -> bool:
 async def _steps_done(store: Store, job_id: str, n: int) -> bool:
     """The store's journal of the job resumes it past ``n`` steps (what a taker would do)."""
     return restore_from(decoded(job_id, await store.read_journal(job_id)), steps3).steps_done >= n
+
+
+async def _journal_started(store: Store, job_id: str, routine: str) -> bool:
+    records = await DurableJournal(store).records_of(job_id)
+    return any(r["t"] == "start" and r["routine"] == routine for r in records)
 
 
 async def _said(w: WorkerProcess, what: str) -> bool:
