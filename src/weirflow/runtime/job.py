@@ -25,7 +25,8 @@ from .lingering import Lingering
 from .observing import Observing
 from .pausing import Pausing
 from .plan import FlowPlan, plan_of
-from .process_runner import ProcessCallRunner, ProcessRunner
+from .process_call import ProcessCallRunner
+from .process_runner import ProcessRunner
 from .replay import apply_restore
 from .results import (
     DeadLetter,

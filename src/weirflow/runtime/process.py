@@ -381,13 +381,9 @@ class ProcessPool:
         """A free child (a new one while fewer than ``max_processes`` exist); waits for one."""
         with self._cond:
             while True:
-                if self._closed:
-                    raise WorkerDiedError("the engine's process pool is closed")
-                while self._idle:
-                    child = self._idle.pop()
-                    if child.alive():
-                        return child
-                    self._all.discard(child)
+                child = self._take_idle_locked()
+                if child is not None:
+                    return child
                 if len(self._all) < self.max_processes:
                     break
                 self._cond.wait()
@@ -402,16 +398,24 @@ class ProcessPool:
     def try_checkout(self) -> _Child | None:
         """``checkout`` if a child is free or may be started now; else ``None`` at once."""
         with self._cond:
-            if self._closed:
-                raise WorkerDiedError("the engine's process pool is closed")
-            while self._idle:
-                child = self._idle.pop()
-                if child.alive():
-                    return child
-                self._all.discard(child)
+            child = self._take_idle_locked()
+            if child is not None:
+                return child
             if len(self._all) >= self.max_processes:
                 return None
         return self.checkout()
+
+    def _take_idle_locked(self) -> _Child | None:
+        """An idle child that is still alive (the dead ones met are dropped), or ``None``;
+        raises ``WorkerDiedError`` once the pool is closed."""
+        if self._closed:
+            raise WorkerDiedError("the engine's process pool is closed")
+        while self._idle:
+            child = self._idle.pop()
+            if child.alive():
+                return child
+            self._all.discard(child)
+        return None
 
     def checkin(self, child: _Child) -> None:
         """Give ``child`` back; a dead one is dropped and its place freed for a new one."""

@@ -1,35 +1,29 @@
-"""Runners of ``executor = "process"`` routines: their handler calls go to the engine's
-``ProcessPool`` (``runtime.process``).
+"""The runner of ``executor = "process"`` routines in a job without a journal: their
+handler calls go to the engine's ``ProcessPool`` (``runtime.process``) in batches.
 
-Without a journal, ``ProcessRunner`` works like a thread runner whose worker takes a
-batch of queued items per turn (up to ``MAX_BATCH``), sends them to a child in one
-request and applies the reply: per call, its emits (straight into the target slots,
-waiting while one is full), then its settlement; a failed call goes through the error
-policy on the worker (a retry runs that call alone, before the rest of its batch), an
-item that cannot be pickled is a dead letter with reason ``unpicklable``. With a
-journal, ``ProcessCallRunner`` keeps the runtime's usual one-call-at-a-time path (each
-step recorded) and only the handler's body runs in a child.
-
-``ctx.state`` with ``concurrency > 1`` (``StateTurns``): requests run at once while none
-of them changes the state. The first that comes back with a changed state makes the
-routine's requests take turns from then on (each starts from the state the one before
-left); a request that changed the state while another's change was applied after it
-started is run again from the new state (its results are dropped, as when a child dies).
+``ProcessRunner`` works like a thread runner whose worker takes a batch of queued items
+per turn (up to ``MAX_BATCH``), sends them to a child in one request and applies the
+reply: per call, its emits (straight into the target slots, waiting while one is full),
+then its settlement; a failed call goes through the error policy on the worker (a retry
+runs that call alone, before the rest of its batch), an item that cannot be pickled is a
+dead letter with reason ``unpicklable``. A chain of process routines runs in one request
+(``process_chain``) or, with ``concurrency = 1``, in waves (``process_wave``). With a
+journal, ``ProcessCallRunner`` (``process_call``) runs each call on the usual path; both
+keep ``ctx.state`` exact with ``StateTurns`` (``process_call``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import pickle
 import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UnpicklableError, WorkerDiedError
+from ..errors import WorkerDiedError
 from .activation import BoundActivation
-from .lingering import call_in_pool
 from .process import MAX_BATCH, STAGE, NoItem, Results
+from .process_call import Children, StateTurns, send_calls
 from .process_chain import Chain, cut
 from .process_wave import Wave, wave_stages_locked
 from .runner import RoutineRunner
@@ -38,7 +32,6 @@ from .threads import ThreadRunner, _Call
 
 if TYPE_CHECKING:
     from .context import Context
-    from .process import _Child
 
 Ends = list[tuple[Any, BaseException | None, float]]
 
@@ -49,112 +42,6 @@ UNPICKLABLE = "unpicklable"
 SETTLING = threading.Lock()
 #: held while a job's process chains are found and cut (``_spans``, ``process_chain.cut``)
 CUTTING = threading.Lock()
-
-
-class Children(set["_Child"]):
-    """Children running some calls now (``_send`` adds and discards them). Once
-    ``kill_all`` was called, a child added is killed at once: a call that checked its
-    child out as the job ended must not run there (a set's ``add`` and ``list`` are atomic
-    under the GIL, so either the killer sees the child or the adder sees ``killed``)."""
-
-    killed = False
-
-    def add(self, child: _Child) -> None:
-        super().add(child)
-        if self.killed:
-            child.kill()
-
-    def kill_all(self) -> None:
-        self.killed = True
-        for child in list(self):
-            child.kill()
-
-
-class StateTurns:
-    """Keeps a process routine's ``ctx.state`` exact when its requests run at once.
-
-    Each request carries a copy of the state and comes back with the state it left. While
-    no request changes it, they run concurrently. ``settle`` applies what a request left:
-    a change is applied only if no other change was applied since the request started
-    (else the request must run again); after the first change, ``serial`` is set and
-    requests take turns (the caller holds a turn from sending to ``settle``), so every
-    request starts from the state the one before left. Callers serialize ``start`` and
-    ``settle`` (the runner's lock, or the event loop).
-    """
-
-    __slots__ = ("serial", "version")
-
-    def __init__(self) -> None:
-        self.version = 0  # changes applied so far
-        self.serial = False  # the state has changed once: requests take turns
-
-    def start(self, state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """A request starts: (the version it starts from, the state it is sent)."""
-        return self.version, dict(state)
-
-    def would_settle(self, started: tuple[int, dict[str, Any]], left: dict[str, Any] | None) -> bool:
-        """Whether ``settle`` would apply ``left`` (or find nothing to apply) now."""
-        version, sent = started
-        return left is None or version == self.version or _same(left, sent)
-
-    def settle(
-        self, state: dict[str, Any], started: tuple[int, dict[str, Any]], left: dict[str, Any] | None
-    ) -> bool:
-        """Apply ``left`` (the state a request left; ``None``: it could not come back) to
-        ``state``; ``False`` if the request changed a state that changed meanwhile."""
-        version, sent = started
-        if left is None or _same(left, sent):
-            return True  # read only (or nothing came back): nothing to apply
-        self.serial = True
-        if version != self.version:
-            return False
-        self.version += 1
-        state.clear()
-        state.update(left)
-        return True
-
-
-def _same(left: dict[str, Any], sent: dict[str, Any]) -> bool:
-    try:
-        return bool(left == sent)
-    except Exception:  # noqa: BLE001 - values that cannot be compared count as changed
-        return False
-
-
-def _send(
-    runner: RoutineRunner,
-    act: BoundActivation,
-    calls: bytes,
-    busy: set[_Child] | None = None,
-    state: dict[str, Any] | None = None,
-    chain: Chain | None = None,
-) -> Any:
-    """Run the pickled ``calls`` on a child of the pool (blocking), sending ``state`` (by
-    default the routine's), and their emits through the later stages of ``chain`` if
-    given; the child's reply. Raises what pickling the routine or its state raises, or
-    ``WorkerDiedError``."""
-    pool = runner.job.engine.processes
-    key, blob = pool.routine_key(runner.routine)
-    child = pool.checkout()
-    if busy is not None:
-        busy.add(child)
-    try:
-        known = key in child.known  # the routine is unpickled there already: not sent again
-        head = (key, None if known else blob, act.method, act.wants_ctx, runner.job.id, runner.name)
-        sent = dict(runner.state) if state is None else state
-        later = () if chain is None else chain.request(pool, child.known)
-        data = pickle.dumps(
-            (*head, frozenset(runner.routine.events), sent, calls, later), protocol=pickle.HIGHEST_PROTOCOL
-        )
-        reply = child.call(data)
-        child.known.add(key)
-        if chain is not None:
-            child.known.update(chain.keys)
-        return reply
-    finally:
-        if busy is not None:
-            busy.discard(child)
-        pool.checkin(child)
 
 
 def _chain_stage(runner: ProcessRunner) -> ProcessRunner | None:
@@ -513,7 +400,7 @@ class ProcessRunner(ThreadRunner):
             with self.lock:
                 started = self.turns.start(self.state)
             try:
-                results, state, later, cpu_s = _send(self, act, data, self.children, started[1], chain)
+                results, state, later, cpu_s = send_calls(self, act, data, self.children, started[1], chain)
             except WorkerDiedError as e:
                 stage, index = divmod(e.index, STAGE)
                 if stage and chain is not None:  # in a later stage's call: that call failed
@@ -572,45 +459,3 @@ class ProcessRunner(ThreadRunner):
                     self.cond.wait()
         finally:
             self.park_from_thread(-1)
-
-
-class ProcessCallRunner(RoutineRunner):
-    """A process routine on the usual call path (a journal records its steps): each call's
-    handler body runs in a child, its emits are made here when it returns; calls running at
-    once keep ``ctx.state`` exact with ``StateTurns``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.turns = StateTurns()  # on the loop
-        self.turn = asyncio.Lock()
-
-    async def _invoke_sync(self, act: BoundActivation, args: tuple[Any, ...], ctx: Context) -> None:
-        if act.kind == "end":  # on_end runs in this process
-            await super()._invoke_sync(act, args, ctx)
-            return
-        items = args[:-1] if act.wants_ctx else args
-        try:
-            data = pickle.dumps([(ctx.attempt, items)])
-        except Exception as e:
-            raise UnpicklableError(f"cannot be sent to the routine's process: {type(e).__name__}: {e}") from e
-        children = Children()  # the child running this call: killed if the job ends meanwhile
-        while True:  # again while it changed a state that another call changed meanwhile
-            serial = self.turns.serial
-            if serial:
-                await self.turn.acquire()
-            try:
-                started = self.turns.start(self.state)
-                sent = started[1]
-                results, state, _, _ = await call_in_pool(
-                    self.job, _send, self, act, data, children, sent, on_cancel=children.kill_all
-                )
-                if self.turns.settle(self.state, started, state):
-                    break
-            finally:
-                if serial:
-                    self.turn.release()
-        ok, emitted, error, _ = results[0]
-        if not ok:
-            raise error
-        for event, item in emitted:
-            await self.emit(event, item, ctx)
