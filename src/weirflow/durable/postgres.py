@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..errors import JobError, LeaseLostError, StoreError
+from ..flow.policy import Backoff
 from ..storable import pg_json
 from . import rules
 from .models import (
@@ -34,7 +35,7 @@ from .models import (
     backoff_to_json,
     done_parts,
 )
-from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX, OUTCOME_CHANNEL, json_rows
+from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX, OUTCOME_CHANNEL, json_rows, json_text
 from .postgres_schedules import PostgresSchedules
 from .rows import (
     job_from_row,
@@ -65,14 +66,14 @@ NODE_LOCK_PREFIX = "weirflow:node:"
 
 # the jobs of a batch, in order (``ord``: so ``seq`` follows it), their ``queued`` events and a
 # NOTIFY per queue; a job whose (queue, key) is held already, by an earlier job or an earlier
-# one of this batch, is not inserted (nor its event)
+# one of this batch, is not inserted (nor its event). The jobs come as one JSON array of rows
+# (``_submit_rows``): [id, flow, queue, attempts, priority, run_at, key, timeout, delay, node,
+# inputs, backoff] (one text parsed by the server, not twelve arrays adapted by psycopg)
 _SUBMIT = (
-    "WITH new AS (SELECT * FROM unnest(%(id)s::text[], %(flow)s::text[], %(inputs)s::jsonb[],"
-    " %(queue)s::text[], %(attempts)s::integer[], %(backoff)s::jsonb[], %(priority)s::integer[],"
-    " %(run_at)s::float8[], %(key)s::text[], %(timeout)s::float8[], %(delay)s::float8[],"
-    " %(node)s::text[])"
-    " WITH ORDINALITY AS n(id, flow, inputs, queue, attempts, backoff, priority, run_at, key, timeout,"
-    " delay, node, ord)),"
+    "WITH new AS (SELECT e->>0 AS id, e->>1 AS flow, e->>2 AS queue, (e->>3)::integer AS attempts,"
+    " (e->>4)::integer AS priority, (e->>5)::float8 AS run_at, e->>6 AS key, (e->>7)::float8 AS timeout,"
+    " (e->>8)::float8 AS delay, e->>9 AS node, e->10 AS inputs, e->11 AS backoff, ord"
+    " FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS n(e, ord)),"
     " ins AS (INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, priority,"
     " run_at, idempotency_key, timeout_s, created_at, node) SELECT id, flow, inputs, queue, 'queued',"
     " attempts, backoff, priority, run_at, key, timeout, %(now)s, node FROM new ORDER BY ord"
@@ -82,6 +83,45 @@ _SUBMIT = (
     " woken AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM ins) d)"
     " SELECT id FROM ins WHERE (SELECT count(*) FROM woken) >= 0"
 )
+
+
+_BACKOFF_TEXTS: dict[Backoff, str] = {}
+
+
+def _backoff_text(backoff: Backoff) -> str:
+    """``backoff_to_json(backoff)``, kept for each backoff met (nearly every job has its
+    queue's or the default one; a ``Backoff`` is frozen, so its text cannot change)."""
+    text = _BACKOFF_TEXTS.get(backoff)
+    if text is None:
+        if len(_BACKOFF_TEXTS) >= 1024:  # (a bound, for backoffs made per job)
+            _BACKOFF_TEXTS.clear()
+        text = _BACKOFF_TEXTS[backoff] = backoff_to_json(backoff)
+    return text
+
+
+def _submit_rows(specs: Sequence[JobSpec], ids: Sequence[str], now: float) -> str:
+    """``_SUBMIT``'s rows as one JSON text: each job's scalar columns written as a JSON
+    array (``json_text``), then its inputs
+    (``pg_json``: floats in exponent form written out in full) and backoff texts spliced
+    in as its last two elements (each one complete JSON text)."""
+    rows = []
+    for s, job_id in zip(specs, ids, strict=True):
+        head = json_text(
+            [
+                job_id,
+                s.flow,
+                s.queue,
+                s.max_attempts,
+                s.priority,
+                now + s.delay_s,  # (``rules.new_job``'s run_at)
+                s.idempotency_key,
+                None if s.timeout_s is None else float(s.timeout_s),
+                float(s.delay_s),
+                s.node,
+            ]
+        )
+        rows.append(f"{head[:-1]},{pg_json(s.inputs)},{_backoff_text(s.backoff)}]")
+    return f"[{','.join(rows)}]"
 
 
 class PostgresStore(PostgresSchedules):
@@ -130,24 +170,8 @@ class PostgresStore(PostgresSchedules):
         if not specs:
             return []
         now = self.clock()
-        jobs = [rules.new_job(s, uuid.uuid4().hex, now) for s in specs]
-        ids = [j.id for j in jobs]
-        params = {
-            "id": ids,
-            "flow": [s.flow for s in specs],
-            "inputs": [pg_json(s.inputs) for s in specs],
-            "queue": [s.queue for s in specs],
-            "attempts": [s.max_attempts for s in specs],
-            "backoff": [backoff_to_json(s.backoff) for s in specs],
-            "priority": [s.priority for s in specs],
-            "run_at": [float(j.run_at) for j in jobs],
-            "key": [s.idempotency_key for s in specs],
-            "timeout": [None if s.timeout_s is None else float(s.timeout_s) for s in specs],
-            "delay": [float(s.delay_s) for s in specs],
-            "node": [s.node for s in specs],
-            "now": now,
-            "channel": CHANNEL,
-        }
+        ids = [uuid.uuid4().hex for _ in specs]
+        params = {"rows": _submit_rows(specs, ids, now), "now": now, "channel": CHANNEL}
         if any(s.node is not None for s in specs):
             rows = await self._submit_placed(specs, ids, params)
         else:

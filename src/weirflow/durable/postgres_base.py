@@ -69,6 +69,15 @@ OUTAGE_WAIT_S = 1.0
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
+def json_text(value: Any) -> str:
+    """``value`` as JSON text (orjson; the json module for what orjson refuses), as
+    ``json_rows`` writes its rows."""
+    try:
+        return orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):  # (a lone surrogate: refused by the server then)
+        return json.dumps(value)
+
+
 def json_rows(rows: Sequence[Sequence[Any]]) -> str:
     """Rows of a batched statement as one JSON array of arrays, for
     ``jsonb_array_elements`` (see ``row_columns``). psycopg adapts a Python list for an
