@@ -37,6 +37,7 @@ from ..runtime.journal import INPUT, Journal, Step
 from ..runtime.records import Codec, Record
 from ..runtime.results import JobStatus
 from ..storable import INT_END, INT_MIN
+from .journal_runs import StepRun
 
 if TYPE_CHECKING:
     from ..runtime.job import Job
@@ -75,26 +76,6 @@ class JournalStore(Protocol):
         """Forget ``job_id``'s records (a retry from the start)."""
 
 
-class _Run:
-    """Whole steps in a row of one routine of a job, alike (``DurableJournal.step_completed``):
-    the same slot taken, the same event emitted to the same slot (``event`` ``None``:
-    nothing emitted), numbered from ``next_seq - len(items)``; ``items`` holds what each
-    emitted (``None`` if nothing): an int, str or float as it is (immutable), anything
-    else as it was encoded at its emit (``orjson.Fragment``)."""
-
-    __slots__ = ("attempt", "consumed", "event", "items", "job_id", "next_seq", "routine", "slot")
-
-    def __init__(self, job_id: str, step: Step, slot: bytes, event: str | None, item: Any) -> None:
-        self.job_id = job_id
-        self.routine = step.routine
-        self.attempt = step.attempt
-        self.consumed = step.consumed[0][0]
-        self.slot = slot
-        self.event = event
-        self.next_seq = step.seq + 1
-        self.items = [item]
-
-
 class DurableJournal(Journal):
     """Buffers each job's records and commits them in batches to a ``JournalStore``.
 
@@ -120,12 +101,8 @@ class DurableJournal(Journal):
     place, so what is committed is still a prefix of the job's records in causal
     order, and a step still running at a flush has its ``start`` committed.
 
-    Whole steps in a row of one routine that are alike (one item taken from the same
-    slot, no state, nothing or one item emitted on the same event to the same slot, as a
-    chain's are) go one step further: they are kept as a run (``_Run``: their numbers and
-    items) and written as one record, ``[4, ...]`` or ``[5, ...]`` (``records``), when
-    anything else is recorded, the run breaks, or a flush comes, so the items of a run are
-    encoded by one call, and nothing is formatted per step.
+    Whole steps in a row of one routine that are alike go one step further: they are kept
+    as a run and written as one record (``journal_runs.StepRun``).
     """
 
     keeps_steps = False  # (every record is encoded or copied when it is made)
@@ -163,7 +140,7 @@ class DurableJournal(Journal):
         self._lock = asyncio.Lock()
         self._checked: tuple[Any, bytes] | None = None  # the last item check() encoded
         self._codec = Codec()
-        self._run: _Run | None = None  # the whole steps in a row not yet written as one line
+        self._run: StepRun | None = None  # the whole steps in a row not yet written as one line
         # by job, how many more records its buffered lines stand for than there are lines
         # (a run's line stands for each of its steps): what a job's end drops
         self._in_runs: dict[str, int] = {}
@@ -359,7 +336,7 @@ class DurableJournal(Journal):
                 else:
                     if run is not None:
                         self._seal()
-                    self._run = _Run(job_id, step, slot, event, value)
+                    self._run = StepRun(job_id, step, slot, event, value)
                 self._pending = None
                 if sent:
                     self._pending_enq = []
@@ -379,18 +356,12 @@ class DurableJournal(Journal):
         self._add(job, line)
 
     def _seal(self) -> None:
-        """Write the open run of whole steps as its line (``[4, ...]`` or ``[5, ...]``)."""
+        """Write the open run of whole steps as its line (``StepRun.line``)."""
         run = self._run
         assert run is not None
         self._run = None
-        names = self._codec.names
+        self._rows_of(run.job_id).append(run.line(self._codec.names))
         n = len(run.items)
-        head = b"%b,%d,%d,%b" % (names[run.routine], run.attempt, run.next_seq - n, names[run.consumed])
-        if run.event is None:
-            line = b"[4,%b,%d]" % (head, n)
-        else:  # one encoder call for the run's items
-            line = b"[5,%b,%b,%b,%b]" % (head, run.slot, names[run.event], orjson.dumps(run.items))
-        self._rows_of(run.job_id).append(line)
         if n > 1:
             self._in_runs[run.job_id] = self._in_runs.get(run.job_id, 0) + n - 1
 
