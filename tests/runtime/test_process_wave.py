@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import weirflow as wf
 from tests.conftest import assert_settled
@@ -104,4 +107,64 @@ async def test_pause_waits_for_the_batches_of_a_wave_and_resume_goes_on() -> Non
         await job.resume()
         result = await job.wait(timeout_s=60)
     assert result.outputs["c.seen"] == [[spin(spin(spin(spin(n, 1500), 1500), 1500), 1500) for n in range(N)]]
+    assert_settled(result)
+
+
+class SmallSink(wf.Routine):
+    """A slow consumer with room for one item: the wave's emits wait for room in its slot."""
+
+    inp = wf.Slot(capacity=1)
+    seen = wf.Event()
+
+    @inp.handler
+    async def take(self, item: Any, ctx: wf.Context) -> None:
+        ctx.state.setdefault("seen", []).append(item)
+        await asyncio.sleep(0.001)  # (a slow consumer's work, not a wait for state)
+
+    async def on_end(self, ctx: wf.Context) -> None:
+        await ctx.emit(self.seen, ctx.state.get("seen", []))
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["direct", "through-the-loop"])
+async def test_pause_reaches_its_safe_point_while_the_waves_emits_wait_for_room(hooked: bool) -> None:
+    """A wave whose last routine's emits wait for room in a full slot holds several calls
+    of every routine of the chain (its batches in flight): while they wait there they are
+    at a safe point, so a pause returns (before, it waited for ever: ``JobTimeoutError``,
+    "8 call(s) still running") and resume finishes the job with every item, in order. The
+    emits go straight into the slot, or through the loop where a hook sees them."""
+    arrived = asyncio.Event()
+
+    class First(wf.Hooks):
+        def watches(self, point: str, target: str) -> bool:
+            return point == "on_enqueue" and target == "s.inp"
+
+        async def on_enqueue(self, point: wf.HookPoint) -> None:
+            pass
+
+    class Sink(SmallSink):
+        @SmallSink.inp.handler
+        async def take(self, item: Any, ctx: wf.Context) -> None:
+            arrived.set()
+            await super().take(item, ctx)
+
+    n = 400
+    flow = wf.Flow("small")
+    for i in range(3):
+        flow.add(f"r{i}", ProcessWork(rounds=50))
+    flow.add("s", Sink())
+    flow.connect("r0.out", "r1.inp")
+    flow.connect("r1.out", "r2.inp")
+    flow.connect("r2.out", "s.inp")
+    flow.output("s.seen")
+    async with wf.Engine(max_processes=2, hooks=[First()] if hooked else []) as e:
+        job = await e.start(flow, {"r0.inp": list(range(n))})
+        await asyncio.wait_for(arrived.wait(), 60)
+        point = await job.pause(timeout_s=30)
+        taken = point.queues["s.inp"].processed
+        assert taken < n
+        assert job.queues()["s.inp"].processed == taken  # nothing ran while paused
+        await job.resume()
+        result = await job.wait(timeout_s=60)
+    assert result.status is wf.JobStatus.COMPLETED, result.error
+    assert result.outputs == {"s.seen": [[spin(spin(spin(k, 50), 50), 50) for k in range(n)]]}
     assert_settled(result)

@@ -471,8 +471,27 @@ class Wave:
                 if route.output is not None:
                     route.output.extend(items)
                 return
-        for item in items:
-            emit_from_thread(last, name, item, self.ctx)
+        # one by one, an emit waiting for room where a slot is full (the loop's path if
+        # hooks see the items): that wait is a safe point for ``pause`` for every call the
+        # wave holds, but it parks one call of ``last`` only, so the others are parked here
+        # for the time of the emits (``last``'s emitting call stays unparked until it waits)
+        self._park_held(1)
+        try:
+            for item in items:
+                emit_from_thread(last, name, item, self.ctx)
+        finally:
+            self._park_held(-1)
+
+    def _park_held(self, sign: int) -> None:
+        """Count every call the wave holds as parked (``sign`` = 1) or not (-1), but one of
+        the last routine's: each routine runs a call per request in flight (``_send``), the
+        one being applied (popped from ``flight``) included."""
+        held = len(self.flight) + 1
+        last = self.runners[-1]
+        for runner in self.runners:
+            k = held - 1 if runner is last else held
+            if k:
+                runner.park_from_thread(sign * k)
 
     # -- failures -------------------------------------------------------------------------
 
