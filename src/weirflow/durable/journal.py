@@ -159,6 +159,9 @@ class DurableJournal(Journal):
         """``job_id``'s records are written under the fencing token ``token`` (its claim)."""
         if self._tokens is None:
             self._tokens = {}
+        # what is buffered for ``job_id`` now is an earlier run's (this one has not started):
+        # never written under this run's token (after its from-start clear, say)
+        self._drop(job_id)
         self._tokens[job_id] = token
         self._batch_no[job_id] = 0
 
@@ -168,9 +171,32 @@ class DurableJournal(Journal):
         if self._tokens is not None:
             self._tokens.pop(job_id, None)
         self._batch_no.pop(job_id, None)
+        self._drop(job_id)
 
-    def _lose(self, job_ids: list[str]) -> None:
+    def _drop(self, job_id: str) -> int:
+        """Drop the records buffered for ``job_id``; how many there were."""
+        n = 0
+        if self._pending is not None and self._pending_job == job_id:
+            self._pending = None
+            self._pending_enq = []
+        run = self._run
+        if run is not None and run.job_id == job_id:
+            self._run = None
+            n += len(run.items)
+        rows = self._rows.pop(job_id, None)
+        if rows is not None:
+            n += len(rows) + self._in_runs.pop(job_id, 0)
+            if self._last_id == job_id:
+                self._last_id, self._last = "", []
+        self._count -= n
+        return n
+
+    def _lose(self, job_ids: list[str], sent: Mapping[str, int] | None) -> None:
+        """The store refused ``job_ids``' records sent under the tokens ``sent``: those runs
+        are lost (not a run of the job begun here since: its token is another)."""
         for job_id in job_ids:
+            if sent is not None and self._tokens is not None and self._tokens.get(job_id) != sent.get(job_id):
+                continue  # (the refusal is for an earlier run's records)
             self.forget(job_id)
             if self.on_lost is not None:
                 self.on_lost(job_id)
@@ -478,7 +504,7 @@ class DurableJournal(Journal):
                 self._resending = False
                 self.committed += records
                 if refused:
-                    self._lose(refused)
+                    self._lose(refused, held)
 
     def _next_batch(self) -> bool:
         """Make the buffered records the next batch to send (``_unsent``); ``False`` if
@@ -530,21 +556,7 @@ class DurableJournal(Journal):
         outcome awaits ``flush()`` first (the worker does), so many jobs share one
         transaction."""
         if result.status is JobStatus.COMPLETED and self.drop_completed:
-            if self._pending is not None and self._pending_job == job.id:
-                self._pending = None
-                self._pending_enq = []
-            run = self._run
-            if run is not None and run.job_id == job.id:
-                self._run = None
-                self._count -= len(run.items)
-                self.dropped += len(run.items)
-            rows = self._rows.pop(job.id, None)
-            if rows is not None:
-                n = len(rows) + self._in_runs.pop(job.id, 0)
-                self._count -= n
-                self.dropped += n
-                if self._last_id == job.id:
-                    self._last_id, self._last = "", []
+            self.dropped += self._drop(job.id)
         elif self._count and self._timer is None:
             self._flush_soon(now=True)
 

@@ -163,6 +163,9 @@ class StepJournal(Journal):
                     self._rows.setdefault(key, row)
                 raise
             for job_id in refused:
+                current = self._attempts.get(job_id)
+                if current is not None and current not in {key[1] for key in made if key[0] == job_id}:
+                    continue  # refused for an earlier run's rows: the run begun since is not lost
                 self.forget(job_id)
                 if self.on_lost is not None:
                     self.on_lost(job_id)
