@@ -64,6 +64,10 @@ async def test_a_child_killed_in_a_later_routine_of_a_wave_fails_the_job_and_los
     assert result.status is wf.JobStatus.FAILED
     assert (result.error or "").startswith("routine 'r2' failed: WorkerDiedError:"), result.error
     assert "signal 9" in (result.error or "")
+    # the item it died on is that routine's dead letter (it came back with r1's turn)
+    [letter] = [d for d in result.dead_letters if d.slot == "r2.inp"]
+    assert (letter.item, letter.reason) == (450, "handler_failed")
+    assert "WorkerDiedError" in (letter.error or ""), letter
     s = result.stats.slots["r0.inp"]
     assert s.enqueued == N and s.processed + s.dead_lettered == N
     # the batch the child died with: its first routine's items are dead letters

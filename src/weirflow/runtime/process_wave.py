@@ -93,7 +93,8 @@ def run_wave(
 ) -> bool:
     """Run one wave request in a child (see the module); ``False`` if the parent is gone.
 
-    It sends, per routine but the last, ``("done", stage, state, calls, busy_s, cpu_s)``,
+    It sends, per routine but the last, ``("done", stage, state, calls, busy_s, cpu_s,
+    next_items)`` (the items it emitted, pickled, or ``None``: ``_items_back``),
     then ``("end", stage, state, calls, busy_s, cpu_s, emitted)`` for the last (its emits'
     items, in order), or at the first failure ``("fail", stage, index, item, error,
     busy_s)`` and nothing more (the job fails)."""
@@ -138,7 +139,9 @@ def run_wave(
         try:
             left = pickle.dumps(ctx.state, protocol=pickle.HIGHEST_PROTOCOL)
             if j < last:
-                msg = pickle.dumps(("done", j, left, calls, busy, cpu), protocol=pickle.HIGHEST_PROTOCOL)
+                msg = pickle.dumps(
+                    ("done", j, left, calls, busy, cpu, _items_back(items)), protocol=pickle.HIGHEST_PROTOCOL
+                )
             else:
                 msg = pickle.dumps(
                     ("end", j, left, calls, busy, cpu, items), protocol=pickle.HIGHEST_PROTOCOL
@@ -150,6 +153,16 @@ def run_wave(
             return True
         conn.send_bytes(msg)
     return True
+
+
+def _items_back(items: list[Any]) -> bytes | None:
+    """The next routine's items, pickled for the parent to keep (unpickled only if this
+    child dies in that routine's calls: the item it died on is then that routine's dead
+    letter); ``None`` if they cannot travel (they need not: they stay in this child)."""
+    try:
+        return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - whatever pickle raised: no dead letter of its own then
+        return None
 
 
 def _send_failure(
@@ -168,7 +181,7 @@ def _send_failure(
 class _Request:
     """One batch of a wave in flight on a child."""
 
-    __slots__ = ("busy0", "call", "chain", "child", "emitted", "fds", "seq")
+    __slots__ = ("busy0", "call", "chain", "child", "emitted", "fds", "inputs", "seq")
 
     def __init__(self, seq: int, child: _Child, call: _Call, chain: Chain) -> None:
         self.seq = seq
@@ -178,6 +191,9 @@ class _Request:
         self.busy0 = 0.0  # the first routine's busy time, from its "done"
         self.emitted: list[Any] | None = None  # the last routine's emits, once ended
         self.fds: tuple[int, ...] = ()  # what the wave polls for it: its pipe, its sentinel
+        # the items of the routine its child runs now (pickled, from the routine before's
+        # "done"; ``None`` if they could not travel): the dead letter if the child dies there
+        self.inputs: tuple[int, bytes | None] = (0, None)
 
 
 def wave_stages_locked(head: ProcessRunner) -> list[ProcessRunner] | None:
@@ -386,6 +402,11 @@ class Wave:
         """A routine's calls of ``req``'s batch are done: count them, apply its state, pass
         its turn to the next batch."""
         j, left, calls, busy_s, cpu_s = msg[1:6]
+        # the turn first: the child of the batch after may be waiting for it
+        after = self._after(req)
+        if after is not None:
+            with contextlib.suppress(OSError):  # it died: its sentinel says so
+                after.child.conn.send_bytes(pickle.dumps((TURN, j, left), protocol=pickle.HIGHEST_PROTOCOL))
         runner = self.runners[j]
         state = pickle.loads(left)  # noqa: S301 - from our child
         with runner.lock:
@@ -402,11 +423,9 @@ class Wave:
                 runner.state.update(state)
         self.last_done[j] = req.seq
         self.turns[j] = left
-        after = self._after(req)
-        if after is not None:
-            with contextlib.suppress(OSError):  # it died: its sentinel says so
-                after.child.conn.send_bytes(pickle.dumps((TURN, j, left), protocol=pickle.HIGHEST_PROTOCOL))
-        if msg[0] == "end":
+        if msg[0] == "done":
+            req.inputs = (j + 1, msg[6])
+        else:
             req.emitted = msg[6]
             self.on_children -= 1
             self._forget(req)
@@ -503,7 +522,22 @@ class Wave:
             self._abandon()
             return
         j, index = divmod(child.progress.value, STAGE)
-        self._fail(req, j, index, NoItem(), WorkerDiedError(child.death(), index), 0.0)
+        self._fail(
+            req, j, index, self._item_died_on(req, j, index), WorkerDiedError(child.death(), index), 0.0
+        )
+
+    def _item_died_on(self, req: _Request, j: int, index: int) -> Any:
+        """The item of routine ``j`` (a later one) whose call ``req``'s child died in, if it
+        came back with the routine before's "done" (``NoItem`` if not: the first routine's
+        item is in ``req.call``)."""
+        stage, data = req.inputs
+        if j == 0 or stage != j or data is None:
+            return NoItem()
+        try:
+            items = pickle.loads(data)  # noqa: S301 - from our child
+            return items[index]
+        except Exception:  # noqa: BLE001 - it came back but cannot be read here: no dead letter then
+            return NoItem()
 
     def _fail(self, req: _Request, j: int, index: int, item: Any, error: BaseException, dt: float) -> None:
         """A call of routine ``j`` failed in ``req``'s batch: the job fails naming that
