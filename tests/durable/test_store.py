@@ -793,3 +793,42 @@ async def test_postgres_keeps_what_a_job_spec_accepts(store: Store) -> None:
     job = await store.get(job_id)
     assert job is not None
     assert (job.flow, job.queue, job.inputs) == (text, text, {"a.inp": [text, {text: text}]})
+
+
+async def test_submitted_fields_come_back_exactly(store: Store, clock: FakeClock) -> None:
+    # what a batched submit writes comes back as given: times that are not short decimals,
+    # floats written in exponent form, big and negative integers, and texts with quotes,
+    # backslashes, brackets, commas and characters past ASCII (PostgreSQL reads its batch
+    # as one JSON text)
+    clock.now = 1_764_648_000.123_456_7
+    odd = 'k "q" \\ ],[ , é 漢 \U0001f600'
+    inputs = {"a.x": [1e16, 0.1, -(2**62), 2**63 - 1, odd, {"n": None, "e": 1.5e-7}]}
+    specs = [
+        spec(
+            inputs=inputs,
+            idempotency_key=odd,
+            delay_s=0.1,
+            timeout_s=1e-05,
+            priority=-7,
+            backoff=NO_JITTER,
+            max_attempts=5,
+        ),
+        spec(flow=odd, queue=odd, delay_s=1e-9),
+    ]
+    ids = [job_id for job_id, created in await store.submit_many(specs) if created]
+    assert len(ids) == 2
+    first, second = [await store.get(job_id) for job_id in ids]
+    assert first is not None and second is not None
+    assert first.inputs == inputs and [type(v) for v in first.inputs["a.x"]] == [
+        float,
+        float,
+        int,
+        int,
+        str,
+        dict,
+    ]
+    assert (first.idempotency_key, first.run_at, first.timeout_s) == (odd, clock.now + 0.1, 1e-05)
+    assert (first.priority, first.backoff, first.max_attempts) == (-7, NO_JITTER, 5)
+    assert (second.flow, second.queue, second.run_at, second.timeout_s) == (odd, odd, clock.now + 1e-9, None)
+    # the same key in the same queue: the job that holds it
+    assert await store.submit_once(specs[0]) == (first.id, False)

@@ -35,7 +35,7 @@ from .models import (
     backoff_to_json,
     done_parts,
 )
-from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX, OUTCOME_CHANNEL, json_rows, json_text
+from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX, OUTCOME_CHANNEL, json_text
 from .postgres_schedules import PostgresSchedules
 from .rows import (
     job_from_row,
@@ -121,6 +121,23 @@ def _submit_rows(specs: Sequence[JobSpec], ids: Sequence[str], now: float) -> st
             ]
         )
         rows.append(f"{head[:-1]},{pg_json(s.inputs)},{_backoff_text(s.backoff)}]")
+    return f"[{','.join(rows)}]"
+
+
+def _done_rows(done: Sequence[Done]) -> str:
+    """``complete``'s rows as one JSON text: [id, token, outputs, dead letters] each, the
+    outputs and dead letters (``pg_json``) spliced in as JSON values, so the server parses
+    them once, with the batch (as JSON strings in the batch they were escaped here, then
+    read back as text and parsed again); a completion without dead letters has none
+    (element 3 left out: ``e->3`` is SQL ``NULL``)."""
+    rows = []
+    for d in done:
+        job_id, token, outputs, letters = done_parts(d)
+        head = json_text([job_id, token])[:-1]
+        if letters is None:
+            rows.append(f"{head},{pg_json(outputs)}]")
+        else:
+            rows.append(f"{head},{pg_json(outputs)},{pg_json(letters)}]")
     return f"[{','.join(rows)}]"
 
 
@@ -349,18 +366,16 @@ class PostgresStore(PostgresSchedules):
         if not done:
             return []
         now = self.clock()
-        parts = [done_parts(d) for d in done]
-        values = [(p[0], p[1], pg_json(p[2]), None if p[3] is None else pg_json(p[3])) for p in parts]
         why = rules.interrupted_why("completed", {}, worker_id)
         # one statement: one round trip
         rows = await self._one(
-            "WITH d AS (SELECT e->>0 AS id, (e->>1)::int AS token, e->>2 AS outputs, e->>3 AS dl"
+            "WITH d AS (SELECT e->>0 AS id, (e->>1)::int AS token, e->2 AS outputs, e->3 AS dl"
             " FROM jsonb_array_elements(%s::jsonb) AS e),"
             # (locked in id order: see ``renew``)
             " lk AS (SELECT j.id FROM wf_jobs j JOIN d ON j.id = d.id WHERE j.runs = d.token"
             " AND j.status = 'running' AND j.worker_id = %s ORDER BY j.id FOR NO KEY UPDATE OF j),"
-            " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs::jsonb,"
-            " dead_letters = d.dl::jsonb, finished_at = %s, lease_expires_at = NULL FROM d"
+            " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs,"
+            " dead_letters = d.dl, finished_at = %s, lease_expires_at = NULL FROM d"
             " JOIN lk ON lk.id = d.id WHERE j.id = d.id"
             " RETURNING j.id, j.queue, j.attempt),"
             " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
@@ -369,7 +384,7 @@ class PostgresStore(PostgresSchedules):
             " FROM done WHERE s.job_id = done.id AND s.status = 'running')"
             " SELECT id, pg_notify(%s, id) FROM done",
             (
-                json_rows(values),
+                _done_rows(done),
                 worker_id,
                 now,
                 now,
