@@ -181,7 +181,7 @@ def _send_failure(
 class _Request:
     """One batch of a wave in flight on a child."""
 
-    __slots__ = ("busy0", "call", "chain", "child", "emitted", "fds", "inputs", "seq")
+    __slots__ = ("busy0", "busy_all", "call", "chain", "child", "emitted", "fds", "inputs", "seq")
 
     def __init__(self, seq: int, child: _Child, call: _Call, chain: Chain) -> None:
         self.seq = seq
@@ -189,6 +189,7 @@ class _Request:
         self.call = call  # the first routine's items (one ``_Call`` for the batch)
         self.chain = chain  # the later routines, marked as running (``Chain.release``)
         self.busy0 = 0.0  # the first routine's busy time, from its "done"
+        self.busy_all = 0.0  # every routine's (``Wave.pace``)
         self.emitted: list[Any] | None = None  # the last routine's emits, once ended
         self.fds: tuple[int, ...] = ()  # what the wave polls for it: its pipe, its sentinel
         # the items of the routine its child runs now (pickled, from the routine before's
@@ -246,6 +247,9 @@ class Wave:
         self.seq = 0
         self.hooks = self.job.hook_set
         self.cap = FIRST_BATCH  # the next batch's size, at most
+        # per child, the wall time its recent batches took per item through the whole
+        # chain (an average, newer batches weigh more): how fast it goes now (``_size``)
+        self.pace: dict[_Child, float] = {}
         # how the routines are named in a request to a child that knows them all
         self.known_specs = self._specs(None)
 
@@ -307,7 +311,7 @@ class Wave:
                     head.wave_off = True
                     return False
             # per child, a batch of about its share of what is queued
-            n = min(self.cap, max(1, -(-len(q.items) // self.width)))
+            n = self._size(child, min(self.cap, max(1, -(-len(q.items) // self.width))), len(q.items))
             self.cap = min(WAVE_BATCH, 2 * self.cap)
             taken = [(q, q.take_locked()) for _ in range(n)]
             try:
@@ -346,6 +350,20 @@ class Wave:
             child.conn.send_bytes(data)
         child.known.update(key for key, _ in self.keys)
         return True
+
+    def _size(self, child: _Child, n: int, queued: int) -> int:
+        """The size of ``child``'s next batch: ``n``, scaled by how fast the child goes
+        against the others (``pace``). The children go at the pace of the slowest: each
+        routine's turn passes from batch to batch, so a child whose batch takes longer
+        per routine (its core shared with the parent or with other work) keeps the
+        other waiting for its turns; batches sized to each child's speed take about the
+        same time per routine on every child."""
+        pace = self.pace
+        own = pace.get(child)
+        if own is None or own <= 0.0 or len(pace) < 2 or n < WAVE_BATCH:
+            return n
+        mean = sum(pace.values()) / len(pace)
+        return max(1, min(queued, 2 * WAVE_BATCH, round(n * mean / own)))
 
     def _may_send_locked(self) -> list[ProcessRunner] | None:
         head = self.head
@@ -402,6 +420,7 @@ class Wave:
         """A routine's calls of ``req``'s batch are done: count them, apply its state, pass
         its turn to the next batch."""
         j, left, calls, busy_s, cpu_s = msg[1:6]
+        req.busy_all += busy_s
         # the turn first: the child of the batch after may be waiting for it
         after = self._after(req)
         if after is not None:
@@ -427,6 +446,11 @@ class Wave:
             req.inputs = (j + 1, msg[6])
         else:
             req.emitted = msg[6]
+            n = len(req.call.taken)
+            if n >= WAVE_BATCH // 2:  # (small batches say little: their turns' waits weigh)
+                per = req.busy_all / n
+                old = self.pace.get(req.child)
+                self.pace[req.child] = per if old is None else (old + per) / 2
             self.on_children -= 1
             self._forget(req)
             self.pool.checkin(req.child)
@@ -517,6 +541,7 @@ class Wave:
     def _died(self, req: _Request) -> None:
         child = req.child
         self._forget(req)
+        self.pace.pop(child, None)
         child.process.join(1.0)
         if self.job.finished or self.head.stopping:  # (its kill by the job's end)
             self._abandon()
