@@ -14,7 +14,7 @@ import pytest
 import weirflow as wf
 from weirflow.durable import JobSpec, open_store
 from weirflow.durable.sqlite import SqliteStore
-from weirflow.errors import StoreError
+from weirflow.errors import StoreRefusedError
 
 from .helpers import poll_store
 
@@ -49,7 +49,7 @@ async def test_a_held_write_lock_sends_the_batch_through_the_store_thread(
 
 
 async def test_an_append_the_database_refuses_is_a_store_error(sqlite_store: SqliteStore) -> None:
-    with pytest.raises(StoreError, match="FOREIGN KEY"):
+    with pytest.raises(StoreRefusedError, match="no-such-job"):  # (the rows' foreign key)
         await sqlite_store.append_journal([("no-such-job", "record")])
     job_id = await sqlite_store.submit(JobSpec(flow="f", inputs={}))
     await sqlite_store.append_journal([(job_id, "after")])  # the connection is still usable

@@ -635,8 +635,10 @@ async def test_journal_records(store: Store, clock: FakeClock) -> None:
     records = await store.read_journal(a)
     assert records[:2] == ['{"t":"enq","n":1}', '{"t":"done","n":2}']
     assert records[2:] == [f'{{"n":{i}}}' for i in range(3, 50)]
-    with pytest.raises(wf.StoreError):
+    with pytest.raises(wf.StoreRefusedError, match="no-such-job"):  # (sent again, it fails again)
         await store.append_journal([(a, '{"lost": true}'), ("no-such-job", "{}")])
+    with pytest.raises(wf.StoreRefusedError, match="no-such-job"):  # (one row: SQLite writes it inline)
+        await store.append_journal([("no-such-job", "{}")])
     assert len(await store.read_journal(a)) == 49  # nothing of the failed batch
     await store.clear_journal(a)
     assert await store.read_journal(a) == [] and await store.read_journal(b) == ['{"t":"enq"}']

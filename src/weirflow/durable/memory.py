@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from ..errors import JobError, LeaseLostError, StoreError
+from ..errors import JobError, LeaseLostError, StoreRefusedError
 from . import rules
 from .models import (
     FAILED,
@@ -475,7 +475,8 @@ class MemoryStore:
             refused = {job_id for job_id, _ in rows if not self._current(job_id, tokens.get(job_id, -1))}
         missing = {job_id for job_id, _ in rows if job_id not in self._jobs} - refused
         if missing:
-            raise StoreError(f"journal records for jobs not in the store: {', '.join(sorted(missing))}")
+            gone = ", ".join(sorted(missing))
+            raise StoreRefusedError(f"journal records for jobs not in the store: {gone}")
         skip = set(refused)
         if tokens is not None and batches:
             for job_id, n in batches.items():

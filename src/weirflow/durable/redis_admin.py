@@ -9,7 +9,7 @@ from typing import Any
 
 import msgpack
 
-from ..errors import LeaseLostError, StoreError
+from ..errors import LeaseLostError, StoreError, StoreRefusedError
 from . import rules
 from .models import (
     FAILED,
@@ -403,15 +403,10 @@ class RedisAdmin(RedisBase):
             for job_id, record in rows
         ]
         args = ["0" if tokens is None else "1", msgpack.packb(packed), "1" if resent else "0"]
-        try:
-            refused = await self._run("APPEND", args)
-        except StoreError as e:
-            if "journal records for jobs not in the store" in str(e):
-                missing = sorted(
-                    {job_id for job_id, _ in rows} - {j.id for j in await self._jobs([r[0] for r in rows])}
-                )
-                raise StoreError(f"journal records for jobs not in the store: {', '.join(missing)}") from None
-            raise
+        refused = await self._run("APPEND", args)
+        if refused and isinstance(refused[0], list):  # unfenced, jobs not in the store: none written
+            missing = ", ".join(sorted(_s(x) for x in refused[0]))
+            raise StoreRefusedError(f"journal records for jobs not in the store: {missing}")
         return sorted(_s(x) for x in refused)
 
     async def read_journal(self, job_id: str) -> list[str]:

@@ -10,14 +10,15 @@ from __future__ import annotations
 # unfenced), record, batch number ("" none)]. Fenced: a job's rows are written only while it
 # runs under its token (``rules.runs_under``), and, resent ("1" after the rows), not when its
 # last batch (job field ``jb``: "token:number") is of that token and numbered as high (a
-# batch sent again); unfenced: a job not in the store fails the whole batch. Returns the
+# batch sent again); unfenced: when jobs are not in the store, nothing is written and the
+# answer is {{their ids}} (one nested array: the client refuses the batch). Returns the
 # refused ids.
 APPEND = r"""
 local fenced = ARGV[2] == '1'
 local rows = cmsgpack.unpack(ARGV[3])
 local resent = ARGV[4] == '1'
 
-local refused, seen = {}, {}
+local refused, seen, missing = {}, {}, {}
 for _, row in ipairs(rows) do
   local id, token, batch = row[1], row[2], row[4]
   if seen[id] == nil then
@@ -38,10 +39,11 @@ for _, row in ipairs(rows) do
       end
     else
       seen[id] = redis.call('EXISTS', jk(id)) == 1
-      if not seen[id] then return {err = 'journal records for jobs not in the store: ' .. id} end
+      if not seen[id] then missing[#missing+1] = id end
     end
   end
 end
+if #missing > 0 then return {missing} end
 for _, row in ipairs(rows) do
   if seen[row[1]] then redis.call('RPUSH', P .. ':jr:' .. row[1], row[3]) end
 end

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from ..errors import LeaseLostError, StoreError
+from ..errors import LeaseLostError, StoreError, StoreRefusedError
 from . import rules
 from .models import (
     FAILED,
@@ -309,9 +309,14 @@ class SqliteAdmin(SqliteBase):
         held = dict(tokens) if tokens is not None else None
         numbers = dict(batches) if batches and tokens is not None else {}
         size = sum(len(record) for _, record in batch)
-        refused = self._append_inline(batch, held, numbers, resent) if size <= INLINE_MAX_BYTES else None
-        if refused is None:
-            refused = await self._tx(self._append_journal, batch, held, numbers, resent)
+        try:
+            refused = self._append_inline(batch, held, numbers, resent) if size <= INLINE_MAX_BYTES else None
+            if refused is None:
+                refused = await self._tx(self._append_journal, batch, held, numbers, resent)
+        except StoreError as e:
+            if held is None and _no_job(e):  # (unfenced: the rows' foreign key to wf_jobs)
+                await self._refuse_missing(batch)
+            raise
         self._unchecked += size
         if (
             self._unchecked >= CHECKPOINT_BYTES
@@ -321,6 +326,17 @@ class SqliteAdmin(SqliteBase):
             self._unchecked = 0
             self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
         return refused
+
+    async def _refuse_missing(self, rows: list[tuple[str, str]]) -> None:
+        """An unfenced batch that failed for jobs not in the store: ``StoreRefusedError``
+        naming them (sent again it would fail again; nothing of it was written)."""
+        ids = sorted({job_id for job_id, _ in rows})
+        found = await self._call(
+            self._read, f"SELECT id FROM wf_jobs WHERE id IN ({', '.join('?' * len(ids))})", ids
+        )
+        missing = sorted(set(ids) - {r[0] for r in found})
+        if missing:
+            raise StoreRefusedError(f"journal records for jobs not in the store: {', '.join(missing)}")
 
     def _append_inline(
         self,
@@ -429,3 +445,9 @@ class SqliteAdmin(SqliteBase):
         conn.execute("DELETE FROM wf_journal WHERE job_id = ?", (job_id,))
         # the from-start retry is consumed with its journal: a later takeover resumes the new run's
         conn.execute("UPDATE wf_jobs SET from_start = 0 WHERE id = ? AND from_start <> 0", (job_id,))
+
+
+def _no_job(e: StoreError) -> bool:
+    """Whether ``e`` is SQLite's refusal of a journal row whose job is not in ``wf_jobs``."""
+    cause = e.__cause__
+    return isinstance(cause, sqlite3.IntegrityError) and "FOREIGN KEY" in str(cause)

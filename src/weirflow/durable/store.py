@@ -272,7 +272,8 @@ class Store(Protocol):
         """Append ``(job_id, record_json)`` rows, in order, in one transaction, and return
         the job ids refused. With ``tokens`` (a worker's writes) the rows of a job are
         written only while it runs under its token there; without, a job id the store
-        does not hold is a ``StoreError`` (nothing of the batch is written). With
+        does not hold is a ``StoreRefusedError`` (nothing of the batch is written; the
+        durable journal then sends it job by job). With
         ``batches`` (and ``tokens``: job id -> the number of this batch of its rows
         within its claim, from 1) the store keeps each job's last batch number; with
         ``resent`` too (the batch's append failed before: it may have committed), a
