@@ -13,8 +13,10 @@ import pytest
 
 from weirflow.durable import JobSpec
 from weirflow.durable.redis_store import RedisStore
+from weirflow.durable.schedules import Schedule
 
 from ..redisserver import RedisServer
+from .conftest import FakeClock
 
 
 class ReplyDropper:
@@ -106,5 +108,27 @@ async def test_a_submit_resent_after_its_reply_was_lost_answers_created(
                 job_id,
                 False,
             )
+    finally:
+        await store.close()
+
+
+async def test_a_schedule_firing_resent_after_its_reply_was_lost_answers_its_job(
+    dropper: ReplyDropper, redis_server: RedisServer
+) -> None:
+    clock = FakeClock()
+    db = redis_server.new_database().rsplit("/", 1)[1]
+    url = f"redis://127.0.0.1:{dropper.port}/{db}"
+    store = RedisStore(url, prefix=f"t{uuid.uuid4().hex[:8]}", clock=clock)
+    await store.open()
+    try:
+        stored = await store.add_schedule(Schedule(name="tick", flow="f", inputs={}, every_s=60))
+        clock.now = stored.next_at
+        dropper.armed = True
+        fired = await store.fire_schedules("default")
+        assert dropper.dropped.is_set()  # the firing ran, its reply was lost: this is the re-run's
+        [job] = await store.list_jobs()
+        assert fired.jobs == [job.id] and fired.next_at == stored.next_at + 60
+        [s] = await store.list_schedules()
+        assert (s.last_at, s.last_job_id) == (stored.next_at, job.id)
     finally:
         await store.close()

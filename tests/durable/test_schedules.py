@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import weirflow as wf
-from weirflow.durable import Store
+from weirflow.durable import JobSpec, Store
 from weirflow.durable.schedules import Schedule
 
 from .conftest import FakeClock, StoreFactory
@@ -157,3 +157,17 @@ def test_a_bad_schedule_is_a_schedule_error(store_url: str, kw: dict[str, object
 def test_inputs_a_job_cannot_hold_are_refused_naming_where() -> None:
     with pytest.raises(wf.UnstorableError, match=r'inputs\["a.x"\]\[1\]: .*NUL'):
         Schedule(name="s", flow="f", inputs={"a.x": [1, "\x00"]}, every_s=60)
+
+
+async def test_a_tick_whose_key_a_job_holds_makes_no_job_and_names_that_job(
+    store: Store, clock: FakeClock
+) -> None:
+    stored = await store.add_schedule(every())
+    key = stored.key(stored.next_at)
+    submitted = await store.submit(JobSpec(flow="f", inputs={}, idempotency_key=key))
+    clock.now = stored.next_at
+    fired = await store.fire_schedules("default")
+    assert fired.jobs == [] and fired.next_at == stored.next_at + 60
+    [s] = await store.list_schedules()
+    assert (s.last_at, s.last_job_id, s.next_at) == (stored.next_at, submitted, stored.next_at + 60)
+    assert [j.id for j in await store.list_jobs()] == [submitted]

@@ -63,6 +63,7 @@ SCRIPTS = (
     "SWEEPER",
     "DELETE",
     "SCHEDULE_PUT",
+    "FIRE",
     "REASSIGN",
     "REINDEX",
     "COUNTS",

@@ -39,8 +39,9 @@ named beside it; the others are applied in Python and written with ``PUT``.
 
 This module holds what every script starts with (``COMMON``); the scripts are in
 ``redis_lua_jobs`` (a job's lifecycle: submit, claim, renew, complete, ``PUT``, reassign),
-``redis_lua_journal`` (the journal and step rows) and ``redis_lua_admin`` (pause, events,
-sweeper, retention, counts and indexes, schedules), all named here too.
+``redis_lua_journal`` (the journal and step rows), ``redis_lua_admin`` (pause, events,
+sweeper, retention, counts and indexes, schedules) and ``redis_lua_schedules`` (a schedule's
+firing), all named here too.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from __future__ import annotations
 from .redis_lua_admin import ADD_EVENT, COUNTS, DELETE, PAUSE, REINDEX, SCHEDULE_PUT, SWEEPER
 from .redis_lua_jobs import CLAIM, COMPLETE, PUT, REASSIGN, RENEW, SUBMIT
 from .redis_lua_journal import APPEND, CLEAR_JOURNAL, STEPS
+from .redis_lua_schedules import FIRE
 
 __all__ = [
     "ADD_EVENT",
@@ -58,6 +60,7 @@ __all__ = [
     "COMPLETE",
     "COUNTS",
     "DELETE",
+    "FIRE",
     "INDEX_VERSION",
     "PAUSE",
     "PUT",

@@ -57,28 +57,7 @@ class RedisStore(RedisSchedules):
         if not specs:
             return []
         now = self.clock()
-        jobs: list[list[Any]] = []
-        for spec in specs:
-            job = rules.new_job(spec, uuid.uuid4().hex, now)
-            present, _ = job_fields(job)
-            _, data = rules.queued_event(spec)
-            keyfield = "" if spec.idempotency_key is None else _keyfield(spec.queue, spec.idempotency_key)
-            jobs.append(
-                [
-                    job.id,
-                    keyfield,
-                    job.queue,
-                    str(job.priority),
-                    num(job.run_at),
-                    runkey(job.run_at),
-                    "1" if job.run_at > now else "0",
-                    _json(data),
-                    [text for pair in present.items() for text in pair],
-                    spec.node or "",
-                    str(spec.node_capacity or 0),
-                    job.flow,
-                ]
-            )
+        jobs = [self._submitted(spec, now) for spec in specs]
         args = [num(now), msgpack.packb(jobs)]
         # (the script is safe to repeat: a job id it finds made answers as before)
         flat = await self._run("SUBMIT", args, retry=True)
@@ -88,6 +67,27 @@ class RedisStore(RedisSchedules):
         for queue in {s.queue for s in specs}:
             self._wakeups.notify(queue)
         return out
+
+    def _submitted(self, spec: JobSpec, now: float) -> list[Any]:
+        """A new job of ``spec`` as the ``SUBMIT`` script takes it (its id first)."""
+        job = rules.new_job(spec, uuid.uuid4().hex, now)
+        present, _ = job_fields(job)
+        _, data = rules.queued_event(spec)
+        keyfield = "" if spec.idempotency_key is None else _keyfield(spec.queue, spec.idempotency_key)
+        return [
+            job.id,
+            keyfield,
+            job.queue,
+            str(job.priority),
+            num(job.run_at),
+            runkey(job.run_at),
+            "1" if job.run_at > now else "0",
+            _json(data),
+            [text for pair in present.items() for text in pair],
+            spec.node or "",
+            str(spec.node_capacity or 0),
+            job.flow,
+        ]
 
     async def claim(
         self,
