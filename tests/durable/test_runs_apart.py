@@ -6,6 +6,7 @@ do not stop the next run."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ from weirflow.durable.journal import DurableJournal, decoded
 from weirflow.durable.worker import Worker
 from weirflow.runtime.replay import restore_from
 
+from . import flows
 from .helpers import job_is, poll_store
 
 
@@ -108,4 +110,73 @@ async def test_a_lost_runs_last_records_are_not_written_into_the_next_run_of_the
     finally:
         for event in _Gated.release.values():
             event.set()
+        await store.close()
+
+
+class _JumpingClock:
+    """The store's clock: the wall clock, moved ahead by hand."""
+
+    def __init__(self) -> None:
+        self.ahead_s = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead_s
+
+
+def _calls(log: Path) -> tuple[int, list[tuple[float, float]]]:
+    """How many calls of the step started, and (start, end) of each that ended, by start."""
+    text = log.read_text().split()
+    spans = [
+        (float(t0), float(t1)) for kind, *_, t0, t1 in (line.split(":") for line in text) if kind == "end"
+    ]
+    return sum(1 for line in text if line.startswith("start:")), sorted(spans)
+
+
+async def _steps_log_has(log: Path, what: str, n: int) -> bool:
+    return log.exists() and log.read_text().count(what) >= n
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_worker_with_free_slots_does_not_run_a_lost_jobs_step_beside_its_lingering_call(
+    store_url: str, tmp_path: Path
+) -> None:
+    # a ``def`` step runs 6 s on a thread nothing can stop; the store's clock jumps ahead,
+    # so its lease runs out there and this same worker, with a slot free, claims the job
+    # again: the first run is stopped (its call lingers) and the new run's call must not
+    # start before that call returned (before, the lingering call's placeholder slot was
+    # not seen as the job's, and the new run started at once: two attempts at once)
+    clock = _JumpingClock()
+    store = open_store(store_url, clock=clock)
+    await store.open()
+    steps_log = tmp_path / "steps.log"
+    item = {
+        "first_sleep_s": 6.0,
+        "first_sleep_once": str(tmp_path / "slept"),
+        "sleep_s": 0.1,
+        "log": str(steps_log),
+        "times": True,
+    }
+    try:
+        job_id = await store.submit(JobSpec(flow="blocking", inputs={"a.item": [item]}, max_attempts=5))
+        async with Worker(
+            store,
+            [flows.blocking],
+            worker_id="W",
+            lease_s=2.0,
+            heartbeat_s=0.5,
+            concurrency=3,
+            poll_max_s=0.2,
+        ) as w:
+            await poll_store(lambda: _steps_log_has(steps_log, "start:", 1), timeout_s=30)
+            clock.ahead_s = 60.0  # the lease runs out in the store while the call sleeps
+            await poll_store(lambda: job_is(store, job_id, "completed", "failed"), timeout_s=60)
+            w.stop()
+        job = await store.get(job_id)
+        assert job is not None and job.status == "completed", (job and job.status, job and job.error)
+        started, spans = _calls(steps_log)
+        assert started == 2 and len(spans) == 2, steps_log.read_text()
+        (_, first_end), (second_start, _) = spans
+        assert first_end <= second_start, steps_log.read_text()  # never two calls of the step at once
+        assert w.lost >= 1
+    finally:
         await store.close()

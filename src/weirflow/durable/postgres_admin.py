@@ -87,6 +87,14 @@ _LAST_BATCHES = (
     "SELECT DISTINCT ON (job_id) job_id, run, batch FROM wf_journal WHERE job_id = ANY(%s)"
     " ORDER BY job_id, pos DESC"
 )
+#: above this many step rows, ``steps`` makes their records in a thread
+MANY_STEPS = 1000
+
+
+def _steps_from(rows: Sequence[Any]) -> list[StepRecord]:
+    return [step_from_row(r) for r in rows]
+
+
 # above this (records' total characters) a worker's flush is plain inserts (see there)
 ONE_STATEMENT_JOURNAL_CHARS = 64 * 1024
 
@@ -134,7 +142,9 @@ class PostgresAdmin(PostgresBase):
             " ORDER BY run, started_at NULLS FIRST, routine, seq",
             (job_id,),
         )
-        return [step_from_row(r) for r in rows]
+        if len(rows) > MANY_STEPS:  # (a long job's: seconds of work the loop must not wait for)
+            return await asyncio.to_thread(_steps_from, rows)
+        return _steps_from(rows)
 
     async def add_event(self, job_id: str | None, queue: str, kind: str, data: dict[str, Any]) -> None:
         async with self._tx() as conn:

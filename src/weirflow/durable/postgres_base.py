@@ -445,7 +445,10 @@ class PostgresBase:
         journal = [r[0] for r in await cur.fetchall()]
         cur = await conn.execute(f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = %s", (job.id,))
         rows = [step_from_row(r) for r in await cur.fetchall()]
-        fixed = taken_over(job.id, journal, rows, token=job.runs, worker=worker, now=now, why=why)
+        # (in a thread: a long journal takes seconds to decode, the loop must go on meanwhile)
+        fixed = await asyncio.to_thread(
+            taken_over, job.id, journal, rows, token=job.runs, worker=worker, now=now, why=why
+        )
         if fixed:
             await conn.execute(
                 _WRITE_STEPS, (json_rows([[getattr(s, c) for c in STEP_COLUMNS] for s in fixed]),)

@@ -116,8 +116,12 @@ class SqliteAdmin(SqliteBase):
         return list(refused)
 
     async def steps(self, job_id: str) -> list[StepRecord]:
-        rows = await self._call(
-            self._read,
+        return await self._call(self._steps_of, job_id)
+
+    def _steps_of(self, job_id: str) -> list[StepRecord]:
+        """(On the store thread, rows made there too: a long job has 100,000 steps, and their
+        records take seconds to make, which the loop must not wait for.)"""
+        rows = self._read(
             f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = ? ORDER BY run, started_at, routine, seq",
             (job_id,),
         )

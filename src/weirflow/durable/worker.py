@@ -142,12 +142,14 @@ class Worker(Running, Upkeep, Shutdown):
         self.running[record.id] = None
         self._tokens[record.id] = record.token
         self._lease_from[record.id] = sent
-        if self.durable is not None:
-            self.durable.begin(record.id, record.token)
 
     def _still_here(self, job_id: str) -> bool:
-        """An earlier run of ``job_id`` in this worker is not over: running, or its
-        outcome not yet written."""
+        """An earlier run of ``job_id`` in this worker is not over: running, its outcome
+        not yet written, or lost with handler calls of it still running."""
+        return self._held_here(job_id) or job_id in self._lingering
+
+    def _held_here(self, job_id: str) -> bool:
+        """An earlier run of ``job_id`` still has its task, token or outcome here."""
         return job_id in self.running or job_id in self._reporting or job_id in self._tokens
 
     async def _run_again(self, record: JobRecord, sent: float) -> None:
@@ -155,21 +157,24 @@ class Worker(Running, Upkeep, Shutdown):
         jumped ahead, renewals that did not get through) and the store gave the job back
         to this worker's own claim, under a new token. The earlier run is over for the
         store: stop it here, as a lost one, and start the new run once nothing of the old
-        one is left (its task, its token, its outcome), so that the two never run at once
-        and nothing of the old run is written under the new claim's token."""
+        one is left (its task, its token, its outcome, its handler calls that outlived it),
+        so that the two never run at once and nothing of the old run is written under the
+        new claim's token. While only the old run's calls are left, the new claim is held
+        (its lease renewed) and waits for them."""
         job_id, token = record.id, record.token
         self._lease_lost(job_id, f"this worker claimed it again (run {token}): its lease had run out")
         self._claimed_again[job_id] = token  # (a later claim of it again replaces this one)
         gone = self._gone.setdefault(job_id, asyncio.Event())
         try:
-            while self._still_here(job_id) and self._claimed_again.get(job_id) == token:
+            while self._held_here(job_id) and self._claimed_again.get(job_id) == token:
                 gone.clear()
                 await gone.wait()
         finally:
             latest = self._claimed_again.get(job_id) == token
             if latest:
                 del self._claimed_again[job_id]
-                self._gone.pop(job_id, None)
+                if job_id not in self._lingering:
+                    self._gone.pop(job_id, None)
         if not latest:
             return  # claimed again since, under a newer token: that claim runs it
         self._lost.discard(job_id)  # (what the earlier run left: nothing of it runs now)
@@ -186,7 +191,31 @@ class Worker(Running, Upkeep, Shutdown):
         log.info("job_claimed_again", worker=self.worker_id, job=job_id, token=token)
         self._hold(record, sent)
         self._leases_changed.set()  # (its lease is older than the ones the watch waits on)
+        if job_id in self._lingering:
+            ok = await self._calls_gone(job_id, gone)
+            if job_id not in self._claimed_again:
+                self._gone.pop(job_id, None)
+            if not ok:
+                return
         await self._run_job(record)
+
+    async def _calls_gone(self, job_id: str, gone: asyncio.Event) -> bool:
+        """Wait, holding the new claim of ``job_id``, until no handler call of an earlier
+        run of it runs here; ``False`` if the new claim was lost or given back by the
+        shutdown meanwhile (then let go of here)."""
+        log.info(
+            "job_waits_for_calls", worker=self.worker_id, job=job_id, runs=sorted(self._lingering[job_id])
+        )
+        while job_id in self._lingering and job_id not in self._lost and not self._released.is_set():
+            gone.clear()
+            await first_done(gone.wait(), self._released.wait())
+        if job_id in self._lingering or job_id in self._lost:
+            self._lost.discard(job_id)
+            self._reported([])
+            self.running.pop(job_id, None)
+            self._forget(job_id)
+            return False
+        return True
 
     async def _release_unheld(self, claimed_since: float) -> None:
         """Give back the jobs the store says run here that this worker does not hold: a

@@ -133,6 +133,9 @@ class WorkerCore:
         # claims of jobs whose earlier run here is not over yet, and what they wait on
         self._claimed_again: dict[str, int] = {}  # job id: the token of its latest claim
         self._gone: dict[str, asyncio.Event] = {}
+        # job id: the tokens of its runs here that were let go (lost) while handler calls
+        # of theirs still run (``Running._lost_calls_end``): a new run of it waits for them
+        self._lingering: dict[str, set[int]] = {}
         self._leases_changed = asyncio.Event()  # set by a claim while the watch is idle
         self._lease_watch_idle = False
         self._lost: set[str] = set()

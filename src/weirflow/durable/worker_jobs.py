@@ -3,6 +3,7 @@ step rows after a takeover), run it in the engine, and report how it ended."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -18,6 +19,7 @@ from ..runtime.job import Job
 from ..runtime.plan import FlowPlan, plan_of
 from ..runtime.replay import Restore, restore_from
 from ..runtime.results import JobResult, JobStatus, format_traceback
+from .journal import decoded
 from .models import JobRecord, storable_letters
 from .steps import reconciled
 from .worker_core import first_done, log
@@ -82,6 +84,8 @@ class Running(Reporting, Leases):
 
     async def _run_job(self, record: JobRecord) -> None:
         job: Job | None = None
+        if self.durable is not None:  # (from here on: an earlier run's records are dropped)
+            self.durable.begin(record.id, record.token)
         try:
             flow = self.engine.flow(record.flow)
             if self.journal is not None:
@@ -171,19 +175,31 @@ class Running(Reporting, Leases):
         """A lost job whose handler calls still run: let go of it at once (it is not ours:
         a claim of it, by any worker, is a new run), but keep its slot busy until those
         calls ended, so that this worker does not run more at once than it may (and, with
-        one slot, does not take the job again while its old call runs)."""
-        self._lost.discard(record.id)
+        one slot, does not take the job again while its old call runs). A claim of it
+        here meanwhile (in another slot) is a new run that begins once they ended
+        (``Worker._run_again``: ``_lingering`` is what it waits on)."""
+        job_id, token = record.id, record.token
+        lingering = self._lingering.setdefault(job_id, set())
+        lingering.add(token)
+        self._lost.discard(job_id)
         self._reported([])
-        self.running.pop(record.id, None)
-        self._forget(record.id)
+        self.running.pop(job_id, None)
+        self._forget(job_id)
         with contextlib.suppress(JobError):
             self.engine.forget(job.id)
-        slot = f"{record.id} (calls still running)"  # (never a job id: ids have no space)
+        # (never a job id: ids have no space; one per run: two runs' calls may linger)
+        slot = f"{job_id} (calls of run {token} still running)"
         self.running[slot] = None
         try:
-            await self._calls_end(record.id, job)
+            await self._calls_end(job_id, job)
         finally:
             self.running.pop(slot, None)
+            lingering.discard(token)
+            if not lingering and self._lingering.get(job_id) is lingering:
+                del self._lingering[job_id]
+            gone = self._gone.get(job_id)
+            if gone is not None:  # a new run of it here waits for this
+                gone.set()
 
     async def _restore(self, record: JobRecord, flow: Flow) -> Restore | None:
         """Where a job taken over (after a crash, a stall or a retry) resumes: its journal's
@@ -196,19 +212,23 @@ class Running(Reporting, Leases):
             return None
         if record.runs <= 1:  # a first run has no journal yet: no read
             return None
-        records = await self._retrying("journal", self.durable.records_of, record.id)
+        rows = await self._retrying("journal", self.store.read_journal, record.id)
+        # decoded and replayed in a thread: a long journal (100,000 records) takes seconds,
+        # and the loop must keep renewing this worker's other leases meanwhile (review s19 F)
+        records = await asyncio.to_thread(decoded, record.id, rows) if rows else []
         if self.journal is not None:
             await self._reconcile_steps(record, records)
         if not records:
             return None
-        restore = restore_from(records, flow)
+        restore = await asyncio.to_thread(restore_from, records, flow)
         log.info("job_resumed", worker=self.worker_id, job=record.id, steps_done=restore.steps_done)
         return restore
 
     async def _reconcile_steps(self, record: JobRecord, records: Sequence[Any]) -> None:
         """Make a taken-over job's step rows say what its journal committed, before it resumes."""
         rows = await self._retrying("journal", self.store.steps, record.id)
-        fixed = reconciled(record.id, records, rows, token=record.token, now=self.store.clock())
+        now = self.store.clock()
+        fixed = await asyncio.to_thread(reconciled, record.id, records, rows, token=record.token, now=now)
         if fixed:
             refused = await self._retrying("journal", self.store.record_steps, fixed)
             if refused:
