@@ -312,31 +312,36 @@ class DurableJournal(Journal):
         self._count += len(lines)
 
     def step_completed(self, job: Job, step: Step) -> None:
-        folded = step is self._pending  # nothing between its start and now: one record
-        sent = self._pending_enq if folded else None
+        sent = self._pending_enq
+        value: Any  # what a run keeps of the step's emitted item
         if (
-            sent is not None
-            and len(sent) == len(step.emitted) < 2
-            and step.status == "completed"
-            and step.final
+            step is self._pending  # nothing between its start and now: one record
             and not step.state
+            and step.final
+            and step.status == "completed"
             and step.error is None
             and not step.on_end
             and len(step.consumed) == 1
         ):
-            # a whole step that took one item, emitted at most one (to one slot) and has no
-            # state: it joins the open run of such steps when it continues it, else opens a
-            # new one (the open one written first) (one function: every step of a chain's)
-            value: Any = None  # what the run keeps of its emitted item
-            event: str | None = None
+            # a whole step that took one item, emitted at most one (to one slot, its
+            # first position) and has no state: it joins the open run of such steps when it
+            # continues it, else opens a new one (the open one written first) (one
+            # function: every step of a chain's)
             if not sent:
-                slot = b""
+                if step.emitted:  # (not recorded: dropped by a slot's policy)
+                    self._step_line(job, step, sent)
+                    return
+                slot, event, value = b"", None, None
             else:
                 slot, k, kept = sent[0]
-                if k:  # (to another position: not a run's)
-                    slot = b""
+                if k or len(sent) + len(step.emitted) != 2:  # (not a run's: one enqueue of one emit)
+                    self._step_line(job, step, sent)
+                    return
+                event = step.emitted[0][0]
+                if type(kept) is int:  # (the item itself: ``enqueued`` keeps an int as it is)
+                    value = kept
                 else:
-                    event, value = step.emitted[0]  # (the item enqueued: ``enqueued`` held it back)
+                    value = step.emitted[0][1]
                     kind = type(value)
                     if kind is not int and kind is not str and kind is not float:
                         # as encoded at the emit, copied: bytes orjson made, kept, cost far more
@@ -344,38 +349,37 @@ class DurableJournal(Journal):
                         # (else immutable, and accepted by ``check``: orjson writes it as it did)
                         assert type(kept) is bytes
                         value = orjson.Fragment(b"%b" % kept)
-            if slot or not sent:
-                run = self._run
-                job_id = job.id
-                if (
-                    run is not None
-                    and run.next_seq == step.seq
-                    and run.event == event
-                    and run.slot == slot
-                    and run.routine == step.routine
-                    and run.job_id == job_id
-                    and run.attempt == step.attempt
-                    and run.consumed == step.consumed[0][0]
-                ):
-                    run.next_seq += 1
-                    run.items.append(value)
-                else:
-                    if run is not None:
-                        self._seal()
-                    self._run = StepRun(job_id, step, slot, event, value)
-                self._pending = None
-                if sent:
-                    self._pending_enq = []
-                self._count += 1
-                if self._count >= self.max_batch:
-                    self._full()
-                return
+                self._pending_enq = []
+            self._pending = None
+            run = self._run
+            if (
+                run is not None
+                and run.next_seq == step.seq
+                and run.slot == slot
+                and run.event == event
+                and (run.step is step or run.continued_by(job.id, step))
+            ):
+                run.next_seq += 1
+                run.items.append(value)
+            else:
+                if run is not None:
+                    self._seal()
+                self._run = StepRun(job.id, step, slot, event, value)
+            self._count += 1
+            if self._count >= self.max_batch:
+                self._full()
+            return
+        self._step_line(job, step, sent if step is self._pending else None)
+
+    def _step_line(self, job: Job, step: Step, sent: list[tuple[bytes, int, bytes | int]] | None) -> None:
+        """A completed step as one line (``sent``: its held-back enqueues, if it was held
+        back since its start: the line stands for its start too)."""
         try:
             line = self._codec.finished(step, sent, self._item)
         except UnstorableError as e:
             job.fail(f"routine {step.routine!r}: the durable journal cannot record its {e}")
             return
-        if folded:
+        if sent is not None:
             self._pending = None
             if sent:
                 self._pending_enq = []

@@ -27,9 +27,14 @@ class StepRun:
     event emitted to the same slot (``event`` ``None``: nothing emitted), numbered from
     ``next_seq - len(items)``; ``items`` holds what each emitted (``None`` if nothing):
     an int, str or float as it is (immutable), anything else as it was encoded at its
-    emit (``orjson.Fragment``)."""
+    emit (``orjson.Fragment``).
 
-    __slots__ = ("attempt", "consumed", "event", "items", "job_id", "next_seq", "routine", "slot")
+    ``step`` is the last step's ``Step`` object, for its identity only (never read): the
+    runtime reuses one for the calls a routine makes in a row (``Journal.keeps_steps``),
+    changing neither its routine nor its attempt nor the slot it takes from, so the same
+    object again continues the run without those compared (``continued_by``)."""
+
+    __slots__ = ("attempt", "consumed", "event", "items", "job_id", "next_seq", "routine", "slot", "step")
 
     def __init__(self, job_id: str, step: Step, slot: bytes, event: str | None, item: Any) -> None:
         self.job_id = job_id
@@ -40,6 +45,21 @@ class StepRun:
         self.event = event
         self.next_seq = step.seq + 1
         self.items = [item]
+        self.step = step
+
+    def continued_by(self, job_id: str, step: Step) -> bool:
+        """Whether ``step`` (the next one by number, emitting as the run's do) is of the
+        same routine of the same job, the same attempt, taking from the same slot; it is
+        the run's last step from now on."""
+        if (
+            self.routine == step.routine
+            and self.job_id == job_id
+            and self.attempt == step.attempt
+            and self.consumed == step.consumed[0][0]
+        ):
+            self.step = step
+            return True
+        return False
 
     def line(self, names: Mapping[str, bytes]) -> bytes:
         """The run as one record: ``[4, routine, attempt, first seq, slot taken, n]`` when

@@ -18,40 +18,19 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .journal import Step
+from .runner_part import RunnerPart
+
+#: the journal's lag (``Journal.lagging``) is looked at every 16th call of a run: a lagging
+#: journal is a bound on how far a job runs ahead of it (a few calls more make no
+#: difference to it), and the look costs a call per step
+LAG_CHECK_MASK = 15
 
 if TYPE_CHECKING:
-    from .activation import BoundActivation, Taken
-    from .context import Context
-    from .job import Job
+    from .activation import BoundActivation
 
 
-class JournaledCalls:
+class JournaledCalls(RunnerPart):
     """The journaled run of calls of a ``RoutineRunner``."""
-
-    # provided by RoutineRunner
-    job: Job
-    name: str
-    state: dict[str, Any]
-    ctx: Context
-    seq: int
-    active: int
-    calls: int
-    busy_s: float
-    paused: bool
-
-    if TYPE_CHECKING:
-
-        def _settle(self, taken: Taken, dead: tuple[str, str | None] | None) -> None: ...
-        async def _call_fast(self, act: BoundActivation) -> None: ...
-        async def _call(
-            self,
-            act: BoundActivation,
-            taken: Taken,
-            first_error: Exception | None = None,
-            counted: bool = False,
-            attempt: int = 1,
-            first_step: Step | None = None,
-        ) -> None: ...
 
     async def _run_journaled(self, act: BoundActivation, budget: int) -> int:
         """Calls in a row, in one frame, while items wait, with a journal: one slot, an
@@ -59,9 +38,10 @@ class JournaledCalls:
         (those go one at a time through ``_call_fast``). Each call is a step: numbered,
         its start told to the journal before the handler runs, its end after, exactly as
         ``_call_fast`` does. Stops when the slot is empty, the job or the routine pauses
-        or finishes, the journal lags (``Journal.lagging``: the runner's loop waits for
-        it), a call fails (handed to ``_call`` with its step, for the error policy), hooks
-        are attached or removed, or after ``budget`` calls; returns how many it made."""
+        or finishes, the journal lags (``Journal.lagging``, looked at every 16th call: the
+        runner's loop waits for it), a call fails (handed to ``_call`` with its step, for
+        the error policy), hooks are attached or removed, or after ``budget`` calls;
+        returns how many it made."""
         job = self.job
         journal = job.journal
         assert journal is not None
@@ -105,12 +85,9 @@ class JournaledCalls:
                 ctx.step = step
                 journal.step_started(job, step)
                 try:
-                    if wants_ctx:
-                        await fn(item, ctx)
-                    else:
-                        await fn(item)
+                    await (fn(item, ctx) if wants_ctx else fn(item))
                 except asyncio.CancelledError:
-                    self._settle([(q, item)], (job.end_reason or "job_cancelled", None))
+                    self._cancelled(q, item)
                     raise
                 except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
                     failed = (item, e, step)
@@ -126,12 +103,12 @@ class JournaledCalls:
                 elif step.state:
                     step.state = {}
                 step.completed_at = time.time()
-                ctx.step = None
                 journal.step_completed(job, step)
                 if not items or n >= budget or job.finished or job.paused or self.paused:
                     break
-                if job.hook_set is not hooks or journal.lagging() is not None:
+                if job.hook_set is not hooks or (not n & LAG_CHECK_MASK and journal.lagging() is not None):
                     break
+            ctx.step = None  # (no call runs: between two calls nothing else ran to see it)
         finally:
             self.active = 0
             job.call_ended()

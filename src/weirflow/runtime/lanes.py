@@ -16,38 +16,18 @@ from typing import TYPE_CHECKING, cast
 
 from .context import Context
 from .gil import let_threads_in
+from .runner_part import RunnerPart
 
 if TYPE_CHECKING:
-    from .activation import BoundActivation, Taken
-    from .job import Job
+    from .activation import BoundActivation
     from .runner import RoutineRunner
 
 #: handler calls a runner (or a lane) makes in a row before it yields the event loop to other tasks
 FAIR_SHARE_CALLS = 100
 
 
-class Lanes:
+class Lanes(RunnerPart):
     """The lanes of a ``RoutineRunner``."""
-
-    # provided by RoutineRunner
-    job: Job
-    acts: list[BoundActivation]
-    watch_start: bool
-    active: int
-    calls: int
-    busy_s: float
-
-    if TYPE_CHECKING:
-
-        def wake(self) -> None: ...
-        def _settle(self, taken: Taken, dead: tuple[str, str | None] | None) -> None: ...
-        async def _call(
-            self,
-            act: BoundActivation,
-            taken: Taken,
-            first_error: Exception | None = None,
-            counted: bool = False,
-        ) -> None: ...
 
     def init_lanes(self) -> None:
         self.lanes = 0  # lanes running (``_lane``), each making at most one call at a time
@@ -113,7 +93,7 @@ class Lanes:
                 except asyncio.CancelledError:
                     self.active -= 1
                     job.call_ended()
-                    self._settle([(q, item)], (job.end_reason or "job_cancelled", None))
+                    self._cancelled(q, item)
                     raise
                 except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
                     self.busy_s += time.perf_counter() - t0

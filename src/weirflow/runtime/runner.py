@@ -284,7 +284,7 @@ class RoutineRunner(Lanes, JournaledCalls):
                     else:
                         await fn(item)
                 except asyncio.CancelledError:
-                    self._settle([(q, item)], (job.end_reason or "job_cancelled", None))
+                    self._cancelled(q, item)
                     raise
                 except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
                     failed = (item, e)
@@ -337,7 +337,7 @@ class RoutineRunner(Lanes, JournaledCalls):
             else:
                 await act.fn(item)
         except asyncio.CancelledError:
-            self._settle([(q, item)], (job.end_reason or "job_cancelled", None))
+            self._cancelled(q, item)
             raise
         except Exception as e:  # noqa: BLE001 - the error policy decides, in _call
             error: Exception | None = e
