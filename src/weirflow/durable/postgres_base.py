@@ -444,15 +444,19 @@ class PostgresBase:
         cur = await conn.execute("SELECT record FROM wf_journal WHERE job_id = %s ORDER BY pos", (job.id,))
         journal = [r[0] for r in await cur.fetchall()]
         cur = await conn.execute(f"SELECT {STEP_SELECT} FROM wf_steps WHERE job_id = %s", (job.id,))
-        rows = [step_from_row(r) for r in await cur.fetchall()]
-        # (in a thread: a long journal takes seconds to decode, the loop must go on meanwhile)
-        fixed = await asyncio.to_thread(
-            taken_over, job.id, journal, rows, token=job.runs, worker=worker, now=now, why=why
-        )
-        if fixed:
-            await conn.execute(
-                _WRITE_STEPS, (json_rows([[getattr(s, c) for c in STEP_COLUMNS] for s in fixed]),)
-            )
+        found = await cur.fetchall()
+
+        def fixed_rows() -> str | None:
+            """The rows to write, as one JSON text (``None``: none)."""
+            rows = [step_from_row(r) for r in found]
+            fixed = taken_over(job.id, journal, rows, token=job.runs, worker=worker, now=now, why=why)
+            return json_rows([[getattr(s, c) for c in STEP_COLUMNS] for s in fixed]) if fixed else None
+
+        # in a thread: a long journal (100,000 records) takes seconds to decode and its step
+        # rows to make, and the loop must go on meanwhile (review s19 F)
+        text = await asyncio.to_thread(fixed_rows)
+        if text is not None:
+            await conn.execute(_WRITE_STEPS, (text,))
 
     async def _locked(
         self, conn: Conn, where: str, params: Sequence[Any], *, skip_locked: bool = False
