@@ -181,3 +181,39 @@ def test_a_submit_with_a_bad_registry_url_creates_no_store(
     assert err.count("\n") == 1 and err.startswith("error: --registry"), err
     assert message in err and "pw" not in err, err
     assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["pipelines", "list", "--server", "notaurl"], "--server 'notaurl' is not an http:// or https"),
+        (["pipelines", "show", "x", "--server", "ftp://u:pw@h"], "--server 'ftp://u:***@h' is not an http"),
+        (["pipelines", "results", "x", "--server", "h:8000"], "--server 'h:8000' is not an http"),
+        (["jobs", "list", "--store", "sqlite:///NOTADB"], "file is not a database"),
+        (["jobs", "show", "x", "--store", "sqlite:///NOTADB"], "file is not a database"),
+        (["schedules", "list", "--store", "sqlite:///NOTADB"], "file is not a database"),
+        (["jobs", "submit", "wordcount", "--store", "sqlite:///NOTADB"], "file is not a database"),
+        (["jobs", "list", "--store", "redis://:pw@127.0.0.1:1/0"], "redis://:***@127.0.0.1:1/0"),
+    ],
+    ids=lambda v: " ".join(v)[:50] if isinstance(v, list) else None,
+)
+def test_a_target_that_cannot_be_used_at_all_is_exit_2(
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``--server`` that is not a URL, a store that cannot be opened at all (a file that is
+    not a database, a server that refuses the connection): bad usage, exit 2 and one line,
+    as for ``weirflow worker`` (docs/reference.md: exit codes), not exit 1 (a job failed)."""
+    notadb = tmp_path / "notes.db"
+    notadb.write_text("not a database, but long enough to be read as one and refused\n" * 100)
+    argv = [a.replace("NOTADB", str(notadb)) for a in args]
+    monkeypatch.setattr(sys, "argv", ["weirflow", *argv])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert message in err and "pw@" not in err, err

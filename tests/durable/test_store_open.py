@@ -184,7 +184,7 @@ async def test_a_failing_alert_webhook_is_logged_without_its_secrets(clock: Fake
 
 @pytest.mark.parametrize(
     ("command", "code"),
-    [(["jobs", "submit", "one", "-i", "a.item=1"], 1), (["worker", "--flows", FLOWS_MODULE], 2)],
+    [(["jobs", "submit", "one", "-i", "a.item=1"], 2), (["worker", "--flows", FLOWS_MODULE], 2)],
 )
 def test_a_sqlite_store_that_cannot_be_made_is_one_line(
     tmp_path: Path, command: list[str], code: int
@@ -192,7 +192,7 @@ def test_a_sqlite_store_that_cannot_be_made_is_one_line(
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     done = cli(*command, "--store", f"sqlite:///{blocker}/sub/x.db")
-    assert done.returncode == code, done.stderr  # (a worker that cannot open its store: 2)
+    assert done.returncode == code, done.stderr  # (a store that cannot be opened at all: 2)
     [line] = done.stderr.strip().splitlines()  # not "creating the store" first
     assert line.startswith("error: ") and "Not a directory" in line
 

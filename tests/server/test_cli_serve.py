@@ -166,3 +166,30 @@ def test_keep_finished_bounds_the_finished_pipelines_a_server_keeps(
             assert client.get(f"/api/pipelines/{first}").status_code == 404
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=WAIT_S) == 0
+
+
+def test_the_access_log_goes_to_stderr_and_stdout_holds_only_where_it_listens() -> None:
+    """``--access-log`` lines are logs: on stderr with every other log (uvicorn's default put
+    them on stdout, between the lines that say where the server listens)."""
+    with running(_serve("--flows", FLOW_DIR, "--port", "0", "--access-log")) as proc:
+        lines = _lines(proc.stdout)
+        assert next(lines).startswith("weirflow: serving")
+        url = next(lines).split()[3]
+        with httpx.Client(base_url=url, timeout=10) as client:
+            assert client.get("/api/flows").status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert list(lines) == ["weirflow: stopped"]
+        assert proc.wait(timeout=WAIT_S) == 0
+        assert proc.stderr is not None
+        assert '"GET /api/flows HTTP/1.1" 200' in proc.stderr.read()
+
+
+def test_a_store_file_that_is_not_a_database_is_exit_2_and_one_line(tmp_path: Path) -> None:
+    """A store that cannot be opened at all is bad usage for ``serve`` as for ``worker``."""
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, but long enough to be read as one and refused\n" * 100)
+    proc = _serve("--flows", FLOW_DIR, "--port", "0", "--store", f"sqlite:///{path}")
+    out, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 2, err
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("error: cannot open the store: ") and "file is not a database" in err

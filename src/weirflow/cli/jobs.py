@@ -32,7 +32,7 @@ from ..durable.models import (
     StepRecord,
 )
 from ..durable.store import Store, open_store, sqlite_file
-from ..errors import JobError, JobTimeoutError
+from ..errors import JobError, JobTimeoutError, StoreError, StoreOpenError
 from .cluster_options import labels_option, pool_option, registry_option
 from .durable_common import DEFAULT_STORE, FAILURE, StoreOption, cli_errors, load
 from .inputs import InputError, parse_inputs, parse_value
@@ -65,7 +65,12 @@ def _with_store(url: str, use: Callable[[Store], Awaitable[T]], *, create: bool 
         )
 
     async def run() -> T:
-        await store.open()
+        try:  # a store that cannot be opened at all is bad usage (exit 2), as for the worker
+            await store.open()
+        except StoreOpenError:
+            raise
+        except StoreError as e:
+            raise StoreOpenError(str(e)) from e
         if creating:  # (said once made: a store that cannot be made is only its error line)
             print(f"weirflow: creating the store {path}", file=sys.stderr)
         try:

@@ -17,11 +17,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from rich.table import Table
 
 from ..errors import RequestError
+from ..redact import redact_url
 from .inputs import InputError
 from .jobs import JsonOption, _console, _inputs_without_flow, _print_json
 
@@ -66,9 +68,17 @@ def _errors() -> Iterator[None]:
         _exit(e.detail, USAGE_ERROR if 400 <= e.status < 500 else 1)
 
 
+def _check_server(server: str) -> None:
+    """A ``--server`` that is not an http(s) URL is bad usage (exit 2), not a server down (1)."""
+    url = urlsplit(server)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        _exit(f"--server {redact_url(server)!r} is not an http:// or https:// URL", USAGE_ERROR)
+
+
 def _call(server: str, api_key: str | None, use: Callable[[Any], T]) -> T:
     from ..client import Client
 
+    _check_server(server)
     with _errors(), Client(server, api_key=api_key) as client:
         return use(client)
 
@@ -248,6 +258,7 @@ def results(
     """Consume the pipeline's outputs, printing one JSON value a line (oldest first)."""
     from ..client import Client
 
+    _check_server(server)
     with _errors(), Client(server, api_key=api_key) as client:
         try:
             # consuming needs an admin key: find out before printing anything (takes nothing)

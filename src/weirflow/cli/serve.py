@@ -178,9 +178,9 @@ def serve(
         except StoreOpenError as e:  # unreachable, or its settings are wrong
             print(f"error: {e}", file=sys.stderr)
             raise typer.Exit(USAGE_ERROR) from None
-        except (StoreError, OSError) as e:
+        except (StoreError, OSError) as e:  # not a database, a folder that cannot be made: as bad
             print(f"error: cannot open the store: {e}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            raise typer.Exit(USAGE_ERROR) from None
         if creating:
             print(f"weirflow: creating the store {path}", file=sys.stderr)
     names = ", ".join(f.name for f in app.state.flows)

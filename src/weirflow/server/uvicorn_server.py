@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -43,6 +46,14 @@ def _url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with its access log on stderr like every other log (its default
+    writes it to stdout, where ``weirflow serve`` prints only where it listens)."""
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
+
+
 def make_server(
     app: FastAPI,
     settings: Settings,
@@ -71,5 +82,8 @@ def make_server(
         ),
         timeout_keep_alive=settings.keep_alive_s,
         h11_max_incomplete_event_size=64 * 1024,  # a request line and headers over 64 KiB: 400
+        log_config=_log_config(),
     )
+    if access_log:  # (uvicorn gives its access logger --log-level, warning by default: silent)
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     return Server(config, app, on_listening)
