@@ -609,7 +609,7 @@ def test_a_store_that_cannot_be_opened_stops_serve_with_a_clear_error(tmp_path: 
         timeout=30,
         check=False,
     )
-    assert (proc.returncode, proc.stdout) == (1, "")
+    assert (proc.returncode, proc.stdout) == (2, "")  # bad usage, as for worker (docs/reference.md)
     assert proc.stderr == (
         f"error: cannot open the store: cannot open SQLite store {blocker}/sub/weirflow.db: "
         f"[Errno 20] Not a directory: '{blocker}/sub'\n"

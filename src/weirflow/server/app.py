@@ -19,6 +19,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -40,6 +41,7 @@ from .durable_jobs import StoreService
 from .errors import install_error_handlers
 from .events import EventHub
 from .hosts import HostCheckMiddleware, host_check_needed
+from .openapi_caps import document_caps
 from .routes import ROUTERS
 from .service import JobService
 from .settings import Settings
@@ -104,6 +106,13 @@ def create_app(
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_read)])
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
+
+    def openapi_with_caps() -> dict[str, Any]:  # built once (FastAPI keeps it), with the caps
+        if app.openapi_schema is None:
+            app.openapi_schema = document_caps(FastAPI.openapi(app), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi_with_caps  # type: ignore[method-assign]
 
     install_ui(app)
     return app

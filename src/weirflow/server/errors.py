@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from ..debug.conditions import ConditionError
 from ..errors import DebugError, FlowError, JobError, SuperviseError, WeirflowError
@@ -123,7 +124,27 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return _json(exc.status_code, {"detail": str(exc.detail)}, exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": allowed_methods(request)}
+    return _json(exc.status_code, {"detail": str(exc.detail)}, headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the request's path answers. (Starlette's 405 names only the
+    methods of the first route whose path matched: ``Allow: POST`` for
+    ``/api/jobs/{id}/breakpoints``, which answers ``GET`` too.) Each method is asked of the
+    app's routes as a request of that method would be (included routers match as a whole)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+    return ", ".join(allowed)
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def _engine_error(request: Request, exc: Exception) -> JSONResponse:

@@ -49,7 +49,10 @@ start_router.add_api_route(  # a ``DirectRoute``: a well-formed start skips Fast
 async def send_input(job_id: str, body: SendItems, service: Service) -> dict[str, Any]:
     """Send items in order, waiting for room up to ``timeout_s`` in total. When the slot stays
     full, ``429`` says how many items were accepted; the others were not (send them again)."""
-    return {"accepted": await service.send(job_id, body.slot, body.items, body.timeout_s)}
+    timeout_s = body.timeout_s
+    if "timeout_s" not in body.model_fields_set:  # the default, on a server whose cap is lower
+        timeout_s = min(timeout_s, service.settings.max_send_timeout_s)
+    return {"accepted": await service.send(job_id, body.slot, body.items, timeout_s)}
 
 
 @router.post("/{job_id}/close", response_model=JobInfo, responses=errors(404, 409))

@@ -13,6 +13,19 @@ from ..deps import Service, errors
 router = APIRouter(prefix="/api/jobs", tags=["events"], dependencies=[Depends(require_read)])
 
 
+SSE_EVENT = {
+    "type": "object",
+    "description": "One event: `id`, `event` (its kind) and `data` (JSON text); the stream's "
+    "first message is a `retry` (milliseconds) for reconnects",
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
@@ -20,7 +33,8 @@ router = APIRouter(prefix="/api/jobs", tags=["events"], dependencies=[Depends(re
         200: {
             "description": "text/event-stream of events `status`, `queue`, `dead_letter`, `end` "
             "(and `gap` when a reconnect asked for events no longer kept)",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # (OpenAPI 3.1: the schema of a text/event-stream describes each event)
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         },
         **errors(404),
     },
