@@ -301,3 +301,27 @@ async def test_the_async_client_makes_the_same_calls(live: Live) -> None:
         assert kinds[-1] == "end"
         with pytest.raises(wf.JobFinishedError):
             await client.send(job.id, "clean.items", "late")
+
+
+def test_wait_and_send_keep_to_a_server_whose_caps_are_lower_than_their_defaults() -> None:
+    """``wait`` long-polls in chunks of 25 s and ``send`` waited 5 s by default: against a
+    server with ``max_wait_s`` and ``max_send_timeout_s`` of 0.5 both were refused (422).
+    ``wait`` now lowers its chunk to the cap ``/openapi.json`` states; ``send`` leaves its
+    default to the server."""
+    with live_server(max_wait_s=0.5, max_send_timeout_s=0.5) as server, wf.Client(server.url) as client:
+        job = client.start("stream", keep_open=True)
+        assert client.send(job.id, "clean.items", "a") == 1
+        client.close_input(job.id)
+        assert client.wait(job.id, timeout_s=30).outputs["clean.out"] == ["a"]
+        with pytest.raises(wf.RequestError) as over:  # a timeout_s given over the cap is still refused
+            client.send(client.start("stream", keep_open=True).id, "clean.items", "b", timeout_s=1)
+        assert over.value.status == 422
+
+
+async def test_the_async_client_keeps_to_the_caps_too() -> None:
+    with live_server(max_wait_s=0.5, max_send_timeout_s=0.5) as server:
+        async with wf.AsyncClient(server.url) as client:
+            job = await client.start("stream", keep_open=True)
+            assert await client.send(job.id, "clean.items", "a") == 1
+            await client.close_input(job.id)
+            assert (await client.wait(job.id, timeout_s=30)).outputs["clean.out"] == ["a"]

@@ -44,7 +44,7 @@ from .calls import (
 )
 from .pipelines import PipelineDeadLetters, PipelineOut, PipelineResults
 from .reconnect import EVENT_READ_TIMEOUT_S, EVENT_RECONNECTS, Reconnects
-from .sync import WAIT_CHUNK_S, _id, _json_or_text, headers
+from .sync import SEND_TIMEOUT_S, WAIT_CHUNK_S, _id, _json_or_text, headers
 
 T = TypeVar("T")
 
@@ -63,6 +63,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._wait_chunk_s = WAIT_CHUNK_S  # lowered to the server's max_wait_s if it is less
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=headers(api_key), timeout=timeout_s, transport=transport
         )
@@ -106,10 +107,12 @@ class AsyncClient:
     ) -> JobPage:
         return await self.call(api.jobs(flow, status, limit, offset))
 
-    async def send(self, job_id: str, slot: str, *items: Any, timeout_s: float = 5.0) -> int:
-        """Queue ``items`` into ``slot``, waiting up to ``timeout_s`` while it is full;
+    async def send(self, job_id: str, slot: str, *items: Any, timeout_s: float | None = None) -> int:
+        """Queue ``items`` into ``slot``, waiting up to ``timeout_s`` while it is full (by
+        default the server's: 5 s, or its ``max_send_timeout_s`` if less);
         ``SlotFullError`` (with ``accepted``) if it stayed full."""
-        return await self.call(api.send(job_id, slot, list(items), timeout_s), timeout_s=timeout_s + 30)
+        waits_s = SEND_TIMEOUT_S if timeout_s is None else timeout_s
+        return await self.call(api.send(job_id, slot, list(items), timeout_s), timeout_s=waits_s + 30)
 
     async def close_input(self, job_id: str) -> JobInfo:
         return await self.call(api.close(job_id))
@@ -131,10 +134,16 @@ class AsyncClient:
         """The result once the job finishes (long polls); ``JobTimeoutError`` after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while True:
-            chunk = max(0.0, min(deadline - time.monotonic(), WAIT_CHUNK_S))
+            chunk = max(0.0, min(deadline - time.monotonic(), self._wait_chunk_s))
             try:
                 return await self.call(api.result(job_id, chunk), timeout_s=chunk + 30)
             except RequestError as e:
+                if api.wait_refused(e):  # a server whose max_wait_s is under the chunk: learn it
+                    cap = await self.call(api.wait_cap())
+                    if cap is None or not 0 < cap < chunk:
+                        raise
+                    self._wait_chunk_s = cap
+                    continue
                 if e.status != 409:  # 409: not finished yet
                     raise
                 if time.monotonic() >= deadline:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from ..errors import RequestError
 from ..server.debug_models import BatchCreated, BreakpointInfo, DebugView, Location, RoutineState
 from ..server.models import (
     DeadLetterPage,
@@ -79,8 +80,10 @@ def jobs(flow: str | None, status: str | None, limit: int, offset: int) -> Call[
     return Call("GET", "/api/jobs", model(JobPage), params=params)
 
 
-def send(job_id: str, slot: str, values: list[Any], timeout_s: float) -> Call[int]:
-    body = {"slot": slot, "items": values, "timeout_s": timeout_s}
+def send(job_id: str, slot: str, values: list[Any], timeout_s: float | None) -> Call[int]:
+    body: dict[str, Any] = {"slot": slot, "items": values}
+    if timeout_s is not None:  # (none: the server's default, lowered to its cap)
+        body["timeout_s"] = timeout_s
     return Call("POST", _job(job_id, "/input"), field("accepted"), json=body)
 
 
@@ -102,6 +105,30 @@ def cancel(job_id: str) -> Call[JobInfo]:
 
 def result(job_id: str, wait_s: float) -> Call[JobResultInfo]:
     return Call("GET", _job(job_id, "/result"), model(JobResultInfo), params={"wait_s": wait_s})
+
+
+def wait_cap() -> Call[float | None]:
+    """The server's cap on ``wait_s`` of ``/result``, as its ``/openapi.json`` states it
+    (``maximum``; ``None`` if it states none)."""
+    return Call("GET", "/openapi.json", _result_wait_cap)
+
+
+def _result_wait_cap(schema: Any) -> float | None:
+    operation = schema.get("paths", {}).get("/api/jobs/{job_id}/result", {}).get("get", {})
+    for parameter in operation.get("parameters", []):
+        if parameter.get("name") == "wait_s":
+            cap = parameter.get("schema", {}).get("maximum")
+            return float(cap) if isinstance(cap, int | float) else None
+    return None
+
+
+def wait_refused(error: RequestError) -> bool:
+    """A ``422`` for the ``wait_s`` asked: over the server's ``max_wait_s``."""
+    found = error.body.get("errors")
+    return error.status == 422 and any(
+        isinstance(e, dict) and e.get("loc") == ["query", "wait_s"]
+        for e in (found or [])  # type: ignore[attr-defined]
+    )
 
 
 def queues(job_id: str) -> Call[JobQueues]:

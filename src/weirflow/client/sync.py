@@ -46,6 +46,7 @@ from .reconnect import EVENT_READ_TIMEOUT_S, EVENT_RECONNECTS, Reconnects
 
 T = TypeVar("T")
 WAIT_CHUNK_S = 25.0  # under the server's default max_wait_s (30)
+SEND_TIMEOUT_S = 5.0  # the server's default timeout_s of /input
 
 
 def headers(api_key: str | None) -> dict[str, str]:
@@ -67,6 +68,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._wait_chunk_s = WAIT_CHUNK_S  # lowered to the server's max_wait_s if it is less
         self._http = httpx.Client(
             base_url=self.url, headers=headers(api_key), timeout=timeout_s, transport=transport
         )
@@ -110,10 +112,12 @@ class Client:
     ) -> JobPage:
         return self.call(api.jobs(flow, status, limit, offset))
 
-    def send(self, job_id: str, slot: str, *items: Any, timeout_s: float = 5.0) -> int:
-        """Queue ``items`` into ``slot``, waiting up to ``timeout_s`` while it is full;
+    def send(self, job_id: str, slot: str, *items: Any, timeout_s: float | None = None) -> int:
+        """Queue ``items`` into ``slot``, waiting up to ``timeout_s`` while it is full (by
+        default the server's: 5 s, or its ``max_send_timeout_s`` if less);
         ``SlotFullError`` (with ``accepted``) if it stayed full."""
-        return self.call(api.send(job_id, slot, list(items), timeout_s), timeout_s=timeout_s + 30)
+        waits_s = SEND_TIMEOUT_S if timeout_s is None else timeout_s
+        return self.call(api.send(job_id, slot, list(items), timeout_s), timeout_s=waits_s + 30)
 
     def close_input(self, job_id: str) -> JobInfo:
         return self.call(api.close(job_id))
@@ -135,10 +139,16 @@ class Client:
         """The result once the job finishes (long polls); ``JobTimeoutError`` after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while True:
-            chunk = max(0.0, min(deadline - time.monotonic(), WAIT_CHUNK_S))
+            chunk = max(0.0, min(deadline - time.monotonic(), self._wait_chunk_s))
             try:
                 return self.call(api.result(job_id, chunk), timeout_s=chunk + 30)
             except RequestError as e:
+                if api.wait_refused(e):  # a server whose max_wait_s is under the chunk: learn it
+                    cap = self.call(api.wait_cap())
+                    if cap is None or not 0 < cap < chunk:
+                        raise
+                    self._wait_chunk_s = cap
+                    continue
                 if e.status != 409:  # 409: not finished yet
                     raise
                 if time.monotonic() >= deadline:
