@@ -77,7 +77,7 @@ async def test_a_lost_runs_last_records_are_not_written_into_the_next_run_of_the
     try:
         job_id = await store.submit(JobSpec(flow="gated3", inputs={"a.item": [1]}, max_attempts=5))
         async with Worker(
-            store, [_FLOW], worker_id="W", lease_s=2.0, heartbeat_s=0.3, poll_max_s=0.2, shutdown_grace_s=1.0
+            store, [_FLOW], worker_id="W", lease_s=30.0, heartbeat_s=0.3, poll_max_s=0.2, shutdown_grace_s=1.0
         ) as w:
             assert w.durable is not None
             # the journal's timer does not fire before the next claim (a loaded event loop):
@@ -136,6 +136,7 @@ async def _steps_log_has(log: Path, what: str, n: int) -> bool:
     return log.exists() and log.read_text().count(what) >= n
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
 async def test_a_worker_with_free_slots_does_not_run_a_lost_jobs_step_beside_its_lingering_call(
     store_url: str, tmp_path: Path
@@ -162,13 +163,13 @@ async def test_a_worker_with_free_slots_does_not_run_a_lost_jobs_step_beside_its
             store,
             [flows.blocking],
             worker_id="W",
-            lease_s=2.0,
+            lease_s=30.0,
             heartbeat_s=0.5,
             concurrency=3,
             poll_max_s=0.2,
         ) as w:
             await poll_store(lambda: _steps_log_has(steps_log, "start:", 1), timeout_s=30)
-            clock.ahead_s = 60.0  # the lease runs out in the store while the call sleeps
+            clock.ahead_s = 120.0  # the lease runs out in the store while the call sleeps
             await poll_store(lambda: job_is(store, job_id, "completed", "failed"), timeout_s=60)
             w.stop()
         job = await store.get(job_id)

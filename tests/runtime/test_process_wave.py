@@ -129,6 +129,7 @@ class SmallSink(wf.Routine):
         await ctx.emit(self.seen, ctx.state.get("seen", []))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hooked", [False, True], ids=["direct", "through-the-loop"])
 async def test_pause_reaches_its_safe_point_while_the_waves_emits_wait_for_room(hooked: bool) -> None:
     """A wave whose last routine's emits wait for room in a full slot holds several calls
