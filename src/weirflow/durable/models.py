@@ -163,10 +163,11 @@ class JobSpec:
             storable.check(text, what)
         if self.max_attempts < 1:
             raise JobError("attempts must be >= 1")
-        if self.delay_s < 0:
-            raise JobError("delay_s must be >= 0")
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise JobError("timeout_s must be > 0")
+        # finite: a store cannot hold inf/nan alike (JSON has no such number)
+        if not math.isfinite(self.delay_s) or self.delay_s < 0:
+            raise JobError("delay_s must be a finite number >= 0")
+        if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise JobError("timeout_s must be a finite number > 0 (or None: no timeout)")
         if not isinstance(self.inputs, dict):
             raise JobError("inputs must map 'routine.slot' to items")
         storable.check(self.inputs, "inputs")

@@ -70,6 +70,9 @@ class StepJournal(Journal):
         self._rows: dict[RowKey, tuple[Step, str] | StepRecord] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # jobs forgotten while a flush had their rows out (cleared when a flush starts): a
+        # failed flush does not put their rows back (a run begun since would be sent them)
+        self._gone: set[str] = set()
 
     def begin(self, job_id: str, run: int) -> None:
         self._attempts[job_id] = run
@@ -78,6 +81,7 @@ class StepJournal(Journal):
         """Drop what is buffered for ``job_id`` and record nothing more of it (its lease
         was lost: another worker owns its rows now)."""
         self._attempts.pop(job_id, None)
+        self._gone.add(job_id)
         for key in [k for k in self._rows if k[0] == job_id]:
             del self._rows[key]
 
@@ -152,6 +156,7 @@ class StepJournal(Journal):
             if not self._rows:
                 return
             rows, self._rows = self._rows, {}
+            self._gone = set()  # (a job forgotten before this flush has no rows in it)
             made = {key: self._row(key, what) for key, what in rows.items()}
             try:
                 refused = await self.store.record_steps(list(made.values()))
@@ -159,8 +164,7 @@ class StepJournal(Journal):
                 refused = await self._job_by_job(made)
             except StoreError as e:
                 log.warning("steps_not_recorded", rows=len(rows), error=str(e))
-                for key, row in made.items():  # (as they were: a later record replaces them)
-                    self._rows.setdefault(key, row)
+                self._put_back(made)
                 raise
             for job_id in refused:
                 current = self._attempts.get(job_id)
@@ -187,11 +191,20 @@ class StepJournal(Journal):
                 log.warning("steps_not_stored", job=job_id, rows=len(rows), error=str(e))
             except StoreError:
                 for _, left in pending:  # (as in ``flush``: kept for the next one)
-                    for key, row in left.items():
-                        self._rows.setdefault(key, row)
+                    self._put_back(left)
                 raise
             pending.pop(0)
         return refused
+
+    def _put_back(self, made: dict[RowKey, StepRecord]) -> None:
+        """Buffer again the rows of a flush that failed (as they were: a later record
+        replaces them), but for the jobs forgotten since the flush took them: their lease
+        was lost, so their rows are not this worker's to write (and sent next to the rows
+        of a run begun since, they would make the store refuse that run). A job that
+        finished meanwhile (``job_finished_now``) keeps its rows."""
+        for key, row in made.items():
+            if key[0] not in self._gone:
+                self._rows.setdefault(key, row)
 
     async def close(self) -> None:
         """Stop the timer and write what is left (best effort)."""
