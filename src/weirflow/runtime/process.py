@@ -152,7 +152,7 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
     also carries, per later stage, its calls and busy time and its state, and the first
     call of a later stage that failed (its stage, item and error): the calls up to the
     one whose subtree failed are complete; what that subtree emitted is dropped."""
-    from .process_wave import TURN, WAVE, reader, run_wave
+    from .process_wave_child import TURN, WAVE, reader, run_wave
 
     _exit_with_parent()
     routines: dict[str, Any] = {}
