@@ -295,6 +295,27 @@ async def test_a_worker_child_over_max_rss_is_replaced_and_its_job_still_complet
         await store.close()
 
 
+@pytest.mark.slow
+async def test_a_child_over_max_rss_that_does_not_answer_is_replaced_for_its_rss(tmp_path: Path) -> None:
+    # a child too busy (here: stopped) to answer its health checks while its RSS is over
+    # the limit is replaced for the RSS, which the supervisor reads itself, not as
+    # "unhealthy" after 3 missed checks (before, the RSS was read only after an answer:
+    # a worker growing past the limit on a loaded machine was reported as unhealthy)
+    url = f"sqlite:///{tmp_path / 'weirflow.db'}"
+    settings = SuperviseSettings(grace_s=0.5, health_interval_s=0.5, max_rss_mb=1.0)  # every child is over
+    sup = WorkerSupervisor(url, FLOWS_MODULE, processes=1, settings=settings)
+    async with sup:
+        await sup.wait_for(lambda cs: cs[0].state == "running", timeout_s=60)  # started: checks begin
+        first = sup.children()[0]
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGSTOP)  # answers nothing from now on
+        await sup.wait_for(lambda cs: cs[0].restarts >= 1, timeout_s=60)
+        info = sup.children()[0]
+        assert info.reason is not None and "over max_rss_mb 1" in info.reason, info.reason
+        assert info.last_exit is not None and info.reason in info.last_exit["reason"]
+        assert not psutil.pid_exists(first.pid) or not alive(psutil.Process(first.pid))
+
+
 def _highest_fd() -> int:
     return max(int(fd) for fd in os.listdir("/proc/self/fd"))
 

@@ -300,6 +300,10 @@ class WorkerSupervisor:
         failures = self.settings.health_failures
         while child.alive:
             await asyncio.sleep(health.interval_s)  # (the check's schedule, not a wait for state)
+            # the RSS first, whatever the child answers: it is read from here (psutil), and a
+            # child busy growing past the limit may also be too busy to answer in time
+            if await self._over_rss(slot, child):
+                return
             began = time.monotonic()
             try:
                 slot.status = await child.request("status", timeout_s=health.deadline_s)
@@ -321,13 +325,16 @@ class WorkerSupervisor:
             if isinstance(slot.status, dict) and "metrics" in slot.status:
                 self.metrics.reported(slot.index, slot.status.pop("metrics"))
             self._set(slot, "running")  # (also wakes wait_for: the health changed)
-            limit = self.settings.max_rss_mb
-            rss = child.rss_mb()
-            if limit is not None and rss is not None and rss > limit:
-                why = f"rss {rss:.0f} MB over max_rss_mb {limit:g}"
-                grace_s = self.settings.grace_s + EXIT_MARGIN_S
-                await self._replace(slot, child, "max_rss", why, grace_s, drain=True)
-                return
+
+    async def _over_rss(self, slot: _Slot, child: ChildProcess) -> bool:
+        """Replace ``child`` (drained) if its RSS is over ``max_rss_mb``; ``True`` if so."""
+        limit = self.settings.max_rss_mb
+        rss = child.rss_mb() if limit is not None else None
+        if limit is None or rss is None or rss <= limit:
+            return False
+        why = f"rss {rss:.0f} MB over max_rss_mb {limit:g}"
+        await self._replace(slot, child, "max_rss", why, self.settings.grace_s + EXIT_MARGIN_S, drain=True)
+        return True
 
     async def _replace(
         self, slot: _Slot, child: ChildProcess, kind: str, why: str, grace_s: float, *, drain: bool = False
