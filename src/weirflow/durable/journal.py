@@ -574,8 +574,11 @@ class DurableJournal(Journal):
         await self.flush()
 
     async def records_of(self, job_id: str) -> list[Record]:
-        """What the store committed for ``job_id``, decoded into ``LogJournal`` records."""
-        return decoded(job_id, await self.store.read_journal(job_id))
+        """What the store committed for ``job_id``, decoded into ``LogJournal`` records (in
+        a thread: a long journal takes seconds to decode, and the loop must go on renewing
+        leases meanwhile: review s19 F)."""
+        rows = await self.store.read_journal(job_id)
+        return await asyncio.to_thread(decoded, job_id, rows) if rows else []
 
 
 def decoded(job_id: str, rows: Sequence[str]) -> list[Record]:

@@ -19,7 +19,6 @@ from ..runtime.job import Job
 from ..runtime.plan import FlowPlan, plan_of
 from ..runtime.replay import Restore, restore_from
 from ..runtime.results import JobResult, JobStatus, format_traceback
-from .journal import decoded
 from .models import JobRecord, storable_letters
 from .steps import reconciled
 from .worker_core import first_done, log
@@ -212,10 +211,9 @@ class Running(Reporting, Leases):
             return None
         if record.runs <= 1:  # a first run has no journal yet: no read
             return None
-        rows = await self._retrying("journal", self.store.read_journal, record.id)
-        # decoded and replayed in a thread: a long journal (100,000 records) takes seconds,
-        # and the loop must keep renewing this worker's other leases meanwhile (review s19 F)
-        records = await asyncio.to_thread(decoded, record.id, rows) if rows else []
+        # decoded (``records_of``) and replayed in a thread: a long journal (100,000 records)
+        # takes seconds, and the loop must keep renewing this worker's other leases meanwhile
+        records = await self._retrying("journal", self.durable.records_of, record.id)
         if self.journal is not None:
             await self._reconcile_steps(record, records)
         if not records:
