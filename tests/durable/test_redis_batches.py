@@ -136,3 +136,66 @@ async def test_a_jobs_events_are_listed_and_deleted_whether_its_list_holds_refs_
     finally:
         await store.close()
         await client.aclose()
+
+
+async def test_a_submitted_batch_leaves_each_job_as_submitting_one_at_a_time_would(redis_url: str) -> None:
+    """A batch of jobs of two queues and two flows, due and delayed, with a priority and an
+    idempotency key held twice in the batch: the same answers, counts, filtered lists (newest
+    first), events (numbered in order) and claim order as the jobs submitted one by one."""
+    batch, single = _store(redis_url), _store(redis_url)
+    clock = [1000.0]
+    for s in (batch, single):
+        s.clock = lambda: clock[0]
+        await s.open()
+
+    def specs() -> list[JobSpec]:
+        return [
+            JobSpec("f", {"n": 0}),
+            JobSpec("g", {"n": 1}, queue="other"),
+            JobSpec("f", {"n": 2}, priority=5),
+            JobSpec("g", {"n": 3}, delay_s=10.0),
+            JobSpec("f", {"n": 4}, idempotency_key="k"),
+            JobSpec("f", {"n": 5}, idempotency_key="k"),
+            JobSpec("g", {"n": 6}, queue="other", delay_s=5.0),
+        ]
+
+    try:
+        made = await batch.submit_many(specs())
+        one = [(await single.submit_many([s]))[0] for s in specs()]
+        assert [c for _, c in made] == [c for _, c in one] == [True] * 5 + [False, True]
+        assert made[5][0] == made[4][0]
+
+        async def seen(s: RedisStore, ids: list[str]) -> list[object]:
+            name = {i: n for n, i in enumerate(dict.fromkeys(ids))}
+            lists = [
+                await s.list_jobs(**f)  # type: ignore[arg-type]
+                for f in ({}, {"queue": "other"}, {"flow": "f"}, {"status": "queued"},
+                          {"queue": "default", "status": "queued"})
+            ]  # fmt: skip
+            counts = sorted((c.queue, c.jobs["queued"], c.delayed) for c in await s.queue_counts())
+            events = [(name[e.job_id], e.kind, e.data) for e in await s.events() if e.job_id]
+            clock[0] = 1020.0
+            claimed = [(await s.claim(q, "w", limit=10, lease_s=30)).jobs for q in ("default", "other")]
+            clock[0] = 1000.0
+            return [
+                [[name[j.id] for j in jobs] for jobs in lists],
+                counts,
+                events,
+                [[(name[j.id], j.inputs) for j in jobs] for jobs in claimed],
+            ]
+
+        got = await seen(batch, [i for i, _ in made])
+        assert got == await seen(single, [i for i, _ in one])
+        lists, counts, events, claimed = got
+        assert lists == [[5, 4, 3, 2, 1, 0], [5, 1], [4, 2, 0], [5, 4, 3, 2, 1, 0], [4, 3, 2, 0]]
+        assert counts == [("default", 4, 1), ("other", 2, 1)]
+        assert [(n, kind) for n, kind, _ in events] == [(n, "queued") for n in range(6)]  # type: ignore[misc]
+        assert claimed == [
+            [(2, {"n": 2}), (0, {"n": 0}), (4, {"n": 4}), (3, {"n": 3})],
+            [(1, {"n": 1}), (5, {"n": 6})],
+        ]
+        (c,) = [c for c in await batch.queue_counts() if c.queue == "default"]
+        assert c.jobs["running"] == 4
+    finally:
+        await batch.close()
+        await single.close()

@@ -171,6 +171,39 @@ local function track_many(q, moved, old, new)
   many('ZADD', P .. ':ix:qs:' .. q .. ':' .. new, scored)
 end
 
+-- ``track`` of the new jobs ``made`` (``{id, queue, flow, seq, run_at}`` each, all queued): one
+-- command per index for them all (a new store's first jobs are indexed: ``SUBMIT`` sets ``P:ixv``;
+-- while ``REINDEX`` runs, new jobs are past what it reached and wait for it)
+local function track_new(made)
+  if indexed == nil then
+    indexed = redis.call('GET', P .. ':ixv') == IXV
+    reached = tonumber(redis.call('GET', P .. ':ixcur') or '-1')
+  end
+  if not indexed then return end
+  local byq, byf, flows, all = {}, {}, {}, {}
+  for _, m in ipairs(made) do
+    local id, q, flow, seq, run_at = m[1], m[2], m[3], m[4], m[5]
+    if not byq[q] then byq[q] = {ids = {}, qat = {}}; all[#all+1] = q end
+    local g = byq[q]
+    g.ids[#g.ids+1] = seq; g.ids[#g.ids+1] = id
+    g.qat[#g.qat+1] = run_at; g.qat[#g.qat+1] = id
+    if not byf[flow] then byf[flow] = {}; flows[#flows+1] = flow end
+    local f = byf[flow]
+    f[#f+1] = seq; f[#f+1] = id
+  end
+  many('SADD', P .. ':flows', flows)
+  for flow, f in pairs(byf) do many('ZADD', P .. ':ix:f:' .. flow, f) end
+  local everyq = {}
+  for q, g in pairs(byq) do
+    redis.call('HINCRBY', P .. ':cnt:' .. q, 'queued', #g.ids / 2)
+    many('ZADD', P .. ':ix:q:' .. q, g.ids)
+    many('ZADD', P .. ':ix:qs:' .. q .. ':queued', g.ids)
+    many('ZADD', qk(q, 'qat'), g.qat)
+    for _, x in ipairs(g.ids) do everyq[#everyq+1] = x end
+  end
+  many('ZADD', P .. ':ix:s:queued', everyq)
+end
+
 -- ``event`` of each of ``list`` (``{job_id, queue, kind, data}``, all at ``at``), numbered in
 -- their order: one command per set for them all, but the job's own list (``id:kind``)
 local function events(list, at)

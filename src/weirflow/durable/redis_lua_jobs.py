@@ -42,36 +42,59 @@ for node, n in pairs(demand) do
 end
 -- a new store is indexed from its first job on
 if redis.call('EXISTS', P .. ':queues') == 0 then redis.call('SET', P .. ':ixv', IXV) end
+-- which jobs are made (an idempotency key held by an earlier job, of the store or of this
+-- batch, answers with that job), then their writes, one command per set for them all
+local made, mine = {}, {}
 for _, job in ipairs(jobs) do
-  local id, keyfield, q, prio, run_at, runkey, delayed, data, fields, node =
-    job[1], job[2], job[3], job[4], job[5], job[6], job[7], job[8], job[9], job[10]
+  local id, keyfield = job[1], job[2]
   local held = false
-  if keyfield ~= '' then held = redis.call('HGET', P .. ':keys', keyfield) end
+  if keyfield ~= '' then held = mine[keyfield] or redis.call('HGET', P .. ':keys', keyfield) end
   if held and held ~= id then
     out[#out+1] = held; out[#out+1] = 0
   elseif redis.call('EXISTS', jk(id)) == 1 then  -- (its key held by this very job: made by this call)
     out[#out+1] = id; out[#out+1] = 1
   else
-    local seq = redis.call('INCR', P .. ':seq')
-    local member = runkey .. ':' .. string.format('%015d', seq) .. ':' .. id
-    redis.call('HSET', jk(id), 'seq', seq, 'member', member, 'ver', 0, unpack(fields))
-    if keyfield ~= '' then
-      redis.call('HSET', jk(id), 'keyfield', keyfield)
-      redis.call('HSET', P .. ':keys', keyfield, id)
-    end
-    redis.call('ZADD', P .. ':jobs', seq, id)
-    redis.call('SADD', P .. ':queues', q)
-    track(id, q, job[12], seq, nil, 'queued', run_at, 0)
-    if delayed == '1' then
-      redis.call('ZADD', qk(q, 'delayed'), run_at, id)
-    else
-      redis.call('ZADD', readyk(q, node), -tonumber(prio), member)
-    end
-    if node ~= '' then nj_add(node, id) end
-    event(id, q, 'queued', now, data)
-    woken[q] = true
+    if keyfield ~= '' then mine[keyfield] = id end
+    made[#made+1] = job
     out[#out+1] = id; out[#out+1] = 1
   end
+end
+if #made > 0 then
+  local last = redis.call('INCRBY', P .. ':seq', #made)
+  local all, ready, delayed, queues, keyed, tracked, evs = {}, {}, {}, {}, {}, {}, {}
+  for i, job in ipairs(made) do
+    local id, keyfield, q, prio, run_at, runkey, data, fields, node =
+      job[1], job[2], job[3], job[4], job[5], job[6], job[8], job[9], job[10]
+    local seq = last - #made + i
+    local member = runkey .. ':' .. string.format('%015d', seq) .. ':' .. id
+    if keyfield ~= '' then
+      fields[#fields+1] = 'keyfield'; fields[#fields+1] = keyfield
+      keyed[#keyed+1] = keyfield; keyed[#keyed+1] = id
+    end
+    redis.call('HSET', jk(id), 'seq', seq, 'member', member, 'ver', 0, unpack(fields))
+    all[#all+1] = seq; all[#all+1] = id
+    if not woken[q] then woken[q] = true; queues[#queues+1] = q end
+    if job[7] == '1' then
+      if not delayed[q] then delayed[q] = {} end
+      local d = delayed[q]
+      d[#d+1] = run_at; d[#d+1] = id
+    else
+      local key = readyk(q, node)
+      if not ready[key] then ready[key] = {} end
+      local r = ready[key]
+      r[#r+1] = -tonumber(prio); r[#r+1] = member
+    end
+    if node ~= '' then nj_add(node, id) end
+    tracked[#tracked+1] = {id, q, job[12], seq, run_at}
+    evs[#evs+1] = {id, q, 'queued', data}
+  end
+  many('HSET', P .. ':keys', keyed)
+  many('ZADD', P .. ':jobs', all)
+  many('SADD', P .. ':queues', queues)
+  track_new(tracked)
+  for q, d in pairs(delayed) do many('ZADD', qk(q, 'delayed'), d) end
+  for key, r in pairs(ready) do many('ZADD', key, r) end
+  events(evs, now)
 end
 for q, _ in pairs(woken) do redis.call('PUBLISH', P .. ':n:jobs', q) end
 return out
