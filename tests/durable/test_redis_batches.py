@@ -11,7 +11,7 @@ import uuid
 import redis.asyncio as aioredis
 
 from weirflow.durable import JobSpec, StepRecord
-from weirflow.durable.models import Retention
+from weirflow.durable.models import Backoff, Retention
 from weirflow.durable.redis_store import RedisStore
 
 
@@ -128,6 +128,7 @@ async def test_a_jobs_events_are_listed_and_deleted_whether_its_list_holds_refs_
         old = store.key("je", ids[1])  # as an older version wrote it
         texts = [t for t in await client.zrange(store.key("ev"), 0, -1) if ids[1].encode() in t]
         await client.delete(old)
+        await client.hdel(store.key("j", ids[1]), "evs")
         await client.rpush(old, *texts)
         assert {i: await store.events(job_id=i) for i in ids} == before
         assert await store.clean(Retention(keep_completed_count=0)) == 2
@@ -199,3 +200,27 @@ async def test_a_submitted_batch_leaves_each_job_as_submitting_one_at_a_time_wou
     finally:
         await batch.close()
         await single.close()
+
+
+async def test_a_jobs_events_kept_in_its_field_and_its_list_read_in_their_order(redis_url: str) -> None:
+    """Submit, claim and completion keep a job's event refs in its hash, the other changes (a
+    failure to retry, here) in its list: the job's events read in the order they happened,
+    and all go with the job."""
+    store = _store(redis_url)
+    await store.open()
+    try:
+        job_id = await store.submit(
+            JobSpec("f", {}, max_attempts=2, backoff=Backoff(initial_s=0.0, jitter=False))
+        )
+        (job,) = (await store.claim("default", "w", limit=1, lease_s=30)).jobs
+        await store.fail(job_id, "w", job.token, "boom")
+        (job,) = (await store.claim("default", "w", limit=1, lease_s=30)).jobs
+        assert await store.complete("w", [(job_id, job.token, {})]) == []
+        events = await store.events(job_id=job_id)
+        assert [e.kind for e in events] == ["queued", "running", "retrying", "running", "completed"]
+        assert [e.id for e in events] == sorted(e.id for e in events)
+        assert [e.id for e in events] == [e.id for e in await store.events() if e.job_id == job_id]
+        assert await store.clean(Retention(keep_completed_count=0)) == 1
+        assert await store.events() == []
+    finally:
+        await store.close()

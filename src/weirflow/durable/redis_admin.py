@@ -257,24 +257,30 @@ class RedisAdmin(RedisBase):
         return [e for e in found if (kind is None or e.kind == kind) and (since is None or e.at >= since)]
 
     async def _job_events(self, job_id: str) -> list[bytes]:
-        """The texts of a job's events: its list holds ``id:kind`` (a store an older version
-        wrote: the texts), the texts are in ``P:ev`` by id (one more round trip; an event
-        deleted in between, with its job, is left out)."""
-        refs = await self._call(lambda r: r.lrange(self.key("je", job_id), 0, -1), retry=True)
-        ids = [ref.split(b":", 1)[0] for ref in refs if not ref.startswith(b"{")]
-        if not ids:
-            return list(refs)
+        """The texts of a job's events, in their order: its refs (``id:kind``) are in its
+        ``evs`` field (space separated) and its ``P:je:ID`` list (``redis_lua``; a store an
+        older version wrote: the list, or the texts there), the texts in ``P:ev`` by id (one
+        more round trip; an event deleted in between, with its job, is left out)."""
 
-        async def read(r: Any) -> list[Any]:
-            async with r.pipeline(transaction=False) as p:
-                for i in ids:
-                    p.zrangebyscore(self.key("ev"), i, i)
+        async def refs_of(r: Any) -> list[Any]:
+            async with r.pipeline(transaction=True) as p:
+                p.hget(self.key("j", job_id), "evs")
+                p.lrange(self.key("je", job_id), 0, -1)
                 return list(await p.execute())
 
-        found = iter(await self._call(read, retry=True))
-        texts: list[bytes] = []
-        for ref in refs:
-            texts += [ref] if ref.startswith(b"{") else next(found)
+        field, listed = await self._call(refs_of, retry=True)
+        texts = [ref for ref in listed if ref.startswith(b"{")]
+        refs = [ref for ref in listed if not ref.startswith(b"{")] + (field.split(b" ") if field else [])
+        ids = sorted({int(ref.split(b":", 1)[0]) for ref in refs})
+        if ids:
+
+            async def read(r: Any) -> list[Any]:
+                async with r.pipeline(transaction=False) as p:
+                    for i in ids:
+                        p.zrangebyscore(self.key("ev"), i, i)
+                    return list(await p.execute())
+
+            texts += [t for found in await self._call(read, retry=True) for t in found]
         return texts
 
     # -- paused queues -------------------------------------------------------------------

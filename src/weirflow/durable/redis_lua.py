@@ -14,9 +14,10 @@ Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
   lease expiry; ``P:q:Q:rate`` zset of claim times; ``P:fin:Q`` zset of outcome events;
 - ``P:s:ID`` hash step -> step JSON, ``P:sr:ID`` set of running steps, ``P:sx:ID`` hash
   step -> ``{"status": "interrupted", ...}`` (set when the job left ``running``);
-- ``P:ev`` zset of event JSON by event id, ``P:je:ID`` list of a job's events as ``ID:KIND``
-  (the event's id and kind: its text is in ``P:ev``; a store an older version wrote holds
-  the text here too);
+- ``P:ev`` zset of event JSON by event id; a job's events as ``ID:KIND`` refs (the event's
+  id and kind: its text is in ``P:ev``): those of submit, claim and completion in the job's
+  ``evs`` field (space separated: written with the job's other fields), the others in the
+  ``P:je:ID`` list (a store an older version wrote holds them all there, or their texts);
 - ``P:nj:NODE`` set: the queued and running jobs assigned to ``NODE`` (what its capacity
   counts), kept by every script that changes a job's status or node (``nj_add``/``nj_rem``), and
   ``P:ix:nodes`` set: the nodes whose ``P:nj:NODE`` is not empty (``assigned_nodes``);
@@ -204,12 +205,17 @@ local function track_new(made)
   many('ZADD', P .. ':ix:s:queued', everyq)
 end
 
+-- the first of ``n`` event ids taken (the ids are ``first + 1`` .. ``first + n``)
+local function evids(n)
+  if n == 0 then return 0 end
+  return redis.call('INCRBY', P .. ':evid', n) - n
+end
 -- ``event`` of each of ``list`` (``{job_id, queue, kind, data}``, all at ``at``), numbered in
--- their order: one command per set for them all, but the job's own list (``id:kind``)
-local function events(list, at)
-  local n = #list
-  if n == 0 then return end
-  local first = redis.call('INCRBY', P .. ':evid', n) - n
+-- their order from ``first + 1`` (``evids``): one command per set for them all. The job's
+-- own refs (``id:kind``) are the caller's to write: the hot scripts add them to the job's
+-- ``evs`` field in the ``HSET`` they make anyway (``jobref``), ``event`` to its ``P:je:ID`` list
+local function events(list, at, first)
+  if #list == 0 then return end
   local all, fin, names = {}, {}, {}
   for i, e in ipairs(list) do
     local job_id, queue, kind = e[1], e[2], e[3]
@@ -219,7 +225,6 @@ local function events(list, at)
     local text = '{"id":' .. id .. ',"job_id":' .. cjson.encode(job_id) .. ',"queue":' .. names[queue] ..
       ',"kind":' .. names[kind] .. ',"at":' .. at .. ',"data":' .. e[4] .. '}'
     all[#all+1] = id; all[#all+1] = text
-    redis.call('RPUSH', P .. ':je:' .. job_id, id .. ':' .. kind)
     if kind == 'completed' or kind == 'failed' or kind == 'retrying' then
       if not fin[queue] then fin[queue] = {} end
       local f = fin[queue]
@@ -228,6 +233,11 @@ local function events(list, at)
   end
   many('ZADD', P .. ':ev', all)
   for queue, f in pairs(fin) do many('ZADD', P .. ':fin:' .. queue, f) end
+end
+-- a job's ``evs`` field (its events' refs, space separated: ``old``) with event ``id`` of ``kind``
+local function jobref(old, id, kind)
+  if old then return old .. ' ' .. id .. ':' .. kind end
+  return id .. ':' .. kind
 end
 
 local function event(job_id, queue, kind, at, data)

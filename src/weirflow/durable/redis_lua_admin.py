@@ -37,17 +37,20 @@ return 1
 """
 
 # ARGV: prefix, then id, finished_at pairs: delete each job still finished at that time,
-# with its steps, events and journal (``rules.expired_ids`` chose them). Returns the count.
+# with its steps, events (their refs in its ``evs`` field and ``P:je:ID`` list) and journal
+# (``rules.expired_ids`` chose them). Returns the count.
 DELETE = r"""
 local n = 0
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
   local k = jk(id)
-  local st, fin, keyfield, q, seq, flow, stalls = unpack(redis.call('HMGET', k, 'status', 'finished_at',
-    'keyfield', 'queue', 'seq', 'flow', 'stalls'))
+  local st, fin, keyfield, q, seq, flow, stalls, evs = unpack(redis.call('HMGET', k, 'status', 'finished_at',
+    'keyfield', 'queue', 'seq', 'flow', 'stalls', 'evs'))
   if st and FIN[st] and fin == ARGV[i+1] then
     track(id, q, flow, seq, st, nil, nil, -tonumber(stalls or 0))
-    for _, ref in ipairs(redis.call('LRANGE', P .. ':je:' .. id, 0, -1)) do
+    local refs = redis.call('LRANGE', P .. ':je:' .. id, 0, -1)
+    for ref in string.gmatch(evs or '', '%S+') do refs[#refs+1] = ref end
+    for _, ref in ipairs(refs) do
       if string.sub(ref, 1, 1) == '{' then  -- (the event's text: a store an older version wrote)
         local e = cjson.decode(ref)
         redis.call('ZREM', P .. ':ev', ref)

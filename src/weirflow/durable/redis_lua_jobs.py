@@ -61,6 +61,7 @@ for _, job in ipairs(jobs) do
 end
 if #made > 0 then
   local last = redis.call('INCRBY', P .. ':seq', #made)
+  local first = evids(#made)
   local all, ready, delayed, queues, keyed, tracked, evs = {}, {}, {}, {}, {}, {}, {}
   for i, job in ipairs(made) do
     local id, keyfield, q, prio, run_at, runkey, data, fields, node =
@@ -71,6 +72,7 @@ if #made > 0 then
       fields[#fields+1] = 'keyfield'; fields[#fields+1] = keyfield
       keyed[#keyed+1] = keyfield; keyed[#keyed+1] = id
     end
+    fields[#fields+1] = 'evs'; fields[#fields+1] = jobref(nil, first + i, 'queued')
     redis.call('HSET', jk(id), 'seq', seq, 'member', member, 'ver', 0, unpack(fields))
     all[#all+1] = seq; all[#all+1] = id
     if not woken[q] then woken[q] = true; queues[#queues+1] = q end
@@ -94,7 +96,7 @@ if #made > 0 then
   track_new(tracked)
   for q, d in pairs(delayed) do many('ZADD', qk(q, 'delayed'), d) end
   for key, r in pairs(ready) do many('ZADD', key, r) end
-  events(evs, now)
+  events(evs, now, first)
 end
 for q, _ in pairs(woken) do redis.call('PUBLISH', P .. ':n:jobs', q) end
 return out
@@ -150,14 +152,17 @@ if #picked > 0 then
   end
   for key, m in pairs(members) do many('ZREM', key, m) end
   local wjson = cjson.encode(worker)
-  for _, pick in ipairs(picked) do
+  local first = evids(#picked)
+  for i, pick in ipairs(picked) do
     local member = pick[2]
     local id = string.match(member, '[^:]+$')
     local k = jk(id)
-    local attempt, runs, ver, node = unpack(redis.call('HMGET', k, 'attempt', 'runs', 'ver', 'node'))
+    local attempt, runs, ver, node, refs = unpack(redis.call('HMGET', k, 'attempt', 'runs', 'ver', 'node',
+      'evs'))
     attempt = tonumber(attempt or 0) + 1
     local fields = {'status', 'running', 'worker_id', worker, 'lease_expires_at', lease, 'started_at', now,
-      'attempt', attempt, 'runs', tonumber(runs or 0) + 1, 'ver', tonumber(ver or 0) + 1}
+      'attempt', attempt, 'runs', tonumber(runs or 0) + 1, 'ver', tonumber(ver or 0) + 1,
+      'evs', jobref(refs, first + i, 'running')}
     if mynode ~= '' and not node then
       fields[#fields+1] = 'node'; fields[#fields+1] = mynode
       nj_add(mynode, id)
@@ -174,7 +179,7 @@ if #picked > 0 then
     for i = 1, #picked do rates[#rates+1] = ARGV[9]; rates[#rates+1] = last - #picked + i end
     many('ZADD', qk(q, 'rate'), rates)
   end
-  events(evs, now)
+  events(evs, now, first)
   for _, m in ipairs(moved) do out[#out+1] = redis.call('HGETALL', jk(m[1])) end
 end
 local nxt = redis.call('ZRANGE', qk(q, 'delayed'), 0, 0, 'WITHSCORES')
@@ -206,41 +211,51 @@ return held
 # dead_letters ("" none)]. ``rules.holds`` then ``rules.completed``. Returns the refused ids.
 COMPLETE = r"""
 local worker, now, why = ARGV[2], ARGV[3], ARGV[4]
-local refused, byq, done, evs, ids = {}, {}, {}, {}, {}
+local refused, held, byq, done, evs, ids, seen = {}, {}, {}, {}, {}, {}, {}
+-- the held jobs first (one completed earlier in the batch is no longer held), then their writes
 for _, d in ipairs(cmsgpack.unpack(ARGV[5])) do
-  local id, token, outputs, letters = d[1], d[2], d[3], d[4]
-  local k = jk(id)
-  local st, runs, w, q, attempt, node, seq, ver = unpack(redis.call('HMGET', k, 'status', 'runs', 'worker_id',
-    'queue', 'attempt', 'node', 'seq', 'ver'))
-  if st == 'running' and runs == token and w == worker then  -- (``holds``)
-    if node then nj_rem(node, id) end
-    ver = tonumber(ver or 0) + 1
-    if letters ~= '' then
-      redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now, 'ver', ver,
-        'dead_letters', letters)
-      redis.call('HDEL', k, 'lease_expires_at')
-    else
-      redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now, 'ver', ver)
-      redis.call('HDEL', k, 'dead_letters', 'lease_expires_at')
-    end
-    if not byq[q] then byq[q] = {moved = {}, ids = {}} end
-    local g = byq[q]
-    g.moved[#g.moved+1] = {id, seq}
-    g.ids[#g.ids+1] = id
-    done[#done+1] = now; done[#done+1] = id
-    evs[#evs+1] = {id, q, 'completed', '{"attempt":' .. attempt .. '}'}
-    ids[#ids+1] = id
-    interrupt(id, now, why)
+  local id, token = d[1], d[2]
+  local st, runs, w, q, attempt, node, seq, ver, refs = unpack(redis.call('HMGET', jk(id), 'status', 'runs',
+    'worker_id', 'queue', 'attempt', 'node', 'seq', 'ver', 'evs'))
+  if not seen[id] and st == 'running' and runs == token and w == worker then  -- (``holds``)
+    seen[id] = true
+    held[#held+1] = {d, q, attempt, node, seq, ver, refs}
   else
     refused[#refused+1] = id
   end
+end
+local first = evids(#held)
+for i, h in ipairs(held) do
+  local d, q, attempt, node, seq, ver, refs = unpack(h, 1, 7)  -- (nil fields: give the length)
+  local id, outputs, letters = d[1], d[3], d[4]
+  local k = jk(id)
+  if node then nj_rem(node, id) end
+  ver = tonumber(ver or 0) + 1
+  refs = jobref(refs, first + i, 'completed')
+  if letters ~= '' then
+    redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now, 'ver', ver,
+      'evs', refs, 'dead_letters', letters)
+    redis.call('HDEL', k, 'lease_expires_at')
+  else
+    redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now, 'ver', ver,
+      'evs', refs)
+    redis.call('HDEL', k, 'dead_letters', 'lease_expires_at')
+  end
+  if not byq[q] then byq[q] = {moved = {}, ids = {}} end
+  local g = byq[q]
+  g.moved[#g.moved+1] = {id, seq}
+  g.ids[#g.ids+1] = id
+  done[#done+1] = now; done[#done+1] = id
+  evs[#evs+1] = {id, q, 'completed', '{"attempt":' .. attempt .. '}'}
+  ids[#ids+1] = id
+  interrupt(id, now, why)
 end
 for q, g in pairs(byq) do
   track_many(q, g.moved, 'running', 'completed')
   many('ZREM', qk(q, 'running'), g.ids)
 end
 many('ZADD', P .. ':done', done)
-events(evs, now)
+events(evs, now, first)
 -- one message for the batch: the ids, space separated (``RedisBase._listen``)
 if #ids > 0 then redis.call('PUBLISH', P .. ':n:done', table.concat(ids, ' ')) end
 return refused
