@@ -95,7 +95,7 @@ def job_from_hash(raw: Mapping[Any, Any]) -> JobRecord:
 
 
 def job_from_flat(flat: list[Any]) -> JobRecord:
-    """A job from an ``HGETALL`` answered inside a script (a flat list)."""
+    """A job from an ``HGETALL`` answered inside a script (a flat list of fields and values)."""
     texts = [_text(x) for x in flat]
     return _job(dict(zip(texts[::2], texts[1::2], strict=True)))
 

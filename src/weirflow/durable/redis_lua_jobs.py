@@ -109,7 +109,8 @@ return out
 # Takes up to ``limit`` due jobs by priority, run_at, seq (``rules.ready_order``), the node's
 # own first, then unassigned ones, each changed as ``rules.claimed`` does, within
 # ``rules.claim_allowance``.
-# Returns {running, recent, oldest or "", next delayed run_at or "", job hashes...}.
+# Returns {running, recent, oldest or "", next delayed run_at or "", job hashes...}, each hash as
+# a MessagePack array of its fields and values (``HGETALL``'s flat list).
 CLAIM = r"""
 local q, worker, now, lease, limit = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local mynode = ARGV[10]
@@ -180,7 +181,9 @@ if #picked > 0 then
     many('ZADD', qk(q, 'rate'), rates)
   end
   events(evs, now, first)
-  for _, m in ipairs(moved) do out[#out+1] = redis.call('HGETALL', jk(m[1])) end
+  -- each job's hash packed in one string: a reply of many short strings costs the server (and
+  -- the client) far more per string than MessagePack does
+  for _, m in ipairs(moved) do out[#out+1] = cmsgpack.pack(redis.call('HGETALL', jk(m[1]))) end
 end
 local nxt = redis.call('ZRANGE', qk(q, 'delayed'), 0, 0, 'WITHSCORES')
 if #nxt > 0 then out[4] = nxt[2] end

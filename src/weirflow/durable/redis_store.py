@@ -121,7 +121,7 @@ class RedisStore(RedisSchedules):
         if out[4:] == [b"paused"]:  # (``rules.claimable``, checked in the script)
             return Claim([])
         running, recent, oldest, nxt = int(out[0]), int(out[1]), _f(out[2]), _f(out[3])
-        jobs = [job_from_flat(flat) for flat in out[4:]]
+        jobs = [job_from_flat(msgpack.unpackb(packed, raw=True)) for packed in out[4:]]
         _, wait_s = rules.claim_allowance(
             limit,
             now,
