@@ -227,3 +227,36 @@ async def test_counts_and_filtered_lists_read_no_job_they_do_not_answer_with(
     finally:
         await store.close()
         await client.aclose()
+
+
+async def test_a_store_of_index_version_2_is_indexed_again_without_the_keys_it_dropped(
+    redis_url: str,
+) -> None:
+    """Index version "2" kept ``P:ix:s:STATUS`` and ``P:ix:qs:Q:running`` too: such a store is
+    indexed again once, those keys go, and lists by status (running too) and counts answer
+    from the others."""
+    client = aioredis.Redis.from_url(redis_url)
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    await store.open()
+    try:
+        ids = [i for i, _ in await store.submit_many([JobSpec("f1", {}, queue=q) for q in "abab"])]
+        running = (await store.claim("a", "w", limit=1, lease_s=60.0)).jobs
+        (failed,) = (await store.claim("b", "w", limit=1, lease_s=60.0)).jobs
+        await store.fail(failed.id, "w", failed.token, "boom", retry=False)
+        # as index version "2" left it: its version, and the keys it kept besides
+        await client.set(store.key("ixv"), "2")
+        await client.zadd(store.key("ix", "s", "queued"), {ids[2]: 3, ids[3]: 4, "gone": 9})
+        await client.zadd(store.key("ix", "s", "failed"), {failed.id: 2})
+        await client.zadd(store.key("ix", "qs", "a", "running"), {running[0].id: 1, "gone": 9})
+        assert [j.id for j in await store.list_jobs(status="queued")] == [ids[3], ids[2]]
+        assert await client.get(store.key("ixv")) == b"3"
+        assert [k async for k in client.scan_iter(f"{store.prefix}:ix:s:*")] == []
+        assert [k async for k in client.scan_iter(f"{store.prefix}:ix:qs:*:running")] == []
+        assert [j.id for j in await store.list_jobs(status="running")] == [running[0].id]
+        assert [j.id for j in await store.list_jobs(status="failed", queue="b")] == [failed.id]
+        assert [j.id for j in await store.list_jobs(status="queued", offset=1)] == [ids[2]]
+        counts = {c.queue: c.jobs for c in await store.queue_counts()}
+        assert (counts["a"]["queued"], counts["a"]["running"], counts["b"]["failed"]) == (1, 1, 1)
+    finally:
+        await store.close()
+        await client.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -187,29 +187,16 @@ class RedisAdmin(RedisBase):
     ) -> list[JobRecord]:
         """Newest first, through the narrowest index the filters allow (``redis_lua.track``):
         the other filters are checked on the jobs read, and with none left a page starts at
-        ``offset`` in the index; a job that changed since the index was read is left out."""
+        ``offset`` in the index; a job that changed since the index was read is left out. A
+        status alone merges the queues' indexes of it (a deep offset there reads as many
+        entries of each); running jobs are those of the queues' lease sets, sorted here."""
         await self._indexed()
-        if status is not None and queue is not None:
-            index, rest = self.key("ix", "qs", queue, status), (None, None, flow)
-        elif status is not None:
-            index, rest = self.key("ix", "s", status), (None, None, flow)
-        elif queue is not None:
-            index, rest = self.key("ix", "q", queue), (None, None, flow)
-        elif flow is not None:
-            index, rest = self.key("ix", "f", flow), (None, None, None)
-        else:
-            index, rest = self.key("jobs"), (None, None, None)
-        exact = rest[2] is None
+        exact = flow is None or (queue is None and status is None)
         out: list[JobRecord] = []
         skip = 0 if exact else offset
-        start = offset if exact else 0
-        while len(out) < limit:
-            page = min(PAGE, limit - len(out)) if exact else PAGE
-            ids = await self._do("zrevrange", index, start, start + page - 1)
-            if not ids:
-                break
-            start += page
-            for job in await self._jobs([_s(i) for i in ids]):
+        size = min(PAGE, limit) if exact else PAGE
+        async for ids in self._newest(queue, status, flow, offset if exact else 0, size):
+            for job in await self._jobs(ids):
                 if (
                     (queue is None or job.queue == queue)
                     and (status is None or job.status == status)
@@ -219,9 +206,83 @@ class RedisAdmin(RedisBase):
                         skip -= 1
                     elif len(out) < limit:
                         out.append(job)
-            if exact and len(ids) < page:
+            if len(out) >= limit:
                 break
         return out
+
+    async def _newest(
+        self, queue: str | None, status: str | None, flow: str | None, start: int, size: int
+    ) -> AsyncIterator[list[str]]:
+        """Pages of ``size`` ids, newest first from the ``start``-th, of the narrowest index."""
+        if status == RUNNING:
+            queues = [queue] if queue is not None else await self._queues()
+            for i in range(start, len(ids := await self._running_newest(queues)), size):
+                yield ids[i : i + size]
+            return
+        if status is not None and queue is None:
+            keys = [self.key("ix", "qs", q, status) for q in await self._queues()]
+            async for ids in self._merged_newest(keys, start, size):
+                yield ids
+            return
+        if status is not None:
+            index = self.key("ix", "qs", queue or "", status)
+        elif queue is not None:
+            index = self.key("ix", "q", queue)
+        elif flow is not None:
+            index = self.key("ix", "f", flow)
+        else:
+            index = self.key("jobs")
+        while found := await self._do("zrevrange", index, start, start + size - 1):
+            start += size
+            yield [_s(i) for i in found]
+            if len(found) < size:
+                return
+
+    async def _running_newest(self, queues: Sequence[str]) -> list[str]:
+        """The running jobs of ``queues`` (their lease sets: as many as run at once), newest first."""
+
+        async def read(r: Any) -> list[Any]:
+            async with r.pipeline(transaction=False) as p:
+                for q in queues:
+                    p.zrange(self.key("q", q, "running"), 0, -1)
+                return list(await p.execute())
+
+        ids = [_s(i) for found in await self._call(read, retry=True) for i in found]
+
+        async def seqs(r: Any) -> list[Any]:
+            async with r.pipeline(transaction=False) as p:
+                for i in ids:
+                    p.hget(self.key("j", i), "seq")
+                return list(await p.execute())
+
+        order = [(int(seq), i) for seq, i in zip(await self._call(seqs, retry=True), ids, strict=True) if seq]
+        return [i for _, i in sorted(order, reverse=True)]
+
+    async def _merged_newest(self, keys: Sequence[str], start: int, size: int) -> AsyncIterator[list[str]]:
+        """The ids of the zsets ``keys`` (by ``seq``, which no two jobs share) merged, newest
+        first from the ``start``-th, in pages of ``size``: each page reads the next ``size``
+        entries of each zset below the last one taken."""
+        below = "+inf"
+        while keys:
+
+            async def read(r: Any, below: str = below) -> list[Any]:
+                async with r.pipeline(transaction=False) as p:
+                    for k in keys:
+                        p.zrevrangebyscore(k, below, "-inf", start=0, num=size, withscores=True)
+                    return list(await p.execute())
+
+            found = sorted(
+                ((s, _s(i)) for part in await self._call(read, retry=True) for i, s in part), reverse=True
+            )
+            if not found:
+                return
+            page = found[:size]
+            below = f"({num(page[-1][0])}"
+            if start >= len(page):
+                start -= len(page)
+                continue
+            yield [i for _, i in page[start:]]
+            start = 0
 
     async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
         if not steps:

@@ -23,10 +23,11 @@ Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
   ``P:ix:nodes`` set: the nodes whose ``P:nj:NODE`` is not empty (``assigned_nodes``);
 - the counts and indexes every script that changes a job's status keeps (``reindex``/``track``), so
   counts and filtered lists read no job they do not answer with: ``P:cnt:Q`` hash status -> jobs of
-  queue ``Q`` (and ``stalls`` -> their stalls); zsets by ``seq``: ``P:ix:s:STATUS``,
-  ``P:ix:qs:Q:STATUS``, ``P:ix:q:Q``, ``P:ix:f:FLOW`` (``P:flows`` set of flows); ``P:q:Q:qat`` zset
-  of the queue's queued jobs by ``run_at``; ``P:ixv``: their version (missing: a store an older
-  version wrote, rebuilt once by ``REINDEX``);
+  queue ``Q`` (and ``stalls`` -> their stalls); zsets by ``seq``: ``P:ix:qs:Q:STATUS`` (but
+  ``running``: the running jobs are those of ``P:q:Q:running``, few), ``P:ix:q:Q``, ``P:ix:f:FLOW``
+  (``P:flows`` set of flows), so a list by status alone merges the queues' indexes; ``P:q:Q:qat``
+  zset of the queue's queued jobs by ``run_at``; ``P:ixv``: their version (missing or older: a
+  store an older version wrote, rebuilt once by ``REINDEX``, which drops what it kept);
 - ``P:jr:ID`` list: the durable journal; ``P:sched`` hash name -> schedule JSON;
   ``P:paused`` hash queue -> when it was paused;
   ``P:sweeper`` hash: the sweeper lock;
@@ -75,8 +76,10 @@ __all__ = [
 ]
 
 #: the version of the counts and indexes the scripts keep (``track``): a store whose ``P:ixv``
-#: differs is indexed again once (``REINDEX``); "2" added ``P:ix:nodes``
-INDEX_VERSION = "2"
+#: differs is indexed again once (``REINDEX``); "2" added ``P:ix:nodes``; "3" dropped
+#: ``P:ix:s:STATUS`` and ``P:ix:qs:Q:running`` (each status change wrote four index entries
+#: more for them)
+INDEX_VERSION = "3"
 
 # helpers every script starts with; ARGV[1] is always the key prefix
 COMMON = (
@@ -108,8 +111,7 @@ local function index_now(id, q, flow, seq, old, new, run_at, dstalls)
   local cnt = P .. ':cnt:' .. q
   if old then
     redis.call('HINCRBY', cnt, old, -1)
-    redis.call('ZREM', P .. ':ix:s:' .. old, id)
-    redis.call('ZREM', P .. ':ix:qs:' .. q .. ':' .. old, id)
+    if old ~= 'running' then redis.call('ZREM', P .. ':ix:qs:' .. q .. ':' .. old, id) end
     if old == 'queued' then redis.call('ZREM', qk(q, 'qat'), id) end
   else
     redis.call('SADD', P .. ':flows', flow)
@@ -118,8 +120,7 @@ local function index_now(id, q, flow, seq, old, new, run_at, dstalls)
   end
   if new then
     redis.call('HINCRBY', cnt, new, 1)
-    redis.call('ZADD', P .. ':ix:s:' .. new, seq, id)
-    redis.call('ZADD', P .. ':ix:qs:' .. q .. ':' .. new, seq, id)
+    if new ~= 'running' then redis.call('ZADD', P .. ':ix:qs:' .. q .. ':' .. new, seq, id) end
     if new == 'queued' then redis.call('ZADD', qk(q, 'qat'), run_at, id) end
   else
     redis.call('ZREM', P .. ':ix:q:' .. q, id)
@@ -165,11 +166,9 @@ local function track_many(q, moved, old, new)
   local cnt = P .. ':cnt:' .. q
   redis.call('HINCRBY', cnt, old, -#ids)
   redis.call('HINCRBY', cnt, new, #ids)
-  many('ZREM', P .. ':ix:s:' .. old, ids)
-  many('ZREM', P .. ':ix:qs:' .. q .. ':' .. old, ids)
+  if old ~= 'running' then many('ZREM', P .. ':ix:qs:' .. q .. ':' .. old, ids) end
   if old == 'queued' then many('ZREM', qk(q, 'qat'), ids) end
-  many('ZADD', P .. ':ix:s:' .. new, scored)
-  many('ZADD', P .. ':ix:qs:' .. q .. ':' .. new, scored)
+  if new ~= 'running' then many('ZADD', P .. ':ix:qs:' .. q .. ':' .. new, scored) end
 end
 
 -- ``track`` of the new jobs ``made`` (``{id, queue, flow, seq, run_at}`` each, all queued): one
@@ -194,15 +193,12 @@ local function track_new(made)
   end
   many('SADD', P .. ':flows', flows)
   for flow, f in pairs(byf) do many('ZADD', P .. ':ix:f:' .. flow, f) end
-  local everyq = {}
   for q, g in pairs(byq) do
     redis.call('HINCRBY', P .. ':cnt:' .. q, 'queued', #g.ids / 2)
     many('ZADD', P .. ':ix:q:' .. q, g.ids)
     many('ZADD', P .. ':ix:qs:' .. q .. ':queued', g.ids)
     many('ZADD', qk(q, 'qat'), g.qat)
-    for _, x in ipairs(g.ids) do everyq[#everyq+1] = x end
   end
-  many('ZADD', P .. ':ix:s:queued', everyq)
 end
 
 -- the first of ``n`` event ids taken (the ids are ``first + 1`` .. ``first + n``)

@@ -87,6 +87,7 @@ local cur = redis.call('GET', P .. ':ixcur')
 if not cur then
   local queues = redis.call('SMEMBERS', P .. ':queues')
   if #queues == 0 and redis.call('EXISTS', P .. ':jobs') == 0 then return 0 end
+  -- (``P:ix:s:STATUS``, ``P:ix:qs:Q:running``: kept by index versions before "3")
   for _, st in ipairs(statuses) do redis.call('DEL', P .. ':ix:s:' .. st) end
   for _, q in ipairs(queues) do
     redis.call('DEL', P .. ':cnt:' .. q, P .. ':ix:q:' .. q, qk(q, 'qat'))
