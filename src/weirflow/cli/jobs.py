@@ -47,6 +47,9 @@ jobs_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+#: how long past ``jobs wait --timeout`` the store may take to answer its last read
+WAIT_ANSWER_MARGIN_S = 1.0
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 IdArgument = Annotated[str, typer.Argument(metavar="ID", help="The job id.")]
 
@@ -305,7 +308,20 @@ def wait(
     completed, 1 if it failed or was cancelled, 2 if it is not finished within --timeout."""
 
     async def get(s: Store) -> tuple[JobRecord, list[StepRecord]]:
-        record = await s.wait_finished(job_id, timeout)
+        # a store that stops answering is exit 2 soon after --timeout: exit 1 would say the
+        # job failed, and the store's own deadlines (and retries) could add several seconds
+        limit_s = None if timeout is None else timeout + WAIT_ANSWER_MARGIN_S
+        try:
+            async with asyncio.timeout(limit_s):
+                record = await s.wait_finished(job_id, timeout)
+        except TimeoutError:
+            raise JobTimeoutError(
+                f"job {job_id}: the store did not answer within --timeout {timeout:g}s"
+            ) from None
+        except StoreOpenError:
+            raise
+        except StoreError as e:
+            raise StoreOpenError(f"{e} (the job's state is unknown)") from e
         if record is None:
             raise JobError(f"no job {job_id!r} in the store")
         if record.status not in FINISHED:

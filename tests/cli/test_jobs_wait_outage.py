@@ -1,0 +1,73 @@
+"""``weirflow jobs wait`` while its store stops answering: exit 2 with one line (the time
+was up first, or the store is unreachable: docs/reference.md), soon after ``--timeout``,
+never exit 1, which says the job failed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from weirflow.durable import JobSpec, open_store
+
+from ..redisserver import RedisServer, started_server
+
+TIMEOUT_S = 2.0
+WAIT = [sys.executable, "-m", "weirflow", "jobs", "wait"]
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    server = started_server()
+    yield server
+    server.destroy()
+
+
+def _subscribed(url: str) -> bool:
+    """True once another client (the waiting command) has subscribed to a channel."""
+    clients = redis.Redis.from_url(url).client_list()
+    return any(int(c.get("sub", 0)) + int(c.get("psub", 0)) > 0 for c in clients)
+
+
+async def test_jobs_wait_on_a_store_that_stops_answering_is_exit_2_soon_after_its_timeout(
+    own_server: RedisServer,
+) -> None:
+    url = own_server.url(1)
+    store = open_store(url)
+    await store.open()
+    try:  # a job of a queue nobody serves: it stays queued
+        job_id = await store.submit(JobSpec("f", {}, queue="nobody"))
+    finally:
+        await store.close()
+    waiting = subprocess.Popen(
+        [*WAIT, job_id, "--timeout", str(TIMEOUT_S), "--store", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _subscribed(url):  # (another process: nothing here to wait on)
+            assert waiting.poll() is None, waiting.communicate()
+            assert time.monotonic() < deadline, "jobs wait never subscribed"
+            time.sleep(0.05)
+        began = time.monotonic()
+        own_server.pause()  # SIGSTOP: takes connections, answers nothing
+        try:
+            _, err = waiting.communicate(timeout=60)
+        finally:
+            own_server.cont()
+        took_s = time.monotonic() - began
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+    lines = err.strip().splitlines()
+    assert waiting.returncode == 2, err  # 1 would tell a script that the job failed
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    # bounded by its --timeout plus a margin, not by two more store deadlines (5 s each)
+    assert took_s < TIMEOUT_S + 6.0, (took_s, err)
