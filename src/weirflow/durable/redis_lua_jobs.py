@@ -145,7 +145,7 @@ if allowed > #picked then
   end
 end
 if #picked > 0 then
-  local members, moved, leases, evs, rates = {}, {}, {}, {}, {}
+  local members, moved, leases, evs, rates, claimed = {}, {}, {}, {}, {}, {}
   for _, pick in ipairs(picked) do
     if not members[pick[1]] then members[pick[1]] = {} end
     local m = members[pick[1]]
@@ -158,17 +158,24 @@ if #picked > 0 then
     local member = pick[2]
     local id = string.match(member, '[^:]+$')
     local k = jk(id)
-    local attempt, runs, ver, node, refs = unpack(redis.call('HMGET', k, 'attempt', 'runs', 'ver', 'node',
-      'evs'))
-    attempt = tonumber(attempt or 0) + 1
+    -- the job read once: its hash as it is, then as the claim leaves it (what it answers)
+    local flat, at = redis.call('HGETALL', k), {}
+    for j = 1, #flat, 2 do at[flat[j]] = j + 1 end
+    local function get(f) return at[f] and flat[at[f]] end
+    local attempt = tostring(tonumber(get('attempt') or 0) + 1)
     local fields = {'status', 'running', 'worker_id', worker, 'lease_expires_at', lease, 'started_at', now,
-      'attempt', attempt, 'runs', tonumber(runs or 0) + 1, 'ver', tonumber(ver or 0) + 1,
-      'evs', jobref(refs, first + i, 'running')}
-    if mynode ~= '' and not node then
+      'attempt', attempt, 'runs', tostring(tonumber(get('runs') or 0) + 1),
+      'ver', tostring(tonumber(get('ver') or 0) + 1), 'evs', jobref(get('evs'), first + i, 'running')}
+    if mynode ~= '' and not get('node') then
       fields[#fields+1] = 'node'; fields[#fields+1] = mynode
       nj_add(mynode, id)
     end
     redis.call('HSET', k, unpack(fields))
+    for j = 1, #fields, 2 do
+      local f, v = fields[j], fields[j+1]
+      if at[f] then flat[at[f]] = v else flat[#flat+1] = f; flat[#flat+1] = v end
+    end
+    claimed[#claimed+1] = flat
     moved[#moved+1] = {id, string.match(member, ':(%d+):[^:]+$')}
     leases[#leases+1] = lease; leases[#leases+1] = id
     evs[#evs+1] = {id, q, 'running', '{"attempt":' .. attempt .. ',"worker":' .. wjson .. '}'}
@@ -183,7 +190,7 @@ if #picked > 0 then
   events(evs, now, first)
   -- each job's hash packed in one string: a reply of many short strings costs the server (and
   -- the client) far more per string than MessagePack does
-  for _, m in ipairs(moved) do out[#out+1] = cmsgpack.pack(redis.call('HGETALL', jk(m[1]))) end
+  for _, flat in ipairs(claimed) do out[#out+1] = cmsgpack.pack(flat) end
 end
 local nxt = redis.call('ZRANGE', qk(q, 'delayed'), 0, 0, 'WITHSCORES')
 if #nxt > 0 then out[4] = nxt[2] end
