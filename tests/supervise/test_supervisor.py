@@ -144,6 +144,26 @@ async def test_a_child_over_max_rss_is_replaced_with_the_reason(supervisor: Make
         assert sup.metrics.restarts == {("hog", "max_rss"): 1}
 
 
+async def test_a_child_over_max_rss_that_does_not_answer_is_replaced_for_its_rss(supervisor: Make) -> None:
+    # a child too busy (here: stopped) to answer its health checks while its RSS is over the
+    # limit is replaced for its RSS, which the supervisor reads itself (psutil), not as
+    # "unhealthy" after 3 missed checks (before, the RSS was read only after an answer)
+    async with supervisor(warm=1, health_interval_s=0.5, health_failures=3) as sup:
+        p = await sup.start("echo", max_rss_mb=1)  # every child is over
+        assert p.pid is not None
+        os.kill(p.pid, signal.SIGSTOP)  # answers nothing from now on
+        try:
+            info = await sup.wait_state(p.id, "restarting", timeout_s=60)
+        finally:
+            if psutil.pid_exists(p.pid):
+                os.kill(p.pid, signal.SIGCONT)
+        assert info.last_exit is not None
+        assert info.last_exit["reason"].startswith("max_rss_mb: "), info.last_exit["reason"]
+        assert "over the limit of 1 MiB" in info.last_exit["reason"]
+        assert ("echo", "max_rss") in sup.metrics.restarts
+        assert ("echo", "unhealthy") not in sup.metrics.restarts
+
+
 @pytest.mark.slow
 async def test_past_the_restart_intensity_the_pipeline_fails_and_says_why(supervisor: Make) -> None:
     async with supervisor(warm=2, intensity=1) as sup:

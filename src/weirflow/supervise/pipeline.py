@@ -3,7 +3,9 @@
 A ``Pipeline`` owns one task (``life``) that takes a child from the warm pool,
 starts the job in it and then waits for the child to end, while a second task
 checks its health: every ``health.interval_s`` a ``status`` command with the
-adaptive deadline (``weirflow.supervise.health``), and the child's RSS.
+adaptive deadline (``weirflow.supervise.health``), and the child's RSS (read from
+here first, at every tick, so a child too busy or stopped to answer is still
+replaced for its RSS).
 ``health_failures`` consecutive failures, or an RSS past ``max_rss_mb``, replace
 the child (SIGTERM, then SIGKILL after ``grace_s``; for a child that stopped
 answering after at most ``HUNG_KILL_AFTER_S``, since it cannot drain and a stopped
@@ -378,7 +380,11 @@ class Pipeline:
 
     async def _checks(self, child: ChildProcess) -> None:
         while child.alive:
-            await asyncio.sleep(self.health.interval_s)
+            await asyncio.sleep(self.health.interval_s)  # (the check's schedule, not a wait for state)
+            # the RSS first, whatever the child answers: it is read from here (psutil), and a
+            # child busy growing past the limit may also be too busy to answer in time
+            if await self._over_rss(child):
+                return
             t0 = time.monotonic()
             try:
                 status = await child.request("status", None, timeout_s=self.health.deadline_s)
@@ -406,11 +412,15 @@ class Pipeline:
                     fut.set_result(None)
             if self.state == "unhealthy":
                 self._set(self._live_state())
-            self.rss_mb = child.rss_mb()
-            if self.max_rss_mb is not None and self.rss_mb is not None and self.rss_mb > self.max_rss_mb:
-                why = f"max_rss_mb: {self.rss_mb:.0f} MiB over the limit of {self.max_rss_mb:g} MiB"
-                await self._replace_child(child, "max_rss", why, self.timing.grace_s)
-                return
+
+    async def _over_rss(self, child: ChildProcess) -> bool:
+        """Read the child's RSS; replace it if it is over ``max_rss_mb`` (``True`` if so)."""
+        self.rss_mb = child.rss_mb()
+        if self.max_rss_mb is None or self.rss_mb is None or self.rss_mb <= self.max_rss_mb:
+            return False
+        why = f"max_rss_mb: {self.rss_mb:.0f} MiB over the limit of {self.max_rss_mb:g} MiB"
+        await self._replace_child(child, "max_rss", why, self.timing.grace_s)
+        return True
 
     async def _replace_child(self, child: ChildProcess, kind: str, why: str, kill_after_s: float) -> None:
         self._replace = kind
