@@ -477,6 +477,7 @@ class Wave:
         if req.emitted is None:  # still on its child
             child = req.child
             self._forget(req)
+            self.pace.pop(child, None)  # (as ``_died``: its speed says nothing of the next child)
             child.kill()
             self.pool.checkin(child)
             self.on_children -= 1
