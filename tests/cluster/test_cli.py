@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.durable.procs import WorkerProcess, cli
-from tests.redisserver import free_port
+from tests.redisserver import free_port, started_server
 from weirflow.cluster import Registry
 
 Make = Callable[..., Registry]
@@ -65,13 +66,31 @@ def test_bad_node_options_and_an_unreachable_registry_are_one_error_line(tmp_pat
     assert bad.returncode == 2
     assert "--labels 'nolabel'" in one_error_line(bad.stderr)
     down = cli("nodes", "list", "--registry", url)
-    assert down.returncode == 1
+    assert down.returncode == 2  # as `weirflow jobs` for a store it cannot open
     line = one_error_line(down.stderr)
     assert "hunter2-secret" not in line + down.stdout
+    assert f"redis://:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in line  # which registry
     worker = cli("worker", "--flows", "tests.durable.flows", "--store", store, "--registry", url)
     assert worker.returncode == 1
     assert "hunter2-secret" not in worker.stderr + worker.stdout
     assert one_error_line(worker.stderr.split("\n", 1)[1])  # after the worker's banner line
+
+
+def test_nodes_list_with_a_wrong_password_is_exit_2_naming_the_registry_not_the_password() -> None:
+    server = started_server()
+    try:
+        assert cli("nodes", "list", "--registry", server.url(0), "--json").returncode == 0
+        admin = redis.Redis.from_url(server.url(0))
+        admin.config_set("requirepass", "right-pw")
+        admin.close()
+        for url in (f"redis://:wrong-pw@127.0.0.1:{server.port}/0", f"redis://127.0.0.1:{server.port}/0"):
+            refused = cli("nodes", "list", "--registry", url)
+            assert refused.returncode == 2, refused.stderr
+            line = one_error_line(refused.stderr)
+            assert "wrong-pw" not in line + refused.stdout
+            assert "registry redis://" in line and f"127.0.0.1:{server.port}/0" in line
+    finally:
+        server.destroy()
 
 
 @pytest.mark.slow  # several commands: seconds on 2 cores

@@ -1,8 +1,10 @@
 """``weirflow nodes list --registry URL``, and the node a ``weirflow worker --registry`` becomes.
 
 ``list`` lists the registry once (one Lua script) and prints the live nodes as a
-table or ``--json``; Redis unreachable within the deadline: exit 1 with one
-``error:`` line (the URL without its password). Bad ``--labels``: exit 2.
+table or ``--json``. A registry that cannot be opened (Redis unreachable within the
+deadline, a wrong password, no such database) is exit 2 with one ``error:`` line
+naming the URL without its password, as ``weirflow jobs`` does for a store it cannot
+open. Bad ``--labels``: exit 2.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ..errors import InvalidNodeError
-from .durable_common import cli_errors
+from ..errors import ClusterError, InvalidNodeError
+from .durable_common import USAGE_ERROR, cli_errors, fail
 from .jobs import JsonOption, _console, _print_json
 
 if TYPE_CHECKING:
@@ -104,7 +106,10 @@ async def _list(url: str) -> list[Node]:
     from ..cluster import Registry
 
     reg = Registry(url, deadline_s=CLI_DEADLINE_S, probe_interval_s=3600)
-    await reg.start()
+    try:
+        await reg.start()
+    except ClusterError as e:  # not worth retrying: it is down or its settings are wrong
+        fail(f"registry {reg.safe_url}: {e}", USAGE_ERROR)
     try:
         return reg.nodes()
     finally:
