@@ -45,6 +45,7 @@ from .openapi_caps import document_caps
 from .routes import ROUTERS
 from .service import JobService
 from .settings import Settings
+from .store_ready import StoreReadiness
 from .ui.mount import install_ui
 
 DESCRIPTION = """Control weirflow jobs: start them, stream items in, pause, resume, watch
@@ -160,6 +161,8 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
                 )
                 app.state.store_service = store_service
                 stack.callback(delattr, app.state, "store_service")
+                app.state.store_ready = StoreReadiness(store_service.store, settings.store)
+                stack.callback(delattr, app.state, "store_ready")
                 queue_metrics = QueueMetrics()
                 queue_metrics.watch_store(store_service.store)
                 app.state.queue_metrics = queue_metrics

@@ -247,6 +247,13 @@ class FullSlots(BaseModel):
     slots: list[str]
 
 
+class StoreStatus(BaseModel):
+    status: str = Field(description="ok or unreachable.")
+    url: str = Field(description="The store's URL without its password.")
+    latency_ms: float = Field(description="How long the store took to answer (or to fail).")
+    error: str | None = Field(default=None, description="Why it is unreachable.")
+
+
 class Readiness(BaseModel):
     status: str
     flows: int
@@ -255,4 +262,8 @@ class Readiness(BaseModel):
     registry: RegistryStatus | None = Field(
         default=None,
         description="The node registry status (with --registry): reported, never makes the server unready.",
+    )
+    store: StoreStatus | None = Field(
+        default=None,
+        description="Whether the durable store answers (with --store); unreachable: 503, status unready.",
     )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
+from concurrent.futures import ThreadPoolExecutor
 
-from tests.server.conftest import SERVED, Live, send, start_job
+import httpx
+import redis
+
+from tests.redisserver import started_server
+from tests.server.conftest import SERVED, Live, live_server, send, start_job
 from tests.server.flows.served import STREAM_CAPACITY
 from weirflow.server import Settings, create_app
 
@@ -23,6 +27,7 @@ def test_readyz_reports_jobs_with_full_slots(fresh: Live) -> None:
         "jobs": dict.fromkeys(["pending", "running", "paused", "completed", "failed", "cancelled"], 0),
         "full_slots": [],
         "registry": None,  # no --registry: no node registry to report
+        "store": None,  # no --store: no durable store to ask
     }
     jid = start_job(c, "stream", keep_open=True)["id"]
     c.post(f"/api/jobs/{jid}/pause")
@@ -41,3 +46,52 @@ async def test_readyz_is_503_until_the_engine_runs() -> None:
         assert response.status_code == 503
         assert response.json() == {"detail": "the engine is not running"}
         assert (await client.get("/healthz")).status_code == 200
+
+
+def test_readyz_reports_the_store_and_is_503_with_its_reason_while_it_does_not_answer() -> None:
+    server = started_server()
+    try:
+        admin = redis.Redis.from_url(server.url(0))
+        admin.config_set("requirepass", "pw-secret-9")
+        admin.close()
+        url = f"redis://:pw-secret-9@127.0.0.1:{server.port}/0"
+        with live_server(store=url) as live:
+            ready = live.client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            store = ready.json()["store"]
+            assert store["status"] == "ok" and store["error"] is None
+            assert store["url"] == f"redis://:***@127.0.0.1:{server.port}/0"
+            probe = live.server.app.state.store_ready
+            # (no answer kept between calls: each call below asks, or shares the probe under way)
+            probe.max_age_s = 0
+            server.pause()  # SIGSTOP: the store takes the connection and never answers
+            try:
+                before = probe.probes
+
+                def ask(_: int) -> httpx.Response:
+                    with live.new_client() as client:
+                        return client.get("/readyz")
+
+                with ThreadPoolExecutor(20) as pool:
+                    answers = list(pool.map(ask, range(20)))
+                for answer in answers:
+                    assert answer.status_code == 503, answer.text
+                    body = answer.json()
+                    assert body["status"] == "unready" and body["flows"] == 2  # the same body as a 200
+                    assert body["store"]["status"] == "unreachable"
+                    assert body["store"]["error"] == "the store did not answer within 1 s"
+                    assert "pw-secret-9" not in answer.text
+                # the callers shared one probe (a readiness probe costs the store no round trip each)
+                assert probe.probes - before < 5, probe.probes - before
+            finally:
+                server.cont()
+            again = live.client.get("/readyz")
+            assert again.status_code == 200, again.text
+            assert again.json()["store"]["status"] == "ok"
+    finally:
+        server.destroy()
+
+
+def test_readyz_without_a_store_has_none() -> None:
+    with live_server() as live:
+        assert live.client.get("/readyz").json()["store"] is None

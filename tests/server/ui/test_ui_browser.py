@@ -21,6 +21,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.redisserver import started_server
 from tests.server.conftest import ADMIN_KEY, READ_KEY, Live, live_server
 from tests.server.ui.conftest import FLOWS, KEYS, WAIT_S, Browser, shoot
 
@@ -191,6 +192,31 @@ def test_the_nodes_page_shows_its_registry_card_again_after_a_failed_refresh(
         assert find(driver, "#registry-status").is_displayed()
         assert "No nodes registered" in text(driver, "#nodes-list")
         shoot(driver, "13c-nodes-after-a-failed-refresh")
+
+
+def test_the_overview_says_the_store_does_not_answer_and_still_shows_the_jobs_in_memory(
+    browser: Browser,
+) -> None:
+    redis_server = started_server()
+    try:
+        with live_server(FLOWS, api_keys=KEYS, store=redis_server.url(0)) as server:
+            driver = browser()
+            log_in(driver, server, ADMIN_KEY, "/ui")
+            wait(driver, lambda d: "flow(s) served" in text(d, "#overview-memory"))
+            assert not driver.find_elements(By.CSS_SELECTOR, "#overview-memory [role=alert]")
+            mark_page(driver)
+            redis_server.pause()  # SIGSTOP: /readyz answers 503 with the store's error
+            try:
+                alert = wait(driver, lambda d: text(d, "#overview-memory [role=alert]"), timeout_s=30)
+                assert "unreachable: the store did not answer within 1 s" in alert
+                assert "flow(s) served" in text(driver, "#overview-memory")  # the jobs still shown
+                shoot(driver, "02b-overview-store-unreachable")
+            finally:
+                redis_server.cont()
+            wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "#overview-memory [role=alert]"), 30)
+            assert same_page(driver)
+    finally:
+        redis_server.destroy()
 
 
 def test_start_pause_resume_and_stop_a_pipeline(ui_server: Live, browser: Browser) -> None:

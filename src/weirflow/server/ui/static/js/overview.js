@@ -19,7 +19,7 @@ function redraw(box, data, draw) {
 }
 
 export async function render(main, _params, ctx) {
-  const memory = h("div", { class: "card" }, h("p", { class: "muted" }, "Loading…"));
+  const memory = h("div", { class: "card", id: "overview-memory" }, h("p", { class: "muted" }, "Loading…"));
   const slots = h("div", { class: "card" });
   const durable = h("div", { class: "card" });
   const pipelines = h("div", { class: "card", id: "overview-pipelines" });
@@ -29,9 +29,17 @@ export async function render(main, _params, ctx) {
     h("div", { class: "grid" }, pipelines, nodes));
 
   async function refresh() {
-    const ready = await get("/readyz");
-    redraw(memory, ready.jobs, () => clear(memory, h("h2", {}, "Jobs in memory"), figures(ready.jobs),
-      h("p", { class: "muted small" }, `${ready.flows} flow(s) served. `, h("a", { href: "/ui/jobs" }, "All jobs"))));
+    let ready;
+    try {
+      ready = await get("/readyz");
+    } catch (e) {  // 503 while the store does not answer: the same body, with the store's error
+      if (e.status !== 503 || !e.body || !e.body.jobs) throw e;
+      ready = e.body;
+    }
+    const store = ready.store && ready.store.status !== "ok" ? ready.store : null;
+    redraw(memory, [ready.jobs, store], () => clear(memory, h("h2", {}, "Jobs in memory"), figures(ready.jobs),
+      h("p", { class: "muted small" }, `${ready.flows} flow(s) served. `, h("a", { href: "/ui/jobs" }, "All jobs")),
+      store ? h("p", { class: "error", role: "alert" }, `Store ${store.url} unreachable: ${store.error}`) : null));
     const flows = await get("/api/flows");
     const rows = [];
     const seen = [];
