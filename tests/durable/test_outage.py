@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +158,18 @@ async def _finished_in_journal(store: Store, job_id: str) -> set[str]:
     return {r["routine"] for r in records if r["t"] == "done" and r["status"] == "completed"}
 
 
+#: a line of the worker's log (structlog's console format, the libraries' warnings too)
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[(debug|info|warning|error|critical) *\] ")
+
+
+def _only_log_lines(worker: WorkerProcess) -> None:
+    """Past its banner, the worker's output is log lines, one per message: psycopg's pool
+    warnings during an outage included (not bare, several lines each)."""
+    banner, *lines = worker.output().splitlines()
+    assert banner.startswith("weirflow worker "), banner
+    assert [line for line in lines if not LOG_LINE.match(line)] == []
+
+
 async def _both_started(*workers: WorkerProcess) -> bool:
     """Whether each worker has opened the store (its log says so)."""
     return all("worker_started" in w.output() for w in workers)
@@ -230,6 +243,9 @@ async def test_a_job_whose_outcome_write_races_a_short_outage_is_not_run_again(
             await asyncio.sleep(max(0.0, back_at - time.time()))  # (a time, not a state)
             await _back_until_completed(server, store, job_id)
             assert a.terminate() == 0 and b.terminate() == 0
+        assert "[psycopg.pool]" in holder.output()  # (its pool said it could not connect)
+        _only_log_lines(a)
+        _only_log_lines(b)
         job = await store.get(job_id)
         assert job is not None and job.outputs is not None and len(job.outputs["a.out"]) == 1
         assert (job.attempt, job.stalls, job.worker_id) == (1, 0, held.worker_id)

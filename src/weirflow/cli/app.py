@@ -9,8 +9,9 @@ bad arguments too (click's usage box is replaced by that line, naming the flag).
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -167,14 +168,66 @@ def _stderr_logger(*_: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
+def _one_line(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A library's multi-line message (psycopg's "connection failed: ...\n\tIs the server
+    running...") as one log line."""
+    message = event.get("event")
+    if isinstance(message, str) and "\n" in message:
+        event["event"] = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    return event
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The ``sys.stderr`` of the moment each record is written (it may be replaced)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def stdlib_logs_to_stderr() -> None:
+    """Warnings the libraries log through ``logging`` (psycopg's pool, redis-py, asyncio)
+    go to stderr as structlog lines, like the engine's own: a timestamp, the level, the
+    logger's name, one line each. Without this they reached stderr through logging's
+    last-resort handler, bare and several lines long, between the worker's log lines.
+    Nothing is done when the root logger has a handler already (logging configured)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+                _one_line,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.dev.ConsoleRenderer(colors=False),
+            ],
+        )
+    )
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
 def main() -> None:
     """Entry point of the ``weirflow`` console script and of ``python -m weirflow``.
 
     Runs the app outside click's standalone mode, so that a bad argument is one
     ``error:`` line (naming the flag) and exit 2, and Ctrl-C outside a job is exit 130.
-    Logs (structlog's) go to stderr, like every message: stdout is for answers."""
+    Logs (structlog's, and the libraries' through ``logging``) go to stderr, like every
+    message: stdout is for answers."""
     if not structlog.is_configured():  # (sys.stderr looked up at each line: it may be replaced)
         structlog.configure(logger_factory=_stderr_logger)
+    stdlib_logs_to_stderr()
     try:
         code = app(prog_name="weirflow", standalone_mode=False)
     except clicks.NoArgsIsHelpError as e:  # a group given no command: its help, as usage
