@@ -117,6 +117,27 @@ async def test_re_adding_keeps_the_next_tick_unless_the_timing_changed(
     assert changed.next_at == 1_700_002_800.0 and changed.created_at == T0  # the next whole hour
 
 
+async def test_re_adding_from_a_clock_behind_never_moves_the_schedule_back_to_past_ticks(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.add_schedule(every())
+    clock.advance(40)  # the 22:14:00 tick
+    [first] = (await store.fire_schedules("default")).jobs
+    clock.now = T0 - 300  # another process, its clock 5 minutes behind, changes the timing
+    changed = await store.add_schedule(every(every_s=30))
+    # the first tick after the last one fired (22:14:30), not 22:08:30: ticks already past
+    assert changed.next_at == T0 + 70 and changed.last_at == T0 + 40 and changed.last_job_id == first
+    clock.now = T0 + 10  # a further change, from a clock still behind the last tick (22:13:30)
+    assert (await store.add_schedule(every(every_s=20))).next_at == T0 + 60  # after 22:14:00
+    clock.now = T0 + 60
+    [second] = (await store.fire_schedules("default")).jobs
+    assert await jobs_of(store) == [
+        ("schedule:tick:2023-11-14T22:14:00.000Z", "queued"),
+        ("schedule:tick:2023-11-14T22:14:20.000Z", "queued"),
+    ]
+    assert second != first
+
+
 async def test_cron_ticks_in_its_time_zone(store: Store, clock: FakeClock) -> None:
     stored = await store.add_schedule(
         Schedule(name="nightly", flow="f", inputs={}, cron="0 3 * * *", tz="Europe/Paris")

@@ -278,7 +278,9 @@ class Fired:
 def added(new: Schedule, old: Schedule | None, now: float) -> Schedule:
     """``new`` as the store keeps it: a schedule re-added with the same timing keeps its
     ``next_at`` and last tick (an app that schedules at every start misses no tick);
-    otherwise it first ticks after ``now``."""
+    otherwise it first ticks after ``now``, and never at or before the last tick it fired
+    (it keeps that tick): a process whose clock is behind the one that fired it does not
+    move the schedule back to ticks already past."""
     if old is not None and new.same_timing(old):
         new.next_at, new.last_at, new.last_job_id, new.created_at = (
             old.next_at,
@@ -286,9 +288,12 @@ def added(new: Schedule, old: Schedule | None, now: float) -> Schedule:
             old.last_job_id,
             old.created_at,
         )
+    elif old is not None:
+        new.last_at, new.last_job_id, new.created_at = old.last_at, old.last_job_id, old.created_at
+        new.next_at = new.next_tick(now if old.last_at is None else max(now, old.last_at))
     else:
         new.next_at = new.next_tick(now)
-        new.created_at = old.created_at if old is not None else now
+        new.created_at = now
     return new
 
 
