@@ -200,3 +200,40 @@ def test_a_file_that_is_not_utf8_is_a_flow_error(tmp_path: Path) -> None:
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(wf.FlowError, match=r"latin1.yaml: not a UTF-8 text file \(byte 9"):
         wf.Flow.load(path)
+
+
+def test_a_connection_or_output_given_twice_is_an_error_even_between_routines_that_did_not_load(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "name: x\nroutines:\n  a: {use: 'tests.flow.nope:A'}\n  b: {use: 'tests.flow.nope:B'}\n"
+        f"  sink: {{use: '{SINK}'}}\n"
+        "connections: ['a.out -> b.inp', 'a.out -> b.inp', 'a.out -> sink.inp', 'a.out -> sink.inp']\n"
+        "outputs: [b.out, b.out, sink.done, sink.done]\n"
+    )
+    with pytest.raises(wf.FlowError) as info:
+        wf.Flow.load(write(tmp_path, text))
+    assert [p.split(": ", 1)[1] for p in info.value.problems[2:]] == [
+        "connections[1]: 'a.out -> b.inp': given twice (first at connections[0])",
+        "connections[3]: 'a.out -> sink.inp': given twice (first at connections[2])",
+        "outputs[1]: 'b.out' is given twice (first at outputs[0])",
+        "outputs[2]: routine 'sink' has no event 'done' (events: none)",
+        "outputs[3]: 'sink.done' is given twice (first at outputs[2])",
+    ]
+
+
+def test_the_end_of_a_connection_whose_routine_loaded_is_checked_when_the_other_did_not_load(
+    tmp_path: Path,
+) -> None:
+    text = (
+        f"name: x\nroutines:\n  a: {{use: 'tests.flow.nope:A'}}\n  sink: {{use: '{SINK}'}}\n"
+        "connections: ['a.out -> sink.nosuch', 'sink.nosuch -> a.inp', 'a.out -> sink.inp']\n"
+    )
+    with pytest.raises(wf.FlowError) as info:
+        wf.Flow.load(write(tmp_path, text))
+    problems = [p.split(": ", 1)[1] for p in info.value.problems]
+    assert problems[0].startswith("routines.a.use: cannot import module 'tests.flow.nope'")
+    assert problems[1:] == [
+        "connections[0]: 'a.out -> sink.nosuch': routine 'sink' has no slot 'nosuch' (slots: inp)",
+        "connections[1]: 'sink.nosuch -> a.inp': routine 'sink' has no event 'nosuch' (events: none)",
+    ]

@@ -299,11 +299,20 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
     if not isinstance(conns, list):
         p.add("connections", "must be a list of 'routine.event -> routine.slot'")
         conns = []
+    first_at: dict[tuple[str, str], int] = {}  # each connection given: where it was first
     for i, value in enumerate(conns):
         key = f"connections[{i}]"
         try:
             a, b = _parse_connection(value)
-            if {a.split(".")[0], b.split(".")[0]} & broken:
+            if (a, b) in first_at:  # (between routines that failed to load too)
+                raise FlowError(f"given twice (first at connections[{first_at[a, b]}])")
+            first_at[a, b] = i
+            if a.split(".")[0] in broken or b.split(".")[0] in broken:
+                # the end whose routine loaded is still checked, on its own
+                if a.split(".")[0] not in broken:
+                    flow.check_event(a)
+                if b.split(".")[0] not in broken:
+                    flow.check_slot(b)
                 continue
             flow.connect(a, b)
         except FlowError as e:
@@ -312,7 +321,12 @@ def flow_from_dict(data: Any, source: str, search_paths: list[str] | None = None
     if not isinstance(outputs, list):
         p.add("outputs", "must be a list of 'routine.event'")
         outputs = []
+    listed: dict[str, int] = {}
     for i, out in enumerate(outputs):
+        if str(out) in listed:
+            p.add(f"outputs[{i}]", f"{str(out)!r} is given twice (first at outputs[{listed[str(out)]}])")
+            continue
+        listed[str(out)] = i
         if str(out).split(".")[0] in broken:
             continue
         try:

@@ -140,6 +140,14 @@ class Flow:
             raise FlowError(f"routine {rname!r} has no slot {sl!r} (slots: {known})")
         return rname, sl
 
+    def check_event(self, path: str) -> tuple[str, str]:
+        """``(routine, event)`` of ``"routine.event"``; ``FlowError`` if this flow has no such event."""
+        return self._event(path)
+
+    def check_slot(self, path: str) -> tuple[str, str]:
+        """``(routine, slot)`` of ``"routine.slot"``; ``FlowError`` if this flow has no such slot."""
+        return self._slot(path)
+
     def connect(self, source: str, target: str) -> Flow:
         """Connect ``"routine.event"`` to ``"routine.slot"``."""
         src, ev = self._event(source)
