@@ -224,3 +224,40 @@ async def test_a_jobs_events_kept_in_its_field_and_its_list_read_in_their_order(
         assert await store.events() == []
     finally:
         await store.close()
+
+
+async def test_a_claimed_job_is_the_job_the_store_holds_after_the_claim(redis_url: str) -> None:
+    """The claim answers each job's hash as the claim leaves it (one MessagePack map, without
+    the store's own fields): every field, of every kind, is the one read back after it —
+    integers at the edges of 64 bits, an idempotency key, a node, a timeout, a backoff, a
+    retry from the start."""
+    store = _store(redis_url)
+    await store.open()
+    try:
+        specs = [
+            JobSpec(
+                "f",
+                {"a.x": [2**64 - 1, -(2**63), 1e16, 0.1, "é 漢 \U0001f600", {"n": None}]},
+                idempotency_key="k",
+                timeout_s=1e-05,
+                priority=3,
+                backoff=Backoff(initial_s=0.5, factor=3.0, max_s=9.0, jitter=False),
+                max_attempts=4,
+            ),
+            JobSpec("g", {}, node="n1", node_capacity=5),
+        ]
+        ids = [i for i, _ in await store.submit_many(specs)]
+        first = (await store.claim("default", "w", limit=1, lease_s=30, node="n1")).jobs
+        (one,) = (await store.claim("default", "w", limit=1, lease_s=30)).jobs
+        await store.fail(one.id, "w", one.token, "boom", retry=False)
+        await store.retry(one.id, from_start=True)
+        claimed = first + (await store.claim("default", "w", limit=5, lease_s=30)).jobs
+        assert sorted(j.id for j in claimed) == sorted(ids)
+        for job in claimed:
+            assert job == await store.get(job.id)
+        by_id = {j.id: j for j in claimed}
+        assert by_id[ids[0]].from_start and by_id[ids[0]].runs == 2 and by_id[ids[0]].idempotency_key == "k"
+        assert [type(v) for v in by_id[ids[0]].inputs["a.x"]] == [int, int, float, float, str, dict]
+        assert by_id[ids[1]].node == "n1" and by_id[ids[1]].status == "running"
+    finally:
+        await store.close()

@@ -6,11 +6,14 @@ and shortest), so a time read back is the time written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from typing import Any
 
+import msgpack
 import orjson
 
 from .models import (
@@ -71,40 +74,53 @@ def mutable_fields(job: JobRecord) -> tuple[dict[str, str], list[str]]:
     return job_fields(job, MUTABLE)
 
 
-def _decoder(name: str) -> Callable[[str], Any]:
-    if name in _JSON:
-        return json.loads
-    if name == "backoff":
-        return backoff_from
-    if name == "from_start":
-        return lambda text: text == "1"
-    if name in _FLOATS:
-        return float
-    if name in _INTS:
-        return int
-    return str
+#: the columns by how their text is read (a claim reads every job it takes: a pass per kind,
+#: no chain of tests per column); ``from_start`` (absent: false) and ``backoff`` apart
+_STRS = tuple(n for n in JOB_COLUMNS if n not in _INTS | _FLOATS | _JSON | {"backoff", "from_start"})
+_INT_COLUMNS = tuple(n for n in JOB_COLUMNS if n in _INTS)
+_FLOAT_COLUMNS = tuple(n for n in JOB_COLUMNS if n in _FLOATS)
+_JSON_COLUMNS = tuple(n for n in JOB_COLUMNS if n in _JSON)
 
 
-#: per column: its name, how its text is read, and its value when absent (a claim reads
-#: every job it takes: one lookup per column, not a chain of tests)
-_DECODERS = tuple((name, _decoder(name), False if name == "from_start" else None) for name in JOB_COLUMNS)
+#: every integer orjson cannot read exactly (outside [-2**63, 2**64)) has a run of at least
+#: 19 digits (``postgres_base._LONG_DIGITS``: orjson reads one just below -2**63 as a float)
+_LONG_DIGITS = re.compile("[0-9]{19}")
+
+
+def json_loads(text: str) -> Any:
+    """JSON the json module wrote (``field_text``), read by orjson (in C), but text with a run
+    of 19 digits (an integer orjson would not read exactly) and what orjson refuses (``NaN``,
+    a lone surrogate's escape), read by the json module."""
+    if _LONG_DIGITS.search(text) is None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(text)
+    return json.loads(text)
 
 
 def job_from_hash(raw: Mapping[Any, Any]) -> JobRecord:
     return _job({_text(k): _text(v) for k, v in raw.items()})
 
 
-def job_from_flat(flat: list[Any]) -> JobRecord:
-    """A job from an ``HGETALL`` answered inside a script (a flat list of fields and values)."""
-    texts = [_text(x) for x in flat]
-    return _job(dict(zip(texts[::2], texts[1::2], strict=True)))
+def job_from_packed(packed: bytes) -> JobRecord:
+    """A job from the MessagePack map of its hash a script answered (``CLAIM``)."""
+    return _job(msgpack.unpackb(packed))
 
 
-def _job(h: dict[str, str]) -> JobRecord:
-    d: dict[str, Any] = {}
-    for name, decode, absent in _DECODERS:
-        text = h.get(name)
-        d[name] = absent if text is None else decode(text)
+def _job(h: Mapping[str, str]) -> JobRecord:
+    get = h.get
+    d: dict[str, Any] = {name: get(name) for name in _STRS}
+    for name in _INT_COLUMNS:
+        text = get(name)
+        d[name] = None if text is None else int(text)
+    for name in _FLOAT_COLUMNS:
+        text = get(name)
+        d[name] = None if text is None else float(text)
+    for name in _JSON_COLUMNS:
+        text = get(name)
+        d[name] = None if text is None else json_loads(text)
+    text = get("backoff")
+    d["backoff"] = None if text is None else backoff_from(text)
+    d["from_start"] = get("from_start") == "1"
     return JobRecord(**d)
 
 

@@ -110,7 +110,7 @@ return out
 # own first, then unassigned ones, each changed as ``rules.claimed`` does, within
 # ``rules.claim_allowance``.
 # Returns {running, recent, oldest or "", next delayed run_at or "", job hashes...}, each hash as
-# a MessagePack array of its fields and values (``HGETALL``'s flat list).
+# a MessagePack map of its fields to their values.
 CLAIM = r"""
 local q, worker, now, lease, limit = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local mynode = ARGV[10]
@@ -159,23 +159,21 @@ if #picked > 0 then
     local id = string.match(member, '[^:]+$')
     local k = jk(id)
     -- the job read once: its hash as it is, then as the claim leaves it (what it answers)
-    local flat, at = redis.call('HGETALL', k), {}
-    for j = 1, #flat, 2 do at[flat[j]] = j + 1 end
-    local function get(f) return at[f] and flat[at[f]] end
-    local attempt = tostring(tonumber(get('attempt') or 0) + 1)
+    local flat, h = redis.call('HGETALL', k), {}
+    for j = 1, #flat, 2 do h[flat[j]] = flat[j+1] end
+    local attempt = tostring(tonumber(h.attempt or 0) + 1)
     local fields = {'status', 'running', 'worker_id', worker, 'lease_expires_at', lease, 'started_at', now,
-      'attempt', attempt, 'runs', tostring(tonumber(get('runs') or 0) + 1),
-      'ver', tostring(tonumber(get('ver') or 0) + 1), 'evs', jobref(get('evs'), first + i, 'running')}
-    if mynode ~= '' and not get('node') then
+      'attempt', attempt, 'runs', tostring(tonumber(h.runs or 0) + 1),
+      'ver', tostring(tonumber(h.ver or 0) + 1), 'evs', jobref(h.evs, first + i, 'running')}
+    if mynode ~= '' and not h.node then
       fields[#fields+1] = 'node'; fields[#fields+1] = mynode
       nj_add(mynode, id)
     end
     redis.call('HSET', k, unpack(fields))
-    for j = 1, #fields, 2 do
-      local f, v = fields[j], fields[j+1]
-      if at[f] then flat[at[f]] = v else flat[#flat+1] = f; flat[#flat+1] = v end
-    end
-    claimed[#claimed+1] = flat
+    for j = 1, #fields, 2 do h[fields[j]] = fields[j+1] end
+    -- (the store's own fields are not the job's: not answered)
+    h.seq, h.member, h.ver, h.evs, h.keyfield, h.jb = nil, nil, nil, nil, nil, nil
+    claimed[#claimed+1] = h
     moved[#moved+1] = {id, string.match(member, ':(%d+):[^:]+$')}
     leases[#leases+1] = lease; leases[#leases+1] = id
     evs[#evs+1] = {id, q, 'running', '{"attempt":' .. attempt .. ',"worker":' .. wjson .. '}'}
@@ -188,9 +186,10 @@ if #picked > 0 then
     many('ZADD', qk(q, 'rate'), rates)
   end
   events(evs, now, first)
-  -- each job's hash packed in one string: a reply of many short strings costs the server (and
-  -- the client) far more per string than MessagePack does
-  for _, flat in ipairs(claimed) do out[#out+1] = cmsgpack.pack(flat) end
+  -- each job's hash packed in one string, a MessagePack map (the client's dict, decoded in
+  -- one call): a reply of many short strings costs the server (and the client) far more per
+  -- string than MessagePack does
+  for _, h in ipairs(claimed) do out[#out+1] = cmsgpack.pack(h) end
 end
 local nxt = redis.call('ZRANGE', qk(q, 'delayed'), 0, 0, 'WITHSCORES')
 if #nxt > 0 then out[4] = nxt[2] end

@@ -36,7 +36,7 @@ from .models import (
     done_parts,
 )
 from .redis_admin import Change, _json, _s
-from .redis_codec import job_fields, job_from_flat, num, runkey
+from .redis_codec import job_fields, job_from_packed, num, runkey
 from .redis_schedules import RedisSchedules
 from .store import DEFAULT_MAX_STALLS, Leases
 
@@ -121,7 +121,7 @@ class RedisStore(RedisSchedules):
         if out[4:] == [b"paused"]:  # (``rules.claimable``, checked in the script)
             return Claim([])
         running, recent, oldest, nxt = int(out[0]), int(out[1]), _f(out[2]), _f(out[3])
-        jobs = [job_from_flat(msgpack.unpackb(packed, raw=True)) for packed in out[4:]]
+        jobs = [job_from_packed(packed) for packed in out[4:]]
         _, wait_s = rules.claim_allowance(
             limit,
             now,
