@@ -4,6 +4,8 @@ never exit 1, which says the job failed."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import redis
 
 from weirflow.durable import JobSpec, open_store
 
+from ..durable.pgserver import started_server as started_pg
 from ..redisserver import RedisServer, started_server
 
 TIMEOUT_S = 2.0
@@ -71,3 +74,30 @@ async def test_jobs_wait_on_a_store_that_stops_answering_is_exit_2_soon_after_it
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     # bounded by its --timeout plus a margin, not by two more store deadlines (5 s each)
     assert took_s < TIMEOUT_S + 6.0, (took_s, err)
+
+
+def test_jobs_wait_on_a_store_that_does_not_answer_when_it_opens_is_exit_2_soon_after_its_timeout() -> None:
+    """PostgreSQL SIGSTOPped before the command starts: opening the store counts against
+    ``--timeout`` too (it took the store's 10 s connect timeout, 12 s in all, for a 2 s one)."""
+    server = started_pg()
+    try:
+        url = server.new_database()  # (the migrations done: the store opens at once normally)
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGSTOP)  # new connections are taken and never answered
+        try:
+            began = time.monotonic()
+            done = subprocess.run(
+                [*WAIT, "0" * 32, "--timeout", str(TIMEOUT_S), "--store", url],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            took_s = time.monotonic() - began
+        finally:
+            os.kill(postmaster, signal.SIGCONT)
+    finally:
+        server.destroy()
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and f"did not open within {TIMEOUT_S + 1:g}s" in line, line
+    assert took_s < TIMEOUT_S + 6.0, (took_s, line)  # (python's start included; the store's 10 s before)

@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -33,6 +34,7 @@ from ..durable.models import (
 )
 from ..durable.store import Store, open_store, sqlite_file
 from ..errors import JobError, JobTimeoutError, StoreError, StoreOpenError
+from ..redact import redact_url
 from .cluster_options import labels_option, pool_option, registry_option
 from .durable_common import DEFAULT_STORE, FAILURE, StoreOption, cli_errors, load
 from .inputs import InputError, parse_inputs, parse_value
@@ -54,10 +56,18 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 IdArgument = Annotated[str, typer.Argument(metavar="ID", help="The job id.")]
 
 
-def _with_store(url: str, use: Callable[[Store], Awaitable[T]], *, create: bool = False) -> T:
+def _with_store(
+    url: str,
+    use: Callable[[Store], Awaitable[T]],
+    *,
+    create: bool = False,
+    open_within_s: float | None = None,
+) -> T:
     """Open the store at ``url``, ``use`` it, close it. Only ``create`` (``jobs submit``) makes a
     SQLite store that is not there yet (and says so); reading one that does not exist is a
-    usage error, not an empty answer from a file made just now."""
+    usage error, not an empty answer from a file made just now. A store that has not opened
+    within ``open_within_s`` (``jobs wait --timeout``) is a ``StoreOpenError`` then, not after
+    the store's own connect timeout."""
     store = open_store(url)
     path = sqlite_file(url)
     creating = path is not None and not path.exists()
@@ -69,7 +79,12 @@ def _with_store(url: str, use: Callable[[Store], Awaitable[T]], *, create: bool 
 
     async def run() -> T:
         try:  # a store that cannot be opened at all is bad usage (exit 2), as for the worker
-            await store.open()
+            async with asyncio.timeout(open_within_s):
+                await store.open()
+        except TimeoutError:
+            raise StoreOpenError(
+                f"the store {redact_url(url)} did not open within {open_within_s:g}s"
+            ) from None
         except StoreOpenError:
             raise
         except StoreError as e:
@@ -307,13 +322,17 @@ def wait(
     """Wait until a job is finished, then show it as ``jobs show`` does. Exit 0 if it
     completed, 1 if it failed or was cancelled, 2 if it is not finished within --timeout."""
 
+    # --timeout counts from the start: opening the store is part of it
+    deadline = None if timeout is None else time.monotonic() + timeout
+
     async def get(s: Store) -> tuple[JobRecord, list[StepRecord]]:
         # a store that stops answering is exit 2 soon after --timeout: exit 1 would say the
         # job failed, and the store's own deadlines (and retries) could add several seconds
-        limit_s = None if timeout is None else timeout + WAIT_ANSWER_MARGIN_S
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        limit_s = None if left is None else left + WAIT_ANSWER_MARGIN_S
         try:
             async with asyncio.timeout(limit_s):
-                record = await s.wait_finished(job_id, timeout)
+                record = await s.wait_finished(job_id, left)
         except TimeoutError:
             raise JobTimeoutError(
                 f"job {job_id}: the store did not answer within --timeout {timeout:g}s"
@@ -331,7 +350,8 @@ def wait(
     with cli_errors():
         if timeout is not None and not timeout >= 0:
             raise InputError(f"--timeout {timeout:g}: expected a number of seconds >= 0")
-        record, steps = _with_store(store, get)
+        open_within_s = None if timeout is None else timeout + WAIT_ANSWER_MARGIN_S
+        record, steps = _with_store(store, get, open_within_s=open_within_s)
     _show(record, steps, as_json)
     if record.status != COMPLETED:
         raise typer.Exit(FAILURE)
