@@ -173,3 +173,26 @@ async def test_pause_reaches_its_safe_point_while_the_waves_emits_wait_for_room(
     assert result.status is wf.JobStatus.COMPLETED, result.error
     assert result.outputs == {"s.seen": [[spin(spin(spin(k, 50), 50), 50) for k in range(n)]]}
     assert_settled(result)
+
+
+async def test_the_engines_next_jobs_run_after_a_wave_failed(tmp_path: Path) -> None:
+    """A job whose wave fails kills the children still running its batches; the engine's
+    next jobs get live children (before, a child that still looked alive an instant after
+    its kill went back to the pool as idle and the next job failed on it: "WorkerDiedError:
+    ... killed by signal 9"), and their waves still run each routine's calls in order, one
+    at a time, its state passed from batch to batch."""
+    locks = [str(tmp_path / f"lock{i}") for i in range(3)]
+    async with wf.Engine(max_processes=2) as e:
+        flow = chain(*_forwarders(2), FailOn(victim=450), *_forwarders(2))
+        failed = await (await e.start(flow, {"r0.inp": list(range(N))})).wait(timeout_s=60)
+        assert failed.status is wf.JobStatus.FAILED
+        assert_settled(failed)
+        for _ in range(2):
+            flow = chain(*(InOrder(rounds=300, lock_path=p) for p in locks))
+            job = await e.start(flow, {"r0.inp": list(range(N))})
+            result = await job.wait(timeout_s=60)
+            assert result.status is wf.JobStatus.COMPLETED, result.error
+            assert result.outputs == {"c.seen": [list(range(N))]}
+            for i in range(3):
+                assert job.routine_state(f"r{i}")["n"] == N
+            assert_settled(result)

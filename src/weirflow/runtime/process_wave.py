@@ -478,7 +478,10 @@ class Wave:
             child = req.child
             self._forget(req)
             self.pace.pop(child, None)  # (as ``_died``: its speed says nothing of the next child)
-            child.kill()
+            # killed and waited for: a child that still looked alive an instant after its
+            # kill went back to the pool as idle, and the engine's next job's request to it
+            # failed that job (``WorkerDiedError``, "killed by signal 9")
+            child.close()
             self.pool.checkin(child)
             self.on_children -= 1
             with head.lock:
