@@ -236,3 +236,23 @@ class Hog(wf.Routine):
 hog = wf.Flow("hog")
 hog.add("a", Hog())
 hog.output("a.out")
+
+
+class Tally(wf.Routine):
+    """Appends ``PID K`` to the file ``calls`` as each call starts (before it does anything
+    else: which process started the call of which item), sleeps ``sleep_s``, emits ``k``."""
+
+    item = wf.Slot()
+    out = wf.Event()
+
+    @item.handler
+    async def run(self, item: dict[str, Any], ctx: wf.Context) -> None:
+        with Path(item["calls"]).open("a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {item['k']}\n")
+        await asyncio.sleep(float(item.get("sleep_s", 0)))
+        await ctx.emit(self.out, item["k"])
+
+
+tally = wf.Flow("tally")
+tally.add("t", Tally())
+tally.output("t.out")

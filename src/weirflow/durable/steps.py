@@ -15,6 +15,13 @@ Rows carry the fencing token of the worker's claim (``run``): the store refuses
 them once the job was taken over, and ``on_lost`` hears of it. When a job is taken
 over, ``reconciled`` makes its rows say what the journal committed before the job
 resumes.
+
+A refused write comes a batch late, though: a worker stopped past its lease (``SIGSTOP``,
+a loaded machine) and continued would go on starting steps of a job another worker owns
+now, their handlers' side effects and all, until then. So every step start first asks
+``may_start(job_id)`` (the worker answers: the job is not lost and its lease cannot have
+run out yet); on ``False`` the start raises ``StepRefused``, a cancellation: the handler
+never runs and the call's items settle as cancelled in this (lost) run.
 """
 
 from __future__ import annotations
@@ -41,7 +48,26 @@ log = structlog.get_logger("weirflow.durable")
 
 DEFAULT_FLUSH_S = 0.2
 
+
+class StepRefused(asyncio.CancelledError):
+    """A step of a job this worker no longer holds (or may no longer hold) was about to
+    start: it does not. A ``CancelledError``, so the runtime settles the call's items as
+    cancelled without knowing of leases (``runtime`` imports nothing from ``durable``)."""
+
+
 RowKey = tuple[str, int, str, int]  # job, run, routine, seq
+
+
+class StartFence(Journal):
+    """Only the ``may_start`` check of ``StepJournal``: what a worker that records no step
+    rows (``record_steps=False``) puts before its durable journal."""
+
+    def __init__(self, may_start: Callable[[str], bool]) -> None:
+        self.may_start = may_start
+
+    def step_started(self, job: Job, step: Step) -> None:
+        if not self.may_start(job.id):
+            raise StepRefused(f"job {job.id} is not this worker's any more: step {step.routine} not started")
 
 
 class StepJournal(Journal):
@@ -59,11 +85,14 @@ class StepJournal(Journal):
         worker_id: str,
         flush_s: float = DEFAULT_FLUSH_S,
         on_lost: Callable[[str], None] | None = None,
+        may_start: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
         self.flush_s = flush_s
         self.on_lost = on_lost
+        # asked before every step start: ``False`` refuses it (``StepRefused``)
+        self.may_start = may_start
         self._attempts: dict[str, int] = {}
         # the rows to write: the step and the status it was recorded with (the row is made
         # from them when it is written: a step's fields no longer change once it has ended)
@@ -128,6 +157,9 @@ class StepJournal(Journal):
         )
 
     def step_started(self, job: Job, step: Step) -> None:
+        may_start = self.may_start
+        if may_start is not None and not may_start(job.id):
+            raise StepRefused(f"job {job.id} is not this worker's any more: step {step.routine} not started")
         self._record(job, step, "running")
 
     def step_progress(self, job: Job, step: Step) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from ..errors import StoreError, StoreOpenError
 from ..redact import redact_url
@@ -254,7 +253,7 @@ class Worker(Running, Upkeep, Shutdown):
                     await self._release_unheld(unsure)
                     unsure = None
                 claimed_since = self.store.clock()
-                sent = time.monotonic()  # (the lease runs from no earlier than this)
+                sent = self._monotonic()  # (the lease runs from no earlier than this)
                 claim = await self.store.claim(
                     self.queue,
                     self.worker_id,

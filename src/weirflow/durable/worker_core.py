@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -30,7 +31,7 @@ from .alerts import AlertRules, Alerts
 from .journal import DurableJournal
 from .metrics import QueueMetrics
 from .models import DEFAULT_QUEUE, Done, Rate, Retention
-from .steps import StepJournal
+from .steps import StartFence, StepJournal
 from .store import DEFAULT_LEASE_S, DEFAULT_MAX_STALLS, Store, open_store
 
 log = structlog.get_logger("weirflow.durable")
@@ -39,6 +40,8 @@ T = TypeVar("T")
 DEFAULT_CONCURRENCY = 3
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 5.0
+#: the longest margin ``lease_margin_s`` takes, whatever the lease
+LEASE_MARGIN_MAX_S = 0.5
 
 
 def default_worker_id() -> str:
@@ -114,14 +117,21 @@ class WorkerCore:
             metrics.watch_worker(self)
         self.journal: StepJournal | None = None
         self.durable: DurableJournal | None = None
+        # the clock of leases here (when renewals were sent, when one may have run out)
+        self._monotonic: Callable[[], float] = time.monotonic
+        fence: Journal | None = None  # what asks ``_may_start`` at every step start
         if record_steps:
-            self.journal = StepJournal(self.store, worker_id=self.worker_id, on_lost=self._lease_lost)
+            self.journal = StepJournal(
+                self.store, worker_id=self.worker_id, on_lost=self._lease_lost, may_start=self._may_start
+            )
+        elif durable:
+            fence = StartFence(self._may_start)
         if durable:
             self.durable = DurableJournal(self.store, fenced=True, on_lost=self._lease_lost)
         # an engine's own journal (a LogJournal, say) is kept: every journal hears every record;
         # so are those of other workers on this engine (each detaches only its own at its stop)
         self._engine_journal = self.engine.journal  # (what it had before: the lane runs only without one)
-        self._attached: list[Journal] = [j for j in (self.journal, self.durable) if j is not None]
+        self._attached: list[Journal] = [j for j in (self.journal, fence, self.durable) if j is not None]
         engine_journals.attach(self.engine, self._attached)
         self.running: dict[str, Job | None] = {}  # claimed: the runtime job once started
         self._reporting: set[str] = set()  # finished here, outcome not yet in the store
@@ -209,6 +219,27 @@ class WorkerCore:
                 self._forget(job_id)
                 if not self._reporting and not self._done:
                     self._reports_idle.set()
+
+    def lease_margin_s(self) -> float:
+        """How long before its lease could run out in the store a job running here is
+        stopped (the time its cancellation takes, with room for a loaded machine)."""
+        return min(self.lease_s / 10, LEASE_MARGIN_MAX_S)
+
+    def _may_start(self, job_id: str) -> bool:
+        """Whether a step of ``job_id`` may start here now (the journals ask before every
+        step start): not when its lease was lost, nor when it may have run out in the store
+        (no renewal confirmed within ``lease_s`` less ``lease_margin_s`` of when the request
+        that granted it was sent), which ``_lease_watch`` would see only when its timer
+        fires: a worker stopped past its lease (``SIGSTOP``) and continued runs its jobs'
+        next calls first. Such a job is lost here, from now on. A job this worker does not
+        hold (another worker's on a shared engine) is not this worker's to refuse."""
+        if job_id in self._lost:
+            return False
+        sent = self._lease_from.get(job_id)
+        if sent is None or self._monotonic() < sent + self.lease_s - self.lease_margin_s():
+            return True
+        self._lease_lost(job_id, f"no renewal of its {self.lease_s:g}s lease reached the store in time")
+        return False
 
     def _outcome(self, job_id: str, outcome: str) -> None:
         """Count the end of ``job_id``'s attempt here (``weirflow.durable.metrics``)."""

@@ -41,6 +41,7 @@ from ..runtime.results import (
     format_traceback,
     made_from,
 )
+from .steps import StepRefused
 
 if TYPE_CHECKING:
     from ..flow.graph import Flow
@@ -363,7 +364,13 @@ class LaneJob:
             while True:
                 ctx.attempt = attempt
                 ctx.step = step = Step(lane.name, 1, attempt, [(lane.slot, item)])
-                journal.step_started(job, step)
+                try:
+                    journal.step_started(job, step)
+                except StepRefused:  # the job is not this worker's any more: it ends here
+                    if not self.finished:
+                        self._finish(JobStatus.CANCELLED, None, "job_cancelled")
+                    self._settle_cancelled()
+                    return
                 t0 = time.perf_counter()
                 try:
                     if lane.wants_ctx:

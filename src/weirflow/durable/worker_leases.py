@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from ..errors import StoreError
-from .worker_core import RECONNECT_MIN_S, WorkerCore, log
+from .worker_core import LEASE_MARGIN_MAX_S, RECONNECT_MIN_S, WorkerCore, log
 
-#: the longest margin ``lease_margin_s`` takes, whatever the lease
-LEASE_MARGIN_MAX_S = 0.5
+__all__ = ["LEASE_MARGIN_MAX_S", "Leases"]
 
 
 class Leases(WorkerCore):
@@ -24,7 +22,7 @@ class Leases(WorkerCore):
             held = self._held()
             if not held:
                 continue
-            sent = time.monotonic()  # (a renewed lease runs from no earlier than this)
+            sent = self._monotonic()  # (a renewed lease runs from no earlier than this)
             try:
                 kept = set(await self.store.renew(self.worker_id, held, self.lease_s))
             except StoreError as e:
@@ -44,11 +42,6 @@ class Leases(WorkerCore):
                 if job_id not in kept and tokens.get(job_id) == token:
                     self._lease_lost(job_id, "its lease was not renewed")
 
-    def lease_margin_s(self) -> float:
-        """How long before its lease could run out in the store a job running here is
-        stopped (the time its cancellation takes, with room for a loaded machine)."""
-        return min(self.lease_s / 10, LEASE_MARGIN_MAX_S)
-
     async def _lease_watch(self) -> None:
         """Stop a job still running here once its lease could have run out in the store:
         no renewal confirmed within ``lease_s`` (less ``lease_margin_s``) of when the
@@ -62,7 +55,7 @@ class Leases(WorkerCore):
         changed = self._leases_changed
         while True:
             changed.clear()
-            now = time.monotonic()
+            now = self._monotonic()
             earliest: float | None = None
             for job_id, sent in list(self._lease_from.items()):
                 if job_id in self._lost or job_id not in self.running:

@@ -141,7 +141,9 @@ class Journal:
 
     def step_started(self, job: Job, step: Step) -> None:
         """An attempt starts; on the first attempt its ``consumed`` items just left the
-        front of their slots."""
+        front of their slots. Raising ``asyncio.CancelledError`` (a subclass of it) refuses
+        the start: the handler does not run, and the call's items settle as a cancelled
+        call's (a durable worker that may no longer own the job: ``durable.steps``)."""
 
     def step_progress(self, job: Job, step: Step) -> None:
         """The running step reported ``ctx.progress`` (``step.progress``, ``step.message``)."""

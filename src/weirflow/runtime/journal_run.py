@@ -83,8 +83,9 @@ class JournaledCalls(RunnerPart):
                     if step.progress is not None:
                         step.progress, step.message = None, ""
                 ctx.step = step
-                journal.step_started(job, step)
                 try:
+                    # (a journal may refuse the start: a ``CancelledError``, the item settles)
+                    journal.step_started(job, step)
                     await (fn(item, ctx) if wants_ctx else fn(item))
                 except asyncio.CancelledError:
                     self._cancelled(q, item)

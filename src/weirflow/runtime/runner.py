@@ -322,16 +322,18 @@ class RoutineRunner(Lanes, JournaledCalls):
         ctx = self.ctx
         ctx.attempt = attempt
         step: Step | None = None
-        if journal is not None:  # _step_begin, inlined
-            if rerun is None:
-                self.seq += 1
-                ctx.step = step = Step(self.name, self.seq, attempt, [(q.name, item)])
-            else:  # a crash interrupted this call: the same step again
-                ctx.step = step = Step(self.name, rerun.seq, attempt, [(q.name, item)])
-                step.delivered = rerun.delivered
-            journal.step_started(job, step)
         t0 = time.perf_counter()
         try:
+            # (in the ``try``: a journal that refuses the start raises a ``CancelledError``,
+            # and the item settles as a cancelled call's does)
+            if journal is not None:  # _step_begin, inlined
+                if rerun is None:
+                    self.seq += 1
+                    ctx.step = step = Step(self.name, self.seq, attempt, [(q.name, item)])
+                else:  # a crash interrupted this call: the same step again
+                    ctx.step = step = Step(self.name, rerun.seq, attempt, [(q.name, item)])
+                    step.delivered = rerun.delivered
+                journal.step_started(job, step)
             if act.wants_ctx:
                 await act.fn(item, ctx)
             else:
