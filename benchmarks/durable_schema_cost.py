@@ -1,6 +1,6 @@
 """What a worker's store calls cost the PostgreSQL server per no-op job, on the schema now
-and on the schema before migrations 0014/0015 (put back by hand), interleaved on one
-throw-away server.
+on the schema before migration 0016 and on the one before migrations 0014-0016 (put back by
+hand), interleaved on one throw-away server.
 
 ``python -m benchmarks.durable_schema_cost [--jobs N] [--rounds R]``
 
@@ -11,10 +11,13 @@ server's CPU per job over those calls (``worker_fleet_cpu.server_cpu_s``: the po
 its reaped backends and its live children) and the jobs/s of the loop. The schemas:
 
 - **now**: no foreign keys from ``wf_steps``/``wf_journal``/``wf_events`` to ``wf_jobs``
-  (a statement trigger deletes a deleted job's rows), the worker index partial (running
-  jobs), the finished index partial (finished jobs);
-- **before 0014/0015**: those foreign keys (``ON DELETE CASCADE``) and the two indexes as
-  they were (``(worker_id, status)``, ``(status, finished_at)``).
+  (a statement trigger deletes a deleted job's rows), one index of the running jobs
+  (worker, lease), the finished index partial (finished jobs), the idempotency key unique
+  among the jobs that have one, no ``(queue, status)`` index: 6 index entries per job;
+- **before 0016**: the (queue, idempotency_key) constraint on every row, ``(queue,
+  status)``, the lease and the worker indexes of the running jobs apart: 13 entries;
+- **before 0014-0016**: also those foreign keys (``ON DELETE CASCADE``) and the worker and
+  finished indexes not partial (``(worker_id, status)``, ``(status, finished_at)``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,16 @@ from weirflow.durable import JobSpec, StepRecord, open_store
 
 from .worker_fleet_cpu import server_cpu_s
 
+BEFORE_0016 = [
+    "DROP INDEX wf_jobs_running",
+    "DROP INDEX wf_jobs_idempotency",
+    "ALTER TABLE wf_jobs ADD UNIQUE (queue, idempotency_key)",
+    "CREATE INDEX wf_jobs_status ON wf_jobs (queue, status)",
+    "CREATE INDEX wf_jobs_lease ON wf_jobs (lease_expires_at) WHERE status = 'running'",
+    "CREATE INDEX wf_jobs_worker ON wf_jobs (worker_id) WHERE status = 'running'",
+]
 BEFORE = [
+    *BEFORE_0016,
     "DROP TRIGGER wf_jobs_cascade ON wf_jobs",
     *(
         f"ALTER TABLE {t} ADD FOREIGN KEY (job_id) REFERENCES wf_jobs (id) ON DELETE CASCADE"
@@ -42,7 +54,7 @@ BEFORE = [
     "DROP INDEX wf_jobs_finished",
     "CREATE INDEX wf_jobs_finished ON wf_jobs (status, finished_at)",
 ]
-SCHEMAS = {"now": [], "before 0014/0015": BEFORE}
+SCHEMAS = {"now": [], "before 0016": BEFORE_0016, "before 0014-0016": BEFORE}
 
 
 async def one_round(pg: PgServer, n: int, changes: list[str]) -> tuple[float, float]:

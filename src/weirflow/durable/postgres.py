@@ -77,7 +77,7 @@ _SUBMIT = (
     " ins AS (INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, priority,"
     " run_at, idempotency_key, timeout_s, created_at, node) SELECT id, flow, inputs, queue, 'queued',"
     " attempts, backoff, priority, run_at, key, timeout, %(now)s, node FROM new ORDER BY ord"
-    " ON CONFLICT (queue, idempotency_key) DO NOTHING RETURNING id, queue),"
+    " ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, queue),"
     " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data) SELECT ins.id, ins.queue, 'queued',"
     " %(now)s, jsonb_build_object('delay_s', new.delay) FROM ins JOIN new ON new.id = ins.id),"
     " woken AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM ins) d)"

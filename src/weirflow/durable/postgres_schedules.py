@@ -99,7 +99,7 @@ class PostgresSchedules(PostgresAdmin):
             "INSERT INTO wf_jobs (id, flow, inputs, queue, status, max_attempts, backoff, priority,"
             " run_at, idempotency_key, timeout_s, created_at) VALUES (%s, %s, %s::jsonb, %s, 'queued',"
             " %s, %s::jsonb, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (queue, idempotency_key) DO NOTHING RETURNING id",
+            " ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
             (
                 uuid.uuid4().hex,
                 spec.flow,
