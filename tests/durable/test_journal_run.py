@@ -165,3 +165,79 @@ async def test_a_durable_journal_alone_records_what_a_log_journal_does(store: St
     records = decoded(job_id, await store.read_journal(job_id))
     assert records == json.loads(json.dumps(log.records))
     assert sum(r["t"] == "enq" and r["by"] == "input" for r in records) == len(ITEMS)
+
+
+class General(DurableJournal):
+    """A durable journal with no short way for a completed call (``Journal.call_completed``):
+    every step ends through ``step_completed``, with its fields set."""
+
+    def call_completed(self, job: Any, step: Step) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+async def test_a_call_completed_the_short_way_is_stored_as_the_general_way_stores_it(store: Store) -> None:
+    """Alone, the durable journal takes most calls' ends by ``call_completed`` (runs of calls,
+    no clock read, a step's fields left as they were): through state, emits of none, one and
+    two items, failures with a retry and progress, the store holds what it holds when every
+    end goes through ``step_completed``, and what a ``LogJournal`` records."""
+    shorts = 0
+
+    class Counting(DurableJournal):
+        def call_completed(self, job: Any, step: Step) -> bool:
+            nonlocal shorts
+            took = super().call_completed(job, step)
+            shorts += took
+            return took
+
+    stored: list[list[Any]] = []
+    for kind in (Counting, General):
+        job_id = await store.submit(JobSpec(flow="mixed", inputs={}))
+        durable = kind(store, drop_completed=False)
+        async with wf.Engine(journal=durable) as engine:
+            job = await engine.start(_flow(), {"a.inp": list(range(N))}, job_id=job_id)
+            result = await job.wait(timeout_s=30)
+            assert result.status is wf.JobStatus.COMPLETED, result.error
+            await durable.flush()
+        stored.append(decoded(job_id, await store.read_journal(job_id)))
+    assert shorts > N  # (most calls of the three routines ended the short way)
+    assert stored[0] == stored[1]  # (record for record; the lines differ: runs of steps)
+    log = LogJournal()
+    async with wf.Engine(journal=log) as engine:
+        job = await engine.start(_flow(), {"a.inp": list(range(N))})
+        assert (await job.wait(timeout_s=30)).status is wf.JobStatus.COMPLETED
+    assert stored[0] == json.loads(json.dumps(log.records))
+
+
+class Shortcut(Journal):
+    """Keeps no step and reads no times, takes every other call's end the short way, and
+    notes how each step looks at its start and at its end."""
+
+    keeps_steps = False
+    reads_times = False
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[Any, ...]] = []
+        self.ends: list[tuple[Any, ...]] = []
+
+    def step_started(self, job: Any, step: Step) -> None:
+        self.starts.append((step.status, step.final, step.completed_at, list(step.emitted), step.emit_at))
+
+    def call_completed(self, job: Any, step: Step) -> bool:
+        self.ends.append(("short", step.status, step.final))
+        return step.seq % 2 == 0
+
+    def step_completed(self, job: Any, step: Step) -> None:
+        self.ends.append(("general", step.status, step.final))
+
+
+async def test_a_reused_step_starts_running_whichever_way_the_last_call_ended() -> None:
+    journal = Shortcut()
+    async with wf.Engine(journal=journal) as engine:
+        job = await engine.start(_forwards(), {"b.inp": list(range(20))})
+        assert (await job.wait(timeout_s=30)).status is wf.JobStatus.COMPLETED
+    assert len(journal.starts) == 40
+    assert all(s == ("running", False, None, [], -1) for s in journal.starts)
+    shorts = [e for e in journal.ends if e[0] == "short"]
+    assert len(shorts) == 40 and all(e[1:] == ("running", False) for e in shorts)
+    assert [e for e in journal.ends if e[0] == "general"] == [("general", "completed", True)] * 20

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 import structlog
@@ -106,6 +106,7 @@ class DurableJournal(Journal):
     """
 
     keeps_steps = False  # (every record is encoded or copied when it is made)
+    reads_times = False  # (no record holds a time)
 
     def __init__(
         self,
@@ -312,8 +313,6 @@ class DurableJournal(Journal):
         self._count += len(lines)
 
     def step_completed(self, job: Job, step: Step) -> None:
-        sent = self._pending_enq
-        value: Any  # what a run keeps of the step's emitted item
         if (
             step is self._pending  # nothing between its start and now: one record
             and not step.state
@@ -322,54 +321,59 @@ class DurableJournal(Journal):
             and step.error is None
             and not step.on_end
             and len(step.consumed) == 1
+            and self.call_completed(job, step)
         ):
-            # a whole step that took one item, emitted at most one (to one slot, its
-            # first position) and has no state: it joins the open run of such steps when it
-            # continues it, else opens a new one (the open one written first) (one
-            # function: every step of a chain's)
-            if not sent:
-                if step.emitted:  # (not recorded: dropped by a slot's policy)
-                    self._step_line(job, step, sent)
-                    return
-                slot, event, value = b"", None, None
-            else:
-                slot, k, kept = sent[0]
-                if k or len(sent) + len(step.emitted) != 2:  # (not a run's: one enqueue of one emit)
-                    self._step_line(job, step, sent)
-                    return
-                event = step.emitted[0][0]
-                if type(kept) is int:  # (the item itself: ``enqueued`` keeps an int as it is)
-                    value = kept
-                else:
-                    value = step.emitted[0][1]
-                    kind = type(value)
-                    if kind is not int and kind is not str and kind is not float:
-                        # as encoded at the emit, copied: bytes orjson made, kept, cost far more
-                        # to allocate than a small copy (its buffers are large, then shrunk)
-                        # (else immutable, and accepted by ``check``: orjson writes it as it did)
-                        assert type(kept) is bytes
-                        value = orjson.Fragment(b"%b" % kept)
-                self._pending_enq = []
-            self._pending = None
-            run = self._run
-            if (
-                run is not None
-                and run.next_seq == step.seq
-                and run.slot == slot
-                and run.event == event
-                and (run.step is step or run.continued_by(job.id, step))
-            ):
-                run.next_seq += 1
-                run.items.append(value)
-            else:
-                if run is not None:
-                    self._seal()
-                self._run = StepRun(job.id, step, slot, event, value)
-            self._count += 1
-            if self._count >= self.max_batch:
-                self._full()
             return
-        self._step_line(job, step, sent if step is self._pending else None)
+        self._step_line(job, step, self._pending_enq if step is self._pending else None)
+
+    def call_completed(self, job: Job, step: Step) -> bool:
+        """A whole step that took one item, emitted at most one (to one slot, its first
+        position) and has no state, held back since its start: it joins the open run of
+        such steps when it continues it, else opens a new one (the open one written first)
+        (one function: every step of a chain's). ``False`` for any other step (nothing
+        recorded: ``step_completed`` writes it as a line of its own)."""
+        if step is not self._pending:
+            return False
+        sent, value = self._pending_enq, cast("Any", None)  # (``value``: what a run keeps of its emit)
+        if not sent:
+            if step.emitted:  # (not recorded: dropped by a slot's policy)
+                return False
+            slot, event = b"", None
+        else:
+            slot, k, kept = sent[0]
+            if k or len(sent) + len(step.emitted) != 2:  # (not a run's: one enqueue of one emit)
+                return False
+            event = step.emitted[0][0]
+            if type(kept) is int:  # (the item itself: ``enqueued`` keeps an int as it is)
+                value = kept
+            else:
+                value = step.emitted[0][1]
+                kind = type(value)
+                if kind is not int and kind is not str and kind is not float:
+                    # as encoded at the emit, copied (orjson's bytes, kept, cost far more to
+                    # allocate); else immutable, accepted by ``check``: written as it was
+                    assert type(kept) is bytes
+                    value = orjson.Fragment(b"%b" % kept)
+            sent.clear()  # (no new list: nothing else holds it)
+        self._pending = None
+        run = self._run
+        if (
+            run is not None
+            and run.next_seq == step.seq
+            and run.slot == slot
+            and run.event == event
+            and (run.step is step or run.continued_by(job.id, step))
+        ):
+            run.next_seq += 1
+            run.items.append(value)
+        else:
+            if run is not None:
+                self._seal()
+            self._run = StepRun(job.id, step, slot, event, value)
+        self._count += 1
+        if self._count >= self.max_batch:
+            self._full()
+        return True
 
     def _step_line(self, job: Job, step: Step, sent: list[tuple[bytes, int, bytes | int]] | None) -> None:
         """A completed step as one line (``sent``: its held-back enqueues, if it was held

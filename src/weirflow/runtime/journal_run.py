@@ -56,6 +56,7 @@ class JournaledCalls(RunnerPart):
         wants_ctx = act.wants_ctx
         name, slot = self.name, q.name
         reuse = not journal.keeps_steps
+        times = journal.reads_times
         step: Step | None = None
         failed: tuple[Any, Exception, Step] | None = None
         hooks = job.hook_set
@@ -74,11 +75,12 @@ class JournaledCalls(RunnerPart):
                     step.seq = self.seq
                     step.consumed = [(slot, item)]
                     step.emitted = []
-                    step.status = "running"
-                    step.final = False
-                    # (the last call's end: nothing ran since, so one clock read per call)
-                    step.started_at = step.completed_at or time.time()
-                    step.completed_at = None
+                    if times:  # (the last call's end: nothing ran since, so one clock read per call)
+                        step.started_at = step.completed_at or time.time()
+                    if step.final:  # (else ``call_completed`` took the last one as it was)
+                        step.status = "running"
+                        step.final = False
+                        step.completed_at = None
                     step.emit_at = -1
                     if step.progress is not None:
                         step.progress, step.message = None, ""
@@ -95,16 +97,18 @@ class JournaledCalls(RunnerPart):
                     break
                 q.settle(1, False)
                 self.calls += 1
-                # the step ends (RoutineRunner._step_done, inlined: no rerun here)
-                step.status = "completed"
-                step.final = True
+                # the step ends (RoutineRunner._step_done, inlined: no rerun here), told the
+                # short way when the journal has one (``Journal.call_completed``)
                 state = self.state
-                if state:
-                    step.state = dict(state)
-                elif step.state:
-                    step.state = {}
-                step.completed_at = time.time()
-                journal.step_completed(job, step)
+                if state or step.state or not journal.call_completed(job, step):
+                    step.status = "completed"
+                    step.final = True
+                    if state:
+                        step.state = dict(state)
+                    elif step.state:
+                        step.state = {}
+                    step.completed_at = time.time()
+                    journal.step_completed(job, step)
                 if not items or n >= budget or job.finished or job.paused or self.paused:
                     break
                 if job.hook_set is not hooks or (not n & LAG_CHECK_MASK and journal.lagging() is not None):
