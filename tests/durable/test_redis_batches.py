@@ -261,3 +261,33 @@ async def test_a_claimed_job_is_the_job_the_store_holds_after_the_claim(redis_ur
         assert by_id[ids[1]].node == "n1" and by_id[ids[1]].status == "running"
     finally:
         await store.close()
+
+
+async def test_completed_outputs_come_back_as_written(redis_url: str) -> None:
+    """Outputs of a completion batch read back equal and of the same types: non-finite floats
+    (the json module's ``NaN``, ``Infinity``), ``None``, integers at the edges of 64 bits and
+    past them, keys and texts past ASCII."""
+    store = _store(redis_url)
+    await store.open()
+    try:
+        outputs = [
+            {"b.out": [math.nan, math.inf, -math.inf]},
+            {"b.out": [None, {"k": None}]},
+            {"b.out": [2**64 - 1, -(2**63), 2**70, 0.1, 1e16]},
+            {"é 漢": ["\U0001f600 null", {"é": 1.5e-7}]},
+        ]
+        ids = [i for i, _ in await store.submit_many([JobSpec("f", {}) for _ in outputs])]
+        jobs = {j.id: j for j in (await store.claim("default", "w", limit=9, lease_s=30)).jobs}
+        done = [(i, jobs[i].token, o) for i, o in zip(ids, outputs, strict=True)]
+        assert await store.complete("w", done) == []
+        back = []
+        for job_id in ids:
+            job = await store.get(job_id)
+            assert job is not None and job.outputs is not None
+            back.append(job.outputs)
+        nan, inf, minf = back[0]["b.out"]
+        assert math.isnan(nan) and (inf, minf) == (math.inf, -math.inf)
+        assert back[1:] == outputs[1:]
+        assert [type(v) for v in back[2]["b.out"]] == [int, int, int, float, float]
+    finally:
+        await store.close()

@@ -7,6 +7,7 @@ and shortest), so a time read back is the time written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import re
@@ -125,7 +126,28 @@ def _job(h: Mapping[str, str]) -> JobRecord:
 
 
 def step_field(step: StepRecord) -> str:
-    return json.dumps([step.routine, step.seq])
+    """A step's field in its job's step rows (``["routine", seq]``, as the json module writes it)."""
+    return _step_field(step.routine, step.seq)
+
+
+@functools.lru_cache(maxsize=4096)
+def _step_field(routine: str, seq: int) -> str:
+    # (a step row per handler call; the json module's dumps is microseconds, a hit here is not)
+    return json.dumps([routine, seq])
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text: by orjson (in C), but by the json module for what orjson refuses
+    (an integer past 64 bits, a key that is not a string, a lone surrogate) and for any text
+    with ``null`` in it (orjson writes NaN and the infinities as ``null``, the json module as
+    ``NaN``, ``Infinity``: read back, they must be what was written)."""
+    try:
+        text = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value)
+    if b"null" in text:
+        return json.dumps(value)
+    return text.decode()
 
 
 def step_text(step: StepRecord) -> str:

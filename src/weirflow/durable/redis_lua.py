@@ -86,6 +86,9 @@ COMMON = (
     f"local IXV = '{INDEX_VERSION}'\n"
     + r"""
 local P = ARGV[1]
+-- an integer as text: Lua turns a number into text (``tostring``, ``..``, a command's argument)
+-- with the C library's floating-point printf, several times the cost of ``%d``
+local function int(n) return string.format('%d', n) end
 local function jk(id) return P .. ':j:' .. id end
 local function qk(q, what) return P .. ':q:' .. q .. ':' .. what end
 local FIN = {completed = true, failed = true, cancelled = true}
@@ -215,7 +218,7 @@ local function events(list, at, first)
   local all, fin, names = {}, {}, {}
   for i, e in ipairs(list) do
     local job_id, queue, kind = e[1], e[2], e[3]
-    local id = first + i
+    local id = int(first + i)
     if not names[queue] then names[queue] = cjson.encode(queue) end
     if not names[kind] then names[kind] = cjson.encode(kind) end
     local text = '{"id":' .. id .. ',"job_id":' .. cjson.encode(job_id) .. ',"queue":' .. names[queue] ..
@@ -231,13 +234,14 @@ local function events(list, at, first)
   for queue, f in pairs(fin) do many('ZADD', P .. ':fin:' .. queue, f) end
 end
 -- a job's ``evs`` field (its events' refs, space separated: ``old``) with event ``id`` of ``kind``
+-- (``id`` text: ``int``)
 local function jobref(old, id, kind)
   if old then return old .. ' ' .. id .. ':' .. kind end
   return id .. ':' .. kind
 end
 
 local function event(job_id, queue, kind, at, data)
-  local id = redis.call('INCR', P .. ':evid')
+  local id = int(redis.call('INCR', P .. ':evid'))
   local jid = 'null'
   if job_id then jid = cjson.encode(job_id) end
   local text = '{"id":' .. id .. ',"job_id":' .. jid .. ',"queue":' .. cjson.encode(queue) ..

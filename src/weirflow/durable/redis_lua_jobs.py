@@ -66,13 +66,13 @@ if #made > 0 then
   for i, job in ipairs(made) do
     local id, keyfield, q, prio, run_at, runkey, data, fields, node =
       job[1], job[2], job[3], job[4], job[5], job[6], job[8], job[9], job[10]
-    local seq = last - #made + i
+    local seq = int(last - #made + i)
     local member = runkey .. ':' .. string.format('%015d', seq) .. ':' .. id
     if keyfield ~= '' then
       fields[#fields+1] = 'keyfield'; fields[#fields+1] = keyfield
       keyed[#keyed+1] = keyfield; keyed[#keyed+1] = id
     end
-    fields[#fields+1] = 'evs'; fields[#fields+1] = jobref(nil, first + i, 'queued')
+    fields[#fields+1] = 'evs'; fields[#fields+1] = jobref(nil, int(first + i), 'queued')
     redis.call('HSET', jk(id), 'seq', seq, 'member', member, 'ver', 0, unpack(fields))
     all[#all+1] = seq; all[#all+1] = id
     if not woken[q] then woken[q] = true; queues[#queues+1] = q end
@@ -161,10 +161,10 @@ if #picked > 0 then
     -- the job read once: its hash as it is, then as the claim leaves it (what it answers)
     local flat, h = redis.call('HGETALL', k), {}
     for j = 1, #flat, 2 do h[flat[j]] = flat[j+1] end
-    local attempt = tostring(tonumber(h.attempt or 0) + 1)
+    local attempt = int(tonumber(h.attempt or 0) + 1)
     local fields = {'status', 'running', 'worker_id', worker, 'lease_expires_at', lease, 'started_at', now,
-      'attempt', attempt, 'runs', tostring(tonumber(h.runs or 0) + 1),
-      'ver', tostring(tonumber(h.ver or 0) + 1), 'evs', jobref(h.evs, first + i, 'running')}
+      'attempt', attempt, 'runs', int(tonumber(h.runs or 0) + 1),
+      'ver', int(tonumber(h.ver or 0) + 1), 'evs', jobref(h.evs, int(first + i), 'running')}
     if mynode ~= '' and not h.node then
       fields[#fields+1] = 'node'; fields[#fields+1] = mynode
       nj_add(mynode, id)
@@ -239,8 +239,8 @@ for i, h in ipairs(held) do
   local id, outputs, letters = d[1], d[3], d[4]
   local k = jk(id)
   if node then nj_rem(node, id) end
-  ver = tonumber(ver or 0) + 1
-  refs = jobref(refs, first + i, 'completed')
+  ver = int(tonumber(ver or 0) + 1)
+  refs = jobref(refs, int(first + i), 'completed')
   if letters ~= '' then
     redis.call('HSET', k, 'status', 'completed', 'outputs', outputs, 'finished_at', now, 'ver', ver,
       'evs', refs, 'dead_letters', letters)

@@ -36,7 +36,7 @@ from .models import (
     done_parts,
 )
 from .redis_admin import Change, _json, _s
-from .redis_codec import job_fields, job_from_packed, num, runkey
+from .redis_codec import job_fields, job_from_packed, json_text, num, runkey
 from .redis_schedules import RedisSchedules
 from .store import DEFAULT_MAX_STALLS, Leases
 
@@ -156,7 +156,7 @@ class RedisStore(RedisSchedules):
         rows = []
         for d in done:
             job_id, token, outputs, letters = done_parts(d)
-            rows.append([job_id, str(token), _json(outputs), "" if letters is None else _json(letters)])
+            rows.append([job_id, str(token), json_text(outputs), "" if letters is None else _json(letters)])
         why = rules.interrupted_why("completed", {}, worker_id)
         args = [worker_id, num(self.clock()), why, msgpack.packb(rows)]
         return [_s(x) for x in await self._run("COMPLETE", args)]
