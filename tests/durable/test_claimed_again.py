@@ -19,6 +19,7 @@ import pytest
 
 import weirflow as wf
 from weirflow.durable import JobSpec, Store, open_store
+from weirflow.durable.metrics import QueueMetrics
 from weirflow.durable.models import StepRecord
 from weirflow.durable.sqlite import SqliteStore
 from weirflow.durable.store import Leases
@@ -198,3 +199,38 @@ async def test_a_worker_whose_store_cannot_be_opened_leaves_the_engines_journal_
         assert engine.journal is None  # (it had the worker's step rows and durable journal)
     finally:
         await engine.close()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_the_metrics_count_each_run_of_a_job_claimed_again_once(store_url: str, tmp_path: Path) -> None:
+    """The worker's metrics keep the two runs apart: the first ends ``lost``, the second
+    ``completed``. (Before, the claim of the second run replaced
+    the first's start, the first run's end was counted with it, and the completion of the
+    job was not counted at all.)"""
+    clock = JumpingClock()
+    store = open_store(store_url, clock=clock)
+    await store.open()
+    item = {"first_sleep_s": 30.0, "first_sleep_once": str(tmp_path / "slept"), "sleep_s": 0.1}
+    metrics = QueueMetrics()
+    try:
+        job_id = await store.submit(JobSpec(flow="one", inputs={"a.item": [item]}, max_attempts=5))
+        async with Worker(
+            store,
+            [flows.one],
+            worker_id="W",
+            lease_s=2.0,
+            heartbeat_s=1.5,
+            concurrency=2,
+            poll_max_s=0.2,
+            metrics=metrics,
+        ) as w:
+            await poll_store(lambda: _step_running(store, job_id), timeout_s=20)
+            clock.ahead_s = 60.0  # the store's lease runs out: the worker claims the job again
+            await poll_store(lambda: job_is(store, job_id, "completed", "failed"), timeout_s=30)
+            w.stop()
+        job = await store.get(job_id)
+        assert job is not None and job.status == "completed"
+        assert metrics.attempts == {("default", "one", "lost"): 1, ("default", "one", "completed"): 1}
+        assert w.completed == 1 and w.lost == 1
+    finally:
+        await store.close()

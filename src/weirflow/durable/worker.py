@@ -137,10 +137,15 @@ class Worker(Running, Upkeep, Shutdown):
     # -- claiming -----------------------------------------------------------------------
 
     def _hold(self, record: JobRecord, sent: float) -> None:
-        """This worker holds ``record``'s job from its claim (sent at ``sent``) on."""
+        """This worker holds ``record``'s job from its claim (sent at ``sent``) on. The
+        metrics count the claim's attempt from here: a claim of a job whose earlier run here
+        is not over yet (``_run_again``) is held once that run's end was counted, so each
+        run's end is counted with its own start (they are kept by job id)."""
         self.running[record.id] = None
         self._tokens[record.id] = record.token
         self._lease_from[record.id] = sent
+        if self.metrics is not None:
+            self.metrics.claimed(record)
 
     def _still_here(self, job_id: str) -> bool:
         """An earlier run of ``job_id`` in this worker is not over: running, its outcome
@@ -277,8 +282,6 @@ class Worker(Running, Upkeep, Shutdown):
             if claim.jobs:
                 self._reported([])
             for record in claim.jobs:
-                if self.metrics is not None:
-                    self.metrics.claimed(record)
                 if self._still_here(record.id):
                     run = self._run_again(record, sent)
                 else:
