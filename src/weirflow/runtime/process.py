@@ -23,6 +23,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -144,7 +145,9 @@ def _run_stages(
     return items
 
 
-def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None:
+def child_main(
+    conn: connection.Connection, progress: Synchronized[int], address: str | None = None, authkey: bytes = b""
+) -> None:
     """A child's loop: run each batch it is sent, reply with the results.
 
     A request may name a process chain (``process_chain.Chain``): routines whose calls
@@ -152,21 +155,24 @@ def child_main(conn: connection.Connection, progress: Synchronized[int]) -> None
     also carries, per later stage, its calls and busy time and its state, and the first
     call of a later stage that failed (its stage, item and error): the calls up to the
     one whose subtree failed are complete; what that subtree emitted is dropped."""
-    from .process_wave_child import TURN, WAVE, reader, run_wave
+    from .process_wave_child import NEXT, PEER, TURN, WAVE, Early, Peers, listen, reader, run_wave
 
     _exit_with_parent()
     routines: dict[str, Any] = {}
     inbox = reader(conn)
+    listen(address, authkey, inbox)  # (turns from the other children: ``process_wave_child``)
+    peers, early = Peers(authkey), Early()
     while True:
         data = inbox.get()
         if data is None:  # the parent is gone
             return
-        request = pickle.loads(data)  # noqa: S301 - from our parent
+        request = pickle.loads(data)  # noqa: S301 - from our parent, or a child of its pool
         if request[0] == WAVE:
-            if not run_wave(conn, inbox, progress, routines, request):
+            if not run_wave(conn, inbox, progress, routines, request, peers, early):
                 return
             continue
-        if request[0] == TURN:  # for a wave request that failed here (the parent stops it)
+        if request[0] in (TURN, NEXT, PEER):  # for a wave request that ended here, or the next one
+            early.keep(request)
             continue
         key, blob, method, wants_ctx, job_id, name, events, state, calls_data, chain = request
         calls = pickle.loads(calls_data)  # noqa: S301 - from our parent
@@ -293,11 +299,17 @@ def _salvage(
 class _Child:
     """One child process and the pipe to it."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, authkey: bytes = b"") -> None:
         self.conn, child_conn = ctx.Pipe()
         self.progress = ctx.Value("i", 0, lock=False)
+        # where it listens for the other children (a wave's turns; Linux's abstract socket
+        # names: nothing in the file system to clean up)
+        self.address = f"\0weirflow-{uuid.uuid4().hex}" if authkey and sys.platform == "linux" else None
         self.process = ctx.Process(
-            target=child_main, args=(child_conn, self.progress), name="weirflow-process", daemon=True
+            target=child_main,
+            args=(child_conn, self.progress, self.address, authkey),
+            name="weirflow-process",
+            daemon=True,
         )
         self.process.start()
         child_conn.close()
@@ -366,6 +378,7 @@ class ProcessPool:
         self._all: set[_Child] = set()
         self._closed = False
         self._keys: weakref.WeakKeyDictionary[Routine, tuple[str, bytes]] = weakref.WeakKeyDictionary()
+        self._authkey = os.urandom(32)  # what the children show each other (``process_wave_child``)
 
     def routine_key(self, routine: Routine) -> tuple[str, bytes]:
         """A key for ``routine`` and its pickle, made once (``pickle`` errors propagate)."""
@@ -387,7 +400,7 @@ class ProcessPool:
                 if len(self._all) < self.max_processes:
                     break
                 self._cond.wait()
-        child = _Child(self._ctx)  # outside the lock: starting a process takes a while
+        child = _Child(self._ctx, self._authkey)  # outside the lock: starting a process takes a while
         with self._cond:
             if self._closed:
                 child.close()

@@ -16,9 +16,12 @@ segment: 5 routines on 2 children at 5/3 of one core.)
 
 The parent hands the turns over (``Wave``): a child says when it has finished a routine
 (with its state and counts), the parent applies that, and passes the turn, with the
-state, to the child that holds the next batch. The items between the routines never
-leave the child; the last routine's emits come back with the request's end, and the
-parent makes them, in batch order, then settles the first routine's items.
+state, to the child that holds the next batch, unless that child had it from the child
+before already: once the next batch is sent, the parent tells the child of the batch
+before where it went, and that child passes its turns on itself (``process_wave_child``).
+The items between the routines never leave the child; the last routine's emits come back
+with the request's end, and the parent makes them, in batch order, then settles the first
+routine's items.
 
 What a child does with a request is in ``process_wave_child``.
 """
@@ -26,6 +29,7 @@ What a child does with a request is in ``process_wave_child``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import pickle
 import select
 from collections import deque
@@ -34,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import WorkerDiedError
 from .process import MAX_BATCH, STAGE, NoItem
 from .process_chain import Chain
-from .process_wave_child import TURN, WAVE
+from .process_wave_child import NEXT, TURN, WAVE
 from .shared_queue import emit_from_thread
 
 if TYPE_CHECKING:
@@ -51,6 +55,9 @@ if TYPE_CHECKING:
 #: machine (a turn that waits costs a whole routine's batch): 64 it is
 WAVE_BATCH = MAX_BATCH
 FIRST_BATCH = 16
+#: a wave request's token, unique in this process: what the turns the children pass each
+#: other name (a turn for a request that is gone is dropped)
+_TOKENS = itertools.count()
 
 
 # -- in the parent --------------------------------------------------------------------------
@@ -59,10 +66,11 @@ FIRST_BATCH = 16
 class _Request:
     """One batch of a wave in flight on a child."""
 
-    __slots__ = ("busy0", "busy_all", "call", "chain", "child", "emitted", "fds", "inputs", "seq")
+    __slots__ = ("busy0", "busy_all", "call", "chain", "child", "emitted", "fds", "inputs", "seq", "token")
 
     def __init__(self, seq: int, child: _Child, call: _Call, chain: Chain) -> None:
         self.seq = seq
+        self.token = next(_TOKENS)
         self.child = child
         self.call = call  # the first routine's items (one ``_Call`` for the batch)
         self.chain = chain  # the later routines, marked as running (``Chain.release``)
@@ -216,8 +224,10 @@ class Wave:
         known = child.known
         specs = self.known_specs if all(key in known for key, _ in self.keys) else self._specs(known)
         data = pickle.dumps(
-            (WAVE, self.job.id, specs, items, tuple(self.turns[:g])), protocol=pickle.HIGHEST_PROTOCOL
+            (WAVE, self.job.id, specs, items, tuple(self.turns[:g]), req.token),
+            protocol=pickle.HIGHEST_PROTOCOL,
         )
+        before = self.flight[-1] if self.flight else None
         self.flight.append(req)
         self.on_children += 1
         req.fds = (child.conn.fileno(), child.process.sentinel)
@@ -227,6 +237,14 @@ class Wave:
         with contextlib.suppress(OSError):  # it died: its sentinel says so
             child.conn.send_bytes(data)
         child.known.update(key for key, _ in self.keys)
+        if before is not None and before.emitted is None and child.address is not None and g < self.n:
+            # the batch before passes the turns it has left straight to this one's child
+            with contextlib.suppress(OSError):  # it died: its sentinel says so
+                before.child.conn.send_bytes(
+                    pickle.dumps(
+                        (NEXT, before.token, req.token, child.address), protocol=pickle.HIGHEST_PROTOCOL
+                    )
+                )
         return True
 
     def _size(self, child: _Child, n: int, queued: int) -> int:
@@ -297,15 +315,20 @@ class Wave:
     def _finished_stage(self, req: _Request, msg: tuple[Any, ...]) -> None:
         """A routine's calls of ``req``'s batch are done: count them, apply its state, pass
         its turn to the next batch."""
-        j, left, calls, busy_s, cpu_s = msg[1:6]
+        j, left, calls, busy_s, cpu_s, _, passed = msg[1:8]
         req.busy_all += busy_s
-        # the turn first: the child of the batch after may be waiting for it
-        after = self._after(req)
+        # the turn first (unless the child passed it on itself): the child of the batch
+        # after may be waiting for it
+        after = None if passed else self._after(req)
         if after is not None:
             with contextlib.suppress(OSError):  # it died: its sentinel says so
                 after.child.conn.send_bytes(pickle.dumps((TURN, j, left), protocol=pickle.HIGHEST_PROTOCOL))
         runner = self.runners[j]
-        state = pickle.loads(left)  # noqa: S301 - from our child
+        # the children pass turns to each other, so the "done" of a routine may come from
+        # the batch after before the batch before's is read: only the latest batch's state
+        # counts (the counts add up in any order)
+        newer = req.seq > self.last_done[j]
+        state = pickle.loads(left) if newer else runner.state  # noqa: S301 - from our child
         with runner.lock:
             if j:
                 runner.acts[0].queues[0].passed_through_locked(calls)
@@ -318,12 +341,13 @@ class Wave:
             if state != runner.state:
                 runner.state.clear()
                 runner.state.update(state)
-        self.last_done[j] = req.seq
-        self.turns[j] = left
+        if newer:
+            self.last_done[j] = req.seq
+            self.turns[j] = left
         if msg[0] == "done":
             req.inputs = (j + 1, msg[6])
         else:
-            req.emitted = msg[6]
+            req.emitted = pickle.loads(msg[6])  # noqa: S301 - from our child
             n = len(req.call.taken)
             if n >= WAVE_BATCH // 2:  # (small batches say little: their turns' waits weigh)
                 per = req.busy_all / n
