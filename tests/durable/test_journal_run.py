@@ -7,6 +7,7 @@ step (its progress); and a journal that keeps its steps gets a new one for each 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -241,3 +242,63 @@ async def test_a_reused_step_starts_running_whichever_way_the_last_call_ended() 
     shorts = [e for e in journal.ends if e[0] == "short"]
     assert len(shorts) == 40 and all(e[1:] == ("running", False) for e in shorts)
     assert [e for e in journal.ends if e[0] == "general"] == [("general", "completed", True)] * 20
+
+
+class Spread(wf.Routine):
+    """Emits an int, yields (other routines' steps start: its own is no longer held
+    back), tries an item no store holds (refused, caught), then emits a list and a str."""
+
+    inp = wf.Slot()
+    out = wf.Event()
+    refused: list[int]
+
+    @inp.handler
+    async def take(self, item: int, ctx: wf.Context) -> None:
+        await ctx.emit(self.out, item)
+        if item % 3:
+            await asyncio.sleep(0)
+        if item % 4 == 1:
+            try:
+                await ctx.emit(self.out, object())
+            except wf.StoreError:
+                self.refused.append(item)
+        await ctx.emit(self.out, [item, "x"] if item % 2 else f"s{item}")
+
+
+class Unfused(DurableJournal):
+    """A durable journal that records every emit by ``check`` and ``enqueued``."""
+
+    def emit_recorded(self, job: Any, slot: str, item: Any, step: Step) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+async def test_an_emit_recorded_in_one_call_is_stored_as_check_and_enqueued_store_it(store: Store) -> None:
+    """Emits to one slot are checked and recorded by ``emit_recorded``: held back with their
+    step or not (the step released by others' records while it waited), ints and other
+    items, a refused item taken back, a full slot (its emits wait): the store holds
+    record for record what it holds when every emit goes through ``check`` and
+    ``enqueued``."""
+    stored: list[list[Any]] = []
+    refused: list[list[int]] = []
+    for kind in (DurableJournal, Unfused):
+        f = wf.Flow("spread")
+        refused.append([])
+        f.add("a", Spread(refused=refused[-1]))
+        f.add("b", Forward())  # (capacity 4: a's emits wait for room)
+        f.add("c", Sink())
+        f.connect("a.out", "b.inp")
+        f.connect("b.out", "c.inp")
+        job_id = await store.submit(JobSpec(flow="spread", inputs={}))
+        durable = kind(store, drop_completed=False)
+        async with wf.Engine(journal=durable) as engine:
+            job = await engine.start(f, {"a.inp": list(range(N))}, job_id=job_id)
+            result = await job.wait(timeout_s=30)
+            assert result.status is wf.JobStatus.COMPLETED, result.error
+            assert result.stats.slots["c.inp"].processed == 2 * N
+            await durable.flush()
+        stored.append(decoded(job_id, await store.read_journal(job_id)))
+    assert refused[0] == refused[1] == [i for i in range(N) if i % 4 == 1]
+    assert stored[0] == stored[1]
+    enqs = [r for r in stored[0] if r["t"] == "enq" and r["slot"] == "b.inp"]
+    assert len(enqs) == 2 * N and {r["by"][2] for r in enqs} == {0, 1}  # (refused: not emitted)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import structlog
@@ -38,6 +38,7 @@ from ..runtime.records import Codec, Record
 from ..runtime.results import JobStatus
 from ..storable import INT_END, INT_MIN
 from .journal_runs import StepRun
+from .journal_store import JournalStore
 
 if TYPE_CHECKING:
     from ..runtime.job import Job
@@ -50,30 +51,6 @@ DEFAULT_MAX_DELAY_S = 0.02
 RETRY_S = 1.0
 #: full batches buffered behind the one being committed before routines wait for it
 LAG_BATCHES = 4
-
-
-class JournalStore(Protocol):
-    """What the journal needs of a store."""
-
-    async def append_journal(
-        self,
-        rows: Sequence[tuple[str, str]],
-        *,
-        tokens: Mapping[str, int] | None = None,
-        batches: Mapping[str, int] | None = None,
-        resent: bool = False,
-    ) -> list[str]:
-        """Append ``(job_id, record_json)`` rows, in order, in one transaction; with
-        ``tokens``, only the rows of jobs still running under their token; with
-        ``batches`` (job id: its batch number within the claim) the rows carry it, and
-        ``resent`` (the batch's append failed before) skips a job's batch the store holds
-        already. Returns the job ids refused."""
-
-    async def read_journal(self, job_id: str) -> list[str]:
-        """Every record of ``job_id`` in the order appended."""
-
-    async def clear_journal(self, job_id: str, *, token: int | None = None) -> None:
-        """Forget ``job_id``'s records (a retry from the start)."""
 
 
 class DurableJournal(Journal):
@@ -255,6 +232,26 @@ class DurableJournal(Journal):
                 return
         codec = self._codec
         self._add(job, codec.enq(codec.names[slot], text, codec.origin(origin, item)))
+
+    def emit_recorded(self, job: Job, slot: str, item: Any, step: Step) -> bool:
+        """``check`` and ``enqueued`` in one (``Journal.emit_recorded``): ``item`` is the last
+        of ``step.emitted``; an emit of the step held back is held back with it."""
+        k = len(step.emitted) - 1
+        if type(item) is int and INT_MIN <= item < INT_END:
+            if step is self._pending:
+                self._pending_enq.append((self._codec.names[slot], k, item))
+                return True
+            text = b"%d" % item
+        else:
+            text = records.dumps(item, "item")  # (raises UnstorableError: nothing recorded)
+            self._checked = (item, text)
+            if step is self._pending:
+                self._pending_enq.append((self._codec.names[slot], k, text))
+                return True
+        codec = self._codec
+        names = codec.names
+        self._add(job, codec.enq(names[slot], text, codec.emitted_by(names[step.routine], step.seq, k)))
+        return True
 
     def inputs_enqueued(self, job: Job, slot: str, items: Sequence[Any]) -> bool:
         """The ``enq`` records of starting inputs, made in one pass (ints as they are, the

@@ -259,7 +259,7 @@ class Store(Protocol):
         """Return when ``queue``'s schedules changed (added, replaced, removed) or after
         ``timeout_s`` (a store that cannot hear other processes' changes waits less)."""
 
-    # -- the durable journal's records (``weirflow.durable.journal.JournalStore``) --------
+    # -- the durable journal's records (``weirflow.durable.journal_store.JournalStore``) --------
 
     async def append_journal(
         self,

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .hooks import HookPoint
-from .journal import INPUT, Step
+from .journal import INPUT, Journal, Step
 from .replay import undelivered
 
 if TYPE_CHECKING:
@@ -231,6 +231,34 @@ class Route:
         if out is not None:
             out.append(item)
 
+    async def emit_journaled_one(self, item: Any, ctx: Context) -> None:
+        """``emit_journaled`` for an event with one connection, to a slot not shared with
+        threads, no ``on_queue_state`` hook attached: when the slot has room and the call is
+        not a rerun, the journal checks and records the emit in one call
+        (``Journal.emit_recorded``), then the item is queued; else ``emit_journaled``."""
+        step = ctx.step
+        q = self.connections[0].queue
+        if step is None or step.delivered is not None or len(q.items) >= q.capacity or q.putters:
+            return await self.emit_journaled(item, ctx)
+        job = self.job
+        journal = job.journal
+        assert journal is not None
+        emitted = step.emitted
+        emitted.append((self.event, item))
+        try:
+            recorded = journal.emit_recorded(job, q.path, item, step)
+        except BaseException:
+            emitted.pop()  # (not emitted: as ``check`` refusing it before)
+            raise
+        if not recorded:
+            emitted.pop()
+            return await self.emit_journaled(item, ctx)
+        q.append(item)
+        out = self.output
+        if out is not None:
+            out.append(item)
+        return None
+
     async def emit_watched(self, item: Any, ctx: Context) -> None:
         """A journal records this emit, or a hook watches it or one of its connections."""
         job = self.job
@@ -277,6 +305,8 @@ def wire(job: Job) -> None:
     route's function accordingly (see the module docstring)."""
     hs = job.hook_set
     journal = job.journal is not None
+    # (the journal checks and records an emit to one slot in one call: ``Journal.emit_recorded``)
+    fused = job.journal is not None and type(job.journal).emit_recorded is not Journal.emit_recorded
     for q in job.queue_list():
         q.watched = hs.watching("on_enqueue", q.path)
     for name, runner in job.runners.items():
@@ -293,7 +323,8 @@ def wire(job: Job) -> None:
                     c.deliver = c.journaled if journal else c.plain
             route.plain = plain
             if not plain and not route.watched and all(c.deliver == c.journaled for c in route.connections):
-                route.emit = route.emit_journaled
+                one = len(route.connections) == 1 and not route.shared and not hs.queue_state
+                route.emit = route.emit_journaled_one if one and fused else route.emit_journaled
             elif not plain:
                 route.emit = route.emit_watched
             else:

@@ -135,6 +135,16 @@ class Journal:
         """``item`` was appended to ``slot``. ``origin`` is the ``Step`` that emitted it,
         ``INPUT`` for an initial input, ``None`` for a ``send``."""
 
+    def emit_recorded(self, job: Job, slot: str, item: Any, step: Step) -> bool:
+        """``check`` and ``enqueued(job, slot, item, step)`` in one, when this journal has a
+        shorter way: ``item`` is the last of ``step.emitted`` (just appended), and the runtime
+        appends it to ``slot`` (it has room) as soon as this returns, with nothing recorded
+        and nothing run in between (``delivery.Route.emit_journaled_one``). Raises as
+        ``check`` would (the runtime then takes the emit back); ``True``: the enqueue is
+        recorded; ``False`` (this default): nothing was, and the runtime calls ``check`` and
+        ``enqueued`` itself."""
+        return False
+
     def inputs_enqueued(self, job: Job, slot: str, items: Sequence[Any]) -> bool:
         """``items`` are appended to ``slot``, in this order, as starting inputs, as soon as
         this returns ``True`` (in the same frame: nothing else is recorded in between):
