@@ -4,6 +4,7 @@ never exit 1, which says the job failed."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+import psutil
+import psycopg
 import pytest
 import redis
 
@@ -99,5 +102,64 @@ def test_jobs_wait_on_a_store_that_does_not_answer_when_it_opens_is_exit_2_soon_
         server.destroy()
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.strip().splitlines()
-    assert line.startswith("error: ") and f"did not open within {TIMEOUT_S + 1:g}s" in line, line
+    assert line.startswith("error: ") and f"did not open within --timeout {TIMEOUT_S:g}s" in line, line
     assert took_s < TIMEOUT_S + 6.0, (took_s, line)  # (python's start included; the store's 10 s before)
+
+
+def _listening(url: str) -> bool:
+    """True once another client (the waiting command) has run LISTEN on the database."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'").fetchone()
+    return rows is not None and rows[0] > 0
+
+
+def test_jobs_wait_on_a_postgresql_store_stopped_while_it_waits_ends_soon_after_its_timeout() -> None:
+    """PostgreSQL (its postmaster and every backend) SIGSTOPped while the command waits:
+    psycopg takes 11 s to give up on the cancelled wait and 5 s more to close its pool
+    (22 s for a 4 s --timeout); the command ends about a second past --timeout anyway."""
+    server = started_pg()
+    try:
+        url = server.new_database()
+        job_id = asyncio.run(_queued_job(url))
+        waiting = subprocess.Popen(
+            [*WAIT, job_id, "--timeout", str(TIMEOUT_S), "--store", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not _listening(url):  # (another process: nothing here to wait on)
+                assert waiting.poll() is None, waiting.communicate()
+                assert time.monotonic() < deadline, "jobs wait never listened"
+                time.sleep(0.05)
+            began = time.monotonic()
+            postmaster = psutil.Process(int((server.data / "postmaster.pid").read_text().split()[0]))
+            stopped = [postmaster, *postmaster.children(recursive=True)]
+            for process in stopped:
+                process.suspend()
+            try:
+                _, err = waiting.communicate(timeout=60)
+            finally:
+                for process in stopped:
+                    process.resume()
+            took_s = time.monotonic() - began
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait()
+    finally:
+        server.destroy()
+    assert waiting.returncode == 2, err
+    [line] = err.strip().splitlines()
+    assert line == f"error: job {job_id}: the store did not answer within --timeout {TIMEOUT_S:g}s", line
+    assert took_s < TIMEOUT_S + 4.0, (took_s, line)
+
+
+async def _queued_job(url: str) -> str:
+    store = open_store(url)
+    await store.open()
+    try:  # a job of a queue nobody serves: it stays queued
+        return await store.submit(JobSpec("f", {}, queue="nobody"))
+    finally:
+        await store.close()

@@ -9,9 +9,9 @@ bad arguments too (click's usage box is replaced by that line, naming the flag).
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -23,6 +23,7 @@ from rich.console import Console
 from .. import __version__
 from ..errors import FlowError, WeirflowError
 from ..flow.graph import Flow
+from ..logsetup import library_logs_to_stderr
 from ._click import clicks
 from .execute import RunInterruptedError, run_job
 from .inputs import InputError, parse_inputs
@@ -168,54 +169,12 @@ def _stderr_logger(*_: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
-def _one_line(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """A library's multi-line message (psycopg's "connection failed: ...\n\tIs the server
-    running...") as one log line."""
-    message = event.get("event")
-    if isinstance(message, str) and "\n" in message:
-        event["event"] = " ".join(part.strip() for part in message.splitlines() if part.strip())
-    return event
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The ``sys.stderr`` of the moment each record is written (it may be replaced)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _: Any) -> None:
-        pass
-
-
-def stdlib_logs_to_stderr() -> None:
-    """Warnings the libraries log through ``logging`` (psycopg's pool, redis-py, asyncio)
-    go to stderr as structlog lines, like the engine's own: a timestamp, the level, the
-    logger's name, one line each. Without this they reached stderr through logging's
-    last-resort handler, bare and several lines long, between the worker's log lines.
-    Nothing is done when the root logger has a handler already (logging configured)."""
-    root = logging.getLogger()
-    if root.handlers:
-        return
-    handler = _StderrHandler()
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[
-                structlog.stdlib.add_log_level,
-                structlog.stdlib.add_logger_name,
-                structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
-                _one_line,
-            ],
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.dev.ConsoleRenderer(colors=False),
-            ],
-        )
-    )
-    handler.setLevel(logging.WARNING)
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
+def _urls_given() -> list[str]:
+    """The URLs of the command line and of the environment's settings (a store's, a
+    registry's): their passwords are masked in the libraries' log lines."""
+    values = [arg.partition("=")[2] if arg.startswith("--") else arg for arg in sys.argv[1:]]
+    values += [v for k, v in os.environ.items() if k.startswith("WEIRFLOW_")]
+    return [v for v in values if "://" in v]
 
 
 def main() -> None:
@@ -227,7 +186,7 @@ def main() -> None:
     message: stdout is for answers."""
     if not structlog.is_configured():  # (sys.stderr looked up at each line: it may be replaced)
         structlog.configure(logger_factory=_stderr_logger)
-    stdlib_logs_to_stderr()
+    library_logs_to_stderr(_urls_given())
     try:
         code = app(prog_name="weirflow", standalone_mode=False)
     except clicks.NoArgsIsHelpError as e:  # a group given no command: its help, as usage

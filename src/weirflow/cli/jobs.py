@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -36,7 +38,7 @@ from ..durable.store import Store, open_store, sqlite_file
 from ..errors import JobError, JobTimeoutError, StoreError, StoreOpenError
 from ..redact import redact_url
 from .cluster_options import labels_option, pool_option, registry_option
-from .durable_common import DEFAULT_STORE, FAILURE, StoreOption, cli_errors, load
+from .durable_common import DEFAULT_STORE, FAILURE, USAGE_ERROR, StoreOption, cli_errors, load
 from .inputs import InputError, parse_inputs, parse_value
 
 T = TypeVar("T")
@@ -51,6 +53,23 @@ jobs_app = typer.Typer(
 
 #: how long past ``jobs wait --timeout`` the store may take to answer its last read
 WAIT_ANSWER_MARGIN_S = 1.0
+#: past that margin, what the command gives the store's driver to stop before it exits anyway
+EXIT_GRACE_S = 0.5
+
+
+def _exit_at(at: float, message: str) -> threading.Timer:
+    """Exit 2 with ``message`` at ``at`` (monotonic) unless cancelled first."""
+
+    def give_up() -> None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(USAGE_ERROR)
+
+    timer = threading.Timer(max(0.0, at - time.monotonic()), give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
+
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 IdArgument = Annotated[str, typer.Argument(metavar="ID", help="The job id.")]
@@ -62,6 +81,7 @@ def _with_store(
     *,
     create: bool = False,
     open_within_s: float | None = None,
+    open_limit: str = "",
 ) -> T:
     """Open the store at ``url``, ``use`` it, close it. Only ``create`` (``jobs submit``) makes a
     SQLite store that is not there yet (and says so); reading one that does not exist is a
@@ -83,7 +103,7 @@ def _with_store(
                 await store.open()
         except TimeoutError:
             raise StoreOpenError(
-                f"the store {redact_url(url)} did not open within {open_within_s:g}s"
+                f"the store {redact_url(url)} did not open within {open_limit or f'{open_within_s:g}s'}"
             ) from None
         except StoreOpenError:
             raise
@@ -322,21 +342,21 @@ def wait(
     """Wait until a job is finished, then show it as ``jobs show`` does. Exit 0 if it
     completed, 1 if it failed or was cancelled, 2 if it is not finished within --timeout."""
 
-    # --timeout counts from the start: opening the store is part of it
-    deadline = None if timeout is None else time.monotonic() + timeout
+    # --timeout counts from the start (opening the store is part of it), and the command
+    # ends at most about a second past it, whatever the store's driver does
+    limit_at = None if timeout is None else time.monotonic() + timeout + WAIT_ANSWER_MARGIN_S
+    late = f"job {job_id}: the store did not answer within --timeout {timeout or 0:g}s"
 
     async def get(s: Store) -> tuple[JobRecord, list[StepRecord]]:
         # a store that stops answering is exit 2 soon after --timeout: exit 1 would say the
         # job failed, and the store's own deadlines (and retries) could add several seconds
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        limit_s = None if left is None else left + WAIT_ANSWER_MARGIN_S
+        limit_s = None if limit_at is None else max(0.0, limit_at - time.monotonic())
+        left = None if limit_s is None else max(0.0, limit_s - WAIT_ANSWER_MARGIN_S)
         try:
             async with asyncio.timeout(limit_s):
                 record = await s.wait_finished(job_id, left)
         except TimeoutError:
-            raise JobTimeoutError(
-                f"job {job_id}: the store did not answer within --timeout {timeout:g}s"
-            ) from None
+            raise JobTimeoutError(late) from None
         except StoreOpenError:
             raise
         except StoreError as e:
@@ -350,8 +370,17 @@ def wait(
     with cli_errors():
         if timeout is not None and not timeout >= 0:
             raise InputError(f"--timeout {timeout:g}: expected a number of seconds >= 0")
-        open_within_s = None if timeout is None else timeout + WAIT_ANSWER_MARGIN_S
-        record, steps = _with_store(store, get, open_within_s=open_within_s)
+        # (a driver can take many seconds to give up on a cancelled call, and to close its
+        # pool: psycopg on a stopped PostgreSQL, 11 s and 5 s; this read-only command then
+        # ends anyway, as it said it would)
+        watchdog = None if limit_at is None else _exit_at(limit_at + EXIT_GRACE_S, late)
+        try:
+            open_within_s = None if limit_at is None else max(0.0, limit_at - time.monotonic())
+            open_limit = f"--timeout {timeout:g}s" if timeout is not None else ""
+            record, steps = _with_store(store, get, open_within_s=open_within_s, open_limit=open_limit)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
     _show(record, steps, as_json)
     if record.status != COMPLETED:
         raise typer.Exit(FAILURE)

@@ -163,6 +163,7 @@ async def engine_state(app: FastAPI, settings: Settings, flows: list[Flow]) -> A
                 stack.callback(delattr, app.state, "store_service")
                 app.state.store_ready = StoreReadiness(store_service.store, settings.store)
                 stack.callback(delattr, app.state, "store_ready")
+                stack.callback(app.state.store_ready.close)
                 queue_metrics = QueueMetrics()
                 queue_metrics.watch_store(store_service.store)
                 app.state.queue_metrics = queue_metrics

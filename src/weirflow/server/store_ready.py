@@ -6,8 +6,9 @@ at a time (``paused_queues``: a tiny table or set on every store), every caller 
 comes while it runs shares its answer (singleflight), and the answer is kept for
 ``max_age_s``: the store is asked at most about once per ``max_age_s`` however often
 ``/readyz`` is called. A store that does not answer within ``deadline_s`` (a server
-stopped or unreachable, a pool that cannot connect) or fails is ``unreachable`` with the
-reason, its URL without the password; the server then answers ``503``.
+stopped or unreachable, a pool that cannot connect, every pooled connection busy for
+that long) or fails is ``unreachable`` with the reason, its URL without the password;
+the server then answers ``503``, within ``deadline_s`` whatever the driver does.
 """
 
 from __future__ import annotations
@@ -47,14 +48,42 @@ class StoreReadiness:
         self._answer: dict[str, Any] | None = None
         self._answered_at = 0.0
         self._probe: asyncio.Future[dict[str, Any]] | None = None
+        self._probe_started = 0.0
 
     async def check(self) -> dict[str, Any]:
         if self._answer is not None and self.clock() - self._answered_at < self.max_age_s:
             return self._answer
         if self._probe is None:
             self._probe = asyncio.ensure_future(self._ask())
-        # (shielded: a caller that gives up does not cancel the probe the others wait on)
-        return await asyncio.shield(self._probe)
+            self._probe_started = self.clock()
+        probe = self._probe
+        # Each caller waits at most what is left of the probe's deadline: a driver may take
+        # much longer to give up on a cancelled call (psycopg asks the server to cancel the
+        # query, then waits for it: 11 s on a stopped PostgreSQL). The probe goes on in the
+        # background and keeps its answer; until then, every caller is told at once.
+        left = self.deadline_s - (self.clock() - self._probe_started)
+        try:
+            # (shielded: a caller that gives up does not cancel the probe the others wait on)
+            return await asyncio.wait_for(asyncio.shield(probe), max(0.0, left))
+        except TimeoutError:
+            return self._unreachable(f"the store did not answer within {self.deadline_s:g} s")
+        except asyncio.CancelledError:
+            if not probe.cancelled():
+                raise  # this caller was cancelled
+            return self._unreachable("the readiness probe was cancelled (the server is stopping)")
+
+    def _unreachable(self, error: str) -> dict[str, Any]:
+        return {
+            "status": "unreachable",
+            "url": redact_url(self.url),
+            "latency_ms": round(self.deadline_s * 1000, 3),
+            "error": error,
+        }
+
+    def close(self) -> None:
+        """Cancel a probe under way (the server stops)."""
+        if self._probe is not None:
+            self._probe.cancel()
 
     async def _ask(self) -> dict[str, Any]:
         self.probes += 1

@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..errors import FrameError
+from ..logsetup import library_logs_to_stderr
 from .framing import DEFAULT_MAX_FRAME_BYTES, encode, read_frame
 
 Handler = Callable[[Any], Awaitable[Any]]
@@ -139,6 +140,7 @@ def child_entry(conn: Connection, entry: str, arg: Any, max_frame_bytes: int) ->
     """The target of a supervised process (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    library_logs_to_stderr()  # (a spawned child: the parent's logging setup is not inherited)
     code = asyncio.run(_child_main(conn, entry, arg, max_frame_bytes))
     sys.stdout.flush()
     sys.stderr.flush()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psutil
 import redis
 
+from tests.durable.pgserver import started_server as started_pg
 from tests.redisserver import started_server
 from tests.server.conftest import SERVED, Live, live_server, send, start_job
 from tests.server.flows.served import STREAM_CAPACITY
@@ -88,6 +91,41 @@ def test_readyz_reports_the_store_and_is_503_with_its_reason_while_it_does_not_a
             again = live.client.get("/readyz")
             assert again.status_code == 200, again.text
             assert again.json()["store"]["status"] == "ok"
+    finally:
+        server.destroy()
+
+
+def test_readyz_answers_503_within_its_deadline_while_postgresql_is_stopped() -> None:
+    """The probe's driver can take far longer than the deadline to give up (psycopg asks
+    the stopped server to cancel the query and waits for it: /readyz took 11 s): callers
+    are answered when the deadline is up, the probe finishing in the background."""
+    server = started_pg()
+    try:
+        with live_server(store=server.new_database()) as live:
+            assert live.client.get("/readyz").status_code == 200
+            live.server.app.state.store_ready.max_age_s = 0
+            postmaster = psutil.Process(int((server.data / "postmaster.pid").read_text().split()[0]))
+            stopped = [postmaster, *postmaster.children(recursive=True)]  # and each backend
+            for process in stopped:
+                process.suspend()
+            try:
+
+                def ask(_: int) -> tuple[float, httpx.Response]:
+                    began = time.monotonic()
+                    with live.new_client() as client:
+                        answer = client.get("/readyz")
+                    return time.monotonic() - began, answer
+
+                with ThreadPoolExecutor(10) as pool:
+                    answers = list(pool.map(ask, range(10)))
+                took_s, later = ask(0)  # while the first probe is still waiting on psycopg
+            finally:
+                for process in stopped:
+                    process.resume()
+            for took, answer in [*answers, (took_s, later)]:
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["store"]["error"] == "the store did not answer within 1 s"
+                assert took < 5.0, took  # (the deadline is 1 s; the driver alone took 11 s)
     finally:
         server.destroy()
 

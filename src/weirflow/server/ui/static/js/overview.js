@@ -37,7 +37,7 @@ export async function render(main, _params, ctx) {
       ready = e.body;
     }
     const store = ready.store && ready.store.status !== "ok" ? ready.store : null;
-    redraw(memory, [ready.jobs, store], () => clear(memory, h("h2", {}, "Jobs in memory"), figures(ready.jobs),
+    redraw(memory, [ready.jobs, store && [store.url, store.error]], () => clear(memory, h("h2", {}, "Jobs in memory"), figures(ready.jobs),
       h("p", { class: "muted small" }, `${ready.flows} flow(s) served. `, h("a", { href: "/ui/jobs" }, "All jobs")),
       store ? h("p", { class: "error", role: "alert" }, `Store ${store.url} unreachable: ${store.error}`) : null));
     const flows = await get("/api/flows");
