@@ -206,7 +206,7 @@ async def test_concurrent_submits_with_one_key_make_one_job(served: Live) -> Non
         (
             {"flow": "nope"},
             ["body", "flow"],
-            "no flow named 'nope' (flows: blocking, emit_twice, hog, in_process, noop, one, steps3)",
+            "no flow named 'nope' (flows: blocking, emit_twice, hog, in_process, noop, one, steps3, tally)",
         ),
         ({"flow": ""}, ["body", "flow"], "at least 1 character"),
         ({"inputs": {"a.item": [1]}}, ["body", "flow"], "Field required"),
