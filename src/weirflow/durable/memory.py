@@ -238,8 +238,11 @@ class MemoryStore:
                 held.append(job_id)
         return held
 
-    async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
+    async def complete(
+        self, worker_id: str, done: Sequence[Done], steps: Sequence[StepRecord] = ()
+    ) -> list[str]:
         now = self.clock()
+        why = rules.interrupted_why("completed", {}, worker_id)
         refused = []
         for d in done:
             job_id, token, outputs, letters = done_parts(d)
@@ -247,6 +250,8 @@ class MemoryStore:
             if job is None:
                 refused.append(job_id)
                 continue
+            for row in rules.completion_steps(steps, job_id, token, now, why):
+                self._steps[(row.job_id, row.routine, row.seq)] = copy.copy(row)
             change = rules.completed(job, copy.deepcopy(outputs), copy.deepcopy(letters), now)
             self._change(job, *change, worker_id)
         return refused

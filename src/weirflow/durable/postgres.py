@@ -27,15 +27,26 @@ from ..storable import pg_json
 from . import rules
 from .models import (
     RUNNING,
+    STEP_COLUMNS,
     Claim,
     Done,
     JobRecord,
     JobSpec,
     Rate,
+    StepRecord,
     backoff_to_json,
     done_parts,
 )
-from .postgres_base import _JOB_COLS_J, CHANNEL, CLAIM_LOCK_PREFIX, OUTCOME_CHANNEL, json_text
+from .postgres_base import (
+    _JOB_COLS_J,
+    CHANNEL,
+    CLAIM_LOCK_PREFIX,
+    OUTCOME_CHANNEL,
+    STEPS_JSON,
+    STEPS_UPSERT,
+    json_rows,
+    json_text,
+)
 from .postgres_schedules import PostgresSchedules
 from .rows import (
     job_from_row,
@@ -84,6 +95,35 @@ _SUBMIT = (
     " SELECT id FROM ins WHERE (SELECT count(*) FROM woken) >= 0"
 )
 
+
+# ``complete``: the jobs held under their tokens become completed with their events and a
+# NOTIFY each; the step rows given of those jobs under those runs are written (a running one
+# as interrupted: the job ended without it), the jobs' other running rows interrupted
+_STEP_FINAL = {
+    "status": "CASE WHEN u.status = 'running' THEN 'interrupted' ELSE u.status END",
+    "completed_at": "CASE WHEN u.status = 'running' THEN %s ELSE u.completed_at END",
+    "error": "CASE WHEN u.status = 'running' THEN %s ELSE u.error END",
+}
+_COMPLETE = (
+    "WITH d AS (SELECT e->>0 AS id, (e->>1)::int AS token, e->2 AS outputs, e->3 AS dl"
+    " FROM jsonb_array_elements(%s::jsonb) AS e),"
+    # (locked in id order: see ``renew``)
+    " lk AS (SELECT j.id FROM wf_jobs j JOIN d ON j.id = d.id WHERE j.runs = d.token"
+    " AND j.status = 'running' AND j.worker_id = %s ORDER BY j.id FOR NO KEY UPDATE OF j),"
+    " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs,"
+    " dead_letters = d.dl, finished_at = %s, lease_expires_at = NULL FROM d"
+    " JOIN lk ON lk.id = d.id WHERE j.id = d.id"
+    " RETURNING j.id, j.queue, j.attempt, j.runs),"
+    " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
+    " SELECT id, queue, 'completed', %s, jsonb_build_object('attempt', attempt) FROM done),"
+    f" u AS (SELECT u.* FROM {STEPS_JSON} JOIN done ON done.id = u.job_id AND done.runs = u.run),"
+    f" sw AS (INSERT INTO wf_steps ({', '.join(STEP_COLUMNS)})"
+    f" SELECT {', '.join(_STEP_FINAL.get(c, f'u.{c}') for c in STEP_COLUMNS)} FROM u{STEPS_UPSERT}),"
+    " st AS (UPDATE wf_steps s SET status = 'interrupted', completed_at = %s, error = %s"
+    " FROM done WHERE s.job_id = done.id AND s.status = 'running' AND NOT EXISTS"
+    " (SELECT 1 FROM u WHERE u.job_id = s.job_id AND u.routine = s.routine AND u.seq = s.seq))"
+    " SELECT id, pg_notify(%s, id) FROM done"
+)
 
 _BACKOFF_TEXTS: dict[Backoff, str] = {}
 
@@ -362,32 +402,25 @@ class PostgresStore(PostgresSchedules):
         )
         return [r[0] for r in rows]
 
-    async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
+    async def complete(
+        self, worker_id: str, done: Sequence[Done], steps: Sequence[StepRecord] = ()
+    ) -> list[str]:
         if not done:
             return []
         now = self.clock()
         why = rules.interrupted_why("completed", {}, worker_id)
-        # one statement: one round trip
+        # one statement: one round trip; the step rows given go in with their jobs' outcomes
+        # (a running one as interrupted), then the job's other running rows are interrupted
         rows = await self._one(
-            "WITH d AS (SELECT e->>0 AS id, (e->>1)::int AS token, e->2 AS outputs, e->3 AS dl"
-            " FROM jsonb_array_elements(%s::jsonb) AS e),"
-            # (locked in id order: see ``renew``)
-            " lk AS (SELECT j.id FROM wf_jobs j JOIN d ON j.id = d.id WHERE j.runs = d.token"
-            " AND j.status = 'running' AND j.worker_id = %s ORDER BY j.id FOR NO KEY UPDATE OF j),"
-            " done AS (UPDATE wf_jobs j SET status = 'completed', outputs = d.outputs,"
-            " dead_letters = d.dl, finished_at = %s, lease_expires_at = NULL FROM d"
-            " JOIN lk ON lk.id = d.id WHERE j.id = d.id"
-            " RETURNING j.id, j.queue, j.attempt),"
-            " ev AS (INSERT INTO wf_events (job_id, queue, kind, at, data)"
-            " SELECT id, queue, 'completed', %s, jsonb_build_object('attempt', attempt) FROM done),"
-            " st AS (UPDATE wf_steps s SET status = 'interrupted', completed_at = %s, error = %s"
-            " FROM done WHERE s.job_id = done.id AND s.status = 'running')"
-            " SELECT id, pg_notify(%s, id) FROM done",
+            _COMPLETE,
             (
                 _done_rows(done),
                 worker_id,
                 now,
                 now,
+                json_rows([[getattr(s, c) for c in STEP_COLUMNS] for s in steps]),
+                now,
+                why,
                 now,
                 why,
                 OUTCOME_CHANNEL,

@@ -33,6 +33,7 @@ from .models import (
     JobRecord,
     JobSpec,
     Rate,
+    StepRecord,
     done_parts,
 )
 from .redis_admin import Change, _json, _s
@@ -150,9 +151,16 @@ class RedisStore(RedisSchedules):
             args += [job_id, str(token)]
         return [_s(x) for x in await self._run("RENEW", args, retry=True)]
 
-    async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
+    async def complete(
+        self, worker_id: str, done: Sequence[Done], steps: Sequence[StepRecord] = ()
+    ) -> list[str]:
         if not done:
             return []
+        tokens = {d[0]: d[1] for d in done}
+        mine = [s for s in steps if tokens.get(s.job_id) == s.run]
+        if mine:  # (fenced by their run: a job no longer held gets none; COMPLETE interrupts
+            # the rows still running)
+            await self.record_steps(mine)
         rows = []
         for d in done:
             job_id, token, outputs, letters = done_parts(d)

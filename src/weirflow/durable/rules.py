@@ -32,6 +32,7 @@ every backend gives the same answers.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,12 +41,14 @@ from .models import (
     CANCELLED,
     COMPLETED,
     FAILED,
+    INTERRUPTED,
     QUEUED,
     RUNNING,
     JobRecord,
     JobSpec,
     Rate,
     Retention,
+    StepRecord,
     storable_letters,
     storable_text,
 )
@@ -403,3 +406,16 @@ def interrupted_why(kind: str, data: dict[str, Any], worker: str | None) -> str:
     if kind == "completed":
         return "interrupted: the job completed while the step was running"
     return f"interrupted: the job {kind} ({data.get('error')})"
+
+
+def completion_steps(
+    steps: Sequence[StepRecord], job_id: str, token: int, now: float, why: str
+) -> list[StepRecord]:
+    """The step rows ``complete`` writes with job ``job_id``'s outcome, of the rows given:
+    the job's under its run ``token``; a ``running`` one ``interrupted`` (the job ended
+    without it: ``why``, at ``now``), as the job's other running rows become."""
+    return [
+        dataclasses.replace(s, status=INTERRUPTED, completed_at=now, error=why) if s.status == RUNNING else s
+        for s in steps
+        if s.job_id == job_id and s.run == token
+    ]

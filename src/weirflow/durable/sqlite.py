@@ -43,6 +43,7 @@ from .models import (
     JobRecord,
     JobSpec,
     Rate,
+    StepRecord,
     backoff_to_json,
     done_parts,
 )
@@ -265,13 +266,15 @@ class SqliteStore(SqliteSchedules):
         ).fetchall()
         return [r[0] for r in rows]
 
-    async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
+    async def complete(
+        self, worker_id: str, done: Sequence[Done], steps: Sequence[StepRecord] = ()
+    ) -> list[str]:
         if not done:
             return []
-        refused: list[str] = await self._tx(self._complete, worker_id, list(done))
+        refused: list[str] = await self._tx(self._complete, worker_id, list(done), list(steps))
         return refused
 
-    def _complete(self, conn: Conn, worker_id: str, done: list[Done]) -> list[str]:
+    def _complete(self, conn: Conn, worker_id: str, done: list[Done], steps: list[StepRecord]) -> list[str]:
         now = self.clock()
         refused = []
         why = rules.interrupted_why("completed", {}, worker_id)
@@ -289,6 +292,8 @@ class SqliteStore(SqliteSchedules):
                 continue
             self._event(conn, job_id, row[0], "completed", now, {"attempt": row[1]})
             self._changed.append(job_id)
+            if steps:
+                self._write_steps(conn, rules.completion_steps(steps, job_id, token, now, why))
             self._interrupt_steps(conn, job_id, now, why)
         return refused
 

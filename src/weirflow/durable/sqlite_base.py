@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from ..errors import JobError, StoreError
+from ..errors import JobError, StoreError, StoreRefusedError
 from ..runtime.gil import thread_call
 from . import rules
 from .migrations import VERSION_TABLE, pending, sqlite_statements
@@ -93,6 +93,8 @@ class SqliteBase:
                 return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
         except sqlite3.Error as e:
             raise StoreError(f"{self.url}: {type(e).__name__}: {e}") from e
+        except OverflowError as e:  # an integer past 64 bits: it fails again
+            raise StoreRefusedError(f"{self.url}: {type(e).__name__}: {e}") from e
 
     async def _tx(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in a write transaction on the store thread; once it is

@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("weirflow.durable")
 
 DEFAULT_FLUSH_S = 0.2
+
+T = TypeVar("T")
 
 
 class StepRefused(asyncio.CancelledError):
@@ -205,6 +207,22 @@ class StepJournal(Journal):
                 self.forget(job_id)
                 if self.on_lost is not None:
                     self.on_lost(job_id)
+
+    async def with_finished(
+        self, tokens: Mapping[str, int], write: Callable[[list[StepRecord]], Awaitable[T]]
+    ) -> T:
+        """``write(rows)``: the buffered rows of the finished jobs ``tokens`` (job id -> run),
+        so the worker writes them with the jobs' outcomes (``Store.complete(steps=...)``)
+        instead of in a flush of their own. Under the flush lock (a flush under way writes
+        its rows first); the rows leave the buffer once ``write`` returns, and stay in it
+        if it raises."""
+        async with self._lock:
+            keys = [key for key in self._rows if tokens.get(key[0]) == key[1]]
+            made = [self._row(key, self._rows[key]) for key in keys]
+            result = await write(made)
+            for key in keys:
+                self._rows.pop(key, None)
+            return result
 
     async def _job_by_job(self, made: dict[RowKey, StepRecord]) -> list[str]:
         """Write ``made`` one job at a time, after the store refused the batch for what it

@@ -120,10 +120,16 @@ class Store(Protocol):
         """Extend the leases ``worker_id`` holds (job id -> token); returns the ids it still
         holds (a job cancelled or taken over meanwhile is missing)."""
 
-    async def complete(self, worker_id: str, done: Sequence[Done]) -> list[str]:
+    async def complete(
+        self, worker_id: str, done: Sequence[Done], steps: Sequence[StepRecord] = ()
+    ) -> list[str]:
         """Mark jobs ``(id, token, outputs)`` or ``(id, token, outputs, dead_letters)``
         completed; returns the ids refused (not held by ``worker_id`` under that token:
-        nothing is written for them)."""
+        nothing is written for them). ``steps``: the jobs' last step rows, written with
+        their outcomes (a row of another job, or of another run than the token's, is not
+        written; a ``running`` one is written ``interrupted``, as the job's other running
+        rows become). A row the store cannot hold raises ``StoreRefusedError`` and nothing
+        is written."""
 
     async def fail(
         self,

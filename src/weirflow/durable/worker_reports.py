@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import LeaseLostError, StoreRefusedError
-from .models import QUEUED, Done, JobRecord
+from .models import QUEUED, Done, JobRecord, StepRecord
 from .worker_core import WorkerCore, log
 
 
@@ -94,9 +94,7 @@ class Reporting(WorkerCore):
             self._report_wake.clear()
             while self._done:
                 batch, self._done = self._done, []
-                await self._flush_journals()  # the steps first: a completed job has its steps
-                held = [d for d in batch if d[0] not in self._lost]
-                refused, failed = await self._complete(held)
+                refused, failed, held = await self._report_batch(batch)
                 for job_id in refused:
                     self._lease_lost(job_id, "its outcome was refused")
                 self.completed += len(held) - len(refused) - len(failed)
@@ -109,6 +107,40 @@ class Reporting(WorkerCore):
                 self._reported([d[0] for d in batch])
                 for d in batch:
                     self._forget(d[0])
+
+    async def _report_batch(self, batch: list[Done]) -> tuple[list[str], set[str], list[Done]]:
+        """Write the completions of ``batch`` after the durable journal, with the jobs' last
+        step rows in the same write (``Store.complete(steps=...)``): the ids refused, those
+        failed instead, and the completions written (``batch`` but the jobs lost). A batch
+        the store refuses with its rows goes the long way: the rows flushed (those it
+        cannot hold dropped, with a log), then the completions."""
+        journal = self.journal
+        if journal is None:
+            await self._flush_journals()
+            held = [d for d in batch if d[0] not in self._lost]
+            return *(await self._complete(held)), held
+        await self._flush_durable()
+        held = [d for d in batch if d[0] not in self._lost]
+        if not held:
+            return [], set(), held
+
+        async def write(rows: list[StepRecord]) -> list[str]:
+            return await self._retrying("report", self.store.complete, self.worker_id, held, rows)
+
+        try:
+            return await journal.with_finished({d[0]: d[1] for d in held}, write), set(), held
+        except StoreRefusedError as e:
+            log.warning("outcomes_with_steps_refused", worker=self.worker_id, jobs=len(held), error=str(e))
+        await self._flush_journals()
+        held = [d for d in held if d[0] not in self._lost]
+        return *(await self._complete(held)), held
+
+    async def _flush_durable(self) -> None:
+        if self.durable is not None:  # a retry resumes from what the journal holds
+            try:
+                await self._retrying("report", self.durable.flush)
+            except StoreRefusedError as e:  # (the journal drops what was refused)
+                log.warning("journal_not_stored", worker=self.worker_id, error=str(e))
 
     async def _flush_journals(self) -> None:
         """Write the step rows and the journal (what a job's outcome must come after)."""
