@@ -7,7 +7,8 @@ parent's turn messages never wait for a busy child (with the parent waiting to w
 a child waiting to write its own message to the parent, both would wait for ever).
 
 A routine's turn goes from child to child where it can (``Peers``): each child listens on
-a Unix socket of its own (an abstract address, with the pool's authentication key), and
+a Unix socket of its own (an abstract address, with the pool's authentication key and
+only for the same user, ``peer_link``), and
 once the parent has sent the next batch to a child it tells the child of the batch before
 where that is (``NEXT``); that child then sends each routine's turn it finishes straight
 to the next one (``PEER``) and says so in its "done", so the parent does not pass it on.
@@ -30,6 +31,7 @@ from time import thread_time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RemoteError
+from .peer_link import dial, serve
 from .process import STAGE, ChildContext, NoItem, _portable
 
 if TYPE_CHECKING:
@@ -65,30 +67,17 @@ def reader(conn: connection.Connection) -> queue.SimpleQueue[bytes | None]:
 
 def listen(address: str | None, authkey: bytes, inbox: queue.SimpleQueue[bytes | None]) -> None:
     """Accept the other children's connections at ``address`` (``None``: turns come from the
-    parent only) and read each into ``inbox`` (on threads of their own, as ``reader``)."""
+    parent only) and read each into ``inbox`` (on threads of their own, as ``reader``);
+    ``peer_link`` checks who connects."""
     if address is None:
-        return
-    try:
-        listener = connection.Listener(address, family="AF_UNIX", authkey=authkey)
-    except OSError:  # (no such address here: the parent passes every turn)
         return
 
     def read(conn: connection.Connection) -> None:
-        with contextlib.suppress(EOFError, OSError):
+        with conn, contextlib.suppress(EOFError, OSError):
             while True:
                 inbox.put(conn.recv_bytes())
 
-    def accept() -> None:
-        while True:
-            try:
-                conn = listener.accept()
-            except (multiprocessing.AuthenticationError, EOFError):  # (not one of ours)
-                continue
-            except OSError:  # the socket is gone: the parent passes the turns
-                return
-            threading.Thread(target=read, args=(conn,), name="weirflow-peer-reader", daemon=True).start()
-
-    threading.Thread(target=accept, name="weirflow-peer-listener", daemon=True).start()
+    serve(address, authkey, read)  # (False, no such address here: the parent passes every turn)
 
 
 #: connections a child keeps to the others, at most (the oldest closed first)
@@ -111,9 +100,7 @@ class Peers:
                 while len(self.conns) >= _MAX_PEERS:  # (children replaced since: gone)
                     with contextlib.suppress(OSError):
                         self.conns.pop(next(iter(self.conns))).close()
-                conn = self.conns[address] = connection.Client(
-                    address, family="AF_UNIX", authkey=self.authkey
-                )
+                conn = self.conns[address] = dial(address, self.authkey)
             conn.send_bytes(data)
         except (OSError, EOFError, multiprocessing.AuthenticationError):
             dropped = self.conns.pop(address, None)
