@@ -5,14 +5,11 @@ never exit 1, which says the job failed."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-import psutil
 import psycopg
 import pytest
 import redis
@@ -43,24 +40,9 @@ async def test_jobs_wait_on_a_store_that_stops_answering_is_exit_2_soon_after_it
     own_server: RedisServer,
 ) -> None:
     url = own_server.url(1)
-    store = open_store(url)
-    await store.open()
-    try:  # a job of a queue nobody serves: it stays queued
-        job_id = await store.submit(JobSpec("f", {}, queue="nobody"))
-    finally:
-        await store.close()
-    waiting = subprocess.Popen(
-        [*WAIT, job_id, "--timeout", str(TIMEOUT_S), "--store", url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    job_id = await _queued_job(url)
+    waiting = _waiting(job_id, url, _subscribed)
     try:
-        deadline = time.monotonic() + 60
-        while not _subscribed(url):  # (another process: nothing here to wait on)
-            assert waiting.poll() is None, waiting.communicate()
-            assert time.monotonic() < deadline, "jobs wait never subscribed"
-            time.sleep(0.05)
         began = time.monotonic()
         own_server.pause()  # SIGSTOP: takes connections, answers nothing
         try:
@@ -85,9 +67,7 @@ def test_jobs_wait_on_a_store_that_does_not_answer_when_it_opens_is_exit_2_soon_
     server = started_pg()
     try:
         url = server.new_database()  # (the migrations done: the store opens at once normally)
-        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
-        os.kill(postmaster, signal.SIGSTOP)  # new connections are taken and never answered
-        try:
+        with server.stopped(backends=False):  # new connections are taken and never answered
             began = time.monotonic()
             done = subprocess.run(
                 [*WAIT, "0" * 32, "--timeout", str(TIMEOUT_S), "--store", url],
@@ -96,8 +76,6 @@ def test_jobs_wait_on_a_store_that_does_not_answer_when_it_opens_is_exit_2_soon_
                 timeout=60,
             )
             took_s = time.monotonic() - began
-        finally:
-            os.kill(postmaster, signal.SIGCONT)
     finally:
         server.destroy()
     assert done.returncode == 2, done.stderr
@@ -121,28 +99,11 @@ def test_jobs_wait_on_a_postgresql_store_stopped_while_it_waits_ends_soon_after_
     try:
         url = server.new_database()
         job_id = asyncio.run(_queued_job(url))
-        waiting = subprocess.Popen(
-            [*WAIT, job_id, "--timeout", str(TIMEOUT_S), "--store", url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        waiting = _waiting(job_id, url, _listening)
         try:
-            deadline = time.monotonic() + 60
-            while not _listening(url):  # (another process: nothing here to wait on)
-                assert waiting.poll() is None, waiting.communicate()
-                assert time.monotonic() < deadline, "jobs wait never listened"
-                time.sleep(0.05)
             began = time.monotonic()
-            postmaster = psutil.Process(int((server.data / "postmaster.pid").read_text().split()[0]))
-            stopped = [postmaster, *postmaster.children(recursive=True)]
-            for process in stopped:
-                process.suspend()
-            try:
+            with server.stopped():
                 _, err = waiting.communicate(timeout=60)
-            finally:
-                for process in stopped:
-                    process.resume()
             took_s = time.monotonic() - began
         finally:
             if waiting.poll() is None:
@@ -154,6 +115,28 @@ def test_jobs_wait_on_a_postgresql_store_stopped_while_it_waits_ends_soon_after_
     [line] = err.strip().splitlines()
     assert line == f"error: job {job_id}: the store did not answer within --timeout {TIMEOUT_S:g}s", line
     assert took_s < TIMEOUT_S + 4.0, (took_s, line)
+
+
+def _waiting(job_id: str, url: str, ready: Callable[[str], bool]) -> subprocess.Popen[str]:
+    """``jobs wait job_id --timeout TIMEOUT_S`` on the store at ``url``, once ``ready(url)``
+    says it waits (on its subscription or LISTEN)."""
+    waiting = subprocess.Popen(
+        [*WAIT, job_id, "--timeout", str(TIMEOUT_S), "--store", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while not ready(url):  # (another process: nothing here to wait on)
+            assert waiting.poll() is None, waiting.communicate()
+            assert time.monotonic() < deadline, f"jobs wait never got to {ready.__name__}"
+            time.sleep(0.05)
+    except BaseException:
+        waiting.kill()
+        waiting.wait()
+        raise
+    return waiting
 
 
 async def _queued_job(url: str) -> str:

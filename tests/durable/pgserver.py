@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -13,8 +14,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import psycopg
 
 
@@ -111,6 +114,20 @@ class PgServer:
             check=False,
             timeout=30,
         )
+
+    @contextlib.contextmanager
+    def stopped(self, *, backends: bool = True) -> Iterator[None]:
+        """SIGSTOP the server for the block (its postmaster: new connections are taken and
+        never answered; with ``backends``, every open connection's backend too), SIGCONT after."""
+        postmaster = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
+        processes = [postmaster, *(postmaster.children(recursive=True) if backends else [])]
+        for process in processes:
+            process.suspend()
+        try:
+            yield
+        finally:
+            for process in processes:
+                process.resume()
 
     def url(self, db: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"

@@ -6,7 +6,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import psutil
 import redis
 
 from tests.durable.pgserver import started_server as started_pg
@@ -104,11 +103,7 @@ def test_readyz_answers_503_within_its_deadline_while_postgresql_is_stopped() ->
         with live_server(store=server.new_database()) as live:
             assert live.client.get("/readyz").status_code == 200
             live.server.app.state.store_ready.max_age_s = 0
-            postmaster = psutil.Process(int((server.data / "postmaster.pid").read_text().split()[0]))
-            stopped = [postmaster, *postmaster.children(recursive=True)]  # and each backend
-            for process in stopped:
-                process.suspend()
-            try:
+            with server.stopped():  # the postmaster and each backend
 
                 def ask(_: int) -> tuple[float, httpx.Response]:
                     began = time.monotonic()
@@ -119,9 +114,6 @@ def test_readyz_answers_503_within_its_deadline_while_postgresql_is_stopped() ->
                 with ThreadPoolExecutor(10) as pool:
                     answers = list(pool.map(ask, range(10)))
                 took_s, later = ask(0)  # while the first probe is still waiting on psycopg
-            finally:
-                for process in stopped:
-                    process.resume()
             for took, answer in [*answers, (took_s, later)]:
                 assert answer.status_code == 503, answer.text
                 assert answer.json()["store"]["error"] == "the store did not answer within 1 s"
