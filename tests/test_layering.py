@@ -4,12 +4,15 @@ commands that need no HTTP do not load it."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from weirflow.durable import JobSpec, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "weirflow"
@@ -87,6 +90,53 @@ def test_worker_and_jobs_commands_do_not_load_the_http_stack() -> None:
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["flows"] > 1
     assert report["loaded"] == []
+
+
+# what a real ``weirflow worker`` process imports from its start to the end of its first job
+# (``-X importtime`` lists every module a process imports, lazy imports at run time too):
+# none of these, which only the options that use them load (``--alert-webhook``: httpx;
+# ``--processes`` or a ``WEIRFLOW_*`` supervise setting: pydantic-settings and psutil;
+# ``--metrics-port``: prometheus-client and the HTTP stack). Each costs every worker start.
+WORKER_UNUSED = ("httpx", "pydantic_settings", "prometheus_client", "psutil", *HTTP_MODULES)
+
+
+def imported_by(importtime_stderr: str) -> set[str]:
+    """The top-level packages a process run with ``-X importtime`` imported."""
+    return {
+        line.rpartition("|")[2].strip().split(".")[0]
+        for line in importtime_stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+async def _first_job_imports(url: str, err: Path) -> set[str]:
+    store = open_store(url)
+    await store.open()
+    try:
+        job_id = await store.submit(JobSpec(flow="noop", inputs={"n.input": [1]}, max_attempts=1))
+        with err.open("w") as out:
+            command = ["worker", "--store", url, "--flows", "tests.durable.flows"]
+            proc = subprocess.Popen(
+                [sys.executable, "-X", "importtime", "-m", "weirflow", *command],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+            )
+        try:
+            record = await store.wait_finished(job_id, 60)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        assert record is not None and record.status == "completed", err.read_text()[-2000:]
+    finally:
+        await store.close()
+    return imported_by(err.read_text())
+
+
+def test_a_worker_process_imports_only_what_its_options_use(tmp_path: Path) -> None:
+    loaded = asyncio.run(_first_job_imports(f"sqlite:///{tmp_path / 'w.db'}", tmp_path / "stderr"))
+    assert {"weirflow", "structlog", "sqlite3"} <= loaded  # (the check sees what it looks for)
+    assert sorted(set(WORKER_UNUSED) & loaded) == []
 
 
 # -- no module outside the runtime uses a runtime object's private attributes --------------

@@ -55,3 +55,34 @@ def test_a_bad_value_is_one_line_naming_the_variable(
     assert isinstance(info.value, ValueError)
     assert str(info.value).startswith(var)
     assert "\n" not in str(info.value)
+
+
+def test_the_defaults_read_without_pydantic_are_the_models() -> None:
+    """``weirflow worker`` takes these when no setting is given (``supervise.defaults``)."""
+    from weirflow.supervise import SuperviseSettings, defaults
+
+    assert tuple(SuperviseSettings.model_fields) == defaults.FIELDS
+    assert SuperviseSettings().model_dump() == {
+        "health_interval_s": defaults.DEFAULT_HEALTH_INTERVAL_S,
+        "health_failures": defaults.DEFAULT_HEALTH_FAILURES,
+        "grace_s": defaults.DEFAULT_GRACE_S,
+        "warm": defaults.DEFAULT_WARM,
+        "max_rss_mb": None,
+        "keep_finished": defaults.DEFAULT_KEEP_FINISHED,
+        "unacked_capacity": defaults.DEFAULT_UNACKED_CAPACITY,
+    }
+
+
+@pytest.mark.parametrize("var", ["WEIRFLOW_GRACE_S", "weirflow_health_failures", "WEIRFLOW_WARM"])
+def test_a_setting_in_the_environment_in_any_case_is_seen(monkeypatch: pytest.MonkeyPatch, var: str) -> None:
+    from weirflow.supervise.defaults import FIELDS, environment_sets_any
+
+    for field in FIELDS:
+        monkeypatch.delenv(f"WEIRFLOW_{field.upper()}", raising=False)
+    assert not environment_sets_any()
+    monkeypatch.setenv(var, "")
+    assert environment_sets_any()
+    if var.islower():  # pydantic-settings reads it too: a worker must not take the default then
+        monkeypatch.setenv(var, "0")
+        with pytest.raises(SuperviseError):
+            load_supervise_settings()

@@ -19,15 +19,12 @@ from urllib.parse import urlsplit
 import typer
 
 from ..durable.alerts import AlertRules
-from ..durable.metrics import QueueMetrics
 from ..durable.models import Rate, Retention
 from ..durable.store import DEFAULT_MAX_STALLS, open_store, sqlite_file
 from ..durable.worker import DEFAULT_CONCURRENCY, Worker
 from ..errors import StoreError, StoreOpenError
 from ..redact import redact_url
-from ..supervise.settings import load_supervise_settings
-from ..supervise.worker_metrics import WorkerGroupMetrics
-from ..supervise.workers import WorkerSupervisor
+from ..supervise.defaults import DEFAULT_GRACE_S, environment_sets_any
 from .cluster_options import labels_option, pool_option, registry_option
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
 from .nodes import node_membership
@@ -37,6 +34,8 @@ GC_GEN0_ALLOCATIONS = 50_000  # the cyclic GC's young generation in a worker (Py
 
 if TYPE_CHECKING:
     from ..cluster import Membership
+    from ..supervise.worker_metrics import WorkerGroupMetrics
+    from ..supervise.workers import WorkerSupervisor
 
 
 def _http_url(value: str | None) -> str | None:
@@ -205,13 +204,21 @@ def worker(
                 failure_window_s=alert_window,
                 webhook_url=alert_webhook,
             )
-        settings = load_supervise_settings(
-            from_flags=True,
-            grace_s=shutdown_grace,
-            health_interval_s=health_interval_s,
-            health_failures=health_failures,
-            max_rss_mb=max_rss_mb,
-        )
+        flags = {
+            "grace_s": shutdown_grace,
+            "health_interval_s": health_interval_s,
+            "health_failures": health_failures,
+            "max_rss_mb": max_rss_mb,
+        }
+        settings: Any = None
+        grace_s = DEFAULT_GRACE_S
+        # one worker uses the grace alone: with no setting given (no flag, no WEIRFLOW_*),
+        # it is the default, taken without building the pydantic-settings model
+        if processes > 1 or environment_sets_any() or any(v is not None for v in flags.values()):
+            from ..supervise.settings import load_supervise_settings
+
+            settings = load_supervise_settings(from_flags=True, **flags)
+            grace_s = settings.grace_s
         options: dict[str, Any] = {
             "queue": queue,
             "concurrency": concurrency,
@@ -221,12 +228,14 @@ def worker(
             "max_stalls": max_stalls,
             "retention": retention,
             "alerts": alerts,
-            "shutdown_grace_s": settings.grace_s,
+            "shutdown_grace_s": grace_s,
             "schedules": schedules,
         }
         if processes > 1:
             if registry is not None:
                 raise ValueError("--registry is not supported with --processes > 1 (yet): run one per node")
+            from ..supervise.worker_metrics import WorkerGroupMetrics
+
             keys = metrics_keys(metrics_host) if metrics_port is not None else {}
             group = WorkerGroupMetrics()
             served = functools.partial(metrics_served, group, host=metrics_host, port=metrics_port, keys=keys)
@@ -235,8 +244,12 @@ def worker(
             return
         keys = metrics_keys(metrics_host) if metrics_port is not None else {}
         the_store = open_store(store)  # (opened in ``_run``: a bad URL is refused before)
-        metrics = QueueMetrics()
-        metrics.watch_store(the_store)
+        metrics = None
+        if metrics_port is not None:  # (counted only to be served: prometheus-client when asked)
+            from ..durable.metrics import QueueMetrics
+
+            metrics = QueueMetrics()
+            metrics.watch_store(the_store)
         path = sqlite_file(store)
         made = f" (a new store: {path})" if path is not None and not path.exists() else ""
         # a def handler's thread cannot be stopped: the process ends after the grace
@@ -268,6 +281,8 @@ def _supervise(
     served: Callable[[], AbstractAsyncContextManager[None]],
     watched: str | None,
 ) -> None:
+    from ..supervise.workers import WorkerSupervisor
+
     supervisor = WorkerSupervisor(
         store,
         flows,

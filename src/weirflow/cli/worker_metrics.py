@@ -13,9 +13,12 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from ..durable.metrics import QueueMetrics
 from .inputs import InputError
+
+if TYPE_CHECKING:
+    from ..durable.metrics import QueueMetrics
 
 
 def metrics_keys(host: str) -> dict[str, object]:
@@ -55,13 +58,14 @@ def loopback_hosts_only(raw: str) -> tuple[int, str] | None:
 
 @asynccontextmanager
 async def metrics_served(
-    metrics: QueueMetrics, *, host: str, port: int | None, keys: dict[str, object]
+    metrics: QueueMetrics | None, *, host: str, port: int | None, keys: dict[str, object]
 ) -> AsyncIterator[None]:
     """Serve ``metrics`` at ``host``:``port`` for the block (nothing when ``port`` is None);
     ``keys`` from ``metrics_keys``."""
     if port is None:
         yield
         return
+    assert metrics is not None, "metrics are made when a port is given"
     from ..durable.metrics_http import start_metrics_server
 
     try:

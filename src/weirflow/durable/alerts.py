@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import structlog
 
 from ..redact import redact_text
@@ -89,6 +88,8 @@ class Alerts:
         return alert
 
     async def _post(self, alert: dict[str, Any]) -> None:
+        import httpx  # (here: a worker without a webhook never loads the HTTP client)
+
         url = self.rules.webhook_url
         assert url is not None
         try:

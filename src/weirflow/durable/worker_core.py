@@ -17,7 +17,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -29,10 +29,12 @@ from ..runtime.journal import Journal
 from . import engine_journals
 from .alerts import AlertRules, Alerts
 from .journal import DurableJournal
-from .metrics import QueueMetrics
 from .models import DEFAULT_QUEUE, Done, Rate, Retention
 from .steps import StartFence, StepJournal
 from .store import DEFAULT_LEASE_S, DEFAULT_MAX_STALLS, Store, open_store
+
+if TYPE_CHECKING:
+    from .metrics import QueueMetrics
 
 log = structlog.get_logger("weirflow.durable")
 T = TypeVar("T")

@@ -24,10 +24,10 @@ import structlog
 
 from ..errors import SendWindowFullError
 from ..runtime.results import DeadLetter
+from .defaults import DEFAULT_UNACKED_CAPACITY
 
 log = structlog.get_logger("weirflow.supervise")
 
-DEFAULT_UNACKED_CAPACITY = 1000
 DEFAULT_DEAD_LETTERS_CAPACITY = 1000
 
 

@@ -18,21 +18,21 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import SuperviseSettingsError
-from .sends import DEFAULT_UNACKED_CAPACITY
-
-DEFAULT_HEALTH_INTERVAL_S = 1.0
-DEFAULT_HEALTH_FAILURES = 3
-DEFAULT_GRACE_S = 10.0
-DEFAULT_WARM = 0
-#: finished (stopped or failed) pipelines kept for ``get``/``pipelines`` before the oldest
-#: are forgotten, as ``keep_finished_jobs`` does for jobs
-DEFAULT_KEEP_FINISHED = 100
+from .defaults import (
+    DEFAULT_GRACE_S,
+    DEFAULT_HEALTH_FAILURES,
+    DEFAULT_HEALTH_INTERVAL_S,
+    DEFAULT_KEEP_FINISHED,
+    DEFAULT_UNACKED_CAPACITY,
+    DEFAULT_WARM,
+    ENV_PREFIX,
+)
 
 
 class SuperviseSettings(BaseSettings):
     """How a supervisor checks, replaces and stops its children (env prefix ``WEIRFLOW_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="WEIRFLOW_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     health_interval_s: float = Field(default=DEFAULT_HEALTH_INTERVAL_S, gt=0, le=3600, allow_inf_nan=False)
     """The longest wait between two health checks of a child (shorter while it fails)."""
