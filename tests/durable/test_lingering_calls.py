@@ -72,7 +72,11 @@ async def _check_no_overlap(kind: str, log: Path, store: Store, job_id: str, wor
         assert starts[1][1] >= ends[0], (
             f"overlap: call 2 started at {starts[1][1]:.2f}, call 1 ended at {ends[0]:.2f}"
         )
-    assert "calls_still_running" in worker.output()
+    if kind == "def":  # (a thread cannot be stopped: the worker must have waited for it)
+        assert "calls_still_running" in worker.output()
+    # (a process call's child is killed at the job's end; its pool thread may have
+    # returned before the job counted it as lingering, and then there is nothing to wait
+    # for: that its child was dead before the next call started is what is asserted)
 
 
 @pytest.mark.slow
@@ -103,7 +107,8 @@ async def test_a_timed_out_attempt_ends_before_its_retry_starts(url: str, tmp_pa
         out = a.output()
         # its lease was kept (renewed) while the worker waited for the timed-out call
         # (a renewal that crossed the retry's write may call it lost after the wait)
-        assert "lease_lost" not in out[: out.index("calls_still_running")]
+        waited = out.find("calls_still_running")
+        assert "lease_lost" not in out[: waited if waited >= 0 else out.find("job_retrying")]
         job = await store.get(job_id)
         assert job is not None and job.attempt == 2
     finally:
