@@ -69,6 +69,17 @@ async def test_a_refused_completion_writes_no_step_rows(store: Store) -> None:
     assert now is not None and now.status == "running" and now.worker_id == "w2"
 
 
+async def test_a_completion_by_another_worker_writes_no_step_rows(store: Store) -> None:
+    # the token is the job's run, but the job is held by w1: w2's completion is refused, and
+    # its rows with it (the run alone does not fence them)
+    job_id, token = await _claimed(store, "w1")
+    rows = [StepRecord(job_id, "a", 1, "completed", run=token, worker="w2")]
+    assert await store.complete("w2", [(job_id, token, {})], rows) == [job_id]
+    assert await store.steps(job_id) == []
+    now = await store.get(job_id)
+    assert now is not None and now.status == "running" and now.worker_id == "w1"
+
+
 @pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
 async def test_a_row_the_store_cannot_hold_refuses_the_whole_completion(store: Store) -> None:
     job_id, token = await _claimed(store)

@@ -36,6 +36,7 @@ from .redis_codec import (
     runkey,
     step_field,
     step_from,
+    step_row,
     step_text,
 )
 from .steps import journal_finished
@@ -287,8 +288,7 @@ class RedisAdmin(RedisBase):
     async def record_steps(self, steps: Sequence[StepRecord]) -> list[str]:
         if not steps:
             return []
-        rows = [[s.job_id, str(s.run), step_field(s), step_text(s), s.status] for s in steps]
-        args = [msgpack.packb(rows)]
+        args = [msgpack.packb([step_row(s) for s in steps])]
         refused = [_s(x) for x in await self._run("STEPS", args)]
         return list(dict.fromkeys(refused))
 

@@ -136,6 +136,11 @@ def _step_field(routine: str, seq: int) -> str:
     return json.dumps([routine, seq])
 
 
+def step_row(step: StepRecord) -> list[str]:
+    """A step row as the ``STEPS`` and ``COMPLETE`` scripts take it: [job id, run, field, JSON, status]."""
+    return [step.job_id, str(step.run), step_field(step), step_text(step), step.status]
+
+
 def json_text(value: Any) -> str:
     """``value`` as JSON text: by orjson (in C), but by the json module for what orjson refuses
     (an integer past 64 bits, a key that is not a string, a lone surrogate) and for any text

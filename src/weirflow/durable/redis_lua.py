@@ -262,6 +262,36 @@ local function interrupt(id, at, why)
   end
 end
 
+-- ``STEPS`` of a job's rows ``r`` ({fields = {field...}, by = {field -> [id, run, field, json,
+-- status]}}), then ``interrupt``, in fewer commands: the rows written, a finished one's
+-- override dropped, and every running step (given, or written before and not finished by one
+-- given) interrupted
+local function finish_steps(id, r, at, why)
+  local set, finished, running = {}, {}, {}
+  for _, f in ipairs(r.fields) do
+    local step = r.by[f]
+    set[#set+1] = f; set[#set+1] = step[4]
+    if step[5] == 'running' then running[f] = true else finished[f] = true end
+  end
+  many('HSET', P .. ':s:' .. id, set)
+  local before = redis.call('SMEMBERS', P .. ':sr:' .. id)
+  for _, f in ipairs(before) do
+    if not finished[f] then running[f] = true end
+  end
+  local over, text = {}, nil
+  for f, _ in pairs(running) do
+    if not text then
+      text = '{"status":"interrupted","completed_at":' .. at .. ',"error":' .. cjson.encode(why) .. '}'
+    end
+    over[#over+1] = f; over[#over+1] = text
+  end
+  local drop = {}
+  for f, _ in pairs(finished) do drop[#drop+1] = f end
+  many('HDEL', P .. ':sx:' .. id, drop)
+  many('HSET', P .. ':sx:' .. id, over)
+  if #before > 0 then redis.call('DEL', P .. ':sr:' .. id) end
+end
+
 -- is the job running under this token (``rules.runs_under``), and held by worker (``rules.holds``)
 local function runs_under(id, token)
   local st, runs = unpack(redis.call('HMGET', jk(id), 'status', 'runs'))

@@ -37,7 +37,7 @@ from .models import (
     done_parts,
 )
 from .redis_admin import Change, _json, _s
-from .redis_codec import job_fields, job_from_packed, json_text, num, runkey
+from .redis_codec import job_fields, job_from_packed, json_text, num, runkey, step_row
 from .redis_schedules import RedisSchedules
 from .store import DEFAULT_MAX_STALLS, Leases
 
@@ -156,17 +156,15 @@ class RedisStore(RedisSchedules):
     ) -> list[str]:
         if not done:
             return []
-        tokens = {d[0]: d[1] for d in done}
-        mine = [s for s in steps if tokens.get(s.job_id) == s.run]
-        if mine:  # (fenced by their run: a job no longer held gets none; COMPLETE interrupts
-            # the rows still running)
-            await self.record_steps(mine)
         rows = []
         for d in done:
             job_id, token, outputs, letters = done_parts(d)
             rows.append([job_id, str(token), json_text(outputs), "" if letters is None else _json(letters)])
         why = rules.interrupted_why("completed", {}, worker_id)
-        args = [worker_id, num(self.clock()), why, msgpack.packb(rows)]
+        # the step rows go in the same script, written only for a job it completes, of the run
+        # it completes (``STEPS``'s rows: a row of another job or run is not written)
+        packed = msgpack.packb([step_row(s) for s in steps]) if steps else ""
+        args = [worker_id, num(self.clock()), why, msgpack.packb(rows), packed]
         return [_s(x) for x in await self._run("COMPLETE", args)]
 
     async def fail(
