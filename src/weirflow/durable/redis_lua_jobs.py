@@ -156,7 +156,11 @@ if #picked > 0 then
   local first = evids(#picked)
   for i, pick in ipairs(picked) do
     local member = pick[2]
-    local id = string.match(member, '[^:]+$')
+    -- the member is ``RUNAT:SEQ:ID``: two plain finds (a pattern anchored at its end only,
+    -- ``[^:]+$``, is tried from every position of the member: ~6 µs a job)
+    local c1 = string.find(member, ':', 1, true)
+    local c2 = string.find(member, ':', c1 + 1, true)
+    local id = string.sub(member, c2 + 1)
     local k = jk(id)
     -- the job read once: its hash as it is, then as the claim leaves it (what it answers)
     local flat, h = redis.call('HGETALL', k), {}
@@ -174,7 +178,7 @@ if #picked > 0 then
     -- (the store's own fields are not the job's: not answered)
     h.seq, h.member, h.ver, h.evs, h.keyfield, h.jb = nil, nil, nil, nil, nil, nil
     claimed[#claimed+1] = h
-    moved[#moved+1] = {id, string.match(member, ':(%d+):[^:]+$')}
+    moved[#moved+1] = {id, string.sub(member, c1 + 1, c2 - 1)}
     leases[#leases+1] = lease; leases[#leases+1] = id
     evs[#evs+1] = {id, q, 'running', '{"attempt":' .. attempt .. ',"worker":' .. wjson .. '}'}
   end
