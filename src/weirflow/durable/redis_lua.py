@@ -11,7 +11,9 @@ Key layout (``P`` is the store's prefix, ``weirflow`` unless given):
   ``RUNAT:SEQ:ID`` sort by ``run_at`` then submit order within a priority;
   ``P:q:Q:nr:NODE`` the same for the due jobs assigned to node ``NODE`` (the ready set holds
   only unassigned ones); ``P:q:Q:delayed`` zset by ``run_at`` (jobs not due yet); ``P:q:Q:running`` zset by
-  lease expiry; ``P:q:Q:rate`` zset of claim times; ``P:fin:Q`` zset of outcome events;
+  lease expiry's whole second (``lease_slot``: the candidates of a stall sweep, which reads those
+  scored before ``now`` and checks each job's own lease); ``P:q:Q:rate`` zset of claim times;
+  ``P:fin:Q`` zset of outcome events;
 - ``P:s:ID`` hash step -> step JSON, ``P:sr:ID`` set of running steps, ``P:sx:ID`` hash
   step -> ``{"status": "interrupted", ...}`` (set when the job left ``running``);
 - ``P:ev`` zset of event JSON by event id; a job's events as ``ID:KIND`` refs (the event's
@@ -90,6 +92,11 @@ local P = ARGV[1]
 -- with the C library's floating-point printf, several times the cost of ``%d``
 local function int(n) return string.format('%d', n) end
 local function jk(id) return P .. ':j:' .. id end
+-- a lease's score in ``P:q:Q:running``: its whole second, rounded down (never after the lease:
+-- a sweep's candidates include every expired one). A small zset is a listpack, whose scores
+-- are text unless whole: every insert into it read each score before with strtod (~1k
+-- instructions each, a third of a claim's ``ZADD`` of 64 leases)
+local function lease_slot(lease) return int(math.floor(tonumber(lease))) end
 local function qk(q, what) return P .. ':q:' .. q .. ':' .. what end
 local FIN = {completed = true, failed = true, cancelled = true}
 -- the ready set of a queue's unassigned jobs, or of those assigned to ``node``

@@ -153,6 +153,7 @@ if #picked > 0 then
   end
   for key, m in pairs(members) do many('ZREM', key, m) end
   local wjson = cjson.encode(worker)
+  local slot = lease_slot(lease)
   local first = evids(#picked)
   for i, pick in ipairs(picked) do
     local member = pick[2]
@@ -179,7 +180,7 @@ if #picked > 0 then
     h.seq, h.member, h.ver, h.evs, h.keyfield, h.jb = nil, nil, nil, nil, nil, nil
     claimed[#claimed+1] = h
     moved[#moved+1] = {id, string.sub(member, c1 + 1, c2 - 1)}
-    leases[#leases+1] = lease; leases[#leases+1] = id
+    leases[#leases+1] = slot; leases[#leases+1] = id
     evs[#evs+1] = {id, q, 'running', '{"attempt":' .. attempt .. ',"worker":' .. wjson .. '}'}
   end
   track_many(q, moved, 'queued', 'running')
@@ -206,6 +207,7 @@ return out
 # refused and decided again on the renewed lease, so a job is never both held and taken.
 RENEW = r"""
 local worker, lease = ARGV[2], ARGV[3]
+local slot = lease_slot(lease)
 local held = {}
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i+1]
@@ -213,7 +215,7 @@ for i = 4, #ARGV, 2 do
     redis.call('HSET', jk(id), 'lease_expires_at', lease)
     redis.call('HINCRBY', jk(id), 'ver', 1)
     local q = redis.call('HGET', jk(id), 'queue')
-    redis.call('ZADD', qk(q, 'running'), lease, id)
+    redis.call('ZADD', qk(q, 'running'), slot, id)
     held[#held+1] = id
   end
 end
@@ -334,7 +336,7 @@ if new == 'queued' then
   end
   redis.call('PUBLISH', P .. ':n:jobs', q)
 elseif new == 'running' then
-  redis.call('ZADD', qk(q, 'running'), lease, id)
+  redis.call('ZADD', qk(q, 'running'), lease_slot(lease), id)
 elseif FIN[new] then
   redis.call('ZADD', P .. ':done', fin, id)
   redis.call('PUBLISH', P .. ':n:done', id)
