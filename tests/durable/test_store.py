@@ -259,6 +259,12 @@ async def test_a_fenced_journal_batch_keeps_order_and_refuses_per_job(store: Sto
     assert await store.append_journal(big, tokens=tokens) == [stale]
     assert (await store.read_journal(held))[-2:] == ["x" * 70_000, "h60"]
     assert await store.read_journal(stale) == []
+    # one job's batch too big for one JSON statement (PostgreSQL: a statement of its own)
+    assert await store.append_journal([(stale, "y" * 70_000)], tokens=tokens) == [stale]
+    assert await store.append_journal([(queued, "y" * 70_000)], tokens=tokens) == [queued]
+    assert await store.append_journal([(held, "y" * 70_000)], tokens=tokens) == []
+    assert (await store.read_journal(held))[-1] == "y" * 70_000
+    assert await store.read_journal(stale) == [] and await store.read_journal(queued) == []
 
 
 async def test_a_stale_token_is_refused_on_every_write(store: Store, clock: FakeClock) -> None:

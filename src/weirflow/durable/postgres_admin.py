@@ -82,6 +82,18 @@ _APPEND_JOURNAL_ONCE = (
     " WHERE last.run = ok.token AND last.batch >= ok.batch) ORDER BY ok.ord)"
     " SELECT DISTINCT job_id FROM ok"
 )
+# one job's batch in one statement, its text as it is (no JSON escaping, no transaction of
+# its own: the job's row is locked while the row goes in): under the job's token, returning
+# its id if it runs under it; or, unfenced, returning its id if the job exists
+_APPEND_ONE_JOB = (
+    "WITH held AS (SELECT id FROM wf_jobs WHERE id = %(job)s AND status = 'running' AND runs = %(token)s"
+    " FOR SHARE) INSERT INTO wf_journal (job_id, record, run, batch)"
+    " SELECT id, %(record)s, %(token)s, %(batch)s FROM held RETURNING job_id"
+)
+_APPEND_ONE_JOB_UNFENCED = (
+    "WITH held AS (SELECT id FROM wf_jobs WHERE id = %(job)s FOR KEY SHARE)"
+    " INSERT INTO wf_journal (job_id, record) SELECT id, %(record)s FROM held RETURNING job_id"
+)
 # the last journal row's run and batch of each job (the batches it holds already)
 _LAST_BATCHES = (
     "SELECT DISTINCT ON (job_id) job_id, run, batch FROM wf_journal WHERE job_id = ANY(%s)"
@@ -315,8 +327,19 @@ class PostgresAdmin(PostgresBase):
             )
             kept = {r[0] for r in written}
             return sorted({job_id for job_id, _ in rows if job_id not in kept})
+        if len(rows) == 1 and not (resent and numbers):
+            # one job's batch (a long chain's, bigger than the above): one statement, one
+            # round trip, the text as it is (the fencing check and the insert as above)
+            job_id, record = rows[0]
+            if tokens is None:
+                if not await self._one(_APPEND_ONE_JOB_UNFENCED, {"job": job_id, "record": record}):
+                    raise StoreRefusedError(f"no job {job_id!r} to append journal records to")
+                return []
+            token, number = token_of.get(job_id), numbers.get(job_id)
+            args = {"job": job_id, "record": record, "token": token, "batch": number}
+            return [] if await self._one(_APPEND_ONE_JOB, args) else [job_id]
         refused: set[str] = set()
-        # big records (a long chain's batch) as plain inserts in order, pipelined by
+        # big records (several jobs' batches) as plain inserts in order, pipelined by
         # executemany: the text is sent as it is (in JSON each of its quotes is escaped and
         # the server unescapes it again)
         async with self._tx() as conn:

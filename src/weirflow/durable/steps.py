@@ -62,7 +62,11 @@ RowKey = tuple[str, int, str, int]  # job, run, routine, seq
 
 class StartFence(Journal):
     """Only the ``may_start`` check of ``StepJournal``: what a worker that records no step
-    rows (``record_steps=False``) puts before its durable journal."""
+    rows (``record_steps=False``) puts before its durable journal. It keeps no ``Step`` and
+    reads no times (the runtime may reuse one ``Step`` for a routine's calls in a row)."""
+
+    keeps_steps = False
+    reads_times = False
 
     def __init__(self, may_start: Callable[[str], bool]) -> None:
         self.may_start = may_start

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .hooks import HookPoint
-from .journal import INPUT, Journal, Step
+from .journal import INPUT, Step
 from .replay import undelivered
 
 if TYPE_CHECKING:
@@ -306,7 +306,7 @@ def wire(job: Job) -> None:
     hs = job.hook_set
     journal = job.journal is not None
     # (the journal checks and records an emit to one slot in one call: ``Journal.emit_recorded``)
-    fused = job.journal is not None and type(job.journal).emit_recorded is not Journal.emit_recorded
+    fused = job.journal is not None and job.journal.shortcuts("emit_recorded")
     for q in job.queue_list():
         q.watched = hs.watching("on_enqueue", q.path)
     for name, runner in job.runners.items():

@@ -177,6 +177,12 @@ class Journal:
         and calls ``step_completed``."""
         return False
 
+    def shortcuts(self, name: str) -> bool:
+        """Whether this journal has the short way ``name`` (``"emit_recorded"``,
+        ``"call_completed"``): the runtime takes it only then (a ``Journals`` has it when
+        one of its members does)."""
+        return overrides(self, name)
+
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         """An item was dead-lettered; ``from_queue``: it was taken off the front of its
         slot's queue (otherwise it never entered it, or was in a step)."""
@@ -206,6 +212,11 @@ class Journal:
         return None
 
 
+def overrides(journal: Journal, name: str) -> bool:
+    """Whether ``journal``'s class has its own ``name`` (not ``Journal``'s no-op)."""
+    return getattr(type(journal), name) is not getattr(Journal, name)
+
+
 def is_active(journal: Journal | None) -> bool:
     """Whether the runtime must report to ``journal`` (it overrides something)."""
     if journal is None:
@@ -230,12 +241,33 @@ def is_active(journal: Journal | None) -> bool:
 
 
 class Journals(Journal):
-    """Several journals as one (the engine has one journal slot), called in order."""
+    """Several journals as one (the engine has one journal slot), called in order.
+
+    The short ways (``emit_recorded``, ``call_completed``) are forwarded: a member that
+    has one is told the short way, the others the general way, so each member records
+    what it records alone (a durable worker's journals: its step rows or start fence, and
+    its durable journal). Members whose method of a kind is ``Journal``'s (a no-op) are
+    not called for it."""
 
     def __init__(self, *journals: Journal) -> None:
         self.journals = [j for j in journals if is_active(j)]
         self.keeps_steps = any(j.keeps_steps for j in self.journals)
         self.reads_times = any(j.reads_times for j in self.journals)
+        members = self.journals
+        # the members told of emits (a check, an enqueue) and of step ends
+        emits = ("check", "enqueued", "emit_recorded")
+        self._emits = [j for j in members if any(overrides(j, m) for m in emits)]
+        self._ends = [j for j in members if overrides(j, "step_completed") or overrides(j, "call_completed")]
+        self._checks = [j.check for j in members if overrides(j, "check")]
+        self._enqueues = [j.enqueued for j in members if overrides(j, "enqueued")]
+        self._starts = [j.step_started for j in members if overrides(j, "step_started")]
+        # one member records emits and has the short way: it is told directly
+        self._one_emits = self._emits[0] if len(self._emits) == 1 else None
+
+    def shortcuts(self, name: str) -> bool:
+        if name == "emit_recorded":
+            return any(j.shortcuts(name) for j in self._emits)
+        return any(j.shortcuts(name) for j in self._ends) if name == "call_completed" else False
 
     async def job_started(self, job: Job) -> None:
         for j in self.journals:
@@ -250,12 +282,26 @@ class Journals(Journal):
             j.job_ending(job, status, error)
 
     def check(self, item: Any) -> None:
-        for j in self.journals:
-            j.check(item)
+        for check in self._checks:
+            check(item)
 
     def enqueued(self, job: Job, slot: str, item: Any, origin: Step | str | None) -> None:
-        for j in self.journals:
-            j.enqueued(job, slot, item, origin)
+        for enqueued in self._enqueues:
+            enqueued(job, slot, item, origin)
+
+    def emit_recorded(self, job: Job, slot: str, item: Any, step: Step) -> bool:
+        one = self._one_emits
+        if one is not None:
+            return one.emit_recorded(job, slot, item, step)
+        if not self._emits:
+            return True  # (nothing to record)
+        for check in self._checks:  # (first all: a refusal leaves nothing recorded)
+            check(item)
+        for j in self._emits:  # (each its short way, if it has one: ``item`` passed its check)
+            if not j.emit_recorded(job, slot, item, step):
+                step.emit_at = len(step.emitted) - 1  # (as ``Route.emit_journaled`` sets it)
+                j.enqueued(job, slot, item, step)
+        return True
 
     def inputs_enqueued(self, job: Job, slot: str, items: Sequence[Any]) -> bool:
         # (in one call only when a single one of them records enqueues: no partial record)
@@ -265,16 +311,32 @@ class Journals(Journal):
         return len(told) == 1 and told[0].inputs_enqueued(job, slot, items)
 
     def step_started(self, job: Job, step: Step) -> None:
-        for j in self.journals:
-            j.step_started(job, step)
+        for started in self._starts:
+            started(job, step)
 
     def step_progress(self, job: Job, step: Step) -> None:
         for j in self.journals:
             j.step_progress(job, step)
 
     def step_completed(self, job: Job, step: Step) -> None:
-        for j in self.journals:
+        for j in self._ends:
             j.step_completed(job, step)
+
+    def call_completed(self, job: Job, step: Step) -> bool:
+        """Each member the short way if it takes it; the first that does not gets the step
+        with its end set as the runtime sets it (status, ``final``, the time), and it and
+        every later one that does not are told by ``step_completed``."""
+        ended = False
+        for j in self._ends:
+            if j.call_completed(job, step):
+                continue
+            if not ended:  # (``RoutineRunner``'s end of such a call: no state, no error)
+                step.status = "completed"
+                step.final = True
+                step.completed_at = time.time()
+                ended = True
+            j.step_completed(job, step)
+        return True
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         for j in self.journals:

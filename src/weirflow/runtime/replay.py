@@ -142,6 +142,7 @@ class LogJournal(Journal):
     """
 
     keeps_steps = False  # (each record is a copy)
+    reads_times = False  # (no record holds a time)
 
     def __init__(self) -> None:
         self.records: list[Record] = []
