@@ -217,3 +217,26 @@ def test_a_target_that_cannot_be_used_at_all_is_exit_2(
     assert exited.value.code == 2, err
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert message in err and "pw@" not in err, err
+
+
+def test_a_command_run_alone_has_the_help_and_errors_it_has_in_the_whole_app(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main()`` builds only the command it runs (``build_app(name)``): the same command,
+    so the same help and the same usage errors as in the whole app."""
+    from typer.main import get_command
+
+    from weirflow.cli.app import COMMANDS, GROUPS, app, build_app
+
+    assert sorted(get_command(app).commands) == sorted([*COMMANDS, *GROUPS])  # type: ignore[attr-defined]
+    for name in [*COMMANDS, *GROUPS]:
+        assert list(get_command(build_app(name)).commands) == [name]  # type: ignore[attr-defined]
+        for args in ([name, "--help"], [name, "--no-such-flag"]):
+            shown = []
+            for the_app in (app, build_app(name)):
+                with pytest.raises(SystemExit) as done:
+                    the_app(args, prog_name="weirflow")
+                out = capsys.readouterr()
+                shown.append((done.value.code, out.out, out.err))
+            assert shown[0] == shown[1], (args, shown)
+            assert f"weirflow {name}" in shown[0][1] + shown[0][2]
