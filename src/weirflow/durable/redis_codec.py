@@ -159,13 +159,12 @@ def step_text(step: StepRecord) -> str:
     """The step as JSON: by orjson (a step row per handler call: the hot path), but for what
     it would write otherwise than the json module (a progress that is not finite: ``null``
     instead of ``NaN``; text it refuses, such as a lone surrogate)."""
-    row = {name: getattr(step, name) for name in STEP_COLUMNS}
     if math.isfinite(step.progress):
-        try:
-            return orjson.dumps(row).decode()  # (text: the scripts' MessagePack has no bin type)
+        try:  # (a dataclass: orjson writes its fields, ``STEP_COLUMNS``, in their order)
+            return orjson.dumps(step).decode()  # (text: the scripts' MessagePack has no bin type)
         except orjson.JSONEncodeError:
             pass
-    return json.dumps(row)
+    return json.dumps({name: getattr(step, name) for name in STEP_COLUMNS})
 
 
 def step_from(text: str | bytes, override: str | bytes | None) -> StepRecord:

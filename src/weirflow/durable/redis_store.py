@@ -159,7 +159,8 @@ class RedisStore(RedisSchedules):
         rows = []
         for d in done:
             job_id, token, outputs, letters = done_parts(d)
-            rows.append([job_id, str(token), json_text(outputs), "" if letters is None else _json(letters)])
+            kept = "" if letters is None else json_text(letters)
+            rows.append([job_id, str(token), json_text(outputs), kept])
         why = rules.interrupted_why("completed", {}, worker_id)
         # the step rows go in the same script, written only for a job it completes, of the run
         # it completes (``STEPS``'s rows: a row of another job or run is not written)
