@@ -69,6 +69,19 @@ async def test_a_refused_completion_writes_no_step_rows(store: Store) -> None:
     assert now is not None and now.status == "running" and now.worker_id == "w2"
 
 
+async def test_a_later_run_completing_a_step_interrupted_before_shows_it_completed(store: Store) -> None:
+    # run 1 leaves step "a" running and gives the job back (the step is interrupted); run 2
+    # completes the job with the step's row: the row read is run 2's, not the interruption
+    job_id, first = await _claimed(store, "w1")
+    await store.record_steps([StepRecord(job_id, "a", 1, "running", run=first, worker="w1")])
+    assert await store.release({job_id: first}, "w1") == []
+    assert _by_step(await store.steps(job_id))["a"][0] == "interrupted"
+    [job] = (await store.claim("default", "w2", limit=1, lease_s=30)).jobs
+    rows = [StepRecord(job_id, "a", 1, "completed", run=job.token, worker="w2")]
+    assert await store.complete("w2", [(job_id, job.token, {})], rows) == []
+    assert _by_step(await store.steps(job_id)) == {"a": ("completed", None)}
+
+
 async def test_a_completion_by_another_worker_writes_no_step_rows(store: Store) -> None:
     # the token is the job's run, but the job is held by w1: w2's completion is refused, and
     # its rows with it (the run alone does not fence them)

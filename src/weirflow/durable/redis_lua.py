@@ -272,8 +272,10 @@ end
 -- ``STEPS`` of a job's rows ``r`` ({fields = {field...}, by = {field -> [id, run, field, json,
 -- status]}}), then ``interrupt``, in fewer commands: the rows written, a finished one's
 -- override dropped, and every running step (given, or written before and not finished by one
--- given) interrupted
-local function finish_steps(id, r, at, why)
+-- given) interrupted. ``first``: the job's first run (its ``runs`` is 1), which no step
+-- override can be left of (``P:sx:ID`` is written only as a job leaves ``running``, and every
+-- run after starts with a claim, which counts it in ``runs``): none is dropped
+local function finish_steps(id, r, at, why, first)
   local set, finished, running = {}, {}, {}
   for _, f in ipairs(r.fields) do
     local step = r.by[f]
@@ -292,9 +294,11 @@ local function finish_steps(id, r, at, why)
     end
     over[#over+1] = f; over[#over+1] = text
   end
-  local drop = {}
-  for f, _ in pairs(finished) do drop[#drop+1] = f end
-  many('HDEL', P .. ':sx:' .. id, drop)
+  if not first then
+    local drop = {}
+    for f, _ in pairs(finished) do drop[#drop+1] = f end
+    many('HDEL', P .. ':sx:' .. id, drop)
+  end
   many('HSET', P .. ':sx:' .. id, over)
   if #before > 0 then redis.call('DEL', P .. ':sr:' .. id) end
 end

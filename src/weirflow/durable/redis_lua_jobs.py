@@ -280,7 +280,7 @@ for i, h in ipairs(held) do
   evs[#evs+1] = {id, q, 'completed', '{"attempt":' .. attempt .. '}'}
   ids[#ids+1] = id
   local r = steps[id .. ':' .. d[2]]
-  if r then finish_steps(id, r, now, why) else interrupt(id, now, why) end
+  if r then finish_steps(id, r, now, why, d[2] == '1') else interrupt(id, now, why) end
 end
 for q, g in pairs(byq) do
   track_many(q, g.moved, 'running', 'completed')
