@@ -226,19 +226,23 @@ async def test_a_jobs_events_kept_in_its_field_and_its_list_read_in_their_order(
         await store.close()
 
 
+#: text a JSON writer must escape, and text past ASCII
+ODD = 'k "q" \\ / \t\n\x01\x7f é 漢 \U0001f600 \\u0041'
+
+
 async def test_a_claimed_job_is_the_job_the_store_holds_after_the_claim(redis_url: str) -> None:
-    """The claim answers each job's hash as the claim leaves it (one MessagePack map, without
+    """The claim answers each job's hash as the claim leaves it (one JSON object, without
     the store's own fields): every field, of every kind, is the one read back after it —
     integers at the edges of 64 bits, an idempotency key, a node, a timeout, a backoff, a
-    retry from the start."""
+    retry from the start, text JSON must escape (quotes, backslashes, control characters)."""
     store = _store(redis_url)
     await store.open()
     try:
         specs = [
             JobSpec(
-                "f",
+                ODD,
                 {"a.x": [2**64 - 1, -(2**63), 1e16, 0.1, "é 漢 \U0001f600", {"n": None}]},
-                idempotency_key="k",
+                idempotency_key=ODD,
                 timeout_s=1e-05,
                 priority=3,
                 backoff=Backoff(initial_s=0.5, factor=3.0, max_s=9.0, jitter=False),
@@ -256,9 +260,10 @@ async def test_a_claimed_job_is_the_job_the_store_holds_after_the_claim(redis_ur
         for job in claimed:
             assert job == await store.get(job.id)
         by_id = {j.id: j for j in claimed}
-        assert by_id[ids[0]].from_start and by_id[ids[0]].runs == 2 and by_id[ids[0]].idempotency_key == "k"
+        assert by_id[ids[0]].from_start and by_id[ids[0]].runs == 2 and by_id[ids[0]].idempotency_key == ODD
         assert [type(v) for v in by_id[ids[0]].inputs["a.x"]] == [int, int, float, float, str, dict]
         assert by_id[ids[1]].node == "n1" and by_id[ids[1]].status == "running"
+        assert by_id[ids[0]].flow == ODD
     finally:
         await store.close()
 

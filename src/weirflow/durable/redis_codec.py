@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import msgpack
 import orjson
 
 from .models import (
@@ -103,8 +102,9 @@ def job_from_hash(raw: Mapping[Any, Any]) -> JobRecord:
 
 
 def job_from_packed(packed: bytes) -> JobRecord:
-    """A job from the MessagePack map of its hash a script answered (``CLAIM``)."""
-    return _job(msgpack.unpackb(packed))
+    """A job from the JSON object of its hash a script answered (``CLAIM``: ``cjson``'s text,
+    every value a string; orjson reads it in a third of msgpack's time for a MessagePack map)."""
+    return _job(orjson.loads(packed))
 
 
 def _job(h: Mapping[str, str]) -> JobRecord:
