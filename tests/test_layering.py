@@ -92,49 +92,86 @@ def test_worker_and_jobs_commands_do_not_load_the_http_stack() -> None:
     assert report["loaded"] == []
 
 
-# what a real ``weirflow worker`` process imports from its start to the end of its first job
-# (``-X importtime`` lists every module a process imports, lazy imports at run time too):
-# none of these, which only the options that use them load (``--alert-webhook``: httpx;
+# what a real ``weirflow worker`` process has imported when it exits after its first job
+# (its ``sys.modules`` at exit: lazy imports at run time count too): none of these, which
+# only the options that use them load (``--alert-webhook``: httpx;
 # ``--processes`` or a ``WEIRFLOW_*`` supervise setting: pydantic-settings and psutil;
-# ``--metrics-port``: prometheus-client and the HTTP stack). Each costs every worker start.
-WORKER_UNUSED = ("httpx", "pydantic_settings", "prometheus_client", "psutil", *HTTP_MODULES)
+# ``--metrics-port``: prometheus-client and the HTTP stack; ``--registry``: the rich tables of
+# ``weirflow nodes``; rich, which structlog would import for a traceback renderer the
+# command line does not use). Each costs every worker start.
+WORKER_UNUSED = ("httpx", "pydantic_settings", "prometheus_client", "psutil", "rich", *HTTP_MODULES)
 
 
-def imported_by(importtime_stderr: str) -> set[str]:
-    """The top-level packages a process run with ``-X importtime`` imported."""
-    return {
-        line.rpartition("|")[2].strip().split(".")[0]
-        for line in importtime_stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
+# ``weirflow worker`` as the console script runs it, writing its modules' top-level names at exit
+WORKER_MAIN = """
+import atexit, json, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted({m.split(".")[0] for m in sys.modules}))))
+from weirflow.cli.app import main
+main()
+"""
 
 
-async def _first_job_imports(url: str, err: Path) -> set[str]:
+async def _first_job_imports(url: str, out: Path) -> set[str]:
     store = open_store(url)
     await store.open()
     try:
         job_id = await store.submit(JobSpec(flow="noop", inputs={"n.input": [1]}, max_attempts=1))
-        with err.open("w") as out:
-            command = ["worker", "--store", url, "--flows", "tests.durable.flows"]
-            proc = subprocess.Popen(
-                [sys.executable, "-X", "importtime", "-m", "weirflow", *command],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=out,
-            )
+        command = ["worker", "--store", url, "--flows", "tests.durable.flows"]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER_MAIN, str(out), *command],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             record = await store.wait_finished(job_id, 60)
         finally:
             proc.terminate()
-            proc.wait(60)
-        assert record is not None and record.status == "completed", err.read_text()[-2000:]
+            _, stderr = proc.communicate(timeout=60)
+        assert record is not None and record.status == "completed", stderr[-2000:]
+        assert proc.returncode == 0, stderr[-2000:]
     finally:
         await store.close()
-    return imported_by(err.read_text())
+    return set(json.loads(out.read_text()))
+
+
+# the command line's own log lines: a traceback printed plainly (without local variables,
+# which may hold a store URL's password), whatever renderers are installed
+PLAIN_TRACEBACK = """
+import sys, structlog
+from weirflow.cli import app
+sys.argv = ["weirflow", "--version"]
+try:
+    app.main()
+except SystemExit:
+    pass
+def fails(store_url):
+    raise ValueError("bad")
+try:
+    fails("postgresql://wf:hunter2@db/wf")
+except ValueError:
+    structlog.get_logger().exception("it failed")
+"""
+
+
+def test_the_command_line_logs_tracebacks_plainly() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PLAIN_TRACEBACK],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback (most recent call last):" in done.stderr and "ValueError: bad" in done.stderr
+    assert "hunter2" not in done.stderr, done.stderr  # (rich and better-exceptions show the locals)
 
 
 def test_a_worker_process_imports_only_what_its_options_use(tmp_path: Path) -> None:
-    loaded = asyncio.run(_first_job_imports(f"sqlite:///{tmp_path / 'w.db'}", tmp_path / "stderr"))
+    loaded = asyncio.run(_first_job_imports(f"sqlite:///{tmp_path / 'w.db'}", tmp_path / "modules.json"))
     assert {"weirflow", "structlog", "sqlite3"} <= loaded  # (the check sees what it looks for)
     assert sorted(set(WORKER_UNUSED) & loaded) == []
 

@@ -8,32 +8,33 @@ bad arguments too (click's usage box is replaced by that line, naming the flag).
 
 from __future__ import annotations
 
+# isort: off
+from . import _structlog  # noqa: F401 - first: structlog imported without rich (see there)
+
+# isort: on
+
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import structlog
 import typer
-from rich.console import Console
 
 from .. import __version__
 from ..errors import FlowError, WeirflowError
 from ..flow.graph import Flow
 from ..logsetup import library_logs_to_stderr
 from ._click import clicks
-from .execute import RunInterruptedError, run_job
 from .inputs import InputError, parse_inputs
-from .jobs import jobs_app
-from .nodes import nodes_app
-from .pipelines import pipelines_app
 from .report import exit_code, to_json
-from .schedules import schedules_app
-from .serve import serve
-from .worker import worker
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 USAGE_ERROR = 2
 JOB_ERROR = 1
@@ -76,11 +77,15 @@ def _cli_errors() -> Iterator[None]:
 
 def _progress_console(enabled: bool) -> Console | None:
     if enabled and sys.stderr.isatty():
+        from rich.console import Console
+
         return Console(file=sys.stderr)
     return None
 
 
 def _run_and_print(flow: Flow, inputs: dict[str, list[Any]], timeout_s: float | None, progress: bool) -> int:
+    from .execute import RunInterruptedError, run_job
+
     try:
         document = asyncio.run(
             run_job(flow, inputs, timeout_s=timeout_s, console=_progress_console(progress))
@@ -145,19 +150,18 @@ def demo(
     raise typer.Exit(code)
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {
-    "serve": serve,
-    "worker": worker,
+#: each command -> its function, or the module (of this package) that has it, imported only
+#: when that command is built: ``weirflow worker`` loads no other command's module (``jobs``
+#: and ``nodes`` print rich tables, ``run`` shows a rich progress display)
+COMMANDS: dict[str, Callable[..., Any] | str] = {
+    "serve": ".serve",
+    "worker": ".worker",
     "run": run,
     "validate": validate,
     "demo": demo,
 }
-GROUPS: dict[str, typer.Typer] = {
-    "jobs": jobs_app,
-    "schedules": schedules_app,
-    "nodes": nodes_app,
-    "pipelines": pipelines_app,
-}
+#: each group of commands -> the module with its ``<name>_app``
+GROUPS = {"jobs": ".jobs", "schedules": ".schedules", "nodes": ".nodes", "pipelines": ".pipelines"}
 
 
 def build_app(only: str | None = None) -> typer.Typer:
@@ -175,18 +179,41 @@ def build_app(only: str | None = None) -> typer.Typer:
     built.callback()(_options)
     for name, command in COMMANDS.items():
         if only in (None, name):
+            if isinstance(command, str):
+                command = getattr(importlib.import_module(command, __package__), name)
             built.command(name)(command)
-    for name, group in GROUPS.items():
+    for name, module in GROUPS.items():
         if only in (None, name):
-            built.add_typer(group, name=name)
+            built.add_typer(getattr(importlib.import_module(module, __package__), f"{name}_app"), name=name)
     return built
 
 
-app = build_app()
+if TYPE_CHECKING:
+    app: typer.Typer  # (the whole app, built when first asked for)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _stderr_logger(*_: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
+
+
+def _plain_tracebacks() -> list[Any]:
+    """structlog's default processors, its console renderer printing tracebacks plainly: no
+    local variables (rich's and better-exceptions' renderers show them; they may hold a
+    store URL's password), as ``library_logs_to_stderr`` prints the libraries' lines."""
+    processors = list(structlog.get_config()["processors"])
+    for i, processor in enumerate(processors):
+        if isinstance(processor, structlog.dev.ConsoleRenderer):
+            processors[i] = structlog.dev.ConsoleRenderer(
+                colors=getattr(processor, "colors", True), exception_formatter=structlog.dev.plain_traceback
+            )
+    return processors
 
 
 def _urls_given() -> list[str]:
@@ -205,11 +232,11 @@ def main() -> None:
     Logs (structlog's, and the libraries' through ``logging``) go to stderr, like every
     message: stdout is for answers."""
     if not structlog.is_configured():  # (sys.stderr looked up at each line: it may be replaced)
-        structlog.configure(logger_factory=_stderr_logger)
+        structlog.configure(logger_factory=_stderr_logger, processors=_plain_tracebacks())
     library_logs_to_stderr(_urls_given())
     try:
         given = sys.argv[1] if len(sys.argv) > 1 else None
-        the_app = build_app(given) if given in COMMANDS or given in GROUPS else app
+        the_app = build_app(given if given in COMMANDS or given in GROUPS else None)
         code = the_app(prog_name="weirflow", standalone_mode=False)
     except clicks.NoArgsIsHelpError as e:  # a group given no command: its help, as usage
         if e.ctx is not None:

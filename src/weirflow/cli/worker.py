@@ -27,7 +27,6 @@ from ..redact import redact_url
 from ..supervise.defaults import DEFAULT_GRACE_S, environment_sets_any
 from .cluster_options import labels_option, pool_option, registry_option
 from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
-from .nodes import node_membership
 from .worker_metrics import metrics_keys, metrics_served
 
 GC_GEN0_ALLOCATIONS = 50_000  # the cyclic GC's young generation in a worker (Python's default: 700)
@@ -256,13 +255,17 @@ def worker(
         the_worker = Worker(
             the_store, loaded, worker_id=worker_id, exit_after_grace=True, metrics=metrics, **options
         )
-        member = node_membership(
-            registry,
-            the_worker,
-            pool=pool or queue,
-            labels=labels or [],
-            capacity=capacity or concurrency,
-        )
+        member = None
+        if registry is not None:
+            from .nodes import node_membership  # (rich tables, the cluster: only for a node)
+
+            member = node_membership(
+                registry,
+                the_worker,
+                pool=pool or queue,
+                labels=labels or [],
+                capacity=capacity or concurrency,
+            )
         names = ", ".join(f.name for f in loaded)
         banner = f"weirflow worker {the_worker.worker_id}: queue {queue!r}, flows: {names}{made}"
         served = functools.partial(metrics_served, metrics, host=metrics_host, port=metrics_port, keys=keys)
