@@ -69,6 +69,24 @@ async def test_a_refused_completion_writes_no_step_rows(store: Store) -> None:
     assert now is not None and now.status == "running" and now.worker_id == "w2"
 
 
+# (PostgreSQL refuses two rows of a step in one completion: its upsert cannot change a row twice
+# in one statement, CardinalityViolation. The worker's step buffer holds one row per step, so it
+# never sends two; left to the PostgreSQL store's owners)
+@pytest.mark.parametrize("store_url", ["memory", "sqlite", "redis"], indirect=True)
+async def test_the_last_row_of_a_step_given_wins(store: Store) -> None:
+    job_id, token = await _claimed(store)
+    rows = [
+        StepRecord(job_id, "a", 1, "running", run=token, worker="w1"),
+        StepRecord(job_id, "a", 1, "completed", run=token, progress=100.0, worker="w1"),
+        StepRecord(job_id, "b", 1, "completed", run=token, worker="w1"),
+        StepRecord(job_id, "b", 1, "running", run=token, worker="w1"),
+    ]
+    assert await store.complete("w1", [(job_id, token, {})], rows) == []
+    got = _by_step(await store.steps(job_id))
+    assert got["a"] == ("completed", None)
+    assert got["b"][0] == "interrupted"  # (its last row is running: the job ended without it)
+
+
 async def test_a_later_run_completing_a_step_interrupted_before_shows_it_completed(store: Store) -> None:
     # run 1 leaves step "a" running and gives the job back (the step is interrupted); run 2
     # completes the job with the step's row: the row read is run 2's, not the interruption

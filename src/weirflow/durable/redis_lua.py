@@ -269,18 +269,22 @@ local function interrupt(id, at, why)
   end
 end
 
--- ``STEPS`` of a job's rows ``r`` ({fields = {field...}, by = {field -> [id, run, field, json,
--- status]}}), then ``interrupt``, in fewer commands: the rows written, a finished one's
--- override dropped, and every running step (given, or written before and not finished by one
--- given) interrupted. ``first``: the job's first run (its ``runs`` is 1), which no step
--- override can be left of (``P:sx:ID`` is written only as a job leaves ``running``, and every
--- run after starts with a claim, which counts it in ``runs``): none is dropped
-local function finish_steps(id, r, at, why, first)
+-- ``STEPS`` of a job's ``rows`` ([field, json, status] each, the last of a step's winning), then
+-- ``interrupt``, in fewer commands: the rows written, a finished one's override dropped, and
+-- every running step (given, or written before and not finished by one given) interrupted.
+-- ``first``: the job's first run (its ``runs`` is 1), which no step override can be left of
+-- (``P:sx:ID`` is written only as a job leaves ``running``, and every run after starts with a
+-- claim, which counts it in ``runs``): none is dropped
+local function finish_steps(id, rows, at, why, first)
   local set, finished, running = {}, {}, {}
-  for _, f in ipairs(r.fields) do
-    local step = r.by[f]
-    set[#set+1] = f; set[#set+1] = step[4]
-    if step[5] == 'running' then running[f] = true else finished[f] = true end
+  for _, row in ipairs(rows) do
+    local f = row[1]
+    set[#set+1] = f; set[#set+1] = row[2]
+    if row[3] == 'running' then
+      running[f], finished[f] = true, nil
+    else
+      finished[f], running[f] = true, nil
+    end
   end
   many('HSET', P .. ':s:' .. id, set)
   local before = redis.call('SMEMBERS', P .. ':sr:' .. id)

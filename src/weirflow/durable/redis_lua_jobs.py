@@ -224,26 +224,14 @@ return held
 """
 
 # ARGV: prefix, worker, now, why, then a MessagePack array of [id, token, outputs,
-# dead_letters ("" none)], then one ("" none) of step rows [id, run, field, json, status] (as
-# ``STEPS`` takes them). ``rules.holds`` then ``rules.completed``; the rows of a held job's run
-# are written with its outcome (the last of a step's rows winning), those of any other job or
-# run not at all, and its running steps (those given and those written before) are
-# interrupted (``why``). Returns the refused ids.
+# dead_letters ("" none), step rows of that run ([field, json, status] each, as ``STEPS``
+# writes them)]. ``rules.holds`` then ``rules.completed``; a held job's rows are written with
+# its outcome (the last of a step's rows winning), a refused job's not at all, and its running
+# steps (those given and those written before) are interrupted (``why``). Returns the refused
+# ids.
 COMPLETE = r"""
 local worker, now, why = ARGV[2], ARGV[3], ARGV[4]
 local refused, held, byq, done, evs, ids, seen = {}, {}, {}, {}, {}, {}, {}
--- the step rows given, by job and run: {fields = {field...}, by = {field -> row}}
-local steps = {}
-if ARGV[6] and ARGV[6] ~= '' then
-  for _, step in ipairs(cmsgpack.unpack(ARGV[6])) do
-    local key = step[1] .. ':' .. step[2]
-    local r = steps[key]
-    if not r then r = {fields = {}, by = {}}; steps[key] = r end
-    local f = step[3]
-    if not r.by[f] then r.fields[#r.fields+1] = f end
-    r.by[f] = step
-  end
-end
 -- the held jobs first (one completed earlier in the batch is no longer held), then their writes
 for _, d in ipairs(cmsgpack.unpack(ARGV[5])) do
   local id, token = d[1], d[2]
@@ -280,8 +268,8 @@ for i, h in ipairs(held) do
   done[#done+1] = now; done[#done+1] = id
   evs[#evs+1] = {id, q, 'completed', '{"attempt":' .. attempt .. '}'}
   ids[#ids+1] = id
-  local r = steps[id .. ':' .. d[2]]
-  if r then finish_steps(id, r, now, why, d[2] == '1') else interrupt(id, now, why) end
+  local rows = d[5]
+  if rows and #rows > 0 then finish_steps(id, rows, now, why, d[2] == '1') else interrupt(id, now, why) end
 end
 for q, g in pairs(byq) do
   track_many(q, g.moved, 'running', 'completed')

@@ -37,7 +37,7 @@ from .models import (
     done_parts,
 )
 from .redis_admin import Change, _json, _s
-from .redis_codec import job_fields, job_from_packed, json_text, num, runkey, step_row
+from .redis_codec import job_fields, job_from_packed, json_text, num, runkey, step_field, step_text
 from .redis_schedules import RedisSchedules
 from .store import DEFAULT_MAX_STALLS, Leases
 
@@ -156,16 +156,19 @@ class RedisStore(RedisSchedules):
     ) -> list[str]:
         if not done:
             return []
+        # a job's step rows go with its completion, those of its run only (``STEPS``'s rows: a
+        # row of another job or run is not written), so the script writes them only for a job
+        # it completes
+        by_run: dict[tuple[str, int], list[list[str]]] = {}
+        for s in steps:
+            by_run.setdefault((s.job_id, s.run), []).append([step_field(s), step_text(s), s.status])
         rows = []
         for d in done:
             job_id, token, outputs, letters = done_parts(d)
             kept = "" if letters is None else json_text(letters)
-            rows.append([job_id, str(token), json_text(outputs), kept])
+            rows.append([job_id, str(token), json_text(outputs), kept, by_run.get((job_id, token), [])])
         why = rules.interrupted_why("completed", {}, worker_id)
-        # the step rows go in the same script, written only for a job it completes, of the run
-        # it completes (``STEPS``'s rows: a row of another job or run is not written)
-        packed = msgpack.packb([step_row(s) for s in steps]) if steps else ""
-        args = [worker_id, num(self.clock()), why, msgpack.packb(rows), packed]
+        args = [worker_id, num(self.clock()), why, msgpack.packb(rows)]
         return [_s(x) for x in await self._run("COMPLETE", args)]
 
     async def fail(
