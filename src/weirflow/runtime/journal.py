@@ -261,8 +261,9 @@ class Journals(Journal):
         self._checks = [j.check for j in members if overrides(j, "check")]
         self._enqueues = [j.enqueued for j in members if overrides(j, "enqueued")]
         self._starts = [j.step_started for j in members if overrides(j, "step_started")]
-        # one member records emits and has the short way: it is told directly
+        # one member records emits, or steps' ends: it is told directly
         self._one_emits = self._emits[0] if len(self._emits) == 1 else None
+        self._one_end = self._ends[0] if len(self._ends) == 1 else None
 
     def shortcuts(self, name: str) -> bool:
         if name == "emit_recorded":
@@ -326,6 +327,9 @@ class Journals(Journal):
         """Each member the short way if it takes it; the first that does not gets the step
         with its end set as the runtime sets it (status, ``final``, the time), and it and
         every later one that does not are told by ``step_completed``."""
+        one = self._one_end
+        if one is not None:  # (``False``: the runtime tells it by ``step_completed``)
+            return one.call_completed(job, step)
         ended = False
         for j in self._ends:
             if j.call_completed(job, step):
