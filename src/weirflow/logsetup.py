@@ -18,8 +18,6 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-import structlog
-
 from .redact import redact_text
 
 
@@ -37,6 +35,8 @@ class _LastResort(logging.Handler):
     may be replaced), with the passwords of ``secret_urls`` masked."""
 
     def __init__(self, secret_urls: Iterable[str]) -> None:
+        import structlog  # (here: a supervised child imports it its own way first, see _structlog)
+
         super().__init__(logging.WARNING)
         self.secret_urls = list(secret_urls)
         self.setFormatter(

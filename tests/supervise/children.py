@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from typing import Any
 
 from weirflow.errors import InvalidCommand
@@ -38,7 +39,11 @@ async def echo_main(channel: Channel, arg: Any) -> int:
     async def ignore_term(body: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+    async def modules(body: Any) -> list[str]:
+        return sorted({name.split(".")[0] for name in sys.modules})
+
     channel.handle("ignore_term", ignore_term)
+    channel.handle("modules", modules)
     for name, fn in (("echo", echo), ("sleep", sleep), ("fail", fail), ("alloc", alloc), ("exit", leave)):
         channel.handle(name, fn)
     channel.on_notification("ping", lambda body: asyncio.ensure_future(channel.notify("pong", body)))

@@ -33,6 +33,14 @@ async def test_start_reports_ready_and_answers(child: ChildProcess) -> None:
     assert await child.request("echo", [1, "a"], timeout_s=5) == [1, "a"]
 
 
+async def test_a_child_imports_structlog_without_rich(child: ChildProcess) -> None:
+    """structlog would import rich's console, traceback and pretty modules (with attrs and
+    pygments) for a renderer a supervised child does not use: a sixth of a worker child's
+    start (``weirflow._structlog``)."""
+    modules = await child.request("modules", None, timeout_s=5)
+    assert "structlog" in modules and "rich" not in modules
+
+
 async def test_answers_are_matched_by_request_id_never_by_order(child: ChildProcess) -> None:
     slow = asyncio.ensure_future(child.request("sleep", 0.3, timeout_s=5))
     fast = [asyncio.ensure_future(child.request("echo", i, timeout_s=5)) for i in range(20)]

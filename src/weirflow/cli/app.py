@@ -9,7 +9,7 @@ bad arguments too (click's usage box is replaced by that line, naming the flag).
 from __future__ import annotations
 
 # isort: off
-from . import _structlog  # noqa: F401 - first: structlog imported without rich (see there)
+from .._structlog import configure_plainly  # first: structlog imported without rich (see there)
 
 # isort: on
 
@@ -203,19 +203,6 @@ def _stderr_logger(*_: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
-def _plain_tracebacks() -> list[Any]:
-    """structlog's default processors, its console renderer printing tracebacks plainly: no
-    local variables (rich's and better-exceptions' renderers show them; they may hold a
-    store URL's password), as ``library_logs_to_stderr`` prints the libraries' lines."""
-    processors = list(structlog.get_config()["processors"])
-    for i, processor in enumerate(processors):
-        if isinstance(processor, structlog.dev.ConsoleRenderer):
-            processors[i] = structlog.dev.ConsoleRenderer(
-                colors=getattr(processor, "colors", True), exception_formatter=structlog.dev.plain_traceback
-            )
-    return processors
-
-
 def _urls_given() -> list[str]:
     """The URLs of the command line and of the environment's settings (a store's, a
     registry's): their passwords are masked in the libraries' log lines."""
@@ -231,8 +218,7 @@ def main() -> None:
     ``error:`` line (naming the flag) and exit 2, and Ctrl-C outside a job is exit 130.
     Logs (structlog's, and the libraries' through ``logging``) go to stderr, like every
     message: stdout is for answers."""
-    if not structlog.is_configured():  # (sys.stderr looked up at each line: it may be replaced)
-        structlog.configure(logger_factory=_stderr_logger, processors=_plain_tracebacks())
+    configure_plainly(logger_factory=_stderr_logger)  # (sys.stderr looked up at each line)
     library_logs_to_stderr(_urls_given())
     try:
         given = sys.argv[1] if len(sys.argv) > 1 else None

@@ -140,6 +140,9 @@ def child_entry(conn: Connection, entry: str, arg: Any, max_frame_bytes: int) ->
     """The target of a supervised process (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    from .._structlog import configure_plainly  # (first: structlog without rich, see there)
+
+    configure_plainly()
     library_logs_to_stderr()  # (a spawned child: the parent's logging setup is not inherited)
     code = asyncio.run(_child_main(conn, entry, arg, max_frame_bytes))
     sys.stdout.flush()
