@@ -101,6 +101,23 @@ BAD = [
     (["jobs", "show"], "Missing argument 'ID'"),
     (["jobs", "wait"], "Missing argument 'ID'"),
     (["jobs", "list", "--limit", "0"], "Invalid value for '--limit'"),
+    # click's float type takes nan and the infinities: none of them is a setting (a lease of
+    # inf is never renewed and never expires; a wait of inf overflowed the exit timer)
+    *[
+        (
+            ["worker", "--flows", "examples", "--store", "memory://", flag, value],
+            f"Invalid value for '{flag}'",
+        )
+        for flag in ("--lease", "--keep-completed", "--keep-failed", "--alert-running-over", "--alert-window")
+        for value in ("inf", "nan")
+    ],
+    *[
+        (["worker", "--flows", "examples", "--store", "memory://", flag, "-1"], f"Invalid value for '{flag}'")
+        for flag in ("--keep-completed", "--keep-completed-count", "--keep-failed", "--alert-running-over")
+    ],
+    (["jobs", "wait", "0" * 32, "--store", "memory://", "--timeout", "inf"], "--timeout inf: expected"),
+    (["jobs", "wait", "0" * 32, "--store", "memory://", "--timeout", "1e308"], "--timeout 1e+308: expected"),
+    (["jobs", "wait", "0" * 32, "--store", "memory://", "--timeout", "nan"], "--timeout nan: expected"),
     (["jobs", "submit"], "Missing argument"),
 ]
 

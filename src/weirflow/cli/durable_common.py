@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,15 @@ StoreOption = Annotated[
         "postgresql://user@host:port/db or redis://[:password@]host:port/db.",
     ),
 ]
+
+
+def finite(value: float | None) -> float | None:
+    """A typer callback for a number option: click's float type takes ``nan`` and the
+    infinities, which no setting here means (a lease of ``inf`` is never renewed and never
+    expires: a dead worker's job would never be taken over)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -55,6 +55,9 @@ jobs_app = typer.Typer(
 WAIT_ANSWER_MARGIN_S = 1.0
 #: past that margin, what the command gives the store's driver to stop before it exits anyway
 EXIT_GRACE_S = 0.5
+#: the longest --timeout (a year): a longer one (or ``inf``) overflows the timers that end
+#: the command (``threading.TIMEOUT_MAX``, the platform's ``time_t``)
+MAX_WAIT_S = 365 * 86400.0
 
 
 def _exit_at(at: float, message: str) -> threading.Timer:
@@ -368,8 +371,11 @@ def wait(
         return record, await s.steps(job_id)
 
     with cli_errors():
-        if timeout is not None and not timeout >= 0:
-            raise InputError(f"--timeout {timeout:g}: expected a number of seconds >= 0")
+        if timeout is not None and not 0 <= timeout <= MAX_WAIT_S:
+            raise InputError(
+                f"--timeout {timeout:g}: expected a number of seconds from 0 to {MAX_WAIT_S:g} "
+                "(leave it out to wait for ever)"
+            )
         # (a driver can take many seconds to give up on a cancelled call, and to close its
         # pool: psycopg on a stopped PostgreSQL, 11 s and 5 s; this read-only command then
         # ends anyway, as it said it would)

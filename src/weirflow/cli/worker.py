@@ -26,7 +26,7 @@ from ..errors import StoreError, StoreOpenError
 from ..redact import redact_url
 from ..supervise.defaults import DEFAULT_GRACE_S, environment_sets_any
 from .cluster_options import labels_option, pool_option, registry_option
-from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, load
+from .durable_common import DEFAULT_STORE, StoreOption, cli_errors, finite, load
 from .worker_metrics import metrics_keys, metrics_served
 
 GC_GEN0_ALLOCATIONS = 50_000  # the cyclic GC's young generation in a worker (Python's default: 700)
@@ -69,7 +69,7 @@ def worker(
         typer.Option("--rate", metavar="N/WINDOW", help="Queue-wide claim rate, e.g. 5/1s, 100/m."),
     ] = None,
     lease: Annotated[
-        float, typer.Option("--lease", metavar="S", min=0.1, help="Lease of a claimed job.")
+        float, typer.Option("--lease", metavar="S", min=0.1, callback=finite, help="Lease of a claimed job.")
     ] = 30.0,
     worker_id: Annotated[
         str | None,
@@ -87,18 +87,33 @@ def worker(
     ] = DEFAULT_MAX_STALLS,
     keep_completed: Annotated[
         float | None,
-        typer.Option("--keep-completed", metavar="S", help="Delete completed jobs older than S."),
+        typer.Option(
+            "--keep-completed",
+            metavar="S",
+            min=0,
+            callback=finite,
+            help="Delete completed jobs older than S.",
+        ),
     ] = None,
     keep_completed_count: Annotated[
         int | None,
-        typer.Option("--keep-completed-count", metavar="N", help="Keep the newest N completed jobs."),
+        typer.Option("--keep-completed-count", metavar="N", min=0, help="Keep the newest N completed jobs."),
     ] = None,
     keep_failed: Annotated[
         float | None,
-        typer.Option("--keep-failed", metavar="S", help="Delete failed/cancelled jobs older than S."),
+        typer.Option(
+            "--keep-failed",
+            metavar="S",
+            min=0,
+            callback=finite,
+            help="Delete failed/cancelled jobs older than S.",
+        ),
     ] = None,
     alert_running_over: Annotated[
-        float | None, typer.Option("--alert-running-over", metavar="S", help="Alert on jobs running longer.")
+        float | None,
+        typer.Option(
+            "--alert-running-over", metavar="S", min=0, callback=finite, help="Alert on jobs running longer."
+        ),
     ] = None,
     alert_failure_rate: Annotated[
         float | None,
@@ -110,7 +125,9 @@ def worker(
             help="Alert above this failure share (0..1).",
         ),
     ] = None,
-    alert_window: Annotated[float, typer.Option("--alert-window", metavar="S", min=0.001)] = 300.0,
+    alert_window: Annotated[
+        float, typer.Option("--alert-window", metavar="S", min=0.001, callback=finite)
+    ] = 300.0,
     alert_webhook: Annotated[
         str | None,
         typer.Option("--alert-webhook", metavar="URL", callback=_http_url, help="POST alerts to this URL."),

@@ -8,6 +8,7 @@ attempt; a queue's failure rate at most once per window.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +36,18 @@ class AlertRules:
     failure_min_jobs: int = 5
     webhook_url: str | None = None
     webhook_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        def seconds(name: str, value: float | None, low: float) -> None:
+            if value is not None and not (math.isfinite(value) and value >= low):
+                raise ValueError(f"{name} must be a finite number >= {low:g}, not {value!r}")
+
+        seconds("long_running_s", self.long_running_s, 0)
+        seconds("failure_window_s", self.failure_window_s, 0.001)
+        seconds("webhook_timeout_s", self.webhook_timeout_s, 0.001)
+        rate = self.failure_rate
+        if rate is not None and not 0 <= rate <= 1:  # (nan: not in range either)
+            raise ValueError(f"failure_rate must be from 0 to 1, not {rate!r}")
 
 
 class Alerts:

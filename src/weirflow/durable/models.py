@@ -393,6 +393,14 @@ class Retention:
     keep_completed_count: int | None = None
     keep_failed_s: float | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("keep_completed_s", "keep_failed_s"):
+            value = getattr(self, name)  # (nan compares false with every age: nothing deleted)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0 (or None), not {value!r}")
+        if self.keep_completed_count is not None and self.keep_completed_count < 0:
+            raise ValueError(f"keep_completed_count must be >= 0 (or None), not {self.keep_completed_count}")
+
 
 @dataclass(frozen=True, slots=True)
 class QueueCounts:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 import time
@@ -82,6 +83,8 @@ class WorkerCore:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if not (math.isfinite(lease_s) and lease_s > 0):  # (inf: never renewed, never expires)
+            raise ValueError(f"lease_s must be a finite number of seconds > 0, not {lease_s!r}")
         if node_capacity is not None and node_capacity < 1:
             raise ValueError("node_capacity must be >= 1")
         self._owns_store = isinstance(store, str)
