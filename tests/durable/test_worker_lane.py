@@ -97,6 +97,21 @@ class FailsJob(wf.Routine):
         raise RuntimeError("the job cannot go on")
 
 
+class Mutates(wf.Routine):
+    """Changes an item it emitted (not the last) into one the journal cannot record: the
+    step's record, which encodes it again, fails the job."""
+
+    item = wf.Slot()
+    out = wf.Event()
+
+    @item.handler
+    async def run(self, item: Any, ctx: wf.Context) -> None:
+        first: dict[str, Any] = {"n": item}
+        await ctx.emit(self.out, first)
+        await ctx.emit(self.out, {"n": item + 1})
+        first["n"] = math.nan
+
+
 class Waits(wf.Routine):
     """Waits to be let go (the test cancels or times the job out meanwhile)."""
 
@@ -125,6 +140,7 @@ FLOWS = [
     _flow("broken", BrokenCtx()),
     _flow("fails_job", FailsJob()),
     _flow("waits", Waits()),
+    _flow("mutates", Mutates()),
 ]
 
 
@@ -185,6 +201,14 @@ class Recorder(Journal):
     def step_completed(self, job: Any, step: Step) -> None:
         self.calls.append(("step_completed", self._step(step)))
         self.inner.step_completed(job, step)
+
+    def step_completed_ending(self, job: Any, step: Step, status: Any) -> None:
+        # (the lane's one call for its last step's end and the job's: recorded as the two it
+        # stands for, and passed on as one, so the worker's journals take their short way)
+        self.calls.append(("step_completed", self._step(step)))
+        self.inner.step_completed_ending(job, step, status)
+        if not job.finished:  # (else a record the journal could not make failed the job)
+            self.calls.append(("job_ending", status, None))
 
     def dead_lettered(self, job: Any, letter: Any, *, from_queue: bool) -> None:
         self.calls.append(
@@ -317,6 +341,7 @@ CASES = [
     pytest.param("broken", "nan", {}, id="unstorable-emit"),
     pytest.param("fails_job", 1, {}, id="fail-job"),
     pytest.param("waits", None, {"timeout_s": 0.5}, id="job-timeout"),
+    pytest.param("mutates", 1, {}, id="emitted-item-changed-after"),
 ]
 
 

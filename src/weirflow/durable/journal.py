@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
-from ..errors import JobError, StoreRefusedError, UnstorableError
+from ..errors import StoreRefusedError, UnstorableError
 from ..runtime import records
 from ..runtime.journal import INPUT, Journal, Step
 from ..runtime.records import Codec, Record
 from ..runtime.results import JobStatus
 from ..storable import INT_END, INT_MIN
+from .journal_decode import decoded as decoded
 from .journal_runs import StepRun
 from .journal_store import JournalStore
 
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from ..runtime.results import DeadLetter, JobResult
 
 log = structlog.get_logger("weirflow.durable")
+_SCALARS = frozenset({int, str, float, bool, type(None)})  # (never change after their emit)
+_END: tuple[Any, ...] = (JobStatus.COMPLETED, "completed", True, None, {}, False)  # (a plain one)
 
 DEFAULT_MAX_BATCH = 2000
 DEFAULT_MAX_DELAY_S = 0.02
@@ -128,6 +131,7 @@ class DurableJournal(Journal):
         self._pending_job = ""
         self._pending_enq: list[tuple[bytes, int, bytes | int]] = []  # (an int item as it is)
         self.error: BaseException | None = None
+        self._unmade: dict[str, int] = {}  # by job: records not made (step_completed_ending)
         self.committed = 0  # records written to the store
         self.dropped = 0  # records of completed jobs that never needed writing
 
@@ -322,6 +326,19 @@ class DurableJournal(Journal):
         ):
             return
         self._step_line(job, step, self._pending_enq if step is self._pending else None)
+
+    def step_completed_ending(self, job: Job, step: Step, status: JobStatus) -> None:
+        """Not made (``job_finished_now`` drops them in this frame), unless that could fail the
+        job: a state, an emitted item (not a scalar) other than the one ``check`` encoded last."""
+        out, checked = step.emitted, self._checked
+        one = len(out) == 1 and (type(out[0][1]) in _SCALARS or (checked and checked[0] is out[0][1]))
+        plain = (status, step.status, step.final, step.error, step.state, step.on_end) == _END
+        if (one or not out) and plain and self.drop_completed:
+            self._unmade[job.id] = 2  # (to be dropped: only a completed job's end comes here)
+            return
+        self.step_completed(job, step)
+        if not job.finished:  # (``job.fail`` told the end: a record it could not make)
+            self.job_ending(job, status, None)
 
     def call_completed(self, job: Job, step: Step) -> bool:
         """A whole step that took one item, emitted at most one (to one slot, its first
@@ -562,7 +579,7 @@ class DurableJournal(Journal):
         outcome awaits ``flush()`` first (the worker does), so many jobs share one
         transaction."""
         if result.status is JobStatus.COMPLETED and self.drop_completed:
-            self.dropped += self._drop(job.id)
+            self.dropped += self._drop(job.id) + self._unmade.pop(job.id, 0)
         elif self._count and self._timer is None:
             self._flush_soon(now=True)
 
@@ -581,18 +598,3 @@ class DurableJournal(Journal):
         leases meanwhile: review s19 F)."""
         rows = await self.store.read_journal(job_id)
         return await asyncio.to_thread(decoded, job_id, rows) if rows else []
-
-
-def decoded(job_id: str, rows: Sequence[str]) -> list[Record]:
-    """A job's journal ``rows`` as the store holds them, decoded into ``LogJournal`` records."""
-    out: list[Record] = []
-    for row in rows:
-        for line in row.split("\n"):
-            try:
-                records.decode(line, out)
-            except records.UnknownRecordError:  # not retried: the job fails with this
-                raise JobError(
-                    f"job {job_id}: its journal holds a record this weirflow cannot read "
-                    f"({line[:60]}); was it written by a newer version?"
-                ) from None
-    return out

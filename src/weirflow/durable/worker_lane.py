@@ -333,12 +333,15 @@ class LaneJob:
         elif calling is None and self.result is None:
             self._close()
 
-    def _finish(self, status: JobStatus, error: str | None, reason: str | None) -> None:
+    def _finish(
+        self, status: JobStatus, error: str | None, reason: str | None, *, told: bool = False
+    ) -> None:
         self.finished = True
         self.end_reason = reason
         self.error = error
         self.status = status
-        self.journal.job_ending(self._as_job, status, error)
+        if not told:  # (``told``: by ``step_completed_ending``)
+            self.journal.job_ending(self._as_job, status, error)
 
     async def _call(self) -> None:
         """``RoutineRunner.run`` for the one item: wait for the journal, then ``_call_fast``
@@ -388,7 +391,12 @@ class LaneJob:
                 if error is None:
                     self.taken = False
                     self.processed += 1
-                    self._step_done(step, ctx, None, final=True)
+                    if self.finished:
+                        self._step_done(step, ctx, None, final=True)
+                    else:  # the job completes with it, in this frame (``run``): both told at once
+                        self._step_done(step, ctx, None, final=True, ending=True)
+                        if not self.finished:  # (a record the journal could not make fails it)
+                            self._finish(JobStatus.COMPLETED, None, None, told=True)
                     return
                 self.failures += 1
                 delay = _retry_delay(lane.policy, error, attempt)
@@ -422,7 +430,11 @@ class LaneJob:
             self.taken = False
             self.letters.add(self.lane.path, self.item, self.end_reason or "job_cancelled", None)
 
-    def _step_done(self, step: Step, ctx: Context, error: str | None, final: bool) -> None:
+    def _step_done(
+        self, step: Step, ctx: Context, error: str | None, final: bool, ending: bool = False
+    ) -> None:
+        """The step's end to the journals; ``ending``: with the job's end (completed), which
+        the caller makes next, in this frame (``Journal.step_completed_ending``)."""
         step.status = "failed" if error else "completed"
         step.error = error
         step.final = final
@@ -430,7 +442,10 @@ class LaneJob:
         step.state = dict(state) if state else {}
         step.completed_at = time.time()
         ctx.step = None
-        self.journal.step_completed(self._as_job, step)
+        if ending:
+            self.journal.step_completed_ending(self._as_job, step, JobStatus.COMPLETED)
+        else:
+            self.journal.step_completed(self._as_job, step)
 
     def _close(self) -> None:
         """``Job._close_now`` / ``_close_out``: dead-letter the item if it still waits in its

@@ -167,6 +167,18 @@ class Journal:
         """An attempt ended: ``status`` is ``completed`` or ``failed``; ``state`` is a shallow
         copy of the routine's state (values are live: serialise before returning)."""
 
+    def step_completed_ending(self, job: Job, step: Step, status: JobStatus) -> None:
+        """``step_completed(job, step)`` then ``job_ending(job, status, None)``, in one call, by
+        a caller that closes the job with that status in the same frame: ``job_finished_now``
+        follows with nothing awaited and nothing else recorded in between (the durable
+        worker's lane, ``durable.worker_lane``). This default makes the two calls, the second
+        unless recording the step ended the job (a record a journal could not make fails
+        it, and its end is told then); a journal that drops a completed job's records at its
+        end may skip making them."""
+        self.step_completed(job, step)
+        if not job.finished:
+            self.job_ending(job, status, None)
+
     def call_completed(self, job: Job, step: Step) -> bool:
         """``step_completed`` for the common case, when this journal has a shorter way to
         record it: ``step`` (the first attempt of one call that took one item, made in a
@@ -341,6 +353,10 @@ class Journals(Journal):
                 ended = True
             j.step_completed(job, step)
         return True
+
+    def step_completed_ending(self, job: Job, step: Step, status: JobStatus) -> None:
+        for j in self.journals:
+            j.step_completed_ending(job, step, status)
 
     def dead_lettered(self, job: Job, letter: DeadLetter, *, from_queue: bool) -> None:
         for j in self.journals:
