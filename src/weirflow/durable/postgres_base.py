@@ -130,7 +130,11 @@ _WRITE_STEPS = (
     f"INSERT INTO wf_steps ({', '.join(STEP_COLUMNS)})"
     f" SELECT {', '.join(f'u.{c}' for c in STEP_COLUMNS)} FROM {STEPS_JSON}{STEPS_UPSERT}"
 )
-_JOB_COLS_J = ", ".join(f"j.{c}" for c in JOB_SELECT.split(", "))
+# (a claim's select list: the backoff as text, which ``backoff_from`` keeps its ``Backoff``
+# by, with no JSON read per claimed job)
+_JOB_COLS_J = ", ".join(
+    "j.backoff::text AS backoff" if c == "backoff" else f"j.{c}" for c in JOB_SELECT.split(", ")
+)
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -32,14 +32,25 @@ MUTABLE = (
 _JSON = ("outputs", "dead_letters")
 
 
+_INPUTS, _OUTPUTS, _LETTERS, _BACKOFF, _FROM_START = (
+    JOB_COLUMNS.index(c) for c in ("inputs", "outputs", "dead_letters", "backoff", "from_start")
+)
+
+
 def job_from_row(row: Sequence[Any]) -> JobRecord:
-    d = dict(zip(JOB_COLUMNS, row, strict=True))
-    d["inputs"] = from_json(d["inputs"])
-    d["outputs"] = from_json(d["outputs"])
-    d["dead_letters"] = from_json(d["dead_letters"])
-    d["backoff"] = backoff_from(d["backoff"])
-    d["from_start"] = bool(d["from_start"])
-    return JobRecord(**d)
+    """A ``JobRecord`` from a row of ``JOB_COLUMNS`` (its fields, in order: passed by
+    position, a claim reads one per job)."""
+    if len(row) != len(JOB_COLUMNS):
+        raise ValueError(f"a job row has {len(JOB_COLUMNS)} columns, not {len(row)}")
+    r = list(row)
+    r[_INPUTS] = from_json(r[_INPUTS])
+    if r[_OUTPUTS] is not None:
+        r[_OUTPUTS] = from_json(r[_OUTPUTS])
+    if r[_LETTERS] is not None:
+        r[_LETTERS] = from_json(r[_LETTERS])
+    r[_BACKOFF] = backoff_from(r[_BACKOFF])
+    r[_FROM_START] = bool(r[_FROM_START])
+    return JobRecord(*r)
 
 
 def step_from_row(row: Sequence[Any]) -> StepRecord:
