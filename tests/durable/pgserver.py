@@ -121,13 +121,18 @@ class PgServer:
         never answered; with ``backends``, every open connection's backend too), SIGCONT after."""
         postmaster = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
         processes = [postmaster, *(postmaster.children(recursive=True) if backends else [])]
-        for process in processes:
-            process.suspend()
+        # (a backend may end between the listing and its signal, or be a zombie already:
+        # one that is gone needs neither; the postmaster itself must be there)
+        postmaster.suspend()
+        for process in processes[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.suspend()
         try:
             yield
         finally:
             for process in processes:
-                process.resume()
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.resume()
 
     def url(self, db: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
