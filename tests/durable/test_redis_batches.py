@@ -268,6 +268,34 @@ async def test_a_claimed_job_is_the_job_the_store_holds_after_the_claim(redis_ur
         await store.close()
 
 
+async def test_a_claimed_jobs_numbers_past_14_digits_come_back_exact(redis_url: str) -> None:
+    """Redis's cjson writes a Lua number with ``%.14g``: the claim's answer carries every
+    number of a job as text (the hash's own strings, the script's ``int`` formatting), so none
+    of them loses a digit — integers past 10**14 and 2**53 (priority, max_attempts, a node's
+    capacity), a float of 17 significant digits (timeout; the claim's times equal the held ones)."""
+    store = _store(redis_url)
+    await store.open()
+    try:
+        big = 2**62 + 1
+        spec = JobSpec(
+            "g",
+            {},
+            priority=big,
+            max_attempts=10**15 + 3,
+            timeout_s=123456789.12345679,
+            node="n1",
+            node_capacity=10**17 + 7,
+        )
+        ((job_id, _),) = await store.submit_many([spec])
+        (job,) = (await store.claim("default", "w", limit=1, lease_s=30.123456789012345, node="n1")).jobs
+        assert job.priority == big and job.max_attempts == 10**15 + 3
+        assert job.timeout_s == 123456789.12345679
+        held = await store.get(job_id)
+        assert held is not None and job == held
+    finally:
+        await store.close()
+
+
 async def test_completed_outputs_come_back_as_written(redis_url: str) -> None:
     """Outputs of a completion batch read back equal and of the same types: non-finite floats
     (the json module's ``NaN``, ``Infinity``), ``None``, integers at the edges of 64 bits and
